@@ -1,0 +1,114 @@
+/* What the repository's .c files share and nobody else sees: the VsRepo
+ * structure, the small POSIX helpers every durable write goes through (write
+ * all, fsync a directory, rename without replacing, temp names that two hosts
+ * cannot collide on), chunk checking as verify needs it (a verdict rather than a
+ * GError), and manifest validation, which commit and parse apply alike. */
+#pragma once
+
+#include "vs-repo.h"
+
+#include <sys/types.h>
+
+#define REPO_MARKER "virtsnap-repo.json"
+#define REPO_MARKER_FORMAT "virtsnap-repository"
+#define MANIFEST_FORMAT "virtsnap-manifest"
+/* Chunk sizes are powers of two in this range: small enough to dedup well, and
+ * at most what a single NBD request carries. */
+#define REPO_MIN_CHUNK_SIZE (4u * 1024)
+#define REPO_MAX_CHUNK_SIZE (16u * 1024 * 1024)
+#define REPO_ZSTD_LEVEL 3
+
+struct _VsRepo {
+    char *path;
+    char *chunks_dir;
+    char *backups_dir;
+    char *tmp_dir;
+    uint32_t chunk_size;
+    bool writable;
+    VsDigest zero_digest;      /* of chunk_size zero bytes */
+
+    GMutex lock;               /* guards everything below */
+    GPtrArray *cctx_pool;      /* ZSTD_CCtx*, reused across put_chunk calls */
+    GPtrArray *dctx_pool;      /* ZSTD_DCtx* */
+    uint8_t dir_known[256];    /* fan-out dir exists (we made or saw it) */
+    uint8_t dir_dirty[256];    /* a chunk this repo relies on was put there since the last commit */
+    int lock_fd;               /* REPO/lock while vs_repo_lock_shared holds it, else -1 */
+};
+
+typedef enum {
+    CHUNK_OK,
+    CHUNK_MISSING,
+    CHUNK_CORRUPT,
+    CHUNK_UNREADABLE,          /* an I/O error: neither proven good nor bad */
+} ChunkVerdict;
+
+/* Reads and checks one chunk. On CHUNK_OK returns the plain data in *DATA (when
+ * DATA is not NULL) and its length in *LEN; otherwise *DETAIL says why. */
+ChunkVerdict repo_check_chunk(VsRepo *repo, const VsDigest *digest, void **data, size_t *len,
+                              char **detail);
+
+char *repo_chunk_path(const VsRepo *repo, const VsDigest *digest);
+bool repo_chunk_size_valid(uint64_t n);
+
+/* errno-returning helpers: 0 on success. */
+int repo_write_all(int fd, const void *buf, size_t len);
+int repo_pwrite_all(int fd, const void *buf, size_t len, off_t offset);
+int repo_fsync_dir(const char *dir);
+/* Renames OLD to NEW unless NEW exists (EEXIST); falls back to link+unlink on
+ * filesystems without RENAME_NOREPLACE. */
+int repo_rename_noreplace(const char *oldpath, const char *newpath);
+/* Writes DATA to a fresh temp file in DIR, fsyncs it and returns its name; on
+ * failure nothing is left behind and the errno is returned. */
+int repo_write_temp(const char *dir, const char *kind, const void *data, size_t len,
+                    char **tmp_path);
+void repo_random_hex(char *out, size_t nhex);   /* NHEX chars + NUL */
+
+/* Ids in backups/ as sorted, or NULL with an error. */
+char **repo_list_ids(VsRepo *repo, GError **error);
+/* A full id, unique prefix or "latest" to one existing id. */
+char *repo_resolve_id(VsRepo *repo, const char *id, GError **error);
+/* Loads backups/ID.json exactly (no prefix matching). */
+VsManifest *repo_load_manifest_exact(VsRepo *repo, const char *id, GError **error);
+
+/* Structural checks of a manifest, the same after parsing and before commit;
+ * errors start with WHERE ("manifest: FILE"). */
+bool manifest_validate(const VsManifest *m, const char *where, GError **error);
+bool repo_id_valid(const char *id);
+
+/* Holds the repository lock of FD in MODE (LOCK_SH, LOCK_EX) without blocking. */
+int repo_open_lock_file(VsRepo *repo, GError **error);
+
+/* fsyncs the fan-out directories chunks were put into since the last call, so
+ * that a manifest is never more durable than the chunks it names. */
+bool repo_sync_dirty_dirs(VsRepo *repo, GError **error);
+
+/* ------------------------------------------------------------------------- */
+/* Strict JSON reading (repo-json.c), for the marker and manifests: every field
+ * present with its exact type, no unknown members, errors naming WHERE (the
+ * operation and file) and the field's path ("domains[0].disks[1].format"). */
+
+#include <json-glib/json-glib.h>
+
+typedef struct {
+    const char *where;
+    GError **error;
+} JsonCheck;
+
+void jc_fail(JsonCheck *c, VsErrorCode code, const char *path, const char *name,
+             const char *fmt, ...) G_GNUC_PRINTF(5, 6);
+JsonObject *jc_root_object(JsonCheck *c, JsonParser *parser);
+bool jc_members(JsonCheck *c, JsonObject *o, const char *path, const char *const *allowed);
+bool jc_string(JsonCheck *c, JsonObject *o, const char *path, const char *name, bool nullable,
+               char **out);
+bool jc_uint(JsonCheck *c, JsonObject *o, const char *path, const char *name, uint64_t *out);
+/* null is -1 (not frozen), else a non-negative integer */
+bool jc_ms(JsonCheck *c, JsonObject *o, const char *path, const char *name, int64_t *out);
+/* an ISO 8601 string with a time zone, to unix microseconds */
+bool jc_time(JsonCheck *c, JsonObject *o, const char *path, const char *name, int64_t *out);
+/* a format version: refuses (VS_ERROR_UNSUPPORTED) one newer than ours */
+bool jc_version(JsonCheck *c, JsonObject *o, const char *path, const char *name, uint64_t *out);
+JsonArray *jc_array(JsonCheck *c, JsonObject *o, const char *path, const char *name);
+JsonObject *jc_element_object(JsonCheck *c, JsonArray *a, const char *path, guint i);
+
+/* unix microseconds as 2026-11-23T14:16:00.123456Z */
+char *repo_time_to_iso(int64_t us);

@@ -1,0 +1,938 @@
+/* The repository's storage layer: opening (and on request initialising) the
+ * directory, content-addressed chunks in and out, and the shared lock that keeps
+ * garbage collection away from running backups. Every file that appears in the
+ * repository is written whole to REPO/tmp first, fsynced, then renamed into place,
+ * so a reader, a concurrent writer or a crash only ever sees complete files; a
+ * failed write (a full disk above all) removes its temp file and leaves nothing.
+ * The layout is documented in docs/repository-format.md, which is the contract:
+ * change one, change the other. */
+#include "config.h"
+#include "repo-internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+#include <zstd.h>
+
+/* How long vs_repo_lock_shared waits for a running gc before giving up. */
+#define LOCK_WAIT_US (10 * G_USEC_PER_SEC)
+
+/* ------------------------------------------------------------------------- */
+/* Digests                                                                   */
+
+void
+vs_digest_to_hex(const VsDigest *d, char out[VS_DIGEST_HEX_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < sizeof(d->bytes); i++) {
+        out[2 * i] = hex[d->bytes[i] >> 4];
+        out[2 * i + 1] = hex[d->bytes[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+static int
+hex_nibble(char c)
+{
+    /* Lowercase only: digests name files, and a file system that distinguishes
+     * case would otherwise see two names for one chunk. */
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+bool
+vs_digest_from_hex(const char *hex, VsDigest *out)
+{
+    VsDigest d;
+
+    if (!hex || strnlen(hex, VS_DIGEST_HEX_LEN) != VS_DIGEST_HEX_LEN - 1)
+        return false;
+    for (size_t i = 0; i < sizeof(d.bytes); i++) {
+        int hi = hex_nibble(hex[2 * i]), lo = hex_nibble(hex[2 * i + 1]);
+
+        if (hi < 0 || lo < 0)
+            return false;
+        d.bytes[i] = (uint8_t)(hi << 4 | lo);
+    }
+    *out = d;
+    return true;
+}
+
+void
+vs_digest_compute(const void *data, size_t len, VsDigest *out)
+{
+    unsigned int n = 0;
+
+    /* Only an allocation failure inside OpenSSL gets here; like g_malloc we
+     * do not pretend to recover from that. */
+    if (!EVP_Digest(data, len, out->bytes, &n, EVP_sha256(), NULL) || n != sizeof(out->bytes))
+        g_error("repo: OpenSSL SHA-256 failed");
+}
+
+bool
+vs_buffer_is_zero(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    size_t head = MIN(len, 16);
+
+    for (size_t i = 0; i < head; i++)
+        if (p[i])
+            return false;
+    /* The first 16 bytes are zero, so the buffer is zero iff it equals itself
+     * shifted by 16: memcmp runs at memory speed, a byte loop does not. */
+    return len <= 16 || memcmp(p, p + 16, len - 16) == 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Small POSIX helpers                                                       */
+
+void
+repo_random_hex(char *out, size_t nhex)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t buf[32];
+    size_t nbytes = (nhex + 1) / 2;
+
+    g_assert(nbytes <= sizeof(buf));
+    /* getrandom rather than GRand: a forked child inherits GRand's state, and
+     * two processes writing one repository must not pick the same names. */
+    if (getrandom(buf, nbytes, 0) != (ssize_t)nbytes)
+        for (size_t i = 0; i < nbytes; i++)
+            buf[i] = (uint8_t)g_random_int();
+    for (size_t i = 0; i < nhex; i++)
+        out[i] = hex[i % 2 ? buf[i / 2] & 15 : buf[i / 2] >> 4];
+    out[nhex] = '\0';
+}
+
+int
+repo_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (n == 0)
+            return EIO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int
+repo_pwrite_all(int fd, const void *buf, size_t len, off_t offset)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, offset);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (n == 0)
+            return EIO;
+        p += n;
+        len -= (size_t)n;
+        offset += n;
+    }
+    return 0;
+}
+
+int
+repo_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int err = 0;
+
+    if (fd < 0)
+        return errno;
+    if (fsync(fd) < 0)
+        err = errno;
+    close(fd);
+    /* Some file systems cannot fsync a directory; their renames are as
+     * durable as they are going to get. */
+    return err == EINVAL ? 0 : err;
+}
+
+int
+repo_rename_noreplace(const char *oldpath, const char *newpath)
+{
+    struct stat st;
+    int err;
+
+    if (renameat2(AT_FDCWD, oldpath, AT_FDCWD, newpath, RENAME_NOREPLACE) == 0)
+        return 0;
+    err = errno;
+    if (err != EINVAL && err != ENOSYS && err != EOPNOTSUPP)
+        return err;
+    /* NFS and some FUSE file systems lack RENAME_NOREPLACE; link() refuses an
+     * existing name just as atomically. */
+    if (link(oldpath, newpath) == 0) {
+        unlink(oldpath);
+        return 0;
+    }
+    err = errno;
+    if (err != EPERM && err != EOPNOTSUPP && err != ENOSYS)
+        return err;
+    /* No hard links either (vfat, some CIFS): the check and the rename are two
+     * steps, and the window between them is the best this file system allows. */
+    if (lstat(newpath, &st) == 0)
+        return EEXIST;
+    return rename(oldpath, newpath) == 0 ? 0 : errno;
+}
+
+int
+repo_write_temp(const char *dir, const char *kind, const void *data, size_t len, char **tmp_path)
+{
+    char rnd[17];
+    g_autofree char *name = NULL;
+    int fd, err;
+
+    repo_random_hex(rnd, 16);
+    name = g_strdup_printf("%s/%s-%d-%s.tmp", dir, kind, (int)getpid(), rnd);
+    fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return errno;
+    err = repo_write_all(fd, data, len);
+    if (!err && fsync(fd) < 0)
+        err = errno;
+    /* NFS reports some write errors only at close. */
+    if (close(fd) < 0 && !err)
+        err = errno;
+    if (err) {
+        unlink(name);
+        return err;
+    }
+    *tmp_path = g_steal_pointer(&name);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Open, initialise, close                                                   */
+
+bool
+repo_chunk_size_valid(uint64_t n)
+{
+    return n >= REPO_MIN_CHUNK_SIZE && n <= REPO_MAX_CHUNK_SIZE && (n & (n - 1)) == 0;
+}
+
+static char *
+marker_json(uint32_t chunk_size)
+{
+    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+    g_autofree char *created = g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
+
+    return g_strdup_printf("{\n"
+                           "  \"format\": \"%s\",\n"
+                           "  \"version\": %d,\n"
+                           "  \"chunk_size\": %u,\n"
+                           "  \"created\": \"%s\"\n"
+                           "}\n",
+                           REPO_MARKER_FORMAT, VS_REPO_FORMAT_VERSION, chunk_size, created);
+}
+
+static bool
+marker_parse(const char *marker, const char *text, gsize len, uint32_t *chunk_size, GError **error)
+{
+    static const char *const members[] = { "format", "version", "chunk_size", "created", NULL };
+    g_autofree char *where = g_strdup_printf("repo: %s", marker);
+    JsonCheck c = { where, error };
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) jerr = NULL;
+    g_autofree char *format = NULL, *created = NULL;
+    JsonObject *o;
+    uint64_t version, cs;
+    int64_t created_us;
+
+    if (!json_parser_load_from_data(parser, text, (gssize)len, &jerr)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "%s: not valid JSON: %s", where, jerr->message);
+        return false;
+    }
+    o = jc_root_object(&c, parser);
+    if (!o || !jc_string(&c, o, NULL, "format", false, &format))
+        return false;
+    if (strcmp(format, REPO_MARKER_FORMAT) != 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "%s: format is \"%s\", not \"%s\"",
+                    where, format, REPO_MARKER_FORMAT);
+        return false;
+    }
+    if (!jc_version(&c, o, NULL, "version", &version))
+        return false;
+    if (!jc_members(&c, o, NULL, members) ||
+        !jc_uint(&c, o, NULL, "chunk_size", &cs) ||
+        !jc_time(&c, o, NULL, "created", &created_us))
+        return false;
+    if (!repo_chunk_size_valid(cs)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
+                    "%s: chunk_size: %" G_GUINT64_FORMAT " is not a power of two from %u to %u",
+                    where, cs, REPO_MIN_CHUNK_SIZE, REPO_MAX_CHUNK_SIZE);
+        return false;
+    }
+    *chunk_size = (uint32_t)cs;
+    return true;
+}
+
+/* 1 when DIR holds nothing, or only what an interrupted initialisation leaves
+ * behind (such a directory may be initialised), 0 when it holds anything else,
+ * -1 on error. */
+static int
+dir_is_blank(const char *dir, GError **error)
+{
+    static const char *const layout[] = { "chunks", "backups", "tmp", "lock", NULL };
+    g_autoptr(GDir) d = g_dir_open(dir, 0, error);
+    const char *name;
+
+    if (!d) {
+        vs_error_prefix(error, "repo");
+        return -1;
+    }
+    while ((name = g_dir_read_name(d)))
+        if (!g_strv_contains(layout, name))
+            return 0;
+    return 1;
+}
+
+static bool
+make_dir(const char *dir, GError **error)
+{
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        int err = errno;
+
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: creating %s: %s", dir, g_strerror(err));
+        return false;
+    }
+    return true;
+}
+
+static bool
+repo_initialise(const char *path, uint32_t chunk_size, GError **error)
+{
+    static const char *const subdirs[] = { "chunks", "backups", "tmp", NULL };
+    g_autofree char *tmp_dir = g_build_filename(path, "tmp", NULL);
+    g_autofree char *lock = g_build_filename(path, "lock", NULL);
+    g_autofree char *marker = g_build_filename(path, REPO_MARKER, NULL);
+    g_autofree char *json = marker_json(chunk_size ? chunk_size : VS_REPO_DEFAULT_CHUNK_SIZE);
+    g_autofree char *tmp = NULL;
+    int fd, err;
+
+    for (size_t i = 0; subdirs[i]; i++) {
+        g_autofree char *sub = g_build_filename(path, subdirs[i], NULL);
+
+        if (!make_dir(sub, error))
+            return false;
+    }
+    fd = open(lock, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        err = errno;
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: creating %s: %s", lock, g_strerror(err));
+        return false;
+    }
+    close(fd);
+    /* The marker goes last: its presence is what makes the directory a
+     * repository. Two processes initialising at once: the first marker wins
+     * and the second opens the repository it describes. */
+    err = repo_write_temp(tmp_dir, "marker", json, strlen(json), &tmp);
+    if (!err) {
+        err = repo_rename_noreplace(tmp, marker);
+        if (err)
+            unlink(tmp);
+        if (err == EEXIST)
+            err = 0;
+    }
+    if (!err)
+        err = repo_fsync_dir(path);
+    if (err) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: writing %s: %s", marker, g_strerror(err));
+        return false;
+    }
+    return true;
+}
+
+static bool
+repo_probe_write(VsRepo *repo, GError **error)
+{
+    g_autofree char *tmp = NULL;
+    int err;
+
+    if (!make_dir(repo->chunks_dir, NULL) || !make_dir(repo->backups_dir, NULL) ||
+        !make_dir(repo->tmp_dir, NULL))
+        err = errno;
+    else
+        err = repo_write_temp(repo->tmp_dir, "probe", "virtsnap\n", 9, &tmp);
+    if (tmp)
+        unlink(tmp);
+    if (err == EROFS || err == EACCES || err == EPERM) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s is read-only: %s", repo->path,
+                    g_strerror(err));
+        return false;
+    }
+    if (err) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s is not writable: %s", repo->path,
+                    g_strerror(err));
+        return false;
+    }
+    return true;
+}
+
+static void
+free_cctx(gpointer c)
+{
+    ZSTD_freeCCtx(c);
+}
+
+static void
+free_dctx(gpointer d)
+{
+    ZSTD_freeDCtx(d);
+}
+
+VsRepo *
+vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, GError **error)
+{
+    g_autoptr(VsRepo) repo = NULL;
+    g_autofree char *marker = NULL, *text = NULL;
+    g_autoptr(GError) ferr = NULL;
+    g_autofree void *zeros = NULL;
+    gsize len = 0;
+    struct stat st;
+
+    if (!path || !*path) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "repo: no repository given (--repo or VIRTSNAP_REPO)");
+        return NULL;
+    }
+    if (chunk_size && !repo_chunk_size_valid(chunk_size)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "repo: chunk size %u is not a power of two from %u to %u",
+                    chunk_size, REPO_MIN_CHUNK_SIZE, REPO_MAX_CHUNK_SIZE);
+        return NULL;
+    }
+    if (stat(path, &st) < 0) {
+        int err = errno;
+
+        if (err != ENOENT || !create) {
+            g_set_error(error, VS_ERROR, err == ENOENT ? VS_ERROR_NOT_FOUND : VS_ERROR_IO,
+                        "repo: %s: %s", path, g_strerror(err));
+            return NULL;
+        }
+        /* 0700: backups hold whole guest disks; who may read them is decided
+         * once, on this directory, and the files below use ordinary modes. */
+        if (g_mkdir_with_parents(path, 0700) < 0) {
+            err = errno;
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: creating %s: %s", path, g_strerror(err));
+            return NULL;
+        }
+    } else if (!S_ISDIR(st.st_mode)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "repo: %s is not a directory", path);
+        return NULL;
+    }
+
+    marker = g_build_filename(path, REPO_MARKER, NULL);
+    if (!g_file_get_contents(marker, &text, &len, &ferr)) {
+        if (!g_error_matches(ferr, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s", ferr->message);
+            return NULL;
+        }
+        switch (dir_is_blank(path, error)) {
+        case -1:
+            return NULL;
+        case 0:
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "repo: %s is not a virtsnap repository (no %s)", path, REPO_MARKER);
+            return NULL;
+        default:
+            break;
+        }
+        if (!create) {
+            g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                        "repo: %s is not a virtsnap repository (no %s)", path, REPO_MARKER);
+            return NULL;
+        }
+        if (!repo_initialise(path, chunk_size, error))
+            return NULL;
+        g_clear_error(&ferr);
+        if (!g_file_get_contents(marker, &text, &len, &ferr)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s", ferr->message);
+            return NULL;
+        }
+    }
+
+    repo = g_new0(VsRepo, 1);
+    g_mutex_init(&repo->lock);
+    repo->lock_fd = -1;
+    repo->path = g_strdup(path);
+    repo->chunks_dir = g_build_filename(path, "chunks", NULL);
+    repo->backups_dir = g_build_filename(path, "backups", NULL);
+    repo->tmp_dir = g_build_filename(path, "tmp", NULL);
+    repo->cctx_pool = g_ptr_array_new_with_free_func(free_cctx);
+    repo->dctx_pool = g_ptr_array_new_with_free_func(free_dctx);
+    if (!marker_parse(marker, text, len, &repo->chunk_size, error))
+        return NULL;
+    zeros = g_malloc0(repo->chunk_size);
+    vs_digest_compute(zeros, repo->chunk_size, &repo->zero_digest);
+    if (writable && !repo_probe_write(repo, error))
+        return NULL;
+    repo->writable = writable;
+    return g_steal_pointer(&repo);
+}
+
+void
+vs_repo_close(VsRepo *repo)
+{
+    if (!repo)
+        return;
+    vs_repo_unlock(repo);
+    g_clear_pointer(&repo->cctx_pool, g_ptr_array_unref);
+    g_clear_pointer(&repo->dctx_pool, g_ptr_array_unref);
+    g_mutex_clear(&repo->lock);
+    g_free(repo->path);
+    g_free(repo->chunks_dir);
+    g_free(repo->backups_dir);
+    g_free(repo->tmp_dir);
+    g_free(repo);
+}
+
+const char *
+vs_repo_path(const VsRepo *repo)
+{
+    return repo->path;
+}
+
+uint32_t
+vs_repo_chunk_size(const VsRepo *repo)
+{
+    return repo->chunk_size;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Chunks                                                                    */
+
+char *
+repo_chunk_path(const VsRepo *repo, const VsDigest *digest)
+{
+    char hex[VS_DIGEST_HEX_LEN];
+
+    vs_digest_to_hex(digest, hex);
+    return g_strdup_printf("%s/%.2s/%s", repo->chunks_dir, hex, hex);
+}
+
+/* zstd contexts are costly to create (hundreds of KiB of tables each) and
+ * cheap to reuse, so the repository keeps the ones its threads have used. */
+static ZSTD_CCtx *
+cctx_get(VsRepo *repo)
+{
+    ZSTD_CCtx *c = NULL;
+
+    g_mutex_lock(&repo->lock);
+    if (repo->cctx_pool->len)
+        c = g_ptr_array_steal_index_fast(repo->cctx_pool, repo->cctx_pool->len - 1);
+    g_mutex_unlock(&repo->lock);
+    if (!c) {
+        c = ZSTD_createCCtx();
+        if (!c)
+            g_error("repo: out of memory for a zstd context");
+        ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, REPO_ZSTD_LEVEL);
+        /* The XXH64 frame checksum lets `zstd -t` check a chunk without
+         * virtsnap; the content size in the header bounds decompression. */
+        ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1);
+        ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
+    }
+    return c;
+}
+
+static void
+cctx_put(VsRepo *repo, ZSTD_CCtx *c)
+{
+    g_mutex_lock(&repo->lock);
+    g_ptr_array_add(repo->cctx_pool, c);
+    g_mutex_unlock(&repo->lock);
+}
+
+static ZSTD_DCtx *
+dctx_get(VsRepo *repo)
+{
+    ZSTD_DCtx *d = NULL;
+
+    g_mutex_lock(&repo->lock);
+    if (repo->dctx_pool->len)
+        d = g_ptr_array_steal_index_fast(repo->dctx_pool, repo->dctx_pool->len - 1);
+    g_mutex_unlock(&repo->lock);
+    if (!d) {
+        d = ZSTD_createDCtx();
+        if (!d)
+            g_error("repo: out of memory for a zstd context");
+    }
+    return d;
+}
+
+static void
+dctx_put(VsRepo *repo, ZSTD_DCtx *d)
+{
+    g_mutex_lock(&repo->lock);
+    g_ptr_array_add(repo->dctx_pool, d);
+    g_mutex_unlock(&repo->lock);
+}
+
+/* Makes sure chunks/XX exists; a new one is made durable at once so that a
+ * chunk renamed into it cannot vanish with its directory in a crash. */
+static bool
+ensure_fanout(VsRepo *repo, uint8_t idx, GError **error)
+{
+    g_autofree char *dir = NULL;
+    bool known;
+    int err = 0;
+
+    g_mutex_lock(&repo->lock);
+    known = repo->dir_known[idx];
+    g_mutex_unlock(&repo->lock);
+    if (known)
+        return true;
+    dir = g_strdup_printf("%s/%02x", repo->chunks_dir, idx);
+    if (mkdir(dir, 0755) == 0)
+        err = repo_fsync_dir(repo->chunks_dir);
+    else if (errno != EEXIST)
+        err = errno;
+    if (err) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: creating %s: %s", dir, g_strerror(err));
+        return false;
+    }
+    g_mutex_lock(&repo->lock);
+    repo->dir_known[idx] = 1;
+    g_mutex_unlock(&repo->lock);
+    return true;
+}
+
+static void
+mark_dirty(VsRepo *repo, uint8_t idx)
+{
+    g_mutex_lock(&repo->lock);
+    repo->dir_dirty[idx] = 1;
+    g_mutex_unlock(&repo->lock);
+}
+
+bool
+repo_sync_dirty_dirs(VsRepo *repo, GError **error)
+{
+    uint8_t dirty[256];
+
+    g_mutex_lock(&repo->lock);
+    memcpy(dirty, repo->dir_dirty, sizeof(dirty));
+    g_mutex_unlock(&repo->lock);
+    for (unsigned i = 0; i < 256; i++) {
+        g_autofree char *dir = NULL;
+        int err;
+
+        if (!dirty[i])
+            continue;
+        dir = g_strdup_printf("%s/%02x", repo->chunks_dir, i);
+        err = repo_fsync_dir(dir);
+        if (err) {
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: syncing %s: %s", dir, g_strerror(err));
+            return false;
+        }
+        g_mutex_lock(&repo->lock);
+        repo->dir_dirty[i] = 0;
+        g_mutex_unlock(&repo->lock);
+    }
+    return true;
+}
+
+static bool
+check_writable(VsRepo *repo, GError **error)
+{
+    if (repo->writable)
+        return true;
+    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "repo: %s was opened read-only", repo->path);
+    return false;
+}
+
+bool
+vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
+                  uint64_t *stored, GError **error)
+{
+    char hex[VS_DIGEST_HEX_LEN];
+    g_autofree char *path = NULL, *tmp = NULL;
+    g_autofree void *zbuf = NULL;
+    ZSTD_CCtx *cctx;
+    size_t zlen;
+    struct stat st;
+    int err;
+
+    if (stored)
+        *stored = 0;
+    if (!check_writable(repo, error))
+        return false;
+    if (len == 0 || len > repo->chunk_size) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "repo: %s: a chunk holds 1 to %u bytes, not %zu", repo->path, repo->chunk_size, len);
+        return false;
+    }
+    if (vs_buffer_is_zero(data, len)) {
+        /* Zeros are never stored: the manifest leaves them out (commit drops
+         * any reference to them) and readers see a gap as zeros. */
+        if (len == repo->chunk_size)
+            *digest = repo->zero_digest;
+        else
+            vs_digest_compute(data, len, digest);
+        return true;
+    }
+    vs_digest_compute(data, len, digest);
+    vs_digest_to_hex(digest, hex);
+    if (!ensure_fanout(repo, digest->bytes[0], error))
+        return false;
+    path = g_strdup_printf("%s/%.2s/%s", repo->chunks_dir, hex, hex);
+    if (stat(path, &st) == 0) {
+        /* Present, perhaps only just renamed there by another process: our
+         * manifest will rely on it, so its directory gets synced with ours. */
+        mark_dirty(repo, digest->bytes[0]);
+        return true;
+    }
+    if (errno != ENOENT) {
+        err = errno;
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: %s", path, g_strerror(err));
+        return false;
+    }
+
+    zbuf = g_malloc(ZSTD_compressBound(len));
+    cctx = cctx_get(repo);
+    zlen = ZSTD_compress2(cctx, zbuf, ZSTD_compressBound(len), data, len);
+    cctx_put(repo, cctx);
+    if (ZSTD_isError(zlen)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "repo: compressing chunk %s: %s",
+                    hex, ZSTD_getErrorName(zlen));
+        return false;
+    }
+    err = repo_write_temp(repo->tmp_dir, "chunk", zbuf, zlen, &tmp);
+    /* A plain rename: if another writer got there first, it put the very same
+     * bytes there, and replacing them is harmless. */
+    if (!err && rename(tmp, path) < 0) {
+        err = errno;
+        unlink(tmp);
+    }
+    if (err) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: writing chunk %s: %s",
+                    repo->path, hex, g_strerror(err));
+        return false;
+    }
+    mark_dirty(repo, digest->bytes[0]);
+    if (stored)
+        *stored = zlen;
+    return true;
+}
+
+ChunkVerdict
+repo_check_chunk(VsRepo *repo, const VsDigest *digest, void **data, size_t *len, char **detail)
+{
+    g_autofree char *path = repo_chunk_path(repo, digest);
+    g_autofree char *zbuf = NULL;
+    g_autofree void *out = NULL;
+    size_t cap = ZSTD_compressBound(repo->chunk_size) + 4096;
+    unsigned long long fcs;
+    size_t zlen = 0, n, fsize;
+    VsDigest got;
+    ZSTD_DCtx *dctx;
+    struct stat st;
+    int fd, err = 0;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        err = errno;
+        *detail = g_strdup(err == ENOENT ? "missing" : g_strerror(err));
+        return err == ENOENT ? CHUNK_MISSING : CHUNK_UNREADABLE;
+    }
+    if (fstat(fd, &st) < 0) {
+        err = errno;
+        close(fd);
+        *detail = g_strdup(g_strerror(err));
+        return CHUNK_UNREADABLE;
+    }
+    /* Nothing in a chunk file is trusted: not its size, not what its frame
+     * header claims, not the data until it hashes right. */
+    if (st.st_size <= 0 || (uint64_t)st.st_size > cap) {
+        close(fd);
+        *detail = g_strdup_printf("file is %lld bytes, not a compressed chunk of at most %u bytes",
+                                  (long long)st.st_size, repo->chunk_size);
+        return CHUNK_CORRUPT;
+    }
+    zbuf = g_malloc((size_t)st.st_size);
+    while (zlen < (size_t)st.st_size) {
+        ssize_t r = pread(fd, zbuf + zlen, (size_t)st.st_size - zlen, (off_t)zlen);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            err = r < 0 ? errno : 0;
+            break;
+        }
+        zlen += (size_t)r;
+    }
+    close(fd);
+    if (err) {
+        *detail = g_strdup_printf("read error: %s", g_strerror(err));
+        return err == EIO ? CHUNK_CORRUPT : CHUNK_UNREADABLE;
+    }
+    fcs = ZSTD_getFrameContentSize(zbuf, zlen);
+    if (fcs == ZSTD_CONTENTSIZE_ERROR) {
+        *detail = g_strdup("not a zstd frame");
+        return CHUNK_CORRUPT;
+    }
+    if (fcs != ZSTD_CONTENTSIZE_UNKNOWN && (fcs == 0 || fcs > repo->chunk_size)) {
+        *detail = g_strdup_printf("zstd frame claims %llu bytes, not 1 to %u", fcs, repo->chunk_size);
+        return CHUNK_CORRUPT;
+    }
+    fsize = ZSTD_findFrameCompressedSize(zbuf, zlen);
+    if (ZSTD_isError(fsize) || fsize != zlen) {
+        *detail = g_strdup(ZSTD_isError(fsize) ? "truncated zstd frame" : "data after the zstd frame");
+        return CHUNK_CORRUPT;
+    }
+    out = g_malloc(fcs != ZSTD_CONTENTSIZE_UNKNOWN ? (size_t)fcs : repo->chunk_size);
+    dctx = dctx_get(repo);
+    n = ZSTD_decompressDCtx(dctx, out, fcs != ZSTD_CONTENTSIZE_UNKNOWN ? (size_t)fcs : repo->chunk_size,
+                            zbuf, zlen);
+    if (ZSTD_isError(n)) {
+        /* A failed frame leaves the context in a state the next user would
+         * have to reset; a fresh one is simpler. */
+        ZSTD_freeDCtx(dctx);
+        *detail = g_strdup_printf("zstd: %s", ZSTD_getErrorName(n));
+        return CHUNK_CORRUPT;
+    }
+    dctx_put(repo, dctx);
+    if (n == 0 || (fcs != ZSTD_CONTENTSIZE_UNKNOWN && n != fcs)) {
+        *detail = g_strdup_printf("decompressed to %zu bytes", n);
+        return CHUNK_CORRUPT;
+    }
+    vs_digest_compute(out, n, &got);
+    if (memcmp(got.bytes, digest->bytes, sizeof(got.bytes)) != 0) {
+        char hex[VS_DIGEST_HEX_LEN];
+
+        vs_digest_to_hex(&got, hex);
+        *detail = g_strdup_printf("content has SHA-256 %s", hex);
+        return CHUNK_CORRUPT;
+    }
+    if (len)
+        *len = n;
+    if (data)
+        *data = g_steal_pointer(&out);
+    return CHUNK_OK;
+}
+
+void *
+vs_repo_get_chunk(VsRepo *repo, const VsDigest *digest, size_t *len, GError **error)
+{
+    g_autofree char *detail = NULL;
+    char hex[VS_DIGEST_HEX_LEN];
+    void *data = NULL;
+
+    switch (repo_check_chunk(repo, digest, &data, len, &detail)) {
+    case CHUNK_OK:
+        return data;
+    case CHUNK_MISSING:
+        vs_digest_to_hex(digest, hex);
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "repo: %s: chunk %s is missing", repo->path, hex);
+        return NULL;
+    case CHUNK_CORRUPT:
+        vs_digest_to_hex(digest, hex);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: chunk %s is corrupt: %s",
+                    repo->path, hex, detail);
+        return NULL;
+    case CHUNK_UNREADABLE:
+    default:
+        vs_digest_to_hex(digest, hex);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: reading chunk %s: %s",
+                    repo->path, hex, detail);
+        return NULL;
+    }
+}
+
+bool
+vs_repo_has_chunk(VsRepo *repo, const VsDigest *digest)
+{
+    g_autofree char *path = repo_chunk_path(repo, digest);
+    struct stat st;
+
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* ------------------------------------------------------------------------- */
+/* The repository lock                                                       */
+
+int
+repo_open_lock_file(VsRepo *repo, GError **error)
+{
+    g_autofree char *lock = g_build_filename(repo->path, "lock", NULL);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+
+    /* flock needs no write access: a read-only repository still locks. */
+    if (fd < 0 && (errno == EROFS || errno == EACCES))
+        fd = open(lock, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: opening the lock: %s", lock, g_strerror(err));
+    }
+    return fd;
+}
+
+bool
+vs_repo_lock_shared(VsRepo *repo, GError **error)
+{
+    gint64 deadline = g_get_monotonic_time() + LOCK_WAIT_US;
+    int fd;
+
+    if (repo->lock_fd >= 0)
+        return true;
+    fd = repo_open_lock_file(repo, error);
+    if (fd < 0)
+        return false;
+    /* Non-blocking with a bounded retry: a gc finishes in seconds, and a hung
+     * one must not hang every backup behind it. */
+    while (flock(fd, LOCK_SH | LOCK_NB) < 0) {
+        int err = errno;
+
+        if (err == EINTR)
+            continue;
+        if (err != EWOULDBLOCK) {
+            close(fd);
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: locking: %s", repo->path, g_strerror(err));
+            return false;
+        }
+        if (g_get_monotonic_time() >= deadline) {
+            close(fd);
+            g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
+                        "repo: %s: garbage collection is running (lock held); try again when it has finished",
+                        repo->path);
+            return false;
+        }
+        g_usleep(100 * 1000);
+    }
+    repo->lock_fd = fd;
+    return true;
+}
+
+void
+vs_repo_unlock(VsRepo *repo)
+{
+    if (repo->lock_fd >= 0) {
+        close(repo->lock_fd);
+        repo->lock_fd = -1;
+    }
+}

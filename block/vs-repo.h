@@ -1,0 +1,187 @@
+/* The backup repository: a directory anyone can read without virtsnap (see
+ * docs/repository-format.md). Data is cut into fixed-size chunks of the
+ * guest-visible disk content, named by the SHA-256 of their plain bytes, stored
+ * zstd-compressed once however many disks, domains and backups hold them; chunks
+ * that are all zero are not stored at all. A backup becomes visible only when its
+ * manifest is written, last and atomically, so an interrupted backup never looks
+ * complete. Several processes may write into one repository at once: chunk files
+ * are created by temp file + fsync + rename (idempotent), manifests have unique
+ * ids, and garbage collection takes the repository lock exclusively.
+ *
+ * Thread safety: vs_repo_put_chunk and vs_repo_get_chunk may be called from many
+ * threads on one VsRepo; everything else from one thread at a time. */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "vs-error.h"
+
+G_BEGIN_DECLS
+
+#define VS_REPO_FORMAT_VERSION 1
+#define VS_REPO_DEFAULT_CHUNK_SIZE (1024 * 1024)
+
+typedef struct _VsRepo VsRepo;
+
+typedef struct {
+    uint8_t bytes[32];
+} VsDigest;
+
+/* 64 lowercase hex characters + NUL */
+#define VS_DIGEST_HEX_LEN 65
+void vs_digest_to_hex(const VsDigest *d, char out[VS_DIGEST_HEX_LEN]);
+bool vs_digest_from_hex(const char *hex, VsDigest *out);
+void vs_digest_compute(const void *data, size_t len, VsDigest *out);
+/* True when all LEN bytes are zero: such chunks are neither hashed by careful
+ * callers nor stored, and never listed in a manifest. */
+bool vs_buffer_is_zero(const void *data, size_t len);
+
+/* Opens the repository at PATH. With CREATE, a missing or empty directory is
+ * initialised (chunk size CHUNK_SIZE, 0 for the default); an existing repository
+ * is opened as it is. Errors name the path and what to do: missing ("create it
+ * with --init" is the caller's wording; here: VS_ERROR_NOT_FOUND), not a
+ * repository, newer format, read-only (VS_ERROR_IO, checked by a probe write when
+ * WRITABLE is true). */
+VsRepo *vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size,
+                     GError **error);
+void vs_repo_close(VsRepo *repo);
+const char *vs_repo_path(const VsRepo *repo);
+uint32_t vs_repo_chunk_size(const VsRepo *repo);
+
+/* Stores LEN bytes (1 to the chunk size) unless a chunk with that digest is
+ * already there. *DIGEST receives the digest; *STORED (may be NULL) the bytes
+ * written to disk (compressed size; 0 when it was already present). A write that
+ * fails (ENOSPC, EIO, ...) leaves no partial chunk behind. All-zero data is not
+ * stored (*STORED = 0) and commit drops references to it, so callers need not
+ * special-case zeros (but may skip them with vs_buffer_is_zero). Writers hold
+ * vs_repo_lock_shared from their first put to the commit. Needs a repository
+ * opened WRITABLE. */
+bool vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
+                       uint64_t *stored, GError **error);
+
+/* Reads, decompresses and re-hashes a chunk; a chunk whose content does not match
+ * its digest is an error (VS_ERROR_IO, "corrupt"), a missing one VS_ERROR_NOT_FOUND.
+ * Returns a newly allocated buffer of *LEN bytes (free with g_free). */
+void *vs_repo_get_chunk(VsRepo *repo, const VsDigest *digest, size_t *len, GError **error);
+bool vs_repo_has_chunk(VsRepo *repo, const VsDigest *digest);
+
+/* ------------------------------------------------------------------------- */
+/* Manifests                                                                 */
+
+typedef struct {
+    uint64_t offset;       /* guest-visible byte offset, a multiple of the chunk size */
+    uint32_t length;       /* bytes: the chunk size, less for the last chunk */
+    VsDigest digest;
+} VsChunkRef;
+
+typedef struct {
+    char *path;            /* where the image was, at backup time */
+    char *format;          /* raw, qcow2, ... */
+} VsManifestImage;
+
+typedef struct {
+    char *target;          /* vda */
+    char *format;          /* format of the disk's own image (export default) */
+    uint64_t virtual_size; /* bytes */
+    char *source;          /* path or URL the disk had (top of the chain) */
+    GPtrArray *chain;      /* of VsManifestImage*: the stable images copied, top first */
+    GArray *chunks;        /* of VsChunkRef, ascending offsets; gaps are zeros */
+    uint64_t bytes_read;   /* data read from the source (zero extents not counted) */
+    uint64_t bytes_stored; /* new compressed bytes this backup added to the repository */
+} VsManifestDisk;
+
+typedef struct {
+    char *name;
+    char *uuid;
+    char *consistency;     /* "quiesced" or "crash" */
+    int64_t freeze_ms;     /* -1 when not frozen */
+    char *xml;             /* the domain XML at backup time (inactive XML when defined) */
+    GPtrArray *disks;      /* of VsManifestDisk* */
+} VsManifestDomain;
+
+typedef struct {
+    int format_version;    /* VS_REPO_FORMAT_VERSION */
+    uint32_t chunk_size;   /* the repository's; set by commit, checked by load */
+    char *id;              /* unique, sortable by time: 20261123T141600Z-3f9a2c */
+    int64_t started;       /* unix time, microseconds */
+    int64_t completed;
+    int64_t group_freeze_ms; /* -1 when nothing was frozen */
+    char *hostname;
+    GPtrArray *domains;    /* of VsManifestDomain* */
+} VsManifest;
+
+VsManifest *vs_manifest_new(void);             /* fresh id, started = now */
+VsManifestDomain *vs_manifest_add_domain(VsManifest *m, const char *name);
+VsManifestDisk *vs_manifest_domain_add_disk(VsManifestDomain *d, const char *target);
+void vs_manifest_free(VsManifest *m);
+VsManifestDomain *vs_manifest_find_domain(const VsManifest *m, const char *name);
+VsManifestDisk *vs_manifest_find_disk(const VsManifestDomain *d, const char *target);
+
+char *vs_manifest_to_json(const VsManifest *m);
+VsManifest *vs_manifest_from_json(const char *json, const char *what, GError **error);
+
+/* Writes the manifest (completed = now, chunk_size = the repository's)
+ * atomically: temp file, fsync, rename, fsync of the directory. Only after this
+ * does the backup exist. Before writing it drops references to all-zero chunks,
+ * validates the manifest (as parsing would) and checks that every chunk it names
+ * is in the repository. Should the id be taken (two backups in the same second
+ * drawing the same random suffix), a new suffix is drawn: read M->id after. */
+bool vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error);
+
+/* Ids of complete backups, oldest first. */
+char **vs_repo_list(VsRepo *repo, GError **error);
+/* ID may be a full id, a unique prefix, or "latest". */
+VsManifest *vs_repo_load_manifest(VsRepo *repo, const char *id, GError **error);
+/* Removes a backup's manifest (its chunks stay until vs_repo_gc). ID must be
+ * the full id: no prefixes, no "latest", for a deletion. */
+bool vs_repo_delete(VsRepo *repo, const char *id, GError **error);
+
+/* ------------------------------------------------------------------------- */
+/* Verify, export, GC                                                        */
+
+typedef struct {
+    char *backup_id;
+    char *domain;
+    char *disk;
+    uint64_t offset;
+    char *digest_hex;
+    char *problem;         /* "missing", "corrupt: ..." or "unreadable: ..." */
+} VsVerifyProblem;
+
+/* Re-reads and re-hashes every chunk of backup ID (NULL: all backups; else as
+ * for vs_repo_load_manifest). Each chunk is read once however many disks share
+ * it. Problems are appended to *PROBLEMS (VsVerifyProblem*, one per missing/
+ * corrupt chunk and disk that needs it, in backup, domain, disk, offset order;
+ * *PROBLEMS is created when NULL). A manifest that cannot be read is a problem
+ * too: domain, disk and digest_hex NULL, problem "corrupt manifest: ...".
+ * *CHUNKS_CHECKED (may be NULL): distinct chunks read. Returns false with *error
+ * only when verification itself could not run. */
+bool vs_repo_verify(VsRepo *repo, const char *id, GPtrArray **problems,
+                    uint64_t *chunks_checked, GError **error);
+void vs_verify_problem_free(VsVerifyProblem *p);
+
+/* Writes a disk of a backup to OUT ("raw" or "qcow2"; NULL: the disk's own
+ * format), sparse: zero chunks, and zero 4 KiB blocks within chunks, are never
+ * written. OUT must not exist (it is written to a temp name in OUT's directory,
+ * mode 0600, and renamed at the end). qcow2 needs qemu-img and qemu-nbd. */
+bool vs_repo_export_disk(VsRepo *repo, const VsManifest *m, const char *domain,
+                         const char *disk, const char *out, const char *format,
+                         GError **error);
+
+/* Deletes chunks no manifest references and temp files older than an hour;
+ * takes the repository lock exclusively (fails if a backup holds it shared).
+ * Deletes nothing when any manifest cannot be read. */
+bool vs_repo_gc(VsRepo *repo, uint64_t *chunks_removed, uint64_t *bytes_freed, GError **error);
+
+/* Shared lock held by a writer for the duration of a backup so that GC never
+ * deletes chunks a not-yet-committed manifest is about to reference. Waits up to
+ * 10 s for a running gc (then VS_ERROR_TIMEOUT). Idempotent; released by
+ * vs_repo_unlock or vs_repo_close. */
+bool vs_repo_lock_shared(VsRepo *repo, GError **error);
+void vs_repo_unlock(VsRepo *repo);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsRepo, vs_repo_close)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsManifest, vs_manifest_free)
+
+G_END_DECLS

@@ -1,0 +1,938 @@
+/* `virtsnap backup`: one consistent point in time for a group of running
+ * domains without suspending any of them. The order is what makes it safe:
+ * journal the intent; arm the guardian; freeze every guest in parallel, each
+ * call bounded; one atomic disk-only external snapshot per domain; thaw, always;
+ * copy the now stable images into the repository with several disks in flight;
+ * commit every overlay back, pivoting only on READY; write the manifest last.
+ * Each domain succeeds or fails on its own, and whatever fails, cleanup (thaw,
+ * commit, removal of our overlays) runs and never hides the first error. */
+#include "config.h"
+#include "driver-internal.h"
+#include "vs-xml.h"
+#include "vs-repo.h"
+#include "vs-source.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+    char *target;
+    char *format;
+    char *path;              /* local path of the top image (file/block/netfs) */
+    char *url;               /* nfs:// or iscsi:// when not reachable by path */
+    char *overlay;           /* our overlay, NULL when the disk gets none */
+    GPtrArray *chain;        /* VsManifestImage*: top first */
+    uint64_t size_hint;
+    VsManifestDisk *mdisk;   /* filled by the copy */
+    char *error;
+} DiskJob;
+
+typedef struct {
+    virDomainPtr dom;
+    char *name;
+    char *uuid;
+    bool active;             /* running or paused: needs an overlay */
+    bool freeze;             /* we will try to freeze it */
+    bool frozen;             /* the freeze call succeeded */
+    bool snapshotted;
+    int lock_fd;
+    char *xml;
+    GPtrArray *disks;        /* DiskJob* */
+    int64_t freeze_start, freeze_end;     /* monotonic ms */
+    int64_t frozen_at, thawed_at;         /* unix ms, for the group's point in time */
+    char *consistency;
+    char *note;
+    char *error;             /* first error: the domain failed */
+    GError *thread_error;    /* from a freeze/snapshot/thaw thread */
+} DomJob;
+
+typedef struct {
+    virConnectPtr conn;
+    const VsBackupOptions *opts;
+    VsRepo *repo;
+    VsManifest *manifest;
+    VsJournal *journal;
+    GPtrArray *doms;         /* DomJob* */
+    GMutex progress_lock;
+} Run;
+
+bool
+vs_quiesce_mode_from_string(const char *s, VsQuiesceMode *out)
+{
+    if (!g_strcmp0(s, "try"))
+        *out = VS_QUIESCE_TRY;
+    else if (!g_strcmp0(s, "require"))
+        *out = VS_QUIESCE_REQUIRE;
+    else if (!g_strcmp0(s, "off"))
+        *out = VS_QUIESCE_OFF;
+    else
+        return false;
+    return true;
+}
+
+void
+vs_backup_options_init(VsBackupOptions *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->quiesce = VS_QUIESCE_TRY;
+    opts->max_freeze_ms = 10000;
+    opts->agent_timeout = 5;
+    opts->commit_timeout = 600;
+    opts->parallel_disks = 2;
+}
+
+static void
+disk_job_free(DiskJob *d)
+{
+    g_free(d->target); g_free(d->format); g_free(d->path); g_free(d->url);
+    g_free(d->overlay); g_free(d->error);
+    if (d->chain)
+        g_ptr_array_unref(d->chain);
+    g_free(d);
+}
+
+static void
+dom_job_free(DomJob *j)
+{
+    if (j->dom)
+        virDomainFree(j->dom);
+    vs_domain_unlock(j->lock_fd);
+    g_free(j->name); g_free(j->uuid); g_free(j->xml);
+    g_free(j->consistency); g_free(j->note); g_free(j->error);
+    g_clear_error(&j->thread_error);
+    g_ptr_array_unref(j->disks);
+    g_free(j);
+}
+
+static void
+manifest_image_free(VsManifestImage *i)
+{
+    g_free(i->path);
+    g_free(i->format);
+    g_free(i);
+}
+
+void
+vs_backup_result_free(VsBackupResult *r)
+{
+    if (!r)
+        return;
+    g_free(r->id);
+    g_ptr_array_unref(r->domains);
+    g_ptr_array_unref(r->notes);
+    g_free(r);
+}
+
+static void
+domain_result_free(VsBackupDomainResult *d)
+{
+    g_free(d->name); g_free(d->consistency); g_free(d->note); g_free(d->error);
+    g_ptr_array_unref(d->disks);
+    g_free(d);
+}
+
+static void
+disk_result_free(VsBackupDiskResult *d)
+{
+    g_free(d->target);
+    g_free(d);
+}
+
+/* First error wins: later ones are dropped, the first is what the user sees. */
+static void
+dom_fail(DomJob *j, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static void
+dom_fail(DomJob *j, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (j->error)
+        return;
+    va_start(ap, fmt);
+    j->error = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+}
+
+static void
+progress(Run *run, VsBackupPhase phase, const char *dom, const char *disk, uint64_t done,
+         uint64_t total)
+{
+    if (!run->opts->progress)
+        return;
+    g_mutex_lock(&run->progress_lock);
+    run->opts->progress(phase, dom, disk, done, total, run->opts->progress_opaque);
+    g_mutex_unlock(&run->progress_lock);
+}
+
+static bool
+journal(Run *run, DomJob *j, const char *op, const char *k1, const char *v1,
+        const char *k2, const char *v2, const char *k3, const char *v3)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (vs_journal_append(run->journal, &err, op, "domain", j ? j->name : NULL,
+                          "uuid", j ? j->uuid : NULL, k1, v1, k2, v2, k3, v3, NULL))
+        return true;
+    /* Without a journal the step cannot be undone after a crash: do not take it. */
+    if (j)
+        dom_fail(j, "%s", err->message);
+    return false;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Preparation                                                               */
+
+static char *
+overlay_path(Run *run, DomJob *j, const VsDiscoveredDisk *d)
+{
+    g_autofree char *base = NULL;
+
+    if (run->opts->overlay_dir) {
+        base = g_strdup_printf("%s.%s.virtsnap-%s.qcow2", j->name, d->target, run->manifest->id);
+        return g_build_filename(run->opts->overlay_dir, base, NULL);
+    }
+    if (g_strcmp0(d->type, "file") == 0 && d->path && g_path_is_absolute(d->path))
+        return g_strdup_printf("%s.virtsnap-%s.qcow2", d->path, run->manifest->id);
+    /* Block devices, volumes and network disks have no directory of their own. */
+    base = g_strdup_printf("%s.%s.virtsnap-%s.qcow2", j->uuid, d->target, run->manifest->id);
+    return g_build_filename(vs_state_dir(run->opts->state_dir), "overlays", base, NULL);
+}
+
+static bool
+prepare_disks(Run *run, DomJob *j, const VsDiscoveredDomain *disc, const VsDomainDef *def)
+{
+    for (guint i = 0; i < disc->disks->len; i++) {
+        const VsDiscoveredDisk *d = disc->disks->pdata[i];
+        const VsDiskDef *dd = vs_domain_def_find_disk(def, d->target);
+        DiskJob *job;
+
+        if (d->skipped)
+            continue;
+        if (d->error) {
+            dom_fail(j, "domain '%s': disk %s: %s", j->name, d->target, d->error);
+            return false;
+        }
+        job = g_new0(DiskJob, 1);
+        job->target = g_strdup(d->target);
+        job->format = g_strdup(d->format ? d->format : "raw");
+        job->chain = g_ptr_array_new_with_free_func((GDestroyNotify)manifest_image_free);
+        if (d->iscsi_iqn && d->iscsi_portal) {
+            job->url = g_strdup_printf("iscsi://%s/%s/%d", d->iscsi_portal, d->iscsi_iqn,
+                                       d->iscsi_lun >= 0 ? d->iscsi_lun : 0);
+        } else if (g_strcmp0(d->type, "network") == 0 && d->nfs_server) {
+            job->url = g_strdup_printf("nfs://%s%s%s", d->nfs_server, d->nfs_export ? d->nfs_export : "",
+                                       d->nfs_path ? d->nfs_path : "");
+        } else if (g_strcmp0(d->type, "network") == 0) {
+            job->url = g_strdup(d->path);
+        } else {
+            job->path = g_strdup(d->path);
+        }
+        {
+            VsManifestImage *top = g_new0(VsManifestImage, 1);
+            top->path = g_strdup(job->path ? job->path : job->url);
+            top->format = g_strdup(job->format);
+            g_ptr_array_add(job->chain, top);
+        }
+        for (guint k = 0; k < d->chain->len; k++) {
+            const VsChainElem *e = d->chain->pdata[k];
+            VsManifestImage *img = g_new0(VsManifestImage, 1);
+            img->path = g_strdup(e->path);
+            img->format = g_strdup(e->format);
+            g_ptr_array_add(job->chain, img);
+        }
+        /* A read-only disk does not change under a running guest: no overlay. */
+        if (j->active && !(dd && (dd->readonly || dd->shareable)))
+            job->overlay = overlay_path(run, j, d);
+        if (j->active && dd && dd->shareable)
+            dom_fail(j, "domain '%s': disk %s is shareable: another guest may write it while it "
+                     "is copied, so it cannot be backed up consistently; detach it or mark it "
+                     "<readonly/>", j->name, d->target);
+        g_ptr_array_add(j->disks, job);
+    }
+    return j->error == NULL;
+}
+
+static DomJob *
+prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
+{
+    DomJob *j = g_new0(DomJob, 1);
+    g_autoptr(VsDomainDef) def = NULL;
+    g_autoptr(GError) err = NULL;
+    int state = VIR_DOMAIN_NOSTATE, reason;
+
+    j->dom = dom;
+    j->lock_fd = -1;
+    j->name = g_strdup(virDomainGetName(dom));
+    j->uuid = g_strdup(disc->uuid);
+    j->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_job_free);
+    j->consistency = g_strdup("crash");
+    virDomainGetState(dom, &state, &reason, 0);
+    j->active = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED ||
+                state == VIR_DOMAIN_BLOCKED || state == VIR_DOMAIN_PMSUSPENDED;
+
+    if ((j->lock_fd = vs_domain_lock(run->opts->state_dir, j->uuid, j->name, &err)) < 0) {
+        dom_fail(j, "%s", err->message);
+        return j;
+    }
+    /* The definition restores a domain; a transient one has only its live XML. */
+    j->xml = virDomainGetXMLDesc(dom, disc->persistent ? VIR_DOMAIN_XML_INACTIVE : 0);
+    if (!j->xml || !(def = vs_domain_def_parse_string(disc->xml, j->name, &err))) {
+        dom_fail(j, "domain '%s': cannot read its XML%s%s", j->name, err ? ": " : "",
+                 err ? err->message : "");
+        return j;
+    }
+    for (guint i = 0; i < disc->errors->len; i++) {
+        if (!strstr(disc->errors->pdata[i], ": disk ")) {
+            dom_fail(j, "%s", (char *)disc->errors->pdata[i]);
+            return j;
+        }
+    }
+    if (!prepare_disks(run, j, disc, def))
+        return j;
+    if (j->disks->len == 0) {
+        dom_fail(j, "domain '%s' has no disk that can be backed up", j->name);
+        return j;
+    }
+
+    if (!j->active || run->opts->quiesce == VS_QUIESCE_OFF) {
+        j->freeze = false;
+        if (!j->active) {
+            /* A shut-off domain's disks are at rest: as consistent as a freeze. */
+            g_free(j->consistency);
+            j->consistency = g_strdup("quiesced");
+        }
+    } else if (state == VIR_DOMAIN_PAUSED || state == VIR_DOMAIN_PMSUSPENDED) {
+        if (run->opts->quiesce == VS_QUIESCE_REQUIRE)
+            dom_fail(j, "domain '%s' is paused: its agent cannot freeze it (resume it, or use "
+                     "--quiesce=try for a crash-consistent backup)", j->name);
+        else
+            j->note = g_strdup("paused: backed up crash-consistent");
+    } else if (disc->agent == VS_AGENT_NONE) {
+        if (run->opts->quiesce == VS_QUIESCE_REQUIRE)
+            dom_fail(j, "domain '%s' has no qemu-guest-agent channel, so it cannot be frozen: "
+                     "add <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/>"
+                     "</channel> and run qemu-ga in the guest, or use --quiesce=try", j->name);
+        else
+            j->note = g_strdup("no qemu-guest-agent channel: backed up crash-consistent");
+    } else {
+        j->freeze = true;
+    }
+    return j;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Freeze, snapshot, thaw: each domain on its own thread, so that the group's
+ * frozen window is the slowest guest's, not the sum of all.                  */
+
+typedef gpointer (*DomStep)(gpointer data);
+
+typedef struct {
+    Run *run;
+    DomJob *j;
+} StepArg;
+
+static void
+for_each_domain(Run *run, GPtrArray *set, DomStep step)
+{
+    g_autoptr(GPtrArray) threads = g_ptr_array_new();
+    g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
+
+    for (guint i = 0; i < set->len; i++) {
+        StepArg *a = g_new0(StepArg, 1);
+        a->run = run;
+        a->j = set->pdata[i];
+        g_ptr_array_add(args, a);
+        g_ptr_array_add(threads, g_thread_new("virtsnap-dom", step, a));
+    }
+    for (guint i = 0; i < threads->len; i++)
+        g_thread_join(threads->pdata[i]);
+}
+
+static gpointer
+step_freeze(gpointer data)
+{
+    StepArg *a = data;
+    DomJob *j = a->j;
+
+    j->frozen_at = g_get_real_time() / 1000;
+    j->freeze_start = vs_now_ms();
+    j->frozen = vs_agent_freeze(j->dom, a->run->opts->agent_timeout, &j->thread_error);
+    if (j->frozen)
+        vs_fault_point("after-freeze");
+    return NULL;
+}
+
+static gpointer
+step_snapshot(gpointer data)
+{
+    StepArg *a = data;
+    DomJob *j = a->j;
+    g_autoptr(VsSnapshotDef) snap = NULL;
+    g_autofree char *xml = NULL;
+    g_autofree char *name = g_strdup_printf("virtsnap-%s", a->run->manifest->id);
+    virDomainSnapshotPtr s;
+    unsigned flags = VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY | VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC |
+                     VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA;
+    g_autoptr(VsDomainDef) def = NULL;
+
+    snap = vs_snapshot_def_new(name);
+    snap->memory = VS_SNAPSHOT_LOCATION_NO;
+    /* Every disk must be named: one left out would get libvirt's default. */
+    def = vs_domain_def_parse_string(j->xml, j->name, NULL);
+    for (guint i = 0; def && i < def->disks->len; i++) {
+        const VsDiskDef *dd = def->disks->pdata[i];
+        DiskJob *job = NULL;
+        for (guint k = 0; k < j->disks->len; k++) {
+            DiskJob *c = j->disks->pdata[k];
+            if (!g_strcmp0(c->target, dd->target_dev))
+                job = c;
+        }
+        if (job && job->overlay) {
+            VsSnapshotDiskDef *sd = vs_snapshot_def_add_disk(snap, job->target,
+                                                             VS_SNAPSHOT_LOCATION_EXTERNAL);
+            sd->src = vs_storage_source_new(VS_DISK_TYPE_FILE);
+            sd->src->path = g_strdup(job->overlay);
+            sd->src->format = g_strdup("qcow2");
+        } else {
+            vs_snapshot_def_add_disk(snap, dd->target_dev, VS_SNAPSHOT_LOCATION_NO);
+        }
+    }
+    xml = vs_snapshot_def_format(snap);
+    s = virDomainSnapshotCreateXML(j->dom, xml, flags);
+    if (!s) {
+        vs_set_libvirt_error(&j->thread_error, VS_ERROR_LIBVIRT, "snapshot: domain '%s'", j->name);
+        return NULL;
+    }
+    virDomainSnapshotFree(s);
+    j->snapshotted = true;
+    vs_fault_point("after-snapshot");
+    return NULL;
+}
+
+static gpointer
+step_thaw(gpointer data)
+{
+    StepArg *a = data;
+    DomJob *j = a->j;
+    g_autoptr(GError) err = NULL;
+
+    if (!vs_agent_thaw(j->dom, a->run->opts->agent_timeout, &err))
+        dom_fail(j, "%s (the guardian will thaw it by the freeze bound)", err->message);
+    j->freeze_end = vs_now_ms();
+    j->thawed_at = g_get_real_time() / 1000;
+    return NULL;
+}
+
+static bool
+any_overlay(DomJob *j)
+{
+    for (guint i = 0; i < j->disks->len; i++)
+        if (((DiskJob *)j->disks->pdata[i])->overlay)
+            return true;
+    return false;
+}
+
+/* Removes overlay files that exist but no domain uses: left by a snapshot that
+ * failed (libvirt's atomic snapshot undoes itself, not always its files). */
+static void
+drop_unused_overlays(DomJob *j)
+{
+    for (guint i = 0; i < j->disks->len; i++) {
+        DiskJob *d = j->disks->pdata[i];
+        g_autofree char *cur = NULL;
+
+        if (!d->overlay)
+            continue;
+        cur = vs_domain_disk_source(j->dom, d->target, false, NULL);
+        if (g_strcmp0(cur, d->overlay) != 0)
+            unlink(d->overlay);
+    }
+}
+
+static int64_t
+freeze_phase(Run *run, GError **error)
+{
+    g_autoptr(GPtrArray) snap = g_ptr_array_new();
+    g_autoptr(GPtrArray) frz = g_ptr_array_new();
+    g_autoptr(GPtrArray) uuids = g_ptr_array_new();
+    VsGuardian *guardian = NULL;
+    int64_t first = -1, last = -1;
+
+    for (guint i = 0; i < run->doms->len; i++) {
+        DomJob *j = run->doms->pdata[i];
+        if (j->error || !j->active || !any_overlay(j))
+            continue;
+        g_ptr_array_add(snap, j);
+        if (j->freeze) {
+            g_ptr_array_add(frz, j);
+            g_ptr_array_add(uuids, j->uuid);
+        }
+    }
+    if (snap->len == 0)
+        return -1;
+
+    if (frz->len > 0) {
+        g_ptr_array_add(uuids, NULL);
+        guardian = vs_guardian_start(run->opts->guardian_exe, run->opts->uri, run->opts->state_dir,
+                                     run->manifest->id, run->opts->max_freeze_ms,
+                                     (const char *const *)uuids->pdata, run->opts->agent_timeout,
+                                     error);
+        if (!guardian)
+            return -2;
+    }
+
+    /* Journal every intent first: a crash from here on leaves enough to undo. */
+    for (guint i = 0; i < snap->len; i++) {
+        DomJob *j = snap->pdata[i];
+        if (j->freeze)
+            journal(run, j, "freeze", NULL, NULL, NULL, NULL, NULL, NULL);
+        for (guint k = 0; k < j->disks->len; k++) {
+            DiskJob *d = j->disks->pdata[k];
+            g_autoptr(GError) jerr = NULL;
+            if (d->overlay &&
+                !vs_journal_append(run->journal, &jerr, "overlay", "domain", j->name, "uuid", j->uuid,
+                                   "disk", d->target, "overlay", d->overlay,
+                                   "original", d->path ? d->path : d->url, "format", d->format, NULL))
+                dom_fail(j, "%s", jerr->message);
+        }
+    }
+    vs_fault_point("before-freeze");
+    progress(run, VS_BACKUP_PHASE_FREEZE, NULL, NULL, 0, snap->len);
+
+    for_each_domain(run, frz, step_freeze);
+    for (guint i = 0; i < frz->len; i++) {
+        DomJob *j = frz->pdata[i];
+        if (first < 0 || j->freeze_start < first)
+            first = j->freeze_start;
+        if (j->frozen)
+            continue;
+        if (run->opts->quiesce == VS_QUIESCE_REQUIRE) {
+            dom_fail(j, "%s; --quiesce=require: domain '%s' not backed up",
+                     j->thread_error->message, j->name);
+        } else {
+            g_free(j->note);
+            j->note = g_strdup_printf("freeze failed (%s): backed up crash-consistent",
+                                      j->thread_error->message);
+        }
+        g_clear_error(&j->thread_error);
+    }
+
+    /* Snapshot only those not failed. */
+    {
+        g_autoptr(GPtrArray) go = g_ptr_array_new();
+        for (guint i = 0; i < snap->len; i++)
+            if (!((DomJob *)snap->pdata[i])->error)
+                g_ptr_array_add(go, snap->pdata[i]);
+        for_each_domain(run, go, step_snapshot);
+    }
+
+    /* Thaw every domain whose freeze was attempted: a freeze that timed out may
+     * have frozen some file systems. */
+    for_each_domain(run, frz, step_thaw);
+    if (guardian)
+        vs_guardian_stop(guardian);
+    vs_fault_point("after-thaw");
+
+    for (guint i = 0; i < snap->len; i++) {
+        DomJob *j = snap->pdata[i];
+        if (j->freeze && j->freeze_end > last)
+            last = j->freeze_end;
+        if (j->freeze)
+            journal(run, j, "thawed", NULL, NULL, NULL, NULL, NULL, NULL);
+        if (j->thread_error) {
+            dom_fail(j, "%s", j->thread_error->message);
+            g_clear_error(&j->thread_error);
+        }
+        if (!j->snapshotted) {
+            drop_unused_overlays(j);
+            continue;
+        }
+        if (j->frozen) {
+            int64_t held = j->freeze_end - j->freeze_start;
+            if (held > run->opts->max_freeze_ms) {
+                /* The guardian may have thawed before the snapshot was taken. */
+                g_free(j->note);
+                j->note = g_strdup_printf("frozen for %" G_GINT64_FORMAT " ms, over --max-freeze: "
+                                          "treated as crash-consistent", held);
+            } else {
+                g_free(j->consistency);
+                j->consistency = g_strdup("quiesced");
+            }
+        }
+    }
+    return first >= 0 && last >= first ? last - first : -1;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Copy                                                                       */
+
+typedef struct {
+    Run *run;
+    DomJob *j;
+    DiskJob *d;
+} CopyTask;
+
+static void
+copy_progress(uint64_t done, uint64_t total, void *opaque)
+{
+    CopyTask *t = opaque;
+    progress(t->run, VS_BACKUP_PHASE_COPY, t->j->name, t->d->target, done, total);
+}
+
+static void
+copy_one(gpointer data, gpointer user)
+{
+    CopyTask *t = data;
+    DiskJob *d = t->d;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    VsCopyOptions copts;
+    const char *fault = g_getenv("VIRTSNAP_FAULT_COPY_AFTER");
+    VsManifestDisk *m = g_new0(VsManifestDisk, 1);
+
+    (void)user;
+    m->target = g_strdup(d->target);
+    m->format = g_strdup(d->format);
+    m->source = g_strdup(d->path ? d->path : d->url);
+    m->chain = g_ptr_array_ref(d->chain);
+    m->chunks = g_array_new(FALSE, FALSE, sizeof(VsChunkRef));
+
+    if (d->path && g_strcmp0(d->format, "raw") == 0)
+        src = vs_source_open_file(d->path, &err);
+    else
+        src = vs_source_open_image(d->path ? d->path : d->url, d->format, &err);
+    if (src) {
+        vs_copy_options_init(&copts);
+        copts.progress = copy_progress;
+        copts.progress_opaque = t;
+        if (fault)
+            copts.fault_after_bytes = g_ascii_strtoull(fault, NULL, 10);
+        if (vs_copy_source_to_repo(src, t->run->repo, m, &copts, &err)) {
+            d->mdisk = m;
+            return;
+        }
+    }
+    d->error = g_strdup_printf("copy: domain '%s' disk %s: %s", t->j->name, d->target, err->message);
+    g_ptr_array_unref(m->chain);
+    g_array_unref(m->chunks);
+    g_free(m->target); g_free(m->format); g_free(m->source);
+    g_free(m);
+}
+
+static void
+copy_phase(Run *run)
+{
+    g_autoptr(GPtrArray) tasks = g_ptr_array_new_with_free_func(g_free);
+    GThreadPool *pool = g_thread_pool_new(copy_one, NULL, MAX(1, run->opts->parallel_disks), TRUE, NULL);
+
+    for (guint i = 0; i < run->doms->len; i++) {
+        DomJob *j = run->doms->pdata[i];
+        if (j->error)
+            continue;
+        for (guint k = 0; k < j->disks->len; k++) {
+            CopyTask *t = g_new0(CopyTask, 1);
+            t->run = run;
+            t->j = j;
+            t->d = j->disks->pdata[k];
+            g_ptr_array_add(tasks, t);
+            g_thread_pool_push(pool, t, NULL);
+        }
+    }
+    g_thread_pool_free(pool, FALSE, TRUE);
+    vs_fault_point("after-copy");
+    for (guint i = 0; i < run->doms->len; i++) {
+        DomJob *j = run->doms->pdata[i];
+        for (guint k = 0; k < j->disks->len; k++) {
+            DiskJob *d = j->disks->pdata[k];
+            if (d->error)
+                dom_fail(j, "%s", d->error);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Commit back                                                                */
+
+static bool
+commit_domain(Run *run, DomJob *j)
+{
+    bool ok = true;
+
+    for (guint k = 0; k < j->disks->len; k++) {
+        DiskJob *d = j->disks->pdata[k];
+        g_autoptr(GError) err = NULL;
+        g_autofree char *cur = NULL;
+
+        if (!d->overlay)
+            continue;
+        cur = vs_domain_disk_source(j->dom, d->target, false, &err);
+        if (!cur || g_strcmp0(cur, d->overlay) != 0) {
+            /* Not on our overlay (never applied): nothing to commit. */
+            unlink(d->overlay);
+            continue;
+        }
+        progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 0, 1);
+        journal(run, j, "commit", "disk", d->target, "overlay", d->overlay, NULL, NULL);
+        vs_fault_point("before-commit");
+        if (!vs_blockcommit_pivot(run->conn, j->dom, d->target, run->opts->commit_timeout, &err)) {
+            dom_fail(j, "%s; the domain runs on overlay %s until `virtsnap recover` commits it",
+                     err->message, d->overlay);
+            ok = false;
+            continue;
+        }
+        g_free(cur);
+        cur = vs_domain_disk_source(j->dom, d->target, false, NULL);
+        if (g_strcmp0(cur, d->path ? d->path : cur) != 0) {
+            dom_fail(j, "commit: domain '%s' disk %s: after the pivot the disk is %s, not %s",
+                     j->name, d->target, cur ? cur : "(none)", d->path);
+            ok = false;
+            continue;
+        }
+        if (unlink(d->overlay) < 0 && errno != ENOENT) {
+            dom_fail(j, "commit: cannot remove overlay %s: %s", d->overlay, g_strerror(errno));
+            ok = false;
+            continue;
+        }
+        journal(run, j, "committed", "disk", d->target, NULL, NULL, NULL, NULL);
+        progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 1, 1);
+        vs_fault_point("after-commit");
+    }
+    return ok;
+}
+
+/* ------------------------------------------------------------------------- */
+
+static VsBackupResult *
+make_result(Run *run, int64_t group_freeze_ms)
+{
+    VsBackupResult *r = g_new0(VsBackupResult, 1);
+
+    r->group_freeze_ms = group_freeze_ms;
+    r->domains = g_ptr_array_new_with_free_func((GDestroyNotify)domain_result_free);
+    r->notes = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; run->doms && i < run->doms->len; i++) {
+        DomJob *j = run->doms->pdata[i];
+        VsBackupDomainResult *d = g_new0(VsBackupDomainResult, 1);
+
+        d->name = g_strdup(j->name);
+        d->ok = j->error == NULL;
+        d->consistency = g_strdup(j->consistency);
+        d->freeze_ms = j->frozen ? j->freeze_end - j->freeze_start : -1;
+        d->frozen_at = j->frozen ? j->frozen_at : -1;
+        d->thawed_at = j->frozen ? j->thawed_at : -1;
+        d->note = g_strdup(j->note);
+        d->error = g_strdup(j->error);
+        d->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_result_free);
+        for (guint k = 0; k < j->disks->len; k++) {
+            DiskJob *dj = j->disks->pdata[k];
+            VsBackupDiskResult *dr = g_new0(VsBackupDiskResult, 1);
+            dr->target = g_strdup(dj->target);
+            if (dj->mdisk) {
+                dr->bytes_read = dj->mdisk->bytes_read;
+                dr->bytes_stored = dj->mdisk->bytes_stored;
+            }
+            g_ptr_array_add(d->disks, dr);
+        }
+        g_ptr_array_add(r->domains, d);
+    }
+    return r;
+}
+
+static VsBackupDomainResult *
+missing_domain(const char *name, const char *error)
+{
+    VsBackupDomainResult *d = g_new0(VsBackupDomainResult, 1);
+    d->name = g_strdup(name);
+    d->consistency = g_strdup("crash");
+    d->freeze_ms = d->frozen_at = d->thawed_at = -1;
+    d->error = g_strdup(error);
+    d->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_result_free);
+    return d;
+}
+
+VsBackupResult *
+vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
+              const VsBackupOptions *opts, GError **error)
+{
+    Run run = { .conn = conn, .opts = opts };
+    g_autoptr(GPtrArray) discovered = NULL;
+    g_autoptr(GPtrArray) notes = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) not_found = g_ptr_array_new_with_free_func(g_free);
+    g_auto(GStrv) problems = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsRepo) repo = NULL;
+    g_autoptr(VsManifest) manifest = NULL;
+    VsBackupResult *result = NULL;
+    VsDiscoverOptions dopts;
+    int64_t group_ms;
+    bool all_clean = true;
+    unsigned stored = 0;
+
+    if (!opts->repo_path || !*opts->repo_path) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "backup: no repository: give --repo DIR or set VIRTSNAP_REPO");
+        return NULL;
+    }
+    if (!all && (!names || !names[0])) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "backup: name the domains to back up, or give --all");
+        return NULL;
+    }
+    if (!(repo = vs_repo_open(opts->repo_path, opts->init_repo, true, 0, error))) {
+        if (error && *error && (*error)->code == VS_ERROR_NOT_FOUND && !opts->init_repo)
+            g_prefix_error(error, "backup: (create it with --init) ");
+        return NULL;
+    }
+    if (!vs_repo_lock_shared(repo, error))
+        return NULL;
+    run.repo = repo;
+    g_mutex_init(&run.progress_lock);
+
+    /* Discover first: it resolves every disk, and says which names do not exist. */
+    vs_discover_options_init(&dopts);
+    dopts.agent_timeout = opts->agent_timeout;
+    discovered = vs_discover(conn, all ? NULL : names, &dopts, &problems, error);
+    if (!discovered)
+        return NULL;
+    for (size_t i = 0; problems && problems[i]; i++)
+        if (strstr(problems[i], "' not found"))
+            g_ptr_array_add(not_found, g_strdup(problems[i]));
+    if (discovered->len == 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "backup: %s",
+                    not_found->len ? (char *)not_found->pdata[0] : "no domains to back up");
+        return NULL;
+    }
+
+    /* Leftovers of interrupted runs on these domains come first. */
+    {
+        g_autoptr(GPtrArray) uuids = g_ptr_array_new();
+        g_autoptr(GError) rerr = NULL;
+        for (guint i = 0; i < discovered->len; i++)
+            g_ptr_array_add(uuids, ((VsDiscoveredDomain *)discovered->pdata[i])->uuid);
+        g_ptr_array_add(uuids, NULL);
+        if (!vs_recover(conn, opts->state_dir, (const char *const *)uuids->pdata, notes, &rerr))
+            g_ptr_array_add(notes, g_strdup_printf("recover: %s", rerr->message));
+    }
+
+    manifest = vs_manifest_new();
+    run.manifest = manifest;
+    {
+        g_autofree char *ovl = g_build_filename(vs_state_dir(opts->state_dir), "overlays", NULL);
+        /* QEMU (as libvirt-qemu) must reach overlays kept here. */
+        if (!vs_make_dir(vs_state_dir(opts->state_dir), 0755, error) ||
+            !vs_make_dir(ovl, 0755, error))
+            return NULL;
+    }
+    if (!(run.journal = vs_journal_create(opts->state_dir, manifest->id, error)))
+        return NULL;
+    if (!vs_journal_append(run.journal, error, "begin", "id", manifest->id,
+                           "repo", vs_repo_path(repo), NULL)) {
+        vs_journal_finish(run.journal);
+        return NULL;
+    }
+
+    progress(&run, VS_BACKUP_PHASE_PREPARE, NULL, NULL, 0, discovered->len);
+    run.doms = g_ptr_array_new_with_free_func((GDestroyNotify)dom_job_free);
+    for (guint i = 0; i < discovered->len; i++) {
+        VsDiscoveredDomain *disc = discovered->pdata[i];
+        virDomainPtr dom = virDomainLookupByUUIDString(conn, disc->uuid);
+        if (!dom) {
+            g_ptr_array_add(not_found, g_strdup_printf("backup: domain '%s' disappeared", disc->name));
+            continue;
+        }
+        g_ptr_array_add(run.doms, prepare_domain(&run, dom, disc));
+    }
+
+    group_ms = freeze_phase(&run, &err);
+    if (group_ms == -2) {
+        /* Nothing was frozen or snapshotted: the guardian could not be armed. */
+        for (guint i = 0; i < run.doms->len; i++) {
+            DomJob *j = run.doms->pdata[i];
+            if (j->active)
+                dom_fail(j, "%s", err->message);
+        }
+        group_ms = -1;
+    }
+    copy_phase(&run);
+    for (guint i = 0; i < run.doms->len; i++) {
+        DomJob *j = run.doms->pdata[i];
+        if (j->snapshotted && !commit_domain(&run, j))
+            all_clean = false;
+    }
+
+    /* The manifest holds every domain whose data was copied in full. */
+    for (guint i = 0; i < run.doms->len; i++) {
+        DomJob *j = run.doms->pdata[i];
+        bool copied = j->disks->len > 0;
+        VsManifestDomain *md;
+
+        for (guint k = 0; k < j->disks->len; k++)
+            copied = copied && ((DiskJob *)j->disks->pdata[k])->mdisk;
+        if (!copied)
+            continue;
+        md = vs_manifest_add_domain(manifest, j->name);
+        md->uuid = g_strdup(j->uuid);
+        md->consistency = g_strdup(j->consistency);
+        md->freeze_ms = j->frozen ? j->freeze_end - j->freeze_start : -1;
+        md->xml = g_strdup(j->xml);
+        for (guint k = 0; k < j->disks->len; k++) {
+            DiskJob *d = j->disks->pdata[k];
+            g_ptr_array_add(md->disks, g_steal_pointer(&d->mdisk));
+        }
+        /* mdisk moved into the manifest: keep the figures for the result */
+        stored++;
+    }
+    manifest->group_freeze_ms = group_ms;
+    result = make_result(&run, group_ms);
+    /* make_result read the figures before the move; fill them from the manifest */
+    for (guint i = 0; i < manifest->domains->len; i++) {
+        VsManifestDomain *md = manifest->domains->pdata[i];
+        for (guint k = 0; k < result->domains->len; k++) {
+            VsBackupDomainResult *dr = result->domains->pdata[k];
+            if (g_strcmp0(dr->name, md->name))
+                continue;
+            for (guint x = 0; x < md->disks->len; x++) {
+                VsManifestDisk *mdisk = md->disks->pdata[x];
+                VsBackupDiskResult *r = dr->disks->pdata[x];
+                r->bytes_read = mdisk->bytes_read;
+                r->bytes_stored = mdisk->bytes_stored;
+            }
+        }
+    }
+    if (stored > 0) {
+        vs_fault_point("before-manifest");
+        if (vs_repo_commit_manifest(repo, manifest, &err)) {
+            result->id = g_strdup(manifest->id);
+        } else {
+            for (guint k = 0; k < result->domains->len; k++) {
+                VsBackupDomainResult *dr = result->domains->pdata[k];
+                if (!dr->error)
+                    dr->error = g_strdup(err->message);
+                dr->ok = false;
+            }
+        }
+    }
+    for (guint i = 0; i < not_found->len; i++) {
+        const char *msg = not_found->pdata[i];
+        const char *a = strstr(msg, "domain '"), *b = a ? strstr(a + 8, "' ") : NULL;
+        g_autofree char *name = a && b ? g_strndup(a + 8, b - a - 8) : g_strdup("?");
+        g_ptr_array_add(result->domains, missing_domain(name, msg));
+    }
+    g_ptr_array_extend_and_steal(result->notes, g_steal_pointer(&notes));
+    notes = g_ptr_array_new_with_free_func(g_free);
+
+    /* A journal with overlays still applied stays for recover. */
+    if (all_clean) {
+        vs_journal_finish(run.journal);
+    } else {
+        vs_journal_append(run.journal, NULL, "incomplete", NULL);
+        vs_journal_close(run.journal);
+    }
+    g_ptr_array_unref(run.doms);
+    vs_repo_unlock(repo);
+    g_mutex_clear(&run.progress_lock);
+    return result;
+}

@@ -1,0 +1,179 @@
+/* Active block commit with a safe pivot. QEMU may only pivot once the mirror is
+ * in sync, which libvirt announces with the READY block-job event; polling the
+ * job's progress instead races ("block copy still active: not ready for pivot
+ * yet"). So every connection that commits gets one event callback feeding a
+ * table of job states, and commits wait on it with a bound. A commit that does
+ * not converge in time is cancelled: the guest keeps running on its overlay,
+ * which is consistent, and the journal still names the overlay for recover;
+ * the guest is never left half-pivoted. */
+#include "config.h"
+#include "driver-internal.h"
+#include "vs-xml.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static GMutex jobs_lock;
+static GCond jobs_cond;
+static GHashTable *jobs;          /* "uuid/disk" -> GINT_TO_POINTER(status + 1) */
+static GHashTable *conns;         /* virConnectPtr with our callback */
+
+static char *
+job_key(virDomainPtr dom, const char *disk)
+{
+    char uuid[VIR_UUID_STRING_BUFLEN] = "";
+
+    virDomainGetUUIDString(dom, uuid);
+    return g_strdup_printf("%s/%s", uuid, disk);
+}
+
+static void
+on_block_job(virConnectPtr conn, virDomainPtr dom, const char *disk, int type, int status,
+             void *opaque)
+{
+    (void)conn; (void)type; (void)opaque;
+    g_mutex_lock(&jobs_lock);
+    g_hash_table_insert(jobs, job_key(dom, disk), GINT_TO_POINTER(status + 1));
+    g_cond_broadcast(&jobs_cond);
+    g_mutex_unlock(&jobs_lock);
+}
+
+static bool
+ensure_events(virConnectPtr conn, GError **error)
+{
+    bool ok = true;
+
+    g_mutex_lock(&jobs_lock);
+    if (!jobs) {
+        jobs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        conns = g_hash_table_new(NULL, NULL);
+    }
+    if (!g_hash_table_contains(conns, conn)) {
+        if (virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2,
+                                             VIR_DOMAIN_EVENT_CALLBACK(on_block_job),
+                                             NULL, NULL) < 0) {
+            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "commit: cannot watch block-job events");
+            ok = false;
+        } else {
+            g_hash_table_add(conns, conn);
+        }
+    }
+    g_mutex_unlock(&jobs_lock);
+    return ok;
+}
+
+static void
+forget_job(const char *key)
+{
+    g_mutex_lock(&jobs_lock);
+    g_hash_table_remove(jobs, key);
+    g_mutex_unlock(&jobs_lock);
+}
+
+/* Waits until the job reaches READY (true) or ends / times out (false). */
+static bool
+wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_s, GError **error)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
+    const char *name = virDomainGetName(dom);
+
+    g_mutex_lock(&jobs_lock);
+    for (;;) {
+        int st = GPOINTER_TO_INT(g_hash_table_lookup(jobs, key)) - 1;
+
+        if (st == VIR_DOMAIN_BLOCK_JOB_READY) {
+            g_mutex_unlock(&jobs_lock);
+            return true;
+        }
+        if (st == VIR_DOMAIN_BLOCK_JOB_FAILED || st == VIR_DOMAIN_BLOCK_JOB_CANCELED ||
+            st == VIR_DOMAIN_BLOCK_JOB_COMPLETED) {
+            g_mutex_unlock(&jobs_lock);
+            g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT,
+                        "commit: domain '%s' disk %s: the commit job %s before it was ready to pivot",
+                        name, disk, st == VIR_DOMAIN_BLOCK_JOB_FAILED ? "failed" :
+                        st == VIR_DOMAIN_BLOCK_JOB_CANCELED ? "was cancelled" : "ended");
+            return false;
+        }
+        if (g_get_monotonic_time() >= deadline) {
+            g_mutex_unlock(&jobs_lock);
+            g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
+                        "commit: domain '%s' disk %s did not converge within %d s (the guest "
+                        "writes faster than the commit copies)", name, disk, timeout_s);
+            return false;
+        }
+        g_cond_wait_until(&jobs_cond, &jobs_lock,
+                          MIN(deadline, g_get_monotonic_time() + G_USEC_PER_SEC));
+        /* A job that vanished without an event (daemon restart) would otherwise
+         * keep us here until the deadline. */
+        if (GPOINTER_TO_INT(g_hash_table_lookup(jobs, key)) == 0) {
+            virDomainBlockJobInfo info;
+            int r;
+            g_mutex_unlock(&jobs_lock);
+            r = virDomainGetBlockJobInfo(dom, disk, &info, 0);
+            g_mutex_lock(&jobs_lock);
+            if (r == 0 && GPOINTER_TO_INT(g_hash_table_lookup(jobs, key)) == 0) {
+                g_mutex_unlock(&jobs_lock);
+                g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT,
+                            "commit: domain '%s' disk %s: the commit job disappeared", name, disk);
+                return false;
+            }
+        }
+    }
+}
+
+bool
+vs_blockcommit_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, int timeout_s,
+                     GError **error)
+{
+    g_autofree char *key = job_key(dom, disk);
+    const char *name = virDomainGetName(dom);
+    g_autoptr(GError) local = NULL;
+
+    if (!ensure_events(conn, error))
+        return false;
+    forget_job(key);
+    /* SHALLOW: into the image right below the overlay, never deeper down a chain
+     * the domain had before the backup. */
+    if (virDomainBlockCommit(dom, disk, NULL, NULL, 0,
+                             VIR_DOMAIN_BLOCK_COMMIT_ACTIVE | VIR_DOMAIN_BLOCK_COMMIT_SHALLOW) < 0) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s", name, disk);
+        return false;
+    }
+    if (!wait_ready(dom, disk, key, timeout_s, &local)) {
+        /* Cancel: the guest stays on the overlay, consistent; recover retries. */
+        virDomainBlockJobAbort(dom, disk, 0);
+        g_propagate_error(error, g_steal_pointer(&local));
+        forget_job(key);
+        return false;
+    }
+    if (virDomainBlockJobAbort(dom, disk, VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT) < 0) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s: pivot", name, disk);
+        virDomainBlockJobAbort(dom, disk, 0);
+        forget_job(key);
+        return false;
+    }
+    forget_job(key);
+    return true;
+}
+
+char *
+vs_domain_disk_source(virDomainPtr dom, const char *disk, bool inactive, GError **error)
+{
+    g_autofree char *xml = virDomainGetXMLDesc(dom, inactive ? VIR_DOMAIN_XML_INACTIVE : 0);
+    g_autoptr(VsDomainDef) def = NULL;
+    VsDiskDef *d;
+
+    if (!xml) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "domain '%s': cannot read its XML",
+                             virDomainGetName(dom));
+        return NULL;
+    }
+    if (!(def = vs_domain_def_parse_string(xml, virDomainGetName(dom), error)))
+        return NULL;
+    if (!(d = vs_domain_def_find_disk(def, disk)) || !d->src) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "domain '%s' has no disk %s",
+                    virDomainGetName(dom), disk);
+        return NULL;
+    }
+    return g_strdup(d->src->path);
+}

@@ -1,0 +1,86 @@
+/* The driver's private header: the pieces backup, recover and the guardian share
+ * and that no tool may call directly (the journal, per-domain locks, freeze and
+ * thaw with bounded agent calls, block-job waiting on libvirt events). */
+#pragma once
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <libvirt/libvirt.h>
+#include <stdbool.h>
+#include "vs-driver.h"
+#include "vs-backup.h"
+
+/* ------------------------------------------------------------------------- */
+/* State directory                                                           */
+
+/* opts->state_dir, else $VIRTSNAP_STATE_DIR, else the configured default. */
+const char *vs_state_dir(const char *state_dir);
+bool vs_make_dir(const char *dir, int mode, GError **error);
+
+/* ------------------------------------------------------------------------- */
+/* Journal: STATE/journal/<id>.jsonl, one JSON object per line, each fsync'd
+ * before the step it announces. The writer holds an exclusive flock on the file
+ * for its whole life, which is how recover tells a live run from a dead one. */
+
+typedef struct _VsJournal VsJournal;
+
+VsJournal *vs_journal_create(const char *state_dir, const char *id, GError **error);
+/* Appends {"op": OP, "time": µs, KEY: VALUE, ...} (NULL-terminated string pairs). */
+bool vs_journal_append(VsJournal *j, GError **error, const char *op, ...) G_GNUC_NULL_TERMINATED;
+/* The run is over: the journal is removed. */
+void vs_journal_finish(VsJournal *j);
+/* The run ends with work left for recover: the journal stays, unlocked. */
+void vs_journal_close(VsJournal *j);
+const char *vs_journal_path(const VsJournal *j);
+
+/* Journal files in STATE/journal, sorted. */
+char **vs_journal_list(const char *state_dir);
+/* Reads the records (JsonObject*, owned by the array); a torn last line is
+ * ignored. With try_lock, fails with VS_ERROR_FAILED "in progress" if a live
+ * process holds the journal; on success *lock_fd holds the lock (close it). */
+GPtrArray *vs_journal_read(const char *path, bool try_lock, int *lock_fd, GError **error);
+
+/* ------------------------------------------------------------------------- */
+/* Per-domain locks: STATE/locks/<uuid>.lock, flock LOCK_EX|LOCK_NB.           */
+
+int vs_domain_lock(const char *state_dir, const char *uuid, const char *name, GError **error);
+void vs_domain_unlock(int fd);
+
+/* ------------------------------------------------------------------------- */
+/* Agent: freeze and thaw with a bound on every call.                         */
+
+/* Freezes all guest file systems. On failure the caller must still thaw: a
+ * timed-out freeze may have frozen some file systems. */
+bool vs_agent_freeze(virDomainPtr dom, int timeout_s, GError **error);
+/* Thaws; a guest that is not frozen is not an error. */
+bool vs_agent_thaw(virDomainPtr dom, int timeout_s, GError **error);
+/* "frozen", "thawed", or NULL with *error. */
+char *vs_agent_freeze_status(virDomainPtr dom, int timeout_s, GError **error);
+
+/* ------------------------------------------------------------------------- */
+/* Block jobs                                                                 */
+
+/* Active commit of DISK's top image into the image directly below it, pivot
+ * only after the READY event, bounded by TIMEOUT_S; on timeout or failure the
+ * job is cancelled and the domain stays on the overlay (consistent, reported). */
+bool vs_blockcommit_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk,
+                          int timeout_s, GError **error);
+
+/* The current top source path of DISK in the live XML (NULL if none). */
+char *vs_domain_disk_source(virDomainPtr dom, const char *disk, bool inactive, GError **error);
+
+/* ------------------------------------------------------------------------- */
+/* Guardian                                                                   */
+
+typedef struct _VsGuardian VsGuardian;
+
+/* Starts a guardian that will thaw DOMAINS (UUIDs) deadline_ms from now, or at
+ * once if this process dies. Returns once the guardian is armed (its own libvirt
+ * connection open). */
+VsGuardian *vs_guardian_start(const char *exe, const char *uri, const char *state_dir,
+                              const char *id, int deadline_ms, const char *const *uuids,
+                              int agent_timeout, GError **error);
+/* Tells the guardian all is thawed, and reaps it. */
+void vs_guardian_stop(VsGuardian *g);
+
+int64_t vs_now_ms(void);

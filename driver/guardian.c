@@ -1,0 +1,198 @@
+/* The guardian: a separate process, armed before any guest is frozen, whose one
+ * job is to make sure no guest stays frozen longer than --max-freeze. It opens
+ * its own libvirt connection first, then waits on a pipe from the backup
+ * process: "thawed" means the backup thawed everything itself; end of file means
+ * the backup died (kill -9 included), and the deadline passing means it hangs —
+ * in both cases the guardian thaws every guest it was given, at once, without
+ * anyone running a command. It runs in its own session so that a Ctrl-C aimed at
+ * the backup does not take it down too. */
+#include "config.h"
+#include "driver-internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct _VsGuardian {
+    GPid pid;
+    int ctl_fd;      /* write end: "thawed\n" */
+};
+
+static void
+child_setup(gpointer data)
+{
+    (void)data;
+    setsid();
+}
+
+VsGuardian *
+vs_guardian_start(const char *exe, const char *uri, const char *state_dir, const char *id,
+                  int deadline_ms, const char *const *uuids, int agent_timeout, GError **error)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GError) local = NULL;
+    VsGuardian *g = g_new0(VsGuardian, 1);
+    int out_fd = -1;
+    char buf[16] = "";
+    size_t got = 0;
+    gint64 until = g_get_monotonic_time() + 15 * G_USEC_PER_SEC;
+
+    g_ptr_array_add(argv, g_strdup(exe && *exe ? exe : "/proc/self/exe"));
+    g_ptr_array_add(argv, g_strdup("guardian"));
+    g_ptr_array_add(argv, g_strdup(vs_default_uri(uri)));
+    g_ptr_array_add(argv, g_strdup_printf("%d", deadline_ms));
+    g_ptr_array_add(argv, g_strdup_printf("%d", agent_timeout));
+    g_ptr_array_add(argv, g_strdup(vs_state_dir(state_dir)));
+    g_ptr_array_add(argv, g_strdup(id));
+    for (size_t i = 0; uuids && uuids[i]; i++)
+        g_ptr_array_add(argv, g_strdup(uuids[i]));
+    g_ptr_array_add(argv, NULL);
+
+    if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL,
+                                  G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_CLOEXEC_PIPES,
+                                  child_setup, NULL, &g->pid, &g->ctl_fd, &out_fd, NULL, &local)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "guardian: cannot start %s: %s",
+                    (char *)argv->pdata[0], local->message);
+        g_free(g);
+        return NULL;
+    }
+    /* Armed means: its own connection is open. Until then nothing is frozen. */
+    while (got < 6 && g_get_monotonic_time() < until) {
+        struct pollfd pfd = { .fd = out_fd, .events = POLLIN };
+        ssize_t r;
+        if (poll(&pfd, 1, 200) <= 0)
+            continue;
+        r = read(out_fd, buf + got, sizeof buf - 1 - got);
+        if (r <= 0)
+            break;
+        got += r;
+    }
+    close(out_fd);
+    if (strncmp(buf, "ready\n", 6) != 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
+                    "guardian: did not arm (it could not open %s?); nothing was frozen",
+                    vs_default_uri(uri));
+        vs_guardian_stop(g);
+        return NULL;
+    }
+    return g;
+}
+
+void
+vs_guardian_stop(VsGuardian *g)
+{
+    int status;
+
+    if (!g)
+        return;
+    if (g->ctl_fd >= 0) {
+        (void)!write(g->ctl_fd, "thawed\n", 7);
+        close(g->ctl_fd);
+    }
+    while (waitpid(g->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    g_spawn_close_pid(g->pid);
+    g_free(g);
+}
+
+static void
+guardian_log(const char *state_dir, const char *id, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+static void
+guardian_log(const char *state_dir, const char *id, const char *fmt, ...)
+{
+    g_autofree char *path = g_build_filename(state_dir, "guardian.log", NULL);
+    g_autofree char *msg = NULL;
+    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+    g_autofree char *ts = g_date_time_format_iso8601(now);
+    va_list ap;
+    FILE *f;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "virtsnap guardian: %s\n", msg);
+    if ((f = fopen(path, "a"))) {
+        fprintf(f, "%s %s %s\n", ts, id, msg);
+        fclose(f);
+    }
+}
+
+/* argv: guardian URI DEADLINE_MS AGENT_TIMEOUT STATE_DIR ID UUID... */
+int
+vs_guardian_main(int argc, char **argv)
+{
+    g_autoptr(GError) err = NULL;
+    virConnectPtr conn;
+    int deadline_ms, agent_timeout, rc = 0;
+    const char *state_dir, *id;
+    gint64 until;
+    char buf[16] = "";
+    size_t got = 0;
+    bool told_thawed = false;
+
+    if (argc < 7) {
+        fprintf(stderr, "virtsnap guardian: internal command, started by virtsnap backup\n");
+        return 2;
+    }
+    deadline_ms = atoi(argv[2]);
+    agent_timeout = atoi(argv[3]);
+    state_dir = argv[4];
+    id = argv[5];
+    until = g_get_monotonic_time() + (gint64)deadline_ms * 1000;
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (!(conn = vs_conn_open(argv[1], &err))) {
+        fprintf(stderr, "virtsnap guardian: %s\n", err->message);
+        return 1;
+    }
+    if (write(STDOUT_FILENO, "ready\n", 6) != 6)
+        return 1;
+    close(STDOUT_FILENO);
+
+    while (!told_thawed) {
+        gint64 left = until - g_get_monotonic_time();
+        struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+        ssize_t r;
+
+        if (left <= 0)
+            break;
+        if (poll(&pfd, 1, (int)(left / 1000) + 1) <= 0)
+            continue;
+        r = read(STDIN_FILENO, buf + got, sizeof buf - 1 - got);
+        if (r <= 0)
+            break;   /* the backup process is gone */
+        got += r;
+        told_thawed = strstr(buf, "thawed\n") != NULL;
+    }
+    if (told_thawed) {
+        vs_conn_close(conn);
+        return 0;
+    }
+    guardian_log(state_dir, id, "%s: thawing %d domain(s)",
+                 g_get_monotonic_time() >= until ? "freeze bound reached" : "backup process ended",
+                 argc - 6);
+    for (int i = 6; i < argc; i++) {
+        virDomainPtr dom = virDomainLookupByUUIDString(conn, argv[i]);
+        g_autoptr(GError) terr = NULL;
+
+        if (!dom)
+            continue;
+        if (!vs_agent_thaw(dom, agent_timeout, &terr)) {
+            guardian_log(state_dir, id, "%s", terr->message);
+            rc = 1;
+        } else {
+            guardian_log(state_dir, id, "thawed domain '%s'", virDomainGetName(dom));
+        }
+        virDomainFree(dom);
+    }
+    vs_conn_close(conn);
+    return rc;
+}

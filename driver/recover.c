@@ -1,0 +1,274 @@
+/* `virtsnap recover`: finishing or undoing what an interrupted backup left,
+ * driven only by its journal. Guests it froze are thawed; overlays it put on
+ * disks are committed back and pivoted (or, for a domain shut down meanwhile,
+ * committed offline and the definition pointed back at the original image);
+ * overlay files it created that no domain uses are removed. An overlay virtsnap
+ * did not create is never touched, and one that has since been buried under
+ * another image is reported, not guessed at. A journal whose run is still alive
+ * (its flock held) is left alone. No manifest is ever written here, so an
+ * interrupted backup never appears complete. */
+#include "config.h"
+#include "driver-internal.h"
+#include "vs-xml.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *
+member(JsonObject *o, const char *key)
+{
+    JsonNode *n = json_object_get_member(o, key);
+    return n && JSON_NODE_HOLDS_VALUE(n) ? json_node_get_string(n) : NULL;
+}
+
+static void
+act(GPtrArray *actions, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static void
+act(GPtrArray *actions, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (actions)
+        g_ptr_array_add(actions, msg);
+    else
+        g_free(msg);
+}
+
+static bool
+chain_contains(const VsStorageSource *src, const char *path)
+{
+    for (; src; src = src->backing)
+        if (g_strcmp0(src->path, path) == 0)
+            return true;
+    return false;
+}
+
+/* The domain is shut off but its definition points at our overlay: commit it
+ * into the original with qemu-img and point the definition back. */
+static bool
+offline_commit(virConnectPtr conn, virDomainPtr dom, const char *disk, const char *overlay,
+               const char *original, const char *format, GError **error)
+{
+    g_autofree char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE);
+    g_autoptr(VsDomainDef) def = NULL;
+    g_autofree char *out = NULL, *errout = NULL, *newxml = NULL;
+    const char *argv[] = { "qemu-img", "commit", "-q", "-f", "qcow2", overlay, NULL };
+    VsDiskDef *d;
+    virDomainPtr redefined;
+    int status = 0;
+
+    if (!xml || !(def = vs_domain_def_parse_string(xml, virDomainGetName(dom), error))) {
+        if (error && !*error)
+            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "recover: domain '%s'", virDomainGetName(dom));
+        return false;
+    }
+    if (!(d = vs_domain_def_find_disk(def, disk)) || !d->src ||
+        (d->src->type != VS_DISK_TYPE_FILE && d->src->type != VS_DISK_TYPE_BLOCK) ||
+        !g_path_is_absolute(original)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "recover: domain '%s' disk %s: the original %s is not a local image; commit %s "
+                    "into it by hand (qemu-img commit) and point the disk back at it",
+                    virDomainGetName(dom), disk, original, overlay);
+        return false;
+    }
+    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &errout,
+                      &status, error))
+        return false;
+    if (!g_spawn_check_wait_status(status, NULL)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "recover: qemu-img commit %s: %s", overlay,
+                    g_strstrip(errout));
+        return false;
+    }
+    d->src->type = g_file_test(original, G_FILE_TEST_IS_REGULAR) ? VS_DISK_TYPE_FILE : VS_DISK_TYPE_BLOCK;
+    g_free(d->src->path);
+    d->src->path = g_strdup(original);
+    g_free(d->src->format);
+    d->src->format = g_strdup(format ? format : "raw");
+    vs_storage_source_free(d->src->backing);
+    d->src->backing = NULL;
+    d->src->backing_terminated = false;
+    if (!(newxml = vs_domain_def_format(def, error)))
+        return false;
+    if (!(redefined = virDomainDefineXML(conn, newxml))) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "recover: redefining domain '%s'",
+                             virDomainGetName(dom));
+        return false;
+    }
+    virDomainFree(redefined);
+    return true;
+}
+
+static bool
+recover_overlay(virConnectPtr conn, JsonObject *rec, GPtrArray *actions, GError **error)
+{
+    const char *uuid = member(rec, "uuid"), *name = member(rec, "domain");
+    const char *disk = member(rec, "disk"), *overlay = member(rec, "overlay");
+    const char *original = member(rec, "original"), *format = member(rec, "format");
+    virDomainPtr dom;
+    g_autofree char *xml = NULL;
+    g_autoptr(VsDomainDef) def = NULL;
+    VsDiskDef *d;
+    int active;
+    bool ok = false;
+
+    if (!uuid || !disk || !overlay)
+        return true;
+    if (!(dom = virDomainLookupByUUIDString(conn, uuid))) {
+        if (g_file_test(overlay, G_FILE_TEST_EXISTS))
+            act(actions, "domain '%s' no longer exists: its overlay %s is kept (it holds writes "
+                "made after the backup's snapshot)", name, overlay);
+        return true;
+    }
+    active = virDomainIsActive(dom);
+    xml = virDomainGetXMLDesc(dom, active == 1 ? 0 : VIR_DOMAIN_XML_INACTIVE);
+    if (!xml || !(def = vs_domain_def_parse_string(xml, name, error))) {
+        if (error && !*error)
+            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "recover: domain '%s'", name);
+        goto out;
+    }
+    d = vs_domain_def_find_disk(def, disk);
+    if (!d || !d->src || g_strcmp0(d->src->path, overlay) != 0) {
+        if (d && d->src && chain_contains(d->src->backing, overlay)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "recover: domain '%s' disk %s: virtsnap's overlay %s now lies below %s; "
+                        "commit the chain by hand (virsh blockcommit %s %s --active --pivot)",
+                        name, disk, overlay, d->src->path, name, disk);
+            goto out;
+        }
+        /* Never applied, or already committed: only the file may be left. */
+        if (unlink(overlay) == 0)
+            act(actions, "removed unused overlay %s of domain '%s'", overlay, name);
+        ok = true;
+        goto out;
+    }
+    if (active == 1) {
+        if (!vs_blockcommit_pivot(conn, dom, disk, 600, error))
+            goto out;
+        act(actions, "committed overlay %s back into %s and pivoted domain '%s' disk %s",
+            overlay, original ? original : "its base", name, disk);
+    } else {
+        if (!offline_commit(conn, dom, disk, overlay, original, format, error))
+            goto out;
+        act(actions, "committed overlay %s of shut-off domain '%s' disk %s into %s offline and "
+            "pointed its definition back", overlay, name, disk, original);
+    }
+    if (unlink(overlay) < 0 && errno != ENOENT) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "recover: cannot remove %s: %s", overlay,
+                    g_strerror(errno));
+        goto out;
+    }
+    ok = true;
+out:
+    virDomainFree(dom);
+    return ok;
+}
+
+static void
+recover_thaw(virConnectPtr conn, JsonObject *rec, GPtrArray *actions)
+{
+    const char *uuid = member(rec, "uuid"), *name = member(rec, "domain");
+    virDomainPtr dom = uuid ? virDomainLookupByUUIDString(conn, uuid) : NULL;
+    g_autofree char *status = NULL;
+
+    if (!dom)
+        return;
+    if (virDomainIsActive(dom) == 1) {
+        status = vs_agent_freeze_status(dom, 5, NULL);
+        /* Thaw unless the agent says thawed: an unanswered query may be a frozen guest. */
+        if (g_strcmp0(status, "thawed") != 0) {
+            g_autoptr(GError) err = NULL;
+            if (vs_agent_thaw(dom, 5, &err))
+                act(actions, "thawed domain '%s'", name);
+            else
+                act(actions, "could not thaw domain '%s': %s", name, err->message);
+        }
+    }
+    virDomainFree(dom);
+}
+
+static bool
+touches(GPtrArray *records, const char *const *uuids)
+{
+    if (!uuids)
+        return true;
+    for (guint i = 0; i < records->len; i++) {
+        const char *u = member(records->pdata[i], "uuid");
+        for (size_t k = 0; u && uuids[k]; k++)
+            if (!strcmp(u, uuids[k]))
+                return true;
+    }
+    return false;
+}
+
+bool
+vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
+           GPtrArray *actions, GError **error)
+{
+    g_auto(GStrv) journals = vs_journal_list(state_dir);
+    bool all_ok = true;
+
+    for (size_t i = 0; journals[i]; i++) {
+        g_autoptr(GPtrArray) recs = NULL;
+        g_autoptr(GHashTable) thawed = g_hash_table_new(g_str_hash, g_str_equal);
+        g_autoptr(GHashTable) committed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        g_autoptr(GError) err = NULL;
+        g_autofree char *base = g_path_get_basename(journals[i]);
+        bool ok = true;
+        int fd = -1;
+
+        if (!(recs = vs_journal_read(journals[i], true, &fd, &err)))
+            continue;   /* in progress, or unreadable: not ours to act on now */
+        if (!touches(recs, uuids)) {
+            close(fd);
+            continue;
+        }
+        for (guint k = 0; k < recs->len; k++) {
+            JsonObject *r = recs->pdata[k];
+            const char *op = member(r, "op"), *u = member(r, "uuid");
+            if (!g_strcmp0(op, "thawed") && u)
+                g_hash_table_add(thawed, (gpointer)u);
+            if (!g_strcmp0(op, "committed") && u)
+                g_hash_table_add(committed, g_strdup_printf("%s/%s", u, member(r, "disk")));
+        }
+        /* Thaw first: a frozen guest is the urgent part. */
+        for (guint k = 0; k < recs->len; k++) {
+            JsonObject *r = recs->pdata[k];
+            if (!g_strcmp0(member(r, "op"), "freeze") &&
+                !g_hash_table_contains(thawed, member(r, "uuid") ? member(r, "uuid") : ""))
+                recover_thaw(conn, r, actions);
+        }
+        for (guint k = 0; k < recs->len; k++) {
+            JsonObject *r = recs->pdata[k];
+            g_autofree char *key = NULL;
+            g_autoptr(GError) oerr = NULL;
+
+            if (g_strcmp0(member(r, "op"), "overlay") != 0)
+                continue;
+            key = g_strdup_printf("%s/%s", member(r, "uuid"), member(r, "disk"));
+            if (g_hash_table_contains(committed, key))
+                continue;
+            if (!recover_overlay(conn, r, actions, &oerr)) {
+                /* The first failure is the error; any later ones are listed. */
+                if (all_ok && ok && error && !*error)
+                    g_propagate_error(error, g_steal_pointer(&oerr));
+                else
+                    act(actions, "%s", oerr->message);
+                ok = false;
+            }
+        }
+        if (ok) {
+            unlink(journals[i]);
+            act(actions, "recovered interrupted run %.*s", (int)(strlen(base) - strlen(".jsonl")), base);
+        } else {
+            all_ok = false;
+        }
+        close(fd);
+    }
+    return all_ok;
+}

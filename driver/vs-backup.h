@@ -1,0 +1,111 @@
+/* Backups of running domains without suspending them, and the recovery of
+ * whatever an interrupted backup left behind.
+ *
+ * One backup run is one group: the running domains are frozen together through
+ * qemu-guest-agent, each gets one atomic disk-only external snapshot (overlays),
+ * all are thawed, the now stable images are copied into the repository, and the
+ * overlays are committed back (active commit, pivot on the READY event). Every
+ * step is written to a journal before it happens, so `recover` (and the next
+ * backup of the same domain) can finish or undo it. A guardian process armed
+ * before the freeze thaws the guests by itself when the main process dies or
+ * overruns the freeze bound. */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <libvirt/libvirt.h>
+#include "vs-error.h"
+
+G_BEGIN_DECLS
+
+typedef enum {
+    VS_QUIESCE_TRY,       /* freeze; if impossible, back up crash-consistent and say so */
+    VS_QUIESCE_REQUIRE,   /* freeze, or fail that domain */
+    VS_QUIESCE_OFF,       /* never freeze */
+} VsQuiesceMode;
+
+bool vs_quiesce_mode_from_string(const char *s, VsQuiesceMode *out);
+
+typedef enum {
+    VS_BACKUP_PHASE_PREPARE,
+    VS_BACKUP_PHASE_FREEZE,
+    VS_BACKUP_PHASE_COPY,
+    VS_BACKUP_PHASE_COMMIT,
+    VS_BACKUP_PHASE_DONE,
+} VsBackupPhase;
+
+/* Progress: called from copy worker threads too, but never from two threads at
+ * once. DOMAIN/DISK are NULL for group-wide events. */
+typedef void (*VsBackupProgress)(VsBackupPhase phase, const char *domain, const char *disk,
+                                 uint64_t done, uint64_t total, void *opaque);
+
+typedef struct {
+    const char *repo_path;      /* required */
+    bool init_repo;             /* create the repository if it does not exist */
+    const char *state_dir;      /* journal and locks; NULL: $VIRTSNAP_STATE_DIR or /var/lib/virtsnap */
+    const char *overlay_dir;    /* NULL: beside each disk */
+    const char *uri;            /* the connection's URI, for the guardian's own connection */
+    VsQuiesceMode quiesce;
+    int max_freeze_ms;          /* default 10000 */
+    int agent_timeout;          /* seconds for each agent call, default 5 */
+    int commit_timeout;         /* seconds for each active commit to become READY, default 600 */
+    unsigned parallel_disks;    /* disks copied at once, default 2 */
+    const char *guardian_exe;   /* program run as `EXE guardian ...`; default /proc/self/exe */
+    VsBackupProgress progress;
+    void *progress_opaque;
+} VsBackupOptions;
+
+void vs_backup_options_init(VsBackupOptions *opts);
+
+typedef struct {
+    char *target;
+    uint64_t bytes_read;
+    uint64_t bytes_stored;
+} VsBackupDiskResult;
+
+typedef struct {
+    char *name;
+    bool ok;
+    char *consistency;          /* quiesced | crash */
+    int64_t freeze_ms;          /* -1 when not frozen */
+    int64_t frozen_at;          /* unix ms when the freeze began, -1 when not frozen */
+    int64_t thawed_at;          /* unix ms when the thaw returned */
+    char *note;                 /* why crash-consistent under --quiesce=try, etc. */
+    char *error;                /* why this domain failed, NULL when ok */
+    GPtrArray *disks;           /* of VsBackupDiskResult* */
+} VsBackupDomainResult;
+
+typedef struct {
+    char *id;                   /* NULL when no backup was written */
+    int64_t group_freeze_ms;    /* -1 when nothing was frozen */
+    GPtrArray *domains;         /* of VsBackupDomainResult* */
+    GPtrArray *notes;           /* of char*: what recovery of earlier runs did first */
+} VsBackupResult;
+
+void vs_backup_result_free(VsBackupResult *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsBackupResult, vs_backup_result_free)
+
+/* Backs up NAMES (or every domain with ALL). Returns a result even when some
+ * domains failed (each says why; the backup holds the others); NULL with *error
+ * only when nothing could be attempted (bad repository, no such domain when it
+ * is the only one, ...). */
+VsBackupResult *vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
+                              const VsBackupOptions *opts, GError **error);
+
+/* Finishes or undoes every interrupted run found in the state directory (only
+ * those no live process holds): thaws guests, commits and pivots overlays that
+ * virtsnap created, removes temp files. DOMAIN_UUIDS limits it to runs touching
+ * those domains (NULL: all). Messages describing what was done are appended to
+ * ACTIONS (char*). Returns false if some leftover could not be repaired. */
+bool vs_recover(virConnectPtr conn, const char *state_dir, const char *const *domain_uuids,
+                GPtrArray *actions, GError **error);
+
+/* The guardian process's main (`virtsnap guardian ...`). */
+int vs_guardian_main(int argc, char **argv);
+
+/* Fault points for tests: when $VIRTSNAP_FAULT names POINT, the process kills
+ * itself with SIGKILL there (or, for "hang:POINT", stops forever). */
+void vs_fault_point(const char *point);
+
+G_END_DECLS

@@ -1,0 +1,104 @@
+/* Everything virtsnap asks of libvirt, behind one header for the tools: opening
+ * a connection the way virsh does, and discovering every domain, every disk and
+ * where each disk's data really lives (pool, NFS export, iSCSI LUN, block
+ * device). Later issues add freeze/thaw, snapshots, commit, backup jobs and the
+ * crash-recovery journal here. */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <libvirt/libvirt.h>
+#include "vs-error.h"
+
+G_BEGIN_DECLS
+
+/* ------------------------------------------------------------------------- */
+/* Connections                                                               */
+
+/* The URI virsh would use: URI if given, else $LIBVIRT_DEFAULT_URI, else
+ * qemu:///system. */
+const char *vs_default_uri(const char *uri);
+
+/* Opens a read-write connection; libvirt's own error printing is silenced for
+ * the whole process (virtsnap reports every error once, through GError). */
+virConnectPtr vs_conn_open(const char *uri, GError **error);
+void vs_conn_close(virConnectPtr conn);
+
+/* Sets *error from libvirt's last error: "PREFIX: <libvirt message>". */
+void vs_set_libvirt_error(GError **error, VsErrorCode code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+/* "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended" */
+const char *vs_domain_state_string(int state);
+
+/* ------------------------------------------------------------------------- */
+/* Discovery                                                                 */
+
+typedef enum {
+    VS_AGENT_NONE,        /* no org.qemu.guest_agent.0 channel */
+    VS_AGENT_CONFIGURED,  /* a channel, but nobody answered guest-ping (or not running) */
+    VS_AGENT_RESPONDING,  /* guest-ping answered */
+} VsAgentStatus;
+
+const char *vs_agent_status_string(VsAgentStatus status);
+
+typedef struct {
+    char *path;           /* file/device path or protocol URL */
+    char *format;         /* NULL if unknown */
+} VsChainElem;
+
+typedef struct {
+    char *target;         /* vda */
+    char *device;         /* disk, cdrom, floppy, lun */
+    char *type;           /* file, block, network, volume, dir, ... */
+    char *format;         /* raw, qcow2, ... */
+    char *path;           /* local path, or nfs:// / iscsi:// URL for network disks */
+    char *pool;           /* storage pool name, NULL if none */
+    char *pool_type;      /* dir, fs, netfs, logical, disk, iscsi, iscsi-direct, mpath, network, none */
+    char *volume;         /* volume name within the pool */
+    /* NFS (netfs pools and protocol='nfs' disks) */
+    char *nfs_server, *nfs_export, *nfs_path;
+    /* iSCSI (iscsi/iscsi-direct pools and protocol='iscsi' disks) */
+    char *iscsi_portal, *iscsi_iqn;
+    int iscsi_lun;        /* -1 if not iSCSI */
+    /* block and multipath devices */
+    char *block_device, *wwid;
+    GPtrArray *chain;     /* of VsChainElem*: backing images below the top, nearest first */
+    bool chain_complete;  /* the chain is known to end (not cut off by an unreadable image) */
+    char *skipped;        /* why this disk is not backed up, or NULL */
+    char *error;          /* what could not be resolved for this disk, or NULL */
+} VsDiscoveredDisk;
+
+typedef struct {
+    char *name;
+    char *uuid;
+    char *state;
+    int id;               /* -1 if not running */
+    bool persistent;
+    VsAgentStatus agent;
+    char *xml;            /* the domain XML that was read (live XML when running) */
+    GPtrArray *disks;     /* of VsDiscoveredDisk* */
+    GPtrArray *errors;    /* of char*: problems found while resolving this domain */
+} VsDiscoveredDomain;
+
+typedef struct {
+    int agent_timeout;    /* seconds for guest-ping (default 2) */
+    int nfs_timeout_ms;   /* for asking an NFS server for its exports (default 3000) */
+    bool probe_exports;   /* ask NFS servers for exports to split network NFS paths (default on) */
+} VsDiscoverOptions;
+
+void vs_discover_options_init(VsDiscoverOptions *opts);
+
+/* Discovers NAMES (NULL or empty: every domain, running or shut off, persistent or
+ * transient, sorted by name). Each name that cannot be found, and each disk that
+ * cannot be resolved, is reported in *PROBLEMS (a vector of messages, set only when
+ * there are any) while the others are still discovered. Returns an array of
+ * VsDiscoveredDomain*, or NULL with *error set when nothing at all can be listed. */
+GPtrArray *vs_discover(virConnectPtr conn, const char *const *names,
+                       const VsDiscoverOptions *opts, char ***problems, GError **error);
+
+void vs_discovered_domain_free(VsDiscoveredDomain *dom);
+void vs_discovered_disk_free(VsDiscoveredDisk *disk);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsDiscoveredDomain, vs_discovered_domain_free)
+
+G_END_DECLS

@@ -1,0 +1,237 @@
+/* Manifest JSON: a full round trip (every field, awkward strings, null freeze
+ * figures), and the strict parser's refusals, each of which must name the file
+ * and the field so that a person can find the damage. The invalid inputs are
+ * made by editing the JSON that vs_manifest_to_json really writes. */
+#include "repo-test-util.h"
+
+#define CS 65536u
+
+static const char *hex_a = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+static const char *hex_b = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+static VsManifest *
+sample(void)
+{
+    VsManifest *m = vs_manifest_new();
+    VsManifestDomain *d = vs_manifest_add_domain(m, "web1");
+    VsManifestDomain *d2 = vs_manifest_add_domain(m, "db \"prod\"");
+    VsManifestDisk *k = vs_manifest_domain_add_disk(d, "vda");
+    VsManifestDisk *k2 = vs_manifest_domain_add_disk(d, "vdb");
+    VsManifestImage *img;
+    VsChunkRef r;
+
+    g_free(m->id);
+    m->id = g_strdup("20261123T141600Z-3f9a2c");
+    m->chunk_size = CS;
+    m->started = 1795443360123456;
+    m->completed = 1795443421000001;
+    m->group_freeze_ms = 1234;
+    d->uuid = g_strdup("2f8a9d3e-4b1c-4e6f-9a7b-1c2d3e4f5a6b");
+    g_free(d->consistency);
+    d->consistency = g_strdup("quiesced");
+    d->freeze_ms = 812;
+    d->xml = g_strdup("<domain type='kvm'>\n  <name>web1</name>\n\t<description>\"q\" \\ é \x01 ü</description>\n</domain>\n");
+    k->format = g_strdup("qcow2");
+    k->virtual_size = 3 * CS + 100;
+    k->source = g_strdup("/var/lib/libvirt/images/web1.qcow2");
+    k->bytes_read = 2 * CS;
+    k->bytes_stored = 4242;
+    img = g_new0(VsManifestImage, 1);
+    img->path = g_strdup("/var/lib/libvirt/images/web1.qcow2");
+    img->format = g_strdup("qcow2");
+    g_ptr_array_add(k->chain, img);
+    img = g_new0(VsManifestImage, 1);
+    img->path = g_strdup("/var/lib/libvirt/images/base.raw");
+    img->format = g_strdup("raw");
+    g_ptr_array_add(k->chain, img);
+    r = (VsChunkRef){ .offset = 0, .length = CS };
+    vs_digest_from_hex(hex_a, &r.digest);
+    g_array_append_val(k->chunks, r);
+    r = (VsChunkRef){ .offset = 3 * CS, .length = 100 };
+    vs_digest_from_hex(hex_b, &r.digest);
+    g_array_append_val(k->chunks, r);
+    k2->format = g_strdup("raw");
+    k2->virtual_size = 0;
+    /* d2: crash-consistent, no uuid, no xml, no disks */
+    (void)d2;
+    return m;
+}
+
+static void
+test_round_trip(void)
+{
+    g_autoptr(VsManifest) m = sample();
+    g_autoptr(VsManifest) back = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autofree char *json = vs_manifest_to_json(m), *json2 = NULL;
+    VsManifestDomain *d, *d2;
+    VsManifestDisk *k;
+    VsManifestImage *img;
+
+    back = vs_manifest_from_json(json, "sample.json", &err);
+    g_assert_no_error(err);
+    json2 = vs_manifest_to_json(back);
+    g_assert_cmpstr(json, ==, json2);
+
+    g_assert_cmpint(back->format_version, ==, 1);
+    g_assert_cmpstr(back->id, ==, m->id);
+    g_assert_cmpuint(back->chunk_size, ==, CS);
+    g_assert_cmpint(back->started, ==, m->started);
+    g_assert_cmpint(back->completed, ==, m->completed);
+    g_assert_cmpint(back->group_freeze_ms, ==, 1234);
+    g_assert_cmpstr(back->hostname, ==, m->hostname);
+    g_assert_cmpuint(back->domains->len, ==, 2);
+    d = vs_manifest_find_domain(back, "web1");
+    g_assert_nonnull(d);
+    g_assert_cmpstr(d->uuid, ==, "2f8a9d3e-4b1c-4e6f-9a7b-1c2d3e4f5a6b");
+    g_assert_cmpstr(d->consistency, ==, "quiesced");
+    g_assert_cmpint(d->freeze_ms, ==, 812);
+    g_assert_cmpstr(d->xml, ==, ((VsManifestDomain *)g_ptr_array_index(m->domains, 0))->xml);
+    d2 = vs_manifest_find_domain(back, "db \"prod\"");
+    g_assert_nonnull(d2);
+    g_assert_null(d2->uuid);
+    g_assert_null(d2->xml);
+    g_assert_cmpstr(d2->consistency, ==, "crash");
+    g_assert_cmpint(d2->freeze_ms, ==, -1);
+    g_assert_cmpuint(d2->disks->len, ==, 0);
+    g_assert_null(vs_manifest_find_domain(back, "nope"));
+    k = vs_manifest_find_disk(d, "vda");
+    g_assert_nonnull(k);
+    g_assert_null(vs_manifest_find_disk(d, "vdz"));
+    g_assert_cmpstr(k->format, ==, "qcow2");
+    g_assert_cmpuint(k->virtual_size, ==, 3 * CS + 100);
+    g_assert_cmpstr(k->source, ==, "/var/lib/libvirt/images/web1.qcow2");
+    g_assert_cmpuint(k->bytes_read, ==, 2 * CS);
+    g_assert_cmpuint(k->bytes_stored, ==, 4242);
+    g_assert_cmpuint(k->chain->len, ==, 2);
+    img = g_ptr_array_index(k->chain, 1);
+    g_assert_cmpstr(img->path, ==, "/var/lib/libvirt/images/base.raw");
+    g_assert_cmpstr(img->format, ==, "raw");
+    g_assert_cmpuint(k->chunks->len, ==, 2);
+    g_assert_cmpuint(g_array_index(k->chunks, VsChunkRef, 1).offset, ==, 3 * CS);
+    g_assert_cmpuint(g_array_index(k->chunks, VsChunkRef, 1).length, ==, 100);
+    {
+        char hex[VS_DIGEST_HEX_LEN];
+
+        vs_digest_to_hex(&g_array_index(k->chunks, VsChunkRef, 1).digest, hex);
+        g_assert_cmpstr(hex, ==, hex_b);
+    }
+    /* the text itself: one chunk per line, readable by jq and grep */
+    {
+        g_autofree char *line = g_strdup_printf("[196608, 100, \"%s\"]", hex_b);
+
+        g_assert_nonnull(strstr(json, line));
+        g_assert_nonnull(strstr(json, "\"started\": \"2026-11-23T14:16:00.123456Z\""));
+        g_assert_nonnull(strstr(json, "\"freeze_ms\": null"));
+    }
+}
+
+static void
+test_new(void)
+{
+    g_autoptr(VsManifest) a = vs_manifest_new(), b = vs_manifest_new();
+    GRegex *re = g_regex_new("^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$", 0, 0, NULL);
+
+    g_assert_true(g_regex_match(re, a->id, 0, NULL));
+    g_assert_cmpstr(a->id, !=, b->id);
+    g_assert_cmpint(a->format_version, ==, VS_REPO_FORMAT_VERSION);
+    g_assert_cmpint(a->group_freeze_ms, ==, -1);
+    g_assert_cmpint(llabs(a->started - g_get_real_time()), <, 10 * G_USEC_PER_SEC);
+    g_regex_unref(re);
+}
+
+typedef struct {
+    const char *from, *to;     /* edit: replace the first FROM with TO */
+    VsErrorCode code;
+    const char *message;       /* expected after "manifest: test.json: " */
+} BadCase;
+
+static void
+test_strict(void)
+{
+    g_autoptr(VsManifest) m = sample();
+    g_autofree char *good = vs_manifest_to_json(m);
+    g_autofree char *hex_a_up = g_ascii_strup(hex_a, -1);
+    g_autofree char *chunk0 = g_strdup_printf("[0, 65536, \"%s\"]", hex_a);
+    g_autofree char *chunk0_up = g_strdup_printf("[0, 65536, \"%s\"]", hex_a_up);
+    g_autofree char *chunk0_odd = g_strdup_printf("[4096, 65536, \"%s\"]", hex_a);
+    g_autofree char *chunk0_late = g_strdup_printf("[196608, 100, \"%s\"]", hex_a);
+    g_autofree char *chunk0_short = g_strdup_printf("[0, 100, \"%s\"]", hex_a);
+    g_autofree char *chunk0_two = g_strdup_printf("[0, 65536, \"%s\", 1]", hex_a);
+    const BadCase cases[] = {
+        { "{\n", "[\n", VS_ERROR_FAILED, "not valid JSON: " },
+        { "\"format\": \"virtsnap-manifest\"", "\"format\": \"virtsnap-other\"", VS_ERROR_FAILED,
+          "format: \"virtsnap-other\" is not \"virtsnap-manifest\"" },
+        { "\"version\": 1", "\"version\": 2", VS_ERROR_UNSUPPORTED,
+          "version: format version 2 is newer than this virtsnap supports (1); upgrade virtsnap to read it" },
+        { "\"version\": 1", "\"version\": \"1\"", VS_ERROR_FAILED, "version: expected a non-negative integer" },
+        { "\"hostname\": ", "\"hostname2\": ", VS_ERROR_FAILED, "hostname2: unknown member" },
+        { "\"id\": \"20261123T141600Z-3f9a2c\"", "\"id\": \"../etc\"", VS_ERROR_FAILED,
+          "id: \"../etc\" is not 1 to 128 letters, digits, - and _" },
+        { "\"chunk_size\": 65536", "\"chunk_size\": 65537", VS_ERROR_FAILED,
+          "chunk_size: 65537 is not a power of two from 4096 to 16777216" },
+        { "\"started\": \"2026-11-23T14:16:00.123456Z\"", "\"started\": \"yesterday\"", VS_ERROR_FAILED,
+          "started: \"yesterday\" is not an ISO 8601 time with a time zone (2026-11-23T14:16:00Z)" },
+        { "\"group_freeze_ms\": 1234", "\"group_freeze_ms\": -5", VS_ERROR_FAILED,
+          "group_freeze_ms: expected milliseconds (a non-negative integer) or null" },
+        { "\"consistency\": \"quiesced\"", "\"consistency\": \"maybe\"", VS_ERROR_FAILED,
+          "domains[0].consistency: \"maybe\" is not \"quiesced\" or \"crash\"" },
+        { "\"name\": \"web1\"", "\"name\": 7", VS_ERROR_FAILED, "domains[0].name: expected a string" },
+        { "\"uuid\": \"2f8a", "\"uuid2\": \"2f8a", VS_ERROR_FAILED, "domains[0].uuid2: unknown member" },
+        { "\"virtual_size\": 196708", "\"virtual_size\": 1.5", VS_ERROR_FAILED,
+          "domains[0].disks[0].virtual_size: expected a non-negative integer" },
+        { "\"virtual_size\": 196708", "\"virtual_size\": 196608", VS_ERROR_FAILED,
+          "domains[0].disks[0].chunks[1]: chunk ends beyond virtual_size (offset 196608, length 100, "
+          "chunk_size 65536)" },
+        { "\"target\": \"vdb\"", "\"target\": \"vda\"", VS_ERROR_FAILED,
+          "domains[0].disks[1].target: disk \"vda\" appears twice" },
+        { "\"format\": \"qcow2\",\n          \"virtual_size\"", "\"format\": null,\n          \"virtual_size\"",
+          VS_ERROR_FAILED, "domains[0].disks[0].format: expected a string" },
+        { "{\"path\": \"/var/lib/libvirt/images/base.raw\", \"format\": \"raw\"}",
+          "{\"path\": \"/var/lib/libvirt/images/base.raw\"}", VS_ERROR_FAILED,
+          "domains[0].disks[0].chain[1].format: missing" },
+        { "\"chain\": [", "\"chain\": {\"a\": [", VS_ERROR_FAILED, "not valid JSON: " },
+        { "\"chain\": [\n", "\"chain\": [\n            7,\n", VS_ERROR_FAILED,
+          "domains[0].disks[0].chain[0]: expected an object" },
+        { chunk0, chunk0_up, VS_ERROR_FAILED,
+          "domains[0].disks[0].chunks[0]: expected [offset, length, \"64 lowercase hex digits of SHA-256\"]" },
+        { chunk0, chunk0_two, VS_ERROR_FAILED,
+          "domains[0].disks[0].chunks[0]: expected [offset, length, \"64 lowercase hex digits of SHA-256\"]" },
+        { chunk0, chunk0_odd, VS_ERROR_FAILED,
+          "domains[0].disks[0].chunks[0]: offset is not a multiple of chunk_size (offset 4096, length 65536, "
+          "chunk_size 65536)" },
+        { chunk0, chunk0_late, VS_ERROR_FAILED,
+          "domains[0].disks[0].chunks[1]: offsets are not ascending (offset 196608, length 100, chunk_size 65536)" },
+        { chunk0, chunk0_short, VS_ERROR_FAILED,
+          "domains[0].disks[0].chunks[0]: a short chunk that is not the last of the disk (offset 0, length 100, "
+          "chunk_size 65536)" },
+        { "\"bytes_stored\": 4242,\n", "", VS_ERROR_FAILED, "domains[0].disks[0].bytes_stored: missing" },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        const char *at = strstr(good, cases[i].from);
+        g_autoptr(GString) bad = g_string_new(good);
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VsManifest) parsed = NULL;
+        g_autofree char *expect = g_strdup_printf("manifest: test.json: %s", cases[i].message);
+
+        g_test_message("case %zu: %s", i, cases[i].message);
+        g_assert_nonnull(at);
+        g_string_erase(bad, at - good, (gssize)strlen(cases[i].from));
+        g_string_insert(bad, at - good, cases[i].to);
+        parsed = vs_manifest_from_json(bad->str, "test.json", &err);
+        g_assert_null(parsed);
+        g_assert_error(err, VS_ERROR, (int)cases[i].code);
+        g_assert_true(g_str_has_prefix(err->message, expect));
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/manifest/round-trip", test_round_trip);
+    g_test_add_func("/manifest/new", test_new);
+    g_test_add_func("/manifest/strict", test_strict);
+    return g_test_run();
+}

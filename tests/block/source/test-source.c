@@ -1,0 +1,934 @@
+/* Sources and the copy engine against real things: sparse files written here,
+ * qcow2 chains made by qemu-img and filled by qemu-io (checked against
+ * qemu-img convert's flattening of the same chain), a qemu-nbd we start on a
+ * unix socket, and the real repository. Covers extents, reads, clones, the
+ * engine's chunk list, round trip, dedup, fault injection, sources that vanish
+ * mid-copy (no hang, a clear error), qemu-nbd reaped on every path, and peak
+ * memory (run alone as its own test, since VmHWM is per process). */
+#include "config.h"
+#include "vs-source.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MiB (UINT64_C(1) << 20)
+
+static char *tmpdir;
+
+static char *
+tmp(const char *name)
+{
+    return g_build_filename(tmpdir, name, NULL);
+}
+
+static void
+run(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
+static void
+run(const char *fmt, ...)
+{
+    va_list ap;
+    g_autofree char *cmd = NULL, *out = NULL, *err = NULL;
+    g_autoptr(GError) error = NULL;
+    int status = 0;
+
+    va_start(ap, fmt);
+    cmd = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, &error));
+    g_assert_no_error(error);
+    if (!g_spawn_check_wait_status(status, NULL))
+        g_error("%s failed: %s%s", cmd, out, err);
+}
+
+/* Deterministic, fast, incompressible. */
+static void
+fill_random(void *buf, size_t len, uint64_t seed)
+{
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    uint64_t *p = buf;
+
+    for (size_t i = 0; i < len / 8; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = x;
+    }
+    memset((char *)buf + len / 8 * 8, 0x5a, len % 8);
+}
+
+static void
+pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    g_assert_cmpint(pwrite(fd, buf, len, (off_t)off), ==, (ssize_t)len);
+}
+
+typedef struct {
+    uint64_t offset, length;
+} Range;
+
+/* A sparse file of SIZE bytes with random data at RANGES. */
+static char *
+make_sparse(const char *name, uint64_t size, const Range *ranges, size_t n)
+{
+    char *path = tmp(name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, (off_t)size), ==, 0);
+    for (size_t i = 0; i < n; i++) {
+        g_autofree char *buf = g_malloc(ranges[i].length + 8);
+        fill_random(buf, ranges[i].length + 8, ranges[i].offset + 1);
+        pwrite_all(fd, buf, ranges[i].length, ranges[i].offset);
+    }
+    g_assert_cmpint(close(fd), ==, 0);
+    return path;
+}
+
+/* Every byte of SRC equals the file at REF. */
+static void
+assert_source_equals_file(VsSource *src, const char *ref)
+{
+    int fd = open(ref, O_RDONLY);
+    struct stat st;
+    g_autofree char *a = g_malloc(MiB), *b = g_malloc(MiB);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(fstat(fd, &st), ==, 0);
+    g_assert_cmpuint(vs_source_size(src), ==, (uint64_t)st.st_size);
+    for (uint64_t off = 0; off < (uint64_t)st.st_size; off += MiB) {
+        size_t n = MIN(MiB, (uint64_t)st.st_size - off);
+        g_autoptr(GError) err = NULL;
+        g_assert_true(vs_source_pread(src, a, n, off, &err));
+        g_assert_no_error(err);
+        g_assert_cmpint(pread(fd, b, n, (off_t)off), ==, (ssize_t)n);
+        g_assert_true(memcmp(a, b, n) == 0);
+    }
+    close(fd);
+}
+
+static bool
+range_is_zero(int fd, uint64_t off, uint64_t len)
+{
+    g_autofree char *buf = g_malloc(MiB);
+
+    while (len > 0) {
+        size_t n = MIN(len, MiB);
+        g_assert_cmpint(pread(fd, buf, n, (off_t)off), ==, (ssize_t)n);
+        for (size_t i = 0; i < n; i++)
+            if (buf[i])
+                return false;
+        off += n;
+        len -= n;
+    }
+    return true;
+}
+
+/* All extents of SRC: contiguous from 0 to the size; every zero extent reads as
+ * zeros in REF (the flattened truth). */
+static GArray *
+all_extents(VsSource *src, const char *ref)
+{
+    GArray *ext = g_array_new(FALSE, FALSE, sizeof(VsExtent));
+    uint64_t pos = 0, size = vs_source_size(src);
+    int fd = ref ? open(ref, O_RDONLY) : -1;
+
+    while (pos < size) {
+        g_autoptr(GError) err = NULL;
+        guint before = ext->len;
+        g_assert_true(vs_source_extents(src, pos, size - pos, ext, &err));
+        g_assert_no_error(err);
+        g_assert_cmpuint(ext->len, >, before);
+        for (guint i = before; i < ext->len; i++) {
+            VsExtent *e = &g_array_index(ext, VsExtent, i);
+            g_assert_cmpuint(e->offset, ==, pos);
+            g_assert_cmpuint(e->length, >, 0);
+            if (e->zero && fd >= 0)
+                g_assert_true(range_is_zero(fd, e->offset, e->length));
+            pos += e->length;
+        }
+    }
+    g_assert_cmpuint(pos, ==, size);
+    if (fd >= 0)
+        close(fd);
+    return ext;
+}
+
+/* Whether [off, off+len) lies inside a data extent. */
+static bool
+covered_by_data(GArray *ext, uint64_t off, uint64_t len)
+{
+    for (guint i = 0; i < ext->len; i++) {
+        VsExtent *e = &g_array_index(ext, VsExtent, i);
+        if (!e->zero && e->offset <= off && off + len <= e->offset + e->length)
+            return true;
+    }
+    return false;
+}
+
+static uint64_t
+data_bytes(GArray *ext)
+{
+    uint64_t n = 0;
+    for (guint i = 0; i < ext->len; i++)
+        if (!g_array_index(ext, VsExtent, i).zero)
+            n += g_array_index(ext, VsExtent, i).length;
+    return n;
+}
+
+static VsRepo *
+new_repo(const char *name)
+{
+    g_autofree char *p = tmp(name);
+    g_autoptr(GError) err = NULL;
+    VsRepo *repo = vs_repo_open(p, true, true, 0, &err);
+
+    g_assert_no_error(err);
+    g_assert_nonnull(repo);
+    return repo;
+}
+
+static void
+disk_clear(VsManifestDisk *d)
+{
+    if (d->chunks)
+        g_array_unref(d->chunks);
+    memset(d, 0, sizeof *d);
+}
+
+static void
+copy_ok(VsSource *src, VsRepo *repo, VsManifestDisk *disk, const VsCopyOptions *opts)
+{
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(vs_copy_source_to_repo(src, repo, disk, opts, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(disk->virtual_size, ==, vs_source_size(src));
+    g_assert_nonnull(disk->chunks);
+}
+
+/* The chunks read back from the repository, with the gaps as zeros, are REF. */
+static void
+assert_roundtrip(VsRepo *repo, const VsManifestDisk *disk, const char *ref)
+{
+    int fd = open(ref, O_RDONLY);
+    uint32_t cs = vs_repo_chunk_size(repo);
+    uint64_t pos = 0;
+    g_autofree char *buf = g_malloc(cs);
+
+    g_assert_cmpint(fd, >=, 0);
+    for (guint i = 0; i < disk->chunks->len; i++) {
+        VsChunkRef *c = &g_array_index(disk->chunks, VsChunkRef, i);
+        g_autoptr(GError) err = NULL;
+        g_autofree char *data = NULL;
+        size_t len = 0;
+
+        g_assert_cmpuint(c->offset % cs, ==, 0);
+        g_assert_cmpuint(c->offset, >=, pos);
+        g_assert_true(range_is_zero(fd, pos, c->offset - pos));
+        data = vs_repo_get_chunk(repo, &c->digest, &len, &err);
+        g_assert_no_error(err);
+        g_assert_cmpuint(len, ==, c->length);
+        g_assert_cmpuint(c->length, ==, MIN((uint64_t)cs, disk->virtual_size - c->offset));
+        g_assert_cmpint(pread(fd, buf, len, (off_t)c->offset), ==, (ssize_t)len);
+        g_assert_true(memcmp(buf, data, len) == 0);
+        pos = c->offset + c->length;
+    }
+    g_assert_true(range_is_zero(fd, pos, disk->virtual_size - pos));
+    close(fd);
+}
+
+/* ------------------------------------------------------------------------- */
+/* qemu-nbd processes                                                        */
+
+/* Our children called qemu-nbd (libnbd forks them from whichever thread). */
+static GArray *
+qemu_nbd_children(void)
+{
+    GArray *pids = g_array_new(FALSE, FALSE, sizeof(pid_t));
+    g_autoptr(GDir) tasks = g_dir_open("/proc/self/task", 0, NULL);
+    const char *tid;
+
+    g_assert_nonnull(tasks);
+    while ((tid = g_dir_read_name(tasks))) {
+        g_autofree char *p = g_strdup_printf("/proc/self/task/%s/children", tid);
+        g_autofree char *list = NULL;
+        g_auto(GStrv) parts = NULL;
+
+        if (!g_file_get_contents(p, &list, NULL, NULL))
+            continue;
+        parts = g_strsplit(g_strstrip(list), " ", -1);
+        for (char **s = parts; *s; s++) {
+            g_autofree char *commp = NULL, *comm = NULL;
+            pid_t pid = (pid_t)atoi(*s);
+            if (pid <= 0)
+                continue;
+            commp = g_strdup_printf("/proc/%d/comm", pid);
+            if (g_file_get_contents(commp, &comm, NULL, NULL) &&
+                g_str_has_prefix(comm, "qemu-nbd"))
+                g_array_append_val(pids, pid);
+        }
+    }
+    return pids;
+}
+
+static void
+assert_no_qemu_nbd(void)
+{
+    g_autoptr(GArray) pids = qemu_nbd_children();
+    g_assert_cmpuint(pids->len, ==, 0);
+}
+
+typedef struct {
+    GPid pid;
+    char *sock;
+    char *uri;
+} NbdServer;
+
+static void
+nbd_server_start(NbdServer *s, const char *file, const char *format)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *fmt = g_strdup_printf("--format=%s", format);
+    static int n;
+    char *argv[8];
+    int i = 0;
+
+    s->sock = g_strdup_printf("%s/nbd%d.sock", tmpdir, n++);
+    argv[i++] = (char *)"qemu-nbd";
+    argv[i++] = (char *)"--read-only";
+    argv[i++] = fmt;
+    argv[i++] = (char *)"--shared=8";
+    argv[i++] = (char *)"--persistent";
+    argv[i++] = g_strdup_printf("--socket=%s", s->sock);
+    argv[i++] = (char *)file;
+    argv[i] = NULL;
+    g_assert_true(g_spawn_async(NULL, argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
+                                NULL, NULL, &s->pid, &err));
+    g_assert_no_error(err);
+    g_free(argv[5]);
+    for (int tries = 0; tries < 1000 && !g_file_test(s->sock, G_FILE_TEST_EXISTS); tries++)
+        g_usleep(10000);
+    g_assert_true(g_file_test(s->sock, G_FILE_TEST_EXISTS));
+    s->uri = g_strdup_printf("nbd+unix:///?socket=%s", s->sock);
+}
+
+static void
+nbd_server_stop(NbdServer *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        waitpid(s->pid, NULL, 0);
+        s->pid = 0;
+    }
+    unlink(s->sock);
+    g_clear_pointer(&s->sock, g_free);
+    g_clear_pointer(&s->uri, g_free);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Sources                                                                   */
+
+static const Range sparse_ranges[] = {
+    { 1 * MiB, 4096 },                 /* one small extent in chunk 1 */
+    { 10 * MiB + 8192, 64 * 1024 },    /* inside chunk 10, not at its start */
+    { 33 * MiB - 4096, 8192 },         /* straddles chunks 32 and 33 */
+    { 63 * MiB + 512 * 1024, 512 * 1024 }, /* the last half chunk */
+};
+static const uint64_t sparse_chunks[] = { 1, 10, 32, 33, 63 };
+
+static void
+test_file_extents(void)
+{
+    g_autofree char *path = make_sparse("sparse.raw", 64 * MiB, sparse_ranges, G_N_ELEMENTS(sparse_ranges));
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = vs_source_open_file(path, &err);
+    g_autoptr(VsSource) clone = NULL;
+    g_autoptr(GArray) ext = NULL;
+
+    g_assert_no_error(err);
+    g_assert_cmpstr(src->ops->name, ==, "file");
+    g_assert_cmpuint(vs_source_size(src), ==, 64 * MiB);
+    ext = all_extents(src, path);
+    for (size_t i = 0; i < G_N_ELEMENTS(sparse_ranges); i++)
+        g_assert_true(covered_by_data(ext, sparse_ranges[i].offset, sparse_ranges[i].length));
+    /* Holes were found: far less than the file is data. */
+    g_assert_cmpuint(data_bytes(ext), <=, 4 * MiB);
+    g_assert_false(covered_by_data(ext, 20 * MiB, 4096));
+    assert_source_equals_file(src, path);
+
+    clone = vs_source_clone(src, &err);
+    g_assert_no_error(err);
+    assert_source_equals_file(clone, path);
+}
+
+static void
+test_file_errors(void)
+{
+    g_autofree char *missing = tmp("no-such-file");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = vs_source_open_file(missing, &err);
+
+    g_assert_null(src);
+    g_assert_error(err, VS_ERROR, VS_ERROR_NOT_FOUND);
+    g_assert_nonnull(strstr(err->message, missing));
+    g_assert_true(g_str_has_prefix(err->message, "file: "));
+    g_clear_error(&err);
+
+    src = vs_source_open_file(tmpdir, &err);   /* a directory */
+    g_assert_null(src);
+    g_assert_error(err, VS_ERROR, VS_ERROR_UNSUPPORTED);
+}
+
+/* base: 0xaa over [0, 3M) and random at 40M; top: 0xbb over [1M, 2M), zeros
+ * written over [2M, 2.5M) (hiding base data), 0xcc at the last MiB. */
+static char *
+make_chain(void)
+{
+    g_autofree char *base = tmp("base.qcow2");
+    char *top = tmp("top.qcow2");
+
+    run("qemu-img create -q -f qcow2 %s 64M", base);
+    run("qemu-io -f qcow2 -c 'write -q -P 0xaa 0 3M' -c 'write -q -P 0x11 40M 512k' %s", base);
+    run("qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 %s", top);
+    run("qemu-io -f qcow2 -c 'write -q -P 0xbb 1M 1M' -c 'write -q -z 2M 512k' "
+        "-c 'write -q -P 0xcc 63M 1M' %s", top);
+    return top;
+}
+
+static void
+test_image_chain(void)
+{
+    g_autofree char *top = make_chain();
+    g_autofree char *flat = tmp("flat.raw");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    g_autoptr(VsSource) clone = NULL;
+    g_autoptr(GArray) ext = NULL;
+
+    run("qemu-img convert -f qcow2 -O raw %s %s", top, flat);
+    src = vs_source_open_image(top, "qcow2", &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(src->ops->name, ==, "image");
+    g_assert_cmpstr(src->description, ==, top);
+    ext = all_extents(src, flat);
+    g_assert_true(covered_by_data(ext, 0, 2 * MiB));
+    g_assert_true(covered_by_data(ext, 40 * MiB, 512 * 1024));
+    g_assert_true(covered_by_data(ext, 63 * MiB, MiB));
+    g_assert_false(covered_by_data(ext, 2 * MiB, 4096));   /* zeroed in the overlay */
+    g_assert_false(covered_by_data(ext, 20 * MiB, 4096));
+    assert_source_equals_file(src, flat);
+
+    clone = vs_source_clone(src, &err);
+    g_assert_no_error(err);
+    assert_source_equals_file(clone, flat);
+    g_clear_pointer(&clone, vs_source_close);
+    g_clear_pointer(&src, vs_source_close);
+    assert_no_qemu_nbd();
+}
+
+static void
+test_image_errors(void)
+{
+    g_autofree char *junk = tmp("junk.qcow2");
+    g_autofree char *missing = tmp("missing.qcow2");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+
+    g_assert_true(g_file_set_contents(junk, "this is not a qcow2 image", -1, NULL));
+    src = vs_source_open_image(junk, "qcow2", &err);
+    g_assert_null(src);
+    g_assert_error(err, VS_ERROR, VS_ERROR_IO);
+    g_assert_true(g_str_has_prefix(err->message, "image: "));
+    g_assert_nonnull(strstr(err->message, junk));
+    /* qemu-nbd's own words reach the message instead of our stderr. */
+    g_assert_nonnull(strstr(err->message, "qcow2"));
+    g_clear_error(&err);
+    assert_no_qemu_nbd();
+
+    src = vs_source_open_image(missing, "qcow2", &err);
+    g_assert_null(src);
+    g_assert_error(err, VS_ERROR, VS_ERROR_NOT_FOUND);
+    g_clear_error(&err);
+
+    src = vs_source_open_image(junk, NULL, &err);
+    g_assert_null(src);
+    g_assert_error(err, VS_ERROR, VS_ERROR_INVALID_ARG);
+    assert_no_qemu_nbd();
+}
+
+static void
+test_nbd_uri(void)
+{
+    g_autofree char *path = make_sparse("nbd.raw", 64 * MiB, sparse_ranges, G_N_ELEMENTS(sparse_ranges));
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    g_autoptr(VsSource) clone = NULL;
+    g_autoptr(GArray) ext = NULL;
+    g_autoptr(VsRepo) repo = new_repo("repo-nbd");
+    VsManifestDisk disk = { 0 };
+    NbdServer s = { 0 };
+
+    nbd_server_start(&s, path, "raw");
+    src = vs_source_open_nbd_uri(s.uri, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(src->ops->name, ==, "nbd");
+    ext = all_extents(src, path);
+    for (size_t i = 0; i < G_N_ELEMENTS(sparse_ranges); i++)
+        g_assert_true(covered_by_data(ext, sparse_ranges[i].offset, sparse_ranges[i].length));
+    g_assert_cmpuint(data_bytes(ext), <=, 4 * MiB);
+    assert_source_equals_file(src, path);
+    clone = vs_source_clone(src, &err);
+    g_assert_no_error(err);
+    assert_source_equals_file(clone, path);
+
+    copy_ok(src, repo, &disk, NULL);
+    g_assert_cmpuint(disk.chunks->len, ==, G_N_ELEMENTS(sparse_chunks));
+    assert_roundtrip(repo, &disk, path);
+    disk_clear(&disk);
+    g_clear_pointer(&clone, vs_source_close);
+    g_clear_pointer(&src, vs_source_close);
+    nbd_server_stop(&s);
+
+    /* Nobody listening. */
+    {
+        g_autofree char *uri = g_strdup_printf("nbd+unix:///?socket=%s/nobody.sock", tmpdir);
+        src = vs_source_open_nbd_uri(uri, &err);
+        g_assert_null(src);
+        g_assert_error(err, VS_ERROR, VS_ERROR_IO);
+        g_assert_true(g_str_has_prefix(err->message, "nbd: "));
+        g_assert_nonnull(strstr(err->message, "nobody.sock"));
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* The engine                                                                */
+
+static void assert_sparse_chunks(const VsManifestDisk *disk);
+
+static void
+test_copy_sparse(void)
+{
+    g_autofree char *path = make_sparse("copy.raw", 64 * MiB, sparse_ranges, G_N_ELEMENTS(sparse_ranges));
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = vs_source_open_file(path, &err);
+    g_autoptr(VsRepo) repo = new_repo("repo-sparse");
+    VsManifestDisk disk = { 0 };
+    VsCopyOptions opts;
+    uint64_t bytes_read;
+
+    g_assert_no_error(err);
+    copy_ok(src, repo, &disk, NULL);
+    g_assert_cmpuint(disk.bytes_stored, >, 0);
+    g_assert_cmpuint(disk.bytes_stored, <, 2 * MiB);
+    assert_sparse_chunks(&disk);
+    bytes_read = disk.bytes_read;
+    assert_roundtrip(repo, &disk, path);
+    disk_clear(&disk);
+
+    /* The same through reader threads on clones of the file, few slots. */
+    vs_copy_options_init(&opts);
+    opts.readers = 3;
+    opts.max_inflight = 4;
+    copy_ok(src, repo, &disk, &opts);
+    assert_sparse_chunks(&disk);
+    g_assert_cmpuint(disk.bytes_read, ==, bytes_read);
+    g_assert_cmpuint(disk.bytes_stored, ==, 0);
+    assert_roundtrip(repo, &disk, path);
+    disk_clear(&disk);
+}
+
+static void
+assert_sparse_chunks(const VsManifestDisk *disk)
+{
+    uint64_t data = 0;
+
+    g_assert_cmpuint(disk->chunks->len, ==, G_N_ELEMENTS(sparse_chunks));
+    for (guint i = 0; i < disk->chunks->len; i++) {
+        VsChunkRef *c = &g_array_index(disk->chunks, VsChunkRef, i);
+        g_assert_cmpuint(c->offset, ==, sparse_chunks[i] * MiB);
+        g_assert_cmpuint(c->length, ==, MiB);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(sparse_ranges); i++)
+        data += sparse_ranges[i].length;
+    /* Only the data spans were read (to filesystem block granularity), not the
+     * holes around them nor the 59 empty chunks. */
+    g_assert_cmpuint(disk->bytes_read, >=, data);
+    g_assert_cmpuint(disk->bytes_read, <=, data + 16 * 4096);
+}
+
+static void
+test_copy_odd_size(void)
+{
+    /* Not a multiple of the chunk size; all data (a file without holes); one
+     * chunk written as zeros, which must be found by the zero check. */
+    g_autofree char *path = tmp("odd.raw");
+    g_autofree char *buf = g_malloc(5 * MiB + 123);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    g_autoptr(VsRepo) repo = new_repo("repo-odd");
+    VsManifestDisk disk = { 0 };
+    VsChunkRef *last;
+
+    fill_random(buf, 5 * MiB + 123, 7);
+    memset(buf + 2 * MiB, 0, MiB);
+    g_assert_true(g_file_set_contents(path, buf, 5 * MiB + 123, NULL));
+    src = vs_source_open_file(path, &err);
+    g_assert_no_error(err);
+    copy_ok(src, repo, &disk, NULL);
+    g_assert_cmpuint(disk.chunks->len, ==, 5);   /* 0, 1, 3, 4, 5; not 2 */
+    g_assert_cmpuint(g_array_index(disk.chunks, VsChunkRef, 2).offset, ==, 3 * MiB);
+    last = &g_array_index(disk.chunks, VsChunkRef, 4);
+    g_assert_cmpuint(last->offset, ==, 5 * MiB);
+    g_assert_cmpuint(last->length, ==, 123);
+    g_assert_cmpuint(disk.bytes_read, ==, 5 * MiB + 123);
+    assert_roundtrip(repo, &disk, path);
+    disk_clear(&disk);
+}
+
+static void
+test_copy_empty(void)
+{
+    g_autofree char *path = make_sparse("empty.raw", UINT64_C(1) << 40, NULL, 0);  /* 1 TiB hole */
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = vs_source_open_file(path, &err);
+    g_autoptr(VsRepo) repo = new_repo("repo-empty");
+    VsManifestDisk disk = { 0 };
+
+    g_assert_no_error(err);
+    copy_ok(src, repo, &disk, NULL);
+    g_assert_cmpuint(disk.chunks->len, ==, 0);
+    g_assert_cmpuint(disk.bytes_read, ==, 0);
+    g_assert_cmpuint(disk.bytes_stored, ==, 0);
+    g_assert_cmpuint(disk.virtual_size, ==, UINT64_C(1) << 40);
+    disk_clear(&disk);
+}
+
+static void
+test_copy_chain_roundtrip(void)
+{
+    g_autofree char *top = make_chain();
+    g_autofree char *flat = tmp("flat2.raw");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    g_autoptr(VsRepo) repo = new_repo("repo-chain");
+    VsManifestDisk disk = { 0 };
+    VsCopyOptions opts;
+
+    run("qemu-img convert -f qcow2 -O raw %s %s", top, flat);
+    src = vs_source_open_image(top, "qcow2", &err);
+    g_assert_no_error(err);
+    vs_copy_options_init(&opts);
+    opts.max_inflight = 3;     /* fewer slots than chunks with data: slots are reused */
+    opts.threads = 2;
+    copy_ok(src, repo, &disk, &opts);
+    /* [0,3M) and 40M and 63M hold data; 2M..2.5M zeroed but 2.5M..3M is base data. */
+    g_assert_cmpuint(disk.chunks->len, ==, 5);
+    assert_roundtrip(repo, &disk, flat);
+    disk_clear(&disk);
+}
+
+/* The whole path a backup takes: image source, engine, manifest committed and
+ * loaded back, exported by the repository as raw and as qcow2; both exports
+ * equal qemu-img's flattening of the chain. */
+static void
+test_copy_export(void)
+{
+    g_autofree char *top = make_chain();
+    g_autofree char *flat = tmp("flat3.raw");
+    g_autofree char *out_raw = tmp("export.raw"), *out_qcow2 = tmp("export.qcow2");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    g_autoptr(VsRepo) repo = new_repo("repo-export");
+    g_autoptr(VsManifest) m = vs_manifest_new();
+    g_autoptr(VsManifest) loaded = NULL;
+    VsManifestDomain *dom = vs_manifest_add_domain(m, "guest");
+    VsManifestDisk *disk = vs_manifest_domain_add_disk(dom, "vda");
+
+    run("qemu-img convert -f qcow2 -O raw %s %s", top, flat);
+    src = vs_source_open_image(top, "qcow2", &err);
+    g_assert_no_error(err);
+    disk->format = g_strdup("qcow2");
+    disk->source = g_strdup(top);
+    copy_ok(src, repo, disk, NULL);
+    g_assert_true(vs_repo_commit_manifest(repo, m, &err));
+    g_assert_no_error(err);
+    loaded = vs_repo_load_manifest(repo, "latest", &err);
+    g_assert_no_error(err);
+    g_assert_true(vs_repo_export_disk(repo, loaded, "guest", "vda", out_raw, "raw", &err));
+    g_assert_no_error(err);
+    run("cmp %s %s", flat, out_raw);
+    g_assert_true(vs_repo_export_disk(repo, loaded, "guest", "vda", out_qcow2, NULL, &err));
+    g_assert_no_error(err);
+    run("qemu-img compare -q -f raw -F qcow2 %s %s", flat, out_qcow2);
+}
+
+static void
+test_copy_dedup(void)
+{
+    static const Range r[] = { { 0, 3 * MiB }, { 8 * MiB, 2 * MiB } };
+    g_autofree char *path = make_sparse("dedup.raw", 16 * MiB, r, G_N_ELEMENTS(r));
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = vs_source_open_file(path, &err);
+    g_autoptr(VsRepo) repo = new_repo("repo-dedup");
+    VsManifestDisk a = { 0 }, b = { 0 };
+
+    g_assert_no_error(err);
+    copy_ok(src, repo, &a, NULL);
+    g_assert_cmpuint(a.bytes_stored, >, 5 * MiB - 1);   /* random data does not compress */
+    copy_ok(src, repo, &b, NULL);
+    g_assert_cmpuint(b.bytes_stored, ==, 0);
+    g_assert_cmpuint(b.bytes_read, ==, a.bytes_read);
+    g_assert_cmpuint(a.chunks->len, ==, 5);
+    g_assert_cmpuint(b.chunks->len, ==, a.chunks->len);
+    for (guint i = 0; i < a.chunks->len; i++) {
+        VsChunkRef *x = &g_array_index(a.chunks, VsChunkRef, i), *y = &g_array_index(b.chunks, VsChunkRef, i);
+        g_assert_cmpuint(x->offset, ==, y->offset);
+        g_assert_cmpuint(x->length, ==, y->length);
+        g_assert_true(memcmp(&x->digest, &y->digest, sizeof x->digest) == 0);
+    }
+    disk_clear(&a);
+    disk_clear(&b);
+}
+
+typedef struct {
+    uint64_t last, total, calls;
+    bool monotonic;
+} Progress;
+
+static void
+on_progress(uint64_t done, uint64_t total, void *opaque)
+{
+    Progress *p = opaque;
+
+    if (done < p->last || done > total)
+        p->monotonic = false;
+    p->last = done;
+    p->total = total;
+    p->calls++;
+}
+
+static void
+test_copy_fault(void)
+{
+    static const Range r[] = { { 0, 8 * MiB } };
+    g_autofree char *path = make_sparse("fault.raw", 8 * MiB, r, 1);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = vs_source_open_file(path, &err);
+    g_autoptr(VsRepo) repo = new_repo("repo-fault");
+    VsManifestDisk disk = { 0 };
+    VsCopyOptions opts;
+    Progress p = { .monotonic = true };
+
+    g_assert_no_error(err);
+    vs_copy_options_init(&opts);
+    opts.fault_after_bytes = 3 * MiB;
+    opts.progress = on_progress;
+    opts.progress_opaque = &p;
+    g_assert_false(vs_copy_source_to_repo(src, repo, &disk, &opts, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_IO);
+    g_assert_true(g_str_has_prefix(err->message, "copy: "));
+    g_assert_nonnull(strstr(err->message, path));
+    g_assert_null(disk.chunks);   /* nothing filled in on failure */
+    g_assert_true(p.monotonic);
+    g_assert_cmpuint(p.last, <=, 3 * MiB);
+    g_clear_error(&err);
+
+    /* Progress on success: monotonic, ends at the total. */
+    p = (Progress) { .monotonic = true };
+    opts.fault_after_bytes = 0;
+    copy_ok(src, repo, &disk, &opts);
+    g_assert_true(p.monotonic);
+    g_assert_cmpuint(p.last, ==, 8 * MiB);
+    g_assert_cmpuint(p.total, ==, 8 * MiB);
+    g_assert_cmpuint(p.calls, >=, 2);
+    disk_clear(&disk);
+}
+
+typedef struct {
+    uint64_t at;
+    bool fired;
+    const char *truncate;      /* path to cut to 0 */
+    GPid kill_pid;             /* or a process to kill */
+    bool kill_qemu_nbd_child;  /* or our qemu-nbd child */
+} Vanish;
+
+static void
+vanish_progress(uint64_t done, uint64_t total, void *opaque)
+{
+    Vanish *v = opaque;
+
+    if (v->fired || done < v->at)
+        return;
+    v->fired = true;
+    if (v->truncate)
+        g_assert_cmpint(truncate(v->truncate, 0), ==, 0);
+    if (v->kill_pid > 0)
+        kill(v->kill_pid, SIGKILL);
+    if (v->kill_qemu_nbd_child) {
+        /* The image's server and those of the engine's reader clones. */
+        g_autoptr(GArray) pids = qemu_nbd_children();
+        g_assert_cmpuint(pids->len, >=, 1);
+        for (guint i = 0; i < pids->len; i++)
+            kill(g_array_index(pids, pid_t, i), SIGKILL);
+    }
+}
+
+static void
+copy_must_fail(VsSource *src, const char *name, Vanish *v, const char *expect)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsRepo) repo = new_repo(name);
+    VsManifestDisk disk = { 0 };
+    VsCopyOptions opts;
+    gint64 t0 = g_get_monotonic_time();
+
+    vs_copy_options_init(&opts);
+    opts.progress = vanish_progress;
+    opts.progress_opaque = v;
+    g_assert_false(vs_copy_source_to_repo(src, repo, &disk, &opts, &err));
+    g_assert_true(v->fired);
+    g_assert_error(err, VS_ERROR, VS_ERROR_IO);
+    g_test_message("%s", err->message);
+    g_assert_true(g_str_has_prefix(err->message, "copy: "));
+    g_assert_nonnull(strstr(err->message, src->description));
+    g_assert_nonnull(strstr(err->message, expect));
+    g_assert_cmpint(g_get_monotonic_time() - t0, <, 30 * G_USEC_PER_SEC);
+    g_assert_null(disk.chunks);
+}
+
+static void
+test_vanish_file(void)
+{
+    static const Range r[] = { { 0, 32 * MiB } };
+    g_autofree char *path = make_sparse("vanish.raw", 32 * MiB, r, 1);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = vs_source_open_file(path, &err);
+    Vanish v = { .at = 4 * MiB, .truncate = path };
+
+    g_assert_no_error(err);
+    copy_must_fail(src, "repo-vanish-file", &v, "shrank");
+}
+
+static void
+test_vanish_nbd(void)
+{
+    static const Range r[] = { { 0, 64 * MiB } };
+    g_autofree char *path = make_sparse("vanish-nbd.raw", 64 * MiB, r, 1);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    NbdServer s = { 0 };
+    Vanish v = { .at = 4 * MiB };
+
+    nbd_server_start(&s, path, "raw");
+    src = vs_source_open_nbd_uri(s.uri, &err);
+    g_assert_no_error(err);
+    v.kill_pid = s.pid;
+    copy_must_fail(src, "repo-vanish-nbd", &v, "read at offset");
+    g_clear_pointer(&src, vs_source_close);
+    nbd_server_stop(&s);
+}
+
+static void
+test_vanish_image(void)
+{
+    g_autofree char *path = tmp("vanish.qcow2");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    Vanish v = { .at = 4 * MiB, .kill_qemu_nbd_child = true };
+
+    run("qemu-img create -q -f qcow2 %s 64M", path);
+    run("qemu-io -f qcow2 -c 'write -q -P 0x5a 0 64M' %s", path);
+    src = vs_source_open_image(path, "qcow2", &err);
+    g_assert_no_error(err);
+    copy_must_fail(src, "repo-vanish-image", &v, "read at offset");
+    g_clear_pointer(&src, vs_source_close);
+    assert_no_qemu_nbd();
+}
+
+static uint64_t
+vm_hwm_kib(void)
+{
+    g_autofree char *status = NULL;
+    const char *p;
+
+    g_assert_true(g_file_get_contents("/proc/self/status", &status, NULL, NULL));
+    p = strstr(status, "VmHWM:");
+    g_assert_nonnull(p);
+    return g_ascii_strtoull(p + 6, NULL, 10);
+}
+
+/* 1 GiB with ~300 MiB of random data in 3 MiB runs every 10 MiB. */
+static void
+test_copy_rss(void)
+{
+    g_autofree char *path = tmp("big.raw");
+    g_autofree char *buf = g_malloc(MiB);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    g_autoptr(VsRepo) repo = new_repo("repo-rss");
+    VsManifestDisk disk = { 0 };
+    uint64_t data = 0, hwm;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, 1024 * MiB), ==, 0);
+    for (uint64_t i = 0; i < 1024; i++) {
+        if (i % 10 >= 3)
+            continue;
+        fill_random(buf, MiB, i + 1);
+        pwrite_all(fd, buf, MiB, i * MiB);
+        data += MiB;
+    }
+    g_assert_cmpint(close(fd), ==, 0);
+    src = vs_source_open_file(path, &err);
+    g_assert_no_error(err);
+    copy_ok(src, repo, &disk, NULL);
+    g_assert_cmpuint(disk.bytes_read, ==, data);
+    g_assert_cmpuint(disk.chunks->len, ==, data / MiB);
+    hwm = vm_hwm_kib();
+    g_test_message("copied %" G_GUINT64_FORMAT " MiB of data, VmHWM %" G_GUINT64_FORMAT " KiB",
+                   data / MiB, hwm);
+    g_assert_cmpuint(hwm, <, 64 * 1024);
+    disk_clear(&disk);
+    unlink(path);
+}
+
+int
+main(int argc, char **argv)
+{
+    int rc;
+
+    g_test_init(&argc, &argv, NULL);
+    /* A dead qemu-nbd must show up as an error, not kill the test. */
+    signal(SIGPIPE, SIG_IGN);
+    tmpdir = g_dir_make_tmp("vs-source-XXXXXX", NULL);
+    g_assert_nonnull(tmpdir);
+
+    g_test_add_func("/source/file/extents", test_file_extents);
+    g_test_add_func("/source/file/errors", test_file_errors);
+    g_test_add_func("/source/image/qcow2-chain", test_image_chain);
+    g_test_add_func("/source/image/errors", test_image_errors);
+    g_test_add_func("/source/nbd/uri", test_nbd_uri);
+    g_test_add_func("/copy/sparse", test_copy_sparse);
+    g_test_add_func("/copy/odd-size", test_copy_odd_size);
+    g_test_add_func("/copy/empty-1tib", test_copy_empty);
+    g_test_add_func("/copy/chain-roundtrip", test_copy_chain_roundtrip);
+    g_test_add_func("/copy/export", test_copy_export);
+    g_test_add_func("/copy/dedup", test_copy_dedup);
+    g_test_add_func("/copy/fault", test_copy_fault);
+    g_test_add_func("/copy/vanish/file", test_vanish_file);
+    g_test_add_func("/copy/vanish/nbd", test_vanish_nbd);
+    g_test_add_func("/copy/vanish/image", test_vanish_image);
+    g_test_add_func("/rss/copy-1gib", test_copy_rss);
+    rc = g_test_run();
+    run("rm -rf %s", tmpdir);
+    g_free(tmpdir);
+    return rc;
+}

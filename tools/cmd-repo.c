@@ -1,0 +1,305 @@
+/* The repository commands: init, list, verify, export and gc. They read and
+ * write the repository directly through the block layer's public API; no
+ * libvirt connection is needed, so they also work on a machine that only holds
+ * the backups. */
+#include "config.h"
+#include "virtsnap.h"
+#include "vs-repo.h"
+
+#include <json-glib/json-glib.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *
+repo_arg(const char *opt)
+{
+    return opt ? opt : g_getenv("VIRTSNAP_REPO");
+}
+
+static VsRepo *
+open_repo(const char *cmd, const char *path, bool writable)
+{
+    g_autoptr(GError) err = NULL;
+    VsRepo *repo;
+
+    if (!path || !*path) {
+        vs_print_error("%s: no repository: give --repo DIR or set VIRTSNAP_REPO", cmd);
+        return NULL;
+    }
+    if (!(repo = vs_repo_open(path, false, writable, 0, &err)))
+        vs_print_error("%s: %s", cmd, err->message);
+    return repo;
+}
+
+static bool
+parse(GOptionContext *octx, GOptionEntry *entries, const char *cmd, int *argc, char ***argv)
+{
+    g_autoptr(GError) err = NULL;
+
+    g_option_context_add_main_entries(octx, entries, NULL);
+    if (!g_option_context_parse(octx, argc, argv, &err)) {
+        vs_print_error("%s: %s (see virtsnap %s --help)", cmd, err->message, cmd);
+        return false;
+    }
+    return true;
+}
+
+int
+vs_cmd_init(const VsGlobal *g, int argc, char **argv)
+{
+    char *repo = NULL;
+    int chunk_kib = VS_REPO_DEFAULT_CHUNK_SIZE / 1024;
+    GOptionEntry entries[] = {
+        { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory to create", "DIR" },
+        { "chunk-size", 0, 0, G_OPTION_ARG_INT, &chunk_kib, "chunk size in KiB (default 1024)", "KIB" },
+        { NULL }
+    };
+    g_autoptr(GOptionContext) octx = g_option_context_new("- create a repository");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsRepo) r = NULL;
+    const char *path;
+
+    if (!parse(octx, entries, "init", &argc, &argv))
+        return 2;
+    path = repo_arg(repo);
+    if (!path || argc > 1) {
+        vs_print_error("init: give the repository as --repo DIR");
+        return 2;
+    }
+    if (chunk_kib < 64 || chunk_kib > 16384 || (chunk_kib & (chunk_kib - 1))) {
+        vs_print_error("init: --chunk-size must be a power of two between 64 and 16384 KiB");
+        return 2;
+    }
+    if (!(r = vs_repo_open(path, true, true, (uint32_t)chunk_kib * 1024, &err))) {
+        vs_print_error("init: %s", err->message);
+        return 1;
+    }
+    if (!g->quiet)
+        printf("repository %s ready (chunk size %u KiB)\n", vs_repo_path(r), vs_repo_chunk_size(r) / 1024);
+    return 0;
+}
+
+static void
+manifest_sizes(const VsManifest *m, uint64_t *virt, uint64_t *data, uint64_t *stored)
+{
+    *virt = *data = *stored = 0;
+    for (guint i = 0; i < m->domains->len; i++) {
+        const VsManifestDomain *d = m->domains->pdata[i];
+        for (guint k = 0; k < d->disks->len; k++) {
+            const VsManifestDisk *disk = d->disks->pdata[k];
+            *virt += disk->virtual_size;
+            *stored += disk->bytes_stored;
+            for (guint c = 0; c < disk->chunks->len; c++)
+                *data += g_array_index(disk->chunks, VsChunkRef, c).length;
+        }
+    }
+}
+
+int
+vs_cmd_list(const VsGlobal *g, int argc, char **argv)
+{
+    char *repo = NULL;
+    gboolean json = FALSE;
+    GOptionEntry entries[] = {
+        { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
+        { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print a JSON array", NULL },
+        { NULL }
+    };
+    g_autoptr(GOptionContext) octx = g_option_context_new("- list the backups in a repository");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsRepo) r = NULL;
+    g_auto(GStrv) ids = NULL;
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    int rc = 0;
+
+    (void)g;
+    if (!parse(octx, entries, "list", &argc, &argv))
+        return 2;
+    if (!(r = open_repo("list", repo_arg(repo), false)))
+        return 1;
+    if (!(ids = vs_repo_list(r, &err))) {
+        vs_print_error("list: %s", err->message);
+        return 1;
+    }
+    json_builder_begin_array(b);
+    if (!json)
+        printf("%-24s %-20s %-9s %10s %10s %10s  %s\n", "ID", "COMPLETED", "CONSIST.", "SIZE", "DATA",
+               "NEW", "DOMAINS");
+    for (size_t i = 0; ids[i]; i++) {
+        g_autoptr(VsManifest) m = vs_repo_load_manifest(r, ids[i], &err);
+        g_autoptr(GDateTime) t = NULL;
+        g_autofree char *when = NULL;
+        g_autoptr(GString) names = g_string_new(NULL);
+        const char *consistency = "quiesced";
+        uint64_t virt, data, stored;
+
+        if (!m) {
+            vs_print_error("list: %s", err->message);
+            g_clear_error(&err);
+            rc = 1;
+            continue;
+        }
+        t = g_date_time_new_from_unix_utc(m->completed / G_USEC_PER_SEC);
+        when = g_date_time_format(t, "%Y-%m-%d %H:%M:%S");
+        manifest_sizes(m, &virt, &data, &stored);
+        for (guint k = 0; k < m->domains->len; k++) {
+            const VsManifestDomain *d = m->domains->pdata[k];
+            g_string_append_printf(names, "%s%s", k ? "," : "", d->name);
+            if (g_strcmp0(d->consistency, "quiesced") != 0)
+                consistency = "crash";
+        }
+        if (json) {
+            json_builder_begin_object(b);
+            json_builder_set_member_name(b, "id");
+            json_builder_add_string_value(b, m->id);
+            json_builder_set_member_name(b, "completed");
+            json_builder_add_string_value(b, when);
+            json_builder_set_member_name(b, "group_freeze_ms");
+            m->group_freeze_ms >= 0 ? json_builder_add_int_value(b, m->group_freeze_ms)
+                                    : json_builder_add_null_value(b);
+            json_builder_set_member_name(b, "virtual_bytes");
+            json_builder_add_int_value(b, virt);
+            json_builder_set_member_name(b, "data_bytes");
+            json_builder_add_int_value(b, data);
+            json_builder_set_member_name(b, "stored_bytes");
+            json_builder_add_int_value(b, stored);
+            json_builder_set_member_name(b, "domains");
+            json_builder_begin_array(b);
+            for (guint k = 0; k < m->domains->len; k++) {
+                const VsManifestDomain *d = m->domains->pdata[k];
+                json_builder_begin_object(b);
+                json_builder_set_member_name(b, "name");
+                json_builder_add_string_value(b, d->name);
+                json_builder_set_member_name(b, "consistency");
+                json_builder_add_string_value(b, d->consistency);
+                json_builder_set_member_name(b, "disks");
+                json_builder_begin_array(b);
+                for (guint x = 0; x < d->disks->len; x++)
+                    json_builder_add_string_value(b, ((VsManifestDisk *)d->disks->pdata[x])->target);
+                json_builder_end_array(b);
+                json_builder_end_object(b);
+            }
+            json_builder_end_array(b);
+            json_builder_end_object(b);
+        } else {
+            g_autofree char *vs = g_format_size(virt), *ds = g_format_size(data), *ss = g_format_size(stored);
+            printf("%-24s %-20s %-9s %10s %10s %10s  %s\n", m->id, when, consistency, vs, ds, ss, names->str);
+        }
+    }
+    json_builder_end_array(b);
+    if (json) {
+        g_autoptr(JsonGenerator) gen = json_generator_new();
+        g_autoptr(JsonNode) root = json_builder_get_root(b);
+        g_autofree char *text = NULL;
+        json_generator_set_root(gen, root);
+        json_generator_set_pretty(gen, TRUE);
+        text = json_generator_to_data(gen, NULL);
+        printf("%s\n", text);
+    }
+    return rc;
+}
+
+int
+vs_cmd_verify(const VsGlobal *g, int argc, char **argv)
+{
+    char *repo = NULL;
+    GOptionEntry entries[] = {
+        { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
+        { NULL }
+    };
+    g_autoptr(GOptionContext) octx = g_option_context_new("[BACKUP] - re-read and re-hash every chunk");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsRepo) r = NULL;
+    g_autoptr(GPtrArray) problems = NULL;
+    uint64_t checked = 0;
+
+    if (!parse(octx, entries, "verify", &argc, &argv))
+        return 2;
+    if (argc > 2) {
+        vs_print_error("verify: at most one BACKUP (an id, a unique prefix, or latest)");
+        return 2;
+    }
+    if (!(r = open_repo("verify", repo_arg(repo), false)))
+        return 1;
+    if (!vs_repo_verify(r, argc > 1 ? argv[1] : NULL, &problems, &checked, &err)) {
+        vs_print_error("verify: %s", err->message);
+        return 1;
+    }
+    for (guint i = 0; problems && i < problems->len; i++) {
+        const VsVerifyProblem *p = problems->pdata[i];
+        printf("BAD chunk %s (offset %" G_GUINT64_FORMAT "): %s; breaks backup %s, domain %s, disk %s\n",
+               p->digest_hex, p->offset, p->problem, p->backup_id, p->domain, p->disk);
+    }
+    if (problems && problems->len > 0) {
+        vs_print_error("verify: %u problem(s) found in %" G_GUINT64_FORMAT " chunks checked",
+                       problems->len, checked);
+        return 1;
+    }
+    if (!g->quiet)
+        printf("verify: OK, %" G_GUINT64_FORMAT " chunks checked\n", checked);
+    return 0;
+}
+
+int
+vs_cmd_export(const VsGlobal *g, int argc, char **argv)
+{
+    char *repo = NULL, *format = NULL;
+    GOptionEntry entries[] = {
+        { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
+        { "format", 'f', 0, G_OPTION_ARG_STRING, &format, "raw or qcow2 (default: as backed up)", "FMT" },
+        { NULL }
+    };
+    g_autoptr(GOptionContext) octx = g_option_context_new("BACKUP DOMAIN DISK OUT - write a disk out of a backup");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsRepo) r = NULL;
+    g_autoptr(VsManifest) m = NULL;
+
+    if (!parse(octx, entries, "export", &argc, &argv))
+        return 2;
+    if (argc != 5) {
+        vs_print_error("export: needs BACKUP DOMAIN DISK OUT (see virtsnap export --help)");
+        return 2;
+    }
+    if (format && strcmp(format, "raw") && strcmp(format, "qcow2")) {
+        vs_print_error("export: --format %s: use raw or qcow2", format);
+        return 2;
+    }
+    if (!(r = open_repo("export", repo_arg(repo), false)))
+        return 1;
+    if (!(m = vs_repo_load_manifest(r, argv[1], &err)) ||
+        !vs_repo_export_disk(r, m, argv[2], argv[3], argv[4], format, &err)) {
+        vs_print_error("export: %s", err->message);
+        return 1;
+    }
+    if (!g->quiet)
+        printf("exported %s %s/%s to %s\n", m->id, argv[2], argv[3], argv[4]);
+    return 0;
+}
+
+int
+vs_cmd_gc(const VsGlobal *g, int argc, char **argv)
+{
+    char *repo = NULL;
+    GOptionEntry entries[] = {
+        { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
+        { NULL }
+    };
+    g_autoptr(GOptionContext) octx = g_option_context_new("- delete chunks no backup references");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsRepo) r = NULL;
+    uint64_t n = 0, bytes = 0;
+
+    if (!parse(octx, entries, "gc", &argc, &argv))
+        return 2;
+    if (!(r = open_repo("gc", repo_arg(repo), true)))
+        return 1;
+    if (!vs_repo_gc(r, &n, &bytes, &err)) {
+        vs_print_error("gc: %s", err->message);
+        return 1;
+    }
+    if (!g->quiet) {
+        g_autofree char *s = g_format_size(bytes);
+        printf("gc: removed %" G_GUINT64_FORMAT " chunks, %s\n", n, s);
+    }
+    return 0;
+}

@@ -1,0 +1,103 @@
+/* The virtsnap command line: global options, then one command. Like virsh, the
+ * connection URI comes from -c, else $LIBVIRT_DEFAULT_URI, else qemu:///system.
+ * Each command lives in its own cmd-*.c and returns the exit status. */
+#include "config.h"
+#include "virtsnap.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int (*run)(const VsGlobal *g, int argc, char **argv);
+    const char *summary;
+} Command;
+
+static const Command commands[] = {
+    { "discover", vs_cmd_discover, "list domains, their disks and where each disk's data lives" },
+    { "backup", vs_cmd_backup, "back up running and shut-off domains into a repository" },
+    { "recover", vs_cmd_recover, "finish or undo interrupted backups (thaw, commit overlays)" },
+    { "init", vs_cmd_init, "create a repository" },
+    { "list", vs_cmd_list, "list the backups in a repository" },
+    { "verify", vs_cmd_verify, "re-read and re-hash every chunk of a backup" },
+    { "export", vs_cmd_export, "write a disk of a backup to a raw or qcow2 image" },
+    { "gc", vs_cmd_gc, "delete chunks that no backup references" },
+    { "guardian", vs_cmd_guardian, NULL },   /* internal: started by backup */
+};
+
+void
+vs_print_error(const char *fmt, ...)
+{
+    va_list ap;
+    g_autofree char *msg = NULL;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "virtsnap: %s\n", msg);
+}
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: virtsnap [-c URI] [-q] COMMAND [OPTIONS...]\n"
+            "\n"
+            "Consistent backup and restore of running libvirt/QEMU virtual machines.\n"
+            "\n"
+            "Global options:\n"
+            "  -c, --connect URI   libvirt URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)\n"
+            "  -q, --quiet         print errors only\n"
+            "  -h, --help          this help; `virtsnap COMMAND --help` for a command's options\n"
+            "  -V, --version       print the version\n"
+            "\n"
+            "Commands:\n");
+    for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)
+        if (commands[i].summary)
+            fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nSee virtsnap(1).\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    VsGlobal g = { 0 };
+    int i;
+
+    /* Global options come before the command name; hand-parsed so that the
+     * command's own options (GOptionContext) never swallow them. */
+    for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-c") || !strcmp(a, "--connect")) {
+            if (i + 1 >= argc) {
+                vs_print_error("%s needs a URI, e.g. -c qemu:///system", a);
+                return 2;
+            }
+            g.uri = argv[++i];
+        } else if (g_str_has_prefix(a, "--connect=")) {
+            g.uri = a + strlen("--connect=");
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            g.quiet = true;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
+            printf("virtsnap %s\n", VIRTSNAP_VERSION);
+            return 0;
+        } else {
+            vs_print_error("unknown option '%s' (global options go before the command; "
+                           "see virtsnap --help)", a);
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    for (size_t c = 0; c < G_N_ELEMENTS(commands); c++) {
+        if (strcmp(argv[i], commands[c].name) == 0)
+            return commands[c].run(&g, argc - i, argv + i);
+    }
+    vs_print_error("unknown command '%s' (see virtsnap --help for the commands)", argv[i]);
+    return 2;
+}

@@ -1,0 +1,33 @@
+/* What the virtsnap command's pieces share: the global options every command
+ * sees, the command table's signature and the output helpers. The command line
+ * stays thin: it parses options, calls the driver library and prints. */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include "vs-driver.h"
+
+typedef struct {
+    const char *uri;       /* -c/--connect, NULL: as virsh */
+    bool quiet;
+} VsGlobal;
+
+/* Each command returns the process exit status: 0 success, 1 failure (some of
+ * the work may have been done and reported), 2 bad usage. */
+int vs_cmd_discover(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_backup(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_recover(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_guardian(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_init(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_list(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_verify(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_export(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_gc(const VsGlobal *g, int argc, char **argv);
+
+/* Prints "virtsnap: MESSAGE" to stderr. */
+void vs_print_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
+/* discover output formats (discover-format.c; unit-tested) */
+char *vs_discover_to_json(GPtrArray *domains, bool pretty);
+char *vs_discover_to_mapping(GPtrArray *domains);
+char *vs_discover_to_text(GPtrArray *domains);
