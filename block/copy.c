@@ -1,17 +1,19 @@
 /* The copy engine: reads a source into the repository as chunk-aligned chunks.
  * The calling thread plans (walks the source's extents, skipping chunks that are
- * wholly zero without reading them), reads each chunk into one of max_inflight
- * slots and hands it to a GThreadPool whose workers zero-check, hash, compress
- * and store it (vs_repo_put_chunk is thread-safe); the calling thread retires
- * finished slots strictly in offset order, so the chunk list comes out sorted
- * and a slot is reused only once everything before it is done. Memory is
- * therefore max_inflight chunk buffers however large the disk. Reading stays on
- * one thread because on the machines we measured (see bench/copy-bench.c) the
- * CPU-bound hashing and compression is the bottleneck and a single sequential
- * reader keeps the kernel's readahead (or qemu-nbd's) working best. The first
- * error, from any thread, stops planning and reading at once; workers skip what
- * is still queued, and the pool is drained before returning, so no thread of
- * ours still touches the source, the repository or the buffers afterwards. */
+ * wholly zero without reading them, reading only the data span of the others),
+ * reads each chunk into one of max_inflight slots and hands it to a GThreadPool
+ * whose workers zero-check, hash, compress and store it (vs_repo_put_chunk is
+ * thread-safe). It retires finished slots strictly in offset order, so the chunk
+ * list comes out sorted and a slot is reused only once everything before it is
+ * done: memory is max_inflight chunk buffers however large the disk. Reading
+ * moves to reader threads, each on its own clone of the source, only where that
+ * was measured to pay (bench/copy-bench.c, 2 CPUs): a qcow2 chain behind
+ * qemu-nbd, where one sync connection leaves the server idle between requests;
+ * a local file is read fastest by one thread and the kernel's readahead. The
+ * first error, from any thread, stops planning and reading at once; readers and
+ * workers skip what is still queued, and both pools are drained before
+ * returning, so no thread of ours touches the source, the repository or the
+ * buffers afterwards. */
 #include "config.h"
 #include "source-internal.h"
 

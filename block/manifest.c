@@ -81,9 +81,9 @@ vs_manifest_add_domain(VsManifest *m, const char *name)
 {
     VsManifestDomain *d = g_new0(VsManifestDomain, 1);
 
+    /* Pointer fields stay NULL: callers assign them directly, and a default
+     * here would leak under their assignment. */
     d->name = g_strdup(name);
-    /* Until the driver says it froze the guest, the honest claim is "crash". */
-    d->consistency = g_strdup("crash");
     d->freeze_ms = -1;
     d->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_free);
     g_ptr_array_add(m->domains, d);
@@ -479,7 +479,6 @@ parse_domain(JsonCheck *c, JsonObject *o, const char *path, VsManifestDomain *d)
     g_autofree char *kpath = g_strdup_printf("%s.disks", path);
     JsonArray *disks;
 
-    g_clear_pointer(&d->consistency, g_free);
     if (!jc_members(c, o, path, members) ||
         !jc_string(c, o, path, "uuid", true, &d->uuid) ||
         !jc_string(c, o, path, "consistency", false, &d->consistency) ||
@@ -857,6 +856,13 @@ vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error)
     }
     m->completed = g_get_real_time();
     m->chunk_size = repo->chunk_size;
+    /* Nobody claimed a frozen guest: the honest record is crash-consistent. */
+    for (guint i = 0; i < m->domains->len; i++) {
+        VsManifestDomain *d = g_ptr_array_index(m->domains, i);
+
+        if (!d->consistency)
+            d->consistency = g_strdup("crash");
+    }
     where = g_strdup_printf("repo: %s: manifest %s", repo->path, m->id ? m->id : "(no id)");
     if (!manifest_validate(m, where, error))
         return false;

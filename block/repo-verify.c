@@ -104,6 +104,7 @@ vs_repo_verify(VsRepo *repo, const char *id, GPtrArray **problems, uint64_t *chu
     VerifyJob job = { repo, entries, 0 };
     guint out = 0;
 
+    g_return_val_if_fail(problems != NULL, false);
     if (chunks_checked)
         *chunks_checked = 0;
     if (id) {

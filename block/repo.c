@@ -292,17 +292,18 @@ marker_parse(const char *marker, const char *text, gsize len, uint32_t *chunk_si
 }
 
 /* 1 when DIR holds nothing, or only what an interrupted initialisation leaves
- * behind (such a directory may be initialised), 0 when it holds anything else,
- * -1 on error. */
+ * behind, or the lost+found of a freshly made file system (such a directory may
+ * be initialised), 0 when it holds anything else, -1 on error. */
 static int
 dir_is_blank(const char *dir, GError **error)
 {
-    static const char *const layout[] = { "chunks", "backups", "tmp", "lock", NULL };
-    g_autoptr(GDir) d = g_dir_open(dir, 0, error);
+    static const char *const layout[] = { "chunks", "backups", "tmp", "lock", "lost+found", NULL };
+    g_autoptr(GError) derr = NULL;
+    g_autoptr(GDir) d = g_dir_open(dir, 0, &derr);
     const char *name;
 
     if (!d) {
-        vs_error_prefix(error, "repo");
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s", derr->message);
         return -1;
     }
     while ((name = g_dir_read_name(d)))
@@ -311,16 +312,11 @@ dir_is_blank(const char *dir, GError **error)
     return 1;
 }
 
-static bool
-make_dir(const char *dir, GError **error)
+/* 0 or the errno of mkdir; an existing directory is fine. */
+static int
+make_dir(const char *dir)
 {
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-        int err = errno;
-
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: creating %s: %s", dir, g_strerror(err));
-        return false;
-    }
-    return true;
+    return mkdir(dir, 0755) < 0 && errno != EEXIST ? errno : 0;
 }
 
 static bool
@@ -337,8 +333,10 @@ repo_initialise(const char *path, uint32_t chunk_size, GError **error)
     for (size_t i = 0; subdirs[i]; i++) {
         g_autofree char *sub = g_build_filename(path, subdirs[i], NULL);
 
-        if (!make_dir(sub, error))
+        if ((err = make_dir(sub))) {
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: creating %s: %s", sub, g_strerror(err));
             return false;
+        }
     }
     fd = open(lock, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -373,10 +371,9 @@ repo_probe_write(VsRepo *repo, GError **error)
     g_autofree char *tmp = NULL;
     int err;
 
-    if (!make_dir(repo->chunks_dir, NULL) || !make_dir(repo->backups_dir, NULL) ||
-        !make_dir(repo->tmp_dir, NULL))
-        err = errno;
-    else
+    /* A repository copied without its empty directories is still whole. */
+    if (!(err = make_dir(repo->chunks_dir)) && !(err = make_dir(repo->backups_dir)) &&
+        !(err = make_dir(repo->tmp_dir)))
         err = repo_write_temp(repo->tmp_dir, "probe", "virtsnap\n", 9, &tmp);
     if (tmp)
         unlink(tmp);

@@ -272,12 +272,12 @@ open_image(const char *abs_path, const char *format, const char *description, GE
     g_autoptr(VsSource) src = NULL;
     g_autofree char *fmt_arg = g_strdup_printf("--format=%s", format);
     g_autofree char *err_path = g_build_filename(g_get_tmp_dir(), "virtsnap-qemu-nbd-XXXXXX", NULL);
-    /* The shell only redirects stderr and execs, so the pid libnbd forked (and
+    /* The shell only redirects (none of our descriptors is the server's) and execs, so the pid libnbd forked (and
      * named in LISTEN_PID) is qemu-nbd's own. Page cache (writeback) rather
      * than O_DIRECT: reads are sequential and the kernel's readahead is what
      * makes them fast; nothing is written. */
     char *argv[] = {
-        (char *)"/bin/sh", (char *)"-c", (char *)"f=$1; shift; exec \"$@\" 2>>\"$f\"", (char *)"sh",
+        (char *)"/bin/sh", (char *)"-c", (char *)"f=$1; shift; exec \"$@\" </dev/null >/dev/null 2>>\"$f\"", (char *)"sh",
         err_path, (char *)"qemu-nbd", (char *)"--read-only", fmt_arg, (char *)"--cache=writeback",
         (char *)"--aio=threads", (char *)abs_path, NULL,
     };

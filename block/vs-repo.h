@@ -37,12 +37,15 @@ void vs_digest_compute(const void *data, size_t len, VsDigest *out);
  * callers nor stored, and never listed in a manifest. */
 bool vs_buffer_is_zero(const void *data, size_t len);
 
-/* Opens the repository at PATH. With CREATE, a missing or empty directory is
- * initialised (chunk size CHUNK_SIZE, 0 for the default); an existing repository
- * is opened as it is. Errors name the path and what to do: missing ("create it
- * with --init" is the caller's wording; here: VS_ERROR_NOT_FOUND), not a
- * repository, newer format, read-only (VS_ERROR_IO, checked by a probe write when
- * WRITABLE is true). */
+/* Opens the repository at PATH. With CREATE, a missing (mkdir -p, mode 0700) or
+ * empty directory is initialised (chunk size CHUNK_SIZE: a power of two from
+ * 4 KiB to 16 MiB, 0 for the default); an existing repository is opened as it is,
+ * with its own chunk size. Errors name the path and what to do: missing, or empty
+ * without CREATE ("create it with --init" is the caller's wording; here:
+ * VS_ERROR_NOT_FOUND), not a repository (a non-empty directory without the
+ * marker: VS_ERROR_INVALID_ARG, never taken over, even with CREATE), newer format
+ * (VS_ERROR_UNSUPPORTED), read-only or full (VS_ERROR_IO, checked by a probe write
+ * when WRITABLE is true). Without WRITABLE, put, commit, delete and gc fail. */
 VsRepo *vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size,
                      GError **error);
 void vs_repo_close(VsRepo *repo);
@@ -111,9 +114,13 @@ typedef struct {
     GPtrArray *domains;    /* of VsManifestDomain* */
 } VsManifest;
 
-VsManifest *vs_manifest_new(void);             /* fresh id, started = now */
-VsManifestDomain *vs_manifest_add_domain(VsManifest *m, const char *name);
-VsManifestDisk *vs_manifest_domain_add_disk(VsManifestDomain *d, const char *target);
+/* The constructors set what is listed here and leave every other field zero or
+ * NULL, for the caller to assign (commit requires a disk's format, and records a
+ * domain without consistency as "crash"). vs_manifest_free frees every field with g_free, arrays with
+ * g_ptr_array_unref/g_array_unref. */
+VsManifest *vs_manifest_new(void);             /* fresh id, started = now, hostname, group_freeze_ms = -1 */
+VsManifestDomain *vs_manifest_add_domain(VsManifest *m, const char *name);   /* freeze_ms = -1 */
+VsManifestDisk *vs_manifest_domain_add_disk(VsManifestDomain *d, const char *target); /* empty chain, chunks */
 void vs_manifest_free(VsManifest *m);
 VsManifestDomain *vs_manifest_find_domain(const VsManifest *m, const char *name);
 VsManifestDisk *vs_manifest_find_disk(const VsManifestDomain *d, const char *target);

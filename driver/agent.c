@@ -24,15 +24,19 @@ reset_timeout(virDomainPtr dom)
     (void)virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
 }
 
+/* Every public libvirt call, virDomainGetName included, clears the thread's
+ * last error: names are read before the call whose error we report. */
+
 bool
 vs_agent_freeze(virDomainPtr dom, int timeout_s, GError **error)
 {
+    const char *name = virDomainGetName(dom);
     int r;
 
     set_timeout(dom, timeout_s);
     r = virDomainFSFreeze(dom, NULL, 0, 0);
     if (r < 0)
-        vs_set_libvirt_error(error, VS_ERROR_AGENT, "freeze: domain '%s'", virDomainGetName(dom));
+        vs_set_libvirt_error(error, VS_ERROR_AGENT, "freeze: domain '%s'", name);
     reset_timeout(dom);
     return r >= 0;
 }
@@ -40,6 +44,7 @@ vs_agent_freeze(virDomainPtr dom, int timeout_s, GError **error)
 bool
 vs_agent_thaw(virDomainPtr dom, int timeout_s, GError **error)
 {
+    const char *name = virDomainGetName(dom);
     int r;
 
     set_timeout(dom, timeout_s);
@@ -53,7 +58,7 @@ vs_agent_thaw(virDomainPtr dom, int timeout_s, GError **error)
             free(reply);
             r = 0;
         } else {
-            vs_set_libvirt_error(error, VS_ERROR_AGENT, "thaw: domain '%s'", virDomainGetName(dom));
+            vs_set_libvirt_error(error, VS_ERROR_AGENT, "thaw: domain '%s'", name);
         }
     }
     reset_timeout(dom);
@@ -63,13 +68,13 @@ vs_agent_thaw(virDomainPtr dom, int timeout_s, GError **error)
 char *
 vs_agent_freeze_status(virDomainPtr dom, int timeout_s, GError **error)
 {
+    const char *name = virDomainGetName(dom);
     char *reply = virDomainQemuAgentCommand(dom, "{\"execute\":\"guest-fsfreeze-status\"}",
                                             timeout_s, 0);
     char *out = NULL;
 
     if (!reply) {
-        vs_set_libvirt_error(error, VS_ERROR_AGENT, "freeze status: domain '%s'",
-                             virDomainGetName(dom));
+        vs_set_libvirt_error(error, VS_ERROR_AGENT, "freeze status: domain '%s'", name);
         return NULL;
     }
     if (strstr(reply, "\"frozen\""))
@@ -78,7 +83,7 @@ vs_agent_freeze_status(virDomainPtr dom, int timeout_s, GError **error)
         out = g_strdup("thawed");
     else
         g_set_error(error, VS_ERROR, VS_ERROR_AGENT, "freeze status: domain '%s': unexpected reply %s",
-                    virDomainGetName(dom), reply);
+                    name, reply);
     free(reply);
     return out;
 }

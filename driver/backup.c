@@ -37,6 +37,7 @@ typedef struct {
     bool freeze;             /* we will try to freeze it */
     bool frozen;             /* the freeze call succeeded */
     bool snapshotted;
+    bool thaw_failed;
     int lock_fd;
     char *xml;
     GPtrArray *disks;        /* DiskJob* */
@@ -243,6 +244,17 @@ prepare_disks(Run *run, DomJob *j, const VsDiscoveredDomain *disc, const VsDomai
             img->format = g_strdup(e->format);
             g_ptr_array_add(job->chain, img);
         }
+        /* QEMU can go on writing a deleted image through its open descriptor, but
+         * a commit reopens the base by name: an overlay on it could never be
+         * committed back. Refuse before touching anything. */
+        if (job->path && access(job->path, F_OK) < 0) {
+            dom_fail(j, "domain '%s': disk %s: %s does not exist (%s); nothing was done%s",
+                     j->name, d->target, job->path, g_strerror(errno),
+                     j->active ? " (the running guest may still hold it open: copy it from "
+                                 "/proc/PID/fd of its QEMU before the domain stops)" : "");
+            g_ptr_array_add(j->disks, job);
+            return false;
+        }
         /* A read-only disk does not change under a running guest: no overlay. */
         if (j->active && !(dd && (dd->readonly || dd->shareable)))
             job->overlay = overlay_path(run, j, d);
@@ -419,8 +431,18 @@ step_thaw(gpointer data)
     DomJob *j = a->j;
     g_autoptr(GError) err = NULL;
 
-    if (!vs_agent_thaw(j->dom, a->run->opts->agent_timeout, &err))
-        dom_fail(j, "%s (the guardian will thaw it by the freeze bound)", err->message);
+    if (!vs_agent_thaw(j->dom, a->run->opts->agent_timeout, &err)) {
+        j->thaw_failed = true;
+        /* A guest whose freeze failed too is most likely not frozen at all (a
+         * hung agent): the guardian tries once more; the data is fine either way. */
+        if (j->frozen) {
+            dom_fail(j, "%s (the guardian tries again at once)", err->message);
+        } else {
+            g_autofree char *before = g_steal_pointer(&j->note);
+            j->note = g_strdup_printf("%s; the thaw failed too (%s), so the guardian tried again",
+                                      before ? before : "freeze failed", err->message);
+        }
+    }
     j->freeze_end = vs_now_ms();
     j->thawed_at = g_get_real_time() / 1000;
     return NULL;
@@ -532,8 +554,12 @@ freeze_phase(Run *run, GError **error)
     /* Thaw every domain whose freeze was attempted: a freeze that timed out may
      * have frozen some file systems. */
     for_each_domain(run, frz, step_thaw);
-    if (guardian)
-        vs_guardian_stop(guardian);
+    if (guardian) {
+        bool thawed = true;
+        for (guint i = 0; i < frz->len; i++)
+            thawed = thawed && !((DomJob *)frz->pdata[i])->thaw_failed;
+        vs_guardian_stop(guardian, thawed);
+    }
     vs_fault_point("after-thaw");
 
     for (guint i = 0; i < snap->len; i++) {
@@ -678,8 +704,15 @@ commit_domain(Run *run, DomJob *j)
         journal(run, j, "commit", "disk", d->target, "overlay", d->overlay, NULL, NULL);
         vs_fault_point("before-commit");
         if (!vs_blockcommit_pivot(run->conn, j->dom, d->target, run->opts->commit_timeout, &err)) {
-            dom_fail(j, "%s; the domain runs on overlay %s until `virtsnap recover` commits it",
-                     err->message, d->overlay);
+            g_autofree char *msg = g_strdup_printf("%s; the domain runs on overlay %s until "
+                                                   "`virtsnap recover` commits it",
+                                                   err->message, d->overlay);
+            /* Never hidden behind an earlier error: a guest left on an overlay matters. */
+            if (j->error) {
+                g_autofree char *before = g_steal_pointer(&j->note);
+                j->note = before ? g_strdup_printf("%s; %s", before, msg) : g_strdup(msg);
+            }
+            dom_fail(j, "%s", msg);
             ok = false;
             continue;
         }

@@ -159,20 +159,19 @@ vs_blockcommit_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, int
 char *
 vs_domain_disk_source(virDomainPtr dom, const char *disk, bool inactive, GError **error)
 {
+    const char *name = virDomainGetName(dom);
     g_autofree char *xml = virDomainGetXMLDesc(dom, inactive ? VIR_DOMAIN_XML_INACTIVE : 0);
     g_autoptr(VsDomainDef) def = NULL;
     VsDiskDef *d;
 
     if (!xml) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "domain '%s': cannot read its XML",
-                             virDomainGetName(dom));
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "domain '%s': cannot read its XML", name);
         return NULL;
     }
-    if (!(def = vs_domain_def_parse_string(xml, virDomainGetName(dom), error)))
+    if (!(def = vs_domain_def_parse_string(xml, name, error)))
         return NULL;
     if (!(d = vs_domain_def_find_disk(def, disk)) || !d->src) {
-        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "domain '%s' has no disk %s",
-                    virDomainGetName(dom), disk);
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "domain '%s' has no disk %s", name, disk);
         return NULL;
     }
     return g_strdup(d->src->path);

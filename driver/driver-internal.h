@@ -80,7 +80,8 @@ typedef struct _VsGuardian VsGuardian;
 VsGuardian *vs_guardian_start(const char *exe, const char *uri, const char *state_dir,
                               const char *id, int deadline_ms, const char *const *uuids,
                               int agent_timeout, GError **error);
-/* Tells the guardian all is thawed, and reaps it. */
-void vs_guardian_stop(VsGuardian *g);
+/* Tells the guardian all is thawed (or, if not ALL_THAWED, lets it thaw once
+ * more itself), and reaps it. */
+void vs_guardian_stop(VsGuardian *g, bool all_thawed);
 
 int64_t vs_now_ms(void);

@@ -77,21 +77,23 @@ vs_guardian_start(const char *exe, const char *uri, const char *state_dir, const
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
                     "guardian: did not arm (it could not open %s?); nothing was frozen",
                     vs_default_uri(uri));
-        vs_guardian_stop(g);
+        vs_guardian_stop(g, true);
         return NULL;
     }
     return g;
 }
 
 void
-vs_guardian_stop(VsGuardian *g)
+vs_guardian_stop(VsGuardian *g, bool all_thawed)
 {
     int status;
 
     if (!g)
         return;
     if (g->ctl_fd >= 0) {
-        (void)!write(g->ctl_fd, "thawed\n", 7);
+        /* Without "thawed", end of file makes the guardian thaw once more, now. */
+        if (all_thawed)
+            (void)!write(g->ctl_fd, "thawed\n", 7);
         close(g->ctl_fd);
     }
     while (waitpid(g->pid, &status, 0) < 0 && errno == EINTR)

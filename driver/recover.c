@@ -55,6 +55,7 @@ static bool
 offline_commit(virConnectPtr conn, virDomainPtr dom, const char *disk, const char *overlay,
                const char *original, const char *format, GError **error)
 {
+    const char *name = virDomainGetName(dom);
     g_autofree char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE);
     g_autoptr(VsDomainDef) def = NULL;
     g_autofree char *out = NULL, *errout = NULL, *newxml = NULL;
@@ -63,9 +64,9 @@ offline_commit(virConnectPtr conn, virDomainPtr dom, const char *disk, const cha
     virDomainPtr redefined;
     int status = 0;
 
-    if (!xml || !(def = vs_domain_def_parse_string(xml, virDomainGetName(dom), error))) {
+    if (!xml || !(def = vs_domain_def_parse_string(xml, name, error))) {
         if (error && !*error)
-            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "recover: domain '%s'", virDomainGetName(dom));
+            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "recover: domain '%s'", name);
         return false;
     }
     if (!(d = vs_domain_def_find_disk(def, disk)) || !d->src ||
@@ -74,7 +75,7 @@ offline_commit(virConnectPtr conn, virDomainPtr dom, const char *disk, const cha
         g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
                     "recover: domain '%s' disk %s: the original %s is not a local image; commit %s "
                     "into it by hand (qemu-img commit) and point the disk back at it",
-                    virDomainGetName(dom), disk, original, overlay);
+                    name, disk, original, overlay);
         return false;
     }
     if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &errout,
@@ -96,8 +97,7 @@ offline_commit(virConnectPtr conn, virDomainPtr dom, const char *disk, const cha
     if (!(newxml = vs_domain_def_format(def, error)))
         return false;
     if (!(redefined = virDomainDefineXML(conn, newxml))) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "recover: redefining domain '%s'",
-                             virDomainGetName(dom));
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "recover: redefining domain '%s'", name);
         return false;
     }
     virDomainFree(redefined);

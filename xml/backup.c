@@ -89,7 +89,8 @@ server_parse(VsBackupDef *def, const xmlNode *node, GError **error)
 }
 
 static bool
-backup_disk_parse(VsBackupDef *def, const xmlNode *node, guint n, GError **error)
+backup_disk_parse(VsBackupDef *def, GHashTable *seen, const xmlNode *node, guint n,
+                  GError **error)
 {
     g_autofree char *name = vs_xml_prop(node, "name");
     g_autofree char *backup = vs_xml_prop(node, "backup");
@@ -105,12 +106,9 @@ backup_disk_parse(VsBackupDef *def, const xmlNode *node, guint n, GError **error
         return false;
     }
     label = g_strdup_printf("<disks> <disk> %u (name %s)", n, name);
-    for (guint i = 0; i < def->disks->len; i++) {
-        if (!strcmp(((VsBackupDiskDef *)g_ptr_array_index(def->disks, i))->name, name)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_XML, "%s: disk %s is listed twice",
-                        label, name);
-            return false;
-        }
+    if (g_hash_table_contains(seen, name)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_XML, "%s: disk %s is listed twice", label, name);
+        return false;
     }
     if (backup && strcmp(backup, "yes") != 0 && strcmp(backup, "no") != 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_XML, "%s: unknown backup='%s'; expected yes or no",
@@ -118,6 +116,7 @@ backup_disk_parse(VsBackupDef *def, const xmlNode *node, guint n, GError **error
         return false;
     }
     disk = vs_backup_def_add_disk(def, name, g_strcmp0(backup, "no") != 0);
+    g_hash_table_add(seen, disk->name);
     /* libvirt reads nothing else from a disk that is not backed up. */
     if (!disk->backup)
         return true;
@@ -165,6 +164,7 @@ static bool
 backup_parse(VsBackupDef *def, const xmlNode *root, GError **error)
 {
     g_autofree char *mode = vs_xml_prop(root, "mode");
+    g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
     xmlNode *server = vs_xml_child(root, "server");
     guint n = 0;
 
@@ -198,7 +198,7 @@ backup_parse(VsBackupDef *def, const xmlNode *root, GError **error)
         return false;
 
     vs_xml_foreach_child(node, vs_xml_child(root, "disks"), "disk") {
-        if (!backup_disk_parse(def, node, ++n, error))
+        if (!backup_disk_parse(def, seen, node, ++n, error))
             return false;
     }
     return true;

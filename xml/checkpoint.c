@@ -53,7 +53,8 @@ vs_checkpoint_def_add_disk(VsCheckpointDef *def, const char *name, bool checkpoi
 }
 
 static bool
-checkpoint_disk_parse(VsCheckpointDef *def, const xmlNode *node, guint n, GError **error)
+checkpoint_disk_parse(VsCheckpointDef *def, GHashTable *seen, const xmlNode *node, guint n,
+                      GError **error)
 {
     g_autofree char *name = vs_xml_prop(node, "name");
     g_autofree char *checkpoint = vs_xml_prop(node, "checkpoint");
@@ -64,12 +65,10 @@ checkpoint_disk_parse(VsCheckpointDef *def, const xmlNode *node, guint n, GError
                     "<disks> <disk> %u: missing name= (the disk's target, e.g. vda)", n);
         return false;
     }
-    for (guint i = 0; i < def->disks->len; i++) {
-        if (!strcmp(((VsCheckpointDiskDef *)g_ptr_array_index(def->disks, i))->name, name)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_XML,
-                        "<disks> <disk> %u (name %s): disk %s is listed twice", n, name, name);
-            return false;
-        }
+    if (g_hash_table_contains(seen, name)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_XML,
+                    "<disks> <disk> %u (name %s): disk %s is listed twice", n, name, name);
+        return false;
     }
     if (checkpoint && strcmp(checkpoint, "bitmap") != 0 && strcmp(checkpoint, "no") != 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_XML,
@@ -79,6 +78,7 @@ checkpoint_disk_parse(VsCheckpointDef *def, const xmlNode *node, guint n, GError
     }
     /* An absent checkpoint= means bitmap, libvirt's default. */
     disk = vs_checkpoint_def_add_disk(def, name, g_strcmp0(checkpoint, "no") != 0);
+    g_hash_table_add(seen, disk->name);
     if (disk->checkpoint)
         disk->bitmap = vs_xml_prop(node, "bitmap");
     return true;
@@ -87,6 +87,7 @@ checkpoint_disk_parse(VsCheckpointDef *def, const xmlNode *node, guint n, GError
 static bool
 checkpoint_parse(VsCheckpointDef *def, const xmlNode *root, GError **error)
 {
+    g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
     g_autofree char *created = NULL;
     guint n = 0;
 
@@ -108,7 +109,7 @@ checkpoint_parse(VsCheckpointDef *def, const xmlNode *root, GError **error)
         }
     }
     vs_xml_foreach_child(node, vs_xml_child(root, "disks"), "disk") {
-        if (!checkpoint_disk_parse(def, node, ++n, error))
+        if (!checkpoint_disk_parse(def, seen, node, ++n, error))
             return false;
     }
     return true;

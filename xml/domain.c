@@ -115,7 +115,9 @@ disk_parse(xmlNode *node, guint n, GError **error)
         vs_error_prefix(error, "%s", label);
         return NULL;
     }
-    if (!disk->src->auth_username)
+    /* The same <auth> the formatter will update: <source>'s, else the
+     * pre-3.9 one directly in <disk>. */
+    if (!vs_xml_child(source, "auth"))
         disk->src->auth_username = vs_xml_child_prop(node, "auth", "username");
 
     if (!source || vs_storage_source_is_empty(disk->src)) {
@@ -314,10 +316,12 @@ apply_disk(const VsDiskDef *disk)
         vs_storage_source_apply_xml(node, disk->src, false, NULL);
         return;
     }
-    /* Ejected media: a <source> with only startupPolicy and the like already
-     * means "empty" and stays as written. */
-    if ((child = vs_xml_child(node, "source")) && source_has_location(child))
-        vs_xml_remove(child);
+    /* Ejected media takes its backing chain along. A <source> with only
+     * startupPolicy and the like already means "empty", and then nothing
+     * here was read into the model, so nothing is the model's to drop. */
+    if (!(child = vs_xml_child(node, "source")) || !source_has_location(child))
+        return;
+    vs_xml_remove(child);
     if ((child = vs_xml_child(node, "backingStore")))
         vs_xml_remove(child);
 }

@@ -91,7 +91,8 @@ parse_location(const xmlNode *node, const char *attr, VsSnapshotLocation *out, G
 }
 
 static bool
-snapshot_disk_parse(VsSnapshotDef *def, const xmlNode *node, guint n, GError **error)
+snapshot_disk_parse(VsSnapshotDef *def, GHashTable *seen, const xmlNode *node, guint n,
+                    GError **error)
 {
     g_autofree char *name = vs_xml_prop(node, "name");
     g_autofree char *type = vs_xml_prop(node, "type");
@@ -105,14 +106,13 @@ snapshot_disk_parse(VsSnapshotDef *def, const xmlNode *node, guint n, GError **e
                     "<disks> <disk> %u: missing name= (the disk's target, e.g. vda)", n);
         return false;
     }
-    for (guint i = 0; i < def->disks->len; i++) {
-        if (!strcmp(((VsSnapshotDiskDef *)g_ptr_array_index(def->disks, i))->name, name)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_XML,
-                        "<disks> <disk> %u (name %s): disk %s is listed twice", n, name, name);
-            return false;
-        }
+    if (g_hash_table_contains(seen, name)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_XML,
+                    "<disks> <disk> %u (name %s): disk %s is listed twice", n, name, name);
+        return false;
     }
     disk = vs_snapshot_def_add_disk(def, name, VS_SNAPSHOT_LOCATION_DEFAULT);
+    g_hash_table_add(seen, disk->name);
     if (!parse_location(node, "snapshot", &disk->snapshot, error)) {
         vs_error_prefix(error, "<disks> <disk> %u (name %s)", n, name);
         return false;
@@ -140,6 +140,7 @@ snapshot_disk_parse(VsSnapshotDef *def, const xmlNode *node, guint n, GError **e
 static bool
 snapshot_parse(VsSnapshotDef *def, const xmlNode *root, GError **error)
 {
+    g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
     guint n = 0;
 
     def->name = vs_xml_child_text(root, "name");
@@ -154,7 +155,7 @@ snapshot_parse(VsSnapshotDef *def, const xmlNode *root, GError **error)
         return false;
     }
     vs_xml_foreach_child(node, vs_xml_child(root, "disks"), "disk") {
-        if (!snapshot_disk_parse(def, node, ++n, error))
+        if (!snapshot_disk_parse(def, seen, node, ++n, error))
             return false;
     }
     return true;

@@ -370,7 +370,7 @@ vs_storage_source_format_xml(GString *buf, int indent, const char *element,
     } else if (src->type == VS_DISK_TYPE_NETWORK) {
         vs_xml_attr(buf, "protocol", src->protocol);
         vs_xml_attr(buf, "name", src->name);
-        for (guint i = 0; i < src->hosts->len; i++)
+        for (guint i = 0; src->hosts && i < src->hosts->len; i++)
             vs_xml_format_host(children, indent + 2, g_ptr_array_index(src->hosts, i));
         if (src->initiator_iqn) {
             vs_xml_indent(children, indent + 2);
@@ -398,6 +398,35 @@ vs_storage_source_format_xml(GString *buf, int indent, const char *element,
 /* Applying a model onto a kept document ---------------------------------------- */
 
 static bool
+check_host(const VsHostDef *host, GError **error)
+{
+    bool is_unix = !g_strcmp0(host->transport, "unix");
+    uint64_t port;
+
+    if (host->transport && !is_unix && strcmp(host->transport, "tcp") != 0 &&
+        strcmp(host->transport, "rdma") != 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "unknown transport '%s'", host->transport);
+        return false;
+    }
+    if (is_unix != (host->socket != NULL)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "a socket goes with transport unix, and only with it");
+        return false;
+    }
+    if (!is_unix && !host->name) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "needs a name");
+        return false;
+    }
+    if (!is_unix && host->port && !vs_xml_parse_uint64(host->port, 65535, &port)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "port '%s' is not a port number", host->port);
+        return false;
+    }
+    return true;
+}
+
+static bool
 check_one(const VsStorageSource *src, GError **error)
 {
     const char *attr = location_attr(src->type);
@@ -417,16 +446,29 @@ check_one(const VsStorageSource *src, GError **error)
                     "a volume source needs both a pool and a volume");
         return false;
     }
-    if (src->type == VS_DISK_TYPE_NETWORK && !src->protocol) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "a network source needs a protocol");
+    if (src->type == VS_DISK_TYPE_VOLUME && src->mode && strcmp(src->mode, "host") != 0 &&
+        strcmp(src->mode, "direct") != 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "volume mode '%s' is neither host nor direct", src->mode);
         return false;
     }
-    for (guint i = 0; src->type == VS_DISK_TYPE_NETWORK && i < src->hosts->len; i++) {
-        const VsHostDef *host = g_ptr_array_index(src->hosts, i);
-
-        if (!host->name && !host->socket) {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                        "host %u of the network source has neither a name nor a socket", i + 1);
+    if (src->type != VS_DISK_TYPE_NETWORK)
+        return true;
+    /* What the parser would refuse, refused before it is written. */
+    if (!src->protocol || !protocol_known(src->protocol)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "a network source needs a known protocol, not '%s'",
+                    src->protocol ? src->protocol : "(none)");
+        return false;
+    }
+    if (!src->name && strcmp(src->protocol, "nbd") != 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "a %s source needs a name", src->protocol);
+        return false;
+    }
+    for (guint i = 0; src->hosts && i < src->hosts->len; i++) {
+        if (!check_host(g_ptr_array_index(src->hosts, i), error)) {
+            vs_error_prefix(error, "host %u", i + 1);
             return false;
         }
     }
@@ -511,38 +553,41 @@ static void
 apply_initiator(xmlNode *source, const char *iqn)
 {
     xmlNode *initiator = vs_xml_child(source, "initiator");
-    xmlNode *iqn_node;
+    xmlNode *iqn_node = vs_xml_child(initiator, "iqn");
 
+    /* Only an initiator the model could read is the model's to drop. */
     if (!iqn) {
-        if (initiator)
+        if (iqn_node && xmlHasProp(iqn_node, VS_XML_CHAR("name")))
             vs_xml_remove(initiator);
         return;
     }
     if (!initiator)
         initiator = vs_xml_append_child(source, "initiator");
-    iqn_node = vs_xml_child(initiator, "iqn");
     if (!iqn_node)
         iqn_node = vs_xml_append_child(initiator, "iqn");
     vs_xml_set_prop(iqn_node, "name", iqn);
 }
 
-/* <auth> sits in <source> since libvirt 3.9 and directly in <disk> before; an
- * existing element is updated where it is so that its <secret> stays. */
+xmlNode *
+vs_storage_source_find_auth(const xmlNode *disk, const xmlNode *source)
+{
+    xmlNode *auth = vs_xml_child(source, "auth");
+
+    return auth ? auth : vs_xml_child(disk, "auth");
+}
+
+/* An existing <auth> is updated where it is so that its <secret> stays; one
+ * the model could not read (no username=) is not the model's to drop. */
 static void
 apply_auth(xmlNode *disk, xmlNode *source, const char *username)
 {
-    xmlNode *auth = vs_xml_child(source, "auth");
-    xmlNode *legacy = disk ? vs_xml_child(disk, "auth") : NULL;
+    xmlNode *auth = vs_storage_source_find_auth(disk, source);
 
     if (!username) {
-        if (auth)
+        if (auth && xmlHasProp(auth, VS_XML_CHAR("username")))
             vs_xml_remove(auth);
-        if (legacy)
-            vs_xml_remove(legacy);
         return;
     }
-    if (!auth)
-        auth = legacy;
     if (!auth)
         auth = vs_xml_insert_child(source, last_child_named(source, "host"), "auth");
     vs_xml_set_prop(auth, "username", username);
@@ -567,22 +612,32 @@ apply_source(xmlNode *container, xmlNode *after, const VsStorageSource *src,
     if (!source)
         source = vs_xml_insert_child(container, after, "source");
 
-    vs_xml_set_prop(source, "protocol", src->type == VS_DISK_TYPE_NETWORK ? src->protocol : NULL);
-    vs_xml_set_prop(source, "name", src->type == VS_DISK_TYPE_NETWORK ? src->name : NULL);
-    vs_xml_set_prop(source, "pool", src->type == VS_DISK_TYPE_VOLUME ? src->pool : NULL);
-    vs_xml_set_prop(source, "volume", src->type == VS_DISK_TYPE_VOLUME ? src->volume : NULL);
-    vs_xml_set_prop(source, "mode", src->type == VS_DISK_TYPE_VOLUME ? src->mode : NULL);
-    vs_xml_set_prop(source, "file", src->type == VS_DISK_TYPE_FILE ? src->path : NULL);
-    vs_xml_set_prop(source, "dev", src->type == VS_DISK_TYPE_BLOCK ? src->path : NULL);
-    vs_xml_set_prop(source, "dir", src->type == VS_DISK_TYPE_DIR ? src->path : NULL);
+    /* Only the attributes and children of SRC's own type: with the type
+     * unchanged, anything else in the element was not read and stays. */
+    switch (src->type) {
+    case VS_DISK_TYPE_NETWORK:
+        vs_xml_set_prop(source, "protocol", src->protocol);
+        vs_xml_set_prop(source, "name", src->name);
+        break;
+    case VS_DISK_TYPE_VOLUME:
+        vs_xml_set_prop(source, "pool", src->pool);
+        vs_xml_set_prop(source, "volume", src->volume);
+        vs_xml_set_prop(source, "mode", src->mode);
+        break;
+    default:
+        vs_xml_set_prop(source, location_attr(src->type), src->path);
+        break;
+    }
     if (top) {
         if (src->index > 0)
             index = g_strdup_printf("%d", src->index);
         vs_xml_set_prop(source, "index", index);
     }
-    apply_hosts(source, src->type == VS_DISK_TYPE_NETWORK ? src->hosts : NULL);
+    if (src->type == VS_DISK_TYPE_NETWORK)
+        apply_hosts(source, src->hosts);
     apply_auth(top ? container : NULL, source, src->auth_username);
-    apply_initiator(source, src->type == VS_DISK_TYPE_NETWORK ? src->initiator_iqn : NULL);
+    if (src->type == VS_DISK_TYPE_NETWORK)
+        apply_initiator(source, src->initiator_iqn);
     return source;
 }
 
@@ -605,9 +660,10 @@ apply_backing(xmlNode *container, const VsStorageSource *src)
 
         if (!b) {
             if (src->backing_terminated) {
+                /* An existing terminator (no type=) is left exactly as it is. */
                 if (!bs)
                     vs_xml_insert_child(container, after, "backingStore");
-                else
+                else if (xmlHasProp(bs, VS_XML_CHAR("type")))
                     vs_xml_clear(bs);
             } else if (bs) {
                 vs_xml_remove(bs);

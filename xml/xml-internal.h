@@ -108,6 +108,9 @@ bool vs_storage_source_parse_xml(const xmlNode *source, VsStorageSource *src, bo
                                  GError **error);
 /* Whether SRC names no media: no location at all. */
 bool vs_storage_source_is_empty(const VsStorageSource *src);
+/* The <auth> element a disk's source uses: in <source> (libvirt >= 3.9), else
+ * directly in <disk>; NULL if neither. */
+xmlNode *vs_storage_source_find_auth(const xmlNode *disk, const xmlNode *source);
 /* Reads the <backingStore> chain below CONTAINER into SRC. */
 bool vs_storage_source_parse_backing(const xmlNode *container, VsStorageSource *src,
                                      GError **error);

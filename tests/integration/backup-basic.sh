@@ -22,6 +22,8 @@ chain_before=$(virsh domblklist "$D" --details | awk '$3 == "vda" {print $4}')
 vs_assert_eq "$chain_before" "$W/disk.qcow2" "disk before the backup"
 
 # --- first backup, with the writer running --------------------------------------------
+# 32 MiB that does not compress, so that what dedup saves is measurable.
+vs_gexec "$D" 'dd if=/dev/urandom of=/data/bulk bs=1M count=32 conv=fsync 2>/dev/null' >/dev/null
 up0=$(vs_gexec "$D" 'cut -d" " -f1 /proc/uptime')
 vs_virtsnap backup --repo "$REPO" --init --state-dir "$STATE" --json "$D" > "$W/b1.json"
 up1=$(vs_gexec "$D" 'cut -d" " -f1 /proc/uptime')
@@ -40,7 +42,7 @@ stored1=$(jq -r '.domains[0].disks[0].bytes_stored' "$W/b1.json")
 vs_assert_eq "$(virsh domstate "$D" | head -1)" running "domain state after backup"
 vs_assert_eq "$(virsh domblklist "$D" --details | awk '$3 == "vda" {print $4}')" "$W/disk.qcow2" \
   "disk after the backup"
-vs_assert_eq "$(ls "$W" | grep -c virtsnap- || true)" 0 "overlay files left beside the disk"
+vs_assert_eq "$(ls "$W" | grep -c '\.virtsnap-[0-9]' || true)" 0 "overlay files left beside the disk"
 vs_assert_eq "$(ls "$STATE/overlays" 2>/dev/null | wc -l)" 0 "overlay files left in the state dir"
 vs_assert_eq "$(ls "$STATE/journal" 2>/dev/null | wc -l)" 0 "journals left"
 vs_assert_eq "$(qemu-img info -U --output=json "$W/disk.qcow2" | jq -r '.["backing-filename"] // "none"')" \

@@ -28,7 +28,7 @@ clean() {
   case "$(freeze_status)" in *thawed*) ;; *) vs_fail "guest not thawed: $(freeze_status)";; esac
   vs_assert_eq "$(virsh domblklist "$D" --details | awk '$3 == "vda" {print $4}')" "$W/disk.qcow2" "original disk"
   vs_assert_eq "$(qemu-img info -U --output=json "$W/disk.qcow2" | jq -r '.["backing-filename"] // "none"')" none "no backing file"
-  vs_assert_eq "$(ls "$W" | grep -c 'virtsnap-' || true)" 0 "no overlay file"
+  vs_assert_eq "$(ls "$W" | grep -c '\.virtsnap-[0-9]' || true)" 0 "no overlay file"
   vs_assert_eq "$(ls "$STATE/journal" 2>/dev/null | wc -l)" 0 "no journal"
 }
 

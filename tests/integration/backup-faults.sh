@@ -19,8 +19,8 @@ clean() {   # DOMAIN DISK: the invariants after any failure
   local st
   vs_assert_eq "$(virsh domstate "$1" | head -1)" running "$1 running"
   vs_assert_eq "$(virsh domblklist "$1" --details | awk '$3 == "vda" {print $4}')" "$2" "$1 on its original disk"
-  vs_assert_eq "$(virsh dumpxml "$1" | grep -c 'virtsnap-' || true)" 0 "$1 XML names no overlay"
-  vs_assert_eq "$(ls "$(dirname "$2")" | grep -c 'virtsnap-' || true)" 0 "no overlay files beside the disk"
+  vs_assert_eq "$(virsh dumpxml "$1" | grep -c '\.virtsnap-[0-9]' || true)" 0 "$1 XML names no overlay"
+  vs_assert_eq "$(ls "$(dirname "$2")" | grep -c '\.virtsnap-[0-9]' || true)" 0 "no overlay files beside the disk"
   vs_assert_eq "$(ls "$STATE/overlays" 2>/dev/null | wc -l)" 0 "no overlay files in the state dir"
   vs_assert_eq "$(ls "$STATE/journal" 2>/dev/null | wc -l)" 0 "no journal left"
   st=$(virsh qemu-agent-command "$1" '{"execute":"guest-fsfreeze-status"}' --timeout 10 2>/dev/null || echo agent-silent)
@@ -103,6 +103,6 @@ vs_assert_contains "$(cat "$W/gone.err")" "$W/gone.qcow2" "vanished disk named"
 vs_assert_eq "$(nbackups "$REPO")" "$n0" "no backup for the vanished disk"
 vs_assert_eq "$(virsh domstate "$D2" | head -1)" running "guest with a vanished disk still running"
 vs_assert_eq "$(ls "$STATE/journal" 2>/dev/null | wc -l)" 0 "no journal left"
-vs_assert_eq "$(ls "$W" | grep -c 'virtsnap-' || true)" 0 "no overlay left"
+vs_assert_eq "$(ls "$W" | grep -c '\.virtsnap-[0-9]' || true)" 0 "no overlay left"
 vs_virtsnap verify --repo "$REPO"
 vs_log "backup-faults: all checks passed"

@@ -73,5 +73,5 @@ vs_assert_eq "$(jq -r '.domains[0] | [.ok, .consistency] | map(tostring) | join(
 vs_assert_contains "$(jq -r '.domains[0].note' "$W/t.json")" "crash-consistent" "the note says so"
 vs_virtsnap export --repo "$REPO" latest "$N" vda "$W/n-export.qcow2"
 "$VS_GUEST_SRC/verify-backup.sh" "$W/n-export.qcow2" --crash-consistent || vs_fail "crash-consistent export unusable"
-vs_assert_eq "$(ls "$W" | grep -c virtsnap- || true)" 0 "overlay files left"
+vs_assert_eq "$(ls "$W" | grep -c '\.virtsnap-[0-9]' || true)" 0 "overlay files left"
 vs_log "backup-group: all checks passed"

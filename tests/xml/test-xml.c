@@ -666,6 +666,19 @@ test_domain_format_errors(void)
     g_clear_error(&error);
     vda->src->backing->format = g_strdup("qcow2");
 
+    /* What the parser would refuse is refused before it is written. */
+    {
+        g_autoptr(VsDomainDef) net = load_domain("network-nfs.xml");
+        VsHostDef *host = g_ptr_array_index(disk_of(net, "vda")->src->hosts, 0);
+
+        host->transport = g_strdup("unix");
+        out = vs_domain_def_format(net, &error);
+        g_assert_null(out);
+        g_assert_error(error, VS_ERROR, VS_ERROR_INVALID_ARG);
+        g_assert_nonnull(strstr(error->message, "disk vda: host 1: a socket goes with transport unix"));
+        g_clear_error(&error);
+    }
+
     /* A disk without an element cannot be written. */
     vda->node = NULL;
     out = vs_domain_def_format(def, &error);

@@ -10,7 +10,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -78,6 +80,16 @@ tu_write_file(const char *path, const void *data, size_t len)
     g_assert_no_error(err);
 }
 
+/* A crash-consistent domain NAME (added to M) with one disk TARGET. */
+static inline VsManifestDisk *
+tu_add_disk(VsManifest *m, const char *name, const char *target)
+{
+    VsManifestDomain *d = vs_manifest_add_domain(m, name);
+
+    d->consistency = g_strdup("crash");
+    return vs_manifest_domain_add_disk(d, target);
+}
+
 /* Backs the file at PATH up into DISK the way the copy engine does. */
 static inline void
 tu_backup_file(VsRepo *repo, VsManifestDisk *disk, const char *path)
@@ -140,6 +152,16 @@ static inline bool
 tu_is_root(void)
 {
     return geteuid() == 0;
+}
+
+/* Root only: gives this process (and the mount commands it runs) its own mount
+ * namespace, so that a test that dies before its umount leaves no mount behind
+ * and no other process ever sees our mounts. Call while single-threaded. */
+static inline void
+tu_private_mounts(void)
+{
+    if (tu_is_root() && unshare(CLONE_NEWNS) == 0)
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 }
 
 /* Mounts a tmpfs of SIZE ("2M") on DIR; false (and a skip) when we cannot. */

@@ -27,7 +27,6 @@ sample(void)
     m->completed = 1795443421000001;
     m->group_freeze_ms = 1234;
     d->uuid = g_strdup("2f8a9d3e-4b1c-4e6f-9a7b-1c2d3e4f5a6b");
-    g_free(d->consistency);
     d->consistency = g_strdup("quiesced");
     d->freeze_ms = 812;
     d->xml = g_strdup("<domain type='kvm'>\n  <name>web1</name>\n\t<description>\"q\" \\ é \x01 ü</description>\n</domain>\n");
@@ -53,7 +52,7 @@ sample(void)
     k2->format = g_strdup("raw");
     k2->virtual_size = 0;
     /* d2: crash-consistent, no uuid, no xml, no disks */
-    (void)d2;
+    d2->consistency = g_strdup("crash");
     return m;
 }
 

@@ -45,6 +45,7 @@ commit_backup(VsRepo *r, const char *domain, const char *target, guint nchunks, 
     g_autofree uint8_t *buf = g_malloc(CS);
     g_autoptr(GError) err = NULL;
 
+    d->consistency = g_strdup("crash");
     k->format = g_strdup("raw");
     k->virtual_size = (uint64_t)nchunks * CS;
     for (guint i = 0; i < nchunks; i++) {
@@ -145,7 +146,11 @@ test_open_create(void)
         g_autofree char *empty = g_build_filename(top, "empty", NULL);
         g_autoptr(VsRepo) r3 = NULL;
 
+        g_autofree char *lf = g_build_filename(empty, "lost+found", NULL);
+
+        /* a freshly made file system mounted there */
         g_assert_cmpint(mkdir(empty, 0755), ==, 0);
+        g_assert_cmpint(mkdir(lf, 0700), ==, 0);
         r3 = open_new(empty, 0);
         g_assert_cmpuint(vs_repo_chunk_size(r3), ==, VS_REPO_DEFAULT_CHUNK_SIZE);
     }
@@ -355,6 +360,8 @@ test_zero_chunks(void)
     g_assert_no_error(err);
     k = vs_manifest_find_disk(vs_manifest_find_domain(back, "dom"), "vda");
     g_assert_cmpuint(k->chunks->len, ==, 1);
+    /* nobody said the guest was frozen */
+    g_assert_cmpstr(vs_manifest_find_domain(back, "dom")->consistency, ==, "crash");
     g_assert_cmpuint(g_array_index(k->chunks, VsChunkRef, 0).offset, ==, CS);
     g_assert_cmpuint(tu_count_files(chunks), ==, 1);
     tu_rm_rf(dir);
@@ -438,7 +445,7 @@ child_backup(const char *dir, guint32 seed)
     g_autoptr(GError) err = NULL;
     g_autoptr(VsRepo) r = vs_repo_open(dir, false, true, 0, &err);
     g_autoptr(VsManifest) m = vs_manifest_new();
-    VsManifestDisk *k = vs_manifest_domain_add_disk(vs_manifest_add_domain(m, "dom"), "vda");
+    VsManifestDisk *k = tu_add_disk(m, "dom", "vda");
     g_autofree uint8_t *buf = g_malloc(CS);
 
     if (!r || !vs_repo_lock_shared(r, &err))
@@ -592,7 +599,7 @@ test_commit_checks(void)
     g_autofree char *backups = g_build_filename(dir, "backups", NULL), *tmp = g_build_filename(dir, "tmp", NULL);
     g_autoptr(VsRepo) r = open_new(dir, CS);
     g_autoptr(VsManifest) m = vs_manifest_new();
-    VsManifestDisk *k = vs_manifest_domain_add_disk(vs_manifest_add_domain(m, "web1"), "vda");
+    VsManifestDisk *k = tu_add_disk(m, "web1", "vda");
     g_autofree uint8_t *buf = g_malloc(CS);
     g_autoptr(GError) err = NULL;
     VsChunkRef ref = { .offset = 0, .length = CS };
@@ -614,6 +621,17 @@ test_commit_checks(void)
     g_clear_error(&err);
     g_assert_cmpuint(tu_count_files(backups), ==, 0);
     g_assert_cmpuint(tu_count_files(tmp), ==, 0);
+
+    /* a disk whose format nobody stated */
+    {
+        g_autoptr(VsManifest) m2 = vs_manifest_new();
+
+        tu_add_disk(m2, "web2", "vda");
+        g_assert_false(vs_repo_commit_manifest(r, m2, &err));
+        g_assert_nonnull(strstr(err->message, "domains[0].disks[0].format: missing or empty"));
+        g_clear_error(&err);
+    }
+    g_assert_cmpuint(tu_count_files(backups), ==, 0);
 
     g_array_index(k->chunks, VsChunkRef, 0).offset = CS;
     g_assert_true(vs_repo_commit_manifest(r, m, &err));
@@ -739,7 +757,7 @@ test_enospc(void)
     g_autofree char *filler = g_build_filename(mnt, "filler", NULL);
     g_autofree uint8_t *buf = g_malloc(CS);
     g_autoptr(VsManifest) m = vs_manifest_new();
-    VsManifestDisk *k = vs_manifest_domain_add_disk(vs_manifest_add_domain(m, "dom"), "vda");
+    VsManifestDisk *k = tu_add_disk(m, "dom", "vda");
     g_autoptr(GError) err = NULL;
     VsRepo *r;
     guint i, stored_chunks;
@@ -866,6 +884,7 @@ main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "--backup-child") == 0)
         return child_backup(argv[2], (guint32)atoi(argv[3]));
     self_exe = g_file_read_link("/proc/self/exe", NULL);
+    tu_private_mounts();
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/repo/digest", test_digest);
     g_test_add_func("/repo/is-zero", test_is_zero);

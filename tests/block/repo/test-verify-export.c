@@ -30,6 +30,8 @@ backup(Fixture *f, bool with_vdb)
     g_autoptr(GError) err = NULL;
 
     d->uuid = g_strdup("2f8a9d3e-4b1c-4e6f-9a7b-1c2d3e4f5a6b");
+    d->consistency = g_strdup("quiesced");
+    d->freeze_ms = 15;
     d->xml = g_strdup("<domain type='kvm'><name>web1</name></domain>");
     tu_backup_file(f->repo, vs_manifest_domain_add_disk(d, "vda"), f->img_a);
     if (with_vdb)

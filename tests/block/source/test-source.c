@@ -13,7 +13,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -292,6 +295,26 @@ typedef struct {
 } NbdServer;
 
 static void
+die_with_parent(gpointer unused)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+static bool
+can_connect(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool ok;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_strlcpy(sa.sun_path, path, sizeof sa.sun_path);
+    ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+static void
 nbd_server_start(NbdServer *s, const char *file, const char *format)
 {
     g_autoptr(GError) err = NULL;
@@ -309,13 +332,18 @@ nbd_server_start(NbdServer *s, const char *file, const char *format)
     argv[i++] = g_strdup_printf("--socket=%s", s->sock);
     argv[i++] = (char *)file;
     argv[i] = NULL;
-    g_assert_true(g_spawn_async(NULL, argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
-                                NULL, NULL, &s->pid, &err));
+    /* Not on our stdout (the TAP reader would wait for it to close), and gone
+     * with us if an assertion aborts the test. */
+    g_assert_true(g_spawn_async(NULL, argv, NULL,
+                                G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD |
+                                G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+                                die_with_parent, NULL, &s->pid, &err));
     g_assert_no_error(err);
     g_free(argv[5]);
-    for (int tries = 0; tries < 1000 && !g_file_test(s->sock, G_FILE_TEST_EXISTS); tries++)
+    /* The socket file appears at bind(), a moment before listen(). */
+    for (int tries = 0; tries < 1000 && !can_connect(s->sock); tries++)
         g_usleep(10000);
-    g_assert_true(g_file_test(s->sock, G_FILE_TEST_EXISTS));
+    g_assert_true(can_connect(s->sock));
     s->uri = g_strdup_printf("nbd+unix:///?socket=%s", s->sock);
 }
 
@@ -697,6 +725,27 @@ test_copy_dedup(void)
     disk_clear(&b);
 }
 
+static guint
+count_threads(void)
+{
+    g_autoptr(GDir) d = g_dir_open("/proc/self/task", 0, NULL);
+    guint n = 0;
+
+    while (g_dir_read_name(d))
+        n++;
+    return n;
+}
+
+/* The engine's threads are gone soon after it returns (they exit on their own
+ * once stopped, so allow them a moment). */
+static void
+assert_threads_back_to(guint before)
+{
+    for (int i = 0; i < 200 && count_threads() > before; i++)
+        g_usleep(5000);
+    g_assert_cmpuint(count_threads(), <=, before);
+}
+
 typedef struct {
     uint64_t last, total, calls;
     bool monotonic;
@@ -725,6 +774,7 @@ test_copy_fault(void)
     VsManifestDisk disk = { 0 };
     VsCopyOptions opts;
     Progress p = { .monotonic = true };
+    guint threads = count_threads();
 
     g_assert_no_error(err);
     vs_copy_options_init(&opts);
@@ -739,6 +789,7 @@ test_copy_fault(void)
     g_assert_true(p.monotonic);
     g_assert_cmpuint(p.last, <=, 3 * MiB);
     g_clear_error(&err);
+    assert_threads_back_to(threads);
 
     /* Progress on success: monotonic, ends at the total. */
     p = (Progress) { .monotonic = true };
@@ -749,6 +800,37 @@ test_copy_fault(void)
     g_assert_cmpuint(p.total, ==, 8 * MiB);
     g_assert_cmpuint(p.calls, >=, 2);
     disk_clear(&disk);
+}
+
+/* A worker's error (here: a repository opened read-only) stops the copy and
+ * comes back with the chunk and the source named. */
+static void
+test_copy_repo_error(void)
+{
+    static const Range r[] = { { 0, 8 * MiB } };
+    g_autofree char *path = make_sparse("ro.raw", 8 * MiB, r, 1);
+    g_autofree char *repo_path = tmp("repo-ro");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = vs_source_open_file(path, &err);
+    g_autoptr(VsRepo) repo = new_repo("repo-ro");
+    VsManifestDisk disk = { 0 };
+    VsCopyOptions opts;
+    guint threads = count_threads();
+
+    g_assert_no_error(err);
+    g_clear_pointer(&repo, vs_repo_close);
+    repo = vs_repo_open(repo_path, false, false, 0, &err);
+    g_assert_no_error(err);
+    vs_copy_options_init(&opts);
+    opts.readers = 2;
+    g_assert_false(vs_copy_source_to_repo(src, repo, &disk, &opts, &err));
+    g_assert_nonnull(err);
+    g_test_message("%s", err->message);
+    g_assert_true(g_str_has_prefix(err->message, "copy: "));
+    g_assert_nonnull(strstr(err->message, path));
+    g_assert_nonnull(strstr(err->message, "repo"));
+    g_assert_null(disk.chunks);
+    assert_threads_back_to(threads);
 }
 
 typedef struct {
@@ -923,6 +1005,7 @@ main(int argc, char **argv)
     g_test_add_func("/copy/export", test_copy_export);
     g_test_add_func("/copy/dedup", test_copy_dedup);
     g_test_add_func("/copy/fault", test_copy_fault);
+    g_test_add_func("/copy/repo-error", test_copy_repo_error);
     g_test_add_func("/copy/vanish/file", test_vanish_file);
     g_test_add_func("/copy/vanish/nbd", test_vanish_nbd);
     g_test_add_func("/copy/vanish/image", test_vanish_image);
