@@ -72,6 +72,17 @@ now(void)
     return (double)g_get_monotonic_time() / G_USEC_PER_SEC;
 }
 
+/* CPU seconds (user + system) of this process, or of its reaped children. */
+static double
+cpu_seconds(int who)
+{
+    struct rusage ru;
+
+    getrusage(who, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static uint64_t
 vm_hwm_kib(void)
 {
@@ -180,8 +191,9 @@ bench_qemu_img(const char *path, const char *fmt, const char *tmpdir, uint64_t s
         return false;
     }
     t = now() - t0;
-    printf("qemu-img convert   %8.1f MiB/s  (%.2f s, peak RSS %.1f MiB)\n",
-           size / MiB / t, t, ru.ru_maxrss / 1024.0);
+    printf("qemu-img convert   %8.1f MiB/s  (%.2f s, CPU %.2f s, peak RSS %.1f MiB)\n",
+           size / MiB / t, t, ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6, ru.ru_maxrss / 1024.0);
     unlink(out);
     return true;
 }
@@ -195,7 +207,7 @@ bench_engine(const char *path, const char *fmt, const char *tmpdir, int run, uin
     g_autoptr(VsRepo) repo = NULL;
     VsManifestDisk disk = { 0 };
     VsCopyOptions opts;
-    double t0, t;
+    double t0, t, cpu0 = cpu_seconds(RUSAGE_SELF), ccpu0 = cpu_seconds(RUSAGE_CHILDREN);
 
     drop();
     t0 = now();
@@ -216,12 +228,16 @@ bench_engine(const char *path, const char *fmt, const char *tmpdir, int run, uin
     }
     t = now() - t0;
     *size = disk.virtual_size;
-    printf("engine (%s) %8.1f MiB/s  (%.2f s; data %.1f MiB/s, %.0f MiB read, %.0f MiB stored, "
-           "%u chunks, peak RSS %.1f MiB)\n",
-           src->ops->name, disk.virtual_size / MiB / t, t, disk.bytes_read / MiB / t,
-           disk.bytes_read / MiB, disk.bytes_stored / MiB, disk.chunks->len, vm_hwm_kib() / 1024.0);
     g_array_unref(disk.chunks);
+    /* Closing reaps the image source's qemu-nbd servers: their CPU counts too. */
+    g_clear_pointer(&src, vs_source_close);
     g_clear_pointer(&repo, vs_repo_close);
+    printf("engine (%s) %8.1f MiB/s  (%.2f s, CPU %.2f s + servers %.2f s; data %.1f MiB/s, "
+           "%.0f MiB read, %.0f MiB stored, peak RSS %.1f MiB)\n",
+           g_str_equal(fmt, "raw") ? "file" : "image", disk.virtual_size / MiB / t, t,
+           cpu_seconds(RUSAGE_SELF) - cpu0, cpu_seconds(RUSAGE_CHILDREN) - ccpu0,
+           disk.bytes_read / MiB / t, disk.bytes_read / MiB, disk.bytes_stored / MiB,
+           vm_hwm_kib() / 1024.0);
     rm_rf(repo_dir);
     return true;
 }

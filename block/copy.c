@@ -364,7 +364,7 @@ start_readers(Engine *eng, unsigned n, GError **error)
         }
         g_async_queue_push(eng->clones, clone);
     }
-    eng->readers = g_thread_pool_new(reader, eng, (gint)n, TRUE, &err);
+    eng->readers = g_thread_pool_new(reader, eng, (gint)n, FALSE, &err);
     if (!eng->readers) {
         g_propagate_prefixed_error(error, err, "copy: %s: reader threads: ", eng->src->description);
         return false;
@@ -405,8 +405,9 @@ vs_copy_source_to_repo(VsSource *src, VsRepo *repo, VsManifestDisk *disk,
     threads = opts->threads ? opts->threads : MAX(1u, g_get_num_processors());
     /* More workers than slots could never all be busy. */
     threads = MIN(threads, eng.nslots);
-    /* Exclusive: every worker starts now and none is lent to other pools. */
-    eng.workers = g_thread_pool_new(worker, &eng, (gint)threads, TRUE, &err);
+    /* Shared pools: the threads return to GLib's spare pool when it is freed
+     * (idle, holding nothing of ours), so the next disk's copy reuses them. */
+    eng.workers = g_thread_pool_new(worker, &eng, (gint)threads, FALSE, &err);
     if (!eng.workers) {
         g_propagate_prefixed_error(error, err, "copy: %s: worker threads: ", src->description);
         goto out;
@@ -428,9 +429,6 @@ out:
         g_thread_pool_free(eng.readers, FALSE, TRUE);
     if (eng.workers)
         g_thread_pool_free(eng.workers, FALSE, TRUE);
-    /* A freed pool's threads idle in GLib's spare pool for a while; stopping
-     * them means no thread started for this copy outlives it. */
-    g_thread_pool_stop_unused_threads();
     if (eng.clones)
         g_async_queue_unref(eng.clones);
     if (ok) {

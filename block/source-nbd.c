@@ -1,9 +1,9 @@
 /* NBD sources through libnbd: an export named by a URI (a qemu-nbd someone else
  * runs, or libvirt's pull-mode backup server), and a disk image of any format
  * QEMU reads, qcow2 backing chain included, which we serve to ourselves with a
- * private read-only qemu-nbd that libnbd starts by socket activation (no socket
- * file, nothing listening for anyone else) and kills and reaps in nbd_close on
- * every path. Which ranges hold data comes from the base:allocation metadata
+ * private read-only qemu-nbd that libnbd starts by socket activation (its socket
+ * sits in a private directory libnbd removes) and kills and reaps in nbd_close
+ * on every path, error paths included. Which ranges hold data comes from the base:allocation metadata
  * context, requested before connecting; a server without it is read whole. The
  * image server's stderr goes to an unlinked temporary file so that its
  * complaints end up in our error messages rather than on the user's terminal. */
@@ -15,6 +15,7 @@
 #include <libnbd.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* qemu-nbd refuses requests above 32 MiB; most servers advertise their limit. */
@@ -265,21 +266,47 @@ nbd_source_clone(VsSource *src, GError **error)
     return open_uri(((NbdSource *)src->priv)->uri, error);
 }
 
+/* The --image-opts of a read-only, force-shared view of ABS_PATH as FORMAT:
+ * QEMU's option syntax escapes a comma by doubling it. */
+static char *
+image_opts(const char *abs_path, const char *format)
+{
+    GString *opts = g_string_new(NULL);
+    struct stat st;
+
+    /* A block device (LVM, iSCSI LUN) wants QEMU's host_device protocol. */
+    g_string_printf(opts, "driver=%s,file.driver=%s,file.filename=", format,
+                    stat(abs_path, &st) == 0 && S_ISBLK(st.st_mode) ? "host_device" : "file");
+    for (const char *p = abs_path; *p; p++) {
+        if (*p == ',')
+            g_string_append_c(opts, ',');
+        g_string_append_c(opts, *p);
+    }
+    /* Inherited by the whole backing chain. */
+    g_string_append(opts, ",force-share=on");
+    return g_string_free(opts, FALSE);
+}
+
 static VsSource *
 open_image(const char *abs_path, const char *format, const char *description, GError **error)
 {
     NbdSource *ns = g_new0(NbdSource, 1);
     g_autoptr(VsSource) src = NULL;
-    g_autofree char *fmt_arg = g_strdup_printf("--format=%s", format);
+    g_autofree char *opts = image_opts(abs_path, format);
     g_autofree char *err_path = g_build_filename(g_get_tmp_dir(), "virtsnap-qemu-nbd-XXXXXX", NULL);
-    /* The shell only redirects (none of our descriptors is the server's) and execs, so the pid libnbd forked (and
-     * named in LISTEN_PID) is qemu-nbd's own. Page cache (writeback) rather
-     * than O_DIRECT: reads are sequential and the kernel's readahead is what
-     * makes them fast; nothing is written. */
+    /* The shell only redirects (none of our descriptors is the server's) and
+     * execs, so the pid libnbd forked (and named in LISTEN_PID) is qemu-nbd's
+     * own. Page cache (writeback) rather than O_DIRECT: reads are sequential
+     * and the kernel's readahead is what makes them fast; nothing is written.
+     * force-share (qemu-nbd 7.2 has no --force-share; the image option does
+     * the same): the image is the stable base under a running guest's overlay,
+     * whose QEMU may hold its write lock, and the commit that follows the copy
+     * needs that lock; a server left behind by a killed backup must not hold a
+     * lock that blocks `recover`. */
     char *argv[] = {
-        (char *)"/bin/sh", (char *)"-c", (char *)"f=$1; shift; exec \"$@\" </dev/null >/dev/null 2>>\"$f\"", (char *)"sh",
-        err_path, (char *)"qemu-nbd", (char *)"--read-only", fmt_arg, (char *)"--cache=writeback",
-        (char *)"--aio=threads", (char *)abs_path, NULL,
+        (char *)"/bin/sh", (char *)"-c", (char *)"f=$1; shift; exec \"$@\" </dev/null >/dev/null 2>>\"$f\"",
+        (char *)"sh", err_path, (char *)"qemu-nbd", (char *)"--read-only", (char *)"--cache=writeback",
+        (char *)"--aio=threads", (char *)"--image-opts", opts, NULL,
     };
     int rc;
 
@@ -320,6 +347,13 @@ vs_source_open_image(const char *path, const char *format, GError **error)
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "image: %s: the format must be given",
                     path);
         return NULL;
+    }
+    for (const char *p = format; *p; p++) {
+        if (!g_ascii_isalnum(*p) && *p != '_' && *p != '-') {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "image: %s: invalid format \"%s\"",
+                        path, format);
+            return NULL;
+        }
     }
     if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
         g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "image: %s: no such file", path);

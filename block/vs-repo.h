@@ -33,8 +33,8 @@ typedef struct {
 void vs_digest_to_hex(const VsDigest *d, char out[VS_DIGEST_HEX_LEN]);
 bool vs_digest_from_hex(const char *hex, VsDigest *out);
 void vs_digest_compute(const void *data, size_t len, VsDigest *out);
-/* True when all LEN bytes are zero: such chunks are neither hashed by careful
- * callers nor stored, and never listed in a manifest. */
+/* True when all LEN bytes are zero (at memory speed). Zero chunks are never
+ * stored nor listed in a manifest, so a caller may skip hashing them. */
 bool vs_buffer_is_zero(const void *data, size_t len);
 
 /* Opens the repository at PATH. With CREATE, a missing (mkdir -p, mode 0700) or

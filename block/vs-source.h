@@ -39,6 +39,7 @@ typedef struct {
     /* An independent handle on the same data for another worker thread, or NULL
      * when the backend cannot (the engine then reads from one thread). */
     VsSource *(*clone)(VsSource *src, GError **error);
+    /* Releases src->priv; vs_source_close frees the rest. */
     void (*close)(VsSource *src);
     /* Reader threads (on clones) the engine uses by default; 0 or 1: it reads
      * from the calling thread. Measured per backend: a local file is fastest read
@@ -54,11 +55,14 @@ struct _VsSource {
 
 /* A local raw file or block device (O_DIRECT not used; reads are sequential). */
 VsSource *vs_source_open_file(const char *path, GError **error);
-/* An NBD URI (nbd+unix:///export?socket=...), optionally with a dirty bitmap
- * context for incremental reads later. */
+/* An NBD URI (nbd+unix:///export?socket=...). Clones open more connections to
+ * the same URI, which the server must allow (qemu-nbd --shared=N). A dirty
+ * bitmap context for incremental reads is for later. */
 VsSource *vs_source_open_nbd_uri(const char *uri, GError **error);
 /* A disk image of any format QEMU reads (qcow2 chain included), served read-only
- * by a qemu-nbd that libnbd starts and stops (socket activation: no socket file). */
+ * by a qemu-nbd that libnbd starts and stops (socket activation on a private
+ * socket, killed and reaped on close). FORMAT is required: QEMU never guesses.
+ * Clones start another qemu-nbd on the same image. */
 VsSource *vs_source_open_image(const char *path, const char *format, GError **error);
 void vs_source_close(VsSource *src);
 

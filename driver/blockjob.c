@@ -10,8 +10,13 @@
 #include "driver-internal.h"
 #include "vs-xml.h"
 
+#include <libvirt/virterror.h>
+
 #include <stdlib.h>
 #include <string.h>
+
+/* How long a commit waits for another reader's lock on the base to go away. */
+#define LOCK_WAIT_S 15
 
 static GMutex jobs_lock;
 static GCond jobs_cond;
@@ -134,10 +139,19 @@ vs_blockcommit_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, int
     forget_job(key);
     /* SHALLOW: into the image right below the overlay, never deeper down a chain
      * the domain had before the backup. */
-    if (virDomainBlockCommit(dom, disk, NULL, NULL, 0,
-                             VIR_DOMAIN_BLOCK_COMMIT_ACTIVE | VIR_DOMAIN_BLOCK_COMMIT_SHALLOW) < 0) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s", name, disk);
-        return false;
+    for (gint64 until = g_get_monotonic_time() + LOCK_WAIT_S * G_USEC_PER_SEC;;) {
+        const char *msg;
+        if (virDomainBlockCommit(dom, disk, NULL, NULL, 0,
+                                 VIR_DOMAIN_BLOCK_COMMIT_ACTIVE | VIR_DOMAIN_BLOCK_COMMIT_SHALLOW) == 0)
+            break;
+        /* The qemu-nbd reader of a backup killed a moment ago holds the base's
+         * lock until it notices its client is gone: wait for it, briefly. */
+        msg = virGetLastErrorMessage();
+        if (!strstr(msg, "Failed to get \"write\" lock") || g_get_monotonic_time() > until) {
+            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s", name, disk);
+            return false;
+        }
+        g_usleep(200 * 1000);
     }
     if (!wait_ready(dom, disk, key, timeout_s, &local)) {
         /* Cancel: the guest stays on the overlay, consistent; recover retries. */

@@ -222,8 +222,12 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
         bool ok = true;
         int fd = -1;
 
-        if (!(recs = vs_journal_read(journals[i], true, &fd, &err)))
-            continue;   /* in progress, or unreadable: not ours to act on now */
+        if (!(recs = vs_journal_read(journals[i], true, &fd, &err))) {
+            /* In progress (its process holds the lock), or unreadable: not ours now. */
+            if (!uuids)
+                act(actions, "left alone: %s", err->message);
+            continue;
+        }
         if (!touches(recs, uuids)) {
             close(fd);
             continue;

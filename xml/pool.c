@@ -52,6 +52,10 @@ vs_pool_def_free(VsPoolDef *def)
     g_free(def->adapter_name);
     g_free(def->initiator_iqn);
     g_free(def->target_path);
+    g_free(def->auth_type);
+    g_free(def->auth_username);
+    g_free(def->auth_secret_usage);
+    g_free(def->auth_secret_uuid);
     g_free(def);
 }
 
@@ -85,6 +89,41 @@ pool_needs_target(VsPoolType t)
     return t == VS_POOL_DIR || t == VS_POOL_FS || t == VS_POOL_NETFS || t == VS_POOL_DISK ||
            t == VS_POOL_ISCSI || t == VS_POOL_SCSI || t == VS_POOL_MPATH ||
            t == VS_POOL_VSTORAGE;
+}
+
+/* libvirt's virStorageAuthDefParse: a type, a user and a secret to name. */
+static bool
+pool_auth_parse(VsPoolDef *def, const xmlNode *auth, GError **error)
+{
+    xmlNode *secret = vs_xml_child(auth, "secret");
+
+    if (!auth)
+        return true;
+    def->auth_type = vs_xml_prop(auth, "type");
+    def->auth_username = vs_xml_prop(auth, "username");
+    def->auth_secret_usage = vs_xml_prop(secret, "usage");
+    def->auth_secret_uuid = vs_xml_prop(secret, "uuid");
+    if (g_strcmp0(def->auth_type, "chap") != 0 && g_strcmp0(def->auth_type, "ceph") != 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_XML,
+                    "<source> <auth type='%s'>: unknown type; expected chap or ceph",
+                    def->auth_type ? def->auth_type : "");
+        return false;
+    }
+    if (!def->auth_username || !*def->auth_username) {
+        g_set_error(error, VS_ERROR, VS_ERROR_XML, "<source> <auth> needs username=");
+        return false;
+    }
+    if (!def->auth_secret_usage && !def->auth_secret_uuid) {
+        g_set_error(error, VS_ERROR, VS_ERROR_XML,
+                    "<source> <auth> needs <secret usage='...'/> or <secret uuid='...'/>");
+        return false;
+    }
+    if (def->auth_secret_uuid && !vs_xml_uuid_valid(def->auth_secret_uuid)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_XML,
+                    "<source> <auth> <secret uuid='%s'> is not a UUID", def->auth_secret_uuid);
+        return false;
+    }
+    return true;
 }
 
 static bool
@@ -126,7 +165,7 @@ pool_source_parse(VsPoolDef *def, const xmlNode *source, GError **error)
                     "<source> <adapter> needs type=, e.g. <adapter type='scsi_host' name='host0'/>");
         return false;
     }
-    return true;
+    return pool_auth_parse(def, vs_xml_child(source, "auth"), error);
 }
 
 static bool
@@ -325,6 +364,18 @@ vs_pool_def_format(const VsPoolDef *def)
         g_string_append(buf, "    <format");
         vs_xml_attr(buf, "type", def->source_format);
         g_string_append(buf, "/>\n");
+    }
+    if (def->auth_type) {
+        g_string_append(buf, "    <auth");
+        vs_xml_attr(buf, "type", def->auth_type);
+        vs_xml_attr(buf, "username", def->auth_username);
+        g_string_append(buf, ">\n      <secret");
+        /* libvirt prefers the uuid when both are known. */
+        if (def->auth_secret_uuid)
+            vs_xml_attr(buf, "uuid", def->auth_secret_uuid);
+        else
+            vs_xml_attr(buf, "usage", def->auth_secret_usage);
+        g_string_append(buf, "/>\n    </auth>\n");
     }
     g_string_append(buf, "  </source>\n");
 

@@ -126,8 +126,13 @@ void vs_disk_def_free(VsDiskDef *disk);
 VsDomainDef *vs_domain_def_parse_string(const char *xml, const char *filename, GError **error);
 VsDomainDef *vs_domain_def_parse_file(const char *path, GError **error);
 /* The domain's XML with every disk's model written back into its <disk> element:
- * type attribute, <driver type>, <source> (attributes, hosts, initiator) and the
- * <backingStore> chain. Other content is kept as it was. */
+ * type attribute, <driver name type>, <source> (attributes, index, hosts,
+ * initiator, <auth username>) and the <backingStore> chain. Other content is kept
+ * as it was; so are device, target, readonly/shareable/transient and alias, which
+ * are read-only in the model. Content the parser did not read (an <auth> without
+ * username, a second <backingStore>) is never removed. All disks are checked
+ * before any is written: on failure (a source the parser would refuse, a switch to
+ * nvme/vhostuser/vhostvdpa, a disk without node) the document is unchanged. */
 char *vs_domain_def_format(VsDomainDef *def, GError **error);
 void vs_domain_def_free(VsDomainDef *def);
 VsDiskDef *vs_domain_def_find_disk(const VsDomainDef *def, const char *target_dev);
@@ -172,6 +177,12 @@ typedef struct {
     char *initiator_iqn;       /* iscsi-direct: <initiator><iqn name=/> */
     /* <target> */
     char *target_path;
+    /* <source><auth>: CHAP (iscsi) or cephx (rbd), without which a recreated pool
+     * cannot log in; the secret itself stays in libvirt, named by usage or uuid. */
+    char *auth_type;           /* chap | ceph; NULL: no <auth> */
+    char *auth_username;
+    char *auth_secret_usage;
+    char *auth_secret_uuid;
 } VsPoolDef;
 
 VsPoolDef *vs_pool_def_parse_string(const char *xml, const char *filename, GError **error);

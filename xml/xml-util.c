@@ -72,7 +72,8 @@ vs_xml_read(const char *xml, const char *filename, const char *root_name,
             bool keep_blanks, GError **error)
 {
     VsXmlCaptured cap = { 0 };
-    xmlParserCtxtPtr ctxt = NULL;
+    g_autofree char *message = NULL;
+    xmlParserCtxtPtr ctxt;
     g_autoptr(xmlDoc) doc = NULL;
     xmlStructuredErrorFunc old_serror;
     void *old_sctx;
@@ -116,18 +117,17 @@ vs_xml_read(const char *xml, const char *filename, const char *root_name,
 
     xmlSetStructuredErrorFunc(old_sctx, old_serror);
     xmlSetGenericErrorFunc(old_gctx, old_gerror);
+    message = g_steal_pointer(&cap.message);
 
     if (!doc || !well_formed) {
-        if (cap.set && cap.line > 0)
-            vs_xml_error(error, filename, "line %d: %s", cap.line, cap.message);
-        else if (cap.set)
-            vs_xml_error(error, filename, "%s", cap.message);
+        if (message && cap.line > 0)
+            vs_xml_error(error, filename, "line %d: %s", cap.line, message);
+        else if (message)
+            vs_xml_error(error, filename, "%s", message);
         else
             vs_xml_error(error, filename, "not a well-formed XML document");
-        g_free(cap.message);
         return NULL;
     }
-    g_free(cap.message);
 
     /* libvirt never writes a DTD, and entities declared in one would make the
      * document expand (and round-trip) differently from what it looks like. */
@@ -705,11 +705,16 @@ dump_node(GString *out, xmlDoc *doc, xmlNode *node, bool foreign)
             xmlFree(value);
         }
         for (xmlNs *ns = node->nsDef; ns; ns = ns->next) {
+            /* libxml2 keeps a namespace URI as parsed except that each '&'
+             * stays a "&#38;" reference; undo that before escaping. */
+            g_autoptr(GString) href = g_string_new((const char *)ns->href);
+
+            g_string_replace(href, "&#38;", "&", 0);
             g_string_append(out, " xmlns");
             if (ns->prefix)
                 g_string_append_printf(out, ":%s", (const char *)ns->prefix);
             g_string_append(out, "='");
-            vs_xml_escape(out, (const char *)ns->href, true);
+            vs_xml_escape(out, href->str, true);
             g_string_append_c(out, '\'');
         }
         if (!node->children) {

@@ -52,24 +52,31 @@ for point in before-freeze after-freeze after-snapshot after-thaw after-copy bef
 done
 vs_virtsnap verify --repo "$REPO"
 
-# kill -9 at random moments
-for i in 1 2 3; do
-  delay=$(awk -v s=$RANDOM 'BEGIN { srand(s); printf "%.2f", rand() * 4 }')
+# kill -9 at random moments; enough data that a backup takes a while to copy
+vs_gexec "$D" 'dd if=/dev/urandom of=/data/bulk bs=1M count=96 conv=fsync 2>/dev/null' >/dev/null
+kills=0
+for i in 1 2 3 4; do
+  delay=$(awk -v s=$RANDOM 'BEGIN { srand(s); printf "%.2f", 0.1 + rand() * 1.2 }')
   vs_log "--- kill -9 after ${delay}s"
-  vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" "$D" > "$W/rand$i.out" 2>&1 &
+  # the binary itself in the background ($! must be virtsnap, not a subshell)
+  "$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" "$D" > "$W/rand$i.out" 2>&1 &
   pid=$!
   sleep "$delay"
-  kill -9 "$pid" 2>/dev/null || true
+  killed=no
+  kill -9 "$pid" 2>/dev/null && killed=yes
   wait "$pid" 2>/dev/null || true
+  vs_log "killed: $killed ($(tail -n 1 "$W/rand$i.out"))"
+  [ "$killed" = no ] || kills=$((kills + 1))
   wait_thawed 5 || vs_fail "guest still frozen after a kill at ${delay}s"
   vs_virtsnap recover --state-dir "$STATE" | sed 's/^/  recover: /' >&2
   clean
 done
+[ "$kills" -ge 2 ] || vs_fail "only $kills of 4 random kills hit a running backup"
 vs_virtsnap verify --repo "$REPO"
 
 # A hang while frozen: the guardian thaws by --max-freeze, virtsnap still hanging.
 vs_log "--- hang after the freeze, --max-freeze 2"
-VIRTSNAP_FAULT=hang:after-freeze vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --max-freeze 2 "$D" \
+VIRTSNAP_FAULT=hang:after-freeze "$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" --max-freeze 2 "$D" \
   > "$W/hang.out" 2>&1 &
 pid=$!
 vs_on_exit kill -9 "$pid"

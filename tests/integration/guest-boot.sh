@@ -17,7 +17,7 @@ D=vst-boot-$$
 vs_guest_disk "$W/vda.qcow2" >/dev/null
 vs_guest_start "$D" "$W/vda.qcow2"
 
-vs_assert_eq "$(virsh domstate "$D" | head -n1)" running "domain state"
+vs_assert_eq "$(virsh domstate "$D" | sed -n 1p)" running "domain state"
 vs_assert_eq "$(virsh dominfo "$D" | sed -n 's/^Persistent: *//p')" yes "persistent"
 vs_assert_contains "$(virsh qemu-agent-command --timeout 5 "$D" '{"execute":"guest-ping"}')" \
   '"return":{}' "guest-ping reply"

@@ -69,12 +69,15 @@ printf '%s\n' \"<pool type='dir'><name>$C</name><target><path>\$W/pool</path></t
 vs_define_pool \$W/p.xml >/dev/null
 dev=\$(vs_loopdev \$W/loop.img 8M)
 ISCSI_SIZE=8M vs_iscsi_start
-echo \"\$dev \$(cat \$W/iscsi/tgtd.pid) \$W\" > $W/crash.info
-kill -9 \$\$" 2>/dev/null || true
-read -r cdev ctgtd cwd < "$W/crash.info"
-vs_log "killed child left: domain $C, pool $C, $cdev, tgtd $ctgtd, $cwd"
-virsh dominfo "$C" >/dev/null 2>&1 || vs_fail "setup: crashed child's domain missing"
-vs_alive "$ctgtd" || vs_fail "setup: crashed child's tgtd not running"
+echo \"\$\$ \$dev \$(cat \$W/iscsi/tgtd.pid) \$W\" > $W/crash.tmp; mv $W/crash.tmp $W/crash.info
+exec sleep 300" 2>/dev/null &
+for _ in $(seq 300); do [ -s "$W/crash.info" ] && break; sleep 0.1; done
+read -r cpid cdev ctgtd cwd < "$W/crash.info"
+# checked while the child lives: its objects are protected from every other sweep
+virsh dominfo "$C" >/dev/null 2>&1 || vs_fail "setup: child's domain missing"
+vs_alive "$ctgtd" || vs_fail "setup: child's tgtd not running"
+kill -KILL "$cpid"; wait 2>/dev/null || true
+vs_log "SIGKILLed child left: domain $C, pool $C, $cdev, tgtd $ctgtd, $cwd"
 vs_sweep 2>&1 | sed 's/^/  /' >&2
 if virsh dominfo "$C" >/dev/null 2>&1; then vs_fail "sweep left domain $C"; fi
 if virsh pool-info "$C" >/dev/null 2>&1; then vs_fail "sweep left pool $C"; fi

@@ -59,7 +59,7 @@ vs_iscsi_direct_ok() {
 # for libvirtd itself but not for tests in flight (their jobs/events are lost), so refuse.
 vs_libvirtd_restart() {
   local pid running i
-  pid=$(pgrep -x libvirtd | head -n1)
+  pid=$(pgrep -x libvirtd | sed -n 1p)
   if [ -n "$pid" ]; then
     running=$(timeout 20 virsh -c "$VS_LIBVIRT_URI" list --name 2>/dev/null | grep -c . || true)
     if [ "${running:-0}" != 0 ]; then

@@ -59,7 +59,7 @@ vs_guest_template_copy() {
   [ "$rc" = 0 ] && chmod 644 "$out"
 }
 
-_vs_domstate() { timeout 15 virsh -c "$_VS_URI" domstate "$1" 2>/dev/null | head -n1; }
+_vs_domstate() { timeout 15 virsh -c "$_VS_URI" domstate "$1" 2>/dev/null | sed -n 1p; }
 
 vs_wait_ready() {
   local dom=$1 log=$2 secs=${3:-120} end st

@@ -160,9 +160,15 @@ _vs_check_name() {
 
 _vs_domain_remove() {
   local d=$1
-  local st
-  st=$(timeout 60 virsh -c "$VS_URI" domstate "$d" 2>/dev/null | head -n1) || return 0
-  [ -n "$st" ] || return 0
+  local st i
+  # "not found" ends it; any other failure (libvirtd busy, restarting) is retried, since
+  # taking it for "gone" would leave a guest running behind the test
+  for i in 1 2 3 4 5; do
+    st=$(timeout 60 virsh -c "$VS_URI" domstate "$d" 2>&1) && break
+    case "$st" in *"failed to get domain"*|*"Domain not found"*) return 0;; esac
+    echo "harness: virsh domstate $d: $st (retrying)" >&2; sleep 1
+  done
+  st=${st%%$'\n'*}
   if [ "$st" != "shut off" ]; then
     # a QEMU busy in I/O can refuse SIGTERM for a moment ("Device or resource busy")
     timeout 60 virsh -c "$VS_URI" destroy "$d" >/dev/null 2>&1 ||
@@ -176,8 +182,12 @@ _vs_domain_remove() {
 }
 
 _vs_pool_remove() {
-  local p=$1
-  timeout 60 virsh -c "$VS_URI" pool-info "$p" >/dev/null 2>&1 || return 0
+  local p=$1 out i
+  for i in 1 2 3 4 5; do
+    out=$(timeout 60 virsh -c "$VS_URI" pool-info "$p" 2>&1) && break
+    case "$out" in *"failed to get pool"*|*"Storage pool not found"*) return 0;; esac
+    echo "harness: virsh pool-info $p: $out (retrying)" >&2; sleep 1
+  done
   timeout 60 virsh -c "$VS_URI" pool-destroy "$p" >/dev/null 2>&1 || true
   timeout 60 virsh -c "$VS_URI" pool-undefine "$p" >/dev/null 2>&1 || true
   ! timeout 60 virsh -c "$VS_URI" pool-info "$p" >/dev/null 2>&1
@@ -199,9 +209,9 @@ vs_pool_track() {
 # Prints the pool name.
 vs_define_pool() {
   local xml=$1 name type path out
-  name=$(sed -n 's:.*<name>[[:space:]]*\([^<[:space:]]*\)[[:space:]]*</name>.*:\1:p' "$xml" | head -n1)
-  type=$(sed -n "s/.*<pool[^>]*type=['\"]\([a-z-]*\)['\"].*/\1/p" "$xml" | head -n1)
-  path=$(sed -n 's:.*<path>[[:space:]]*\([^<]*[^<[:space:]]\)[[:space:]]*</path>.*:\1:p' "$xml" | head -n1)
+  name=$(sed -n 's:.*<name>[[:space:]]*\([^<[:space:]]*\)[[:space:]]*</name>.*:\1:p' "$xml" | sed -n 1p)
+  type=$(sed -n "s/.*<pool[^>]*type=['\"]\([a-z-]*\)['\"].*/\1/p" "$xml" | sed -n 1p)
+  path=$(sed -n 's:.*<path>[[:space:]]*\([^<]*[^<[:space:]]\)[[:space:]]*</path>.*:\1:p' "$xml" | sed -n 1p)
   [ -n "$name" ] || vs_fail "vs_define_pool: no <name> in $xml"
   vs_pool_track "$name"
   out=$(virsh -c "$VS_URI" pool-define "$xml" 2>&1) || vs_fail "pool-define $xml: $out"
@@ -279,7 +289,7 @@ vs_gexec() { LIBVIRT_DEFAULT_URI=$VS_URI "$VS_GUEST_SRC/gexec.sh" "$@"; }
 vs_wait_shutoff() {
   local name=$1 end=$(( $(date +%s) + ${2:-60} )) st
   while :; do
-    st=$(timeout 15 virsh -c "$VS_URI" domstate "$name" 2>/dev/null | head -n1 || true)
+    st=$(timeout 15 virsh -c "$VS_URI" domstate "$name" 2>/dev/null | sed -n 1p || true)
     case "$st" in running|paused|"in shutdown"|pmsuspended) ;; *) return 0;; esac
     [ "$(date +%s)" -lt "$end" ] || vs_fail "$name still '$st' after ${2:-60}s"
     sleep 0.1

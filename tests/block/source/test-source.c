@@ -50,6 +50,12 @@ run(const char *fmt, ...)
         g_error("%s failed: %s%s", cmd, out, err);
 }
 
+static void
+die_with_parent(gpointer unused)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
 /* Deterministic, fast, incompressible. */
 static void
 fill_random(void *buf, size_t len, uint64_t seed)
@@ -294,12 +300,6 @@ typedef struct {
     char *uri;
 } NbdServer;
 
-static void
-die_with_parent(gpointer unused)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-}
-
 static bool
 can_connect(const char *path)
 {
@@ -420,7 +420,7 @@ static char *
 make_chain(void)
 {
     g_autofree char *base = tmp("base.qcow2");
-    char *top = tmp("top.qcow2");
+    char *top = tmp("top,1.qcow2");   /* a comma: QEMU's option syntax must escape it */
 
     run("qemu-img create -q -f qcow2 %s 64M", base);
     run("qemu-io -f qcow2 -c 'write -q -P 0xaa 0 3M' -c 'write -q -P 0x11 40M 512k' %s", base);
@@ -488,6 +488,52 @@ test_image_errors(void)
     src = vs_source_open_image(junk, NULL, &err);
     g_assert_null(src);
     g_assert_error(err, VS_ERROR, VS_ERROR_INVALID_ARG);
+    g_clear_error(&err);
+    src = vs_source_open_image(junk, "raw,file.filename=/etc/shadow", &err);
+    g_assert_null(src);
+    g_assert_error(err, VS_ERROR, VS_ERROR_INVALID_ARG);
+    assert_no_qemu_nbd();
+}
+
+/* The base of the chain write-locked by another QEMU (as a running guest's
+ * QEMU does while committing): the image source still reads it. */
+static void
+test_image_locked(void)
+{
+    g_autofree char *top = make_chain();
+    g_autofree char *base = tmp("base.qcow2");
+    g_autofree char *flat = tmp("flat-locked.raw");
+    char *argv[] = { (char *)"qemu-io", (char *)"-f", (char *)"qcow2", base, NULL };
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    GPid holder;
+    int in = -1;
+    bool locked = false;
+
+    run("qemu-img convert -f qcow2 -O raw %s %s", top, flat);
+    g_assert_true(g_spawn_async_with_pipes(NULL, argv, NULL,
+                                           G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD |
+                                           G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+                                           die_with_parent, NULL, &holder, &in, NULL, NULL, &err));
+    g_assert_no_error(err);
+    /* qemu-io holds the lock from when it has opened the image until its stdin
+     * closes; wait until a plain qemu-img sees the lock. */
+    for (int i = 0; i < 500; i++) {
+        g_autofree char *cmd = g_strdup_printf("qemu-img info %s", base);
+        g_autofree char *out = NULL, *errout = NULL;
+        int status = 0;
+        g_assert_true(g_spawn_command_line_sync(cmd, &out, &errout, &status, NULL));
+        if ((locked = !g_spawn_check_wait_status(status, NULL)))
+            break;
+        g_usleep(10000);
+    }
+    g_assert_true(locked);
+    src = vs_source_open_image(top, "qcow2", &err);
+    g_assert_no_error(err);
+    assert_source_equals_file(src, flat);
+    g_clear_pointer(&src, vs_source_close);
+    close(in);
+    waitpid(holder, NULL, 0);
     assert_no_qemu_nbd();
 }
 
@@ -736,13 +782,15 @@ count_threads(void)
     return n;
 }
 
-/* The engine's threads are gone soon after it returns (they exit on their own
- * once stopped, so allow them a moment). */
+/* The engine's threads are idle once it returns: GLib's spare threads can be
+ * stopped (each exits when it next waits, so ask again until all have). */
 static void
 assert_threads_back_to(guint before)
 {
-    for (int i = 0; i < 200 && count_threads() > before; i++)
+    for (int i = 0; i < 400 && count_threads() > before; i++) {
+        g_thread_pool_stop_unused_threads();
         g_usleep(5000);
+    }
     g_assert_cmpuint(count_threads(), <=, before);
 }
 
@@ -997,6 +1045,7 @@ main(int argc, char **argv)
     g_test_add_func("/source/file/errors", test_file_errors);
     g_test_add_func("/source/image/qcow2-chain", test_image_chain);
     g_test_add_func("/source/image/errors", test_image_errors);
+    g_test_add_func("/source/image/locked-base", test_image_locked);
     g_test_add_func("/source/nbd/uri", test_nbd_uri);
     g_test_add_func("/copy/sparse", test_copy_sparse);
     g_test_add_func("/copy/odd-size", test_copy_odd_size);
@@ -1011,6 +1060,8 @@ main(int argc, char **argv)
     g_test_add_func("/copy/vanish/image", test_vanish_image);
     g_test_add_func("/rss/copy-1gib", test_copy_rss);
     rc = g_test_run();
+    /* No thread alive at exit, for valgrind's sake. */
+    assert_threads_back_to(1);
     run("rm -rf %s", tmpdir);
     g_free(tmpdir);
     return rc;
