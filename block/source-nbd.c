@@ -291,45 +291,49 @@ static VsSource *
 open_image(const char *abs_path, const char *format, const char *description, GError **error)
 {
     NbdSource *ns = g_new0(NbdSource, 1);
-    g_autoptr(VsSource) src = NULL;
+    g_autoptr(VsSource) src = vs_source_new(&image_ops, description, ns);
     g_autofree char *opts = image_opts(abs_path, format);
     g_autofree char *err_path = g_build_filename(g_get_tmp_dir(), "virtsnap-qemu-nbd-XXXXXX", NULL);
-    /* The shell only redirects (none of our descriptors is the server's) and
-     * execs, so the pid libnbd forked (and named in LISTEN_PID) is qemu-nbd's
-     * own. Page cache (writeback) rather than O_DIRECT: reads are sequential
-     * and the kernel's readahead is what makes them fast; nothing is written.
-     * force-share (qemu-nbd 7.2 has no --force-share; the image option does
-     * the same): the image is the stable base under a running guest's overlay,
-     * whose QEMU may hold its write lock, and the commit that follows the copy
-     * needs that lock; a server left behind by a killed backup must not hold a
-     * lock that blocks `recover`. */
-    char *argv[] = {
-        (char *)"/bin/sh", (char *)"-c", (char *)"f=$1; shift; exec \"$@\" </dev/null >/dev/null 2>>\"$f\"",
-        (char *)"sh", err_path, (char *)"qemu-nbd", (char *)"--read-only", (char *)"--cache=writeback",
-        (char *)"--aio=threads", (char *)"--image-opts", opts, NULL,
-    };
-    int rc;
+    g_autofree char *err_ref = NULL;
 
     ns->image_path = g_strdup(abs_path);
     ns->format = g_strdup(format);
     ns->err_fd = mkostemp(err_path, O_CLOEXEC);
-    src = vs_source_new(&image_ops, description, ns);
     if (ns->err_fd < 0) {
         int e = errno;
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "image: %s: temporary file in %s: %s",
                     description, g_get_tmp_dir(), g_strerror(e));
         return NULL;
     }
-    if (!(ns->nbd = new_handle(src, error))) {
-        unlink(err_path);
-        return NULL;
-    }
-    rc = nbd_connect_systemd_socket_activation(ns->nbd, argv);
-    /* The child has opened it by now (or never will): our descriptor is enough. */
+    /* Unlinked at once, so that nothing is left behind even if we are killed;
+     * the server opens it through our descriptor's /proc link instead of
+     * inheriting it (other threads fork too). */
     unlink(err_path);
-    if (rc < 0) {
-        set_nbd_error(error, src, ns, "start qemu-nbd");
+    err_ref = g_strdup_printf("/proc/%d/fd/%d", (int)getpid(), ns->err_fd);
+    if (!(ns->nbd = new_handle(src, error)))
         return NULL;
+    {
+        /* The shell only redirects (none of our descriptors is the server's)
+         * and execs, so the pid libnbd forked (and named in LISTEN_PID) is
+         * qemu-nbd's own. Page cache (writeback) rather than O_DIRECT: reads
+         * are sequential and the kernel's readahead is what makes them fast;
+         * nothing is written. force-share (qemu-nbd 7.2 has no --force-share;
+         * the image option does the same): the image is the stable base under
+         * a running guest's overlay, whose QEMU may hold its write lock, and
+         * the commit that follows the copy needs that lock; a server left
+         * behind by a killed backup must not hold a lock that blocks
+         * `recover`. */
+        char *argv[] = {
+            (char *)"/bin/sh", (char *)"-c",
+            (char *)"f=$1; shift; exec \"$@\" </dev/null >/dev/null 2>>\"$f\"", (char *)"sh",
+            err_ref, (char *)"qemu-nbd", (char *)"--read-only", (char *)"--cache=writeback",
+            (char *)"--aio=threads", (char *)"--image-opts", opts, NULL,
+        };
+
+        if (nbd_connect_systemd_socket_activation(ns->nbd, argv) < 0) {
+            set_nbd_error(error, src, ns, "start qemu-nbd");
+            return NULL;
+        }
     }
     if (!nbd_source_setup(src, error))
         return NULL;

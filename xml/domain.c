@@ -290,18 +290,20 @@ apply_driver(xmlNode *node, const char *name, const VsStorageSource *src)
         vs_xml_remove(driver);
 }
 
+/* Whether the disk's <source> names media, judged exactly as the parser
+ * judges it, so that what the parser saw as empty is left alone. */
 static bool
-source_has_location(const xmlNode *source)
+source_has_location(const xmlNode *disk, const xmlNode *source)
 {
-    static const char *const attrs[] = { "file", "dev", "dir", "pool", "volume", "protocol", NULL };
+    g_autofree char *type = vs_xml_prop(disk, "type");
+    int t = type ? vs_disk_type_from_string(type) : VS_DISK_TYPE_FILE;
+    g_autoptr(VsStorageSource) src = NULL;
 
-    for (int i = 0; attrs[i]; i++) {
-        g_autofree char *value = vs_xml_prop(source, attrs[i]);
-
-        if (value && *value)
-            return true;
-    }
-    return false;
+    if (t < 0)
+        return false;
+    src = vs_storage_source_new(t);
+    return !vs_storage_source_parse_xml(source, src, true, NULL) ||
+           !vs_storage_source_is_empty(src);
 }
 
 static void
@@ -319,7 +321,7 @@ apply_disk(const VsDiskDef *disk)
     /* Ejected media takes its backing chain along. A <source> with only
      * startupPolicy and the like already means "empty", and then nothing
      * here was read into the model, so nothing is the model's to drop. */
-    if (!(child = vs_xml_child(node, "source")) || !source_has_location(child))
+    if (!(child = vs_xml_child(node, "source")) || !source_has_location(node, child))
         return;
     vs_xml_remove(child);
     if ((child = vs_xml_child(node, "backingStore")))
