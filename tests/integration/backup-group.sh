@@ -40,6 +40,21 @@ for i in 1 2 3; do
   vs_assert_eq "$(virsh domblklist "$P-$i" --details | awk '$3 == "vda" {print $4}')" "$W/d$i.qcow2" "$P-$i disk"
 done
 
+# Two backups into one repository at the same time stay correct.
+"$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" --json "$P-1" > "$W/c1.json" 2> "$W/c1.err" &
+p1=$!
+"$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" --json "$P-2" "$P-3" > "$W/c2.json" 2> "$W/c2.err" &
+p2=$!
+wait "$p1" || vs_fail "concurrent backup 1 failed: $(cat "$W/c1.err")"
+wait "$p2" || vs_fail "concurrent backup 2 failed: $(cat "$W/c2.err")"
+[ "$(jq -r .id "$W/c1.json")" != "$(jq -r .id "$W/c2.json")" ] || vs_fail "concurrent backups share an id"
+vs_virtsnap verify --repo "$REPO"
+for i in 1 2; do
+  id=$(jq -r .id "$W/c$i.json")
+  vs_virtsnap export --repo "$REPO" "$id" "$P-$i" vda "$W/c$i.qcow2"
+  "$VS_GUEST_SRC/verify-backup.sh" "$W/c$i.qcow2" || vs_fail "export of concurrent backup $i is not consistent"
+done
+
 # A domain without an agent channel in a --quiesce=require group: it alone fails.
 N=$P-noagent
 vs_guest_disk "$W/n.qcow2" >/dev/null
