@@ -36,6 +36,7 @@ DISK_SIZE=${DISK_SIZE:-4G}
 BIG_DISK_SIZE=${BIG_DISK_SIZE-16G}
 README=$VS_SOURCE_ROOT/bench/README.md
 T_START=$(date +%s)
+LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
 
 vs_require_root
 for b in build-bench build; do
@@ -72,18 +73,19 @@ cached_state() {   # how much of FILE is in the page cache (fincore), "?" if unk
 # Peak of the summed RSS (KiB) of every descendant of PID (not PID itself: /usr/bin/time),
 # sampled every 100 ms until PID exits; written to OUT.
 tree_rss_sampler() {
-  local root=$1 out=$2 peak=0 cur
+  local root=$1 out=$2 peak=0 cur who=""
   while kill -0 "$root" 2>/dev/null; do
-    cur=$(ps -e -o pid=,ppid=,rss= 2>/dev/null | awk -v r="$root" '
-      { pp[$1] = $2; rss[$1] = $3 }
+    cur=$(ps -e -o pid=,ppid=,rss=,comm= 2>/dev/null | awk -v r="$root" '
+      { pp[$1] = $2; rss[$1] = $3; c[$1] = $4 }
       END { for (p in pp) { q = pp[p]; n = 0
               while (q != "" && q != 0 && q != r && n++ < 64) q = pp[q]
-              if (q == r) s += rss[p] }
-            print s + 0 }')
-    [ "$cur" -le "$peak" ] || peak=$cur
+              if (q == r) { s += rss[p]; w = w " " c[p] "=" int(rss[p] / 1024) "M" } }
+            print s + 0, w }')
+    [ "${cur%% *}" -le "$peak" ] || { peak=${cur%% *}; who=${cur#* }; }
     sleep 0.1
   done
   echo "$peak" > "$out"
+  echo "$who" > "$out.who"
 }
 
 # measure PREFIX CMD...: runs CMD under /usr/bin/time -v with the tree sampler; stdout to
@@ -196,7 +198,7 @@ run_virtsnap() {  # NAME RUN [DOM DISK]
   own=$(jq -r '"\(.domains[0].freeze_ms)/\(.group_freeze_ms)"' "$p.out")
   record "$name" "$run" "$M_WALL" "$M_RSS" "$M_TREE" "$(du -sb "$repo" | cut -f1)" "$gap" "$own"
   echo "$(jq -r '.domains[0].disks[0].bytes_read' "$p.out")" > "$p.read"
-  vs_log "$name #$run: ${M_WALL}s rss ${M_RSS}K freeze ${own}ms guest gap ${gap}s"
+  vs_log "$name #$run: ${M_WALL}s rss ${M_RSS}K (tree ${M_TREE}K:$(cat "$p.tree.who")) freeze ${own}ms guest gap ${gap}s"
   rm -rf "$repo"
   assert_on_disk "$name"
 }
@@ -251,7 +253,7 @@ run_vnbd() {      # NAME RUN [virtnbdbackup options]
   fi
   gap=$(gap_guest "$up0" "$up1")
   record "$name" "$run" "$M_WALL" "$M_RSS" "$M_TREE" "$(du -sb "$out" | cut -f1)" "$gap" ""
-  vs_log "$name #$run: ${M_WALL}s rss ${M_RSS}K (tree ${M_TREE}K) guest gap ${gap}s"
+  vs_log "$name #$run: ${M_WALL}s rss ${M_RSS}K (tree ${M_TREE}K:$(cat "$p.tree.who")) guest gap ${gap}s"
   [ -n "$(ls "$out"/vda.full.data* 2>/dev/null)" ] || vs_fail "virtnbdbackup wrote no vda.full.data in $out"
   rm -rf "$out"
   delete_checkpoints
@@ -295,7 +297,7 @@ export RES DATA VSIZE BIG_DATA BIG_VSIZE RUNS CACHED_NOTE T_TOTAL LIBVIRT_V QEMU
   VS_V GIT_V FORCESHARE VIRT_TYPE BASE_GAP README DISK_SIZE BIG_DISK_SIZE
 export VS_READ=$(cat "$W/vs_read" 2>/dev/null || echo 0)
 export NPROC=$(nproc) KERNEL=$(uname -r) DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
-export LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+export LOADAVG="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other jobs share the machine)"
 /usr/bin/python3 - <<'PY'
 import os, statistics as st
 E = os.environ
@@ -378,7 +380,7 @@ goals.append("- freeze window under 100 ms median (one-disk guest): **%s** by vi
     "under 100 ms" if med(g) < 100 else "over 100 ms", float(E["BASE_GAP"]) * 1000))
 
 machine = ("%s; nproc %s; CPU %s; kernel %s; libvirt %s; QEMU %s (guest domain type '%s', 1 vCPU, "
-           "256 MiB); virtnbdbackup %s; virtsnap %s (git %s); load average at the end %s" % (
+           "256 MiB); virtnbdbackup %s; virtsnap %s (git %s); load average %s" % (
     E["OS"], E["NPROC"], E["CPU"], E["KERNEL"], E["LIBVIRT_V"], E["QEMU_V"], E["VIRT_TYPE"],
     E["VNBD_V"], E["VS_V"], E["GIT_V"], E["LOADAVG"]))
 disk = ("%s qcow2 data disk (ext4, vda), virtual %d bytes, %d bytes of allocated data (%.0f MiB: "

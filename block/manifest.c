@@ -830,7 +830,8 @@ check_chunks_present(VsRepo *repo, const VsManifest *m, const char *where, GErro
                 const VsChunkRef *r = &g_array_index(disk->chunks, VsChunkRef, j);
                 char hex[VS_DIGEST_HEX_LEN];
 
-                if (vs_repo_has_chunk(repo, &r->digest))
+                /* Under its final name: flushed, so durable. */
+                if (repo_chunk_placed(repo, &r->digest))
                     continue;
                 vs_digest_to_hex(&r->digest, hex);
                 g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
@@ -854,6 +855,10 @@ vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error)
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "repo: %s was opened read-only", repo->path);
         return false;
     }
+    /* Every chunk this writer put, durable and under its final name, before
+     * anything checks for them or names them. */
+    if (!vs_repo_flush(repo, error))
+        return false;
     m->completed = g_get_real_time();
     m->chunk_size = repo->chunk_size;
     /* Nobody claimed a frozen guest: the honest record is crash-consistent. */

@@ -17,6 +17,19 @@
 #define REPO_MIN_CHUNK_SIZE (4u * 1024)
 #define REPO_MAX_CHUNK_SIZE (16u * 1024 * 1024)
 #define REPO_ZSTD_LEVEL 3
+/* Chunks are written to REPO/tmp unsynced and made durable together by
+ * vs_repo_flush (one syncfs, then the renames). The put that takes the unflushed
+ * compressed bytes to this many, or their count to REPO_FLUSH_CHUNKS, flushes, so
+ * the pending table and the unsynced page cache stay bounded. */
+#define REPO_FLUSH_BYTES (64u * 1024 * 1024)
+#define REPO_FLUSH_CHUNKS 16384u
+
+/* A chunk written in full to a temp file and not yet renamed into place. */
+typedef struct {
+    VsDigest digest;           /* the key of the pending and flushing tables */
+    char *tmp_path;            /* REPO/tmp/chunk-PID-RANDOM.tmp */
+    uint64_t size;             /* compressed bytes */
+} RepoPending;
 
 struct _VsRepo {
     char *path;
@@ -33,6 +46,20 @@ struct _VsRepo {
     uint8_t dir_known[256];    /* fan-out dir exists (we made or saw it) */
     uint8_t dir_dirty[256];    /* a chunk this repo relies on was put there since the last commit */
     int lock_fd;               /* REPO/lock while vs_repo_lock_shared holds it, else -1 */
+
+    /* The write path (vs_repo_put_chunk, vs_repo_flush); the tables and counters
+     * are under lock, like everything above. */
+    GHashTable *pending;       /* VsDigest* -> RepoPending*: written, not yet flushed */
+    uint64_t pending_bytes;    /* their compressed size */
+    GHashTable *flushing;      /* the table a running flush is placing, else NULL */
+    uint64_t sync_epoch;       /* bumped by every failed sync (see vs_repo_flush) */
+    int sync_err;              /* the errno of the last failed sync */
+    GMutex flush_lock;         /* one flush at a time */
+    int tmp_fd;                /* REPO/tmp, open from vs_repo_open (writable only): the
+                                * syncfs target, opened early so that it sees every
+                                * write-back error since */
+    uint64_t flush_bytes;      /* REPO_FLUSH_BYTES; tests lower it */
+    int test_sync_errno;       /* tests: the errno syncfs "fails" with, 0: none */
 };
 
 typedef enum {
@@ -78,9 +105,18 @@ bool repo_id_valid(const char *id);
 /* Holds the repository lock of FD in MODE (LOCK_SH, LOCK_EX) without blocking. */
 int repo_open_lock_file(VsRepo *repo, GError **error);
 
-/* fsyncs the fan-out directories chunks were put into since the last call, so
- * that a manifest is never more durable than the chunks it names. */
+/* fsyncs the fan-out directories of chunks this repository deduplicated against
+ * (files another writer renamed into place) since the last call, so that a
+ * manifest is never more durable than the chunks it names. */
 bool repo_sync_dirty_dirs(VsRepo *repo, GError **error);
+/* True when the chunk is under its final name (not merely pending): what commit
+ * checks after flushing. */
+bool repo_chunk_placed(VsRepo *repo, const VsDigest *digest);
+
+/* Test hooks: flush once FLUSH_BYTES of compressed chunks are pending (0: the
+ * default), and make the syncfs of a flush fail with SYNC_ERRNO (0: never;
+ * ENOSYS exercises the per-file fdatasync fallback). */
+void repo_test_set_flush(VsRepo *repo, uint64_t flush_bytes, int sync_errno);
 
 /* ------------------------------------------------------------------------- */
 /* Strict JSON reading (repo-json.c), for the marker and manifests: every field

@@ -1,11 +1,16 @@
 /* The repository's storage layer: opening (and on request initialising) the
  * directory, content-addressed chunks in and out, and the shared lock that keeps
  * garbage collection away from running backups. Every file that appears in the
- * repository is written whole to REPO/tmp first, fsynced, then renamed into place,
- * so a reader, a concurrent writer or a crash only ever sees complete files; a
- * failed write (a full disk above all) removes its temp file and leaves nothing.
- * The layout is documented in docs/repository-format.md, which is the contract:
- * change one, change the other. */
+ * repository is written whole to REPO/tmp first, made durable, then renamed into
+ * place, so a reader, a concurrent writer or a crash only ever sees complete
+ * files; a failed write (a full disk above all) removes its temp file and leaves
+ * nothing. Chunks are made durable in batches: put_chunk writes the temp file
+ * without fsync and records it as pending, and a flush (every REPO_FLUSH_BYTES,
+ * and before every commit) makes all pending temp files durable with one
+ * syncfs(2) before renaming any of them, so a chunk's final name never holds
+ * bytes that a crash could lose. The layout is documented in
+ * docs/repository-format.md, which is the contract: change one, change the
+ * other. */
 #include "config.h"
 #include "repo-internal.h"
 
@@ -200,8 +205,9 @@ repo_rename_noreplace(const char *oldpath, const char *newpath)
     return rename(oldpath, newpath) == 0 ? 0 : errno;
 }
 
-int
-repo_write_temp(const char *dir, const char *kind, const void *data, size_t len, char **tmp_path)
+static int
+write_temp(const char *dir, const char *kind, const void *data, size_t len, bool sync,
+           char **tmp_path)
 {
     char rnd[17];
     g_autofree char *name = NULL;
@@ -213,7 +219,7 @@ repo_write_temp(const char *dir, const char *kind, const void *data, size_t len,
     if (fd < 0)
         return errno;
     err = repo_write_all(fd, data, len);
-    if (!err && fsync(fd) < 0)
+    if (!err && sync && fsync(fd) < 0)
         err = errno;
     /* NFS reports some write errors only at close. */
     if (close(fd) < 0 && !err)
@@ -224,6 +230,97 @@ repo_write_temp(const char *dir, const char *kind, const void *data, size_t len,
     }
     *tmp_path = g_steal_pointer(&name);
     return 0;
+}
+
+int
+repo_write_temp(const char *dir, const char *kind, const void *data, size_t len, char **tmp_path)
+{
+    return write_temp(dir, kind, data, len, true, tmp_path);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Pending chunks: written to REPO/tmp, not yet durable nor in place         */
+
+static guint
+digest_hash(gconstpointer key)
+{
+    const VsDigest *d = key;
+    guint h;
+
+    /* SHA-256 bytes are as uniform as a hash gets. */
+    memcpy(&h, d->bytes, sizeof(h));
+    return h;
+}
+
+static gboolean
+digest_equal(gconstpointer a, gconstpointer b)
+{
+    return memcmp(a, b, sizeof(VsDigest)) == 0;
+}
+
+static void
+pending_free(gpointer p)
+{
+    RepoPending *e = p;
+
+    g_free(e->tmp_path);
+    g_free(e);
+}
+
+static GHashTable *
+pending_table_new(void)
+{
+    /* The key is the entry's own digest, freed with the entry. */
+    return g_hash_table_new_full(digest_hash, digest_equal, NULL, pending_free);
+}
+
+/* Unlinks the temp file of every entry of TABLE and empties it; TABLE is no
+ * longer reachable from the repository. */
+static void
+discard_table(GHashTable *table)
+{
+    GHashTableIter it;
+    RepoPending *e;
+
+    g_hash_table_iter_init(&it, table);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&e))
+        unlink(e->tmp_path);
+    g_hash_table_remove_all(table);
+}
+
+/* Under repo->lock: the pending or flushing entry for DIGEST, or NULL. */
+static RepoPending *
+pending_lookup_locked(VsRepo *repo, const VsDigest *digest)
+{
+    RepoPending *e = g_hash_table_lookup(repo->pending, digest);
+
+    if (!e && repo->flushing)
+        e = g_hash_table_lookup(repo->flushing, digest);
+    return e;
+}
+
+/* The temp file holding DIGEST while it is pending or being flushed, or NULL. */
+static char *
+pending_tmp_path(VsRepo *repo, const VsDigest *digest)
+{
+    RepoPending *e;
+    char *path = NULL;
+
+    g_mutex_lock(&repo->lock);
+    e = pending_lookup_locked(repo, digest);
+    if (e)
+        path = g_strdup(e->tmp_path);
+    g_mutex_unlock(&repo->lock);
+    return path;
+}
+
+void
+repo_test_set_flush(VsRepo *repo, uint64_t flush_bytes, int sync_errno)
+{
+    g_mutex_lock(&repo->lock);
+    repo->flush_bytes = flush_bytes ? flush_bytes : REPO_FLUSH_BYTES;
+    repo->test_sync_errno = sync_errno;
+    g_mutex_unlock(&repo->lock);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -475,7 +572,11 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
 
     repo = g_new0(VsRepo, 1);
     g_mutex_init(&repo->lock);
+    g_mutex_init(&repo->flush_lock);
     repo->lock_fd = -1;
+    repo->tmp_fd = -1;
+    repo->pending = pending_table_new();
+    repo->flush_bytes = REPO_FLUSH_BYTES;
     repo->path = g_strdup(path);
     repo->chunks_dir = g_build_filename(path, "chunks", NULL);
     repo->backups_dir = g_build_filename(path, "backups", NULL);
@@ -488,6 +589,16 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
     vs_digest_compute(zeros, repo->chunk_size, &repo->zero_digest);
     if (writable && !repo_probe_write(repo, error))
         return NULL;
+    if (writable) {
+        repo->tmp_fd = open(repo->tmp_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (repo->tmp_fd < 0) {
+            int err = errno;
+
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s is not writable: %s: %s", repo->path,
+                        repo->tmp_dir, g_strerror(err));
+            return NULL;
+        }
+    }
     repo->writable = writable;
     return g_steal_pointer(&repo);
 }
@@ -498,8 +609,16 @@ vs_repo_close(VsRepo *repo)
     if (!repo)
         return;
     vs_repo_unlock(repo);
+    /* Chunks never flushed belong to a backup that did not commit: nothing may
+     * rely on them, and nobody else knows their temp names. */
+    if (repo->pending)
+        discard_table(repo->pending);
+    g_clear_pointer(&repo->pending, g_hash_table_unref);
+    if (repo->tmp_fd >= 0)
+        close(repo->tmp_fd);
     g_clear_pointer(&repo->cctx_pool, g_ptr_array_unref);
     g_clear_pointer(&repo->dctx_pool, g_ptr_array_unref);
+    g_mutex_clear(&repo->flush_lock);
     g_mutex_clear(&repo->lock);
     g_free(repo->path);
     g_free(repo->chunks_dir);
@@ -589,35 +708,6 @@ dctx_put(VsRepo *repo, ZSTD_DCtx *d)
     g_mutex_unlock(&repo->lock);
 }
 
-/* Makes sure chunks/XX exists; a new one is made durable at once so that a
- * chunk renamed into it cannot vanish with its directory in a crash. */
-static bool
-ensure_fanout(VsRepo *repo, uint8_t idx, GError **error)
-{
-    g_autofree char *dir = NULL;
-    bool known;
-    int err = 0;
-
-    g_mutex_lock(&repo->lock);
-    known = repo->dir_known[idx];
-    g_mutex_unlock(&repo->lock);
-    if (known)
-        return true;
-    dir = g_strdup_printf("%s/%02x", repo->chunks_dir, idx);
-    if (mkdir(dir, 0755) == 0)
-        err = repo_fsync_dir(repo->chunks_dir);
-    else if (errno != EEXIST)
-        err = errno;
-    if (err) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: creating %s: %s", dir, g_strerror(err));
-        return false;
-    }
-    g_mutex_lock(&repo->lock);
-    repo->dir_known[idx] = 1;
-    g_mutex_unlock(&repo->lock);
-    return true;
-}
-
 static void
 mark_dirty(VsRepo *repo, uint8_t idx)
 {
@@ -631,8 +721,11 @@ repo_sync_dirty_dirs(VsRepo *repo, GError **error)
 {
     uint8_t dirty[256];
 
+    /* Cleared before the fsync, so that a put marking a directory meanwhile
+     * is never lost; set again when the fsync fails. */
     g_mutex_lock(&repo->lock);
     memcpy(dirty, repo->dir_dirty, sizeof(dirty));
+    memset(repo->dir_dirty, 0, sizeof(repo->dir_dirty));
     g_mutex_unlock(&repo->lock);
     for (unsigned i = 0; i < 256; i++) {
         g_autofree char *dir = NULL;
@@ -643,12 +736,13 @@ repo_sync_dirty_dirs(VsRepo *repo, GError **error)
         dir = g_strdup_printf("%s/%02x", repo->chunks_dir, i);
         err = repo_fsync_dir(dir);
         if (err) {
+            g_mutex_lock(&repo->lock);
+            for (unsigned j = i; j < 256; j++)
+                repo->dir_dirty[j] |= dirty[j];
+            g_mutex_unlock(&repo->lock);
             g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: syncing %s: %s", dir, g_strerror(err));
             return false;
         }
-        g_mutex_lock(&repo->lock);
-        repo->dir_dirty[i] = 0;
-        g_mutex_unlock(&repo->lock);
     }
     return true;
 }
@@ -662,6 +756,203 @@ check_writable(VsRepo *repo, GError **error)
     return false;
 }
 
+/* Makes the content of every temp file of TABLE durable: one syncfs(2) of the
+ * file system REPO/tmp is on (chunks/ is on the same one, or rename could not
+ * work), through a descriptor opened with the repository so that it reports
+ * every write-back error since; or, where syncfs is missing, an fdatasync per
+ * file. SYNC_ERRNO (tests) stands for what syncfs returned. */
+static int
+sync_temps(VsRepo *repo, GHashTable *table, int sync_errno, char **what)
+{
+    GHashTableIter it;
+    RepoPending *e;
+    int err = sync_errno;
+
+    if (!err && syncfs(repo->tmp_fd) < 0)
+        err = errno;
+    if (err != ENOSYS) {
+        if (err)
+            *what = g_strdup_printf("syncing %s", repo->tmp_dir);
+        return err;
+    }
+    g_hash_table_iter_init(&it, table);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&e)) {
+        int fd = open(e->tmp_path, O_RDONLY | O_CLOEXEC);
+
+        err = fd < 0 || fdatasync(fd) < 0 ? errno : 0;
+        if (fd >= 0)
+            close(fd);
+        if (err) {
+            *what = g_strdup_printf("syncing %s", e->tmp_path);
+            return err;
+        }
+    }
+    return 0;
+}
+
+/* Makes the fan-out directories the chunks of TABLE go to exist, durably,
+ * before anything is renamed into them, so that no chunk a manifest will name
+ * can vanish with its directory. One fsync of chunks/ covers all the
+ * directories this flush made or met for the first time (met: another writer
+ * may have made it a moment ago and not synced it yet). */
+static int
+ensure_fanouts(VsRepo *repo, GHashTable *table, char **what)
+{
+    uint8_t need[256] = { 0 };
+    GHashTableIter it;
+    RepoPending *e;
+    bool any = false;
+    int err;
+
+    g_mutex_lock(&repo->lock);
+    g_hash_table_iter_init(&it, table);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&e))
+        if (!repo->dir_known[e->digest.bytes[0]]) {
+            need[e->digest.bytes[0]] = 1;
+            any = true;
+        }
+    g_mutex_unlock(&repo->lock);
+    if (!any)
+        return 0;
+    for (unsigned i = 0; i < 256; i++) {
+        g_autofree char *dir = NULL;
+
+        if (!need[i])
+            continue;
+        dir = g_strdup_printf("%s/%02x", repo->chunks_dir, i);
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+            err = errno;
+            *what = g_strdup_printf("creating %s", dir);
+            return err;
+        }
+    }
+    if ((err = repo_fsync_dir(repo->chunks_dir))) {
+        *what = g_strdup_printf("syncing %s", repo->chunks_dir);
+        return err;
+    }
+    g_mutex_lock(&repo->lock);
+    for (unsigned i = 0; i < 256; i++)
+        repo->dir_known[i] |= need[i];
+    g_mutex_unlock(&repo->lock);
+    return 0;
+}
+
+bool
+vs_repo_flush(VsRepo *repo, GError **error)
+{
+    g_autoptr(GHashTable) table = NULL, poisoned = NULL;
+    g_autofree char *what = NULL;
+    uint8_t touched[256] = { 0 };
+    GHashTableIter it;
+    RepoPending *e;
+    int err, sync_errno;
+
+    if (!repo->writable)
+        return true;
+    g_mutex_lock(&repo->flush_lock);
+    /* 1. Swap: puts from now on fill a fresh table, and still find these
+     *    chunks (in repo->flushing) until they are in place. */
+    g_mutex_lock(&repo->lock);
+    if (g_hash_table_size(repo->pending) == 0) {
+        g_mutex_unlock(&repo->lock);
+        g_mutex_unlock(&repo->flush_lock);
+        return true;
+    }
+    table = repo->pending;
+    repo->pending = pending_table_new();
+    repo->pending_bytes = 0;
+    repo->flushing = table;
+    sync_errno = repo->test_sync_errno;
+    g_mutex_unlock(&repo->lock);
+
+    /* 2. Every temp file durable, before any of them gets its final name. */
+    err = sync_temps(repo, table, sync_errno, &what);
+    if (err) {
+        /* A failed sync may stand for the write-back of any temp file written
+         * so far, ours or those of chunks put since the swap, and reports it
+         * only once: none of them may be placed. Puts still writing see the
+         * epoch move and fail. */
+        g_mutex_lock(&repo->lock);
+        repo->flushing = NULL;
+        repo->sync_epoch++;
+        repo->sync_err = err;
+        poisoned = repo->pending;
+        repo->pending = pending_table_new();
+        repo->pending_bytes = 0;
+        g_mutex_unlock(&repo->lock);
+        discard_table(poisoned);
+        discard_table(table);
+        goto out;
+    }
+    err = ensure_fanouts(repo, table, &what);
+    if (err) {
+        g_mutex_lock(&repo->lock);
+        repo->flushing = NULL;
+        g_mutex_unlock(&repo->lock);
+        discard_table(table);
+        goto out;
+    }
+
+    /* 3. Final names. Content is durable now, so every rename that works is
+     *    safe to keep even when another fails. */
+    g_hash_table_iter_init(&it, table);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&e)) {
+        g_autofree char *final = repo_chunk_path(repo, &e->digest);
+        int rerr = repo_rename_noreplace(e->tmp_path, final);
+
+        if (rerr == EEXIST) {
+            /* Another writer placed the same bytes (its own flush synced
+             * them first); ours relies on that rename being durable too. */
+            unlink(e->tmp_path);
+            rerr = 0;
+        }
+        if (rerr) {
+            if (!err) {
+                char hex[VS_DIGEST_HEX_LEN];
+
+                vs_digest_to_hex(&e->digest, hex);
+                err = rerr;
+                what = g_strdup_printf("placing chunk %s", hex);
+            }
+            unlink(e->tmp_path);
+            continue;
+        }
+        touched[e->digest.bytes[0]] = 1;
+    }
+
+    /* 4. The renames durable: each fan-out directory touched, once. One that
+     *    cannot be synced stays dirty for the next commit to retry. */
+    for (unsigned i = 0; i < 256; i++) {
+        g_autofree char *dir = NULL;
+        int derr;
+
+        if (!touched[i])
+            continue;
+        dir = g_strdup_printf("%s/%02x", repo->chunks_dir, i);
+        derr = repo_fsync_dir(dir);
+        if (derr) {
+            mark_dirty(repo, (uint8_t)i);
+            if (!err) {
+                err = derr;
+                what = g_strdup_printf("syncing %s", dir);
+            }
+        }
+    }
+
+    /* 5. Drop the table: its chunks are found under their final names. */
+    g_mutex_lock(&repo->lock);
+    repo->flushing = NULL;
+    g_mutex_unlock(&repo->lock);
+out:
+    g_mutex_unlock(&repo->flush_lock);
+    if (err) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: flushing chunks: %s: %s", repo->path, what,
+                    g_strerror(err));
+        return false;
+    }
+    return true;
+}
+
 bool
 vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
                   uint64_t *stored, GError **error)
@@ -672,7 +963,9 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
     ZSTD_CCtx *cctx;
     size_t zlen;
     struct stat st;
-    int err;
+    uint64_t epoch;
+    bool known, flush = false;
+    int err = 0;
 
     if (stored)
         *stored = 0;
@@ -694,12 +987,18 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
     }
     vs_digest_compute(data, len, digest);
     vs_digest_to_hex(digest, hex);
-    if (!ensure_fanout(repo, digest->bytes[0], error))
-        return false;
+    /* Pending or being flushed: the flush that places it is ours. */
+    g_mutex_lock(&repo->lock);
+    known = pending_lookup_locked(repo, digest) != NULL;
+    epoch = repo->sync_epoch;
+    g_mutex_unlock(&repo->lock);
+    if (known)
+        return true;
     path = g_strdup_printf("%s/%.2s/%s", repo->chunks_dir, hex, hex);
     if (stat(path, &st) == 0) {
-        /* Present, perhaps only just renamed there by another process: our
-         * manifest will rely on it, so its directory gets synced with ours. */
+        /* Present (a chunk gets its final name only once durable), perhaps
+         * only just renamed there by another process: our manifest will rely
+         * on that rename, so its directory gets synced with ours. */
         mark_dirty(repo, digest->bytes[0]);
         return true;
     }
@@ -718,21 +1017,54 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
                     hex, ZSTD_getErrorName(zlen));
         return false;
     }
-    err = repo_write_temp(repo->tmp_dir, "chunk", zbuf, zlen, &tmp);
-    /* A plain rename: if another writer got there first, it put the very same
-     * bytes there, and replacing them is harmless. */
-    if (!err && rename(tmp, path) < 0) {
-        err = errno;
-        unlink(tmp);
-    }
+    /* No fsync: the next flush makes this file durable along with every
+     * other pending one, before it gets its final name. */
+    err = write_temp(repo->tmp_dir, "chunk", zbuf, zlen, false, &tmp);
     if (err) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: writing chunk %s: %s",
                     repo->path, hex, g_strerror(err));
         return false;
     }
-    mark_dirty(repo, digest->bytes[0]);
+
+    g_mutex_lock(&repo->lock);
+    if (repo->sync_epoch != epoch) {
+        /* A sync failed while this file was being written: its write-back
+         * error may have been this file's. */
+        err = repo->sync_err;
+    } else if (pending_lookup_locked(repo, digest)) {
+        /* Another thread put the same bytes meanwhile. */
+        known = true;
+    } else {
+        RepoPending *e = g_new(RepoPending, 1);
+        uint64_t before = repo->pending_bytes;
+
+        e->digest = *digest;
+        e->tmp_path = g_steal_pointer(&tmp);
+        e->size = zlen;
+        g_hash_table_insert(repo->pending, &e->digest, e);
+        repo->pending_bytes += zlen;
+        flush = (before < repo->flush_bytes && repo->pending_bytes >= repo->flush_bytes) ||
+                g_hash_table_size(repo->pending) == REPO_FLUSH_CHUNKS;
+    }
+    g_mutex_unlock(&repo->lock);
+    if (tmp)
+        unlink(tmp);
+    if (err) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO,
+                    "repo: %s: writing chunk %s: the file system reported a write error meanwhile: %s",
+                    repo->path, hex, g_strerror(err));
+        return false;
+    }
+    if (known)
+        return true;
     if (stored)
         *stored = zlen;
+    /* The put that crosses the threshold flushes; the others go on. */
+    if (flush && !vs_repo_flush(repo, error)) {
+        if (stored)
+            *stored = 0;
+        return false;
+    }
     return true;
 }
 
@@ -740,6 +1072,7 @@ ChunkVerdict
 repo_check_chunk(VsRepo *repo, const VsDigest *digest, void **data, size_t *len, char **detail)
 {
     g_autofree char *path = repo_chunk_path(repo, digest);
+    g_autofree char *tmp = pending_tmp_path(repo, digest);
     g_autofree char *zbuf = NULL;
     g_autofree void *out = NULL;
     size_t cap = ZSTD_compressBound(repo->chunk_size) + 4096;
@@ -748,9 +1081,18 @@ repo_check_chunk(VsRepo *repo, const VsDigest *digest, void **data, size_t *len,
     VsDigest got;
     ZSTD_DCtx *dctx;
     struct stat st;
-    int fd, err = 0;
+    int fd = -1, err = 0;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* A pending chunk is read from its temp file. Should a flush move it
+     * meanwhile, it is under its final name by the time the temp name is
+     * gone (or nowhere, when the flush failed). */
+    if (tmp && (fd = open(tmp, O_RDONLY | O_CLOEXEC)) < 0 && errno != ENOENT) {
+        err = errno;
+        *detail = g_strdup(g_strerror(err));
+        return CHUNK_UNREADABLE;
+    }
+    if (fd < 0)
+        fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         err = errno;
         *detail = g_strdup(err == ENOENT ? "missing" : g_strerror(err));
@@ -861,12 +1203,23 @@ vs_repo_get_chunk(VsRepo *repo, const VsDigest *digest, size_t *len, GError **er
 }
 
 bool
-vs_repo_has_chunk(VsRepo *repo, const VsDigest *digest)
+repo_chunk_placed(VsRepo *repo, const VsDigest *digest)
 {
     g_autofree char *path = repo_chunk_path(repo, digest);
     struct stat st;
 
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool
+vs_repo_has_chunk(VsRepo *repo, const VsDigest *digest)
+{
+    bool pending;
+
+    g_mutex_lock(&repo->lock);
+    pending = pending_lookup_locked(repo, digest) != NULL;
+    g_mutex_unlock(&repo->lock);
+    return pending || repo_chunk_placed(repo, digest);
 }
 
 /* ------------------------------------------------------------------------- */

@@ -5,11 +5,13 @@
  * that are all zero are not stored at all. A backup becomes visible only when its
  * manifest is written, last and atomically, so an interrupted backup never looks
  * complete. Several processes may write into one repository at once: chunk files
- * are created by temp file + fsync + rename (idempotent), manifests have unique
- * ids, and garbage collection takes the repository lock exclusively.
+ * are created by temp file + rename (idempotent), the temp files made durable in
+ * batches (vs_repo_flush) before any is renamed, manifests have unique ids, and
+ * garbage collection takes the repository lock exclusively.
  *
- * Thread safety: vs_repo_put_chunk and vs_repo_get_chunk may be called from many
- * threads on one VsRepo; everything else from one thread at a time. */
+ * Thread safety: vs_repo_put_chunk, vs_repo_get_chunk, vs_repo_has_chunk and
+ * vs_repo_flush may be called from many threads on one VsRepo; everything else
+ * from one thread at a time. */
 #pragma once
 
 #include <glib.h>
@@ -48,22 +50,42 @@ bool vs_buffer_is_zero(const void *data, size_t len);
  * when WRITABLE is true). Without WRITABLE, put, commit, delete and gc fail. */
 VsRepo *vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size,
                      GError **error);
+/* Closes REPO. Chunks put but never flushed (no vs_repo_flush or commit since)
+ * are discarded, their temp files deleted: they belong to a backup that did not
+ * commit. A writer that wants to keep its chunks flushes or commits first. */
 void vs_repo_close(VsRepo *repo);
 const char *vs_repo_path(const VsRepo *repo);
 uint32_t vs_repo_chunk_size(const VsRepo *repo);
 
 /* Stores LEN bytes (1 to the chunk size) unless a chunk with that digest is
- * already there. *DIGEST receives the digest; *STORED (may be NULL) the bytes
- * written to disk (compressed size; 0 when it was already present). A write that
+ * already there, or already put through this VsRepo and not yet flushed.
+ * *DIGEST receives the digest; *STORED (may be NULL) the bytes written to disk
+ * (compressed size; 0 when it was already present or pending). A write that
  * fails (ENOSPC, EIO, ...) leaves no partial chunk behind. All-zero data is not
  * stored (*STORED = 0) and commit drops references to it, so callers need not
  * special-case zeros (but may skip them with vs_buffer_is_zero). Writers hold
  * vs_repo_lock_shared from their first put to the commit. Needs a repository
- * opened WRITABLE. */
+ * opened WRITABLE.
+ *
+ * The chunk is written to a temp file without fsync and is pending: get, has
+ * and verify find it, but it is durable and under its final name only after
+ * the next flush. The put that takes the pending data past 64 MiB (compressed)
+ * flushes, and may then fail with the flush's error. */
 bool vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
                        uint64_t *stored, GError **error);
 
-/* Reads, decompresses and re-hashes a chunk; a chunk whose content does not match
+/* Makes every chunk put so far through REPO durable and puts it under its final
+ * name: one syncfs(2) of the repository's file system (an fdatasync per temp
+ * file where syncfs is missing), then the renames, then an fsync of each
+ * chunks/XX directory touched. Puts from other threads go on meanwhile (into
+ * the next batch); one flush runs at a time. On failure the first error is
+ * returned and the chunks that could not be placed are gone (their temp files
+ * deleted; commit then reports them missing); no file under a final name is
+ * ever less durable than its name. True at once when nothing is pending or
+ * REPO is read-only. */
+bool vs_repo_flush(VsRepo *repo, GError **error);
+
+/* Reads, decompresses and re-hashes a chunk (a pending one from its temp file); a chunk whose content does not match
  * its digest is an error (VS_ERROR_IO, "corrupt"), a missing one VS_ERROR_NOT_FOUND.
  * Returns a newly allocated buffer of *LEN bytes (free with g_free). */
 void *vs_repo_get_chunk(VsRepo *repo, const VsDigest *digest, size_t *len, GError **error);
@@ -130,9 +152,10 @@ VsManifest *vs_manifest_from_json(const char *json, const char *what, GError **e
 
 /* Writes the manifest (completed = now, chunk_size = the repository's)
  * atomically: temp file, fsync, rename, fsync of the directory. Only after this
- * does the backup exist. Before writing it drops references to all-zero chunks,
- * validates the manifest (as parsing would) and checks that every chunk it names
- * is in the repository. Should the id be taken (two backups in the same second
+ * does the backup exist. Before writing it flushes (vs_repo_flush), drops
+ * references to all-zero chunks, validates the manifest (as parsing would) and
+ * checks that every chunk it names is durably in the repository under its final
+ * name. Should the id be taken (two backups in the same second
  * drawing the same random suffix), a new suffix is drawn: read M->id after. */
 bool vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error);
 

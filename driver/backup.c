@@ -25,7 +25,8 @@ typedef struct {
     char *overlay;           /* our overlay, NULL when the disk gets none */
     GPtrArray *chain;        /* VsManifestImage*: top first */
     uint64_t size_hint;
-    VsManifestDisk *mdisk;   /* filled by the copy */
+    VsManifestDisk *mdisk;   /* filled by the copy, then moved into the manifest */
+    uint64_t bytes_read, bytes_stored;
     char *error;
 } DiskJob;
 
@@ -84,9 +85,24 @@ vs_backup_options_init(VsBackupOptions *opts)
     opts->parallel_disks = 2;
 }
 
+/* A copied disk that never made it into a manifest (its domain failed). */
+static void
+manifest_disk_free(VsManifestDisk *m)
+{
+    if (!m)
+        return;
+    g_free(m->target); g_free(m->format); g_free(m->source);
+    if (m->chain)
+        g_ptr_array_unref(m->chain);
+    if (m->chunks)
+        g_array_unref(m->chunks);
+    g_free(m);
+}
+
 static void
 disk_job_free(DiskJob *d)
 {
+    manifest_disk_free(d->mdisk);
     g_free(d->target); g_free(d->format); g_free(d->path); g_free(d->url);
     g_free(d->overlay); g_free(d->error);
     if (d->chain)
@@ -637,15 +653,14 @@ copy_one(gpointer data, gpointer user)
         if (fault)
             copts.fault_after_bytes = g_ascii_strtoull(fault, NULL, 10);
         if (vs_copy_source_to_repo(src, t->run->repo, m, &copts, &err)) {
+            d->bytes_read = m->bytes_read;
+            d->bytes_stored = m->bytes_stored;
             d->mdisk = m;
             return;
         }
     }
     d->error = g_strdup_printf("copy: domain '%s' disk %s: %s", t->j->name, d->target, err->message);
-    g_ptr_array_unref(m->chain);
-    g_array_unref(m->chunks);
-    g_free(m->target); g_free(m->format); g_free(m->source);
-    g_free(m);
+    manifest_disk_free(m);
 }
 
 static void
@@ -763,10 +778,8 @@ make_result(Run *run, int64_t group_freeze_ms)
             DiskJob *dj = j->disks->pdata[k];
             VsBackupDiskResult *dr = g_new0(VsBackupDiskResult, 1);
             dr->target = g_strdup(dj->target);
-            if (dj->mdisk) {
-                dr->bytes_read = dj->mdisk->bytes_read;
-                dr->bytes_stored = dj->mdisk->bytes_stored;
-            }
+            dr->bytes_read = dj->bytes_read;
+            dr->bytes_stored = dj->bytes_stored;
             g_ptr_array_add(d->disks, dr);
         }
         g_ptr_array_add(r->domains, d);
@@ -802,7 +815,6 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     VsDiscoverOptions dopts;
     int64_t group_ms;
     bool all_clean = true;
-    unsigned stored = 0;
 
     if (!opts->repo_path || !*opts->repo_path) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
@@ -915,27 +927,10 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
             DiskJob *d = j->disks->pdata[k];
             g_ptr_array_add(md->disks, g_steal_pointer(&d->mdisk));
         }
-        /* mdisk moved into the manifest: keep the figures for the result */
-        stored++;
     }
     manifest->group_freeze_ms = group_ms;
     result = make_result(&run, group_ms);
-    /* make_result read the figures before the move; fill them from the manifest */
-    for (guint i = 0; i < manifest->domains->len; i++) {
-        VsManifestDomain *md = manifest->domains->pdata[i];
-        for (guint k = 0; k < result->domains->len; k++) {
-            VsBackupDomainResult *dr = result->domains->pdata[k];
-            if (g_strcmp0(dr->name, md->name))
-                continue;
-            for (guint x = 0; x < md->disks->len; x++) {
-                VsManifestDisk *mdisk = md->disks->pdata[x];
-                VsBackupDiskResult *r = dr->disks->pdata[x];
-                r->bytes_read = mdisk->bytes_read;
-                r->bytes_stored = mdisk->bytes_stored;
-            }
-        }
-    }
-    if (stored > 0) {
+    if (manifest->domains->len > 0) {
         vs_fault_point("before-manifest");
         if (vs_repo_commit_manifest(repo, manifest, &err)) {
             result->id = g_strdup(manifest->id);

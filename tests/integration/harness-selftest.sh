@@ -23,7 +23,7 @@ EOF
 }
 child() {         # NAME BODY: run BODY as a separate test script using the harness
   printf '#!/bin/bash\nset -euo pipefail\n. %q\n%s\n' "$H" "$2" > "$W/$1.sh"
-  VS_TEST_NAME=$1 bash "$W/$1.sh"
+  VS_TEST_NAME=$1 bash "$W/$1.sh" 2>"$W/$1.log"
 }
 
 # A domain of this (live) test: the children's sweeps must not touch it.
@@ -36,21 +36,21 @@ body='vs_on_exit sh -c "echo first >> '"$W"'/order"
 vs_on_exit false
 vs_on_exit sh -c "echo second >> '"$W"'/order"
 dev=$(vs_workdir)'
-: > "$W/order"; child hst-ok "$body; exit 0" 2>/dev/null
+: > "$W/order"; child hst-ok "$body; exit 0"
 vs_assert_eq "$(tr '\n' ' ' < "$W/order")" "second first " "cleanup order (newest first, failure ignored)"
 
-: > "$W/order"; rc=0; child hst-fail "$body; vs_fail deliberate" 2>/dev/null || rc=$?
+: > "$W/order"; rc=0; child hst-fail "$body; vs_fail deliberate" || rc=$?
 vs_assert_eq "$rc" 1 "vs_fail exit code"
 vs_assert_eq "$(tr '\n' ' ' < "$W/order")" "second first " "cleanups after vs_fail"
 
-rc=0; out=$(child hst-skip 'vs_skip "not here"' 2>/dev/null) || rc=$?
+rc=0; out=$(child hst-skip 'vs_skip "not here"') || rc=$?
 vs_assert_eq "$rc" 77 "vs_skip exit code"
 vs_assert_eq "$out" "SKIP: not here" "vs_skip message"
 
 : > "$W/order"
 child hst-term "$body
 sleep 60 & vs_on_exit kill \$!
-echo \$\$ > $W/term.pid; wait" 2>/dev/null & cpid=$!
+echo \$\$ > $W/term.pid; wait" & cpid=$!
 for _ in $(seq 100); do [ -s "$W/term.pid" ] && break; sleep 0.1; done
 kill -TERM "$(cat "$W/term.pid")"
 rc=0; wait "$cpid" || rc=$?
@@ -70,11 +70,15 @@ vs_define_pool \$W/p.xml >/dev/null
 dev=\$(vs_loopdev \$W/loop.img 8M)
 ISCSI_SIZE=8M vs_iscsi_start
 echo \"\$\$ \$dev \$(cat \$W/iscsi/tgtd.pid) \$W\" > $W/crash.tmp; mv $W/crash.tmp $W/crash.info
-exec sleep 300" 2>/dev/null &
+exec sleep 300" &
+kill_child() { [ -s "$W/crash.info" ] && kill -KILL "$(cut -d' ' -f1 "$W/crash.info")" 2>/dev/null; true; }
+vs_on_exit kill_child     # if this test fails before it kills the child itself
 for _ in $(seq 300); do [ -s "$W/crash.info" ] && break; sleep 0.1; done
+[ -s "$W/crash.info" ] || vs_fail "crash child did not set up in 30 s: $(cat "$W/hst-crash.log")"
 read -r cpid cdev ctgtd cwd < "$W/crash.info"
 # checked while the child lives: its objects are protected from every other sweep
-virsh dominfo "$C" >/dev/null 2>&1 || vs_fail "setup: child's domain missing"
+out=$(virsh dominfo "$C" 2>&1) || vs_fail "setup: child's domain missing: $out
+$(cat "$W/hst-crash.log")"
 vs_alive "$ctgtd" || vs_fail "setup: child's tgtd not running"
 kill -KILL "$cpid"; wait 2>/dev/null || true
 vs_log "SIGKILLed child left: domain $C, pool $C, $cdev, tgtd $ctgtd, $cwd"

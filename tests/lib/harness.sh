@@ -312,8 +312,13 @@ vs_iscsi_start() {
     # 3260/3261 are left to a system target and to hand-run copies of the shared scripts
     if _vs_port_busy "$port"; then port=$((port + 1)); continue; fi
     if out=$(ISCSI_PORT=$port "$VS_TARGETS_SRC/iscsi-target.sh" start "$dir" 2>&1); then break; fi
-    case "$out" in *"already in use"*) port=$((port + 1)); continue;; esac
-    vs_fail "iscsi-target.sh start: $out"
+    out="$out
+$(tail -n 5 "$dir/tgtd.log" 2>/dev/null)"
+    # another test may take the port between the check and tgtd's bind
+    case "$out" in *"already in use"*|*"Address in use"*|*EADDRINUSE*)
+      "$VS_TARGETS_SRC/iscsi-target.sh" stop "$dir" >/dev/null 2>&1 || true
+      port=$((port + 1)); continue;; esac
+    vs_fail "iscsi-target.sh start (port $port): $out"
   done
   [ -f "$dir/iscsi.env" ] || vs_fail "no free iSCSI port found from ${ISCSI_PORT:-3262}"
   set -a; . "$dir/iscsi.env"; set +a

@@ -35,6 +35,15 @@ put(VsRepo *r, const void *data, size_t len, VsDigest *d, uint64_t *stored)
     g_assert_no_error(err);
 }
 
+static void
+flush(VsRepo *r)
+{
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(vs_repo_flush(r, &err));
+    g_assert_no_error(err);
+}
+
 /* A backup of one domain with one disk made of NCHUNKS chunks of data SEED.. */
 static char *
 commit_backup(VsRepo *r, const char *domain, const char *target, guint nchunks, guint32 seed)
@@ -259,7 +268,13 @@ test_chunk_round_trip(void)
     g_assert_cmpuint(stored, <, CS);          /* half of it is a pattern */
     vs_digest_to_hex(&d, hex);
     path = g_strdup_printf("%s/chunks/%.2s/%s", dir, hex, hex);
+    /* pending: a temp file until the flush, found all the same */
+    g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    g_assert_cmpuint(tu_count_files(tmp), ==, 1);
+    g_assert_true(vs_repo_has_chunk(r, &d));
+    flush(r);
     g_assert_true(g_file_test(path, G_FILE_TEST_IS_REGULAR));
+    g_assert_cmpuint(tu_count_files(tmp), ==, 0);
     g_assert_true(vs_repo_has_chunk(r, &d));
 
     back = vs_repo_get_chunk(r, &d, &len, &err);
@@ -279,6 +294,7 @@ test_chunk_round_trip(void)
     g_assert_no_error(err);
     g_assert_cmpmem(back, len, buf, 1000);
     g_free(back);
+    flush(r);
 
     /* sizes a chunk cannot have */
     g_assert_false(vs_repo_put_chunk(r, buf, 0, &d2, &stored, &err));
@@ -421,6 +437,7 @@ test_threads(void)
         g_thread_join(threads[t]);
         shared_total += args[t].stored_shared;
     }
+    flush(r);
     g_assert_cmpuint(tu_count_files(chunks), ==, NSHARED + NTHREADS * NOWN);
     g_assert_cmpuint(tu_count_files(tmp), ==, 0);
     /* random data: each shared chunk costs about its size once, however
@@ -784,6 +801,12 @@ test_enospc(void)
     g_assert_true(g_str_has_suffix(err->message, ": No space left on device"));
     g_clear_error(&err);
     stored_chunks = k->chunks->len;
+    /* the chunks before are pending, whole; the failed one left nothing */
+    g_assert_cmpuint(tu_count_files(chunks), ==, 0);
+    g_assert_cmpuint(tu_count_files(tmp), ==, stored_chunks);
+    /* a flush needs no space: everything goes into place */
+    g_assert_true(vs_repo_flush(r, &err));
+    g_assert_no_error(err);
     g_assert_cmpuint(tu_count_files(chunks), ==, stored_chunks);
     g_assert_cmpuint(tu_count_files(tmp), ==, 0);
     for (guint j = 0; j < k->chunks->len; j++) {
