@@ -815,6 +815,7 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     VsDiscoverOptions dopts;
     int64_t group_ms;
     bool all_clean = true;
+    g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
 
     if (!opts->repo_path || !*opts->repo_path) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
@@ -874,7 +875,7 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     if (!(run.journal = vs_journal_create(opts->state_dir, manifest->id, error)))
         return NULL;
     if (!vs_journal_append(run.journal, error, "begin", "id", manifest->id,
-                           "repo", vs_repo_path(repo), NULL)) {
+                           "repo", vs_repo_path(repo), "pid", pid, NULL)) {
         vs_journal_finish(run.journal);
         return NULL;
     }

@@ -12,6 +12,8 @@
 #include "vs-xml.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -192,6 +194,39 @@ recover_thaw(virConnectPtr conn, JsonObject *rec, GPtrArray *actions)
     virDomainFree(dom);
 }
 
+/* The repository's temp files of a dead run (REPO/tmp/KIND-PID-RANDOM.tmp):
+ * chunks it had not yet made durable, never referenced by any manifest. */
+static void
+remove_repo_temp(JsonObject *begin, GPtrArray *actions)
+{
+    const char *repo = member(begin, "repo"), *pid = member(begin, "pid");
+    g_autofree char *dir = NULL;
+    g_autofree char *infix = NULL;
+    g_autoptr(GDir) d = NULL;
+    const char *name;
+    unsigned n = 0;
+
+    if (!repo || !pid || atoi(pid) <= 0)
+        return;
+    /* A live process with that pid (reused) may be writing there now. */
+    if (kill(atoi(pid), 0) == 0 || errno != ESRCH)
+        return;
+    dir = g_build_filename(repo, "tmp", NULL);
+    infix = g_strdup_printf("-%s-", pid);
+    if (!(d = g_dir_open(dir, 0, NULL)))
+        return;
+    while ((name = g_dir_read_name(d))) {
+        g_autofree char *path = NULL;
+        if (!strstr(name, infix) || !g_str_has_suffix(name, ".tmp"))
+            continue;
+        path = g_build_filename(dir, name, NULL);
+        if (unlink(path) == 0)
+            n++;
+    }
+    if (n)
+        act(actions, "removed %u temporary file(s) of the interrupted run from %s", n, dir);
+}
+
 static bool
 touches(GPtrArray *records, const char *const *uuids)
 {
@@ -267,6 +302,9 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
             }
         }
         if (ok) {
+            for (guint k = 0; k < recs->len; k++)
+                if (!g_strcmp0(member(recs->pdata[k], "op"), "begin"))
+                    remove_repo_temp(recs->pdata[k], actions);
             unlink(journals[i]);
             act(actions, "recovered interrupted run %.*s", (int)(strlen(base) - strlen(".jsonl")), base);
         } else {

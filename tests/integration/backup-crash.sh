@@ -30,6 +30,7 @@ clean() {
   vs_assert_eq "$(qemu-img info -U --output=json "$W/disk.qcow2" | jq -r '.["backing-filename"] // "none"')" none "no backing file"
   vs_assert_eq "$(ls "$W" | grep -c '\.virtsnap-[0-9]' || true)" 0 "no overlay file"
   vs_assert_eq "$(ls "$STATE/journal" 2>/dev/null | wc -l)" 0 "no journal"
+  vs_assert_eq "$(ls "$REPO/tmp" 2>/dev/null | wc -l)" 0 "no temporary file in the repository"
 }
 
 vs_guest_disk "$W/disk.qcow2" >/dev/null

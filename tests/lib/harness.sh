@@ -398,24 +398,31 @@ _vs_owner_alive() {       # DIR: is the test process that created this work dir 
 # loop devices and mounts under dead work dirs, then those dirs (unless kept with VS_KEEP=1).
 vs_sweep() {
   [ "$(id -u)" = 0 ] || return 0
-  local - d n protected=" " dead=() f
+  local - d n protected=" " dead=() f doms="" pools="" lv=0
   set +e      # best effort: one stuck object must not keep the others alive
+  # List first, read the owners' registries second: tests register a name before creating
+  # the object, so everything listed is already registered when the registries are read.
+  if pgrep -x libvirtd >/dev/null && vs_libvirt_answers; then
+    lv=1
+    doms=$(timeout 30 virsh -c "$VS_URI" list --all --name 2>/dev/null | grep '^vst-')
+    pools=$(timeout 30 virsh -c "$VS_URI" pool-list --all --name 2>/dev/null | grep '^vst-')
+  fi
   for d in "$VS_TESTS_ROOT"/*.*; do
     [ -d "$d" ] || continue
     if [ "$d" = "$VS_WORKDIR" ] || _vs_owner_alive "$d"; then
-      protected+="$(cat "$d/.domains" "$d/.pools" 2>/dev/null | tr '\n' ' ' || true) "
+      protected+="$(cat "$d/.domains" "$d/.pools" 2>/dev/null | tr '\n' ' ') "
     else
       dead+=("$d")
     fi
   done
-  if pgrep -x libvirtd >/dev/null && vs_libvirt_answers; then
-    for n in $(timeout 30 virsh -c "$VS_URI" list --all --name 2>/dev/null | grep '^vst-' || true); do
+  if [ "$lv" = 1 ]; then
+    for n in $doms; do
       case "$protected" in *" $n "*) continue;; esac
-      echo "sweep: removing leftover domain $n" >&2; _vs_domain_remove "$n" || true
+      echo "sweep: removing leftover domain $n" >&2; _vs_domain_remove "$n"
     done
-    for n in $(timeout 30 virsh -c "$VS_URI" pool-list --all --name 2>/dev/null | grep '^vst-' || true); do
+    for n in $pools; do
       case "$protected" in *" $n "*) continue;; esac
-      echo "sweep: removing leftover pool $n" >&2; _vs_pool_remove "$n" || true
+      echo "sweep: removing leftover pool $n" >&2; _vs_pool_remove "$n"
     done
   fi
   for d in "${dead[@]}"; do
