@@ -23,9 +23,11 @@ step "installing missing Debian packages (scripts/deps.sh)"
 ./scripts/deps.sh
 
 step "building virtsnap in $B/"
-if [ -f "$B/meson-private/coredata.dat" ]; then meson setup --reconfigure "$B" >/dev/null
-else meson setup "$B" >/dev/null; fi
-meson compile -C "$B"
+blog=$(mktemp)
+if [ -f "$B/meson-private/coredata.dat" ]; then set -- --reconfigure; else set --; fi
+meson setup "$@" "$B" >"$blog" 2>&1 || { cat "$blog"; rm -f "$blog"; die "meson setup failed"; }
+meson compile -C "$B" >"$blog" 2>&1 || { cat "$blog"; rm -f "$blog"; die "build failed"; }
+tail -n 1 "$blog"; rm -f "$blog"
 VIRTSNAP=$ROOT/$B/tools/virtsnap
 [ -x "$VIRTSNAP" ] || die "$VIRTSNAP was not built"
 

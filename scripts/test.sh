@@ -11,7 +11,7 @@
 # the repository root; MESON_TEST_ARGS (extra args for the main `meson test`).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 B=${VS_BUILD_DIR:-build}
 F=${VS_FUZZ_BUILD_DIR:-build-fuzz}
 PY=/usr/bin/python3          # python3 in PATH may be a pyenv shim without Debian's modules
@@ -134,7 +134,13 @@ for path in sys.argv[1:]:
         except ValueError:
             continue
         r = t.get("result", "ERROR")
-        suite = suites.get(t.get("name"), "-")
+        name = t.get("name", "?")
+        if " / " in name:       # "project:suite / test" when meson qualifies the name
+            q, name = name.split(" / ", 1)
+            suite = q.split(":")[-1]
+        else:
+            suite = suites.get(name, "-")
+        t["name"] = name
         if r in PASS:
             passed += 1
         elif r in SKIP:

@@ -72,8 +72,8 @@ cat > "$W/mix.xml" <<EOF
     <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
   </devices></domain>
 EOF
-virsh define "$W/mix.xml" >/dev/null
 vs_domain_track "$MIX"
+virsh define "$W/mix.xml" >/dev/null
 
 out=$(vs_virtsnap discover --json "$MIX")
 echo "$out" > "$W/mix.json"
@@ -151,8 +151,8 @@ for t in vda vdb vdc vdd vde vdf sda; do vs_assert_contains "$text" "  $t " "tex
 BAD=$P-badpool
 sed -e "s|<name>$MIX</name>|<name>$BAD</name>|" -e "s|$P-iscsi|$P-nosuchpool|" "$W/mix.xml" |
   grep -v '<uuid>' > "$W/bad.xml"
-virsh define "$W/bad.xml" >/dev/null
 vs_domain_track "$BAD"
+virsh define "$W/bad.xml" >/dev/null
 
 set +e
 vs_virtsnap discover --json "$MIX" "$P-nosuchdomain" "$BAD" > "$W/err.json" 2> "$W/err.txt"

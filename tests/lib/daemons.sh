@@ -58,7 +58,7 @@ vs_iscsi_direct_ok() {
 # "supported='no'" until a restart. Restarting under running domains would be survivable
 # for libvirtd itself but not for tests in flight (their jobs/events are lost), so refuse.
 vs_libvirtd_restart() {
-  local pid running i
+  local pid running
   pid=$(pgrep -x libvirtd | sed -n 1p)
   if [ -n "$pid" ]; then
     running=$(timeout 20 virsh -c "$VS_LIBVIRT_URI" list --name 2>/dev/null | grep -c . || true)
@@ -68,7 +68,7 @@ vs_libvirtd_restart() {
     fi
     _vs_d_log "restarting libvirtd (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+    for _ in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
     if [ -d "/proc/$pid" ]; then _vs_d_log "libvirtd $pid did not exit after 10 s"; return 1; fi
   fi
   vs_daemons_up

@@ -6,13 +6,25 @@
 #
 # Rules for tests: name every libvirt object "vst-..." (vs_sweep removes leftovers by that
 # prefix); track an object (vs_domain_track / vs_pool_track) BEFORE creating it; never set
-# your own EXIT/INT/TERM trap (use vs_on_exit); exit 77 = skipped.
+# your own EXIT/INT/TERM trap (use vs_on_exit); exit 77 = skipped. Call vs_nfs_start,
+# vs_iscsi_start and vs_guest_start directly, not in $(...): they export variables.
 #
 # Cleanup state lives in files in the work dir, not in shell variables, because tests call
 # helpers in command substitutions (dev=$(vs_loopdev ...)), i.e. in subshells whose variables
 # and traps die with them. Work dir: /tmp/virtsnap-tests/<test>.<pid>; its .owner file
 # (pid + start time) tells the sweeper of a later run whether the owner still lives, so
 # tests run by other people or other build dirs at the same time are left alone.
+#
+# Functions (details above each):
+#   messages   vs_log MSG | vs_skip MSG (exit 77) | vs_fail MSG (exit 1) | vs_require_root
+#              vs_assert_eq ACTUAL EXPECTED WHAT | vs_assert_contains HAYSTACK NEEDLE WHAT
+#   cleanup    vs_on_exit CMD... | vs_cleanup_now | vs_workdir
+#   libvirt    vs_libvirt_up | vs_domain_track NAME | vs_pool_track NAME | vs_define_pool XML
+#   guests     vs_guest_prepare | vs_guest_disk OUT [SIZE] | vs_guest_xml NAME DISK [EXTRA]
+#              vs_guest_start NAME DISK [EXTRA] | vs_wait_agent NAME [SECS] | vs_wait_ready
+#              vs_console_log NAME | vs_gexec NAME CMD | vs_wait_shutoff NAME [SECS]
+#   storage    vs_iscsi_start | vs_nfs_start [netfs] | vs_loopdev FILE SIZE
+#   misc       vs_virtsnap ARGS... | vs_alive PID | vs_sweep | vs_iscsi_direct_ok
 #
 # Env: VIRTSNAP (binary, set by meson), VS_SOURCE_ROOT, VS_BUILD_ROOT, VS_KEEP=1 (keep the
 # work dir), VS_GUEST_CACHE, KFLAVOUR (guest kernel, default cloud-amd64), ISCSI_PORT (first
@@ -160,10 +172,10 @@ _vs_check_name() {
 
 _vs_domain_remove() {
   local d=$1
-  local st i
+  local st
   # "not found" ends it; any other failure (libvirtd busy, restarting) is retried, since
   # taking it for "gone" would leave a guest running behind the test
-  for i in 1 2 3 4 5; do
+  for _ in 1 2 3 4 5; do
     st=$(timeout 60 virsh -c "$VS_URI" domstate "$d" 2>&1) && break
     case "$st" in *"failed to get domain"*|*"Domain not found"*) return 0;; esac
     echo "harness: virsh domstate $d: $st (retrying)" >&2; sleep 1
@@ -182,8 +194,8 @@ _vs_domain_remove() {
 }
 
 _vs_pool_remove() {
-  local p=$1 out i
-  for i in 1 2 3 4 5; do
+  local p=$1 out
+  for _ in 1 2 3 4 5; do
     out=$(timeout 60 virsh -c "$VS_URI" pool-info "$p" 2>&1) && break
     case "$out" in *"failed to get pool"*|*"Storage pool not found"*) return 0;; esac
     echo "harness: virsh pool-info $p: $out (retrying)" >&2; sleep 1
@@ -303,12 +315,12 @@ _vs_port_busy() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
 # vs_iscsi_start: tgtd on 127.0.0.1, state in WORKDIR/iscsi. Honours ISCSI_LUNS, ISCSI_SIZE,
 # ISCSI_REFLINK, ISCSI_IQN. Exports ISCSI_PORT ISCSI_PORTAL ISCSI_IQN ISCSI_URL_<n> VS_ISCSI_DIR.
 vs_iscsi_start() {
-  local dir port try out
+  local dir port out
   command -v tgtd >/dev/null || vs_skip "tgtd not installed (scripts/deps.sh --test)"
   dir=$(vs_workdir)/iscsi
   vs_on_exit "$VS_TARGETS_SRC/iscsi-target.sh" "$([ "${VS_KEEP:-0}" = 1 ] && echo stop || echo purge)" "$dir"
   port=${ISCSI_PORT:-3262}
-  for try in $(seq 1 20); do
+  for _ in $(seq 1 20); do
     # 3260/3261 are left to a system target and to hand-run copies of the shared scripts
     if _vs_port_busy "$port"; then port=$((port + 1)); continue; fi
     if out=$(ISCSI_PORT=$port "$VS_TARGETS_SRC/iscsi-target.sh" start "$dir" 2>&1); then break; fi
@@ -385,12 +397,12 @@ vs_alive() {
 }
 
 _vs_owner_alive() {       # DIR: is the test process that created this work dir still running?
-  local d=$1 pid st own
+  local d=$1 pid st
   pid=${d##*.}
   case "$pid" in ''|*[!0-9]*) return 1;; esac
   vs_alive "$pid" || return 1
   [ -f "$d/.owner" ] || return 0          # just being created
-  read -r own st < "$d/.owner" || return 0
+  read -r _ st < "$d/.owner" || return 0
   [ "$st" = "$(_vs_starttime "$pid")" ]
 }
 
