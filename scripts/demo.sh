@@ -1,9 +1,11 @@
 #!/bin/bash
 # scripts/demo.sh -- see virtsnap work on a fresh Debian 12 machine in one command: install
 # what is missing, build, boot a throwaway VM (the tiny test guest of tests/guest/, which
-# keeps writing checksummed records to its data disk), and run `virtsnap discover` on it,
-# as text and as JSON. The VM is transient and is destroyed, and its files removed, when
-# the script ends, however it ends. Needs root (qemu:///system).
+# keeps writing checksummed records to its data disk), run `virtsnap discover` on it, back
+# it up while it keeps writing (frozen for milliseconds, never suspended), verify the
+# backup, export its disk and prove the copy consistent (fsck clean, every record valid).
+# The VM is transient and is destroyed, and its files removed, when the script ends,
+# however it ends. Needs root (qemu:///system).
 #
 # Env: VS_BUILD_DIR (default build), VS_DEMO_DIR (default /var/tmp/virtsnap-demo).
 set -euo pipefail
@@ -15,7 +17,7 @@ DIR=${VS_DEMO_DIR:-/var/tmp/virtsnap-demo}
 export LIBVIRT_DEFAULT_URI=qemu:///system
 
 n=0
-step() { n=$((n + 1)); echo; echo "==> [$n/7] $*"; }
+step() { n=$((n + 1)); echo; echo "==> [$n/11] $*"; }
 die() { echo "demo: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root: it installs packages and uses qemu:///system"
 
@@ -74,5 +76,24 @@ echo "\$ $B/tools/virtsnap discover $DOM"
 step "virtsnap discover --json $DOM"
 echo "\$ $B/tools/virtsnap discover --json $DOM"
 "$VIRTSNAP" discover --json "$DOM"
+
+REPO=$DIR/repo
+step "virtsnap backup: freeze for milliseconds, snapshot, thaw, copy, commit back"
+echo "\$ $B/tools/virtsnap backup --repo $REPO --init --state-dir $DIR/state $DOM"
+"$VIRTSNAP" backup --repo "$REPO" --init --state-dir "$DIR/state" "$DOM"
+echo "the VM kept running on its own disk:"
+virsh domblklist "$DOM"
+
+step "a second backup stores only what changed"
+"$VIRTSNAP" backup --repo "$REPO" --state-dir "$DIR/state" "$DOM"
+"$VIRTSNAP" list --repo "$REPO"
+
+step "virtsnap verify: re-read and re-hash every chunk"
+"$VIRTSNAP" verify --repo "$REPO"
+
+step "virtsnap export the disk, and prove the copy consistent"
+echo "\$ $B/tools/virtsnap export --repo $REPO latest $DOM vda $DIR/restored.qcow2"
+"$VIRTSNAP" export --repo "$REPO" latest "$DOM" vda "$DIR/restored.qcow2"
+"$ROOT/tests/guest/verify-backup.sh" "$DIR/restored.qcow2" || die "the exported copy is not consistent"
 echo
 echo "demo: done"
