@@ -74,6 +74,7 @@ cached_state() {   # how much of FILE is in the page cache (fincore), "?" if unk
 # sampled every 100 ms until PID exits; written to OUT.
 tree_rss_sampler() {
   local root=$1 out=$2 peak=0 ppeak=0 cur pids pss who=""
+  set +e +o pipefail      # runs in the background: a process vanishing mid-sample is normal
   while kill -0 "$root" 2>/dev/null; do
     cur=$(ps -e -o pid=,ppid=,rss=,comm= 2>/dev/null | awk -v r="$root" '
       { pp[$1] = $2; rss[$1] = $3; c[$1] = $4 }
@@ -84,7 +85,8 @@ tree_rss_sampler() {
             print s + 0, w; print l }')
     pids=${cur#*$'\n'}; cur=${cur%%$'\n'*}
     # PSS: shared pages (libraries, the helpers' common code) counted once in all
-    pss=$(cat $pids 2>/dev/null | awk '/^Pss:/ { s += $2 } END { print s + 0 }')
+    pss=0
+    [ -z "${pids// /}" ] || pss=$(cat $pids 2>/dev/null </dev/null | awk '/^Pss:/ { s += $2 } END { print s + 0 }')
     [ "${cur%% *}" -le "$peak" ] || { peak=${cur%% *}; who=${cur#* }; }
     [ "$pss" -le "$ppeak" ] || ppeak=$pss
     sleep 0.1
@@ -115,9 +117,10 @@ measure() {
 }
 
 uptime_guest() { vs_gexec "$DOM" 'cut -d" " -f1 /proc/uptime'; }
-# gap_guest UP0 UP1: longest gap (s) between consecutive records written in [UP0, UP1]
+# gap_guest UP0 UP1: "GAP@END": the longest gap (s) between consecutive records written in
+# [UP0, UP1], and when it ended (s after UP0, guest clock)
 gap_guest() {
-  vs_gexec "$DOM" "awk -v a=$1 -v b=$2 '\$2 >= a && \$2 <= b { if (p && \$2 - p > m) m = \$2 - p; p = \$2 } END { printf \"%.3f\", m }' /data/records.log"
+  vs_gexec "$DOM" "awk -v a=$1 -v b=$2 '\$2 >= a && \$2 <= b { if (p && \$2 - p > m) { m = \$2 - p; e = \$2 - a }; p = \$2 } END { printf \"%.3f@%.1f\", m, e }' /data/records.log"
 }
 
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RES"; }
@@ -187,22 +190,24 @@ NBDDIR=$W/nbd; mkdir -p "$NBDDIR"; chmod 1777 "$NBDDIR"   # QEMU binds the socke
 
 # Baseline: the guest's own record gaps with no tool running (TCG guest, host idle).
 up0=$(uptime_guest); sleep 10; up1=$(uptime_guest)
-BASE_GAP=$(gap_guest "$up0" "$up1")
+BASE_GAP=$(gap_guest "$up0" "$up1"); BASE_GAP=${BASE_GAP%@*}
 vs_log "baseline: longest record gap with no tool running: ${BASE_GAP}s"
 record baseline 1 0 0 0/0/0 0 "$BASE_GAP" ""
 
 # ---------------------------------------------------------------- the tools
 
 run_virtsnap() {  # NAME RUN [DOM DISK]
-  local name=$1 run=$2 p=$W/$1.$2 repo=$W/repo.$1.$2 up0 up1 gap own
+  local name=$1 run=$2 p=$W/$1.$2 repo=$W/repo.$1.$2 up0 up1 gap own h0
   drop_caches
   up0=$(uptime_guest)
+  h0=$(date +%s%3N)
   measure "$p" "$VIRTSNAP" backup --repo "$repo" --init --state-dir "$STATE" --json "$DOM"
   up1=$(uptime_guest)
   [ "$M_RC" = 0 ] || vs_fail "virtsnap backup failed (exit $M_RC): $(tail -n 20 "$p.err")"
   jq -e '.domains[0].ok' "$p.out" >/dev/null || vs_fail "virtsnap backup not ok: $(cat "$p.out")"
   gap=$(gap_guest "$up0" "$up1")
-  own=$(jq -r '"\(.domains[0].freeze_ms)/\(.group_freeze_ms)"' "$p.out")
+  # freeze_ms / group_freeze_ms / when the thaw came, s after the start (host clock)
+  own=$(jq -r --argjson h0 "$h0" '"\(.domains[0].freeze_ms)/\(.group_freeze_ms)/\((.domains[0].thawed_at_ms - $h0) / 1000)"' "$p.out")
   record "$name" "$run" "$M_WALL" "$M_RSS" "$M_TREE" "$(du -sb "$repo" | cut -f1)" "$gap" "$own"
   echo "$(jq -r '.domains[0].disks[0].bytes_read' "$p.out")" > "$p.read"
   vs_log "$name #$run: ${M_WALL}s rss ${M_RSS}K (tree ${M_TREE}K:$(cat "$p.tree.who")) freeze ${own}ms guest gap ${gap}s"
@@ -314,7 +319,7 @@ for line in open(E["RES"]):
     t = (f[4].split("/") + ["0", "0", "0"])[:3]
     rows.setdefault(f[0], []).append(dict(run=f[1], wall=float(f[2]), rss=int(f[3] or 0),
         tree=int(t[0] or 0), pss=int(t[1] or 0), cpu=float(t[2] or 0), bytes=int(f[5] or 0),
-        gap=float(f[6] or 0), own=f[7]))
+        gap=float(f[6].split("@")[0] or 0), gap_at=(f[6].split("@") + [""])[1], own=f[7]))
 DATA, VSIZE = int(E["DATA"]), int(E["VSIZE"])
 BIG_DATA, BIG_VSIZE = int(E["BIG_DATA"]), int(E["BIG_VSIZE"])
 MiB = 1048576
@@ -372,6 +377,14 @@ for key, label in (("qemu-img", "qemu-img convert alone"), ("qemu-img-cycle", "q
                   "stored %.2fx" % (label, vs_w / pw, pw / vs_w, vs_r / 1024, pr / 1024, vs_r / pr,
                                     m("virtsnap", "tree") / 1024, pt / 1024, m("virtsnap", "bytes") / pb))
 
+def when(key):
+    r = rows.get(key, [])
+    return ", ".join("%.0f ms ending %s s in" % (x["gap"] * 1000, x["gap_at"]) + (
+        " (thaw at %.1f s)" % float(x["own"].split("/")[2]) if x["own"].count("/") == 2 else "") for x in r)
+gapnote = ("Where each run's longest guest gap fell (s after the tool started, guest clock; virtsnap's "
+           "thaw time from its JSON, host clock, same origin within ~0.2 s): virtsnap: %s; qemu-img "
+           "cycle: %s; virtnbdbackup: %s." % (when("virtsnap"), when("qemu-img"), when("virtnbdbackup")))
+
 goals = []
 peers = [(k, l) for k, l in (("qemu-img-cycle", "the qemu-img cycle (snapshot + convert + commit)"),
                              ("qemu-img", "qemu-img convert alone"),
@@ -426,6 +439,7 @@ sec = "\n".join([
     "included; the NBD server virtnbdbackup reads from runs inside QEMU and is not counted). "
     "The qemu-img cycle row times `virsh` snapshot, convert and blockcommit together; its RSS and "
     "CPU are the convert's.", "",
+    gapnote, "",
     "Ratios (medians):", *ratios, "",
     "Goals:", *goals, "",
     "Reproduce: `sudo bench/backup-bench.sh [WORKDIR]` from the source root after "

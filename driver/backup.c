@@ -11,6 +11,7 @@
 #include "vs-xml.h"
 #include "vs-repo.h"
 #include "vs-source.h"
+#include "vs-block.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@ typedef struct {
     bool freeze;             /* we will try to freeze it */
     bool frozen;             /* the freeze call succeeded */
     bool snapshotted;
+    bool reuse_ext;          /* overlays made before the freeze: snapshot reuses them */
     bool thaw_failed;
     int lock_fd;
     char *xml;
@@ -393,6 +395,46 @@ step_freeze(gpointer data)
     return NULL;
 }
 
+/* Creating the overlays inside the frozen window costs 20-60 ms per snapshot
+ * here; made beforehand (their header naming the original image and format, as
+ * libvirt would write it) the snapshot only has to switch to them. Anything
+ * unusual (a network original, a probe that fails) keeps libvirt's own way. */
+static void
+precreate_overlays(DomJob *j)
+{
+    guint made = 0;
+
+    for (guint i = 0; i < j->disks->len; i++) {
+        DiskJob *d = j->disks->pdata[i];
+        g_autoptr(VsImageInfo) info = NULL;
+        g_autofree char *size = NULL, *errout = NULL;
+        int status = 0;
+
+        if (!d->overlay)
+            continue;
+        if (!d->path || !(info = vs_image_probe(d->path, NULL)))
+            goto undo;
+        size = g_strdup_printf("%" G_GUINT64_FORMAT, info->virtual_size);
+        {
+            const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", d->path,
+                                   "-F", d->format, d->overlay, size, NULL };
+            if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
+                              NULL, NULL, NULL, &errout, &status, NULL) ||
+                !g_spawn_check_wait_status(status, NULL))
+                goto undo;
+        }
+        made = i + 1;
+    }
+    j->reuse_ext = made > 0;
+    return;
+undo:
+    for (guint i = 0; i < made; i++) {
+        DiskJob *d = j->disks->pdata[i];
+        if (d->overlay)
+            unlink(d->overlay);
+    }
+}
+
 static gpointer
 step_snapshot(gpointer data)
 {
@@ -406,6 +448,8 @@ step_snapshot(gpointer data)
                      VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA;
     g_autoptr(VsDomainDef) def = NULL;
 
+    if (j->reuse_ext)
+        flags |= VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT;
     snap = vs_snapshot_def_new(name);
     snap->memory = VS_SNAPSHOT_LOCATION_NO;
     /* Every disk must be named: one left out would get libvirt's default. */
@@ -537,6 +581,9 @@ freeze_phase(Run *run, GError **error)
                 dom_fail(j, "%s", jerr->message);
         }
     }
+    for (guint i = 0; i < snap->len; i++)
+        if (!((DomJob *)snap->pdata[i])->error)
+            precreate_overlays(snap->pdata[i]);
     vs_fault_point("before-freeze");
     progress(run, VS_BACKUP_PHASE_FREEZE, NULL, NULL, 0, snap->len);
 
