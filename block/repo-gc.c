@@ -1,5 +1,7 @@
 /* Garbage collection: deletes the chunks no manifest names any more (after
- * vs_repo_delete) and temp files that crashed writers left behind. Deleting is
+ * vs_repo_delete) and temp files that crashed writers left behind (a running
+ * writer's pending chunks are temp files too, until its next flush; it holds
+ * the lock shared, so gc never runs under it). Deleting is
  * the one irreversible thing the repository does, so gc is careful in three
  * ways: it runs only under the exclusive repository lock, which no backup holds
  * while gc runs (writers hold it shared from their first chunk to their commit);

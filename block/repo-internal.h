@@ -59,6 +59,7 @@ struct _VsRepo {
                                 * syncfs target, opened early so that it sees every
                                 * write-back error since */
     uint64_t flush_bytes;      /* REPO_FLUSH_BYTES; tests lower it */
+    guint flush_chunks;        /* REPO_FLUSH_CHUNKS; tests lower it */
     int test_sync_errno;       /* tests: the errno syncfs "fails" with, 0: none */
 };
 
@@ -113,10 +114,11 @@ bool repo_sync_dirty_dirs(VsRepo *repo, GError **error);
  * checks after flushing. */
 bool repo_chunk_placed(VsRepo *repo, const VsDigest *digest);
 
-/* Test hooks: flush once FLUSH_BYTES of compressed chunks are pending (0: the
- * default), and make the syncfs of a flush fail with SYNC_ERRNO (0: never;
- * ENOSYS exercises the per-file fdatasync fallback). */
-void repo_test_set_flush(VsRepo *repo, uint64_t flush_bytes, int sync_errno);
+/* Test hooks: flush once FLUSH_BYTES of compressed chunks or FLUSH_CHUNKS
+ * chunks are pending (0: the defaults), and make the syncfs of a flush fail
+ * with SYNC_ERRNO (0: never; ENOSYS exercises the per-file fdatasync
+ * fallback). */
+void repo_test_set_flush(VsRepo *repo, uint64_t flush_bytes, guint flush_chunks, int sync_errno);
 
 /* ------------------------------------------------------------------------- */
 /* Strict JSON reading (repo-json.c), for the marker and manifests: every field

@@ -315,10 +315,11 @@ pending_tmp_path(VsRepo *repo, const VsDigest *digest)
 }
 
 void
-repo_test_set_flush(VsRepo *repo, uint64_t flush_bytes, int sync_errno)
+repo_test_set_flush(VsRepo *repo, uint64_t flush_bytes, guint flush_chunks, int sync_errno)
 {
     g_mutex_lock(&repo->lock);
     repo->flush_bytes = flush_bytes ? flush_bytes : REPO_FLUSH_BYTES;
+    repo->flush_chunks = flush_chunks ? flush_chunks : REPO_FLUSH_CHUNKS;
     repo->test_sync_errno = sync_errno;
     g_mutex_unlock(&repo->lock);
 }
@@ -577,6 +578,7 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
     repo->tmp_fd = -1;
     repo->pending = pending_table_new();
     repo->flush_bytes = REPO_FLUSH_BYTES;
+    repo->flush_chunks = REPO_FLUSH_CHUNKS;
     repo->path = g_strdup(path);
     repo->chunks_dir = g_build_filename(path, "chunks", NULL);
     repo->backups_dir = g_build_filename(path, "backups", NULL);
@@ -1044,7 +1046,7 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
         g_hash_table_insert(repo->pending, &e->digest, e);
         repo->pending_bytes += zlen;
         flush = (before < repo->flush_bytes && repo->pending_bytes >= repo->flush_bytes) ||
-                g_hash_table_size(repo->pending) == REPO_FLUSH_CHUNKS;
+                g_hash_table_size(repo->pending) == repo->flush_chunks;
     }
     g_mutex_unlock(&repo->lock);
     if (tmp)

@@ -85,10 +85,12 @@ bool vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *dig
  * REPO is read-only. */
 bool vs_repo_flush(VsRepo *repo, GError **error);
 
-/* Reads, decompresses and re-hashes a chunk (a pending one from its temp file); a chunk whose content does not match
- * its digest is an error (VS_ERROR_IO, "corrupt"), a missing one VS_ERROR_NOT_FOUND.
- * Returns a newly allocated buffer of *LEN bytes (free with g_free). */
+/* Reads, decompresses and re-hashes a chunk (a pending one from its temp file);
+ * a chunk whose content does not match its digest is an error (VS_ERROR_IO,
+ * "corrupt"), a missing one VS_ERROR_NOT_FOUND. Returns a newly allocated buffer
+ * of *LEN bytes (free with g_free). */
 void *vs_repo_get_chunk(VsRepo *repo, const VsDigest *digest, size_t *len, GError **error);
+/* True when the chunk is under its final name or pending in REPO. */
 bool vs_repo_has_chunk(VsRepo *repo, const VsDigest *digest);
 
 /* ------------------------------------------------------------------------- */

@@ -227,7 +227,7 @@ test_threshold(void)
     VsDigest d;
 
     /* random chunks compress to a little over CS: the fourth crosses 3.5 CS */
-    repo_test_set_flush(r, 7 * CS / 2, 0);
+    repo_test_set_flush(r, 7 * CS / 2, 0, 0);
     for (guint i = 0; i < 3; i++)
         put_random(r, 100 + i, &d);
     g_assert_cmpuint(count_in(dir, "tmp"), ==, 3);
@@ -246,7 +246,8 @@ test_threshold(void)
     tu_rm_rf(dir);
 }
 
-/* However compressible, the pending table holds at most REPO_FLUSH_CHUNKS. */
+/* However compressible, the pending table holds at most REPO_FLUSH_CHUNKS
+ * (lowered to 50 here). */
 static void
 test_threshold_count(void)
 {
@@ -255,12 +256,13 @@ test_threshold_count(void)
     uint8_t buf[4096] = { 0 };
     VsDigest d;
 
-    for (guint i = 0; i < REPO_FLUSH_CHUNKS + 10; i++) {
+    repo_test_set_flush(r, 0, 50, 0);
+    for (guint i = 1; i <= 2 * 50 + 10; i++) {
         memcpy(buf, &i, sizeof(i));
         put(r, buf, sizeof(buf), &d, NULL);
     }
     g_assert_cmpuint(count_in(dir, "tmp"), ==, 10);
-    g_assert_cmpuint(count_in(dir, "chunks"), ==, REPO_FLUSH_CHUNKS);
+    g_assert_cmpuint(count_in(dir, "chunks"), ==, 2 * 50);
     tu_rm_rf(dir);
 }
 
@@ -388,7 +390,7 @@ test_threads(void)
     GThread *threads[NTHREADS], *flusher;
     uint64_t checked = 0;
 
-    repo_test_set_flush(r, 5 * CS, 0);
+    repo_test_set_flush(r, 5 * CS, 0, 0);
     flusher = g_thread_new("flush", flush_thread, &f);
     for (guint t = 0; t < NTHREADS; t++) {
         args[t] = (PutArg){ .repo = r, .index = t };
@@ -424,7 +426,7 @@ child_same_chunks(const char *dir, int reverse)
 
     if (!r || !vs_repo_lock_shared(r, &err))
         return 1;
-    repo_test_set_flush(r, 3 * CS, 0);
+    repo_test_set_flush(r, 3 * CS, 0, 0);
     for (guint i = 0; i < 48; i++) {
         guint j = reverse ? 47 - i : i;
         g_autofree uint8_t *buf = g_malloc(CS);
@@ -490,7 +492,7 @@ test_sync_failure(void)
 
     for (guint i = 0; i < 4; i++)
         put_random(r, 500 + i, &d[i]);
-    repo_test_set_flush(r, 0, EIO);
+    repo_test_set_flush(r, 0, 0, EIO);
     g_assert_false(vs_repo_flush(r, &err));
     g_assert_error(err, VS_ERROR, VS_ERROR_IO);
     expect = g_strdup_printf("repo: %s: flushing chunks: syncing %s/tmp: %s", dir, dir, g_strerror(EIO));
@@ -506,7 +508,7 @@ test_sync_failure(void)
     g_assert_cmpuint(count_in(dir, "backups"), ==, 0);
 
     /* the automatic flush fails the put that triggered it */
-    repo_test_set_flush(r, 2 * CS, EIO);
+    repo_test_set_flush(r, 2 * CS, 0, EIO);
     put_random(r, 600, &d[4]);
     {
         g_autofree uint8_t *buf = g_malloc(CS);
@@ -521,7 +523,7 @@ test_sync_failure(void)
     g_assert_cmpuint(count_in(dir, "chunks"), ==, 0);
 
     /* the disk is back: the same chunks are put again and commit */
-    repo_test_set_flush(r, 0, 0);
+    repo_test_set_flush(r, 0, 0, 0);
     for (guint i = 0; i < 4; i++)
         g_assert_cmpuint(put_random(r, 500 + i, &d[i]), >, 0);
     g_assert_true(commit_digests(r, d, 4, &err));
@@ -539,7 +541,7 @@ test_fdatasync_fallback(void)
     g_autoptr(GError) err = NULL;
     VsDigest d[3];
 
-    repo_test_set_flush(r, 0, ENOSYS);
+    repo_test_set_flush(r, 0, 0, ENOSYS);
     for (guint i = 0; i < 3; i++)
         put_random(r, 700 + i, &d[i]);
     g_assert_true(commit_digests(r, d, 3, &err));
@@ -612,7 +614,7 @@ test_enospc_put(void)
         return;
     }
     r = open_new(dir, CS);
-    repo_test_set_flush(r, 4 * CS, 0);
+    repo_test_set_flush(r, 4 * CS, 0, 0);
     for (i = 0; i < 100; i++) {
         VsDigest d;
 
