@@ -55,9 +55,13 @@ vs_virtsnap verify --repo "$REPO"
 
 # kill -9 at random moments; enough data that a backup takes a while to copy
 vs_gexec "$D" 'dd if=/dev/urandom of=/data/bulk bs=1M count=96 conv=fsync 2>/dev/null' >/dev/null
+t0=$(date +%s%N)
+vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" "$D" >/dev/null
+took_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+vs_log "an uninterrupted backup takes ${took_ms} ms: kills land inside that"
 kills=0
 for i in 1 2 3 4; do
-  delay=$(awk -v s=$RANDOM 'BEGIN { srand(s); printf "%.2f", 0.1 + rand() * 1.2 }')
+  delay=$(awk -v s=$RANDOM -v t="$took_ms" 'BEGIN { srand(s); printf "%.3f", (0.05 + rand() * 0.85) * t / 1000 }')
   vs_log "--- kill -9 after ${delay}s"
   # the binary itself in the background ($! must be virtsnap, not a subshell)
   "$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" "$D" > "$W/rand$i.out" 2>&1 &
