@@ -16,6 +16,7 @@ typedef struct {
 static const Command commands[] = {
     { "discover", vs_cmd_discover, "list domains, their disks and where each disk's data lives" },
     { "backup", vs_cmd_backup, "back up running and shut-off domains into a repository" },
+    { "restore", vs_cmd_restore, "restore domains from a backup, in place or as new domains" },
     { "recover", vs_cmd_recover, "finish or undo interrupted backups (thaw, commit overlays)" },
     { "init", vs_cmd_init, "create a repository" },
     { "list", vs_cmd_list, "list the backups in a repository" },

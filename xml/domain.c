@@ -286,7 +286,9 @@ apply_driver(xmlNode *node, const char *name, const VsStorageSource *src)
     /* An empty cdrom keeps whatever format its drive was given. */
     if (src)
         vs_xml_set_prop(driver, "type", src->format);
-    if (!was_empty && !driver->properties && !driver->children)
+    /* Dropped when the model emptied it, unless another <driver> would then
+     * be read in its place. */
+    if (!was_empty && !driver->properties && !driver->children && !vs_xml_next(driver, "driver"))
         vs_xml_remove(driver);
 }
 
@@ -323,9 +325,8 @@ apply_disk(const VsDiskDef *disk)
      * here was read into the model, so nothing is the model's to drop. */
     if (!(child = vs_xml_child(node, "source")) || !source_has_location(node, child))
         return;
-    vs_xml_remove(child);
-    if ((child = vs_xml_child(node, "backingStore")))
-        vs_xml_remove(child);
+    vs_xml_remove_all(node, "source");
+    vs_xml_remove_all(node, "backingStore");
 }
 
 char *

@@ -558,7 +558,7 @@ apply_initiator(xmlNode *source, const char *iqn)
     /* Only an initiator the model could read is the model's to drop. */
     if (!iqn) {
         if (iqn_node && xmlHasProp(iqn_node, VS_XML_CHAR("name")))
-            vs_xml_remove(initiator);
+            vs_xml_remove_all(source, "initiator");
         return;
     }
     if (!initiator)
@@ -584,8 +584,11 @@ apply_auth(xmlNode *disk, xmlNode *source, const char *username)
     xmlNode *auth = vs_storage_source_find_auth(disk, source);
 
     if (!username) {
-        if (auth && xmlHasProp(auth, VS_XML_CHAR("username")))
-            vs_xml_remove(auth);
+        if (auth && xmlHasProp(auth, VS_XML_CHAR("username"))) {
+            vs_xml_remove_all(source, "auth");
+            if (disk)
+                vs_xml_remove_all(disk, "auth");
+        }
         return;
     }
     if (!auth)
@@ -605,9 +608,14 @@ apply_source(xmlNode *container, xmlNode *after, const VsStorageSource *src,
 
     if (!type_is_modelled(src->type))
         return source;
+    /* Replaced where it stands: another <source> further down must not
+     * become the first one. */
     if (source && type_changed) {
-        vs_xml_remove(source);
-        source = NULL;
+        xmlNode *fresh = xmlNewDocNode(container->doc, NULL, VS_XML_CHAR("source"), NULL);
+
+        xmlReplaceNode(source, fresh);
+        xmlFreeNode(source);
+        source = fresh;
     }
     if (!source)
         source = vs_xml_insert_child(container, after, "source");
@@ -666,7 +674,7 @@ apply_backing(xmlNode *container, const VsStorageSource *src)
                 else if (xmlHasProp(bs, VS_XML_CHAR("type")))
                     vs_xml_clear(bs);
             } else if (bs) {
-                vs_xml_remove(bs);
+                vs_xml_remove_all(container, "backingStore");
             }
             return;
         }

@@ -307,4 +307,35 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsSnapshotDef, vs_snapshot_def_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsCheckpointDef, vs_checkpoint_def_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsBackupDef, vs_backup_def_free)
 
+/* ------------------------------------------------------------------------- */
+/* Editing a domain for restore (domain-edit.c)                               */
+
+/* A name for a new domain that libvirt and file names take: letters, digits,
+ * '.', '_', '+', '-', no "..", not starting with '.' or '-', at most 200. */
+bool vs_domain_name_check(const char *name, GError **error);
+/* Sets <name> (checked with vs_domain_name_check) in the document and model. */
+bool vs_domain_def_set_name(VsDomainDef *def, const char *name, GError **error);
+/* Sets <uuid>, or removes it when UUID is NULL (libvirt then makes one up). */
+bool vs_domain_def_set_uuid(VsDomainDef *def, const char *uuid, GError **error);
+/* Removes every <interface>'s <mac> so that libvirt generates new addresses;
+ * returns how many were removed. */
+guint vs_domain_def_clear_macs(VsDomainDef *def);
+/* PATH for a domain renamed from OLD_NAME to NEW_NAME: whole-word occurrences
+ * of OLD_NAME in the file name are replaced, else the file name gets the
+ * prefix "NEW_NAME-"; the directory never changes. */
+char *vs_domain_rename_path(const char *path, const char *old_name, const char *new_name);
+/* Renames (vs_domain_rename_path) the host files a domain owns alone, so that a
+ * copy beside the original shares none: <source path> of file, unix and pipe
+ * serial/console/parallel/channel devices, their <log file>, and the <nvram>
+ * store; a fixed <graphics> port becomes autoport. Disks are the caller's.
+ * Appends a "WHAT OLD -> NEW" line per change to CHANGES (char*, may be NULL);
+ * returns the number of changes. */
+guint vs_domain_def_rename_files(VsDomainDef *def, const char *old_name, const char *new_name,
+                                 GPtrArray *changes);
+/* The <disk> element of TARGET_DEV as it stands in the document (call
+ * vs_domain_def_format first for the model's changes to be in it), without
+ * what only a running domain has (libvirt's alias, the probed <backingStore>
+ * chain, the source index): the XML virDomainAttachDevice takes. */
+char *vs_domain_def_disk_xml(VsDomainDef *def, const char *target_dev, GError **error);
+
 G_END_DECLS

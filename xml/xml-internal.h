@@ -89,6 +89,9 @@ xmlNode *vs_xml_insert_child(xmlNode *parent, xmlNode *after, const char *name);
 xmlNode *vs_xml_append_child(xmlNode *parent, const char *name);
 /* Unlinks and frees NODE together with the indentation in front of it. */
 void vs_xml_remove(xmlNode *node);
+/* Removes every libvirt element child of PARENT named NAME: taking away only
+ * the first would make the parser read the next one instead. */
+void vs_xml_remove_all(xmlNode *parent, const char *name);
 /* Removes every child of NODE; vs_xml_clear also every attribute. */
 void vs_xml_clear_children(xmlNode *node);
 

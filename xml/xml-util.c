@@ -626,6 +626,15 @@ vs_xml_remove(xmlNode *node)
 }
 
 void
+vs_xml_remove_all(xmlNode *parent, const char *name)
+{
+    xmlNode *node;
+
+    while ((node = vs_xml_child(parent, name)))
+        vs_xml_remove(node);
+}
+
+void
 vs_xml_clear_children(xmlNode *node)
 {
     while (node->children) {
@@ -662,60 +671,117 @@ append_qname(GString *out, const xmlNs *ns, const xmlChar *name)
     g_string_append(out, (const char *)name);
 }
 
-static void
-dump_libxml2(GString *out, xmlDoc *doc, xmlNode *node)
-{
-    xmlBufferPtr buf = xmlBufferCreate();
+/* libvirt writes <metadata> content with xmlNodeDump() and no document, and
+ * everything else itself; the two differ in quotes, escaping and the place of
+ * namespace declarations. */
+typedef enum {
+    DUMP_LIBVIRT,
+    DUMP_LIBXML2,
+} DumpStyle;
 
-    if (!buf)
-        return;
-    if (xmlNodeDump(buf, doc, node, 0, 0) >= 0)
-        g_string_append(out, (const char *)xmlBufferContent(buf));
-    xmlBufferFree(buf);
+/* xmlNodeDump's escaping: quotes only in attributes, whitespace kept as
+ * references there, and (with no document encoding) non-ASCII attribute
+ * characters as hexadecimal references. */
+static void
+escape_libxml2(GString *out, const char *str, bool attr)
+{
+    for (const char *p = str; p && *p;) {
+        unsigned char c = *p;
+        gunichar u;
+
+        if (c == '<') {
+            g_string_append(out, "&lt;");
+        } else if (c == '>') {
+            g_string_append(out, "&gt;");
+        } else if (c == '&') {
+            g_string_append(out, "&amp;");
+        } else if (c == '\r') {
+            g_string_append(out, "&#13;");
+        } else if (attr && c == '"') {
+            g_string_append(out, "&quot;");
+        } else if (attr && c == '\n') {
+            g_string_append(out, "&#10;");
+        } else if (attr && c == '\t') {
+            g_string_append(out, "&#9;");
+        } else if (attr && c >= 0x80 && (gint32)(u = g_utf8_get_char_validated(p, -1)) > 0) {
+            g_string_append_printf(out, "&#x%X;", u);
+            p = g_utf8_next_char(p);
+            continue;
+        } else {
+            g_string_append_c(out, *p);
+        }
+        p++;
+    }
 }
 
 static void
-dump_node(GString *out, xmlDoc *doc, xmlNode *node, bool foreign)
+dump_escape(GString *out, const char *str, bool attr, DumpStyle style)
+{
+    if (style == DUMP_LIBXML2)
+        escape_libxml2(out, str, attr);
+    else
+        vs_xml_escape(out, str, attr);
+}
+
+static void
+dump_attr_value(GString *out, const char *value, DumpStyle style)
+{
+    char quote = style == DUMP_LIBXML2 ? '"' : '\'';
+
+    g_string_append_c(out, quote);
+    dump_escape(out, value, true, style);
+    g_string_append_c(out, quote);
+}
+
+static void
+dump_ns_defs(GString *out, const xmlNode *node, DumpStyle style)
+{
+    for (xmlNs *ns = node->nsDef; ns; ns = ns->next) {
+        /* libxml2 keeps a namespace URI as parsed except that each '&'
+         * stays a "&#38;" reference; undo that before escaping. */
+        g_autoptr(GString) href = g_string_new((const char *)ns->href);
+
+        g_string_replace(href, "&#38;", "&", 0);
+        g_string_append(out, " xmlns");
+        if (ns->prefix)
+            g_string_append_printf(out, ":%s", (const char *)ns->prefix);
+        g_string_append_c(out, '=');
+        dump_attr_value(out, href->str, style);
+    }
+}
+
+static void
+dump_attrs(GString *out, const xmlNode *node, DumpStyle style)
+{
+    for (xmlAttr *attr = node->properties; attr; attr = attr->next) {
+        xmlChar *value = xmlNodeGetContent((xmlNode *)attr);
+
+        g_string_append_c(out, ' ');
+        append_qname(out, attr->ns, attr->name);
+        g_string_append_c(out, '=');
+        dump_attr_value(out, (const char *)value, style);
+        xmlFree(value);
+    }
+}
+
+static void
+dump_node(GString *out, xmlNode *node, DumpStyle style)
 {
     switch (node->type) {
     case XML_ELEMENT_NODE: {
-        bool children_foreign;
+        DumpStyle children = style;
 
-        /* libvirt writes <metadata> content through libxml2 (double quotes)
-         * and everything else itself (single quotes); doing the same keeps a
-         * virsh dumpxml document byte for byte. */
-        if (foreign) {
-            dump_libxml2(out, doc, node);
-            return;
-        }
-        children_foreign = vs_xml_is(node, "metadata") && node->parent &&
-                           node->parent->parent &&
-                           node->parent->parent->type == XML_DOCUMENT_NODE;
+        if (vs_xml_is(node, "metadata") && node->parent && node->parent->parent &&
+            node->parent->parent->type == XML_DOCUMENT_NODE)
+            children = DUMP_LIBXML2;
         g_string_append_c(out, '<');
         append_qname(out, node->ns, node->name);
-        /* libvirt writes namespace declarations after the attributes. */
-        for (xmlAttr *attr = node->properties; attr; attr = attr->next) {
-            xmlChar *value = xmlNodeGetContent((xmlNode *)attr);
-
-            g_string_append_c(out, ' ');
-            append_qname(out, attr->ns, attr->name);
-            g_string_append(out, "='");
-            vs_xml_escape(out, (const char *)value, true);
-            g_string_append_c(out, '\'');
-            xmlFree(value);
-        }
-        for (xmlNs *ns = node->nsDef; ns; ns = ns->next) {
-            /* libxml2 keeps a namespace URI as parsed except that each '&'
-             * stays a "&#38;" reference; undo that before escaping. */
-            g_autoptr(GString) href = g_string_new((const char *)ns->href);
-
-            g_string_replace(href, "&#38;", "&", 0);
-            g_string_append(out, " xmlns");
-            if (ns->prefix)
-                g_string_append_printf(out, ":%s", (const char *)ns->prefix);
-            g_string_append(out, "='");
-            vs_xml_escape(out, href->str, true);
-            g_string_append_c(out, '\'');
+        if (style == DUMP_LIBXML2) {
+            dump_ns_defs(out, node, style);
+            dump_attrs(out, node, style);
+        } else {
+            dump_attrs(out, node, style);
+            dump_ns_defs(out, node, style);
         }
         if (!node->children) {
             g_string_append(out, "/>");
@@ -723,14 +789,14 @@ dump_node(GString *out, xmlDoc *doc, xmlNode *node, bool foreign)
         }
         g_string_append_c(out, '>');
         for (xmlNode *child = node->children; child; child = child->next)
-            dump_node(out, doc, child, children_foreign);
+            dump_node(out, child, children);
         g_string_append(out, "</");
         append_qname(out, node->ns, node->name);
         g_string_append_c(out, '>');
         return;
     }
     case XML_TEXT_NODE:
-        vs_xml_escape(out, (const char *)node->content, false);
+        dump_escape(out, (const char *)node->content, false, style);
         return;
     case XML_CDATA_SECTION_NODE:
         g_string_append_printf(out, "<![CDATA[%s]]>", node->content ? (const char *)node->content : "");
@@ -761,7 +827,7 @@ vs_xml_dump(xmlDoc *doc)
         if (node->type != XML_ELEMENT_NODE && node->type != XML_COMMENT_NODE &&
             node->type != XML_PI_NODE)
             continue;
-        dump_node(out, doc, node, false);
+        dump_node(out, node, DUMP_LIBVIRT);
         g_string_append_c(out, '\n');
     }
     return g_string_free(out, FALSE);

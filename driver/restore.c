@@ -1,0 +1,1505 @@
+/* `virtsnap restore`: domains of a backup written back. A run has three steps.
+ *
+ * Plan: every domain, disk, name, target and pool is resolved and checked, and
+ * every chunk the restored disks need is re-read and re-hashed (vs_repo_verify),
+ * before anything is written; any problem ends the run with nothing touched.
+ *
+ * Write: each disk is exported (sparse, raw or qcow2) to a temp file beside its
+ * destination, several disks at a time, memory bounded by one chunk per disk.
+ * A failure (ENOSPC, the repository gone) removes the temp files of the domain.
+ *
+ * Install, per domain, only once all of its disks are complete: a running
+ * domain is stopped (in place, --force) or, for single disks (--disks), each
+ * disk is hot-swapped (live detach, rename, live attach); temp files are renamed
+ * over their destination (owner and mode kept); then the definition is defined
+ * and started, or written to NAME.xml with the virsh command that defines it.
+ *
+ * In place, a disk goes back where the manifest says it was, in its format. A
+ * disk that had a backing chain is restored flattened into its top image, as a
+ * standalone image (the backing files are left as they are; the definition loses
+ * its <backingStore>). Elsewhere (--as, --target-dir, --pool) disks are new
+ * files NAME-TARGET.FMT, and a renamed domain gets no UUID and no MAC addresses
+ * (libvirt makes new ones) and its own console logs, sockets and nvram. */
+#include "config.h"
+#include "driver-internal.h"
+#include "vs-restore.h"
+#include "vs-xml.h"
+#include "vs-repo.h"
+
+#include <libvirt/virterror.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DETACH_TIMEOUT_MS 30000
+#define MAX_PROBLEMS_SHOWN 5
+
+typedef struct _RDom RDom;
+
+typedef struct {
+    RDom *dom;
+    const VsManifestDisk *md;
+    char *target;
+    char *format;            /* written */
+    char *dir;               /* where dest and tmp live */
+    char *dest;              /* the final path */
+    char *tmp;               /* the complete image before it becomes dest */
+    bool dest_exists;
+    bool hot;                /* live detach, rename, live attach */
+    bool new_file;           /* running disk of unknown use: written beside it */
+    char *vol_name;          /* in the pool */
+    bool vol_created;        /* by us: deleted again on failure */
+    char *action;
+    char *note;
+    char *error;
+    bool written;
+    bool installed;
+} RDisk;
+
+struct _RDom {
+    char *name;              /* in the backup */
+    char *new_name;
+    VsManifest *m;           /* borrowed from the run */
+    VsManifestDomain *md;
+    VsDomainDef *def;
+    virDomainPtr dom;        /* the existing domain called new_name, NULL if none */
+    char *existing_uuid;
+    bool active;             /* dom runs (or is paused) */
+    bool in_place;
+    bool partial;            /* --disks */
+    bool renamed;
+    bool must_stop;
+    int lock_fd;
+    GPtrArray *disks;        /* RDisk* */
+    GPtrArray *notes;        /* char* */
+    bool stopped, defined, started;
+    char *xml_path;
+    char *define_cmd;
+    char *error;
+};
+
+typedef struct {
+    virConnectPtr conn;
+    const VsRestoreOptions *opts;
+    VsRepo *repo;
+    GHashTable *manifests;   /* id -> VsManifest* */
+    char **ids;              /* every backup id, oldest first (lazily) */
+    virStoragePoolPtr pool;
+    char *pool_dir;
+    GPtrArray *doms;         /* RDom* */
+    GHashTable *disk_users;  /* path -> "NAME" or "NAME (running)", of every domain; lazily */
+} Run;
+
+void
+vs_restore_options_init(VsRestoreOptions *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->parallel_disks = 2;
+    opts->shutdown_timeout = 60;
+    opts->agent_timeout = 5;
+}
+
+static void
+disk_result_free(VsRestoreDiskResult *d)
+{
+    g_free(d->target); g_free(d->path); g_free(d->format); g_free(d->pool);
+    g_free(d->volume); g_free(d->action); g_free(d->note);
+    g_free(d);
+}
+
+static void
+domain_result_free(VsRestoreDomainResult *d)
+{
+    g_free(d->name); g_free(d->restored_as); g_free(d->backup_id); g_free(d->error);
+    g_free(d->xml_path); g_free(d->define_command);
+    g_ptr_array_unref(d->disks);
+    g_ptr_array_unref(d->notes);
+    g_free(d);
+}
+
+void
+vs_restore_result_free(VsRestoreResult *r)
+{
+    if (!r)
+        return;
+    g_ptr_array_unref(r->domains);
+    g_free(r);
+}
+
+static void
+rdisk_free(RDisk *d)
+{
+    g_free(d->target); g_free(d->format); g_free(d->dir); g_free(d->dest); g_free(d->tmp);
+    g_free(d->vol_name); g_free(d->action); g_free(d->note); g_free(d->error);
+    g_free(d);
+}
+
+static void
+rdom_free(RDom *d)
+{
+    if (!d)
+        return;
+    if (d->dom)
+        virDomainFree(d->dom);
+    vs_domain_unlock(d->lock_fd);
+    if (d->def)
+        vs_domain_def_free(d->def);
+    g_free(d->name); g_free(d->new_name); g_free(d->existing_uuid);
+    g_free(d->xml_path); g_free(d->define_cmd); g_free(d->error);
+    g_ptr_array_unref(d->disks);
+    g_ptr_array_unref(d->notes);
+    g_free(d);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(RDom, rdom_free)
+
+static void
+note(RDom *d, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static void
+note(RDom *d, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    g_ptr_array_add(d->notes, g_strdup_vprintf(fmt, ap));
+    va_end(ap);
+}
+
+static void
+dom_fail(RDom *d, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static void
+dom_fail(RDom *d, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (d->error)
+        return;
+    va_start(ap, fmt);
+    d->error = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+}
+
+static bool
+domain_active(virDomainPtr dom)
+{
+    int state = VIR_DOMAIN_NOSTATE, reason;
+
+    if (virDomainGetState(dom, &state, &reason, 0) < 0)
+        return false;
+    return state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED ||
+           state == VIR_DOMAIN_BLOCKED || state == VIR_DOMAIN_PMSUSPENDED ||
+           state == VIR_DOMAIN_SHUTDOWN;
+}
+
+static char *
+random_hex(void)
+{
+    return g_strdup_printf("%08x%04x", g_random_int(), g_random_int() & 0xffff);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Plan: which backup                                                         */
+
+static VsManifest *
+load_manifest(Run *run, const char *id, GError **error)
+{
+    VsManifest *m = g_hash_table_lookup(run->manifests, id);
+
+    if (m)
+        return m;
+    if (!(m = vs_repo_load_manifest(run->repo, id, error)))
+        return NULL;
+    g_hash_table_insert(run->manifests, g_strdup(m->id), m);
+    return m;
+}
+
+static VsManifestDomain *
+manifest_domain(const VsManifest *m, const char *name)
+{
+    VsManifestDomain *d = vs_manifest_find_domain(m, name);
+
+    for (guint i = 0; !d && i < m->domains->len; i++) {
+        VsManifestDomain *c = m->domains->pdata[i];
+        if (c->uuid && !g_ascii_strcasecmp(c->uuid, name))
+            d = c;
+    }
+    return d;
+}
+
+static char *
+domain_names(const VsManifest *m)
+{
+    g_autoptr(GString) s = g_string_new(NULL);
+
+    for (guint i = 0; i < m->domains->len; i++)
+        g_string_append_printf(s, "%s%s", i ? ", " : "", ((VsManifestDomain *)m->domains->pdata[i])->name);
+    return g_string_free(g_steal_pointer(&s), FALSE);
+}
+
+static bool
+find_backup(Run *run, const char *name, VsManifest **mp, VsManifestDomain **mdp, GError **error)
+{
+    if (run->opts->backup_id) {
+        VsManifest *m = load_manifest(run, run->opts->backup_id, error);
+        g_autofree char *names = NULL;
+
+        if (!m) {
+            vs_error_prefix(error, "restore: backup '%s'", run->opts->backup_id);
+            return false;
+        }
+        if ((*mdp = manifest_domain(m, name))) {
+            *mp = m;
+            return true;
+        }
+        names = domain_names(m);
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                    "restore: backup %s has no domain '%s' (it holds: %s)", m->id, name, names);
+        return false;
+    }
+    if (!run->ids) {
+        if (!(run->ids = vs_repo_list(run->repo, error))) {
+            vs_error_prefix(error, "restore");
+            return false;
+        }
+    }
+    for (guint n = g_strv_length(run->ids); n > 0; n--) {
+        g_autoptr(GError) merr = NULL;
+        VsManifest *m = load_manifest(run, run->ids[n - 1], &merr);
+
+        /* An unreadable manifest is verify's to report; an older backup may do. */
+        if (m && (*mdp = manifest_domain(m, name))) {
+            *mp = m;
+            return true;
+        }
+    }
+    g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                "restore: no backup in %s holds a domain '%s' (see virtsnap list)",
+                vs_repo_path(run->repo), name);
+    return false;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Plan: domains and disks                                                    */
+
+static bool
+is_local_path(const char *p)
+{
+    return p && g_path_is_absolute(p) && !strstr(p, "://");
+}
+
+/* Can we create files in DIR? Checked by doing it: access(2) does not know
+ * about read-only mounts for root in every case, nor about full file systems. */
+static bool
+check_dir(const char *dir, const char *what, GError **error)
+{
+    g_autofree char *rnd = random_hex();
+    g_autofree char *probe = g_strdup_printf("%s/.virtsnap-probe-%s", dir, rnd);
+    struct stat st;
+    int fd, err;
+
+    if (stat(dir, &st) < 0) {
+        err = errno;
+        g_set_error(error, VS_ERROR, err == ENOENT ? VS_ERROR_NOT_FOUND : VS_ERROR_IO,
+                    "restore: %s %s: %s%s", what, dir, g_strerror(err),
+                    err == ENOENT ? " (create it first)" : "");
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "restore: %s %s is not a directory", what, dir);
+        return false;
+    }
+    fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        err = errno;
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "restore: cannot write in %s %s: %s", what, dir,
+                    g_strerror(err));
+        return false;
+    }
+    close(fd);
+    unlink(probe);
+    return true;
+}
+
+static bool
+format_supported(const char *fmt)
+{
+    return !g_strcmp0(fmt, "raw") || !g_strcmp0(fmt, "qcow2");
+}
+
+static void
+add_users(GHashTable *users, const char *name, bool active, const VsStorageSource *src)
+{
+    for (; src; src = src->backing) {
+        if (!src->path || !*src->path)
+            continue;
+        /* A running user wins: it is the one that forbids. */
+        if (active || !g_hash_table_contains(users, src->path))
+            g_hash_table_insert(users, g_strdup(src->path),
+                                active ? g_strdup_printf("%s (running)", name) : g_strdup(name));
+    }
+}
+
+/* Which domain uses PATH as a disk or backing image, other than SELF: NULL if none. */
+static const char *
+disk_user(Run *run, const char *path, const char *self)
+{
+    const char *who;
+
+    if (!run->disk_users) {
+        virDomainPtr *doms = NULL;
+        int n = virConnectListAllDomains(run->conn, &doms, 0);
+
+        run->disk_users = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        for (int i = 0; i < n; i++) {
+            bool active = domain_active(doms[i]);
+            const char *name = virDomainGetName(doms[i]);
+            g_autofree char *xml = virDomainGetXMLDesc(doms[i], active ? 0 : VIR_DOMAIN_XML_INACTIVE);
+            g_autoptr(VsDomainDef) def = xml ? vs_domain_def_parse_string(xml, name, NULL) : NULL;
+
+            for (guint k = 0; def && k < def->disks->len; k++)
+                add_users(run->disk_users, name, active,
+                          ((VsDiskDef *)def->disks->pdata[k])->src);
+            virDomainFree(doms[i]);
+        }
+        free(doms);
+    }
+    who = g_hash_table_lookup(run->disk_users, path);
+    if (!who || (g_str_has_prefix(who, self) &&
+                 (who[strlen(self)] == 0 || !strcmp(who + strlen(self), " (running)"))))
+        return NULL;
+    return who;
+}
+
+/* Is TARGET mounted in the guest? 1 yes (*where set), 0 no, -1 cannot tell. */
+static int
+disk_in_use(virDomainPtr dom, const char *target, int timeout_s, char **where, char **why)
+{
+    virDomainFSInfoPtr *info = NULL;
+    int n, used = 0;
+
+    (void)virDomainAgentSetResponseTimeout(dom, timeout_s, 0);
+    n = virDomainGetFSInfo(dom, &info, 0);
+    if (n < 0) {
+        const char *msg = virGetLastErrorMessage();
+        *why = g_strdup(msg ? msg : "no answer");
+    }
+    (void)virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        for (size_t k = 0; !used && k < info[i]->ndevAlias; k++) {
+            if (!g_strcmp0(info[i]->devAlias[k], target)) {
+                *where = g_strdup(info[i]->mountpoint);
+                used = 1;
+            }
+        }
+        virDomainFSInfoFree(info[i]);
+    }
+    free(info);
+    return used;
+}
+
+static VsStorageSource *
+new_source(const Run *run, const RDisk *d)
+{
+    VsStorageSource *src;
+
+    if (run->pool) {
+        src = vs_storage_source_new(VS_DISK_TYPE_VOLUME);
+        src->pool = g_strdup(run->opts->pool);
+        src->volume = g_strdup(d->vol_name);
+    } else {
+        src = vs_storage_source_new(VS_DISK_TYPE_FILE);
+        src->path = g_strdup(d->dest);
+    }
+    src->format = g_strdup(d->format);
+    return src;
+}
+
+static bool
+plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
+{
+    const VsRestoreOptions *o = run->opts;
+    RDisk *d = g_new0(RDisk, 1);
+    VsDiskDef *dd = vs_domain_def_find_disk(r->def, md->target);
+    g_autofree char *rnd = random_hex();
+    g_autofree char *base = NULL;
+    struct stat st;
+
+    d->dom = r;
+    d->md = md;
+    d->target = g_strdup(md->target);
+    d->format = g_strdup(o->format ? o->format : md->format);
+    g_ptr_array_add(r->disks, d);
+
+    if (!format_supported(d->format)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "restore: domain '%s' disk %s was backed up as %s: give --format raw or "
+                    "--format qcow2", r->name, d->target, md->format ? md->format : "(unknown)");
+        return false;
+    }
+    if (!dd || !dd->src) {
+        g_set_error(error, VS_ERROR, VS_ERROR_XML,
+                    "restore: the definition saved with domain '%s' has no disk %s", r->name, d->target);
+        return false;
+    }
+
+    if (r->in_place) {
+        if (!is_local_path(md->source)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "restore: domain '%s' disk %s was %s, not a local file: restoring it in "
+                        "place is not supported yet; give --target-dir or --pool", r->name,
+                        d->target, md->source ? md->source : "(unknown)");
+            return false;
+        }
+        d->dest = g_strdup(md->source);
+        if (stat(d->dest, &st) == 0) {
+            if (!S_ISREG(st.st_mode)) {
+                g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                            "restore: domain '%s' disk %s is %s, not a regular file: restoring "
+                            "block devices in place is not supported yet; give --target-dir or "
+                            "--pool", r->name, d->target, d->dest);
+                return false;
+            }
+            d->dest_exists = true;
+        }
+        d->dir = g_path_get_dirname(d->dest);
+        if (g_strcmp0(d->format, md->format) != 0 && r->dom && !(o->define || o->start)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "restore: --format %s changes the format of domain '%s' disk %s in place "
+                        "(it is %s): give --define too, so that its definition says so",
+                        d->format, r->name, d->target, md->format);
+            return false;
+        }
+        if (md->chain && md->chain->len > 1)
+            d->note = g_strdup_printf("had a backing chain of %u images: restored flattened into "
+                                      "%s as a standalone image (the backing files are left as they are)",
+                                      md->chain->len, d->dest);
+        if (r->dom && !r->active) {
+            g_autofree char *cur = vs_domain_disk_source(r->dom, d->target, true, NULL);
+            if (cur && g_strcmp0(cur, d->dest) != 0)
+                note(r, "disk %s: the domain now uses %s, the backup had %s: restored to %s%s",
+                     d->target, cur, d->dest, d->dest,
+                     o->define || o->start ? "" : " (give --define to point the domain back at it)");
+        }
+        /* The definition: the same file, its format, no backing chain any more. */
+        if (dd->src->type == VS_DISK_TYPE_FILE) {
+            g_free(dd->src->path);
+            dd->src->path = g_strdup(d->dest);
+        }
+        g_free(dd->src->format);
+        dd->src->format = g_strdup(d->format);
+        g_clear_pointer(&dd->src->backing, vs_storage_source_free);
+        dd->src->backing_terminated = false;
+    } else {
+        base = g_strdup_printf("%s-%s.%s", r->new_name, d->target, d->format);
+        if (run->pool) {
+            virStorageVolPtr vol;
+
+            d->dir = g_strdup(run->pool_dir);
+            d->vol_name = g_strdup(base);
+            vol = virStorageVolLookupByName(run->pool, base);
+            if (vol) {
+                char *path = virStorageVolGetPath(vol);
+                d->dest = g_strdup(path ? path : "");
+                free(path);
+                virStorageVolFree(vol);
+                d->dest_exists = true;
+                if (!o->force) {
+                    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                                "restore: pool '%s' already has a volume %s: give --force to replace "
+                                "it, or choose another name with --as", o->pool, base);
+                    return false;
+                }
+                g_free(d->dir);
+                d->dir = g_path_get_dirname(d->dest);
+            } else {
+                d->dest = g_build_filename(d->dir, base, NULL);
+            }
+        } else {
+            if (o->target_dir) {
+                d->dir = g_canonicalize_filename(o->target_dir, NULL);
+            } else if (is_local_path(md->source)) {
+                d->dir = g_path_get_dirname(md->source);
+            } else {
+                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                            "restore: domain '%s' disk %s was %s, not a local file: give "
+                            "--target-dir or --pool for its new file", r->name, d->target,
+                            md->source ? md->source : "(unknown)");
+                return false;
+            }
+            d->dest = g_build_filename(d->dir, base, NULL);
+            if (lstat(d->dest, &st) == 0) {
+                d->dest_exists = true;
+                if (!o->force) {
+                    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                                "restore: %s exists: give --force to replace it, or choose another "
+                                "name with --as or another --target-dir", d->dest);
+                    return false;
+                }
+                if (!S_ISREG(st.st_mode)) {
+                    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                                "restore: %s exists and is not a regular file", d->dest);
+                    return false;
+                }
+            }
+        }
+        if (md->chain && md->chain->len > 1)
+            d->note = g_strdup_printf("had a backing chain of %u images: restored flattened",
+                                      md->chain->len);
+        vs_storage_source_free(dd->src);
+        dd->src = new_source(run, d);
+    }
+    if (d->dest_exists) {
+        /* Never write over another domain's disk (e.g. one renamed since the
+         * backup, or one given the name NAME-vda.qcow2 by hand). */
+        /* Disk files only (--disks elsewhere): no domain is stopped, so even
+         * the domain of that name must not be using the file. */
+        const char *who = disk_user(run, d->dest, r->partial && !r->in_place ? "" : r->new_name);
+
+        if (who && (g_str_has_suffix(who, " (running)") || !o->force)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "restore: %s (domain '%s' disk %s) is a disk of domain %s: %s", d->dest,
+                        r->new_name, d->target, who,
+                        g_str_has_suffix(who, " (running)") ? "it is not overwritten while that "
+                        "domain runs; restore elsewhere with --as or --target-dir" :
+                        "give --force to overwrite it anyway, or restore elsewhere with --as or "
+                        "--target-dir");
+            return false;
+        }
+    }
+    {
+        g_autofree char *b = g_path_get_basename(d->dest);
+        d->tmp = g_strdup_printf("%s/.%s.virtsnap-restore-%s", d->dir, b, rnd);
+    }
+    d->action = g_strdup(d->dest_exists ? "replaced" : "created");
+    return true;
+}
+
+static bool
+plan_hot_swap(Run *run, RDom *r, GError **error)
+{
+    for (guint i = 0; i < r->disks->len; i++) {
+        RDisk *d = r->disks->pdata[i];
+        g_autoptr(GError) lerr = NULL;
+        g_autofree char *cur = vs_domain_disk_source(r->dom, d->target, false, &lerr);
+        g_autofree char *where = NULL, *why = NULL;
+        int used;
+
+        if (!cur) {
+            g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                        "restore: running domain '%s' has no disk %s now: attach it first, or shut "
+                        "the domain down (--force does)", r->new_name, d->target);
+            return false;
+        }
+        if (g_strcmp0(cur, d->dest) != 0) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "restore: disk %s of running domain '%s' is %s now, not %s as backed up: "
+                        "it cannot be swapped in place; shut the domain down (--force does) or "
+                        "restore elsewhere with --as or --target-dir", d->target, r->new_name, cur,
+                        d->dest);
+            return false;
+        }
+        used = disk_in_use(r->dom, d->target, run->opts->agent_timeout, &where, &why);
+        if (used > 0) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "restore: disk %s of running domain '%s' is in use: mounted on %s in the "
+                        "guest; unmount it there first, or give --force to shut the domain down "
+                        "for the restore", d->target, r->new_name, where ? where : "?");
+            return false;
+        }
+        if (used < 0) {
+            /* Swapping a disk the guest may be using would pull it from under
+             * its file system: write it beside instead, and say how to swap. */
+            g_autofree char *b = g_path_get_basename(d->dest);
+            g_free(d->dest);
+            d->dest = g_strdup_printf("%s/%s.restored-%s", d->dir, b, r->m->id);
+            d->new_file = true;
+            d->dest_exists = false;
+            g_free(d->action);
+            d->action = g_strdup("new-file");
+            d->note = g_strdup_printf("the guest agent could not say whether %s is in use (%s): "
+                                      "the running disk was left alone and the backup written to "
+                                      "this new file; to use it: unmount it in the guest, then "
+                                      "virsh detach-disk %s %s --live; mv %s %s; virsh attach-disk "
+                                      "%s %s %s --live --subdriver %s", d->target, why, r->new_name,
+                                      d->target, d->dest, cur, r->new_name, cur, d->target, d->format);
+            if (lstat(d->dest, &(struct stat){ 0 }) == 0) {
+                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "restore: %s exists already",
+                            d->dest);
+                return false;
+            }
+        } else {
+            d->hot = true;
+            g_free(d->action);
+            d->action = g_strdup("hot-swapped");
+        }
+    }
+    return true;
+}
+
+static bool
+lookup_existing(Run *run, RDom *r, GError **error)
+{
+    char uuid[VIR_UUID_STRING_BUFLEN] = "";
+
+    r->dom = virDomainLookupByName(run->conn, r->new_name);
+    if (!r->dom) {
+        if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN)
+            return true;
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: looking up domain '%s'", r->new_name);
+        return false;
+    }
+    if (virDomainGetUUIDString(r->dom, uuid) == 0)
+        r->existing_uuid = g_strdup(uuid);
+    r->active = domain_active(r->dom);
+    return true;
+}
+
+static RDom *
+plan_domain(Run *run, const char *name, GError **error)
+{
+    const VsRestoreOptions *o = run->opts;
+    g_autoptr(RDom) r = g_new0(RDom, 1);
+    g_autofree char *label = NULL;
+    bool files_only;
+
+    r->lock_fd = -1;
+    r->disks = g_ptr_array_new_with_free_func((GDestroyNotify)rdisk_free);
+    r->notes = g_ptr_array_new_with_free_func(g_free);
+    if (!find_backup(run, name, &r->m, &r->md, error))
+        return NULL;
+    r->name = g_strdup(r->md->name);
+    r->new_name = g_strdup(o->new_name ? o->new_name : r->md->name);
+    r->renamed = g_strcmp0(r->new_name, r->name) != 0;
+    r->in_place = !r->renamed && !o->target_dir && !o->pool;
+    r->partial = o->disks && o->disks[0];
+    /* Some disks of a domain restored elsewhere are just files: no domain. */
+    files_only = r->partial && !r->in_place;
+
+    if (!r->md->xml || !*r->md->xml) {
+        g_set_error(error, VS_ERROR, VS_ERROR_XML,
+                    "restore: backup %s holds no definition for domain '%s'", r->m->id, r->name);
+        return NULL;
+    }
+    label = g_strdup_printf("backup %s domain %s", r->m->id, r->name);
+    if (!(r->def = vs_domain_def_parse_string(r->md->xml, label, error))) {
+        vs_error_prefix(error, "restore");
+        return NULL;
+    }
+
+    if (!files_only) {
+        if (!lookup_existing(run, r, error))
+            return NULL;
+        if (r->dom && !r->in_place && !o->force) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "restore: a domain '%s' already exists: choose another name with --as, or "
+                        "give --force to replace its definition (it is stopped; its disks are left "
+                        "as they are)", r->new_name);
+            return NULL;
+        }
+        if (r->dom && r->in_place && r->existing_uuid && r->md->uuid &&
+            g_ascii_strcasecmp(r->existing_uuid, r->md->uuid) != 0 && !o->force) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "restore: domain '%s' exists but is not the one backed up (UUID %s, the "
+                        "backup's is %s): give --force to restore over it, or --as another name",
+                        r->new_name, r->existing_uuid, r->md->uuid);
+            return NULL;
+        }
+        if (r->dom && r->active) {
+            if (r->in_place && r->partial && !o->force) {
+                /* hot swap: planned below, once the disks are known */
+            } else if (!o->force) {
+                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                            "restore: domain '%s' is running: shut it down first, or give --force "
+                            "to stop it (graceful shutdown, destroyed after %d s)", r->new_name,
+                            o->shutdown_timeout);
+                return NULL;
+            } else {
+                r->must_stop = true;
+            }
+        }
+        if (r->dom || r->in_place) {
+            const char *uuid = r->existing_uuid ? r->existing_uuid : r->md->uuid;
+            if (uuid && (r->lock_fd = vs_domain_lock(o->state_dir, uuid, r->new_name, error)) < 0) {
+                vs_error_prefix(error, "restore");
+                return NULL;
+            }
+        }
+    }
+
+    /* Disks */
+    if (r->partial) {
+        for (size_t i = 0; o->disks[i]; i++) {
+            const VsManifestDisk *md = vs_manifest_find_disk(r->md, o->disks[i]);
+            if (!md) {
+                g_autoptr(GString) have = g_string_new(NULL);
+                for (guint k = 0; k < r->md->disks->len; k++)
+                    g_string_append_printf(have, "%s%s", k ? ", " : "",
+                                           ((VsManifestDisk *)r->md->disks->pdata[k])->target);
+                g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                            "restore: domain '%s' in backup %s has no disk %s (it has: %s)",
+                            r->name, r->m->id, o->disks[i], have->str);
+                return NULL;
+            }
+            for (size_t k = 0; k < i; k++)
+                if (!strcmp(o->disks[k], o->disks[i]))
+                    md = NULL;             /* named twice */
+            if (md && !plan_disk(run, r, md, error))
+                return NULL;
+        }
+        if (o->start && !r->dom) {
+            g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                        "restore: --start: domain '%s' is not defined; restore the whole domain "
+                        "(without --disks) to define it", r->new_name);
+            return NULL;
+        }
+    } else {
+        for (guint k = 0; k < r->md->disks->len; k++)
+            if (!plan_disk(run, r, r->md->disks->pdata[k], error))
+                return NULL;
+    }
+    if (r->disks->len == 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                    "restore: domain '%s' in backup %s has no disks", r->name, r->m->id);
+        return NULL;
+    }
+    if (r->dom && r->active && r->in_place && r->partial && !o->force &&
+        !plan_hot_swap(run, r, error))
+        return NULL;
+    for (guint i = 0; i < r->disks->len; i++) {
+        RDisk *d = r->disks->pdata[i];
+        bool seen = false;
+        for (guint k = 0; k < i; k++)
+            seen = seen || !g_strcmp0(((RDisk *)r->disks->pdata[k])->dir, d->dir);
+        if (!seen && !check_dir(d->dir, o->target_dir && !r->in_place ? "target directory" :
+                                run->pool && !r->in_place ? "pool directory" : "directory",
+                                error))
+            return NULL;
+    }
+
+    /* The definition */
+    if (r->renamed) {
+        if (!vs_domain_def_set_name(r->def, r->new_name, error) ||
+            !vs_domain_def_set_uuid(r->def, r->existing_uuid, error)) {
+            vs_error_prefix(error, "restore");
+            return NULL;
+        }
+        if (vs_domain_def_clear_macs(r->def) > 0)
+            note(r, "MAC addresses removed: libvirt generates new ones");
+        {
+            g_autoptr(GPtrArray) changes = g_ptr_array_new_with_free_func(g_free);
+            vs_domain_def_rename_files(r->def, r->name, r->new_name, changes);
+            for (guint i = 0; i < changes->len; i++)
+                note(r, "renamed %s", (char *)changes->pdata[i]);
+        }
+        if (!r->existing_uuid)
+            note(r, "new UUID: libvirt makes one up");
+    } else if (r->existing_uuid) {
+        if (!vs_domain_def_set_uuid(r->def, r->existing_uuid, error))
+            return NULL;
+    } else if (r->md->uuid) {
+        virDomainPtr other = virDomainLookupByUUIDString(run->conn, r->md->uuid);
+        if (other) {
+            const char *oname = virDomainGetName(other);
+            note(r, "UUID %s now belongs to domain '%s': the restored domain gets a new one",
+                 r->md->uuid, oname ? oname : "?");
+            virDomainFree(other);
+            vs_domain_def_set_uuid(r->def, NULL, NULL);
+        }
+    }
+    if (!r->partial && !(o->define || o->start)) {
+        const char *dir = o->target_dir ? o->target_dir : NULL;
+        g_autofree char *xml_dir = NULL;
+        g_autofree char *xml_name = g_strdup_printf("%s.xml", r->new_name);
+
+        if (!dir && run->pool) {
+            /* Not in the pool: it would show up as a volume. */
+            xml_dir = g_build_filename(vs_state_dir(o->state_dir), "restore", NULL);
+            if (!vs_make_dir(vs_state_dir(o->state_dir), 0755, error) || !vs_make_dir(xml_dir, 0700, error))
+                return NULL;
+        } else {
+            xml_dir = g_strdup(dir ? dir : ((RDisk *)r->disks->pdata[0])->dir);
+        }
+        r->xml_path = g_build_filename(xml_dir, xml_name, NULL);
+    }
+    return g_steal_pointer(&r);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Plan: the chunks                                                           */
+
+static bool
+wanted_disk(Run *run, const VsVerifyProblem *p)
+{
+    for (guint i = 0; i < run->doms->len; i++) {
+        RDom *r = run->doms->pdata[i];
+        if (g_strcmp0(r->m->id, p->backup_id) != 0 || g_strcmp0(r->name, p->domain) != 0)
+            continue;
+        for (guint k = 0; k < r->disks->len; k++)
+            if (!g_strcmp0(((RDisk *)r->disks->pdata[k])->target, p->disk))
+                return true;
+    }
+    return false;
+}
+
+static bool
+verify_chunks(Run *run, GError **error)
+{
+    g_autoptr(GHashTable) done = g_hash_table_new(g_str_hash, g_str_equal);
+    g_autoptr(GPtrArray) bad = g_ptr_array_new();
+    g_autoptr(GPtrArray) problems = NULL;
+    g_autoptr(GString) msg = NULL;
+
+    for (guint i = 0; i < run->doms->len; i++) {
+        RDom *r = run->doms->pdata[i];
+
+        if (g_hash_table_contains(done, r->m->id))
+            continue;
+        g_hash_table_add(done, r->m->id);
+        if (!vs_repo_verify(run->repo, r->m->id, &problems, NULL, error)) {
+            vs_error_prefix(error, "restore: verifying backup %s", r->m->id);
+            return false;
+        }
+    }
+    for (guint i = 0; problems && i < problems->len; i++) {
+        VsVerifyProblem *p = problems->pdata[i];
+        if (p->domain && p->disk && wanted_disk(run, p))
+            g_ptr_array_add(bad, p);
+    }
+    if (bad->len == 0)
+        return true;
+    msg = g_string_new(NULL);
+    for (guint i = 0; i < bad->len && i < MAX_PROBLEMS_SHOWN; i++) {
+        VsVerifyProblem *p = bad->pdata[i];
+        g_autofree char *file = NULL;
+
+        if (p->digest_hex) {
+            char sub[3] = { p->digest_hex[0], p->digest_hex[1], 0 };
+            file = g_build_filename(vs_repo_path(run->repo), "chunks", sub, p->digest_hex, NULL);
+        }
+        g_string_append_printf(msg, "%sdomain '%s' disk %s at offset %" G_GUINT64_FORMAT
+                                " needs chunk %s (%s), which is %s", i ? "; " : "", p->domain,
+                                p->disk, p->offset, p->digest_hex ? p->digest_hex : "?",
+                                file ? file : "?", p->problem);
+    }
+    if (bad->len > MAX_PROBLEMS_SHOWN)
+        g_string_append_printf(msg, "; and %u more", bad->len - MAX_PROBLEMS_SHOWN);
+    g_set_error(error, VS_ERROR, VS_ERROR_IO,
+                "restore: backup %s cannot be restored: %s; nothing was touched (virtsnap verify "
+                "lists every damaged chunk)", ((VsVerifyProblem *)bad->pdata[0])->backup_id, msg->str);
+    return false;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Write                                                                      */
+
+typedef struct {
+    Run *run;
+    RDisk *d;
+} WriteTask;
+
+static void
+write_one(gpointer data, gpointer user)
+{
+    WriteTask *t = data;
+    RDisk *d = t->d;
+    g_autoptr(GError) err = NULL;
+
+    (void)user;
+    /* Tests: time to pull the repository away from under a running restore. */
+    if (g_getenv("VIRTSNAP_FAULT_RESTORE_DELAY_MS"))
+        g_usleep(g_ascii_strtoull(g_getenv("VIRTSNAP_FAULT_RESTORE_DELAY_MS"), NULL, 10) * 1000);
+    if (vs_repo_export_disk(t->run->repo, d->dom->m, d->dom->name, d->target, d->tmp, d->format, &err)) {
+        d->written = true;
+        return;
+    }
+    {
+        /* The temp file is gone: name the destination instead. */
+        g_autoptr(GString) msg = g_string_new(err->message);
+
+        g_string_replace(msg, d->tmp, d->dest, 0);
+        d->error = g_strdup_printf("restore: domain '%s' disk %s: %s", d->dom->name, d->target, msg->str);
+    }
+}
+
+static bool
+create_volume(Run *run, RDisk *d, GError **error)
+{
+    g_autoptr(VsVolDef) vd = g_new0(VsVolDef, 1);
+    g_autofree char *xml = NULL;
+    virStorageVolPtr vol;
+    char *path;
+
+    vd->name = g_strdup(d->vol_name);
+    vd->capacity = d->md->virtual_size;
+    vd->allocation = 0;
+    vd->target_format = g_strdup(d->format);
+    xml = vs_vol_def_format(vd);
+    if (!(vol = virStorageVolCreateXML(run->pool, xml, 0))) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: creating volume %s in pool '%s'",
+                             d->vol_name, run->opts->pool);
+        return false;
+    }
+    d->vol_created = true;
+    path = virStorageVolGetPath(vol);
+    virStorageVolFree(vol);
+    if (path && g_strcmp0(path, d->dest) != 0) {
+        g_autofree char *dir = g_path_get_dirname(path);
+        if (g_strcmp0(dir, d->dir) != 0) {
+            free(path);
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "restore: pool '%s' put volume %s outside its directory %s",
+                        run->opts->pool, d->vol_name, d->dir);
+            return false;
+        }
+        g_free(d->dest);
+        d->dest = g_strdup(path);
+    }
+    free(path);
+    return true;
+}
+
+static void
+delete_volume(Run *run, RDisk *d)
+{
+    virStorageVolPtr vol;
+
+    if (!d->vol_created)
+        return;
+    if ((vol = virStorageVolLookupByName(run->pool, d->vol_name))) {
+        virStorageVolDelete(vol, 0);
+        virStorageVolFree(vol);
+    }
+    d->vol_created = false;
+}
+
+/* Removes what a domain that failed before its disks were installed left. */
+static void
+discard_temps(Run *run, RDom *r)
+{
+    for (guint i = 0; i < r->disks->len; i++) {
+        RDisk *d = r->disks->pdata[i];
+        if (!d->installed) {
+            if (d->tmp)
+                unlink(d->tmp);
+            delete_volume(run, d);
+        }
+    }
+}
+
+static void
+write_phase(Run *run)
+{
+    g_autoptr(GPtrArray) tasks = g_ptr_array_new_with_free_func(g_free);
+    GThreadPool *pool = g_thread_pool_new(write_one, NULL, MAX(1, run->opts->parallel_disks), TRUE, NULL);
+
+    for (guint i = 0; i < run->doms->len; i++) {
+        RDom *r = run->doms->pdata[i];
+        for (guint k = 0; k < r->disks->len; k++) {
+            RDisk *d = r->disks->pdata[k];
+            WriteTask *t;
+
+            if (d->vol_name && !d->dest_exists) {
+                g_autoptr(GError) err = NULL;
+                if (!create_volume(run, d, &err)) {
+                    d->error = g_strdup(err->message);
+                    continue;
+                }
+            }
+            t = g_new0(WriteTask, 1);
+            t->run = run;
+            t->d = d;
+            g_ptr_array_add(tasks, t);
+            g_thread_pool_push(pool, t, NULL);
+        }
+    }
+    g_thread_pool_free(pool, FALSE, TRUE);
+    for (guint i = 0; i < run->doms->len; i++) {
+        RDom *r = run->doms->pdata[i];
+        for (guint k = 0; k < r->disks->len; k++) {
+            RDisk *d = r->disks->pdata[k];
+            if (d->error)
+                dom_fail(r, "%s; nothing of domain '%s' was changed", d->error, r->new_name);
+        }
+        if (r->error)
+            discard_temps(run, r);
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Install                                                                    */
+
+static bool
+fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool ok;
+
+    if (fd < 0)
+        return false;
+    ok = fsync(fd) == 0;
+    close(fd);
+    return ok;
+}
+
+/* TMP becomes DEST, with DEST's owner and mode when it exists. */
+static bool
+install_file(RDisk *d, const char *dest, bool replace, GError **error)
+{
+    struct stat st;
+    int err;
+
+    if (lstat(dest, &st) == 0) {
+        if (!replace) {
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "restore: %s appeared meanwhile; the restored "
+                        "image is kept as %s", dest, d->tmp);
+            return false;
+        }
+        if (chown(d->tmp, st.st_uid, st.st_gid) < 0 || chmod(d->tmp, st.st_mode & 07777) < 0) {
+            err = errno;
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "restore: %s: copying owner and mode of %s: %s",
+                        d->tmp, dest, g_strerror(err));
+            return false;
+        }
+    }
+    if (rename(d->tmp, dest) < 0) {
+        err = errno;
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "restore: renaming %s to %s: %s", d->tmp, dest,
+                    g_strerror(err));
+        return false;
+    }
+    d->installed = true;
+    if (!fsync_dir(d->dir)) {
+        err = errno;
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "restore: %s: syncing the directory: %s", d->dir,
+                    g_strerror(err));
+        return false;
+    }
+    return true;
+}
+
+static bool
+stop_domain(Run *run, RDom *r, GError **error)
+{
+    const char *name = r->new_name;
+    int state = VIR_DOMAIN_NOSTATE, reason;
+    gint64 deadline;
+
+    virDomainGetState(r->dom, &state, &reason, 0);
+    if (state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED) {
+        (void)virDomainAgentSetResponseTimeout(r->dom, run->opts->agent_timeout, 0);
+        (void)virDomainShutdownFlags(r->dom, VIR_DOMAIN_SHUTDOWN_GUEST_AGENT |
+                                             VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN);
+        (void)virDomainAgentSetResponseTimeout(r->dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
+        deadline = g_get_monotonic_time() + (gint64)run->opts->shutdown_timeout * G_USEC_PER_SEC;
+        while (domain_active(r->dom) && g_get_monotonic_time() < deadline)
+            g_usleep(200 * 1000);
+    }
+    if (domain_active(r->dom)) {
+        if (virDomainDestroy(r->dom) < 0 && domain_active(r->dom)) {
+            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: stopping domain '%s'", name);
+            return false;
+        }
+        note(r, "domain '%s' did not shut down within %d s: destroyed", name, run->opts->shutdown_timeout);
+    }
+    r->stopped = true;
+    return true;
+}
+
+static bool
+wait_disk_gone(virDomainPtr dom, const char *target)
+{
+    gint64 deadline = g_get_monotonic_time() + DETACH_TIMEOUT_MS * 1000;
+
+    do {
+        g_autoptr(GError) err = NULL;
+        g_autofree char *src = vs_domain_disk_source(dom, target, false, &err);
+
+        if (!src && err && err->code == VS_ERROR_NOT_FOUND)
+            return true;
+        g_usleep(100 * 1000);
+    } while (g_get_monotonic_time() < deadline);
+    return false;
+}
+
+static bool
+hot_swap(Run *run, RDom *r, RDisk *d, GError **error)
+{
+    const char *name = r->new_name;
+    g_autofree char *live = virDomainGetXMLDesc(r->dom, 0);
+    g_autoptr(VsDomainDef) def = NULL;
+    g_autofree char *disk_xml = NULL, *formatted = NULL;
+    VsDiskDef *dd;
+
+    (void)run;
+    if (!live) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: domain '%s': cannot read its XML", name);
+        return false;
+    }
+    if (!(def = vs_domain_def_parse_string(live, name, error)))
+        return false;
+    if ((dd = vs_domain_def_find_disk(def, d->target)) && dd->src) {
+        g_free(dd->src->format);
+        dd->src->format = g_strdup(d->format);
+        g_clear_pointer(&dd->src->backing, vs_storage_source_free);
+        dd->src->backing_terminated = false;
+    }
+    if (!(formatted = vs_domain_def_format(def, error)) ||
+        !(disk_xml = vs_domain_def_disk_xml(def, d->target, error)))
+        return false;
+    if (virDomainDetachDeviceFlags(r->dom, disk_xml, VIR_DOMAIN_AFFECT_LIVE) < 0) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: detaching disk %s from running domain "
+                             "'%s' (nothing was changed)", d->target, name);
+        return false;
+    }
+    if (!wait_disk_gone(r->dom, d->target)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
+                    "restore: the guest of domain '%s' did not release disk %s within %d s; the "
+                    "disk is unchanged, the restored image is %s (the guest may still let the "
+                    "disk go: check virsh domblklist %s)", name, d->target, DETACH_TIMEOUT_MS / 1000,
+                    d->tmp, name);
+        return false;
+    }
+    if (!install_file(d, d->dest, true, error)) {
+        /* Put the untouched disk back. */
+        if (virDomainAttachDeviceFlags(r->dom, disk_xml, VIR_DOMAIN_AFFECT_LIVE) < 0 && error && *error) {
+            char *m = g_strdup_printf("%s; and attaching the old disk again failed: %s (it is "
+                                      "back at the next start)", (*error)->message,
+                                      virGetLastErrorMessage());
+            g_free((*error)->message);
+            (*error)->message = m;
+        }
+        return false;
+    }
+    if (virDomainAttachDeviceFlags(r->dom, disk_xml, VIR_DOMAIN_AFFECT_LIVE) < 0) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT,
+                             "restore: disk %s of domain '%s' was restored into %s, but attaching "
+                             "it again to the running guest failed (it is back at the next start; "
+                             "or: virsh attach-disk %s %s %s --live --subdriver %s)", d->target,
+                             name, d->dest, name, d->dest, d->target, d->format);
+        return false;
+    }
+    return true;
+}
+
+static char *
+shell_quote_if_needed(const char *s)
+{
+    for (const char *p = s; *p; p++)
+        if (!g_ascii_isalnum(*p) && !strchr("/._+-=:,@", *p))
+            return g_shell_quote(s);
+    return g_strdup(s);
+}
+
+static void
+finish_domain(Run *run, RDom *r)
+{
+    const VsRestoreOptions *o = run->opts;
+    g_autoptr(GError) err = NULL;
+    g_autofree char *xml = NULL;
+    bool any_installed = false;
+    bool was_active = r->active;
+
+    if (r->error)
+        return;
+    if (!r->partial && !(xml = vs_domain_def_format(r->def, &err))) {
+        dom_fail(r, "restore: domain '%s': %s; nothing was changed", r->new_name, err->message);
+        discard_temps(run, r);
+        return;
+    }
+    if (r->must_stop && r->dom && domain_active(r->dom)) {
+        if (!stop_domain(run, r, &err)) {
+            dom_fail(r, "%s; nothing was changed", err->message);
+            discard_temps(run, r);
+            return;
+        }
+    }
+    for (guint i = 0; i < r->disks->len; i++) {
+        RDisk *d = r->disks->pdata[i];
+        bool ok;
+
+        g_clear_error(&err);
+        if (d->hot)
+            ok = hot_swap(run, r, d, &err);
+        else
+            ok = install_file(d, d->dest, !d->new_file, &err);
+        any_installed = any_installed || d->installed;
+        if (!ok) {
+            if (any_installed)
+                dom_fail(r, "%s (disks restored before it: see the result)", err->message);
+            else
+                dom_fail(r, "%s; nothing was changed", err->message);
+            break;
+        }
+    }
+    if (r->error) {
+        discard_temps(run, r);
+        /* Untouched, so back to how it was. */
+        if (!any_installed && r->stopped && was_active && virDomainCreate(r->dom) == 0)
+            note(r, "domain '%s' was started again", r->new_name);
+        return;
+    }
+    if (run->pool)
+        (void)virStoragePoolRefresh(run->pool, 0);
+
+    if (!r->partial && (o->define || o->start)) {
+        virDomainPtr dom = virDomainDefineXML(run->conn, xml);
+        if (!dom) {
+            vs_set_libvirt_error(&err, VS_ERROR_LIBVIRT, "restore: defining domain '%s'", r->new_name);
+            dom_fail(r, "%s (its disks are restored)", err->message);
+            return;
+        }
+        r->defined = true;
+        if (r->dom)
+            virDomainFree(r->dom);
+        r->dom = dom;
+    } else if (!r->partial) {
+        g_autofree char *q = shell_quote_if_needed(r->xml_path);
+        g_autofree char *u = o->uri ? shell_quote_if_needed(o->uri) : NULL;
+
+        if (!g_file_set_contents(r->xml_path, xml, -1, &err)) {
+            dom_fail(r, "restore: writing %s: %s (the disks are restored)", r->xml_path, err->message);
+            return;
+        }
+        r->define_cmd = g_strdup_printf("virsh%s%s define %s", u ? " -c " : "", u ? u : "", q);
+    }
+    if (o->start && r->dom && !domain_active(r->dom)) {
+        if (virDomainCreate(r->dom) < 0) {
+            vs_set_libvirt_error(&err, VS_ERROR_LIBVIRT, "restore: starting domain '%s'", r->new_name);
+            dom_fail(r, "%s (it is restored%s)", err->message, r->defined ? " and defined" : "");
+            return;
+        }
+        r->started = true;
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+
+static VsRestoreResult *
+make_result(Run *run)
+{
+    VsRestoreResult *res = g_new0(VsRestoreResult, 1);
+
+    res->domains = g_ptr_array_new_with_free_func((GDestroyNotify)domain_result_free);
+    for (guint i = 0; i < run->doms->len; i++) {
+        RDom *r = run->doms->pdata[i];
+        VsRestoreDomainResult *dr = g_new0(VsRestoreDomainResult, 1);
+
+        dr->name = g_strdup(r->name);
+        dr->restored_as = g_strdup(r->new_name);
+        dr->backup_id = g_strdup(r->m->id);
+        dr->ok = r->error == NULL;
+        dr->error = g_strdup(r->error);
+        dr->in_place = r->in_place;
+        dr->stopped = r->stopped;
+        dr->defined = r->defined;
+        dr->started = r->started;
+        dr->xml_path = r->define_cmd ? g_strdup(r->xml_path) : NULL;
+        dr->define_command = g_strdup(r->define_cmd);
+        dr->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_result_free);
+        dr->notes = g_ptr_array_new_with_free_func(g_free);
+        for (guint k = 0; k < r->notes->len; k++)
+            g_ptr_array_add(dr->notes, g_strdup(r->notes->pdata[k]));
+        for (guint k = 0; k < r->disks->len; k++) {
+            RDisk *d = r->disks->pdata[k];
+            VsRestoreDiskResult *k2;
+
+            if (!d->installed && !(dr->ok && d->written))
+                continue;
+            k2 = g_new0(VsRestoreDiskResult, 1);
+            k2->target = g_strdup(d->target);
+            k2->path = g_strdup(d->dest);
+            k2->format = g_strdup(d->format);
+            k2->pool = d->vol_name ? g_strdup(run->opts->pool) : NULL;
+            k2->volume = g_strdup(d->vol_name);
+            k2->virtual_size = d->md->virtual_size;
+            k2->action = g_strdup(d->action);
+            k2->note = g_strdup(d->note);
+            g_ptr_array_add(dr->disks, k2);
+        }
+        g_ptr_array_add(res->domains, dr);
+    }
+    return res;
+}
+
+static bool
+check_options(const VsRestoreOptions *o, const char *const *names, GError **error)
+{
+    guint n = names ? g_strv_length((char **)names) : 0;
+
+    if (!o->repo_path || !*o->repo_path) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: no repository: give --repo DIR or set VIRTSNAP_REPO");
+        return false;
+    }
+    if (n == 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "restore: name the domains to restore");
+        return false;
+    }
+    if (o->new_name && n > 1) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: --as names one new domain: restore one domain at a time with it");
+        return false;
+    }
+    if (o->new_name && !vs_domain_name_check(o->new_name, error)) {
+        vs_error_prefix(error, "restore: --as");
+        return false;
+    }
+    if (o->target_dir && o->pool) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: --target-dir and --pool exclude each other");
+        return false;
+    }
+    if (o->format && !format_supported(o->format)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: --format %s: use raw or qcow2", o->format);
+        return false;
+    }
+    if (o->disks && o->disks[0] && o->define) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: --disks restores disks into the existing definition; --define is "
+                    "for whole domains");
+        return false;
+    }
+    if (o->disks && o->disks[0] && o->start && (o->new_name || o->target_dir || o->pool)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: --disks with --as, --target-dir or --pool writes disk files only; "
+                    "--start needs a whole domain");
+        return false;
+    }
+    return true;
+}
+
+static bool
+open_pool(Run *run, GError **error)
+{
+    const char *name = run->opts->pool;
+    g_autofree char *xml = NULL;
+    g_autoptr(VsPoolDef) def = NULL;
+    int active;
+
+    if (!(run->pool = virStoragePoolLookupByName(run->conn, name))) {
+        if (virGetLastErrorCode() == VIR_ERR_NO_STORAGE_POOL)
+            g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                        "restore: storage pool '%s' not found (virsh pool-list --all)", name);
+        else
+            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: storage pool '%s'", name);
+        return false;
+    }
+    if ((active = virStoragePoolIsActive(run->pool)) <= 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: storage pool '%s' is not active: start it with virsh pool-start %s",
+                    name, name);
+        return false;
+    }
+    if (!(xml = virStoragePoolGetXMLDesc(run->pool, 0))) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: storage pool '%s'", name);
+        return false;
+    }
+    if (!(def = vs_pool_def_parse_string(xml, name, error))) {
+        vs_error_prefix(error, "restore: storage pool '%s'", name);
+        return false;
+    }
+    if (def->type != VS_POOL_DIR && def->type != VS_POOL_FS && def->type != VS_POOL_NETFS) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "restore: storage pool '%s' is of type %s: restoring into it is not supported "
+                    "yet (supported: dir, fs, netfs); use --target-dir", name,
+                    vs_pool_type_to_string(def->type));
+        return false;
+    }
+    if (!def->target_path) {
+        g_set_error(error, VS_ERROR, VS_ERROR_XML, "restore: storage pool '%s' has no target path", name);
+        return false;
+    }
+    (void)virStoragePoolRefresh(run->pool, 0);
+    run->pool_dir = g_strdup(def->target_path);
+    return true;
+}
+
+static void
+run_clear(Run *run)
+{
+    if (run->doms)
+        g_ptr_array_unref(run->doms);
+    if (run->manifests)
+        g_hash_table_unref(run->manifests);
+    g_strfreev(run->ids);
+    if (run->pool)
+        virStoragePoolFree(run->pool);
+    g_free(run->pool_dir);
+    if (run->disk_users)
+        g_hash_table_unref(run->disk_users);
+    if (run->repo)
+        vs_repo_close(run->repo);
+}
+
+VsRestoreResult *
+vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOptions *opts,
+               GError **error)
+{
+    Run run = { .conn = conn, .opts = opts };
+    VsRestoreResult *result = NULL;
+    g_autoptr(GError) lerr = NULL;
+
+    if (!check_options(opts, names, error))
+        return NULL;
+    if (!(run.repo = vs_repo_open(opts->repo_path, false, false, 0, error))) {
+        vs_error_prefix(error, "restore");
+        return NULL;
+    }
+    /* Keeps gc from deleting chunks under us; a repository on read-only media
+     * cannot run a gc anyway. */
+    if (!vs_repo_lock_shared(run.repo, &lerr) && lerr->code == VS_ERROR_TIMEOUT) {
+        g_propagate_prefixed_error(error, g_steal_pointer(&lerr), "restore: ");
+        run_clear(&run);
+        return NULL;
+    }
+    run.manifests = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                          (GDestroyNotify)vs_manifest_free);
+    run.doms = g_ptr_array_new_with_free_func((GDestroyNotify)rdom_free);
+    if (opts->pool && !open_pool(&run, error))
+        goto fail;
+
+    for (size_t i = 0; names[i]; i++) {
+        RDom *r;
+        bool dup = false;
+
+        for (size_t k = 0; k < i; k++)
+            dup = dup || !strcmp(names[k], names[i]);
+        if (dup)
+            continue;
+        if (!(r = plan_domain(&run, names[i], error)))
+            goto fail;
+        for (guint k = 0; k < run.doms->len; k++) {
+            RDom *o2 = run.doms->pdata[k];
+            if (!g_strcmp0(o2->new_name, r->new_name)) {
+                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                            "restore: domain '%s' is named twice", r->new_name);
+                rdom_free(r);
+                goto fail;
+            }
+        }
+        g_ptr_array_add(run.doms, r);
+    }
+    if (!verify_chunks(&run, error))
+        goto fail;
+
+    write_phase(&run);
+    for (guint i = 0; i < run.doms->len; i++)
+        finish_domain(&run, run.doms->pdata[i]);
+    result = make_result(&run);
+    run_clear(&run);
+    return result;
+
+fail:
+    run_clear(&run);
+    return NULL;
+}

@@ -1,0 +1,242 @@
+/* `virtsnap restore`: options in, vs_restore_run, a summary or --json out.
+ * Exit 0 when every domain was restored, 1 when the request was refused
+ * (nothing touched) or some domain failed (each failure on standard error). */
+#include "config.h"
+#include "virtsnap.h"
+#include "vs-restore.h"
+
+#include <json-glib/json-glib.h>
+#include <stdio.h>
+#include <string.h>
+
+static void
+add_string(JsonBuilder *b, const char *key, const char *value)
+{
+    json_builder_set_member_name(b, key);
+    value ? json_builder_add_string_value(b, value) : json_builder_add_null_value(b);
+}
+
+static void
+add_bool(JsonBuilder *b, const char *key, bool value)
+{
+    json_builder_set_member_name(b, key);
+    json_builder_add_boolean_value(b, value);
+}
+
+static char *
+result_json(const VsRestoreResult *r)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = NULL;
+    g_autofree char *text = NULL;
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "domains");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < r->domains->len; i++) {
+        const VsRestoreDomainResult *d = r->domains->pdata[i];
+
+        json_builder_begin_object(b);
+        add_string(b, "name", d->name);
+        add_string(b, "restored_as", d->restored_as);
+        add_string(b, "backup", d->backup_id);
+        add_bool(b, "ok", d->ok);
+        add_string(b, "error", d->error);
+        add_bool(b, "in_place", d->in_place);
+        add_bool(b, "stopped", d->stopped);
+        add_bool(b, "defined", d->defined);
+        add_bool(b, "started", d->started);
+        add_string(b, "xml", d->xml_path);
+        add_string(b, "define_command", d->define_command);
+        json_builder_set_member_name(b, "disks");
+        json_builder_begin_array(b);
+        for (guint k = 0; k < d->disks->len; k++) {
+            const VsRestoreDiskResult *k2 = d->disks->pdata[k];
+
+            json_builder_begin_object(b);
+            add_string(b, "target", k2->target);
+            add_string(b, "path", k2->path);
+            add_string(b, "format", k2->format);
+            add_string(b, "pool", k2->pool);
+            add_string(b, "volume", k2->volume);
+            json_builder_set_member_name(b, "virtual_size");
+            json_builder_add_int_value(b, (gint64)k2->virtual_size);
+            add_string(b, "action", k2->action);
+            add_string(b, "note", k2->note);
+            json_builder_end_object(b);
+        }
+        json_builder_end_array(b);
+        json_builder_set_member_name(b, "notes");
+        json_builder_begin_array(b);
+        for (guint k = 0; k < d->notes->len; k++)
+            json_builder_add_string_value(b, d->notes->pdata[k]);
+        json_builder_end_array(b);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    json_builder_end_object(b);
+    root = json_builder_get_root(b);
+    json_generator_set_root(gen, root);
+    json_generator_set_pretty(gen, TRUE);
+    text = json_generator_to_data(gen, NULL);
+    return g_strconcat(text, "\n", NULL);
+}
+
+static void
+print_summary(const VsRestoreResult *r)
+{
+    for (guint i = 0; i < r->domains->len; i++) {
+        const VsRestoreDomainResult *d = r->domains->pdata[i];
+
+        if (!d->ok) {
+            printf("%s: FAILED (backup %s)\n", d->name, d->backup_id);
+        } else {
+            printf("%s", d->name);
+            if (g_strcmp0(d->name, d->restored_as) != 0)
+                printf(" as %s", d->restored_as);
+            printf(": restored from backup %s%s", d->backup_id, d->in_place ? " in place" : "");
+            if (d->stopped)
+                printf(", stopped first");
+            if (d->defined)
+                printf(", defined");
+            if (d->started)
+                printf(", started");
+            printf("\n");
+        }
+        for (guint k = 0; k < d->disks->len; k++) {
+            const VsRestoreDiskResult *k2 = d->disks->pdata[k];
+            g_autofree char *size = g_format_size(k2->virtual_size);
+
+            printf("  %-5s %s (%s, %s, %s)", k2->target, k2->path, k2->format, size, k2->action);
+            if (k2->volume)
+                printf(" volume %s of pool %s", k2->volume, k2->pool);
+            printf("\n");
+            if (k2->note)
+                printf("        note: %s\n", k2->note);
+        }
+        for (guint k = 0; k < d->notes->len; k++)
+            printf("  note: %s\n", (char *)d->notes->pdata[k]);
+        if (d->define_command)
+            printf("  definition written to %s; define it with:\n    %s\n", d->xml_path,
+                   d->define_command);
+    }
+}
+
+/* "a,b" and "c" -> a, b, c (empty items dropped). */
+static void
+split_into(GPtrArray *out, const char *list)
+{
+    g_auto(GStrv) parts = g_strsplit(list, ",", -1);
+
+    for (size_t i = 0; parts[i]; i++) {
+        g_strstrip(parts[i]);
+        if (*parts[i])
+            g_ptr_array_add(out, g_strdup(parts[i]));
+    }
+}
+
+int
+vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
+{
+    gboolean json = FALSE, define = FALSE, start = FALSE, force = FALSE;
+    g_autofree char *repo = NULL, *backup = NULL, *as = NULL, *target_dir = NULL, *pool = NULL;
+    g_autofree char *format = NULL, *state_dir = NULL;
+    char **lists = NULL, **disk_lists = NULL;
+    int parallel = 2, shutdown_timeout = 60, agent_timeout = 5;
+    GOptionEntry entries[] = {
+        { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory (default $VIRTSNAP_REPO)", "DIR" },
+        { "backup", 'b', 0, G_OPTION_ARG_STRING, &backup, "backup id, unique prefix or 'latest' (default: the newest that holds each domain)", "ID" },
+        { "list", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &lists, "domains to restore, comma-separated", "VM1,VM2" },
+        { "as", 0, 0, G_OPTION_ARG_STRING, &as, "restore as a new domain NAME beside the original", "NAME" },
+        { "target-dir", 't', 0, G_OPTION_ARG_FILENAME, &target_dir, "write the disks into DIR as NAME-TARGET.FMT", "DIR" },
+        { "pool", 'p', 0, G_OPTION_ARG_STRING, &pool, "write the disks into volumes of a dir/fs/netfs pool", "POOL" },
+        { "disks", 'd', 0, G_OPTION_ARG_STRING_ARRAY, &disk_lists, "restore only these disks (targets, comma-separated)", "vda,vdb" },
+        { "format", 'f', 0, G_OPTION_ARG_STRING, &format, "raw or qcow2 (default: each disk's own)", "FMT" },
+        { "define", 0, 0, G_OPTION_ARG_NONE, &define, "define the restored domain in libvirt", NULL },
+        { "start", 0, 0, G_OPTION_ARG_NONE, &start, "start it (implies --define)", NULL },
+        { "force", 0, 0, G_OPTION_ARG_NONE, &force, "stop a running domain, replace an existing name or file", NULL },
+        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "per-domain locks (default /var/lib/virtsnap)", "DIR" },
+        { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks written at once (default 2)", "N" },
+        { "shutdown-timeout", 0, 0, G_OPTION_ARG_INT, &shutdown_timeout, "--force: seconds to wait for a graceful shutdown (default 60)", "SECS" },
+        { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &agent_timeout, "bound on each guest-agent call, seconds (default 5)", "SECS" },
+        { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the result as JSON", NULL },
+        G_OPTION_ENTRY_NULL
+    };
+    g_autoptr(GOptionContext) octx =
+        g_option_context_new("(DOMAIN... | --list VM1,VM2) - restore domains from a backup");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsRestoreResult) res = NULL;
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func(g_free);
+    VsRestoreOptions opts;
+    virConnectPtr conn;
+    int rc = 0;
+
+    g_option_context_add_main_entries(octx, entries, NULL);
+    if (!g_option_context_parse(octx, &argc, &argv, &err)) {
+        vs_print_error("restore: %s (see virtsnap restore --help)", err->message);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++)
+        g_ptr_array_add(names, g_strdup(argv[i]));
+    for (size_t i = 0; lists && lists[i]; i++)
+        split_into(names, lists[i]);
+    for (size_t i = 0; disk_lists && disk_lists[i]; i++)
+        split_into(disks, disk_lists[i]);
+    g_strfreev(lists);
+    g_strfreev(disk_lists);
+    g_ptr_array_add(names, NULL);
+    g_ptr_array_add(disks, NULL);
+    if (names->len == 1) {
+        vs_print_error("restore: name the domains to restore (DOMAIN... or --list VM1,VM2)");
+        return 2;
+    }
+    if (parallel < 1 || shutdown_timeout < 0 || agent_timeout < 1) {
+        vs_print_error("restore: --parallel and --agent-timeout must be at least 1, "
+                       "--shutdown-timeout at least 0");
+        return 2;
+    }
+
+    vs_restore_options_init(&opts);
+    opts.repo_path = repo ? repo : g_getenv("VIRTSNAP_REPO");
+    opts.backup_id = backup;
+    opts.new_name = as;
+    opts.target_dir = target_dir;
+    opts.pool = pool;
+    opts.disks = disks->len > 1 ? (const char *const *)disks->pdata : NULL;
+    opts.format = format;
+    opts.define = define;
+    opts.start = start;
+    opts.force = force;
+    opts.state_dir = state_dir;
+    opts.uri = g->uri ? g->uri : g_getenv("LIBVIRT_DEFAULT_URI");
+    opts.parallel_disks = (unsigned)parallel;
+    opts.shutdown_timeout = shutdown_timeout;
+    opts.agent_timeout = agent_timeout;
+
+    if (!(conn = vs_conn_open(g->uri, &err))) {
+        vs_print_error("restore: %s", err->message);
+        return 1;
+    }
+    res = vs_restore_run(conn, (const char *const *)names->pdata, &opts, &err);
+    vs_conn_close(conn);
+    if (!res) {
+        vs_print_error("%s", err->message);
+        return 1;
+    }
+    if (json) {
+        g_autofree char *text = result_json(res);
+        fputs(text, stdout);
+    } else if (!g->quiet) {
+        print_summary(res);
+    }
+    for (guint i = 0; i < res->domains->len; i++) {
+        const VsRestoreDomainResult *d = res->domains->pdata[i];
+        if (!d->ok) {
+            vs_print_error("%s", d->error);
+            rc = 1;
+        }
+    }
+    return rc;
+}
