@@ -47,7 +47,7 @@ static GOptionEntry entries[] = {
     { "drop-caches", 0, 0, G_OPTION_ARG_NONE, &drop_caches, "drop the page cache before each "
       "measurement (root)", NULL },
     { "engine-only", 0, 0, G_OPTION_ARG_NONE, &skip_others, "skip read and qemu-img", NULL },
-    { NULL },
+    G_OPTION_ENTRY_NULL,
 };
 
 static void

@@ -356,7 +356,7 @@ marker_parse(const char *marker, const char *text, gsize len, uint32_t *chunk_si
     JsonCheck c = { where, error };
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autoptr(GError) jerr = NULL;
-    g_autofree char *format = NULL, *created = NULL;
+    g_autofree char *format = NULL;
     JsonObject *o;
     uint64_t version, cs;
     int64_t created_us;

@@ -189,7 +189,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "journal and locks (default /var/lib/virtsnap)", "DIR" },
         { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks copied at once (default 2)", "N" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the result as JSON", NULL },
-        { NULL }
+        G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("(--all | DOMAIN...) - back up running and shut-off domains");
     g_autoptr(GError) err = NULL;
@@ -270,7 +270,7 @@ vs_cmd_recover(const VsGlobal *g, int argc, char **argv)
     char *state_dir = NULL;
     GOptionEntry entries[] = {
         { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "journal and locks (default /var/lib/virtsnap)", "DIR" },
-        { NULL }
+        G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("- finish or undo interrupted backups");
     g_autoptr(GError) err = NULL;

@@ -20,7 +20,7 @@ vs_cmd_discover(const VsGlobal *g, int argc, char **argv)
           "seconds to wait for guest-ping (default 2)", "SECS" },
         { "no-nfs-exports", 0, 0, G_OPTION_ARG_NONE, &no_exports,
           "do not ask NFS servers for their export lists", NULL },
-        { NULL }
+        G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("[DOMAIN...] - discover domains and their disks");
     g_autoptr(GError) err = NULL;

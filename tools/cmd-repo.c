@@ -52,7 +52,7 @@ vs_cmd_init(const VsGlobal *g, int argc, char **argv)
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory to create", "DIR" },
         { "chunk-size", 0, 0, G_OPTION_ARG_INT, &chunk_kib, "chunk size in KiB (default 1024)", "KIB" },
-        { NULL }
+        G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("- create a repository");
     g_autoptr(GError) err = NULL;
@@ -103,7 +103,7 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print a JSON array", NULL },
-        { NULL }
+        G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("- list the backups in a repository");
     g_autoptr(GError) err = NULL;
@@ -205,7 +205,7 @@ vs_cmd_verify(const VsGlobal *g, int argc, char **argv)
     char *repo = NULL;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
-        { NULL }
+        G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("[BACKUP] - re-read and re-hash every chunk");
     g_autoptr(GError) err = NULL;
@@ -247,7 +247,7 @@ vs_cmd_export(const VsGlobal *g, int argc, char **argv)
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
         { "format", 'f', 0, G_OPTION_ARG_STRING, &format, "raw or qcow2 (default: as backed up)", "FMT" },
-        { NULL }
+        G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("BACKUP DOMAIN DISK OUT - write a disk out of a backup");
     g_autoptr(GError) err = NULL;
@@ -282,7 +282,7 @@ vs_cmd_gc(const VsGlobal *g, int argc, char **argv)
     char *repo = NULL;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
-        { NULL }
+        G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("- delete chunks no backup references");
     g_autoptr(GError) err = NULL;

@@ -638,6 +638,7 @@ test_enospc_put(void)
         g_autofree void *data = vs_repo_get_chunk(r, &g_array_index(ok, VsDigest, j), &len, &err);
 
         g_assert_no_error(err);
+        g_assert_nonnull(data);
         g_assert_cmpuint(len, ==, CS);
     }
     g_assert_true(vs_repo_flush(r, &err));

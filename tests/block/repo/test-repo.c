@@ -450,6 +450,7 @@ test_threads(void)
             g_autofree void *data = vs_repo_get_chunk(r, &args[t].own[i], &len, &err);
 
             g_assert_no_error(err);
+            g_assert_nonnull(data);
             g_assert_cmpuint(len, ==, CS);
         }
     tu_rm_rf(dir);
@@ -814,6 +815,7 @@ test_enospc(void)
         g_autofree void *data = vs_repo_get_chunk(r, &g_array_index(k->chunks, VsChunkRef, j).digest, &len, &err);
 
         g_assert_no_error(err);
+        g_assert_nonnull(data);
     }
 
     /* fill what is left, then try to commit */
