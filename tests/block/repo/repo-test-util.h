@@ -245,3 +245,25 @@ tu_count_files(const char *dir)
     }
     return n;
 }
+
+/* A repository created in DIR with chunk size CS; asserts success. */
+static inline VsRepo *
+tu_open_new(const char *dir, uint32_t cs)
+{
+    g_autoptr(GError) err = NULL;
+    VsRepo *r = vs_repo_open(dir, true, true, cs, &err);
+
+    g_assert_no_error(err);
+    g_assert_nonnull(r);
+    return r;
+}
+
+/* vs_repo_put_chunk, asserting success. */
+static inline void
+tu_put(VsRepo *r, const void *data, size_t len, VsDigest *d, uint64_t *stored)
+{
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(vs_repo_put_chunk(r, data, len, d, stored, &err));
+    g_assert_no_error(err);
+}

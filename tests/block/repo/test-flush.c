@@ -18,26 +18,6 @@
 
 static char *self_exe;
 
-static VsRepo *
-open_new(const char *dir, uint32_t cs)
-{
-    g_autoptr(GError) err = NULL;
-    VsRepo *r = vs_repo_open(dir, true, true, cs, &err);
-
-    g_assert_no_error(err);
-    g_assert_nonnull(r);
-    return r;
-}
-
-static void
-put(VsRepo *r, const void *data, size_t len, VsDigest *d, uint64_t *stored)
-{
-    g_autoptr(GError) err = NULL;
-
-    g_assert_true(vs_repo_put_chunk(r, data, len, d, stored, &err));
-    g_assert_no_error(err);
-}
-
 /* Puts CS random bytes of SEED. */
 static uint64_t
 put_random(VsRepo *r, guint32 seed, VsDigest *d)
@@ -46,7 +26,7 @@ put_random(VsRepo *r, guint32 seed, VsDigest *d)
     uint64_t stored = 0;
 
     tu_fill_random(buf, CS, seed);
-    put(r, buf, CS, d, &stored);
+    tu_put(r, buf, CS, d, &stored);
     return stored;
 }
 
@@ -127,7 +107,7 @@ static void
 test_dedup_pending(void)
 {
     g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autoptr(GError) err = NULL;
     VsDigest a, b;
 
@@ -155,7 +135,7 @@ test_read_pending(void)
 {
     g_autofree char *dir = tu_tmpdir();
     g_autofree char *tmp = g_build_filename(dir, "tmp", NULL);
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autofree uint8_t *buf = g_malloc(CS);
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(VsManifest) m = NULL;
@@ -167,7 +147,7 @@ test_read_pending(void)
 
     for (guint i = 0; i < 4; i++) {
         tu_fill_data(buf, CS, 10 + i);
-        put(r, buf, i == 3 ? 1000 : CS, &d[i], NULL);
+        tu_put(r, buf, i == 3 ? 1000 : CS, &d[i], NULL);
     }
     g_assert_cmpuint(count_in(dir, "chunks"), ==, 0);
     for (guint i = 0; i < 4; i++) {
@@ -222,7 +202,7 @@ static void
 test_threshold(void)
 {
     g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autoptr(GError) err = NULL;
     VsDigest d;
 
@@ -252,14 +232,14 @@ static void
 test_threshold_count(void)
 {
     g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = open_new(dir, 4096);
+    g_autoptr(VsRepo) r = tu_open_new(dir, 4096);
     uint8_t buf[4096] = { 0 };
     VsDigest d;
 
     repo_test_set_flush(r, 0, 50, 0);
     for (guint i = 1; i <= 2 * 50 + 10; i++) {
         memcpy(buf, &i, sizeof(i));
-        put(r, buf, sizeof(buf), &d, NULL);
+        tu_put(r, buf, sizeof(buf), &d, NULL);
     }
     g_assert_cmpuint(count_in(dir, "tmp"), ==, 10);
     g_assert_cmpuint(count_in(dir, "chunks"), ==, 2 * 50);
@@ -270,7 +250,7 @@ static void
 test_close_discards(void)
 {
     g_autofree char *dir = tu_tmpdir();
-    VsRepo *r = open_new(dir, CS);
+    VsRepo *r = tu_open_new(dir, CS);
     g_autoptr(GError) err = NULL;
     VsDigest d[8];
 
@@ -287,7 +267,7 @@ test_close_discards(void)
     vs_repo_close(r);
 
     /* flushed chunks stay; only the pending rest goes */
-    r = open_new(dir, CS);
+    r = tu_open_new(dir, CS);
     for (guint i = 0; i < 4; i++)
         put_random(r, 300 + i, &d[i]);
     g_assert_true(vs_repo_flush(r, &err));
@@ -303,7 +283,7 @@ static void
 test_commit_flushes(void)
 {
     g_autofree char *dir = tu_tmpdir();
-    VsRepo *r = open_new(dir, CS);
+    VsRepo *r = tu_open_new(dir, CS);
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(GError) err = NULL;
     VsDigest d[6];
@@ -381,7 +361,7 @@ static void
 test_threads(void)
 {
     g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autoptr(GArray) all = g_array_new(FALSE, FALSE, sizeof(VsDigest));
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(GError) err = NULL;
@@ -442,7 +422,7 @@ static void
 test_processes(void)
 {
     g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(GError) err = NULL;
     g_auto(GStrv) ids = NULL;
@@ -485,7 +465,7 @@ static void
 test_sync_failure(void)
 {
     g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autoptr(GError) err = NULL;
     g_autofree char *expect = NULL;
     VsDigest d[5];
@@ -537,7 +517,7 @@ static void
 test_fdatasync_fallback(void)
 {
     g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autoptr(GError) err = NULL;
     VsDigest d[3];
 
@@ -557,7 +537,7 @@ static void
 test_rename_failure(void)
 {
     g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autoptr(GError) err = NULL;
     g_autofree char *blocker = NULL;
     char hex[VS_DIGEST_HEX_LEN];
@@ -575,7 +555,7 @@ test_rename_failure(void)
         if (used[x.bytes[0]])
             continue;
         used[x.bytes[0]] = 1;
-        put(r, buf, CS, &d[n++], NULL);
+        tu_put(r, buf, CS, &d[n++], NULL);
     }
     blocker = g_strdup_printf("%s/chunks/%02x", dir, d[0].bytes[0]);
     tu_write_file(blocker, "x", 1);
@@ -613,7 +593,7 @@ test_enospc_put(void)
         tu_rm_rf(mnt);
         return;
     }
-    r = open_new(dir, CS);
+    r = tu_open_new(dir, CS);
     repo_test_set_flush(r, 4 * CS, 0, 0);
     for (i = 0; i < 100; i++) {
         VsDigest d;
@@ -667,7 +647,7 @@ test_enospc_flush(void)
         tu_rm_rf(mnt);
         return;
     }
-    r = open_new(dir, CS);
+    r = tu_open_new(dir, CS);
     g_assert_cmpint(statvfs(dir, &sv), ==, 0);
     /* more chunks, each in a directory of its own, than inodes left after
      * their temp files */
@@ -683,7 +663,7 @@ test_enospc_flush(void)
         if (used[x.bytes[0]])
             continue;
         used[x.bytes[0]] = 1;
-        put(r, buf, CS, &x, NULL);
+        tu_put(r, buf, CS, &x, NULL);
         n++;
     }
     g_assert_false(vs_repo_flush(r, &err));

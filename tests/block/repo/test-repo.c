@@ -15,26 +15,6 @@
 
 static char *self_exe;
 
-static VsRepo *
-open_new(const char *dir, uint32_t cs)
-{
-    g_autoptr(GError) err = NULL;
-    VsRepo *r = vs_repo_open(dir, true, true, cs, &err);
-
-    g_assert_no_error(err);
-    g_assert_nonnull(r);
-    return r;
-}
-
-static void
-put(VsRepo *r, const void *data, size_t len, VsDigest *d, uint64_t *stored)
-{
-    g_autoptr(GError) err = NULL;
-
-    g_assert_true(vs_repo_put_chunk(r, data, len, d, stored, &err));
-    g_assert_no_error(err);
-}
-
 static void
 flush(VsRepo *r)
 {
@@ -61,7 +41,7 @@ commit_backup(VsRepo *r, const char *domain, const char *target, guint nchunks, 
         VsChunkRef ref = { .offset = (uint64_t)i * CS, .length = CS };
 
         tu_fill_data(buf, CS, seed + i);
-        put(r, buf, CS, &ref.digest, NULL);
+        tu_put(r, buf, CS, &ref.digest, NULL);
         g_array_append_val(k->chunks, ref);
     }
     g_assert_true(vs_repo_commit_manifest(r, m, &err));
@@ -119,7 +99,7 @@ test_open_create(void)
     g_autoptr(VsRepo) r = NULL, r2 = NULL;
     struct stat st;
 
-    r = open_new(dir, CS);
+    r = tu_open_new(dir, CS);
     g_assert_cmpuint(vs_repo_chunk_size(r), ==, CS);
     g_assert_cmpstr(vs_repo_path(r), ==, dir);
     g_assert_true(g_file_get_contents(marker, &text, NULL, NULL));
@@ -160,7 +140,7 @@ test_open_create(void)
         /* a freshly made file system mounted there */
         g_assert_cmpint(mkdir(empty, 0755), ==, 0);
         g_assert_cmpint(mkdir(lf, 0700), ==, 0);
-        r3 = open_new(empty, 0);
+        r3 = tu_open_new(empty, 0);
         g_assert_cmpuint(vs_repo_chunk_size(r3), ==, VS_REPO_DEFAULT_CHUNK_SIZE);
     }
     tu_rm_rf(top);
@@ -250,7 +230,7 @@ static void
 test_chunk_round_trip(void)
 {
     g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autofree uint8_t *buf = g_malloc(CS);
     g_autofree char *path = NULL, *tmp = g_build_filename(dir, "tmp", NULL);
     g_autoptr(GError) err = NULL;
@@ -261,7 +241,7 @@ test_chunk_round_trip(void)
     void *back;
 
     tu_fill_data(buf, CS, 7);
-    put(r, buf, CS, &d, &stored);
+    tu_put(r, buf, CS, &d, &stored);
     vs_digest_compute(buf, CS, &expect);
     g_assert_cmpmem(d.bytes, 32, expect.bytes, 32);
     g_assert_cmpuint(stored, >, 0);
@@ -283,12 +263,12 @@ test_chunk_round_trip(void)
     g_free(back);
 
     /* dedup: the second put stores nothing */
-    put(r, buf, CS, &d2, &stored);
+    tu_put(r, buf, CS, &d2, &stored);
     g_assert_cmpuint(stored, ==, 0);
     g_assert_cmpmem(d.bytes, 32, d2.bytes, 32);
 
     /* a short (last) chunk */
-    put(r, buf, 1000, &d2, &stored);
+    tu_put(r, buf, 1000, &d2, &stored);
     g_assert_cmpuint(stored, >, 0);
     back = vs_repo_get_chunk(r, &d2, &len, &err);
     g_assert_no_error(err);
@@ -344,7 +324,7 @@ test_zero_chunks(void)
 {
     g_autofree char *dir = tu_tmpdir();
     g_autofree char *chunks = g_build_filename(dir, "chunks", NULL);
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autofree uint8_t *zeros = g_malloc0(CS);
     g_autofree uint8_t *data = g_malloc(CS);
     g_autoptr(VsManifest) m = vs_manifest_new();
@@ -355,17 +335,17 @@ test_zero_chunks(void)
     uint64_t stored = 1;
     VsDigest expect;
 
-    put(r, zeros, CS, &refs[0].digest, &stored);
+    tu_put(r, zeros, CS, &refs[0].digest, &stored);
     g_assert_cmpuint(stored, ==, 0);
     vs_digest_compute(zeros, CS, &expect);
     g_assert_cmpmem(refs[0].digest.bytes, 32, expect.bytes, 32);
-    put(r, zeros, 100, &refs[2].digest, &stored);
+    tu_put(r, zeros, 100, &refs[2].digest, &stored);
     g_assert_cmpuint(stored, ==, 0);
     g_assert_cmpuint(tu_count_files(chunks), ==, 0);
 
     /* a careless caller lists zero chunks: commit drops them */
     tu_fill_data(data, CS, 1);
-    put(r, data, CS, &refs[1].digest, &stored);
+    tu_put(r, data, CS, &refs[1].digest, &stored);
     k->format = g_strdup("raw");
     k->virtual_size = 2 * CS + 100;
     g_array_append_vals(k->chunks, refs, 3);
@@ -424,7 +404,7 @@ test_threads(void)
 {
     g_autofree char *dir = tu_tmpdir();
     g_autofree char *chunks = g_build_filename(dir, "chunks", NULL), *tmp = g_build_filename(dir, "tmp", NULL);
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     ThreadArg args[NTHREADS];
     GThread *threads[NTHREADS];
     uint64_t shared_total = 0;
@@ -487,7 +467,7 @@ test_processes(void)
 {
     g_autofree char *dir = tu_tmpdir();
     g_autofree char *chunks = g_build_filename(dir, "chunks", NULL);
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(GError) err = NULL;
     g_auto(GStrv) ids = NULL;
@@ -529,7 +509,7 @@ static void
 test_list(void)
 {
     g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autoptr(GError) err = NULL;
     g_auto(GStrv) ids = NULL;
     g_autofree char *a = NULL, *b = NULL, *c = NULL, *prefix = NULL;
@@ -615,7 +595,7 @@ test_commit_checks(void)
 {
     g_autofree char *dir = tu_tmpdir();
     g_autofree char *backups = g_build_filename(dir, "backups", NULL), *tmp = g_build_filename(dir, "tmp", NULL);
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autoptr(VsManifest) m = vs_manifest_new();
     VsManifestDisk *k = tu_add_disk(m, "web1", "vda");
     g_autofree uint8_t *buf = g_malloc(CS);
@@ -632,7 +612,7 @@ test_commit_checks(void)
     g_assert_nonnull(strstr(err->message, "web1"));
     g_clear_error(&err);
 
-    put(r, buf, CS, &ref.digest, NULL);
+    tu_put(r, buf, CS, &ref.digest, NULL);
     g_array_index(k->chunks, VsChunkRef, 0).offset = 100;
     g_assert_false(vs_repo_commit_manifest(r, m, &err));
     g_assert_nonnull(strstr(err->message, "domains[0].disks[0].chunks[0]: offset is not a multiple of chunk_size"));
@@ -666,7 +646,7 @@ test_gc(void)
     g_autofree char *old_tmp = g_build_filename(dir, "tmp", "chunk-1-dead.tmp", NULL);
     g_autofree char *new_tmp = g_build_filename(dir, "tmp", "chunk-2-live.tmp", NULL);
     g_autofree char *junk = g_build_filename(dir, "chunks", "README", NULL);
-    g_autoptr(VsRepo) r = open_new(dir, CS);
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(GError) err = NULL;
     g_autofree char *a = NULL, *b = NULL;
@@ -729,8 +709,8 @@ test_gc_lock(void)
 {
     g_autofree char *dir = tu_tmpdir();
     g_autofree char *lock = g_build_filename(dir, "lock", NULL);
-    g_autoptr(VsRepo) writer = open_new(dir, CS);
-    g_autoptr(VsRepo) other = open_new(dir, CS);
+    g_autoptr(VsRepo) writer = tu_open_new(dir, CS);
+    g_autoptr(VsRepo) other = tu_open_new(dir, CS);
     g_autoptr(GError) err = NULL;
     g_autofree char *expect = NULL;
     GThread *t;
@@ -785,7 +765,7 @@ test_enospc(void)
         tu_rm_rf(mnt);
         return;
     }
-    r = open_new(dir, CS);
+    r = tu_open_new(dir, CS);
     k->format = g_strdup("raw");
     for (i = 0; i < 100; i++) {
         VsChunkRef ref = { .offset = (uint64_t)i * CS, .length = CS };
@@ -843,7 +823,7 @@ test_enospc(void)
 
     /* room again: the backup completes */
     g_assert_cmpint(unlink(filler), ==, 0);
-    r = open_new(dir, 0);
+    r = tu_open_new(dir, 0);
     g_assert_true(vs_repo_commit_manifest(r, m, &err));
     g_assert_no_error(err);
     vs_repo_close(r);
@@ -861,7 +841,7 @@ test_read_only(void)
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(GError) err = NULL;
     g_autofree uint8_t *buf = g_malloc(CS);
-    VsRepo *r = open_new(dir, CS);
+    VsRepo *r = tu_open_new(dir, CS);
     g_autoptr(VsManifest) m = NULL;
     VsDigest d;
 
