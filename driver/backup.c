@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 
 typedef struct {
     char *target;
@@ -85,6 +87,7 @@ vs_backup_options_init(VsBackupOptions *opts)
     opts->agent_timeout = 5;
     opts->commit_timeout = 600;
     opts->parallel_disks = 2;
+    opts->copy_nice = 10;
 }
 
 /* A copied disk that never made it into a manifest (its domain failed). */
@@ -714,7 +717,17 @@ static void
 copy_phase(Run *run)
 {
     g_autoptr(GPtrArray) tasks = g_ptr_array_new_with_free_func(g_free);
-    GThreadPool *pool = g_thread_pool_new(copy_one, NULL, MAX(1, run->opts->parallel_disks), TRUE, NULL);
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    int old_nice = getpriority(PRIO_PROCESS, tid);
+    GThreadPool *pool;
+
+    /* The guests run again while we copy, and under TCG a guest is a CPU hog
+     * that stalls when the copy takes its cores: copy at a lower priority.
+     * Linux nice values are per thread and inherited by the threads (and the
+     * qemu-nbd readers) created from here on; the freeze is long over. */
+    if (run->opts->copy_nice > 0)
+        (void)setpriority(PRIO_PROCESS, tid, MIN(old_nice + run->opts->copy_nice, 19));
+    pool = g_thread_pool_new(copy_one, NULL, MAX(1, run->opts->parallel_disks), TRUE, NULL);
 
     for (guint i = 0; i < run->doms->len; i++) {
         DomJob *j = run->doms->pdata[i];
@@ -730,6 +743,8 @@ copy_phase(Run *run)
         }
     }
     g_thread_pool_free(pool, FALSE, TRUE);
+    /* Back to normal for the commits (needs privilege; without it, stay nice). */
+    (void)setpriority(PRIO_PROCESS, tid, old_nice);
     vs_fault_point("after-copy");
     for (guint i = 0; i < run->doms->len; i++) {
         DomJob *j = run->doms->pdata[i];

@@ -51,6 +51,7 @@ typedef struct {
     int agent_timeout;          /* seconds for each agent call, default 5 */
     int commit_timeout;         /* seconds for each active commit to become READY, default 600 */
     unsigned parallel_disks;    /* disks copied at once, default 2 */
+    int copy_nice;              /* added to the nice value while copying, default 10 (0: off) */
     const char *guardian_exe;   /* program run as `EXE guardian ...`; default /proc/self/exe */
     VsBackupProgress progress;
     void *progress_opaque;

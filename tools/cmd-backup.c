@@ -176,7 +176,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     gboolean json = FALSE, all = FALSE, init = FALSE;
     char *repo = NULL, *quiesce = NULL, *overlay_dir = NULL, *state_dir = NULL;
     double max_freeze = 10.0;
-    int agent_timeout = 5, commit_timeout = 600, parallel = 2;
+    int agent_timeout = 5, commit_timeout = 600, parallel = 2, copy_nice = 10;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory (default $VIRTSNAP_REPO)", "DIR" },
         { "init", 0, 0, G_OPTION_ARG_NONE, &init, "create the repository if it does not exist", NULL },
@@ -188,6 +188,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         { "overlay-dir", 0, 0, G_OPTION_ARG_FILENAME, &overlay_dir, "put overlays here instead of beside each disk", "DIR" },
         { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "journal and locks (default /var/lib/virtsnap)", "DIR" },
         { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks copied at once (default 2)", "N" },
+        { "copy-nice", 0, 0, G_OPTION_ARG_INT, &copy_nice, "lower the copy's CPU priority by N while the guests run (default 10, 0 to 19)", "N" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the result as JSON", NULL },
         G_OPTION_ENTRY_NULL
     };
@@ -213,9 +214,10 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         vs_print_error("backup: --all and domain names exclude each other");
         return 2;
     }
-    if (max_freeze <= 0 || max_freeze > 600 || agent_timeout < 1 || commit_timeout < 1 || parallel < 1) {
+    if (max_freeze <= 0 || max_freeze > 600 || agent_timeout < 1 || commit_timeout < 1 || parallel < 1 ||
+        copy_nice < 0 || copy_nice > 19) {
         vs_print_error("backup: --max-freeze must be in (0, 600] s; --agent-timeout, --commit-timeout "
-                       "and --parallel at least 1");
+                       "and --parallel at least 1; --copy-nice 0 to 19");
         return 2;
     }
     opts.repo_path = repo ? repo : g_getenv("VIRTSNAP_REPO");
@@ -227,6 +229,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     opts.agent_timeout = agent_timeout;
     opts.commit_timeout = commit_timeout;
     opts.parallel_disks = parallel;
+    opts.copy_nice = copy_nice;
     bar.tty = !json && !g->quiet && isatty(STDERR_FILENO);
     bar.pct = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     opts.progress = on_progress;
