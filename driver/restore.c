@@ -59,6 +59,7 @@ typedef struct {
     char *error;
     bool written;
     bool installed;
+    VsMount *mount;          /* --instant: the export the overlay reads; NULL once copied */
 } RDisk;
 
 struct _RDom {
@@ -81,6 +82,7 @@ struct _RDom {
     char *xml_path;
     char *define_cmd;
     char *error;
+    int64_t running_ms, copied_ms;   /* --instant, -1: not (yet) */
 };
 
 typedef struct {
@@ -93,6 +95,7 @@ typedef struct {
     char *pool_dir;
     GPtrArray *doms;         /* RDom* */
     GHashTable *disk_users;  /* path -> "NAME" or "NAME (running)", of every domain; lazily */
+    int64_t t0;              /* vs_now_ms() at the start */
 } Run;
 
 void
@@ -102,13 +105,14 @@ vs_restore_options_init(VsRestoreOptions *opts)
     opts->parallel_disks = 2;
     opts->shutdown_timeout = 60;
     opts->agent_timeout = 5;
+    opts->copy_stall_timeout = 300;
 }
 
 static void
 disk_result_free(VsRestoreDiskResult *d)
 {
     g_free(d->target); g_free(d->path); g_free(d->format); g_free(d->pool);
-    g_free(d->volume); g_free(d->action); g_free(d->note);
+    g_free(d->volume); g_free(d->action); g_free(d->note); g_free(d->nbd);
     g_free(d);
 }
 
@@ -136,6 +140,7 @@ rdisk_free(RDisk *d)
 {
     g_free(d->target); g_free(d->format); g_free(d->dir); g_free(d->dest); g_free(d->tmp);
     g_free(d->vol_name); g_free(d->action); g_free(d->note); g_free(d->error);
+    vs_mount_free(d->mount);
     g_free(d);
 }
 
@@ -438,6 +443,13 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
     d->target = g_strdup(md->target);
     d->format = g_strdup(o->format ? o->format : md->format);
     g_ptr_array_add(r->disks, d);
+    if (o->instant && g_strcmp0(d->format, "qcow2") != 0) {
+        /* The overlay the guest starts on is the final image: qcow2. */
+        note(r, "disk %s was %s: restored as qcow2 (--instant)", md->target,
+             md->format ? md->format : "(unknown)");
+        g_free(d->format);
+        d->format = g_strdup("qcow2");
+    }
 
     if (!format_supported(d->format)) {
         g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
@@ -672,6 +684,7 @@ plan_domain(Run *run, const char *name, GError **error)
     bool files_only;
 
     r->lock_fd = -1;
+    r->running_ms = r->copied_ms = -1;
     r->disks = g_ptr_array_new_with_free_func((GDestroyNotify)rdisk_free);
     r->notes = g_ptr_array_new_with_free_func(g_free);
     if (!find_backup(run, name, &r->m, &r->md, error))
@@ -991,6 +1004,10 @@ discard_temps(Run *run, RDom *r)
             if (d->tmp)
                 unlink(d->tmp);
             delete_volume(run, d);
+            if (d->mount) {
+                (void)vs_mount_stop(d->mount, NULL, true, NULL);
+                g_clear_pointer(&d->mount, vs_mount_free);
+            }
         }
     }
 }
@@ -1278,6 +1295,178 @@ finish_domain(Run *run, RDom *r)
             return;
         }
         r->started = true;
+        if (o->instant) {
+            r->running_ms = vs_now_ms() - run->t0;
+            if (o->progress) {
+                g_autofree char *msg = g_strdup_printf("%s: running from backup %s over NBD after "
+                                                       "%" G_GINT64_FORMAT " ms; copying its disks "
+                                                       "into place", r->new_name, r->m->id,
+                                                       r->running_ms);
+                o->progress(msg, o->progress_opaque);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* --instant (the mounts and the pull: driver/mount.c)                        */
+
+/* Chunks are only looked for: re-hashing them all would take as long as a
+ * restore; the plugin re-hashes each chunk it serves (a bad one is a read
+ * error, never wrong data). */
+static bool
+instant_check_chunks(Run *run, GError **error)
+{
+    for (guint i = 0; i < run->doms->len; i++) {
+        RDom *r = run->doms->pdata[i];
+        for (guint k = 0; k < r->disks->len; k++) {
+            RDisk *d = r->disks->pdata[k];
+            for (guint c = 0; c < d->md->chunks->len; c++) {
+                const VsChunkRef *ref = &g_array_index(d->md->chunks, VsChunkRef, c);
+                char hex[VS_DIGEST_HEX_LEN];
+
+                if (vs_repo_has_chunk(run->repo, &ref->digest))
+                    continue;
+                vs_digest_to_hex(&ref->digest, hex);
+                g_set_error(error, VS_ERROR, VS_ERROR_IO,
+                            "restore: backup %s cannot be restored: domain '%s' disk %s at offset "
+                            "%" G_GUINT64_FORMAT " needs chunk %s, which is missing; nothing was "
+                            "touched (virtsnap verify lists every damaged chunk)", r->m->id,
+                            r->name, d->target, ref->offset, hex);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* Instead of writing each disk: serve it, and put a qcow2 overlay on the export
+ * where the disk's temp file would be; install renames it into place. */
+static void
+instant_write_phase(Run *run)
+{
+    for (guint i = 0; i < run->doms->len; i++) {
+        RDom *r = run->doms->pdata[i];
+        g_autofree char *owner = vs_qemu_dac_owner(run->conn, r->def->type);
+
+        for (guint k = 0; k < r->disks->len; k++) {
+            RDisk *d = r->disks->pdata[k];
+            VsMountOptions mo = { .repo_path = run->opts->repo_path, .backup_id = r->m->id,
+                                  .domain = r->name, .disk = d->target, .owner = owner };
+            g_autoptr(GError) err = NULL;
+
+            if (!(d->mount = vs_mount_start(&mo, &err)) ||
+                !vs_instant_overlay(d->tmp, d->mount->uri, d->md->virtual_size, &err)) {
+                d->error = g_strdup_printf("restore: domain '%s' disk %s: %s", r->name, d->target,
+                                           err->message);
+                continue;
+            }
+            d->written = true;
+        }
+        for (guint k = 0; k < r->disks->len; k++) {
+            RDisk *d = r->disks->pdata[k];
+            if (d->error)
+                dom_fail(r, "%s; nothing of domain '%s' was changed", d->error, r->new_name);
+        }
+        if (r->error)
+            discard_temps(run, r);
+    }
+}
+
+static void
+instant_unmount(RDom *r, RDisk *d)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (!vs_mount_stop(d->mount, NULL, true, &err)) {
+        note(r, "disk %s is copied, but its export did not stop: %s", d->target, err->message);
+        return;
+    }
+    g_clear_pointer(&d->mount, vs_mount_free);
+}
+
+/* The domain does not run: the copy is qemu-img's. */
+static void
+instant_offline(RDom *r, RDisk *d)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (!vs_instant_finish_offline(d->dest, &err)) {
+        g_autofree char *q = g_shell_quote(d->dest);
+        dom_fail(r, "restore: domain '%s' is not running and disk %s (%s) still reads the backup "
+                 "through %s: %s; the export stays up (mount %s); finish with: qemu-img rebase -f "
+                 "qcow2 -b '' %s && virtsnap umount %s", r->new_name, d->target, d->dest,
+                 d->mount->uri, err->message, d->mount->id, q, d->mount->id);
+        return;
+    }
+    note(r, "disk %s: the domain was not running, so the backup was copied into %s offline",
+         d->target, d->dest);
+    instant_unmount(r, d);
+}
+
+static void
+instant_copy_phase(Run *run)
+{
+    const VsRestoreOptions *o = run->opts;
+    g_autoptr(GArray) jobs = g_array_new(FALSE, TRUE, sizeof(VsPullJob));
+    g_autoptr(GPtrArray) jdisks = g_ptr_array_new();
+
+    for (guint i = 0; i < run->doms->len; i++) {
+        RDom *r = run->doms->pdata[i];
+        for (guint k = 0; k < r->disks->len; k++) {
+            RDisk *d = r->disks->pdata[k];
+
+            if (!d->mount || !d->installed)
+                continue;
+            if (r->started && r->dom && domain_active(r->dom)) {
+                VsPullJob j = { .dom = r->dom, .disk = d->target };
+                g_array_append_val(jobs, j);
+                g_ptr_array_add(jdisks, d);
+            } else {
+                instant_offline(r, d);
+            }
+        }
+    }
+    if (jobs->len)
+        vs_blockpull_run(run->conn, (VsPullJob *)(void *)jobs->data, jobs->len,
+                         o->copy_stall_timeout, o->progress, o->progress_opaque);
+    for (guint i = 0; i < jobs->len; i++) {
+        VsPullJob *j = &g_array_index(jobs, VsPullJob, i);
+        RDisk *d = jdisks->pdata[i];
+        RDom *r = d->dom;
+
+        if (j->state == VS_PULL_DONE)
+            instant_unmount(r, d);
+        else if (j->state == VS_PULL_STOPPED)
+            instant_offline(r, d);
+        else
+            dom_fail(r, "restore: domain '%s' runs, but disk %s (%s) still reads the backup through "
+                     "%s: %s; the export stays up (mount %s, see virtsnap mount --list); finish the "
+                     "copy with: virsh blockpull %s %s --wait && virtsnap umount %s", r->new_name,
+                     d->target, d->dest, d->mount->uri, j->error ? j->error : "?", d->mount->id,
+                     r->new_name, d->target, d->mount->id);
+        if (r->copied_ms < j->done_ms - run->t0)
+            r->copied_ms = j->done_ms - run->t0;
+        g_free(j->error);
+    }
+    for (guint i = 0; i < run->doms->len; i++) {
+        RDom *r = run->doms->pdata[i];
+        bool pending = false;
+
+        for (guint k = 0; k < r->disks->len; k++)
+            pending = pending || ((RDisk *)r->disks->pdata[k])->mount;
+        if (pending || !r->started) {
+            r->copied_ms = -1;
+            continue;
+        }
+        if (r->copied_ms < 0)
+            r->copied_ms = vs_now_ms() - run->t0;
+        if (o->progress) {
+            g_autofree char *msg = g_strdup_printf("%s: disks copied into place after %" G_GINT64_FORMAT
+                                                   " ms; it no longer depends on the repository",
+                                                   r->new_name, r->copied_ms);
+            o->progress(msg, o->progress_opaque);
+        }
     }
 }
 
@@ -1304,6 +1493,9 @@ make_result(Run *run)
         dr->started = r->started;
         dr->xml_path = r->define_cmd ? g_strdup(r->xml_path) : NULL;
         dr->define_command = g_strdup(r->define_cmd);
+        dr->instant = run->opts->instant;
+        dr->running_ms = r->running_ms;
+        dr->copied_ms = r->copied_ms;
         dr->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_result_free);
         dr->notes = g_ptr_array_new_with_free_func(g_free);
         for (guint k = 0; k < r->notes->len; k++)
@@ -1323,6 +1515,7 @@ make_result(Run *run)
             k2->virtual_size = d->md->virtual_size;
             k2->action = g_strdup(d->action);
             k2->note = g_strdup(d->note);
+            k2->nbd = d->mount ? g_strdup(d->mount->uri) : NULL;
             g_ptr_array_add(dr->disks, k2);
         }
         g_ptr_array_add(res->domains, dr);
@@ -1367,6 +1560,14 @@ check_options(const VsRestoreOptions *o, const char *const *names, GError **erro
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                     "restore: --disks restores disks into the existing definition; --define is "
                     "for whole domains");
+        return false;
+    }
+    if (o->instant && ((o->disks && o->disks[0]) || o->pool ||
+                       (o->format && strcmp(o->format, "qcow2") != 0))) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: --instant restores whole domains into qcow2 files: it does not take "
+                    "%s", o->pool ? "--pool (use --target-dir)" : o->format && strcmp(o->format, "qcow2")
+                    ? "--format raw" : "--disks");
         return false;
     }
     if (o->disks && o->disks[0] && o->start && (o->new_name || o->target_dir || o->pool)) {
@@ -1445,12 +1646,18 @@ VsRestoreResult *
 vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOptions *opts,
                GError **error)
 {
-    Run run = { .conn = conn, .opts = opts };
+    VsRestoreOptions instant_opts;
+    Run run = { .conn = conn, .opts = opts, .t0 = vs_now_ms() };
     VsRestoreResult *result = NULL;
     g_autoptr(GError) lerr = NULL;
 
     if (!check_options(opts, names, error))
         return NULL;
+    if (opts->instant) {
+        instant_opts = *opts;
+        instant_opts.define = instant_opts.start = true;
+        run.opts = opts = &instant_opts;
+    }
     if (!(run.repo = vs_repo_open(opts->repo_path, false, false, 0, error))) {
         vs_error_prefix(error, "restore");
         return NULL;
@@ -1489,12 +1696,17 @@ vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOpti
         }
         g_ptr_array_add(run.doms, r);
     }
-    if (!verify_chunks(&run, error))
+    if (!(opts->instant ? instant_check_chunks(&run, error) : verify_chunks(&run, error)))
         goto fail;
 
-    write_phase(&run);
+    if (opts->instant)
+        instant_write_phase(&run);
+    else
+        write_phase(&run);
     for (guint i = 0; i < run.doms->len; i++)
         finish_domain(&run, run.doms->pdata[i]);
+    if (opts->instant)
+        instant_copy_phase(&run);
     result = make_result(&run);
     run_clear(&run);
     return result;

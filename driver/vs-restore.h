@@ -35,6 +35,17 @@ typedef struct {
     unsigned parallel_disks;      /* disks written at once, default 2 */
     int shutdown_timeout;         /* seconds --force waits for a graceful shutdown, default 60 */
     int agent_timeout;            /* seconds for each guest-agent call, default 5 */
+    /* --instant (driver/mount.c): each disk becomes a qcow2 overlay at its destination
+     * backed by the backup served over NBD (vs_mount_start); the domain is defined and
+     * started at once, then each disk is pulled (virDomainBlockPull) into its overlay
+     * while the guest runs, and the export stopped once no disk depends on it. Chunks
+     * are checked to exist, not re-hashed, beforehand (the plugin re-hashes each chunk
+     * it reads). Implies define and start; whole domains only; qcow2 only. */
+    bool instant;
+    int copy_stall_timeout;       /* seconds a pull may make no progress, default 300 */
+    /* Progress lines ("DOMAIN: running ...") as they happen, e.g. for stderr; may be NULL. */
+    void (*progress)(const char *message, void *opaque);
+    void *progress_opaque;
 } VsRestoreOptions;
 
 void vs_restore_options_init(VsRestoreOptions *opts);
@@ -47,6 +58,8 @@ typedef struct {
     uint64_t virtual_size;
     char *action;                 /* replaced | created | hot-swapped | new-file */
     char *note;                   /* e.g. a backing chain restored flattened */
+    char *nbd;                    /* --instant: the export (URI) the disk still depends on
+                                   * because its copy did not finish; NULL once copied */
 } VsRestoreDiskResult;
 
 typedef struct {
@@ -64,6 +77,10 @@ typedef struct {
     char *define_command;         /* the virsh command that would define it */
     GPtrArray *disks;             /* of VsRestoreDiskResult* */
     GPtrArray *notes;             /* of char* */
+    bool instant;
+    int64_t running_ms;           /* --instant: ms from the start of the restore until the
+                                   * domain ran (-1: it did not) */
+    int64_t copied_ms;            /* ... until every disk was copied into place (-1: not) */
 } VsRestoreDomainResult;
 
 typedef struct {
@@ -80,5 +97,90 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsRestoreResult, vs_restore_result_free)
  * Otherwise a result per domain: each domain succeeds or fails on its own. */
 VsRestoreResult *vs_restore_run(virConnectPtr conn, const char *const *names,
                                 const VsRestoreOptions *opts, GError **error);
+
+/* ------------------------------------------------------------------------- */
+/* Mounts (driver/mount.c): one disk of a backup served read-only over NBD by  */
+/* nbdkit and block/nbdkit-virtsnap.c, for virtsnap mount and restore --instant. */
+/* Each mount is registered in RUN/mounts/ID.json (RUN: vs_run_dir) with its   */
+/* nbdkit's pid, socket or port, pid file and log.                            */
+
+/* $VIRTSNAP_RUN_DIR, else /run/virtsnap. */
+const char *vs_run_dir(void);
+
+typedef struct {
+    const char *repo_path;        /* required */
+    const char *backup_id;        /* id, unique prefix or "latest" */
+    const char *domain;           /* name or UUID in the backup */
+    const char *disk;             /* target */
+    const char *socket;           /* unix socket; NULL and no port: RUN/mounts/ID.sock */
+    int port;                     /* > 0: TCP on 127.0.0.1:PORT instead */
+    const char *owner;            /* USER[:GROUP] or +UID:+GID to give the socket to
+                                   * (mode 0600); NULL: root's alone */
+    bool foreground;              /* nbdkit stays in our session and dies with us
+                                   * (vs_mount_wait); else it gets its own session */
+} VsMountOptions;
+
+typedef struct {
+    char *id;                     /* 8 hex digits */
+    char *uri;                    /* nbd+unix:///?socket=PATH or nbd://127.0.0.1:PORT */
+    char *socket;                 /* NULL for TCP */
+    int port;                     /* 0 for a socket */
+    int pid;                      /* nbdkit */
+    uint64_t starttime;           /* of pid (/proc/PID/stat): a reused pid is not ours */
+    char *repo, *backup_id, *domain, *disk;
+    uint64_t virtual_size;
+    char *log;                    /* nbdkit's messages */
+    bool alive;                   /* vs_mount_list/find: nbdkit still runs */
+} VsMount;
+
+void vs_mount_free(VsMount *m);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsMount, vs_mount_free)
+
+/* Checks the backup, domain and disk, starts nbdkit and returns once it
+ * accepts connections (the socket owned as asked), registered. */
+VsMount *vs_mount_start(const VsMountOptions *opts, GError **error);
+/* Foreground mounts: waits until nbdkit exits or this process gets SIGINT,
+ * SIGTERM or SIGHUP (then stops it); unregisters it. */
+bool vs_mount_wait(VsMount *m, GError **error);
+/* The registered mounts, oldest first (dead ones too: alive false). */
+GPtrArray *vs_mount_list(GError **error);
+/* A mount by id, socket path, NBD URI, PORT or 127.0.0.1:PORT. */
+VsMount *vs_mount_find(const char *what, GError **error);
+/* Stops nbdkit (SIGTERM, SIGKILL after 10 s) and removes its files. With CONN,
+ * refused (VS_ERROR_INVALID_ARG) while the live XML of a running domain names
+ * the export, unless FORCE. */
+bool vs_mount_stop(VsMount *m, virConnectPtr conn, bool force, GError **error);
+
+/* restore --instant's pieces ------------------------------------------------ */
+
+/* "+UID:+GID" of QEMU's DAC label on CONN's host (capabilities), NULL if none. */
+char *vs_qemu_dac_owner(virConnectPtr conn, const char *virt_type);
+/* A qcow2 PATH (mode 0600) of SIZE bytes backed by the raw NBD export URI. */
+bool vs_instant_overlay(const char *path, const char *uri, uint64_t size, GError **error);
+/* Copies the backing data into PATH (qemu-img rebase -b ''): PATH stands alone. */
+bool vs_instant_finish_offline(const char *path, GError **error);
+
+typedef enum {
+    VS_PULL_RUNNING,
+    VS_PULL_DONE,                 /* the disk has no backing image any more */
+    VS_PULL_FAILED,               /* error says why; the job may still run (stall) */
+    VS_PULL_STOPPED,              /* the domain stopped before the copy finished */
+} VsPullState;
+
+typedef struct {
+    virDomainPtr dom;             /* borrowed */
+    const char *disk;             /* target */
+    VsPullState state;
+    char *error;
+    uint64_t cur, end;            /* progress seen last */
+    int64_t done_ms;              /* monotonic ms when it finished */
+    gint64 last_change;           /* private */
+} VsPullJob;
+
+/* Starts a block pull (base: none) on every job's disk and waits until each is
+ * done, failed, stalled for STALL_S seconds, or its domain stopped. PROGRESS
+ * gets a line every 15 s per running job. */
+void vs_blockpull_run(virConnectPtr conn, VsPullJob *jobs, guint n, int stall_s,
+                      void (*progress)(const char *message, void *opaque), void *opaque);
 
 G_END_DECLS

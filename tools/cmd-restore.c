@@ -49,6 +49,11 @@ result_json(const VsRestoreResult *r)
         add_bool(b, "started", d->started);
         add_string(b, "xml", d->xml_path);
         add_string(b, "define_command", d->define_command);
+        add_bool(b, "instant", d->instant);
+        json_builder_set_member_name(b, "running_after_ms");
+        d->running_ms >= 0 ? json_builder_add_int_value(b, d->running_ms) : json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "copied_after_ms");
+        d->copied_ms >= 0 ? json_builder_add_int_value(b, d->copied_ms) : json_builder_add_null_value(b);
         json_builder_set_member_name(b, "disks");
         json_builder_begin_array(b);
         for (guint k = 0; k < d->disks->len; k++) {
@@ -64,6 +69,7 @@ result_json(const VsRestoreResult *r)
             json_builder_add_int_value(b, (gint64)k2->virtual_size);
             add_string(b, "action", k2->action);
             add_string(b, "note", k2->note);
+            add_string(b, "nbd", k2->nbd);
             json_builder_end_object(b);
         }
         json_builder_end_array(b);
@@ -102,6 +108,12 @@ print_summary(const VsRestoreResult *r)
                 printf(", defined");
             if (d->started)
                 printf(", started");
+            if (d->running_ms >= 0)
+                printf(" (running after %.1f s", d->running_ms / 1000.0);
+            if (d->running_ms >= 0 && d->copied_ms >= 0)
+                printf(", copied into place after %.1f s", d->copied_ms / 1000.0);
+            if (d->running_ms >= 0)
+                printf(")");
             printf("\n");
         }
         for (guint k = 0; k < d->disks->len; k++) {
@@ -114,6 +126,8 @@ print_summary(const VsRestoreResult *r)
             printf("\n");
             if (k2->note)
                 printf("        note: %s\n", k2->note);
+            if (k2->nbd)
+                printf("        still reads the backup through %s\n", k2->nbd);
         }
         for (guint k = 0; k < d->notes->len; k++)
             printf("  note: %s\n", (char *)d->notes->pdata[k]);
@@ -136,10 +150,17 @@ split_into(GPtrArray *out, const char *list)
     }
 }
 
+static void
+print_progress(const char *message, void *opaque)
+{
+    (void)opaque;
+    fprintf(stderr, "restore: %s\n", message);
+}
+
 int
 vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
 {
-    gboolean json = FALSE, define = FALSE, start = FALSE, force = FALSE;
+    gboolean json = FALSE, define = FALSE, start = FALSE, force = FALSE, instant = FALSE;
     g_autofree char *repo = NULL, *backup = NULL, *as = NULL, *target_dir = NULL, *pool = NULL;
     g_autofree char *format = NULL, *state_dir = NULL;
     char **lists = NULL, **disk_lists = NULL;
@@ -156,6 +177,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         { "define", 0, 0, G_OPTION_ARG_NONE, &define, "define the restored domain in libvirt", NULL },
         { "start", 0, 0, G_OPTION_ARG_NONE, &start, "start it (implies --define)", NULL },
         { "force", 0, 0, G_OPTION_ARG_NONE, &force, "stop a running domain, replace an existing name or file", NULL },
+        { "instant", 0, 0, G_OPTION_ARG_NONE, &instant, "start the domain at once on the backup served over NBD, copy its disks into place while it runs (implies --start)", NULL },
         { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "per-domain locks (default /var/lib/virtsnap)", "DIR" },
         { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks written at once (default 2)", "N" },
         { "shutdown-timeout", 0, 0, G_OPTION_ARG_INT, &shutdown_timeout, "--force: seconds to wait for a graceful shutdown (default 60)", "SECS" },
@@ -214,6 +236,9 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     opts.parallel_disks = (unsigned)parallel;
     opts.shutdown_timeout = shutdown_timeout;
     opts.agent_timeout = agent_timeout;
+    opts.instant = instant;
+    if (!g->quiet)
+        opts.progress = print_progress;
 
     if (!(conn = vs_conn_open(g->uri, &err))) {
         vs_print_error("restore: %s", err->message);

@@ -24,6 +24,8 @@ int vs_cmd_verify(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_export(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_gc(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_restore(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_mount(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_umount(const VsGlobal *g, int argc, char **argv);
 
 /* Prints "virtsnap: MESSAGE" to stderr. */
 void vs_print_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);

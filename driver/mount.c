@@ -1,0 +1,1100 @@
+/* Mounts: one disk of a backup served read-only over NBD, and the pieces of
+ * restore --instant that sit on top of them.
+ *
+ * The server is nbdkit with our plugin (block/nbdkit-virtsnap.c) rather than a
+ * server of our own: nbdkit does the protocol (structured replies, block
+ * status, multi-conn, many clients) and is what qemu-img, QEMU, nbdfuse and
+ * guestfish are tested against. nbdkit runs in the foreground as our child,
+ * in its own session unless the mount is a foreground one, with --pidfile:
+ * nbdkit writes the pid file only once its socket listens and the plugin has
+ * opened the backup, so the pid file appearing is the "ready" signal, and
+ * nbdkit exiting first is the error (its log says why). Each mount is
+ * registered in RUN/mounts/ID.json (with the pid's start time, so that a
+ * reused pid is never taken for nbdkit) beside ID.pid, ID.log and, by default,
+ * ID.sock. RUN is /run/virtsnap (mode 0755: QEMU, running as libvirt-qemu,
+ * must reach a socket there); the socket itself is root's alone (0600) unless
+ * given to an owner, e.g. QEMU's DAC user.
+ *
+ * restore --instant: each disk becomes a qcow2 overlay at its destination
+ * whose backing file is the NBD export; libvirt starts the domain on it (it
+ * reads the backing chain from the image: nbd+unix://...), then a block pull
+ * (block-stream, no base) copies every block of the backing into the overlay
+ * while the guest runs, and drops the backing. Pull rather than copy: the
+ * image is already where it belongs, nothing needs a pivot, and a pull left to
+ * itself (virtsnap killed) still ends with a standalone image. */
+#include "config.h"
+#include "driver-internal.h"
+#include "vs-restore.h"
+#include "vs-repo.h"
+#include "vs-xml.h"
+
+#include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define READY_TIMEOUT_S 30
+#define STOP_TIMEOUT_S 10
+#define PROGRESS_EVERY_S 15
+#define LOG_TAIL 1500
+
+const char *
+vs_run_dir(void)
+{
+    const char *env = g_getenv("VIRTSNAP_RUN_DIR");
+
+    return env && *env ? env : "/run/virtsnap";
+}
+
+static char *
+mounts_dir(void)
+{
+    return g_build_filename(vs_run_dir(), "mounts", NULL);
+}
+
+static char *
+mount_file(const char *id, const char *ext)
+{
+    g_autofree char *dir = mounts_dir();
+    g_autofree char *base = g_strconcat(id, ext, NULL);
+
+    return g_build_filename(dir, base, NULL);
+}
+
+void
+vs_mount_free(VsMount *m)
+{
+    if (!m)
+        return;
+    g_free(m->id); g_free(m->uri); g_free(m->socket); g_free(m->repo); g_free(m->backup_id);
+    g_free(m->domain); g_free(m->disk); g_free(m->log);
+    g_free(m);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Processes                                                                  */
+
+/* State letter and start time (clock ticks since boot) of PID. */
+static bool
+proc_stat(int pid, char *state, uint64_t *starttime)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/stat", pid);
+    g_autofree char *text = NULL;
+    g_auto(GStrv) f = NULL;
+    char *p;
+
+    if (pid <= 0 || !g_file_get_contents(path, &text, NULL, NULL) || !(p = strrchr(text, ')')))
+        return false;
+    f = g_strsplit(p + 1 + (p[1] == ' '), " ", 0);
+    if (g_strv_length(f) < 20)
+        return false;
+    *state = f[0][0];
+    *starttime = g_ascii_strtoull(f[19], NULL, 10);
+    return true;
+}
+
+static bool
+pid_alive(int pid, uint64_t starttime)
+{
+    char st = 0;
+    uint64_t t = 0;
+
+    if (!proc_stat(pid, &st, &t))
+        return false;
+    if (st == 'Z' || st == 'X') {
+        (void)waitpid(pid, NULL, WNOHANG);    /* our child (restore --instant): reap it */
+        return false;
+    }
+    return starttime == 0 || t == starttime;
+}
+
+/* SIGTERM, then SIGKILL after STOP_TIMEOUT_S; true once gone. */
+static bool
+stop_pid(int pid, uint64_t starttime)
+{
+    gint64 deadline = g_get_monotonic_time() + STOP_TIMEOUT_S * G_USEC_PER_SEC;
+
+    if (!pid_alive(pid, starttime))
+        return true;
+    kill(pid, SIGTERM);
+    while (g_get_monotonic_time() < deadline) {
+        (void)waitpid(pid, NULL, WNOHANG);
+        if (!pid_alive(pid, starttime))
+            return true;
+        g_usleep(20 * 1000);
+    }
+    kill(pid, SIGKILL);
+    for (int i = 0; i < 250; i++) {
+        (void)waitpid(pid, NULL, WNOHANG);
+        if (!pid_alive(pid, starttime))
+            return true;
+        g_usleep(20 * 1000);
+    }
+    return false;
+}
+
+static char *
+log_tail(const char *log)
+{
+    g_autofree char *text = NULL;
+    size_t len = 0;
+    const char *start;
+
+    if (!log || !g_file_get_contents(log, &text, &len, NULL) || len == 0)
+        return g_strdup("(nothing logged)");
+    start = len > LOG_TAIL ? text + len - LOG_TAIL : text;
+    return g_strstrip(g_strdup(start));
+}
+
+/* ------------------------------------------------------------------------- */
+/* Registry                                                                   */
+
+static bool
+registry_write(const VsMount *m, GError **error)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = NULL;
+    g_autofree char *text = NULL, *path = mount_file(m->id, ".json");
+    g_autoptr(GError) lerr = NULL;
+
+    json_builder_begin_object(b);
+#define STR(k, v) do { json_builder_set_member_name(b, k); \
+        (v) ? json_builder_add_string_value(b, v) : json_builder_add_null_value(b); } while (0)
+#define INT(k, v) do { json_builder_set_member_name(b, k); json_builder_add_int_value(b, (gint64)(v)); } while (0)
+    STR("id", m->id);
+    INT("pid", m->pid);
+    INT("starttime", m->starttime);
+    STR("uri", m->uri);
+    STR("socket", m->socket);
+    INT("port", m->port);
+    STR("repo", m->repo);
+    STR("backup", m->backup_id);
+    STR("domain", m->domain);
+    STR("disk", m->disk);
+    INT("virtual_size", m->virtual_size);
+    STR("log", m->log);
+#undef STR
+#undef INT
+    json_builder_end_object(b);
+    root = json_builder_get_root(b);
+    json_generator_set_root(gen, root);
+    json_generator_set_pretty(gen, TRUE);
+    text = json_generator_to_data(gen, NULL);
+    if (!g_file_set_contents(path, text, -1, &lerr)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: writing %s: %s", path, lerr->message);
+        return false;
+    }
+    return true;
+}
+
+static VsMount *
+registry_read(const char *path)
+{
+    g_autoptr(JsonParser) p = json_parser_new();
+    JsonNode *root;
+    JsonObject *o;
+    VsMount *m;
+
+    if (!json_parser_load_from_file(p, path, NULL) || !(root = json_parser_get_root(p)) ||
+        !JSON_NODE_HOLDS_OBJECT(root))
+        return NULL;
+    o = json_node_get_object(root);
+#define S(k) g_strdup(json_object_get_string_member_with_default(o, k, NULL))
+#define I(k) json_object_get_int_member_with_default(o, k, 0)
+    m = g_new0(VsMount, 1);
+    m->id = S("id");
+    m->pid = (int)I("pid");
+    m->starttime = (uint64_t)I("starttime");
+    m->uri = S("uri");
+    m->socket = S("socket");
+    m->port = (int)I("port");
+    m->repo = S("repo");
+    m->backup_id = S("backup");
+    m->domain = S("domain");
+    m->disk = S("disk");
+    m->virtual_size = (uint64_t)I("virtual_size");
+    m->log = S("log");
+#undef S
+#undef I
+    if (!m->id) {
+        vs_mount_free(m);
+        return NULL;
+    }
+    m->alive = pid_alive(m->pid, m->starttime);
+    return m;
+}
+
+static void
+registry_remove(const VsMount *m)
+{
+    g_autofree char *json = mount_file(m->id, ".json");
+    g_autofree char *pid = mount_file(m->id, ".pid");
+    struct stat st;
+
+    if (m->socket && lstat(m->socket, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(m->socket);
+    unlink(pid);
+    if (m->log)
+        unlink(m->log);
+    unlink(json);
+}
+
+/* Oldest first (the start time of a dead one's pid still orders it). */
+static gint
+by_start(gconstpointer a, gconstpointer b)
+{
+    const VsMount *x = *(VsMount *const *)a, *y = *(VsMount *const *)b;
+
+    return x->starttime < y->starttime ? -1 : x->starttime > y->starttime;
+}
+
+GPtrArray *
+vs_mount_list(GError **error)
+{
+    g_autofree char *dir = mounts_dir();
+    g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func((GDestroyNotify)vs_mount_free);
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GError) lerr = NULL;
+    GDir *d = g_dir_open(dir, 0, &lerr);
+    const char *name;
+
+    if (!d) {
+        if (g_error_matches(lerr, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+            return g_steal_pointer(&out);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: %s", lerr->message);
+        return NULL;
+    }
+    while ((name = g_dir_read_name(d)))
+        if (g_str_has_suffix(name, ".json"))
+            g_ptr_array_add(names, g_build_filename(dir, name, NULL));
+    g_dir_close(d);
+    for (guint i = 0; i < names->len; i++) {
+        VsMount *m = registry_read(names->pdata[i]);
+        if (m)
+            g_ptr_array_add(out, m);
+    }
+    g_ptr_array_sort(out, by_start);
+    return g_steal_pointer(&out);
+}
+
+VsMount *
+vs_mount_find(const char *what, GError **error)
+{
+    g_autoptr(GPtrArray) all = vs_mount_list(error);
+    g_autofree char *canon = NULL;
+    const char *port_s = what;
+
+    if (!all)
+        return NULL;
+    if (g_str_has_prefix(port_s, "nbd://127.0.0.1:"))
+        port_s += strlen("nbd://127.0.0.1:");
+    else if (g_str_has_prefix(port_s, "127.0.0.1:"))
+        port_s += strlen("127.0.0.1:");
+    if (what[0] && !strstr(what, "://"))
+        canon = g_canonicalize_filename(what, NULL);
+    for (guint i = 0; i < all->len; i++) {
+        VsMount *m = all->pdata[i];
+        bool hit = !g_strcmp0(m->id, what) || !g_strcmp0(m->uri, what) ||
+                   (m->socket && (!g_strcmp0(m->socket, what) || !g_strcmp0(m->socket, canon)));
+
+        if (!hit && m->port > 0) {
+            char *end = NULL;
+            long p = strtol(port_s, &end, 10);
+            hit = *port_s && end && !*end && p == m->port;
+        }
+        if (hit)
+            return g_ptr_array_steal_index(all, i);
+    }
+    g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                "mount: no mount %s (virtsnap mount --list shows them)", what);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Starting                                                                   */
+
+static bool
+parse_id(const char *s, unsigned long *out)
+{
+    char *end = NULL;
+
+    if (*s == '+')
+        s++;
+    if (!g_ascii_isdigit(*s))
+        return false;
+    errno = 0;
+    *out = strtoul(s, &end, 10);
+    return !errno && end && !*end && *out < (unsigned long)G_MAXINT32;
+}
+
+/* USER[:GROUP], +UID[:+GID]; a user named without a group brings their group. */
+static bool
+parse_owner(const char *owner, uid_t *uid, gid_t *gid, GError **error)
+{
+    g_auto(GStrv) parts = g_strsplit(owner, ":", 2);
+    unsigned long n;
+
+    *gid = (gid_t)-1;
+    if (!parts[0] || !*parts[0])
+        goto bad;
+    if (parse_id(parts[0], &n)) {
+        *uid = (uid_t)n;
+    } else {
+        struct passwd *pw = getpwnam(parts[0]);
+        if (!pw) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: --owner %s: no user %s",
+                        owner, parts[0]);
+            return false;
+        }
+        *uid = pw->pw_uid;
+        *gid = pw->pw_gid;
+    }
+    if (parts[1] && *parts[1]) {
+        if (parse_id(parts[1], &n)) {
+            *gid = (gid_t)n;
+        } else {
+            struct group *gr = getgrnam(parts[1]);
+            if (!gr) {
+                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: --owner %s: no group %s",
+                            owner, parts[1]);
+                return false;
+            }
+            *gid = gr->gr_gid;
+        }
+    } else if (parts[1]) {
+        goto bad;
+    }
+    return true;
+bad:
+    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                "mount: --owner %s: give USER, USER:GROUP or +UID:+GID", owner);
+    return false;
+}
+
+static bool
+socket_answers(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool ok;
+
+    if (fd < 0)
+        return false;
+    g_strlcpy(sa.sun_path, path, sizeof sa.sun_path);
+    ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+static char *
+plugin_path(void)
+{
+    const char *env = g_getenv("VIRTSNAP_NBDKIT_PLUGIN");
+    g_autofree char *exe = g_file_read_link("/proc/self/exe", NULL);
+
+    if (env && *env)
+        return g_strdup(env);
+    if (exe) {
+        /* Run from a build tree: tools/virtsnap beside block/nbdkit-virtsnap-plugin.so */
+        g_autofree char *dir = g_path_get_dirname(exe);
+        g_autofree char *cand = g_build_filename(dir, "..", "block", "nbdkit-virtsnap-plugin.so", NULL);
+        if (g_file_test(cand, G_FILE_TEST_IS_REGULAR))
+            return g_canonicalize_filename(cand, NULL);
+    }
+    return g_strdup("virtsnap");         /* installed in nbdkit's plugin directory */
+}
+
+typedef struct {
+    bool new_session;
+} ChildSetup;
+
+static void
+child_setup(gpointer data)
+{
+    ChildSetup *cs = data;
+
+    if (cs->new_session)
+        setsid();
+}
+
+/* What the backup says about the disk: full id, domain name, size. */
+static bool
+check_backup(const VsMountOptions *o, VsMount *m, GError **error)
+{
+    g_autoptr(VsRepo) repo = vs_repo_open(o->repo_path, false, false, 0, error);
+    g_autoptr(VsManifest) man = NULL;
+    const VsManifestDomain *d = NULL;
+    const VsManifestDisk *k;
+
+    if (!repo) {
+        vs_error_prefix(error, "mount");
+        return false;
+    }
+    if (!(man = vs_repo_load_manifest(repo, o->backup_id ? o->backup_id : "latest", error))) {
+        vs_error_prefix(error, "mount: backup '%s'", o->backup_id ? o->backup_id : "latest");
+        return false;
+    }
+    d = vs_manifest_find_domain(man, o->domain);
+    for (guint i = 0; !d && i < man->domains->len; i++) {
+        const VsManifestDomain *c = man->domains->pdata[i];
+        if (c->uuid && !g_ascii_strcasecmp(c->uuid, o->domain))
+            d = c;
+    }
+    if (!d) {
+        g_autoptr(GString) have = g_string_new(NULL);
+        for (guint i = 0; i < man->domains->len; i++)
+            g_string_append_printf(have, "%s%s", i ? ", " : "",
+                                   ((VsManifestDomain *)man->domains->pdata[i])->name);
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                    "mount: backup %s has no domain '%s' (it holds: %s)", man->id, o->domain, have->str);
+        return false;
+    }
+    if (!(k = vs_manifest_find_disk(d, o->disk))) {
+        g_autoptr(GString) have = g_string_new(NULL);
+        for (guint i = 0; i < d->disks->len; i++)
+            g_string_append_printf(have, "%s%s", i ? ", " : "",
+                                   ((VsManifestDisk *)d->disks->pdata[i])->target);
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                    "mount: domain '%s' in backup %s has no disk %s (it has: %s)", d->name, man->id,
+                    o->disk, have->str);
+        return false;
+    }
+    m->repo = g_canonicalize_filename(o->repo_path, NULL);
+    m->backup_id = g_strdup(man->id);
+    m->domain = g_strdup(d->name);
+    m->disk = g_strdup(k->target);
+    m->virtual_size = k->virtual_size;
+    return true;
+}
+
+VsMount *
+vs_mount_start(const VsMountOptions *o, GError **error)
+{
+    g_autoptr(VsMount) m = g_new0(VsMount, 1);
+    g_autofree char *dir = mounts_dir();
+    g_autofree char *nbdkit = NULL, *plugin = NULL, *pidfile = NULL, *rnd = NULL;
+    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GError) lerr = NULL;
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+    ChildSetup cs = { .new_session = !o->foreground };
+    const char *env_nbdkit = g_getenv("VIRTSNAP_NBDKIT");
+    GPid pid = 0;
+    gint64 deadline;
+    int logfd;
+    struct stat st;
+
+    if (!o->repo_path || !*o->repo_path) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "mount: no repository: give --repo DIR or set VIRTSNAP_REPO");
+        return NULL;
+    }
+    if (!o->domain || !o->disk) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: name the backup, domain and disk");
+        return NULL;
+    }
+    if (o->socket && o->port) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: --socket and --port exclude each other");
+        return NULL;
+    }
+    if (o->port < 0 || o->port > 65535) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: --port %d: give 1 to 65535", o->port);
+        return NULL;
+    }
+    if (o->owner && o->port) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: --owner applies to a socket, not to --port");
+        return NULL;
+    }
+    if (o->owner && !parse_owner(o->owner, &uid, &gid, error))
+        return NULL;
+    if (!check_backup(o, m, error))
+        return NULL;
+    nbdkit = env_nbdkit && *env_nbdkit ? g_strdup(env_nbdkit) : g_find_program_in_path("nbdkit");
+    if (!nbdkit) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "mount: nbdkit is not installed (apt-get install nbdkit)");
+        return NULL;
+    }
+    plugin = plugin_path();
+    if (!vs_make_dir(dir, 0755, error))
+        return NULL;
+
+    do {
+        g_free(rnd);
+        rnd = g_strdup_printf("%08x", g_random_int());
+        g_free(pidfile);
+        pidfile = mount_file(rnd, ".json");
+    } while (g_file_test(pidfile, G_FILE_TEST_EXISTS));
+    m->id = g_steal_pointer(&rnd);
+    g_free(pidfile);
+    pidfile = mount_file(m->id, ".pid");
+    m->log = mount_file(m->id, ".log");
+
+    if (o->port) {
+        m->port = o->port;
+        m->uri = g_strdup_printf("nbd://127.0.0.1:%d", o->port);
+    } else {
+        struct sockaddr_un sa;
+        g_autofree char *sdir = NULL;
+
+        m->socket = o->socket ? g_canonicalize_filename(o->socket, NULL) : mount_file(m->id, ".sock");
+        if (strlen(m->socket) >= sizeof sa.sun_path) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "mount: socket path %s is too long (at most %zu bytes)", m->socket,
+                        sizeof sa.sun_path - 1);
+            return NULL;
+        }
+        sdir = g_path_get_dirname(m->socket);
+        if (!g_file_test(sdir, G_FILE_TEST_IS_DIR)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                        "mount: the socket's directory %s does not exist", sdir);
+            return NULL;
+        }
+        if (lstat(m->socket, &st) == 0) {
+            if (!S_ISSOCK(st.st_mode)) {
+                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                            "mount: %s exists and is not a socket", m->socket);
+                return NULL;
+            }
+            if (socket_answers(m->socket)) {
+                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                            "mount: %s is in use by a running server", m->socket);
+                return NULL;
+            }
+            unlink(m->socket);           /* left by a server that died */
+        }
+        {
+            g_autofree char *q = g_uri_escape_string(m->socket, "/", FALSE);
+            m->uri = g_strdup_printf("nbd+unix:///?socket=%s", q);
+        }
+    }
+
+    logfd = open(m->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (logfd < 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: %s: %s", m->log, g_strerror(errno));
+        return NULL;
+    }
+    g_ptr_array_add(argv, g_strdup(nbdkit));
+    /* nbdkit in the foreground dies with its parent (PR_SET_PDEATHSIG), so a
+     * mount that outlives us is nbdkit's own daemon. */
+    if (o->foreground)
+        g_ptr_array_add(argv, g_strdup("--foreground"));
+    g_ptr_array_add(argv, g_strdup("--readonly"));
+    g_ptr_array_add(argv, g_strdup("--log=stderr"));
+    g_ptr_array_add(argv, g_strdup("--pidfile"));
+    g_ptr_array_add(argv, g_strdup(pidfile));
+    if (o->foreground)
+        g_ptr_array_add(argv, g_strdup("--exit-with-parent"));
+    if (m->port) {
+        g_ptr_array_add(argv, g_strdup("--ipaddr"));
+        g_ptr_array_add(argv, g_strdup("127.0.0.1"));
+        g_ptr_array_add(argv, g_strdup("--port"));
+        g_ptr_array_add(argv, g_strdup_printf("%d", m->port));
+    } else {
+        g_ptr_array_add(argv, g_strdup("--unix"));
+        g_ptr_array_add(argv, g_strdup(m->socket));
+    }
+    g_ptr_array_add(argv, g_strdup(plugin));
+    g_ptr_array_add(argv, g_strdup_printf("repo=%s", m->repo));
+    g_ptr_array_add(argv, g_strdup_printf("backup=%s", m->backup_id));
+    g_ptr_array_add(argv, g_strdup_printf("domain=%s", m->domain));
+    g_ptr_array_add(argv, g_strdup_printf("disk=%s", m->disk));
+    g_ptr_array_add(argv, g_strdup_printf("mount=%s", m->id));
+    if (!o->foreground)         /* the daemon's stderr is /dev/null: the plugin logs */
+        g_ptr_array_add(argv, g_strdup_printf("log=%s", m->log));
+    g_ptr_array_add(argv, NULL);
+
+    unlink(pidfile);
+    if (!g_spawn_async_with_pipes_and_fds(o->foreground ? NULL : "/",
+                                          (const char *const *)argv->pdata, NULL,
+                                          G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL,
+                                          child_setup, &cs, -1, -1, logfd, NULL, NULL, 0, &pid,
+                                          NULL, NULL, NULL, &lerr)) {
+        close(logfd);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: starting %s: %s", nbdkit, lerr->message);
+        registry_remove(m);
+        return NULL;
+    }
+    close(logfd);
+
+    /* Ready when the pid file names the server: nbdkit writes it once the
+     * socket listens (in the background: the daemon writes it after the
+     * process we started has exited 0). */
+    deadline = g_get_monotonic_time() + READY_TIMEOUT_S * G_USEC_PER_SEC;
+    for (bool parent_gone = false;;) {
+        g_autofree char *text = NULL;
+        int status, p;
+
+        if (g_file_get_contents(pidfile, &text, NULL, NULL) && (p = atoi(text)) > 0 &&
+            strchr(text, '\n') && (o->foreground ? p == pid : p != pid)) {
+            m->pid = p;
+            break;
+        }
+        if (!parent_gone && waitpid(pid, &status, WNOHANG) == pid) {
+            parent_gone = true;
+            if (o->foreground || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                g_autofree char *tail = log_tail(m->log);
+                g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "mount: nbdkit failed (exit %d): %s",
+                            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), tail);
+                registry_remove(m);
+                return NULL;
+            }
+        }
+        if (g_get_monotonic_time() > deadline) {
+            g_autofree char *tail = log_tail(m->log);
+            if (!parent_gone) {
+                kill(pid, SIGKILL);
+                (void)waitpid(pid, NULL, 0);
+            }
+            g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
+                        "mount: nbdkit was not ready within %d s: %s", READY_TIMEOUT_S, tail);
+            registry_remove(m);
+            return NULL;
+        }
+        g_usleep(10 * 1000);
+    }
+    if (!o->foreground && waitpid(pid, NULL, WNOHANG) == 0)
+        (void)waitpid(pid, NULL, 0);     /* the daemon's parent: it exits once it has forked */
+    {
+        char s = 0;
+        (void)proc_stat(m->pid, &s, &m->starttime);
+    }
+    m->alive = true;
+    if (m->socket) {
+        /* Owner (read and connect) and root only. */
+        int err = 0;
+        if (o->owner && chown(m->socket, uid, gid) < 0)
+            err = errno;
+        if (!err && chmod(m->socket, gid != (gid_t)-1 ? 0660 : 0600) < 0)
+            err = errno;
+        if (err) {
+            stop_pid(m->pid, m->starttime);
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: giving %s to %s: %s", m->socket,
+                        o->owner ? o->owner : "root", g_strerror(err));
+            registry_remove(m);
+            return NULL;
+        }
+    }
+    if (!registry_write(m, error)) {
+        stop_pid(m->pid, m->starttime);
+        registry_remove(m);
+        return NULL;
+    }
+    return g_steal_pointer(&m);
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void
+on_stop_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+bool
+vs_mount_wait(VsMount *m, GError **error)
+{
+    struct sigaction sa = { .sa_handler = on_stop_signal }, old[3];
+    const int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
+    int status = 0;
+    bool exited = false;
+
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 3; i++)
+        sigaction(sigs[i], &sa, &old[i]);
+    while (!stop_signal) {
+        if (waitpid(m->pid, &status, WNOHANG) == m->pid) {
+            exited = true;
+            break;
+        }
+        g_usleep(100 * 1000);
+    }
+    if (!exited)
+        stop_pid(m->pid, m->starttime);
+    for (int i = 0; i < 3; i++)
+        sigaction(sigs[i], &old[i], NULL);
+    if (exited && !(WIFEXITED(status) && WEXITSTATUS(status) == 0) &&
+        !(WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM))) {
+        g_autofree char *tail = log_tail(m->log);
+        g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "mount: nbdkit ended (status %d): %s",
+                    status, tail);
+        registry_remove(m);
+        return false;
+    }
+    registry_remove(m);
+    return true;
+}
+
+/* Which running domain's live XML names M's export, if any (NULL: none). */
+static char *
+mount_user(const VsMount *m, virConnectPtr conn, GError **error)
+{
+    virDomainPtr *doms = NULL;
+    int n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+    g_autofree char *needle = m->socket ? g_markup_escape_text(m->socket, -1)
+                                        : g_strdup_printf("port='%d'", m->port);
+    char *who = NULL;
+
+    if (n < 0) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "umount: cannot list the running domains");
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *name = virDomainGetName(doms[i]);
+        g_autofree char *xml = who ? NULL : virDomainGetXMLDesc(doms[i], 0);
+
+        if (xml && strstr(xml, needle) && (m->socket || strstr(xml, "protocol='nbd'")))
+            who = g_strdup(name ? name : "?");
+        virDomainFree(doms[i]);
+    }
+    free(doms);
+    return who ? who : g_strdup("");
+}
+
+bool
+vs_mount_stop(VsMount *m, virConnectPtr conn, bool force, GError **error)
+{
+    if (m->alive && conn && !force) {
+        g_autofree char *who = mount_user(m, conn, error);
+
+        if (!who) {
+            vs_error_prefix(error, "umount: %s (give --force to stop it anyway)", m->id);
+            return false;
+        }
+        if (*who) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "umount: domain '%s' is running on %s (a disk of it still reads the backup "
+                        "through it): stopping it would fail the guest's reads; finish its copy "
+                        "first (virsh blockpull %s DISK --wait), or give --force", who, m->uri, who);
+            return false;
+        }
+    }
+    if (m->alive && !stop_pid(m->pid, m->starttime)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "umount: nbdkit (pid %d) of mount %s does "
+                    "not exit", m->pid, m->id);
+        return false;
+    }
+    m->alive = false;
+    registry_remove(m);
+    return true;
+}
+
+/* ------------------------------------------------------------------------- */
+/* restore --instant                                                         */
+
+char *
+vs_qemu_dac_owner(virConnectPtr conn, const char *virt_type)
+{
+    g_autofree char *caps = virConnectGetCapabilities(conn);
+    xmlDoc *doc;
+    xmlNode *root, *host = NULL;
+    char *label = NULL;
+
+    if (!caps || !(doc = xmlReadMemory(caps, (int)strlen(caps), "capabilities.xml", NULL,
+                                       XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)))
+        return NULL;
+    root = xmlDocGetRootElement(doc);
+    for (xmlNode *c = root ? root->children : NULL; c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && !xmlStrcmp(c->name, BAD_CAST "host"))
+            host = c;
+    for (xmlNode *sm = host ? host->children : NULL; sm && !label; sm = sm->next) {
+        bool dac = false;
+
+        if (sm->type != XML_ELEMENT_NODE || xmlStrcmp(sm->name, BAD_CAST "secmodel"))
+            continue;
+        for (xmlNode *c = sm->children; c; c = c->next) {
+            if (c->type == XML_ELEMENT_NODE && !xmlStrcmp(c->name, BAD_CAST "model")) {
+                xmlChar *t = xmlNodeGetContent(c);
+                dac = t && !xmlStrcmp(t, BAD_CAST "dac");
+                xmlFree(t);
+            }
+        }
+        for (xmlNode *c = sm->children; dac && c; c = c->next) {
+            xmlChar *type, *t;
+
+            if (c->type != XML_ELEMENT_NODE || xmlStrcmp(c->name, BAD_CAST "baselabel"))
+                continue;
+            type = xmlGetProp(c, BAD_CAST "type");
+            t = xmlNodeGetContent(c);
+            if (t && (!label || (virt_type && type && !xmlStrcmp(type, BAD_CAST virt_type)))) {
+                g_free(label);
+                label = g_strdup((const char *)t);
+            }
+            xmlFree(type);
+            xmlFree(t);
+        }
+    }
+    xmlFreeDoc(doc);
+    return label;
+}
+
+static bool
+run_tool(const char *const *argv, const char *what, GError **error)
+{
+    g_autofree char *out = NULL, *err = NULL;
+    g_autoptr(GError) lerr = NULL;
+    int status = 0;
+
+    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err,
+                      &status, &lerr)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "%s: %s", what, lerr->message);
+        return false;
+    }
+    if (!g_spawn_check_wait_status(status, NULL)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "%s: %s", what,
+                    g_strstrip(err && *err ? err : out ? out : g_strdup("failed")));
+        return false;
+    }
+    return true;
+}
+
+bool
+vs_instant_overlay(const char *path, const char *uri, uint64_t size, GError **error)
+{
+    g_autofree char *sz = g_strdup_printf("%" G_GUINT64_FORMAT, size);
+    g_autofree char *what = g_strdup_printf("restore: creating %s on %s", path, uri);
+    const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-b", uri, "-F", "raw",
+                           path, sz, NULL };
+
+    if (!run_tool(argv, what, error))
+        return false;
+    if (chmod(path, 0600) < 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "restore: %s: %s", path, g_strerror(errno));
+        unlink(path);
+        return false;
+    }
+    return true;
+}
+
+bool
+vs_instant_finish_offline(const char *path, GError **error)
+{
+    g_autofree char *what = g_strdup_printf("restore: copying the backup into %s (qemu-img rebase)", path);
+    const char *argv[] = { "qemu-img", "rebase", "-q", "-f", "qcow2", "-b", "", path, NULL };
+
+    return run_tool(argv, what, error);
+}
+
+/* Block-pull events: "uuid/disk" -> status + 1, fed by libvirt's event thread. */
+static GMutex pull_lock;
+static GCond pull_cond;
+static GHashTable *pull_events;
+static GHashTable *pull_conns;
+
+static char *
+pull_key(virDomainPtr dom, const char *disk)
+{
+    char uuid[VIR_UUID_STRING_BUFLEN] = "";
+
+    virDomainGetUUIDString(dom, uuid);
+    return g_strdup_printf("%s/%s", uuid, disk);
+}
+
+static void
+on_pull_event(virConnectPtr conn, virDomainPtr dom, const char *disk, int type, int status,
+              void *opaque)
+{
+    (void)conn; (void)opaque;
+    if (type != VIR_DOMAIN_BLOCK_JOB_TYPE_PULL)
+        return;
+    g_mutex_lock(&pull_lock);
+    g_hash_table_insert(pull_events, pull_key(dom, disk), GINT_TO_POINTER(status + 1));
+    g_cond_broadcast(&pull_cond);
+    g_mutex_unlock(&pull_lock);
+}
+
+static bool
+watch_pulls(virConnectPtr conn, GError **error)
+{
+    bool ok = true;
+
+    g_mutex_lock(&pull_lock);
+    if (!pull_events) {
+        pull_events = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        pull_conns = g_hash_table_new(NULL, NULL);
+    }
+    if (!g_hash_table_contains(pull_conns, conn)) {
+        if (virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2,
+                                             VIR_DOMAIN_EVENT_CALLBACK(on_pull_event), NULL, NULL) < 0) {
+            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: cannot watch block-job events");
+            ok = false;
+        } else {
+            g_hash_table_add(pull_conns, conn);
+        }
+    }
+    g_mutex_unlock(&pull_lock);
+    return ok;
+}
+
+static int
+pull_event(const char *key)
+{
+    int st;
+
+    g_mutex_lock(&pull_lock);
+    st = GPOINTER_TO_INT(g_hash_table_lookup(pull_events, key)) - 1;
+    g_mutex_unlock(&pull_lock);
+    return st;
+}
+
+/* Does DISK of the running DOM still have a backing image? 1 yes, 0 no, -1 unknown. */
+static int
+has_backing(virDomainPtr dom, const char *disk)
+{
+    g_autofree char *xml = virDomainGetXMLDesc(dom, 0);
+    g_autoptr(VsDomainDef) def = xml ? vs_domain_def_parse_string(xml, "live", NULL) : NULL;
+    VsDiskDef *d = def ? vs_domain_def_find_disk(def, disk) : NULL;
+
+    if (!d || !d->src)
+        return -1;
+    return d->src->backing != NULL;
+}
+
+static void
+pull_fail(VsPullJob *j, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static void
+pull_fail(VsPullJob *j, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    g_free(j->error);
+    j->error = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    j->state = VS_PULL_FAILED;
+}
+
+static void
+say(void (*progress)(const char *, void *), void *opaque, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+static void
+say(void (*progress)(const char *, void *), void *opaque, const char *fmt, ...)
+{
+    va_list ap;
+    g_autofree char *msg = NULL;
+
+    if (!progress)
+        return;
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    progress(msg, opaque);
+}
+
+void
+vs_blockpull_run(virConnectPtr conn, VsPullJob *jobs, guint n, int stall_s,
+                 void (*progress)(const char *message, void *opaque), void *opaque)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
+    gint64 next_report = g_get_monotonic_time() + PROGRESS_EVERY_S * G_USEC_PER_SEC;
+    guint running = 0;
+
+    if (!watch_pulls(conn, &err)) {
+        for (guint i = 0; i < n; i++)
+            pull_fail(&jobs[i], "%s", err->message);
+        return;
+    }
+    for (guint i = 0; i < n; i++) {
+        VsPullJob *j = &jobs[i];
+        const char *name = virDomainGetName(j->dom);
+        char *key = pull_key(j->dom, j->disk);
+
+        g_ptr_array_add(keys, key);
+        g_mutex_lock(&pull_lock);
+        g_hash_table_remove(pull_events, key);
+        g_mutex_unlock(&pull_lock);
+        j->state = VS_PULL_RUNNING;
+        j->last_change = g_get_monotonic_time();
+        if (virDomainBlockPull(j->dom, j->disk, 0, 0) < 0) {
+            pull_fail(j, "starting the copy (block pull) of domain '%s' disk %s: %s", name, j->disk,
+                      virGetLastErrorMessage());
+            continue;
+        }
+        running++;
+    }
+    while (running > 0) {
+        gint64 now;
+
+        g_mutex_lock(&pull_lock);
+        g_cond_wait_until(&pull_cond, &pull_lock, g_get_monotonic_time() + G_USEC_PER_SEC);
+        g_mutex_unlock(&pull_lock);
+        now = g_get_monotonic_time();
+        for (guint i = 0; i < n; i++) {
+            VsPullJob *j = &jobs[i];
+            const char *name = virDomainGetName(j->dom);
+            int ev = pull_event(keys->pdata[i]);
+            virDomainBlockJobInfo info;
+            int r;
+
+            if (j->state != VS_PULL_RUNNING)
+                continue;
+            if (ev == VIR_DOMAIN_BLOCK_JOB_COMPLETED) {
+                j->state = VS_PULL_DONE;
+            } else if (ev == VIR_DOMAIN_BLOCK_JOB_FAILED || ev == VIR_DOMAIN_BLOCK_JOB_CANCELED) {
+                if (virDomainIsActive(j->dom) == 0)
+                    j->state = VS_PULL_STOPPED;
+                else
+                    pull_fail(j, "the copy (block pull) of domain '%s' disk %s %s", name, j->disk,
+                              ev == VIR_DOMAIN_BLOCK_JOB_FAILED ? "failed (an unreadable chunk? "
+                              "see the export's log)" : "was cancelled");
+            } else if (virDomainIsActive(j->dom) == 0) {
+                j->state = VS_PULL_STOPPED;
+            } else if ((r = virDomainGetBlockJobInfo(j->dom, j->disk, &info, 0)) == 1) {
+                if (info.cur != j->cur) {
+                    j->cur = info.cur;
+                    j->last_change = now;
+                }
+                j->end = info.end;
+                if (stall_s > 0 && now - j->last_change > (gint64)stall_s * G_USEC_PER_SEC)
+                    pull_fail(j, "the copy (block pull) of domain '%s' disk %s made no progress "
+                              "for %d s (at %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " bytes); "
+                              "it was left running", name, j->disk, stall_s,
+                              (uint64_t)info.cur, (uint64_t)info.end);
+            } else if (r == 0 && pull_event(keys->pdata[i]) < 0) {
+                /* Gone without an event we saw (or before we watched): the chain says. */
+                int b = has_backing(j->dom, j->disk);
+                if (b == 0)
+                    j->state = VS_PULL_DONE;
+                else if (virDomainIsActive(j->dom) == 0)
+                    j->state = VS_PULL_STOPPED;
+                else
+                    pull_fail(j, "the copy (block pull) of domain '%s' disk %s ended, but the disk "
+                              "still has its backing image", name, j->disk);
+            }
+            if (j->state == VS_PULL_DONE && has_backing(j->dom, j->disk) == 1)
+                pull_fail(j, "the copy (block pull) of domain '%s' disk %s completed, but the disk "
+                          "still has its backing image", name, j->disk);
+            if (j->state != VS_PULL_RUNNING) {
+                j->done_ms = vs_now_ms();
+                running--;
+            }
+        }
+        if (running > 0 && now >= next_report) {
+            next_report = now + PROGRESS_EVERY_S * G_USEC_PER_SEC;
+            for (guint i = 0; i < n; i++)
+                if (jobs[i].state == VS_PULL_RUNNING && jobs[i].end > 0)
+                    say(progress, opaque, "%s: copying disk %s: %" G_GUINT64_FORMAT "%%",
+                        virDomainGetName(jobs[i].dom), jobs[i].disk, jobs[i].cur * 100 / jobs[i].end);
+        }
+    }
+    g_mutex_lock(&pull_lock);
+    for (guint i = 0; i < keys->len; i++)
+        g_hash_table_remove(pull_events, keys->pdata[i]);
+    g_mutex_unlock(&pull_lock);
+}
