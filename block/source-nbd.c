@@ -322,11 +322,13 @@ open_image(const char *abs_path, const char *format, const char *description, GE
          * a running guest's overlay, whose QEMU may hold its write lock, and
          * the commit that follows the copy needs that lock; a server left
          * behind by a killed backup must not hold a lock that blocks
-         * `recover`. */
+         * `recover`. setpriv --pdeathsig: a qemu-nbd whose virtsnap was killed
+         * before it connected would otherwise wait for a client forever. */
         char *argv[] = {
             (char *)"/bin/sh", (char *)"-c",
             (char *)"f=$1; shift; exec \"$@\" </dev/null >/dev/null 2>>\"$f\"", (char *)"sh",
-            err_ref, (char *)"qemu-nbd", (char *)"--read-only", (char *)"--cache=writeback",
+            err_ref, (char *)"setpriv", (char *)"--pdeathsig", (char *)"KILL", (char *)"--",
+            (char *)"qemu-nbd", (char *)"--read-only", (char *)"--cache=writeback",
             (char *)"--aio=threads", (char *)"--image-opts", opts, NULL,
         };
 

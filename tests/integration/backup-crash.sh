@@ -31,6 +31,9 @@ clean() {
   vs_assert_eq "$(ls "$W" | grep -c '\.virtsnap-[0-9]' || true)" 0 "no overlay file"
   vs_assert_eq "$(ls "$STATE/journal" 2>/dev/null | wc -l)" 0 "no journal"
   vs_assert_eq "$(ls "$REPO/tmp" 2>/dev/null | wc -l)" 0 "no temporary file in the repository"
+  # a reader started by the killed virtsnap must not outlive it
+  sleep 0.2
+  vs_assert_eq "$(pgrep -fc "qemu-nbd.*$W/" || true)" 0 "no qemu-nbd of the killed run left"
 }
 
 vs_guest_disk "$W/disk.qcow2" >/dev/null
