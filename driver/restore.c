@@ -1012,6 +1012,20 @@ discard_temps(Run *run, RDom *r)
     }
 }
 
+/* A domain with any disk that could not be written fails as a whole, and
+ * what its other disks wrote is removed: nothing of it was changed. */
+static void
+fail_on_disk_errors(Run *run, RDom *r)
+{
+    for (guint k = 0; k < r->disks->len; k++) {
+        RDisk *d = r->disks->pdata[k];
+        if (d->error)
+            dom_fail(r, "%s; nothing of domain '%s' was changed", d->error, r->new_name);
+    }
+    if (r->error)
+        discard_temps(run, r);
+}
+
 static void
 write_phase(Run *run)
 {
@@ -1041,13 +1055,7 @@ write_phase(Run *run)
     g_thread_pool_free(pool, FALSE, TRUE);
     for (guint i = 0; i < run->doms->len; i++) {
         RDom *r = run->doms->pdata[i];
-        for (guint k = 0; k < r->disks->len; k++) {
-            RDisk *d = r->disks->pdata[k];
-            if (d->error)
-                dom_fail(r, "%s; nothing of domain '%s' was changed", d->error, r->new_name);
-        }
-        if (r->error)
-            discard_temps(run, r);
+        fail_on_disk_errors(run, r);
     }
 }
 
@@ -1363,13 +1371,7 @@ instant_write_phase(Run *run)
             }
             d->written = true;
         }
-        for (guint k = 0; k < r->disks->len; k++) {
-            RDisk *d = r->disks->pdata[k];
-            if (d->error)
-                dom_fail(r, "%s; nothing of domain '%s' was changed", d->error, r->new_name);
-        }
-        if (r->error)
-            discard_temps(run, r);
+        fail_on_disk_errors(run, r);
     }
 }
 
