@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static inline char *
@@ -267,3 +268,30 @@ tu_put(VsRepo *r, const void *data, size_t len, VsDigest *d, uint64_t *stored)
     g_assert_true(vs_repo_put_chunk(r, data, len, d, stored, &err));
     g_assert_no_error(err);
 }
+
+/* Runs PROG ARGV as a child: fork and exec, so that the child does not inherit
+ * the test harness (under valgrind it would report that memory as leaked). */
+static inline pid_t
+tu_spawn(const char *prog, char *const argv[])
+{
+    pid_t pid = fork();
+
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        execv(prog, argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits for PID and asserts it exited with status 0. */
+static inline void
+tu_wait_ok(pid_t pid)
+{
+    int status = 0;
+
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+}
+

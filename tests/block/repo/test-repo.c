@@ -478,22 +478,10 @@ test_processes(void)
         g_autofree char *seed = g_strdup_printf("%d", 100000 * (i + 1));
         char *const args[] = { self_exe, (char *)"--backup-child", dir, seed, NULL };
 
-        /* fork and exec ourselves: a child that only forked would inherit the
-         * test harness (and, under valgrind, report its memory as leaked) */
-        pids[i] = fork();
-        g_assert_cmpint(pids[i], >=, 0);
-        if (pids[i] == 0) {
-            execv(self_exe, args);
-            _exit(127);
-        }
+        pids[i] = tu_spawn(self_exe, args);
     }
-    for (int i = 0; i < 2; i++) {
-        int status = 0;
-
-        g_assert_cmpint(waitpid(pids[i], &status, 0), ==, pids[i]);
-        g_assert_true(WIFEXITED(status));
-        g_assert_cmpint(WEXITSTATUS(status), ==, 0);
-    }
+    for (int i = 0; i < 2; i++)
+        tu_wait_ok(pids[i]);
     ids = vs_repo_list(r, &err);
     g_assert_no_error(err);
     g_assert_cmpuint(g_strv_length(ids), ==, 2);
