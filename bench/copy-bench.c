@@ -31,6 +31,7 @@ static int inflight;
 static int chunk_kib;
 static int repeat = 1;
 static gboolean skip_others;
+static char *source_kind;
 
 static GOptionEntry entries[] = {
     { "format", 'f', 0, G_OPTION_ARG_STRING, &format, "image format (default: raw: file source; "
@@ -47,8 +48,26 @@ static GOptionEntry entries[] = {
     { "drop-caches", 0, 0, G_OPTION_ARG_NONE, &drop_caches, "drop the page cache before each "
       "measurement (root)", NULL },
     { "engine-only", 0, 0, G_OPTION_ARG_NONE, &skip_others, "skip read and qemu-img", NULL },
+    { "source", 's', 0, G_OPTION_ARG_STRING, &source_kind, "file, image (qemu-nbd) or mapped "
+      "(qemu-img map + pread) (default: file for raw, else image)", "KIND" },
     G_OPTION_ENTRY_NULL,
 };
+
+static const char *
+kind(const char *fmt)
+{
+    return source_kind ? source_kind : g_str_equal(fmt, "raw") ? "file" : "image";
+}
+
+static VsSource *
+open_source(const char *path, const char *fmt, GError **error)
+{
+    if (g_str_equal(kind(fmt), "file"))
+        return vs_source_open_file(path, error);
+    if (g_str_equal(kind(fmt), "mapped"))
+        return vs_source_open_mapped(path, fmt, error);
+    return vs_source_open_image(path, fmt, error);
+}
 
 static void
 drop(void)
@@ -142,7 +161,7 @@ bench_source(const char *path, const char *fmt)
 
     drop();
     t0 = now();
-    src = g_str_equal(fmt, "raw") ? vs_source_open_file(path, &err) : vs_source_open_image(path, fmt, &err);
+    src = open_source(path, fmt, &err);
     if (!src)
         goto fail;
     size = vs_source_size(src);
@@ -213,8 +232,7 @@ bench_engine(const char *path, const char *fmt, const char *tmpdir, int run, uin
     t0 = now();
     repo = vs_repo_open(repo_dir, true, true, (uint32_t)chunk_kib * 1024, &err);
     if (repo)
-        src = g_str_equal(fmt, "raw") ? vs_source_open_file(path, &err)
-                                      : vs_source_open_image(path, fmt, &err);
+        src = open_source(path, fmt, &err);
     vs_copy_options_init(&opts);
     if (threads > 0)
         opts.threads = (unsigned)threads;
@@ -234,7 +252,7 @@ bench_engine(const char *path, const char *fmt, const char *tmpdir, int run, uin
     g_clear_pointer(&repo, vs_repo_close);
     printf("engine (%s) %8.1f MiB/s  (%.2f s, CPU %.2f s + servers %.2f s; data %.1f MiB/s, "
            "%.0f MiB read, %.0f MiB stored, peak RSS %.1f MiB)\n",
-           g_str_equal(fmt, "raw") ? "file" : "image", disk.virtual_size / MiB / t, t,
+           kind(fmt), disk.virtual_size / MiB / t, t,
            cpu_seconds(RUSAGE_SELF) - cpu0, cpu_seconds(RUSAGE_CHILDREN) - ccpu0,
            disk.bytes_read / MiB / t, disk.bytes_read / MiB, disk.bytes_stored / MiB,
            vm_hwm_kib() / 1024.0);

@@ -16,7 +16,7 @@
  * at most what a single NBD request carries. */
 #define REPO_MIN_CHUNK_SIZE (4u * 1024)
 #define REPO_MAX_CHUNK_SIZE (16u * 1024 * 1024)
-#define REPO_ZSTD_LEVEL 3
+#define REPO_ZSTD_LEVEL 1
 /* Chunks are written to REPO/tmp unsynced and made durable together by
  * vs_repo_flush (one syncfs, then the renames). The put that takes the unflushed
  * compressed bytes to this many, or their count to REPO_FLUSH_CHUNKS, flushes, so

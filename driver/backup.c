@@ -692,9 +692,15 @@ copy_one(gpointer data, gpointer user)
     m->chain = g_ptr_array_ref(d->chain);
     m->chunks = g_array_new(FALSE, FALSE, sizeof(VsChunkRef));
 
+    /* A local chain is read from its files (no NBD server in the data path);
+     * what that cannot read (encryption, a data file, a network layer) goes
+     * through qemu-nbd. */
     if (d->path && g_strcmp0(d->format, "raw") == 0)
         src = vs_source_open_file(d->path, &err);
-    else
+    else if (d->path && !(src = vs_source_open_mapped(d->path, d->format, &err)) &&
+             g_error_matches(err, VS_ERROR, VS_ERROR_UNSUPPORTED))
+        g_clear_error(&err);
+    if (!src && !err)
         src = vs_source_open_image(d->path ? d->path : d->url, d->format, &err);
     if (src) {
         vs_copy_options_init(&copts);

@@ -414,6 +414,20 @@ test_file_errors(void)
     g_assert_error(err, VS_ERROR, VS_ERROR_UNSUPPORTED);
 }
 
+/* A clone of *SRC reads REF too; closing both leaves no qemu-nbd behind. */
+static void
+assert_clone_reads_then_close(VsSource **src, const char *ref)
+{
+    g_autoptr(GError) err = NULL;
+    VsSource *clone = vs_source_clone(*src, &err);
+
+    g_assert_no_error(err);
+    assert_source_equals_file(clone, ref);
+    vs_source_close(clone);
+    g_clear_pointer(src, vs_source_close);
+    assert_no_qemu_nbd();
+}
+
 /* base: 0xaa over [0, 3M) and random at 40M; top: 0xbb over [1M, 2M), zeros
  * written over [2M, 2.5M) (hiding base data), 0xcc at the last MiB. */
 static char *
@@ -437,7 +451,6 @@ test_image_chain(void)
     g_autofree char *flat = tmp("flat.raw");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsSource) src = NULL;
-    g_autoptr(VsSource) clone = NULL;
     g_autoptr(GArray) ext = NULL;
 
     run("qemu-img convert -f qcow2 -O raw %s %s", top, flat);
@@ -453,12 +466,8 @@ test_image_chain(void)
     g_assert_false(covered_by_data(ext, 20 * MiB, 4096));
     assert_source_equals_file(src, flat);
 
-    clone = vs_source_clone(src, &err);
-    g_assert_no_error(err);
-    assert_source_equals_file(clone, flat);
-    g_clear_pointer(&clone, vs_source_close);
-    g_clear_pointer(&src, vs_source_close);
-    assert_no_qemu_nbd();
+    /* Its qemu-nbd goes with the last handle. */
+    assert_clone_reads_then_close(&src, flat);
 }
 
 static void
@@ -983,6 +992,155 @@ test_vanish_image(void)
     assert_no_qemu_nbd();
 }
 
+/* ------------------------------------------------------------------------- */
+/* The mapped image source                                                   */
+
+/* raw base: 0x77 over [8M, 10M); mid (qcow2): 0xaa over [0, 3M), a compressed
+ * cluster of 0x33 at 30M, 0x11 at 40M; top (qcow2): 0xbb over [1M, 2M), zeros
+ * over [2M, 2.5M) hiding mid's data, 0xcc at the last MiB. Every kind of range
+ * qemu-img map reports: data at each depth, zero, unallocated, and data with no
+ * file offset (compressed). */
+static char *
+make_mapped_chain(const char *name)
+{
+    g_autofree char *base = tmp("m-base.raw");
+    g_autofree char *mid = tmp("m-mid.qcow2");
+    char *top = tmp(name);
+
+    run("qemu-img create -q -f raw %s 64M", base);
+    run("qemu-io -f raw -c 'write -q -P 0x77 8M 2M' %s", base);
+    run("qemu-img create -q -f qcow2 -b m-base.raw -F raw %s", mid);
+    run("qemu-io -f qcow2 -c 'write -q -P 0xaa 0 3M' -c 'write -q -c -P 0x33 30M 64k' "
+        "-c 'write -q -P 0x11 40M 512k' %s", mid);
+    run("qemu-img create -q -f qcow2 -b m-mid.qcow2 -F qcow2 %s", top);
+    run("qemu-io -f qcow2 -c 'write -q -P 0xbb 1M 1M' -c 'write -q -z 2M 512k' "
+        "-c 'write -q -P 0xcc 63M 1M' %s", top);
+    return top;
+}
+
+static void
+test_mapped_chain(void)
+{
+    g_autofree char *top = make_mapped_chain("m-top.qcow2");
+    g_autofree char *flat = tmp("m-flat.raw");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    g_autoptr(GArray) ext = NULL;
+    g_autofree char *a = g_malloc(3 * MiB), *b = g_malloc(3 * MiB);
+    int fd;
+
+    run("qemu-img convert -f qcow2 -O raw %s %s", top, flat);
+    src = vs_source_open_mapped(top, "qcow2", &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(src->ops->name, ==, "image");
+    g_assert_cmpuint(vs_source_size(src), ==, 64 * MiB);
+    /* Walked front to back, as the engine does: every zero extent is zero. */
+    ext = all_extents(src, flat);
+    g_assert_true(covered_by_data(ext, 0, MiB));            /* mid */
+    g_assert_true(covered_by_data(ext, MiB, MiB));          /* top */
+    g_assert_true(covered_by_data(ext, 8 * MiB, 2 * MiB));      /* the raw base */
+    g_assert_true(covered_by_data(ext, 30 * MiB, 64 * 1024));   /* compressed */
+    g_assert_true(covered_by_data(ext, 63 * MiB, MiB));
+    g_assert_false(covered_by_data(ext, 2 * MiB, 4096));
+    g_assert_false(covered_by_data(ext, 20 * MiB, 4096));
+    /* Read without asking for extents first, and again: each range asks qemu-img. */
+    assert_source_equals_file(src, flat);
+    assert_source_equals_file(src, flat);
+    /* Odd, unaligned reads straddling every kind of range. */
+    fd = open(flat, O_RDONLY);
+    g_assert_cmpint(fd, >=, 0);
+    for (uint64_t off = 0; off + 3 * MiB <= 64 * MiB; off += 3 * MiB + 4097) {
+        g_assert_true(vs_source_pread(src, a, 3 * MiB - 13, off, &err));
+        g_assert_no_error(err);
+        g_assert_cmpint(pread(fd, b, 3 * MiB - 13, (off_t)off), ==, (ssize_t)(3 * MiB - 13));
+        g_assert_true(memcmp(a, b, 3 * MiB - 13) == 0);
+    }
+    close(fd);
+    g_assert_false(vs_source_pread(src, a, 2, 64 * MiB - 1, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_INVALID_ARG);
+    g_clear_error(&err);
+
+    /* The compressed cluster's qemu-nbd goes with the last handle. */
+    assert_clone_reads_then_close(&src, flat);
+}
+
+/* The engine with two reader threads over the mapped source stores exactly
+ * what qemu-img's flattening holds, and export gives it back. */
+static void
+test_mapped_copy(void)
+{
+    g_autofree char *top = make_mapped_chain("m-top2.qcow2");
+    g_autofree char *flat = tmp("m-flat2.raw");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    g_autoptr(VsRepo) repo = new_repo("repo-mapped");
+    VsManifestDisk disk = { 0 };
+    VsCopyOptions opts;
+
+    run("qemu-img convert -f qcow2 -O raw %s %s", top, flat);
+    src = vs_source_open_mapped(top, "qcow2", &err);
+    g_assert_no_error(err);
+    vs_copy_options_init(&opts);
+    opts.max_inflight = 3;
+    opts.readers = 2;
+    copy_ok(src, repo, &disk, &opts);
+    /* 0, 1M and 2M; 8M and 9M; 30M, 40M, 63M. */
+    g_assert_cmpuint(disk.chunks->len, ==, 8);
+    assert_roundtrip(repo, &disk, flat);
+    disk_clear(&disk);
+    g_clear_pointer(&src, vs_source_close);
+    assert_no_qemu_nbd();
+}
+
+/* Chains whose file offsets are not plain data are refused as unsupported
+ * (the caller then uses the image source); a missing image is an error. */
+static void
+test_mapped_unsupported(void)
+{
+    g_autofree char *enc = tmp("m-enc.qcow2");
+    g_autofree char *dfile = tmp("m-dfile.qcow2"), *dfile_data = tmp("m-dfile.data");
+    g_autofree char *missing = tmp("m-missing.qcow2");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+
+    run("qemu-img create -q --object secret,id=s0,data=sekrit -f qcow2 "
+        "-o encrypt.format=luks,encrypt.key-secret=s0 %s 16M", enc);
+    src = vs_source_open_mapped(enc, "qcow2", &err);
+    g_assert_null(src);
+    g_assert_error(err, VS_ERROR, VS_ERROR_UNSUPPORTED);
+    g_assert_nonnull(strstr(err->message, enc));
+    g_clear_error(&err);
+
+    run("qemu-img create -q -f qcow2 -o data_file=%s %s 16M", dfile_data, dfile);
+    src = vs_source_open_mapped(dfile, "qcow2", &err);
+    g_assert_null(src);
+    g_assert_error(err, VS_ERROR, VS_ERROR_UNSUPPORTED);
+    g_clear_error(&err);
+
+    src = vs_source_open_mapped(missing, "qcow2", &err);
+    g_assert_null(src);
+    g_assert_nonnull(err);
+    g_assert_false(g_error_matches(err, VS_ERROR, VS_ERROR_UNSUPPORTED));
+    g_assert_true(g_str_has_prefix(err->message, "image: "));
+    g_assert_nonnull(strstr(err->message, missing));
+}
+
+/* A chain cut short under the reader is an error naming the image, never zeros. */
+static void
+test_vanish_mapped(void)
+{
+    g_autofree char *path = tmp("vanish-m.qcow2");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    Vanish v = { .at = 4 * MiB, .truncate = path };
+
+    run("qemu-img create -q -f qcow2 %s 64M", path);
+    run("qemu-io -f qcow2 -c 'write -q -P 0x5a 0 64M' %s", path);
+    src = vs_source_open_mapped(path, "qcow2", &err);
+    g_assert_no_error(err);
+    copy_must_fail(src, "repo-vanish-mapped", &v, "read at offset");
+}
+
 static uint64_t
 vm_hwm_kib(void)
 {
@@ -1018,6 +1176,12 @@ test_copy_rss(void)
         data += MiB;
     }
     g_assert_cmpint(close(fd), ==, 0);
+    /* The peak of this copy, not of the tests before it (their servers' buffers,
+     * freed since): "5" resets VmHWM to the current RSS. */
+    fd = open("/proc/self/clear_refs", O_WRONLY);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, "5", 1), ==, 1);
+    close(fd);
     src = vs_source_open_file(path, &err);
     g_assert_no_error(err);
     copy_ok(src, repo, &disk, NULL);
@@ -1047,6 +1211,9 @@ main(int argc, char **argv)
     g_test_add_func("/source/image/qcow2-chain", test_image_chain);
     g_test_add_func("/source/image/errors", test_image_errors);
     g_test_add_func("/source/image/locked-base", test_image_locked);
+    g_test_add_func("/source/mapped/chain", test_mapped_chain);
+    g_test_add_func("/source/mapped/copy", test_mapped_copy);
+    g_test_add_func("/source/mapped/unsupported", test_mapped_unsupported);
     g_test_add_func("/source/nbd/uri", test_nbd_uri);
     g_test_add_func("/copy/sparse", test_copy_sparse);
     g_test_add_func("/copy/odd-size", test_copy_odd_size);
@@ -1059,6 +1226,7 @@ main(int argc, char **argv)
     g_test_add_func("/copy/vanish/file", test_vanish_file);
     g_test_add_func("/copy/vanish/nbd", test_vanish_nbd);
     g_test_add_func("/copy/vanish/image", test_vanish_image);
+    g_test_add_func("/copy/vanish/mapped", test_vanish_mapped);
     g_test_add_func("/rss/copy-1gib", test_copy_rss);
     rc = g_test_run();
     /* No thread alive at exit, for valgrind's sake. */
