@@ -398,7 +398,7 @@ for k, l in peers:
 big = [k for k in ("virtsnap", "virtsnap-16g") if k in rows]
 mx = lambda f: max(x[f] for k in big for x in rows[k]) / 1024
 goals.append("- peak RSS under 64 MiB whatever the disk size: the virtsnap process **%s** (max %.1f MiB; "
-             "%s disk median %.1f MiB%s); counting its qemu-nbd helpers (one per reader) **%s** by summed "
+             "%s disk median %.1f MiB%s); counting its helper processes (qemu-img map; a qemu-nbd only for what cannot be read from the files) **%s** by summed "
              "RSS (max %.1f MiB), **%s** by summed PSS (max %.1f MiB)" % (
     "met" if mx("rss") < 64 else "NOT met", mx("rss"), E["DISK_SIZE"], vs_r / 1024,
     ", %s disk %.1f MiB: no growth with size" % (E["BIG_DISK_SIZE"], m("virtsnap-16g", "rss") / 1024)
@@ -435,7 +435,7 @@ sec = "\n".join([
     "thaw); virtnbdbackup reports none (its log has 1 s resolution). Guest-seen gap: longest "
     "interval between consecutive records of the guest's writer while the tool ran, the same "
     "measure for all. Stored: `du -sb` of the repository / output file / output directory. "
-    "CPU: user+sys of the tool and the children it waited for (virtsnap's qemu-nbd readers "
+    "CPU: user+sys of the tool and the children it waited for (virtsnap's qemu-img map (and qemu-nbd, where used) "
     "included; the NBD server virtnbdbackup reads from runs inside QEMU and is not counted). "
     "The qemu-img cycle row times `virsh` snapshot, convert and blockcommit together; its RSS and "
     "CPU are the convert's.", "",
