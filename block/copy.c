@@ -123,8 +123,9 @@ worker(gpointer data, gpointer user_data)
 static bool
 read_slot(Engine *eng, VsSource *src, Slot *slot, GError **error)
 {
+    /* Page-aligned, so that a source may read into it with O_DIRECT. */
     if (!slot->buf)
-        slot->buf = g_malloc(eng->chunk_size);
+        slot->buf = g_aligned_alloc(1, eng->chunk_size, 4096);
     if (slot->lo > slot->offset)
         memset(slot->buf, 0, slot->lo - slot->offset);
     if (slot->offset + slot->length > slot->hi)
@@ -440,7 +441,7 @@ out:
         disk->chunks = g_steal_pointer(&chunks);
     }
     for (unsigned i = 0; i < eng.nslots; i++)
-        g_free(eng.slots[i].buf);
+        g_aligned_free(eng.slots[i].buf);
     g_free(eng.slots);
     g_array_unref(eng.ext);
     g_clear_error(&eng.error);
