@@ -168,7 +168,7 @@ vs_repo_gc(VsRepo *repo, uint64_t *chunks_removed, uint64_t *bytes_freed, GError
             continue;
         close(fd);
         if (err == EWOULDBLOCK)
-            g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
+            g_set_error(error, VS_ERROR, VS_ERROR_BUSY,
                         "repo: %s: a backup is running (lock held); run gc later", repo->path);
         else
             g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: locking: %s", repo->path, g_strerror(err));

@@ -202,9 +202,38 @@ bool vs_repo_export_disk(VsRepo *repo, const VsManifest *m, const char *domain,
                          GError **error);
 
 /* Deletes chunks no manifest references and temp files older than an hour;
- * takes the repository lock exclusively (fails if a backup holds it shared).
+ * takes the repository lock exclusively (fails with VS_ERROR_BUSY if a backup holds it shared).
  * Deletes nothing when any manifest cannot be read. */
 bool vs_repo_gc(VsRepo *repo, uint64_t *chunks_removed, uint64_t *bytes_freed, GError **error);
+
+/* ------------------------------------------------------------------------- */
+/* Retention                                                                 */
+
+typedef struct {
+    unsigned keep_last;      /* the N newest backups of each domain */
+    unsigned keep_daily;     /* the newest of each of the N latest days with a backup (local time) */
+    unsigned keep_weekly;    /* ... ISO weeks */
+    unsigned keep_monthly;   /* ... months */
+} VsPrunePolicy;
+
+typedef struct {
+    char *id;
+    int64_t completed;       /* unix microseconds */
+    char **domains;
+    bool keep;
+    char *reasons;           /* why kept: "web1: last; web1: daily 2026-11-23", or NULL */
+} VsPruneDecision;
+
+void vs_prune_decision_free(VsPruneDecision *d);
+/* Marks each of DECISIONS (id, completed, domains filled in) keep or not under
+ * POLICY, per domain: a backup is kept if any of its domains keeps it. Sorts
+ * DECISIONS newest first. Fails (VS_ERROR_INVALID_ARG) when the policy keeps
+ * nothing at all. */
+bool vs_prune_select(GPtrArray *decisions, const VsPrunePolicy *policy, GError **error);
+/* The decision for every backup in REPO (newest first), or NULL when any
+ * manifest cannot be read (then nothing may be removed). The caller removes
+ * with vs_repo_delete and then runs vs_repo_gc. */
+GPtrArray *vs_repo_prune_plan(VsRepo *repo, const VsPrunePolicy *policy, GError **error);
 
 /* Shared lock held by a writer for the duration of a backup so that GC never
  * deletes chunks a not-yet-committed manifest is about to reference. Waits up to

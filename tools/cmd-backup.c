@@ -76,9 +76,6 @@ static char *
 result_json(const VsBackupResult *r)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = NULL;
-    g_autofree char *text = NULL;
 
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "id");
@@ -130,11 +127,7 @@ result_json(const VsBackupResult *r)
         json_builder_add_string_value(b, r->notes->pdata[i]);
     json_builder_end_array(b);
     json_builder_end_object(b);
-    root = json_builder_get_root(b);
-    json_generator_set_root(gen, root);
-    json_generator_set_pretty(gen, TRUE);
-    text = json_generator_to_data(gen, NULL);
-    return g_strconcat(text, "\n", NULL);
+    return vs_json_builder_text(b, true);
 }
 
 static void

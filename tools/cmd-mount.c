@@ -42,13 +42,9 @@ mount_json(const VsMount *m)
 static void
 print_json(JsonNode *root)
 {
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autofree char *text = NULL;
+    g_autofree char *text = vs_json_node_text(root, true);
 
-    json_generator_set_root(gen, root);
-    json_generator_set_pretty(gen, TRUE);
-    text = json_generator_to_data(gen, NULL);
-    printf("%s\n", text);
+    fputs(text, stdout);
 }
 
 static int

@@ -1,4 +1,4 @@
-/* The repository commands: init, list, verify, export and gc. They read and
+/* The repository commands: init, list, verify, export, gc and prune. They read and
  * write the repository directly through the block layer's public API; no
  * libvirt connection is needed, so they also work on a machine that only holds
  * the backups. */
@@ -188,13 +188,8 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
     }
     json_builder_end_array(b);
     if (json) {
-        g_autoptr(JsonGenerator) gen = json_generator_new();
-        g_autoptr(JsonNode) root = json_builder_get_root(b);
-        g_autofree char *text = NULL;
-        json_generator_set_root(gen, root);
-        json_generator_set_pretty(gen, TRUE);
-        text = json_generator_to_data(gen, NULL);
-        printf("%s\n", text);
+        g_autofree char *text = vs_json_builder_text(b, true);
+        fputs(text, stdout);
     }
     return rc;
 }
@@ -300,6 +295,134 @@ vs_cmd_gc(const VsGlobal *g, int argc, char **argv)
     if (!g->quiet) {
         g_autofree char *s = g_format_size(bytes);
         printf("gc: removed %" G_GUINT64_FORMAT " chunks, %s\n", n, s);
+    }
+    return 0;
+}
+
+static void
+print_decision(const VsPruneDecision *d, bool dry_run)
+{
+    g_autoptr(GDateTime) t = g_date_time_new_from_unix_local(d->completed / G_USEC_PER_SEC);
+    g_autofree char *when = g_date_time_format(t, "%Y-%m-%d %H:%M:%S");
+    g_autofree char *names = g_strjoinv(",", d->domains);
+
+    printf("%-12s %-24s %-20s %s%s%s%s\n",
+           d->keep ? "keep" : dry_run ? "would remove" : "remove", d->id, when, names,
+           d->reasons ? "  (" : "", d->reasons ? d->reasons : "", d->reasons ? ")" : "");
+}
+
+static void
+print_prune_json(GPtrArray *plan, bool dry_run, bool gc_ran, uint64_t chunks, uint64_t bytes)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autofree char *text = NULL;
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "dry_run");
+    json_builder_add_boolean_value(b, dry_run);
+    json_builder_set_member_name(b, "backups");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < plan->len; i++) {
+        const VsPruneDecision *d = plan->pdata[i];
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "id");
+        json_builder_add_string_value(b, d->id);
+        json_builder_set_member_name(b, "keep");
+        json_builder_add_boolean_value(b, d->keep);
+        json_builder_set_member_name(b, "reasons");
+        d->reasons ? json_builder_add_string_value(b, d->reasons) : json_builder_add_null_value(b);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    json_builder_set_member_name(b, "gc");
+    if (gc_ran) {
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "chunks_removed");
+        json_builder_add_int_value(b, (gint64)chunks);
+        json_builder_set_member_name(b, "bytes_freed");
+        json_builder_add_int_value(b, (gint64)bytes);
+        json_builder_end_object(b);
+    } else {
+        json_builder_add_null_value(b);
+    }
+    json_builder_end_object(b);
+    text = vs_json_builder_text(b, true);
+    fputs(text, stdout);
+}
+
+int
+vs_cmd_prune(const VsGlobal *g, int argc, char **argv)
+{
+    char *repo = NULL;
+    int last = 0, daily = 0, weekly = 0, monthly = 0;
+    gboolean dry_run = FALSE, json = FALSE;
+    GOptionEntry entries[] = {
+        { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
+        { "keep-last", 0, 0, G_OPTION_ARG_INT, &last, "keep the N newest backups of each domain", "N" },
+        { "keep-daily", 0, 0, G_OPTION_ARG_INT, &daily, "keep the newest backup of each of the last N days (per domain)", "N" },
+        { "keep-weekly", 0, 0, G_OPTION_ARG_INT, &weekly, "... of the last N ISO weeks", "N" },
+        { "keep-monthly", 0, 0, G_OPTION_ARG_INT, &monthly, "... of the last N months", "N" },
+        { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &dry_run, "say what would be removed, remove nothing", NULL },
+        { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the decisions as JSON", NULL },
+        G_OPTION_ENTRY_NULL
+    };
+    g_autoptr(GOptionContext) octx = g_option_context_new("- remove the backups a retention policy does not keep, "
+                                                          "then free their chunks");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsRepo) r = NULL;
+    g_autoptr(GPtrArray) plan = NULL;
+    VsPrunePolicy policy;
+    uint64_t chunks = 0, bytes = 0;
+    unsigned removed = 0;
+    bool gc_ran = false;
+
+    if (!parse(octx, entries, "prune", &argc, &argv))
+        return 2;
+    if (argc != 1 || last < 0 || daily < 0 || weekly < 0 || monthly < 0) {
+        vs_print_error("prune: takes only options, each --keep-* a count of 0 or more "
+                       "(see virtsnap prune --help)");
+        return 2;
+    }
+    policy = (VsPrunePolicy){ (unsigned)last, (unsigned)daily, (unsigned)weekly, (unsigned)monthly };
+    if (!(r = open_repo("prune", repo_arg(repo), !dry_run)))
+        return 1;
+    if (!(plan = vs_repo_prune_plan(r, &policy, &err))) {
+        vs_print_error("%s%s", g_str_has_prefix(err->message, "prune: ") ? "" : "prune: ", err->message);
+        return err->code == VS_ERROR_INVALID_ARG ? 2 : 1;
+    }
+    for (guint i = 0; i < plan->len; i++) {
+        const VsPruneDecision *d = plan->pdata[i];
+        if (!json && !g->quiet)
+            print_decision(d, dry_run);
+        if (d->keep || dry_run)
+            continue;
+        if (!vs_repo_delete(r, d->id, &err)) {
+            vs_print_error("prune: %s (%u backups removed before it; the rest kept)", err->message, removed);
+            return 1;
+        }
+        removed++;
+    }
+    if (removed) {
+        gc_ran = vs_repo_gc(r, &chunks, &bytes, &err);
+        if (!gc_ran && !g_error_matches(err, VS_ERROR, VS_ERROR_BUSY)) {
+            vs_print_error("prune: removed %u backups, but freeing their chunks failed: %s "
+                           "(run virtsnap gc to retry)", removed, err->message);
+            return 1;
+        }
+    }
+    if (json) {
+        print_prune_json(plan, dry_run, gc_ran, chunks, bytes);
+    } else if (!g->quiet) {
+        g_autofree char *size = g_format_size(bytes);
+        if (dry_run)
+            printf("prune: dry run: nothing removed\n");
+        else if (!removed)
+            printf("prune: every backup is kept\n");
+        else if (gc_ran)
+            printf("prune: removed %u backups; freed %" G_GUINT64_FORMAT " chunks, %s\n", removed, chunks, size);
+        else
+            printf("prune: removed %u backups; a backup is writing into the repository, so their "
+                   "chunks are freed by the next virtsnap gc or prune\n", removed);
     }
     return 0;
 }

@@ -86,9 +86,6 @@ char *
 vs_discover_to_json(GPtrArray *domains, bool pretty)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = NULL;
-    char *text, *out;
 
     json_builder_begin_array(b);
     for (guint i = 0; i < domains->len; i++) {
@@ -118,13 +115,26 @@ vs_discover_to_json(GPtrArray *domains, bool pretty)
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
-    root = json_builder_get_root(b);
+    return vs_json_builder_text(b, pretty);
+}
+
+char *
+vs_json_node_text(JsonNode *root, bool pretty)
+{
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autofree char *text = NULL;
+
     json_generator_set_root(gen, root);
     json_generator_set_pretty(gen, pretty);
     text = json_generator_to_data(gen, NULL);
-    out = g_strconcat(text, "\n", NULL);
-    g_free(text);
-    return out;
+    return g_strconcat(text, "\n", NULL);
+}
+
+char *
+vs_json_builder_text(JsonBuilder *b, bool pretty)
+{
+    g_autoptr(JsonNode) root = json_builder_get_root(b);
+    return vs_json_node_text(root, pretty);
 }
 
 /* ':' separates the fields and ';' the entries, so both (and '%') are

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 #include <stdbool.h>
 #include "vs-driver.h"
 
@@ -23,12 +24,17 @@ int vs_cmd_list(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_verify(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_export(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_gc(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_prune(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_restore(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_mount(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_umount(const VsGlobal *g, int argc, char **argv);
 
 /* Prints "virtsnap: MESSAGE" to stderr. */
 void vs_print_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
+/* JSON text (pretty or compact) with a final newline (discover-format.c). */
+char *vs_json_node_text(JsonNode *root, bool pretty);
+char *vs_json_builder_text(JsonBuilder *b, bool pretty);
 
 /* discover output formats (discover-format.c; unit-tested) */
 char *vs_discover_to_json(GPtrArray *domains, bool pretty);

@@ -23,6 +23,7 @@ typedef enum {
     VS_ERROR_TIMEOUT,       /* a bounded wait ran out */
     VS_ERROR_IO,            /* read/write/open failure of a file or target */
     VS_ERROR_UNSUPPORTED,   /* a configuration virtsnap cannot handle (yet) */
+    VS_ERROR_BUSY,          /* someone else holds what is needed (a lock): try again later */
 } VsErrorCode;
 
 /* Prefix an existing error's message with "PREFIX: " (printf-style). A no-op

@@ -708,6 +708,7 @@ test_gc_lock(void)
     g_assert_true(vs_repo_lock_shared(writer, &err));   /* idempotent */
     expect = g_strdup_printf("repo: %s: a backup is running (lock held); run gc later", dir);
     g_assert_false(vs_repo_gc(other, NULL, NULL, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_BUSY);
     g_assert_cmpstr(err->message, ==, expect);
     g_clear_error(&err);
     /* not even the writer's own VsRepo may collect under its backup */
