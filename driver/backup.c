@@ -86,6 +86,7 @@ vs_backup_options_init(VsBackupOptions *opts)
     opts->max_freeze_ms = 10000;
     opts->agent_timeout = 5;
     opts->commit_timeout = 600;
+    opts->commit_bandwidth = 0;
     opts->parallel_disks = 2;
     opts->copy_nice = 10;
 }
@@ -765,6 +766,53 @@ copy_phase(Run *run)
 /* ------------------------------------------------------------------------- */
 /* Commit back                                                                */
 
+/* A commit that does not converge while the guest writes converges as soon as
+ * the guest cannot write: freeze it, commit and pivot within --max-freeze,
+ * thaw. The freeze is journaled and guarded like the snapshot's (a guardian
+ * thaws if we die or hang), and the commit runs at full speed. False leaves the
+ * guest on its overlay, thawed, as the first attempt did. */
+static bool
+commit_frozen(Run *run, DomJob *j, DiskJob *d, int64_t *held_ms, GError **error)
+{
+    const char *uuids[] = { j->uuid, NULL };
+    const VsBackupOptions *o = run->opts;
+    g_autoptr(GError) thaw_err = NULL;
+    VsGuardian *guardian;
+    int64_t t0;
+    bool ok = false, thawed;
+
+    *held_ms = -1;
+    guardian = vs_guardian_start(o->guardian_exe, o->uri, o->state_dir, run->manifest->id,
+                                 o->max_freeze_ms, uuids, o->agent_timeout, error);
+    if (!guardian)
+        return false;
+    if (!journal(run, j, "freeze", NULL, NULL, NULL, NULL, NULL, NULL)) {
+        vs_guardian_stop(guardian, true);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "commit: domain '%s': cannot journal the freeze",
+                    j->name);
+        return false;
+    }
+    t0 = vs_now_ms();
+    if (vs_agent_freeze(j->dom, o->agent_timeout, error)) {
+        /* Leave time for the pivot and the thaw inside the bound. */
+        int budget = (int)(o->max_freeze_ms - (vs_now_ms() - t0)) - 1000;
+        if (budget <= 0)
+            g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
+                        "commit: domain '%s' disk %s: no time left in --max-freeze for a commit",
+                        j->name, d->target);
+        else
+            ok = vs_blockcommit_pivot_limited(run->conn, j->dom, d->target, budget, 0, error);
+    }
+    thawed = vs_agent_thaw(j->dom, o->agent_timeout, &thaw_err);
+    *held_ms = vs_now_ms() - t0;
+    vs_guardian_stop(guardian, thawed);
+    if (thawed)
+        journal(run, j, "thawed", NULL, NULL, NULL, NULL, NULL, NULL);
+    else
+        dom_fail(j, "%s (the guardian tries again at once)", thaw_err->message);
+    return ok;
+}
+
 static bool
 commit_domain(Run *run, DomJob *j)
 {
@@ -786,7 +834,28 @@ commit_domain(Run *run, DomJob *j)
         progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 0, 1);
         journal(run, j, "commit", "disk", d->target, "overlay", d->overlay, NULL, NULL);
         vs_fault_point("before-commit");
-        if (!vs_blockcommit_pivot(run->conn, j->dom, d->target, run->opts->commit_timeout, &err)) {
+        if (!vs_blockcommit_pivot_limited(run->conn, j->dom, d->target,
+                                          run->opts->commit_timeout * 1000,
+                                          run->opts->commit_bandwidth, &err) &&
+            g_error_matches(err, VS_ERROR, VS_ERROR_TIMEOUT) && j->frozen &&
+            run->opts->quiesce != VS_QUIESCE_OFF) {
+            g_autoptr(GError) ferr = NULL;
+            int64_t held = -1;
+
+            if (commit_frozen(run, j, d, &held, &ferr)) {
+                g_autofree char *before = g_steal_pointer(&j->note);
+                j->note = g_strdup_printf("%s%s%s; finished with the guest frozen for %" G_GINT64_FORMAT
+                                          " ms", before ? before : "", before ? "; " : "",
+                                          err->message, held);
+                g_clear_error(&err);
+            } else {
+                GError *both = g_error_new(VS_ERROR, ferr->code, "%s; then, with the guest frozen: %s",
+                                           err->message, ferr->message);
+                g_clear_error(&err);
+                err = both;
+            }
+        }
+        if (err) {
             g_autofree char *msg = g_strdup_printf("%s; the domain runs on overlay %s until "
                                                    "`virtsnap recover` commits it",
                                                    err->message, d->overlay);

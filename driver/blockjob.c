@@ -77,9 +77,9 @@ forget_job(const char *key)
 
 /* Waits until the job reaches READY (true) or ends / times out (false). */
 static bool
-wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_s, GError **error)
+wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_ms, GError **error)
 {
-    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
     const char *name = virDomainGetName(dom);
 
     g_mutex_lock(&jobs_lock);
@@ -102,8 +102,8 @@ wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_s, G
         if (g_get_monotonic_time() >= deadline) {
             g_mutex_unlock(&jobs_lock);
             g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
-                        "commit: domain '%s' disk %s did not converge within %d s (the guest "
-                        "writes faster than the commit copies)", name, disk, timeout_s);
+                        "commit: domain '%s' disk %s did not converge within %.1f s (the guest "
+                        "writes faster than the commit copies)", name, disk, timeout_ms / 1000.0);
             return false;
         }
         g_cond_wait_until(&jobs_cond, &jobs_lock,
@@ -130,6 +130,13 @@ bool
 vs_blockcommit_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, int timeout_s,
                      GError **error)
 {
+    return vs_blockcommit_pivot_limited(conn, dom, disk, timeout_s * 1000, 0, error);
+}
+
+bool
+vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *disk, int timeout_ms,
+                             unsigned long bandwidth, GError **error)
+{
     g_autofree char *key = job_key(dom, disk);
     const char *name = virDomainGetName(dom);
     g_autoptr(GError) local = NULL;
@@ -141,8 +148,9 @@ vs_blockcommit_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, int
      * the domain had before the backup. */
     for (gint64 until = g_get_monotonic_time() + LOCK_WAIT_S * G_USEC_PER_SEC;;) {
         const char *msg;
-        if (virDomainBlockCommit(dom, disk, NULL, NULL, 0,
-                                 VIR_DOMAIN_BLOCK_COMMIT_ACTIVE | VIR_DOMAIN_BLOCK_COMMIT_SHALLOW) == 0)
+        if (virDomainBlockCommit(dom, disk, NULL, NULL, bandwidth,
+                                 VIR_DOMAIN_BLOCK_COMMIT_ACTIVE | VIR_DOMAIN_BLOCK_COMMIT_SHALLOW |
+                                 (bandwidth ? VIR_DOMAIN_BLOCK_COMMIT_BANDWIDTH_BYTES : 0)) == 0)
             break;
         /* The qemu-nbd reader of a backup killed a moment ago holds the base's
          * lock until it notices its client is gone: wait for it, briefly. */
@@ -153,7 +161,7 @@ vs_blockcommit_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, int
         }
         g_usleep(200 * 1000);
     }
-    if (!wait_ready(dom, disk, key, timeout_s, &local)) {
+    if (!wait_ready(dom, disk, key, timeout_ms, &local)) {
         /* Cancel: the guest stays on the overlay, consistent; recover retries. */
         virDomainBlockJobAbort(dom, disk, 0);
         g_propagate_error(error, g_steal_pointer(&local));

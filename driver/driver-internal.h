@@ -65,6 +65,10 @@ char *vs_agent_freeze_status(virDomainPtr dom, int timeout_s, GError **error);
  * job is cancelled and the domain stays on the overlay (consistent, reported). */
 bool vs_blockcommit_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk,
                           int timeout_s, GError **error);
+/* The same with the bound in milliseconds and the copy limited to BANDWIDTH
+ * bytes/s (0: as fast as it goes). */
+bool vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *disk,
+                                  int timeout_ms, unsigned long bandwidth, GError **error);
 
 /* The current top source path of DISK in the live XML (NULL if none). */
 char *vs_domain_disk_source(virDomainPtr dom, const char *disk, bool inactive, GError **error);

@@ -49,7 +49,10 @@ typedef struct {
     VsQuiesceMode quiesce;
     int max_freeze_ms;          /* default 10000 */
     int agent_timeout;          /* seconds for each agent call, default 5 */
-    int commit_timeout;         /* seconds for each active commit to become READY, default 600 */
+    int commit_timeout;         /* seconds for each active commit to become READY, default 600;
+                                 * then, with a guest that was frozen for the snapshot, one more
+                                 * commit with the guest frozen, within max_freeze_ms */
+    unsigned long commit_bandwidth; /* bytes/s of the commit while the guest runs, 0: unlimited */
     unsigned parallel_disks;    /* disks copied at once, default 2 */
     int copy_nice;              /* added to the nice value while copying, default 10 (0: off) */
     const char *guardian_exe;   /* program run as `EXE guardian ...`; default /proc/self/exe */

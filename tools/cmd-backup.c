@@ -169,7 +169,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     gboolean json = FALSE, all = FALSE, init = FALSE;
     char *repo = NULL, *quiesce = NULL, *overlay_dir = NULL, *state_dir = NULL;
     double max_freeze = 10.0;
-    int agent_timeout = 5, commit_timeout = 600, parallel = 2, copy_nice = 10;
+    int agent_timeout = 5, commit_timeout = 600, parallel = 2, copy_nice = 10, commit_mib = 0;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory (default $VIRTSNAP_REPO)", "DIR" },
         { "init", 0, 0, G_OPTION_ARG_NONE, &init, "create the repository if it does not exist", NULL },
@@ -177,7 +177,8 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         { "quiesce", 0, 0, G_OPTION_ARG_STRING, &quiesce, "require, try (default) or off", "MODE" },
         { "max-freeze", 0, 0, G_OPTION_ARG_DOUBLE, &max_freeze, "longest a guest may stay frozen, seconds (default 10)", "SECS" },
         { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &agent_timeout, "bound on each guest-agent call, seconds (default 5)", "SECS" },
-        { "commit-timeout", 0, 0, G_OPTION_ARG_INT, &commit_timeout, "bound on each commit to converge, seconds (default 600)", "SECS" },
+        { "commit-timeout", 0, 0, G_OPTION_ARG_INT, &commit_timeout, "bound on each commit to converge, seconds (default 600); then one more with the guest frozen", "SECS" },
+        { "commit-bandwidth", 0, 0, G_OPTION_ARG_INT, &commit_mib, "limit each commit to MIB MiB/s while the guest runs (default 0: no limit)", "MIB" },
         { "overlay-dir", 0, 0, G_OPTION_ARG_FILENAME, &overlay_dir, "put overlays here instead of beside each disk", "DIR" },
         { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "journal and locks (default /var/lib/virtsnap)", "DIR" },
         { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks copied at once (default 2)", "N" },
@@ -208,9 +209,9 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         return 2;
     }
     if (max_freeze <= 0 || max_freeze > 600 || agent_timeout < 1 || commit_timeout < 1 || parallel < 1 ||
-        copy_nice < 0 || copy_nice > 19) {
+        copy_nice < 0 || copy_nice > 19 || commit_mib < 0) {
         vs_print_error("backup: --max-freeze must be in (0, 600] s; --agent-timeout, --commit-timeout "
-                       "and --parallel at least 1; --copy-nice 0 to 19");
+                       "and --parallel at least 1; --copy-nice 0 to 19; --commit-bandwidth 0 or more");
         return 2;
     }
     opts.repo_path = repo ? repo : g_getenv("VIRTSNAP_REPO");
@@ -221,6 +222,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     opts.max_freeze_ms = (int)(max_freeze * 1000);
     opts.agent_timeout = agent_timeout;
     opts.commit_timeout = commit_timeout;
+    opts.commit_bandwidth = (unsigned long)commit_mib * 1024 * 1024;
     opts.parallel_disks = parallel;
     opts.copy_nice = copy_nice;
     bar.tty = !json && !g->quiet && isatty(STDERR_FILENO);
