@@ -1,8 +1,9 @@
 #!/bin/bash
 # backup-commit.sh -- a guest that writes faster than the commit copies never stays on its
 # overlay. The commit is slowed on purpose (--commit-bandwidth 1 MiB/s, --commit-timeout 2)
-# while a churn loop in the guest rewrites 16 MiB again and again: the first commit cannot
-# converge; virtsnap then freezes the guest (guarded like the snapshot's freeze, within
+# while a churn loop in the guest rewrites 16 MiB again and again, and virtsnap waits 4 s
+# before the commit (VIRTSNAP_FAULT=sleep:before-commit:4000) so that the overlay holds
+# several MiB whatever the machine's load: the first commit cannot converge; virtsnap then freezes the guest (guarded like the snapshot's freeze, within
 # --max-freeze), commits at full speed, pivots and thaws. Checked: exit 0, the note says so,
 # the guest runs thawed on its original disk with no overlay or journal left, and the backup
 # verifies with verify-backup.sh. With --quiesce=off there is no freeze to fall back on: the
@@ -37,7 +38,8 @@ vs_on_exit vs_gexec "$D" 'pkill -f "of=/data/churn"'
 
 vs_log "--- slowed commit, guest with an agent: finished frozen"
 set +e
-vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --commit-bandwidth 1 --commit-timeout 2 --json "$D" \
+VIRTSNAP_FAULT=sleep:before-commit:4000 \
+  vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --commit-bandwidth 1 --commit-timeout 2 --json "$D" \
   > "$W/b1.json"
 rc=$?
 set -e
@@ -56,7 +58,8 @@ vs_virtsnap export --repo "$REPO" "$ID" "$D" vda "$W/export1.qcow2" >/dev/null
 
 vs_log "--- slowed commit, --quiesce=off: left on the overlay, recover commits it"
 set +e
-vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --quiesce=off --commit-bandwidth 1 --commit-timeout 2 \
+VIRTSNAP_FAULT=sleep:before-commit:4000 \
+  vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --quiesce=off --commit-bandwidth 1 --commit-timeout 2 \
   --json "$D" > "$W/b2.json" 2> "$W/b2.err"
 rc=$?
 set -e
