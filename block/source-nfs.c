@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <nfsc/libnfs.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Requests of this size or the server's maximum, whichever is smaller, and
  * this many in flight: measured on loopback ganesha, 16 x 1 MiB gains nothing
@@ -81,6 +82,23 @@ set_open_error(GError **error, const char *url, const char *what, int ret, const
                 detail && *detail ? detail : g_strerror(-ret), hint);
 }
 
+/* NFSv4 keeps open state per client name: two contexts under libnfs's default
+ * name (clones, one per reader thread) expire each other's (NFS4ERR_EXPIRED),
+ * so every context is a client of its own. */
+static void
+set_client_identity(struct nfs_context *nfs)
+{
+    static gint counter;
+    g_autofree char *name = g_strdup_printf("virtsnap-%s-%d-%d", g_get_host_name(), (int)getpid(),
+                                            g_atomic_int_add(&counter, 1));
+    char verifier[8];
+
+    for (unsigned i = 0; i < sizeof verifier; i++)
+        verifier[i] = (char)g_random_int();
+    nfs4_set_client_name(nfs, name);
+    nfs4_set_verifier(nfs, verifier);
+}
+
 static bool
 nfs_connect_ctx(void *be, GError **error)
 {
@@ -99,6 +117,7 @@ nfs_connect_ctx(void *be, GError **error)
      * timed by the loop (silence). */
     nfs_set_timeout(ns->nfs, (int)MIN(vs_net_timeout_secs(), CONNECT_TIMEOUT_SECS) * 1000);
     nfs_set_autoreconnect(ns->nfs, 0);
+    set_client_identity(ns->nfs);
     u = nfs_parse_url_full(ns->nfs, ns->url);
     if (!u) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "nfs: open: %s: %s",
