@@ -136,7 +136,7 @@ sec = "\n".join([
     "qemu-img: `qemu-img convert -n --target-image-opts URL driver=null-co,size=N` (reads the source, "
     "discards the data; qemu 7.2's nfs driver speaks NFSv3 only). read: `netio read URL -` "
     "(tests/block/source/netio.c: vs_source_pread in 4 MiB calls; NFS: 1 MiB READs, 8 in flight; iSCSI: "
-    "256 KiB READ16s, 16 in flight). engine: `netio backup URL REPO` (vs_copy_source_to_repo into a fresh "
+    "512 KiB READ16s, 16 in flight). engine: `netio backup URL REPO` (vs_copy_source_to_repo into a fresh "
     "repository: SHA-256, zstd and chunk files on the same 2 cores; NFS with 2 reader connections).",
     "",
     "Reproduce: `sudo bench/net-bench.sh [SIZE_MIB]` after `meson setup build-bench && ninja -C build-bench` "
