@@ -57,6 +57,22 @@ netio_ok "iscsi: backup" backup "$U" "$W/repo-i"
 vs_virtsnap export --repo "$W/repo-i" latest net vda "$W/i.exp" >/dev/null
 same "$W/i.exp" "$W/pat.img" "iscsi: engine + virtsnap export"
 
+# LUN 2 thin provisioned: GET LBA STATUS reports the hole punched in its backing file as
+# zeros (never read), the rest as data; read and engine still give the exact bytes
+U2=$ISCSI_URL_2
+TGT_IPC_SOCKET=$VS_ISCSI_DIR/tgtd.sock tgtadm -C 0 --lld iscsi --mode logicalunit --op update \
+  --tid 1 --lun 2 --params thin_provisioning=1
+netio_ok "iscsi: write LUN 2" write "$U2" "$W/pat.img"
+fallocate -p -o 16M -l 16M "$VS_ISCSI_DIR/lun2.img"
+vs_assert_eq "$("$NETIO" extents "$U2" 2>&1 | tr '\n' ' ')" \
+  "0 16777216 data 16777216 16777216 zero 33554432 16777216 data " "iscsi: extents of a thin LUN"
+netio_ok "iscsi: read thin LUN" read "$U2" "$W/i-thin.out"
+same "$W/i-thin.out" "$W/pat.img" "iscsi: read of a thin LUN"
+netio_ok "iscsi: backup thin LUN" backup "$U2" "$W/repo-thin"
+vs_virtsnap export --repo "$W/repo-thin" latest net vda "$W/i-thin.exp" >/dev/null
+same "$W/i-thin.exp" "$W/pat.img" "iscsi: thin LUN, engine + virtsnap export"
+vs_assert_eq "$("$NETIO" extents "$U" 2>&1)" "0 50331648 data" "iscsi: extents of a LUN that is not thin"
+
 netio_fails "iscsi: wrong LUN" "(wrong LUN?)" 15 read "iscsi://127.0.0.1:$ISCSI_PORT/$ISCSI_IQN/9" -
 netio_fails "iscsi: wrong IQN" "Target not found" 15 read "iscsi://127.0.0.1:$ISCSI_PORT/iqn.2000-01.nope:x/1" -
 netio_fails "iscsi: unreachable" "cannot connect to the portal 127.0.0.1:1" 15 read "$PORTAL_BAD" -

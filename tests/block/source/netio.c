@@ -13,6 +13,7 @@
  *   netio backup URL REPO     the copy engine into REPO (created), one backup
  *                             with domain "net", disk "vda"
  *   netio size URL
+ *   netio extents URL         "OFFSET LENGTH data|zero" lines, merged
  * Prints "bytes=N secs=S MBps=M" on stdout for read/backup. */
 #include "config.h"
 #include "source-internal.h"
@@ -122,6 +123,33 @@ do_write(VsSource *src, const char *in, GError **error)
     return vs_source_flush(src, error);
 }
 
+static bool
+do_extents(VsSource *src, GError **error)
+{
+    uint64_t size = vs_source_size(src), start = 0, at = 0;
+    int kind = -1;
+
+    while (at < size) {
+        g_autoptr(GArray) ext = g_array_new(FALSE, FALSE, sizeof(VsExtent));
+        if (!vs_source_extents(src, at, size - at, ext, error))
+            return false;
+        for (guint i = 0; i < ext->len; i++) {
+            VsExtent *e = &g_array_index(ext, VsExtent, i);
+            if (kind >= 0 && kind != e->zero) {
+                printf("%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %s\n", start, e->offset - start,
+                       kind ? "zero" : "data");
+                start = e->offset;
+            }
+            kind = e->zero;
+            at = e->offset + e->length;
+        }
+    }
+    if (kind >= 0)
+        printf("%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %s\n", start, size - start,
+               kind ? "zero" : "data");
+    return true;
+}
+
 static void
 progress(uint64_t done, uint64_t total, void *opaque)
 {
@@ -154,7 +182,7 @@ do_backup(VsSource *src, const char *url, const char *repo_path, GError **error)
 int
 main(int argc, char **argv)
 {
-    g_autoptr(GOptionContext) ctx = g_option_context_new("read|write|backup|size URL [ARG]");
+    g_autoptr(GOptionContext) ctx = g_option_context_new("read|write|backup|size|extents URL [ARG]");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsIscsiAuth) auth = NULL;
     g_autoptr(VsSource) src = NULL;
@@ -163,7 +191,7 @@ main(int argc, char **argv)
 
     g_option_context_add_main_entries(ctx, entries, NULL);
     if (!g_option_context_parse(ctx, &argc, &argv, &err) || argc < 3) {
-        fprintf(stderr, "usage: netio [OPTION...] read|write|backup|size URL [ARG]%s%s\n",
+        fprintf(stderr, "usage: netio [OPTION...] read|write|backup|size|extents URL [ARG]%s%s\n",
                 err ? ": " : "", err ? err->message : "");
         return 2;
     }
@@ -178,6 +206,8 @@ main(int argc, char **argv)
     if (g_str_equal(cmd, "size")) {
         printf("%" G_GUINT64_FORMAT "\n", vs_source_size(src));
         ok = true;
+    } else if (g_str_equal(cmd, "extents")) {
+        ok = do_extents(src, &err);
     } else if (g_str_equal(cmd, "read") && argc == 4) {
         ok = do_read(src, argv[3], &err);
     } else if (g_str_equal(cmd, "write") && argc == 4) {
