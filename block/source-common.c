@@ -212,6 +212,15 @@ vs_source_open_url(const char *url, const VsIscsiAuth *auth, bool writable, GErr
     return writable ? vs_source_open_file_rw(url, 0, error) : vs_source_open_file(url, error);
 }
 
+void
+vs_extent_add(GArray *out, uint64_t offset, uint64_t length, bool zero)
+{
+    VsExtent e = { .offset = offset, .length = length, .zero = zero };
+
+    if (length)
+        g_array_append_val(out, e);
+}
+
 static unsigned
 env_secs(const char *name, unsigned dflt)
 {

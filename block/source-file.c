@@ -60,15 +60,6 @@ file_check_size(VsSource *src, GError **error)
     return true;
 }
 
-static void
-add_extent(GArray *out, uint64_t offset, uint64_t length, bool zero)
-{
-    VsExtent e = { .offset = offset, .length = length, .zero = zero };
-
-    if (length)
-        g_array_append_val(out, e);
-}
-
 static bool
 file_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GError **error)
 {
@@ -83,11 +74,11 @@ file_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GErro
         if (data < 0) {
             int e = errno;
             if (e == ENXIO) {           /* no data from POS to the end: a trailing hole */
-                add_extent(out, pos, end - pos, true);
+                vs_extent_add(out, pos, end - pos, true);
                 return true;
             }
             if (e == EINVAL || e == EOPNOTSUPP) {   /* no hole support: all data */
-                add_extent(out, pos, end - pos, false);
+                vs_extent_add(out, pos, end - pos, false);
                 return true;
             }
             g_set_error(error, VS_ERROR, VS_ERROR_IO, "file: %s: seek to data at %" G_GUINT64_FORMAT
@@ -95,10 +86,10 @@ file_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GErro
             return false;
         }
         if ((uint64_t)data >= end) {
-            add_extent(out, pos, end - pos, true);
+            vs_extent_add(out, pos, end - pos, true);
             return true;
         }
-        add_extent(out, pos, (uint64_t)data - pos, true);
+        vs_extent_add(out, pos, (uint64_t)data - pos, true);
         hole = lseek(fs->fd, data, SEEK_HOLE);
         if (hole < 0) {
             int e = errno;
@@ -107,26 +98,29 @@ file_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GErro
                         ": %s", src->description, (gint64)data, g_strerror(e));
             return false;
         }
-        add_extent(out, (uint64_t)data, MIN((uint64_t)hole, end) - (uint64_t)data, false);
+        vs_extent_add(out, (uint64_t)data, MIN((uint64_t)hole, end) - (uint64_t)data, false);
         pos = (uint64_t)hole;
     }
     return true;
 }
 
+/* The whole of LEN bytes, or an error: a short read means the file shrank,
+ * a write that makes no progress that the disk is full. */
 static bool
-file_pread(VsSource *src, void *buf, size_t len, uint64_t offset, GError **error)
+file_io(VsSource *src, bool write, char *p, size_t len, uint64_t offset, GError **error)
 {
     FileSource *fs = src->priv;
-    char *p = buf;
 
     while (len > 0) {
-        ssize_t n = pread(fs->fd, p, len, (off_t)offset);
+        ssize_t n = write ? pwrite(fs->fd, p, len, (off_t)offset)
+                          : pread(fs->fd, p, len, (off_t)offset);
 
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            int e = errno;
-            g_set_error(error, VS_ERROR, VS_ERROR_IO, "file: %s: read at offset %" G_GUINT64_FORMAT
+        if (n < 0 || (n == 0 && write)) {
+            int e = n < 0 ? errno : ENOSPC;
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, write ? "file: pwrite: %s: at offset %"
+                        G_GUINT64_FORMAT ": %s" : "file: %s: read at offset %" G_GUINT64_FORMAT
                         ": %s", src->description, offset, g_strerror(e));
             return false;
         }
@@ -144,27 +138,16 @@ file_pread(VsSource *src, void *buf, size_t len, uint64_t offset, GError **error
 }
 
 static bool
+file_pread(VsSource *src, void *buf, size_t len, uint64_t offset, GError **error)
+{
+    return file_io(src, false, buf, len, offset, error);
+}
+
+static bool
 file_pwrite(VsSource *src, const void *buf, size_t len, uint64_t offset, GError **error)
 {
-    FileSource *fs = src->priv;
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = pwrite(fs->fd, p, len, (off_t)offset);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int e = n < 0 ? errno : ENOSPC;
-            g_set_error(error, VS_ERROR, VS_ERROR_IO, "file: pwrite: %s: at offset %"
-                        G_GUINT64_FORMAT ": %s", src->description, offset, g_strerror(e));
-            return false;
-        }
-        p += n;
-        len -= (size_t)n;
-        offset += (uint64_t)n;
-    }
-    return true;
+    /* file_io only reads from the buffer of a write. */
+    return file_io(src, true, (char *)buf, len, offset, error);
 }
 
 static bool

@@ -4,10 +4,14 @@
 
 #include "vs-source.h"
 
+#include <sys/uio.h>
+
 G_BEGIN_DECLS
 
 /* Takes ownership of PRIV (released by OPS->close); DESCRIPTION is copied. */
 VsSource *vs_source_new(const VsSourceOps *ops, const char *description, void *priv);
+/* Appends one extent to OUT (a GArray of VsExtent) unless LENGTH is 0. */
+void vs_extent_add(GArray *out, uint64_t offset, uint64_t length, bool zero);
 /* Writes LEN zero bytes through ops->pwrite, for backends that cannot punch. */
 bool vs_source_write_zeros(VsSource *src, size_t len, uint64_t offset, GError **error);
 
@@ -41,6 +45,9 @@ typedef struct {
     uint64_t offset;
     size_t len;
     void *opaque;          /* the backend's, e.g. where a result goes */
+    /* {buf, len} as vs_net_run_range cut it: libiscsi keeps a pointer to
+     * its iovec (same layout, scsi_iovec) until the task ends. */
+    struct iovec iov;
     /* the loop's */
     VsNetConn *conn;
     unsigned gen;
@@ -81,6 +88,10 @@ void vs_net_conn_init(VsNetConn *conn, const VsNetOps *ops, void *be, const char
 /* Runs N pieces to completion or to the first error (named after OP). */
 bool vs_net_run(VsNetConn *conn, const char *op, VsNetPiece *pieces, unsigned n,
                 unsigned max_inflight, GError **error);
+/* Cuts [offset, offset+len) of BUF into pieces of at most PIECE bytes of
+ * operation OP and runs them. */
+bool vs_net_run_range(VsNetConn *conn, const char *opname, int op, char *buf, size_t len,
+                      uint64_t offset, size_t piece, unsigned max_inflight, GError **error);
 /* From the backend's completion callbacks. LEN < the piece's: the rest is
  * issued again (0: "unexpected end"). */
 void vs_net_piece_done(VsNetPiece *p, size_t len);

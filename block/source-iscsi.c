@@ -153,9 +153,9 @@ is_issue(void *be, VsNetPiece *p, GError **error)
     IscsiSource *is = be;
     uint64_t lba = p->offset / is->block_size;
     uint32_t len = (uint32_t)p->len;
-    /* libiscsi keeps the pointer until the task ends: the iovec lives with the
-     * piece (run_io), not here. */
-    struct scsi_iovec *iov = p->opaque;
+    /* libiscsi keeps the pointer until the task ends: the iovec lives in the
+     * piece. scsi_iovec is laid out as struct iovec (QEMU casts the same way). */
+    struct scsi_iovec *iov = (struct scsi_iovec *)&p->iov;
     struct scsi_task *task = NULL;
 
     switch (p->op) {
@@ -240,20 +240,11 @@ run_io(VsSource *src, const char *opname, int op, char *buf, size_t len, uint64_
        GError **error)
 {
     IscsiSource *is = src->priv;
-    size_t piece = PIECE_MAX - PIECE_MAX % is->block_size;
-    unsigned n = (unsigned)((len + piece - 1) / piece);
-    g_autofree VsNetPiece *pieces = g_new0(VsNetPiece, MAX(n, 1u));
-    g_autofree struct scsi_iovec *iovs = g_new0(struct scsi_iovec, MAX(n, 1u));
 
     if (!check_aligned(src, opname, len, offset, error))
         return false;
-    for (unsigned i = 0; i < n; i++) {
-        size_t at = (size_t)i * piece;
-        pieces[i] = (VsNetPiece){ .op = op, .buf = buf + at, .offset = offset + at,
-                                  .len = MIN(piece, len - at), .opaque = &iovs[i] };
-        iovs[i] = (struct scsi_iovec){ .iov_base = pieces[i].buf, .iov_len = pieces[i].len };
-    }
-    return vs_net_run(&is->conn, opname, pieces, n, MAX_INFLIGHT, error);
+    return vs_net_run_range(&is->conn, opname, op, buf, len, offset,
+                            PIECE_MAX - PIECE_MAX % is->block_size, MAX_INFLIGHT, error);
 }
 
 static bool
@@ -278,15 +269,6 @@ iscsi_flush_(VsSource *src, GError **error)
     return vs_net_run(&is->conn, "flush", &piece, 1, 1, error);
 }
 
-static void
-add_extent(GArray *out, uint64_t offset, uint64_t length, bool zero)
-{
-    VsExtent e = { .offset = offset, .length = length, .zero = zero };
-
-    if (length)
-        g_array_append_val(out, e);
-}
-
 static bool
 iscsi_extents_(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GError **error)
 {
@@ -296,7 +278,7 @@ iscsi_extents_(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GEr
     VsNetPiece piece;
 
     if (!is->thin) {
-        add_extent(out, offset, length, false);
+        vs_extent_add(out, offset, length, false);
         return true;
     }
     desc = g_array_new(FALSE, FALSE, sizeof(struct scsi_lba_status_descriptor));
@@ -312,16 +294,16 @@ iscsi_extents_(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GEr
             continue;
         /* The engine wants the range covered without gaps: whatever the
          * target skipped is data. */
-        add_extent(out, offset, lo - offset, false);
+        vs_extent_add(out, offset, lo - offset, false);
         /* Only deallocated blocks read as zeros; anchored ones may hold
          * anything. */
-        add_extent(out, lo, hi - lo, d->provisioning == SCSI_PROVISIONING_TYPE_DEALLOCATED);
+        vs_extent_add(out, lo, hi - lo, d->provisioning == SCSI_PROVISIONING_TYPE_DEALLOCATED);
         offset = hi;
         if (offset >= end)
             break;
     }
     if (out->len == 0)            /* the target said nothing usable: all data */
-        add_extent(out, offset, end - offset, false);
+        vs_extent_add(out, offset, end - offset, false);
     return true;
 }
 

@@ -223,3 +223,21 @@ vs_net_run(VsNetConn *conn, const char *op, VsNetPiece *pieces, unsigned n, unsi
         }
     }
 }
+
+bool
+vs_net_run_range(VsNetConn *conn, const char *opname, int op, char *buf, size_t len,
+                 uint64_t offset, size_t piece, unsigned max_inflight, GError **error)
+{
+    unsigned n = (unsigned)((len + piece - 1) / piece);
+    g_autofree VsNetPiece *pieces = g_new0(VsNetPiece, MAX(n, 1u));
+
+    for (unsigned i = 0; i < n; i++) {
+        size_t at = (size_t)i * piece;
+        VsNetPiece *p = &pieces[i];
+
+        *p = (VsNetPiece){ .op = op, .buf = buf + at, .offset = offset + at,
+                           .len = MIN(piece, len - at) };
+        p->iov = (struct iovec){ .iov_base = p->buf, .iov_len = p->len };
+    }
+    return vs_net_run(conn, opname, pieces, n, max_inflight, error);
+}

@@ -244,21 +244,14 @@ static const VsNetOps nfs_net_ops = {
     .connect = nfs_connect_ctx,
 };
 
-/* Cuts [offset, offset+len) of BUF into pieces of the request size. */
 static bool
 run_io(VsSource *src, const char *opname, int op, char *buf, size_t len, uint64_t offset,
        GError **error)
 {
     NfsSource *ns = src->priv;
-    unsigned n = (unsigned)((len + ns->piece - 1) / ns->piece);
-    g_autofree VsNetPiece *pieces = g_new0(VsNetPiece, MAX(n, 1u));
 
-    for (unsigned i = 0; i < n; i++) {
-        size_t at = (size_t)i * ns->piece;
-        pieces[i] = (VsNetPiece){ .op = op, .buf = buf + at, .offset = offset + at,
-                                  .len = MIN(ns->piece, len - at) };
-    }
-    return vs_net_run(&ns->conn, opname, pieces, n, MAX_INFLIGHT, error);
+    return vs_net_run_range(&ns->conn, opname, op, buf, len, offset, ns->piece, MAX_INFLIGHT,
+                            error);
 }
 
 static uint64_t

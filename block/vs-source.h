@@ -81,7 +81,10 @@ VsSource *vs_source_open_file_rw(const char *path, uint64_t size, GError **error
  * flight on one connection; a clone has its own connection. A dropped
  * connection is re-established (bounded, with backoff) and the unfinished
  * requests re-issued. No hole information (NFSv3 has none; libnfs 4.0 no
- * SEEK_DATA): everything is data, and the engine keeps zeros out. */
+ * SEEK_DATA): everything is data, and the engine keeps zeros out. WRITABLE
+ * with version=4 is VS_ERROR_UNSUPPORTED (libnfs 4.0 cannot encode an NFSv4
+ * WRITE): restore over NFSv3. Timeouts and the reconnect bound: see
+ * VIRTSNAP_NET_TIMEOUT_SECS and VIRTSNAP_NET_RECONNECT_SECS in docs/design.md. */
 VsSource *vs_source_open_nfs(const char *url, bool writable, GError **error);
 
 /* CHAP credentials for an iSCSI login. Never part of a URL that is logged or
@@ -100,7 +103,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsIscsiAuth, vs_iscsi_auth_free)
  * user%password@ in the URL is used but never shown). READ16/WRITE16 tasks,
  * several in flight; GET LBA STATUS for extents where the target has it (thin
  * provisioning), else all data. A dropped session is re-established (bounded,
- * with backoff) and the unfinished tasks re-issued. */
+ * with backoff) and the unfinished tasks re-issued. Reads and writes must be in
+ * whole blocks of the LUN (512 or 4096 bytes; repository chunks are). */
 VsSource *vs_source_open_iscsi(const char *url, const VsIscsiAuth *auth, bool writable,
                                GError **error);
 /* By URL: nfs://, iscsi:// (AUTH used), nbd:// and nbd+unix:// (read-only),
