@@ -5,8 +5,8 @@
 # file), the copy engine into a repository and `virtsnap export` give the original bytes,
 # and each fault gives the outcome asserted: unreachable, wrong export/IQN/LUN, missing file,
 # permission denied, CHAP failure (credentials never printed), a LUN too small (refused,
-# nothing written), and the server killed half way through a read: with a restart inside the
-# reconnect bound the data is right, without one the error is clear and in time.
+# nothing written), and the server killed (or hung by SIGSTOP) half way through a read: back
+# inside the reconnect bound the data is right, not back the error is clear and in time.
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 vs_require_root
 
@@ -103,6 +103,20 @@ netio_ok "iscsi: tgtd killed during a backup, restarted" --at-half "$restart_isc
 wait_iscsi
 vs_virtsnap export --repo "$W/repo-i2" latest net vda "$W/i2.exp" >/dev/null
 same "$W/i2.exp" "$W/pat.img" "iscsi: backup across a tgtd restart, exported"
+# a server that hangs (SIGSTOP) instead of dying: no RST, only silence, caught by the timeout
+hang_ok() {   # hang_ok WHAT URL PID
+  local t0 ms
+  t0=$(now_ms)
+  VIRTSNAP_NET_TIMEOUT_SECS=2 netio_ok "$1: stopped half way for 4 s" \
+    --at-half "kill -STOP $3; (sleep 4; kill -CONT $3) &" read "$2" "$W/h.out"
+  same "$W/h.out" "$W/pat.img" "$1: read across a 4 s hang"
+  ms=$(( $(now_ms) - t0 ))
+  [ "$ms" -ge 4000 ] || vs_fail "$1: the read took ${ms} ms: it cannot have crossed a 4 s hang"
+  VIRTSNAP_NET_TIMEOUT_SECS=2 VIRTSNAP_NET_RECONNECT_SECS=3 netio_fails "$1: stopped for good" \
+    "not re-established within 3 s" 20 --at-half "kill -STOP $3" read "$2" -
+  kill -CONT "$3"
+}
+hang_ok "iscsi: tgtd" "$U" "$(cat "$VS_ISCSI_DIR/tgtd.pid")"
 VIRTSNAP_NET_RECONNECT_SECS=3 netio_fails "iscsi: tgtd killed, not restarted" \
   "not re-established within 3 s" 20 --at-half "kill -9 \$(cat $VS_ISCSI_DIR/tgtd.pid)" read "$U" -
 vs_assert_contains "$NETIO_OUT" "iscsi: pread: $U: connection lost" "iscsi: the error after the kill"
@@ -177,6 +191,8 @@ netio_ok "nfs v3: ganesha killed during a backup, restarted" --at-half "$restart
 for _ in $(seq 150); do "$VS_TARGETS_SRC/nfs-target.sh" status "$VS_NFS_DIR" >/dev/null 2>&1 && break; sleep 0.2; done
 vs_virtsnap export --repo "$W/repo-nk" latest net vda "$W/nk.exp" >/dev/null
 same "$W/nk.exp" "$W/pat.img" "nfs v3: backup across a ganesha restart, exported"
+hang_ok "nfs v3: ganesha" "$V3" "$(cat "$VS_NFS_DIR/ganesha.pid")"
+hang_ok "nfs v4: ganesha" "$V4" "$(cat "$VS_NFS_DIR/ganesha.pid")"
 VIRTSNAP_NET_RECONNECT_SECS=3 netio_fails "nfs v3: ganesha killed, not restarted" \
   "not re-established within 3 s" 30 --at-half "kill -9 \$(cat $VS_NFS_DIR/ganesha.pid)" read "$V3" -
 vs_assert_contains "$NETIO_OUT" "nfs: pread: $V3: connection lost" "nfs v3: the error after the kill"
