@@ -3,12 +3,15 @@
  * sparse file are reported as zero extents and never read. A file that shrinks
  * while it is read is an error, never silently zeros: SEEK_DATA past the end of
  * a file looks exactly like a trailing hole, so the size is checked again each
- * time extents are asked for, and a short read is reported as such. */
+ * time extents are asked for, and a short read is reported as such. Opened
+ * writable it is a sink: zeros become punched holes (never written blocks), so a
+ * restored sparse disk stays sparse, and a regular file can be given its size. */
 #include "config.h"
 #include "source-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -57,15 +60,6 @@ file_check_size(VsSource *src, GError **error)
     return true;
 }
 
-static void
-add_extent(GArray *out, uint64_t offset, uint64_t length, bool zero)
-{
-    VsExtent e = { .offset = offset, .length = length, .zero = zero };
-
-    if (length)
-        g_array_append_val(out, e);
-}
-
 static bool
 file_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GError **error)
 {
@@ -80,11 +74,11 @@ file_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GErro
         if (data < 0) {
             int e = errno;
             if (e == ENXIO) {           /* no data from POS to the end: a trailing hole */
-                add_extent(out, pos, end - pos, true);
+                vs_extent_add(out, pos, end - pos, true);
                 return true;
             }
             if (e == EINVAL || e == EOPNOTSUPP) {   /* no hole support: all data */
-                add_extent(out, pos, end - pos, false);
+                vs_extent_add(out, pos, end - pos, false);
                 return true;
             }
             g_set_error(error, VS_ERROR, VS_ERROR_IO, "file: %s: seek to data at %" G_GUINT64_FORMAT
@@ -92,10 +86,10 @@ file_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GErro
             return false;
         }
         if ((uint64_t)data >= end) {
-            add_extent(out, pos, end - pos, true);
+            vs_extent_add(out, pos, end - pos, true);
             return true;
         }
-        add_extent(out, pos, (uint64_t)data - pos, true);
+        vs_extent_add(out, pos, (uint64_t)data - pos, true);
         hole = lseek(fs->fd, data, SEEK_HOLE);
         if (hole < 0) {
             int e = errno;
@@ -104,26 +98,29 @@ file_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GErro
                         ": %s", src->description, (gint64)data, g_strerror(e));
             return false;
         }
-        add_extent(out, (uint64_t)data, MIN((uint64_t)hole, end) - (uint64_t)data, false);
+        vs_extent_add(out, (uint64_t)data, MIN((uint64_t)hole, end) - (uint64_t)data, false);
         pos = (uint64_t)hole;
     }
     return true;
 }
 
+/* The whole of LEN bytes, or an error: a short read means the file shrank,
+ * a write that makes no progress that the disk is full. */
 static bool
-file_pread(VsSource *src, void *buf, size_t len, uint64_t offset, GError **error)
+file_io(VsSource *src, bool write, char *p, size_t len, uint64_t offset, GError **error)
 {
     FileSource *fs = src->priv;
-    char *p = buf;
 
     while (len > 0) {
-        ssize_t n = pread(fs->fd, p, len, (off_t)offset);
+        ssize_t n = write ? pwrite(fs->fd, p, len, (off_t)offset)
+                          : pread(fs->fd, p, len, (off_t)offset);
 
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            int e = errno;
-            g_set_error(error, VS_ERROR, VS_ERROR_IO, "file: %s: read at offset %" G_GUINT64_FORMAT
+        if (n < 0 || (n == 0 && write)) {
+            int e = n < 0 ? errno : ENOSPC;
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, write ? "file: pwrite: %s: at offset %"
+                        G_GUINT64_FORMAT ": %s" : "file: %s: read at offset %" G_GUINT64_FORMAT
                         ": %s", src->description, offset, g_strerror(e));
             return false;
         }
@@ -140,10 +137,82 @@ file_pread(VsSource *src, void *buf, size_t len, uint64_t offset, GError **error
     return true;
 }
 
-static VsSource *
-file_open_fd(const char *path, const char *description, GError **error)
+static bool
+file_pread(VsSource *src, void *buf, size_t len, uint64_t offset, GError **error)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    return file_io(src, false, buf, len, offset, error);
+}
+
+static bool
+file_pwrite(VsSource *src, const void *buf, size_t len, uint64_t offset, GError **error)
+{
+    /* file_io only reads from the buffer of a write. */
+    return file_io(src, true, (char *)buf, len, offset, error);
+}
+
+static bool
+file_zero(VsSource *src, size_t len, uint64_t offset, GError **error)
+{
+    FileSource *fs = src->priv;
+    int e;
+
+    /* A hole in a file, deallocated blocks on a device (a loop device passes it
+     * on to its file); both read back as zeros. */
+    if (fallocate(fs->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
+                  (off_t)len) == 0)
+        return true;
+    e = errno;
+    if (e != EOPNOTSUPP && e != ENOSYS && e != EINVAL) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "file: zero: %s: at offset %" G_GUINT64_FORMAT
+                    ": %s", src->description, offset, g_strerror(e));
+        return false;
+    }
+    /* No hole punching here: write the zeros after all. */
+    return vs_source_write_zeros(src, len, offset, error);
+}
+
+static bool
+file_flush(VsSource *src, GError **error)
+{
+    FileSource *fs = src->priv;
+
+    if (fsync(fs->fd) < 0) {
+        int e = errno;
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "file: flush: %s: %s", src->description,
+                    g_strerror(e));
+        return false;
+    }
+    return true;
+}
+
+static bool
+file_truncate(VsSource *src, uint64_t size, GError **error)
+{
+    FileSource *fs = src->priv;
+
+    if (!fs->regular) {
+        if (size == fs->size)
+            return true;
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "file: truncate: %s: a block device of %" G_GUINT64_FORMAT
+                    " bytes cannot be resized to %" G_GUINT64_FORMAT, src->description, fs->size,
+                    size);
+        return false;
+    }
+    if (ftruncate(fs->fd, (off_t)size) < 0) {
+        int e = errno;
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "file: truncate: %s: to %" G_GUINT64_FORMAT
+                    " bytes: %s", src->description, size, g_strerror(e));
+        return false;
+    }
+    fs->size = size;
+    return true;
+}
+
+static VsSource *
+file_open_fd(const char *path, const char *description, bool writable, GError **error)
+{
+    int fd = open(path, (writable ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC | O_NOCTTY, 0600);
     struct stat st;
     FileSource *fs;
 
@@ -184,7 +253,9 @@ file_open_fd(const char *path, const char *description, GError **error)
     }
     /* Doubles the kernel's readahead window: the engine reads front to back. */
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    return vs_source_new(&file_ops, description, fs);
+    VsSource *src = vs_source_new(&file_ops, description, fs);
+    src->writable = writable;
+    return src;
 }
 
 static VsSource *
@@ -195,7 +266,7 @@ file_clone(VsSource *src, GError **error)
      * been renamed or replaced since, with its own file offset and readahead. */
     g_autofree char *self = g_strdup_printf("/proc/self/fd/%d", fs->fd);
     VsSource *clone = file_open_fd(g_file_test(self, G_FILE_TEST_EXISTS) ? self : src->description,
-                                   src->description, error);
+                                   src->description, src->writable, error);
 
     if (clone)
         ((FileSource *)clone->priv)->size = fs->size;
@@ -221,10 +292,26 @@ static const VsSourceOps file_ops = {
     .pread = file_pread,
     .clone = file_clone,
     .close = file_close,
+    .pwrite = file_pwrite,
+    .zero = file_zero,
+    .flush = file_flush,
+    .truncate = file_truncate,
 };
 
 VsSource *
 vs_source_open_file(const char *path, GError **error)
 {
-    return file_open_fd(path, path, error);
+    return file_open_fd(path, path, false, error);
+}
+
+VsSource *
+vs_source_open_file_rw(const char *path, uint64_t size, GError **error)
+{
+    g_autoptr(VsSource) src = file_open_fd(path, path, true, error);
+
+    if (!src)
+        return NULL;
+    if (size && !file_truncate(src, size, error))
+        return NULL;
+    return g_steal_pointer(&src);
 }

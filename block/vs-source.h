@@ -1,8 +1,10 @@
 /* Where backup data is read from, behind one small vtable (in the manner of an
  * nbdkit plugin): a local file or block device, an NBD export (qemu-nbd over a
- * disk chain, or a libvirt pull-mode backup), later NFS via libnfs and iSCSI via
- * libiscsi. Each source reports its guest-visible size, which ranges hold data
- * (so that holes and zeros are never read or stored), and reads at offsets.
+ * disk chain, or a libvirt pull-mode backup), a file on an NFS export (libnfs) and
+ * an iSCSI LUN (libiscsi). Each source reports its guest-visible size, which
+ * ranges hold data (so that holes and zeros are never read or stored), and reads
+ * at offsets. A sink, where restore writes, is a source opened writable: the
+ * same handle with the write entries below filled in (file, NFS, iSCSI).
  *
  * The copy engine reads a source into a repository: chunk-aligned reads, several
  * in flight, hashing and compression on worker threads, memory bounded by
@@ -45,16 +47,70 @@ typedef struct {
      * from the calling thread. Measured per backend: a local file is fastest read
      * by one thread, a qcow2 chain behind qemu-nbd by two servers. */
     unsigned preferred_readers;
+
+    /* Writing: only called on a source opened writable (vs_source_pwrite and
+     * friends refuse otherwise, and refuse any range beyond the size before
+     * calling these, so a backend never writes past the end of a LUN). */
+    bool (*pwrite)(VsSource *src, const void *buf, size_t len, uint64_t offset, GError **error);
+    /* Makes [offset, offset+len) read as zeros, cheaply where the backend can
+     * (a punched hole). NULL: the wrapper writes zeros through pwrite. */
+    bool (*zero)(VsSource *src, size_t len, uint64_t offset, GError **error);
+    /* Makes every completed write durable. NULL: nothing to do. */
+    bool (*flush)(VsSource *src, GError **error);
+    /* Sets the size of a file (a sink that is a new image). NULL: the size is
+     * fixed (a LUN, a block device). */
+    bool (*truncate)(VsSource *src, uint64_t size, GError **error);
 } VsSourceOps;
 
 struct _VsSource {
     const VsSourceOps *ops;
-    char *description;     /* for messages: the path or URL */
+    char *description;     /* for messages: the path or URL, never credentials */
     void *priv;
+    bool writable;         /* opened for writing: a sink */
 };
 
 /* A local raw file or block device (O_DIRECT not used; reads are sequential). */
 VsSource *vs_source_open_file(const char *path, GError **error);
+/* The same, writable: a sink. A regular file is created if missing; SIZE > 0
+ * sets its size first (ftruncate), 0 keeps it. A block device keeps its size.
+ * Zero buffers are punched as holes, never written. */
+VsSource *vs_source_open_file_rw(const char *path, uint64_t size, GError **error);
+/* A file on an NFS export: nfs://server/export/path/file[?version=4&...] (the
+ * options libnfs takes: version, nfsport, mountport, uid, gid). Reads and
+ * writes are split into requests of the server's maximum size, several in
+ * flight on one connection; a clone has its own connection. A dropped
+ * connection is re-established (bounded, with backoff) and the unfinished
+ * requests re-issued. No hole information (NFSv3 has none; libnfs 4.0 no
+ * SEEK_DATA): everything is data, and the engine keeps zeros out. WRITABLE
+ * with version=4 is VS_ERROR_UNSUPPORTED (libnfs 4.0 cannot encode an NFSv4
+ * WRITE): restore over NFSv3. Timeouts and the reconnect bound: see
+ * VIRTSNAP_NET_TIMEOUT_SECS and VIRTSNAP_NET_RECONNECT_SECS in docs/design.md. */
+VsSource *vs_source_open_nfs(const char *url, bool writable, GError **error);
+
+/* CHAP credentials for an iSCSI login. Never part of a URL that is logged or
+ * stored: pass them here (from a libvirt secret or a root-only file). */
+typedef struct {
+    const char *user;
+    const char *password;
+} VsIscsiAuth;
+/* Reads "user=NAME" and "password=SECRET" lines from PATH, which must be a
+ * regular file readable by its owner only (mode 0600 or 0400). Free with
+ * vs_iscsi_auth_free (it wipes the password). */
+VsIscsiAuth *vs_iscsi_auth_load(const char *path, GError **error);
+void vs_iscsi_auth_free(VsIscsiAuth *auth);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsIscsiAuth, vs_iscsi_auth_free)
+/* An iSCSI LUN: iscsi://host[:port]/target-iqn/lun. AUTH NULL: no CHAP (a
+ * user%password@ in the URL is used but never shown). READ16/WRITE16 tasks,
+ * several in flight; GET LBA STATUS for extents where the target has it (thin
+ * provisioning), else all data. A dropped session is re-established (bounded,
+ * with backoff) and the unfinished tasks re-issued. Reads and writes must be in
+ * whole blocks of the LUN (512 or 4096 bytes; repository chunks are). */
+VsSource *vs_source_open_iscsi(const char *url, const VsIscsiAuth *auth, bool writable,
+                               GError **error);
+/* By URL: nfs://, iscsi:// (AUTH used), nbd:// and nbd+unix:// (read-only),
+ * file:// or a plain path. WRITABLE with an NBD URL is VS_ERROR_UNSUPPORTED. */
+VsSource *vs_source_open_url(const char *url, const VsIscsiAuth *auth, bool writable,
+                             GError **error);
 /* An NBD URI (nbd+unix:///export?socket=...). Clones open more connections to
  * the same URI, which the server must allow (qemu-nbd --shared=N). A dirty
  * bitmap context for incremental reads is for later. */
@@ -82,6 +138,19 @@ bool vs_source_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *
                        GError **error);
 bool vs_source_pread(VsSource *src, void *buf, size_t len, uint64_t offset, GError **error);
 VsSource *vs_source_clone(VsSource *src, GError **error);
+/* Writing to a sink. Refused (VS_ERROR_INVALID_ARG), before anything is
+ * written, when the source is read-only or the range ends beyond the size: a
+ * LUN smaller than the disk being restored is caught by the first write at the
+ * latest; restore should compare vs_source_size with the disk's size first.
+ * A buffer of zeros goes to the zero entry (a hole where possible). */
+/* Refuses, with a message naming both sizes, a sink smaller than NEEDED. */
+bool vs_sink_check_size(VsSource *sink, uint64_t needed, GError **error);
+bool vs_source_pwrite(VsSource *src, const void *buf, size_t len, uint64_t offset, GError **error);
+bool vs_source_zero(VsSource *src, size_t len, uint64_t offset, GError **error);
+bool vs_source_flush(VsSource *src, GError **error);
+/* Sets the size of a sink that is a file; VS_ERROR_UNSUPPORTED for a LUN or a
+ * block device unless SIZE is already its size. */
+bool vs_source_truncate(VsSource *src, uint64_t size, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsSource, vs_source_close)
 

@@ -1195,6 +1195,88 @@ test_copy_rss(void)
     unlink(path);
 }
 
+/* The file sink: data lands where written, zero buffers become holes (over
+ * data written before, too), a write past the end or on a read-only source is
+ * refused before anything changes, truncate sets the size. */
+static void
+test_file_sink(void)
+{
+    g_autofree char *path = tmp("sink.raw");
+    g_autofree char *data = g_malloc(4 * MiB), *back = g_malloc(4 * MiB), *zeros = g_malloc0(MiB);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) ro = NULL;
+    g_autoptr(VsSource) sink = vs_source_open_file_rw(path, 16 * MiB, &err);
+    struct stat st;
+
+    g_assert_no_error(err);
+    g_assert_cmpuint(vs_source_size(sink), ==, 16 * MiB);
+    fill_random(data, 4 * MiB, 7);
+    g_assert_true(vs_source_pwrite(sink, data, 4 * MiB, 2 * MiB, &err));
+    g_assert_no_error(err);
+    /* zeros over the second MiB just written: a hole, not written blocks */
+    g_assert_true(vs_source_pwrite(sink, zeros, MiB, 3 * MiB, &err));
+    g_assert_no_error(err);
+    memset(data + MiB, 0, MiB);
+    g_assert_true(vs_source_flush(sink, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    g_assert_cmpint(st.st_blocks * 512, <=, 3 * MiB + 64 * 1024);
+
+    g_assert_false(vs_source_pwrite(sink, data, 2 * MiB, 15 * MiB, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_INVALID_ARG);
+    g_assert_nonnull(strstr(err->message, "beyond its size of 16777216 bytes (nothing written)"));
+    g_clear_error(&err);
+    g_assert_false(vs_sink_check_size(sink, 16 * MiB + 1, &err));
+    g_assert_nonnull(strstr(err->message, "too small: 16777216 bytes, 16777217 needed"));
+    g_clear_error(&err);
+
+    g_assert_true(vs_source_pread(sink, back, 4 * MiB, 2 * MiB, &err));
+    g_assert_no_error(err);
+    g_assert_cmpmem(back, 4 * MiB, data, 4 * MiB);
+    g_assert_true(vs_source_truncate(sink, 8 * MiB, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    g_assert_cmpint(st.st_size, ==, 8 * MiB);
+    g_assert_cmpuint(vs_source_size(sink), ==, 8 * MiB);
+
+    ro = vs_source_open_file(path, &err);
+    g_assert_no_error(err);
+    g_assert_false(vs_source_pwrite(ro, data, MiB, 0, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_INVALID_ARG);
+    g_assert_nonnull(strstr(err->message, "file: pwrite: "));
+    g_assert_nonnull(strstr(err->message, "opened read-only"));
+    g_clear_error(&err);
+    /* untouched by the refused write */
+    g_assert_true(vs_source_pread(ro, back, MiB, 2 * MiB, &err));
+    g_assert_cmpmem(back, MiB, data, MiB);
+}
+
+/* The URL dispatcher: plain paths and file:// reach the file source; an
+ * unknown scheme and a writable NBD URL are refused by name. */
+static void
+test_open_url(void)
+{
+    g_autofree char *path = tmp("url.raw");
+    g_autofree char *uri = g_filename_to_uri(path, NULL, NULL);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) a = NULL, b = NULL;
+
+    run("truncate -s 1M %s", path);
+    a = vs_source_open_url(path, NULL, false, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(a->ops->name, ==, "file");
+    b = vs_source_open_url(uri, NULL, true, &err);
+    g_assert_no_error(err);
+    g_assert_true(b->writable);
+    g_assert_cmpuint(vs_source_size(b), ==, MiB);
+    g_assert_null(vs_source_open_url("gopher://x/y", NULL, false, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_UNSUPPORTED);
+    g_clear_error(&err);
+    g_assert_null(vs_source_open_url("nbd+unix:///?socket=/nonexistent", NULL, true, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_UNSUPPORTED);
+    g_assert_nonnull(strstr(err->message, "read-only"));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1208,6 +1290,8 @@ main(int argc, char **argv)
 
     g_test_add_func("/source/file/extents", test_file_extents);
     g_test_add_func("/source/file/errors", test_file_errors);
+    g_test_add_func("/source/file/sink", test_file_sink);
+    g_test_add_func("/source/open-url", test_open_url);
     g_test_add_func("/source/image/qcow2-chain", test_image_chain);
     g_test_add_func("/source/image/errors", test_image_errors);
     g_test_add_func("/source/image/locked-base", test_image_locked);
