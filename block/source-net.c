@@ -85,11 +85,11 @@ static void
 drop(VsNetConn *conn, VsNetPiece *pieces, unsigned n)
 {
     conn->gen++;
+    conn->broken = true;       /* before disconnect: nothing is to be waited for */
     conn->ops->disconnect(conn->be);
     for (unsigned i = 0; i < n; i++)
         if (pieces[i].state == PIECE_INFLIGHT || pieces[i].state == PIECE_LOST)
             pieces[i].state = PIECE_TODO;
-    conn->broken = true;
 }
 
 /* Until DEADLINE: it is set when the connection first fails and cleared only

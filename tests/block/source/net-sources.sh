@@ -59,6 +59,19 @@ across_restart() {
   vs_fail "$what: the server did not come back"
 }
 
+# ---------------------------------------------------------------- a block device (loop)
+# the same sink API on a local device: exact bytes, the zero MiBs punched through to the
+# loop's backing file (16 MiB x 2 allocated, not 48), a pattern too big refused untouched
+dev=$(vs_loopdev "$W/loop.img" 48M)
+netio_ok "loop: write" write "$dev" "$W/pat.img"
+same "$dev" "$W/pat.img" "loop: device after write"
+kib=$(du -k "$W/loop.img" | cut -f1)
+[ "$kib" -ge 32768 ] && [ "$kib" -le 34816 ] || vs_fail "loop: $kib KiB allocated, expected 32-34 MiB"
+vs_log "ok: loop: $kib KiB allocated in the backing file"
+head -c 49M /dev/urandom > "$W/big.img"
+netio_fails "loop: device too small" "too small: 50331648 bytes, 51380224 needed" 5 write "$dev" "$W/big.img"
+same "$dev" "$W/pat.img" "loop: untouched by the refused write"
+
 # ---------------------------------------------------------------- iSCSI
 ISCSI_SIZE=48M ISCSI_LUNS=2 vs_iscsi_start
 U=$ISCSI_URL_1
@@ -91,7 +104,6 @@ vs_assert_eq "$("$NETIO" extents "$U" 2>&1)" "0 50331648 data" "iscsi: extents o
 netio_fails "iscsi: wrong LUN" "(wrong LUN?)" 15 read "iscsi://127.0.0.1:$ISCSI_PORT/$ISCSI_IQN/9" -
 netio_fails "iscsi: wrong IQN" "Target not found" 15 read "iscsi://127.0.0.1:$ISCSI_PORT/iqn.2000-01.nope:x/1" -
 netio_fails "iscsi: unreachable" "cannot connect to the portal 127.0.0.1:1" 15 read "$PORTAL_BAD" -
-head -c 49M /dev/urandom > "$W/big.img"
 netio_fails "iscsi: LUN too small" "too small: 50331648 bytes, 51380224 needed (nothing written)" 15 \
   write "$U" "$W/big.img"
 same "$VS_ISCSI_DIR/lun1.img" "$W/pat.img" "iscsi: LUN untouched by the refused write"
