@@ -9,11 +9,15 @@
  * with it, measured with bench/copy-bench.c) while leaving the host's page cache
  * to its guests; several reader threads pread at once. It is only right while nothing
  * writes the chain, which is exactly the backup's situation: the guest writes
- * into the overlay above it. Ranges qemu-img can place nowhere in a file
- * (compressed clusters) are read through an image source opened on first need;
- * chains whose file offsets do not mean plain data (encryption, external data
- * files, other formats, layers that are not local files) are refused with
- * VS_ERROR_UNSUPPORTED so that the caller uses the image source for the whole.
+ * into the overlay above it. A layer that lives on an NFS export or an iSCSI
+ * LUN (an nfs:// or iscsi:// image) is read with our own libnfs/libiscsi
+ * sources, one connection per reader thread, so that the data does not pass
+ * through a server process or the hypervisor's mounts. Ranges qemu-img can
+ * place nowhere in a file (compressed clusters) are read through an image
+ * source opened on first need; chains whose file offsets do not mean plain data
+ * (encryption, external data files, other formats, layers of other protocols)
+ * are refused with VS_ERROR_UNSUPPORTED so that the caller uses the image
+ * source for the whole.
  *
  * The map is streamed: one `qemu-img map` runs while the engine walks the disk
  * and its output is read line by line as extents are asked for, so memory holds
@@ -61,8 +65,9 @@ typedef struct {
     char *path;
     char *format;
     uint64_t size;
-    int *fds;               /* one per layer, by depth */
+    int *fds;               /* one per layer, by depth; -1 for a network layer */
     int *dfds;              /* the same opened O_DIRECT (-1: not possible there) */
+    char **urls;            /* per layer: nfs:// or iscsi:// URL, NULL for a local file */
     unsigned nlayers;
 
     GMutex lock;            /* everything below */
@@ -77,6 +82,13 @@ typedef struct {
     GMutex fallback_lock;
     VsSource *fallback;     /* image source for ranges with no file offset, opened lazily */
 } Mapped;
+
+/* What one reader thread holds: the shared map, and its own connection to each
+ * network layer (a network source serves one thread at a time). */
+typedef struct {
+    Mapped *m;
+    VsSource **net;         /* per layer, NULL for a local file */
+} Handle;
 
 static const VsSourceOps mapped_ops;
 
@@ -230,7 +242,7 @@ stream_next(Mapped *m, MapStream *s, MapExtent *e, bool *zero, GError **error)
 static uint64_t
 mapped_size(VsSource *src)
 {
-    return ((Mapped *)src->priv)->size;
+    return ((Handle *)src->priv)->m->size;
 }
 
 /* Restarts the walk at OFFSET (a caller that jumps), dropping what is known. */
@@ -254,7 +266,7 @@ add_out(GArray *out, uint64_t offset, uint64_t length, bool zero)
 static bool
 mapped_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GError **error)
 {
-    Mapped *m = src->priv;
+    Mapped *m = ((Handle *)src->priv)->m;
     uint64_t end = offset + length;
     bool ok = true;
 
@@ -312,14 +324,17 @@ typedef struct {
     char *buf;
     uint64_t len;
     uint64_t guest;
-    int fd;                 /* -1: the fallback source; -2: zeros */
+    int layer;              /* PIECE_FALLBACK, PIECE_ZERO, or the layer read at HOST */
     uint64_t host;
 } Piece;
 
+#define PIECE_FALLBACK (-1)
+#define PIECE_ZERO (-2)
+
 static void
-add_piece(GArray *pieces, char *buf, uint64_t len, uint64_t guest, int fd, uint64_t host)
+add_piece(GArray *pieces, char *buf, uint64_t len, uint64_t guest, int layer, uint64_t host)
 {
-    Piece p = { .buf = buf, .len = len, .guest = guest, .fd = fd, .host = host };
+    Piece p = { .buf = buf, .len = len, .guest = guest, .layer = layer, .host = host };
     if (len)
         g_array_append_val(pieces, p);
 }
@@ -350,14 +365,14 @@ plan_read(Mapped *m, GArray *extents, bool consume, char *buf, uint64_t len, uin
             break;
         a = MAX(e->start, pos);
         b = MIN(e->start + e->length, end);
-        add_piece(pieces, buf + (pos - offset), a - pos, pos, -2, 0);
-        add_piece(pieces, buf + (a - offset), b - a, a, e->direct ? m->fds[e->depth] : -1,
+        add_piece(pieces, buf + (pos - offset), a - pos, pos, PIECE_ZERO, 0);
+        add_piece(pieces, buf + (a - offset), b - a, a, e->direct ? e->depth : PIECE_FALLBACK,
                   e->host + (a - e->start));
         if (consume)
             e->unread -= MIN(e->unread, b - a);
         pos = b;
     }
-    add_piece(pieces, buf + (pos - offset), end - pos, pos, -2, 0);
+    add_piece(pieces, buf + (pos - offset), end - pos, pos, PIECE_ZERO, 0);
     if (!consume)
         return;
     while (drop < extents->len && g_array_index(extents, MapExtent, drop).unread == 0)
@@ -399,7 +414,7 @@ map_range(Mapped *m, uint64_t offset, uint64_t len, GArray *extents, GError **er
 static bool
 read_fallback(VsSource *src, Piece *p, GError **error)
 {
-    Mapped *m = src->priv;
+    Mapped *m = ((Handle *)src->priv)->m;
     bool ok;
 
     g_mutex_lock(&m->fallback_lock);
@@ -410,36 +425,33 @@ read_fallback(VsSource *src, Piece *p, GError **error)
     return ok;
 }
 
-/* The descriptor of P's layer opened O_DIRECT, when P is aligned for it. */
-static int
-direct_fd(Mapped *m, const Piece *p)
-{
-    if (((uintptr_t)p->buf | p->host | p->len) % DIRECT_ALIGN != 0)
-        return -1;
-    for (unsigned i = 0; i < m->nlayers; i++)
-        if (m->fds[i] == p->fd)
-            return m->dfds[i];
-    return -1;
-}
-
 static bool
 read_direct(VsSource *src, Piece *p, GError **error)
 {
-    Mapped *m = src->priv;
+    Handle *h = src->priv;
+    Mapped *m = h->m;
     char *buf = p->buf;
     uint64_t len = p->len, host = p->host;
-    int fd = direct_fd(m, p);
+    int fd = m->fds[p->layer];
 
-    if (fd < 0)
-        fd = p->fd;
+    if (h->net[p->layer]) {
+        if (vs_source_pread(h->net[p->layer], buf, len, host, error))
+            return true;
+        vs_error_prefix(error, "image: %s: read at offset %" G_GUINT64_FORMAT, src->description,
+                        p->guest);
+        return false;
+    }
+    /* Aligned: around the page cache. */
+    if (m->dfds[p->layer] >= 0 && ((uintptr_t)buf | host | len) % DIRECT_ALIGN == 0)
+        fd = m->dfds[p->layer];
     while (len > 0) {
         ssize_t n = pread(fd, buf, len, (off_t)host);
 
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && errno == EINVAL && fd != p->fd) {
+        if (n < 0 && errno == EINVAL && fd != m->fds[p->layer]) {
             /* The device wants a larger alignment than ours: read through the cache. */
-            fd = p->fd;
+            fd = m->fds[p->layer];
             continue;
         }
         if (n <= 0) {
@@ -459,7 +471,7 @@ read_direct(VsSource *src, Piece *p, GError **error)
 static bool
 mapped_pread(VsSource *src, void *buf, size_t len, uint64_t offset, GError **error)
 {
-    Mapped *m = src->priv;
+    Mapped *m = ((Handle *)src->priv)->m;
     g_autoptr(GArray) pieces = g_array_new(FALSE, FALSE, sizeof(Piece));
     bool known;
 
@@ -482,33 +494,19 @@ mapped_pread(VsSource *src, void *buf, size_t len, uint64_t offset, GError **err
     }
     for (guint i = 0; i < pieces->len; i++) {
         Piece *p = &g_array_index(pieces, Piece, i);
-        if (p->fd == -2)
+        if (p->layer == PIECE_ZERO)
             memset(p->buf, 0, p->len);
-        else if (!(p->fd == -1 ? read_fallback(src, p, error) : read_direct(src, p, error)))
+        else if (!(p->layer == PIECE_FALLBACK ? read_fallback(src, p, error)
+                                               : read_direct(src, p, error)))
             return false;
     }
     return true;
 }
 
-/* Clones share everything: pread on a descriptor is safe from several threads,
- * and the map is one walk under a lock. */
-static VsSource *
-mapped_clone(VsSource *src, GError **error)
-{
-    Mapped *m = src->priv;
-
-    (void)error;
-    g_atomic_int_inc(&m->refs);
-    return vs_source_new(&mapped_ops, src->description, m);
-}
-
 static void
-mapped_close(VsSource *src)
+mapped_unref(Mapped *m)
 {
-    Mapped *m = src->priv;
-
-    src->priv = NULL;
-    if (!m || !g_atomic_int_dec_and_test(&m->refs))
+    if (!g_atomic_int_dec_and_test(&m->refs))
         return;
     stream_close(&m->stream);
     g_clear_pointer(&m->fallback, vs_source_close);
@@ -517,15 +515,71 @@ mapped_close(VsSource *src)
             close(m->fds[i]);
         if (m->dfds[i] >= 0)
             close(m->dfds[i]);
+        g_free(m->urls[i]);
     }
     g_free(m->fds);
     g_free(m->dfds);
+    g_free(m->urls);
     g_array_unref(m->data);
     g_mutex_clear(&m->lock);
     g_mutex_clear(&m->fallback_lock);
     g_free(m->path);
     g_free(m->format);
     g_free(m);
+}
+
+static void
+handle_free(Handle *h)
+{
+    for (unsigned i = 0; i < h->m->nlayers; i++)
+        g_clear_pointer(&h->net[i], vs_source_close);
+    g_free(h->net);
+    mapped_unref(h->m);
+    g_free(h);
+}
+
+/* A handle on M (taking a reference) with a connection of its own to every
+ * network layer, cloned from TEMPLATE's where there is one. */
+static Handle *
+handle_new(Mapped *m, Handle *template, GError **error)
+{
+    Handle *h = g_new0(Handle, 1);
+
+    g_atomic_int_inc(&m->refs);
+    h->m = m;
+    h->net = g_new0(VsSource *, m->nlayers);
+    for (unsigned i = 0; i < m->nlayers; i++) {
+        if (!m->urls[i])
+            continue;
+        h->net[i] = template ? vs_source_clone(template->net[i], error)
+                             : vs_source_open_url(m->urls[i], NULL, false, error);
+        if (!h->net[i]) {
+            vs_error_prefix(error, "image: %s: layer %u", m->path, i);
+            handle_free(h);
+            return NULL;
+        }
+    }
+    return h;
+}
+
+/* Clones share the map and the local descriptors (pread on a descriptor is
+ * safe from several threads); each has its own network connections. */
+static VsSource *
+mapped_clone(VsSource *src, GError **error)
+{
+    Handle *h = handle_new(((Handle *)src->priv)->m, src->priv, error);
+
+    return h ? vs_source_new(&mapped_ops, src->description, h) : NULL;
+}
+
+static void
+mapped_close(VsSource *src)
+{
+    Handle *h = src->priv;
+
+    src->priv = NULL;
+    if (h)
+        handle_free(h);
 }
 
 static const VsSourceOps mapped_ops = {
@@ -540,6 +594,13 @@ static const VsSourceOps mapped_ops = {
      * 2.7-4.0 s with two). */
     .preferred_readers = 4,
 };
+
+/* Layers we read with our own network sources (block/source-nfs.c, -iscsi.c). */
+static bool
+network_layer(const char *file)
+{
+    return g_str_has_prefix(file, "nfs://") || g_str_has_prefix(file, "iscsi://");
+}
 
 /* The layers of PATH's chain, by depth, checked to be plain local files whose
  * map offsets are data: qcow2 without encryption or external data file, raw. */
@@ -585,8 +646,8 @@ chain_info(const char *path, const char *format, GError **error)
         if ((strcmp(fmt, "qcow2") != 0 && strcmp(fmt, "raw") != 0) ||
             (l && json_object_get_boolean_member_with_default(l, "encrypted", FALSE)) ||
             (sdata && json_object_has_member(sdata, "data-file")) ||
-            strstr(file, "://") || g_str_has_prefix(file, "json:") ||
-            !g_file_test(file, G_FILE_TEST_EXISTS)) {
+            (network_layer(file) ? false : strstr(file, "://") || g_str_has_prefix(file, "json:") ||
+                                           !g_file_test(file, G_FILE_TEST_EXISTS))) {
             g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
                         "image: %s: layer %u (%s, %s) cannot be read from its file directly", path, i,
                         file, fmt);
@@ -601,7 +662,7 @@ vs_source_open_mapped(const char *path, const char *format, GError **error)
 {
     g_autoptr(JsonArray) layers = NULL;
     Mapped *m;
-    VsSource *src;
+    Handle *h;
 
     if (!format || !*format) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "image: %s: no image format given", path);
@@ -611,7 +672,6 @@ vs_source_open_mapped(const char *path, const char *format, GError **error)
     if (!layers)
         return NULL;
     m = g_new0(Mapped, 1);
-    m->refs = 1;
     m->path = g_strdup(path);
     m->format = g_strdup(format);
     m->size = (uint64_t)json_object_get_int_member_with_default(json_array_get_object_element(layers, 0),
@@ -623,22 +683,29 @@ vs_source_open_mapped(const char *path, const char *format, GError **error)
     m->nlayers = json_array_get_length(layers);
     m->fds = g_new(int, m->nlayers);
     m->dfds = g_new(int, m->nlayers);
+    m->urls = g_new0(char *, m->nlayers);
     for (unsigned i = 0; i < m->nlayers; i++)
         m->fds[i] = m->dfds[i] = -1;
-    src = vs_source_new(&mapped_ops, path, m);
     for (unsigned i = 0; i < m->nlayers; i++) {
         const char *file = json_object_get_string_member(json_array_get_object_element(layers, i),
                                                          "filename");
+        if (network_layer(file)) {
+            m->urls[i] = g_strdup(file);
+            continue;
+        }
         m->fds[i] = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (m->fds[i] < 0) {
             int e = errno;
             g_set_error(error, VS_ERROR, e == ENOENT ? VS_ERROR_NOT_FOUND : VS_ERROR_IO,
                         "image: %s: open %s: %s", path, file, g_strerror(e));
-            vs_source_close(src);
+            m->refs = 1;
+            mapped_unref(m);
             return NULL;
         }
         (void)posix_fadvise(m->fds[i], 0, 0, POSIX_FADV_SEQUENTIAL);
         m->dfds[i] = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_DIRECT);
     }
-    return src;
+    /* The first handle takes the first reference (a failure frees M). */
+    h = handle_new(m, NULL, error);
+    return h ? vs_source_new(&mapped_ops, path, h) : NULL;
 }

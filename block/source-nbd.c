@@ -266,6 +266,49 @@ nbd_source_clone(VsSource *src, GError **error)
     return open_uri(((NbdSource *)src->priv)->uri, error);
 }
 
+/* An image QEMU reads over the network itself (block-nfs, block-iscsi). */
+static bool
+is_url(const char *path)
+{
+    return g_str_has_prefix(path, "nfs://") || g_str_has_prefix(path, "iscsi://");
+}
+
+static void
+append_escaped(GString *s, const char *v)
+{
+    for (const char *p = v; *p; p++) {
+        if (*p == ',')
+            g_string_append_c(s, ',');
+        g_string_append_c(s, *p);
+    }
+}
+
+/* nfs://HOST/PATH and iscsi://HOST[:PORT]/IQN/LUN as QEMU's driver options
+ * (no credentials: images that need CHAP are not opened this way). */
+static char *
+url_opts(const char *url, const char *format)
+{
+    g_autoptr(GUri) uri = g_uri_parse(url, G_URI_FLAGS_NONE, NULL);
+    GString *opts = g_string_new(NULL);
+    const char *path = uri ? g_uri_get_path(uri) : "";
+
+    g_string_printf(opts, "driver=%s,", format);
+    if (uri && g_str_equal(g_uri_get_scheme(uri), "nfs")) {
+        g_string_append(opts, "file.driver=nfs,file.server.type=inet,file.server.host=");
+        append_escaped(opts, g_uri_get_host(uri));
+        g_string_append(opts, ",file.path=");
+        append_escaped(opts, path);
+    } else if (uri) {
+        g_auto(GStrv) parts = g_strsplit(path + (*path == '/'), "/", 2);
+        g_string_append_printf(opts, "file.driver=iscsi,file.transport=tcp,file.portal=%s:%d,file.target=",
+                               g_uri_get_host(uri), g_uri_get_port(uri) > 0 ? g_uri_get_port(uri) : 3260);
+        append_escaped(opts, parts[0] ? parts[0] : "");
+        g_string_append_printf(opts, ",file.lun=%s", parts[0] && parts[1] ? parts[1] : "0");
+    }
+    g_string_append(opts, ",force-share=on");
+    return g_string_free(opts, FALSE);
+}
+
 /* The --image-opts of a read-only, force-shared view of ABS_PATH as FORMAT:
  * QEMU's option syntax escapes a comma by doubling it. */
 static char *
@@ -274,14 +317,16 @@ image_opts(const char *abs_path, const char *format)
     GString *opts = g_string_new(NULL);
     struct stat st;
 
-    /* A block device (LVM, iSCSI LUN) wants QEMU's host_device protocol. */
+    /* A block device (LVM, iSCSI LUN) wants QEMU's host_device protocol; a
+     * network image QEMU's nfs or iscsi driver, given its parts (a URL in
+     * file.filename would be taken for a local file name). */
+    if (is_url(abs_path)) {
+        g_string_free(opts, TRUE);
+        return url_opts(abs_path, format);
+    }
     g_string_printf(opts, "driver=%s,file.driver=%s,file.filename=", format,
                     stat(abs_path, &st) == 0 && S_ISBLK(st.st_mode) ? "host_device" : "file");
-    for (const char *p = abs_path; *p; p++) {
-        if (*p == ',')
-            g_string_append_c(opts, ',');
-        g_string_append_c(opts, *p);
-    }
+    append_escaped(opts, abs_path);
     /* Inherited by the whole backing chain. */
     g_string_append(opts, ",force-share=on");
     return g_string_free(opts, FALSE);
@@ -361,6 +406,8 @@ vs_source_open_image(const char *path, const char *format, GError **error)
             return NULL;
         }
     }
+    if (is_url(path))
+        return open_image(path, format, path, error);
     if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
         g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "image: %s: no such file", path);
         return NULL;

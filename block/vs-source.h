@@ -120,14 +120,16 @@ VsSource *vs_source_open_nbd_uri(const char *uri, GError **error);
  * socket, killed and reaped on close). FORMAT is required: QEMU never guesses.
  * Clones start another qemu-nbd on the same image. */
 VsSource *vs_source_open_image(const char *path, const char *format, GError **error);
-/* A local image chain of qcow2 and raw layers read straight from its files: where
+/* An image chain of qcow2 and raw layers (local files, or nfs:// and iscsi://
+ * images read with the network sources) read straight from its files: where
  * each range lives comes from `qemu-img map`, the data from pread on the layer
  * files, without an NBD server in between; ranges with no place in a file
  * (compressed clusters) go through an image source opened on first need. Only
  * right while nothing writes the chain (a backup's base under its overlay).
  * VS_ERROR_UNSUPPORTED: the chain cannot be read this way (encryption, an
- * external data file, another format, a layer that is not a local file); use
- * vs_source_open_image. Clones share the map and the descriptors. */
+ * external data file, another format, a layer of another protocol); use
+ * vs_source_open_image. Clones share the map and the local descriptors and
+ * open their own network connections. */
 VsSource *vs_source_open_mapped(const char *path, const char *format, GError **error);
 void vs_source_close(VsSource *src);
 

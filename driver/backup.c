@@ -25,6 +25,9 @@ typedef struct {
     char *format;
     char *path;              /* local path of the top image (file/block/netfs) */
     char *url;               /* nfs:// or iscsi:// when not reachable by path */
+    char *direct_url;        /* nfs:// of a netfs pool volume (PATH is the host's mount) */
+    const char *data_path;   /* how the copy read it (a static string) */
+    char *direct_failed;     /* --data-path=auto: why the direct path was not used */
     char *overlay;           /* our overlay, NULL when the disk gets none */
     GPtrArray *chain;        /* VsManifestImage*: top first */
     uint64_t size_hint;
@@ -62,6 +65,7 @@ typedef struct {
     VsJournal *journal;
     GPtrArray *doms;         /* DomJob* */
     GMutex progress_lock;
+    VsIscsiAuth *iscsi_auth; /* from --iscsi-auth, or NULL */
 } Run;
 
 bool
@@ -73,6 +77,20 @@ vs_quiesce_mode_from_string(const char *s, VsQuiesceMode *out)
         *out = VS_QUIESCE_REQUIRE;
     else if (!g_strcmp0(s, "off"))
         *out = VS_QUIESCE_OFF;
+    else
+        return false;
+    return true;
+}
+
+bool
+vs_data_path_from_string(const char *s, VsDataPath *out)
+{
+    if (!g_strcmp0(s, "auto"))
+        *out = VS_DATA_PATH_AUTO;
+    else if (!g_strcmp0(s, "direct"))
+        *out = VS_DATA_PATH_DIRECT;
+    else if (!g_strcmp0(s, "host"))
+        *out = VS_DATA_PATH_HOST;
     else
         return false;
     return true;
@@ -109,7 +127,8 @@ static void
 disk_job_free(DiskJob *d)
 {
     manifest_disk_free(d->mdisk);
-    g_free(d->target); g_free(d->format); g_free(d->path); g_free(d->url);
+    g_free(d->target); g_free(d->format); g_free(d->path); g_free(d->url); g_free(d->direct_url);
+    g_free(d->direct_failed);
     g_free(d->overlay); g_free(d->error);
     if (d->chain)
         g_ptr_array_unref(d->chain);
@@ -160,6 +179,7 @@ static void
 disk_result_free(VsBackupDiskResult *d)
 {
     g_free(d->target);
+    g_free(d->data_path);
     g_free(d);
 }
 
@@ -252,6 +272,9 @@ prepare_disks(Run *run, DomJob *j, const VsDiscoveredDomain *disc, const VsDomai
             job->url = g_strdup(d->path);
         } else {
             job->path = g_strdup(d->path);
+            if (g_strcmp0(d->pool_type, "netfs") == 0 && d->nfs_server && d->nfs_export && d->nfs_path)
+                job->direct_url = g_strdup_printf("nfs://%s%s%s", d->nfs_server, d->nfs_export,
+                                                  d->nfs_path);
         }
         {
             VsManifestImage *top = g_new0(VsManifestImage, 1);
@@ -675,6 +698,52 @@ copy_progress(uint64_t done, uint64_t total, void *opaque)
     progress(t->run, VS_BACKUP_PHASE_COPY, t->j->name, t->d->target, done, total);
 }
 
+/* The reader for D, as --data-path says: storage on NFS or iSCSI read from
+ * here with libnfs/libiscsi (a qcow2 through its map, so the data never passes
+ * through a server process); a local chain from its files; and QEMU's own
+ * drivers, served by qemu-nbd, for everything else. Under auto, a direct path
+ * that does not answer falls back to the host's view and says why. */
+static VsSource *
+open_reader(Run *run, DiskJob *d, GError **error)
+{
+    const char *url = d->url ? d->url : d->direct_url;
+    bool raw = g_strcmp0(d->format, "raw") == 0;
+    GError *err = NULL;
+    VsSource *src;
+
+    if (url && run->opts->data_path != VS_DATA_PATH_HOST) {
+        src = raw ? vs_source_open_url(url, run->iscsi_auth, false, &err)
+                  : vs_source_open_mapped(url, d->format, &err);
+        if (src) {
+            d->data_path = g_str_has_prefix(url, "iscsi://") ? "iscsi" : "nfs";
+            return src;
+        }
+        if (run->opts->data_path == VS_DATA_PATH_DIRECT) {
+            g_propagate_prefixed_error(error, err, "--data-path=direct: ");
+            return NULL;
+        }
+        d->direct_failed = g_strdup(err->message);
+        g_clear_error(&err);
+    }
+    if (d->path && raw) {
+        d->data_path = "file";
+        return vs_source_open_file(d->path, error);
+    }
+    if (d->path) {
+        if ((src = vs_source_open_mapped(d->path, d->format, &err))) {
+            d->data_path = "file";
+            return src;
+        }
+        if (!g_error_matches(err, VS_ERROR, VS_ERROR_UNSUPPORTED)) {
+            g_propagate_error(error, err);
+            return NULL;
+        }
+        g_clear_error(&err);
+    }
+    d->data_path = "qemu-nbd";
+    return vs_source_open_image(d->path ? d->path : d->url, d->format, error);
+}
+
 static void
 copy_one(gpointer data, gpointer user)
 {
@@ -693,16 +762,7 @@ copy_one(gpointer data, gpointer user)
     m->chain = g_ptr_array_ref(d->chain);
     m->chunks = g_array_new(FALSE, FALSE, sizeof(VsChunkRef));
 
-    /* A local chain is read from its files (no NBD server in the data path);
-     * what that cannot read (encryption, a data file, a network layer) goes
-     * through qemu-nbd. */
-    if (d->path && g_strcmp0(d->format, "raw") == 0)
-        src = vs_source_open_file(d->path, &err);
-    else if (d->path && !(src = vs_source_open_mapped(d->path, d->format, &err)) &&
-             g_error_matches(err, VS_ERROR, VS_ERROR_UNSUPPORTED))
-        g_clear_error(&err);
-    if (!src && !err)
-        src = vs_source_open_image(d->path ? d->path : d->url, d->format, &err);
+    src = open_reader(t->run, d, &err);
     if (src) {
         vs_copy_options_init(&copts);
         copts.progress = copy_progress;
@@ -909,6 +969,15 @@ make_result(Run *run, int64_t group_freeze_ms)
         d->frozen_at = j->frozen ? j->frozen_at : -1;
         d->thawed_at = j->frozen ? j->thawed_at : -1;
         d->note = g_strdup(j->note);
+        for (guint k = 0; k < j->disks->len; k++) {
+            DiskJob *dj = j->disks->pdata[k];
+            g_autofree char *before = d->note;
+            if (!dj->direct_failed)
+                continue;
+            d->note = g_strdup_printf("%s%sdisk %s read through the host: the direct path failed: %s",
+                                      before ? before : "", before ? "; " : "", dj->target,
+                                      dj->direct_failed);
+        }
         d->error = g_strdup(j->error);
         d->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_result_free);
         for (guint k = 0; k < j->disks->len; k++) {
@@ -917,6 +986,7 @@ make_result(Run *run, int64_t group_freeze_ms)
             dr->target = g_strdup(dj->target);
             dr->bytes_read = dj->bytes_read;
             dr->bytes_stored = dj->bytes_stored;
+            dr->data_path = g_strdup(dj->data_path);
             g_ptr_array_add(d->disks, dr);
         }
         g_ptr_array_add(r->domains, d);
@@ -953,6 +1023,7 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     int64_t group_ms;
     bool all_clean = true;
     g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
+    g_autoptr(VsIscsiAuth) auth = NULL;
 
     if (!opts->repo_path || !*opts->repo_path) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
@@ -971,6 +1042,11 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     }
     if (!vs_repo_lock_shared(repo, error))
         return NULL;
+    if (opts->iscsi_auth_file && !(auth = vs_iscsi_auth_load(opts->iscsi_auth_file, error))) {
+        vs_error_prefix(error, "backup: --iscsi-auth");
+        return NULL;
+    }
+    run.iscsi_auth = auth;
     run.repo = repo;
     g_mutex_init(&run.progress_lock);
 

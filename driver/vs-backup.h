@@ -27,6 +27,15 @@ typedef enum {
 
 bool vs_quiesce_mode_from_string(const char *s, VsQuiesceMode *out);
 
+/* How disks on NFS and iSCSI are read. */
+typedef enum {
+    VS_DATA_PATH_AUTO,    /* directly where the storage answers us, else through the host */
+    VS_DATA_PATH_DIRECT,  /* libnfs/libiscsi from this machine, or fail */
+    VS_DATA_PATH_HOST,    /* the host's view: its mounts, or QEMU's own network drivers */
+} VsDataPath;
+
+bool vs_data_path_from_string(const char *s, VsDataPath *out);
+
 typedef enum {
     VS_BACKUP_PHASE_PREPARE,
     VS_BACKUP_PHASE_FREEZE,
@@ -55,6 +64,8 @@ typedef struct {
     unsigned long commit_bandwidth; /* bytes/s of the commit while the guest runs, 0: unlimited */
     unsigned parallel_disks;    /* disks copied at once, default 2 */
     int copy_nice;              /* added to the nice value while copying, default 10 (0: off) */
+    VsDataPath data_path;       /* default auto */
+    const char *iscsi_auth_file; /* CHAP user= and password= lines (root-only file), or NULL */
     const char *guardian_exe;   /* program run as `EXE guardian ...`; default /proc/self/exe */
     VsBackupProgress progress;
     void *progress_opaque;
@@ -66,6 +77,7 @@ typedef struct {
     char *target;
     uint64_t bytes_read;
     uint64_t bytes_stored;
+    char *data_path;            /* how it was read: file, nfs, iscsi, qemu-nbd; NULL: not read */
 } VsBackupDiskResult;
 
 typedef struct {

@@ -112,6 +112,9 @@ result_json(const VsBackupResult *r)
             json_builder_add_int_value(b, dr->bytes_read);
             json_builder_set_member_name(b, "bytes_stored");
             json_builder_add_int_value(b, dr->bytes_stored);
+            json_builder_set_member_name(b, "data_path");
+            dr->data_path ? json_builder_add_string_value(b, dr->data_path)
+                          : json_builder_add_null_value(b);
             json_builder_end_object(b);
         }
         json_builder_end_array(b);
@@ -168,6 +171,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
 {
     gboolean json = FALSE, all = FALSE, init = FALSE;
     char *repo = NULL, *quiesce = NULL, *overlay_dir = NULL, *state_dir = NULL;
+    char *data_path = NULL, *iscsi_auth = NULL;
     double max_freeze = 10.0;
     int agent_timeout = 5, commit_timeout = 600, parallel = 2, copy_nice = 10, commit_mib = 0;
     GOptionEntry entries[] = {
@@ -175,6 +179,10 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         { "init", 0, 0, G_OPTION_ARG_NONE, &init, "create the repository if it does not exist", NULL },
         { "all", 'a', 0, G_OPTION_ARG_NONE, &all, "back up every domain", NULL },
         { "quiesce", 0, 0, G_OPTION_ARG_STRING, &quiesce, "require, try (default) or off", "MODE" },
+        { "data-path", 0, 0, G_OPTION_ARG_STRING, &data_path, "disks on NFS/iSCSI: auto (default: direct where "
+          "reachable, else the host's view), direct (libnfs/libiscsi from here) or host", "PATH" },
+        { "iscsi-auth", 0, 0, G_OPTION_ARG_FILENAME, &iscsi_auth, "CHAP credentials for direct iSCSI reads: "
+          "a root-only file of user= and password= lines", "FILE" },
         { "max-freeze", 0, 0, G_OPTION_ARG_DOUBLE, &max_freeze, "longest a guest may stay frozen, seconds (default 10)", "SECS" },
         { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &agent_timeout, "bound on each guest-agent call, seconds (default 5)", "SECS" },
         { "commit-timeout", 0, 0, G_OPTION_ARG_INT, &commit_timeout, "bound on each commit to converge, seconds (default 600); then one more with the guest frozen", "SECS" },
@@ -200,6 +208,11 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         return 2;
     }
     vs_backup_options_init(&opts);
+    if (data_path && !vs_data_path_from_string(data_path, &opts.data_path)) {
+        vs_print_error("backup: --data-path=%s: use auto, direct or host", data_path);
+        return 2;
+    }
+    opts.iscsi_auth_file = iscsi_auth;
     if (quiesce && !vs_quiesce_mode_from_string(quiesce, &opts.quiesce)) {
         vs_print_error("backup: --quiesce=%s: use require, try or off", quiesce);
         return 2;

@@ -258,12 +258,18 @@ vs_guest_disk() {
 
 # vs_guest_xml NAME DISK [EXTRA_DISK_XML]: mkdomain.sh's XML (it honours VIRT, MEM_MIB,
 # CMDLINE_EXTRA, DISK_FMT), console to $(vs_console_log NAME), EXTRA inserted before </devices>.
+# DISK is vda's file; with $VS_VDA_XML set, vda is that <disk> element instead (a network disk).
 vs_guest_xml() {
   local name=$1 disk=$2 extra=${3:-}
   [ -n "${VS_GUEST_DIR:-}" ] || vs_guest_prepare || vs_fail "cannot build the test guest"
   _vs_wd_init
   "$VS_GUEST_SRC/mkdomain.sh" "$name" "$VS_GUEST_DIR" "$disk" "$(vs_console_log "$name")" |
-    VS_EXTRA=$extra awk '/<\/devices>/ && !done { if (ENVIRON["VS_EXTRA"] != "") print ENVIRON["VS_EXTRA"]; done = 1 } { print }'
+    VS_EXTRA=$extra awk '/<\/devices>/ && !done { if (ENVIRON["VS_EXTRA"] != "") print ENVIRON["VS_EXTRA"]; done = 1 } { print }' |
+    if [ -n "${VS_VDA_XML:-}" ]; then
+      perl -0pe 's{<disk type=.file. device=.disk.>.*?</disk>}{$ENV{VS_VDA_XML}}s'
+    else
+      cat
+    fi
 }
 
 # vs_wait_agent NAME [SECS]: until guest-ping answers (default 120 s); fails with the console tail.
