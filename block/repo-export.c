@@ -12,6 +12,9 @@
  * them, so a few reader threads do it ahead of the writer (the caller's
  * thread), which writes chunks in order with several NBD requests in flight
  * (qemu-nbd serves them concurrently); a small ring of chunks bounds memory.
+ * A cold repository is thousands of small files read one after another: a
+ * prefetch thread asks the kernel for the next few ahead of the readers, or
+ * they would spend much of their time waiting for the disk.
  * Every chunk is re-hashed on its way out, so an export is also a verify of
  * the disk: restore relies on that instead of a verify pass of its own. The
  * writer starts the kernel's writeback as it goes, so that the final fsync
@@ -35,6 +38,10 @@
 #define EXPORT_RING_BYTES (8u * 1024 * 1024)
 #define EXPORT_MIN_SLOTS 3u
 #define EXPORT_MAX_SLOTS 16u
+/* Chunk files asked for ahead of the readers (readahead, page cache only):
+ * reading a cold repository is one small file after another, and a reader
+ * that waits for the disk does not inflate or hash. */
+#define EXPORT_PREFETCH_AHEAD 32u
 /* NBD writes in flight: qemu-nbd serves up to 16 at once. */
 #define EXPORT_MAX_IN_FLIGHT 16
 /* Dirty bytes after which the writer starts the kernel writing the image
@@ -82,6 +89,7 @@ typedef struct {
     Slot *slots;
     guint nslots;
     guint next_read;           /* next chunk a reader takes */
+    guint next_prefetch;       /* next chunk file the prefetcher asks for */
     guint freed;               /* chunks [0, freed) have left the ring */
     guint written;             /* chunks [0, written) handed to the sink */
     guint in_flight;           /* NBD writes not yet replied to */
@@ -114,6 +122,8 @@ read_worker(gpointer data)
             g_cond_wait(&p->cond, &p->lock);
         if (pipe_stopped(p))
             break;
+        /* The prefetcher waits for readers to move on. */
+        g_cond_broadcast(&p->cond);
         g_mutex_unlock(&p->lock);
         /* Read, inflated and re-hashed: the write pass is the verification. */
         v = repo_check_chunk(p->repo, &r->digest, &buf, &len, &detail);
@@ -126,6 +136,37 @@ read_worker(gpointer data)
         s->writes = 0;
         s->ready = true;
         g_cond_broadcast(&p->cond);
+    }
+    g_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Asks the kernel to read the chunk files the readers will want next, so that
+ * many reads are in flight at once rather than one per reader. Only a hint:
+ * a file it cannot open is the reader's to report. */
+static gpointer
+prefetch_worker(gpointer data)
+{
+    Pipe *p = data;
+
+    g_mutex_lock(&p->lock);
+    while (!pipe_stopped(p) && p->next_prefetch < p->disk->chunks->len) {
+        guint i = p->next_prefetch++;
+        g_autofree char *path = NULL;
+        int fd;
+
+        while (!pipe_stopped(p) && i >= p->next_read + EXPORT_PREFETCH_AHEAD)
+            g_cond_wait(&p->cond, &p->lock);
+        if (pipe_stopped(p))
+            break;
+        g_mutex_unlock(&p->lock);
+        path = repo_chunk_path(p->repo, &g_array_index(p->disk->chunks, VsChunkRef, i).digest);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            (void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+            close(fd);
+        }
+        g_mutex_lock(&p->lock);
     }
     g_mutex_unlock(&p->lock);
     return NULL;
@@ -334,7 +375,7 @@ write_chunks(ExportJob *job, Sink *sink, GError **error)
     guint nreaders = MIN(CLAMP(g_get_num_processors(), 1, EXPORT_MAX_READERS), MAX(n, 1));
     Pipe p = { .repo = repo, .disk = disk, .cancel = job->ctl ? job->ctl->cancel : NULL, .nslots = nslots };
     Writer w = { .pipe = &p, .sink = sink, .out = out };
-    GThread *readers[EXPORT_MAX_READERS];
+    GThread *readers[EXPORT_MAX_READERS], *prefetcher;
     bool ok = true;
 
     g_mutex_init(&p.lock);
@@ -342,6 +383,7 @@ write_chunks(ExportJob *job, Sink *sink, GError **error)
     p.slots = g_new0(Slot, nslots);
     for (guint t = 0; t < nreaders; t++)
         readers[t] = g_thread_new("vs-export", read_worker, &p);
+    prefetcher = g_thread_new("vs-prefetch", prefetch_worker, &p);
 
     for (guint i = 0; ok && i < n; i++) {
         Slot *s = &p.slots[i % nslots];
@@ -389,6 +431,7 @@ write_chunks(ExportJob *job, Sink *sink, GError **error)
     g_mutex_unlock(&p.lock);
     for (guint t = 0; t < nreaders; t++)
         g_thread_join(readers[t]);
+    g_thread_join(prefetcher);
     /* On failure writes may still be in flight, reading the ring: closing the
      * handle (which stops qemu-nbd) ends them before the ring goes. */
     if (!ok && sink->nbd)
