@@ -30,13 +30,17 @@
 #include <libnbd.h>
 
 #define ZERO_BLOCK 4096
+/* Per NBD request: qemu-nbd allocates a buffer of the request's size. */
+#define MAX_WRITE (4u * 1024 * 1024)
 /* Readers: reading, inflating and hashing a chunk keeps a core busy; the
  * writer and qemu-nbd need the rest. */
 #define EXPORT_MAX_READERS 4
-/* Plain chunks held per disk (read ahead, or written and awaiting their NBD
- * replies): the memory bound, whatever the disk's size. */
+/* Plain chunks held per disk (being read, read ahead, or written and awaiting
+ * their NBD replies): the memory bound, whatever the disk's size. Large chunks
+ * get at least two slots (one written while the next is read), and one reader
+ * fewer than slots: each reader also holds a compressed chunk. */
 #define EXPORT_RING_BYTES (8u * 1024 * 1024)
-#define EXPORT_MIN_SLOTS 3u
+#define EXPORT_MIN_SLOTS 2u
 #define EXPORT_MAX_SLOTS 16u
 /* Chunk files asked for ahead of the readers (readahead, page cache only):
  * reading a cold repository is one small file after another, and a reader
@@ -94,6 +98,7 @@ typedef struct {
     guint written;             /* chunks [0, written) handed to the sink */
     guint in_flight;           /* NBD writes not yet replied to */
     int write_err;             /* the first errno an NBD reply gave */
+    uint64_t write_err_offset; /* and the offset of that write */
     bool stop;
 } Pipe;
 
@@ -203,6 +208,7 @@ pipe_release_locked(Pipe *p)
 typedef struct {
     Pipe *pipe;
     Slot *slot;
+    uint64_t offset;
 } WriteReply;
 
 /* Runs in the writer's thread, inside libnbd's poll. */
@@ -212,8 +218,10 @@ write_done(void *user_data, int *error)
     WriteReply *w = user_data;
 
     g_mutex_lock(&w->pipe->lock);
-    if (*error && !w->pipe->write_err)
+    if (*error && !w->pipe->write_err) {
         w->pipe->write_err = *error;
+        w->pipe->write_err_offset = w->offset;
+    }
     w->slot->writes--;
     w->pipe->in_flight--;
     g_mutex_unlock(&w->pipe->lock);
@@ -231,6 +239,7 @@ typedef struct {
 static bool
 writer_poll(Writer *w, GError **error)
 {
+    uint64_t offset;
     int err;
 
     if (w->pipe->in_flight > 0 && nbd_poll(w->sink->nbd, -1) < 0) {
@@ -239,10 +248,12 @@ writer_poll(Writer *w, GError **error)
     }
     g_mutex_lock(&w->pipe->lock);
     err = w->pipe->write_err;
+    offset = w->pipe->write_err_offset;
     pipe_release_locked(w->pipe);
     g_mutex_unlock(&w->pipe->lock);
     if (err) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "export: %s: writing: %s", w->out, g_strerror(err));
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "export: %s: writing at offset %" G_GUINT64_FORMAT ": %s",
+                    w->out, offset, g_strerror(err));
         return false;
     }
     return true;
@@ -260,7 +271,7 @@ sink_write(Writer *w, Slot *slot, size_t start, size_t len, uint64_t offset, GEr
             if (!writer_poll(w, error))
                 return false;
         reply = g_new(WriteReply, 1);
-        *reply = (WriteReply){ w->pipe, slot };
+        *reply = (WriteReply){ w->pipe, slot, offset };
         g_mutex_lock(&w->pipe->lock);
         slot->writes++;
         w->pipe->in_flight++;
@@ -323,7 +334,8 @@ chunk_failed(ExportJob *job, const Slot *s, GError **error)
     else if (s->verdict == CHUNK_UNREADABLE)
         problem = g_strdup_printf("unreadable: %s", s->detail);
     else
-        problem = g_strdup_printf("corrupt: the manifest says %u bytes, the chunk holds %zu", r->length, s->len);
+        problem = g_strdup_printf("corrupt: the manifest says %u bytes, the chunk holds %zu", r->length,
+                                  s->len);
     g_set_error(error, VS_ERROR, VS_ERROR_IO, "export: %s: disk %s at offset %" G_GUINT64_FORMAT
                 ": chunk %s (%s) is %s", out, disk->target, r->offset, hex, file, problem);
     if (job->ctl) {
@@ -355,7 +367,8 @@ write_slot(Writer *w, Slot *s, uint64_t offset, GError **error)
         while (pos < len && vs_buffer_is_zero(data + pos, MIN(ZERO_BLOCK, len - pos)))
             pos += MIN(ZERO_BLOCK, len - pos);
         start = pos;
-        while (pos < len && !vs_buffer_is_zero(data + pos, MIN(ZERO_BLOCK, len - pos)))
+        while (pos < len && pos - start < MAX_WRITE &&
+               !vs_buffer_is_zero(data + pos, MIN(ZERO_BLOCK, len - pos)))
             pos += MIN(ZERO_BLOCK, len - pos);
         if (pos > start && !sink_write(w, s, start, pos - start, offset + start, error))
             return false;
@@ -372,7 +385,7 @@ write_chunks(ExportJob *job, Sink *sink, GError **error)
     guint n = disk->chunks->len;
     guint nslots = CLAMP(EXPORT_RING_BYTES / MAX(vs_repo_chunk_size(repo), 1), EXPORT_MIN_SLOTS,
                          EXPORT_MAX_SLOTS);
-    guint nreaders = MIN(CLAMP(g_get_num_processors(), 1, EXPORT_MAX_READERS), MAX(n, 1));
+    guint nreaders = MIN(MIN(CLAMP(g_get_num_processors(), 1, EXPORT_MAX_READERS), nslots - 1), MAX(n, 1));
     Pipe p = { .repo = repo, .disk = disk, .cancel = job->ctl ? job->ctl->cancel : NULL, .nslots = nslots };
     Writer w = { .pipe = &p, .sink = sink, .out = out };
     GThread *readers[EXPORT_MAX_READERS], *prefetcher;
