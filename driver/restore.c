@@ -903,6 +903,12 @@ write_one(gpointer data, gpointer user)
     /* Tests: time to pull the repository away from under a running restore. */
     if (g_getenv("VIRTSNAP_FAULT_RESTORE_DELAY_MS"))
         g_usleep(g_ascii_strtoull(g_getenv("VIRTSNAP_FAULT_RESTORE_DELAY_MS"), NULL, 10) * 1000);
+    /* A disk still queued when another met a bad chunk: the run is over. */
+    if (g_atomic_int_get(&t->run->cancel)) {
+        d->error = g_strdup_printf("restore: domain '%s' disk %s: not written (cancelled)", d->dom->name,
+                                   d->target);
+        return;
+    }
     if (vs_repo_export_disk_ctl(t->run->repo, d->dom->m, d->dom->name, d->target, d->tmp, d->format, &ctl,
                                 &err)) {
         d->written = true;

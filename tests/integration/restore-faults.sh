@@ -3,8 +3,9 @@
 # exit 1, and nothing touched. Unknown backup id; unknown domain (in any backup, and in a
 # given one); unknown disk; a name that exists (refused without --force, replaced with it);
 # a name with '/' or '..'; a missing or read-only target directory; a target that fills up
-# mid-write (ENOSPC: no temp file left, nothing defined); an unknown pool; the repository
-# moved away mid-restore (the in-place disk stays as it was); a corrupt chunk
+# mid-write (ENOSPC, raw and through qemu-nbd: no temp file left, nothing defined); an
+# unknown pool; the repository moved away mid-restore (the in-place disk stays as it was);
+# a corrupt chunk
 # (in place: refused before the disk is touched, naming the chunk: the disk's checksum and
 # the definition are unchanged; --as: no temp file left, nothing defined).
 set -euo pipefail
@@ -82,6 +83,12 @@ vs_assert_contains "$(cat "$W/enospc.err")" "No space left on device" "ENOSPC re
 vs_assert_contains "$(cat "$W/enospc.err")" "disk vda" "ENOSPC names the disk"
 vs_assert_eq "$(ls -A "$W/full" | wc -l)" 0 "nothing left on the full file system"
 virsh domstate "vst-rf-$$-full" >/dev/null 2>&1 && vs_fail "a domain was defined although its disk failed"
+# The same through qemu-nbd (qcow2): the error comes back in an NBD reply, writes in flight.
+expect_fail enospc2 --as "vst-rf-$$-full" --target-dir "$W/full" --format qcow2 --define "$D"
+vs_assert_contains "$(cat "$W/enospc2.err")" "No space left on device" "ENOSPC reported (qcow2)"
+vs_assert_contains "$(cat "$W/enospc2.err")" "disk vda" "ENOSPC names the disk (qcow2)"
+vs_assert_eq "$(ls -A "$W/full" | wc -l)" 0 "nothing left on the full file system (qcow2)"
+virsh domstate "vst-rf-$$-full" >/dev/null 2>&1 && vs_fail "a domain was defined although its qcow2 disk failed"
 expect_fail nopool --as "vst-rf-$$-x" --pool "vst-no-such-pool-$$" "$D"
 vs_assert_contains "$(cat "$W/nopool.err")" "storage pool 'vst-no-such-pool-$$' not found" "unknown pool"
 
