@@ -108,14 +108,32 @@ pipe_stopped(Pipe *p)
     return p->stop || (p->cancel && g_atomic_int_get(p->cancel));
 }
 
+/* Under p->lock: the next chunk for a worker whose counter is *NEXT, waiting
+ * until it is less than *BASE + WINDOW; false when the pipe stopped or every
+ * chunk was taken. */
+static bool
+pipe_take_locked(Pipe *p, guint *next, const guint *base, guint window, guint *index)
+{
+    guint i;
+
+    if (pipe_stopped(p) || *next >= p->disk->chunks->len)
+        return false;
+    i = (*next)++;
+    while (!pipe_stopped(p) && i >= *base + window)
+        g_cond_wait(&p->cond, &p->lock);
+    *index = i;
+    return !pipe_stopped(p);
+}
+
 static gpointer
 read_worker(gpointer data)
 {
     Pipe *p = data;
+    guint i;
 
     g_mutex_lock(&p->lock);
-    while (!pipe_stopped(p) && p->next_read < p->disk->chunks->len) {
-        guint i = p->next_read++;
+    /* A slot is free once the chunk nslots before has left the ring. */
+    while (pipe_take_locked(p, &p->next_read, &p->freed, p->nslots, &i)) {
         const VsChunkRef *r = &g_array_index(p->disk->chunks, VsChunkRef, i);
         Slot *s = &p->slots[i % p->nslots];
         void *buf = NULL;
@@ -123,10 +141,6 @@ read_worker(gpointer data)
         size_t len = 0;
         ChunkVerdict v;
 
-        while (!pipe_stopped(p) && i >= p->freed + p->nslots)
-            g_cond_wait(&p->cond, &p->lock);
-        if (pipe_stopped(p))
-            break;
         /* The prefetcher waits for readers to move on. */
         g_cond_broadcast(&p->cond);
         g_mutex_unlock(&p->lock);
@@ -153,17 +167,13 @@ static gpointer
 prefetch_worker(gpointer data)
 {
     Pipe *p = data;
+    guint i;
 
     g_mutex_lock(&p->lock);
-    while (!pipe_stopped(p) && p->next_prefetch < p->disk->chunks->len) {
-        guint i = p->next_prefetch++;
+    while (pipe_take_locked(p, &p->next_prefetch, &p->next_read, EXPORT_PREFETCH_AHEAD, &i)) {
         g_autofree char *path = NULL;
         int fd;
 
-        while (!pipe_stopped(p) && i >= p->next_read + EXPORT_PREFETCH_AHEAD)
-            g_cond_wait(&p->cond, &p->lock);
-        if (pipe_stopped(p))
-            break;
         g_mutex_unlock(&p->lock);
         path = repo_chunk_path(p->repo, &g_array_index(p->disk->chunks, VsChunkRef, i).digest);
         fd = open(path, O_RDONLY | O_CLOEXEC);
