@@ -201,6 +201,25 @@ bool vs_repo_export_disk(VsRepo *repo, const VsManifest *m, const char *domain,
                          const char *disk, const char *out, const char *format,
                          GError **error);
 
+/* For a caller exporting several disks at once (restore). */
+typedef struct {
+    /* In: when another thread sets *CANCEL non-zero, the export stops soon
+     * (VS_ERROR_FAILED, "cancelled") and leaves nothing behind. May be NULL. */
+    const gint *cancel;
+    /* Out: when the export failed because a chunk the disk needs is missing,
+     * corrupt or unreadable, that chunk as vs_repo_verify would list it (free
+     * with vs_verify_problem_free); NULL for any other failure. */
+    VsVerifyProblem *bad_chunk;
+} VsExportControl;
+
+/* vs_repo_export_disk with CTL (may be NULL). Every chunk is re-hashed as it is
+ * written (the write is the verification), on a few reader threads, while the
+ * calling thread writes them in order with several NBD requests in flight;
+ * memory stays bounded by a few chunks whatever the disk's size. */
+bool vs_repo_export_disk_ctl(VsRepo *repo, const VsManifest *m, const char *domain,
+                             const char *disk, const char *out, const char *format,
+                             VsExportControl *ctl, GError **error);
+
 /* Deletes chunks no manifest references and temp files older than an hour;
  * takes the repository lock exclusively (fails with VS_ERROR_BUSY if a backup holds it shared).
  * Deletes nothing when any manifest cannot be read. */

@@ -1,12 +1,15 @@
 /* `virtsnap restore`: domains of a backup written back. A run has three steps.
  *
- * Plan: every domain, disk, name, target and pool is resolved and checked, and
- * every chunk the restored disks need is re-read and re-hashed (vs_repo_verify),
+ * Plan: every domain, disk, name, target and pool is resolved and checked
  * before anything is written; any problem ends the run with nothing touched.
  *
  * Write: each disk is exported (sparse, raw or qcow2) to a temp file beside its
- * destination, several disks at a time, memory bounded by one chunk per disk.
- * A failure (ENOSPC, the repository gone) removes the temp files of the domain.
+ * destination, several disks at a time, memory bounded by a few chunks per
+ * disk. The export re-hashes every chunk it writes, so there is no verify pass
+ * first: a chunk that is missing or corrupt ends the whole run, naming the
+ * chunk, with every temp file removed and nothing installed, as a verify pass
+ * would have. Another failure (ENOSPC, the repository gone) removes the temp
+ * files of that domain.
  *
  * Install, per domain, only once all of its disks are complete: a running
  * domain is stopped (in place, --force) or, for single disks (--disks), each
@@ -60,6 +63,7 @@ typedef struct {
     bool written;
     bool installed;
     VsMount *mount;          /* --instant: the export the overlay reads; NULL once copied */
+    VsVerifyProblem *bad_chunk; /* the write failed on a chunk of the backup */
 } RDisk;
 
 struct _RDom {
@@ -96,6 +100,7 @@ typedef struct {
     GPtrArray *doms;         /* RDom* */
     GHashTable *disk_users;  /* path -> "NAME" or "NAME (running)", of every domain; lazily */
     int64_t t0;              /* vs_now_ms() at the start */
+    gint cancel;             /* a disk hit a bad chunk: the other writes stop */
 } Run;
 
 void
@@ -141,6 +146,7 @@ rdisk_free(RDisk *d)
     g_free(d->target); g_free(d->format); g_free(d->dir); g_free(d->dest); g_free(d->tmp);
     g_free(d->vol_name); g_free(d->action); g_free(d->note); g_free(d->error);
     vs_mount_free(d->mount);
+    vs_verify_problem_free(d->bad_chunk);
     g_free(d);
 }
 
@@ -847,49 +853,21 @@ plan_domain(Run *run, const char *name, GError **error)
 }
 
 /* ------------------------------------------------------------------------- */
-/* Plan: the chunks                                                           */
+/* Write                                                                      */
 
-static bool
-wanted_disk(Run *run, const VsVerifyProblem *p)
+typedef struct {
+    Run *run;
+    RDisk *d;
+} WriteTask;
+
+/* Chunks the restore needed and could not have (missing, corrupt, unreadable)
+ * end the whole run, as a failed verify would: named with their files, and
+ * nothing installed. */
+static void
+bad_chunks_error(Run *run, GPtrArray *bad, GError **error)
 {
-    for (guint i = 0; i < run->doms->len; i++) {
-        RDom *r = run->doms->pdata[i];
-        if (g_strcmp0(r->m->id, p->backup_id) != 0 || g_strcmp0(r->name, p->domain) != 0)
-            continue;
-        for (guint k = 0; k < r->disks->len; k++)
-            if (!g_strcmp0(((RDisk *)r->disks->pdata[k])->target, p->disk))
-                return true;
-    }
-    return false;
-}
+    g_autoptr(GString) msg = g_string_new(NULL);
 
-static bool
-verify_chunks(Run *run, GError **error)
-{
-    g_autoptr(GHashTable) done = g_hash_table_new(g_str_hash, g_str_equal);
-    g_autoptr(GPtrArray) bad = g_ptr_array_new();
-    g_autoptr(GPtrArray) problems = NULL;
-    g_autoptr(GString) msg = NULL;
-
-    for (guint i = 0; i < run->doms->len; i++) {
-        RDom *r = run->doms->pdata[i];
-
-        if (g_hash_table_contains(done, r->m->id))
-            continue;
-        g_hash_table_add(done, r->m->id);
-        if (!vs_repo_verify(run->repo, r->m->id, &problems, NULL, error)) {
-            vs_error_prefix(error, "restore: verifying backup %s", r->m->id);
-            return false;
-        }
-    }
-    for (guint i = 0; problems && i < problems->len; i++) {
-        VsVerifyProblem *p = problems->pdata[i];
-        if (p->domain && p->disk && wanted_disk(run, p))
-            g_ptr_array_add(bad, p);
-    }
-    if (bad->len == 0)
-        return true;
-    msg = g_string_new(NULL);
     for (guint i = 0; i < bad->len && i < MAX_PROBLEMS_SHOWN; i++) {
         VsVerifyProblem *p = bad->pdata[i];
         g_autofree char *file = NULL;
@@ -908,31 +886,37 @@ verify_chunks(Run *run, GError **error)
     g_set_error(error, VS_ERROR, VS_ERROR_IO,
                 "restore: backup %s cannot be restored: %s; nothing was touched (virtsnap verify "
                 "lists every damaged chunk)", ((VsVerifyProblem *)bad->pdata[0])->backup_id, msg->str);
-    return false;
 }
 
-/* ------------------------------------------------------------------------- */
-/* Write                                                                      */
-
-typedef struct {
-    Run *run;
-    RDisk *d;
-} WriteTask;
-
+/* There is no verify pass before the write: the export re-hashes every chunk
+ * as it writes it, into a temp file, and nothing is installed before every
+ * disk of the run is written. A bad chunk cancels the other disks at once. */
 static void
 write_one(gpointer data, gpointer user)
 {
     WriteTask *t = data;
     RDisk *d = t->d;
+    VsExportControl ctl = { .cancel = &t->run->cancel };
     g_autoptr(GError) err = NULL;
 
     (void)user;
     /* Tests: time to pull the repository away from under a running restore. */
     if (g_getenv("VIRTSNAP_FAULT_RESTORE_DELAY_MS"))
         g_usleep(g_ascii_strtoull(g_getenv("VIRTSNAP_FAULT_RESTORE_DELAY_MS"), NULL, 10) * 1000);
-    if (vs_repo_export_disk(t->run->repo, d->dom->m, d->dom->name, d->target, d->tmp, d->format, &err)) {
+    /* A disk still queued when another met a bad chunk: the run is over. */
+    if (g_atomic_int_get(&t->run->cancel)) {
+        d->error = g_strdup_printf("restore: domain '%s' disk %s: not written (cancelled)", d->dom->name,
+                                   d->target);
+        return;
+    }
+    if (vs_repo_export_disk_ctl(t->run->repo, d->dom->m, d->dom->name, d->target, d->tmp, d->format, &ctl,
+                                &err)) {
         d->written = true;
         return;
+    }
+    if (ctl.bad_chunk) {
+        d->bad_chunk = ctl.bad_chunk;
+        g_atomic_int_set(&t->run->cancel, 1);
     }
     {
         /* The temp file is gone: name the destination instead. */
@@ -1026,9 +1010,10 @@ fail_on_disk_errors(Run *run, RDom *r)
         discard_temps(run, r);
 }
 
-static void
-write_phase(Run *run)
+static bool
+write_phase(Run *run, GError **error)
 {
+    g_autoptr(GPtrArray) bad = g_ptr_array_new();
     g_autoptr(GPtrArray) tasks = g_ptr_array_new_with_free_func(g_free);
     GThreadPool *pool = g_thread_pool_new(write_one, NULL, MAX(1, run->opts->parallel_disks), TRUE, NULL);
 
@@ -1055,8 +1040,23 @@ write_phase(Run *run)
     g_thread_pool_free(pool, FALSE, TRUE);
     for (guint i = 0; i < run->doms->len; i++) {
         RDom *r = run->doms->pdata[i];
+        for (guint k = 0; k < r->disks->len; k++) {
+            RDisk *d = r->disks->pdata[k];
+            if (d->bad_chunk)
+                g_ptr_array_add(bad, d->bad_chunk);
+        }
+    }
+    if (bad->len > 0) {
+        for (guint i = 0; i < run->doms->len; i++)
+            discard_temps(run, run->doms->pdata[i]);
+        bad_chunks_error(run, bad, error);
+        return false;
+    }
+    for (guint i = 0; i < run->doms->len; i++) {
+        RDom *r = run->doms->pdata[i];
         fail_on_disk_errors(run, r);
     }
+    return true;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1698,13 +1698,13 @@ vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOpti
         }
         g_ptr_array_add(run.doms, r);
     }
-    if (!(opts->instant ? instant_check_chunks(&run, error) : verify_chunks(&run, error)))
-        goto fail;
-
-    if (opts->instant)
+    if (opts->instant) {
+        if (!instant_check_chunks(&run, error))
+            goto fail;
         instant_write_phase(&run);
-    else
-        write_phase(&run);
+    } else if (!write_phase(&run, error)) {
+        goto fail;
+    }
     for (guint i = 0; i < run.doms->len; i++)
         finish_domain(&run, run.doms->pdata[i]);
     if (opts->instant)

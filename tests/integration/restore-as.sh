@@ -81,7 +81,10 @@ cat "$W/r2.json" >&2
 vs_assert_eq "$(jq -r '.domains[0].disks[0] | [.pool, .volume, .format, .path] | join(",")' "$W/r2.json")" \
   "$P,$N2-vda.raw,raw,$W/pool/$N2-vda.raw" "pool volume"
 virsh pool-refresh "$P" >/dev/null
-virsh vol-list "$P" | grep -q " $N2-vda.raw " || vs_fail "volume not listed in pool $P"
+# Captured first: virsh writes its last newline separately, and with pipefail a grep -q
+# that has already matched and exited would fail the pipeline on virsh's SIGPIPE.
+vols=$(virsh vol-list "$P")
+grep -q " $N2-vda.raw " <<< "$vols" || vs_fail "volume not listed in pool $P"
 vs_assert_eq "$(virsh vol-dumpxml --pool "$P" "$N2-vda.raw" | sed -n "s/.*<format type='\([a-z0-9]*\)'.*/\1/p")" raw "volume format"
 vs_assert_eq "$(virsh dumpxml "$N2" | grep -c "<source pool='$P' volume='$N2-vda.raw'")" 1 "the domain's disk is the pool volume"
 qemu-img compare -q -f qcow2 -F raw "$W/export.qcow2" "$W/pool/$N2-vda.raw" || vs_fail "pool volume differs from the backup"

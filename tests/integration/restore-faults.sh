@@ -3,10 +3,11 @@
 # exit 1, and nothing touched. Unknown backup id; unknown domain (in any backup, and in a
 # given one); unknown disk; a name that exists (refused without --force, replaced with it);
 # a name with '/' or '..'; a missing or read-only target directory; a target that fills up
-# mid-write (ENOSPC: no temp file left, nothing defined); an unknown pool; the repository
-# moved away mid-restore (the in-place disk stays as it was); a corrupt chunk
+# mid-write (ENOSPC, raw and through qemu-nbd: no temp file left, nothing defined); an
+# unknown pool; the repository moved away mid-restore (the in-place disk stays as it was);
+# a corrupt chunk
 # (in place: refused before the disk is touched, naming the chunk: the disk's checksum and
-# the definition are unchanged).
+# the definition are unchanged; --as: no temp file left, nothing defined).
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
@@ -82,6 +83,12 @@ vs_assert_contains "$(cat "$W/enospc.err")" "No space left on device" "ENOSPC re
 vs_assert_contains "$(cat "$W/enospc.err")" "disk vda" "ENOSPC names the disk"
 vs_assert_eq "$(ls -A "$W/full" | wc -l)" 0 "nothing left on the full file system"
 virsh domstate "vst-rf-$$-full" >/dev/null 2>&1 && vs_fail "a domain was defined although its disk failed"
+# The same through qemu-nbd (qcow2): the error comes back in an NBD reply, writes in flight.
+expect_fail enospc2 --as "vst-rf-$$-full" --target-dir "$W/full" --format qcow2 --define "$D"
+vs_assert_contains "$(cat "$W/enospc2.err")" "No space left on device" "ENOSPC reported (qcow2)"
+vs_assert_contains "$(cat "$W/enospc2.err")" "disk vda" "ENOSPC names the disk (qcow2)"
+vs_assert_eq "$(ls -A "$W/full" | wc -l)" 0 "nothing left on the full file system (qcow2)"
+virsh domstate "vst-rf-$$-full" >/dev/null 2>&1 && vs_fail "a domain was defined although its qcow2 disk failed"
 expect_fail nopool --as "vst-rf-$$-x" --pool "vst-no-such-pool-$$" "$D"
 vs_assert_contains "$(cat "$W/nopool.err")" "storage pool 'vst-no-such-pool-$$' not found" "unknown pool"
 
@@ -106,7 +113,9 @@ vs_assert_contains "$(cat "$W/gone.err")" "disk vda" "the disk is named"
 vs_assert_contains "$(cat "$W/gone.err")" "nothing of domain '$D' was changed" "nothing changed"
 vs_assert_eq "$(md5sum < "$W/disk.qcow2")" "$sum" "disk checksum unchanged after the repository vanished"
 no_temps "$W"
-chunk=$(jq -r '.domains[0].disks[0].chunks[0][2]' "$REPO/backups/$ID.json")
+# The last chunk: restore re-hashes chunks as it writes them, so it meets this one with most
+# of the disk already written to a temp file, which must go.
+chunk=$(jq -r '.domains[0].disks[0].chunks[-1][2]' "$REPO/backups/$ID.json")
 f=$REPO/chunks/${chunk:0:2}/$chunk
 [ -f "$f" ] || vs_fail "chunk file $f not found"
 printf '\x5a' | dd of="$f" bs=1 seek=$(( $(stat -c %s "$f") / 2 )) conv=notrunc 2>/dev/null
@@ -117,6 +126,12 @@ vs_assert_contains "$(cat "$W/corrupt.err")" "nothing was touched" "and that not
 vs_assert_eq "$(md5sum < "$W/disk.qcow2")" "$sum" "disk checksum unchanged"
 virsh dumpxml --inactive "$D" | diff "$W/def-before.xml" - >&2 || vs_fail "the definition changed"
 no_temps "$W"
+vs_domain_track "vst-rf-$$-c"
+expect_fail corrupt3 --as "vst-rf-$$-c" --target-dir "$W/t" --define "$D"
+vs_assert_contains "$(cat "$W/corrupt3.err")" "$chunk" "the corrupt chunk is named (--as)"
+no_temps "$W/t"
+[ ! -e "$W/t/vst-rf-$$-c-vda.qcow2" ] || vs_fail "a disk was installed although a chunk was corrupt"
+virsh domstate "vst-rf-$$-c" >/dev/null 2>&1 && vs_fail "a domain was defined although a chunk was corrupt"
 # The same with --force on a running domain: it is not even stopped.
 virsh start "$D" >/dev/null
 vs_wait_agent "$D" 120
