@@ -1,0 +1,166 @@
+/* Checkpoints and pull-mode backup jobs: the libvirt side of `backup --mode=begin`.
+ * A pull-mode job (virDomainBackupBegin) makes libvirt's QEMU serve a frozen view of
+ * each disk over NBD on a unix socket while the guest runs on, and creates a
+ * checkpoint (a persistent dirty bitmap in each qcow2) at the same instant; the next
+ * incremental job exposes the bitmap of the changes since that checkpoint as the NBD
+ * meta context "qemu:dirty-bitmap:backup-TARGET". A pull job ends only when it is
+ * aborted. Checkpoints are named "virtsnap-TAG-BACKUPID", TAG derived from the
+ * repository, so that each repository keeps its own chain on one domain and only
+ * ever deletes its own checkpoints; the name being derived from the backup id is
+ * what ties a checkpoint to the manifest of the same instant without a new manifest
+ * member. */
+#include "config.h"
+#include "driver-internal.h"
+#include "vs-xml.h"
+
+#include <libvirt/virterror.h>
+#include <string.h>
+
+#define CHECKPOINT_PREFIX "virtsnap-"
+
+char *
+vs_repo_tag(const char *repo_path)
+{
+    g_autofree char *real = realpath(repo_path, NULL);
+    g_autofree char *sum = g_compute_checksum_for_string(G_CHECKSUM_SHA256,
+                                                          real ? real : repo_path, -1);
+
+    /* Eight hex digits: short enough for names, and two repositories of one
+     * domain colliding (1 in 4e9) would only cost a full backup. */
+    return g_strndup(sum, 8);
+}
+
+char *
+vs_checkpoint_name(const char *tag, const char *backup_id)
+{
+    return g_strdup_printf(CHECKPOINT_PREFIX "%s-%s", tag, backup_id);
+}
+
+bool
+vs_checkpoint_usable(virDomainPtr dom, const char *name, char **why)
+{
+    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
+    g_autofree char *xml = NULL;
+
+    if (!cp) {
+        *why = g_strdup_printf("checkpoint %s no longer exists (deleted by hand, or the domain "
+                               "was redefined)", name);
+        return false;
+    }
+    /* Asking for the sizes makes libvirt look at every disk's bitmap in the running
+     * QEMU: a bitmap that is missing (image replaced) or inconsistent (QEMU killed
+     * while it was in use) fails here, before anything is frozen. */
+    xml = virDomainCheckpointGetXMLDesc(cp, VIR_DOMAIN_CHECKPOINT_XML_SIZE);
+    if (!xml) {
+        virErrorPtr e = virGetLastError();
+        *why = g_strdup_printf("checkpoint %s cannot be used: %s", name,
+                               e && e->message ? e->message : "unknown libvirt error");
+    }
+    virDomainCheckpointFree(cp);
+    return xml != NULL;
+}
+
+bool
+vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket,
+                     const char *incremental, const char *checkpoint,
+                     const VsPullDisk *disks, guint n_disks, const char *const *other_targets,
+                     GError **error)
+{
+    g_autoptr(VsBackupDef) bdef = vs_backup_def_new(VS_BACKUP_MODE_PULL);
+    g_autoptr(VsCheckpointDef) cdef = vs_checkpoint_def_new(checkpoint);
+    g_autofree char *bxml = NULL, *cxml = NULL;
+
+    bdef->incremental = g_strdup(incremental);
+    bdef->server_transport = g_strdup("unix");
+    bdef->server_socket = g_strdup(socket);
+    for (guint i = 0; i < n_disks; i++) {
+        VsBackupDiskDef *bd = vs_backup_def_add_disk(bdef, disks[i].target, true);
+
+        /* A disk without a bitmap (raw) is read whole even in an incremental job. */
+        if (incremental)
+            bd->backupmode = g_strdup(disks[i].bitmap ? "incremental" : "full");
+        bd->type = VS_DISK_TYPE_FILE;
+        bd->scratch = g_strdup(disks[i].scratch);
+        vs_checkpoint_def_add_disk(cdef, disks[i].target, disks[i].bitmap);
+    }
+    for (size_t i = 0; other_targets && other_targets[i]; i++) {
+        vs_backup_def_add_disk(bdef, other_targets[i], false);
+        vs_checkpoint_def_add_disk(cdef, other_targets[i], false);
+    }
+    bxml = vs_backup_def_format(bdef);
+    cxml = vs_checkpoint_def_format(cdef);
+    if (virDomainBackupBegin(dom, bxml, cxml, 0) < 0) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-begin: domain '%s'%s%s", name,
+                             incremental ? " since checkpoint " : "", incremental ? incremental : "");
+        return false;
+    }
+    return true;
+}
+
+bool
+vs_backup_job_active(virDomainPtr dom)
+{
+    virTypedParameterPtr params = NULL;
+    int nparams = 0, type = VIR_DOMAIN_JOB_NONE, op = 0;
+    bool backup;
+
+    if (virDomainGetJobStats(dom, &type, &params, &nparams, 0) < 0)
+        return false;
+    backup = type != VIR_DOMAIN_JOB_NONE &&
+             virTypedParamsGetInt(params, nparams, VIR_DOMAIN_JOB_OPERATION, &op) == 1 &&
+             op == VIR_DOMAIN_JOB_OPERATION_BACKUP;
+    virTypedParamsFree(params, nparams);
+    return backup;
+}
+
+bool
+vs_backup_job_end(virDomainPtr dom, const char *name, GError **error)
+{
+    /* A pull-mode job has nothing to complete: aborting it is how it ends. Only a
+     * backup job is aborted, never a migration or another tool's job. */
+    if (!vs_backup_job_active(dom))
+        return true;
+    if (virDomainAbortJob(dom) < 0 && vs_backup_job_active(dom)) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-end: domain '%s': domjobabort", name);
+        return false;
+    }
+    return true;
+}
+
+bool
+vs_checkpoint_delete(virDomainPtr dom, const char *name)
+{
+    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
+    bool ok;
+
+    if (!cp)
+        return true;
+    /* Deleting merges its bitmap into its parent's, so a checkpoint of another
+     * chain (another repository) below it still sees every change. */
+    ok = virDomainCheckpointDelete(cp, 0) == 0;
+    virDomainCheckpointFree(cp);
+    return ok;
+}
+
+guint
+vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, GPtrArray *failed)
+{
+    g_autofree char *prefix = g_strdup_printf(CHECKPOINT_PREFIX "%s-", tag);
+    virDomainCheckpointPtr *list = NULL;
+    int n = virDomainListAllCheckpoints(dom, &list, 0);
+    guint deleted = 0;
+
+    for (int i = 0; i < n; i++) {
+        const char *cname = virDomainCheckpointGetName(list[i]);
+
+        if (cname && g_str_has_prefix(cname, prefix) && g_strcmp0(cname, keep) != 0) {
+            if (virDomainCheckpointDelete(list[i], 0) == 0)
+                deleted++;
+            else if (failed)
+                g_ptr_array_add(failed, g_strdup(cname));
+        }
+        virDomainCheckpointFree(list[i]);
+    }
+    g_free(list);
+    return deleted;
+}

@@ -1,0 +1,162 @@
+#!/bin/bash
+# backup-incremental.sh -- `backup --mode=begin` on one real guest whose writer keeps
+# writing: a full backup through libvirt's pull-mode backup job, then the guest writes
+# ~5% of its disk, then an incremental reads and stores about that much (the rest of
+# the disk comes from the full backup's manifest) and its export is a quiesced copy;
+# an incremental and a full backup of the same instant (guest paused) export the same
+# bytes. Then each failure the chain must heal from, each followed by a backup that
+# succeeds and verifies: an incremental with no previous backup (another repository,
+# whose chain leaves the first one's alone), a checkpoint deleted by hand, the VM
+# restarted hard (bitmaps inconsistent), virtsnap killed while the job runs (recover
+# ends it), the NBD export unreachable.
+set -euo pipefail
+. "$VS_SOURCE_ROOT/tests/lib/harness.sh"
+
+vs_require_root
+vs_libvirt_up
+W=$(vs_workdir)
+D=vst-inc-$$
+REPO=$W/repo
+REPO2=$W/repo2
+STATE=$W/state
+MiB=$((1024 * 1024))
+
+vs_guest_disk "$W/disk.qcow2" >/dev/null
+vs_guest_start "$D" "$W/disk.qcow2"
+
+backup() {   # backup OUT.json [ARGS...]: a begin-mode backup of $D, its JSON in OUT
+  local out=$1; shift
+  vs_virtsnap backup --repo "$REPO" --init --state-dir "$STATE" --mode=begin --json "$@" "$D" > "$out"
+  jq -c '.domains[0] | {ok, mode, level, base, note, error, disks: [.disks[] | {bytes_read, bytes_stored, read}]}' "$out" >&2
+}
+field() { jq -r ".domains[0] | .$2" "$1"; }
+verify_export() {   # verify_export REPO ID NAME: export ID, check it is a consistent copy
+  vs_virtsnap export --repo "$1" "$2" "$D" vda "$W/$3.qcow2"
+  "$VS_GUEST_SRC/verify-backup.sh" "$W/$3.qcow2" >/dev/null || vs_fail "$3: export of $2 is not a consistent copy"
+  vs_log "ok: $3 ($2) verifies"
+}
+no_leftovers() {   # after a run: no backup job, no scratch or socket left
+  vs_assert_eq "$(jobtype)" None "$1: backup job ended"
+  vs_assert_eq "$(find "$STATE/scratch" -type f 2>/dev/null | wc -l)" 0 "$1: scratch files left"
+  vs_assert_eq "$(ls "$STATE/journal" 2>/dev/null | wc -l)" 0 "$1: journals left"
+}
+jobtype() { virsh domjobinfo "$D" | awk -F': *' '/Job type/ {sub(/ +$/, "", $2); print $2}'; }
+checkpoints() { virsh checkpoint-list "$D" --name | sed '/^$/d' | sort | tr '\n' ' '; }
+
+# --- full, then ~5% written, then incremental ----------------------------------------------
+backup "$W/b1.json" --level=inc
+vs_assert_eq "$(field "$W/b1.json" 'ok,.mode,.level' | tr '\n' ,)" "true,begin,full," "first backup"
+vs_assert_contains "$(field "$W/b1.json" note)" "no earlier backup" "first backup's note"
+ID1=$(jq -r .id "$W/b1.json")
+vs_assert_eq "$(checkpoints)" "$(field "$W/b1.json" checkpoint) " "checkpoints after the full backup"
+no_leftovers full
+verify_export "$REPO" "$ID1" full1
+
+written=$((48 * MiB))   # of a 1 GiB disk
+vs_gexec "$D" "dd if=/dev/urandom of=/data/inc1 bs=1M count=$((written / MiB)) conv=fsync 2>/dev/null" >/dev/null
+backup "$W/b2.json"
+vs_assert_eq "$(field "$W/b2.json" 'ok,.mode,.level,.base' | tr '\n' ,)" "true,begin,inc,$ID1," "incremental"
+vs_assert_eq "$(field "$W/b2.json" consistency)" quiesced "incremental's consistency"
+ID2=$(jq -r .id "$W/b2.json")
+read2=$(field "$W/b2.json" 'disks[0].bytes_read')
+stored2=$(field "$W/b2.json" 'disks[0].bytes_stored')
+vs_log "incremental after $written bytes written: read $read2, stored $stored2"
+# It reads what changed (whole 1 MiB chunks around it, plus the writer's log and ext4's
+# metadata), not the disk: between the write and twice it plus 16 MiB.
+[ "$read2" -ge "$written" ] && [ "$read2" -le $((2 * written + 16 * MiB)) ] ||
+  vs_fail "incremental read $read2 bytes for $written written"
+# urandom does not compress: what it stores is the write, give or take metadata.
+[ "$stored2" -ge $((written * 9 / 10)) ] && [ "$stored2" -le $((written * 3 / 2)) ] ||
+  vs_fail "incremental stored $stored2 bytes for $written written"
+vs_assert_contains "$(field "$W/b2.json" 'disks[0].read')" "changed since $ID1" "incremental disk read"
+vs_assert_eq "$(checkpoints)" "$(field "$W/b2.json" checkpoint) " "only the newest checkpoint of this repository"
+no_leftovers incremental
+verify_export "$REPO" "$ID2" inc2
+
+# --- the same instant, incremental and full: identical exports -----------------------------
+vs_gexec "$D" 'dd if=/dev/urandom of=/data/inc2 bs=1M count=8 conv=fsync 2>/dev/null' >/dev/null
+virsh suspend "$D" >/dev/null
+backup "$W/b3.json"
+backup "$W/b4.json" --level=full
+virsh resume "$D" >/dev/null
+vs_assert_eq "$(field "$W/b3.json" 'ok,.level' | tr '\n' ,)" "true,inc," "incremental of the paused guest"
+vs_assert_eq "$(field "$W/b4.json" 'ok,.level' | tr '\n' ,)" "true,full," "full backup of the paused guest"
+[ "$(field "$W/b3.json" 'disks[0].bytes_read')" -lt "$(field "$W/b4.json" 'disks[0].bytes_read')" ] ||
+  vs_fail "the incremental read no less than the full backup"
+ID3=$(jq -r .id "$W/b3.json"); ID4=$(jq -r .id "$W/b4.json")
+vs_virtsnap export --repo "$REPO" "$ID3" "$D" vda "$W/inc3.raw" --format raw
+vs_virtsnap export --repo "$REPO" "$ID4" "$D" vda "$W/full4.raw" --format raw
+cmp -s "$W/inc3.raw" "$W/full4.raw" || vs_fail "incremental $ID3 and full $ID4 of the same instant differ"
+vs_log "ok: incremental and full backup of one instant export the same bytes"
+rm -f "$W/inc3.raw" "$W/full4.raw"
+vs_virtsnap verify --repo "$REPO"
+
+# --- incremental with no previous backup: another repository, its own chain -----------------
+vs_virtsnap backup --repo "$REPO2" --init --state-dir "$STATE" --mode=auto --level=inc --json "$D" > "$W/r2.json"
+vs_assert_eq "$(field "$W/r2.json" 'ok,.mode,.level' | tr '\n' ,)" "true,begin,full," "first backup in a second repository"
+vs_assert_contains "$(field "$W/r2.json" note)" "no earlier backup" "second repository's note"
+verify_export "$REPO2" "$(jq -r .id "$W/r2.json")" repo2
+backup "$W/b5.json"
+vs_assert_eq "$(field "$W/b5.json" 'ok,.level,.base' | tr '\n' ,)" "true,inc,$ID4," \
+  "the first repository's chain survives the second's"
+vs_assert_eq "$(checkpoints)" "$(printf '%s\n' "$(field "$W/b5.json" checkpoint)" "$(field "$W/r2.json" checkpoint)" | sort | tr '\n' ' ')" \
+  "one checkpoint per repository"
+
+# --- a checkpoint deleted by hand ---------------------------------------------------------
+virsh checkpoint-delete "$D" "$(field "$W/b5.json" checkpoint)" >/dev/null
+backup "$W/b6.json"
+vs_assert_eq "$(field "$W/b6.json" 'ok,.level' | tr '\n' ,)" "true,full," "after the checkpoint was deleted"
+vs_assert_contains "$(field "$W/b6.json" note)" "no longer exists" "why it fell back"
+verify_export "$REPO" "$(jq -r .id "$W/b6.json")" after-delete
+backup "$W/b7.json"
+vs_assert_eq "$(field "$W/b7.json" 'ok,.level' | tr '\n' ,)" "true,inc," "the chain is back"
+verify_export "$REPO" "$(jq -r .id "$W/b7.json")" inc7
+
+# --- the VM restarted hard between backups ---------------------------------------------------
+virsh destroy "$D" >/dev/null
+rm -f "$(vs_console_log "$D")"
+virsh start "$D" >/dev/null
+vs_wait_ready "$D" "$(vs_console_log "$D")" 120 || vs_fail "$D did not boot again"
+vs_wait_agent "$D"
+backup "$W/b8.json"
+vs_assert_eq "$(field "$W/b8.json" ok)" true "backup after a hard restart"
+vs_log "after a hard restart: level $(field "$W/b8.json" level), note: $(field "$W/b8.json" note)"
+verify_export "$REPO" "$(jq -r .id "$W/b8.json")" after-restart
+backup "$W/b9.json"
+vs_assert_eq "$(field "$W/b9.json" 'ok,.level' | tr '\n' ,)" "true,inc," "incremental after the restart"
+verify_export "$REPO" "$(jq -r .id "$W/b9.json")" inc9
+
+# --- virtsnap killed while the job runs ---------------------------------------------------
+set +e
+VIRTSNAP_FAULT=after-copy "$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" --mode=begin "$D" \
+  > "$W/killed.out" 2>&1
+rc=$?
+set -e
+[ "$rc" = 137 ] || vs_fail "the fault did not kill virtsnap (exit $rc): $(cat "$W/killed.out")"
+vs_assert_eq "$(jobtype)" Unbounded "the job outlives virtsnap"
+vs_virtsnap recover --state-dir "$STATE" > "$W/recover.out" 2>&1 || vs_fail "recover: $(cat "$W/recover.out")"
+cat "$W/recover.out" >&2
+vs_assert_contains "$(cat "$W/recover.out")" "ended the leftover backup job" "recover's report"
+no_leftovers recover
+vs_assert_eq "$(checkpoints)" "$(printf '%s\n' "$(field "$W/b9.json" checkpoint)" "$(field "$W/r2.json" checkpoint)" | sort | tr '\n' ' ')" \
+  "the killed run's checkpoint is gone"
+backup "$W/b10.json"
+vs_assert_eq "$(field "$W/b10.json" 'ok,.level,.base' | tr '\n' ,)" "true,inc,$(jq -r .id "$W/b9.json")," "backup after the kill"
+verify_export "$REPO" "$(jq -r .id "$W/b10.json")" after-kill
+
+# --- the NBD export unreachable -------------------------------------------------------------
+set +e
+VIRTSNAP_FAULT_NBD_SOCKET=$W/no-such.sock "$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" \
+  --mode=begin --json "$D" > "$W/b11.json" 2> "$W/b11.err"
+rc=$?
+set -e
+[ "$rc" != 0 ] || vs_fail "a backup with its export unreachable succeeded"
+vs_assert_eq "$(field "$W/b11.json" ok)" false "backup with the export unreachable"
+vs_assert_contains "$(field "$W/b11.json" error)" "connect" "its error"
+no_leftovers unreachable
+backup "$W/b12.json"
+vs_assert_eq "$(field "$W/b12.json" 'ok,.level,.base' | tr '\n' ,)" "true,inc,$(jq -r .id "$W/b10.json")," \
+  "backup after the unreachable export"
+verify_export "$REPO" "$(jq -r .id "$W/b12.json")" after-unreachable
+vs_virtsnap verify --repo "$REPO"
+vs_log "backup-incremental: all checks passed"
