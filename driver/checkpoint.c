@@ -127,6 +127,18 @@ vs_backup_job_end(virDomainPtr dom, const char *name, GError **error)
     return true;
 }
 
+/* Deleting merges the checkpoint's bitmap into its parent's, so a checkpoint of
+ * another chain (another repository) below it still sees every change. A bitmap
+ * QEMU could not store (killed while it ran) cannot be merged: then only
+ * libvirt's record goes, and the broken bitmap, which QEMU never uses again,
+ * stays in the image (`qemu-img bitmap --remove` while the domain is off). */
+static bool
+delete_one(virDomainCheckpointPtr cp)
+{
+    return virDomainCheckpointDelete(cp, 0) == 0 ||
+           virDomainCheckpointDelete(cp, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) == 0;
+}
+
 bool
 vs_checkpoint_delete(virDomainPtr dom, const char *name)
 {
@@ -135,9 +147,7 @@ vs_checkpoint_delete(virDomainPtr dom, const char *name)
 
     if (!cp)
         return true;
-    /* Deleting merges its bitmap into its parent's, so a checkpoint of another
-     * chain (another repository) below it still sees every change. */
-    ok = virDomainCheckpointDelete(cp, 0) == 0;
+    ok = delete_one(cp);
     virDomainCheckpointFree(cp);
     return ok;
 }
@@ -154,7 +164,7 @@ vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, GPtrAr
         const char *cname = virDomainCheckpointGetName(list[i]);
 
         if (cname && g_str_has_prefix(cname, prefix) && g_strcmp0(cname, keep) != 0) {
-            if (virDomainCheckpointDelete(list[i], 0) == 0)
+            if (delete_one(list[i]))
                 deleted++;
             else if (failed)
                 g_ptr_array_add(failed, g_strdup(cname));
