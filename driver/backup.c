@@ -87,43 +87,57 @@ typedef struct {
     GMutex progress_lock;
 } Run;
 
+/* The index of S in NAMES (NULL-terminated) into *OUT, or false. */
+static bool
+enum_from_string(const char *s, const char *const *names, int *out)
+{
+    for (int i = 0; names[i]; i++) {
+        if (!g_strcmp0(s, names[i])) {
+            *out = i;
+            return true;
+        }
+    }
+    return false;
+}
+
 bool
 vs_quiesce_mode_from_string(const char *s, VsQuiesceMode *out)
 {
-    if (!g_strcmp0(s, "try"))
-        *out = VS_QUIESCE_TRY;
-    else if (!g_strcmp0(s, "require"))
-        *out = VS_QUIESCE_REQUIRE;
-    else if (!g_strcmp0(s, "off"))
-        *out = VS_QUIESCE_OFF;
-    else
+    static const char *const names[] = { [VS_QUIESCE_TRY] = "try", [VS_QUIESCE_REQUIRE] = "require",
+                                         [VS_QUIESCE_OFF] = "off", NULL };
+    int v;
+
+    if (!enum_from_string(s, names, &v))
         return false;
+    *out = (VsQuiesceMode)v;
     return true;
 }
 
 bool
 vs_backup_method_from_string(const char *s, VsBackupMethod *out)
 {
-    if (!g_strcmp0(s, "overlay"))
-        *out = VS_BACKUP_METHOD_OVERLAY;
-    else if (!g_strcmp0(s, "begin"))
-        *out = VS_BACKUP_METHOD_BEGIN;
-    else if (!g_strcmp0(s, "auto"))
-        *out = VS_BACKUP_METHOD_AUTO;
-    else
+    static const char *const names[] = { [VS_BACKUP_METHOD_OVERLAY] = "overlay",
+                                         [VS_BACKUP_METHOD_BEGIN] = "begin",
+                                         [VS_BACKUP_METHOD_AUTO] = "auto", NULL };
+    int v;
+
+    if (!enum_from_string(s, names, &v))
         return false;
+    *out = (VsBackupMethod)v;
     return true;
 }
 
 bool
 vs_backup_level_from_string(const char *s, VsBackupLevel *out)
 {
-    if (!g_strcmp0(s, "full"))
-        *out = VS_BACKUP_LEVEL_FULL;
-    else if (!g_strcmp0(s, "inc"))
-        *out = VS_BACKUP_LEVEL_INC;
-    else
+    /* "default" is not a level one can ask for by name. */
+    static const char *const names[] = { [VS_BACKUP_LEVEL_DEFAULT] = "", [VS_BACKUP_LEVEL_FULL] = "full",
+                                         [VS_BACKUP_LEVEL_INC] = "inc", NULL };
+    int v;
+
+    if (!s || !*s || !enum_from_string(s, names, &v))
         return false;
+    *out = (VsBackupLevel)v;
     return true;
 }
 
@@ -1187,7 +1201,7 @@ make_result(Run *run, int64_t group_freeze_ms)
         d->thawed_at = j->frozen ? j->thawed_at : -1;
         d->note = g_strdup(j->note);
         d->error = g_strdup(j->error);
-        d->mode = g_strdup(j->begin ? "begin" : "overlay");
+        d->mode = g_strdup(j->begin ? "begin" : j->active ? "overlay" : "direct");
         d->level = g_strdup(j->incremental ? "inc" : "full");
         d->base = j->incremental && j->base ? g_strdup(j->base->id) : NULL;
         d->checkpoint = j->begin ? g_strdup(j->checkpoint) : NULL;

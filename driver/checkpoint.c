@@ -43,8 +43,8 @@ vs_checkpoint_usable(virDomainPtr dom, const char *name, char **why)
     g_autofree char *xml = NULL;
 
     if (!cp) {
-        *why = g_strdup_printf("checkpoint %s no longer exists (deleted by hand, or the domain "
-                               "was redefined)", name);
+        *why = g_strdup_printf("checkpoint %s no longer exists (deleted by hand, the domain "
+                               "redefined, or that backup was not taken with --mode=begin)", name);
         return false;
     }
     /* Asking for the sizes makes libvirt look at every disk's bitmap in the running
@@ -116,6 +116,8 @@ vs_backup_job_active(virDomainPtr dom)
 bool
 vs_backup_job_end(virDomainPtr dom, const char *name, GError **error)
 {
+    int64_t deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
     /* A pull-mode job has nothing to complete: aborting it is how it ends. Only a
      * backup job is aborted, never a migration or another tool's job. */
     if (!vs_backup_job_active(dom))
@@ -123,6 +125,17 @@ vs_backup_job_end(virDomainPtr dom, const char *name, GError **error)
     if (virDomainAbortJob(dom) < 0 && vs_backup_job_active(dom)) {
         vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-end: domain '%s': domjobabort", name);
         return false;
+    }
+    /* The abort returns before QEMU has torn the job's block jobs down (seconds
+     * on a loaded host); its scratch files are in use until then. */
+    while (vs_backup_job_active(dom)) {
+        if (g_get_monotonic_time() > deadline) {
+            g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
+                        "backup-end: domain '%s': the backup job was aborted but is still "
+                        "there after 60 s (virsh domjobinfo %s)", name, name);
+            return false;
+        }
+        g_usleep(50 * 1000);
     }
     return true;
 }

@@ -234,6 +234,11 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
                        "keeps one checkpoint per domain)");
         return 2;
     }
+    if (level && opts.mode == VS_BACKUP_METHOD_OVERLAY) {
+        vs_print_error("backup: --level goes with --mode=begin or --mode=auto (an overlay backup "
+                       "reads every disk whole)");
+        return 2;
+    }
     if (all && argc > 1) {
         vs_print_error("backup: --all and domain names exclude each other");
         return 2;

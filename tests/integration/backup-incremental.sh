@@ -46,9 +46,19 @@ no_leftovers() {   # after a run: no backup job, no scratch or socket left
   vs_assert_eq "$(ls "$STATE/journal" 2>/dev/null | wc -l)" 0 "$1: journals left"
 }
 jobtype() { virsh domjobinfo "$D" | awk -F': *' '/Job type/ {sub(/ +$/, "", $2); print $2}'; }
+backup_ok() {   # backup_ok NAME LEVEL WHAT [ARGS...]: must succeed at LEVEL; its export verifies
+  local name=$1 level=$2 what=$3; shift 3
+  backup "$W/$name.json" "$@"
+  vs_assert_eq "$(field "$W/$name.json" 'ok,.level' | tr '\n' ,)" "true,$level," "$what"
+  verify_export "$REPO" "$(jq -r .id "$W/$name.json")" "$name"
+}
 checkpoints() { virsh checkpoint-list "$D" --name | sed '/^$/d' | sort | tr '\n' ' '; }
 
 # --- full, then ~5% written, then incremental ----------------------------------------------
+if out=$(vs_virtsnap backup --repo "$REPO" --init --state-dir "$STATE" --level=inc "$D" 2>&1); then
+  vs_fail "--level without --mode=begin was accepted"
+fi
+vs_assert_contains "$out" "--level goes with --mode=begin" "--level alone"
 backup "$W/b1.json" --level=inc
 vs_assert_eq "$(field "$W/b1.json" 'ok,.mode,.level' | tr '\n' ,)" "true,begin,full," "first backup"
 vs_assert_contains "$(field "$W/b1.json" note)" "no earlier backup" "first backup's note"
@@ -114,13 +124,9 @@ vs_assert_eq "$(checkpoints)" "$(printf '%s\n' "$(field "$W/b5.json" checkpoint)
 
 # --- a checkpoint deleted by hand ---------------------------------------------------------
 virsh checkpoint-delete "$D" "$(field "$W/b5.json" checkpoint)" >/dev/null
-backup "$W/b6.json"
-vs_assert_eq "$(field "$W/b6.json" 'ok,.level' | tr '\n' ,)" "true,full," "after the checkpoint was deleted"
+backup_ok b6 full "after the checkpoint was deleted"
 vs_assert_contains "$(field "$W/b6.json" note)" "no longer exists" "why it fell back"
-verify_export "$REPO" "$(jq -r .id "$W/b6.json")" after-delete
-backup "$W/b7.json"
-vs_assert_eq "$(field "$W/b7.json" 'ok,.level' | tr '\n' ,)" "true,inc," "the chain is back"
-verify_export "$REPO" "$(jq -r .id "$W/b7.json")" inc7
+backup_ok b7 inc "the chain is back"
 
 # --- the VM restarted between backups: cleanly (bitmaps stored), then QEMU killed --------
 restart() {   # restart HOW: destroy (QEMU stops cleanly on SIGTERM) or kill (SIGKILL)
@@ -136,17 +142,11 @@ restart() {   # restart HOW: destroy (QEMU stops cleanly on SIGTERM) or kill (SI
   vs_wait_agent "$D"
 }
 restart destroy
-backup "$W/b8.json"
-vs_assert_eq "$(field "$W/b8.json" 'ok,.level' | tr '\n' ,)" "true,inc," "incremental after a clean restart"
-verify_export "$REPO" "$(jq -r .id "$W/b8.json")" after-restart
+backup_ok b8 inc "incremental after a clean restart"
 restart kill
-backup "$W/b8k.json"
-vs_assert_eq "$(field "$W/b8k.json" 'ok,.level' | tr '\n' ,)" "true,full," "backup after QEMU was killed"
+backup_ok b8k full "backup after QEMU was killed"
 vs_assert_contains "$(field "$W/b8k.json" note)" "broken bitmap" "why it fell back"
-verify_export "$REPO" "$(jq -r .id "$W/b8k.json")" after-kill9
-backup "$W/b9.json"
-vs_assert_eq "$(field "$W/b9.json" 'ok,.level' | tr '\n' ,)" "true,inc," "incremental after the restarts"
-verify_export "$REPO" "$(jq -r .id "$W/b9.json")" inc9
+backup_ok b9 inc "incremental after the restarts"
 
 # --- virtsnap killed while the job runs ---------------------------------------------------
 set +e
@@ -162,9 +162,8 @@ vs_assert_contains "$(cat "$W/recover.out")" "ended the leftover backup job" "re
 no_leftovers recover
 vs_assert_eq "$(checkpoints)" "$(printf '%s\n' "$(field "$W/b9.json" checkpoint)" "$(field "$W/r2.json" checkpoint)" | sort | tr '\n' ' ')" \
   "the killed run's checkpoint is gone"
-backup "$W/b10.json"
-vs_assert_eq "$(field "$W/b10.json" 'ok,.level,.base' | tr '\n' ,)" "true,inc,$(jq -r .id "$W/b9.json")," "backup after the kill"
-verify_export "$REPO" "$(jq -r .id "$W/b10.json")" after-kill
+backup_ok b10 inc "backup after the kill"
+vs_assert_eq "$(field "$W/b10.json" base)" "$(jq -r .id "$W/b9.json")" "its base"
 
 # --- the NBD export unreachable -------------------------------------------------------------
 set +e
@@ -176,9 +175,7 @@ set -e
 vs_assert_eq "$(field "$W/b11.json" ok)" false "backup with the export unreachable"
 vs_assert_contains "$(field "$W/b11.json" error)" "connect" "its error"
 no_leftovers unreachable
-backup "$W/b12.json"
-vs_assert_eq "$(field "$W/b12.json" 'ok,.level,.base' | tr '\n' ,)" "true,inc,$(jq -r .id "$W/b10.json")," \
-  "backup after the unreachable export"
-verify_export "$REPO" "$(jq -r .id "$W/b12.json")" after-unreachable
+backup_ok b12 inc "backup after the unreachable export"
+vs_assert_eq "$(field "$W/b12.json" base)" "$(jq -r .id "$W/b10.json")" "its base"
 vs_virtsnap verify --repo "$REPO"
 vs_log "backup-incremental: all checks passed"
