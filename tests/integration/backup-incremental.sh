@@ -164,6 +164,17 @@ vs_assert_eq "$(checkpoints)" "$(printf '%s\n' "$(field "$W/b9.json" checkpoint)
   "the killed run's checkpoint is gone"
 backup_ok b10 inc "backup after the kill"
 vs_assert_eq "$(field "$W/b10.json" base)" "$(jq -r .id "$W/b9.json")" "its base"
+# Killed again right after the thaw, before the copy: the next backup recovers by itself.
+set +e
+VIRTSNAP_FAULT=after-thaw "$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" --mode=begin "$D" \
+  > "$W/killed2.out" 2>&1
+rc=$?
+set -e
+[ "$rc" = 137 ] || vs_fail "the fault did not kill virtsnap (exit $rc): $(cat "$W/killed2.out")"
+backup_ok b10b inc "backup right after a kill, without recover"
+vs_assert_contains "$(jq -r '.recovered | join("; ")' "$W/b10b.json")" "ended the leftover backup job" \
+  "what the backup recovered first"
+vs_assert_eq "$(field "$W/b10b.json" base)" "$(jq -r .id "$W/b10.json")" "its base"
 
 # --- the NBD export unreachable -------------------------------------------------------------
 set +e
@@ -176,6 +187,6 @@ vs_assert_eq "$(field "$W/b11.json" ok)" false "backup with the export unreachab
 vs_assert_contains "$(field "$W/b11.json" error)" "connect" "its error"
 no_leftovers unreachable
 backup_ok b12 inc "backup after the unreachable export"
-vs_assert_eq "$(field "$W/b12.json" base)" "$(jq -r .id "$W/b10.json")" "its base"
+vs_assert_eq "$(field "$W/b12.json" base)" "$(jq -r .id "$W/b10b.json")" "its base"
 vs_virtsnap verify --repo "$REPO"
 vs_log "backup-incremental: all checks passed"
