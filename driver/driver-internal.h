@@ -76,8 +76,8 @@ char *vs_domain_disk_source(virDomainPtr dom, const char *disk, bool inactive, G
 char *vs_repo_tag(const char *repo_path);
 /* "virtsnap-TAG-BACKUPID": the checkpoint taken at the instant of that backup. */
 char *vs_checkpoint_name(const char *tag, const char *backup_id);
-/* True when checkpoint NAME exists and every bitmap behind it is usable in the
- * running domain; otherwise *WHY says, in one line, why not. */
+/* True when checkpoint NAME exists; otherwise *WHY says, in one line, why not.
+ * Whether its bitmaps are intact shows only when a job uses it. */
 bool vs_checkpoint_usable(virDomainPtr dom, const char *name, char **why);
 
 typedef struct {

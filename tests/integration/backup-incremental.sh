@@ -7,7 +7,8 @@
 # bytes. Then each failure the chain must heal from, each followed by a backup that
 # succeeds and verifies: an incremental with no previous backup (another repository,
 # whose chain leaves the first one's alone), a checkpoint deleted by hand, the VM
-# restarted (cleanly, and after QEMU was killed: bitmaps inconsistent), virtsnap killed
+# restarted (cleanly, and after QEMU was killed: bitmaps inconsistent), the image replaced
+# while it was off (bitmaps missing), virtsnap killed
 # while the job runs (recover ends it), the NBD export unreachable. A raw second disk
 # cannot hold a bitmap: it is read whole every time, says so, and exports as it is.
 set -euo pipefail
@@ -148,6 +149,19 @@ backup_ok b8k full "backup after QEMU was killed"
 vs_assert_contains "$(field "$W/b8k.json" note)" "broken bitmap" "why it fell back"
 backup_ok b9 inc "incremental after the restarts"
 
+# --- the image replaced while the domain was off: the checkpoint's bitmap is not in it ------
+virsh shutdown "$D" --mode agent >/dev/null
+vs_wait_shutoff "$D" 60
+qemu-img convert -q -f qcow2 -O qcow2 "$W/disk.qcow2" "$W/disk.new.qcow2"   # same data, no bitmaps
+mv "$W/disk.new.qcow2" "$W/disk.qcow2"; chmod 644 "$W/disk.qcow2"
+rm -f "$(vs_console_log "$D")"
+virsh start "$D" >/dev/null
+vs_wait_ready "$D" "$(vs_console_log "$D")" 120 || vs_fail "$D did not boot on the new image"
+vs_wait_agent "$D"
+backup_ok b9r full "backup after the image was replaced"
+vs_assert_contains "$(field "$W/b9r.json" note)" "bitmap" "why it fell back"
+backup_ok b9s inc "incremental on the new image"
+
 # --- virtsnap killed while the job runs ---------------------------------------------------
 set +e
 VIRTSNAP_FAULT=after-copy "$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" --mode=begin "$D" \
@@ -160,10 +174,10 @@ vs_virtsnap recover --state-dir "$STATE" > "$W/recover.out" 2>&1 || vs_fail "rec
 cat "$W/recover.out" >&2
 vs_assert_contains "$(cat "$W/recover.out")" "ended the leftover backup job" "recover's report"
 no_leftovers recover
-vs_assert_eq "$(checkpoints)" "$(printf '%s\n' "$(field "$W/b9.json" checkpoint)" "$(field "$W/r2.json" checkpoint)" | sort | tr '\n' ' ')" \
+vs_assert_eq "$(checkpoints)" "$(printf '%s\n' "$(field "$W/b9s.json" checkpoint)" "$(field "$W/r2.json" checkpoint)" | sort | tr '\n' ' ')" \
   "the killed run's checkpoint is gone"
 backup_ok b10 inc "backup after the kill"
-vs_assert_eq "$(field "$W/b10.json" base)" "$(jq -r .id "$W/b9.json")" "its base"
+vs_assert_eq "$(field "$W/b10.json" base)" "$(jq -r .id "$W/b9s.json")" "its base"
 # Killed again right after the thaw, before the copy: the next backup recovers by itself.
 set +e
 VIRTSNAP_FAULT=after-thaw "$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" --mode=begin "$D" \
