@@ -33,7 +33,7 @@ vs_guest_start "$D" "$W/disk.qcow2" \
 backup() {   # backup OUT.json [ARGS...]: a begin-mode backup of $D, its JSON in OUT
   local out=$1; shift
   vs_virtsnap backup --repo "$REPO" --init --state-dir "$STATE" --mode=begin --json "$@" "$D" > "$out"
-  jq -c '.domains[0] | {ok, mode, level, base, note, error, disks: [.disks[] | {bytes_read, bytes_stored, read}]}' "$out" >&2
+  jq -c '.domains[0] | {ok, mode, level, base, freeze_ms, note, error, disks: [.disks[] | {bytes_read, bytes_stored, read}]}' "$out" >&2
 }
 field() { jq -r ".domains[0] | .$2" "$1"; }
 verify_export() {   # verify_export REPO ID NAME: export ID, check it is a consistent copy
@@ -73,6 +73,8 @@ vs_gexec "$D" "dd if=/dev/urandom of=/data/inc1 bs=1M count=$((written / MiB)) c
 backup "$W/b2.json"
 vs_assert_eq "$(field "$W/b2.json" 'ok,.mode,.level,.base' | tr '\n' ,)" "true,begin,inc,$ID1," "incremental"
 vs_assert_eq "$(field "$W/b2.json" consistency)" quiesced "incremental's consistency"
+freeze_ms=$(field "$W/b2.json" freeze_ms)
+[ "$freeze_ms" -ge 0 ] && [ "$freeze_ms" -lt 5000 ] || vs_fail "freeze_ms $freeze_ms not in [0, 5000)"
 ID2=$(jq -r .id "$W/b2.json")
 read2=$(field "$W/b2.json" 'disks[0].bytes_read')
 stored2=$(field "$W/b2.json" 'disks[0].bytes_stored')
