@@ -132,6 +132,12 @@ vs_assert_contains "$(field "$W/b6.json" note)" "no longer exists" "why it fell 
 backup_ok b7 inc "the chain is back"
 
 # --- the VM restarted between backups: cleanly (bitmaps stored), then QEMU killed --------
+boot_again() {
+  rm -f "$(vs_console_log "$D")"
+  virsh start "$D" >/dev/null
+  vs_wait_ready "$D" "$(vs_console_log "$D")" 120 || vs_fail "$D did not boot again"
+  vs_wait_agent "$D"
+}
 restart() {   # restart HOW: destroy (QEMU stops cleanly on SIGTERM) or kill (SIGKILL)
   if [ "$1" = kill ]; then
     kill -9 "$(cat "/run/libvirt/qemu/$D.pid")"
@@ -139,10 +145,7 @@ restart() {   # restart HOW: destroy (QEMU stops cleanly on SIGTERM) or kill (SI
   else
     virsh destroy "$D" >/dev/null
   fi
-  rm -f "$(vs_console_log "$D")"
-  virsh start "$D" >/dev/null
-  vs_wait_ready "$D" "$(vs_console_log "$D")" 120 || vs_fail "$D did not boot again"
-  vs_wait_agent "$D"
+  boot_again
 }
 restart destroy
 backup_ok b8 inc "incremental after a clean restart"
@@ -156,21 +159,19 @@ virsh shutdown "$D" --mode agent >/dev/null
 vs_wait_shutoff "$D" 60
 qemu-img convert -q -f qcow2 -O qcow2 "$W/disk.qcow2" "$W/disk.new.qcow2"   # same data, no bitmaps
 mv "$W/disk.new.qcow2" "$W/disk.qcow2"; chmod 644 "$W/disk.qcow2"
-rm -f "$(vs_console_log "$D")"
-virsh start "$D" >/dev/null
-vs_wait_ready "$D" "$(vs_console_log "$D")" 120 || vs_fail "$D did not boot on the new image"
-vs_wait_agent "$D"
+boot_again
 backup_ok b9r full "backup after the image was replaced"
 vs_assert_contains "$(field "$W/b9r.json" note)" "bitmap" "why it fell back"
 backup_ok b9s inc "incremental on the new image"
 
 # --- virtsnap killed while the job runs ---------------------------------------------------
-set +e
-VIRTSNAP_FAULT=after-copy "$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" --mode=begin "$D" \
-  > "$W/killed.out" 2>&1
-rc=$?
-set -e
-[ "$rc" = 137 ] || vs_fail "the fault did not kill virtsnap (exit $rc): $(cat "$W/killed.out")"
+killed_at() {   # killed_at POINT: a begin-mode backup that kills itself there
+  local rc=0
+  VIRTSNAP_FAULT=$1 "$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" --mode=begin "$D" \
+    > "$W/killed.out" 2>&1 || rc=$?
+  [ "$rc" = 137 ] || vs_fail "the fault at $1 did not kill virtsnap (exit $rc): $(cat "$W/killed.out")"
+}
+killed_at after-copy
 vs_assert_eq "$(jobtype)" Unbounded "the job outlives virtsnap"
 vs_virtsnap recover --state-dir "$STATE" > "$W/recover.out" 2>&1 || vs_fail "recover: $(cat "$W/recover.out")"
 cat "$W/recover.out" >&2
@@ -181,12 +182,7 @@ vs_assert_eq "$(checkpoints)" "$(printf '%s\n' "$(field "$W/b9s.json" checkpoint
 backup_ok b10 inc "backup after the kill"
 vs_assert_eq "$(field "$W/b10.json" base)" "$(jq -r .id "$W/b9s.json")" "its base"
 # Killed again right after the thaw, before the copy: the next backup recovers by itself.
-set +e
-VIRTSNAP_FAULT=after-thaw "$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" --mode=begin "$D" \
-  > "$W/killed2.out" 2>&1
-rc=$?
-set -e
-[ "$rc" = 137 ] || vs_fail "the fault did not kill virtsnap (exit $rc): $(cat "$W/killed2.out")"
+killed_at after-thaw
 backup_ok b10b inc "backup right after a kill, without recover"
 vs_assert_contains "$(jq -r '.recovered | join("; ")' "$W/b10b.json")" "ended the leftover backup job" \
   "what the backup recovered first"
