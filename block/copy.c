@@ -10,6 +10,10 @@
  * was measured to pay (bench/copy-bench.c, 2 CPUs): a qcow2 chain behind
  * qemu-nbd, where one sync connection leaves the server idle between requests;
  * a local file is read fastest by one thread and the kernel's readahead. The
+ * An incremental source marks the ranges not written since the previous backup
+ * `unchanged`; a chunk with no changed byte is neither read nor stored: its
+ * entry is taken from the previous manifest (a slot born done), which is what
+ * keeps every manifest a full description of its disk. The
  * first error, from any thread, stops planning and reading at once; readers and
  * workers skip what is still queued, and both pools are drained before
  * returning, so no thread of ours touches the source, the repository or the
@@ -57,6 +61,9 @@ typedef struct {
     GArray *ext;
     uint64_t ext_end;
     uint64_t pos;           /* next chunk-aligned offset to plan */
+
+    const VsManifestDisk *previous;   /* NULL: not incremental */
+    guint prev_idx;         /* first entry of previous->chunks not behind pos */
 } Engine;
 
 void
@@ -196,16 +203,32 @@ fetch_extents(Engine *eng, uint64_t end, GError **error)
     return true;
 }
 
+/* The previous manifest's entry for the chunk at OFFSET, or NULL (zeros).
+ * Offsets only grow, so the cursor only moves forward. */
+static const VsChunkRef *
+previous_chunk(Engine *eng, uint64_t offset)
+{
+    GArray *prev = eng->previous->chunks;
+
+    while (eng->prev_idx < prev->len && g_array_index(prev, VsChunkRef, eng->prev_idx).offset < offset)
+        eng->prev_idx++;
+    if (eng->prev_idx < prev->len && g_array_index(prev, VsChunkRef, eng->prev_idx).offset == offset)
+        return &g_array_index(prev, VsChunkRef, eng->prev_idx);
+    return NULL;
+}
+
 /* The next chunk holding data: its offset and length, and the smallest span
- * [*lo, *hi) inside it that covers its data extents (the rest reads as zeros).
- * Returns false with *error unset at the end of the source. */
+ * [*lo, *hi) inside it that covers its data extents (the rest reads as zeros);
+ * *REUSE when no byte of it changed since the previous backup (then nothing is
+ * read). Returns false with *error unset at the end of the source. */
 static bool
 plan_next(Engine *eng, uint64_t *offset, uint32_t *length, uint64_t *lo, uint64_t *hi,
-          GError **error)
+          bool *reuse, GError **error)
 {
     while (eng->pos < eng->size) {
         uint64_t start = eng->pos, end = MIN(start + eng->chunk_size, eng->size);
         uint64_t dlo = UINT64_MAX, dhi = 0, zero_end = end;
+        bool unchanged = eng->previous != NULL;
         guint drop = 0;
 
         if (!fetch_extents(eng, end, error))
@@ -226,12 +249,14 @@ plan_next(Engine *eng, uint64_t *offset, uint32_t *length, uint64_t *lo, uint64_
                 dlo = MIN(dlo, MAX(e->offset, start));
                 dhi = MAX(dhi, MIN(e->offset + e->length, end));
             }
+            unchanged = unchanged && e->unchanged;
         }
         if (dhi > dlo) {
             *offset = start;
             *length = (uint32_t)(end - start);
             *lo = dlo;
             *hi = dhi;
+            *reuse = unchanged;
             eng->pos = end;
             return true;
         }
@@ -275,6 +300,7 @@ retire(Engine *eng, GArray *chunks, uint64_t *bytes_stored)
             break;
         if (!s->zero && !eng->error) {
             VsChunkRef ref = { .offset = s->offset, .length = s->length, .digest = s->digest };
+            /* A reused chunk costs nothing: s->stored is 0. */
             g_array_append_val(chunks, ref);
             *bytes_stored += s->stored;
         }
@@ -293,6 +319,7 @@ run(Engine *eng, const VsCopyOptions *opts, GArray *chunks,
     for (;;) {
         uint64_t offset = 0, lo = 0, hi = 0;
         uint32_t length = 0;
+        bool reuse = false;
         GError *err = NULL;
         Slot *slot;
 
@@ -304,7 +331,7 @@ run(Engine *eng, const VsCopyOptions *opts, GArray *chunks,
             if (eng->retired == eng->issued)
                 return true;
         } else if (eng->issued - eng->retired < eng->nslots) {
-            if (!plan_next(eng, &offset, &length, &lo, &hi, &err)) {
+            if (!plan_next(eng, &offset, &length, &lo, &hi, &reuse, &err)) {
                 if (err) {
                     engine_fail(eng, err);
                     return false;
@@ -324,6 +351,19 @@ run(Engine *eng, const VsCopyOptions *opts, GArray *chunks,
             slot->length = length;
             slot->lo = lo;
             slot->hi = hi;
+            slot->stored = 0;
+            if (reuse) {
+                const VsChunkRef *prev = previous_chunk(eng, offset);
+                /* Born done, in order: retire lists it after every earlier chunk. */
+                slot->zero = prev == NULL;
+                if (prev)
+                    slot->digest = prev->digest;
+                g_mutex_lock(&eng->lock);
+                slot->done = true;
+                g_mutex_unlock(&eng->lock);
+                eng->issued++;
+                continue;
+            }
             slot->done = false;
             *bytes_read += hi - lo;
             if (eng->readers) {
@@ -393,6 +433,7 @@ vs_copy_source_to_repo(VsSource *src, VsRepo *repo, VsManifestDisk *disk,
     eng.repo = repo;
     eng.chunk_size = vs_repo_chunk_size(repo);
     eng.size = vs_source_size(src);
+    eng.previous = opts->previous;
     eng.nslots = opts->max_inflight ? opts->max_inflight : DEFAULT_MAX_INFLIGHT;
     eng.slots = g_new0(Slot, eng.nslots);
     eng.ext = g_array_new(FALSE, FALSE, sizeof(VsExtent));
@@ -401,6 +442,13 @@ vs_copy_source_to_repo(VsSource *src, VsRepo *repo, VsManifestDisk *disk,
     if (eng.chunk_size == 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "copy: %s: repository chunk size is 0",
                     src->description);
+        goto out;
+    }
+    if (eng.previous && eng.previous->virtual_size != eng.size) {
+        /* Another chunk grid, or another disk: nothing of it can be reused. */
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "copy: %s: the previous backup's disk is %" G_GUINT64_FORMAT " bytes, this one %"
+                    G_GUINT64_FORMAT, src->description, eng.previous->virtual_size, eng.size);
         goto out;
     }
     threads = opts->threads ? opts->threads : MAX(1u, g_get_num_processors());

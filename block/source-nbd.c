@@ -4,7 +4,10 @@
  * private read-only qemu-nbd that libnbd starts by socket activation (its socket
  * sits in a private directory libnbd removes) and kills and reaps in nbd_close
  * on every path, error paths included. Which ranges hold data comes from the base:allocation metadata
- * context, requested before connecting; a server without it is read whole. The
+ * context, requested before connecting; a server without it is read whole. A
+ * libvirt pull-mode incremental export also offers a dirty bitmap context; both
+ * are asked for in one block status request and their answers, whose extent
+ * boundaries differ, are merged into extents that carry both facts. The
  * image server's stderr goes to an unlinked temporary file so that its
  * complaints end up in our error messages rather than on the user's terminal. */
 #include "config.h"
@@ -30,6 +33,7 @@ typedef struct {
     uint64_t size;
     uint64_t max_request;
     bool have_allocation;
+    char *bitmap;         /* the dirty bitmap context, or NULL */
     char *uri;            /* nbd: what a clone connects to */
     char *image_path;     /* image: what a clone serves again (absolute) */
     char *format;
@@ -83,7 +87,9 @@ nbd_source_size(VsSource *src)
 }
 
 typedef struct {
-    GArray *out;
+    const char *bitmap;
+    GArray *alloc;        /* VsExtent from base:allocation */
+    GArray *dirty;        /* VsExtent from the bitmap: .unchanged = clean */
     uint64_t end;
 } StatusCtx;
 
@@ -91,20 +97,54 @@ static int
 status_cb(void *opaque, const char *context, uint64_t offset, uint32_t *entries, size_t n, int *error)
 {
     StatusCtx *ctx = opaque;
+    bool is_alloc = strcmp(context, LIBNBD_CONTEXT_BASE_ALLOCATION) == 0;
+    GArray *out;
 
-    if (strcmp(context, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
+    (void)error;
+    if (is_alloc)
+        out = ctx->alloc;
+    else if (ctx->bitmap && strcmp(context, ctx->bitmap) == 0)
+        out = ctx->dirty;
+    else
         return 0;
     for (size_t i = 0; i + 1 < n && offset < ctx->end; i += 2) {
         uint64_t len = MIN((uint64_t)entries[i], ctx->end - offset);
-        /* A hole that is not known to read as zeros must still be read. */
+        /* A hole that is not known to read as zeros must still be read; in a
+         * dirty bitmap, bit 0 set means written since the checkpoint. */
         VsExtent e = { .offset = offset, .length = len,
-                       .zero = (entries[i + 1] & LIBNBD_STATE_ZERO) != 0 };
+                       .zero = is_alloc && (entries[i + 1] & LIBNBD_STATE_ZERO) != 0,
+                       .unchanged = !is_alloc && (entries[i + 1] & 1) == 0 };
         if (len == 0)
             break;
-        g_array_append_val(ctx->out, e);
+        g_array_append_val(out, e);
         offset += len;
     }
     return 0;
+}
+
+/* Appends to OUT the extents of ALLOC cut where DIRTY's boundaries fall, each
+ * with DIRTY's verdict, as far as both reach. */
+static void
+merge_extents(GArray *alloc, GArray *dirty, GArray *out)
+{
+    guint a = 0, d = 0;
+    uint64_t pos = alloc->len ? g_array_index(alloc, VsExtent, 0).offset : 0;
+
+    while (a < alloc->len && d < dirty->len) {
+        VsExtent *ea = &g_array_index(alloc, VsExtent, a);
+        VsExtent *ed = &g_array_index(dirty, VsExtent, d);
+        uint64_t end = MIN(ea->offset + ea->length, ed->offset + ed->length);
+        VsExtent e = { .offset = pos, .length = end - pos, .zero = ea->zero,
+                       .unchanged = ed->unchanged };
+
+        if (end > pos)
+            g_array_append_val(out, e);
+        pos = end;
+        if (ea->offset + ea->length == end)
+            a++;
+        if (ed->offset + ed->length == end)
+            d++;
+    }
 }
 
 static bool
@@ -112,9 +152,11 @@ nbd_source_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *out,
 {
     NbdSource *ns = src->priv;
     guint before = out->len;
-    StatusCtx ctx = { .out = out };
+    g_autoptr(GArray) alloc = g_array_new(FALSE, FALSE, sizeof(VsExtent));
+    g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(VsExtent));
+    StatusCtx ctx = { .bitmap = ns->bitmap, .alloc = alloc, .dirty = dirty };
 
-    if (!ns->have_allocation) {
+    if (!ns->have_allocation && !ns->bitmap) {
         VsExtent e = { .offset = offset, .length = length, .zero = false };
         g_array_append_val(out, e);
         return true;
@@ -124,10 +166,19 @@ nbd_source_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *out,
     if (nbd_block_status(ns->nbd, length, offset,
                          (nbd_extent_callback) { .callback = status_cb, .user_data = &ctx }, 0) < 0) {
         g_autofree char *action = g_strdup_printf("block status at offset %" G_GUINT64_FORMAT, offset);
-        g_array_set_size(out, before);
         set_nbd_error(error, src, ns, action);
         return false;
     }
+    if (!ns->have_allocation && dirty->len) {
+        /* Everything is data: one extent as long as the bitmap's answer. */
+        const VsExtent *last = &g_array_index(dirty, VsExtent, dirty->len - 1);
+        VsExtent e = { .offset = offset, .length = last->offset + last->length - offset };
+        g_array_append_val(alloc, e);
+    }
+    if (ns->bitmap)
+        merge_extents(alloc, dirty, out);
+    else
+        g_array_append_vals(out, alloc->data, alloc->len);
     if (out->len == before) {
         /* A compliant server always answers; guard the engine against looping. */
         g_set_error(error, VS_ERROR, VS_ERROR_IO,
@@ -186,6 +237,7 @@ nbd_source_free(NbdSource *ns)
     if (ns->err_fd >= 0)
         close(ns->err_fd);
     g_free(ns->uri);
+    g_free(ns->bitmap);
     g_free(ns->image_path);
     g_free(ns->format);
     g_free(ns);
@@ -212,11 +264,16 @@ nbd_source_setup(VsSource *src, GError **error)
     ns->size = (uint64_t)size;
     ns->max_request = max > 0 ? MIN((uint64_t)max, NBD_MAX_REQUEST) : NBD_MAX_REQUEST;
     ns->have_allocation = nbd_can_meta_context(ns->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+    if (ns->bitmap && nbd_can_meta_context(ns->nbd, ns->bitmap) != 1) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "%s: %s: the server offers no %s context",
+                    src->ops->name, src->description, ns->bitmap);
+        return false;
+    }
     return true;
 }
 
 static struct nbd_handle *
-new_handle(const VsSource *src_for_errors, GError **error)
+new_handle(const VsSource *src_for_errors, const char *bitmap, GError **error)
 {
     struct nbd_handle *h = nbd_create();
 
@@ -225,7 +282,8 @@ new_handle(const VsSource *src_for_errors, GError **error)
                     src_for_errors->ops->name, src_for_errors->description, nbd_get_error());
         return NULL;
     }
-    if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) {
+    if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+        (bitmap && nbd_add_meta_context(h, bitmap) < 0)) {
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "%s: %s: %s", src_for_errors->ops->name,
                     src_for_errors->description, nbd_get_error());
         nbd_close(h);
@@ -235,15 +293,16 @@ new_handle(const VsSource *src_for_errors, GError **error)
 }
 
 static VsSource *
-open_uri(const char *uri, GError **error)
+open_uri(const char *uri, const char *bitmap, GError **error)
 {
     NbdSource *ns = g_new0(NbdSource, 1);
     g_autoptr(VsSource) src = NULL;
 
     ns->err_fd = -1;
     ns->uri = g_strdup(uri);
+    ns->bitmap = g_strdup(bitmap);
     src = vs_source_new(&nbd_ops, uri, ns);
-    if (!(ns->nbd = new_handle(src, error)))
+    if (!(ns->nbd = new_handle(src, bitmap, error)))
         return NULL;
     if (nbd_connect_uri(ns->nbd, uri) < 0) {
         set_nbd_error(error, src, ns, "connect");
@@ -257,13 +316,21 @@ open_uri(const char *uri, GError **error)
 VsSource *
 vs_source_open_nbd_uri(const char *uri, GError **error)
 {
-    return open_uri(uri, error);
+    return open_uri(uri, NULL, error);
+}
+
+VsSource *
+vs_source_open_nbd_bitmap(const char *uri, const char *bitmap_context, GError **error)
+{
+    return open_uri(uri, bitmap_context, error);
 }
 
 static VsSource *
 nbd_source_clone(VsSource *src, GError **error)
 {
-    return open_uri(((NbdSource *)src->priv)->uri, error);
+    NbdSource *ns = src->priv;
+
+    return open_uri(ns->uri, ns->bitmap, error);
 }
 
 /* An image QEMU reads over the network itself (block-nfs, block-iscsi). */
@@ -355,7 +422,7 @@ open_image(const char *abs_path, const char *format, const char *description, GE
      * inheriting it (other threads fork too). */
     unlink(err_path);
     err_ref = g_strdup_printf("/proc/%d/fd/%d", (int)getpid(), ns->err_fd);
-    if (!(ns->nbd = new_handle(src, error)))
+    if (!(ns->nbd = new_handle(src, NULL, error)))
         return NULL;
     {
         /* The shell only redirects (none of our descriptors is the server's)

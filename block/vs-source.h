@@ -25,6 +25,9 @@ typedef struct {
     uint64_t offset;
     uint64_t length;
     bool zero;             /* reads as zeros (hole or known-zero): not read, not stored */
+    /* Not written since the previous backup (a clean range of a dirty bitmap):
+     * the copy engine may take such a chunk from the previous manifest. */
+    bool unchanged;
 } VsExtent;
 
 /* The vtable every backend fills in. All functions may be called from one thread
@@ -112,9 +115,14 @@ VsSource *vs_source_open_iscsi(const char *url, const VsIscsiAuth *auth, bool wr
 VsSource *vs_source_open_url(const char *url, const VsIscsiAuth *auth, bool writable,
                              GError **error);
 /* An NBD URI (nbd+unix:///export?socket=...). Clones open more connections to
- * the same URI, which the server must allow (qemu-nbd --shared=N). A dirty
- * bitmap context for incremental reads is for later. */
+ * the same URI, which the server must allow (qemu-nbd --shared=N). */
 VsSource *vs_source_open_nbd_uri(const char *uri, GError **error);
+/* The same with a dirty bitmap: BITMAP_CONTEXT (e.g. "qemu:dirty-bitmap:backup-vda"
+ * of a libvirt pull-mode incremental backup) is requested besides base:allocation,
+ * and extents it reports clean come back with `unchanged` set. A server that
+ * does not offer the context is an error (VS_ERROR_NOT_FOUND): reading such an
+ * export as unchanged would lose data, reading it whole is the caller's call. */
+VsSource *vs_source_open_nbd_bitmap(const char *uri, const char *bitmap_context, GError **error);
 /* A disk image of any format QEMU reads (qcow2 chain included), served read-only
  * by a qemu-nbd that libnbd starts and stops (socket activation on a private
  * socket, killed and reaped on close). FORMAT is required: QEMU never guesses.
@@ -170,12 +178,17 @@ typedef struct {
     void *progress_opaque;
     /* For tests: fail with VS_ERROR_IO after this many bytes have been read (0: off). */
     uint64_t fault_after_bytes;
+    /* The same disk in the backup the source's `unchanged` extents are relative
+     * to (same virtual size): a chunk with no changed byte takes its entry from
+     * here (none: zeros) instead of being read. NULL: `unchanged` is ignored. */
+    const VsManifestDisk *previous;
 } VsCopyOptions;
 
 void vs_copy_options_init(VsCopyOptions *opts);
 
 /* Reads the whole of SRC into REPO and fills DISK->chunks, ->virtual_size,
- * ->bytes_read and ->bytes_stored. On failure nothing is committed (the caller
+ * ->bytes_read and ->bytes_stored (chunks taken from opts->previous are neither
+ * read nor stored: they count in neither). On failure nothing is committed (the caller
  * writes no manifest), and the chunks already stored are left for GC. */
 bool vs_copy_source_to_repo(VsSource *src, VsRepo *repo, VsManifestDisk *disk,
                             const VsCopyOptions *opts, GError **error);

@@ -5,15 +5,24 @@
  * copy the now stable images into the repository with several disks in flight;
  * commit every overlay back, pivoting only on READY; write the manifest last.
  * Each domain succeeds or fails on its own, and whatever fails, cleanup (thaw,
- * commit, removal of our overlays) runs and never hides the first error. */
+ * commit, removal of our overlays) runs and never hides the first error.
+ *
+ * With --mode=begin the snapshot step is a libvirt pull-mode backup job instead
+ * (virDomainBackupBegin inside the same frozen window, creating a checkpoint), the
+ * copy reads the job's NBD exports (incrementally: only chunks the dirty bitmap
+ * touches are read, the others are taken from the base backup's manifest), and
+ * instead of a commit the job is ended and this repository's older checkpoints
+ * are deleted (or, when the backup failed, the new one). */
 #include "config.h"
 #include "driver-internal.h"
 #include "vs-xml.h"
 #include "vs-repo.h"
 #include "vs-source.h"
 #include "vs-block.h"
+#include "vs-restore.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,6 +43,10 @@ typedef struct {
     VsManifestDisk *mdisk;   /* filled by the copy, then moved into the manifest */
     uint64_t bytes_read, bytes_stored;
     char *error;
+    /* --mode=begin */
+    bool bitmap;             /* qcow2: in the checkpoint, read incrementally */
+    char *scratch;           /* the job's scratch file */
+    char *read;              /* for the result: "changed", "full" or "full: why" */
 } DiskJob;
 
 typedef struct {
@@ -55,12 +68,22 @@ typedef struct {
     char *note;
     char *error;             /* first error: the domain failed */
     GError *thread_error;    /* from a freeze/snapshot/thaw thread */
+    /* --mode=begin: a pull-mode backup job instead of overlays */
+    bool begin;
+    bool job_started;
+    char *checkpoint;        /* the one this backup creates */
+    char *incremental;       /* the base's checkpoint; NULL: full */
+    VsManifest *base;        /* the backup the checkpoint belongs to */
+    char **other_targets;    /* disks left out of the job and the checkpoint */
+    char *sock_dir;          /* holds the NBD socket (QEMU's DAC owner) */
+    char *scratch_dir;
 } DomJob;
 
 typedef struct {
     virConnectPtr conn;
     const VsBackupOptions *opts;
     VsRepo *repo;
+    char *repo_tag;          /* names this repository's checkpoints */
     VsManifest *manifest;
     VsJournal *journal;
     GPtrArray *doms;         /* DomJob* */
@@ -68,17 +91,57 @@ typedef struct {
     VsIscsiAuth *iscsi_auth; /* from --iscsi-auth, or NULL */
 } Run;
 
+/* The index of S in NAMES (NULL-terminated) into *OUT, or false. */
+static bool
+enum_from_string(const char *s, const char *const *names, int *out)
+{
+    for (int i = 0; names[i]; i++) {
+        if (!g_strcmp0(s, names[i])) {
+            *out = i;
+            return true;
+        }
+    }
+    return false;
+}
+
 bool
 vs_quiesce_mode_from_string(const char *s, VsQuiesceMode *out)
 {
-    if (!g_strcmp0(s, "try"))
-        *out = VS_QUIESCE_TRY;
-    else if (!g_strcmp0(s, "require"))
-        *out = VS_QUIESCE_REQUIRE;
-    else if (!g_strcmp0(s, "off"))
-        *out = VS_QUIESCE_OFF;
-    else
+    static const char *const names[] = { [VS_QUIESCE_TRY] = "try", [VS_QUIESCE_REQUIRE] = "require",
+                                         [VS_QUIESCE_OFF] = "off", NULL };
+    int v;
+
+    if (!enum_from_string(s, names, &v))
         return false;
+    *out = (VsQuiesceMode)v;
+    return true;
+}
+
+bool
+vs_backup_method_from_string(const char *s, VsBackupMethod *out)
+{
+    static const char *const names[] = { [VS_BACKUP_METHOD_OVERLAY] = "overlay",
+                                         [VS_BACKUP_METHOD_BEGIN] = "begin",
+                                         [VS_BACKUP_METHOD_AUTO] = "auto", NULL };
+    int v;
+
+    if (!enum_from_string(s, names, &v))
+        return false;
+    *out = (VsBackupMethod)v;
+    return true;
+}
+
+bool
+vs_backup_level_from_string(const char *s, VsBackupLevel *out)
+{
+    /* "default" is not a level one can ask for by name. */
+    static const char *const names[] = { [VS_BACKUP_LEVEL_DEFAULT] = "", [VS_BACKUP_LEVEL_FULL] = "full",
+                                         [VS_BACKUP_LEVEL_INC] = "inc", NULL };
+    int v;
+
+    if (!s || !*s || !enum_from_string(s, names, &v))
+        return false;
+    *out = (VsBackupLevel)v;
     return true;
 }
 
@@ -130,6 +193,7 @@ disk_job_free(DiskJob *d)
     g_free(d->target); g_free(d->format); g_free(d->path); g_free(d->url); g_free(d->direct_url);
     g_free(d->direct_failed);
     g_free(d->overlay); g_free(d->error);
+    g_free(d->scratch); g_free(d->read);
     if (d->chain)
         g_ptr_array_unref(d->chain);
     g_free(d);
@@ -145,6 +209,10 @@ dom_job_free(DomJob *j)
     g_free(j->consistency); g_free(j->note); g_free(j->error);
     g_clear_error(&j->thread_error);
     g_ptr_array_unref(j->disks);
+    g_free(j->checkpoint); g_free(j->incremental);
+    vs_manifest_free(j->base);
+    g_strfreev(j->other_targets);
+    g_free(j->sock_dir); g_free(j->scratch_dir);
     g_free(j);
 }
 
@@ -171,6 +239,7 @@ static void
 domain_result_free(VsBackupDomainResult *d)
 {
     g_free(d->name); g_free(d->consistency); g_free(d->note); g_free(d->error);
+    g_free(d->mode); g_free(d->level); g_free(d->base); g_free(d->checkpoint);
     g_ptr_array_unref(d->disks);
     g_free(d);
 }
@@ -180,6 +249,7 @@ disk_result_free(VsBackupDiskResult *d)
 {
     g_free(d->target);
     g_free(d->data_path);
+    g_free(d->read);
     g_free(d);
 }
 
@@ -312,6 +382,121 @@ prepare_disks(Run *run, DomJob *j, const VsDiscoveredDomain *disc, const VsDomai
     return j->error == NULL;
 }
 
+static void
+add_note(DomJob *j, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+/* Notes accumulate: a fallback to a full backup and a failed freeze both matter. */
+static void
+add_note(DomJob *j, const char *fmt, ...)
+{
+    va_list ap;
+    g_autofree char *msg = NULL;
+    g_autofree char *before = g_steal_pointer(&j->note);
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    j->note = before ? g_strdup_printf("%s; %s", before, msg) : g_steal_pointer(&msg);
+}
+
+/* J's domain in backup M (by UUID when both have one), or NULL. */
+static VsManifestDomain *
+manifest_domain_of(const VsManifest *m, const DomJob *j)
+{
+    for (guint k = 0; k < m->domains->len; k++) {
+        VsManifestDomain *c = m->domains->pdata[k];
+        if (j->uuid && c->uuid ? !g_strcmp0(c->uuid, j->uuid) : !g_strcmp0(c->name, j->name))
+            return c;
+    }
+    return NULL;
+}
+
+/* The base of an incremental: the newest backup of this domain in this
+ * repository, if its checkpoint still exists with every bitmap intact and it
+ * holds every disk that has a bitmap now. Otherwise a full backup, and why. */
+static void
+choose_base(Run *run, DomJob *j)
+{
+    g_autoptr(GError) err = NULL;
+    g_auto(GStrv) ids = vs_repo_list(run->repo, &err);
+    guint n = ids ? g_strv_length(ids) : 0;
+
+    if (!ids) {
+        add_note(j, "full backup: cannot list the repository's backups (%s)", err->message);
+        return;
+    }
+    for (guint i = n; i-- > 0;) {
+        g_autoptr(VsManifest) m = vs_repo_load_manifest(run->repo, ids[i], NULL);
+        VsManifestDomain *md = m ? manifest_domain_of(m, j) : NULL;
+        g_autofree char *cp = NULL, *why = NULL;
+
+        if (!md)
+            continue;
+        cp = vs_checkpoint_name(run->repo_tag, m->id);
+        if (!vs_checkpoint_usable(j->dom, cp, &why)) {
+            add_note(j, "full backup: the last backup %s of this domain cannot be the base: %s",
+                     m->id, why);
+            return;
+        }
+        for (guint k = 0; k < j->disks->len; k++) {
+            DiskJob *d = j->disks->pdata[k];
+            if (d->bitmap && !vs_manifest_find_disk(md, d->target)) {
+                add_note(j, "full backup: disk %s is not in the last backup %s", d->target, m->id);
+                return;
+            }
+        }
+        j->incremental = g_steal_pointer(&cp);
+        j->base = g_steal_pointer(&m);
+        return;
+    }
+    add_note(j, "full backup: no earlier backup of this domain in this repository");
+}
+
+/* --mode=begin (or auto, for a domain with a qcow2 disk): a pull-mode job
+ * replaces the overlays. Disks whose image cannot hold a bitmap are read whole. */
+static void
+prepare_begin(Run *run, DomJob *j, const VsDomainDef *def)
+{
+    g_autoptr(GPtrArray) others = g_ptr_array_new_with_free_func(g_free);
+    g_autofree char *short_uuid = g_strndup(j->uuid, 8);
+    guint bitmaps = 0;
+
+    if (run->opts->mode == VS_BACKUP_METHOD_OVERLAY || !j->active)
+        return;
+    for (guint i = 0; i < j->disks->len; i++) {
+        DiskJob *d = j->disks->pdata[i];
+        d->bitmap = d->path && !g_strcmp0(d->format, "qcow2");
+        bitmaps += d->bitmap;
+    }
+    if (run->opts->mode == VS_BACKUP_METHOD_AUTO && bitmaps == 0)
+        return;
+    j->begin = true;
+    j->checkpoint = vs_checkpoint_name(run->repo_tag, run->manifest->id);
+    j->scratch_dir = g_strdup_printf("%s/scratch/%s-%s", vs_state_dir(run->opts->state_dir),
+                                     run->manifest->id, short_uuid);
+    /* Short: a unix socket path has 108 bytes. */
+    j->sock_dir = g_strdup_printf("%s/nbd-%s-%s", vs_run_dir(), run->manifest->id + 17, short_uuid);
+    for (guint i = 0; i < j->disks->len; i++) {
+        DiskJob *d = j->disks->pdata[i];
+        g_clear_pointer(&d->overlay, g_free);
+        d->scratch = g_strdup_printf("%s/%s.qcow2", j->scratch_dir, d->target);
+    }
+    for (guint i = 0; def && i < def->disks->len; i++) {
+        const VsDiskDef *dd = def->disks->pdata[i];
+        bool ours = false;
+        for (guint k = 0; k < j->disks->len; k++)
+            ours = ours || !g_strcmp0(((DiskJob *)j->disks->pdata[k])->target, dd->target_dev);
+        if (!ours && dd->target_dev)
+            g_ptr_array_add(others, g_strdup(dd->target_dev));
+    }
+    g_ptr_array_add(others, NULL);
+    j->other_targets = (char **)g_ptr_array_free(g_steal_pointer(&others), FALSE);
+    if (bitmaps == 0)
+        add_note(j, "full backup: no disk can hold a dirty bitmap (raw)");
+    else if (run->opts->level != VS_BACKUP_LEVEL_FULL)
+        choose_base(run, j);
+}
+
 static DomJob *
 prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
 {
@@ -353,6 +538,7 @@ prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
         dom_fail(j, "domain '%s' has no disk that can be backed up", j->name);
         return j;
     }
+    prepare_begin(run, j, def);
 
     if (!j->active || run->opts->quiesce == VS_QUIESCE_OFF) {
         j->freeze = false;
@@ -462,6 +648,39 @@ undo:
     }
 }
 
+/* The begin mode's snapshot: one pull-mode job over every disk, creating this
+ * backup's checkpoint. An incremental that libvirt refuses (a bitmap broken
+ * since the check) becomes a full job at once, inside the same frozen window. */
+static gpointer
+step_backup_begin(StepArg *a)
+{
+    DomJob *j = a->j;
+    g_autofree VsPullDisk *disks = g_new0(VsPullDisk, j->disks->len);
+    g_autofree char *socket = g_build_filename(j->sock_dir, "nbd.sock", NULL);
+
+    for (guint i = 0; i < j->disks->len; i++) {
+        DiskJob *d = j->disks->pdata[i];
+        disks[i] = (VsPullDisk) { .target = d->target, .bitmap = d->bitmap, .scratch = d->scratch };
+    }
+    if (!vs_pull_backup_begin(j->dom, j->name, socket, j->incremental, j->checkpoint, disks,
+                              j->disks->len, (const char *const *)j->other_targets,
+                              &j->thread_error)) {
+        if (!j->incremental)
+            return NULL;
+        add_note(j, "full backup: %s", j->thread_error->message);
+        g_clear_error(&j->thread_error);
+        g_clear_pointer(&j->incremental, g_free);
+        g_clear_pointer(&j->base, vs_manifest_free);
+        if (!vs_pull_backup_begin(j->dom, j->name, socket, NULL, j->checkpoint, disks,
+                                  j->disks->len, (const char *const *)j->other_targets,
+                                  &j->thread_error))
+            return NULL;
+    }
+    j->job_started = j->snapshotted = true;
+    vs_fault_point("after-snapshot");
+    return NULL;
+}
+
 static gpointer
 step_snapshot(gpointer data)
 {
@@ -475,6 +694,8 @@ step_snapshot(gpointer data)
                      VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA;
     g_autoptr(VsDomainDef) def = NULL;
 
+    if (j->begin)
+        return step_backup_begin(a);
     if (j->reuse_ext)
         flags |= VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT;
     snap = vs_snapshot_def_new(name);
@@ -561,6 +782,29 @@ drop_unused_overlays(DomJob *j)
     }
 }
 
+/* The job's directories, and its journal record: a run killed while the job
+ * runs leaves recover enough to end it and remove them. */
+static void
+prepare_job_dirs(Run *run, DomJob *j)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *owner = vs_qemu_dac_owner(run->conn, NULL);
+    unsigned uid = 0, gid = 0;
+
+    if (!journal(run, j, "backup-job", "checkpoint", j->checkpoint, "socket_dir", j->sock_dir,
+                 "scratch_dir", j->scratch_dir))
+        return;
+    /* QEMU (libvirt-qemu) creates the socket; libvirt creates and labels the scratch files. */
+    if (!vs_make_dir(j->scratch_dir, 0755, &err) || !vs_make_dir(vs_run_dir(), 0755, &err) ||
+        !vs_make_dir(j->sock_dir, 0700, &err)) {
+        dom_fail(j, "backup-begin: domain '%s': %s", j->name, err->message);
+        return;
+    }
+    if (owner && sscanf(owner, "+%u:+%u", &uid, &gid) == 2 && chown(j->sock_dir, uid, gid) < 0)
+        dom_fail(j, "backup-begin: domain '%s': cannot give %s to QEMU's user %s: %s", j->name,
+                 j->sock_dir, owner, g_strerror(errno));
+}
+
 static int64_t
 freeze_phase(Run *run, GError **error)
 {
@@ -572,7 +816,7 @@ freeze_phase(Run *run, GError **error)
 
     for (guint i = 0; i < run->doms->len; i++) {
         DomJob *j = run->doms->pdata[i];
-        if (j->error || !j->active || !any_overlay(j))
+        if (j->error || !j->active || !(j->begin || any_overlay(j)))
             continue;
         g_ptr_array_add(snap, j);
         if (j->freeze) {
@@ -598,6 +842,8 @@ freeze_phase(Run *run, GError **error)
         DomJob *j = snap->pdata[i];
         if (j->freeze)
             journal(run, j, "freeze", NULL, NULL, NULL, NULL, NULL, NULL);
+        if (j->begin)
+            prepare_job_dirs(run, j);
         for (guint k = 0; k < j->disks->len; k++) {
             DiskJob *d = j->disks->pdata[k];
             g_autoptr(GError) jerr = NULL;
@@ -744,6 +990,43 @@ open_reader(Run *run, DiskJob *d, GError **error)
     return vs_source_open_image(d->path ? d->path : d->url, d->format, error);
 }
 
+/* The NBD export of disk D of J's pull-mode job: with the job's dirty bitmap
+ * and the base's chunk list when the disk is read incrementally. */
+static VsSource *
+open_job_export(DomJob *j, DiskJob *d, VsCopyOptions *copts, GError **error)
+{
+    const char *sock_override = g_getenv("VIRTSNAP_FAULT_NBD_SOCKET");  /* tests: unreachable */
+    g_autofree char *sock = sock_override ? g_strdup(sock_override)
+                                          : g_build_filename(j->sock_dir, "nbd.sock", NULL);
+    g_autofree char *uri = g_strdup_printf("nbd+unix:///%s?socket=%s", d->target, sock);
+    g_autofree char *bitmap = g_strdup_printf("qemu:dirty-bitmap:backup-%s", d->target);
+    const VsManifestDisk *prev = NULL;
+    VsSource *src;
+
+    /* Two connections: the server answers one while we hash the other's chunk. */
+    copts->readers = 2;
+    if (j->incremental && d->bitmap && j->base) {
+        VsManifestDomain *md = manifest_domain_of(j->base, j);
+        prev = md ? vs_manifest_find_disk(md, d->target) : NULL;
+    }
+    if (!prev) {
+        d->read = g_strdup(d->bitmap ? "full"
+                                     : "full: the image cannot hold a dirty bitmap (raw); "
+                                       "unchanged chunks cost only their dedup");
+        return vs_source_open_nbd_uri(uri, error);
+    }
+    if (!(src = vs_source_open_nbd_bitmap(uri, bitmap, error)))
+        return NULL;
+    if (vs_source_size(src) != prev->virtual_size) {
+        /* Resized since the base: another chunk grid, nothing to share. */
+        d->read = g_strdup_printf("full: resized since backup %s", j->base->id);
+        return src;
+    }
+    copts->previous = prev;
+    d->read = g_strdup_printf("changed since %s", j->base->id);
+    return src;
+}
+
 static void
 copy_one(gpointer data, gpointer user)
 {
@@ -762,9 +1045,16 @@ copy_one(gpointer data, gpointer user)
     m->chain = g_ptr_array_ref(d->chain);
     m->chunks = g_array_new(FALSE, FALSE, sizeof(VsChunkRef));
 
-    src = open_reader(t->run, d, &err);
+    vs_copy_options_init(&copts);
+    /* A pull-mode job's disks are read from its NBD server; the others as
+     * --data-path says (open_reader). */
+    if (t->j->begin) {
+        src = open_job_export(t->j, d, &copts, &err);
+        d->data_path = "nbd";
+    } else {
+        src = open_reader(t->run, d, &err);
+    }
     if (src) {
-        vs_copy_options_init(&copts);
         copts.progress = copy_progress;
         copts.progress_opaque = t;
         if (fault)
@@ -949,6 +1239,81 @@ commit_domain(Run *run, DomJob *j)
 }
 
 /* ------------------------------------------------------------------------- */
+/* End of a pull-mode job                                                     */
+
+static void
+remove_job_dirs(DomJob *j)
+{
+    for (guint k = 0; k < j->disks->len; k++) {
+        DiskJob *d = j->disks->pdata[k];
+        if (d->scratch)
+            unlink(d->scratch);
+    }
+    if (j->scratch_dir)
+        rmdir(j->scratch_dir);
+    if (j->sock_dir) {
+        g_autofree char *sock = g_build_filename(j->sock_dir, "nbd.sock", NULL);
+        unlink(sock);
+        rmdir(j->sock_dir);
+    }
+}
+
+/* The copy is over (or failed): the job ends, which releases the scratch files
+ * and the NBD server. A job that will not end stays for recover. */
+static bool
+end_job(Run *run, DomJob *j)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (j->job_started) {
+        vs_fault_point("before-commit");
+        if (!vs_backup_job_end(j->dom, j->name, &err)) {
+            if (j->error)
+                add_note(j, "%s; `virtsnap recover` ends it", err->message);
+            dom_fail(j, "%s; `virtsnap recover` ends it", err->message);
+            return false;
+        }
+        j->job_started = false;
+    }
+    remove_job_dirs(j);
+    journal(run, j, "job-ended", NULL, NULL, NULL, NULL, NULL, NULL);
+    return true;
+}
+
+/* After the manifest: a backup that is in it keeps its checkpoint and this
+ * repository's older ones go (their bitmaps merge into the chain); a backup
+ * that is not loses the checkpoint it created, so the next incremental counts
+ * from the base it had. Never touches another repository's checkpoints. */
+static void
+settle_checkpoints(Run *run, DomJob *j, VsBackupResult *result)
+{
+    VsBackupDomainResult *dr = NULL;
+    g_autoptr(GPtrArray) failed = g_ptr_array_new_with_free_func(g_free);
+    bool kept;
+
+    if (!j->begin || j->job_started)
+        return;
+    for (guint i = 0; i < result->domains->len; i++)
+        if (!g_strcmp0(((VsBackupDomainResult *)result->domains->pdata[i])->name, j->name))
+            dr = result->domains->pdata[i];
+    kept = result->id && dr && dr->ok;
+    if (kept) {
+        vs_checkpoints_prune(j->dom, run->repo_tag, j->checkpoint, failed);
+        if (strcmp(result->id, run->manifest->id) != 0)
+            g_ptr_array_add(failed, g_strdup(j->checkpoint));   /* id redrawn: a stranger now */
+    } else if (!vs_checkpoint_delete(j->dom, j->checkpoint)) {
+        g_ptr_array_add(failed, g_strdup(j->checkpoint));
+    }
+    if (failed->len && dr) {
+        g_ptr_array_add(failed, NULL);
+        g_autofree char *names = g_strjoinv(", ", (char **)failed->pdata);
+        g_autofree char *before = g_steal_pointer(&dr->note);
+        dr->note = g_strdup_printf("%s%scheckpoints left to delete at the next backup: %s",
+                                   before ? before : "", before ? "; " : "", names);
+    }
+}
+
+/* ------------------------------------------------------------------------- */
 
 static VsBackupResult *
 make_result(Run *run, int64_t group_freeze_ms)
@@ -979,6 +1344,10 @@ make_result(Run *run, int64_t group_freeze_ms)
                                       dj->direct_failed);
         }
         d->error = g_strdup(j->error);
+        d->mode = g_strdup(j->begin ? "begin" : j->active ? "overlay" : "direct");
+        d->level = g_strdup(j->incremental ? "inc" : "full");
+        d->base = j->incremental && j->base ? g_strdup(j->base->id) : NULL;
+        d->checkpoint = j->begin ? g_strdup(j->checkpoint) : NULL;
         d->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_result_free);
         for (guint k = 0; k < j->disks->len; k++) {
             DiskJob *dj = j->disks->pdata[k];
@@ -987,6 +1356,7 @@ make_result(Run *run, int64_t group_freeze_ms)
             dr->bytes_read = dj->bytes_read;
             dr->bytes_stored = dj->bytes_stored;
             dr->data_path = g_strdup(dj->data_path);
+            dr->read = g_strdup(dj->read ? dj->read : "full");
             g_ptr_array_add(d->disks, dr);
         }
         g_ptr_array_add(r->domains, d);
@@ -1024,6 +1394,7 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     bool all_clean = true;
     g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
     g_autoptr(VsIscsiAuth) auth = NULL;
+    g_autofree char *repo_tag = NULL;
 
     if (!opts->repo_path || !*opts->repo_path) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
@@ -1048,6 +1419,7 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     }
     run.iscsi_auth = auth;
     run.repo = repo;
+    run.repo_tag = repo_tag = vs_repo_tag(vs_repo_path(repo));
     g_mutex_init(&run.progress_lock);
 
     /* Discover first: it resolves every disk, and says which names do not exist. */
@@ -1118,7 +1490,9 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     copy_phase(&run);
     for (guint i = 0; i < run.doms->len; i++) {
         DomJob *j = run.doms->pdata[i];
-        if (j->snapshotted && !commit_domain(&run, j))
+        if (j->begin && !end_job(&run, j))
+            all_clean = false;
+        else if (j->snapshotted && !commit_domain(&run, j))
             all_clean = false;
     }
 
@@ -1163,6 +1537,8 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
         g_autofree char *name = a && b ? g_strndup(a + 8, b - a - 8) : g_strdup("?");
         g_ptr_array_add(result->domains, missing_domain(name, msg));
     }
+    for (guint i = 0; i < run.doms->len; i++)
+        settle_checkpoints(&run, run.doms->pdata[i], result);
     g_ptr_array_extend_and_steal(result->notes, g_steal_pointer(&notes));
     notes = g_ptr_array_new_with_free_func(g_free);
 

@@ -74,6 +74,40 @@ bool vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const ch
 char *vs_domain_disk_source(virDomainPtr dom, const char *disk, bool inactive, GError **error);
 
 /* ------------------------------------------------------------------------- */
+/* Checkpoints and pull-mode backup jobs (checkpoint.c)                        */
+
+/* Eight hex digits naming REPO_PATH's chain of checkpoints (from its real path). */
+char *vs_repo_tag(const char *repo_path);
+/* "virtsnap-TAG-BACKUPID": the checkpoint taken at the instant of that backup. */
+char *vs_checkpoint_name(const char *tag, const char *backup_id);
+/* True when checkpoint NAME exists; otherwise *WHY says, in one line, why not.
+ * Whether its bitmaps are intact shows only when a job uses it. */
+bool vs_checkpoint_usable(virDomainPtr dom, const char *name, char **why);
+
+typedef struct {
+    const char *target;
+    bool bitmap;          /* qcow2: gets a bitmap in the checkpoint, read incrementally */
+    const char *scratch;  /* the job's scratch file for this disk (libvirt creates it) */
+} VsPullDisk;
+
+/* One pull-mode backup job over DISKS (NBD exports named after each target on
+ * unix SOCKET) since checkpoint INCREMENTAL (NULL: full), creating CHECKPOINT;
+ * OTHER_TARGETS (NULL-terminated, may be NULL) are left out of both. */
+bool vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket,
+                          const char *incremental, const char *checkpoint,
+                          const VsPullDisk *disks, guint n_disks, const char *const *other_targets,
+                          GError **error);
+/* Whether DOM runs a backup job (ours or not). */
+bool vs_backup_job_active(virDomainPtr dom);
+/* Ends DOM's backup job, if it has one (virDomainAbortJob). */
+bool vs_backup_job_end(virDomainPtr dom, const char *name, GError **error);
+/* Deletes checkpoint NAME (none: true). */
+bool vs_checkpoint_delete(virDomainPtr dom, const char *name);
+/* Deletes every checkpoint of DOM named for TAG except KEEP (may be NULL);
+ * names that could not be deleted go to FAILED (char*, may be NULL). */
+guint vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, GPtrArray *failed);
+
+/* ------------------------------------------------------------------------- */
 /* Guardian                                                                   */
 
 typedef struct _VsGuardian VsGuardian;

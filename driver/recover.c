@@ -6,7 +6,9 @@
  * did not create is never touched, and one that has since been buried under
  * another image is reported, not guessed at. A journal whose run is still alive
  * (its flock held) is left alone. No manifest is ever written here, so an
- * interrupted backup never appears complete. */
+ * interrupted backup never appears complete. A pull-mode backup job (--mode=begin)
+ * left running is aborted, its scratch files and socket directory removed, and
+ * its checkpoint deleted unless the run's manifest was written after all. */
 #include "config.h"
 #include "driver-internal.h"
 #include "vs-xml.h"
@@ -194,6 +196,63 @@ recover_thaw(virConnectPtr conn, JsonObject *rec, GPtrArray *actions)
     virDomainFree(dom);
 }
 
+static void
+remove_dir_files(const char *dir)
+{
+    g_autoptr(GDir) d = dir ? g_dir_open(dir, 0, NULL) : NULL;
+    const char *name;
+
+    while (d && (name = g_dir_read_name(d))) {
+        g_autofree char *path = g_build_filename(dir, name, NULL);
+        unlink(path);
+    }
+    if (dir)
+        rmdir(dir);
+}
+
+/* A "backup-job" record: the pull-mode job of a dead run. BEGIN (the run's
+ * "begin" record) says where its manifest would be. */
+static bool
+recover_backup_job(virConnectPtr conn, JsonObject *rec, JsonObject *begin, bool ended,
+                   GPtrArray *actions, GError **error)
+{
+    const char *uuid = member(rec, "uuid"), *name = member(rec, "domain");
+    const char *cp = member(rec, "checkpoint");
+    const char *repo = begin ? member(begin, "repo") : NULL, *id = begin ? member(begin, "id") : NULL;
+    virDomainPtr dom = uuid ? virDomainLookupByUUIDString(conn, uuid) : NULL;
+    g_autofree char *manifest = NULL;
+    bool ok = true;
+
+    if (dom && !ended && virDomainIsActive(dom) == 1 && vs_backup_job_active(dom)) {
+        if (vs_backup_job_end(dom, name, error))
+            act(actions, "ended the leftover backup job of domain '%s'", name);
+        else
+            ok = false;
+    }
+    /* While the job runs, QEMU still uses its scratch files. */
+    if (ok) {
+        remove_dir_files(member(rec, "scratch_dir"));
+        remove_dir_files(member(rec, "socket_dir"));
+    }
+    /* Killed after its manifest was written, the run's checkpoint is the chain's
+     * newest; otherwise it marks a backup that does not exist. */
+    manifest = repo && id ? g_strdup_printf("%s/backups/%s.json", repo, id) : NULL;
+    if (ok && dom && cp && manifest && !g_file_test(manifest, G_FILE_TEST_EXISTS)) {
+        virDomainCheckpointPtr c = virDomainCheckpointLookupByName(dom, cp, 0);
+        if (c) {
+            virDomainCheckpointFree(c);
+            if (vs_checkpoint_delete(dom, cp))
+                act(actions, "deleted checkpoint %s of the interrupted run from domain '%s'", cp, name);
+            else
+                act(actions, "could not delete checkpoint %s of domain '%s'; the next backup "
+                    "deletes it", cp, name);
+        }
+    }
+    if (dom)
+        virDomainFree(dom);
+    return ok;
+}
+
 /* The repository's temp files of a dead run (REPO/tmp/KIND-PID-RANDOM.tmp):
  * chunks it had not yet made durable, never referenced by any manifest. */
 static void
@@ -252,6 +311,8 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
         g_autoptr(GPtrArray) recs = NULL;
         g_autoptr(GHashTable) thawed = g_hash_table_new(g_str_hash, g_str_equal);
         g_autoptr(GHashTable) committed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        g_autoptr(GHashTable) ended = g_hash_table_new(g_str_hash, g_str_equal);
+        JsonObject *begin = NULL;
         g_autoptr(GError) err = NULL;
         g_autofree char *base = g_path_get_basename(journals[i]);
         bool ok = true;
@@ -274,6 +335,10 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
                 g_hash_table_add(thawed, (gpointer)u);
             if (!g_strcmp0(op, "committed") && u)
                 g_hash_table_add(committed, g_strdup_printf("%s/%s", u, member(r, "disk")));
+            if (!g_strcmp0(op, "job-ended") && u)
+                g_hash_table_add(ended, (gpointer)u);
+            if (!g_strcmp0(op, "begin"))
+                begin = r;
         }
         /* Thaw first: a frozen guest is the urgent part. */
         for (guint k = 0; k < recs->len; k++) {
@@ -287,6 +352,17 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
             g_autofree char *key = NULL;
             g_autoptr(GError) oerr = NULL;
 
+            if (!g_strcmp0(member(r, "op"), "backup-job") &&
+                !recover_backup_job(conn, r, begin,
+                                    g_hash_table_contains(ended, member(r, "uuid") ? member(r, "uuid") : ""),
+                                    actions, &oerr)) {
+                if (all_ok && ok && error && !*error)
+                    g_propagate_error(error, g_steal_pointer(&oerr));
+                else
+                    act(actions, "%s", oerr->message);
+                ok = false;
+                continue;
+            }
             if (g_strcmp0(member(r, "op"), "overlay") != 0)
                 continue;
             key = g_strdup_printf("%s/%s", member(r, "uuid"), member(r, "disk"));

@@ -35,6 +35,21 @@ typedef enum {
 } VsDataPath;
 
 bool vs_data_path_from_string(const char *s, VsDataPath *out);
+/* How a running domain's point in time is taken. */
+typedef enum {
+    VS_BACKUP_METHOD_OVERLAY,   /* external snapshot, copy the stable images, commit back */
+    VS_BACKUP_METHOD_BEGIN,     /* libvirt's backup API: pull-mode job + checkpoint */
+    VS_BACKUP_METHOD_AUTO,      /* begin for a domain with a qcow2 disk, else overlay */
+} VsBackupMethod;
+
+typedef enum {
+    VS_BACKUP_LEVEL_DEFAULT,  /* inc when a usable checkpoint chain exists, else full */
+    VS_BACKUP_LEVEL_FULL,
+    VS_BACKUP_LEVEL_INC,      /* the same as DEFAULT, said explicitly: falls back to full */
+} VsBackupLevel;
+
+bool vs_backup_method_from_string(const char *s, VsBackupMethod *out);
+bool vs_backup_level_from_string(const char *s, VsBackupLevel *out);
 
 typedef enum {
     VS_BACKUP_PHASE_PREPARE,
@@ -67,6 +82,8 @@ typedef struct {
     VsDataPath data_path;       /* default auto */
     const char *iscsi_auth_file; /* CHAP user= and password= lines (root-only file), or NULL */
     const char *guardian_exe;   /* program run as `EXE guardian ...`; default /proc/self/exe */
+    VsBackupMethod mode;          /* default overlay */
+    VsBackupLevel level;        /* begin mode only */
     VsBackupProgress progress;
     void *progress_opaque;
 } VsBackupOptions;
@@ -78,6 +95,7 @@ typedef struct {
     uint64_t bytes_read;
     uint64_t bytes_stored;
     char *data_path;            /* how it was read: file, nfs, iscsi, qemu-nbd; NULL: not read */
+    char *read;                 /* "changed" (since the base backup), "full", or "full: why" */
 } VsBackupDiskResult;
 
 typedef struct {
@@ -88,6 +106,10 @@ typedef struct {
     int64_t frozen_at;          /* unix ms when the freeze began, -1 when not frozen */
     int64_t thawed_at;          /* unix ms when the thaw returned */
     char *note;                 /* why crash-consistent under --quiesce=try, etc. */
+    char *mode;                 /* "overlay" or "begin" */
+    char *level;                /* "full" or "inc" */
+    char *base;                 /* inc: the backup whose unchanged chunks it shares */
+    char *checkpoint;           /* begin: the checkpoint taken at this backup's instant */
     char *error;                /* why this domain failed, NULL when ok */
     GPtrArray *disks;           /* of VsBackupDiskResult* */
 } VsBackupDomainResult;

@@ -101,6 +101,14 @@ result_json(const VsBackupResult *r)
         d->note ? json_builder_add_string_value(b, d->note) : json_builder_add_null_value(b);
         json_builder_set_member_name(b, "error");
         d->error ? json_builder_add_string_value(b, d->error) : json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "mode");
+        json_builder_add_string_value(b, d->mode);
+        json_builder_set_member_name(b, "level");
+        json_builder_add_string_value(b, d->level);
+        json_builder_set_member_name(b, "base");
+        d->base ? json_builder_add_string_value(b, d->base) : json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "checkpoint");
+        d->checkpoint ? json_builder_add_string_value(b, d->checkpoint) : json_builder_add_null_value(b);
         json_builder_set_member_name(b, "disks");
         json_builder_begin_array(b);
         for (guint k = 0; k < d->disks->len; k++) {
@@ -115,6 +123,8 @@ result_json(const VsBackupResult *r)
             json_builder_set_member_name(b, "data_path");
             dr->data_path ? json_builder_add_string_value(b, dr->data_path)
                           : json_builder_add_null_value(b);
+            json_builder_set_member_name(b, "read");
+            json_builder_add_string_value(b, dr->read);
             json_builder_end_object(b);
         }
         json_builder_end_array(b);
@@ -157,7 +167,8 @@ print_summary(const VsBackupResult *r)
             printf("  %-20s %-9s", d->name, d->consistency);
             if (d->freeze_ms >= 0)
                 printf(" frozen %" G_GINT64_FORMAT " ms", d->freeze_ms);
-            printf("  read %s, stored %s new\n", rs, ss);
+            printf("  %s%s%s, read %s, stored %s new\n", d->level, d->base ? " since " : "",
+                   d->base ? d->base : "", rs, ss);
         } else {
             printf("  %-20s FAILED\n", d->name);
         }
@@ -172,6 +183,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     gboolean json = FALSE, all = FALSE, init = FALSE;
     char *repo = NULL, *quiesce = NULL, *overlay_dir = NULL, *state_dir = NULL;
     char *data_path = NULL, *iscsi_auth = NULL;
+    char *mode = NULL, *level = NULL;
     double max_freeze = 10.0;
     int agent_timeout = 5, commit_timeout = 600, parallel = 2, copy_nice = 10, commit_mib = 0;
     GOptionEntry entries[] = {
@@ -183,6 +195,8 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
           "reachable, else the host's view), direct (libnfs/libiscsi from here) or host", "PATH" },
         { "iscsi-auth", 0, 0, G_OPTION_ARG_FILENAME, &iscsi_auth, "CHAP credentials for direct iSCSI reads: "
           "a root-only file of user= and password= lines", "FILE" },
+        { "mode", 0, 0, G_OPTION_ARG_STRING, &mode, "overlay (default), begin (libvirt backup job + checkpoint) or auto", "MODE" },
+        { "level", 0, 0, G_OPTION_ARG_STRING, &level, "begin mode: inc (default: when the checkpoint chain is usable) or full", "LEVEL" },
         { "max-freeze", 0, 0, G_OPTION_ARG_DOUBLE, &max_freeze, "longest a guest may stay frozen, seconds (default 10)", "SECS" },
         { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &agent_timeout, "bound on each guest-agent call, seconds (default 5)", "SECS" },
         { "commit-timeout", 0, 0, G_OPTION_ARG_INT, &commit_timeout, "bound on each commit to converge, seconds (default 600); then one more with the guest frozen", "SECS" },
@@ -215,6 +229,21 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     opts.iscsi_auth_file = iscsi_auth;
     if (quiesce && !vs_quiesce_mode_from_string(quiesce, &opts.quiesce)) {
         vs_print_error("backup: --quiesce=%s: use require, try or off", quiesce);
+        return 2;
+    }
+    if (mode && !vs_backup_method_from_string(mode, &opts.mode)) {
+        vs_print_error("backup: --mode=%s: use overlay, begin or auto", mode);
+        return 2;
+    }
+    if (level && !vs_backup_level_from_string(level, &opts.level)) {
+        vs_print_error("backup: --level=%s: use inc or full%s", level,
+                       g_strcmp0(level, "diff") ? "" : " (diff is not implemented: each repository "
+                       "keeps one checkpoint per domain)");
+        return 2;
+    }
+    if (level && opts.mode == VS_BACKUP_METHOD_OVERLAY) {
+        vs_print_error("backup: --level goes with --mode=begin or --mode=auto (an overlay backup "
+                       "reads every disk whole)");
         return 2;
     }
     if (all && argc > 1) {

@@ -314,13 +314,16 @@ can_connect(const char *path)
     return ok;
 }
 
+/* qemu-nbd serving FILE; with BITMAP, that persistent dirty bitmap of a qcow2
+ * as the context "qemu:dirty-bitmap:BITMAP" (what a libvirt pull job offers). */
 static void
-nbd_server_start(NbdServer *s, const char *file, const char *format)
+nbd_server_start_bitmap(NbdServer *s, const char *file, const char *format, const char *bitmap)
 {
     g_autoptr(GError) err = NULL;
     g_autofree char *fmt = g_strdup_printf("--format=%s", format);
+    g_autofree char *bm = bitmap ? g_strdup_printf("--bitmap=%s", bitmap) : NULL;
     static int n;
-    char *argv[8];
+    char *argv[9];
     int i = 0;
 
     s->sock = g_strdup_printf("%s/nbd%d.sock", tmpdir, n++);
@@ -330,6 +333,8 @@ nbd_server_start(NbdServer *s, const char *file, const char *format)
     argv[i++] = (char *)"--shared=8";
     argv[i++] = (char *)"--persistent";
     argv[i++] = g_strdup_printf("--socket=%s", s->sock);
+    if (bm)
+        argv[i++] = bm;
     argv[i++] = (char *)file;
     argv[i] = NULL;
     /* Not on our stdout (the TAP reader would wait for it to close), and gone
@@ -345,6 +350,12 @@ nbd_server_start(NbdServer *s, const char *file, const char *format)
         g_usleep(10000);
     g_assert_true(can_connect(s->sock));
     s->uri = g_strdup_printf("nbd+unix:///?socket=%s", s->sock);
+}
+
+static void
+nbd_server_start(NbdServer *s, const char *file, const char *format)
+{
+    nbd_server_start_bitmap(s, file, format, NULL);
 }
 
 static void
@@ -595,6 +606,63 @@ test_nbd_uri(void)
 /* The engine                                                                */
 
 static void assert_sparse_chunks(const VsManifestDisk *disk);
+
+/* An incremental copy: a full copy of a qcow2, a persistent bitmap, writes into
+ * two chunks, then a copy through qemu-nbd's bitmap context with the full copy
+ * as the previous backup reads those two chunks only and still describes the
+ * whole disk. */
+static void
+test_copy_incremental(void)
+{
+    g_autofree char *path = tmp("inc.qcow2"), *ref = tmp("inc.raw");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    g_autoptr(VsRepo) repo = new_repo("repo-inc");
+    VsManifestDisk full = { 0 }, inc = { 0 }, odd = { 0 };
+    VsCopyOptions opts;
+    NbdServer s = { 0 };
+
+    run("qemu-img create -q -f qcow2 %s 64M", path);
+    run("qemu-io -f qcow2 -c 'write -q -P 0x11 0 8M' -c 'write -q -P 0x22 32M 4M' %s", path);
+    src = vs_source_open_image(path, "qcow2", &err);
+    g_assert_no_error(err);
+    copy_ok(src, repo, &full, NULL);
+    g_assert_cmpuint(full.chunks->len, ==, 12);
+    g_clear_pointer(&src, vs_source_close);
+
+    run("qemu-img bitmap --add %s b0", path);
+    run("qemu-io -f qcow2 -c 'write -q -P 0x33 2M 512k' -c 'write -q -P 0x44 40M 1M' %s", path);
+    run("qemu-img convert -f qcow2 -O raw %s %s", path, ref);
+    nbd_server_start_bitmap(&s, path, "qcow2", "b0");
+    src = vs_source_open_nbd_bitmap(s.uri, "qemu:dirty-bitmap:b0", &err);
+    g_assert_no_error(err);
+    vs_copy_options_init(&opts);
+    opts.previous = &full;
+    opts.readers = 2;
+    copy_ok(src, repo, &inc, &opts);
+    /* Chunk 2 (a changed half inside old data) and chunk 40 (new), whole. */
+    g_assert_cmpuint(inc.bytes_read, ==, 2 * MiB);
+    g_assert_cmpuint(inc.chunks->len, ==, 13);
+    assert_roundtrip(repo, &inc, ref);
+
+    /* A previous backup of another size shares nothing: refused. */
+    odd.virtual_size = 32 * MiB;
+    odd.chunks = g_array_new(FALSE, FALSE, sizeof(VsChunkRef));
+    opts.previous = &odd;
+    g_assert_false(vs_copy_source_to_repo(src, repo, &inc, &opts, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_INVALID_ARG);
+    g_clear_error(&err);
+    g_clear_pointer(&src, vs_source_close);
+
+    /* A bitmap the server does not offer is an error, never "all unchanged". */
+    src = vs_source_open_nbd_bitmap(s.uri, "qemu:dirty-bitmap:nope", &err);
+    g_assert_null(src);
+    g_assert_error(err, VS_ERROR, VS_ERROR_NOT_FOUND);
+    nbd_server_stop(&s);
+    disk_clear(&full);
+    disk_clear(&inc);
+    disk_clear(&odd);
+}
 
 static void
 test_copy_sparse(void)
@@ -1305,6 +1373,7 @@ main(int argc, char **argv)
     g_test_add_func("/copy/chain-roundtrip", test_copy_chain_roundtrip);
     g_test_add_func("/copy/export", test_copy_export);
     g_test_add_func("/copy/dedup", test_copy_dedup);
+    g_test_add_func("/copy/incremental", test_copy_incremental);
     g_test_add_func("/copy/fault", test_copy_fault);
     g_test_add_func("/copy/repo-error", test_copy_repo_error);
     g_test_add_func("/copy/vanish/file", test_vanish_file);

@@ -1,0 +1,183 @@
+/* Checkpoints and pull-mode backup jobs: the libvirt side of `backup --mode=begin`.
+ * A pull-mode job (virDomainBackupBegin) makes libvirt's QEMU serve a frozen view of
+ * each disk over NBD on a unix socket while the guest runs on, and creates a
+ * checkpoint (a persistent dirty bitmap in each qcow2) at the same instant; the next
+ * incremental job exposes the bitmap of the changes since that checkpoint as the NBD
+ * meta context "qemu:dirty-bitmap:backup-TARGET". A pull job ends only when it is
+ * aborted. Checkpoints are named "virtsnap-TAG-BACKUPID", TAG derived from the
+ * repository, so that each repository keeps its own chain on one domain and only
+ * ever deletes its own checkpoints; the name being derived from the backup id is
+ * what ties a checkpoint to the manifest of the same instant without a new manifest
+ * member. */
+#include "config.h"
+#include "driver-internal.h"
+#include "vs-xml.h"
+
+#include <string.h>
+
+#define CHECKPOINT_PREFIX "virtsnap-"
+
+char *
+vs_repo_tag(const char *repo_path)
+{
+    g_autofree char *real = realpath(repo_path, NULL);
+    g_autofree char *sum = g_compute_checksum_for_string(G_CHECKSUM_SHA256,
+                                                          real ? real : repo_path, -1);
+
+    /* Eight hex digits: short enough for names, and two repositories of one
+     * domain colliding (1 in 4e9) would only cost a full backup. */
+    return g_strndup(sum, 8);
+}
+
+char *
+vs_checkpoint_name(const char *tag, const char *backup_id)
+{
+    return g_strdup_printf(CHECKPOINT_PREFIX "%s-%s", tag, backup_id);
+}
+
+bool
+vs_checkpoint_usable(virDomainPtr dom, const char *name, char **why)
+{
+    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
+
+    /* Only libvirt's record can be checked beforehand: libvirt 9.0 describes a
+     * checkpoint, sizes included (VIR_DOMAIN_CHECKPOINT_XML_SIZE), even when its
+     * bitmap is missing from the image or was left inconsistent by a killed
+     * QEMU; it refuses only the job ("missing or broken bitmap"), which the
+     * caller turns into a full backup. */
+    if (!cp) {
+        *why = g_strdup_printf("checkpoint %s no longer exists (deleted by hand, the domain "
+                               "redefined, or that backup was not taken with --mode=begin)", name);
+        return false;
+    }
+    virDomainCheckpointFree(cp);
+    return true;
+}
+
+bool
+vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket,
+                     const char *incremental, const char *checkpoint,
+                     const VsPullDisk *disks, guint n_disks, const char *const *other_targets,
+                     GError **error)
+{
+    g_autoptr(VsBackupDef) bdef = vs_backup_def_new(VS_BACKUP_MODE_PULL);
+    g_autoptr(VsCheckpointDef) cdef = vs_checkpoint_def_new(checkpoint);
+    g_autofree char *bxml = NULL, *cxml = NULL;
+
+    bdef->incremental = g_strdup(incremental);
+    bdef->server_transport = g_strdup("unix");
+    bdef->server_socket = g_strdup(socket);
+    for (guint i = 0; i < n_disks; i++) {
+        VsBackupDiskDef *bd = vs_backup_def_add_disk(bdef, disks[i].target, true);
+
+        /* A disk without a bitmap (raw) is read whole even in an incremental job. */
+        if (incremental)
+            bd->backupmode = g_strdup(disks[i].bitmap ? "incremental" : "full");
+        bd->type = VS_DISK_TYPE_FILE;
+        bd->scratch = g_strdup(disks[i].scratch);
+        vs_checkpoint_def_add_disk(cdef, disks[i].target, disks[i].bitmap);
+    }
+    for (size_t i = 0; other_targets && other_targets[i]; i++) {
+        vs_backup_def_add_disk(bdef, other_targets[i], false);
+        vs_checkpoint_def_add_disk(cdef, other_targets[i], false);
+    }
+    bxml = vs_backup_def_format(bdef);
+    cxml = vs_checkpoint_def_format(cdef);
+    if (virDomainBackupBegin(dom, bxml, cxml, 0) < 0) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-begin: domain '%s'%s%s", name,
+                             incremental ? " since checkpoint " : "", incremental ? incremental : "");
+        return false;
+    }
+    return true;
+}
+
+bool
+vs_backup_job_active(virDomainPtr dom)
+{
+    virTypedParameterPtr params = NULL;
+    int nparams = 0, type = VIR_DOMAIN_JOB_NONE, op = 0;
+    bool backup;
+
+    if (virDomainGetJobStats(dom, &type, &params, &nparams, 0) < 0)
+        return false;
+    backup = type != VIR_DOMAIN_JOB_NONE &&
+             virTypedParamsGetInt(params, nparams, VIR_DOMAIN_JOB_OPERATION, &op) == 1 &&
+             op == VIR_DOMAIN_JOB_OPERATION_BACKUP;
+    virTypedParamsFree(params, nparams);
+    return backup;
+}
+
+bool
+vs_backup_job_end(virDomainPtr dom, const char *name, GError **error)
+{
+    int64_t deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+    /* A pull-mode job has nothing to complete: aborting it is how it ends. Only a
+     * backup job is aborted, never a migration or another tool's job. */
+    if (!vs_backup_job_active(dom))
+        return true;
+    if (virDomainAbortJob(dom) < 0 && vs_backup_job_active(dom)) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-end: domain '%s': domjobabort", name);
+        return false;
+    }
+    /* The abort returns before QEMU has torn the job's block jobs down (seconds
+     * on a loaded host); its scratch files are in use until then. */
+    while (vs_backup_job_active(dom)) {
+        if (g_get_monotonic_time() > deadline) {
+            g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
+                        "backup-end: domain '%s': the backup job was aborted but is still "
+                        "there after 60 s (virsh domjobinfo %s)", name, name);
+            return false;
+        }
+        g_usleep(50 * 1000);
+    }
+    return true;
+}
+
+/* Deleting merges the checkpoint's bitmap into its parent's, so a checkpoint of
+ * another chain (another repository) below it still sees every change. A bitmap
+ * QEMU could not store (killed while it ran) cannot be merged: then only
+ * libvirt's record goes, and the broken bitmap, which QEMU never uses again,
+ * stays in the image (`qemu-img bitmap --remove` while the domain is off). */
+static bool
+delete_one(virDomainCheckpointPtr cp)
+{
+    return virDomainCheckpointDelete(cp, 0) == 0 ||
+           virDomainCheckpointDelete(cp, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) == 0;
+}
+
+bool
+vs_checkpoint_delete(virDomainPtr dom, const char *name)
+{
+    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
+    bool ok;
+
+    if (!cp)
+        return true;
+    ok = delete_one(cp);
+    virDomainCheckpointFree(cp);
+    return ok;
+}
+
+guint
+vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, GPtrArray *failed)
+{
+    g_autofree char *prefix = g_strdup_printf(CHECKPOINT_PREFIX "%s-", tag);
+    virDomainCheckpointPtr *list = NULL;
+    int n = virDomainListAllCheckpoints(dom, &list, 0);
+    guint deleted = 0;
+
+    for (int i = 0; i < n; i++) {
+        const char *cname = virDomainCheckpointGetName(list[i]);
+
+        if (cname && g_str_has_prefix(cname, prefix) && g_strcmp0(cname, keep) != 0) {
+            if (delete_one(list[i]))
+                deleted++;
+            else if (failed)
+                g_ptr_array_add(failed, g_strdup(cname));
+        }
+        virDomainCheckpointFree(list[i]);
+    }
+    g_free(list);
+    return deleted;
+}
