@@ -148,14 +148,13 @@ vs_backup_level_from_string(const char *s, VsBackupLevel *out)
 bool
 vs_data_path_from_string(const char *s, VsDataPath *out)
 {
-    if (!g_strcmp0(s, "auto"))
-        *out = VS_DATA_PATH_AUTO;
-    else if (!g_strcmp0(s, "direct"))
-        *out = VS_DATA_PATH_DIRECT;
-    else if (!g_strcmp0(s, "host"))
-        *out = VS_DATA_PATH_HOST;
-    else
+    static const char *const names[] = { [VS_DATA_PATH_AUTO] = "auto", [VS_DATA_PATH_DIRECT] = "direct",
+                                         [VS_DATA_PATH_HOST] = "host", NULL };
+    int v;
+
+    if (!enum_from_string(s, names, &v))
         return false;
+    *out = (VsDataPath)v;
     return true;
 }
 
