@@ -63,58 +63,8 @@ RES=$W/results.tsv          # tool run wall_s rss_kb tree_rss_kb/tree_pss_kb/cpu
 
 # ---------------------------------------------------------------- helpers
 
-ns() { date +%s%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-cached_state() {   # how much of FILE is in the page cache (fincore), "?" if unknown
-  fincore -nb -o RES "$1" 2>/dev/null | awk '{ printf "%d MiB", $1 / 1048576 }' || echo "?"
-}
-
-# Peak of the summed RSS (KiB) of every descendant of PID (not PID itself: /usr/bin/time),
-# sampled every 100 ms until PID exits; written to OUT.
-tree_rss_sampler() {
-  local root=$1 out=$2 peak=0 ppeak=0 cur pids pss who=""
-  set +e +o pipefail      # runs in the background: a process vanishing mid-sample is normal
-  while kill -0 "$root" 2>/dev/null; do
-    cur=$(ps -e -o pid=,ppid=,rss=,comm= 2>/dev/null | awk -v r="$root" '
-      { pp[$1] = $2; rss[$1] = $3; c[$1] = $4 }
-      END { for (p in pp) { q = pp[p]; n = 0
-              while (q != "" && q != 0 && q != r && n++ < 64) q = pp[q]
-              if (q == r) { s += rss[p]; l = l " /proc/" p "/smaps_rollup"
-                            w = w " " c[p] "=" int(rss[p] / 1024) "M" } }
-            print s + 0, w; print l }')
-    pids=${cur#*$'\n'}; cur=${cur%%$'\n'*}
-    # PSS: shared pages (libraries, the helpers' common code) counted once in all
-    pss=0
-    [ -z "${pids// /}" ] || pss=$(cat $pids 2>/dev/null </dev/null | awk '/^Pss:/ { s += $2 } END { print s + 0 }')
-    [ "${cur%% *}" -le "$peak" ] || { peak=${cur%% *}; who=${cur#* }; }
-    [ "$pss" -le "$ppeak" ] || ppeak=$pss
-    sleep 0.1
-  done
-  echo "$peak $ppeak" > "$out"
-  echo "$who" > "$out.who"
-}
-
-# measure PREFIX CMD...: runs CMD under /usr/bin/time -v with the tree sampler; stdout to
-# PREFIX.out, stderr to PREFIX.err. Sets M_WALL (s), M_RSS (KiB, time -v), M_TREE (KiB), M_RC.
-measure() {
-  local p=$1 t0 t1 pid spid
-  shift
-  t0=$(ns)
-  /usr/bin/time -v -o "$p.time" "$@" > "$p.out" 2> "$p.err" &
-  pid=$!
-  tree_rss_sampler "$pid" "$p.tree" &
-  spid=$!
-  M_RC=0; wait "$pid" || M_RC=$?
-  t1=$(ns)
-  wait "$spid" || true
-  M_WALL=$(secs "$t0" "$t1")
-  M_RSS=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$p.time")
-  M_RSS=${M_RSS:-0}
-  read -r M_TREE M_PSS < "$p.tree" || { M_TREE=0; M_PSS=0; }
-  M_CPU=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.1f", s }' "$p.time")
-  M_TREE="$M_TREE/$M_PSS/$M_CPU"     # recorded as one field: rss/pss/cpu
-}
+. "$BENCH_DIR/lib.sh"
+export BENCH_DIR
 
 uptime_guest() { vs_gexec "$DOM" 'cut -d" " -f1 /proc/uptime'; }
 # gap_guest UP0 UP1: "GAP@END": the longest gap (s) between consecutive records written in
@@ -143,24 +93,8 @@ delete_checkpoints() {
 # ---------------------------------------------------------------- the data and the guest
 
 SRC=$W/src
-mkdir -p "$SRC/rand" "$SRC/logs"
 vs_log "data: ${RAND_MIB} MiB random + ${TEXT_MIB} MiB log-like text in $SRC"
-nrand=4; ntext=4
-for i in $(seq 1 $nrand); do
-  head -c $((RAND_MIB * 1048576 / nrand)) /dev/urandom > "$SRC/rand/blob-$i.bin"
-done
-# Log-like lines, each one different (sequence number, time, ids), so the text compresses
-# (~4-6x) but 1 MiB chunks of it never repeat: no peer gets dedup for free.
-for i in $(seq 1 $ntext); do
-  awk -v n=$((TEXT_MIB * 1048576 / ntext)) -v f="$i" 'BEGIN {
-    srand(f); split("GET POST PUT DELETE", m, " "); split("200 200 200 201 204 301 404 500", st, " ")
-    while (out < n) {
-      line = sprintf("2024-05-%02d %02d:%02d:%02d.%06d app%d[%d]: req=%08x %s /api/v2/items/%d/detail user=u%05d status=%s bytes=%d ms=%.2f\n",
-        f, (k / 3600000) % 24, (k / 60000) % 60, (k / 1000) % 60, k % 1000000, f, 1000 + k % 7,
-        k, m[1 + k % 4], int(rand() * 100000), int(rand() * 50000), st[1 + int(rand() * 8)],
-        int(rand() * 65536), rand() * 300)
-      printf "%s", line; out += length(line); k++ } }' > "$SRC/logs/app-$i.log"
-done
+bench_make_data "$SRC" "$RAND_MIB" "$TEXT_MIB"
 du -sh "$SRC" >&2
 
 DOM=vst-bench-$$
@@ -311,7 +245,7 @@ export VS_READ=$(cat "$W/vs_read" 2>/dev/null || echo 0)
 export NPROC=$(nproc) KERNEL=$(uname -r) DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 export LOADAVG="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other jobs share the machine)"
 /usr/bin/python3 - <<'PY'
-import os, statistics as st
+import os, sys, statistics as st
 E = os.environ
 rows = {}
 for line in open(E["RES"]):
@@ -449,22 +383,7 @@ sec = "\n".join([
 print()
 print(sec)
 if E.get("NO_README") != "1":
-    path = E["README"]
-    try:
-        text = open(path).read()
-    except FileNotFoundError:
-        text = "# Benchmarks\n\nEach benchmark writes its own section below; the others are left as they are.\n"
-    lines = text.split("\n")
-    start = next((i for i, l in enumerate(lines) if l.strip() == "## backup-bench"), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + sec
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        rest = "\n".join(lines[end:])
-        text = "\n".join(lines[:start]) + ("\n" if start else "") + sec + ("\n" + rest if rest else "")
-    tmp = path + ".tmp-backup-bench"
-    with open(tmp, "w") as fh:
-        fh.write(text.rstrip("\n") + "\n")
-    os.replace(tmp, path)
-    print("updated", path)
+    sys.path.insert(0, E["BENCH_DIR"])
+    from readme_section import write_section
+    write_section(E["README"], "backup-bench", sec)
 PY

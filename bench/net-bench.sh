@@ -20,6 +20,7 @@
 set -euo pipefail
 VS_TEST_NAME=net-bench
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export BENCH_DIR
 . "$BENCH_DIR/../tests/lib/harness.sh"
 vs_require_root
 
@@ -90,7 +91,7 @@ export MACHINE="$(. /etc/os-release; echo "$PRETTY_NAME"); nproc $(nproc); $(awk
 export TGT_V="$(dpkg-query -W -f='${Version}' tgt 2>/dev/null)" GANESHA_V="$(dpkg-query -W -f='${Version}' nfs-ganesha 2>/dev/null)"
 export LIBNFS_V="$(pkg-config --modversion libnfs)" LIBISCSI_V="$(pkg-config --modversion libiscsi)"
 python3 - <<'PY'
-import os, statistics, time
+import os, sys, statistics, time
 E = os.environ
 res = {}
 for line in open(E["RES"]):
@@ -156,19 +157,7 @@ sec = "\n".join([
 print()
 print(sec)
 if E.get("NO_README") != "1":
-    path = E["README"]
-    text = open(path).read()
-    lines = text.split("\n")
-    start = next((i for i, l in enumerate(lines) if l.strip() == "## net-bench"), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + sec
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        rest = "\n".join(lines[end:])
-        text = "\n".join(lines[:start]) + "\n" + sec + ("\n" + rest if rest else "")
-    tmp = path + ".tmp-net-bench"
-    with open(tmp, "w") as fh:
-        fh.write(text.rstrip("\n") + "\n")
-    os.replace(tmp, path)
-    print("updated", path)
+    sys.path.insert(0, E["BENCH_DIR"])
+    from readme_section import write_section
+    write_section(E["README"], "net-bench", sec)
 PY

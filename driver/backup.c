@@ -1335,9 +1335,10 @@ make_result(Run *run, int64_t group_freeze_ms)
         d->note = g_strdup(j->note);
         for (guint k = 0; k < j->disks->len; k++) {
             DiskJob *dj = j->disks->pdata[k];
-            g_autofree char *before = d->note;
+            g_autofree char *before = NULL;
             if (!dj->direct_failed)
                 continue;
+            before = g_steal_pointer(&d->note);
             d->note = g_strdup_printf("%s%sdisk %s read through the host: the direct path failed: %s",
                                       before ? before : "", before ? "; " : "", dj->target,
                                       dj->direct_failed);
