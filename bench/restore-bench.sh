@@ -90,8 +90,6 @@ vs_on_exit kill_helpers "$W"
 . "$BENCH_DIR/lib.sh"
 export BENCH_DIR
 
-# fsync_time FILE: seconds an fsync of FILE takes right after the tool (0.0 if it synced)
-fsync_time() { local t0; t0=$(ns); sync "$1"; secs "$t0" "$(ns)"; }
 
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RES"; }
 

@@ -1,0 +1,148 @@
+#!/bin/bash
+# incremental-bench.sh [WORKDIR] -- the second backup, which is what users measure: one running
+# guest whose 4 GiB qcow2 data disk holds ~1.5 GiB (the data of backup-bench.sh), backed up
+# full once by each tool, then RUNS times (default 3): the guest writes ~5% of its disk
+# (205 MiB of new random data, fsynced), and both tools take an incremental of that change,
+# in alternating order, page cache dropped before each:
+#   virtsnap       `virtsnap backup --mode=begin` (checkpoint + dirty bitmap, pull mode)
+#   virtnbdbackup  `virtnbdbackup -l inc` (the same libvirt mechanism, Debian package)
+# Measured: wall time, bytes read / stored (virtsnap's JSON; du -sb of virtnbdbackup's new
+# files), peak RSS (/usr/bin/time -v). Goals (issue 6): virtsnap's incremental below 10% of
+# its own full backup's time, and faster than virtnbdbackup's incremental of the same change.
+# Prints a table and writes the "## incremental-bench" section of bench/README.md.
+# Needs root, libvirtd, the test guest (tests/guest), virtnbdbackup, /usr/bin/time, jq.
+# Env: VIRTSNAP (binary; default build-bench/, else build/), RUNS=3, RAND_MIB=1024,
+#      TEXT_MIB=512, DISK_SIZE=4G, CHANGE_MIB=205, NO_README=1 (print only).
+set -euo pipefail
+VS_TEST_NAME=incremental-bench
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export BENCH_DIR
+. "$BENCH_DIR/../tests/lib/harness.sh"
+. "$BENCH_DIR/lib.sh"
+
+RUNS=${RUNS:-3}
+RAND_MIB=${RAND_MIB:-1024}
+TEXT_MIB=${TEXT_MIB:-512}
+DISK_SIZE=${DISK_SIZE:-4G}
+CHANGE_MIB=${CHANGE_MIB:-205}
+README=$VS_SOURCE_ROOT/bench/README.md
+T_START=$(date +%s)
+LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
+
+vs_require_root
+for b in build-bench build; do
+  [ -n "${VIRTSNAP:-}" ] || [ ! -x "$VS_SOURCE_ROOT/$b/tools/virtsnap" ] || VIRTSNAP=$VS_SOURCE_ROOT/$b/tools/virtsnap
+done
+[ -x "${VIRTSNAP:-}" ] || vs_fail "no virtsnap binary: ninja -C build-bench, or set VIRTSNAP"
+[ -x /usr/bin/time ] || vs_fail "/usr/bin/time missing: apt-get install time"
+command -v virtnbdbackup >/dev/null || vs_fail "virtnbdbackup missing: apt-get install virtnbdbackup"
+vs_libvirt_up
+if [ -n "${1:-}" ]; then
+  mkdir -p "$1"; W=$(cd "$1" && pwd)/incremental-bench.$$; mkdir "$W"
+  vs_on_exit rm -rf --one-file-system "$W"
+else
+  W=$(vs_workdir)/bench; mkdir -p "$W"
+fi
+chmod 755 "$W" "$(dirname "$W")"
+RES=$W/results.tsv     # tool run wall_s rss_kb read_bytes stored_bytes
+: > "$RES"
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RES"; }
+
+SRC=$W/src
+vs_log "data: ${RAND_MIB} MiB random + ${TEXT_MIB} MiB log-like text"
+bench_make_data "$SRC" "$RAND_MIB" "$TEXT_MIB"
+DOM=vst-ibench-$$
+DISK=$W/disk.qcow2
+"$VS_GUEST_SRC/mkdisk.sh" "$DISK" "$DISK_SIZE" "$SRC"
+chmod 644 "$DISK"
+rm -rf "$SRC"
+MEM_MIB=${MEM_MIB:-256} vs_guest_start "$DOM" "$DISK"
+vs_on_exit virsh -c "$VS_URI" domjobabort "$DOM"
+REPO=$W/repo STATE=$W/state VNBD=$W/vnbd NBDDIR=$W/nbd
+mkdir -p "$NBDDIR"; chmod 1777 "$NBDDIR"
+
+run_vs() {    # NAME RUN [backup args]
+  local name=$1 run=$2 p=$W/$1.$2; shift 2
+  drop_caches
+  measure "$p" "$VIRTSNAP" backup --repo "$REPO" --init --state-dir "$STATE" --mode=begin --json "$@" "$DOM"
+  [ "$M_RC" = 0 ] && jq -e '.domains[0].ok' "$p.out" >/dev/null ||
+    vs_fail "virtsnap backup failed (exit $M_RC): $(cat "$p.out") $(tail -n 5 "$p.err")"
+  record "$name" "$run" "$M_WALL" "$M_RSS" "$(jq '.domains[0].disks[0].bytes_read' "$p.out")" \
+    "$(jq '.domains[0].disks[0].bytes_stored' "$p.out")"
+  vs_log "$name #$run: ${M_WALL}s, read $(jq '.domains[0].disks[0].bytes_read' "$p.out"), $(jq -r '.domains[0].disks[0].read' "$p.out")"
+}
+run_vnbd() {  # NAME RUN LEVEL
+  local name=$1 run=$2 level=$3 p=$W/$1.$2 before after
+  before=$(du -sb "$VNBD" 2>/dev/null | cut -f1 || echo 0)
+  drop_caches
+  measure "$p" virtnbdbackup -d "$DOM" -l "$level" -o "$VNBD" -n -S "$NBDDIR" -f "$NBDDIR/sock.$run"
+  [ "$M_RC" = 0 ] || vs_fail "virtnbdbackup -l $level failed (exit $M_RC): $(tail -n 20 "$p.err")"
+  after=$(du -sb "$VNBD" | cut -f1)
+  record "$name" "$run" "$M_WALL" "$M_RSS" "" "$((after - ${before:-0}))"
+  vs_log "$name #$run: ${M_WALL}s, wrote $((after - ${before:-0})) bytes"
+}
+
+run_vs virtsnap-full 1 --level=full
+run_vnbd virtnbdbackup-full 1 full
+for r in $(seq 1 "$RUNS"); do
+  vs_log "--- run $r: the guest writes ${CHANGE_MIB} MiB"
+  vs_gexec "$DOM" "dd if=/dev/urandom of=/data/change-$r bs=1M count=$CHANGE_MIB conv=fsync 2>/dev/null" >/dev/null
+  if [ $((r % 2)) = 1 ]; then
+    run_vs virtsnap-inc "$r"; run_vnbd virtnbdbackup-inc "$r" inc
+  else
+    run_vnbd virtnbdbackup-inc "$r" inc; run_vs virtsnap-inc "$r"
+  fi
+done
+# every backup verifies, and the last incremental is a whole disk that verifies as such
+"$VIRTSNAP" verify --repo "$REPO" >/dev/null || vs_fail "the repository does not verify"
+
+export RES README RUNS CHANGE_MIB DISK_SIZE RAND_MIB TEXT_MIB
+export LOADAVG="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+export DATE=$(date -u '+%Y-%m-%d %H:%M UTC') T_TOTAL=$(( $(date +%s) - T_START ))
+export MACHINE="$(. /etc/os-release; echo "$PRETTY_NAME"); nproc $(nproc); kernel $(uname -r); QEMU $(qemu-img --version | head -1 | awk '{print $3}'); $(virtnbdbackup -V 2>&1 | tail -n1 | sed 's/^/virtnbdbackup /'); virtsnap git $(git -C "$VS_SOURCE_ROOT" describe --always --dirty 2>/dev/null)"
+/usr/bin/python3 - <<'PY'
+import os, sys, statistics as st
+E = os.environ
+rows = {}
+for line in open(E["RES"]):
+    name, run, wall, rss, rd, stored = line.rstrip("\n").split("\t")
+    rows.setdefault(name, []).append((float(wall), int(rss) / 1024, int(rd) if rd else None, int(stored)))
+def med(name, i):
+    v = [r[i] for r in rows[name] if r[i] is not None]
+    return st.median(v) if v else None
+def rng(name, i):
+    v = [r[i] for r in rows[name]]
+    return "%.1f [%.1f-%.1f]" % (st.median(v), min(v), max(v)) if len(v) > 1 else "%.1f" % v[0]
+MB = 1e6
+lines = ["## incremental-bench", "",
+         "`bench/incremental-bench.sh [WORKDIR]` (root; whole run %s s). Date: %s." % (E["T_TOTAL"], E["DATE"]), "",
+         "Machine: %s; load average %s." % (E["MACHINE"], E["LOADAVG"]), "",
+         "A running TCG guest's 4 GiB qcow2 data disk with %s MiB random + %s MiB log-like text (as backup-bench). "
+         "Each tool takes one full backup, then %s times the guest writes %s MiB of new random data (~5%% of the "
+         "disk, fsynced) and both take an incremental of it, in alternating order; page cache dropped before each." %
+         (E["RAND_MIB"], E["TEXT_MIB"], E["RUNS"], E["CHANGE_MIB"]), "",
+         "| tool | runs | wall s, median [range] | read MB (virtsnap JSON) | stored / written MB | peak RSS MiB |",
+         "|---|---|---|---|---|---|"]
+for name, label in (("virtsnap-full", "virtsnap backup --mode=begin --level=full"),
+                    ("virtnbdbackup-full", "virtnbdbackup -l full"),
+                    ("virtsnap-inc", "virtsnap backup --mode=begin (incremental)"),
+                    ("virtnbdbackup-inc", "virtnbdbackup -l inc")):
+    rd = med(name, 2)
+    lines.append("| %s | %d | %s | %s | %.0f | %.1f |" % (label, len(rows[name]), rng(name, 0),
+                 "%.0f" % (rd / MB) if rd is not None else "-", med(name, 3) / MB, med(name, 1)))
+full, inc, vinc = med("virtsnap-full", 0), med("virtsnap-inc", 0), med("virtnbdbackup-inc", 0)
+lines += ["", "Goals:",
+          "- incremental below 10%% of virtsnap's own full backup: **%s** (%.2f s vs %.2f s: %.0f%%)" %
+          ("met" if inc < 0.1 * full else "NOT met", inc, full, 100 * inc / full),
+          "- faster than virtnbdbackup -l inc on the same change: **%s** (%.2f s vs %.2f s median: %.2fx)" %
+          ("met" if inc < vinc else "NOT met", inc, vinc, inc / vinc), "",
+          "Reproduce: `sudo bench/incremental-bench.sh [WORKDIR]` after `meson setup build-bench && "
+          "ninja -C build-bench` (env: VIRTSNAP, RUNS, RAND_MIB, TEXT_MIB, DISK_SIZE, CHANGE_MIB). Needs "
+          "`apt-get install virtnbdbackup time jq` and the test guest (tests/guest).", ""]
+sec = "\n".join(lines)
+print(); print(sec)
+if E.get("NO_README") != "1":
+    sys.path.insert(0, E["BENCH_DIR"])
+    from readme_section import write_section
+    write_section(E["README"], "incremental-bench", sec)
+PY
