@@ -1,9 +1,11 @@
 #!/bin/bash
-# incremental-bench.sh [WORKDIR] -- the second backup, which is what users measure: one running
-# guest whose 4 GiB qcow2 data disk holds ~1.5 GiB (the data of backup-bench.sh), backed up
-# full once by each tool, then RUNS times (default 3): the guest writes ~5% of its disk
-# (205 MiB of new random data, fsynced), and both tools take an incremental of that change,
-# in alternating order, page cache dropped before each:
+# incremental-bench.sh [WORKDIR] -- the second backup, which is what users measure: two running
+# guests with identical copies of one 4 GiB qcow2 data disk holding ~1.5 GiB (the data of
+# backup-bench.sh), one per tool (virtnbdbackup refuses to work on a domain that has another
+# tool's checkpoints: "Foreign checkpoint found"), each backed up full once, then RUNS times
+# (default 3): each guest writes ~5% of its disk (205 MiB of new random data, fsynced), and
+# each tool takes an incremental of that change, in alternating order, page cache dropped
+# before each:
 #   virtsnap       `virtsnap backup --mode=begin` (checkpoint + dirty bitmap, pull mode)
 #   virtnbdbackup  `virtnbdbackup -l inc` (the same libvirt mechanism, Debian package)
 # Measured: wall time, bytes read / stored (virtsnap's JSON; du -sb of virtnbdbackup's new
@@ -51,13 +53,16 @@ record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RES"; }
 SRC=$W/src
 vs_log "data: ${RAND_MIB} MiB random + ${TEXT_MIB} MiB log-like text"
 bench_make_data "$SRC" "$RAND_MIB" "$TEXT_MIB"
-DOM=vst-ibench-$$
-DISK=$W/disk.qcow2
+DOM=vst-ibench-$$ DOMN=vst-ibenchn-$$
+DISK=$W/disk.qcow2 DISKN=$W/diskn.qcow2
 "$VS_GUEST_SRC/mkdisk.sh" "$DISK" "$DISK_SIZE" "$SRC"
-chmod 644 "$DISK"
+cp --sparse=always "$DISK" "$DISKN"
+chmod 644 "$DISK" "$DISKN"
 rm -rf "$SRC"
 MEM_MIB=${MEM_MIB:-256} vs_guest_start "$DOM" "$DISK"
+MEM_MIB=${MEM_MIB:-256} vs_guest_start "$DOMN" "$DISKN"
 vs_on_exit virsh -c "$VS_URI" domjobabort "$DOM"
+vs_on_exit virsh -c "$VS_URI" domjobabort "$DOMN"
 REPO=$W/repo STATE=$W/state VNBD=$W/vnbd NBDDIR=$W/nbd
 mkdir -p "$NBDDIR"; chmod 1777 "$NBDDIR"
 
@@ -75,7 +80,7 @@ run_vnbd() {  # NAME RUN LEVEL
   local name=$1 run=$2 level=$3 p=$W/$1.$2 before after
   before=$(du -sb "$VNBD" 2>/dev/null | cut -f1 || echo 0)
   drop_caches
-  measure "$p" virtnbdbackup -d "$DOM" -l "$level" -o "$VNBD" -n -S "$NBDDIR" -f "$NBDDIR/sock.$run"
+  measure "$p" virtnbdbackup -d "$DOMN" -l "$level" -o "$VNBD" -n -S "$NBDDIR" -f "$NBDDIR/sock.$run"
   [ "$M_RC" = 0 ] || vs_fail "virtnbdbackup -l $level failed (exit $M_RC): $(tail -n 20 "$p.err")"
   after=$(du -sb "$VNBD" | cut -f1)
   record "$name" "$run" "$M_WALL" "$M_RSS" "" "$((after - ${before:-0}))"
@@ -86,7 +91,9 @@ run_vs virtsnap-full 1 --level=full
 run_vnbd virtnbdbackup-full 1 full
 for r in $(seq 1 "$RUNS"); do
   vs_log "--- run $r: the guest writes ${CHANGE_MIB} MiB"
-  vs_gexec "$DOM" "dd if=/dev/urandom of=/data/change-$r bs=1M count=$CHANGE_MIB conv=fsync 2>/dev/null" >/dev/null
+  for d in "$DOM" "$DOMN"; do
+    vs_gexec "$d" "dd if=/dev/urandom of=/data/change-$r bs=1M count=$CHANGE_MIB conv=fsync 2>/dev/null" >/dev/null
+  done
   if [ $((r % 2)) = 1 ]; then
     run_vs virtsnap-inc "$r"; run_vnbd virtnbdbackup-inc "$r" inc
   else
@@ -117,9 +124,9 @@ MB = 1e6
 lines = ["## incremental-bench", "",
          "`bench/incremental-bench.sh [WORKDIR]` (root; whole run %s s). Date: %s." % (E["T_TOTAL"], E["DATE"]), "",
          "Machine: %s; load average %s." % (E["MACHINE"], E["LOADAVG"]), "",
-         "A running TCG guest's 4 GiB qcow2 data disk with %s MiB random + %s MiB log-like text (as backup-bench). "
+         "Two running TCG guests (one per tool: virtnbdbackup refuses a domain with another tool's checkpoints) on identical copies of a 4 GiB qcow2 data disk with %s MiB random + %s MiB log-like text (as backup-bench). "
          "Each tool takes one full backup, then %s times the guest writes %s MiB of new random data (~5%% of the "
-         "disk, fsynced) and both take an incremental of it, in alternating order; page cache dropped before each." %
+         "disk, fsynced) in each guest and both take an incremental of it, in alternating order; page cache dropped before each." %
          (E["RAND_MIB"], E["TEXT_MIB"], E["RUNS"], E["CHANGE_MIB"]), "",
          "| tool | runs | wall s, median [range] | read MB (virtsnap JSON) | stored / written MB | peak RSS MiB |",
          "|---|---|---|---|---|---|"]
