@@ -193,4 +193,11 @@ void vs_copy_options_init(VsCopyOptions *opts);
 bool vs_copy_source_to_repo(VsSource *src, VsRepo *repo, VsManifestDisk *disk,
                             const VsCopyOptions *opts, GError **error);
 
+/* Writes DISK of a backup over SINK in place (a LUN, a raw file on an NFS
+ * export, a block device): raw disks only; SINK must be at least the disk's
+ * size; every chunk is read and re-hashed before anything is written, so a
+ * missing or corrupt chunk leaves SINK untouched; ranges the backup holds as
+ * zeros are zeroed, not skipped. Flushes at the end. */
+bool vs_copy_repo_to_sink(VsRepo *repo, const VsManifestDisk *disk, VsSource *sink, GError **error);
+
 G_END_DECLS

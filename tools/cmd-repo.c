@@ -5,6 +5,7 @@
 #include "config.h"
 #include "virtsnap.h"
 #include "vs-repo.h"
+#include "vs-source.h"
 
 #include <json-glib/json-glib.h>
 #include <stdio.h>
@@ -235,16 +236,54 @@ vs_cmd_verify(const VsGlobal *g, int argc, char **argv)
     return 0;
 }
 
+/* export onto a LUN or a file on an NFS export, in place: the same storage a
+ * backup read with --data-path=direct. */
+static int
+export_over(const VsGlobal *g, VsRepo *r, char **argv, const char *format, const char *auth_file)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsManifest) m = NULL;
+    g_autoptr(VsIscsiAuth) auth = NULL;
+    g_autoptr(VsSource) sink = NULL;
+    const VsManifestDomain *d;
+    const VsManifestDisk *k;
+
+    if (format && strcmp(format, "raw") != 0) {
+        vs_print_error("export: --format %s: a disk is written over %s as raw", format, argv[4]);
+        return 2;
+    }
+    if (!(m = vs_repo_load_manifest(r, argv[1], &err))) {
+        vs_print_error("export: %s", err->message);
+        return 1;
+    }
+    if (!(d = vs_manifest_find_domain(m, argv[2])) || !(k = vs_manifest_find_disk(d, argv[3]))) {
+        vs_print_error("export: backup %s has no domain %s with a disk %s", m->id, argv[2], argv[3]);
+        return 1;
+    }
+    if ((auth_file && !(auth = vs_iscsi_auth_load(auth_file, &err))) ||
+        !(sink = vs_source_open_url(argv[4], auth, true, &err)) ||
+        !vs_copy_repo_to_sink(r, k, sink, &err)) {
+        vs_print_error("export: %s", err->message);
+        return 1;
+    }
+    if (!g->quiet)
+        printf("wrote %s %s/%s over %s\n", m->id, argv[2], argv[3], sink->description);
+    return 0;
+}
+
 int
 vs_cmd_export(const VsGlobal *g, int argc, char **argv)
 {
-    char *repo = NULL, *format = NULL;
+    char *repo = NULL, *format = NULL, *auth_file = NULL;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
         { "format", 'f', 0, G_OPTION_ARG_STRING, &format, "raw or qcow2 (default: as backed up)", "FMT" },
+        { "iscsi-auth", 0, 0, G_OPTION_ARG_FILENAME, &auth_file, "CHAP credentials for an iscsi:// OUT: "
+          "a root-only file of user= and password= lines", "FILE" },
         G_OPTION_ENTRY_NULL
     };
-    g_autoptr(GOptionContext) octx = g_option_context_new("BACKUP DOMAIN DISK OUT - write a disk out of a backup");
+    g_autoptr(GOptionContext) octx = g_option_context_new("BACKUP DOMAIN DISK OUT - write a disk out of a backup "
+                                                          "(OUT: a new file, or nfs:// or iscsi:// written over in place)");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsRepo) r = NULL;
     g_autoptr(VsManifest) m = NULL;
@@ -261,6 +300,8 @@ vs_cmd_export(const VsGlobal *g, int argc, char **argv)
     }
     if (!(r = open_repo("export", repo_arg(repo), false)))
         return 1;
+    if (g_str_has_prefix(argv[4], "nfs://") || g_str_has_prefix(argv[4], "iscsi://"))
+        return export_over(g, r, argv, format, auth_file);
     if (!(m = vs_repo_load_manifest(r, argv[1], &err)) ||
         !vs_repo_export_disk(r, m, argv[2], argv[3], argv[4], format, &err)) {
         vs_print_error("export: %s", err->message);

@@ -6,7 +6,9 @@
 # map, so no qemu-nbd reads its data) while its writer runs; the JSON says which path each
 # disk used; the export verifies with verify-backup.sh; the guest runs on its original disk,
 # thawed, with no overlay left. The same disk with --data-path=host goes through QEMU's own
-# drivers (qemu-nbd). (A target that goes away under a running guest hangs the guest's own
+# drivers (qemu-nbd). The LUN, damaged, is written back over the same path from the repository
+# (`virtsnap export ... iscsi://...`): refused untouched when a chunk is corrupt, then byte for
+# byte the backup. (A target that goes away under a running guest hangs the guest's own
 # I/O too; the sources' reconnect and error bounds are tested on their own in
 # tests/block/source/net-sources.sh.)
 set -euo pipefail
@@ -57,8 +59,30 @@ backup_verify "$A" direct iscsi
 after "$A" name "$ISCSI_IQN/1"
 backup_verify "$A" host qemu-nbd
 after "$A" name "$ISCSI_IQN/1"
+ID_A=$(jq -r .id "$W/$A-host.json")
+cp "$W/export.raw" "$W/a-backup.raw"   # the last backup, exported and verified above
 
 virsh destroy "$A" >/dev/null
+
+# Written back over the same path: the LUN, through libiscsi, in place. First a corrupt chunk
+# (in a copy of the repository): refused before a byte is written.
+LUN_URL="iscsi://$ISCSI_PORTAL/$ISCSI_IQN/1"
+dd if=/dev/urandom of="$W/iscsi/lun1.img" bs=1M seek=8 count=16 conv=notrunc status=none   # damage
+sum_damaged=$(md5sum < "$W/iscsi/lun1.img")
+cp -a "$REPO" "$W/repo-bad"
+chunk=$(jq -r '.domains[0].disks[0].chunks[-1][2]' "$REPO/backups/$ID_A.json")
+f=$W/repo-bad/chunks/${chunk:0:2}/$chunk
+printf '\x5a' | dd of="$f" bs=1 seek=$(( $(stat -c %s "$f") / 2 )) conv=notrunc 2>/dev/null
+set +e
+out=$(vs_virtsnap export --repo "$W/repo-bad" "$ID_A" "$A" vda "$LUN_URL" 2>&1); rc=$?
+set -e
+vs_assert_eq "$rc" 1 "write back with a corrupt chunk"
+vs_assert_contains "$out" "nothing was written" "says nothing was written"
+vs_assert_eq "$(md5sum < "$W/iscsi/lun1.img")" "$sum_damaged" "the LUN untouched"
+# Then the real one: the LUN holds exactly the backup again.
+vs_virtsnap export --repo "$REPO" "$ID_A" "$A" vda "$LUN_URL" >/dev/null
+cmp -n "$(stat -c %s "$W/a-backup.raw")" "$W/iscsi/lun1.img" "$W/a-backup.raw" ||
+  vs_fail "the LUN does not hold the backup after the write back"
 
 # --- a qcow2 file on nfs-ganesha ----------------------------------------------------------------
 vs_nfs_start
@@ -72,4 +96,10 @@ backup_verify "$B" direct nfs
 after "$B" name /export/guest.qcow2
 backup_verify "$B" host qemu-nbd
 after "$B" name /export/guest.qcow2
+# A qcow2 cannot be written over in place (it is exported to a file instead): said, nothing done.
+set +e
+out=$(vs_virtsnap export --repo "$REPO" "$(jq -r .id "$W/$B-host.json")" "$B" vda "$NFS_URL/guest.qcow2" 2>&1); rc=$?
+set -e
+vs_assert_eq "$rc" 1 "write back of a qcow2 over NFS"
+vs_assert_contains "$out" "only a raw disk" "says why"
 vs_log "backup-net: all checks passed"
