@@ -28,6 +28,7 @@
 #include "vs-restore.h"
 #include "vs-xml.h"
 #include "vs-repo.h"
+#include "vs-source.h"
 
 #include <libvirt/virterror.h>
 
@@ -52,6 +53,7 @@ typedef struct {
     char *dir;               /* where dest and tmp live */
     char *dest;              /* the final path */
     char *tmp;               /* the complete image before it becomes dest */
+    char *sink_url;          /* in place on a LUN or NFS file: written over at install */
     bool dest_exists;
     bool hot;                /* live detach, rename, live attach */
     bool new_file;           /* running disk of unknown use: written beside it */
@@ -144,6 +146,7 @@ static void
 rdisk_free(RDisk *d)
 {
     g_free(d->target); g_free(d->format); g_free(d->dir); g_free(d->dest); g_free(d->tmp);
+    g_free(d->sink_url);
     g_free(d->vol_name); g_free(d->action); g_free(d->note); g_free(d->error);
     vs_mount_free(d->mount);
     vs_verify_problem_free(d->bad_chunk);
@@ -303,6 +306,13 @@ static bool
 is_local_path(const char *p)
 {
     return p && g_path_is_absolute(p) && !strstr(p, "://");
+}
+
+/* Storage we write over in place ourselves, through libiscsi or libnfs. */
+static bool
+is_network_url(const char *p)
+{
+    return p && (g_str_has_prefix(p, "iscsi://") || g_str_has_prefix(p, "nfs://"));
 }
 
 /* Can we create files in DIR? Checked by doing it: access(2) does not know
@@ -469,12 +479,27 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
         return false;
     }
 
+    if (r->in_place && is_network_url(md->source) && !g_strcmp0(md->format, "raw") &&
+        !g_strcmp0(d->format, "raw")) {
+        /* A LUN or a raw file on an NFS export: no temp file and rename there.
+         * Its chunks are all checked in the write phase, and it is written
+         * over at install, once the domain is stopped (vs_copy_repo_to_sink). */
+        d->sink_url = g_strdup(md->source);
+        d->dest = g_strdup(md->source);
+        d->action = g_strdup("rewritten");
+        g_free(dd->src->format);
+        dd->src->format = g_strdup("raw");
+        g_clear_pointer(&dd->src->backing, vs_storage_source_free);
+        dd->src->backing_terminated = false;
+        return true;
+    }
     if (r->in_place) {
         if (!is_local_path(md->source)) {
             g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                        "restore: domain '%s' disk %s was %s, not a local file: restoring it in "
-                        "place is not supported yet; give --target-dir or --pool", r->name,
-                        d->target, md->source ? md->source : "(unknown)");
+                        "restore: domain '%s' disk %s was %s (%s), not a local file nor a raw disk "
+                        "on iSCSI or NFS: restoring it in place is not supported yet; give "
+                        "--target-dir or --pool", r->name, d->target,
+                        md->source ? md->source : "(unknown)", md->format ? md->format : "?");
             return false;
         }
         d->dest = g_strdup(md->source);
@@ -611,6 +636,13 @@ plan_hot_swap(Run *run, RDom *r, GError **error)
         g_autofree char *where = NULL, *why = NULL;
         int used;
 
+        if (d->sink_url) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "restore: disk %s of running domain '%s' is %s, written over in place: "
+                        "not while the guest runs; shut the domain down (--force does)", d->target,
+                        r->new_name, d->sink_url);
+            return false;
+        }
         if (!cur) {
             g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
                         "restore: running domain '%s' has no disk %s now: attach it first, or shut "
@@ -795,7 +827,7 @@ plan_domain(Run *run, const char *name, GError **error)
         return NULL;
     for (guint i = 0; i < r->disks->len; i++) {
         RDisk *d = r->disks->pdata[i];
-        bool seen = false;
+        bool seen = d->sink_url != NULL;   /* no directory: the target itself */
         for (guint k = 0; k < i; k++)
             seen = seen || !g_strcmp0(((RDisk *)r->disks->pdata[k])->dir, d->dir);
         if (!seen && !check_dir(d->dir, o->target_dir && !r->in_place ? "target directory" :
@@ -888,6 +920,41 @@ bad_chunks_error(Run *run, GPtrArray *bad, GError **error)
                 "lists every damaged chunk)", ((VsVerifyProblem *)bad->pdata[0])->backup_id, msg->str);
 }
 
+static bool
+sink_chunks_ok(Run *run, RDisk *d, GError **error)
+{
+    for (guint i = 0; i < d->md->chunks->len; i++) {
+        const VsChunkRef *c = &g_array_index(d->md->chunks, VsChunkRef, i);
+        size_t len = 0;
+        g_autofree char *data = NULL;
+
+        if (g_atomic_int_get(&run->cancel)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "not checked (cancelled)");
+            return false;
+        }
+        if (!(data = vs_repo_get_chunk(run->repo, &c->digest, &len, error))) {
+            vs_error_prefix(error, "chunk at offset %" G_GUINT64_FORMAT " (nothing was written)",
+                            c->offset);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* In place over a LUN or an NFS file: the domain is stopped by now. */
+static bool
+install_sink(Run *run, RDisk *d, GError **error)
+{
+    g_autoptr(VsSource) sink = vs_source_open_url(d->sink_url, NULL, true, error);
+
+    if (!sink || !vs_copy_repo_to_sink(run->repo, d->md, sink, error)) {
+        vs_error_prefix(error, "restore: domain '%s' disk %s", d->dom->name, d->target);
+        return false;
+    }
+    d->installed = true;
+    return true;
+}
+
 /* There is no verify pass before the write: the export re-hashes every chunk
  * as it writes it, into a temp file, and nothing is installed before every
  * disk of the run is written. A bad chunk cancels the other disks at once. */
@@ -907,6 +974,16 @@ write_one(gpointer data, gpointer user)
     if (g_atomic_int_get(&t->run->cancel)) {
         d->error = g_strdup_printf("restore: domain '%s' disk %s: not written (cancelled)", d->dom->name,
                                    d->target);
+        return;
+    }
+    if (d->sink_url) {
+        /* Written over at install; here every chunk it needs is checked, so
+         * that a bad one ends the run before anything is overwritten. */
+        if (sink_chunks_ok(t->run, d, &err))
+            d->written = true;
+        else
+            d->error = g_strdup_printf("restore: domain '%s' disk %s: %s", d->dom->name, d->target,
+                                       err->message);
         return;
     }
     if (vs_repo_export_disk_ctl(t->run->repo, d->dom->m, d->dom->name, d->target, d->tmp, d->format, &ctl,
@@ -1254,6 +1331,8 @@ finish_domain(Run *run, RDom *r)
         g_clear_error(&err);
         if (d->hot)
             ok = hot_swap(run, r, d, &err);
+        else if (d->sink_url)
+            ok = install_sink(run, d, &err);
         else
             ok = install_file(d, d->dest, !d->new_file, &err);
         any_installed = any_installed || d->installed;

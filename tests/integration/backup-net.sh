@@ -8,7 +8,7 @@
 # thawed, with no overlay left. The same disk with --data-path=host goes through QEMU's own
 # drivers (qemu-nbd). The LUN, damaged, is written back over the same path from the repository
 # (`virtsnap export ... iscsi://...`): refused untouched when a chunk is corrupt, then byte for
-# byte the backup. (A target that goes away under a running guest hangs the guest's own
+# byte the backup; and `virtsnap restore` of the domain in place does the same, then starts it. (A target that goes away under a running guest hangs the guest's own
 # I/O too; the sources' reconnect and error bounds are tested on their own in
 # tests/block/source/net-sources.sh.)
 set -euo pipefail
@@ -83,6 +83,16 @@ vs_assert_eq "$(md5sum < "$W/iscsi/lun1.img")" "$sum_damaged" "the LUN untouched
 vs_virtsnap export --repo "$REPO" "$ID_A" "$A" vda "$LUN_URL" >/dev/null
 cmp -n "$(stat -c %s "$W/a-backup.raw")" "$W/iscsi/lun1.img" "$W/a-backup.raw" ||
   vs_fail "the LUN does not hold the backup after the write back"
+# And the domain restored in place, its LUN rewritten through libiscsi, then started on it.
+dd if=/dev/urandom of="$W/iscsi/lun1.img" bs=1M seek=8 count=16 conv=notrunc status=none
+vs_virtsnap restore --repo "$REPO" --backup "$ID_A" --state-dir "$STATE" --json --start "$A" > "$W/restore.json"
+cat "$W/restore.json" >&2
+vs_assert_eq "$(jq -r '.domains[0].disks[0].action' "$W/restore.json")" rewritten "the LUN rewritten in place"
+cmp -n "$(stat -c %s "$W/a-backup.raw")" "$W/iscsi/lun1.img" "$W/a-backup.raw" ||
+  vs_fail "the LUN does not hold the backup after restore"
+vs_wait_agent "$A" 120
+vs_assert_eq "$(vs_gexec "$A" 'grep -c " /data " /proc/mounts')" 1 "$A runs on its restored LUN"
+virsh destroy "$A" >/dev/null
 
 # --- a qcow2 file on nfs-ganesha ----------------------------------------------------------------
 vs_nfs_start
