@@ -949,16 +949,20 @@ copy_progress(uint64_t done, uint64_t total, void *opaque)
  * drivers, served by qemu-nbd, for everything else. Under auto, a direct path
  * that does not answer falls back to the host's view and says why. */
 static VsSource *
-open_reader(Run *run, DiskJob *d, GError **error)
+open_reader(Run *run, DomJob *j, DiskJob *d, GError **error)
 {
     const char *url = d->url ? d->url : d->direct_url;
     bool raw = g_strcmp0(d->format, "raw") == 0;
     GError *err = NULL;
-    VsSource *src;
+    VsSource *src = NULL;
 
     if (url && run->opts->data_path != VS_DATA_PATH_HOST) {
-        src = raw ? vs_source_open_url(url, run->iscsi_auth, false, &err)
-                  : vs_source_open_mapped(url, d->format, &err);
+        /* CHAP: the secret the disk's <auth> names, else --iscsi-auth. */
+        g_autoptr(VsIscsiAuth) auth = g_str_has_prefix(url, "iscsi://") ?
+                                      vs_disk_iscsi_auth(run->conn, j->xml, d->target, &err) : NULL;
+        if (!err)
+            src = raw ? vs_source_open_url(url, auth ? auth : run->iscsi_auth, false, &err)
+                      : vs_source_open_mapped(url, d->format, &err);
         if (src) {
             d->data_path = g_str_has_prefix(url, "iscsi://") ? "iscsi" : "nfs";
             return src;
@@ -1051,7 +1055,7 @@ copy_one(gpointer data, gpointer user)
         src = open_job_export(t->j, d, &copts, &err);
         d->data_path = "nbd";
     } else {
-        src = open_reader(t->run, d, &err);
+        src = open_reader(t->run, t->j, d, &err);
     }
     if (src) {
         copts.progress = copy_progress;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include "vs-driver.h"
 #include "vs-backup.h"
+#include "vs-source.h"
 
 /* ------------------------------------------------------------------------- */
 /* State directory                                                           */
@@ -69,6 +70,12 @@ bool vs_blockcommit_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk
  * bytes/s (0: as fast as it goes). */
 bool vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *disk,
                                   int timeout_ms, unsigned long bandwidth, GError **error);
+
+/* CHAP credentials of network iSCSI disk TARGET of DOMAIN_XML, from the libvirt
+ * secret its <auth> names: NULL without <auth> (*error unset) or when the
+ * secret cannot be read (*error set). Free with vs_iscsi_auth_free. */
+VsIscsiAuth *vs_disk_iscsi_auth(virConnectPtr conn, const char *domain_xml, const char *target,
+                                GError **error);
 
 /* The current top source path of DISK in the live XML (NULL if none). */
 char *vs_domain_disk_source(virDomainPtr dom, const char *disk, bool inactive, GError **error);

@@ -945,7 +945,11 @@ sink_chunks_ok(Run *run, RDisk *d, GError **error)
 static bool
 install_sink(Run *run, RDisk *d, GError **error)
 {
-    g_autoptr(VsSource) sink = vs_source_open_url(d->sink_url, NULL, true, error);
+    g_autofree char *xml = vs_domain_def_format(d->dom->def, error);
+    /* CHAP: the secret the disk's <auth> names in the definition restored. */
+    g_autoptr(VsIscsiAuth) auth = xml ? vs_disk_iscsi_auth(run->conn, xml, d->target, error) : NULL;
+    g_autoptr(VsSource) sink = xml && !(error && *error) ? vs_source_open_url(d->sink_url, auth, true, error)
+                                                          : NULL;
 
     if (!sink || !vs_copy_repo_to_sink(run->repo, d->md, sink, error)) {
         vs_error_prefix(error, "restore: domain '%s' disk %s", d->dom->name, d->target);
