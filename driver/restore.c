@@ -971,9 +971,13 @@ write_one(gpointer data, gpointer user)
     g_autoptr(GError) err = NULL;
 
     (void)user;
-    /* Tests: time to pull the repository away from under a running restore. */
-    if (g_getenv("VIRTSNAP_FAULT_RESTORE_DELAY_MS"))
+    /* Tests: time to pull the repository away from under a running restore,
+     * and a file that says the write phase has begun. */
+    if (g_getenv("VIRTSNAP_FAULT_RESTORE_DELAY_MS")) {
+        if (g_getenv("VIRTSNAP_FAULT_RESTORE_MARK"))
+            (void)g_file_set_contents(g_getenv("VIRTSNAP_FAULT_RESTORE_MARK"), "", 0, NULL);
         g_usleep(g_ascii_strtoull(g_getenv("VIRTSNAP_FAULT_RESTORE_DELAY_MS"), NULL, 10) * 1000);
+    }
     /* A disk still queued when another met a bad chunk: the run is over. */
     if (g_atomic_int_get(&t->run->cancel)) {
         d->error = g_strdup_printf("restore: domain '%s' disk %s: not written (cancelled)", d->dom->name,

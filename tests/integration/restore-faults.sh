@@ -97,12 +97,15 @@ virsh shutdown "$D" --mode agent >/dev/null
 vs_wait_shutoff "$D" 60
 sum=$(md5sum < "$W/disk.qcow2")
 virsh dumpxml --inactive "$D" > "$W/def-before.xml"
-# The repository vanishes mid-restore (after the chunks were verified): the disk stays as it was.
+# The repository vanishes mid-restore (once the write phase has begun: the restore drops a
+# mark there and waits 3 s): the disk stays as it was.
 set +e
-VIRTSNAP_FAULT_RESTORE_DELAY_MS=3000 vs_virtsnap restore --repo "$REPO" --state-dir "$STATE" "$D" \
-  > "$W/gone.out" 2> "$W/gone.err" &
+rm -f "$W/writing"
+VIRTSNAP_FAULT_RESTORE_DELAY_MS=3000 VIRTSNAP_FAULT_RESTORE_MARK=$W/writing \
+  vs_virtsnap restore --repo "$REPO" --state-dir "$STATE" "$D" > "$W/gone.out" 2> "$W/gone.err" &
 pid=$!
-sleep 1.5
+for _ in $(seq 1 300); do [ -e "$W/writing" ] || ! kill -0 "$pid" 2>/dev/null && break; sleep 0.1; done
+[ -e "$W/writing" ] || vs_fail "the restore never reached its write phase: $(cat "$W/gone.err")"
 mv "$REPO" "$REPO.gone"
 wait "$pid"; rc=$?
 set -e
