@@ -126,6 +126,42 @@ wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_ms, 
     }
 }
 
+/* A commit left running by a virtsnap killed before its pivot: its READY event
+ * is gone with that process, so cancel it (the guest stays on the overlay, which
+ * holds everything) and let the caller start one whose events it sees. Any other
+ * kind of job on the disk belongs to someone else: say so. */
+static bool
+cancel_leftover_commit(virDomainPtr dom, const char *disk, const char *name, GError **error)
+{
+    virDomainBlockJobInfo info;
+    int r = virDomainGetBlockJobInfo(dom, disk, &info, 0);
+
+    if (r <= 0)
+        return true;
+    if (info.type != VIR_DOMAIN_BLOCK_JOB_TYPE_ACTIVE_COMMIT &&
+        info.type != VIR_DOMAIN_BLOCK_JOB_TYPE_COMMIT) {
+        g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT,
+                    "commit: domain '%s' disk %s has another block job running (type %d): wait for "
+                    "it or end it (virsh blockjob %s %s --abort), then run this again", name, disk,
+                    info.type, name, disk);
+        return false;
+    }
+    if (virDomainBlockJobAbort(dom, disk, 0) < 0 && virDomainGetBlockJobInfo(dom, disk, &info, 0) > 0) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s: cancelling the "
+                             "commit an interrupted run left", name, disk);
+        return false;
+    }
+    for (int i = 0; i < 300 && virDomainGetBlockJobInfo(dom, disk, &info, 0) > 0; i++)
+        g_usleep(100 * 1000);
+    if (virDomainGetBlockJobInfo(dom, disk, &info, 0) > 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
+                    "commit: domain '%s' disk %s: the commit an interrupted run left did not end "
+                    "within 30 s of its cancel", name, disk);
+        return false;
+    }
+    return true;
+}
+
 bool
 vs_blockcommit_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, int timeout_s,
                      GError **error)
@@ -142,6 +178,8 @@ vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *d
     g_autoptr(GError) local = NULL;
 
     if (!ensure_events(conn, error))
+        return false;
+    if (!cancel_leftover_commit(dom, disk, name, error))
         return false;
     forget_job(key);
     /* SHALLOW: into the image right below the overlay, never deeper down a chain
@@ -161,6 +199,7 @@ vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *d
         }
         g_usleep(200 * 1000);
     }
+    vs_fault_point("commit-started");
     if (!wait_ready(dom, disk, key, timeout_ms, &local)) {
         /* Cancel: the guest stays on the overlay, consistent; recover retries. */
         virDomainBlockJobAbort(dom, disk, 0);

@@ -41,7 +41,8 @@ vs_guest_start "$D" "$W/disk.qcow2"
 vs_virtsnap backup --repo "$REPO" --init --state-dir "$STATE" "$D" >/dev/null   # one good backup
 good=$(vs_virtsnap list --repo "$REPO" --json | jq length)
 
-for point in before-freeze after-freeze after-snapshot after-thaw after-copy before-commit after-commit before-manifest; do
+for point in before-freeze after-freeze after-snapshot after-thaw after-copy before-commit commit-started \
+    after-commit before-manifest; do
   vs_log "--- kill -9 at $point"
   set +e
   VIRTSNAP_FAULT=$point vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" "$D" > "$W/$point.out" 2>&1
