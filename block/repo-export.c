@@ -171,16 +171,8 @@ prefetch_worker(gpointer data)
 
     g_mutex_lock(&p->lock);
     while (pipe_take_locked(p, &p->next_prefetch, &p->next_read, EXPORT_PREFETCH_AHEAD, &i)) {
-        g_autofree char *path = NULL;
-        int fd;
-
         g_mutex_unlock(&p->lock);
-        path = repo_chunk_path(p->repo, &g_array_index(p->disk->chunks, VsChunkRef, i).digest);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            (void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
-            close(fd);
-        }
+        repo_prefetch_chunk(p->repo, &g_array_index(p->disk->chunks, VsChunkRef, i).digest);
         g_mutex_lock(&p->lock);
     }
     g_mutex_unlock(&p->lock);

@@ -91,6 +91,10 @@ int repo_write_temp(const char *dir, const char *kind, const void *data, size_t 
                     char **tmp_path);
 void repo_random_hex(char *out, size_t nhex);   /* NHEX chars + NUL */
 
+/* Asks the kernel to read DIGEST's chunk file ahead of its reader (only a hint:
+ * a file that cannot be opened is left for the reader to report). */
+void repo_prefetch_chunk(VsRepo *repo, const VsDigest *digest);
+
 /* Ids in backups/ as sorted, or NULL with an error. */
 char **repo_list_ids(VsRepo *repo, GError **error);
 /* A full id, unique prefix or "latest" to one existing id. */

@@ -13,6 +13,10 @@
 
 #define VERIFY_MAX_THREADS 8
 #define VERIFY_BATCH 16
+/* Chunk files asked of the kernel ahead of the workers: a cold repository is
+ * thousands of small files, and one read at a time per worker leaves the disk
+ * idle between them (restore's export measured 2 s of such waiting). */
+#define VERIFY_PREFETCH_AHEAD 64
 
 typedef struct {
     VsDigest digest;
@@ -25,6 +29,7 @@ typedef struct {
     VsRepo *repo;
     GArray *entries;           /* of Entry, sorted by digest, unique */
     gint next;                 /* next batch to take */
+    gint stop;                 /* the workers are done: the prefetch ends */
 } VerifyJob;
 
 static int
@@ -52,6 +57,22 @@ check_worker(gpointer data)
             e->verdict = (uint8_t)repo_check_chunk(job->repo, &e->digest, NULL, &len, &e->detail);
             e->length = (uint32_t)len;
         }
+    }
+    return NULL;
+}
+
+/* Keeps the kernel reading up to VERIFY_PREFETCH_AHEAD chunk files ahead of
+ * the workers. */
+static gpointer
+prefetch_worker(gpointer data)
+{
+    VerifyJob *job = data;
+
+    for (guint i = 0; i < job->entries->len && !g_atomic_int_get(&job->stop); i++) {
+        while (i >= (guint)g_atomic_int_get(&job->next) + VERIFY_PREFETCH_AHEAD &&
+               !g_atomic_int_get(&job->stop))
+            g_usleep(500);
+        repo_prefetch_chunk(job->repo, &g_array_index(job->entries, Entry, i).digest);
     }
     return NULL;
 }
@@ -101,7 +122,7 @@ vs_repo_verify(VsRepo *repo, const char *id, GPtrArray **problems, uint64_t *chu
     g_auto(GStrv) ids = NULL;
     g_autoptr(GArray) entries = g_array_new(FALSE, TRUE, sizeof(Entry));
     g_autoptr(GHashTable) unreadable = g_hash_table_new(g_str_hash, g_str_equal);
-    VerifyJob job = { repo, entries, 0 };
+    VerifyJob job = { repo, entries, 0, 0 };
     guint out = 0;
 
     g_return_val_if_fail(problems != NULL, false);
@@ -160,12 +181,15 @@ vs_repo_verify(VsRepo *repo, const char *id, GPtrArray **problems, uint64_t *chu
     {
         guint nthreads = MIN(CLAMP(g_get_num_processors(), 1, VERIFY_MAX_THREADS),
                              (entries->len + VERIFY_BATCH - 1) / VERIFY_BATCH);
-        GThread *threads[VERIFY_MAX_THREADS];
+        GThread *threads[VERIFY_MAX_THREADS], *prefetch;
 
+        prefetch = g_thread_new("vs-verify-ahead", prefetch_worker, &job);
         for (guint t = 0; t < nthreads; t++)
             threads[t] = g_thread_new("vs-verify", check_worker, &job);
         for (guint t = 0; t < nthreads; t++)
             g_thread_join(threads[t]);
+        g_atomic_int_set(&job.stop, 1);
+        g_thread_join(prefetch);
     }
     if (chunks_checked)
         *chunks_checked = entries->len;

@@ -1288,3 +1288,15 @@ vs_repo_unlock(VsRepo *repo)
         repo->lock_fd = -1;
     }
 }
+
+void
+repo_prefetch_chunk(VsRepo *repo, const VsDigest *digest)
+{
+    g_autofree char *path = repo_chunk_path(repo, digest);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd >= 0) {
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+        close(fd);
+    }
+}
