@@ -28,6 +28,8 @@ set -euo pipefail
 VS_TEST_NAME=backup-bench
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$BENCH_DIR/../tests/lib/harness.sh"
+. "$BENCH_DIR/lib.sh"
+export BENCH_DIR
 
 RUNS=${RUNS:-3}
 RAND_MIB=${RAND_MIB:-1024}
@@ -39,32 +41,18 @@ T_START=$(date +%s)
 LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
 
 vs_require_root
-for b in build-bench build; do
-  [ -n "${VIRTSNAP:-}" ] || [ ! -x "$VS_SOURCE_ROOT/$b/tools/virtsnap" ] || VIRTSNAP=$VS_SOURCE_ROOT/$b/tools/virtsnap
-done
-[ -x "${VIRTSNAP:-}" ] || vs_fail "no virtsnap binary: ninja -C build-bench, or set VIRTSNAP"
+bench_find_virtsnap build-bench build
 [ -x /usr/bin/time ] || vs_fail "/usr/bin/time missing: apt-get install time"
 command -v jq >/dev/null || vs_fail "jq missing: apt-get install jq"
 command -v virtnbdbackup >/dev/null || vs_fail "virtnbdbackup missing: apt-get install virtnbdbackup"
 vs_libvirt_up
 
-if [ -n "${1:-}" ]; then
-  mkdir -p "$1"
-  W=$(cd "$1" && pwd)/backup-bench.$$
-  mkdir "$W"
-  vs_on_exit rm -rf --one-file-system "$W"
-else
-  W=$(vs_workdir)/bench
-  mkdir -p "$W"
-fi
-chmod 755 "$W" "$(dirname "$W")"
+bench_workdir backup-bench "${1:-}"
 RES=$W/results.tsv          # tool run wall_s rss_kb tree_rss_kb/tree_pss_kb/cpu_s bytes gap_s own_ms fsync_s
 : > "$RES"
 
 # ---------------------------------------------------------------- helpers
 
-. "$BENCH_DIR/lib.sh"
-export BENCH_DIR
 
 uptime_guest() { vs_gexec "$DOM" 'cut -d" " -f1 /proc/uptime'; }
 # gap_guest UP0 UP1: "GAP@END": the longest gap (s) between consecutive records written in

@@ -32,20 +32,11 @@ T_START=$(date +%s)
 LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
 
 vs_require_root
-for b in build-bench build; do
-  [ -n "${VIRTSNAP:-}" ] || [ ! -x "$VS_SOURCE_ROOT/$b/tools/virtsnap" ] || VIRTSNAP=$VS_SOURCE_ROOT/$b/tools/virtsnap
-done
-[ -x "${VIRTSNAP:-}" ] || vs_fail "no virtsnap binary: ninja -C build-bench, or set VIRTSNAP"
+bench_find_virtsnap build-bench build
 [ -x /usr/bin/time ] || vs_fail "/usr/bin/time missing: apt-get install time"
 command -v virtnbdbackup >/dev/null || vs_fail "virtnbdbackup missing: apt-get install virtnbdbackup"
 vs_libvirt_up
-if [ -n "${1:-}" ]; then
-  mkdir -p "$1"; W=$(cd "$1" && pwd)/incremental-bench.$$; mkdir "$W"
-  vs_on_exit rm -rf --one-file-system "$W"
-else
-  W=$(vs_workdir)/bench; mkdir -p "$W"
-fi
-chmod 755 "$W" "$(dirname "$W")"
+bench_workdir incremental-bench "${1:-}"
 RES=$W/results.tsv     # tool run wall_s rss_kb read_bytes stored_bytes
 : > "$RES"
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RES"; }

@@ -56,6 +56,31 @@ measure() {
   M_TREE="$M_TREE/$M_PSS/$M_CPU"     # recorded as one field: rss/pss/cpu
 }
 
+# bench_find_virtsnap BUILDDIR...: $VIRTSNAP, else the first BUILDDIR (under the source
+# root) holding tools/virtsnap; fails naming the first BUILDDIR to build.
+bench_find_virtsnap() {
+  local b
+  for b in "$@"; do
+    [ -n "${VIRTSNAP:-}" ] || [ ! -x "$VS_SOURCE_ROOT/$b/tools/virtsnap" ] || VIRTSNAP=$VS_SOURCE_ROOT/$b/tools/virtsnap
+  done
+  [ -x "${VIRTSNAP:-}" ] || vs_fail "no virtsnap binary: ninja -C $1, or set VIRTSNAP"
+}
+
+# bench_workdir NAME [DIR]: sets W, a fresh NAME.PID under DIR (removed on exit), or the
+# harness work dir's bench/; readable by libvirt-qemu either way.
+bench_workdir() {
+  if [ -n "${2:-}" ]; then
+    mkdir -p "$2"
+    W=$(cd "$2" && pwd)/$1.$$
+    mkdir "$W"
+    vs_on_exit rm -rf --one-file-system "$W"
+  else
+    W=$(vs_workdir)/bench
+    mkdir -p "$W"
+  fi
+  chmod 755 "$W" "$(dirname "$W")"
+}
+
 # fsync_time FILE...: seconds an fsync of the files takes right after the tool (a tool that
 # synced its output itself gets ~0): each tool is compared with its data on disk.
 fsync_time() { local t0; t0=$(ns); sync "$@"; secs "$t0" "$(ns)"; }

@@ -35,6 +35,8 @@ set -euo pipefail
 VS_TEST_NAME=restore-bench
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$BENCH_DIR/../tests/lib/harness.sh"
+. "$BENCH_DIR/lib.sh"
+export BENCH_DIR
 
 RUNS=${RUNS:-3}
 RAND_MIB=${RAND_MIB:-1024}
@@ -45,25 +47,13 @@ T_START=$(date +%s)
 LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
 
 vs_require_root
-for b in build-rbench build-bench build; do
-  [ -n "${VIRTSNAP:-}" ] || [ ! -x "$VS_SOURCE_ROOT/$b/tools/virtsnap" ] || VIRTSNAP=$VS_SOURCE_ROOT/$b/tools/virtsnap
-done
-[ -x "${VIRTSNAP:-}" ] || vs_fail "no virtsnap binary: ninja -C build-rbench, or set VIRTSNAP"
+bench_find_virtsnap build-rbench build-bench build
 [ -x /usr/bin/time ] || vs_fail "/usr/bin/time missing: apt-get install time"
 command -v jq >/dev/null || vs_fail "jq missing: apt-get install jq"
 command -v virtnbdrestore >/dev/null || vs_fail "virtnbdrestore missing: apt-get install virtnbdbackup"
 vs_libvirt_up
 
-if [ -n "${1:-}" ]; then
-  mkdir -p "$1"
-  W=$(cd "$1" && pwd)/restore-bench.$$
-  mkdir "$W"
-  vs_on_exit rm -rf --one-file-system "$W"
-else
-  W=$(vs_workdir)/bench
-  mkdir -p "$W"
-fi
-chmod 755 "$W" "$(dirname "$W")"
+bench_workdir restore-bench "${1:-}"
 RES=$W/results.tsv          # tool run wall_s rss_kb tree_rss_kb/tree_pss_kb/cpu_s bytes fsync_s
 : > "$RES"
 NBDDIR=$W/nbd; mkdir -p "$NBDDIR"; chmod 1777 "$NBDDIR"   # virtnbd*'s qemu-nbd sockets
@@ -87,8 +77,6 @@ vs_on_exit kill_helpers "$W"
 
 # ---------------------------------------------------------------- helpers
 
-. "$BENCH_DIR/lib.sh"
-export BENCH_DIR
 
 
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RES"; }
