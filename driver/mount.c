@@ -81,6 +81,7 @@ vs_mount_free(VsMount *m)
         return;
     g_free(m->id); g_free(m->uri); g_free(m->socket); g_free(m->repo); g_free(m->backup_id);
     g_free(m->domain); g_free(m->disk); g_free(m->log);
+    g_free(m->instant_dest); g_free(m->instant_tmp);
     g_free(m);
 }
 
@@ -187,6 +188,10 @@ registry_write(const VsMount *m, GError **error)
     STR("disk", m->disk);
     INT("virtual_size", m->virtual_size);
     STR("log", m->log);
+    STR("instant_dest", m->instant_dest);
+    STR("instant_tmp", m->instant_tmp);
+    INT("restore_pid", m->restore_pid);
+    INT("restore_starttime", m->restore_starttime);
 #undef STR
 #undef INT
     json_builder_end_object(b);
@@ -228,6 +233,10 @@ registry_read(const char *path)
     m->disk = S("disk");
     m->virtual_size = (uint64_t)I("virtual_size");
     m->log = S("log");
+    m->instant_dest = S("instant_dest");
+    m->instant_tmp = S("instant_tmp");
+    m->restore_pid = (int)I("restore_pid");
+    m->restore_starttime = (uint64_t)I("restore_starttime");
 #undef S
 #undef I
     if (!m->id) {
@@ -543,6 +552,13 @@ vs_mount_start(const VsMountOptions *o, GError **error)
     g_free(pidfile);
     pidfile = mount_file(m->id, ".pid");
     m->log = mount_file(m->id, ".log");
+    m->instant_dest = g_strdup(o->instant_dest);
+    m->instant_tmp = g_strdup(o->instant_tmp);
+    if (o->instant_dest) {
+        char pst;
+        m->restore_pid = getpid();
+        (void)proc_stat(m->restore_pid, &pst, &m->restore_starttime);
+    }
 
     if (o->port) {
         m->port = o->port;
@@ -1021,7 +1037,7 @@ vs_blockpull_run(virConnectPtr conn, VsPullJob *jobs, guint n, int stall_s,
         g_mutex_unlock(&pull_lock);
         j->state = VS_PULL_RUNNING;
         j->last_change = g_get_monotonic_time();
-        if (virDomainBlockPull(j->dom, j->disk, 0, 0) < 0) {
+        if (!j->adopt && virDomainBlockPull(j->dom, j->disk, 0, 0) < 0) {
             pull_fail(j, "starting the copy (block pull) of domain '%s' disk %s: %s", name, j->disk,
                       virGetLastErrorMessage());
             continue;
@@ -1097,4 +1113,185 @@ vs_blockpull_run(virConnectPtr conn, VsPullJob *jobs, guint n, int stall_s,
     for (guint i = 0; i < keys->len; i++)
         g_hash_table_remove(pull_events, keys->pdata[i]);
     g_mutex_unlock(&pull_lock);
+}
+
+/* ------------------------------------------------------------------------- */
+/* recover: an interrupted restore --instant                                  */
+
+static bool
+source_is_export(const VsStorageSource *s, const VsMount *m)
+{
+    if (g_strcmp0(s->protocol, "nbd") != 0)
+        return false;
+    for (guint h = 0; h < s->hosts->len; h++) {
+        const VsHostDef *host = s->hosts->pdata[h];
+        if (m->socket ? g_strcmp0(host->socket, m->socket) == 0
+                      : (host->port && atoi(host->port) == m->port))
+            return true;
+    }
+    return false;
+}
+
+/* The running domain and disk target whose live chain reads M's export. */
+static bool
+instant_user(const VsMount *m, virConnectPtr conn, virDomainPtr *dom_out, char **disk_out,
+             GError **error)
+{
+    virDomainPtr *doms = NULL;
+    int n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+
+    *dom_out = NULL;
+    *disk_out = NULL;
+    if (n < 0) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "recover: cannot list the running domains");
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        g_autofree char *xml = *dom_out ? NULL : virDomainGetXMLDesc(doms[i], 0);
+        g_autoptr(VsDomainDef) def = xml ? vs_domain_def_parse_string(xml, "live", NULL) : NULL;
+
+        for (guint k = 0; def && k < def->disks->len && !*dom_out; k++) {
+            VsDiskDef *d = def->disks->pdata[k];
+            for (VsStorageSource *s = d->src ? d->src->backing : NULL; s && !*dom_out; s = s->backing)
+                if (source_is_export(s, m)) {
+                    *dom_out = doms[i];
+                    *disk_out = g_strdup(d->target_dev);
+                    doms[i] = NULL;
+                }
+        }
+        if (doms[i])
+            virDomainFree(doms[i]);
+    }
+    free(doms);
+    return true;
+}
+
+/* Does the qcow2 PATH name URI as its backing file? */
+static bool
+image_backed_by(const char *path, const char *uri)
+{
+    const char *argv[] = { "qemu-img", "info", "-U", "--output=json", path, NULL };
+    g_autofree char *out = NULL;
+    g_autoptr(JsonParser) p = json_parser_new();
+    JsonNode *root;
+    int status = 0;
+
+    if (!g_file_test(path, G_FILE_TEST_EXISTS) ||
+        !g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL,
+                      NULL, NULL, &out, NULL, &status, NULL) ||
+        !g_spawn_check_wait_status(status, NULL) || !json_parser_load_from_data(p, out, -1, NULL) ||
+        !(root = json_parser_get_root(p)) || !JSON_NODE_HOLDS_OBJECT(root))
+        return false;
+    return g_strcmp0(json_object_get_string_member_with_default(json_node_get_object(root),
+                                                                "backing-filename", NULL), uri) == 0;
+}
+
+static void
+instant_act(GPtrArray *actions, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static void
+instant_act(GPtrArray *actions, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    g_ptr_array_add(actions, g_strdup_vprintf(fmt, ap));
+    va_end(ap);
+}
+
+/* One export of an interrupted restore --instant. */
+static bool
+instant_recover_one(virConnectPtr conn, VsMount *m, GPtrArray *actions, GError **error)
+{
+    g_autoptr(GError) err = NULL;
+    virDomainPtr dom = NULL;
+    g_autofree char *disk = NULL;
+
+    if (!m->alive) {
+        /* Without its server the guest's reads of uncopied data already
+         * failed; a new server would be another export, not the one QEMU
+         * opened. Say so rather than guess. */
+        if (image_backed_by(m->instant_dest, m->uri)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
+                        "recover: %s still reads backup %s (domain '%s' disk %s) through %s, whose "
+                        "server is gone; stop the domain that uses it, then restore the disk again "
+                        "(virtsnap restore --repo %s --backup %s ...)", m->instant_dest, m->backup_id,
+                        m->domain, m->disk, m->uri, m->repo, m->backup_id);
+            return false;
+        }
+        if (m->instant_tmp && unlink(m->instant_tmp) == 0)
+            instant_act(actions, "removed %s, left by an interrupted restore --instant", m->instant_tmp);
+        return vs_mount_stop(m, NULL, true, error);
+    }
+    if (!instant_user(m, conn, &dom, &disk, error))
+        return false;
+    if (dom) {
+        virDomainBlockJobInfo info;
+        VsPullJob j = { .dom = dom, .disk = disk };
+        const char *name = virDomainGetName(dom);
+
+        j.adopt = virDomainGetBlockJobInfo(dom, disk, &info, 0) == 1 &&
+                  info.type == VIR_DOMAIN_BLOCK_JOB_TYPE_PULL;
+        vs_blockpull_run(conn, &j, 1, 0, NULL, NULL);
+        if (j.state != VS_PULL_DONE) {
+            g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
+                        "recover: domain '%s' disk %s still reads backup %s through %s: %s; the "
+                        "export stays up (mount %s); run recover again", name, disk, m->backup_id,
+                        m->uri, j.error ? j.error : "the domain stopped during the copy", m->id);
+            g_free(j.error);
+            virDomainFree(dom);
+            return false;
+        }
+        instant_act(actions, "%s the copy of domain '%s' disk %s from backup %s (block pull): it "
+                    "no longer depends on the repository", j.adopt ? "waited for" : "finished",
+                    name, disk, m->backup_id);
+        virDomainFree(dom);
+    } else if (image_backed_by(m->instant_dest, m->uri)) {
+        if (!vs_instant_finish_offline(m->instant_dest, error)) {
+            vs_error_prefix(error, "recover: the export stays up (mount %s): ", m->id);
+            return false;
+        }
+        instant_act(actions, "copied backup %s into %s offline (qemu-img rebase): it no longer "
+                    "depends on the repository", m->backup_id, m->instant_dest);
+    } else if (m->instant_tmp && image_backed_by(m->instant_tmp, m->uri)) {
+        /* The restore died before it installed the disk: nothing uses it. */
+        unlink(m->instant_tmp);
+        instant_act(actions, "removed %s, left by an interrupted restore --instant", m->instant_tmp);
+    }
+    if (!vs_mount_stop(m, NULL, true, &err)) {
+        g_propagate_error(error, g_steal_pointer(&err));
+        return false;
+    }
+    instant_act(actions, "stopped export %s (%s) of backup %s", m->id, m->uri, m->backup_id);
+    return true;
+}
+
+bool
+vs_instant_recover(virConnectPtr conn, GPtrArray *actions, GError **error)
+{
+    g_autoptr(GPtrArray) mounts = vs_mount_list(error);
+    bool ok = true;
+
+    if (!mounts)
+        return false;
+    for (guint i = 0; i < mounts->len; i++) {
+        VsMount *m = mounts->pdata[i];
+        g_autoptr(GError) err = NULL;
+
+        if (!m->instant_dest)
+            continue;                   /* a mount of the user's own */
+        if (m->restore_pid > 0 && pid_alive(m->restore_pid, m->restore_starttime)) {
+            instant_act(actions, "left alone: export %s belongs to a restore --instant that still "
+                        "runs (pid %d)", m->id, m->restore_pid);
+            continue;
+        }
+        if (!instant_recover_one(conn, m, actions, &err)) {
+            if (ok && error && !*error)
+                g_propagate_error(error, g_steal_pointer(&err));
+            else
+                instant_act(actions, "%s", err->message);
+            ok = false;
+        }
+    }
+    return ok;
 }

@@ -11,6 +11,7 @@
  * its checkpoint deleted unless the run's manifest was written after all. */
 #include "config.h"
 #include "driver-internal.h"
+#include "vs-restore.h"
 #include "vs-xml.h"
 
 #include <errno.h>
@@ -387,6 +388,20 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
             all_ok = false;
         }
         close(fd);
+    }
+    /* Not journaled: the mount registry is restore --instant's record. Only a
+     * plain `recover` (no UUIDS: not the one a backup runs first) does it, as
+     * it may wait for a whole disk to be copied. */
+    if (!uuids) {
+        g_autoptr(GError) err = NULL;
+
+        if (!vs_instant_recover(conn, actions, &err)) {
+            if (all_ok && error && !*error)
+                g_propagate_error(error, g_steal_pointer(&err));
+            else
+                act(actions, "%s", err->message);
+            all_ok = false;
+        }
     }
     return all_ok;
 }

@@ -1447,7 +1447,8 @@ instant_write_phase(Run *run)
         for (guint k = 0; k < r->disks->len; k++) {
             RDisk *d = r->disks->pdata[k];
             VsMountOptions mo = { .repo_path = run->opts->repo_path, .backup_id = r->m->id,
-                                  .domain = r->name, .disk = d->target, .owner = owner };
+                                  .domain = r->name, .disk = d->target, .owner = owner,
+                                  .instant_dest = d->dest, .instant_tmp = d->tmp };
             g_autoptr(GError) err = NULL;
 
             if (!(d->mount = vs_mount_start(&mo, &err)) ||
@@ -1794,8 +1795,12 @@ vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOpti
     }
     for (guint i = 0; i < run.doms->len; i++)
         finish_domain(&run, run.doms->pdata[i]);
-    if (opts->instant)
+    if (opts->instant) {
+        /* From here a killed restore leaves running guests on their exports
+         * (nbdkit outlives us on purpose): `virtsnap recover` finishes them. */
+        vs_fault_point("instant-running");
         instant_copy_phase(&run);
+    }
     result = make_result(&run);
     run_clear(&run);
     return result;

@@ -118,6 +118,9 @@ typedef struct {
                                    * (mode 0600); NULL: root's alone */
     bool foreground;              /* nbdkit stays in our session and dies with us
                                    * (vs_mount_wait); else it gets its own session */
+    const char *instant_dest;     /* restore --instant: the overlay on this export,
+                                   * at its final path (recover finishes its copy) */
+    const char *instant_tmp;      /* ... and where it is written before install */
 } VsMountOptions;
 
 typedef struct {
@@ -131,6 +134,9 @@ typedef struct {
     uint64_t virtual_size;
     char *log;                    /* nbdkit's messages */
     bool alive;                   /* vs_mount_list/find: nbdkit still runs */
+    char *instant_dest, *instant_tmp;  /* VsMountOptions; NULL for a plain mount */
+    int restore_pid;              /* the restore --instant that started it, */
+    uint64_t restore_starttime;   /* ... while it runs recover leaves it alone */
 } VsMount;
 
 void vs_mount_free(VsMount *m);
@@ -152,6 +158,14 @@ VsMount *vs_mount_find(const char *what, GError **error);
 bool vs_mount_stop(VsMount *m, virConnectPtr conn, bool force, GError **error);
 
 /* restore --instant's pieces ------------------------------------------------ */
+
+/* For `virtsnap recover`: finishes what an interrupted restore --instant left
+ * (its exports outlive it on purpose, so that the guest keeps reading): a disk
+ * still on its export gets its copy finished (a block pull while its domain
+ * runs, qemu-img rebase while it does not), then the export is stopped; an
+ * export nothing reads any more is stopped. Each step is added to ACTIONS.
+ * false (the first failure in ERROR) if one could not be finished. */
+bool vs_instant_recover(virConnectPtr conn, GPtrArray *actions, GError **error);
 
 /* "+UID:+GID" of QEMU's DAC label on CONN's host (capabilities), NULL if none. */
 char *vs_qemu_dac_owner(virConnectPtr conn, const char *virt_type);
@@ -175,6 +189,7 @@ typedef struct {
     uint64_t cur, end;            /* progress seen last */
     int64_t done_ms;              /* monotonic ms when it finished */
     gint64 last_change;           /* private */
+    bool adopt;                   /* a pull already runs on the disk: wait for it */
 } VsPullJob;
 
 /* Starts a block pull (base: none) on every job's disk and waits until each is

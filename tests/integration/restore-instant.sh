@@ -14,6 +14,9 @@
 # and the domain boots again with the repository moved away. Then a guest destroyed
 # during its copy: the copy is finished offline (qemu-img rebase) and the image is a
 # standalone, crash-consistent disk. A missing chunk is refused before anything is touched.
+# Last, two restores killed (kill -9 at a fault point) once their guests run on the
+# exports: the exports outlive them, and `virtsnap recover` finishes the copy of the one
+# still running (block pull) and of the one stopped meanwhile (offline), then stops both.
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
@@ -171,4 +174,37 @@ virsh destroy "$D2" >/dev/null 2>&1 || true
 # the guest ran (and wrote) for a moment, then was pulled from under: a crash-consistent disk
 "$VS_GUEST_SRC/verify-backup.sh" "$W/$D2-vda.qcow2" --crash-consistent || vs_fail "$D2's disk is not consistent"
 vs_assert_eq "$(nbdkits | wc -l)" 0 "nbdkit processes left"
+
+# --- virtsnap killed while the guests run on their exports: recover finishes the copies ------
+# D3 keeps running (recover pulls its disk while it runs); D4 is stopped before recover
+# (recover copies its disk offline). Both were killed after the start, before any copy.
+for n in 3 4; do
+  vs_domain_track "$D-$n"
+  set +e
+  VIRTSNAP_FAULT=instant-running "$VIRTSNAP" restore --repo "$REPO" --state-dir "$STATE" --instant \
+    --as "$D-$n" "$D" > "$W/r$n.out" 2>&1; rc=$?
+  set -e
+  vs_assert_eq "$rc" 137 "restore --instant of $D-$n killed at instant-running"
+  vs_assert_eq "$(virsh domstate "$D-$n" | sed -n 1p)" running "$D-$n runs after the kill"
+  vs_assert_eq "$(qemu-img info -U --output=json "$W/$D-$n-vda.qcow2" | jq -r '.["backing-filename"] | startswith("nbd+unix")')" \
+    true "$D-$n still reads its export"
+done
+vs_assert_eq "$(nbdkits | wc -l)" 2 "the exports outlive the killed restores"
+virsh destroy "$D-4" >/dev/null
+vs_wait_agent "$D-3" 60
+vs_assert_eq "$(vs_gexec "$D-3" 'md5sum /data/big' | awk '{print $1}')" "$sum" "data read through the export after the kill"
+"$VIRTSNAP" recover --state-dir "$STATE" > "$W/rec.out" 2>&1 || { cat "$W/rec.out" >&2; vs_fail "recover after killed instant restores failed"; }
+cat "$W/rec.out" >&2
+vs_assert_contains "$(cat "$W/rec.out")" "finished the copy of domain '$D-3' disk vda" "recover pulled the running guest's disk"
+vs_assert_contains "$(cat "$W/rec.out")" "into $W/$D-4-vda.qcow2 offline" "recover copied the stopped guest's disk"
+for n in 3 4; do
+  vs_assert_eq "$(qemu-img info -U --output=json "$W/$D-$n-vda.qcow2" | jq -r '.["backing-filename"] // "none"')" none "backing file of $D-$n's image after recover"
+done
+vs_assert_eq "$(virsh dumpxml "$D-3" | grep -c "nbd" || true)" 0 "NBD in $D-3's live XML after recover"
+vs_assert_eq "$(nbdkits | wc -l)" 0 "nbdkit processes left after recover"
+vs_assert_eq "$(ls "$VIRTSNAP_RUN_DIR/mounts" | wc -l)" 0 "files left in the run directory after recover"
+vs_assert_eq "$(vs_gexec "$D-3" 'md5sum /data/big' | awk '{print $1}')" "$sum" "data of $D-3 after recover"
+virsh destroy "$D-3" >/dev/null
+"$VS_GUEST_SRC/verify-backup.sh" "$W/$D-3-vda.qcow2" --crash-consistent || vs_fail "$D-3's disk is not consistent"
+"$VS_GUEST_SRC/verify-backup.sh" "$W/$D-4-vda.qcow2" --crash-consistent || vs_fail "$D-4's disk is not consistent"
 vs_log "restore-instant: all checks passed"
