@@ -18,6 +18,7 @@
 #include <libnbd.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,6 +39,8 @@ typedef struct {
     char *image_path;     /* image: what a clone serves again (absolute) */
     char *format;
     int err_fd;           /* image: qemu-nbd's stderr (unlinked file), or -1 */
+    char *chap_user;      /* image: iscsi:// with CHAP: the user, and the */
+    int secret_fd;        /* ... password in a memfd qemu-nbd reads, or -1 */
 } NbdSource;
 
 static const VsSourceOps nbd_ops;
@@ -236,6 +239,9 @@ nbd_source_free(NbdSource *ns)
     }
     if (ns->err_fd >= 0)
         close(ns->err_fd);
+    if (ns->secret_fd >= 0)
+        close(ns->secret_fd);
+    g_free(ns->chap_user);
     g_free(ns->uri);
     g_free(ns->bitmap);
     g_free(ns->image_path);
@@ -299,6 +305,7 @@ open_uri(const char *uri, const char *bitmap, GError **error)
     g_autoptr(VsSource) src = NULL;
 
     ns->err_fd = -1;
+    ns->secret_fd = -1;
     ns->uri = g_strdup(uri);
     ns->bitmap = g_strdup(bitmap);
     src = vs_source_new(&nbd_ops, uri, ns);
@@ -350,10 +357,10 @@ append_escaped(GString *s, const char *v)
     }
 }
 
-/* nfs://HOST/PATH and iscsi://HOST[:PORT]/IQN/LUN as QEMU's driver options
- * (no credentials: images that need CHAP are not opened this way). */
+/* nfs://HOST/PATH and iscsi://HOST[:PORT]/IQN/LUN as QEMU's driver options;
+ * CHAP_USER: the iSCSI login's user, its password the secret object SECRET_ID. */
 static char *
-url_opts(const char *url, const char *format)
+url_opts(const char *url, const char *format, const char *chap_user, const char *secret_id)
 {
     g_autoptr(GUri) uri = g_uri_parse(url, G_URI_FLAGS_NONE, NULL);
     GString *opts = g_string_new(NULL);
@@ -371,6 +378,11 @@ url_opts(const char *url, const char *format)
                                g_uri_get_host(uri), g_uri_get_port(uri) > 0 ? g_uri_get_port(uri) : 3260);
         append_escaped(opts, parts[0] ? parts[0] : "");
         g_string_append_printf(opts, ",file.lun=%s", parts[0] && parts[1] ? parts[1] : "0");
+        if (chap_user) {
+            g_string_append(opts, ",file.user=");
+            append_escaped(opts, chap_user);
+            g_string_append_printf(opts, ",file.password-secret=%s", secret_id);
+        }
     }
     g_string_append(opts, ",force-share=on");
     return g_string_free(opts, FALSE);
@@ -379,7 +391,7 @@ url_opts(const char *url, const char *format)
 /* The --image-opts of a read-only, force-shared view of ABS_PATH as FORMAT:
  * QEMU's option syntax escapes a comma by doubling it. */
 static char *
-image_opts(const char *abs_path, const char *format)
+image_opts(const char *abs_path, const char *format, const char *chap_user, const char *secret_id)
 {
     GString *opts = g_string_new(NULL);
     struct stat st;
@@ -389,7 +401,7 @@ image_opts(const char *abs_path, const char *format)
      * file.filename would be taken for a local file name). */
     if (is_url(abs_path)) {
         g_string_free(opts, TRUE);
-        return url_opts(abs_path, format);
+        return url_opts(abs_path, format, chap_user, secret_id);
     }
     g_string_printf(opts, "driver=%s,file.driver=%s,file.filename=", format,
                     stat(abs_path, &st) == 0 && S_ISBLK(st.st_mode) ? "host_device" : "file");
@@ -399,17 +411,52 @@ image_opts(const char *abs_path, const char *format)
     return g_string_free(opts, FALSE);
 }
 
+/* The password in a sealed memfd: QEMU reads a secret object from a file, and
+ * this one is on no disk and in no command line; qemu-nbd opens it through our
+ * /proc entry while we hold it. */
+static int
+secret_memfd(const char *password, const char *description, GError **error)
+{
+    int fd = memfd_create("virtsnap-chap", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    size_t len = strlen(password);
+
+    if (fd < 0 || write(fd, password, len) != (ssize_t)len ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "image: %s: CHAP secret for qemu-nbd: %s",
+                    description, g_strerror(e));
+        return -1;
+    }
+    return fd;
+}
+
 static VsSource *
-open_image(const char *abs_path, const char *format, const char *description, GError **error)
+open_image(const char *abs_path, const char *format, const char *description,
+           const char *chap_user, int secret_fd, GError **error)
 {
     NbdSource *ns = g_new0(NbdSource, 1);
     g_autoptr(VsSource) src = vs_source_new(&image_ops, description, ns);
-    g_autofree char *opts = image_opts(abs_path, format);
+    g_autofree char *opts = image_opts(abs_path, format, chap_user, "vs-chap");
     g_autofree char *err_path = g_build_filename(g_get_tmp_dir(), "virtsnap-qemu-nbd-XXXXXX", NULL);
-    g_autofree char *err_ref = NULL;
+    g_autofree char *err_ref = NULL, *secret_obj = NULL;
 
     ns->image_path = g_strdup(abs_path);
     ns->format = g_strdup(format);
+    ns->secret_fd = -1;
+    if (chap_user) {
+        ns->chap_user = g_strdup(chap_user);
+        ns->secret_fd = fcntl(secret_fd, F_DUPFD_CLOEXEC, 0);
+        if (ns->secret_fd < 0) {
+            int e = errno;
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "image: %s: CHAP secret: %s", description,
+                        g_strerror(e));
+            return NULL;
+        }
+        secret_obj = g_strdup_printf("secret,id=vs-chap,format=raw,file=/proc/%d/fd/%d",
+                                     (int)getpid(), ns->secret_fd);
+    }
     ns->err_fd = mkostemp(err_path, O_CLOEXEC);
     if (ns->err_fd < 0) {
         int e = errno;
@@ -441,8 +488,14 @@ open_image(const char *abs_path, const char *format, const char *description, GE
             (char *)"f=$1; shift; exec \"$@\" </dev/null >/dev/null 2>>\"$f\"", (char *)"sh",
             err_ref, (char *)"setpriv", (char *)"--pdeathsig", (char *)"KILL", (char *)"--",
             (char *)"qemu-nbd", (char *)"--read-only", (char *)"--cache=writeback",
-            (char *)"--aio=threads", (char *)"--image-opts", opts, NULL,
+            (char *)"--aio=threads", (char *)"--image-opts", opts, NULL, NULL, NULL,
         };
+
+        if (secret_obj) {
+            /* --object must come before the image it serves */
+            argv[15] = argv[13]; argv[16] = argv[14];
+            argv[13] = (char *)"--object"; argv[14] = secret_obj;
+        }
 
         if (nbd_connect_systemd_socket_activation(ns->nbd, argv) < 0) {
             set_nbd_error(error, src, ns, "start qemu-nbd");
@@ -456,6 +509,13 @@ open_image(const char *abs_path, const char *format, const char *description, GE
 
 VsSource *
 vs_source_open_image(const char *path, const char *format, GError **error)
+{
+    return vs_source_open_image_auth(path, format, NULL, error);
+}
+
+VsSource *
+vs_source_open_image_auth(const char *path, const char *format, const VsIscsiAuth *auth,
+                          GError **error)
 {
     g_autofree char *abs = NULL;
 
@@ -473,15 +533,25 @@ vs_source_open_image(const char *path, const char *format, GError **error)
             return NULL;
         }
     }
+    if (auth && auth->user && g_str_has_prefix(path, "iscsi://")) {
+        int fd = secret_memfd(auth->password ? auth->password : "", path, error);
+        VsSource *src;
+
+        if (fd < 0)
+            return NULL;
+        src = open_image(path, format, path, auth->user, fd, error);
+        close(fd);
+        return src;
+    }
     if (is_url(path))
-        return open_image(path, format, path, error);
+        return open_image(path, format, path, NULL, -1, error);
     if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
         g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "image: %s: no such file", path);
         return NULL;
     }
     /* An absolute path never looks like a "protocol:" filename to QEMU. */
     abs = g_canonicalize_filename(path, NULL);
-    return open_image(abs, format, path, error);
+    return open_image(abs, format, path, NULL, -1, error);
 }
 
 static VsSource *
@@ -492,7 +562,8 @@ image_clone(VsSource *src, GError **error)
     /* A second private server rather than a second connection to the first:
      * socket activation leaves no address to connect to, and two qemu-nbd
      * processes also read in parallel. */
-    return open_image(ns->image_path, ns->format, src->description, error);
+    return open_image(ns->image_path, ns->format, src->description, ns->chap_user, ns->secret_fd,
+                      error);
 }
 
 static const VsSourceOps nbd_ops = {

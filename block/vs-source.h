@@ -128,6 +128,11 @@ VsSource *vs_source_open_nbd_bitmap(const char *uri, const char *bitmap_context,
  * socket, killed and reaped on close). FORMAT is required: QEMU never guesses.
  * Clones start another qemu-nbd on the same image. */
 VsSource *vs_source_open_image(const char *path, const char *format, GError **error);
+/* The same; an iscsi:// PATH logs in with AUTH (CHAP) when it is given. The
+ * password reaches qemu-nbd as a secret object read from a sealed memfd: never
+ * on a command line or a disk. */
+VsSource *vs_source_open_image_auth(const char *path, const char *format, const VsIscsiAuth *auth,
+                                    GError **error);
 /* An image chain of qcow2 and raw layers (local files, or nfs:// and iscsi://
  * images read with the network sources) read straight from its files: where
  * each range lives comes from `qemu-img map`, the data from pread on the layer

@@ -955,14 +955,18 @@ open_reader(Run *run, DomJob *j, DiskJob *d, GError **error)
     bool raw = g_strcmp0(d->format, "raw") == 0;
     GError *err = NULL;
     VsSource *src = NULL;
+    /* CHAP: the secret the disk's <auth> names, else --iscsi-auth. */
+    g_autoptr(VsIscsiAuth) disk_auth = url && g_str_has_prefix(url, "iscsi://") ?
+                                       vs_disk_iscsi_auth(run->conn, j->xml, d->target, error) : NULL;
+    const VsIscsiAuth *auth = disk_auth ? disk_auth : run->iscsi_auth;
 
+    if (error && *error)
+        return NULL;
     if (url && run->opts->data_path != VS_DATA_PATH_HOST) {
-        /* CHAP: the secret the disk's <auth> names, else --iscsi-auth. */
-        g_autoptr(VsIscsiAuth) auth = g_str_has_prefix(url, "iscsi://") ?
-                                      vs_disk_iscsi_auth(run->conn, j->xml, d->target, &err) : NULL;
-        if (!err)
-            src = raw ? vs_source_open_url(url, auth ? auth : run->iscsi_auth, false, &err)
-                      : vs_source_open_mapped(url, d->format, &err);
+        /* The map path has no CHAP of its own (qemu-img map would need the
+         * secret too): such a qcow2 is read through qemu-nbd below. */
+        src = raw ? vs_source_open_url(url, auth, false, &err)
+                  : vs_source_open_mapped(url, d->format, &err);
         if (src) {
             d->data_path = g_str_has_prefix(url, "iscsi://") ? "iscsi" : "nfs";
             return src;
@@ -990,7 +994,8 @@ open_reader(Run *run, DomJob *j, DiskJob *d, GError **error)
         g_clear_error(&err);
     }
     d->data_path = "qemu-nbd";
-    return vs_source_open_image(d->path ? d->path : d->url, d->format, error);
+    return vs_source_open_image_auth(d->path ? d->path : d->url, d->format,
+                                     d->path ? NULL : auth, error);
 }
 
 /* The NBD export of disk D of J's pull-mode job: with the job's dirty bitmap
