@@ -53,7 +53,8 @@ typedef struct {
     char *dir;               /* where dest and tmp live */
     char *dest;              /* the final path */
     char *tmp;               /* the complete image before it becomes dest */
-    char *sink_url;          /* in place on a LUN or NFS file: written over at install */
+    char *sink_url;          /* in place on a LUN, NFS file or block device: written over
+                              * at install */
     bool dest_exists;
     bool hot;                /* live detach, rename, live attach */
     bool new_file;           /* running disk of unknown use: written beside it */
@@ -479,11 +480,22 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
         return false;
     }
 
-    if (r->in_place && is_network_url(md->source) && !g_strcmp0(md->format, "raw") &&
-        !g_strcmp0(d->format, "raw")) {
-        /* A LUN or a raw file on an NFS export: no temp file and rename there.
-         * Its chunks are all checked in the write phase, and it is written
-         * over at install, once the domain is stopped (vs_copy_repo_to_sink). */
+    if (r->in_place && is_local_path(md->source) && stat(md->source, &st) == 0 &&
+        S_ISBLK(st.st_mode) && (g_strcmp0(md->format, "raw") != 0 || g_strcmp0(d->format, "raw") != 0)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "restore: domain '%s' disk %s is block device %s holding %s: only a raw disk "
+                    "is written over a block device in place; give --target-dir or --pool",
+                    r->name, d->target, md->source, g_strcmp0(md->format, "raw") ? md->format : d->format);
+        return false;
+    }
+    if (r->in_place && (is_network_url(md->source) ||
+                        (is_local_path(md->source) && stat(md->source, &st) == 0 && S_ISBLK(st.st_mode))) &&
+        !g_strcmp0(md->format, "raw") && !g_strcmp0(d->format, "raw")) {
+        /* A LUN, a raw file on an NFS export or a block device (LVM, loop,
+         * multipath): no temp file and rename there. Its chunks are all
+         * checked in the write phase, and it is written over at install,
+         * once the domain is stopped (vs_copy_repo_to_sink), the device's
+         * size checked first. */
         d->sink_url = g_strdup(md->source);
         d->dest = g_strdup(md->source);
         d->action = g_strdup("rewritten");
@@ -506,8 +518,8 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
         if (stat(d->dest, &st) == 0) {
             if (!S_ISREG(st.st_mode)) {
                 g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                            "restore: domain '%s' disk %s is %s, not a regular file: restoring "
-                            "block devices in place is not supported yet; give --target-dir or "
+                            "restore: domain '%s' disk %s is %s, neither a regular file nor a "
+                            "block device: it cannot be restored in place; give --target-dir or "
                             "--pool", r->name, d->target, d->dest);
                 return false;
             }
