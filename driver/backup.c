@@ -77,6 +77,7 @@ typedef struct {
     char **other_targets;    /* disks left out of the job and the checkpoint */
     char *sock_dir;          /* holds the NBD socket (QEMU's DAC owner) */
     char *scratch_dir;
+    char *backup_xml, *checkpoint_xml;   /* what the job was begun with */
 } DomJob;
 
 typedef struct {
@@ -89,6 +90,8 @@ typedef struct {
     GPtrArray *doms;         /* DomJob* */
     GMutex progress_lock;
     VsIscsiAuth *iscsi_auth; /* from --iscsi-auth, or NULL */
+    VsBackupDef *job_xml;    /* --backup-xml, or NULL */
+    VsCheckpointDef *checkpoint_xml; /* --checkpoint-xml, or NULL */
 } Run;
 
 /* The index of S in NAMES (NULL-terminated) into *OUT, or false. */
@@ -212,6 +215,7 @@ dom_job_free(DomJob *j)
     vs_manifest_free(j->base);
     g_strfreev(j->other_targets);
     g_free(j->sock_dir); g_free(j->scratch_dir);
+    g_free(j->backup_xml); g_free(j->checkpoint_xml);
     g_free(j);
 }
 
@@ -239,6 +243,7 @@ domain_result_free(VsBackupDomainResult *d)
 {
     g_free(d->name); g_free(d->consistency); g_free(d->note); g_free(d->error);
     g_free(d->mode); g_free(d->level); g_free(d->base); g_free(d->checkpoint);
+    g_free(d->backup_xml); g_free(d->checkpoint_xml);
     g_ptr_array_unref(d->disks);
     g_free(d);
 }
@@ -451,6 +456,173 @@ choose_base(Run *run, DomJob *j)
     add_note(j, "full backup: no earlier backup of this domain in this repository");
 }
 
+/* --backup-xml / --checkpoint-xml: what a `virsh backup-begin` user already
+ * wrote, read as instructions for the job virtsnap begins. Taken: which disks
+ * (backup='no' leaves one out, a disk not named is in, as with libvirt), their
+ * scratch files, <incremental> naming the checkpoint of one of this
+ * repository's backups (the base: what did not change since comes from its
+ * manifest), a checkpoint's description and its checkpoint='no' disks (no
+ * bitmap: read whole every time). <server> is replaced, with a note: virtsnap
+ * serves the export on a private socket and reads it itself. Refused, each
+ * saying why: push mode, export names, bitmap and checkpoint names (the chain
+ * is found by virtsnap's own names). */
+static bool
+load_job_xml(Run *run, GError **error)
+{
+    const VsBackupOptions *o = run->opts;
+    g_autofree char *text = NULL;
+    g_autoptr(GError) lerr = NULL;
+
+    if (o->backup_xml_path) {
+        if (!g_file_get_contents(o->backup_xml_path, &text, NULL, &lerr)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --backup-xml: %s",
+                        lerr->message);
+            return false;
+        }
+        if (!(run->job_xml = vs_backup_def_parse_string(text, o->backup_xml_path, error)))
+            return false;
+        if (run->job_xml->mode == VS_BACKUP_MODE_PUSH) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "backup: --backup-xml %s: a push-mode job (mode='push', libvirt's "
+                        "default) writes the disks into files of its own; virtsnap reads the "
+                        "job's NBD export into its repository: write mode='pull'",
+                        o->backup_xml_path);
+            return false;
+        }
+        for (guint i = 0; i < run->job_xml->disks->len; i++) {
+            const VsBackupDiskDef *d = run->job_xml->disks->pdata[i];
+            if (d->export_name || d->export_bitmap || d->incremental || d->target) {
+                g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                            "backup: --backup-xml %s: disk %s: %s is virtsnap's to choose: "
+                            "leave it out", o->backup_xml_path, d->name,
+                            d->export_name ? "exportname" : d->export_bitmap ? "exportbitmap" :
+                            d->incremental ? "a per-disk incremental" : "a push <target>");
+                return false;
+            }
+        }
+        g_clear_pointer(&text, g_free);
+    }
+    if (o->checkpoint_xml_path) {
+        if (!g_file_get_contents(o->checkpoint_xml_path, &text, NULL, &lerr)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --checkpoint-xml: %s",
+                        lerr->message);
+            return false;
+        }
+        if (!(run->checkpoint_xml = vs_checkpoint_def_parse_string(text, o->checkpoint_xml_path, error)))
+            return false;
+        if (run->checkpoint_xml->name) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "backup: --checkpoint-xml %s: virtsnap names the checkpoint itself "
+                        "(virtsnap-TAG-BACKUPID, so that each repository finds its own chain and "
+                        "never deletes another's): leave <name> out", o->checkpoint_xml_path);
+            return false;
+        }
+        for (guint i = 0; i < run->checkpoint_xml->disks->len; i++) {
+            const VsCheckpointDiskDef *d = run->checkpoint_xml->disks->pdata[i];
+            if (d->bitmap) {
+                g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                            "backup: --checkpoint-xml %s: disk %s: the bitmap is named after "
+                            "the checkpoint: leave bitmap= out", o->checkpoint_xml_path, d->name);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* The instructions of --backup-xml/--checkpoint-xml for J (see load_job_xml). */
+static bool
+apply_job_xml(Run *run, DomJob *j, const VsDomainDef *def)
+{
+    const VsBackupDef *b = run->job_xml;
+    const VsCheckpointDef *c = run->checkpoint_xml;
+
+    for (guint i = 0; b && i < b->disks->len; i++) {
+        const VsBackupDiskDef *bd = b->disks->pdata[i];
+        bool found = false;
+
+        for (guint k = 0; k < j->disks->len && !found; k++) {
+            DiskJob *d = j->disks->pdata[k];
+            if (g_strcmp0(d->target, bd->name) != 0)
+                continue;
+            found = true;
+            if (!bd->backup) {
+                g_ptr_array_remove_index(j->disks, k);
+            } else if (bd->scratch) {
+                g_free(d->scratch);
+                d->scratch = g_strdup(bd->scratch);
+            }
+        }
+        if (!found && !(def && vs_domain_def_find_disk((VsDomainDef *)def, bd->name) && !bd->backup)) {
+            dom_fail(j, "backup: --backup-xml %s: domain '%s' has no disk %s that can be backed up",
+                     run->opts->backup_xml_path, j->name, bd->name);
+            return false;
+        }
+    }
+    if (b && (b->server_name || b->server_port || b->server_socket))
+        add_note(j, "the job's export is served on virtsnap's own unix socket, not on the "
+                 "<server> of %s: virtsnap reads it itself", run->opts->backup_xml_path);
+    if (j->disks->len == 0) {
+        dom_fail(j, "backup: --backup-xml %s leaves no disk of domain '%s' to back up",
+                 run->opts->backup_xml_path, j->name);
+        return false;
+    }
+    for (guint i = 0; c && i < c->disks->len; i++) {
+        const VsCheckpointDiskDef *cd = c->disks->pdata[i];
+        bool found = false;
+
+        for (guint k = 0; k < j->disks->len; k++) {
+            DiskJob *d = j->disks->pdata[k];
+            if (!g_strcmp0(d->target, cd->name)) {
+                found = true;
+                if (!cd->checkpoint)
+                    d->bitmap = false;
+            }
+        }
+        if (!found) {
+            dom_fail(j, "backup: --checkpoint-xml %s: disk %s is not one the backup reads",
+                     run->opts->checkpoint_xml_path, cd->name);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* <incremental> of --backup-xml: the base is the backup of this repository
+ * whose checkpoint it names. */
+static bool
+job_xml_base(Run *run, DomJob *j)
+{
+    const char *want = run->job_xml->incremental;
+    g_auto(GStrv) ids = vs_repo_list(run->repo, NULL);
+    g_autofree char *why = NULL;
+
+    for (guint i = 0; ids && ids[i]; i++) {
+        g_autofree char *cp = vs_checkpoint_name(run->repo_tag, ids[i]);
+        g_autoptr(VsManifest) m = NULL;
+
+        if (g_strcmp0(cp, want) != 0)
+            continue;
+        m = vs_repo_load_manifest(run->repo, ids[i], NULL);
+        if (!m || !manifest_domain_of(m, j))
+            break;
+        if (!vs_checkpoint_usable(j->dom, cp, &why)) {
+            dom_fail(j, "backup: --backup-xml %s: <incremental>%s</incremental>: %s",
+                     run->opts->backup_xml_path, want, why);
+            return false;
+        }
+        j->incremental = g_steal_pointer(&cp);
+        j->base = g_steal_pointer(&m);
+        return true;
+    }
+    dom_fail(j, "backup: --backup-xml %s: <incremental>%s</incremental> is not the checkpoint of "
+             "a backup of domain '%s' in this repository (virtsnap takes what did not change from "
+             "that backup): name one of its checkpoints (virtsnap list --json), or leave "
+             "<incremental> out and virtsnap picks the newest", run->opts->backup_xml_path, want,
+             j->name);
+    return false;
+}
+
 /* --mode=begin (or auto, for a domain with a qcow2 disk): a pull-mode job
  * replaces the overlays. Disks whose image cannot hold a bitmap are read whole. */
 static void
@@ -460,13 +632,21 @@ prepare_begin(Run *run, DomJob *j, const VsDomainDef *def)
     g_autofree char *short_uuid = g_strndup(j->uuid, 8);
     guint bitmaps = 0;
 
+    if ((run->job_xml || run->checkpoint_xml) && !j->active) {
+        dom_fail(j, "backup: domain '%s' is not running: a backup job (--backup-xml, "
+                 "--checkpoint-xml) needs a running domain; back it up without them", j->name);
+        return;
+    }
     if (run->opts->mode == VS_BACKUP_METHOD_OVERLAY || !j->active)
         return;
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
         d->bitmap = d->path && !g_strcmp0(d->format, "qcow2");
-        bitmaps += d->bitmap;
     }
+    if (!apply_job_xml(run, j, def))
+        return;
+    for (guint i = 0; i < j->disks->len; i++)
+        bitmaps += ((DiskJob *)j->disks->pdata[i])->bitmap;
     if (run->opts->mode == VS_BACKUP_METHOD_AUTO && bitmaps == 0)
         return;
     j->begin = true;
@@ -478,7 +658,8 @@ prepare_begin(Run *run, DomJob *j, const VsDomainDef *def)
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
         g_clear_pointer(&d->overlay, g_free);
-        d->scratch = g_strdup_printf("%s/%s.qcow2", j->scratch_dir, d->target);
+        if (!d->scratch)
+            d->scratch = g_strdup_printf("%s/%s.qcow2", j->scratch_dir, d->target);
     }
     for (guint i = 0; def && i < def->disks->len; i++) {
         const VsDiskDef *dd = def->disks->pdata[i];
@@ -490,7 +671,9 @@ prepare_begin(Run *run, DomJob *j, const VsDomainDef *def)
     }
     g_ptr_array_add(others, NULL);
     j->other_targets = (char **)g_ptr_array_free(g_steal_pointer(&others), FALSE);
-    if (bitmaps == 0)
+    if (run->job_xml && run->job_xml->incremental)
+        (void)job_xml_base(run, j);
+    else if (bitmaps == 0)
         add_note(j, "full backup: no disk can hold a dirty bitmap (raw)");
     else if (run->opts->level != VS_BACKUP_LEVEL_FULL)
         choose_base(run, j);
@@ -657,22 +840,28 @@ step_backup_begin(StepArg *a)
     g_autofree VsPullDisk *disks = g_new0(VsPullDisk, j->disks->len);
     g_autofree char *socket = g_build_filename(j->sock_dir, "nbd.sock", NULL);
 
+    const char *description = a->run->checkpoint_xml ? a->run->checkpoint_xml->description : NULL;
+
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
         disks[i] = (VsPullDisk) { .target = d->target, .bitmap = d->bitmap, .scratch = d->scratch };
     }
-    if (!vs_pull_backup_begin(j->dom, j->name, socket, j->incremental, j->checkpoint, disks,
-                              j->disks->len, (const char *const *)j->other_targets,
-                              &j->thread_error)) {
+    vs_pull_backup_xml(socket, j->incremental, j->checkpoint, description, disks, j->disks->len,
+                       (const char *const *)j->other_targets, &j->backup_xml, &j->checkpoint_xml);
+    if (!vs_pull_backup_begin_xml(j->dom, j->name, j->incremental, j->backup_xml,
+                                  j->checkpoint_xml, &j->thread_error)) {
         if (!j->incremental)
             return NULL;
         add_note(j, "full backup: %s", j->thread_error->message);
         g_clear_error(&j->thread_error);
         g_clear_pointer(&j->incremental, g_free);
         g_clear_pointer(&j->base, vs_manifest_free);
-        if (!vs_pull_backup_begin(j->dom, j->name, socket, NULL, j->checkpoint, disks,
-                                  j->disks->len, (const char *const *)j->other_targets,
-                                  &j->thread_error))
+        g_clear_pointer(&j->backup_xml, g_free);
+        g_clear_pointer(&j->checkpoint_xml, g_free);
+        vs_pull_backup_xml(socket, NULL, j->checkpoint, description, disks, j->disks->len,
+                           (const char *const *)j->other_targets, &j->backup_xml, &j->checkpoint_xml);
+        if (!vs_pull_backup_begin_xml(j->dom, j->name, NULL, j->backup_xml, j->checkpoint_xml,
+                                      &j->thread_error))
             return NULL;
     }
     j->job_started = j->snapshotted = true;
@@ -1357,6 +1546,8 @@ make_result(Run *run, int64_t group_freeze_ms)
         d->level = g_strdup(j->incremental ? "inc" : "full");
         d->base = j->incremental && j->base ? g_strdup(j->base->id) : NULL;
         d->checkpoint = j->begin ? g_strdup(j->checkpoint) : NULL;
+        d->backup_xml = g_strdup(j->backup_xml);
+        d->checkpoint_xml = g_strdup(j->checkpoint_xml);
         d->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_result_free);
         for (guint k = 0; k < j->disks->len; k++) {
             DiskJob *dj = j->disks->pdata[k];
@@ -1404,6 +1595,8 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
     g_autoptr(VsIscsiAuth) auth = NULL;
     g_autofree char *repo_tag = NULL;
+    g_autoptr(VsBackupDef) job_xml = NULL;
+    g_autoptr(VsCheckpointDef) checkpoint_xml = NULL;
 
     if (!opts->repo_path || !*opts->repo_path) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
@@ -1427,6 +1620,16 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
         return NULL;
     }
     run.iscsi_auth = auth;
+    if ((opts->backup_xml_path || opts->checkpoint_xml_path) && (all || names[1])) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "backup: --backup-xml and --checkpoint-xml describe one domain's job: name "
+                    "one domain");
+        return NULL;
+    }
+    if (!load_job_xml(&run, error))
+        return NULL;
+    job_xml = run.job_xml;              /* freed with this frame */
+    checkpoint_xml = run.checkpoint_xml;
     run.repo = repo;
     run.repo_tag = repo_tag = vs_repo_tag(vs_repo_path(repo));
     g_mutex_init(&run.progress_lock);

@@ -54,19 +54,18 @@ vs_checkpoint_usable(virDomainPtr dom, const char *name, char **why)
     return true;
 }
 
-bool
-vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket,
-                     const char *incremental, const char *checkpoint,
-                     const VsPullDisk *disks, guint n_disks, const char *const *other_targets,
-                     GError **error)
+void
+vs_pull_backup_xml(const char *socket, const char *incremental, const char *checkpoint,
+                   const char *description, const VsPullDisk *disks, guint n_disks,
+                   const char *const *other_targets, char **backup_xml, char **checkpoint_xml)
 {
     g_autoptr(VsBackupDef) bdef = vs_backup_def_new(VS_BACKUP_MODE_PULL);
     g_autoptr(VsCheckpointDef) cdef = vs_checkpoint_def_new(checkpoint);
-    g_autofree char *bxml = NULL, *cxml = NULL;
 
     bdef->incremental = g_strdup(incremental);
     bdef->server_transport = g_strdup("unix");
     bdef->server_socket = g_strdup(socket);
+    cdef->description = g_strdup(description);
     for (guint i = 0; i < n_disks; i++) {
         VsBackupDiskDef *bd = vs_backup_def_add_disk(bdef, disks[i].target, true);
 
@@ -81,14 +80,33 @@ vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket,
         vs_backup_def_add_disk(bdef, other_targets[i], false);
         vs_checkpoint_def_add_disk(cdef, other_targets[i], false);
     }
-    bxml = vs_backup_def_format(bdef);
-    cxml = vs_checkpoint_def_format(cdef);
-    if (virDomainBackupBegin(dom, bxml, cxml, 0) < 0) {
+    *backup_xml = vs_backup_def_format(bdef);
+    *checkpoint_xml = vs_checkpoint_def_format(cdef);
+}
+
+bool
+vs_pull_backup_begin_xml(virDomainPtr dom, const char *name, const char *incremental,
+                         const char *backup_xml, const char *checkpoint_xml, GError **error)
+{
+    if (virDomainBackupBegin(dom, backup_xml, checkpoint_xml, 0) < 0) {
         vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-begin: domain '%s'%s%s", name,
                              incremental ? " since checkpoint " : "", incremental ? incremental : "");
         return false;
     }
     return true;
+}
+
+bool
+vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket,
+                     const char *incremental, const char *checkpoint,
+                     const VsPullDisk *disks, guint n_disks, const char *const *other_targets,
+                     GError **error)
+{
+    g_autofree char *bxml = NULL, *cxml = NULL;
+
+    vs_pull_backup_xml(socket, incremental, checkpoint, NULL, disks, n_disks, other_targets,
+                       &bxml, &cxml);
+    return vs_pull_backup_begin_xml(dom, name, incremental, bxml, cxml, error);
 }
 
 bool

@@ -104,6 +104,14 @@ bool vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket
                           const char *incremental, const char *checkpoint,
                           const VsPullDisk *disks, guint n_disks, const char *const *other_targets,
                           GError **error);
+/* The same job's domainbackup and domaincheckpoint XML (what `virsh
+ * backup-begin DOM BACKUP_XML CHECKPOINT_XML` takes), the checkpoint described
+ * by DESCRIPTION (may be NULL); and the job begun from them. */
+void vs_pull_backup_xml(const char *socket, const char *incremental, const char *checkpoint,
+                        const char *description, const VsPullDisk *disks, guint n_disks,
+                        const char *const *other_targets, char **backup_xml, char **checkpoint_xml);
+bool vs_pull_backup_begin_xml(virDomainPtr dom, const char *name, const char *incremental,
+                              const char *backup_xml, const char *checkpoint_xml, GError **error);
 /* Whether DOM runs a backup job (ours or not). */
 bool vs_backup_job_active(virDomainPtr dom);
 /* Ends DOM's backup job, if it has one (virDomainAbortJob). */

@@ -84,6 +84,8 @@ typedef struct {
     const char *guardian_exe;   /* program run as `EXE guardian ...`; default /proc/self/exe */
     VsBackupMethod mode;          /* default overlay */
     VsBackupLevel level;        /* begin mode only */
+    const char *backup_xml_path;     /* begin mode: a domainbackup XML file (virsh backup-begin's) */
+    const char *checkpoint_xml_path; /* ... and a domaincheckpoint XML file; see docs/virtsnap.1 */
     VsBackupProgress progress;
     void *progress_opaque;
 } VsBackupOptions;
@@ -110,6 +112,8 @@ typedef struct {
     char *level;                /* "full" or "inc" */
     char *base;                 /* inc: the backup whose unchanged chunks it shares */
     char *checkpoint;           /* begin: the checkpoint taken at this backup's instant */
+    char *backup_xml;           /* begin: the domainbackup XML the job was begun with */
+    char *checkpoint_xml;       /* begin: ... and its domaincheckpoint XML */
     char *error;                /* why this domain failed, NULL when ok */
     GPtrArray *disks;           /* of VsBackupDiskResult* */
 } VsBackupDomainResult;

@@ -109,6 +109,10 @@ result_json(const VsBackupResult *r)
         d->base ? json_builder_add_string_value(b, d->base) : json_builder_add_null_value(b);
         json_builder_set_member_name(b, "checkpoint");
         d->checkpoint ? json_builder_add_string_value(b, d->checkpoint) : json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "backup_xml");
+        d->backup_xml ? json_builder_add_string_value(b, d->backup_xml) : json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "checkpoint_xml");
+        d->checkpoint_xml ? json_builder_add_string_value(b, d->checkpoint_xml) : json_builder_add_null_value(b);
         json_builder_set_member_name(b, "disks");
         json_builder_begin_array(b);
         for (guint k = 0; k < d->disks->len; k++) {
@@ -183,7 +187,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     gboolean json = FALSE, all = FALSE, init = FALSE;
     char *repo = NULL, *quiesce = NULL, *overlay_dir = NULL, *state_dir = NULL;
     char *data_path = NULL, *iscsi_auth = NULL;
-    char *mode = NULL, *level = NULL;
+    char *mode = NULL, *level = NULL, *backup_xml = NULL, *checkpoint_xml = NULL;
     double max_freeze = 10.0;
     int agent_timeout = 5, commit_timeout = 600, parallel = 2, copy_nice = 10, commit_mib = 0;
     GOptionEntry entries[] = {
@@ -197,6 +201,10 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
           "a root-only file of user= and password= lines", "FILE" },
         { "mode", 0, 0, G_OPTION_ARG_STRING, &mode, "overlay (default), begin (libvirt backup job + checkpoint) or auto", "MODE" },
         { "level", 0, 0, G_OPTION_ARG_STRING, &level, "begin mode: inc (default: when the checkpoint chain is usable) or full", "LEVEL" },
+        { "backup-xml", 0, 0, G_OPTION_ARG_FILENAME, &backup_xml, "begin mode: take the disks and scratch files "
+          "from this domainbackup XML (what virsh backup-begin takes; mode='pull')", "FILE" },
+        { "checkpoint-xml", 0, 0, G_OPTION_ARG_FILENAME, &checkpoint_xml, "begin mode: the description and "
+          "bitmap-less disks of the checkpoint from this domaincheckpoint XML", "FILE" },
         { "max-freeze", 0, 0, G_OPTION_ARG_DOUBLE, &max_freeze, "longest a guest may stay frozen, seconds (default 10)", "SECS" },
         { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &agent_timeout, "bound on each guest-agent call, seconds (default 5)", "SECS" },
         { "commit-timeout", 0, 0, G_OPTION_ARG_INT, &commit_timeout, "bound on each commit to converge, seconds (default 600); then one more with the guest frozen", "SECS" },
@@ -240,6 +248,16 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
                        g_strcmp0(level, "diff") ? "" : " (diff is not implemented: each repository "
                        "keeps one checkpoint per domain)");
         return 2;
+    }
+    if (backup_xml || checkpoint_xml) {
+        if (mode && opts.mode != VS_BACKUP_METHOD_BEGIN) {
+            vs_print_error("backup: --backup-xml and --checkpoint-xml describe a backup job: they go "
+                           "with --mode=begin (the default with them), not --mode=%s", mode);
+            return 2;
+        }
+        opts.mode = VS_BACKUP_METHOD_BEGIN;
+        opts.backup_xml_path = backup_xml;
+        opts.checkpoint_xml_path = checkpoint_xml;
     }
     if (level && opts.mode == VS_BACKUP_METHOD_OVERLAY) {
         vs_print_error("backup: --level goes with --mode=begin or --mode=auto (an overlay backup "
