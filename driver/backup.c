@@ -1224,6 +1224,22 @@ open_job_export(DomJob *j, DiskJob *d, VsCopyOptions *copts, GError **error)
     return src;
 }
 
+/* Is DOM stopped, or stopping? QEMU tears its NBD server down before libvirt
+ * reports the domain inactive, so a reader may see the end first. */
+static bool
+domain_went_away(virDomainPtr dom)
+{
+    for (int i = 0; i < 50; i++) {
+        int state = VIR_DOMAIN_NOSTATE, reason;
+        if (virDomainIsActive(dom) == 0)
+            return true;
+        if (virDomainGetState(dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_SHUTDOWN)
+            return true;
+        g_usleep(100 * 1000);
+    }
+    return false;
+}
+
 static void
 copy_one(gpointer data, gpointer user)
 {
@@ -1263,7 +1279,20 @@ copy_one(gpointer data, gpointer user)
             return;
         }
     }
-    d->error = g_strdup_printf("copy: domain '%s' disk %s: %s", t->j->name, d->target, err->message);
+    /* A pull-mode job dies with its domain: say that rather than what the
+     * reader saw of it (a refused connection, a dropped read). */
+    if (t->j->begin && domain_went_away(t->j->dom))
+        d->error = g_strdup_printf("copy: domain '%s' stopped during its backup (the backup job "
+                                   "ended with it) while disk %s was read: no backup of it was "
+                                   "written; back it up again once it runs (%s)", t->j->name,
+                                   d->target, err->message);
+    else if (t->j->begin && !vs_backup_job_active(t->j->dom))
+        d->error = g_strdup_printf("copy: the backup job of domain '%s' ended under virtsnap (was "
+                                   "it aborted?) while disk %s was read: no backup of it was "
+                                   "written (%s)", t->j->name, d->target, err->message);
+    else
+        d->error = g_strdup_printf("copy: domain '%s' disk %s: %s", t->j->name, d->target,
+                                   err->message);
     manifest_disk_free(m);
 }
 

@@ -10,6 +10,7 @@
 # with its reason and the guest left without a job or a new checkpoint: push mode, a disk the
 # domain lacks, a checkpoint <name>, malformed XML, an unknown <incremental>, two
 # domains, --mode=overlay. A <server> is replaced by virtsnap's own socket, with a note.
+# Last, a field-note failure of pull backups: the guest shuts down while the job runs.
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
@@ -113,4 +114,38 @@ vs_assert_eq "$(debugfs -R 'cat /inc' "$W/inc.raw" 2>/dev/null | md5sum | awk '{
 no_job_left 1 "after the incremental"
 # the chain moved on: the first checkpoint is gone, and naming it is refused
 refused "incremental on a checkpoint gone" "no longer exists" 1 --backup-xml "$W/inc.xml" "$D"
+
+# --- the guest shut down during a pull backup ------------------------------------------------------
+# The job starts, the guest thaws, and while virtsnap waits (a fault point holds it 6 s before
+# the copy) the guest shuts itself down: the domain fails with its reason, no backup of it is
+# written, nothing is left behind, and the next backup (after a boot) succeeds and verifies.
+cps_before=$(virsh checkpoint-list "$D" --name | grep -c . || true)
+set +e
+VIRTSNAP_FAULT=sleep:after-thaw:6000 "$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" --mode=begin \
+  --json "$D" > "$W/down.json" 2> "$W/down.err" &
+bpid=$!
+set -e
+for _ in $(seq 100); do
+  [ "$(virsh domjobinfo "$D" | awk '/Job type/ {print $3}')" = Unbounded ] && break
+  sleep 0.1
+done
+vs_assert_eq "$(virsh domjobinfo "$D" | awk '/Job type/ {print $3}')" Unbounded "the backup job runs"
+virsh shutdown "$D" --mode agent >/dev/null
+vs_wait_shutoff "$D" 60
+set +e; wait "$bpid"; rc=$?; set -e
+cat "$W/down.err" "$W/down.json" >&2
+[ "$rc" -ne 0 ] || vs_fail "a backup whose guest shut down under it succeeded"
+vs_assert_eq "$(jq -r '.domains[0].ok' "$W/down.json")" false "the domain failed"
+vs_assert_contains "$(jq -r '.domains[0].error' "$W/down.json")" "domain '$D' stopped during its backup" "its error says why"
+id_down=$(jq -r .id "$W/down.json")
+[ "$id_down" = null ] || [ ! -e "$REPO/backups/$id_down.json" ] || vs_fail "a backup was written for the failed run"
+vs_assert_eq "$(ls "$STATE/journal" 2>/dev/null | wc -l)" 0 "journals left"
+vs_assert_eq "$(find "$STATE/scratch" -type f 2>/dev/null | wc -l)" 0 "scratch files left"
+vs_assert_eq "$(virsh checkpoint-list "$D" --name | grep -c . || true)" "$cps_before" "the failed run's checkpoint is gone"
+virsh start "$D" >/dev/null
+vs_wait_agent "$D" 120
+vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --mode=begin --json "$D" > "$W/after.json"
+vs_assert_eq "$(jq -r '.domains[0].ok' "$W/after.json")" true "the next backup"
+vs_virtsnap export --repo "$REPO" "$(jq -r .id "$W/after.json")" "$D" vda "$W/after.raw" --format raw >/dev/null
+"$VS_GUEST_SRC/verify-backup.sh" "$W/after.raw" >&2 || vs_fail "the backup after the shutdown does not verify"
 vs_log "backup-xml: all checks passed"
