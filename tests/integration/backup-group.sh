@@ -3,7 +3,8 @@
 # guest frozen at one common instant, every snapshot taken inside it), group_freeze_ms
 # reported, one backup holding all three, each export a consistent copy. Then a group in
 # which one domain cannot be frozen under --quiesce=require: it fails alone, the others
-# are backed up and left exactly as they were.
+# are backed up and left exactly as they were. Last, the three in one --mode=begin run
+# (libvirt backup jobs, one common freeze), then a group incremental.
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
@@ -89,4 +90,32 @@ vs_assert_contains "$(jq -r '.domains[0].note' "$W/t.json")" "crash-consistent" 
 vs_virtsnap export --repo "$REPO" latest "$N" vda "$W/n-export.qcow2"
 "$VS_GUEST_SRC/verify-backup.sh" "$W/n-export.qcow2" --crash-consistent || vs_fail "crash-consistent export unusable"
 vs_assert_eq "$(ls "$W" | grep -c '\.virtsnap-[0-9]' || true)" 0 "overlay files left"
+
+# --- the three in one --mode=begin run: one freeze of all, a backup job and a checkpoint
+# each; then a group incremental: each reads only what it wrote, each export verifies.
+vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --mode=begin --json "$P-1" "$P-2" "$P-3" > "$W/b.json"
+cat "$W/b.json" >&2
+vs_assert_eq "$(jq -r '[.domains[] | select(.ok and .mode == "begin" and .consistency == "quiesced" and .checkpoint != null)] | length' "$W/b.json")" 3 \
+  "three domains in one begin-mode run"
+latest_freeze=$(jq '[.domains[].frozen_at_ms] | max' "$W/b.json")
+earliest_thaw=$(jq '[.domains[].thawed_at_ms] | min' "$W/b.json")
+[ "$latest_freeze" -lt "$earliest_thaw" ] ||
+  vs_fail "begin mode: freeze windows do not overlap: last freeze at $latest_freeze, first thaw at $earliest_thaw"
+for i in 1 2 3; do
+  vs_gexec "$P-$i" "dd if=/dev/urandom of=/data/inc bs=1M count=$((i * 2)) 2>/dev/null && sync" >/dev/null
+done
+vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --mode=begin --json "$P-1" "$P-2" "$P-3" > "$W/bi.json"
+cat "$W/bi.json" >&2
+BID=$(jq -r .id "$W/b.json")
+IID=$(jq -r .id "$W/bi.json")
+for i in 1 2 3; do
+  vs_assert_eq "$(jq -r --arg n "$P-$i" '.domains[] | select(.name == $n) | [.ok, .level, .base] | map(tostring) | join(",")' "$W/bi.json")" \
+    "true,inc,$BID" "$P-$i incremental in the group"
+  read=$(jq -r --arg n "$P-$i" '.domains[] | select(.name == $n) | .disks[0].bytes_read' "$W/bi.json")
+  [ "$read" -ge $((i * 2 * 1024 * 1024)) ] && [ "$read" -lt $((i * 2 * 1024 * 1024 + 48 * 1024 * 1024)) ] ||
+    vs_fail "$P-$i: the incremental read $read bytes for $((i * 2)) MiB written"
+  vs_virtsnap export --repo "$REPO" "$IID" "$P-$i" vda "$W/bi$i.qcow2"
+  "$VS_GUEST_SRC/verify-backup.sh" "$W/bi$i.qcow2" || vs_fail "begin-mode group: export of $P-$i is not consistent"
+  vs_assert_eq "$(virsh domjobinfo "$P-$i" | awk '/Job type/ {print $3}')" None "$P-$i: no job left"
+done
 vs_log "backup-group: all checks passed"
