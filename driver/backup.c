@@ -438,6 +438,19 @@ choose_base(Run *run, DomJob *j)
             continue;
         cp = vs_checkpoint_name(run->repo_tag, m->id);
         if (!vs_checkpoint_usable(j->dom, cp, &why)) {
+            g_autofree char *rwhy = NULL;
+            if (vs_checkpoint_redefine(j->dom, cp, vs_repo_path(run->repo), run->repo_tag, j->uuid,
+                                       &rwhy)) {
+                add_note(j, "checkpoint %s no longer exists in libvirt (the domain defined anew, or "
+                         "the checkpoint deleted): redefined from the copy kept in the repository",
+                         cp);
+                g_clear_pointer(&why, g_free);
+            } else if (rwhy) {
+                g_autofree char *w = g_steal_pointer(&why);
+                why = g_strdup_printf("%s; %s", w, rwhy);
+            }
+        }
+        if (why) {
             add_note(j, "full backup: the last backup %s of this domain cannot be the base: %s",
                      m->id, why);
             return;
@@ -1524,9 +1537,17 @@ settle_checkpoints(Run *run, DomJob *j, VsBackupResult *result)
             dr = result->domains->pdata[i];
     kept = result->id && dr && dr->ok;
     if (kept) {
+        g_autoptr(GError) err = NULL;
         vs_checkpoints_prune(j->dom, run->repo_tag, j->checkpoint, failed);
         if (strcmp(result->id, run->manifest->id) != 0)
             g_ptr_array_add(failed, g_strdup(j->checkpoint));   /* id redrawn: a stranger now */
+        /* After the prune: the checkpoint has no parent left to name. */
+        else if (!vs_checkpoint_save(j->dom, j->checkpoint, vs_repo_path(run->repo), run->repo_tag,
+                                     j->uuid, &err)) {
+            g_autofree char *before = g_steal_pointer(&dr->note);
+            dr->note = g_strdup_printf("%s%s%s (a domain defined anew will need a full backup)",
+                                       before ? before : "", before ? "; " : "", err->message);
+        }
     } else if (!vs_checkpoint_delete(j->dom, j->checkpoint)) {
         g_ptr_array_add(failed, g_strdup(j->checkpoint));
     }

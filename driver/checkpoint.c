@@ -13,6 +13,11 @@
 #include "driver-internal.h"
 #include "vs-xml.h"
 
+#include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include <errno.h>
 #include <string.h>
 
 #define CHECKPOINT_PREFIX "virtsnap-"
@@ -198,4 +203,87 @@ vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, GPtrAr
     }
     g_free(list);
     return deleted;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Checkpoint XML kept in the repository                                     */
+
+/* REPO/checkpoints/TAG/UUID.xml: the newest checkpoint of this chain on that
+ * domain, as libvirt described it. libvirt keeps checkpoints as metadata of a
+ * domain, which a transient domain restarted elsewhere, or one undefined and
+ * defined again, loses while the bitmaps stay in its qcow2 images; with this
+ * copy the checkpoint is redefined and the chain goes on instead of starting
+ * again with a full backup. Not part of any backup: gc and verify ignore it. */
+static char *
+saved_path(const char *repo_path, const char *tag, const char *uuid)
+{
+    g_autofree char *file = g_strdup_printf("%s.xml", uuid);
+
+    return g_build_filename(repo_path, "checkpoints", tag, file, NULL);
+}
+
+bool
+vs_checkpoint_save(virDomainPtr dom, const char *name, const char *repo_path, const char *tag,
+                   const char *uuid, GError **error)
+{
+    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
+    g_autofree char *xml = cp ? virDomainCheckpointGetXMLDesc(cp, 0) : NULL;
+    g_autofree char *path = saved_path(repo_path, tag, uuid);
+    g_autofree char *dir = g_path_get_dirname(path);
+    g_autoptr(GError) lerr = NULL;
+
+    if (cp)
+        virDomainCheckpointFree(cp);
+    if (!xml) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "checkpoint %s", name);
+        return false;
+    }
+    if (g_mkdir_with_parents(dir, 0755) < 0 || !g_file_set_contents(path, xml, -1, &lerr)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "checkpoint %s: keeping its XML in %s: %s", name,
+                    path, lerr ? lerr->message : g_strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+bool
+vs_checkpoint_redefine(virDomainPtr dom, const char *name, const char *repo_path, const char *tag,
+                       const char *uuid, char **why)
+{
+    g_autofree char *path = saved_path(repo_path, tag, uuid);
+    g_autofree char *xml = NULL;
+    virDomainCheckpointPtr cp;
+
+    if (!g_file_get_contents(path, &xml, NULL, NULL))
+        return false;                   /* none kept: nothing to say */
+    /* libvirt's full description (with <domain>, <parent>, sizes): only its
+     * name is looked at here. */
+    {
+        xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), path, NULL, XML_PARSE_NONET);
+        xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+        g_autofree char *saved = NULL;
+
+        for (xmlNodePtr n = root ? root->children : NULL; n; n = n->next)
+            if (n->type == XML_ELEMENT_NODE && !xmlStrcmp(n->name, BAD_CAST "name")) {
+                xmlChar *c = xmlNodeGetContent(n);
+                saved = g_strdup((const char *)c);
+                xmlFree(c);
+            }
+        if (doc)
+            xmlFreeDoc(doc);
+        if (g_strcmp0(saved, name) != 0)
+            return false;               /* a newer chain's, or not ours */
+    }
+    /* Whether the bitmaps are still in the images cannot be asked of a running
+     * QEMU through libvirt (and the image header shows only those it had when
+     * QEMU opened it). If one is gone (the checkpoint was deleted by hand, not
+     * lost), libvirt refuses the incremental job, and a full one starts at once
+     * in the same frozen window. */
+    cp = virDomainCheckpointCreateXML(dom, xml, VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE);
+    if (!cp) {
+        *why = g_strdup_printf("redefining it from %s failed: %s", path, virGetLastErrorMessage());
+        return false;
+    }
+    virDomainCheckpointFree(cp);
+    return true;
 }

@@ -112,6 +112,13 @@ void vs_pull_backup_xml(const char *socket, const char *incremental, const char 
                         const char *const *other_targets, char **backup_xml, char **checkpoint_xml);
 bool vs_pull_backup_begin_xml(virDomainPtr dom, const char *name, const char *incremental,
                               const char *backup_xml, const char *checkpoint_xml, GError **error);
+/* Keeps checkpoint NAME's XML in the repository (REPO_PATH/checkpoints/TAG/UUID.xml),
+ * and redefines it from there when libvirt has lost it (domain defined anew): true
+ * when it was; false with *WHY set when that failed, without when none was kept. */
+bool vs_checkpoint_save(virDomainPtr dom, const char *name, const char *repo_path, const char *tag,
+                        const char *uuid, GError **error);
+bool vs_checkpoint_redefine(virDomainPtr dom, const char *name, const char *repo_path,
+                            const char *tag, const char *uuid, char **why);
 /* Whether DOM runs a backup job (ours or not). */
 bool vs_backup_job_active(virDomainPtr dom);
 /* Ends DOM's backup job, if it has one (virDomainAbortJob). */

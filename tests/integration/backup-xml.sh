@@ -10,7 +10,9 @@
 # with its reason and the guest left without a job or a new checkpoint: push mode, a disk the
 # domain lacks, a checkpoint <name>, malformed XML, an unknown <incremental>, two
 # domains, --mode=overlay. A <server> is replaced by virtsnap's own socket, with a note.
-# Last, a field-note failure of pull backups: the guest shuts down while the job runs.
+# Last, two field-note failures of pull backups: the guest shuts down while the job runs; the
+# domain is defined anew and libvirt forgets its checkpoints (kept in the repository, they are
+# redefined, and the next backup is still an incremental).
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
@@ -148,4 +150,22 @@ vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --mode=begin --json "$D" 
 vs_assert_eq "$(jq -r '.domains[0].ok' "$W/after.json")" true "the next backup"
 vs_virtsnap export --repo "$REPO" "$(jq -r .id "$W/after.json")" "$D" vda "$W/after.raw" --format raw >/dev/null
 "$VS_GUEST_SRC/verify-backup.sh" "$W/after.raw" >&2 || vs_fail "the backup after the shutdown does not verify"
+
+# --- the domain defined anew (a transient domain started again, a domain moved): libvirt has
+# forgotten its checkpoints, its images still hold the bitmaps. The checkpoint is redefined
+# from the copy in the repository and the chain goes on with an incremental.
+# (What a domain defined anew looks like to libvirt: its checkpoint records gone, the bitmaps
+# still in the images. `virsh checkpoint-delete --metadata` makes exactly that state.)
+cp_after=$(jq -r '.domains[0].checkpoint' "$W/after.json")
+virsh checkpoint-delete "$D" "$cp_after" --metadata >/dev/null
+vs_assert_eq "$(virsh checkpoint-list "$D" --name | grep -c . || true)" 0 "libvirt forgot the checkpoints"
+vs_gexec "$D" 'dd if=/dev/urandom of=/data/anew bs=1M count=2 2>/dev/null && sync' >/dev/null
+vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --mode=begin --json "$D" > "$W/anew.json"
+cat "$W/anew.json" >&2
+vs_assert_eq "$(jq -r '.domains[0] | [.ok, .level, .base] | map(tostring) | join(",")' "$W/anew.json")" \
+  "true,inc,$(jq -r .id "$W/after.json")" "an incremental after the domain was defined anew"
+vs_assert_contains "$(jq -r '.domains[0].note' "$W/anew.json")" "redefined from the copy kept in the repository" "says so"
+vs_virtsnap export --repo "$REPO" "$(jq -r .id "$W/anew.json")" "$D" vda "$W/anew.raw" --format raw >/dev/null
+"$VS_GUEST_SRC/verify-backup.sh" "$W/anew.raw" >&2 || vs_fail "the incremental after the redefinition does not verify"
+vs_virtsnap verify --repo "$REPO" >/dev/null
 vs_log "backup-xml: all checks passed"
