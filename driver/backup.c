@@ -654,7 +654,7 @@ prepare_begin(Run *run, DomJob *j, const VsDomainDef *def)
         return;
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
-        d->bitmap = d->path && !g_strcmp0(d->format, "qcow2");
+        d->bitmap = vs_disk_holds_bitmaps(d->format, d->path, NULL);
     }
     if (!apply_job_xml(run, j, def))
         return;

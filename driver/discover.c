@@ -59,6 +59,20 @@ chain_elem_free(VsChainElem *e)
     g_free(e);
 }
 
+bool
+vs_disk_holds_bitmaps(const char *format, const char *path, const char **why)
+{
+    const char *w = NULL;
+
+    if (g_strcmp0(format, "qcow2") != 0)
+        w = "only a qcow2 image holds dirty bitmaps: read whole at every backup";
+    else if (!path || strstr(path, "://"))
+        w = "a qcow2 on a network disk: its bitmaps are not used; read whole at every backup";
+    if (why)
+        *why = w;
+    return w == NULL;
+}
+
 void
 vs_discovered_disk_free(VsDiscoveredDisk *d)
 {

@@ -98,6 +98,10 @@ GPtrArray *vs_discover(virConnectPtr conn, const char *const *names,
 
 void vs_discovered_domain_free(VsDiscoveredDomain *dom);
 void vs_discovered_disk_free(VsDiscoveredDisk *disk);
+/* Can a disk of FORMAT whose top image is PATH (a local path, or NULL / a URL for a
+ * network disk) hold the dirty bitmaps of backup --mode=begin? If not, *WHY (static)
+ * says why: it is then read whole at every backup (deduplicated all the same). */
+bool vs_disk_holds_bitmaps(const char *format, const char *path, const char **why);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsDiscoveredDomain, vs_discovered_domain_free)
 

@@ -77,6 +77,14 @@ add_disk(JsonBuilder *b, const VsDiscoveredDisk *d)
     json_builder_end_array(b);
     json_builder_set_member_name(b, "backing_chain_complete");
     json_builder_add_boolean_value(b, d->chain_complete);
+    if (!d->skipped) {
+        const char *why = NULL;
+        bool inc = vs_disk_holds_bitmaps(d->format, d->path, &why);
+        json_builder_set_member_name(b, "incremental");
+        json_builder_add_boolean_value(b, inc);
+        add_string(b, "incremental_note", inc ? "dirty bitmaps (backup --mode=begin reads only "
+                   "what changed)" : why);
+    }
     add_string(b, "skipped", d->skipped);
     add_string(b, "error", d->error);
     json_builder_end_object(b);
@@ -229,6 +237,13 @@ vs_discover_to_text(GPtrArray *domains)
                 const VsChainElem *e = d->chain->pdata[k];
                 g_string_append_printf(s, "        backing: %s (%s)\n", e->path,
                                        e->format ? e->format : "format unknown");
+            }
+            {
+                const char *why = NULL;
+                if (vs_disk_holds_bitmaps(d->format, d->path, &why))
+                    g_string_append(s, "        incremental: dirty bitmaps (--mode=begin)\n");
+                else
+                    g_string_append_printf(s, "        incremental: no: %s\n", why);
             }
             if (d->error)
                 g_string_append_printf(s, "        error: %s\n", d->error);

@@ -98,6 +98,7 @@ vs_assert_eq "$(disk vda '[.backing_chain[] | .path + "|" + .format] | join(",")
 vs_assert_eq "$(disk vda '.backing_chain_complete')" true "vda chain complete"
 vs_assert_eq "$(disk vda '[.nfs,.iscsi,.block,.skipped,.error] | map(tostring) | join(",")')" \
   "null,null,null,null,null" "vda has no nfs/iscsi/block/skipped/error"
+vs_assert_eq "$(disk vda '.incremental')" true "vda (qcow2) holds dirty bitmaps"
 
 # vdb: volume in the iscsi-direct pool
 vs_assert_eq "$(disk vdb '[.type,.format,.pool,.pool_type,.volume] | @tsv')" \
@@ -105,6 +106,8 @@ vs_assert_eq "$(disk vdb '[.type,.format,.pool,.pool_type,.volume] | @tsv')" \
 vs_assert_eq "$(disk vdb '.iscsi | [.portal,.iqn,(.lun|tostring)] | @tsv')" \
   "$(printf '%s\t%s\t1' "$ISCSI_PORTAL" "$ISCSI_IQN")" "vdb iscsi"
 vs_assert_eq "$(disk vdb '.path')" "$(virsh vol-path --pool "$P-iscsi" unit:0:0:1)" "vdb path = vol-path"
+vs_assert_eq "$(disk vdb '.incremental')" false "vdb (a raw LUN) holds no bitmaps"
+vs_assert_contains "$(disk vdb '.incremental_note')" "read whole at every backup" "vdb: says so"
 
 # vdc: a plain path inside the netfs pool's target directory
 vs_assert_eq "$(disk vdc '[.pool,.pool_type] | @tsv')" "$(printf '%s\tnetfs' "$P-nfs")" "vdc pool"
@@ -131,6 +134,7 @@ vs_assert_eq "$(disk vdf '.pool_type')" network "vdf pool_type"
 
 # sda: cdrom, skipped
 vs_assert_eq "$(disk sda '[.device,.skipped] | @tsv')" "$(printf 'cdrom\tremovable media (cdrom)')" "sda"
+vs_assert_eq "$(disk sda '.incremental')" null "sda (skipped): no incremental field"
 
 # --mapping: one entry per disk that is backed up, cdrom left out
 ESC_PORTAL=${ISCSI_PORTAL//:/%3A}
