@@ -80,7 +80,7 @@ typedef struct {
     bool ready;                /* read and checked: verdict, data, detail set */
     uint8_t verdict;           /* ChunkVerdict */
     char *detail;
-    void *data;
+    void *data;                /* chunk_size bytes, the slot's for the whole export */
     size_t len;
     guint writes;              /* NBD writes of it not yet replied to */
 } Slot;
@@ -134,6 +134,8 @@ static gpointer
 read_worker(gpointer data)
 {
     Pipe *p = data;
+    g_autofree void *zbuf = NULL;  /* compressed chunk files, reused */
+    size_t zcap = 0;
     guint i;
 
     g_mutex_lock(&p->lock);
@@ -141,7 +143,6 @@ read_worker(gpointer data)
     while (pipe_take_locked(p, &p->next_read, &p->freed, p->nslots, &i)) {
         const VsChunkRef *r = &g_array_index(p->disk->chunks, VsChunkRef, i);
         Slot *s = &p->slots[i % p->nslots];
-        void *buf = NULL;
         char *detail = NULL;
         size_t len = 0;
         ChunkVerdict v;
@@ -149,12 +150,13 @@ read_worker(gpointer data)
         /* The prefetcher waits for readers to move on. */
         g_cond_broadcast(&p->cond);
         g_mutex_unlock(&p->lock);
-        /* Read, inflated and re-hashed: the write pass is the verification. */
-        v = repo_check_chunk(p->repo, &r->digest, &buf, &len, &detail);
+        /* Read, inflated and re-hashed: the write pass is the verification.
+         * Into the slot's own buffer: the slot is this reader's until it is
+         * marked ready, and memory used again costs no page faults. */
+        v = repo_check_chunk_into(p->repo, &r->digest, &zbuf, &zcap, s->data, &len, &detail);
         g_mutex_lock(&p->lock);
         s->index = i;
         s->verdict = (uint8_t)v;
-        s->data = buf;
         s->len = len;
         s->detail = detail;
         s->writes = 0;
@@ -187,7 +189,6 @@ prefetch_worker(gpointer data)
 static void
 slot_clear(Slot *s)
 {
-    g_clear_pointer(&s->data, g_free);
     g_clear_pointer(&s->detail, g_free);
     s->ready = false;
 }
@@ -406,6 +407,8 @@ write_chunks(ExportJob *job, Sink *sink, GError **error)
     g_mutex_init(&p.lock);
     g_cond_init(&p.cond);
     p.slots = g_new0(Slot, nslots);
+    for (guint k = 0; k < nslots; k++)
+        p.slots[k].data = g_malloc(vs_repo_chunk_size(repo));
     for (guint t = 0; t < nreaders; t++)
         readers[t] = g_thread_new("vs-export", read_worker, &p);
     prefetcher = g_thread_new("vs-prefetch", prefetch_worker, &p);
@@ -461,8 +464,10 @@ write_chunks(ExportJob *job, Sink *sink, GError **error)
      * handle (which stops qemu-nbd) ends them before the ring goes. */
     if (!ok && sink->nbd)
         g_clear_pointer(&sink->nbd, nbd_close);
-    for (guint k = 0; k < nslots; k++)
+    for (guint k = 0; k < nslots; k++) {
         slot_clear(&p.slots[k]);
+        g_free(p.slots[k].data);
+    }
     g_free(p.slots);
     g_mutex_clear(&p.lock);
     g_cond_clear(&p.cond);
