@@ -2,23 +2,25 @@
  * result must be as sparse as the backup (a 100 GiB disk with 2 GiB of data
  * exports as 2 GiB), so nothing is written where the backup has no chunk, nor
  * for the zero 4 KiB blocks inside a chunk; raw relies on ftruncate's hole,
- * qcow2 on QEMU's unallocated clusters. qcow2 is written through qemu-nbd
- * (started by libnbd with socket activation: no socket file, no port) rather
- * than by hand, so that the image is whatever QEMU itself considers valid. Either
- * way the image is built under a temp name next to OUT and renamed only once
- * complete and synced: OUT never exists half-written.
+ * qcow2 on unallocated clusters. qcow2 is built by our own writer
+ * (qcow2-writer.c) with pwrite, in the same process: going through qemu-nbd
+ * over a socket, as export did before, cost a third of the CPU of a restore
+ * (the process, its socket copies, its page faults). qemu-nbd stays as the
+ * fallback (VIRTSNAP_QCOW2_WRITER=qemu-nbd). Either way the image is built
+ * under a temp name next to OUT and renamed only once complete and synced: OUT
+ * never exists half-written.
  *
  * Speed: reading, inflating and re-hashing chunks costs more CPU than writing
  * them, so a few reader threads do it ahead of the writer (the caller's
- * thread), which writes chunks in order with several NBD requests in flight
- * (qemu-nbd serves them concurrently); a small ring of chunks bounds memory.
- * A cold repository is thousands of small files read one after another: a
- * prefetch thread asks the kernel for the next few ahead of the readers, or
- * they would spend much of their time waiting for the disk.
- * Every chunk is re-hashed on its way out, so an export is also a verify of
- * the disk: restore relies on that instead of a verify pass of its own. The
- * writer starts the kernel's writeback as it goes, so that the final fsync
- * does not find the whole image still in the page cache. */
+ * thread), which writes chunks in order (through qemu-nbd: with several NBD
+ * requests in flight); a small ring of chunks, whose buffers are reused from
+ * chunk to chunk, bounds memory. A cold repository is thousands of small files
+ * read one after another: a prefetch thread asks the kernel for the next few
+ * ahead of the readers, or they would spend much of their time waiting for
+ * the disk. Every chunk is re-hashed on its way out, so an export is also a
+ * verify of the disk: restore relies on that instead of a verify pass of its
+ * own. The writer starts the kernel's writeback as it goes, so that the final
+ * fsync does not find the whole image still in the page cache. */
 #include "config.h"
 #include "repo-internal.h"
 #include "qcow2-writer.h"
