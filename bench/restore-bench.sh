@@ -10,6 +10,8 @@
 # Then, RUNS times each (default 3), interleaved, page cache dropped before every run:
 #   virtsnap restore   `virtsnap restore --repo R DOM --as NEW --target-dir OUT` (a new disk
 #                      file NEW-vda.qcow2 plus NEW.xml; nothing defined: what the peers do)
+#   the same through qemu-nbd  VIRTSNAP_QCOW2_WRITER=qemu-nbd: the qcow2 written by qemu-nbd
+#                      over a socket, as before virtsnap had its own qcow2 writer
 #   qemu-img convert   `qemu-img convert -O qcow2 EXPORTED.qcow2 OUT.qcow2`
 #   virtnbdrestore     `virtnbdrestore -i DIR -o OUTDIR` (qcow2, through its own qemu-nbd)
 #   virtsnap export    `virtsnap export ... OUT.qcow2` (the step before qemu-img convert)
@@ -141,19 +143,20 @@ same_content export-prep 0 "$EXPORTED"
 
 # ---------------------------------------------------------------- the runs
 
-run_restore() {    # RUN
-  local run=$1 p=$W/restore.$1 out=$W/vsr.$1 img fs
+run_restore() {    # RUN [KEY ENV=VALUE]: KEY virtsnap-restore unless given
+  local run=$1 key=${2:-virtsnap-restore} p=$W/restore.${2:-}$1 out=$W/vsr.$1 img fs
   mkdir -p "$out"
   drop_caches
-  measure "$p" "$VIRTSNAP" restore --repo "$REPO" --state-dir "$STATE" --json "$DOM" \
+  measure "$p" env ${3:-} "$VIRTSNAP" restore --repo "$REPO" --state-dir "$STATE" --json "$DOM" \
     --as "$NEW" --target-dir "$out"
   [ "$M_RC" = 0 ] || vs_fail "virtsnap restore failed (exit $M_RC): $(tail -n 20 "$p.err") $(cat "$p.out")"
   img=$(jq -r '.domains[0].disks[0].path' "$p.out")
   [ -f "$img" ] || vs_fail "virtsnap restore: no image at '$img': $(cat "$p.out")"
   fs=$(fsync_time "$img")
-  record virtsnap-restore "$run" "$M_WALL" "$M_RSS" "$M_TREE" "$(du -B1 "$img" | cut -f1)" "$fs"
-  vs_log "virtsnap restore #$run: ${M_WALL}s (+fsync ${fs}s) rss ${M_RSS}K tree ${M_TREE} ($(cat "$p.tree.who"))"
-  same_content virtsnap-restore "$run" "$img"
+  record "$key" "$run" "$M_WALL" "$M_RSS" "$M_TREE" "$(du -B1 "$img" | cut -f1)" "$fs"
+  vs_log "$key #$run: ${M_WALL}s (+fsync ${fs}s) rss ${M_RSS}K tree ${M_TREE} ($(cat "$p.tree.who"))"
+  same_content "$key" "$run" "$img"
+  [ "$key" != virtsnap-restore ] || qemu-img check -q "$img" || vs_fail "qemu-img check $img failed"
   rm -rf "$out"
 }
 
@@ -207,6 +210,7 @@ run_verify() {     # RUN
 
 for r in $(seq 1 "$RUNS"); do
   run_restore "$r"
+  run_restore "$r" restore-nbd VIRTSNAP_QCOW2_WRITER=qemu-nbd
   run_convert "$r"
   run_vnbdrestore "$r"
   run_export "$r"
@@ -221,7 +225,7 @@ if [ "${NO_PERF:-0}" != 1 ] && command -v perf >/dev/null; then
   drop_caches
   if perf record -q -F 499 -o "$W/perf.data" -- "$VIRTSNAP" restore --repo "$REPO" \
        --state-dir "$STATE" "$DOM" --as "$NEW" --target-dir "$W/vsr.perf" >/dev/null 2>"$W/perf.err"; then
-    # threads: vs-export = the chunk readers, pool-restore = the writer, qemu-nbd = its server
+    # threads: vs-export = the chunk readers, pool-restore = the writer (with the qcow2 writer)
     perf report -i "$W/perf.data" --stdio --no-children --sort comm 2>/dev/null |
       awk '/^ *[0-9.]+%/ && n++ < 5 { printf "%s%s %s", (n > 1 ? ", " : ""), $1, $2 }' > "$W/perf.comm"
     perf report -i "$W/perf.data" --stdio --no-children --sort dso 2>/dev/null |
@@ -283,6 +287,7 @@ def m(key, field): return med([x[field] for x in rows[key]]) if key in rows else
 
 labels = [
     ("virtsnap-restore", "virtsnap restore --as NEW --target-dir DIR (every chunk re-hashed as written)"),
+    ("restore-nbd", "the same, VIRTSNAP_QCOW2_WRITER=qemu-nbd (the qcow2 written through qemu-nbd, as before)"),
     ("qemu-img-convert", "qemu-img convert -O qcow2 EXPORTED.qcow2 OUT.qcow2"),
     ("virtnbdrestore", "virtnbdrestore -i DIR -o OUTDIR"),
     ("virtsnap-export", "virtsnap export (the step before qemu-img convert)"),
@@ -310,6 +315,7 @@ vs_t, vs_r = m("virtsnap-restore", "total"), m("virtsnap-restore", "rss")
 ratios, goals = [], []
 for key, label in (("qemu-img-convert", "qemu-img convert of the exported image"),
                    ("virtnbdrestore", "virtnbdrestore"),
+                   ("restore-nbd", "virtsnap restore through qemu-nbd (before its own qcow2 writer)"),
                    ("export+convert", "virtsnap export + qemu-img convert")):
     if key not in rows: continue
     pt = m(key, "total")
@@ -319,7 +325,7 @@ for key, label in (("qemu-img-convert", "qemu-img convert of the exported image"
         label, vs_t / pt, pt / vs_t, m("virtsnap-restore", "cpu"), m(key, "cpu"), vs_r / 1024,
         m(key, "rss") / 1024, m("virtsnap-restore", "tree") / 1024, m(key, "tree") / 1024,
         m("virtsnap-restore", "bytes") / m(key, "bytes")))
-    if key != "export+convert":
+    if key not in ("export+convert", "restore-nbd"):
         goals.append("- faster than %s: **%s** (%.1f s vs %.1f s median: virtsnap %s)" % (
             label, "met" if vs_t < pt else "NOT met", vs_t, pt,
             "%.2fx faster" % (pt / vs_t) if vs_t < pt else "%.2fx slower (%.1f s more)" % (vs_t / pt, vs_t - pt)))
@@ -331,13 +337,14 @@ split = ("virtsnap restore %.1f s median, %.1f s CPU against %.1f s for qemu-img
          "a prefetch thread asking the kernel for the chunk files ahead of them "
          "(`virtsnap verify` does that reading and hashing alone, without the prefetch: cold cache "
          "%.1f s, %.1f s CPU) while the writer "
-         "sends them in order to qemu-nbd over a socket with up to 16 requests in flight and "
+         "writes them in order with pwrite into the qcow2 image virtsnap's own writer builds "
+         "(before: to qemu-nbd over a socket, %.1f s, %.1f s CPU in this run) and "
          "starts the kernel's writeback every 64 MiB, so that the closing fsync is short; "
          "`virtsnap export` is the same code (%.1f s, %.1f s CPU). qemu-img convert copies a "
-         "local qcow2: no decompression, no hashing, no socket; on 2 shared cores wall time "
+         "local qcow2: no decompression, no hashing; on 2 shared cores wall time "
          "follows CPU time, and restore needs %.1fx the CPU of qemu-img convert" % (
     vs_t, m("virtsnap-restore", "cpu"), m("qemu-img-convert", "cpu"), vt, m("virtsnap-verify", "cpu"),
-    et, m("virtsnap-export", "cpu"), m("virtsnap-restore", "cpu") / max(m("qemu-img-convert", "cpu"), 0.01)))
+    m("restore-nbd", "total"), m("restore-nbd", "cpu"), et, m("virtsnap-export", "cpu"), m("virtsnap-restore", "cpu") / max(m("qemu-img-convert", "cpu"), 0.01)))
 machine = ("%s; nproc %s; CPU %s; kernel %s; libvirt %s; QEMU %s; virtnbdbackup %s; %s "
            "(git %s); load average %s. The machine has 2 cores and is shared with other jobs "
            "(load average typically 5-9): absolute figures move from run to run; the ratios "
@@ -363,7 +370,8 @@ sec = "\n".join([
     table, "",
     "Wall: the tool alone; then `sync FILE` (fsync) of its output is timed, so each tool is "
     "compared with its data on disk (MB/s and ratios use wall + fsync). CPU: user+sys of the tool "
-    "and the children it waited for (virtsnap's and virtnbdrestore's qemu-nbd writers included). "
+    "and the children it waited for (the qemu-nbd writers of virtnbdrestore and of virtsnap "
+    "with VIRTSNAP_QCOW2_WRITER=qemu-nbd included). "
     "Process tree: the tool and its helpers sampled together every 100 ms. virtsnap restore "
     "writes NEW-vda.qcow2 and NEW.xml (no --define/--start): the same work as virtnbdrestore "
     "without -D and as qemu-img convert.", "",
@@ -371,7 +379,7 @@ sec = "\n".join([
     "Goals:", *goals, "",
     "Where virtsnap restore's time goes: " + split + ". perf (cpu-clock samples of the whole "
     "process tree, one extra cold run; pool-restore = the writer thread, vs-export = the reader "
-    "threads, qemu-nbd = the qcow2 writer) " + (E["PERF_NOTE"] or "not run"), "",
+    "threads, vs-prefetch = the chunk file prefetch) " + (E["PERF_NOTE"] or "not run"), "",
     "Reproduce: `sudo bench/restore-bench.sh [WORKDIR]` from the source root after "
     "`meson setup build-rbench && ninja -C build-rbench` (env: VIRTSNAP, RUNS, RAND_MIB, TEXT_MIB, "
     "DISK_SIZE, NO_PERF). Needs `apt-get install virtnbdbackup time jq` (perf optional) and "

@@ -3,7 +3,8 @@
  * export to a new file, nothing can be renamed into place at the end, and the
  * target holds older data: so every chunk the disk needs is read and re-hashed
  * before the first byte is written (a missing or corrupt chunk leaves the target
- * untouched), the target's size is checked first, and the ranges the backup
+ * untouched), here or, for restore, in its write phase just before; the
+ * target's size is checked first, and the ranges the backup
  * holds as zeros (chunks never stored, the tail) are zeroed rather than skipped.
  * Memory is one chunk at a time; the network sinks keep several requests of each
  * write in flight themselves. */
@@ -24,7 +25,8 @@ zero_range(VsSource *sink, uint64_t from, uint64_t to, GError **error)
 }
 
 bool
-vs_copy_repo_to_sink(VsRepo *repo, const VsManifestDisk *disk, VsSource *sink, GError **error)
+vs_copy_repo_to_sink(VsRepo *repo, const VsManifestDisk *disk, VsSource *sink, bool checked,
+                     GError **error)
 {
     uint64_t pos = 0;
 
@@ -37,8 +39,11 @@ vs_copy_repo_to_sink(VsRepo *repo, const VsManifestDisk *disk, VsSource *sink, G
     }
     if (!vs_sink_check_size(sink, disk->virtual_size, error))
         return false;
-    /* 1. Every chunk readable and intact, before anything is overwritten. */
-    for (guint i = 0; i < disk->chunks->len; i++) {
+    /* 1. Every chunk readable and intact, before anything is overwritten
+     * (restore checked them all in its write phase: reading and hashing the
+     * disk a second time would only find what a third pass, the write, finds
+     * too, at the cost of a whole pass). */
+    for (guint i = 0; !checked && i < disk->chunks->len; i++) {
         const VsChunkRef *c = &g_array_index(disk->chunks, VsChunkRef, i);
         size_t len = 0;
         g_autofree char *data = vs_repo_get_chunk(repo, &c->digest, &len, error);

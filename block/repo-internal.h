@@ -74,6 +74,12 @@ typedef enum {
  * DATA is not NULL) and its length in *LEN; otherwise *DETAIL says why. */
 ChunkVerdict repo_check_chunk(VsRepo *repo, const VsDigest *digest, void **data, size_t *len,
                               char **detail);
+/* The same into the caller's buffers, for a reader that checks chunk after
+ * chunk without fresh (page-faulting) memory for each: *ZBUF (*ZCAP bytes,
+ * grown when a file needs more) takes the compressed file, OUT (chunk_size
+ * bytes) the plain data, *LEN its length. */
+ChunkVerdict repo_check_chunk_into(VsRepo *repo, const VsDigest *digest, void **zbuf, size_t *zcap,
+                                   void *out, size_t *len, char **detail);
 
 char *repo_chunk_path(const VsRepo *repo, const VsDigest *digest);
 bool repo_chunk_size_valid(uint64_t n);

@@ -1073,10 +1073,25 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
 ChunkVerdict
 repo_check_chunk(VsRepo *repo, const VsDigest *digest, void **data, size_t *len, char **detail)
 {
+    g_autofree void *zbuf = NULL;
+    g_autofree void *out = g_malloc(repo->chunk_size);
+    size_t zcap = 0, n = 0;
+    ChunkVerdict v = repo_check_chunk_into(repo, digest, &zbuf, &zcap, out, &n, detail);
+
+    if (v == CHUNK_OK && len)
+        *len = n;
+    if (v == CHUNK_OK && data)
+        *data = g_realloc(g_steal_pointer(&out), n);
+    return v;
+}
+
+ChunkVerdict
+repo_check_chunk_into(VsRepo *repo, const VsDigest *digest, void **zbufp, size_t *zcap, void *out,
+                      size_t *len, char **detail)
+{
     g_autofree char *path = repo_chunk_path(repo, digest);
     g_autofree char *tmp = pending_tmp_path(repo, digest);
-    g_autofree char *zbuf = NULL;
-    g_autofree void *out = NULL;
+    char *zbuf;
     size_t cap = ZSTD_compressBound(repo->chunk_size) + 4096;
     unsigned long long fcs;
     size_t zlen = 0, n, fsize;
@@ -1114,7 +1129,12 @@ repo_check_chunk(VsRepo *repo, const VsDigest *digest, void **data, size_t *len,
                                   (long long)st.st_size, repo->chunk_size);
         return CHUNK_CORRUPT;
     }
-    zbuf = g_malloc((size_t)st.st_size);
+    if (*zcap < (size_t)st.st_size) {
+        g_free(*zbufp);
+        *zbufp = g_malloc(cap);
+        *zcap = cap;
+    }
+    zbuf = *zbufp;
     while (zlen < (size_t)st.st_size) {
         ssize_t r = pread(fd, zbuf + zlen, (size_t)st.st_size - zlen, (off_t)zlen);
 
@@ -1145,7 +1165,6 @@ repo_check_chunk(VsRepo *repo, const VsDigest *digest, void **data, size_t *len,
         *detail = g_strdup(ZSTD_isError(fsize) ? "truncated zstd frame" : "data after the zstd frame");
         return CHUNK_CORRUPT;
     }
-    out = g_malloc(fcs != ZSTD_CONTENTSIZE_UNKNOWN ? (size_t)fcs : repo->chunk_size);
     dctx = dctx_get(repo);
     n = ZSTD_decompressDCtx(dctx, out, fcs != ZSTD_CONTENTSIZE_UNKNOWN ? (size_t)fcs : repo->chunk_size,
                             zbuf, zlen);
@@ -1169,10 +1188,7 @@ repo_check_chunk(VsRepo *repo, const VsDigest *digest, void **data, size_t *len,
         *detail = g_strdup_printf("content has SHA-256 %s", hex);
         return CHUNK_CORRUPT;
     }
-    if (len)
-        *len = n;
-    if (data)
-        *data = g_steal_pointer(&out);
+    *len = n;
     return CHUNK_OK;
 }
 

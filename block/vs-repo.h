@@ -196,7 +196,9 @@ void vs_verify_problem_free(VsVerifyProblem *p);
 /* Writes a disk of a backup to OUT ("raw" or "qcow2"; NULL: the disk's own
  * format), sparse: zero chunks, and zero 4 KiB blocks within chunks, are never
  * written. OUT must not exist (it is written to a temp name in OUT's directory,
- * mode 0600, and renamed at the end). qcow2 needs qemu-img and qemu-nbd. */
+ * mode 0600, and renamed at the end). qcow2 is a standalone v3 image with 64 KiB
+ * clusters, built in-process (VIRTSNAP_QCOW2_WRITER=qemu-nbd: through qemu-img
+ * and qemu-nbd instead). */
 bool vs_repo_export_disk(VsRepo *repo, const VsManifest *m, const char *domain,
                          const char *disk, const char *out, const char *format,
                          GError **error);
@@ -214,8 +216,8 @@ typedef struct {
 
 /* vs_repo_export_disk with CTL (may be NULL). Every chunk is re-hashed as it is
  * written (the write is the verification), on a few reader threads, while the
- * calling thread writes them in order with several NBD requests in flight;
- * memory stays bounded by a few chunks whatever the disk's size. */
+ * calling thread writes them in order; memory stays bounded by a few chunks
+ * whatever the disk's size. */
 bool vs_repo_export_disk_ctl(VsRepo *repo, const VsManifest *m, const char *domain,
                              const char *disk, const char *out, const char *format,
                              VsExportControl *ctl, GError **error);

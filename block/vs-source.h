@@ -201,8 +201,12 @@ bool vs_copy_source_to_repo(VsSource *src, VsRepo *repo, VsManifestDisk *disk,
 /* Writes DISK of a backup over SINK in place (a LUN, a raw file on an NFS
  * export, a block device): raw disks only; SINK must be at least the disk's
  * size; every chunk is read and re-hashed before anything is written, so a
- * missing or corrupt chunk leaves SINK untouched; ranges the backup holds as
- * zeros are zeroed, not skipped. Flushes at the end. */
-bool vs_copy_repo_to_sink(VsRepo *repo, const VsManifestDisk *disk, VsSource *sink, GError **error);
+ * missing or corrupt chunk leaves SINK untouched (unless CHECKED: the caller
+ * has just checked every chunk itself, as restore's write phase does, and the
+ * pass is not repeated); ranges the backup holds as zeros are zeroed, not
+ * skipped. Flushes at the end. Chunks are re-hashed as they are written
+ * either way. */
+bool vs_copy_repo_to_sink(VsRepo *repo, const VsManifestDisk *disk, VsSource *sink, bool checked,
+                          GError **error);
 
 G_END_DECLS

@@ -963,7 +963,7 @@ install_sink(Run *run, RDisk *d, GError **error)
     g_autoptr(VsSource) sink = xml && !(error && *error) ? vs_source_open_url(d->sink_url, auth, true, error)
                                                           : NULL;
 
-    if (!sink || !vs_copy_repo_to_sink(run->repo, d->md, sink, error)) {
+    if (!sink || !vs_copy_repo_to_sink(run->repo, d->md, sink, true, error)) {
         vs_error_prefix(error, "restore: domain '%s' disk %s", d->dom->name, d->target);
         return false;
     }

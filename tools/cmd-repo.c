@@ -262,7 +262,7 @@ export_over(const VsGlobal *g, VsRepo *r, char **argv, const char *format, const
     }
     if ((auth_file && !(auth = vs_iscsi_auth_load(auth_file, &err))) ||
         !(sink = vs_source_open_url(argv[4], auth, true, &err)) ||
-        !vs_copy_repo_to_sink(r, k, sink, &err)) {
+        !vs_copy_repo_to_sink(r, k, sink, false, &err)) {
         vs_print_error("export: %s", err->message);
         return 1;
     }
