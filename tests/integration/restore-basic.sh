@@ -25,6 +25,8 @@ vs_guest_disk "$W/disk.qcow2" >/dev/null
 vs_guest_start "$D" "$W/disk.qcow2"
 uuid=$(virsh domuuid "$D" | sed -n 1p)
 
+# the restored boot shows as the uptime dropping: back up a guest up longer than a boot
+vs_guest_uptime_at_least "$D" 20
 vs_virtsnap backup --repo "$REPO" --init --state-dir "$STATE" --json "$D" > "$W/b1.json"
 ID=$(jq -r .id "$W/b1.json")
 [ "$ID" != null ] || vs_fail "backup failed: $(cat "$W/b1.json")"

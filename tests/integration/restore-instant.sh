@@ -41,6 +41,8 @@ vs_gexec "$D" 'dd if=/dev/urandom of=/data/big bs=1M count=64 2>/dev/null && syn
 sum=$(vs_gexec "$D" 'md5sum /data/big' | awk '{print $1}')
 vs_log "64 MiB written in the guest: md5 $sum"
 
+# the restored boot shows as the uptime dropping: back up a guest up longer than a boot
+vs_guest_uptime_at_least "$D" 20
 vs_virtsnap backup --repo "$REPO" --init --state-dir "$STATE" --json "$D" > "$W/b.json"
 ID=$(jq -r .id "$W/b.json")
 [ "$ID" != null ] || vs_fail "backup failed: $(cat "$W/b.json")"

@@ -280,6 +280,19 @@ vs_wait_agent() {
 $(tail -n 20 "$(vs_console_log "$name")" 2>/dev/null)"
 }
 
+# vs_guest_uptime_at_least NAME SECS: waits until the guest has been up SECS seconds. Tests that
+# find a restored guest's boot in its record log by the uptime dropping need the original to
+# have been up longer than a boot takes (under load a boot reaches the writer after ~10 s).
+vs_guest_uptime_at_least() {
+  local name=$1 secs=$2 up
+  for _ in $(seq $((secs + 60))); do
+    up=$(vs_gexec "$name" 'cut -d. -f1 /proc/uptime' 2>/dev/null || echo 0)
+    [ "${up:-0}" -ge "$secs" ] 2>/dev/null && return 0
+    sleep 1
+  done
+  vs_fail "$name: uptime still ${up:-?} s, waited for $secs s"
+}
+
 # vs_guest_start NAME DISK [EXTRA_DISK_XML]: persistent domain, started, agent answering.
 vs_guest_start() {
   local name=$1 disk=$2 extra=${3:-} xml t0 end out
