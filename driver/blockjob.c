@@ -77,7 +77,8 @@ forget_job(const char *key)
 
 /* Waits until the job reaches READY (true) or ends / times out (false). */
 static bool
-wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_ms, GError **error)
+wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_ms, const char *op,
+           GError **error)
 {
     gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
     const char *name = virDomainGetName(dom);
@@ -94,16 +95,16 @@ wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_ms, 
             st == VIR_DOMAIN_BLOCK_JOB_COMPLETED) {
             g_mutex_unlock(&jobs_lock);
             g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT,
-                        "commit: domain '%s' disk %s: the commit job %s before it was ready to pivot",
-                        name, disk, st == VIR_DOMAIN_BLOCK_JOB_FAILED ? "failed" :
+                        "%s: domain '%s' disk %s: the %s job %s before it was ready to pivot",
+                        op, name, disk, op, st == VIR_DOMAIN_BLOCK_JOB_FAILED ? "failed" :
                         st == VIR_DOMAIN_BLOCK_JOB_CANCELED ? "was cancelled" : "ended");
             return false;
         }
         if (g_get_monotonic_time() >= deadline) {
             g_mutex_unlock(&jobs_lock);
             g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
-                        "commit: domain '%s' disk %s did not converge within %.1f s (the guest "
-                        "writes faster than the commit copies)", name, disk, timeout_ms / 1000.0);
+                        "%s: domain '%s' disk %s did not converge within %.1f s (the guest "
+                        "writes faster than the %s copies)", op, name, disk, timeout_ms / 1000.0, op);
             return false;
         }
         g_cond_wait_until(&jobs_cond, &jobs_lock,
@@ -119,7 +120,7 @@ wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_ms, 
             if (r == 0 && GPOINTER_TO_INT(g_hash_table_lookup(jobs, key)) == 0) {
                 g_mutex_unlock(&jobs_lock);
                 g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT,
-                            "commit: domain '%s' disk %s: the commit job disappeared", name, disk);
+                            "%s: domain '%s' disk %s: the %s job disappeared", op, name, disk, op);
                 return false;
             }
         }
@@ -200,7 +201,7 @@ vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *d
         g_usleep(200 * 1000);
     }
     vs_fault_point("commit-started");
-    if (!wait_ready(dom, disk, key, timeout_ms, &local)) {
+    if (!wait_ready(dom, disk, key, timeout_ms, "commit", &local)) {
         /* Cancel: the guest stays on the overlay, consistent; recover retries. */
         virDomainBlockJobAbort(dom, disk, 0);
         g_propagate_error(error, g_steal_pointer(&local));
@@ -209,6 +210,47 @@ vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *d
     }
     if (virDomainBlockJobAbort(dom, disk, VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT) < 0) {
         vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s: pivot", name, disk);
+        virDomainBlockJobAbort(dom, disk, 0);
+        forget_job(key);
+        return false;
+    }
+    forget_job(key);
+    return true;
+}
+
+bool
+vs_blockcopy_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, const char *dest,
+                   const char *format, GError **error)
+{
+    g_autofree char *key = job_key(dom, disk);
+    g_autofree char *qdest = g_markup_escape_text(dest, -1);
+    g_autofree char *qfmt = g_markup_escape_text(format, -1);
+    g_autofree char *xml = g_strdup_printf("<disk type='file'><source file='%s'/><driver type='%s'/></disk>",
+                                           qdest, qfmt);
+    const char *name = virDomainGetName(dom);
+    g_autoptr(GError) local = NULL;
+
+    if (!ensure_events(conn, error))
+        return false;
+    forget_job(key);
+    /* REUSE_EXT: DEST is made by the caller (sparse, its owner and mode);
+     * TRANSIENT_JOB: what lets libvirt copy a persistent domain's disk; its
+     * pivot rewrites the persistent definition too. */
+    if (virDomainBlockCopy(dom, disk, xml, NULL, 0,
+                           VIR_DOMAIN_BLOCK_COPY_REUSE_EXT | VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB) < 0) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "copy: domain '%s' disk %s to %s", name, disk, dest);
+        return false;
+    }
+    /* No bound but the job's own end: a big disk copies for as long as it takes. */
+    if (!wait_ready(dom, disk, key, G_MAXINT, "copy", &local)) {
+        virDomainBlockJobAbort(dom, disk, 0);
+        g_propagate_error(error, g_steal_pointer(&local));
+        forget_job(key);
+        return false;
+    }
+    if (virDomainBlockJobAbort(dom, disk, VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT) < 0) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "copy: domain '%s' disk %s: pivot to %s", name,
+                             disk, dest);
         virDomainBlockJobAbort(dom, disk, 0);
         forget_job(key);
         return false;

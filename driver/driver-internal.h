@@ -68,6 +68,11 @@ bool vs_blockcommit_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk
                           int timeout_s, GError **error);
 /* The same with the bound in milliseconds and the copy limited to BANDWIDTH
  * bytes/s (0: as fast as it goes). */
+/* Copies DOM's running DISK, whole chain, into the existing file DEST as FORMAT
+ * (a block copy), waits for it to be in step and pivots the domain onto it (its
+ * persistent definition too). Cancelled on failure: the disk stays as it was. */
+bool vs_blockcopy_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, const char *dest,
+                        const char *format, GError **error);
 bool vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *disk,
                                   int timeout_ms, unsigned long bandwidth, GError **error);
 

@@ -191,6 +191,7 @@ registry_write(const VsMount *m, GError **error)
     STR("instant_dest", m->instant_dest);
     STR("instant_tmp", m->instant_tmp);
     INT("restore_pid", m->restore_pid);
+    INT("instant_copy", m->instant_copy);
     INT("restore_starttime", m->restore_starttime);
 #undef STR
 #undef INT
@@ -236,6 +237,7 @@ registry_read(const char *path)
     m->instant_dest = S("instant_dest");
     m->instant_tmp = S("instant_tmp");
     m->restore_pid = (int)I("restore_pid");
+    m->instant_copy = I("instant_copy") != 0;
     m->restore_starttime = (uint64_t)I("restore_starttime");
 #undef S
 #undef I
@@ -554,6 +556,7 @@ vs_mount_start(const VsMountOptions *o, GError **error)
     m->log = mount_file(m->id, ".log");
     m->instant_dest = g_strdup(o->instant_dest);
     m->instant_tmp = g_strdup(o->instant_tmp);
+    m->instant_copy = o->instant_copy;
     if (o->instant_dest) {
         char pst;
         m->restore_pid = getpid();
@@ -905,6 +908,59 @@ vs_instant_finish_offline(const char *path, GError **error)
     return run_tool(argv, what, error);
 }
 
+/* Points DOM's persistent definition of disk TARGET at the file PATH as FORMAT. */
+static bool
+redefine_disk(virDomainPtr dom, const char *target, const char *path, const char *format,
+              GError **error)
+{
+    g_autofree char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE);
+    g_autoptr(VsDomainDef) def = xml ? vs_domain_def_parse_string(xml, "definition", error) : NULL;
+    VsDiskDef *d = def ? vs_domain_def_find_disk(def, target) : NULL;
+    g_autofree char *out = NULL;
+    virDomainPtr again;
+
+    if (!xml) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: domain '%s'", virDomainGetName(dom));
+        return false;
+    }
+    if (!d || !d->src) {
+        if (def)
+            g_set_error(error, VS_ERROR, VS_ERROR_XML, "restore: domain '%s' has no disk %s",
+                        virDomainGetName(dom), target);
+        return false;
+    }
+    d->src->type = VS_DISK_TYPE_FILE;
+    g_free(d->src->path);
+    d->src->path = g_strdup(path);
+    g_free(d->src->format);
+    d->src->format = g_strdup(format);
+    g_clear_pointer(&d->src->backing, vs_storage_source_free);
+    d->src->backing_terminated = false;
+    if (!(out = vs_domain_def_format(def, error)))
+        return false;
+    if (!(again = virDomainDefineXML(virDomainGetConnect(dom), out))) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: redefining domain '%s'",
+                             virDomainGetName(dom));
+        return false;
+    }
+    virDomainFree(again);
+    return true;
+}
+
+bool
+vs_instant_finish_offline_copy(virDomainPtr dom, const char *target, const char *overlay,
+                               const char *dest, const char *format, GError **error)
+{
+    g_autofree char *what = g_strdup_printf("restore: copying the backup into %s (qemu-img convert)", dest);
+    const char *argv[] = { "qemu-img", "convert", "-q", "-n", "-f", "qcow2", "-O", format, overlay,
+                           dest, NULL };
+
+    if (!run_tool(argv, what, error) || !redefine_disk(dom, target, dest, format, error))
+        return false;
+    unlink(overlay);
+    return true;
+}
+
 /* Block-pull events: "uuid/disk" -> status + 1, fed by libvirt's event thread. */
 static GMutex pull_lock;
 static GCond pull_cond;
@@ -1199,6 +1255,93 @@ instant_act(GPtrArray *actions, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The shut-off domain whose definition has PATH as a disk (its target in *DISK). */
+static virDomainPtr
+defined_user(virConnectPtr conn, const char *path, char **disk)
+{
+    virDomainPtr *doms = NULL, found = NULL;
+    int n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_INACTIVE);
+
+    for (int i = 0; i < n; i++) {
+        g_autofree char *xml = found ? NULL : virDomainGetXMLDesc(doms[i], VIR_DOMAIN_XML_INACTIVE);
+        g_autoptr(VsDomainDef) def = xml ? vs_domain_def_parse_string(xml, "definition", NULL) : NULL;
+
+        for (guint k = 0; def && k < def->disks->len && !found; k++) {
+            VsDiskDef *d = def->disks->pdata[k];
+            if (d->src && !g_strcmp0(d->src->path, path)) {
+                found = doms[i];
+                doms[i] = NULL;
+                *disk = g_strdup(d->target_dev);
+            }
+        }
+        if (doms[i])
+            virDomainFree(doms[i]);
+    }
+    free(doms);
+    return found;
+}
+
+/* The export of a raw disk of an interrupted restore --instant: the guest ran on
+ * the overlay at instant_tmp, to be block-copied onto instant_dest. */
+static bool
+instant_recover_copy(virConnectPtr conn, VsMount *m, GPtrArray *actions, GError **error)
+{
+    virDomainPtr dom = NULL;
+    g_autofree char *disk = NULL;
+
+    if (!instant_user(m, conn, &dom, &disk, error))
+        return false;
+    if (dom) {
+        virDomainBlockJobInfo info;
+        const char *name = virDomainGetName(dom);
+        bool ok;
+
+        /* The killed restore's copy lost its READY event with it: start again. */
+        if (virDomainGetBlockJobInfo(dom, disk, &info, 0) > 0) {
+            (void)virDomainBlockJobAbort(dom, disk, 0);
+            for (int i = 0; i < 300 && virDomainGetBlockJobInfo(dom, disk, &info, 0) > 0; i++)
+                g_usleep(100 * 1000);
+        }
+        ok = vs_blockcopy_pivot(conn, dom, disk, m->instant_dest, "raw", error);
+        if (ok) {
+            unlink(m->instant_tmp);
+            instant_act(actions, "finished the copy of domain '%s' disk %s from backup %s into %s "
+                        "(block copy): it no longer depends on the repository", name, disk,
+                        m->backup_id, m->instant_dest);
+        } else {
+            vs_error_prefix(error, "recover: the export stays up (mount %s): ", m->id);
+        }
+        virDomainFree(dom);
+        if (!ok)
+            return false;
+    } else if (m->instant_tmp && g_file_test(m->instant_tmp, G_FILE_TEST_EXISTS)) {
+        g_autofree char *target = NULL;
+        virDomainPtr off = defined_user(conn, m->instant_tmp, &target);
+
+        if (off) {
+            bool ok = vs_instant_finish_offline_copy(off, target, m->instant_tmp, m->instant_dest,
+                                                     "raw", error);
+            if (ok)
+                instant_act(actions, "copied backup %s into %s offline (qemu-img convert) and "
+                            "pointed domain '%s' disk %s at it", m->backup_id, m->instant_dest,
+                            virDomainGetName(off), target);
+            virDomainFree(off);
+            if (!ok) {
+                vs_error_prefix(error, "recover: the export stays up (mount %s): ", m->id);
+                return false;
+            }
+        } else {
+            unlink(m->instant_tmp);
+            instant_act(actions, "removed %s, left by an interrupted restore --instant",
+                        m->instant_tmp);
+        }
+    }
+    if (!vs_mount_stop(m, NULL, true, error))
+        return false;
+    instant_act(actions, "stopped export %s (%s) of backup %s", m->id, m->uri, m->backup_id);
+    return true;
+}
+
 /* One export of an interrupted restore --instant. */
 static bool
 instant_recover_one(virConnectPtr conn, VsMount *m, GPtrArray *actions, GError **error)
@@ -1211,11 +1354,13 @@ instant_recover_one(virConnectPtr conn, VsMount *m, GPtrArray *actions, GError *
         /* Without its server the guest's reads of uncopied data already
          * failed; a new server would be another export, not the one QEMU
          * opened. Say so rather than guess. */
-        if (image_backed_by(m->instant_dest, m->uri)) {
+        const char *on = image_backed_by(m->instant_dest, m->uri) ? m->instant_dest :
+                         m->instant_tmp && image_backed_by(m->instant_tmp, m->uri) ? m->instant_tmp : NULL;
+        if (on) {
             g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
                         "recover: %s still reads backup %s (domain '%s' disk %s) through %s, whose "
                         "server is gone; stop the domain that uses it, then restore the disk again "
-                        "(virtsnap restore --repo %s --backup %s ...)", m->instant_dest, m->backup_id,
+                        "(virtsnap restore --repo %s --backup %s ...)", on, m->backup_id,
                         m->domain, m->disk, m->uri, m->repo, m->backup_id);
             return false;
         }
@@ -1223,6 +1368,8 @@ instant_recover_one(virConnectPtr conn, VsMount *m, GPtrArray *actions, GError *
             instant_act(actions, "removed %s, left by an interrupted restore --instant", m->instant_tmp);
         return vs_mount_stop(m, NULL, true, error);
     }
+    if (m->instant_copy)
+        return instant_recover_copy(conn, m, actions, error);
     if (!instant_user(m, conn, &dom, &disk, error))
         return false;
     if (dom) {

@@ -66,6 +66,8 @@ typedef struct {
     bool written;
     bool installed;
     VsMount *mount;          /* --instant: the export the overlay reads; NULL once copied */
+    bool instant_copy;       /* --instant of a raw disk: the guest starts on the overlay (tmp)
+                              * and a block copy moves it onto dest, raw */
     VsVerifyProblem *bad_chunk; /* the write failed on a chunk of the backup */
 } RDisk;
 
@@ -460,7 +462,11 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
     d->target = g_strdup(md->target);
     d->format = g_strdup(o->format ? o->format : md->format);
     g_ptr_array_add(r->disks, d);
-    if (o->instant && g_strcmp0(d->format, "qcow2") != 0) {
+    if (o->instant && !g_strcmp0(d->format, "raw")) {
+        /* The guest starts on a qcow2 overlay of the export kept beside dest
+         * (tmp), and a block copy then moves it onto dest, raw, and pivots. */
+        d->instant_copy = true;
+    } else if (o->instant && g_strcmp0(d->format, "qcow2") != 0) {
         /* The overlay the guest starts on is the final image: qcow2. */
         note(r, "disk %s was %s: restored as qcow2 (--instant)", md->target,
              md->format ? md->format : "(unknown)");
@@ -1208,6 +1214,39 @@ install_file(RDisk *d, const char *dest, bool replace, GError **error)
     return true;
 }
 
+/* --instant of a raw disk: DEST becomes an empty sparse raw image of the disk's
+ * size (owner and mode of the file it replaces), for the block copy to fill;
+ * the overlay stays at tmp, where the guest starts. */
+static bool
+install_copy_target(RDisk *d, GError **error)
+{
+    g_autofree char *fresh = g_strdup_printf("%s.raw", d->tmp);
+    struct stat st;
+    int fd = open(fresh, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600), err;
+
+    if (fd < 0 || ftruncate(fd, (off_t)d->md->virtual_size) < 0 || fsync(fd) < 0 ||
+        (lstat(d->dest, &st) == 0 &&
+         (fchown(fd, st.st_uid, st.st_gid) < 0 || fchmod(fd, st.st_mode & 07777) < 0))) {
+        err = errno;
+        if (fd >= 0)
+            close(fd);
+        unlink(fresh);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "restore: %s: creating the raw image the copy "
+                    "fills: %s", d->dest, g_strerror(err));
+        return false;
+    }
+    close(fd);
+    if (rename(fresh, d->dest) < 0) {
+        err = errno;
+        unlink(fresh);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "restore: renaming %s to %s: %s", fresh, d->dest,
+                    g_strerror(err));
+        return false;
+    }
+    d->installed = true;
+    return true;
+}
+
 static bool
 stop_domain(Run *run, RDom *r, GError **error)
 {
@@ -1353,6 +1392,8 @@ finish_domain(Run *run, RDom *r)
             ok = hot_swap(run, r, d, &err);
         else if (d->sink_url)
             ok = install_sink(run, d, &err);
+        else if (d->instant_copy)
+            ok = install_copy_target(d, &err);
         else
             ok = install_file(d, d->dest, !d->new_file, &err);
         any_installed = any_installed || d->installed;
@@ -1460,7 +1501,8 @@ instant_write_phase(Run *run)
             RDisk *d = r->disks->pdata[k];
             VsMountOptions mo = { .repo_path = run->opts->repo_path, .backup_id = r->m->id,
                                   .domain = r->name, .disk = d->target, .owner = owner,
-                                  .instant_dest = d->dest, .instant_tmp = d->tmp };
+                                  .instant_dest = d->dest, .instant_tmp = d->tmp,
+                                  .instant_copy = d->instant_copy };
             g_autoptr(GError) err = NULL;
 
             if (!(d->mount = vs_mount_start(&mo, &err)) ||
@@ -1470,6 +1512,16 @@ instant_write_phase(Run *run)
                 continue;
             }
             d->written = true;
+            if (d->instant_copy) {
+                VsDiskDef *dd = vs_domain_def_find_disk(r->def, d->target);
+                if (dd && dd->src) {
+                    dd->src->type = VS_DISK_TYPE_FILE;
+                    g_free(dd->src->path);
+                    dd->src->path = g_strdup(d->tmp);
+                    g_free(dd->src->format);
+                    dd->src->format = g_strdup("qcow2");
+                }
+            }
         }
         fail_on_disk_errors(run, r);
     }
@@ -1493,6 +1545,20 @@ instant_offline(RDom *r, RDisk *d)
 {
     g_autoptr(GError) err = NULL;
 
+    if (d->instant_copy) {
+        if (!vs_instant_finish_offline_copy(r->dom, d->target, d->tmp, d->dest, "raw", &err)) {
+            g_autofree char *q = g_shell_quote(d->tmp);
+            dom_fail(r, "restore: domain '%s' is not running and disk %s still is the overlay %s "
+                     "reading the backup through %s: %s; the export stays up (mount %s)",
+                     r->new_name, d->target, d->tmp, d->mount->uri, err->message, d->mount->id);
+            (void)q;
+            return;
+        }
+        note(r, "disk %s: the domain was not running, so the backup was copied into %s (raw) "
+             "offline", d->target, d->dest);
+        instant_unmount(r, d);
+        return;
+    }
     if (!vs_instant_finish_offline(d->dest, &err)) {
         g_autofree char *q = g_shell_quote(d->dest);
         dom_fail(r, "restore: domain '%s' is not running and disk %s (%s) still reads the backup "
@@ -1520,6 +1586,23 @@ instant_copy_phase(Run *run)
 
             if (!d->mount || !d->installed)
                 continue;
+            if (d->instant_copy && r->started && r->dom && domain_active(r->dom)) {
+                g_autoptr(GError) cerr = NULL;
+                if (vs_blockcopy_pivot(run->conn, r->dom, d->target, d->dest, "raw", &cerr)) {
+                    unlink(d->tmp);
+                    if (r->copied_ms < vs_now_ms() - run->t0)
+                        r->copied_ms = vs_now_ms() - run->t0;
+                    instant_unmount(r, d);
+                } else if (!domain_active(r->dom)) {
+                    instant_offline(r, d);
+                } else {
+                    dom_fail(r, "restore: domain '%s' runs, but disk %s is still the overlay %s "
+                             "reading the backup through %s: %s; the export stays up (mount %s); "
+                             "virtsnap recover finishes the copy", r->new_name, d->target, d->tmp,
+                             d->mount->uri, cerr->message, d->mount->id);
+                }
+                continue;
+            }
             if (r->started && r->dom && domain_active(r->dom)) {
                 VsPullJob j = { .dom = r->dom, .disk = d->target };
                 g_array_append_val(jobs, j);
@@ -1664,12 +1747,10 @@ check_options(const VsRestoreOptions *o, const char *const *names, GError **erro
                     "for whole domains");
         return false;
     }
-    if (o->instant && ((o->disks && o->disks[0]) || o->pool ||
-                       (o->format && strcmp(o->format, "qcow2") != 0))) {
+    if (o->instant && ((o->disks && o->disks[0]) || o->pool)) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                    "restore: --instant restores whole domains into qcow2 files: it does not take "
-                    "%s", o->pool ? "--pool (use --target-dir)" : o->format && strcmp(o->format, "qcow2")
-                    ? "--format raw" : "--disks");
+                    "restore: --instant restores whole domains into files: it does not take %s",
+                    o->pool ? "--pool (use --target-dir)" : "--disks");
         return false;
     }
     if (o->disks && o->disks[0] && o->start && (o->new_name || o->target_dir || o->pool)) {

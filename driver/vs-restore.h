@@ -121,6 +121,8 @@ typedef struct {
     const char *instant_dest;     /* restore --instant: the overlay on this export,
                                    * at its final path (recover finishes its copy) */
     const char *instant_tmp;      /* ... and where it is written before install */
+    bool instant_copy;            /* ... a raw disk: the guest runs on the overlay at
+                                   * instant_tmp until a block copy moves it to instant_dest */
 } VsMountOptions;
 
 typedef struct {
@@ -135,6 +137,7 @@ typedef struct {
     char *log;                    /* nbdkit's messages */
     bool alive;                   /* vs_mount_list/find: nbdkit still runs */
     char *instant_dest, *instant_tmp;  /* VsMountOptions; NULL for a plain mount */
+    bool instant_copy;
     int restore_pid;              /* the restore --instant that started it, */
     uint64_t restore_starttime;   /* ... while it runs recover leaves it alone */
 } VsMount;
@@ -173,6 +176,11 @@ char *vs_qemu_dac_owner(virConnectPtr conn, const char *virt_type);
 bool vs_instant_overlay(const char *path, const char *uri, uint64_t size, GError **error);
 /* Copies the backing data into PATH (qemu-img rebase -b ''): PATH stands alone. */
 bool vs_instant_finish_offline(const char *path, GError **error);
+/* The same for a disk restored in another format: the overlay OVERLAY (backed by
+ * the export) is converted into the existing DEST as FORMAT, the definition of
+ * the shut-off DOM then names DEST for disk TARGET, and OVERLAY is removed. */
+bool vs_instant_finish_offline_copy(virDomainPtr dom, const char *target, const char *overlay,
+                                    const char *dest, const char *format, GError **error);
 
 typedef enum {
     VS_PULL_RUNNING,

@@ -17,6 +17,9 @@
 # Last, two restores killed (kill -9 at a fault point) once their guests run on the
 # exports: the exports outlive them, and `virtsnap recover` finishes the copy of the one
 # still running (block pull) and of the one stopped meanwhile (offline), then stops both.
+# And --format raw: the guest starts on an overlay beside its raw image and a block copy moves
+# it there and pivots (live and persistent definition raw, no overlay left); killed before
+# the copy, recover does it.
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
@@ -209,4 +212,37 @@ vs_assert_eq "$(vs_gexec "$D-3" 'md5sum /data/big' | awk '{print $1}')" "$sum" "
 virsh destroy "$D-3" >/dev/null
 "$VS_GUEST_SRC/verify-backup.sh" "$W/$D-3-vda.qcow2" --crash-consistent || vs_fail "$D-3's disk is not consistent"
 "$VS_GUEST_SRC/verify-backup.sh" "$W/$D-4-vda.qcow2" --crash-consistent || vs_fail "$D-4's disk is not consistent"
+
+# --- a raw disk: the guest starts on an overlay beside it, a block copy moves it onto the raw
+# image and pivots. Then the same killed at instant-running: recover does the copy.
+for n in 5 6; do
+  vs_domain_track "$D-$n"
+  set +e
+  if [ "$n" = 6 ]; then
+    VIRTSNAP_FAULT=instant-running "$VIRTSNAP" restore --repo "$REPO" --state-dir "$STATE" --instant \
+      --format raw --as "$D-$n" --json "$D" > "$W/r$n.json" 2> "$W/r$n.err"; rc=$?
+    vs_assert_eq "$rc" 137 "raw instant restore of $D-$n killed at instant-running"
+    "$VIRTSNAP" recover --state-dir "$STATE" > "$W/rec$n.out" 2>&1; rc=$?
+    cat "$W/rec$n.out" >&2
+    vs_assert_eq "$rc" 0 "recover after the killed raw instant restore"
+    vs_assert_contains "$(cat "$W/rec$n.out")" "finished the copy of domain '$D-$n' disk vda" "recover copied it"
+  else
+    "$VIRTSNAP" restore --repo "$REPO" --state-dir "$STATE" --instant --format raw --as "$D-$n" \
+      --json "$D" > "$W/r$n.json" 2> "$W/r$n.err"; rc=$?
+    cat "$W/r$n.err" "$W/r$n.json" >&2
+    vs_assert_eq "$rc" 0 "raw instant restore of $D-$n"
+  fi
+  set -e
+  img=$W/$D-$n-vda.raw
+  vs_assert_eq "$(virsh domblklist "$D-$n" --details | awk '$3 == "vda" {print $4}')" "$img" "$D-$n runs on its raw image"
+  vs_assert_eq "$(qemu-img info -U --output=json "$img" | jq -r '[.format, (.["backing-filename"] // "none")] | join(",")')" \
+    "raw,none" "$D-$n's image"
+  vs_assert_eq "$(virsh dumpxml "$D-$n" | grep -c "nbd\|virtsnap-restore" || true)" 0 "$D-$n's live XML names no export or overlay"
+  vs_assert_eq "$(virsh dumpxml --inactive "$D-$n" | xmllint --xpath 'string(//disk[target/@dev="vda"]/driver/@type)' -)" raw "$D-$n's definition: raw"
+  vs_assert_eq "$(ls -a "$W" | grep -c "$D-$n.*virtsnap-restore" || true)" 0 "$D-$n's overlay removed"
+  vs_wait_agent "$D-$n" 60
+  vs_assert_eq "$(vs_gexec "$D-$n" 'md5sum /data/big' | awk '{print $1}')" "$sum" "data of $D-$n"
+  virsh destroy "$D-$n" >/dev/null
+done
+vs_assert_eq "$(nbdkits | wc -l)" 0 "nbdkit processes left after the raw restores"
 vs_log "restore-instant: all checks passed"
