@@ -74,3 +74,48 @@ fail:
                     "again)", sink->description);
     return false;
 }
+
+bool
+vs_copy_file_to_sink(VsSource *src, VsSource *sink, GError **error)
+{
+    enum { PIECE = 4 << 20 };
+    uint64_t size = vs_source_size(src), pos = 0;
+    g_autofree char *buf = g_malloc(PIECE);
+    g_autoptr(GArray) ext = g_array_new(FALSE, FALSE, sizeof(VsExtent));
+
+    if (sink->ops->truncate ? !vs_source_truncate(sink, size, error)
+                            : !vs_sink_check_size(sink, size, error))
+        return false;
+    while (pos < size) {
+        g_array_set_size(ext, 0);
+        if (!vs_source_extents(src, pos, size - pos, ext, error))
+            goto fail;
+        if (ext->len == 0) {
+            VsExtent all = { .offset = pos, .length = size - pos };
+            g_array_append_val(ext, all);
+        }
+        for (guint i = 0; i < ext->len; i++) {
+            const VsExtent *e = &g_array_index(ext, VsExtent, i);
+            uint64_t end = MIN(e->offset + e->length, size);
+
+            if (e->zero) {
+                if (!zero_range(sink, e->offset, end, error))
+                    goto fail;
+            } else {
+                for (uint64_t o = e->offset; o < end;) {
+                    size_t n = (size_t)MIN(end - o, (uint64_t)PIECE);
+                    if (!vs_source_pread(src, buf, n, o, error) || !vs_source_pwrite(sink, buf, n, o, error))
+                        goto fail;
+                    o += n;
+                }
+            }
+            pos = end;
+        }
+    }
+    if (vs_source_flush(sink, error))
+        return true;
+fail:
+    vs_error_prefix(error, "write back: %s (the target is partly rewritten: run the write "
+                    "again)", sink->description);
+    return false;
+}

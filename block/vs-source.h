@@ -208,5 +208,9 @@ bool vs_copy_source_to_repo(VsSource *src, VsRepo *repo, VsManifestDisk *disk,
  * either way. */
 bool vs_copy_repo_to_sink(VsRepo *repo, const VsManifestDisk *disk, VsSource *sink, bool checked,
                           GError **error);
+/* The whole of SRC (an image file) written over SINK from its start: a file sink
+ * (NFS) is first cut or grown to SRC's size, a device must be at least that big;
+ * SRC's holes are written as zeros. */
+bool vs_copy_file_to_sink(VsSource *src, VsSource *sink, GError **error);
 
 G_END_DECLS

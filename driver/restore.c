@@ -55,6 +55,8 @@ typedef struct {
     char *tmp;               /* the complete image before it becomes dest */
     char *sink_url;          /* in place on a LUN, NFS file or block device: written over
                               * at install */
+    bool sink_image;         /* ... a qcow2: first written whole into tmp (state dir), then
+                              * that file over the target */
     bool dest_exists;
     bool hot;                /* live detach, rename, live attach */
     bool new_file;           /* running disk of unknown use: written beside it */
@@ -486,11 +488,29 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
         return false;
     }
 
+    if (r->in_place && !o->instant && !g_strcmp0(md->format, "qcow2") && !g_strcmp0(d->format, "qcow2") &&
+        (is_network_url(md->source) ||
+         (is_local_path(md->source) && stat(md->source, &st) == 0 && S_ISBLK(st.st_mode)))) {
+        /* A qcow2 on an NFS export, a LUN or a block device: the image is
+         * written whole into a local temp file (the state directory), then that
+         * file over the target at install, once the domain is stopped. */
+        d->sink_url = g_strdup(md->source);
+        d->sink_image = true;
+        d->dest = g_strdup(md->source);
+        d->dir = g_build_filename(vs_state_dir(o->state_dir), "restore", NULL);
+        d->tmp = g_strdup_printf("%s/.%s-%s.virtsnap-restore-%s", d->dir, r->name, d->target, rnd);
+        d->action = g_strdup("rewritten");
+        g_clear_pointer(&dd->src->backing, vs_storage_source_free);
+        dd->src->backing_terminated = false;
+        if (!vs_make_dir(vs_state_dir(o->state_dir), 0755, error) || !vs_make_dir(d->dir, 0700, error))
+            return false;
+        return true;
+    }
     if (r->in_place && is_local_path(md->source) && stat(md->source, &st) == 0 &&
         S_ISBLK(st.st_mode) && (g_strcmp0(md->format, "raw") != 0 || g_strcmp0(d->format, "raw") != 0)) {
         g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                    "restore: domain '%s' disk %s is block device %s holding %s: only a raw disk "
-                    "is written over a block device in place; give --target-dir or --pool",
+                    "restore: domain '%s' disk %s is block device %s holding %s: only a raw or "
+                    "qcow2 disk is written over a block device in place; give --target-dir or --pool",
                     r->name, d->target, md->source, g_strcmp0(md->format, "raw") ? md->format : d->format);
         return false;
     }
@@ -845,7 +865,7 @@ plan_domain(Run *run, const char *name, GError **error)
         return NULL;
     for (guint i = 0; i < r->disks->len; i++) {
         RDisk *d = r->disks->pdata[i];
-        bool seen = d->sink_url != NULL;   /* no directory: the target itself */
+        bool seen = d->sink_url != NULL && !d->sink_image;   /* no directory: the target itself */
         for (guint k = 0; k < i; k++)
             seen = seen || !g_strcmp0(((RDisk *)r->disks->pdata[k])->dir, d->dir);
         if (!seen && !check_dir(d->dir, o->target_dir && !r->in_place ? "target directory" :
@@ -968,6 +988,17 @@ install_sink(Run *run, RDisk *d, GError **error)
     g_autoptr(VsIscsiAuth) auth = xml ? vs_disk_iscsi_auth(run->conn, xml, d->target, error) : NULL;
     g_autoptr(VsSource) sink = xml && !(error && *error) ? vs_source_open_url(d->sink_url, auth, true, error)
                                                           : NULL;
+    g_autoptr(VsSource) image = NULL;
+
+    if (sink && d->sink_image) {
+        if (!(image = vs_source_open_file(d->tmp, error)) || !vs_copy_file_to_sink(image, sink, error)) {
+            vs_error_prefix(error, "restore: domain '%s' disk %s", d->dom->name, d->target);
+            return false;
+        }
+        unlink(d->tmp);
+        d->installed = true;
+        return true;
+    }
 
     if (!sink || !vs_copy_repo_to_sink(run->repo, d->md, sink, true, error)) {
         vs_error_prefix(error, "restore: domain '%s' disk %s", d->dom->name, d->target);
@@ -1002,7 +1033,7 @@ write_one(gpointer data, gpointer user)
                                    d->target);
         return;
     }
-    if (d->sink_url) {
+    if (d->sink_url && !d->sink_image) {
         /* Written over at install; here every chunk it needs is checked, so
          * that a bad one ends the run before anything is overwritten. */
         if (sink_chunks_ok(t->run, d, &err))

@@ -11,7 +11,8 @@
 # drivers (qemu-nbd), and so does the CHAP LUN (qemu-nbd gets the secret in a memfd); a wrong
 # password fails either path cleanly. The LUN, damaged, is written back over the same path from the repository
 # (`virtsnap export ... iscsi://...`): refused untouched when a chunk is corrupt, then byte for
-# byte the backup; and `virtsnap restore` of the domain in place does the same, then starts it. (A target that goes away under a running guest hangs the guest's own
+# byte the backup; and `virtsnap restore` of the domain in place does the same, then starts it;
+# the qcow2 on NFS is restored in place too (through a temp image), identical to an export. (A target that goes away under a running guest hangs the guest's own
 # I/O too; the sources' reconnect and error bounds are tested on their own in
 # tests/block/source/net-sources.sh.)
 set -euo pipefail
@@ -146,4 +147,22 @@ out=$(vs_virtsnap export --repo "$REPO" "$(jq -r .id "$W/$B-host.json")" "$B" vd
 set -e
 vs_assert_eq "$rc" 1 "write back of a qcow2 over NFS"
 vs_assert_contains "$out" "only a raw disk" "says why"
+# But restore in place does: the qcow2 is written whole into the state directory, then over
+# the file on the export (through libnfs), byte for byte the image an export makes.
+ID_B=$(jq -r .id "$W/$B-direct.json")
+virsh destroy "$B" >/dev/null
+dd if=/dev/urandom of="$VS_NFS_DIR/export/guest.qcow2" bs=1M seek=8 count=8 conv=notrunc status=none
+vs_virtsnap restore --repo "$REPO" --backup "$ID_B" --state-dir "$STATE" --json "$B" > "$W/restore-b.json"
+cat "$W/restore-b.json" >&2
+vs_assert_eq "$(jq -r '.domains[0].disks[0] | [.action, .format] | join(",")' "$W/restore-b.json")" rewritten,qcow2 \
+  "the qcow2 on NFS rewritten in place"
+vs_virtsnap export --repo "$REPO" "$ID_B" "$B" vda "$W/b-backup.qcow2" >/dev/null
+qemu-img check -q "$VS_NFS_DIR/export/guest.qcow2" || vs_fail "the rewritten qcow2 does not check"
+qemu-img compare -q "$W/b-backup.qcow2" "$VS_NFS_DIR/export/guest.qcow2" ||
+  vs_fail "the qcow2 on NFS does not hold the backup after restore"
+vs_assert_eq "$(ls "$STATE/restore" 2>/dev/null | grep -c virtsnap-restore || true)" 0 "no temp image left"
+virsh start "$B" >/dev/null
+vs_wait_agent "$B" 120
+vs_assert_eq "$(vs_gexec "$B" 'grep -c " /data " /proc/mounts')" 1 "$B runs on its restored qcow2"
+virsh destroy "$B" >/dev/null
 vs_log "backup-net: all checks passed"
