@@ -95,6 +95,7 @@ typedef struct {
     VsRepo *repo;
     const VsManifestDisk *disk;
     const gint *cancel;        /* another disk's failure */
+    bool verify_hash;          /* SHA-256 every chunk, not only its frame checksum */
     GMutex lock;
     GCond cond;
     Slot *slots;
@@ -152,10 +153,12 @@ read_worker(gpointer data)
         /* The prefetcher waits for readers to move on. */
         g_cond_broadcast(&p->cond);
         g_mutex_unlock(&p->lock);
-        /* Read, inflated and re-hashed: the write pass is the verification.
-         * Into the slot's own buffer: the slot is this reader's until it is
-         * marked ready, and memory used again costs no page faults. */
-        v = repo_check_chunk_into(p->repo, &r->digest, &zbuf, &zcap, s->data, &len, &detail);
+        /* Read and inflated, its frame checksum and size checked (SHA-256
+         * too if asked): the write pass is the verification. Into the slot's
+         * own buffer: the slot is this reader's until it is marked ready, and
+         * memory used again costs no page faults. */
+        v = repo_check_chunk_into(p->repo, &r->digest, &zbuf, &zcap, s->data, &len, p->verify_hash,
+                                  &detail);
         g_mutex_lock(&p->lock);
         s->index = i;
         s->verdict = (uint8_t)v;
@@ -401,7 +404,8 @@ write_chunks(ExportJob *job, Sink *sink, GError **error)
     guint nslots = CLAMP(EXPORT_RING_BYTES / MAX(vs_repo_chunk_size(repo), 1), EXPORT_MIN_SLOTS,
                          EXPORT_MAX_SLOTS);
     guint nreaders = MIN(MIN(CLAMP(g_get_num_processors(), 1, EXPORT_MAX_READERS), nslots - 1), MAX(n, 1));
-    Pipe p = { .repo = repo, .disk = disk, .cancel = job->ctl ? job->ctl->cancel : NULL, .nslots = nslots };
+    Pipe p = { .repo = repo, .disk = disk, .cancel = job->ctl ? job->ctl->cancel : NULL, .nslots = nslots,
+               .verify_hash = job->ctl && job->ctl->verify_hash };
     Writer w = { .pipe = &p, .sink = sink, .out = out };
     GThread *readers[EXPORT_MAX_READERS], *prefetcher;
     bool ok = true;

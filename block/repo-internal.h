@@ -77,9 +77,12 @@ ChunkVerdict repo_check_chunk(VsRepo *repo, const VsDigest *digest, void **data,
 /* The same into the caller's buffers, for a reader that checks chunk after
  * chunk without fresh (page-faulting) memory for each: *ZBUF (*ZCAP bytes,
  * grown when a file needs more) takes the compressed file, OUT (chunk_size
- * bytes) the plain data, *LEN its length. */
+ * bytes) the plain data, *LEN its length. Without HASH a chunk whose zstd frame
+ * carries a content checksum (every chunk virtsnap writes) is checked by that
+ * XXH64, verified as it is inflated, and its size, not re-hashed with SHA-256:
+ * that finds any damage to the file, not a file replaced by another chunk's. */
 ChunkVerdict repo_check_chunk_into(VsRepo *repo, const VsDigest *digest, void **zbuf, size_t *zcap,
-                                   void *out, size_t *len, char **detail);
+                                   void *out, size_t *len, bool hash, char **detail);
 
 char *repo_chunk_path(const VsRepo *repo, const VsDigest *digest);
 bool repo_chunk_size_valid(uint64_t n);

@@ -212,10 +212,14 @@ typedef struct {
      * corrupt or unreadable, that chunk as vs_repo_verify would list it (free
      * with vs_verify_problem_free); NULL for any other failure. */
     VsVerifyProblem *bad_chunk;
+    /* In: re-hash every chunk with SHA-256 as `virtsnap verify` does. Otherwise
+     * each chunk is checked by its zstd frame's XXH64 content checksum and its
+     * size, which finds any damage to a chunk file at a fraction of the CPU. */
+    bool verify_hash;
 } VsExportControl;
 
-/* vs_repo_export_disk with CTL (may be NULL). Every chunk is re-hashed as it is
- * written (the write is the verification), on a few reader threads, while the
+/* vs_repo_export_disk with CTL (may be NULL). Every chunk is checked as it is
+ * written (the write is the verification; see verify_hash), on a few reader threads, while the
  * calling thread writes them in order; memory stays bounded by a few chunks
  * whatever the disk's size. */
 bool vs_repo_export_disk_ctl(VsRepo *repo, const VsManifest *m, const char *domain,

@@ -1016,7 +1016,7 @@ write_one(gpointer data, gpointer user)
 {
     WriteTask *t = data;
     RDisk *d = t->d;
-    VsExportControl ctl = { .cancel = &t->run->cancel };
+    VsExportControl ctl = { .cancel = &t->run->cancel, .verify_hash = t->run->opts->verify_hash };
     g_autoptr(GError) err = NULL;
 
     (void)user;

@@ -40,8 +40,11 @@ typedef struct {
      * started at once, then each disk is pulled (virDomainBlockPull) into its overlay
      * while the guest runs, and the export stopped once no disk depends on it. Chunks
      * are checked to exist, not re-hashed, beforehand (the plugin re-hashes each chunk
-     * it reads). Implies define and start; whole domains only; qcow2 only. */
+     * it reads). Implies define and start; whole domains only. */
     bool instant;
+    /* Re-hash every chunk with SHA-256 as it is written (as `virtsnap verify`
+     * does); otherwise its zstd frame checksum and size are checked. */
+    bool verify_hash;
     int copy_stall_timeout;       /* seconds a pull may make no progress, default 300 */
     /* Progress lines ("DOMAIN: running ...") as they happen, e.g. for stderr; may be NULL. */
     void (*progress)(const char *message, void *opaque);

@@ -275,9 +275,13 @@ int
 vs_cmd_export(const VsGlobal *g, int argc, char **argv)
 {
     char *repo = NULL, *format = NULL, *auth_file = NULL;
+    gboolean verify_hash = FALSE;
+    VsExportControl ctl = { 0 };
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
         { "format", 'f', 0, G_OPTION_ARG_STRING, &format, "raw or qcow2 (default: as backed up)", "FMT" },
+        { "verify-hash", 0, 0, G_OPTION_ARG_NONE, &verify_hash, "re-hash every chunk with SHA-256 as it is "
+          "written (default: its zstd checksum and size are checked)", NULL },
         { "iscsi-auth", 0, 0, G_OPTION_ARG_FILENAME, &auth_file, "CHAP credentials for an iscsi:// OUT: "
           "a root-only file of user= and password= lines", "FILE" },
         G_OPTION_ENTRY_NULL
@@ -300,10 +304,12 @@ vs_cmd_export(const VsGlobal *g, int argc, char **argv)
     }
     if (!(r = open_repo("export", repo_arg(repo), false)))
         return 1;
+    ctl.verify_hash = verify_hash;
     if (g_str_has_prefix(argv[4], "nfs://") || g_str_has_prefix(argv[4], "iscsi://"))
         return export_over(g, r, argv, format, auth_file);
     if (!(m = vs_repo_load_manifest(r, argv[1], &err)) ||
-        !vs_repo_export_disk(r, m, argv[2], argv[3], argv[4], format, &err)) {
+        !vs_repo_export_disk_ctl(r, m, argv[2], argv[3], argv[4], format, &ctl, &err)) {
+        vs_verify_problem_free(ctl.bad_chunk);
         vs_print_error("export: %s", err->message);
         return 1;
     }

@@ -153,7 +153,7 @@ print_progress(const char *message, void *opaque)
 int
 vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
 {
-    gboolean json = FALSE, define = FALSE, start = FALSE, force = FALSE, instant = FALSE;
+    gboolean json = FALSE, define = FALSE, start = FALSE, force = FALSE, instant = FALSE, verify_hash = FALSE;
     g_autofree char *repo = NULL, *backup = NULL, *as = NULL, *target_dir = NULL, *pool = NULL;
     g_autofree char *format = NULL, *state_dir = NULL;
     char **lists = NULL, **disk_lists = NULL;
@@ -170,6 +170,8 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         { "define", 0, 0, G_OPTION_ARG_NONE, &define, "define the restored domain in libvirt", NULL },
         { "start", 0, 0, G_OPTION_ARG_NONE, &start, "start it (implies --define)", NULL },
         { "force", 0, 0, G_OPTION_ARG_NONE, &force, "stop a running domain, replace an existing name or file", NULL },
+        { "verify-hash", 0, 0, G_OPTION_ARG_NONE, &verify_hash, "re-hash every chunk with SHA-256 as it is written "
+          "(default: its zstd checksum and size are checked)", NULL },
         { "instant", 0, 0, G_OPTION_ARG_NONE, &instant, "start the domain at once on the backup served over NBD, copy its disks into place while it runs (implies --start)", NULL },
         { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "per-domain locks (default /var/lib/virtsnap)", "DIR" },
         { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks written at once (default 2)", "N" },
@@ -230,6 +232,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     opts.shutdown_timeout = shutdown_timeout;
     opts.agent_timeout = agent_timeout;
     opts.instant = instant;
+    opts.verify_hash = verify_hash;
     if (!g->quiet)
         opts.progress = print_progress;
 

@@ -6,6 +6,8 @@
  * docs' "reading a disk without virtsnap" script is run for real. */
 #include "repo-test-util.h"
 
+#include <zstd.h>
+
 #define CS (64 * 1024)
 #define NCHUNKS 40
 #define SIZE ((uint64_t)NCHUNKS * CS + 5000)
@@ -362,6 +364,72 @@ test_export_damaged(Fixture *f, gconstpointer data)
     }
 }
 
+/* Export checks each chunk by its zstd frame's XXH64 and size, or with
+ * verify_hash by SHA-256 too: a flipped byte fails both ways; a chunk file
+ * replaced by another valid chunk only the hash finds; a frame without a
+ * checksum (not one virtsnap writes) is hashed anyway. */
+static void
+test_export_check_modes(Fixture *f, gconstpointer data)
+{
+    g_autofree char *out = g_build_filename(f->top, "vda.raw", NULL);
+    g_autofree char *c8 = chunk_file(f, f->id2, "vda", 8 * CS);
+    g_autofree char *c17 = chunk_file(f, f->id2, "vda", 17 * CS);
+    g_autofree char *orig = NULL, *other = NULL;
+    g_autoptr(VsManifest) m = load(f, f->id2);
+    g_autoptr(GError) err = NULL;
+    gsize olen = 0, xlen = 0;
+
+    g_assert_true(g_file_get_contents(c17, &orig, &olen, NULL));
+    g_assert_true(g_file_get_contents(c8, &other, &xlen, NULL));
+    for (int hash = 0; hash < 2; hash++) {
+        VsExportControl ctl = { .verify_hash = hash };
+        g_autofree char *flipped = g_memdup2(orig, olen);
+
+        /* a byte flipped in the compressed data */
+        flipped[olen / 2] ^= 0x5a;
+        tu_write_file(c17, flipped, olen);
+        g_assert_false(vs_repo_export_disk_ctl(f->repo, m, "web1", "vda", out, "raw", &ctl, &err));
+        g_assert_nonnull(strstr(err->message, "is corrupt"));
+        g_assert_nonnull(ctl.bad_chunk);
+        g_clear_pointer(&ctl.bad_chunk, vs_verify_problem_free);
+        g_clear_error(&err);
+        g_assert_false(g_file_test(out, G_FILE_TEST_EXISTS));
+    }
+    /* another chunk's file in its place: a valid frame, the wrong data */
+    tu_write_file(c17, other, xlen);
+    {
+        VsExportControl ctl = { .verify_hash = true };
+        g_assert_false(vs_repo_export_disk_ctl(f->repo, m, "web1", "vda", out, "raw", &ctl, &err));
+        g_assert_nonnull(strstr(err->message, "content has SHA-256"));
+        g_clear_pointer(&ctl.bad_chunk, vs_verify_problem_free);
+        g_clear_error(&err);
+    }
+    /* a frame without a content checksum holding other data: hashed, found */
+    {
+        size_t zcap = ZSTD_compressBound(CS);
+        g_autofree char *plain = g_malloc0(CS), *z = g_malloc(zcap);
+        size_t zlen;
+
+        memset(plain, 0x33, CS);
+        zlen = ZSTD_compress(z, zcap, plain, CS, 1);   /* no checksum flag */
+        g_assert_false(ZSTD_isError(zlen));
+        g_assert_cmpint(z[4] & 0x04, ==, 0);
+        tu_write_file(c17, z, zlen);
+        g_assert_false(vs_repo_export_disk(f->repo, m, "web1", "vda", out, "raw", &err));
+        g_assert_nonnull(strstr(err->message, "content has SHA-256"));
+        g_clear_error(&err);
+    }
+    /* and the original back: both modes export it */
+    tu_write_file(c17, orig, olen);
+    for (int hash = 0; hash < 2; hash++) {
+        VsExportControl ctl = { .verify_hash = hash };
+        g_assert_true(vs_repo_export_disk_ctl(f->repo, m, "web1", "vda", out, "raw", &ctl, &err));
+        g_assert_no_error(err);
+        g_assert_true(tu_files_equal(out, f->img_a));
+        unlink(out);
+    }
+}
+
 /* docs/repository-format.md shows how to read a disk back with zstd,
  * sha256sum, jq and dd only; read-by-hand.sh is that example. */
 static void
@@ -411,6 +479,7 @@ main(int argc, char **argv)
     ADD("/export/raw", test_export_raw);
     ADD("/export/qcow2", test_export_qcow2);
     ADD("/export/damaged", test_export_damaged);
+    ADD("/export/check-modes", test_export_check_modes);
     ADD("/export/read-by-hand", test_read_by_hand);
     return g_test_run();
 }
