@@ -6,7 +6,8 @@
  * files; a failed write (a full disk above all) removes its temp file and leaves
  * nothing. Chunks are made durable in batches: put_chunk writes the temp file
  * without fsync and records it as pending, and a flush (every REPO_FLUSH_BYTES,
- * and before every commit) makes all pending temp files durable with one
+ * on a flusher thread so that the writers never wait for the disk, and before
+ * every commit, waited for) makes all pending temp files durable with one
  * syncfs(2) before renaming any of them, so a chunk's final name never holds
  * bytes that a crash could lose. The layout is documented in
  * docs/repository-format.md, which is the contract: change one, change the
@@ -574,6 +575,7 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
     repo = g_new0(VsRepo, 1);
     g_mutex_init(&repo->lock);
     g_mutex_init(&repo->flush_lock);
+    g_cond_init(&repo->flusher_cond);
     repo->lock_fd = -1;
     repo->tmp_fd = -1;
     repo->pending = pending_table_new();
@@ -610,6 +612,11 @@ vs_repo_close(VsRepo *repo)
 {
     if (!repo)
         return;
+    /* The flusher first: after this no thread of ours touches the tables. */
+    if (repo->flusher)
+        g_thread_pool_free(repo->flusher, FALSE, TRUE);
+    g_clear_error(&repo->flusher_error);
+    g_cond_clear(&repo->flusher_cond);
     vs_repo_unlock(repo);
     /* Chunks never flushed belong to a backup that did not commit: nothing may
      * rely on them, and nobody else knows their temp names. */
@@ -839,8 +846,9 @@ ensure_fanouts(VsRepo *repo, GHashTable *table, char **what)
     return 0;
 }
 
-bool
-vs_repo_flush(VsRepo *repo, GError **error)
+/* One flush; the caller holds flush_lock. */
+static bool
+flush_locked(VsRepo *repo, GError **error)
 {
     g_autoptr(GHashTable) table = NULL, poisoned = NULL;
     g_autofree char *what = NULL;
@@ -849,15 +857,11 @@ vs_repo_flush(VsRepo *repo, GError **error)
     RepoPending *e;
     int err, sync_errno;
 
-    if (!repo->writable)
-        return true;
-    g_mutex_lock(&repo->flush_lock);
     /* 1. Swap: puts from now on fill a fresh table, and still find these
      *    chunks (in repo->flushing) until they are in place. */
     g_mutex_lock(&repo->lock);
     if (g_hash_table_size(repo->pending) == 0) {
         g_mutex_unlock(&repo->lock);
-        g_mutex_unlock(&repo->flush_lock);
         return true;
     }
     table = repo->pending;
@@ -946,10 +950,114 @@ vs_repo_flush(VsRepo *repo, GError **error)
     repo->flushing = NULL;
     g_mutex_unlock(&repo->lock);
 out:
-    g_mutex_unlock(&repo->flush_lock);
     if (err) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: flushing chunks: %s: %s", repo->path, what,
                     g_strerror(err));
+        return false;
+    }
+    return true;
+}
+
+/* The flusher thread's task. Its error is recorded before flush_lock is let
+ * go, so that a vs_repo_flush, which takes flush_lock after it, reports it: a
+ * caller whose chunks this flush took learns that they were not placed. */
+static void
+flusher_run(gpointer data, gpointer user_data)
+{
+    VsRepo *repo = user_data;
+    GError *err = NULL;
+
+    (void)data;
+    g_mutex_lock(&repo->lock);
+    repo->flush_queued = false;
+    repo->flush_running = true;
+    g_mutex_unlock(&repo->lock);
+    g_mutex_lock(&repo->flush_lock);
+    flush_locked(repo, &err);
+    g_mutex_lock(&repo->lock);
+    if (err && !repo->flusher_error)
+        repo->flusher_error = g_steal_pointer(&err);
+    repo->flush_running = false;
+    g_cond_broadcast(&repo->flusher_cond);
+    g_mutex_unlock(&repo->lock);
+    g_mutex_unlock(&repo->flush_lock);
+    g_clear_error(&err);
+}
+
+/* Hands a flush to the flusher thread, unless one is queued already (it will
+ * take whatever is pending when it begins). Returns false when there is no
+ * thread to hand it to; the caller then flushes itself. */
+static bool
+flusher_kick(VsRepo *repo)
+{
+    bool push;
+
+    g_mutex_lock(&repo->lock);
+    if (!repo->flusher) {
+        /* Exclusive: one thread of its own, never busy with anything else
+         * when a flush is due. */
+        repo->flusher = g_thread_pool_new(flusher_run, repo, 1, TRUE, NULL);
+        if (!repo->flusher) {
+            g_mutex_unlock(&repo->lock);
+            return false;
+        }
+    }
+    push = !repo->flush_queued;
+    repo->flush_queued = true;
+    g_mutex_unlock(&repo->lock);
+    if (push)
+        g_thread_pool_push(repo->flusher, repo, NULL);
+    return true;
+}
+
+void
+repo_test_wait_flusher(VsRepo *repo)
+{
+    g_mutex_lock(&repo->lock);
+    while (repo->flush_queued || repo->flush_running)
+        g_cond_wait(&repo->flusher_cond, &repo->lock);
+    g_mutex_unlock(&repo->lock);
+}
+
+/* A background flush's error, as the error of an operation that relies on it. */
+static bool
+flusher_failed(VsRepo *repo, bool take, GError **error)
+{
+    GError *err;
+
+    g_mutex_lock(&repo->lock);
+    err = repo->flusher_error;
+    if (err && take)
+        repo->flusher_error = NULL;
+    else if (err)
+        err = g_error_copy(err);
+    g_mutex_unlock(&repo->lock);
+    if (!err)
+        return false;
+    g_propagate_error(error, err);
+    return true;
+}
+
+bool
+vs_repo_flush(VsRepo *repo, GError **error)
+{
+    g_autoptr(GError) err = NULL;
+    bool ok;
+
+    if (!repo->writable)
+        return true;
+    g_mutex_lock(&repo->flush_lock);
+    ok = flush_locked(repo, &err);
+    /* A background flush that ran before this one may have taken some of the
+     * caller's chunks and failed to place them: that is the caller's error
+     * too (reported once; the repository is usable again afterwards). */
+    if (flusher_failed(repo, true, error)) {
+        g_mutex_unlock(&repo->flush_lock);
+        return false;
+    }
+    g_mutex_unlock(&repo->flush_lock);
+    if (!ok) {
+        g_propagate_error(error, g_steal_pointer(&err));
         return false;
     }
     return true;
@@ -966,12 +1074,16 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
     size_t zlen;
     struct stat st;
     uint64_t epoch;
-    bool known, flush = false;
+    bool known, kick = false, flush = false;
     int err = 0;
 
     if (stored)
         *stored = 0;
     if (!check_writable(repo, error))
+        return false;
+    /* A background flush failed: the chunks it held are not in place, and a
+     * backup relying on them must fail; the sooner, the less it writes. */
+    if (flusher_failed(repo, false, error))
         return false;
     if (len == 0 || len > repo->chunk_size) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
@@ -1045,8 +1157,13 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
         e->size = zlen;
         g_hash_table_insert(repo->pending, &e->digest, e);
         repo->pending_bytes += zlen;
-        flush = (before < repo->flush_bytes && repo->pending_bytes >= repo->flush_bytes) ||
-                g_hash_table_size(repo->pending) == repo->flush_chunks;
+        kick = (before < repo->flush_bytes && repo->pending_bytes >= repo->flush_bytes) ||
+               g_hash_table_size(repo->pending) == repo->flush_chunks;
+        /* The flusher has not taken the last batch yet: wait for it by
+         * flushing here, which bounds what is unsynced to about twice the
+         * threshold. */
+        flush = (before < 2 * repo->flush_bytes && repo->pending_bytes >= 2 * repo->flush_bytes) ||
+                g_hash_table_size(repo->pending) == 2 * repo->flush_chunks;
     }
     g_mutex_unlock(&repo->lock);
     if (tmp)
@@ -1061,7 +1178,11 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
         return true;
     if (stored)
         *stored = zlen;
-    /* The put that crosses the threshold flushes; the others go on. */
+    /* The put that crosses the threshold starts a flush in the background and
+     * goes on, as do the others: durability is the business of the flush
+     * before the manifest (vs_repo_flush), not of the put. */
+    if (kick && !flush)
+        flush = !flusher_kick(repo);
     if (flush && !vs_repo_flush(repo, error)) {
         if (stored)
             *stored = 0;
