@@ -98,6 +98,8 @@ int repo_rename_noreplace(const char *oldpath, const char *newpath);
 int repo_write_temp(const char *dir, const char *kind, const void *data, size_t len,
                     char **tmp_path);
 void repo_random_hex(char *out, size_t nhex);   /* NHEX chars + NUL */
+/* XXH64 with seed 0: the content checksum of a zstd frame. */
+uint64_t repo_xxh64(const void *data, size_t len);
 
 /* Asks the kernel to read DIGEST's chunk file ahead of its reader (only a hint:
  * a file that cannot be opened is left for the reader to report). */

@@ -1063,6 +1063,161 @@ vs_repo_flush(VsRepo *repo, GError **error)
     return true;
 }
 
+/* XXH64 (seed 0), for the content checksum of the frames written by
+ * raw_frame: zstd computes it inside its compressor and does not export it,
+ * and the frame must carry it like every other chunk (`zstd -t` checks it). */
+#define XXH_P1 11400714785074694791ULL
+#define XXH_P2 14029467366897019727ULL
+#define XXH_P3 1609587929392839161ULL
+#define XXH_P4 9650029242287828579ULL
+#define XXH_P5 2870177450012600261ULL
+
+static inline uint64_t
+xxh_rotl(uint64_t x, int r)
+{
+    return (x << r) | (x >> (64 - r));
+}
+
+static inline uint64_t
+xxh_read64(const uint8_t *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return GUINT64_FROM_LE(v);
+}
+
+static inline uint64_t
+xxh_round(uint64_t acc, uint64_t input)
+{
+    return xxh_rotl(acc + input * XXH_P2, 31) * XXH_P1;
+}
+
+static inline uint64_t
+xxh_merge(uint64_t acc, uint64_t v)
+{
+    return (acc ^ xxh_round(0, v)) * XXH_P1 + XXH_P4;
+}
+
+uint64_t
+repo_xxh64(const void *data, size_t len)
+{
+    const uint8_t *p = data, *end = p + len;
+    uint64_t h;
+
+    if (len >= 32) {
+        uint64_t v1 = XXH_P1 + XXH_P2, v2 = XXH_P2, v3 = 0, v4 = -XXH_P1;
+
+        do {
+            v1 = xxh_round(v1, xxh_read64(p));
+            v2 = xxh_round(v2, xxh_read64(p + 8));
+            v3 = xxh_round(v3, xxh_read64(p + 16));
+            v4 = xxh_round(v4, xxh_read64(p + 24));
+            p += 32;
+        } while (end - p >= 32);
+        h = xxh_rotl(v1, 1) + xxh_rotl(v2, 7) + xxh_rotl(v3, 12) + xxh_rotl(v4, 18);
+        h = xxh_merge(xxh_merge(xxh_merge(xxh_merge(h, v1), v2), v3), v4);
+    } else {
+        h = XXH_P5;
+    }
+    h += len;
+    for (; end - p >= 8; p += 8)
+        h = xxh_rotl(h ^ xxh_round(0, xxh_read64(p)), 27) * XXH_P1 + XXH_P4;
+    if (end - p >= 4) {
+        uint32_t v;
+
+        memcpy(&v, p, sizeof(v));
+        h = xxh_rotl(h ^ (uint64_t)GUINT32_FROM_LE(v) * XXH_P1, 23) * XXH_P2 + XXH_P3;
+        p += 4;
+    }
+    for (; p < end; p++)
+        h = xxh_rotl(h ^ *p * XXH_P5, 11) * XXH_P1;
+    h ^= h >> 33;
+    h *= XXH_P2;
+    h ^= h >> 29;
+    h *= XXH_P3;
+    h ^= h >> 32;
+    return h;
+}
+
+/* Whether DATA is not worth compressing: SAMPLES evenly spread slices of
+ * SAMPLE bytes, each compressed on its own, save under 1/64 of their size
+ * together. zstd level 1 does not make incompressible data smaller but still
+ * searches it for matches (about 0.5 ms a MiB here, as long as SHA-256
+ * takes); the samples cost a few percent of that. A chunk that compresses
+ * anywhere near a sample point is compressed whole as before, so only a
+ * chunk that is random (already compressed or encrypted data) at every
+ * sample point is stored in raw blocks. */
+#define RAW_SAMPLES 8
+#define RAW_SAMPLE 4096
+
+static bool
+looks_incompressible(ZSTD_CCtx *cctx, const uint8_t *data, size_t len)
+{
+    uint8_t out[RAW_SAMPLE + 64];
+    size_t in = 0, got = 0;
+
+    if (len < 16 * RAW_SAMPLE)
+        return false;
+    for (unsigned i = 0; i < RAW_SAMPLES; i++) {
+        size_t at = (len - RAW_SAMPLE) / (RAW_SAMPLES - 1) * i;
+        size_t n = ZSTD_compress2(cctx, out, sizeof(out), data + at, RAW_SAMPLE);
+
+        if (ZSTD_isError(n))
+            return false;
+        in += RAW_SAMPLE;
+        got += n;
+    }
+    return got >= in - in / 64;
+}
+
+/* The largest block zstd allows, and what raw_frame cuts a chunk into. */
+#define ZSTD_BLOCK_MAX (128u * 1024)
+
+static size_t
+raw_frame_bound(size_t len)
+{
+    return 4 + 1 + 4 + (len / ZSTD_BLOCK_MAX + 1) * 3 + len + 4;
+}
+
+/* Writes DATA as one zstd frame (RFC 8878) of raw, that is stored, blocks into
+ * OUT (raw_frame_bound(LEN) bytes): the same kind of frame ZSTD_compress2
+ * makes of data it cannot shrink (single segment, content size, XXH64
+ * checksum), without its search for matches. Any zstd decoder reads it. */
+static size_t
+raw_frame(uint8_t *out, const uint8_t *data, size_t len)
+{
+    uint8_t *o = out;
+    uint32_t v32;
+    uint64_t sum = repo_xxh64(data, len);
+
+    v32 = GUINT32_TO_LE(0xFD2FB528u);                 /* magic */
+    memcpy(o, &v32, 4);
+    o += 4;
+    /* Frame_Header_Descriptor: a 4-byte content size, single segment (no
+     * window descriptor), content checksum, no dictionary. */
+    *o++ = (uint8_t)(2u << 6 | 1u << 5 | 1u << 2);
+    v32 = GUINT32_TO_LE((uint32_t)len);
+    memcpy(o, &v32, 4);
+    o += 4;
+    for (size_t at = 0; at < len;) {
+        size_t n = MIN(len - at, ZSTD_BLOCK_MAX);
+        /* Block header: last-block bit, type 0 (raw), size. */
+        uint32_t hdr = (uint32_t)(n << 3) | (at + n == len ? 1u : 0u);
+
+        *o++ = (uint8_t)hdr;
+        *o++ = (uint8_t)(hdr >> 8);
+        *o++ = (uint8_t)(hdr >> 16);
+        memcpy(o, data + at, n);
+        o += n;
+        at += n;
+    }
+    v32 = GUINT32_TO_LE((uint32_t)sum);
+    memcpy(o, &v32, 4);
+    o += 4;
+    return (size_t)(o - out);
+}
+
 bool
 vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
                   uint64_t *stored, GError **error)
@@ -1122,9 +1277,14 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
         return false;
     }
 
-    zbuf = g_malloc(ZSTD_compressBound(len));
     cctx = cctx_get(repo);
-    zlen = ZSTD_compress2(cctx, zbuf, ZSTD_compressBound(len), data, len);
+    if (looks_incompressible(cctx, data, len)) {
+        zbuf = g_malloc(raw_frame_bound(len));
+        zlen = raw_frame(zbuf, data, len);
+    } else {
+        zbuf = g_malloc(ZSTD_compressBound(len));
+        zlen = ZSTD_compress2(cctx, zbuf, ZSTD_compressBound(len), data, len);
+    }
     cctx_put(repo, cctx);
     if (ZSTD_isError(zlen)) {
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "repo: compressing chunk %s: %s",
