@@ -222,6 +222,12 @@ write_temp(const char *dir, const char *kind, const void *data, size_t len, bool
     err = repo_write_all(fd, data, len);
     if (!err && sync && fsync(fd) < 0)
         err = errno;
+    /* Unsynced: start its write-back now all the same, so that the disk works
+     * while we compute and the flush's syncfs (the last one is waited for
+     * before the manifest) finds little left to write. Only a hint: what it
+     * cannot do, or an error it meets, the syncfs does or reports. */
+    if (!err && !sync)
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     /* NFS reports some write errors only at close. */
     if (close(fd) < 0 && !err)
         err = errno;
