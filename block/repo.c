@@ -74,14 +74,36 @@ vs_digest_from_hex(const char *hex, VsDigest *out)
     return true;
 }
 
+/* EVP (OpenSSL's SHA-NI or AVX2 code, whatever the CPU has) through an
+ * implementation fetched once and one context per thread: EVP_Digest with
+ * EVP_sha256() would look the provider up and allocate a context per chunk. The
+ * fetched implementation lives as long as the process. */
+static GPrivate digest_ctx = G_PRIVATE_INIT((GDestroyNotify)EVP_MD_CTX_free);
+
 void
 vs_digest_compute(const void *data, size_t len, VsDigest *out)
 {
+    static EVP_MD *sha256;
+    static gsize fetched;
+    EVP_MD_CTX *ctx = g_private_get(&digest_ctx);
     unsigned int n = 0;
 
-    /* Only an allocation failure inside OpenSSL gets here; like g_malloc we
-     * do not pretend to recover from that. */
-    if (!EVP_Digest(data, len, out->bytes, &n, EVP_sha256(), NULL) || n != sizeof(out->bytes))
+    /* Only an allocation failure inside OpenSSL (or an OpenSSL without
+     * SHA-256) gets to g_error; like g_malloc we do not pretend to recover. */
+    if (g_once_init_enter(&fetched)) {
+        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+        if (!sha256)
+            g_error("repo: OpenSSL has no SHA-256");
+        g_once_init_leave(&fetched, 1);
+    }
+    if (!ctx) {
+        ctx = EVP_MD_CTX_new();
+        if (!ctx)
+            g_error("repo: out of memory for an OpenSSL context");
+        g_private_set(&digest_ctx, ctx);
+    }
+    if (!EVP_DigestInit_ex2(ctx, sha256, NULL) || !EVP_DigestUpdate(ctx, data, len) ||
+        !EVP_DigestFinal_ex(ctx, out->bytes, &n) || n != sizeof(out->bytes))
         g_error("repo: OpenSSL SHA-256 failed");
 }
 
