@@ -640,9 +640,11 @@ vs_repo_close(VsRepo *repo)
 {
     if (!repo)
         return;
-    /* The flusher first: after this no thread of ours touches the tables. */
+    /* The flusher first: a flush it is running finishes, one only queued is
+     * dropped (its chunks are discarded below like any unflushed ones), and
+     * after this no thread of ours touches the tables. */
     if (repo->flusher)
-        g_thread_pool_free(repo->flusher, FALSE, TRUE);
+        g_thread_pool_free(repo->flusher, TRUE, TRUE);
     g_clear_error(&repo->flusher_error);
     g_cond_clear(&repo->flusher_cond);
     vs_repo_unlock(repo);
