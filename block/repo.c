@@ -18,10 +18,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include <zstd.h>
@@ -228,9 +230,36 @@ repo_rename_noreplace(const char *oldpath, const char *newpath)
     return rename(oldpath, newpath) == 0 ? 0 : errno;
 }
 
+/* writev until all of IOV (N entries, modified) is written; 0 or an errno. */
 static int
-write_temp(const char *dir, const char *kind, const void *data, size_t len, bool sync,
-           char **tmp_path)
+writev_all(int fd, struct iovec *iov, int n)
+{
+    while (n > 0) {
+        ssize_t w = writev(fd, iov, MIN(n, IOV_MAX));
+
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (w == 0)
+            return EIO;
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+static int
+write_temp_iov(const char *dir, const char *kind, struct iovec *iov, int niov, bool sync,
+               char **tmp_path)
 {
     char rnd[17];
     g_autofree char *name = NULL;
@@ -241,7 +270,7 @@ write_temp(const char *dir, const char *kind, const void *data, size_t len, bool
     fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0)
         return errno;
-    err = repo_write_all(fd, data, len);
+    err = writev_all(fd, iov, niov);
     if (!err && sync && fsync(fd) < 0)
         err = errno;
     /* Unsynced: start its write-back now all the same, so that the disk works
@@ -259,6 +288,15 @@ write_temp(const char *dir, const char *kind, const void *data, size_t len, bool
     }
     *tmp_path = g_steal_pointer(&name);
     return 0;
+}
+
+static int
+write_temp(const char *dir, const char *kind, const void *data, size_t len, bool sync,
+           char **tmp_path)
+{
+    struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+
+    return write_temp_iov(dir, kind, &iov, 1, sync, tmp_path);
 }
 
 int
@@ -1204,23 +1242,31 @@ looks_incompressible(ZSTD_CCtx *cctx, const uint8_t *data, size_t len)
 /* The largest block zstd allows, and what raw_frame cuts a chunk into. */
 #define ZSTD_BLOCK_MAX (128u * 1024)
 
-static size_t
-raw_frame_bound(size_t len)
-{
-    return 4 + 1 + 4 + (len / ZSTD_BLOCK_MAX + 1) * 3 + len + 4;
-}
+/* At most this many blocks in a chunk (REPO_MAX_CHUNK_SIZE / 128 KiB). */
+#define RAW_MAX_BLOCKS (REPO_MAX_CHUNK_SIZE / ZSTD_BLOCK_MAX)
 
-/* Writes DATA as one zstd frame (RFC 8878) of raw, that is stored, blocks into
- * OUT (raw_frame_bound(LEN) bytes): the same kind of frame ZSTD_compress2
- * makes of data it cannot shrink (single segment, content size, XXH64
- * checksum), without its search for matches. Any zstd decoder reads it. */
-static size_t
-raw_frame(uint8_t *out, const uint8_t *data, size_t len)
+/* The headers of a raw frame, and the iovecs that put them around the data. */
+typedef struct {
+    uint8_t hdr[4 + 1 + 4 + 3 * RAW_MAX_BLOCKS + 4];
+    struct iovec iov[2 * RAW_MAX_BLOCKS + 1];
+    int niov;
+    size_t size;
+} RawFrame;
+
+/* Describes DATA as one zstd frame (RFC 8878) of raw, that is stored, blocks:
+ * the same kind of frame ZSTD_compress2 makes of data it cannot shrink (single
+ * segment, content size, XXH64 checksum), without its search for matches, and
+ * written straight from DATA (writev) rather than copied. Any zstd decoder
+ * reads it. */
+static void
+raw_frame(RawFrame *f, const uint8_t *data, size_t len)
 {
-    uint8_t *o = out;
+    uint8_t *o = f->hdr, *start = f->hdr;
     uint32_t v32;
-    uint64_t sum = repo_xxh64(data, len);
 
+    g_assert(len > 0 && len <= REPO_MAX_CHUNK_SIZE);
+    f->niov = 0;
+    f->size = len;
     v32 = GUINT32_TO_LE(0xFD2FB528u);                 /* magic */
     memcpy(o, &v32, 4);
     o += 4;
@@ -1233,19 +1279,22 @@ raw_frame(uint8_t *out, const uint8_t *data, size_t len)
     for (size_t at = 0; at < len;) {
         size_t n = MIN(len - at, ZSTD_BLOCK_MAX);
         /* Block header: last-block bit, type 0 (raw), size. */
-        uint32_t hdr = (uint32_t)(n << 3) | (at + n == len ? 1u : 0u);
+        uint32_t bh = (uint32_t)(n << 3) | (at + n == len ? 1u : 0u);
 
-        *o++ = (uint8_t)hdr;
-        *o++ = (uint8_t)(hdr >> 8);
-        *o++ = (uint8_t)(hdr >> 16);
-        memcpy(o, data + at, n);
-        o += n;
+        *o++ = (uint8_t)bh;
+        *o++ = (uint8_t)(bh >> 8);
+        *o++ = (uint8_t)(bh >> 16);
+        f->iov[f->niov++] = (struct iovec){ .iov_base = start, .iov_len = (size_t)(o - start) };
+        f->iov[f->niov++] = (struct iovec){ .iov_base = (void *)(data + at), .iov_len = n };
+        f->size += (size_t)(o - start);
+        start = o;
         at += n;
     }
-    v32 = GUINT32_TO_LE((uint32_t)sum);
+    v32 = GUINT32_TO_LE((uint32_t)repo_xxh64(data, len));
     memcpy(o, &v32, 4);
     o += 4;
-    return (size_t)(o - out);
+    f->iov[f->niov++] = (struct iovec){ .iov_base = start, .iov_len = (size_t)(o - start) };
+    f->size += (size_t)(o - start);
 }
 
 bool
@@ -1255,6 +1304,7 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
     char hex[VS_DIGEST_HEX_LEN];
     g_autofree char *path = NULL, *tmp = NULL;
     g_autofree void *zbuf = NULL;
+    g_autofree RawFrame *raw = NULL;
     ZSTD_CCtx *cctx;
     size_t zlen;
     struct stat st;
@@ -1309,8 +1359,9 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
 
     cctx = cctx_get(repo);
     if (looks_incompressible(cctx, data, len)) {
-        zbuf = g_malloc(raw_frame_bound(len));
-        zlen = raw_frame(zbuf, data, len);
+        raw = g_new(RawFrame, 1);
+        raw_frame(raw, data, len);
+        zlen = raw->size;
     } else {
         zbuf = g_malloc(ZSTD_compressBound(len));
         zlen = ZSTD_compress2(cctx, zbuf, ZSTD_compressBound(len), data, len);
@@ -1323,7 +1374,8 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
     }
     /* No fsync: the next flush makes this file durable along with every
      * other pending one, before it gets its final name. */
-    err = write_temp(repo->tmp_dir, "chunk", zbuf, zlen, false, &tmp);
+    err = raw ? write_temp_iov(repo->tmp_dir, "chunk", raw->iov, raw->niov, false, &tmp)
+              : write_temp(repo->tmp_dir, "chunk", zbuf, zlen, false, &tmp);
     if (err) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: writing chunk %s: %s",
                     repo->path, hex, g_strerror(err));
