@@ -414,7 +414,8 @@ sec = "\n".join([
     "CPU are the convert's.", "",
     gapnote, "",
     *(["Where virtsnap backup's time goes (one more cold run under perf record -F 499, the whole "
-       "process tree; pool-* are the engine's threads, vs-* virtsnap's own): " + E["PERF_NOTE"], ""]
+       "process tree; pool-* are the engine's threads, vs-* virtsnap's own; the guest's own QEMU, "
+       "whose TCG vCPU shares the same cores, is not in it): " + E["PERF_NOTE"], ""]
       if E.get("PERF_NOTE") else []),
     "Ratios (medians):", *ratios, "",
     "Goals:", *goals, "",
