@@ -23,7 +23,10 @@
 # WORKDIR (default: the harness work dir under /tmp/virtsnap-tests) must be somewhere
 # libvirt-qemu can read (/tmp, /var/tmp); everything made there is removed on exit.
 # Env: VIRTSNAP (binary; default build-bench/, else build/), RUNS=3, RAND_MIB=1024,
-#      TEXT_MIB=512, DISK_SIZE=4G, BIG_DISK_SIZE=16G (empty: skip), NO_README=1 (print only).
+#      TEXT_MIB=512, DISK_SIZE=4G, BIG_DISK_SIZE=16G (empty: skip), NO_README=1 (print only),
+#      NO_PERF=1 (skip the extra run under perf record that says where virtsnap's time goes),
+#      BASELINE=/path/to/an/older/virtsnap (one more row: that binary, interleaved with
+#      VIRTSNAP run for run, so that a change is compared under the same load).
 set -euo pipefail
 VS_TEST_NAME=backup-bench
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -118,12 +121,12 @@ record baseline 1 0 0 0/0/0 0 "$BASE_GAP" "" 0
 
 # ---------------------------------------------------------------- the tools
 
-run_virtsnap() {  # NAME RUN [DOM DISK]
-  local name=$1 run=$2 p=$W/$1.$2 repo=$W/repo.$1.$2 up0 up1 gap own h0 fs
+run_virtsnap() {  # NAME RUN [BINARY]
+  local name=$1 run=$2 p=$W/$1.$2 repo=$W/repo.$1.$2 bin=${3:-$VIRTSNAP} up0 up1 gap own h0 fs
   drop_caches
   up0=$(uptime_guest)
   h0=$(date +%s%3N)
-  measure "$p" "$VIRTSNAP" backup --repo "$repo" --init --state-dir "$STATE" --json "$DOM"
+  measure "$p" "$bin" backup --repo "$repo" --init --state-dir "$STATE" --json "$DOM"
   fs=$(fsync_time -f "$repo")   # its manifest commit synced already: what is left
   up1=$(uptime_guest)
   [ "$M_RC" = 0 ] || vs_fail "virtsnap backup failed (exit $M_RC): $(tail -n 20 "$p.err")"
@@ -200,11 +203,45 @@ run_vnbd() {      # NAME RUN [virtnbdbackup options]
 
 for r in $(seq 1 "$RUNS"); do
   run_virtsnap virtsnap "$r"
+  [ -z "${BASELINE:-}" ] || run_virtsnap virtsnap-baseline "$r" "$BASELINE"
   run_qemuimg qemu-img "$r"
   run_vnbd virtnbdbackup "$r"
 done
 run_qemuimg qemu-img-c 1 -c
 run_vnbd virtnbdbackup-z 1 -z
+
+# Where virtsnap backup's time goes: one more cold run under perf (cpu-clock samples of the
+# process tree: threads, objects, symbols), and how busy the 2 cores were over its wall time
+# (samples per 100 ms slice: a slice under half of all cores' worth is mostly waiting).
+PERF_NOTE=""
+if [ "${NO_PERF:-0}" != 1 ] && command -v perf >/dev/null; then
+  drop_caches
+  repo=$W/repo.perf
+  t0=$(ns)
+  if perf record -q -F 499 -o "$W/perf.data" -- "$VIRTSNAP" backup --repo "$repo" --init \
+       --state-dir "$STATE" --json "$DOM" >/dev/null 2>"$W/perf.err"; then
+    t1=$(ns)
+    perf report -i "$W/perf.data" --stdio --no-children --sort comm 2>/dev/null |
+      awk '/^ *[0-9.]+%/ && n++ < 6 { printf "%s%s %s", (n > 1 ? ", " : ""), $1, $2 }' > "$W/perf.comm"
+    perf report -i "$W/perf.data" --stdio --no-children --sort dso 2>/dev/null |
+      awk '/^ *[0-9.]+%/ && n++ < 6 { printf "%s%s %s", (n > 1 ? ", " : ""), $1, $2 }' > "$W/perf.dso"
+    perf report -i "$W/perf.data" --stdio --no-children --sort sym 2>/dev/null |
+      awk '/^ *[0-9.]+%/ && n++ < 6 { p = $1; $1 = ""; $2 = ""; sub(/^ +/, ""); printf "%s%s %s", (n > 1 ? ", " : ""), p, $0 }' > "$W/perf.sym"
+    perf script -i "$W/perf.data" -F time 2>/dev/null | tr -d ' :' |
+      awk -v hz=499 -v nc="$(nproc)" -v wall="$(secs "$t0" "$t1")" '
+        { s = int($1 * 10); c[s]++; if (!n++) lo = s; hi = s }
+        END { for (i = lo; i <= hi; i++) { k++; if (c[i] >= hz / 10 * nc * 0.75) busy++; else if (c[i] < hz / 10 * nc * 0.5) idle++ }
+              printf "%.1f s wall, %.1f s of samples (%.0f%% of %d cores over the wall time); of %d 100-ms slices, %d had the cores at least 3/4 busy, %d under half",
+                wall, n / hz, 100 * n / hz / wall / nc, nc, k, busy, idle }' > "$W/perf.busy"
+    PERF_NOTE="$(cat "$W/perf.busy"). By thread: $(cat "$W/perf.comm"); by object: $(cat "$W/perf.dso"); top symbols: $(cat "$W/perf.sym")."
+  else
+    PERF_NOTE="perf record failed: $(tail -n 2 "$W/perf.err" | tr '\n' ' ')"
+  fi
+  rm -rf "$repo" "$W/perf.data"
+  assert_on_disk perf
+  vs_log "perf: $PERF_NOTE"
+fi
+export PERF_NOTE
 CACHED_NOTE="page cache dropped before every run (sync; echo 3 > /proc/sys/vm/drop_caches)"
 
 if [ -n "$BIG" ]; then
@@ -231,6 +268,9 @@ GIT_V=$(git -C "$VS_SOURCE_ROOT" describe --always --dirty 2>/dev/null || echo "
 FORCESHARE=$(ls "$W"/*.forceshare >/dev/null 2>&1 && echo "yes (-U needed)" || echo "no")
 for f in "$W"/virtsnap.*.read; do cat "$f"; done | sort -n | sed -n 1p > "$W/vs_read" || true
 
+BASELINE_V=""
+[ -z "${BASELINE:-}" ] || BASELINE_V="$("$BASELINE" --version 2>/dev/null | head -n1)${BASELINE_GIT:+, git $BASELINE_GIT}"
+export BASELINE_V
 export RES DATA VSIZE BIG_DATA BIG_VSIZE RUNS CACHED_NOTE T_TOTAL LIBVIRT_V QEMU_V VNBD_V CPU OS \
   VS_V GIT_V FORCESHARE VIRT_TYPE BASE_GAP README DISK_SIZE BIG_DISK_SIZE
 export VS_READ=$(cat "$W/vs_read" 2>/dev/null || echo 0)
@@ -264,6 +304,7 @@ def own(r):
 
 labels = [
     ("virtsnap", "virtsnap backup (whole: freeze, snapshot, copy, commit)", DATA, VSIZE),
+    ("virtsnap-baseline", "virtsnap backup, BASELINE binary (%s), interleaved with the row above" % E.get("BASELINE_V", ""), DATA, VSIZE),
     ("qemu-img", "qemu-img convert of the stable base (convert only)", DATA, VSIZE),
     ("qemu-img-cycle", "qemu-img cycle (snapshot --quiesce + convert + blockcommit)", DATA, VSIZE),
     ("virtnbdbackup", "virtnbdbackup -l full (defaults)", DATA, VSIZE),
@@ -294,7 +335,8 @@ table = "\n".join(out)
 def m(key, field): return med([x[field] for x in rows[key]]) if key in rows else float("nan")
 vs_w, vs_r = m("virtsnap", "wall"), m("virtsnap", "rss")
 ratios = []
-for key, label in (("qemu-img", "qemu-img convert alone"), ("qemu-img-cycle", "qemu-img whole cycle"),
+for key, label in (("virtsnap-baseline", "the BASELINE virtsnap (interleaved, same load)"),
+                   ("qemu-img", "qemu-img convert alone"), ("qemu-img-cycle", "qemu-img whole cycle"),
                    ("virtnbdbackup", "virtnbdbackup full (defaults)"),
                    ("qemu-img-c", "qemu-img convert -c (compresses, as virtsnap does; 1 run)"),
                    ("virtnbdbackup-z", "virtnbdbackup -z (lz4; 1 run)")):
@@ -371,12 +413,16 @@ sec = "\n".join([
     "The qemu-img cycle row times `virsh` snapshot, convert and blockcommit together; its RSS and "
     "CPU are the convert's.", "",
     gapnote, "",
+    *(["Where virtsnap backup's time goes (one more cold run under perf record -F 499, the whole "
+       "process tree; pool-* are the engine's threads, vs-* virtsnap's own; the guest's own QEMU, "
+       "whose TCG vCPU shares the same cores, is not in it): " + E["PERF_NOTE"], ""]
+      if E.get("PERF_NOTE") else []),
     "Ratios (medians):", *ratios, "",
     "Goals:", *goals, "",
     "Reproduce: `sudo bench/backup-bench.sh [WORKDIR]` from the source root after "
     "`meson setup build-bench && ninja -C build-bench` (env: VIRTSNAP, RUNS, RAND_MIB, TEXT_MIB, "
-    "DISK_SIZE, BIG_DISK_SIZE). Needs `apt-get install virtnbdbackup time jq` and the test guest "
-    "(tests/guest).", ""])
+    "DISK_SIZE, BIG_DISK_SIZE, NO_PERF=1, BASELINE, BASELINE_GIT). Needs `apt-get install virtnbdbackup time jq` (perf "
+    "optional) and the test guest (tests/guest).", ""])
 print()
 print(sec)
 if E.get("NO_README") != "1":

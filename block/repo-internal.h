@@ -17,10 +17,12 @@
 #define REPO_MIN_CHUNK_SIZE (4u * 1024)
 #define REPO_MAX_CHUNK_SIZE (16u * 1024 * 1024)
 #define REPO_ZSTD_LEVEL 1
-/* Chunks are written to REPO/tmp unsynced and made durable together by
- * vs_repo_flush (one syncfs, then the renames). The put that takes the unflushed
- * compressed bytes to this many, or their count to REPO_FLUSH_CHUNKS, flushes, so
- * the pending table and the unsynced page cache stay bounded. */
+/* Chunks are written to REPO/tmp unsynced and made durable together by a flush
+ * (one syncfs, then the renames). The put that takes the unflushed compressed
+ * bytes to this many, or their count to REPO_FLUSH_CHUNKS, starts a flush on the
+ * repository's flusher thread and goes on; a put that finds twice as much
+ * pending (the flusher has not caught up) flushes itself, so the pending table
+ * and the unsynced page cache stay bounded. */
 #define REPO_FLUSH_BYTES (64u * 1024 * 1024)
 #define REPO_FLUSH_CHUNKS 16384u
 
@@ -55,6 +57,12 @@ struct _VsRepo {
     uint64_t sync_epoch;       /* bumped by every failed sync (see vs_repo_flush) */
     int sync_err;              /* the errno of the last failed sync */
     GMutex flush_lock;         /* one flush at a time */
+    GThreadPool *flusher;      /* one thread: the flushes puts start; made on first use */
+    bool flush_queued;         /* a flush is pushed to the flusher and has not begun */
+    bool flush_running;        /* the flusher is flushing */
+    GCond flusher_cond;        /* signalled when neither is true any more */
+    GError *flusher_error;     /* the first error of a background flush, until a
+                                * vs_repo_flush reports it; puts fail meanwhile */
     int tmp_fd;                /* REPO/tmp, open from vs_repo_open (writable only): the
                                 * syncfs target, opened early so that it sees every
                                 * write-back error since */
@@ -99,6 +107,8 @@ int repo_rename_noreplace(const char *oldpath, const char *newpath);
 int repo_write_temp(const char *dir, const char *kind, const void *data, size_t len,
                     char **tmp_path);
 void repo_random_hex(char *out, size_t nhex);   /* NHEX chars + NUL */
+/* XXH64 with seed 0: the content checksum of a zstd frame. */
+uint64_t repo_xxh64(const void *data, size_t len);
 
 /* Asks the kernel to read DIGEST's chunk file ahead of its reader (only a hint:
  * a file that cannot be opened is left for the reader to report). */
@@ -132,6 +142,8 @@ bool repo_chunk_placed(VsRepo *repo, const VsDigest *digest);
  * with SYNC_ERRNO (0: never; ENOSYS exercises the per-file fdatasync
  * fallback). */
 void repo_test_set_flush(VsRepo *repo, uint64_t flush_bytes, guint flush_chunks, int sync_errno);
+/* Test hook: waits until no background flush is queued or running. */
+void repo_test_wait_flusher(VsRepo *repo);
 
 /* ------------------------------------------------------------------------- */
 /* Strict JSON reading (repo-json.c), for the marker and manifests: every field

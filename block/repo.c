@@ -6,7 +6,8 @@
  * files; a failed write (a full disk above all) removes its temp file and leaves
  * nothing. Chunks are made durable in batches: put_chunk writes the temp file
  * without fsync and records it as pending, and a flush (every REPO_FLUSH_BYTES,
- * and before every commit) makes all pending temp files durable with one
+ * on a flusher thread so that the writers never wait for the disk, and before
+ * every commit, waited for) makes all pending temp files durable with one
  * syncfs(2) before renaming any of them, so a chunk's final name never holds
  * bytes that a crash could lose. The layout is documented in
  * docs/repository-format.md, which is the contract: change one, change the
@@ -17,10 +18,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include <zstd.h>
@@ -73,14 +76,36 @@ vs_digest_from_hex(const char *hex, VsDigest *out)
     return true;
 }
 
+/* EVP (OpenSSL's SHA-NI or AVX2 code, whatever the CPU has) through an
+ * implementation fetched once and one context per thread: EVP_Digest with
+ * EVP_sha256() would look the provider up and allocate a context per chunk. The
+ * fetched implementation lives as long as the process. */
+static GPrivate digest_ctx = G_PRIVATE_INIT((GDestroyNotify)EVP_MD_CTX_free);
+
 void
 vs_digest_compute(const void *data, size_t len, VsDigest *out)
 {
+    static EVP_MD *sha256;
+    static gsize fetched;
+    EVP_MD_CTX *ctx = g_private_get(&digest_ctx);
     unsigned int n = 0;
 
-    /* Only an allocation failure inside OpenSSL gets here; like g_malloc we
-     * do not pretend to recover from that. */
-    if (!EVP_Digest(data, len, out->bytes, &n, EVP_sha256(), NULL) || n != sizeof(out->bytes))
+    /* Only an allocation failure inside OpenSSL (or an OpenSSL without
+     * SHA-256) gets to g_error; like g_malloc we do not pretend to recover. */
+    if (g_once_init_enter(&fetched)) {
+        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+        if (!sha256)
+            g_error("repo: OpenSSL has no SHA-256");
+        g_once_init_leave(&fetched, 1);
+    }
+    if (!ctx) {
+        ctx = EVP_MD_CTX_new();
+        if (!ctx)
+            g_error("repo: out of memory for an OpenSSL context");
+        g_private_set(&digest_ctx, ctx);
+    }
+    if (!EVP_DigestInit_ex2(ctx, sha256, NULL) || !EVP_DigestUpdate(ctx, data, len) ||
+        !EVP_DigestFinal_ex(ctx, out->bytes, &n) || n != sizeof(out->bytes))
         g_error("repo: OpenSSL SHA-256 failed");
 }
 
@@ -205,9 +230,36 @@ repo_rename_noreplace(const char *oldpath, const char *newpath)
     return rename(oldpath, newpath) == 0 ? 0 : errno;
 }
 
+/* writev until all of IOV (N entries, modified) is written; 0 or an errno. */
 static int
-write_temp(const char *dir, const char *kind, const void *data, size_t len, bool sync,
-           char **tmp_path)
+writev_all(int fd, struct iovec *iov, int n)
+{
+    while (n > 0) {
+        ssize_t w = writev(fd, iov, MIN(n, IOV_MAX));
+
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (w == 0)
+            return EIO;
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+static int
+write_temp_iov(const char *dir, const char *kind, struct iovec *iov, int niov, bool sync,
+               char **tmp_path)
 {
     char rnd[17];
     g_autofree char *name = NULL;
@@ -218,9 +270,15 @@ write_temp(const char *dir, const char *kind, const void *data, size_t len, bool
     fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0)
         return errno;
-    err = repo_write_all(fd, data, len);
+    err = writev_all(fd, iov, niov);
     if (!err && sync && fsync(fd) < 0)
         err = errno;
+    /* Unsynced: start its write-back now all the same, so that the disk works
+     * while we compute and the flush's syncfs (the last one is waited for
+     * before the manifest) finds little left to write. Only a hint: what it
+     * cannot do, or an error it meets, the syncfs does or reports. */
+    if (!err && !sync)
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     /* NFS reports some write errors only at close. */
     if (close(fd) < 0 && !err)
         err = errno;
@@ -230,6 +288,15 @@ write_temp(const char *dir, const char *kind, const void *data, size_t len, bool
     }
     *tmp_path = g_steal_pointer(&name);
     return 0;
+}
+
+static int
+write_temp(const char *dir, const char *kind, const void *data, size_t len, bool sync,
+           char **tmp_path)
+{
+    struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+
+    return write_temp_iov(dir, kind, &iov, 1, sync, tmp_path);
 }
 
 int
@@ -574,6 +641,7 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
     repo = g_new0(VsRepo, 1);
     g_mutex_init(&repo->lock);
     g_mutex_init(&repo->flush_lock);
+    g_cond_init(&repo->flusher_cond);
     repo->lock_fd = -1;
     repo->tmp_fd = -1;
     repo->pending = pending_table_new();
@@ -610,6 +678,13 @@ vs_repo_close(VsRepo *repo)
 {
     if (!repo)
         return;
+    /* The flusher first: a flush it is running finishes, one only queued is
+     * dropped (its chunks are discarded below like any unflushed ones), and
+     * after this no thread of ours touches the tables. */
+    if (repo->flusher)
+        g_thread_pool_free(repo->flusher, TRUE, TRUE);
+    g_clear_error(&repo->flusher_error);
+    g_cond_clear(&repo->flusher_cond);
     vs_repo_unlock(repo);
     /* Chunks never flushed belong to a backup that did not commit: nothing may
      * rely on them, and nobody else knows their temp names. */
@@ -839,8 +914,9 @@ ensure_fanouts(VsRepo *repo, GHashTable *table, char **what)
     return 0;
 }
 
-bool
-vs_repo_flush(VsRepo *repo, GError **error)
+/* One flush; the caller holds flush_lock. */
+static bool
+flush_locked(VsRepo *repo, GError **error)
 {
     g_autoptr(GHashTable) table = NULL, poisoned = NULL;
     g_autofree char *what = NULL;
@@ -849,15 +925,11 @@ vs_repo_flush(VsRepo *repo, GError **error)
     RepoPending *e;
     int err, sync_errno;
 
-    if (!repo->writable)
-        return true;
-    g_mutex_lock(&repo->flush_lock);
     /* 1. Swap: puts from now on fill a fresh table, and still find these
      *    chunks (in repo->flushing) until they are in place. */
     g_mutex_lock(&repo->lock);
     if (g_hash_table_size(repo->pending) == 0) {
         g_mutex_unlock(&repo->lock);
-        g_mutex_unlock(&repo->flush_lock);
         return true;
     }
     table = repo->pending;
@@ -946,13 +1018,283 @@ vs_repo_flush(VsRepo *repo, GError **error)
     repo->flushing = NULL;
     g_mutex_unlock(&repo->lock);
 out:
-    g_mutex_unlock(&repo->flush_lock);
     if (err) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: flushing chunks: %s: %s", repo->path, what,
                     g_strerror(err));
         return false;
     }
     return true;
+}
+
+/* The flusher thread's task. Its error is recorded before flush_lock is let
+ * go, so that a vs_repo_flush, which takes flush_lock after it, reports it: a
+ * caller whose chunks this flush took learns that they were not placed. */
+static void
+flusher_run(gpointer data, gpointer user_data)
+{
+    VsRepo *repo = user_data;
+    GError *err = NULL;
+
+    (void)data;
+    g_mutex_lock(&repo->lock);
+    repo->flush_queued = false;
+    repo->flush_running = true;
+    g_mutex_unlock(&repo->lock);
+    g_mutex_lock(&repo->flush_lock);
+    flush_locked(repo, &err);
+    g_mutex_lock(&repo->lock);
+    if (err && !repo->flusher_error)
+        repo->flusher_error = g_steal_pointer(&err);
+    repo->flush_running = false;
+    g_cond_broadcast(&repo->flusher_cond);
+    g_mutex_unlock(&repo->lock);
+    g_mutex_unlock(&repo->flush_lock);
+    g_clear_error(&err);
+}
+
+/* Hands a flush to the flusher thread, unless one is queued already (it will
+ * take whatever is pending when it begins). Returns false when there is no
+ * thread to hand it to; the caller then flushes itself. */
+static bool
+flusher_kick(VsRepo *repo)
+{
+    bool push;
+
+    g_mutex_lock(&repo->lock);
+    if (!repo->flusher) {
+        /* Exclusive: one thread of its own, never busy with anything else
+         * when a flush is due. */
+        repo->flusher = g_thread_pool_new(flusher_run, repo, 1, TRUE, NULL);
+        if (!repo->flusher) {
+            g_mutex_unlock(&repo->lock);
+            return false;
+        }
+    }
+    push = !repo->flush_queued;
+    repo->flush_queued = true;
+    g_mutex_unlock(&repo->lock);
+    if (push)
+        g_thread_pool_push(repo->flusher, repo, NULL);
+    return true;
+}
+
+void
+repo_test_wait_flusher(VsRepo *repo)
+{
+    g_mutex_lock(&repo->lock);
+    while (repo->flush_queued || repo->flush_running)
+        g_cond_wait(&repo->flusher_cond, &repo->lock);
+    g_mutex_unlock(&repo->lock);
+}
+
+/* A background flush's error, as the error of an operation that relies on it. */
+static bool
+flusher_failed(VsRepo *repo, bool take, GError **error)
+{
+    GError *err;
+
+    g_mutex_lock(&repo->lock);
+    err = repo->flusher_error;
+    if (err && take)
+        repo->flusher_error = NULL;
+    else if (err)
+        err = g_error_copy(err);
+    g_mutex_unlock(&repo->lock);
+    if (!err)
+        return false;
+    g_propagate_error(error, err);
+    return true;
+}
+
+bool
+vs_repo_flush(VsRepo *repo, GError **error)
+{
+    g_autoptr(GError) err = NULL;
+    bool ok;
+
+    if (!repo->writable)
+        return true;
+    g_mutex_lock(&repo->flush_lock);
+    ok = flush_locked(repo, &err);
+    /* A background flush that ran before this one may have taken some of the
+     * caller's chunks and failed to place them: that is the caller's error
+     * too (reported once; the repository is usable again afterwards). */
+    if (flusher_failed(repo, true, error)) {
+        g_mutex_unlock(&repo->flush_lock);
+        return false;
+    }
+    g_mutex_unlock(&repo->flush_lock);
+    if (!ok) {
+        g_propagate_error(error, g_steal_pointer(&err));
+        return false;
+    }
+    return true;
+}
+
+/* XXH64 (seed 0), for the content checksum of the frames written by
+ * raw_frame: zstd computes it inside its compressor and does not export it,
+ * and the frame must carry it like every other chunk (`zstd -t` checks it). */
+#define XXH_P1 11400714785074694791ULL
+#define XXH_P2 14029467366897019727ULL
+#define XXH_P3 1609587929392839161ULL
+#define XXH_P4 9650029242287828579ULL
+#define XXH_P5 2870177450012600261ULL
+
+static inline uint64_t
+xxh_rotl(uint64_t x, int r)
+{
+    return (x << r) | (x >> (64 - r));
+}
+
+static inline uint64_t
+xxh_read64(const uint8_t *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return GUINT64_FROM_LE(v);
+}
+
+static inline uint64_t
+xxh_round(uint64_t acc, uint64_t input)
+{
+    return xxh_rotl(acc + input * XXH_P2, 31) * XXH_P1;
+}
+
+static inline uint64_t
+xxh_merge(uint64_t acc, uint64_t v)
+{
+    return (acc ^ xxh_round(0, v)) * XXH_P1 + XXH_P4;
+}
+
+uint64_t
+repo_xxh64(const void *data, size_t len)
+{
+    const uint8_t *p = data, *end = p + len;
+    uint64_t h;
+
+    if (len >= 32) {
+        uint64_t v1 = XXH_P1 + XXH_P2, v2 = XXH_P2, v3 = 0, v4 = -XXH_P1;
+
+        do {
+            v1 = xxh_round(v1, xxh_read64(p));
+            v2 = xxh_round(v2, xxh_read64(p + 8));
+            v3 = xxh_round(v3, xxh_read64(p + 16));
+            v4 = xxh_round(v4, xxh_read64(p + 24));
+            p += 32;
+        } while (end - p >= 32);
+        h = xxh_rotl(v1, 1) + xxh_rotl(v2, 7) + xxh_rotl(v3, 12) + xxh_rotl(v4, 18);
+        h = xxh_merge(xxh_merge(xxh_merge(xxh_merge(h, v1), v2), v3), v4);
+    } else {
+        h = XXH_P5;
+    }
+    h += len;
+    for (; end - p >= 8; p += 8)
+        h = xxh_rotl(h ^ xxh_round(0, xxh_read64(p)), 27) * XXH_P1 + XXH_P4;
+    if (end - p >= 4) {
+        uint32_t v;
+
+        memcpy(&v, p, sizeof(v));
+        h = xxh_rotl(h ^ (uint64_t)GUINT32_FROM_LE(v) * XXH_P1, 23) * XXH_P2 + XXH_P3;
+        p += 4;
+    }
+    for (; p < end; p++)
+        h = xxh_rotl(h ^ *p * XXH_P5, 11) * XXH_P1;
+    h ^= h >> 33;
+    h *= XXH_P2;
+    h ^= h >> 29;
+    h *= XXH_P3;
+    h ^= h >> 32;
+    return h;
+}
+
+/* Whether DATA is not worth compressing: SAMPLES evenly spread slices of
+ * SAMPLE bytes, each compressed on its own, save under 1/64 of their size
+ * together. zstd level 1 does not make incompressible data smaller but still
+ * searches it for matches (about 0.5 ms a MiB here, as long as SHA-256
+ * takes); the samples cost a few percent of that. A chunk that compresses
+ * anywhere near a sample point is compressed whole as before, so only a
+ * chunk that is random (already compressed or encrypted data) at every
+ * sample point is stored in raw blocks. */
+#define RAW_SAMPLES 8
+#define RAW_SAMPLE 4096
+
+static bool
+looks_incompressible(ZSTD_CCtx *cctx, const uint8_t *data, size_t len)
+{
+    uint8_t out[RAW_SAMPLE + 64];
+    size_t in = 0, got = 0;
+
+    if (len < 16 * RAW_SAMPLE)
+        return false;
+    for (unsigned i = 0; i < RAW_SAMPLES; i++) {
+        size_t at = (len - RAW_SAMPLE) / (RAW_SAMPLES - 1) * i;
+        size_t n = ZSTD_compress2(cctx, out, sizeof(out), data + at, RAW_SAMPLE);
+
+        if (ZSTD_isError(n))
+            return false;
+        in += RAW_SAMPLE;
+        got += n;
+    }
+    return got >= in - in / 64;
+}
+
+/* The largest block zstd allows, and what raw_frame cuts a chunk into. */
+#define ZSTD_BLOCK_MAX (128u * 1024)
+
+/* At most this many blocks in a chunk (REPO_MAX_CHUNK_SIZE / 128 KiB). */
+#define RAW_MAX_BLOCKS (REPO_MAX_CHUNK_SIZE / ZSTD_BLOCK_MAX)
+
+/* The headers of a raw frame, and the iovecs that put them around the data. */
+typedef struct {
+    uint8_t hdr[4 + 1 + 4 + 3 * RAW_MAX_BLOCKS + 4];
+    struct iovec iov[2 * RAW_MAX_BLOCKS + 1];
+    int niov;
+    size_t size;
+} RawFrame;
+
+/* Describes DATA as one zstd frame (RFC 8878) of raw, that is stored, blocks:
+ * the same kind of frame ZSTD_compress2 makes of data it cannot shrink (single
+ * segment, content size, XXH64 checksum), without its search for matches, and
+ * written straight from DATA (writev) rather than copied. Any zstd decoder
+ * reads it. */
+static void
+raw_frame(RawFrame *f, const uint8_t *data, size_t len)
+{
+    uint8_t *o = f->hdr, *start = f->hdr;
+    uint32_t v32;
+
+    g_assert(len > 0 && len <= REPO_MAX_CHUNK_SIZE);
+    f->niov = 0;
+    f->size = len;
+    v32 = GUINT32_TO_LE(0xFD2FB528u);                 /* magic */
+    memcpy(o, &v32, 4);
+    o += 4;
+    /* Frame_Header_Descriptor: a 4-byte content size, single segment (no
+     * window descriptor), content checksum, no dictionary. */
+    *o++ = (uint8_t)(2u << 6 | 1u << 5 | 1u << 2);
+    v32 = GUINT32_TO_LE((uint32_t)len);
+    memcpy(o, &v32, 4);
+    o += 4;
+    for (size_t at = 0; at < len;) {
+        size_t n = MIN(len - at, ZSTD_BLOCK_MAX);
+        /* Block header: last-block bit, type 0 (raw), size. */
+        uint32_t bh = (uint32_t)(n << 3) | (at + n == len ? 1u : 0u);
+
+        *o++ = (uint8_t)bh;
+        *o++ = (uint8_t)(bh >> 8);
+        *o++ = (uint8_t)(bh >> 16);
+        f->iov[f->niov++] = (struct iovec){ .iov_base = start, .iov_len = (size_t)(o - start) };
+        f->iov[f->niov++] = (struct iovec){ .iov_base = (void *)(data + at), .iov_len = n };
+        f->size += (size_t)(o - start);
+        start = o;
+        at += n;
+    }
+    v32 = GUINT32_TO_LE((uint32_t)repo_xxh64(data, len));
+    memcpy(o, &v32, 4);
+    o += 4;
+    f->iov[f->niov++] = (struct iovec){ .iov_base = start, .iov_len = (size_t)(o - start) };
+    f->size += (size_t)(o - start);
 }
 
 bool
@@ -962,16 +1304,21 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
     char hex[VS_DIGEST_HEX_LEN];
     g_autofree char *path = NULL, *tmp = NULL;
     g_autofree void *zbuf = NULL;
+    g_autofree RawFrame *raw = NULL;
     ZSTD_CCtx *cctx;
     size_t zlen;
     struct stat st;
     uint64_t epoch;
-    bool known, flush = false;
+    bool known, kick = false, flush = false;
     int err = 0;
 
     if (stored)
         *stored = 0;
     if (!check_writable(repo, error))
+        return false;
+    /* A background flush failed: the chunks it held are not in place, and a
+     * backup relying on them must fail; the sooner, the less it writes. */
+    if (flusher_failed(repo, false, error))
         return false;
     if (len == 0 || len > repo->chunk_size) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
@@ -1010,9 +1357,15 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
         return false;
     }
 
-    zbuf = g_malloc(ZSTD_compressBound(len));
     cctx = cctx_get(repo);
-    zlen = ZSTD_compress2(cctx, zbuf, ZSTD_compressBound(len), data, len);
+    if (looks_incompressible(cctx, data, len)) {
+        raw = g_new(RawFrame, 1);
+        raw_frame(raw, data, len);
+        zlen = raw->size;
+    } else {
+        zbuf = g_malloc(ZSTD_compressBound(len));
+        zlen = ZSTD_compress2(cctx, zbuf, ZSTD_compressBound(len), data, len);
+    }
     cctx_put(repo, cctx);
     if (ZSTD_isError(zlen)) {
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "repo: compressing chunk %s: %s",
@@ -1021,7 +1374,8 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
     }
     /* No fsync: the next flush makes this file durable along with every
      * other pending one, before it gets its final name. */
-    err = write_temp(repo->tmp_dir, "chunk", zbuf, zlen, false, &tmp);
+    err = raw ? write_temp_iov(repo->tmp_dir, "chunk", raw->iov, raw->niov, false, &tmp)
+              : write_temp(repo->tmp_dir, "chunk", zbuf, zlen, false, &tmp);
     if (err) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: writing chunk %s: %s",
                     repo->path, hex, g_strerror(err));
@@ -1045,8 +1399,13 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
         e->size = zlen;
         g_hash_table_insert(repo->pending, &e->digest, e);
         repo->pending_bytes += zlen;
-        flush = (before < repo->flush_bytes && repo->pending_bytes >= repo->flush_bytes) ||
-                g_hash_table_size(repo->pending) == repo->flush_chunks;
+        kick = (before < repo->flush_bytes && repo->pending_bytes >= repo->flush_bytes) ||
+               g_hash_table_size(repo->pending) == repo->flush_chunks;
+        /* The flusher has not taken the last batch yet: wait for it by
+         * flushing here, which bounds what is unsynced to about twice the
+         * threshold. */
+        flush = (before < 2 * repo->flush_bytes && repo->pending_bytes >= 2 * repo->flush_bytes) ||
+                g_hash_table_size(repo->pending) == 2 * repo->flush_chunks;
     }
     g_mutex_unlock(&repo->lock);
     if (tmp)
@@ -1061,7 +1420,11 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
         return true;
     if (stored)
         *stored = zlen;
-    /* The put that crosses the threshold flushes; the others go on. */
+    /* The put that crosses the threshold starts a flush in the background and
+     * goes on, as do the others: durability is the business of the flush
+     * before the manifest (vs_repo_flush), not of the put. */
+    if (kick && !flush)
+        flush = !flusher_kick(repo);
     if (flush && !vs_repo_flush(repo, error)) {
         if (stored)
             *stored = 0;

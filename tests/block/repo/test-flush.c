@@ -213,6 +213,8 @@ test_threshold(void)
     g_assert_cmpuint(count_in(dir, "tmp"), ==, 3);
     g_assert_cmpuint(count_in(dir, "chunks"), ==, 0);
     put_random(r, 103, &d);
+    /* the fourth put started a flush on the flusher thread */
+    repo_test_wait_flusher(r);
     g_assert_cmpuint(count_in(dir, "tmp"), ==, 0);
     g_assert_cmpuint(count_in(dir, "chunks"), ==, 4);
     for (guint i = 0; i < 2; i++)
@@ -240,6 +242,7 @@ test_threshold_count(void)
     for (guint i = 1; i <= 2 * 50 + 10; i++) {
         memcpy(buf, &i, sizeof(i));
         tu_put(r, buf, sizeof(buf), &d, NULL);
+        repo_test_wait_flusher(r);
     }
     g_assert_cmpuint(count_in(dir, "tmp"), ==, 10);
     g_assert_cmpuint(count_in(dir, "chunks"), ==, 2 * 50);
@@ -477,18 +480,28 @@ test_sync_failure(void)
     g_clear_error(&err);
     g_assert_cmpuint(count_in(dir, "backups"), ==, 0);
 
-    /* the automatic flush fails the put that triggered it */
+    /* a background flush that fails fails every later put, and the next
+     * vs_repo_flush reports it (once) */
     repo_test_set_flush(r, 2 * CS, 0, EIO);
     put_random(r, 600, &d[4]);
+    put_random(r, 601, &d[4]);
+    repo_test_wait_flusher(r);
+    g_assert_cmpuint(count_in(dir, "tmp"), ==, 0);
+    g_assert_cmpuint(count_in(dir, "chunks"), ==, 0);
     {
         g_autofree uint8_t *buf = g_malloc(CS);
 
-        tu_fill_random(buf, CS, 601);
+        tu_fill_random(buf, CS, 602);
         g_assert_false(vs_repo_put_chunk(r, buf, CS, &d[4], NULL, &err));
         g_assert_error(err, VS_ERROR, VS_ERROR_IO);
         g_assert_nonnull(strstr(err->message, "flushing chunks"));
         g_clear_error(&err);
     }
+    repo_test_set_flush(r, 2 * CS, 0, 0);
+    g_assert_false(vs_repo_flush(r, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_IO);
+    g_assert_nonnull(strstr(err->message, "flushing chunks"));
+    g_clear_error(&err);
     g_assert_cmpuint(count_in(dir, "tmp"), ==, 0);
     g_assert_cmpuint(count_in(dir, "chunks"), ==, 0);
 

@@ -5,11 +5,15 @@
  * commit's own checks, gc and its lock, and the faults a backup target really
  * has: a disk that fills up mid-write (a 2 MiB tmpfs) and a read-only mount. */
 #include "repo-test-util.h"
+#include "repo-internal.h"
 
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/wait.h>
 #include <utime.h>
+#include <zstd.h>
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(ZSTD_CCtx, ZSTD_freeCCtx)
 
 #define CS (64 * 1024)
 
@@ -224,6 +228,136 @@ test_open_errors(void)
         g_clear_error(&err);
     }
     tu_rm_rf(top);
+}
+
+/* The XXH64 of raw frames against the one zstd itself puts in a frame's
+ * checksum (its low 32 bits), at every length up to 100 bytes (all the tail
+ * paths) and a few longer ones. */
+static void
+test_xxh64(void)
+{
+    uint8_t data[4099], frame[4099 + 64];
+    g_autoptr(ZSTD_CCtx) c = ZSTD_createCCtx();
+    static const size_t longer[] = { 128, 1000, 4096, 4099 };
+
+    tu_fill_random(data, sizeof(data), 11);
+    ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1);
+    for (size_t i = 0; i < 100 + G_N_ELEMENTS(longer); i++) {
+        size_t len = i < 100 ? i : longer[i - 100];
+        size_t n = ZSTD_compress2(c, frame, sizeof(frame), data, len);
+        uint32_t sum;
+
+        g_assert_false(ZSTD_isError(n));
+        memcpy(&sum, frame + n - 4, 4);
+        g_assert_cmphex(GUINT32_FROM_LE(sum), ==, (uint32_t)repo_xxh64(data, len));
+    }
+    g_assert_cmphex(repo_xxh64("", 0), ==, 0xEF46DB3751D8E999ULL);
+}
+
+/* The chunk file of DIGEST, decompressed with plain libzstd (which checks the
+ * frame's XXH64): it must be DATA, and the file *FSIZE bytes. */
+static void
+assert_chunk_file(const char *dir, const VsDigest *d, const void *data, size_t len, size_t *fsize)
+{
+    char hex[VS_DIGEST_HEX_LEN];
+    g_autofree char *path = NULL, *z = NULL;
+    g_autofree uint8_t *out = g_malloc(len + 1);
+    g_autoptr(GError) err = NULL;
+    gsize zlen = 0;
+    size_t n;
+
+    vs_digest_to_hex(d, hex);
+    path = g_strdup_printf("%s/chunks/%.2s/%s", dir, hex, hex);
+    g_assert_true(g_file_get_contents(path, &z, &zlen, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(ZSTD_getFrameContentSize(z, zlen), ==, len);
+    g_assert_cmpuint(ZSTD_findFrameCompressedSize(z, zlen), ==, zlen);
+    n = ZSTD_decompress(out, len + 1, z, zlen);
+    g_assert_false(ZSTD_isError(n));
+    g_assert_cmpmem(out, n, data, len);
+    *fsize = zlen;
+}
+
+/* Random chunks are stored in raw zstd blocks (the frame: 9 bytes of header, 3
+ * per block of at most 128 KiB, 4 of checksum), which any zstd reads and
+ * checks; a chunk that compresses at its sample points is compressed. */
+static void
+test_chunk_raw(void)
+{
+    static const size_t sizes[] = { CS, 1024 * 1024, 1024 * 1024 - 13, 1024 * 1024 - 1000 };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(sizes); i++) {
+        uint32_t cs = sizes[i] > CS ? 1024 * 1024 : CS;
+        size_t len = sizes[i], fsize = 0, blocks = (len + 128 * 1024 - 1) / (128 * 1024);
+        g_autofree char *dir = tu_tmpdir();
+        g_autoptr(VsRepo) r = tu_open_new(dir, cs);
+        g_autofree uint8_t *buf = g_malloc(len);
+        g_autofree void *back = NULL;
+        g_autoptr(GError) err = NULL;
+        uint64_t stored = 0;
+        size_t blen = 0;
+        VsDigest d;
+
+        tu_fill_random(buf, len, 40 + (guint32)i);
+        tu_put(r, buf, len, &d, &stored);
+        flush(r);
+        assert_chunk_file(dir, &d, buf, len, &fsize);
+        g_assert_cmpuint(fsize, ==, len + 9 + 3 * blocks + 4);
+        g_assert_cmpuint(stored, ==, fsize);
+        back = vs_repo_get_chunk(r, &d, &blen, &err);
+        g_assert_no_error(err);
+        g_assert_cmpmem(back, blen, buf, len);
+
+        /* compressible at half the sample points: compressed whole */
+        tu_fill_data(buf, len, 50 + (guint32)i);
+        tu_put(r, buf, len, &d, &stored);
+        flush(r);
+        assert_chunk_file(dir, &d, buf, len, &fsize);
+        g_assert_cmpuint(fsize, <, len * 6 / 10);
+        tu_rm_rf(dir);
+    }
+}
+
+/* A chunk file as virtsnap wrote them before raw blocks (ZSTD_compress2, level
+ * 1, checksum, content size: whatever the data) still reads and verifies. */
+static void
+test_chunk_old_frames(void)
+{
+    g_autofree char *dir = tu_tmpdir();
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    g_autoptr(ZSTD_CCtx) c = ZSTD_createCCtx();
+    g_autofree uint8_t *buf = g_malloc(CS);
+    g_autofree uint8_t *z = g_malloc(ZSTD_compressBound(CS));
+
+    ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 1);
+    ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
+    for (guint32 seed = 60; seed < 62; seed++) {
+        g_autofree char *fan = NULL, *path = NULL;
+        g_autofree void *back = NULL;
+        g_autoptr(GError) err = NULL;
+        char hex[VS_DIGEST_HEX_LEN];
+        size_t zlen, blen = 0;
+        VsDigest d;
+
+        if (seed == 60)
+            tu_fill_random(buf, CS, seed);
+        else
+            tu_fill_data(buf, CS, seed);
+        zlen = ZSTD_compress2(c, z, ZSTD_compressBound(CS), buf, CS);
+        g_assert_false(ZSTD_isError(zlen));
+        vs_digest_compute(buf, CS, &d);
+        vs_digest_to_hex(&d, hex);
+        fan = g_strdup_printf("%s/chunks/%.2s", dir, hex);
+        path = g_strdup_printf("%s/%s", fan, hex);
+        g_assert_cmpint(g_mkdir_with_parents(fan, 0755), ==, 0);
+        tu_write_file(path, z, zlen);
+        g_assert_true(vs_repo_has_chunk(r, &d));
+        back = vs_repo_get_chunk(r, &d, &blen, &err);
+        g_assert_no_error(err);
+        g_assert_cmpmem(back, blen, buf, CS);
+    }
+    tu_rm_rf(dir);
 }
 
 static void
@@ -885,6 +1019,9 @@ main(int argc, char **argv)
     g_test_add_func("/repo/open/create", test_open_create);
     g_test_add_func("/repo/open/errors", test_open_errors);
     g_test_add_func("/repo/chunk/round-trip", test_chunk_round_trip);
+    g_test_add_func("/repo/chunk/xxh64", test_xxh64);
+    g_test_add_func("/repo/chunk/raw", test_chunk_raw);
+    g_test_add_func("/repo/chunk/old-frames", test_chunk_old_frames);
     g_test_add_func("/repo/chunk/zero", test_zero_chunks);
     g_test_add_func("/repo/chunk/processes", test_processes);
     g_test_add_func("/repo/chunk/threads", test_threads);
