@@ -73,6 +73,7 @@ typedef struct {
     bool job_started;
     char *checkpoint;        /* the one this backup creates */
     char *incremental;       /* the base's checkpoint; NULL: full */
+    bool diff;               /* the base is the chain's last full backup */
     VsManifest *base;        /* the backup the checkpoint belongs to */
     char **other_targets;    /* disks left out of the job and the checkpoint */
     char *sock_dir;          /* holds the NBD socket (QEMU's DAC owner) */
@@ -136,7 +137,8 @@ vs_backup_level_from_string(const char *s, VsBackupLevel *out)
 {
     /* "default" is not a level one can ask for by name. */
     static const char *const names[] = { [VS_BACKUP_LEVEL_DEFAULT] = "", [VS_BACKUP_LEVEL_FULL] = "full",
-                                         [VS_BACKUP_LEVEL_INC] = "inc", NULL };
+                                         [VS_BACKUP_LEVEL_INC] = "inc",
+                                         [VS_BACKUP_LEVEL_DIFF] = "diff", NULL };
     int v;
 
     if (!s || !*s || !enum_from_string(s, names, &v))
@@ -410,6 +412,51 @@ manifest_domain_of(const VsManifest *m, const DomJob *j)
     return NULL;
 }
 
+/* Whether every disk of J that has a bitmap now is in backup ID (MD): a disk
+ * added since then has no chunks to share. Otherwise a note says so. */
+static bool
+base_has_disks(DomJob *j, const VsManifestDomain *md, const char *id, const char *which)
+{
+    for (guint k = 0; k < j->disks->len; k++) {
+        DiskJob *d = j->disks->pdata[k];
+        if (d->bitmap && !vs_manifest_find_disk(md, d->target)) {
+            add_note(j, "full backup: disk %s is not in the %s %s", d->target, which, id);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The base of a differential: the chain's last full backup, found by its
+ * checkpoint (whose description says it is a full backup's: the repository's
+ * manifests do not record levels), if that backup is still in the repository.
+ * Otherwise a full backup, and why. */
+static void
+choose_full_base(Run *run, DomJob *j)
+{
+    g_autofree char *cp = vs_checkpoint_chain_full(j->dom, run->repo_tag);
+    g_autofree char *id = vs_checkpoint_backup_id(run->repo_tag, cp);
+    g_autoptr(VsManifest) m = NULL;
+    VsManifestDomain *md = NULL;
+
+    if (!id) {
+        add_note(j, "full backup: no full backup of this domain in this repository has its "
+                 "checkpoint left to count a differential from (deleted, the domain redefined, "
+                 "or not taken with --mode=begin)");
+        return;
+    }
+    if (!(m = vs_repo_load_manifest(run->repo, id, NULL)) || !(md = manifest_domain_of(m, j))) {
+        add_note(j, "full backup: the chain's full backup %s is no longer in the repository "
+                 "(pruned?)", id);
+        return;
+    }
+    if (!base_has_disks(j, md, id, "chain's full backup"))
+        return;
+    j->incremental = g_steal_pointer(&cp);
+    j->base = g_steal_pointer(&m);
+    j->diff = true;
+}
+
 /* The base of an incremental: the newest backup of this domain in this
  * repository, if its checkpoint still exists with every bitmap intact and it
  * holds every disk that has a bitmap now. Otherwise a full backup, and why. */
@@ -417,13 +464,18 @@ static void
 choose_base(Run *run, DomJob *j)
 {
     g_autoptr(GError) err = NULL;
-    g_auto(GStrv) ids = vs_repo_list(run->repo, &err);
-    guint n = ids ? g_strv_length(ids) : 0;
+    g_auto(GStrv) ids = NULL;
+    guint n;
 
-    if (!ids) {
+    if (run->opts->level == VS_BACKUP_LEVEL_DIFF) {
+        choose_full_base(run, j);
+        return;
+    }
+    if (!(ids = vs_repo_list(run->repo, &err))) {
         add_note(j, "full backup: cannot list the repository's backups (%s)", err->message);
         return;
     }
+    n = g_strv_length(ids);
     for (guint i = n; i-- > 0;) {
         g_autoptr(VsManifest) m = vs_repo_load_manifest(run->repo, ids[i], NULL);
         VsManifestDomain *md = m ? manifest_domain_of(m, j) : NULL;
@@ -437,13 +489,8 @@ choose_base(Run *run, DomJob *j)
                      m->id, why);
             return;
         }
-        for (guint k = 0; k < j->disks->len; k++) {
-            DiskJob *d = j->disks->pdata[k];
-            if (d->bitmap && !vs_manifest_find_disk(md, d->target)) {
-                add_note(j, "full backup: disk %s is not in the last backup %s", d->target, m->id);
-                return;
-            }
-        }
+        if (!base_has_disks(j, md, m->id, "last backup"))
+            return;
         j->incremental = g_steal_pointer(&cp);
         j->base = g_steal_pointer(&m);
         return;
@@ -661,8 +708,8 @@ step_backup_begin(StepArg *a)
         DiskJob *d = j->disks->pdata[i];
         disks[i] = (VsPullDisk) { .target = d->target, .bitmap = d->bitmap, .scratch = d->scratch };
     }
-    if (!vs_pull_backup_begin(j->dom, j->name, socket, j->incremental, j->checkpoint, disks,
-                              j->disks->len, (const char *const *)j->other_targets,
+    if (!vs_pull_backup_begin(j->dom, j->name, socket, j->incremental, j->diff, j->checkpoint,
+                              disks, j->disks->len, (const char *const *)j->other_targets,
                               &j->thread_error)) {
         if (!j->incremental)
             return NULL;
@@ -670,7 +717,8 @@ step_backup_begin(StepArg *a)
         g_clear_error(&j->thread_error);
         g_clear_pointer(&j->incremental, g_free);
         g_clear_pointer(&j->base, vs_manifest_free);
-        if (!vs_pull_backup_begin(j->dom, j->name, socket, NULL, j->checkpoint, disks,
+        j->diff = false;
+        if (!vs_pull_backup_begin(j->dom, j->name, socket, NULL, false, j->checkpoint, disks,
                                   j->disks->len, (const char *const *)j->other_targets,
                                   &j->thread_error))
             return NULL;
@@ -1284,9 +1332,11 @@ end_job(Run *run, DomJob *j)
 }
 
 /* After the manifest: a backup that is in it keeps its checkpoint and this
- * repository's older ones go (their bitmaps merge into the chain); a backup
- * that is not loses the checkpoint it created, so the next incremental counts
- * from the base it had. Never touches another repository's checkpoints. */
+ * repository's older ones go (their bitmaps merge into the chain), except the
+ * chain's full backup's, which a differential counts from; a full backup starts
+ * a new chain. A backup that is not in it loses the checkpoint it created, so
+ * the next incremental counts from the base it had. Never touches another
+ * repository's checkpoints. */
 static void
 settle_checkpoints(Run *run, DomJob *j, VsBackupResult *result)
 {
@@ -1301,7 +1351,10 @@ settle_checkpoints(Run *run, DomJob *j, VsBackupResult *result)
             dr = result->domains->pdata[i];
     kept = result->id && dr && dr->ok;
     if (kept) {
-        vs_checkpoints_prune(j->dom, run->repo_tag, j->checkpoint, failed);
+        g_autofree char *full = !j->incremental ? NULL
+                                : j->diff ? g_strdup(j->incremental)
+                                : vs_checkpoint_chain_full(j->dom, run->repo_tag);
+        vs_checkpoints_prune(j->dom, run->repo_tag, j->checkpoint, full, failed);
         if (strcmp(result->id, run->manifest->id) != 0)
             g_ptr_array_add(failed, g_strdup(j->checkpoint));   /* id redrawn: a stranger now */
     } else if (!vs_checkpoint_delete(j->dom, j->checkpoint)) {
@@ -1349,7 +1402,7 @@ make_result(Run *run, int64_t group_freeze_ms)
         }
         d->error = g_strdup(j->error);
         d->mode = g_strdup(j->begin ? "begin" : j->active ? "overlay" : "direct");
-        d->level = g_strdup(j->incremental ? "inc" : "full");
+        d->level = g_strdup(!j->incremental ? "full" : j->diff ? "diff" : "inc");
         d->base = j->incremental && j->base ? g_strdup(j->base->id) : NULL;
         d->checkpoint = j->begin ? g_strdup(j->checkpoint) : NULL;
         d->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_result_free);

@@ -8,7 +8,9 @@
  * repository, so that each repository keeps its own chain on one domain and only
  * ever deletes its own checkpoints; the name being derived from the backup id is
  * what ties a checkpoint to the manifest of the same instant without a new manifest
- * member. */
+ * member. A full backup's checkpoint says so in its <description>: a differential
+ * backup counts from the chain's last full one, which has to be found again among
+ * the checkpoints, and libvirt keeps the description with them. */
 #include "config.h"
 #include "driver-internal.h"
 #include "vs-xml.h"
@@ -16,6 +18,8 @@
 #include <string.h>
 
 #define CHECKPOINT_PREFIX "virtsnap-"
+/* The start of the <description> of a full backup's checkpoint. */
+#define FULL_DESCRIPTION "virtsnap full backup"
 
 char *
 vs_repo_tag(const char *repo_path)
@@ -56,13 +60,18 @@ vs_checkpoint_usable(virDomainPtr dom, const char *name, char **why)
 
 bool
 vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket,
-                     const char *incremental, const char *checkpoint,
+                     const char *incremental, bool diff, const char *checkpoint,
                      const VsPullDisk *disks, guint n_disks, const char *const *other_targets,
                      GError **error)
 {
     g_autoptr(VsBackupDef) bdef = vs_backup_def_new(VS_BACKUP_MODE_PULL);
     g_autoptr(VsCheckpointDef) cdef = vs_checkpoint_def_new(checkpoint);
     g_autofree char *bxml = NULL, *cxml = NULL;
+
+    cdef->description = incremental ? g_strdup_printf("virtsnap %s backup since %s",
+                                                      diff ? "differential" : "incremental",
+                                                      incremental)
+                                    : g_strdup(FULL_DESCRIPTION);
 
     bdef->incremental = g_strdup(incremental);
     bdef->server_transport = g_strdup("unix");
@@ -159,8 +168,44 @@ vs_checkpoint_delete(virDomainPtr dom, const char *name)
     return ok;
 }
 
+char *
+vs_checkpoint_chain_full(virDomainPtr dom, const char *tag)
+{
+    g_autofree char *prefix = g_strdup_printf(CHECKPOINT_PREFIX "%s-", tag);
+    virDomainCheckpointPtr *list = NULL;
+    int n = virDomainListAllCheckpoints(dom, &list, 0);
+    char *best = NULL;
+
+    for (int i = 0; i < n; i++) {
+        const char *cname = virDomainCheckpointGetName(list[i]);
+        g_autofree char *xml = NULL;
+        g_autoptr(VsCheckpointDef) def = NULL;
+
+        /* Backup ids sort by time: the greatest name is the newest backup. */
+        if (cname && g_str_has_prefix(cname, prefix) && g_strcmp0(cname, best) > 0 &&
+            (xml = virDomainCheckpointGetXMLDesc(list[i], VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN)) &&
+            (def = vs_checkpoint_def_parse_string(xml, cname, NULL)) &&
+            def->description && g_str_has_prefix(def->description, FULL_DESCRIPTION)) {
+            g_free(best);
+            best = g_strdup(cname);
+        }
+        virDomainCheckpointFree(list[i]);
+    }
+    g_free(list);
+    return best;
+}
+
+char *
+vs_checkpoint_backup_id(const char *tag, const char *name)
+{
+    g_autofree char *prefix = g_strdup_printf(CHECKPOINT_PREFIX "%s-", tag);
+
+    return name && g_str_has_prefix(name, prefix) ? g_strdup(name + strlen(prefix)) : NULL;
+}
+
 guint
-vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, GPtrArray *failed)
+vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, const char *keep2,
+                     GPtrArray *failed)
 {
     g_autofree char *prefix = g_strdup_printf(CHECKPOINT_PREFIX "%s-", tag);
     virDomainCheckpointPtr *list = NULL;
@@ -170,7 +215,8 @@ vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, GPtrAr
     for (int i = 0; i < n; i++) {
         const char *cname = virDomainCheckpointGetName(list[i]);
 
-        if (cname && g_str_has_prefix(cname, prefix) && g_strcmp0(cname, keep) != 0) {
+        if (cname && g_str_has_prefix(cname, prefix) && g_strcmp0(cname, keep) != 0 &&
+            g_strcmp0(cname, keep2) != 0) {
             if (delete_one(list[i]))
                 deleted++;
             else if (failed)

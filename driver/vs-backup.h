@@ -46,6 +46,7 @@ typedef enum {
     VS_BACKUP_LEVEL_DEFAULT,  /* inc when a usable checkpoint chain exists, else full */
     VS_BACKUP_LEVEL_FULL,
     VS_BACKUP_LEVEL_INC,      /* the same as DEFAULT, said explicitly: falls back to full */
+    VS_BACKUP_LEVEL_DIFF,     /* changes since the chain's last full backup; falls back to full */
 } VsBackupLevel;
 
 bool vs_backup_method_from_string(const char *s, VsBackupMethod *out);
@@ -107,8 +108,8 @@ typedef struct {
     int64_t thawed_at;          /* unix ms when the thaw returned */
     char *note;                 /* why crash-consistent under --quiesce=try, etc. */
     char *mode;                 /* "overlay" or "begin" */
-    char *level;                /* "full" or "inc" */
-    char *base;                 /* inc: the backup whose unchanged chunks it shares */
+    char *level;                /* "full", "inc" or "diff" */
+    char *base;                 /* inc, diff: the backup whose unchanged chunks it shares */
     char *checkpoint;           /* begin: the checkpoint taken at this backup's instant */
     char *error;                /* why this domain failed, NULL when ok */
     GPtrArray *disks;           /* of VsBackupDiskResult* */

@@ -196,7 +196,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         { "iscsi-auth", 0, 0, G_OPTION_ARG_FILENAME, &iscsi_auth, "CHAP credentials for direct iSCSI reads: "
           "a root-only file of user= and password= lines", "FILE" },
         { "mode", 0, 0, G_OPTION_ARG_STRING, &mode, "overlay (default), begin (libvirt backup job + checkpoint) or auto", "MODE" },
-        { "level", 0, 0, G_OPTION_ARG_STRING, &level, "begin mode: inc (default: when the checkpoint chain is usable) or full", "LEVEL" },
+        { "level", 0, 0, G_OPTION_ARG_STRING, &level, "begin mode: inc (default: since the last backup, when the checkpoint chain is usable), diff (since the chain's last full backup) or full", "LEVEL" },
         { "max-freeze", 0, 0, G_OPTION_ARG_DOUBLE, &max_freeze, "longest a guest may stay frozen, seconds (default 10)", "SECS" },
         { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &agent_timeout, "bound on each guest-agent call, seconds (default 5)", "SECS" },
         { "commit-timeout", 0, 0, G_OPTION_ARG_INT, &commit_timeout, "bound on each commit to converge, seconds (default 600); then one more with the guest frozen", "SECS" },
@@ -236,9 +236,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         return 2;
     }
     if (level && !vs_backup_level_from_string(level, &opts.level)) {
-        vs_print_error("backup: --level=%s: use inc or full%s", level,
-                       g_strcmp0(level, "diff") ? "" : " (diff is not implemented: each repository "
-                       "keeps one checkpoint per domain)");
+        vs_print_error("backup: --level=%s: use inc, diff or full", level);
         return 2;
     }
     if (level && opts.mode == VS_BACKUP_METHOD_OVERLAY) {
