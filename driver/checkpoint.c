@@ -116,11 +116,9 @@ vs_backup_job_active(virDomainPtr dom)
     return backup;
 }
 
-bool
-vs_backup_job_end(virDomainPtr dom, const char *name, GError **error)
+static bool
+job_abort(virDomainPtr dom, const char *name, GError **error)
 {
-    int64_t deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
-
     /* A pull-mode job has nothing to complete: aborting it is how it ends. Only a
      * backup job is aborted, never a migration or another tool's job. */
     if (!vs_backup_job_active(dom))
@@ -129,18 +127,89 @@ vs_backup_job_end(virDomainPtr dom, const char *name, GError **error)
         vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-end: domain '%s': domjobabort", name);
         return false;
     }
-    /* The abort returns before QEMU has torn the job's block jobs down (seconds
-     * on a loaded host); its scratch files are in use until then. */
+    return true;
+}
+
+typedef struct {
+    GMutex lock;
+    GCond cond;
+    bool done;
+} JobWaiter;
+
+static void
+job_waiter_free(void *opaque)
+{
+    JobWaiter *w = opaque;
+
+    g_mutex_clear(&w->lock);
+    g_cond_clear(&w->cond);
+    g_free(w);
+}
+
+static void
+on_job_completed(virConnectPtr conn, virDomainPtr dom, virTypedParameterPtr params, int nparams,
+                 void *opaque)
+{
+    JobWaiter *w = opaque;
+
+    (void)conn; (void)dom; (void)params; (void)nparams;
+    g_mutex_lock(&w->lock);
+    w->done = true;
+    g_cond_signal(&w->cond);
+    g_mutex_unlock(&w->lock);
+}
+
+static bool
+job_wait_gone(virDomainPtr dom, const char *name, GError **error)
+{
+    int64_t deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+    JobWaiter *w = g_new0(JobWaiter, 1);
+    int cb;
+    bool ok = true;
+
+    /* The abort returns before QEMU has torn the job's block jobs down (tens of
+     * ms, seconds on a loaded host); its scratch files are in use until then.
+     * libvirt says when with the job-completed event, rather than a poll adding
+     * up to its interval to every backup; a slow poll stays in case the event
+     * never comes (or came before we listened). libvirt frees the waiter once
+     * the callback is deregistered, never while it may still run. */
+    g_mutex_init(&w->lock);
+    g_cond_init(&w->cond);
+    cb = virConnectDomainEventRegisterAny(virDomainGetConnect(dom), dom,
+                                          VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
+                                          VIR_DOMAIN_EVENT_CALLBACK(on_job_completed), w,
+                                          job_waiter_free);
+    if (cb < 0)
+        job_waiter_free(w);
     while (vs_backup_job_active(dom)) {
+        int64_t until = MIN(deadline, g_get_monotonic_time() + 250 * G_TIME_SPAN_MILLISECOND);
+
         if (g_get_monotonic_time() > deadline) {
             g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
                         "backup-end: domain '%s': the backup job was aborted but is still "
                         "there after 60 s (virsh domjobinfo %s)", name, name);
-            return false;
+            ok = false;
+            break;
         }
-        g_usleep(50 * 1000);
+        if (cb < 0) {
+            g_usleep(50 * 1000);
+            continue;
+        }
+        g_mutex_lock(&w->lock);
+        while (!w->done && g_cond_wait_until(&w->cond, &w->lock, until))
+            ;
+        w->done = false;
+        g_mutex_unlock(&w->lock);
     }
-    return true;
+    if (cb >= 0)
+        virConnectDomainEventDeregisterAny(virDomainGetConnect(dom), cb);
+    return ok;
+}
+
+bool
+vs_backup_job_end(virDomainPtr dom, const char *name, GError **error)
+{
+    return job_abort(dom, name, error) && job_wait_gone(dom, name, error);
 }
 
 /* Deleting merges the checkpoint's bitmap into its parent's, so a checkpoint of

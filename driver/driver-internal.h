@@ -107,7 +107,8 @@ bool vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket
                           GError **error);
 /* Whether DOM runs a backup job (ours or not). */
 bool vs_backup_job_active(virDomainPtr dom);
-/* Ends DOM's backup job, if it has one (virDomainAbortJob). */
+/* Ends DOM's backup job, if it has one (virDomainAbortJob), and waits until
+ * QEMU has torn it down. */
 bool vs_backup_job_end(virDomainPtr dom, const char *name, GError **error);
 /* Deletes checkpoint NAME (none: true). */
 bool vs_checkpoint_delete(virDomainPtr dom, const char *name);
