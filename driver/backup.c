@@ -71,6 +71,7 @@ typedef struct {
     /* --mode=begin: a pull-mode backup job instead of overlays */
     bool begin;
     bool job_started;
+    bool job_aborted;        /* the abort was accepted; the teardown may still run */
     char *checkpoint;        /* the one this backup creates */
     char *incremental;       /* the base's checkpoint; NULL: full */
     bool diff;               /* the base is the chain's last full backup */
@@ -1309,19 +1310,44 @@ remove_job_dirs(DomJob *j)
     }
 }
 
-/* The copy is over (or failed): the job ends, which releases the scratch files
- * and the NBD server. A job that will not end stays for recover. */
+static void
+job_failed(DomJob *j, const GError *err)
+{
+    if (j->error)
+        add_note(j, "%s; `virtsnap recover` ends it", err->message);
+    dom_fail(j, "%s; `virtsnap recover` ends it", err->message);
+}
+
+/* The copy is over (or failed): the job is aborted, which is how a pull job
+ * ends and what releases the scratch files and the NBD server. */
 static bool
-end_job(Run *run, DomJob *j)
+abort_job(DomJob *j)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (!j->job_started)
+        return true;
+    vs_fault_point("before-commit");
+    if (!vs_backup_job_abort(j->dom, j->name, &err)) {
+        job_failed(j, err);
+        return false;
+    }
+    j->job_aborted = true;
+    return true;
+}
+
+/* Once QEMU has torn the aborted job down, its files go. A job that will not
+ * end stays for recover. */
+static bool
+finish_job(Run *run, DomJob *j)
 {
     g_autoptr(GError) err = NULL;
 
     if (j->job_started) {
-        vs_fault_point("before-commit");
-        if (!vs_backup_job_end(j->dom, j->name, &err)) {
-            if (j->error)
-                add_note(j, "%s; `virtsnap recover` ends it", err->message);
-            dom_fail(j, "%s; `virtsnap recover` ends it", err->message);
+        if (!j->job_aborted)
+            return false;
+        if (!vs_backup_job_wait_gone(j->dom, j->name, &err)) {
+            job_failed(j, err);
             return false;
         }
         j->job_started = false;
@@ -1329,6 +1355,24 @@ end_job(Run *run, DomJob *j)
     remove_job_dirs(j);
     journal(run, j, "job-ended", NULL, NULL, NULL, NULL, NULL, NULL);
     return true;
+}
+
+/* A thread: the teardown of the aborted jobs (tens of ms, more on a loaded
+ * host) overlaps the commit of the manifest, which does not depend on it.
+ * Touches only the jobs' error, note and files, and the journal, which the
+ * main thread leaves alone until it joins. Non-NULL when every job ended. */
+static gpointer
+finish_jobs(gpointer data)
+{
+    Run *run = data;
+    bool ok = true;
+
+    for (guint i = 0; i < run->doms->len; i++) {
+        DomJob *j = run->doms->pdata[i];
+        if (j->begin)
+            ok = finish_job(run, j) && ok;
+    }
+    return ok ? GINT_TO_POINTER(1) : NULL;
 }
 
 /* After the manifest: a backup that is in it keeps its checkpoint and this
@@ -1448,10 +1492,14 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     VsBackupResult *result = NULL;
     VsDiscoverOptions dopts;
     int64_t group_ms;
-    bool all_clean = true;
+    bool all_clean = true, begin_jobs = false, committed = false;
+    GThread *job_waiter = NULL;
     g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
     g_autoptr(VsIscsiAuth) auth = NULL;
     g_autofree char *repo_tag = NULL;
+    /* Phase boundaries (monotonic us), reported so that a run's time can be
+     * accounted for without a profiler. */
+    int64_t t_start = g_get_monotonic_time(), t_frozen, t_copied, t_ended, t_manifest;
 
     if (!opts->repo_path || !*opts->repo_path) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
@@ -1534,6 +1582,7 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
         g_ptr_array_add(run.doms, prepare_domain(&run, dom, disc));
     }
 
+    t_frozen = g_get_monotonic_time();
     group_ms = freeze_phase(&run, &err);
     if (group_ms == -2) {
         /* Nothing was frozen or snapshotted: the guardian could not be armed. */
@@ -1544,15 +1593,23 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
         }
         group_ms = -1;
     }
+    t_copied = g_get_monotonic_time();
     copy_phase(&run);
+    t_ended = g_get_monotonic_time();
     for (guint i = 0; i < run.doms->len; i++) {
         DomJob *j = run.doms->pdata[i];
-        if (j->begin && !end_job(&run, j))
+        if (j->begin) {
+            begin_jobs = true;
+            if (!abort_job(j))
+                all_clean = false;
+        } else if (j->snapshotted && !commit_domain(&run, j)) {
             all_clean = false;
-        else if (j->snapshotted && !commit_domain(&run, j))
-            all_clean = false;
+        }
     }
+    if (begin_jobs)
+        job_waiter = g_thread_new("virtsnap-jobs", finish_jobs, &run);
 
+    t_manifest = g_get_monotonic_time();
     /* The manifest holds every domain whose data was copied in full. */
     for (guint i = 0; i < run.doms->len; i++) {
         DomJob *j = run.doms->pdata[i];
@@ -1574,10 +1631,15 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
         }
     }
     manifest->group_freeze_ms = group_ms;
-    result = make_result(&run, group_ms);
     if (manifest->domains->len > 0) {
         vs_fault_point("before-manifest");
-        if (vs_repo_commit_manifest(repo, manifest, &err)) {
+        committed = vs_repo_commit_manifest(repo, manifest, &err);
+    }
+    if (job_waiter && !g_thread_join(job_waiter))
+        all_clean = false;
+    result = make_result(&run, group_ms);
+    if (manifest->domains->len > 0) {
+        if (committed) {
             result->id = g_strdup(manifest->id);
         } else {
             for (guint k = 0; k < result->domains->len; k++) {
@@ -1596,6 +1658,11 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     }
     for (guint i = 0; i < run.doms->len; i++)
         settle_checkpoints(&run, run.doms->pdata[i], result);
+    result->prepare_ms = (t_frozen - t_start) / 1000;
+    result->freeze_phase_ms = (t_copied - t_frozen) / 1000;
+    result->copy_ms = (t_ended - t_copied) / 1000;
+    result->end_ms = (t_manifest - t_ended) / 1000;
+    result->manifest_ms = (g_get_monotonic_time() - t_manifest) / 1000;
     g_ptr_array_extend_and_steal(result->notes, g_steal_pointer(&notes));
     notes = g_ptr_array_new_with_free_func(g_free);
 

@@ -116,8 +116,8 @@ vs_backup_job_active(virDomainPtr dom)
     return backup;
 }
 
-static bool
-job_abort(virDomainPtr dom, const char *name, GError **error)
+bool
+vs_backup_job_abort(virDomainPtr dom, const char *name, GError **error)
 {
     /* A pull-mode job has nothing to complete: aborting it is how it ends. Only a
      * backup job is aborted, never a migration or another tool's job. */
@@ -159,8 +159,8 @@ on_job_completed(virConnectPtr conn, virDomainPtr dom, virTypedParameterPtr para
     g_mutex_unlock(&w->lock);
 }
 
-static bool
-job_wait_gone(virDomainPtr dom, const char *name, GError **error)
+bool
+vs_backup_job_wait_gone(virDomainPtr dom, const char *name, GError **error)
 {
     int64_t deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
     JobWaiter *w = g_new0(JobWaiter, 1);
@@ -209,7 +209,7 @@ job_wait_gone(virDomainPtr dom, const char *name, GError **error)
 bool
 vs_backup_job_end(virDomainPtr dom, const char *name, GError **error)
 {
-    return job_abort(dom, name, error) && job_wait_gone(dom, name, error);
+    return vs_backup_job_abort(dom, name, error) && vs_backup_job_wait_gone(dom, name, error);
 }
 
 /* Deleting merges the checkpoint's bitmap into its parent's, so a checkpoint of

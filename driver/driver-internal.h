@@ -108,8 +108,10 @@ bool vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket
 /* Whether DOM runs a backup job (ours or not). */
 bool vs_backup_job_active(virDomainPtr dom);
 /* Ends DOM's backup job, if it has one (virDomainAbortJob), and waits until
- * QEMU has torn it down. */
+ * QEMU has torn it down: vs_backup_job_abort, then vs_backup_job_wait_gone. */
 bool vs_backup_job_end(virDomainPtr dom, const char *name, GError **error);
+bool vs_backup_job_abort(virDomainPtr dom, const char *name, GError **error);
+bool vs_backup_job_wait_gone(virDomainPtr dom, const char *name, GError **error);
 /* Deletes checkpoint NAME (none: true). */
 bool vs_checkpoint_delete(virDomainPtr dom, const char *name);
 /* The newest checkpoint of DOM named for TAG that a full backup created, or NULL:

@@ -118,6 +118,11 @@ typedef struct {
 typedef struct {
     char *id;                   /* NULL when no backup was written */
     int64_t group_freeze_ms;    /* -1 when nothing was frozen */
+    /* Where the run's time went, ms: repository, discovery, recovery and planning;
+     * guardian, freeze, snapshots or backup jobs, thaw; the copy; commits or the
+     * abort of the jobs; the manifest (while the jobs are torn down) and the
+     * checkpoints' upkeep. */
+    int64_t prepare_ms, freeze_phase_ms, copy_ms, end_ms, manifest_ms;
     GPtrArray *domains;         /* of VsBackupDomainResult* */
     GPtrArray *notes;           /* of char*: what recovery of earlier runs did first */
 } VsBackupResult;

@@ -134,6 +134,19 @@ result_json(const VsBackupResult *r)
     json_builder_set_member_name(b, "group_freeze_ms");
     r->group_freeze_ms >= 0 ? json_builder_add_int_value(b, r->group_freeze_ms)
                             : json_builder_add_null_value(b);
+    json_builder_set_member_name(b, "phases_ms");
+    json_builder_begin_object(b);
+    {
+        const struct { const char *name; int64_t ms; } phases[] = {
+            { "prepare", r->prepare_ms }, { "freeze", r->freeze_phase_ms }, { "copy", r->copy_ms },
+            { "end", r->end_ms }, { "manifest", r->manifest_ms },
+        };
+        for (size_t i = 0; i < G_N_ELEMENTS(phases); i++) {
+            json_builder_set_member_name(b, phases[i].name);
+            json_builder_add_int_value(b, phases[i].ms);
+        }
+    }
+    json_builder_end_object(b);
     json_builder_set_member_name(b, "recovered");
     json_builder_begin_array(b);
     for (guint i = 0; i < r->notes->len; i++)
