@@ -1055,8 +1055,13 @@ open_job_export(DomJob *j, DiskJob *d, VsCopyOptions *copts, GError **error)
     const VsManifestDisk *prev = NULL;
     VsSource *src;
 
-    /* Two connections: the server answers one while we hash the other's chunk. */
-    copts->readers = 2;
+    /* Four connections, each with one request in flight: QEMU serves each
+     * request in turn (fleecing node, image file, socket), so that with two the
+     * server sat idle between them. Measured (incrementals of a 5% change, 2
+     * CPUs, page cache dropped, runs interleaved): the copy took 0.82-2.0 s with
+     * four against 1.2-3.7 s with two, faster in each of 5 rounds; a full
+     * backup was no slower (13.4-16.8 s against 15.9-18.5 s). */
+    copts->readers = 4;
     if (j->incremental && d->bitmap && j->base) {
         VsManifestDomain *md = manifest_domain_of(j->base, j);
         prev = md ? vs_manifest_find_disk(md, d->target) : NULL;
