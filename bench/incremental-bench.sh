@@ -8,6 +8,9 @@
 # before each:
 #   virtsnap       `virtsnap backup --mode=begin` (checkpoint + dirty bitmap, pull mode)
 #   virtnbdbackup  `virtnbdbackup -l inc` (the same libvirt mechanism, Debian package)
+# and last one `virtsnap backup --mode=begin --level=diff` (every change since the full
+# backup: RUNS x 205 MiB), for what a differential costs (no goal; virtnbdbackup has no
+# such level).
 # Measured: wall time, bytes read / stored (virtsnap's JSON; du -sb of virtnbdbackup's new
 # files), peak RSS (/usr/bin/time -v). Goals (issue 6): virtsnap's incremental below 10% of
 # its own full backup's time, and faster than virtnbdbackup's incremental of the same change.
@@ -37,9 +40,9 @@ bench_find_virtsnap build-bench build
 command -v virtnbdbackup >/dev/null || vs_fail "virtnbdbackup missing: apt-get install virtnbdbackup"
 vs_libvirt_up
 bench_workdir incremental-bench "${1:-}"
-RES=$W/results.tsv     # tool run wall_s rss_kb read_bytes stored_bytes
+RES=$W/results.tsv     # tool run wall_s rss_kb read_bytes stored_bytes [phases_ms, virtsnap]
 : > "$RES"
-record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RES"; }
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "${7:-}" >> "$RES"; }
 
 SRC=$W/src
 vs_log "data: ${RAND_MIB} MiB random + ${TEXT_MIB} MiB log-like text"
@@ -64,7 +67,8 @@ run_vs() {    # NAME RUN [backup args]
   [ "$M_RC" = 0 ] && jq -e '.domains[0].ok' "$p.out" >/dev/null ||
     vs_fail "virtsnap backup failed (exit $M_RC): $(cat "$p.out") $(tail -n 5 "$p.err")"
   record "$name" "$run" "$M_WALL" "$M_RSS" "$(jq '.domains[0].disks[0].bytes_read' "$p.out")" \
-    "$(jq '.domains[0].disks[0].bytes_stored' "$p.out")"
+    "$(jq '.domains[0].disks[0].bytes_stored' "$p.out")" \
+    "$(jq -r '.phases_ms | [.prepare, .freeze, .copy, .end, .manifest] | map(tostring) | join(",")' "$p.out")"
   vs_log "$name #$run: ${M_WALL}s, read $(jq '.domains[0].disks[0].bytes_read' "$p.out"), $(jq -r '.domains[0].disks[0].read' "$p.out")"
 }
 run_vnbd() {  # NAME RUN LEVEL
@@ -91,6 +95,9 @@ for r in $(seq 1 "$RUNS"); do
     run_vnbd virtnbdbackup-inc "$r" inc; run_vs virtsnap-inc "$r"
   fi
 done
+run_vs virtsnap-diff 1 --level=diff
+[ "$(jq -r '.domains[0].level' "$W/virtsnap-diff.1.out")" = diff ] ||
+  vs_fail "the differential was not one: $(jq -c '.domains[0] | {level, note}' "$W/virtsnap-diff.1.out")"
 # every backup verifies, and the last incremental is a whole disk that verifies as such
 "$VIRTSNAP" verify --repo "$REPO" >/dev/null || vs_fail "the repository does not verify"
 
@@ -103,8 +110,9 @@ import os, sys, statistics as st
 E = os.environ
 rows = {}
 for line in open(E["RES"]):
-    name, run, wall, rss, rd, stored = line.rstrip("\n").split("\t")
-    rows.setdefault(name, []).append((float(wall), int(rss) / 1024, int(rd) if rd else None, int(stored)))
+    name, run, wall, rss, rd, stored, ph = line.rstrip("\n").split("\t")
+    rows.setdefault(name, []).append((float(wall), int(rss) / 1024, int(rd) if rd else None, int(stored),
+                                      [int(x) for x in ph.split(",")] if ph else None))
 def med(name, i):
     v = [r[i] for r in rows[name] if r[i] is not None]
     return st.median(v) if v else None
@@ -117,18 +125,31 @@ lines = ["## incremental-bench", "",
          "Machine: %s; load average %s." % (E["MACHINE"], E["LOADAVG"]), "",
          "Two running TCG guests (one per tool: virtnbdbackup refuses a domain with another tool's checkpoints) on identical copies of a 4 GiB qcow2 data disk with %s MiB random + %s MiB log-like text (as backup-bench). "
          "Each tool takes one full backup, then %s times the guest writes %s MiB of new random data (~5%% of the "
-         "disk, fsynced) in each guest and both take an incremental of it, in alternating order; page cache dropped before each." %
+         "disk, fsynced) in each guest and both take an incremental of it, in alternating order; last, virtsnap takes one differential (every change since its full backup). Page cache dropped before each." %
          (E["RAND_MIB"], E["TEXT_MIB"], E["RUNS"], E["CHANGE_MIB"]), "",
          "| tool | runs | wall s, median [range] | read MB (virtsnap JSON) | stored / written MB | peak RSS MiB |",
          "|---|---|---|---|---|---|"]
 for name, label in (("virtsnap-full", "virtsnap backup --mode=begin --level=full"),
                     ("virtnbdbackup-full", "virtnbdbackup -l full"),
                     ("virtsnap-inc", "virtsnap backup --mode=begin (incremental)"),
-                    ("virtnbdbackup-inc", "virtnbdbackup -l inc")):
+                    ("virtnbdbackup-inc", "virtnbdbackup -l inc"),
+                    ("virtsnap-diff", "virtsnap backup --mode=begin --level=diff (all %s runs' changes)" % E["RUNS"])):
     rd = med(name, 2)
     lines.append("| %s | %d | %s | %s | %.0f | %.1f |" % (label, len(rows[name]), rng(name, 0),
                  "%.0f" % (rd / MB) if rd is not None else "-", med(name, 3) / MB, med(name, 1)))
 full, inc, vinc = med("virtsnap-full", 0), med("virtsnap-inc", 0), med("virtnbdbackup-inc", 0)
+PH = ("prepare (repository, discovery, base)", "freeze (guardian, freeze, backup job begin, thaw)",
+      "copy (NBD reads, hash, compress, store)", "end (job abort)",
+      "manifest (commit while the job is torn down, checkpoint upkeep)")
+for name, label in (("virtsnap-inc", "incremental"), ("virtsnap-full", "full")):
+    ph = [r[4] for r in rows[name] if r[4]]
+    if not ph:
+        continue
+    meds = [st.median(p[i] for p in ph) for i in range(len(PH))]
+    outside = st.median(r[0] * 1000 - sum(r[4]) for r in rows[name] if r[4])
+    lines += ["", "Where virtsnap's %s time goes (median ms of `phases_ms` in its JSON; the rest is the "
+              "process: start, libvirt connection, exit): %s; outside them %.0f." %
+              (label, "; ".join("%s %.0f" % (PH[i], meds[i]) for i in range(len(PH))), outside)]
 lines += ["", "Goals:",
           "- incremental below 10%% of virtsnap's own full backup: **%s** (%.2f s vs %.2f s: %.0f%%)" %
           ("met" if inc < 0.1 * full else "NOT met", inc, full, 100 * inc / full),

@@ -8,7 +8,9 @@
  * repository, so that each repository keeps its own chain on one domain and only
  * ever deletes its own checkpoints; the name being derived from the backup id is
  * what ties a checkpoint to the manifest of the same instant without a new manifest
- * member. */
+ * member. A full backup's checkpoint says so in its <description>: a differential
+ * backup counts from the chain's last full one, which has to be found again among
+ * the checkpoints, and libvirt keeps the description with them. */
 #include "config.h"
 #include "driver-internal.h"
 #include "vs-xml.h"
@@ -21,6 +23,8 @@
 #include <string.h>
 
 #define CHECKPOINT_PREFIX "virtsnap-"
+/* The start of the <description> of a full backup's checkpoint. */
+#define FULL_DESCRIPTION "virtsnap full backup"
 
 char *
 vs_repo_tag(const char *repo_path)
@@ -60,17 +64,26 @@ vs_checkpoint_usable(virDomainPtr dom, const char *name, char **why)
 }
 
 void
-vs_pull_backup_xml(const char *socket, const char *incremental, const char *checkpoint,
+vs_pull_backup_xml(const char *socket, const char *incremental, bool diff, const char *checkpoint,
                    const char *description, const VsPullDisk *disks, guint n_disks,
                    const char *const *other_targets, char **backup_xml, char **checkpoint_xml)
 {
     g_autoptr(VsBackupDef) bdef = vs_backup_def_new(VS_BACKUP_MODE_PULL);
     g_autoptr(VsCheckpointDef) cdef = vs_checkpoint_def_new(checkpoint);
 
+    /* The description starts with what kind of backup made the checkpoint: a
+     * differential finds the chain's full by it. A user's own (--checkpoint-xml)
+     * follows. */
+    g_autofree char *kind = incremental ? g_strdup_printf("virtsnap %s backup since %s",
+                                                          diff ? "differential" : "incremental",
+                                                          incremental)
+                                        : g_strdup(FULL_DESCRIPTION);
+
+    cdef->description = description ? g_strdup_printf("%s: %s", kind, description)
+                                    : g_steal_pointer(&kind);
     bdef->incremental = g_strdup(incremental);
     bdef->server_transport = g_strdup("unix");
     bdef->server_socket = g_strdup(socket);
-    cdef->description = g_strdup(description);
     for (guint i = 0; i < n_disks; i++) {
         VsBackupDiskDef *bd = vs_backup_def_add_disk(bdef, disks[i].target, true);
 
@@ -103,13 +116,13 @@ vs_pull_backup_begin_xml(virDomainPtr dom, const char *name, const char *increme
 
 bool
 vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket,
-                     const char *incremental, const char *checkpoint,
+                     const char *incremental, bool diff, const char *checkpoint,
                      const VsPullDisk *disks, guint n_disks, const char *const *other_targets,
                      GError **error)
 {
     g_autofree char *bxml = NULL, *cxml = NULL;
 
-    vs_pull_backup_xml(socket, incremental, checkpoint, NULL, disks, n_disks, other_targets,
+    vs_pull_backup_xml(socket, incremental, diff, checkpoint, NULL, disks, n_disks, other_targets,
                        &bxml, &cxml);
     return vs_pull_backup_begin_xml(dom, name, incremental, bxml, cxml, error);
 }
@@ -131,10 +144,8 @@ vs_backup_job_active(virDomainPtr dom)
 }
 
 bool
-vs_backup_job_end(virDomainPtr dom, const char *name, GError **error)
+vs_backup_job_abort(virDomainPtr dom, const char *name, GError **error)
 {
-    int64_t deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
-
     /* A pull-mode job has nothing to complete: aborting it is how it ends. Only a
      * backup job is aborted, never a migration or another tool's job. */
     if (!vs_backup_job_active(dom))
@@ -143,18 +154,89 @@ vs_backup_job_end(virDomainPtr dom, const char *name, GError **error)
         vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-end: domain '%s': domjobabort", name);
         return false;
     }
-    /* The abort returns before QEMU has torn the job's block jobs down (seconds
-     * on a loaded host); its scratch files are in use until then. */
+    return true;
+}
+
+typedef struct {
+    GMutex lock;
+    GCond cond;
+    bool done;
+} JobWaiter;
+
+static void
+job_waiter_free(void *opaque)
+{
+    JobWaiter *w = opaque;
+
+    g_mutex_clear(&w->lock);
+    g_cond_clear(&w->cond);
+    g_free(w);
+}
+
+static void
+on_job_completed(virConnectPtr conn, virDomainPtr dom, virTypedParameterPtr params, int nparams,
+                 void *opaque)
+{
+    JobWaiter *w = opaque;
+
+    (void)conn; (void)dom; (void)params; (void)nparams;
+    g_mutex_lock(&w->lock);
+    w->done = true;
+    g_cond_signal(&w->cond);
+    g_mutex_unlock(&w->lock);
+}
+
+bool
+vs_backup_job_wait_gone(virDomainPtr dom, const char *name, GError **error)
+{
+    int64_t deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+    JobWaiter *w = g_new0(JobWaiter, 1);
+    int cb;
+    bool ok = true;
+
+    /* The abort returns before QEMU has torn the job's block jobs down (tens of
+     * ms, seconds on a loaded host); its scratch files are in use until then.
+     * libvirt says when with the job-completed event, rather than a poll adding
+     * up to its interval to every backup; a slow poll stays in case the event
+     * never comes (or came before we listened). libvirt frees the waiter once
+     * the callback is deregistered, never while it may still run. */
+    g_mutex_init(&w->lock);
+    g_cond_init(&w->cond);
+    cb = virConnectDomainEventRegisterAny(virDomainGetConnect(dom), dom,
+                                          VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
+                                          VIR_DOMAIN_EVENT_CALLBACK(on_job_completed), w,
+                                          job_waiter_free);
+    if (cb < 0)
+        job_waiter_free(w);
     while (vs_backup_job_active(dom)) {
+        int64_t until = MIN(deadline, g_get_monotonic_time() + 250 * G_TIME_SPAN_MILLISECOND);
+
         if (g_get_monotonic_time() > deadline) {
             g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
                         "backup-end: domain '%s': the backup job was aborted but is still "
                         "there after 60 s (virsh domjobinfo %s)", name, name);
-            return false;
+            ok = false;
+            break;
         }
-        g_usleep(50 * 1000);
+        if (cb < 0) {
+            g_usleep(50 * 1000);
+            continue;
+        }
+        g_mutex_lock(&w->lock);
+        while (!w->done && g_cond_wait_until(&w->cond, &w->lock, until))
+            ;
+        w->done = false;
+        g_mutex_unlock(&w->lock);
     }
-    return true;
+    if (cb >= 0)
+        virConnectDomainEventDeregisterAny(virDomainGetConnect(dom), cb);
+    return ok;
+}
+
+bool
+vs_backup_job_end(virDomainPtr dom, const char *name, GError **error)
+{
+    return vs_backup_job_abort(dom, name, error) && vs_backup_job_wait_gone(dom, name, error);
 }
 
 /* Deleting merges the checkpoint's bitmap into its parent's, so a checkpoint of
@@ -182,8 +264,44 @@ vs_checkpoint_delete(virDomainPtr dom, const char *name)
     return ok;
 }
 
+char *
+vs_checkpoint_chain_full(virDomainPtr dom, const char *tag)
+{
+    g_autofree char *prefix = g_strdup_printf(CHECKPOINT_PREFIX "%s-", tag);
+    virDomainCheckpointPtr *list = NULL;
+    int n = virDomainListAllCheckpoints(dom, &list, 0);
+    char *best = NULL;
+
+    for (int i = 0; i < n; i++) {
+        const char *cname = virDomainCheckpointGetName(list[i]);
+        g_autofree char *xml = NULL;
+        g_autoptr(VsCheckpointDef) def = NULL;
+
+        /* Backup ids sort by time: the greatest name is the newest backup. */
+        if (cname && g_str_has_prefix(cname, prefix) && g_strcmp0(cname, best) > 0 &&
+            (xml = virDomainCheckpointGetXMLDesc(list[i], VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN)) &&
+            (def = vs_checkpoint_def_parse_string(xml, cname, NULL)) &&
+            def->description && g_str_has_prefix(def->description, FULL_DESCRIPTION)) {
+            g_free(best);
+            best = g_strdup(cname);
+        }
+        virDomainCheckpointFree(list[i]);
+    }
+    g_free(list);
+    return best;
+}
+
+char *
+vs_checkpoint_backup_id(const char *tag, const char *name)
+{
+    g_autofree char *prefix = g_strdup_printf(CHECKPOINT_PREFIX "%s-", tag);
+
+    return name && g_str_has_prefix(name, prefix) ? g_strdup(name + strlen(prefix)) : NULL;
+}
+
 guint
-vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, GPtrArray *failed)
+vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, const char *keep2,
+                     GPtrArray *failed)
 {
     g_autofree char *prefix = g_strdup_printf(CHECKPOINT_PREFIX "%s-", tag);
     virDomainCheckpointPtr *list = NULL;
@@ -193,7 +311,8 @@ vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, GPtrAr
     for (int i = 0; i < n; i++) {
         const char *cname = virDomainCheckpointGetName(list[i]);
 
-        if (cname && g_str_has_prefix(cname, prefix) && g_strcmp0(cname, keep) != 0) {
+        if (cname && g_str_has_prefix(cname, prefix) && g_strcmp0(cname, keep) != 0 &&
+            g_strcmp0(cname, keep2) != 0) {
             if (delete_one(list[i]))
                 deleted++;
             else if (failed)

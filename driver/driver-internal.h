@@ -103,16 +103,17 @@ typedef struct {
 } VsPullDisk;
 
 /* One pull-mode backup job over DISKS (NBD exports named after each target on
- * unix SOCKET) since checkpoint INCREMENTAL (NULL: full), creating CHECKPOINT;
- * OTHER_TARGETS (NULL-terminated, may be NULL) are left out of both. */
+ * unix SOCKET) since checkpoint INCREMENTAL (NULL: full; DIFF: INCREMENTAL is the
+ * chain's full backup), creating CHECKPOINT, whose description says whether it is
+ * a full backup's; OTHER_TARGETS (NULL-terminated, may be NULL) are left out of both. */
 bool vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket,
-                          const char *incremental, const char *checkpoint,
+                          const char *incremental, bool diff, const char *checkpoint,
                           const VsPullDisk *disks, guint n_disks, const char *const *other_targets,
                           GError **error);
 /* The same job's domainbackup and domaincheckpoint XML (what `virsh
  * backup-begin DOM BACKUP_XML CHECKPOINT_XML` takes), the checkpoint described
  * by DESCRIPTION (may be NULL); and the job begun from them. */
-void vs_pull_backup_xml(const char *socket, const char *incremental, const char *checkpoint,
+void vs_pull_backup_xml(const char *socket, const char *incremental, bool diff, const char *checkpoint,
                         const char *description, const VsPullDisk *disks, guint n_disks,
                         const char *const *other_targets, char **backup_xml, char **checkpoint_xml);
 bool vs_pull_backup_begin_xml(virDomainPtr dom, const char *name, const char *incremental,
@@ -126,13 +127,22 @@ bool vs_checkpoint_redefine(virDomainPtr dom, const char *name, const char *repo
                             const char *tag, const char *uuid, char **why);
 /* Whether DOM runs a backup job (ours or not). */
 bool vs_backup_job_active(virDomainPtr dom);
-/* Ends DOM's backup job, if it has one (virDomainAbortJob). */
+/* Ends DOM's backup job, if it has one (virDomainAbortJob), and waits until
+ * QEMU has torn it down: vs_backup_job_abort, then vs_backup_job_wait_gone. */
 bool vs_backup_job_end(virDomainPtr dom, const char *name, GError **error);
+bool vs_backup_job_abort(virDomainPtr dom, const char *name, GError **error);
+bool vs_backup_job_wait_gone(virDomainPtr dom, const char *name, GError **error);
 /* Deletes checkpoint NAME (none: true). */
 bool vs_checkpoint_delete(virDomainPtr dom, const char *name);
-/* Deletes every checkpoint of DOM named for TAG except KEEP (may be NULL);
- * names that could not be deleted go to FAILED (char*, may be NULL). */
-guint vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, GPtrArray *failed);
+/* The newest checkpoint of DOM named for TAG that a full backup created, or NULL:
+ * where a differential backup counts from. */
+char *vs_checkpoint_chain_full(virDomainPtr dom, const char *tag);
+/* The backup id in checkpoint NAME of TAG's chain, or NULL when NAME is not one. */
+char *vs_checkpoint_backup_id(const char *tag, const char *name);
+/* Deletes every checkpoint of DOM named for TAG except KEEP and KEEP2 (may be
+ * NULL); names that could not be deleted go to FAILED (char*, may be NULL). */
+guint vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, const char *keep2,
+                           GPtrArray *failed);
 
 /* ------------------------------------------------------------------------- */
 /* Guardian                                                                   */

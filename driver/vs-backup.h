@@ -46,6 +46,7 @@ typedef enum {
     VS_BACKUP_LEVEL_DEFAULT,  /* inc when a usable checkpoint chain exists, else full */
     VS_BACKUP_LEVEL_FULL,
     VS_BACKUP_LEVEL_INC,      /* the same as DEFAULT, said explicitly: falls back to full */
+    VS_BACKUP_LEVEL_DIFF,     /* changes since the chain's last full backup; falls back to full */
 } VsBackupLevel;
 
 bool vs_backup_method_from_string(const char *s, VsBackupMethod *out);
@@ -109,8 +110,8 @@ typedef struct {
     int64_t thawed_at;          /* unix ms when the thaw returned */
     char *note;                 /* why crash-consistent under --quiesce=try, etc. */
     char *mode;                 /* "overlay" or "begin" */
-    char *level;                /* "full" or "inc" */
-    char *base;                 /* inc: the backup whose unchanged chunks it shares */
+    char *level;                /* "full", "inc" or "diff" */
+    char *base;                 /* inc, diff: the backup whose unchanged chunks it shares */
     char *checkpoint;           /* begin: the checkpoint taken at this backup's instant */
     char *backup_xml;           /* begin: the domainbackup XML the job was begun with */
     char *checkpoint_xml;       /* begin: ... and its domaincheckpoint XML */
@@ -121,6 +122,11 @@ typedef struct {
 typedef struct {
     char *id;                   /* NULL when no backup was written */
     int64_t group_freeze_ms;    /* -1 when nothing was frozen */
+    /* Where the run's time went, ms: repository, discovery, recovery and planning;
+     * guardian, freeze, snapshots or backup jobs, thaw; the copy; commits or the
+     * abort of the jobs; the manifest (while the jobs are torn down) and the
+     * checkpoints' upkeep. */
+    int64_t prepare_ms, freeze_phase_ms, copy_ms, end_ms, manifest_ms;
     GPtrArray *domains;         /* of VsBackupDomainResult* */
     GPtrArray *notes;           /* of char*: what recovery of earlier runs did first */
 } VsBackupResult;

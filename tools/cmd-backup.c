@@ -138,6 +138,19 @@ result_json(const VsBackupResult *r)
     json_builder_set_member_name(b, "group_freeze_ms");
     r->group_freeze_ms >= 0 ? json_builder_add_int_value(b, r->group_freeze_ms)
                             : json_builder_add_null_value(b);
+    json_builder_set_member_name(b, "phases_ms");
+    json_builder_begin_object(b);
+    {
+        const struct { const char *name; int64_t ms; } phases[] = {
+            { "prepare", r->prepare_ms }, { "freeze", r->freeze_phase_ms }, { "copy", r->copy_ms },
+            { "end", r->end_ms }, { "manifest", r->manifest_ms },
+        };
+        for (size_t i = 0; i < G_N_ELEMENTS(phases); i++) {
+            json_builder_set_member_name(b, phases[i].name);
+            json_builder_add_int_value(b, phases[i].ms);
+        }
+    }
+    json_builder_end_object(b);
     json_builder_set_member_name(b, "recovered");
     json_builder_begin_array(b);
     for (guint i = 0; i < r->notes->len; i++)
@@ -200,7 +213,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         { "iscsi-auth", 0, 0, G_OPTION_ARG_FILENAME, &iscsi_auth, "CHAP credentials for direct iSCSI reads: "
           "a root-only file of user= and password= lines", "FILE" },
         { "mode", 0, 0, G_OPTION_ARG_STRING, &mode, "overlay (default), begin (libvirt backup job + checkpoint) or auto", "MODE" },
-        { "level", 0, 0, G_OPTION_ARG_STRING, &level, "begin mode: inc (default: when the checkpoint chain is usable) or full", "LEVEL" },
+        { "level", 0, 0, G_OPTION_ARG_STRING, &level, "begin mode: inc (default: since the last backup, when the checkpoint chain is usable), diff (since the chain's last full backup) or full", "LEVEL" },
         { "backup-xml", 0, 0, G_OPTION_ARG_FILENAME, &backup_xml, "begin mode: take the disks and scratch files "
           "from this domainbackup XML (what virsh backup-begin takes; mode='pull')", "FILE" },
         { "checkpoint-xml", 0, 0, G_OPTION_ARG_FILENAME, &checkpoint_xml, "begin mode: the description and "
@@ -244,9 +257,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         return 2;
     }
     if (level && !vs_backup_level_from_string(level, &opts.level)) {
-        vs_print_error("backup: --level=%s: use inc or full%s", level,
-                       g_strcmp0(level, "diff") ? "" : " (diff is not implemented: each repository "
-                       "keeps one checkpoint per domain)");
+        vs_print_error("backup: --level=%s: use inc, diff or full", level);
         return 2;
     }
     if (backup_xml || checkpoint_xml) {

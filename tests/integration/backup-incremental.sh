@@ -3,8 +3,10 @@
 # writing: a full backup through libvirt's pull-mode backup job, then the guest writes
 # ~5% of its disk, then an incremental reads and stores about that much (the rest of
 # the disk comes from the full backup's manifest) and its export is a quiesced copy;
-# an incremental and a full backup of the same instant (guest paused) export the same
-# bytes. Then each failure the chain must heal from, each followed by a backup that
+# then the guest writes more and a differential (--level=diff) reads both changes since
+# the full backup, exports exactly the paused guest's disk, and the inc chain goes on
+# from it; an incremental and a full backup of the same instant (guest paused) export
+# the same bytes. A differential whose full backup's checkpoint is gone is a full one. Then each failure the chain must heal from, each followed by a backup that
 # succeeds and verifies: an incremental with no previous backup (another repository,
 # whose chain leaves the first one's alone), a checkpoint deleted by hand, the VM
 # restarted (cleanly, and after QEMU was killed: bitmaps inconsistent), the image replaced
@@ -92,9 +94,38 @@ vs_assert_contains "$(field "$W/b2.json" 'disks[1].read')" "raw" "the raw disk's
 vs_virtsnap export --repo "$REPO" "$ID2" "$D" vdb "$W/vdb.raw" --format raw
 cmp -s "$W/vdb.raw" "$W/raw.img" || vs_fail "the raw disk's export differs from the disk"
 rm -f "$W/vdb.raw"
-vs_assert_eq "$(checkpoints)" "$(field "$W/b2.json" checkpoint) " "only the newest checkpoint of this repository"
+cps() { printf '%s\n' "$@" | sort | tr '\n' ' '; }   # cps NAME...: as checkpoints prints them
+vs_assert_eq "$(checkpoints)" "$(cps "$(field "$W/b1.json" checkpoint)" "$(field "$W/b2.json" checkpoint)")" \
+  "the full backup's and the newest checkpoint of this repository"
 no_leftovers incremental
 verify_export "$REPO" "$ID2" inc2
+
+# --- differential: everything since the full backup, the disk as it is ----------------------
+writtenB=$((32 * MiB))
+vs_gexec "$D" "dd if=/dev/urandom of=/data/diff1 bs=1M count=$((writtenB / MiB)) conv=fsync 2>/dev/null" >/dev/null
+# Paused, QEMU has flushed the image: what the differential holds must be the disk itself.
+virsh suspend "$D" >/dev/null
+backup "$W/bd.json" --level=diff
+IDD=$(jq -r .id "$W/bd.json")
+vs_virtsnap export --repo "$REPO" "$IDD" "$D" vda "$W/diff.raw" --format raw
+qemu-img compare -U -q -f raw -F qcow2 "$W/diff.raw" "$W/disk.qcow2" ||
+  vs_fail "differential $IDD differs from the paused guest's disk"
+virsh resume "$D" >/dev/null
+rm -f "$W/diff.raw"
+vs_log "ok: the differential's export equals the paused guest's disk"
+vs_assert_eq "$(field "$W/bd.json" 'ok,.mode,.level,.base' | tr '\n' ,)" "true,begin,diff,$ID1," "differential"
+readD=$(field "$W/bd.json" 'disks[0].bytes_read')
+vs_log "differential after $written + $writtenB bytes written since the full backup: read $readD"
+[ "$readD" -ge $((written + writtenB)) ] && [ "$readD" -le $((2 * (written + writtenB) + 16 * MiB)) ] ||
+  vs_fail "differential read $readD bytes for $written + $writtenB written since the full backup"
+vs_assert_contains "$(field "$W/bd.json" 'disks[0].read')" "changed since $ID1" "differential disk read"
+vs_assert_eq "$(checkpoints)" "$(cps "$(field "$W/b1.json" checkpoint)" "$(field "$W/bd.json" checkpoint)")" \
+  "the full backup's and the differential's checkpoints"
+no_leftovers differential
+# A paused guest is not frozen: the copy is crash-consistent (its journal replays clean).
+vs_virtsnap export --repo "$REPO" "$IDD" "$D" vda "$W/diff.qcow2"
+"$VS_GUEST_SRC/verify-backup.sh" "$W/diff.qcow2" --crash-consistent >/dev/null ||
+  vs_fail "diff: export of $IDD is not a crash-consistent copy"
 
 # --- the same instant, incremental and full: identical exports -----------------------------
 vs_gexec "$D" 'dd if=/dev/urandom of=/data/inc2 bs=1M count=8 conv=fsync 2>/dev/null' >/dev/null
@@ -102,7 +133,10 @@ virsh suspend "$D" >/dev/null
 backup "$W/b3.json"
 backup "$W/b4.json" --level=full
 virsh resume "$D" >/dev/null
-vs_assert_eq "$(field "$W/b3.json" 'ok,.level' | tr '\n' ,)" "true,inc," "incremental of the paused guest"
+vs_assert_eq "$(field "$W/b3.json" 'ok,.level,.base' | tr '\n' ,)" "true,inc,$IDD," \
+  "incremental of the paused guest, after the differential"
+[ "$(field "$W/b3.json" 'disks[0].bytes_read')" -le $((2 * 8 * MiB + 16 * MiB)) ] ||
+  vs_fail "the incremental after the differential read $(field "$W/b3.json" 'disks[0].bytes_read') bytes for 8 MiB written"
 vs_assert_eq "$(field "$W/b4.json" 'ok,.level' | tr '\n' ,)" "true,full," "full backup of the paused guest"
 [ "$(field "$W/b3.json" 'disks[0].bytes_read')" -lt "$(field "$W/b4.json" 'disks[0].bytes_read')" ] ||
   vs_fail "the incremental read no less than the full backup"
@@ -122,14 +156,18 @@ verify_export "$REPO2" "$(jq -r .id "$W/r2.json")" repo2
 backup "$W/b5.json"
 vs_assert_eq "$(field "$W/b5.json" 'ok,.level,.base' | tr '\n' ,)" "true,inc,$ID4," \
   "the first repository's chain survives the second's"
-vs_assert_eq "$(checkpoints)" "$(printf '%s\n' "$(field "$W/b5.json" checkpoint)" "$(field "$W/r2.json" checkpoint)" | sort | tr '\n' ' ')" \
-  "one checkpoint per repository"
+vs_assert_eq "$(checkpoints)" "$(cps "$(field "$W/b4.json" checkpoint)" "$(field "$W/b5.json" checkpoint)" "$(field "$W/r2.json" checkpoint)")" \
+  "each repository's own checkpoints"
 
 # --- a checkpoint deleted by hand ---------------------------------------------------------
 virsh checkpoint-delete "$D" "$(field "$W/b5.json" checkpoint)" >/dev/null
 backup_ok b6 full "after the checkpoint was deleted"
 vs_assert_contains "$(field "$W/b6.json" note)" "no longer exists" "why it fell back"
 backup_ok b7 inc "the chain is back"
+virsh checkpoint-delete "$D" "$(field "$W/b6.json" checkpoint)" >/dev/null
+backup_ok b7d full "a differential whose full backup's checkpoint was deleted" --level=diff
+vs_assert_contains "$(field "$W/b7d.json" note)" "no full backup of this domain" "why it fell back"
+vs_assert_eq "$(field "$W/b7d.json" note | wc -l)" 1 "said in one line"
 
 # --- the VM restarted between backups: cleanly (bitmaps stored), then QEMU killed --------
 boot_again() {
@@ -177,7 +215,7 @@ vs_virtsnap recover --state-dir "$STATE" > "$W/recover.out" 2>&1 || vs_fail "rec
 cat "$W/recover.out" >&2
 vs_assert_contains "$(cat "$W/recover.out")" "ended the leftover backup job" "recover's report"
 no_leftovers recover
-vs_assert_eq "$(checkpoints)" "$(printf '%s\n' "$(field "$W/b9s.json" checkpoint)" "$(field "$W/r2.json" checkpoint)" | sort | tr '\n' ' ')" \
+vs_assert_eq "$(checkpoints)" "$(cps "$(field "$W/b9r.json" checkpoint)" "$(field "$W/b9s.json" checkpoint)" "$(field "$W/r2.json" checkpoint)")" \
   "the killed run's checkpoint is gone"
 backup_ok b10 inc "backup after the kill"
 vs_assert_eq "$(field "$W/b10.json" base)" "$(jq -r .id "$W/b9s.json")" "its base"

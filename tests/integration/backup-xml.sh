@@ -84,7 +84,7 @@ vs_assert_eq "$(jq -r '[.domains[0].disks[].target] | join(",")' "$W/full.json")
 ID1=$(jq -r .id "$W/full.json")
 CP1=$(jq -r '.domains[0].checkpoint' "$W/full.json")
 vs_assert_eq "$(virsh checkpoint-dumpxml "$D" "$CP1" | xmllint --xpath 'string(//description)' -)" \
-  "nightly chain, site A" "the checkpoint's description"
+  "virtsnap full backup: nightly chain, site A" "the checkpoint's description (after virtsnap's own)"
 vs_assert_eq "$(virsh checkpoint-dumpxml "$D" "$CP1" | xmllint --xpath 'string(//disks/disk[@name="vdb"]/@checkpoint)' -)" \
   no "vdb has no bitmap"
 jq -r '.domains[0].backup_xml' "$W/full.json" > "$W/used-backup.xml"
