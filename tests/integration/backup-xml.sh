@@ -6,7 +6,8 @@
 # only, the checkpoint carries the description, vdb gets no bitmap, the export verifies, and
 # the JSON gives back the XML the job was begun with (valid against libvirt's schemas). Then
 # <incremental> naming that backup's checkpoint: an incremental on that base that verifies;
-# naming it again once the chain moved on is refused. Refused before any job starts, each
+# naming it again works (the chain's full keeps its checkpoint), naming the incremental's once
+# the chain moved on is refused. Refused before any job starts, each
 # with its reason and the guest left without a job or a new checkpoint: push mode, a disk the
 # domain lacks, a checkpoint <name>, malformed XML, an unknown <incremental>, two
 # domains, --mode=overlay. A <server> is replaced by virtsnap's own socket, with a note.
@@ -113,9 +114,18 @@ vs_virtsnap export --repo "$REPO" "$ID2" "$D" vda "$W/inc.raw" --format raw >/de
 # the 4 MiB file written before it is in it
 vs_assert_eq "$(debugfs -R 'cat /inc' "$W/inc.raw" 2>/dev/null | md5sum | awk '{print $1}')" "$sum" \
   "the data written before the incremental"
-no_job_left 1 "after the incremental"
-# the chain moved on: the first checkpoint is gone, and naming it is refused
-refused "incremental on a checkpoint gone" "no longer exists" 1 --backup-xml "$W/inc.xml" "$D"
+# the repository keeps its newest checkpoint and its last full's
+no_job_left 2 "after the incremental"
+CP2=$(jq -r '.domains[0].checkpoint' "$W/inc.json")
+# naming the full's checkpoint again: a differential of the user's making
+vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --json --backup-xml "$W/inc.xml" "$D" > "$W/inc2.json"
+vs_assert_eq "$(jq -r '.domains[0] | [.ok, .level, .base] | map(tostring) | join(",")' "$W/inc2.json")" \
+  "true,inc,$ID1" "the full's checkpoint named again"
+vs_virtsnap export --repo "$REPO" "$(jq -r .id "$W/inc2.json")" "$D" vda "$W/inc2.raw" --format raw >/dev/null
+"$VS_GUEST_SRC/verify-backup.sh" "$W/inc2.raw" >&2 || vs_fail "the second backup on the full's checkpoint does not verify"
+# the chain moved on: the first incremental's checkpoint is gone, and naming it is refused
+sed "s|<disks>|<incremental>$CP2</incremental><disks>|" "$W/backup.xml" > "$W/inc-gone.xml"
+refused "incremental on a checkpoint gone" "no longer exists" 2 --backup-xml "$W/inc-gone.xml" "$D"
 
 # --- the guest shut down during a pull backup ------------------------------------------------------
 # The job starts, the guest thaws, and while virtsnap waits (a fault point holds it 6 s before
