@@ -508,10 +508,19 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
     }
     if (r->in_place && is_local_path(md->source) && stat(md->source, &st) == 0 &&
         S_ISBLK(st.st_mode) && (g_strcmp0(md->format, "raw") != 0 || g_strcmp0(d->format, "raw") != 0)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                    "restore: domain '%s' disk %s is block device %s holding %s: only a raw or "
-                    "qcow2 disk is written over a block device in place; give --target-dir or --pool",
-                    r->name, d->target, md->source, g_strcmp0(md->format, "raw") ? md->format : d->format);
+        if (g_strcmp0(md->format, d->format) != 0)
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "restore: domain '%s' disk %s is block device %s, backed up as %s: a block "
+                        "device is written over in place in the disk's own format (raw or qcow2), "
+                        "not as %s; give --target-dir or --pool to restore it as %s", r->name,
+                        d->target, md->source, md->format ? md->format : "(unknown)", d->format,
+                        d->format);
+        else
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "restore: domain '%s' disk %s is block device %s (%s): %s; give "
+                        "--target-dir or --pool", r->name, d->target, md->source, d->format,
+                        o->instant ? "--instant runs the guest on an image file, not on a block "
+                        "device in place" : "it cannot be written over in place in that format");
         return false;
     }
     if (r->in_place && (is_network_url(md->source) ||

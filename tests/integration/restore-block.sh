@@ -54,7 +54,7 @@ set +e
 out=$(vs_virtsnap restore --repo "$REPO" --state-dir "$STATE" --format qcow2 --define "$D" 2>&1); rc=$?
 set -e
 vs_assert_eq "$rc" 1 "restore as qcow2 onto a block device"
-vs_assert_contains "$out" "only a raw disk is written over a block device in place" "says why"
+vs_assert_contains "$out" "written over in place in the disk's own format (raw or qcow2), not as qcow2" "says why"
 
 # the real one: in place, then started
 vs_virtsnap restore --repo "$REPO" --state-dir "$STATE" --json --start "$D" > "$W/r.json"
