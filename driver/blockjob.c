@@ -132,10 +132,12 @@ wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_ms, 
  * holds everything) and let the caller start one whose events it sees. Any other
  * kind of job on the disk belongs to someone else: say so. */
 static bool
-cancel_leftover_commit(virDomainPtr dom, const char *disk, const char *name, GError **error)
+cancel_leftover_commit(virDomainPtr dom, const char *disk, const char *name, const char *key,
+                       GError **error)
 {
     virDomainBlockJobInfo info;
     int r = virDomainGetBlockJobInfo(dom, disk, &info, 0);
+    gint64 until;
 
     if (r <= 0)
         return true;
@@ -160,6 +162,19 @@ cancel_leftover_commit(virDomainPtr dom, const char *disk, const char *name, GEr
                     "within 30 s of its cancel", name, disk);
         return false;
     }
+    /* Its CANCELED event comes through libvirt's event thread, possibly after
+     * the job is gone from the job info: wait for it (briefly), so that it is
+     * not taken for the end of the commit started next. */
+    until = g_get_monotonic_time() + 3 * G_USEC_PER_SEC;
+    g_mutex_lock(&jobs_lock);
+    for (;;) {
+        int st = GPOINTER_TO_INT(g_hash_table_lookup(jobs, key)) - 1;
+        if (st == VIR_DOMAIN_BLOCK_JOB_CANCELED || st == VIR_DOMAIN_BLOCK_JOB_COMPLETED ||
+            st == VIR_DOMAIN_BLOCK_JOB_FAILED || g_get_monotonic_time() >= until)
+            break;
+        g_cond_wait_until(&jobs_cond, &jobs_lock, until);
+    }
+    g_mutex_unlock(&jobs_lock);
     return true;
 }
 
@@ -180,7 +195,8 @@ vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *d
 
     if (!ensure_events(conn, error))
         return false;
-    if (!cancel_leftover_commit(dom, disk, name, error))
+    forget_job(key);
+    if (!cancel_leftover_commit(dom, disk, name, key, error))
         return false;
     forget_job(key);
     /* SHALLOW: into the image right below the overlay, never deeper down a chain
