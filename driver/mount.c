@@ -24,6 +24,7 @@
  * itself (virtsnap killed) still ends with a standalone image. */
 #include "config.h"
 #include "driver-internal.h"
+#include "vs-block.h"
 #include "vs-restore.h"
 #include "vs-repo.h"
 #include "vs-xml.h"
@@ -1222,24 +1223,13 @@ instant_user(const VsMount *m, virConnectPtr conn, virDomainPtr *dom_out, char *
     return true;
 }
 
-/* Does the qcow2 PATH name URI as its backing file? */
+/* Does the qcow2 PATH name URI as its backing file? (Its header says.) */
 static bool
 image_backed_by(const char *path, const char *uri)
 {
-    const char *argv[] = { "qemu-img", "info", "-U", "--output=json", path, NULL };
-    g_autofree char *out = NULL;
-    g_autoptr(JsonParser) p = json_parser_new();
-    JsonNode *root;
-    int status = 0;
+    g_autoptr(VsImageInfo) info = path ? vs_image_probe(path, NULL) : NULL;
 
-    if (!g_file_test(path, G_FILE_TEST_EXISTS) ||
-        !g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL,
-                      NULL, NULL, &out, NULL, &status, NULL) ||
-        !g_spawn_check_wait_status(status, NULL) || !json_parser_load_from_data(p, out, -1, NULL) ||
-        !(root = json_parser_get_root(p)) || !JSON_NODE_HOLDS_OBJECT(root))
-        return false;
-    return g_strcmp0(json_object_get_string_member_with_default(json_node_get_object(root),
-                                                                "backing-filename", NULL), uri) == 0;
+    return info && g_strcmp0(info->backing_file, uri) == 0;
 }
 
 static void

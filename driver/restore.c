@@ -1587,11 +1587,9 @@ instant_offline(RDom *r, RDisk *d)
 
     if (d->instant_copy) {
         if (!vs_instant_finish_offline_copy(r->dom, d->target, d->tmp, d->dest, "raw", &err)) {
-            g_autofree char *q = g_shell_quote(d->tmp);
             dom_fail(r, "restore: domain '%s' is not running and disk %s still is the overlay %s "
                      "reading the backup through %s: %s; the export stays up (mount %s)",
                      r->new_name, d->target, d->tmp, d->mount->uri, err->message, d->mount->id);
-            (void)q;
             return;
         }
         note(r, "disk %s: the domain was not running, so the backup was copied into %s (raw) "

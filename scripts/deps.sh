@@ -21,7 +21,7 @@ BUILD_PKGS="meson ninja-build pkg-config gcc clang libglib2.0-dev libvirt-dev li
   libjson-glib-dev libzstd-dev libssl-dev libnbd-dev libnfs-dev libiscsi-dev nbdkit-plugin-dev"
 RUN_PKGS="qemu-system-x86 qemu-utils qemu-block-extra libvirt-daemon-system libvirt-clients
   libvirt-daemon-driver-storage-iscsi-direct cpio e2fsprogs libnbd-bin python3-libnbd
-  python3-libvirt jq nbdkit"
+  python3-libvirt jq nbdkit libxml2-utils"
 # systemd: only for /usr/bin/systemd-socket-activate (nfs-target.sh's loopback-only rpcbind)
 TEST_PKGS="tgt libiscsi-bin nfs-ganesha nfs-ganesha-vfs rpcbind systemd libnfs-utils xfsprogs
   util-linux iproute2 valgrind"
