@@ -129,9 +129,10 @@ bool repo_id_valid(const char *id);
 /* Holds the repository lock of FD in MODE (LOCK_SH, LOCK_EX) without blocking. */
 int repo_open_lock_file(VsRepo *repo, GError **error);
 
-/* fsyncs the fan-out directories of chunks this repository deduplicated against
- * (files another writer renamed into place) since the last call, so that a
- * manifest is never more durable than the chunks it names. */
+/* Makes durable the renames into the fan-out directories since the last call:
+ * this repository's flushes and chunks it deduplicated against (files another
+ * writer renamed into place), so that a manifest is never more durable than the
+ * chunks it names. One syncfs; an fsync per directory where that is missing. */
 bool repo_sync_dirty_dirs(VsRepo *repo, GError **error);
 /* True when the chunk is under its final name (not merely pending): what commit
  * checks after flushing. */

@@ -797,13 +797,34 @@ bool
 repo_sync_dirty_dirs(VsRepo *repo, GError **error)
 {
     uint8_t dirty[256];
+    bool any = false;
 
-    /* Cleared before the fsync, so that a put marking a directory meanwhile
-     * is never lost; set again when the fsync fails. */
+    /* Cleared before the sync, so that a put marking a directory meanwhile
+     * is never lost; set again when the sync fails. */
     g_mutex_lock(&repo->lock);
     memcpy(dirty, repo->dir_dirty, sizeof(dirty));
     memset(repo->dir_dirty, 0, sizeof(repo->dir_dirty));
     g_mutex_unlock(&repo->lock);
+    for (unsigned i = 0; i < 256 && !any; i++)
+        any = dirty[i];
+    if (!any)
+        return true;
+    /* One syncfs(2) makes every rename on the file system durable, however
+     * many fan-out directories a backup touched (up to all 256, each once
+     * per flush when synced one by one: a thousand fsyncs on a 1.5 GiB
+     * backup). Where it is missing, each directory is synced. */
+    if (syncfs(repo->tmp_fd) == 0)
+        return true;
+    if (errno != ENOSYS) {
+        int err = errno;
+
+        g_mutex_lock(&repo->lock);
+        for (unsigned j = 0; j < 256; j++)
+            repo->dir_dirty[j] |= dirty[j];
+        g_mutex_unlock(&repo->lock);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: syncing %s: %s", repo->chunks_dir, g_strerror(err));
+        return false;
+    }
     for (unsigned i = 0; i < 256; i++) {
         g_autofree char *dir = NULL;
         int err;
@@ -994,24 +1015,13 @@ flush_locked(VsRepo *repo, GError **error)
         touched[e->digest.bytes[0]] = 1;
     }
 
-    /* 4. The renames durable: each fan-out directory touched, once. One that
-     *    cannot be synced stays dirty for the next commit to retry. */
-    for (unsigned i = 0; i < 256; i++) {
-        g_autofree char *dir = NULL;
-        int derr;
-
-        if (!touched[i])
-            continue;
-        dir = g_strdup_printf("%s/%02x", repo->chunks_dir, i);
-        derr = repo_fsync_dir(dir);
-        if (derr) {
+    /* 4. The renames are made durable with the manifest that will name
+     *    them (repo_sync_dirty_dirs, before it is written), not here: until
+     *    then nothing relies on them, and a crash that loses one only loses
+     *    a chunk no manifest names yet. */
+    for (unsigned i = 0; i < 256; i++)
+        if (touched[i])
             mark_dirty(repo, (uint8_t)i);
-            if (!err) {
-                err = derr;
-                what = g_strdup_printf("syncing %s", dir);
-            }
-        }
-    }
 
     /* 5. Drop the table: its chunks are found under their final names. */
     g_mutex_lock(&repo->lock);
