@@ -647,10 +647,12 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
     repo->pending = pending_table_new();
     repo->flush_bytes = REPO_FLUSH_BYTES;
     repo->flush_chunks = REPO_FLUSH_CHUNKS;
-    repo->path = g_strdup(path);
-    repo->chunks_dir = g_build_filename(path, "chunks", NULL);
-    repo->backups_dir = g_build_filename(path, "backups", NULL);
-    repo->tmp_dir = g_build_filename(path, "tmp", NULL);
+    /* Absolute: journals name it for a later recover, and helper processes
+     * (nbdkit) are handed paths under it. */
+    repo->path = g_canonicalize_filename(path, NULL);
+    repo->chunks_dir = g_build_filename(repo->path, "chunks", NULL);
+    repo->backups_dir = g_build_filename(repo->path, "backups", NULL);
+    repo->tmp_dir = g_build_filename(repo->path, "tmp", NULL);
     repo->cctx_pool = g_ptr_array_new_with_free_func(free_cctx);
     repo->dctx_pool = g_ptr_array_new_with_free_func(free_dctx);
     if (!marker_parse(marker, text, len, &repo->chunk_size, error))

@@ -104,9 +104,11 @@ vs_pull_backup_xml(const char *socket, const char *incremental, bool diff, const
 
 bool
 vs_pull_backup_begin_xml(virDomainPtr dom, const char *name, const char *incremental,
-                         const char *backup_xml, const char *checkpoint_xml, GError **error)
+                         const char *backup_xml, const char *checkpoint_xml, bool reuse_scratch,
+                         GError **error)
 {
-    if (virDomainBackupBegin(dom, backup_xml, checkpoint_xml, 0) < 0) {
+    if (virDomainBackupBegin(dom, backup_xml, checkpoint_xml,
+                             reuse_scratch ? VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL : 0) < 0) {
         vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-begin: domain '%s'%s%s", name,
                              incremental ? " since checkpoint " : "", incremental ? incremental : "");
         return false;
@@ -124,7 +126,7 @@ vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket,
 
     vs_pull_backup_xml(socket, incremental, diff, checkpoint, NULL, disks, n_disks, other_targets,
                        &bxml, &cxml);
-    return vs_pull_backup_begin_xml(dom, name, incremental, bxml, cxml, error);
+    return vs_pull_backup_begin_xml(dom, name, incremental, bxml, cxml, false, error);
 }
 
 bool

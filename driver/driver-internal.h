@@ -112,12 +112,14 @@ bool vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket
                           GError **error);
 /* The same job's domainbackup and domaincheckpoint XML (what `virsh
  * backup-begin DOM BACKUP_XML CHECKPOINT_XML` takes), the checkpoint described
- * by DESCRIPTION (may be NULL); and the job begun from them. */
+ * by DESCRIPTION (may be NULL); and the job begun from them, on scratch images
+ * the caller made (empty qcow2 of each disk's size) when REUSE_SCRATCH. */
 void vs_pull_backup_xml(const char *socket, const char *incremental, bool diff, const char *checkpoint,
                         const char *description, const VsPullDisk *disks, guint n_disks,
                         const char *const *other_targets, char **backup_xml, char **checkpoint_xml);
 bool vs_pull_backup_begin_xml(virDomainPtr dom, const char *name, const char *incremental,
-                              const char *backup_xml, const char *checkpoint_xml, GError **error);
+                              const char *backup_xml, const char *checkpoint_xml, bool reuse_scratch,
+                              GError **error);
 /* Keeps checkpoint NAME's XML in the repository (REPO_PATH/checkpoints/TAG/UUID.xml),
  * and redefines it from there when libvirt has lost it (domain defined anew): true
  * when it was; false with *WHY set when that failed, without when none was kept. */

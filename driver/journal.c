@@ -30,11 +30,19 @@ const char *
 vs_state_dir(const char *state_dir)
 {
     const char *env;
+    g_autofree char *abs = NULL;
 
-    if (state_dir && *state_dir)
+    if (!(state_dir && *state_dir)) {
+        env = g_getenv("VIRTSNAP_STATE_DIR");
+        state_dir = env && *env ? env : VIRTSNAP_STATE_DIR;
+    }
+    if (g_path_is_absolute(state_dir))
         return state_dir;
-    env = g_getenv("VIRTSNAP_STATE_DIR");
-    return env && *env ? env : VIRTSNAP_STATE_DIR;
+    /* Relative to where virtsnap was started: libvirt, QEMU, the guardian
+     * and a later recover, each with a working directory of its own, are
+     * handed paths under it. Interned: a handful of bytes for the process. */
+    abs = g_canonicalize_filename(state_dir, NULL);
+    return g_intern_string(abs);
 }
 
 static bool

@@ -238,5 +238,34 @@ vs_assert_contains "$(field "$W/b11.json" error)" "connect" "its error"
 no_leftovers unreachable
 backup_ok b12 inc "backup after the unreachable export"
 vs_assert_eq "$(field "$W/b12.json" base)" "$(jq -r .id "$W/b10b.json")" "its base"
+
+# --- paths given relative to the working directory --------------------------------------
+# libvirt, QEMU, the guardian and a later recover each have a working directory of their
+# own: a relative --repo or --state-dir must reach them as the directory the user meant.
+# (It once failed with libvirt's "Extra element server in interleave": the NBD socket path
+# under a relative state directory was not absolute.)
+mkdir -p "$W/rel"
+(cd "$W/rel" && vs_virtsnap backup --repo repo --init --state-dir state --mode=begin --json "$D") \
+  > "$W/rel.json" 2> "$W/rel.err" || vs_fail "backup with relative paths: $(cat "$W/rel.err")"
+vs_assert_eq "$(field "$W/rel.json" ok)" true "backup with relative --repo and --state-dir"
+vs_assert_eq "$(jobtype)" None "relative paths: backup job ended"
+vs_assert_eq "$(find "$W/rel/state" -path '*scratch*' -type f | wc -l)" 0 "relative paths: scratch files left"
+verify_export "$W/rel/repo" "$(jq -r .id "$W/rel.json")" rel
+vda_src() { virsh domblklist "$D" --details | awk '$3 == "vda" { print $4 }'; }
+VDA=$(vda_src)
+if out=$(cd "$W/rel" && vs_virtsnap backup --repo repo --state-dir state --mode=overlay \
+           --overlay-dir ovl "$D" 2>&1); then
+  vs_fail "a backup with a missing --overlay-dir succeeded"
+fi
+vs_assert_contains "$out" "--overlay-dir ovl: no such directory" "a missing --overlay-dir"
+vs_assert_eq "$(vda_src)" "$VDA" "vda after the refused backup"
+mkdir "$W/rel/ovl"
+(cd "$W/rel" && vs_virtsnap backup --repo repo --state-dir state --mode=overlay --overlay-dir ovl \
+  --json "$D") > "$W/rel2.json" 2> "$W/rel2.err" || vs_fail "overlay backup with relative paths: $(cat "$W/rel2.err")"
+vs_assert_eq "$(field "$W/rel2.json" ok)" true "overlay backup with a relative --overlay-dir"
+vs_assert_eq "$(vda_src)" "$VDA" \
+  "vda after the overlay backup with relative paths"
+vs_assert_eq "$(ls "$W/rel/ovl" | wc -l)" 0 "relative paths: overlays left"
+
 vs_virtsnap verify --repo "$REPO"
 vs_log "backup-incremental: all checks passed"
