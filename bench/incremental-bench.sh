@@ -5,7 +5,8 @@
 # tool's checkpoints: "Foreign checkpoint found"), each backed up full once, then RUNS times
 # (default 3): each guest writes ~5% of its disk (205 MiB of new random data, fsynced), and
 # each tool takes an incremental of that change, in alternating order, page cache dropped
-# before each:
+# before each, the other tool's guest paused meanwhile (under TCG a guest's writer keeps a
+# core busy: each tool runs beside its own guest only):
 #   virtsnap       `virtsnap backup --mode=begin` (checkpoint + dirty bitmap, pull mode)
 #   virtnbdbackup  `virtnbdbackup -l inc` (the same libvirt mechanism, Debian package)
 # and last one `virtsnap backup --mode=begin --level=diff` (every change since the full
@@ -60,10 +61,18 @@ vs_on_exit virsh -c "$VS_URI" domjobabort "$DOMN"
 REPO=$W/repo STATE=$W/state VNBD=$W/vnbd NBDDIR=$W/nbd
 mkdir -p "$NBDDIR"; chmod 1777 "$NBDDIR"
 
+# The other tool's guest is paused while a tool runs: under TCG each guest's writer keeps a
+# core busy, and a second busy guest on this 2-core machine would measure its load, not the
+# tool. Each tool runs beside exactly one running guest: its own.
+quiet_other() { virsh -c "$VS_URI" suspend "$1" >/dev/null || vs_fail "cannot pause $1"; }
+wake_other() { virsh -c "$VS_URI" resume "$1" >/dev/null || vs_fail "cannot resume $1"; }
+
 run_vs() {    # NAME RUN [backup args]
   local name=$1 run=$2 p=$W/$1.$2; shift 2
   drop_caches
+  quiet_other "$DOMN"
   measure "$p" "$VIRTSNAP" backup --repo "$REPO" --init --state-dir "$STATE" --mode=begin --json "$@" "$DOM"
+  wake_other "$DOMN"
   [ "$M_RC" = 0 ] && jq -e '.domains[0].ok' "$p.out" >/dev/null ||
     vs_fail "virtsnap backup failed (exit $M_RC): $(cat "$p.out") $(tail -n 5 "$p.err")"
   record "$name" "$run" "$M_WALL" "$M_RSS" "$(jq '.domains[0].disks[0].bytes_read' "$p.out")" \
@@ -75,7 +84,9 @@ run_vnbd() {  # NAME RUN LEVEL
   local name=$1 run=$2 level=$3 p=$W/$1.$2 before after
   before=$(du -sb "$VNBD" 2>/dev/null | cut -f1 || echo 0)
   drop_caches
+  quiet_other "$DOM"
   measure "$p" virtnbdbackup -d "$DOMN" -l "$level" -o "$VNBD" -n -S "$NBDDIR" -f "$NBDDIR/sock.$run"
+  wake_other "$DOM"
   [ "$M_RC" = 0 ] || vs_fail "virtnbdbackup -l $level failed (exit $M_RC): $(tail -n 20 "$p.err")"
   after=$(du -sb "$VNBD" | cut -f1)
   record "$name" "$run" "$M_WALL" "$M_RSS" "" "$((after - ${before:-0}))"
@@ -123,7 +134,7 @@ MB = 1e6
 lines = ["## incremental-bench", "",
          "`bench/incremental-bench.sh [WORKDIR]` (root; whole run %s s). Date: %s." % (E["T_TOTAL"], E["DATE"]), "",
          "Machine: %s; load average %s." % (E["MACHINE"], E["LOADAVG"]), "",
-         "Two running TCG guests (one per tool: virtnbdbackup refuses a domain with another tool's checkpoints) on identical copies of a 4 GiB qcow2 data disk with %s MiB random + %s MiB log-like text (as backup-bench). "
+         "Two TCG guests (one per tool: virtnbdbackup refuses a domain with another tool's checkpoints; while one tool runs, the other tool's guest is paused, so that each tool runs beside one busy guest, its own, as on a host where only the guest being backed up is busy) on identical copies of a 4 GiB qcow2 data disk with %s MiB random + %s MiB log-like text (as backup-bench). "
          "Each tool takes one full backup, then %s times the guest writes %s MiB of new random data (~5%% of the "
          "disk, fsynced) in each guest and both take an incremental of it, in alternating order; last, virtsnap takes one differential (every change since its full backup). Page cache dropped before each." %
          (E["RAND_MIB"], E["TEXT_MIB"], E["RUNS"], E["CHANGE_MIB"]), "",
