@@ -1197,7 +1197,9 @@ freeze_phase(Run *run, GError **error)
 
     if (frz->len > 0) {
         g_ptr_array_add(uuids, NULL);
-        guardian = vs_guardian_start(run->opts->guardian_exe, run->opts->uri, run->opts->state_dir,
+        /* Armed below, before the freeze: its start (a process, a libvirt
+         * connection: 15-20 ms) overlaps the journal and the images made here. */
+        guardian = vs_guardian_spawn(run->opts->guardian_exe, run->opts->uri, run->opts->state_dir,
                                      run->manifest->id, run->opts->max_freeze_ms,
                                      (const char *const *)uuids->pdata, run->opts->agent_timeout,
                                      error);
@@ -1231,6 +1233,13 @@ freeze_phase(Run *run, GError **error)
             precreate_scratch(j);
         else
             precreate_overlays(j);
+    }
+    if (guardian && !vs_guardian_wait_armed(guardian, error)) {
+        /* Nothing frozen or snapshotted: the images made for it go. */
+        vs_guardian_stop(guardian, true);
+        for (guint i = 0; i < snap->len; i++)
+            drop_unused_overlays(snap->pdata[i]);
+        return -2;
     }
     vs_fault_point("before-freeze");
     progress(run, VS_BACKUP_PHASE_FREEZE, NULL, NULL, 0, snap->len);

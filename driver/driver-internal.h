@@ -157,6 +157,12 @@ typedef struct _VsGuardian VsGuardian;
 VsGuardian *vs_guardian_start(const char *exe, const char *uri, const char *state_dir,
                               const char *id, int deadline_ms, const char *const *uuids,
                               int agent_timeout, GError **error);
+/* The same in two steps, so that other work overlaps the guardian's start:
+ * spawn it, then wait until it is armed (on failure, the caller stops it). */
+VsGuardian *vs_guardian_spawn(const char *exe, const char *uri, const char *state_dir,
+                              const char *id, int deadline_ms, const char *const *uuids,
+                              int agent_timeout, GError **error);
+bool vs_guardian_wait_armed(VsGuardian *g, GError **error);
 /* Tells the guardian all is thawed (or, if not ALL_THAWED, lets it thaw once
  * more itself), and reaps it. */
 void vs_guardian_stop(VsGuardian *g, bool all_thawed);

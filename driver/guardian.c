@@ -21,6 +21,8 @@
 struct _VsGuardian {
     GPid pid;
     int ctl_fd;      /* write end: "thawed\n" */
+    int out_fd;      /* read end: "ready\n", until armed */
+    char *uri;
 };
 
 static void
@@ -31,16 +33,12 @@ child_setup(gpointer data)
 }
 
 VsGuardian *
-vs_guardian_start(const char *exe, const char *uri, const char *state_dir, const char *id,
+vs_guardian_spawn(const char *exe, const char *uri, const char *state_dir, const char *id,
                   int deadline_ms, const char *const *uuids, int agent_timeout, GError **error)
 {
     g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GError) local = NULL;
     VsGuardian *g = g_new0(VsGuardian, 1);
-    int out_fd = -1;
-    char buf[16] = "";
-    size_t got = 0;
-    gint64 until = g_get_monotonic_time() + 15 * G_USEC_PER_SEC;
 
     g_ptr_array_add(argv, g_strdup(exe && *exe ? exe : "/proc/self/exe"));
     g_ptr_array_add(argv, g_strdup("guardian"));
@@ -53,30 +51,56 @@ vs_guardian_start(const char *exe, const char *uri, const char *state_dir, const
         g_ptr_array_add(argv, g_strdup(uuids[i]));
     g_ptr_array_add(argv, NULL);
 
+    g->out_fd = -1;
+    g->uri = g_strdup(vs_default_uri(uri));
     if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL,
                                   G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_CLOEXEC_PIPES,
-                                  child_setup, NULL, &g->pid, &g->ctl_fd, &out_fd, NULL, &local)) {
+                                  child_setup, NULL, &g->pid, &g->ctl_fd, &g->out_fd, NULL, &local)) {
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "guardian: cannot start %s: %s",
                     (char *)argv->pdata[0], local->message);
+        g_free(g->uri);
         g_free(g);
         return NULL;
     }
+    return g;
+}
+
+bool
+vs_guardian_wait_armed(VsGuardian *g, GError **error)
+{
+    char buf[16] = "";
+    size_t got = 0;
+    gint64 until = g_get_monotonic_time() + 15 * G_USEC_PER_SEC;
+
     /* Armed means: its own connection is open. Until then nothing is frozen. */
     while (got < 6 && g_get_monotonic_time() < until) {
-        struct pollfd pfd = { .fd = out_fd, .events = POLLIN };
+        struct pollfd pfd = { .fd = g->out_fd, .events = POLLIN };
         ssize_t r;
         if (poll(&pfd, 1, 200) <= 0)
             continue;
-        r = read(out_fd, buf + got, sizeof buf - 1 - got);
+        r = read(g->out_fd, buf + got, sizeof buf - 1 - got);
         if (r <= 0)
             break;
         got += r;
     }
-    close(out_fd);
+    close(g->out_fd);
+    g->out_fd = -1;
     if (strncmp(buf, "ready\n", 6) != 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
-                    "guardian: did not arm (it could not open %s?); nothing was frozen",
-                    vs_default_uri(uri));
+                    "guardian: did not arm (it could not open %s?); nothing was frozen", g->uri);
+        return false;
+    }
+    return true;
+}
+
+VsGuardian *
+vs_guardian_start(const char *exe, const char *uri, const char *state_dir, const char *id,
+                  int deadline_ms, const char *const *uuids, int agent_timeout, GError **error)
+{
+    VsGuardian *g = vs_guardian_spawn(exe, uri, state_dir, id, deadline_ms, uuids, agent_timeout,
+                                      error);
+
+    if (g && !vs_guardian_wait_armed(g, error)) {
         vs_guardian_stop(g, true);
         return NULL;
     }
@@ -96,9 +120,12 @@ vs_guardian_stop(VsGuardian *g, bool all_thawed)
             (void)!write(g->ctl_fd, "thawed\n", 7);
         close(g->ctl_fd);
     }
+    if (g->out_fd >= 0)
+        close(g->out_fd);
     while (waitpid(g->pid, &status, 0) < 0 && errno == EINTR)
         ;
     g_spawn_close_pid(g->pid);
+    g_free(g->uri);
     g_free(g);
 }
 
@@ -155,6 +182,8 @@ vs_guardian_main(int argc, char **argv)
         fprintf(stderr, "virtsnap guardian: %s\n", err->message);
         return 1;
     }
+    /* Tests: a guardian that dies before it is armed. */
+    vs_fault_point("guardian-before-ready");
     if (write(STDOUT_FILENO, "ready\n", 6) != 6)
         return 1;
     close(STDOUT_FILENO);

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "virtsnap.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -67,6 +68,11 @@ main(int argc, char **argv)
 {
     VsGlobal g = { 0 };
     int i;
+
+    /* A write to a pipe or socket whose reader is gone (a guardian that died,
+     * a helper process, libvirt's connection) must fail with EPIPE and be
+     * handled, not kill virtsnap in the middle of thawing or committing. */
+    signal(SIGPIPE, SIG_IGN);
 
     /* Global options come before the command name; hand-parsed so that the
      * command's own options (GOptionContext) never swallow them. */

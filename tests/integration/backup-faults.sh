@@ -2,7 +2,8 @@
 # backup-faults.sh -- bad input and failing parts, each with a clear error, a non-zero
 # exit and nothing lost: an unknown domain; a repository that is missing, read-only or
 # fills up mid-copy (ENOSPC); a disk file that vanished from under a running guest; a
-# guest agent that hangs (--quiesce=require fails, try falls back to crash-consistent).
+# guest agent that hangs (--quiesce=require fails, try falls back to crash-consistent); a
+# guardian that cannot be armed.
 # After each: the guest runs, thawed, on its original disk, no overlay or journal is
 # left, and no partial backup is listed.
 set -euo pipefail
@@ -46,6 +47,19 @@ expect_fail "$W/unknown2" backup --repo "$REPO" --state-dir "$STATE" --json "$D"
 vs_assert_eq "$(jq -r --arg d "$D" '.domains[] | select(.name == $d) | .ok' "$W/unknown2.out")" true "good domain backed up"
 clean "$D" "$W/disk.qcow2"
 vs_assert_eq "$(nbackups "$REPO")" 1 "one backup"
+
+# A guardian that cannot be armed (it dies before it is ready): nothing is frozen or
+# snapshotted, and the overlay made for the snapshot before it was armed is gone again.
+set +e
+VIRTSNAP_FAULT=guardian-before-ready vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" "$D" \
+  > "$W/guard.out" 2> "$W/guard.err"
+rc=$?
+set -e
+vs_assert_eq "$rc" 1 "exit status with a guardian that does not arm"
+vs_assert_contains "$(cat "$W/guard.err")" "guardian: did not arm" "guardian error"
+vs_assert_contains "$(cat "$W/guard.err")" "nothing was frozen" "guardian error says nothing was frozen"
+clean "$D" "$W/disk.qcow2"
+vs_assert_eq "$(nbackups "$REPO")" 1 "still one backup"
 
 # Missing repository
 expect_fail "$W/missing" backup --repo "$W/no/such/repo" --state-dir "$STATE" "$D"
