@@ -97,6 +97,8 @@ typedef struct {
     VsIscsiAuth *iscsi_auth; /* from --iscsi-auth, or NULL */
     VsBackupDef *job_xml;    /* --backup-xml, or NULL */
     VsCheckpointDef *checkpoint_xml; /* --checkpoint-xml, or NULL */
+    VsGuardian *guardian;    /* started early, for the domains in GUARDED; armed at the freeze */
+    GPtrArray *guarded;      /* UUIDs (char *, owned) */
 } Run;
 
 /* The index of S in NAMES (NULL-terminated) into *OUT, or false. */
@@ -1173,6 +1175,35 @@ chunk_warm_start(Run *run, VsRepo *repo)
     return g_thread_new("vs-chunk-warm", chunk_warm_run, w);
 }
 
+/* The guardian for the domains that will likely be frozen (running, with an
+ * agent channel, quiesce not off), started now so that its start overlaps the
+ * preparation of the domains; freeze_phase checks it against the domains it
+ * freezes. Not started (freeze_phase starts one) when it cannot be. */
+static void
+guardian_early(Run *run, GPtrArray *discovered)
+{
+    g_autoptr(GPtrArray) uuids = g_ptr_array_new();
+
+    if (run->opts->quiesce == VS_QUIESCE_OFF)
+        return;
+    run->guarded = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < discovered->len; i++) {
+        const VsDiscoveredDomain *d = discovered->pdata[i];
+
+        if (g_strcmp0(d->state, "running") == 0 && d->agent != VS_AGENT_NONE) {
+            g_ptr_array_add(run->guarded, g_strdup(d->uuid));
+            g_ptr_array_add(uuids, d->uuid);
+        }
+    }
+    if (uuids->len == 0)
+        return;
+    g_ptr_array_add(uuids, NULL);
+    run->guardian = vs_guardian_spawn(run->opts->guardian_exe, run->opts->uri, run->opts->state_dir,
+                                      run->manifest->id, run->opts->max_freeze_ms,
+                                      (const char *const *)uuids->pdata, run->opts->agent_timeout,
+                                      NULL);
+}
+
 static int64_t
 freeze_phase(Run *run, GError **error)
 {
@@ -1192,13 +1223,30 @@ freeze_phase(Run *run, GError **error)
             g_ptr_array_add(uuids, j->uuid);
         }
     }
-    if (snap->len == 0)
+    if (snap->len == 0) {
+        if (run->guardian)
+            vs_guardian_stop(g_steal_pointer(&run->guardian), true);
         return -1;
+    }
 
-    if (frz->len > 0) {
+    /* The guardian started while the domains were prepared serves if it
+     * guards every domain to be frozen (those it guards in vain it thaws in
+     * vain, only if we die); otherwise one for exactly these. */
+    guardian = g_steal_pointer(&run->guardian);
+    for (guint i = 0; guardian && i < frz->len; i++) {
+        const char *u = ((DomJob *)frz->pdata[i])->uuid;
+
+        if (!run->guarded || !g_ptr_array_find_with_equal_func(run->guarded, u, g_str_equal, NULL)) {
+            vs_guardian_stop(guardian, true);
+            guardian = NULL;
+        }
+    }
+    if (guardian && frz->len == 0) {
+        vs_guardian_stop(guardian, true);
+        guardian = NULL;
+    }
+    if (frz->len > 0 && !guardian) {
         g_ptr_array_add(uuids, NULL);
-        /* Armed below, before the freeze: its start (a process, a libvirt
-         * connection: 15-20 ms) overlaps the journal and the images made here. */
         guardian = vs_guardian_spawn(run->opts->guardian_exe, run->opts->uri, run->opts->state_dir,
                                      run->manifest->id, run->opts->max_freeze_ms,
                                      (const char *const *)uuids->pdata, run->opts->agent_timeout,
@@ -1234,7 +1282,7 @@ freeze_phase(Run *run, GError **error)
         else
             precreate_overlays(j);
     }
-    if (guardian && !vs_guardian_wait_armed(guardian, error)) {
+    if (guardian && !vs_guardian_arm(guardian, error)) {
         /* Nothing frozen or snapshotted: the images made for it go. */
         vs_guardian_stop(guardian, true);
         for (guint i = 0; i < snap->len; i++)
@@ -1974,6 +2022,7 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     }
 
     progress(&run, VS_BACKUP_PHASE_PREPARE, NULL, NULL, 0, discovered->len);
+    guardian_early(&run, discovered);
     run.doms = g_ptr_array_new_with_free_func((GDestroyNotify)dom_job_free);
     for (guint i = 0; i < discovered->len; i++) {
         VsDiscoveredDomain *disc = discovered->pdata[i];
@@ -2080,6 +2129,8 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
         vs_journal_close(run.journal);
     }
     g_ptr_array_unref(run.doms);
+    if (run.guarded)
+        g_ptr_array_unref(run.guarded);
     vs_repo_unlock(repo);
     g_mutex_clear(&run.progress_lock);
     return result;

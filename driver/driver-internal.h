@@ -153,16 +153,20 @@ typedef struct _VsGuardian VsGuardian;
 
 /* Starts a guardian that will thaw DOMAINS (UUIDs) deadline_ms from now, or at
  * once if this process dies. Returns once the guardian is armed (its own libvirt
- * connection open). */
+ * connection open, its deadline running). */
 VsGuardian *vs_guardian_start(const char *exe, const char *uri, const char *state_dir,
                               const char *id, int deadline_ms, const char *const *uuids,
                               int agent_timeout, GError **error);
-/* The same in two steps, so that other work overlaps the guardian's start:
- * spawn it, then wait until it is armed (on failure, the caller stops it). */
+/* The same in steps, so that the guardian's start (a process and a libvirt
+ * connection) overlaps other work: spawn it early; arm it just before the
+ * freeze (waits until it is ready, then starts its deadline). Stopped before
+ * it was armed, it leaves without thawing anything. On failure the caller
+ * stops it. */
 VsGuardian *vs_guardian_spawn(const char *exe, const char *uri, const char *state_dir,
                               const char *id, int deadline_ms, const char *const *uuids,
                               int agent_timeout, GError **error);
 bool vs_guardian_wait_armed(VsGuardian *g, GError **error);
+bool vs_guardian_arm(VsGuardian *g, GError **error);
 /* Tells the guardian all is thawed (or, if not ALL_THAWED, lets it thaw once
  * more itself), and reaps it. */
 void vs_guardian_stop(VsGuardian *g, bool all_thawed);

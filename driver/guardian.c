@@ -1,11 +1,14 @@
 /* The guardian: a separate process, armed before any guest is frozen, whose one
  * job is to make sure no guest stays frozen longer than --max-freeze. It opens
- * its own libvirt connection first, then waits on a pipe from the backup
- * process: "thawed" means the backup thawed everything itself; end of file means
- * the backup died (kill -9 included), and the deadline passing means it hangs —
- * in both cases the guardian thaws every guest it was given, at once, without
- * anyone running a command. It runs in its own session so that a Ctrl-C aimed at
- * the backup does not take it down too. */
+ * its own libvirt connection first and says "ready"; it may be started early,
+ * while the backup prepares, and then waits on a pipe from the backup process
+ * for "freeze" (sent just before the first guest is frozen: end of file before
+ * it means nothing was frozen, and it leaves). From "freeze" on, "thawed" means
+ * the backup thawed everything itself; end of file means the backup died (kill
+ * -9 included), and the deadline passing means it hangs — in both cases the
+ * guardian thaws every guest it was given, at once, without anyone running a
+ * command. It runs in its own session so that a Ctrl-C aimed at the backup
+ * does not take it down too. */
 #include "config.h"
 #include "driver-internal.h"
 
@@ -93,6 +96,19 @@ vs_guardian_wait_armed(VsGuardian *g, GError **error)
     return true;
 }
 
+bool
+vs_guardian_arm(VsGuardian *g, GError **error)
+{
+    if (!vs_guardian_wait_armed(g, error))
+        return false;
+    if (write(g->ctl_fd, "freeze\n", 7) != 7) {
+        g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
+                    "guardian: it ended before the freeze (%s); nothing was frozen", g_strerror(errno));
+        return false;
+    }
+    return true;
+}
+
 VsGuardian *
 vs_guardian_start(const char *exe, const char *uri, const char *state_dir, const char *id,
                   int deadline_ms, const char *const *uuids, int agent_timeout, GError **error)
@@ -100,7 +116,7 @@ vs_guardian_start(const char *exe, const char *uri, const char *state_dir, const
     VsGuardian *g = vs_guardian_spawn(exe, uri, state_dir, id, deadline_ms, uuids, agent_timeout,
                                       error);
 
-    if (g && !vs_guardian_wait_armed(g, error)) {
+    if (g && !vs_guardian_arm(g, error)) {
         vs_guardian_stop(g, true);
         return NULL;
     }
@@ -173,7 +189,6 @@ vs_guardian_main(int argc, char **argv)
     agent_timeout = atoi(argv[3]);
     state_dir = argv[4];
     id = argv[5];
-    until = g_get_monotonic_time() + (gint64)deadline_ms * 1000;
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
@@ -187,6 +202,29 @@ vs_guardian_main(int argc, char **argv)
     if (write(STDOUT_FILENO, "ready\n", 6) != 6)
         return 1;
     close(STDOUT_FILENO);
+
+    /* Until "freeze", nothing of this backup is frozen: no deadline, and end
+     * of file (the backup ended or died before freezing) needs no thaw. */
+    while (!strstr(buf, "freeze\n")) {
+        ssize_t r = got < sizeof buf - 1 ? read(STDIN_FILENO, buf + got, sizeof buf - 1 - got) : 0;
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            vs_conn_close(conn);
+            return 0;
+        }
+        got += r;
+    }
+    /* What followed "freeze" in the same read stays in BUF. */
+    {
+        char *rest = strstr(buf, "freeze\n") + 7;
+
+        got = strlen(rest);
+        memmove(buf, rest, got + 1);
+    }
+    until = g_get_monotonic_time() + (gint64)deadline_ms * 1000;
+    told_thawed = strstr(buf, "thawed\n") != NULL;
 
     while (!told_thawed) {
         gint64 left = until - g_get_monotonic_time();
