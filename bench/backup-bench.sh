@@ -121,12 +121,13 @@ record baseline 1 0 0 0/0/0 0 "$BASE_GAP" "" 0
 
 # ---------------------------------------------------------------- the tools
 
-run_virtsnap() {  # NAME RUN [BINARY]
+run_virtsnap() {  # NAME RUN [BINARY [BACKUP ARGS...]]
   local name=$1 run=$2 p=$W/$1.$2 repo=$W/repo.$1.$2 bin=${3:-$VIRTSNAP} up0 up1 gap own h0 fs
+  shift $(($# < 3 ? $# : 3))
   drop_caches
   up0=$(uptime_guest)
   h0=$(date +%s%3N)
-  measure "$p" "$bin" backup --repo "$repo" --init --state-dir "$STATE" --json "$DOM"
+  measure "$p" "$bin" backup --repo "$repo" --init --state-dir "$STATE" --json "$@" "$DOM"
   fs=$(fsync_time -f "$repo")   # its manifest commit synced already: what is left
   up1=$(uptime_guest)
   [ "$M_RC" = 0 ] || vs_fail "virtsnap backup failed (exit $M_RC): $(tail -n 20 "$p.err")"
@@ -213,6 +214,8 @@ for r in $(seq 1 "$RUNS"); do
 done
 run_qemuimg qemu-img-c 1 -c
 run_vnbd virtnbdbackup-z 1 -z
+# What compression costs: the same backup storing its chunks uncompressed (hashing only).
+run_virtsnap virtsnap-raw 1 "$VIRTSNAP" --compress=off
 
 # Where virtsnap backup's time goes: one more cold run under perf (cpu-clock samples of the
 # process tree: threads, objects, symbols), and how busy the 2 cores were over its wall time
@@ -314,6 +317,7 @@ labels = [
     ("virtnbdbackup", "virtnbdbackup -l full (defaults)", DATA, VSIZE),
     ("qemu-img-c", "qemu-img convert -c (compressed; convert only)", DATA, VSIZE),
     ("virtnbdbackup-z", "virtnbdbackup -l full -z (lz4)", DATA, VSIZE),
+    ("virtsnap-raw", "virtsnap backup --compress=off (chunks hashed, stored uncompressed)", DATA, VSIZE),
     ("virtsnap-16g", "virtsnap backup, %s disk, same data" % E["BIG_DISK_SIZE"], BIG_DATA, BIG_VSIZE),
 ]
 hdr = ("| tool | runs | wall s, median [range] | + fsync of the output s | data MB/s | virtual MB/s | CPU s (user+sys) "
@@ -372,6 +376,11 @@ for k, l in peers:
         l, "met" if vs_t < pt else "NOT met", vs_t, pt,
         "%.1fx faster" % (pt / vs_t) if vs_t < pt else "%.1fx slower (%.1f s more)" % (vs_t / pt, vs_t - pt),
         vs_w, pw))
+if "virtsnap-raw" in rows and "qemu-img-cycle" in rows:
+    rt, ct = m("virtsnap-raw", "total"), m("qemu-img-cycle", "total")
+    goals.append("- (not a goal: what compression costs) virtsnap --compress=off, 1 run, against the qemu-img "
+                 "cycle: %.1f s vs %.1f s (%s), storing %.0f MiB against the default's %.0f MiB" % (
+        rt, ct, "faster" if rt < ct else "slower", m("virtsnap-raw", "bytes") / MiB, m("virtsnap", "bytes") / MiB))
 big = [k for k in ("virtsnap", "virtsnap-16g") if k in rows]
 mx = lambda f: max(x[f] for k in big for x in rows[k]) / 1024
 goals.append("- peak RSS under 64 MiB whatever the disk size: the virtsnap process **%s** (max %.1f MiB; "

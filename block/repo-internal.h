@@ -40,6 +40,7 @@ struct _VsRepo {
     char *tmp_dir;
     uint32_t chunk_size;
     bool writable;
+    bool store_raw;            /* vs_repo_set_compression(false): every chunk in raw blocks */
     VsDigest zero_digest;      /* of chunk_size zero bytes */
 
     GMutex lock;               /* guards everything below */

@@ -712,6 +712,12 @@ vs_repo_path(const VsRepo *repo)
     return repo->path;
 }
 
+void
+vs_repo_set_compression(VsRepo *repo, bool compress)
+{
+    repo->store_raw = !compress;
+}
+
 uint32_t
 vs_repo_chunk_size(const VsRepo *repo)
 {
@@ -1370,7 +1376,7 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
     }
 
     cctx = cctx_get(repo);
-    if (looks_incompressible(cctx, data, len)) {
+    if (repo->store_raw || looks_incompressible(cctx, data, len)) {
         raw = g_new(RawFrame, 1);
         raw_frame(raw, data, len);
         zlen = raw->size;

@@ -55,6 +55,11 @@ VsRepo *vs_repo_open(const char *path, bool create, bool writable, uint32_t chun
  * commit. A writer that wants to keep its chunks flushes or commits first. */
 void vs_repo_close(VsRepo *repo);
 const char *vs_repo_path(const VsRepo *repo);
+/* Whether new chunks are compressed (zstd level 1, the default) or stored in
+ * raw blocks, the same zstd frame without the compressor's CPU time: for a
+ * repository on a file system that compresses itself, or a host short of CPU.
+ * Chunks already there stay as they are; readers see no difference. */
+void vs_repo_set_compression(VsRepo *repo, bool compress);
 uint32_t vs_repo_chunk_size(const VsRepo *repo);
 
 /* Stores LEN bytes (1 to the chunk size) unless a chunk with that digest is

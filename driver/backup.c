@@ -1959,6 +1959,7 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     }
     if (!vs_repo_lock_shared(repo, error))
         return NULL;
+    vs_repo_set_compression(repo, !opts->no_compress);
     if (opts->iscsi_auth_file && !(auth = vs_iscsi_auth_load(opts->iscsi_auth_file, error))) {
         vs_error_prefix(error, "backup: --iscsi-auth");
         return NULL;

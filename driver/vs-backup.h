@@ -80,6 +80,7 @@ typedef struct {
     unsigned long commit_bandwidth; /* bytes/s of the commit while the guest runs, 0: unlimited */
     unsigned parallel_disks;    /* disks copied at once, default 2 */
     int copy_nice;              /* added to the nice value while copying, default 10 (0: off) */
+    bool no_compress;           /* new chunks stored uncompressed (--compress=off) */
     VsDataPath data_path;       /* default auto */
     const char *iscsi_auth_file; /* CHAP user= and password= lines (root-only file), or NULL */
     const char *guardian_exe;   /* program run as `EXE guardian ...`; default /proc/self/exe */

@@ -200,7 +200,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     gboolean json = FALSE, all = FALSE, init = FALSE;
     char *repo = NULL, *quiesce = NULL, *overlay_dir = NULL, *state_dir = NULL;
     char *data_path = NULL, *iscsi_auth = NULL;
-    char *mode = NULL, *level = NULL, *backup_xml = NULL, *checkpoint_xml = NULL;
+    char *mode = NULL, *level = NULL, *backup_xml = NULL, *checkpoint_xml = NULL, *compress = NULL;
     double max_freeze = 10.0;
     int agent_timeout = 5, commit_timeout = 600, parallel = 2, copy_nice = 10, commit_mib = 0;
     GOptionEntry entries[] = {
@@ -225,6 +225,8 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         { "overlay-dir", 0, 0, G_OPTION_ARG_FILENAME, &overlay_dir, "put overlays here instead of beside each disk", "DIR" },
         { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "journal and locks (default /var/lib/virtsnap)", "DIR" },
         { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks copied at once (default 2)", "N" },
+        { "compress", 0, 0, G_OPTION_ARG_STRING, &compress, "new chunks: zstd (default) or off (stored "
+          "uncompressed: for a repository on a compressing file system, or a host short of CPU)", "HOW" },
         { "copy-nice", 0, 0, G_OPTION_ARG_INT, &copy_nice, "lower the copy's CPU priority by N while the guests run (default 10, 0 to 19)", "N" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the result as JSON", NULL },
         G_OPTION_ENTRY_NULL
@@ -256,6 +258,11 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         vs_print_error("backup: --mode=%s: use overlay, begin or auto", mode);
         return 2;
     }
+    if (compress && strcmp(compress, "zstd") != 0 && strcmp(compress, "off") != 0) {
+        vs_print_error("backup: --compress=%s: use zstd or off", compress);
+        return 2;
+    }
+    opts.no_compress = compress && strcmp(compress, "off") == 0;
     if (level && !vs_backup_level_from_string(level, &opts.level)) {
         vs_print_error("backup: --level=%s: use inc, diff or full", level);
         return 2;

@@ -5,7 +5,8 @@
 # (fsck clean, journal clean, every record valid); the guest's own record log shows no
 # stall over one second around the backup; a second backup stores a small fraction of the
 # first (dedup); list, verify and export (qcow2 and raw, sparse) work on the result; a
-# shut-off domain is copied directly.
+# shut-off domain is copied directly; --compress=off stores the same disk uncompressed and
+# it reads back the same.
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
@@ -90,4 +91,23 @@ vs_virtsnap export --repo "$REPO" latest "$D" vda "$W/export3.raw" --format raw
 qemu-img compare -q -f qcow2 -F raw "$W/disk.qcow2" "$W/export3.raw" || vs_fail "shut-off backup differs from the disk"
 vs_assert_eq "$(virsh domblklist "$D" --details | awk '$3 == "vda" {print $4}')" "$W/disk.qcow2" \
   "shut-off domain's disk untouched"
+
+# --- --compress=off: the same disk stored uncompressed, read back the same ---------------
+if out=$(vs_virtsnap backup --repo "$W/repo-off" --init --state-dir "$STATE" --compress=lz4 "$D" 2>&1); then
+  vs_fail "--compress=lz4 was accepted"
+fi
+vs_assert_contains "$out" "--compress=lz4: use zstd or off" "a bad --compress"
+vs_virtsnap backup --repo "$W/repo-zstd" --init --state-dir "$STATE" --json "$D" > "$W/bz.json"
+vs_virtsnap backup --repo "$W/repo-off" --init --state-dir "$STATE" --compress=off --json "$D" > "$W/bo.json"
+sz=$(jq -r '.domains[0].disks[0].bytes_stored' "$W/bz.json")
+so=$(jq -r '.domains[0].disks[0].bytes_stored' "$W/bo.json")
+rd=$(jq -r '.domains[0].disks[0].bytes_read' "$W/bo.json")
+vs_log "stored: $sz bytes compressed, $so uncompressed, of $rd read"
+# The disk holds compressible data (ext4's metadata, the writer's records) besides the
+# random bulk: stored uncompressed, it takes more room.
+[ "$so" -gt "$sz" ] || vs_fail "--compress=off stored $so bytes, no more than zstd's $sz"
+vs_virtsnap verify --repo "$W/repo-off"
+vs_virtsnap export --repo "$W/repo-off" latest "$D" vda "$W/export-off.raw" --format raw
+qemu-img compare -q -f qcow2 -F raw "$W/disk.qcow2" "$W/export-off.raw" ||
+  vs_fail "the uncompressed backup differs from the disk"
 vs_log "backup-basic: all checks passed"

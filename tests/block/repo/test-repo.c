@@ -318,6 +318,43 @@ test_chunk_raw(void)
     }
 }
 
+/* With compression off (backup --compress=off) a compressible chunk is stored
+ * in raw blocks too, reads back and checks; a chunk already there is not
+ * rewritten when compression is back on, and new ones are compressed again. */
+static void
+test_chunk_compress_off(void)
+{
+    size_t len = CS, blocks = (len + 128 * 1024 - 1) / (128 * 1024), fsize = 0, blen = 0;
+    g_autofree char *dir = tu_tmpdir();
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    g_autofree uint8_t *buf = g_malloc(len);
+    g_autofree void *back = NULL;
+    g_autoptr(GError) err = NULL;
+    uint64_t stored = 0;
+    VsDigest d;
+
+    vs_repo_set_compression(r, false);
+    tu_fill_data(buf, len, 77);
+    tu_put(r, buf, len, &d, &stored);
+    flush(r);
+    assert_chunk_file(dir, &d, buf, len, &fsize);
+    g_assert_cmpuint(fsize, ==, len + 9 + 3 * blocks + 4);
+    g_assert_cmpuint(stored, ==, fsize);
+    back = vs_repo_get_chunk(r, &d, &blen, &err);
+    g_assert_no_error(err);
+    g_assert_cmpmem(back, blen, buf, len);
+
+    vs_repo_set_compression(r, true);
+    tu_put(r, buf, len, &d, &stored);
+    g_assert_cmpuint(stored, ==, 0);
+    tu_fill_data(buf, len, 78);
+    tu_put(r, buf, len, &d, &stored);
+    flush(r);
+    assert_chunk_file(dir, &d, buf, len, &fsize);
+    g_assert_cmpuint(fsize, <, len * 6 / 10);
+    tu_rm_rf(dir);
+}
+
 /* A chunk file as virtsnap wrote them before raw blocks (ZSTD_compress2, level
  * 1, checksum, content size: whatever the data) still reads and verifies. */
 static void
@@ -1021,6 +1058,7 @@ main(int argc, char **argv)
     g_test_add_func("/repo/chunk/round-trip", test_chunk_round_trip);
     g_test_add_func("/repo/chunk/xxh64", test_xxh64);
     g_test_add_func("/repo/chunk/raw", test_chunk_raw);
+    g_test_add_func("/repo/chunk/compress-off", test_chunk_compress_off);
     g_test_add_func("/repo/chunk/old-frames", test_chunk_old_frames);
     g_test_add_func("/repo/chunk/zero", test_zero_chunks);
     g_test_add_func("/repo/chunk/processes", test_processes);
