@@ -278,6 +278,26 @@ assert_chunk_file(const char *dir, const VsDigest *d, const void *data, size_t l
     *fsize = zlen;
 }
 
+/* Puts BUF and checks it was stored in raw blocks (the frame: 9 bytes of
+ * header, 3 per block of at most 128 KiB, 4 of checksum) and reads back. */
+static void
+put_expect_raw(VsRepo *r, const char *dir, const uint8_t *buf, size_t len, VsDigest *d)
+{
+    size_t fsize = 0, blen = 0, blocks = (len + 128 * 1024 - 1) / (128 * 1024);
+    g_autofree void *back = NULL;
+    g_autoptr(GError) err = NULL;
+    uint64_t stored = 0;
+
+    tu_put(r, buf, len, d, &stored);
+    flush(r);
+    assert_chunk_file(dir, d, buf, len, &fsize);
+    g_assert_cmpuint(fsize, ==, len + 9 + 3 * blocks + 4);
+    g_assert_cmpuint(stored, ==, fsize);
+    back = vs_repo_get_chunk(r, d, &blen, &err);
+    g_assert_no_error(err);
+    g_assert_cmpmem(back, blen, buf, len);
+}
+
 /* Random chunks are stored in raw zstd blocks (the frame: 9 bytes of header, 3
  * per block of at most 128 KiB, 4 of checksum), which any zstd reads and
  * checks; a chunk that compresses at its sample points is compressed. */
@@ -288,25 +308,15 @@ test_chunk_raw(void)
 
     for (size_t i = 0; i < G_N_ELEMENTS(sizes); i++) {
         uint32_t cs = sizes[i] > CS ? 1024 * 1024 : CS;
-        size_t len = sizes[i], fsize = 0, blocks = (len + 128 * 1024 - 1) / (128 * 1024);
+        size_t len = sizes[i], fsize = 0;
         g_autofree char *dir = tu_tmpdir();
         g_autoptr(VsRepo) r = tu_open_new(dir, cs);
         g_autofree uint8_t *buf = g_malloc(len);
-        g_autofree void *back = NULL;
-        g_autoptr(GError) err = NULL;
         uint64_t stored = 0;
-        size_t blen = 0;
         VsDigest d;
 
         tu_fill_random(buf, len, 40 + (guint32)i);
-        tu_put(r, buf, len, &d, &stored);
-        flush(r);
-        assert_chunk_file(dir, &d, buf, len, &fsize);
-        g_assert_cmpuint(fsize, ==, len + 9 + 3 * blocks + 4);
-        g_assert_cmpuint(stored, ==, fsize);
-        back = vs_repo_get_chunk(r, &d, &blen, &err);
-        g_assert_no_error(err);
-        g_assert_cmpmem(back, blen, buf, len);
+        put_expect_raw(r, dir, buf, len, &d);
 
         /* compressible at half the sample points: compressed whole */
         tu_fill_data(buf, len, 50 + (guint32)i);
@@ -324,25 +334,16 @@ test_chunk_raw(void)
 static void
 test_chunk_compress_off(void)
 {
-    size_t len = CS, blocks = (len + 128 * 1024 - 1) / (128 * 1024), fsize = 0, blen = 0;
+    size_t len = CS, fsize = 0;
     g_autofree char *dir = tu_tmpdir();
     g_autoptr(VsRepo) r = tu_open_new(dir, CS);
     g_autofree uint8_t *buf = g_malloc(len);
-    g_autofree void *back = NULL;
-    g_autoptr(GError) err = NULL;
     uint64_t stored = 0;
     VsDigest d;
 
     vs_repo_set_compression(r, false);
     tu_fill_data(buf, len, 77);
-    tu_put(r, buf, len, &d, &stored);
-    flush(r);
-    assert_chunk_file(dir, &d, buf, len, &fsize);
-    g_assert_cmpuint(fsize, ==, len + 9 + 3 * blocks + 4);
-    g_assert_cmpuint(stored, ==, fsize);
-    back = vs_repo_get_chunk(r, &d, &blen, &err);
-    g_assert_no_error(err);
-    g_assert_cmpmem(back, blen, buf, len);
+    put_expect_raw(r, dir, buf, len, &d);
 
     vs_repo_set_compression(r, true);
     tu_put(r, buf, len, &d, &stored);
