@@ -288,7 +288,11 @@ new_handle(const VsSource *src_for_errors, const char *bitmap, GError **error)
                     src_for_errors->ops->name, src_for_errors->description, nbd_get_error());
         return NULL;
     }
-    if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+    /* libnbd zeroes every read buffer before the request by default (so that
+     * a caller ignoring an error never sees stale memory): 4% of an
+     * incremental's CPU, measured with perf. A failed read here is never used. */
+    if (nbd_set_pread_initialize(h, false) < 0 ||
+        nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
         (bitmap && nbd_add_meta_context(h, bitmap) < 0)) {
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "%s: %s: %s", src_for_errors->ops->name,
                     src_for_errors->description, nbd_get_error());
