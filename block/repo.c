@@ -538,8 +538,28 @@ repo_probe_write(VsRepo *repo, GError **error)
 
     /* A repository copied without its empty directories is still whole. */
     if (!(err = make_dir(repo->chunks_dir)) && !(err = make_dir(repo->backups_dir)) &&
-        !(err = make_dir(repo->tmp_dir)))
-        err = repo_write_temp(repo->tmp_dir, "probe", "virtsnap\n", 9, &tmp);
+        !(err = make_dir(repo->tmp_dir))) {
+        /* Unnamed where the file system can (O_TMPFILE): a process killed
+         * between the probe's create and unlink left a named one behind,
+         * found by no recover (nothing is journaled yet this early). */
+        int fd = open(repo->tmp_dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+
+        if (fd >= 0) {
+            ssize_t w = write(fd, "virtsnap\n", 9);
+
+            if (w != 9)
+                err = w < 0 ? errno : EIO;
+            else if (fsync(fd) < 0)
+                err = errno;
+            if (close(fd) < 0 && !err)
+                err = errno;
+        } else if (errno == EROFS || errno == EACCES || errno == EPERM || errno == ENOSPC ||
+                   errno == EDQUOT) {
+            err = errno;
+        } else {
+            err = repo_write_temp(repo->tmp_dir, "probe", "virtsnap\n", 9, &tmp);
+        }
+    }
     if (tmp)
         unlink(tmp);
     if (err == EROFS || err == EACCES || err == EPERM) {
