@@ -97,8 +97,7 @@ typedef struct {
     VsIscsiAuth *iscsi_auth; /* from --iscsi-auth, or NULL */
     VsBackupDef *job_xml;    /* --backup-xml, or NULL */
     VsCheckpointDef *checkpoint_xml; /* --checkpoint-xml, or NULL */
-    VsGuardian *guardian;    /* started early, for the domains in GUARDED; armed at the freeze */
-    GPtrArray *guarded;      /* UUIDs (char *, owned) */
+    VsGuardian *guardian;    /* started early, armed at the freeze (see guardian_early) */
 } Run;
 
 /* The index of S in NAMES (NULL-terminated) into *OUT, or false. */
@@ -1175,6 +1174,17 @@ chunk_warm_start(Run *run, VsRepo *repo)
     return g_thread_new("vs-chunk-warm", chunk_warm_run, w);
 }
 
+/* A guardian (not yet armed) for the domains of UUIDS, NULL-terminated. */
+static VsGuardian *
+spawn_guardian(Run *run, GPtrArray *uuids, GError **error)
+{
+    const VsBackupOptions *o = run->opts;
+
+    return vs_guardian_spawn(o->guardian_exe, o->uri, o->state_dir, run->manifest->id,
+                             o->max_freeze_ms, (const char *const *)uuids->pdata,
+                             o->agent_timeout, error);
+}
+
 /* The guardian for the domains that will likely be frozen (running, with an
  * agent channel, quiesce not off), started now so that its start overlaps the
  * preparation of the domains; freeze_phase checks it against the domains it
@@ -1186,22 +1196,16 @@ guardian_early(Run *run, GPtrArray *discovered)
 
     if (run->opts->quiesce == VS_QUIESCE_OFF)
         return;
-    run->guarded = g_ptr_array_new_with_free_func(g_free);
     for (guint i = 0; i < discovered->len; i++) {
         const VsDiscoveredDomain *d = discovered->pdata[i];
 
-        if (g_strcmp0(d->state, "running") == 0 && d->agent != VS_AGENT_NONE) {
-            g_ptr_array_add(run->guarded, g_strdup(d->uuid));
+        if (g_strcmp0(d->state, "running") == 0 && d->agent != VS_AGENT_NONE)
             g_ptr_array_add(uuids, d->uuid);
-        }
     }
     if (uuids->len == 0)
         return;
     g_ptr_array_add(uuids, NULL);
-    run->guardian = vs_guardian_spawn(run->opts->guardian_exe, run->opts->uri, run->opts->state_dir,
-                                      run->manifest->id, run->opts->max_freeze_ms,
-                                      (const char *const *)uuids->pdata, run->opts->agent_timeout,
-                                      NULL);
+    run->guardian = spawn_guardian(run, uuids, NULL);
 }
 
 static int64_t
@@ -1223,34 +1227,26 @@ freeze_phase(Run *run, GError **error)
             g_ptr_array_add(uuids, j->uuid);
         }
     }
-    if (snap->len == 0) {
-        if (run->guardian)
-            vs_guardian_stop(g_steal_pointer(&run->guardian), true);
-        return -1;
-    }
-
-    /* The guardian started while the domains were prepared serves if it
-     * guards every domain to be frozen (those it guards in vain it thaws in
-     * vain, only if we die); otherwise one for exactly these. */
+    /* The guardian started while the domains were prepared serves if there
+     * is anything to freeze and it guards every domain to be frozen (those it
+     * guards in vain it thaws in vain, only if we die); otherwise it goes, and
+     * one for exactly these is started. */
     guardian = g_steal_pointer(&run->guardian);
-    for (guint i = 0; guardian && i < frz->len; i++) {
-        const char *u = ((DomJob *)frz->pdata[i])->uuid;
+    {
+        bool serves = guardian && frz->len > 0;
 
-        if (!run->guarded || !g_ptr_array_find_with_equal_func(run->guarded, u, g_str_equal, NULL)) {
+        for (guint i = 0; serves && i < frz->len; i++)
+            serves = vs_guardian_covers(guardian, ((DomJob *)frz->pdata[i])->uuid);
+        if (guardian && !serves) {
             vs_guardian_stop(guardian, true);
             guardian = NULL;
         }
     }
-    if (guardian && frz->len == 0) {
-        vs_guardian_stop(guardian, true);
-        guardian = NULL;
-    }
+    if (snap->len == 0)
+        return -1;
     if (frz->len > 0 && !guardian) {
         g_ptr_array_add(uuids, NULL);
-        guardian = vs_guardian_spawn(run->opts->guardian_exe, run->opts->uri, run->opts->state_dir,
-                                     run->manifest->id, run->opts->max_freeze_ms,
-                                     (const char *const *)uuids->pdata, run->opts->agent_timeout,
-                                     error);
+        guardian = spawn_guardian(run, uuids, error);
         if (!guardian)
             return -2;
     }
@@ -2130,8 +2126,6 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
         vs_journal_close(run.journal);
     }
     g_ptr_array_unref(run.doms);
-    if (run.guarded)
-        g_ptr_array_unref(run.guarded);
     vs_repo_unlock(repo);
     g_mutex_clear(&run.progress_lock);
     return result;

@@ -165,8 +165,9 @@ VsGuardian *vs_guardian_start(const char *exe, const char *uri, const char *stat
 VsGuardian *vs_guardian_spawn(const char *exe, const char *uri, const char *state_dir,
                               const char *id, int deadline_ms, const char *const *uuids,
                               int agent_timeout, GError **error);
-bool vs_guardian_wait_armed(VsGuardian *g, GError **error);
 bool vs_guardian_arm(VsGuardian *g, GError **error);
+/* Whether G thaws domain UUID. */
+bool vs_guardian_covers(const VsGuardian *g, const char *uuid);
 /* Tells the guardian all is thawed (or, if not ALL_THAWED, lets it thaw once
  * more itself), and reaps it. */
 void vs_guardian_stop(VsGuardian *g, bool all_thawed);

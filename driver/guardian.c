@@ -26,6 +26,7 @@ struct _VsGuardian {
     int ctl_fd;      /* write end: "thawed\n" */
     int out_fd;      /* read end: "ready\n", until armed */
     char *uri;
+    GStrv uuids;     /* the domains it thaws */
 };
 
 static void
@@ -56,11 +57,13 @@ vs_guardian_spawn(const char *exe, const char *uri, const char *state_dir, const
 
     g->out_fd = -1;
     g->uri = g_strdup(vs_default_uri(uri));
+    g->uuids = g_strdupv((char **)uuids);
     if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL,
                                   G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_CLOEXEC_PIPES,
                                   child_setup, NULL, &g->pid, &g->ctl_fd, &g->out_fd, NULL, &local)) {
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "guardian: cannot start %s: %s",
                     (char *)argv->pdata[0], local->message);
+        g_strfreev(g->uuids);
         g_free(g->uri);
         g_free(g);
         return NULL;
@@ -69,7 +72,14 @@ vs_guardian_spawn(const char *exe, const char *uri, const char *state_dir, const
 }
 
 bool
-vs_guardian_wait_armed(VsGuardian *g, GError **error)
+vs_guardian_covers(const VsGuardian *g, const char *uuid)
+{
+    return g->uuids && g_strv_contains((const char *const *)g->uuids, uuid);
+}
+
+/* Until it says "ready" (its own connection is open), nothing may be frozen. */
+static bool
+wait_armed(VsGuardian *g, GError **error)
 {
     char buf[16] = "";
     size_t got = 0;
@@ -99,7 +109,7 @@ vs_guardian_wait_armed(VsGuardian *g, GError **error)
 bool
 vs_guardian_arm(VsGuardian *g, GError **error)
 {
-    if (!vs_guardian_wait_armed(g, error))
+    if (!wait_armed(g, error))
         return false;
     if (write(g->ctl_fd, "freeze\n", 7) != 7) {
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
@@ -141,6 +151,7 @@ vs_guardian_stop(VsGuardian *g, bool all_thawed)
     while (waitpid(g->pid, &status, 0) < 0 && errno == EINTR)
         ;
     g_spawn_close_pid(g->pid);
+    g_strfreev(g->uuids);
     g_free(g->uri);
     g_free(g);
 }
