@@ -929,30 +929,32 @@ make_scratch(const char *path, uint64_t size, GError **error)
  * cannot be read, a write that fails) keeps libvirt's way. Called again
  * before a retried begin: the failed job may have written into them, and a
  * scratch cluster would shadow the disk's data. */
+static bool
+own_scratch(const DomJob *j, const DiskJob *d)
+{
+    return d->scratch && j->scratch_dir && g_str_has_prefix(d->scratch, j->scratch_dir);
+}
+
 static void
 precreate_scratch(DomJob *j)
 {
-    guint made = 0;
-
     j->reuse_scratch = false;
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
         virDomainBlockInfo info;
 
-        if (!d->scratch || !j->scratch_dir || !g_str_has_prefix(d->scratch, j->scratch_dir) ||
-            virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0 ||
+        if (!own_scratch(j, d) || virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0 ||
             !make_scratch(d->scratch, info.capacity, NULL))
             goto undo;
-        made = i + 1;
     }
-    j->reuse_scratch = made > 0;
+    j->reuse_scratch = j->disks->len > 0;
     return;
 undo:
     /* All of them: a file left from a failed first begin must not be reused. */
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
 
-        if (d->scratch && j->scratch_dir && g_str_has_prefix(d->scratch, j->scratch_dir))
+        if (own_scratch(j, d))
             unlink(d->scratch);
     }
 }
