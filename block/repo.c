@@ -821,6 +821,17 @@ mark_dirty(VsRepo *repo, uint8_t idx)
     g_mutex_unlock(&repo->lock);
 }
 
+/* Marks dirty again the directories of DIRTY from FROM on, whose sync failed:
+ * the next commit retries them. */
+static void
+redirty(VsRepo *repo, const uint8_t dirty[256], unsigned from)
+{
+    g_mutex_lock(&repo->lock);
+    for (unsigned j = from; j < 256; j++)
+        repo->dir_dirty[j] |= dirty[j];
+    g_mutex_unlock(&repo->lock);
+}
+
 bool
 repo_sync_dirty_dirs(VsRepo *repo, GError **error)
 {
@@ -846,10 +857,7 @@ repo_sync_dirty_dirs(VsRepo *repo, GError **error)
     if (errno != ENOSYS) {
         int err = errno;
 
-        g_mutex_lock(&repo->lock);
-        for (unsigned j = 0; j < 256; j++)
-            repo->dir_dirty[j] |= dirty[j];
-        g_mutex_unlock(&repo->lock);
+        redirty(repo, dirty, 0);
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: syncing %s: %s", repo->chunks_dir, g_strerror(err));
         return false;
     }
@@ -862,10 +870,7 @@ repo_sync_dirty_dirs(VsRepo *repo, GError **error)
         dir = g_strdup_printf("%s/%02x", repo->chunks_dir, i);
         err = repo_fsync_dir(dir);
         if (err) {
-            g_mutex_lock(&repo->lock);
-            for (unsigned j = i; j < 256; j++)
-                repo->dir_dirty[j] |= dirty[j];
-            g_mutex_unlock(&repo->lock);
+            redirty(repo, dirty, i);
             g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: syncing %s: %s", dir, g_strerror(err));
             return false;
         }
