@@ -534,19 +534,26 @@ choose_base(Run *run, DomJob *j)
  * serves the export on a private socket and reads it itself. Refused, each
  * saying why: push mode, export names, bitmap and checkpoint names (the chain
  * is found by virtsnap's own names). */
+static char *
+read_xml_option(const char *option, const char *path, GError **error)
+{
+    g_autoptr(GError) lerr = NULL;
+    char *text = NULL;
+
+    if (!g_file_get_contents(path, &text, NULL, &lerr))
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: %s: %s", option, lerr->message);
+    return text;
+}
+
 static bool
 load_job_xml(Run *run, GError **error)
 {
     const VsBackupOptions *o = run->opts;
     g_autofree char *text = NULL;
-    g_autoptr(GError) lerr = NULL;
 
     if (o->backup_xml_path) {
-        if (!g_file_get_contents(o->backup_xml_path, &text, NULL, &lerr)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --backup-xml: %s",
-                        lerr->message);
+        if (!(text = read_xml_option("--backup-xml", o->backup_xml_path, error)))
             return false;
-        }
         if (!(run->job_xml = vs_backup_def_parse_string(text, o->backup_xml_path, error)))
             return false;
         if (run->job_xml->mode == VS_BACKUP_MODE_PUSH) {
@@ -571,11 +578,8 @@ load_job_xml(Run *run, GError **error)
         g_clear_pointer(&text, g_free);
     }
     if (o->checkpoint_xml_path) {
-        if (!g_file_get_contents(o->checkpoint_xml_path, &text, NULL, &lerr)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --checkpoint-xml: %s",
-                        lerr->message);
+        if (!(text = read_xml_option("--checkpoint-xml", o->checkpoint_xml_path, error)))
             return false;
-        }
         if (!(run->checkpoint_xml = vs_checkpoint_def_parse_string(text, o->checkpoint_xml_path, error)))
             return false;
         if (run->checkpoint_xml->name) {
