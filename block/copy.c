@@ -13,7 +13,10 @@
  * An incremental source marks the ranges not written since the previous backup
  * `unchanged`; a chunk with no changed byte is neither read nor stored: its
  * entry is taken from the previous manifest (a slot born done), which is what
- * keeps every manifest a full description of its disk. The
+ * keeps every manifest a full description of its disk. A delta source (a
+ * push-mode incremental target) has no bytes for its unchanged ranges: a chunk
+ * partly changed there is built from the previous backup's chunk with the
+ * changed ranges laid over it (the slot is "patched"). The
  * first error, from any thread, stops planning and reading at once; readers and
  * workers skip what is still queued, and both pools are drained before
  * returning, so no thread of ours touches the source, the repository or the
@@ -29,6 +32,14 @@ typedef struct {
     uint64_t offset;
     uint32_t length;
     uint64_t lo, hi;        /* the span to read; the rest of the chunk is zeros */
+    uint64_t to_read;       /* bytes the source is asked for */
+    /* A delta source's chunk with unchanged and changed parts: BASE (the
+     * previous backup's chunk; zeros when BASE_ZERO) under PIECES (VsExtent:
+     * the changed ranges, read or zeroed), instead of [lo, hi). */
+    bool patch;
+    bool base_zero;
+    VsDigest base;
+    GArray *pieces;
     char *buf;              /* chunk_size bytes, allocated on first use */
     bool done;              /* the worker has finished with it (under Engine.lock) */
     bool zero;
@@ -127,12 +138,51 @@ worker(gpointer data, gpointer user_data)
     g_mutex_unlock(&eng->lock);
 }
 
+/* A patched slot: the previous backup's chunk, the changed ranges over it. */
+static bool
+read_patch(Engine *eng, VsSource *src, Slot *slot, GError **error)
+{
+    if (slot->base_zero) {
+        memset(slot->buf, 0, slot->length);
+    } else {
+        size_t n = 0;
+        g_autofree char *data = vs_repo_get_chunk(eng->repo, &slot->base, &n, error);
+
+        if (!data) {
+            vs_error_prefix(error, "copy: %s: the previous backup's chunk at offset %"
+                            G_GUINT64_FORMAT " (its unchanged part)", src->description, slot->offset);
+            return false;
+        }
+        if (n != slot->length) {
+            g_set_error(error, VS_ERROR, VS_ERROR_IO,
+                        "copy: %s: the previous backup's chunk at offset %" G_GUINT64_FORMAT
+                        " holds %zu bytes, not %u", src->description, slot->offset, n, slot->length);
+            return false;
+        }
+        memcpy(slot->buf, data, n);
+    }
+    for (guint i = 0; i < slot->pieces->len; i++) {
+        const VsExtent *p = &g_array_index(slot->pieces, VsExtent, i);
+        char *at = slot->buf + (p->offset - slot->offset);
+
+        if (p->zero) {
+            memset(at, 0, p->length);
+        } else if (!vs_source_pread(src, at, p->length, p->offset, error)) {
+            vs_error_prefix(error, "copy");
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool
 read_slot(Engine *eng, VsSource *src, Slot *slot, GError **error)
 {
     /* Page-aligned, so that a source may read into it with O_DIRECT. */
     if (!slot->buf)
         slot->buf = g_aligned_alloc(1, eng->chunk_size, 4096);
+    if (slot->patch)
+        return read_patch(eng, src, slot, error);
     if (slot->lo > slot->offset)
         memset(slot->buf, 0, slot->lo - slot->offset);
     if (slot->offset + slot->length > slot->hi)
@@ -217,18 +267,21 @@ previous_chunk(Engine *eng, uint64_t offset)
     return NULL;
 }
 
-/* The next chunk holding data: its offset and length, and the smallest span
- * [*lo, *hi) inside it that covers its data extents (the rest reads as zeros);
- * *REUSE when no byte of it changed since the previous backup (then nothing is
- * read). Returns false with *error unset at the end of the source. */
+/* The next chunk holding data, into SLOT: its offset and length, and the
+ * smallest span [lo, hi) inside it that covers its data extents (the rest
+ * reads as zeros); *REUSE when no byte of it changed since the previous backup
+ * (then nothing is read); for a delta source's chunk partly changed, the
+ * changed pieces to lay over the previous chunk (slot->patch). Returns false
+ * with *error unset at the end of the source. */
 static bool
-plan_next(Engine *eng, uint64_t *offset, uint32_t *length, uint64_t *lo, uint64_t *hi,
-          bool *reuse, GError **error)
+plan_next(Engine *eng, Slot *slot, bool *reuse, GError **error)
 {
+    bool delta = eng->src->delta;
+
     while (eng->pos < eng->size) {
         uint64_t start = eng->pos, end = MIN(start + eng->chunk_size, eng->size);
-        uint64_t dlo = UINT64_MAX, dhi = 0, zero_end = end;
-        bool unchanged = eng->previous != NULL;
+        uint64_t dlo = UINT64_MAX, dhi = 0, zero_end = end, changed_data = 0;
+        bool any_changed = false, any_unchanged = false;
         guint drop = 0;
 
         if (!fetch_extents(eng, end, error))
@@ -241,22 +294,40 @@ plan_next(Engine *eng, uint64_t *offset, uint32_t *length, uint64_t *lo, uint64_
         }
         if (drop)
             g_array_remove_range(eng->ext, 0, drop);
+        if (delta) {
+            if (!slot->pieces)
+                slot->pieces = g_array_new(FALSE, FALSE, sizeof(VsExtent));
+            g_array_set_size(slot->pieces, 0);
+        }
         for (guint i = 0; i < eng->ext->len; i++) {
             VsExtent *e = &g_array_index(eng->ext, VsExtent, i);
+            uint64_t a = MAX(e->offset, start), b = MIN(e->offset + e->length, end);
             if (e->offset >= end)
                 break;
             if (!e->zero) {
-                dlo = MIN(dlo, MAX(e->offset, start));
-                dhi = MAX(dhi, MIN(e->offset + e->length, end));
+                dlo = MIN(dlo, a);
+                dhi = MAX(dhi, b);
             }
-            unchanged = unchanged && e->unchanged;
+            if (e->unchanged) {
+                any_unchanged = true;
+                continue;
+            }
+            any_changed = true;
+            if (delta) {
+                VsExtent piece = { .offset = a, .length = b - a, .zero = e->zero };
+                g_array_append_val(slot->pieces, piece);
+                changed_data += e->zero ? 0 : b - a;
+            }
         }
+        /* A delta's unchanged extents are never zero: its chunks always come here. */
         if (dhi > dlo) {
-            *offset = start;
-            *length = (uint32_t)(end - start);
-            *lo = dlo;
-            *hi = dhi;
-            *reuse = unchanged;
+            slot->offset = start;
+            slot->length = (uint32_t)(end - start);
+            slot->lo = dlo;
+            slot->hi = dhi;
+            slot->patch = delta && any_changed && any_unchanged;
+            slot->to_read = slot->patch ? changed_data : dhi - dlo;
+            *reuse = eng->previous != NULL && !any_changed;
             eng->pos = end;
             return true;
         }
@@ -317,8 +388,6 @@ run(Engine *eng, const VsCopyOptions *opts, GArray *chunks,
     bool planned_all = false;
 
     for (;;) {
-        uint64_t offset = 0, lo = 0, hi = 0;
-        uint32_t length = 0;
         bool reuse = false;
         GError *err = NULL;
         Slot *slot;
@@ -331,7 +400,8 @@ run(Engine *eng, const VsCopyOptions *opts, GArray *chunks,
             if (eng->retired == eng->issued)
                 return true;
         } else if (eng->issued - eng->retired < eng->nslots) {
-            if (!plan_next(eng, &offset, &length, &lo, &hi, &reuse, &err)) {
+            slot = &eng->slots[eng->issued % eng->nslots];
+            if (!plan_next(eng, slot, &reuse, &err)) {
                 if (err) {
                     engine_fail(eng, err);
                     return false;
@@ -339,21 +409,22 @@ run(Engine *eng, const VsCopyOptions *opts, GArray *chunks,
                 planned_all = true;
                 continue;
             }
-            if (opts->fault_after_bytes && *bytes_read + (hi - lo) > opts->fault_after_bytes) {
+            if (opts->fault_after_bytes && *bytes_read + slot->to_read > opts->fault_after_bytes) {
                 engine_fail(eng, g_error_new(VS_ERROR, VS_ERROR_IO,
                                              "copy: %s: injected fault after %" G_GUINT64_FORMAT
                                              " bytes read (at offset %" G_GUINT64_FORMAT ")",
-                                             eng->src->description, *bytes_read, lo));
+                                             eng->src->description, *bytes_read, slot->lo));
                 return false;
             }
-            slot = &eng->slots[eng->issued % eng->nslots];
-            slot->offset = offset;
-            slot->length = length;
-            slot->lo = lo;
-            slot->hi = hi;
             slot->stored = 0;
+            if (slot->patch) {
+                const VsChunkRef *prev = previous_chunk(eng, slot->offset);
+                slot->base_zero = prev == NULL;
+                if (prev)
+                    slot->base = prev->digest;
+            }
             if (reuse) {
-                const VsChunkRef *prev = previous_chunk(eng, offset);
+                const VsChunkRef *prev = previous_chunk(eng, slot->offset);
                 /* Born done, in order: retire lists it after every earlier chunk. */
                 slot->zero = prev == NULL;
                 if (prev)
@@ -365,7 +436,7 @@ run(Engine *eng, const VsCopyOptions *opts, GArray *chunks,
                 continue;
             }
             slot->done = false;
-            *bytes_read += hi - lo;
+            *bytes_read += slot->to_read;
             if (eng->readers) {
                 eng->issued++;
                 g_thread_pool_push(eng->readers, slot, NULL);
@@ -444,6 +515,12 @@ vs_copy_source_to_repo(VsSource *src, VsRepo *repo, VsManifestDisk *disk,
                     src->description);
         goto out;
     }
+    if (src->delta && !eng.previous) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "copy: %s holds only what changed since a previous backup, and none was "
+                    "given to take the rest from", src->description);
+        goto out;
+    }
     if (eng.previous && eng.previous->virtual_size != eng.size) {
         /* Another chunk grid, or another disk: nothing of it can be reused. */
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
@@ -488,8 +565,11 @@ out:
             g_array_unref(disk->chunks);
         disk->chunks = g_steal_pointer(&chunks);
     }
-    for (unsigned i = 0; i < eng.nslots; i++)
+    for (unsigned i = 0; i < eng.nslots; i++) {
         g_aligned_free(eng.slots[i].buf);
+        if (eng.slots[i].pieces)
+            g_array_unref(eng.slots[i].pieces);
+    }
     g_free(eng.slots);
     g_array_unref(eng.ext);
     g_clear_error(&eng.error);

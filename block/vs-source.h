@@ -70,6 +70,11 @@ struct _VsSource {
     char *description;     /* for messages: the path or URL, never credentials */
     void *priv;
     bool writable;         /* opened for writing: a sink */
+    /* Holds only what changed since a previous backup (a push-mode incremental
+     * target): its `unchanged` ranges have no bytes here, so the copy engine
+     * needs that backup (VsCopyOptions.previous) and builds a chunk that is
+     * partly unchanged from the previous chunk's bytes and the changed ones. */
+    bool delta;
 };
 
 /* A local raw file or block device (O_DIRECT not used; reads are sequential). */
@@ -144,6 +149,14 @@ VsSource *vs_source_open_image_auth(const char *path, const char *format, const 
  * vs_source_open_image. Clones share the map and the local descriptors and
  * open their own network connections. */
 VsSource *vs_source_open_mapped(const char *path, const char *format, GError **error);
+/* The qcow2 file a libvirt push-mode backup job wrote (mode='push', <target>):
+ * read from its own L1/L2 tables, never through its backing file (libvirt
+ * gives an incremental target the live disk as backing). DELTA (the job was
+ * incremental for this disk): unallocated clusters are `unchanged` and the
+ * source is a delta (see VsSource.delta); otherwise they read as zeros.
+ * VS_ERROR_UNSUPPORTED for encryption, external data files, subclusters and
+ * compressed clusters. */
+VsSource *vs_source_open_push_target(const char *path, bool delta, GError **error);
 void vs_source_close(VsSource *src);
 
 /* The vtable through these wrappers, which supply the defaults of the optional

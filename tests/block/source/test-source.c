@@ -664,6 +664,107 @@ test_copy_incremental(void)
     disk_clear(&odd);
 }
 
+/* ------------------------------------------------------------------------- */
+/* Push-mode targets (qcow2 written by a backup job)                         */
+
+/* A full target (every cluster written, some as zero clusters) reads as what
+ * qemu-img says it holds; an incremental target (only changed clusters, and a
+ * backing file that is NOT the backup's instant) becomes, with the previous
+ * backup, exactly the changed disk: chunks partly changed are built from the
+ * previous chunk, zeroed clusters count as changes, and the backing file is
+ * never read. */
+static void
+test_push_target(void)
+{
+    g_autofree char *disk = tmp("push-disk.qcow2"), *ref = tmp("push-ref.raw");
+    g_autofree char *ftarget = tmp("push-full.qcow2"), *fref = tmp("push-full.raw");
+    g_autofree char *delta = tmp("push-delta.qcow2");
+    const char *changes = "-c 'write -q -P 0x33 2M 512k' -c 'write -q -z 5M 64k' "
+                          "-c 'write -q -P 0x44 40M 1M' -c 'write -q -P 0x55 50M 64k' "
+                          "-c 'write -q -z 32M 1M'";
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSource) src = NULL;
+    g_autoptr(VsRepo) repo = new_repo("repo-push");
+    VsManifestDisk full = { 0 }, inc = { 0 }, ffull = { 0 };
+    VsCopyOptions opts;
+    g_autoptr(GArray) ext = g_array_new(FALSE, FALSE, sizeof(VsExtent));
+    char buf[512];
+
+    /* The full target: data, zero clusters and never-written ranges (zeros). */
+    run("qemu-img create -q -f qcow2 %s 64M", ftarget);
+    run("qemu-io -f qcow2 -c 'write -q -P 0x11 0 8M' -c 'write -q -z 1M 1M' "
+        "-c 'write -q -P 0x22 32M 4M' %s", ftarget);
+    run("qemu-img convert -f qcow2 -O raw %s %s", ftarget, fref);
+    src = vs_source_open_push_target(ftarget, false, &err);
+    g_assert_no_error(err);
+    g_assert_false(src->delta);
+    assert_source_equals_file(src, fref);
+    copy_ok(src, repo, &ffull, NULL);
+    g_assert_cmpuint(ffull.bytes_read, ==, 11 * MiB);
+    assert_roundtrip(repo, &ffull, fref);
+    g_clear_pointer(&src, vs_source_close);
+
+    /* The previous backup: the disk as it was. */
+    run("qemu-img create -q -f qcow2 %s 64M", disk);
+    run("qemu-io -f qcow2 -c 'write -q -P 0x11 0 8M' -c 'write -q -P 0x22 32M 4M' %s", disk);
+    src = vs_source_open_image(disk, "qcow2", &err);
+    g_assert_no_error(err);
+    copy_ok(src, repo, &full, NULL);
+    g_clear_pointer(&src, vs_source_close);
+
+    /* The incremental target over the live disk, as libvirt makes it; then
+     * the guest writes on, which the backup must not see. */
+    run("qemu-img create -q -f qcow2 -b %s -F qcow2 %s", disk, delta);
+    run("qemu-io -f qcow2 %s %s", changes, delta);
+    run("qemu-io -f qcow2 %s %s", changes, disk);
+    run("qemu-img convert -f qcow2 -O raw %s %s", disk, ref);
+    run("qemu-io -f qcow2 -c 'write -q -P 0x77 0 64M' %s", disk);
+
+    src = vs_source_open_push_target(delta, true, &err);
+    g_assert_no_error(err);
+    g_assert_true(src->delta);
+    g_assert_true(vs_source_extents(src, 0, 4 * MiB, ext, &err));
+    g_assert_no_error(err);
+    g_assert_true(g_array_index(ext, VsExtent, 0).unchanged);
+    /* Unchanged bytes are not in the file: reading them is an error, not zeros. */
+    g_assert_false(vs_source_pread(src, buf, sizeof buf, 0, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_INVALID_ARG);
+    g_test_message("%s", err->message);
+    g_clear_error(&err);
+    /* ... and a delta without the backup it counts from is refused. */
+    g_assert_false(vs_copy_source_to_repo(src, repo, &inc, NULL, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_INVALID_ARG);
+    g_clear_error(&err);
+
+    vs_copy_options_init(&opts);
+    opts.previous = &full;
+    copy_ok(src, repo, &inc, &opts);
+    /* Only the changed data: 512k + 1M + 64k, never the zeroed clusters. */
+    g_assert_cmpuint(inc.bytes_read, ==, 512 * 1024 + MiB + 64 * 1024);
+    assert_roundtrip(repo, &inc, ref);
+    g_clear_pointer(&src, vs_source_close);
+
+    /* What a backup job never writes is refused, never misread. */
+    run("qemu-img create -q -f qcow2 %s 64M", ftarget);
+    run("qemu-io -f qcow2 -c 'write -q -c -P 0x66 0 64k' %s", ftarget);
+    src = vs_source_open_push_target(ftarget, false, &err);
+    g_assert_no_error(err);
+    g_array_set_size(ext, 0);
+    g_assert_false(vs_source_extents(src, 0, MiB, ext, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_UNSUPPORTED);
+    g_clear_error(&err);
+    g_clear_pointer(&src, vs_source_close);
+    g_assert_null(vs_source_open_push_target(fref, false, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_INVALID_ARG);
+    g_assert_nonnull(strstr(err->message, "not a qcow2"));
+    g_clear_error(&err);
+    g_assert_null(vs_source_open_push_target(tmp("push-none.qcow2"), false, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_NOT_FOUND);
+    disk_clear(&full);
+    disk_clear(&inc);
+    disk_clear(&ffull);
+}
+
 static void
 test_copy_sparse(void)
 {
@@ -1369,6 +1470,7 @@ main(int argc, char **argv)
     g_test_add_func("/source/mapped/chain", test_mapped_chain);
     g_test_add_func("/source/mapped/copy", test_mapped_copy);
     g_test_add_func("/source/mapped/unsupported", test_mapped_unsupported);
+    g_test_add_func("/source/push-target", test_push_target);
     g_test_add_func("/source/nbd/uri", test_nbd_uri);
     g_test_add_func("/copy/sparse", test_copy_sparse);
     g_test_add_func("/copy/odd-size", test_copy_odd_size);
