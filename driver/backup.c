@@ -12,7 +12,11 @@
  * copy reads the job's NBD exports (incrementally: only chunks the dirty bitmap
  * touches are read, the others are taken from the base backup's manifest), and
  * instead of a commit the job is ended and this repository's older checkpoints
- * are deleted (or, when the backup failed, the new one). */
+ * are deleted (or, when the backup failed, the new one). With --push (or a
+ * push-mode --backup-xml) the job is a push-mode one: QEMU writes each disk, or
+ * for an incremental only its changed clusters, into a qcow2 file of ours; once
+ * the job has ended by itself, the copy reads those files (a partly changed chunk
+ * is completed from the base backup's chunk) and removes them. */
 #include "config.h"
 #include "driver-internal.h"
 #include "qcow2-writer.h"
@@ -47,7 +51,10 @@ typedef struct {
     char *error;
     /* --mode=begin */
     bool bitmap;             /* qcow2: in the checkpoint, read incrementally */
-    char *scratch;           /* the job's scratch file */
+    /* The job's file for this disk: pull, its scratch image; push, the qcow2
+     * the job writes the disk into. */
+    char *scratch;
+    uint64_t capacity;       /* the disk's size as libvirt said before the job; 0: unknown */
     char *read;              /* for the result: "changed", "full" or "full: why" */
 } DiskJob;
 
@@ -73,6 +80,7 @@ typedef struct {
     GError *thread_error;    /* from a freeze/snapshot/thaw thread */
     /* --mode=begin: a pull-mode backup job instead of overlays */
     bool begin;
+    bool push;               /* a push-mode job (QEMU writes the disks into our files) */
     bool job_started;
     bool job_aborted;        /* the abort was accepted; the teardown may still run */
     char *checkpoint;        /* the one this backup creates */
@@ -98,6 +106,7 @@ typedef struct {
     VsBackupDef *job_xml;    /* --backup-xml, or NULL */
     VsCheckpointDef *checkpoint_xml; /* --checkpoint-xml, or NULL */
     VsGuardian *guardian;    /* started early, armed at the freeze (see guardian_early) */
+    bool push;               /* --push, --push-dir or a push-mode --backup-xml */
 } Run;
 
 /* The index of S in NAMES (NULL-terminated) into *OUT, or false. */
@@ -556,14 +565,7 @@ load_job_xml(Run *run, GError **error)
             return false;
         if (!(run->job_xml = vs_backup_def_parse_string(text, o->backup_xml_path, error)))
             return false;
-        if (run->job_xml->mode == VS_BACKUP_MODE_PUSH) {
-            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                        "backup: --backup-xml %s: a push-mode job (mode='push', libvirt's "
-                        "default) writes the disks into files of its own; virtsnap reads the "
-                        "job's NBD export into its repository: write mode='pull'",
-                        o->backup_xml_path);
-            return false;
-        }
+        run->push = run->push || run->job_xml->mode == VS_BACKUP_MODE_PUSH;
         for (guint i = 0; i < run->job_xml->disks->len; i++) {
             const VsBackupDiskDef *d = run->job_xml->disks->pdata[i];
             if (d->export_name || d->export_bitmap || d->incremental || d->target) {
@@ -571,7 +573,10 @@ load_job_xml(Run *run, GError **error)
                             "backup: --backup-xml %s: disk %s: %s is virtsnap's to choose: "
                             "leave it out", o->backup_xml_path, d->name,
                             d->export_name ? "exportname" : d->export_bitmap ? "exportbitmap" :
-                            d->incremental ? "a per-disk incremental" : "a push <target>");
+                            d->incremental ? "a per-disk incremental"
+                                           : "a push <target> (virtsnap writes the job's files "
+                                             "into --push-dir, the state directory by default, "
+                                             "and removes them once read)");
                 return false;
             }
         }
@@ -620,7 +625,7 @@ apply_job_xml(Run *run, DomJob *j, const VsDomainDef *def)
             found = true;
             if (!bd->backup) {
                 g_ptr_array_remove_index(j->disks, k);
-            } else if (bd->scratch) {
+            } else if (bd->scratch && !run->push) {
                 g_free(d->scratch);
                 d->scratch = g_strdup(bd->scratch);
             }
@@ -722,11 +727,19 @@ prepare_begin(Run *run, DomJob *j, const VsDomainDef *def)
     if (run->opts->mode == VS_BACKUP_METHOD_AUTO && bitmaps == 0)
         return;
     j->begin = true;
+    j->push = run->push;
     j->checkpoint = vs_checkpoint_name(run->repo_tag, run->manifest->id);
-    j->scratch_dir = g_strdup_printf("%s/scratch/%s-%s", vs_state_dir(run->opts->state_dir),
-                                     run->manifest->id, short_uuid);
+    if (j->push && run->opts->push_dir) {
+        g_autofree char *dir = g_canonicalize_filename(run->opts->push_dir, NULL);
+        j->scratch_dir = g_strdup_printf("%s/%s-%s", dir, run->manifest->id, short_uuid);
+    } else {
+        j->scratch_dir = g_strdup_printf("%s/scratch/%s-%s", vs_state_dir(run->opts->state_dir),
+                                         run->manifest->id, short_uuid);
+    }
     /* Short: a unix socket path has 108 bytes. */
-    j->sock_dir = g_strdup_printf("%s/nbd-%s-%s", vs_run_dir(), run->manifest->id + 17, short_uuid);
+    if (!j->push)
+        j->sock_dir = g_strdup_printf("%s/nbd-%s-%s", vs_run_dir(), run->manifest->id + 17,
+                                      short_uuid);
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
         g_clear_pointer(&d->overlay, g_free);
@@ -925,7 +938,7 @@ make_scratch(const char *path, uint64_t size, GError **error)
     return ok;
 }
 
-/* The scratch images of a begin job, made before the freeze: left to libvirt,
+/* The scratch images (or push targets) of a begin job, made before the freeze: left to libvirt,
  * each is formatted by a blockdev-create job inside the frozen window (the
  * begin took 15-25 ms longer, measured with virsh backup-begin). Only for
  * scratch files of virtsnap's own choosing: a user's --backup-xml scratch
@@ -947,8 +960,10 @@ precreate_scratch(DomJob *j)
         DiskJob *d = j->disks->pdata[i];
         virDomainBlockInfo info;
 
-        if (!own_scratch(j, d) || virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0 ||
-            !make_scratch(d->scratch, info.capacity, NULL))
+        if (!own_scratch(j, d) || virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0)
+            goto undo;
+        d->capacity = info.capacity;
+        if (!make_scratch(d->scratch, info.capacity, NULL))
             goto undo;
     }
     j->reuse_scratch = j->disks->len > 0;
@@ -963,27 +978,55 @@ undo:
     }
 }
 
-/* The begin mode's snapshot: one pull-mode job over every disk, creating this
- * backup's checkpoint. An incremental that libvirt refuses (a bitmap broken
- * since the check) becomes a full job at once, inside the same frozen window. */
+/* The base backup's record of disk D, when D is read incrementally: the
+ * unchanged chunks come from there. */
+static const VsManifestDisk *
+base_disk(DomJob *j, DiskJob *d)
+{
+    VsManifestDomain *md;
+
+    if (!j->incremental || !d->bitmap || !j->base)
+        return NULL;
+    md = manifest_domain_of(j->base, j);
+    return md ? vs_manifest_find_disk(md, d->target) : NULL;
+}
+
+/* Whether the push job writes only D's changes: a push target has no bytes
+ * for the rest, so that needs the base's chunks on the same grid (the disk
+ * not resized since; its size unknown counts as resized). */
+static bool
+push_incremental(DomJob *j, DiskJob *d)
+{
+    const VsManifestDisk *prev = base_disk(j, d);
+
+    return prev && d->capacity && prev->virtual_size == d->capacity;
+}
+
+/* The begin mode's snapshot: one pull- or push-mode job over every disk,
+ * creating this backup's checkpoint. An incremental that libvirt refuses (a
+ * bitmap broken since the check) becomes a full job at once, inside the same
+ * frozen window. */
 static gpointer
 step_backup_begin(StepArg *a)
 {
     DomJob *j = a->j;
-    g_autofree VsPullDisk *disks = g_new0(VsPullDisk, j->disks->len);
-    g_autofree char *socket = g_build_filename(j->sock_dir, "nbd.sock", NULL);
+    g_autofree VsJobDisk *disks = g_new0(VsJobDisk, j->disks->len);
+    g_autofree char *socket = j->push ? NULL : g_build_filename(j->sock_dir, "nbd.sock", NULL);
 
     const char *description = a->run->checkpoint_xml ? a->run->checkpoint_xml->description : NULL;
 
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
-        disks[i] = (VsPullDisk) { .target = d->target, .bitmap = d->bitmap, .scratch = d->scratch };
+        disks[i] = (VsJobDisk) { .target = d->target, .bitmap = d->bitmap,
+                                 .incremental = j->push ? push_incremental(j, d) : d->bitmap,
+                                 .scratch = j->push ? NULL : d->scratch,
+                                 .push_target = j->push ? d->scratch : NULL };
     }
-    vs_pull_backup_xml(socket, j->incremental, j->diff, j->checkpoint, description, disks,
-                       j->disks->len, (const char *const *)j->other_targets, &j->backup_xml,
-                       &j->checkpoint_xml);
-    if (!vs_pull_backup_begin_xml(j->dom, j->name, j->incremental, j->backup_xml,
-                                  j->checkpoint_xml, j->reuse_scratch, &j->thread_error)) {
+    vs_backup_job_xml(socket, j->incremental, j->diff, j->checkpoint, description, disks,
+                      j->disks->len, (const char *const *)j->other_targets, &j->backup_xml,
+                      &j->checkpoint_xml);
+    if (!vs_backup_job_begin(j->dom, j->name, j->incremental, j->backup_xml,
+                             j->checkpoint_xml, j->reuse_scratch, &j->thread_error)) {
         if (!j->incremental)
             return NULL;
         add_note(j, "full backup: %s", j->thread_error->message);
@@ -993,12 +1036,14 @@ step_backup_begin(StepArg *a)
         j->diff = false;
         g_clear_pointer(&j->backup_xml, g_free);
         g_clear_pointer(&j->checkpoint_xml, g_free);
-        vs_pull_backup_xml(socket, NULL, false, j->checkpoint, description, disks, j->disks->len,
-                           (const char *const *)j->other_targets, &j->backup_xml, &j->checkpoint_xml);
+        for (guint i = 0; i < j->disks->len; i++)
+            disks[i].incremental = false;
+        vs_backup_job_xml(socket, NULL, false, j->checkpoint, description, disks, j->disks->len,
+                          (const char *const *)j->other_targets, &j->backup_xml, &j->checkpoint_xml);
         if (j->reuse_scratch)
             precreate_scratch(j);
-        if (!vs_pull_backup_begin_xml(j->dom, j->name, NULL, j->backup_xml, j->checkpoint_xml,
-                                      j->reuse_scratch, &j->thread_error))
+        if (!vs_backup_job_begin(j->dom, j->name, NULL, j->backup_xml, j->checkpoint_xml,
+                                 j->reuse_scratch, &j->thread_error))
             return NULL;
     }
     j->job_started = j->snapshotted = true;
@@ -1120,12 +1165,13 @@ prepare_job_dirs(Run *run, DomJob *j)
                  "scratch_dir", j->scratch_dir))
         return;
     /* QEMU (libvirt-qemu) creates the socket; libvirt creates and labels the scratch files. */
-    if (!vs_make_dir(j->scratch_dir, 0755, &err) || !vs_make_dir(vs_run_dir(), 0755, &err) ||
-        !vs_make_dir(j->sock_dir, 0700, &err)) {
+    if (!vs_make_dir(j->scratch_dir, 0755, &err) ||
+        (j->sock_dir && (!vs_make_dir(vs_run_dir(), 0755, &err) ||
+                         !vs_make_dir(j->sock_dir, 0700, &err)))) {
         dom_fail(j, "backup-begin: domain '%s': %s", j->name, err->message);
         return;
     }
-    if (owner && sscanf(owner, "+%u:+%u", &uid, &gid) == 2 && chown(j->sock_dir, uid, gid) < 0)
+    if (j->sock_dir && owner && sscanf(owner, "+%u:+%u", &uid, &gid) == 2 && chown(j->sock_dir, uid, gid) < 0)
         dom_fail(j, "backup-begin: domain '%s': cannot give %s to QEMU's user %s: %s", j->name,
                  j->sock_dir, owner, g_strerror(errno));
 }
@@ -1453,10 +1499,7 @@ open_job_export(DomJob *j, DiskJob *d, VsCopyOptions *copts, GError **error)
      * four against 1.2-3.7 s with two, faster in each of 5 rounds; a full
      * backup was no slower (13.4-16.8 s against 15.9-18.5 s). */
     copts->readers = 4;
-    if (j->incremental && d->bitmap && j->base) {
-        VsManifestDomain *md = manifest_domain_of(j->base, j);
-        prev = md ? vs_manifest_find_disk(md, d->target) : NULL;
-    }
+    prev = base_disk(j, d);
     if (!prev) {
         d->read = g_strdup(d->bitmap ? "full"
                                      : "full: the image cannot hold a dirty bitmap (raw); "
@@ -1472,6 +1515,28 @@ open_job_export(DomJob *j, DiskJob *d, VsCopyOptions *copts, GError **error)
     }
     copts->previous = prev;
     d->read = g_strdup_printf("changed since %s", j->base->id);
+    return src;
+}
+
+/* The qcow2 that D's push-mode job wrote: only D's changes when the job was
+ * incremental for it (read with the base's chunks), else the whole disk. */
+static VsSource *
+open_push_target(DomJob *j, DiskJob *d, VsCopyOptions *copts, GError **error)
+{
+    bool delta = push_incremental(j, d);
+    VsSource *src = vs_source_open_push_target(d->scratch, delta, error);
+
+    if (!src)
+        return NULL;
+    if (delta) {
+        copts->previous = base_disk(j, d);
+        d->read = g_strdup_printf("changed since %s", j->base->id);
+    } else {
+        d->read = g_strdup(!d->bitmap ? "full: the image cannot hold a dirty bitmap (raw); "
+                                        "unchanged chunks cost only their dedup"
+                           : base_disk(j, d) ? "full: resized since the base backup"
+                           : "full");
+    }
     return src;
 }
 
@@ -1512,7 +1577,10 @@ copy_one(gpointer data, gpointer user)
     vs_copy_options_init(&copts);
     /* A pull-mode job's disks are read from its NBD server; the others as
      * --data-path says (open_reader). */
-    if (t->j->begin) {
+    if (t->j->push) {
+        src = open_push_target(t->j, d, &copts, &err);
+        d->data_path = "push";
+    } else if (t->j->begin) {
         src = open_job_export(t->j, d, &copts, &err);
         d->data_path = "nbd";
     } else {
@@ -1532,7 +1600,10 @@ copy_one(gpointer data, gpointer user)
     }
     /* A pull-mode job dies with its domain: say that rather than what the
      * reader saw of it (a refused connection, a dropped read). */
-    if (t->j->begin && domain_went_away(t->j->dom))
+    if (t->j->push)
+        d->error = g_strdup_printf("copy: domain '%s' disk %s: %s", t->j->name, d->target,
+                                   err->message);
+    else if (t->j->begin && domain_went_away(t->j->dom))
         d->error = g_strdup_printf("copy: domain '%s' stopped during its backup (the backup job "
                                    "ended with it) while disk %s was read: no backup of it was "
                                    "written; back it up again once it runs (%s)", t->j->name,
@@ -1545,6 +1616,25 @@ copy_one(gpointer data, gpointer user)
         d->error = g_strdup_printf("copy: domain '%s' disk %s: %s", t->j->name, d->target,
                                    err->message);
     manifest_disk_free(m);
+}
+
+/* A push job has written its files once it has ended by itself; jobs of
+ * several domains run at once, so waiting for them in turn costs nothing. */
+static bool
+push_job_wait(DomJob *j)
+{
+    g_autoptr(GError) err = NULL;
+    bool ok;
+
+    if (!j->job_started)
+        return true;
+    vs_fault_point("push-wait");
+    ok = vs_push_job_wait(j->dom, j->name, &err);
+    /* Ended either way: nothing to abort, and its files are ours again. */
+    j->job_started = false;
+    if (!ok)
+        dom_fail(j, "%s: no backup of it was written", err->message);
+    return ok;
 }
 
 static void
@@ -1565,7 +1655,7 @@ copy_phase(Run *run)
 
     for (guint i = 0; i < run->doms->len; i++) {
         DomJob *j = run->doms->pdata[i];
-        if (j->error)
+        if (j->error || (j->push && !push_job_wait(j)))
             continue;
         for (guint k = 0; k < j->disks->len; k++) {
             CopyTask *t = g_new0(CopyTask, 1);
@@ -1954,6 +2044,19 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
                     "out to put each overlay beside its disk)", opts->overlay_dir);
         return NULL;
     }
+    if (opts->push_dir && !g_file_test(opts->push_dir, G_FILE_TEST_IS_DIR)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "backup: --push-dir %s: no such directory (create it, or leave the option "
+                    "out to have the push job write into the state directory)", opts->push_dir);
+        return NULL;
+    }
+    if ((opts->push || opts->push_dir) && opts->mode == VS_BACKUP_METHOD_OVERLAY) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "backup: --push and --push-dir choose how a backup job hands over the disks: "
+                    "they go with --mode=begin or --mode=auto");
+        return NULL;
+    }
+    run.push = opts->push || opts->push_dir;
     if (!(repo = vs_repo_open(opts->repo_path, opts->init_repo, true, 0, error))) {
         if (error && *error && (*error)->code == VS_ERROR_NOT_FOUND && !opts->init_repo)
             g_prefix_error(error, "backup: (create it with --init) ");

@@ -1,10 +1,12 @@
-/* Checkpoints and pull-mode backup jobs: the libvirt side of `backup --mode=begin`.
+/* Checkpoints and backup jobs: the libvirt side of `backup --mode=begin`.
  * A pull-mode job (virDomainBackupBegin) makes libvirt's QEMU serve a frozen view of
  * each disk over NBD on a unix socket while the guest runs on, and creates a
  * checkpoint (a persistent dirty bitmap in each qcow2) at the same instant; the next
  * incremental job exposes the bitmap of the changes since that checkpoint as the NBD
  * meta context "qemu:dirty-bitmap:backup-TARGET". A pull job ends only when it is
- * aborted. Checkpoints are named "virtsnap-TAG-BACKUPID", TAG derived from the
+ * aborted. A push-mode job instead has QEMU write each disk (for an incremental,
+ * only the clusters the bitmap names) into a qcow2 file, and ends by itself; how
+ * it ended is in libvirt's completed-job statistics. Checkpoints are named "virtsnap-TAG-BACKUPID", TAG derived from the
  * repository, so that each repository keeps its own chain on one domain and only
  * ever deletes its own checkpoints; the name being derived from the backup id is
  * what ties a checkpoint to the manifest of the same instant without a new manifest
@@ -64,11 +66,11 @@ vs_checkpoint_usable(virDomainPtr dom, const char *name, char **why)
 }
 
 void
-vs_pull_backup_xml(const char *socket, const char *incremental, bool diff, const char *checkpoint,
-                   const char *description, const VsPullDisk *disks, guint n_disks,
-                   const char *const *other_targets, char **backup_xml, char **checkpoint_xml)
+vs_backup_job_xml(const char *socket, const char *incremental, bool diff, const char *checkpoint,
+                  const char *description, const VsJobDisk *disks, guint n_disks,
+                  const char *const *other_targets, char **backup_xml, char **checkpoint_xml)
 {
-    g_autoptr(VsBackupDef) bdef = vs_backup_def_new(VS_BACKUP_MODE_PULL);
+    g_autoptr(VsBackupDef) bdef = vs_backup_def_new(socket ? VS_BACKUP_MODE_PULL : VS_BACKUP_MODE_PUSH);
     g_autoptr(VsCheckpointDef) cdef = vs_checkpoint_def_new(checkpoint);
 
     /* The description starts with what kind of backup made the checkpoint: a
@@ -82,16 +84,23 @@ vs_pull_backup_xml(const char *socket, const char *incremental, bool diff, const
     cdef->description = description ? g_strdup_printf("%s: %s", kind, description)
                                     : g_steal_pointer(&kind);
     bdef->incremental = g_strdup(incremental);
-    bdef->server_transport = g_strdup("unix");
-    bdef->server_socket = g_strdup(socket);
+    if (socket) {
+        bdef->server_transport = g_strdup("unix");
+        bdef->server_socket = g_strdup(socket);
+    }
     for (guint i = 0; i < n_disks; i++) {
         VsBackupDiskDef *bd = vs_backup_def_add_disk(bdef, disks[i].target, true);
 
         /* A disk without a bitmap (raw) is read whole even in an incremental job. */
         if (incremental)
-            bd->backupmode = g_strdup(disks[i].bitmap ? "incremental" : "full");
+            bd->backupmode = g_strdup(disks[i].incremental ? "incremental" : "full");
         bd->type = VS_DISK_TYPE_FILE;
-        bd->scratch = g_strdup(disks[i].scratch);
+        if (socket) {
+            bd->scratch = g_strdup(disks[i].scratch);
+        } else {
+            bd->target = g_strdup(disks[i].push_target);
+            bd->format = g_strdup("qcow2");
+        }
         vs_checkpoint_def_add_disk(cdef, disks[i].target, disks[i].bitmap);
     }
     for (size_t i = 0; other_targets && other_targets[i]; i++) {
@@ -103,30 +112,17 @@ vs_pull_backup_xml(const char *socket, const char *incremental, bool diff, const
 }
 
 bool
-vs_pull_backup_begin_xml(virDomainPtr dom, const char *name, const char *incremental,
-                         const char *backup_xml, const char *checkpoint_xml, bool reuse_scratch,
-                         GError **error)
+vs_backup_job_begin(virDomainPtr dom, const char *name, const char *incremental,
+                    const char *backup_xml, const char *checkpoint_xml, bool reuse_external,
+                    GError **error)
 {
     if (virDomainBackupBegin(dom, backup_xml, checkpoint_xml,
-                             reuse_scratch ? VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL : 0) < 0) {
+                             reuse_external ? VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL : 0) < 0) {
         vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-begin: domain '%s'%s%s", name,
                              incremental ? " since checkpoint " : "", incremental ? incremental : "");
         return false;
     }
     return true;
-}
-
-bool
-vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket,
-                     const char *incremental, bool diff, const char *checkpoint,
-                     const VsPullDisk *disks, guint n_disks, const char *const *other_targets,
-                     GError **error)
-{
-    g_autofree char *bxml = NULL, *cxml = NULL;
-
-    vs_pull_backup_xml(socket, incremental, diff, checkpoint, NULL, disks, n_disks, other_targets,
-                       &bxml, &cxml);
-    return vs_pull_backup_begin_xml(dom, name, incremental, bxml, cxml, false, error);
 }
 
 bool
@@ -188,20 +184,21 @@ on_job_completed(virConnectPtr conn, virDomainPtr dom, virTypedParameterPtr para
     g_mutex_unlock(&w->lock);
 }
 
-bool
-vs_backup_job_wait_gone(virDomainPtr dom, const char *name, GError **error)
+/* Waits while DOM runs a backup job: until DEADLINE (monotonic µs; 0: none),
+ * or, with STOP_IF_INACTIVE, until the domain stops. False when the deadline
+ * passed or the domain stopped with the job still there or just gone. libvirt
+ * says when a job ends with the job-completed event, rather than a poll adding
+ * up to its interval to every backup; a slow poll stays in case the event
+ * never comes (or came before we listened). libvirt frees the waiter once the
+ * callback is deregistered, never while it may still run. */
+static bool
+wait_job_gone(virDomainPtr dom, int64_t deadline, bool *stopped)
 {
-    int64_t deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
     JobWaiter *w = g_new0(JobWaiter, 1);
     int cb;
     bool ok = true;
 
-    /* The abort returns before QEMU has torn the job's block jobs down (tens of
-     * ms, seconds on a loaded host); its scratch files are in use until then.
-     * libvirt says when with the job-completed event, rather than a poll adding
-     * up to its interval to every backup; a slow poll stays in case the event
-     * never comes (or came before we listened). libvirt frees the waiter once
-     * the callback is deregistered, never while it may still run. */
+    *stopped = false;
     g_mutex_init(&w->lock);
     g_cond_init(&w->cond);
     cb = virConnectDomainEventRegisterAny(virDomainGetConnect(dom), dom,
@@ -211,15 +208,15 @@ vs_backup_job_wait_gone(virDomainPtr dom, const char *name, GError **error)
     if (cb < 0)
         job_waiter_free(w);
     while (vs_backup_job_active(dom)) {
-        int64_t until = MIN(deadline, g_get_monotonic_time() + 250 * G_TIME_SPAN_MILLISECOND);
+        int64_t now = g_get_monotonic_time();
+        int64_t until = now + 250 * G_TIME_SPAN_MILLISECOND;
 
-        if (g_get_monotonic_time() > deadline) {
-            g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
-                        "backup-end: domain '%s': the backup job was aborted but is still "
-                        "there after 60 s (virsh domjobinfo %s)", name, name);
+        if (deadline && now > deadline) {
             ok = false;
             break;
         }
+        if (deadline)
+            until = MIN(until, deadline);
         if (cb < 0) {
             g_usleep(50 * 1000);
             continue;
@@ -230,8 +227,66 @@ vs_backup_job_wait_gone(virDomainPtr dom, const char *name, GError **error)
         w->done = false;
         g_mutex_unlock(&w->lock);
     }
+    /* A domain that stopped has no job (GetJobStats fails): that is no end of it. */
+    if (ok && virDomainIsActive(dom) != 1) {
+        *stopped = true;
+        ok = false;
+    }
     if (cb >= 0)
         virConnectDomainEventDeregisterAny(virDomainGetConnect(dom), cb);
+    return ok;
+}
+
+bool
+vs_backup_job_wait_gone(virDomainPtr dom, const char *name, GError **error)
+{
+    bool stopped;
+
+    /* The abort returns before QEMU has torn the job's block jobs down (tens of
+     * ms, seconds on a loaded host); its scratch files are in use until then.
+     * A domain that stopped took its job with it. */
+    if (wait_job_gone(dom, g_get_monotonic_time() + 60 * G_USEC_PER_SEC, &stopped) || stopped)
+        return true;
+    g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
+                "backup-end: domain '%s': the backup job was aborted but is still "
+                "there after 60 s (virsh domjobinfo %s)", name, name);
+    return false;
+}
+
+bool
+vs_push_job_wait(virDomainPtr dom, const char *name, GError **error)
+{
+    virTypedParameterPtr params = NULL;
+    int nparams = 0, type = VIR_DOMAIN_JOB_NONE, op = 0;
+    const char *errmsg = NULL;
+    bool stopped, ok = false;
+
+    /* No deadline: a push job copies whole disks (a full backup) at the
+     * storage's pace, and QEMU ends it itself, or with the domain. */
+    if (!wait_job_gone(dom, 0, &stopped)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT, "backup-push: domain '%s' stopped while its "
+                    "push-mode backup job was writing (the job ended with it)", name);
+        return false;
+    }
+    if (virDomainGetJobStats(dom, &type, &params, &nparams, VIR_DOMAIN_JOB_STATS_COMPLETED) < 0) {
+        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-push: domain '%s': how the backup "
+                             "job ended (domjobinfo --completed)", name);
+        return false;
+    }
+    (void)virTypedParamsGetString(params, nparams, VIR_DOMAIN_JOB_ERRMSG, &errmsg);
+    if (virTypedParamsGetInt(params, nparams, VIR_DOMAIN_JOB_OPERATION, &op) == 1 &&
+        op != VIR_DOMAIN_JOB_OPERATION_BACKUP)
+        g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT, "backup-push: domain '%s': another job (%d) "
+                    "ended after the backup job, so how that ended is unknown: no backup of it "
+                    "was written", name, op);
+    else if (type == VIR_DOMAIN_JOB_COMPLETED)
+        ok = true;
+    else
+        g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT, "backup-push: domain '%s': the push-mode "
+                    "backup job %s%s%s", name,
+                    type == VIR_DOMAIN_JOB_CANCELLED ? "was aborted" : "failed",
+                    errmsg ? ": " : "", errmsg ? errmsg : "");
+    virTypedParamsFree(params, nparams);
     return ok;
 }
 

@@ -98,28 +98,33 @@ bool vs_checkpoint_usable(virDomainPtr dom, const char *name, char **why);
 
 typedef struct {
     const char *target;
-    bool bitmap;          /* qcow2: gets a bitmap in the checkpoint, read incrementally */
-    const char *scratch;  /* the job's scratch file for this disk (libvirt creates it) */
-} VsPullDisk;
+    bool bitmap;          /* qcow2: gets a bitmap in the checkpoint */
+    /* Read since the job's checkpoint (backupmode='incremental'); else whole. */
+    bool incremental;
+    const char *scratch;  /* pull: the job's scratch file for this disk */
+    const char *push_target;  /* push: the qcow2 the job writes this disk into */
+} VsJobDisk;
 
-/* One pull-mode backup job over DISKS (NBD exports named after each target on
- * unix SOCKET) since checkpoint INCREMENTAL (NULL: full; DIFF: INCREMENTAL is the
- * chain's full backup), creating CHECKPOINT, whose description says whether it is
- * a full backup's; OTHER_TARGETS (NULL-terminated, may be NULL) are left out of both. */
-bool vs_pull_backup_begin(virDomainPtr dom, const char *name, const char *socket,
-                          const char *incremental, bool diff, const char *checkpoint,
-                          const VsPullDisk *disks, guint n_disks, const char *const *other_targets,
-                          GError **error);
-/* The same job's domainbackup and domaincheckpoint XML (what `virsh
- * backup-begin DOM BACKUP_XML CHECKPOINT_XML` takes), the checkpoint described
- * by DESCRIPTION (may be NULL); and the job begun from them, on scratch images
- * the caller made (empty qcow2 of each disk's size) when REUSE_SCRATCH. */
-void vs_pull_backup_xml(const char *socket, const char *incremental, bool diff, const char *checkpoint,
-                        const char *description, const VsPullDisk *disks, guint n_disks,
-                        const char *const *other_targets, char **backup_xml, char **checkpoint_xml);
-bool vs_pull_backup_begin_xml(virDomainPtr dom, const char *name, const char *incremental,
-                              const char *backup_xml, const char *checkpoint_xml, bool reuse_scratch,
-                              GError **error);
+/* The domainbackup and domaincheckpoint XML (what `virsh backup-begin DOM
+ * BACKUP_XML CHECKPOINT_XML` takes) of one backup job over DISKS: pull mode
+ * (NBD exports named after each target on unix SOCKET), or push mode when
+ * SOCKET is NULL (each disk into its push_target, a qcow2); since checkpoint
+ * INCREMENTAL (NULL: full; DIFF: INCREMENTAL is the chain's full backup),
+ * creating CHECKPOINT, whose description says whether it is a full backup's,
+ * followed by DESCRIPTION (may be NULL); OTHER_TARGETS (NULL-terminated, may
+ * be NULL) are left out of both. */
+void vs_backup_job_xml(const char *socket, const char *incremental, bool diff, const char *checkpoint,
+                       const char *description, const VsJobDisk *disks, guint n_disks,
+                       const char *const *other_targets, char **backup_xml, char **checkpoint_xml);
+/* The job begun from them; REUSE_EXTERNAL: on scratch or push target images
+ * the caller made (empty qcow2 of each disk's size). */
+bool vs_backup_job_begin(virDomainPtr dom, const char *name, const char *incremental,
+                         const char *backup_xml, const char *checkpoint_xml, bool reuse_external,
+                         GError **error);
+/* Waits until DOM's push-mode backup job has ended, however long it takes,
+ * and says how: false with the job's own error when it failed or was aborted,
+ * or when the domain stopped under it. */
+bool vs_push_job_wait(virDomainPtr dom, const char *name, GError **error);
 /* Keeps checkpoint NAME's XML in the repository (REPO_PATH/checkpoints/TAG/UUID.xml),
  * and redefines it from there when libvirt has lost it (domain defined anew): true
  * when it was; false with *WHY set when that failed, without when none was kept. */

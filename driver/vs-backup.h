@@ -88,6 +88,10 @@ typedef struct {
     VsBackupLevel level;        /* begin mode only */
     const char *backup_xml_path;     /* begin mode: a domainbackup XML file (virsh backup-begin's) */
     const char *checkpoint_xml_path; /* ... and a domaincheckpoint XML file; see docs/virtsnap.1 */
+    /* begin mode: a push-mode job (QEMU writes each disk into a qcow2 file that
+     * virtsnap then reads and removes) instead of a pull-mode one. */
+    bool push;
+    const char *push_dir;       /* where those files go (implies push); NULL: the state directory */
     VsBackupProgress progress;
     void *progress_opaque;
 } VsBackupOptions;

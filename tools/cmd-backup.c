@@ -201,6 +201,8 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     char *repo = NULL, *quiesce = NULL, *overlay_dir = NULL, *state_dir = NULL;
     char *data_path = NULL, *iscsi_auth = NULL;
     char *mode = NULL, *level = NULL, *backup_xml = NULL, *checkpoint_xml = NULL, *compress = NULL;
+    char *push_dir = NULL;
+    gboolean push = FALSE;
     double max_freeze = 10.0;
     int agent_timeout = 5, commit_timeout = 600, parallel = 2, copy_nice = 10, commit_mib = 0;
     GOptionEntry entries[] = {
@@ -215,7 +217,11 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         { "mode", 0, 0, G_OPTION_ARG_STRING, &mode, "overlay (default), begin (libvirt backup job + checkpoint) or auto", "MODE" },
         { "level", 0, 0, G_OPTION_ARG_STRING, &level, "begin mode: inc (default: since the last backup, when the checkpoint chain is usable), diff (since the chain's last full backup) or full", "LEVEL" },
         { "backup-xml", 0, 0, G_OPTION_ARG_FILENAME, &backup_xml, "begin mode: take the disks and scratch files "
-          "from this domainbackup XML (what virsh backup-begin takes; mode='pull')", "FILE" },
+          "from this domainbackup XML (what virsh backup-begin takes; mode='pull' or 'push')", "FILE" },
+        { "push", 0, 0, G_OPTION_ARG_NONE, &push, "begin mode: a push-mode job (QEMU writes each disk, or "
+          "an incremental's changes, into a qcow2 that virtsnap reads, then removes)", NULL },
+        { "push-dir", 0, 0, G_OPTION_ARG_FILENAME, &push_dir, "with --push (implied): put its files here "
+          "(default: the state directory)", "DIR" },
         { "checkpoint-xml", 0, 0, G_OPTION_ARG_FILENAME, &checkpoint_xml, "begin mode: the description and "
           "bitmap-less disks of the checkpoint from this domaincheckpoint XML", "FILE" },
         { "max-freeze", 0, 0, G_OPTION_ARG_DOUBLE, &max_freeze, "longest a guest may stay frozen, seconds (default 10)", "SECS" },
@@ -276,6 +282,17 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         opts.mode = VS_BACKUP_METHOD_BEGIN;
         opts.backup_xml_path = backup_xml;
         opts.checkpoint_xml_path = checkpoint_xml;
+    }
+    if (push || push_dir) {
+        if (mode && opts.mode == VS_BACKUP_METHOD_OVERLAY) {
+            vs_print_error("backup: --push and --push-dir choose how a backup job hands over the "
+                           "disks: they go with --mode=begin (the default with them) or --mode=auto");
+            return 2;
+        }
+        if (!mode)
+            opts.mode = VS_BACKUP_METHOD_BEGIN;
+        opts.push = TRUE;
+        opts.push_dir = push_dir;
     }
     if (level && opts.mode == VS_BACKUP_METHOD_OVERLAY) {
         vs_print_error("backup: --level goes with --mode=begin or --mode=auto (an overlay backup "

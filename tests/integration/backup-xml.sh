@@ -8,7 +8,8 @@
 # <incremental> naming that backup's checkpoint: an incremental on that base that verifies;
 # naming it again works (the chain's full keeps its checkpoint), naming the incremental's once
 # the chain moved on is refused. Refused before any job starts, each
-# with its reason and the guest left without a job or a new checkpoint: push mode, a disk the
+# with its reason and the guest left without a job or a new checkpoint: a push <target> of the
+# user's (push mode itself is backup-push.sh's), a disk the
 # domain lacks, a checkpoint <name>, malformed XML, an unknown <incremental>, two
 # domains, --mode=overlay. A <server> is replaced by virtsnap's own socket, with a note.
 # Last, two field-note failures of pull backups: the guest shuts down while the job runs; the
@@ -48,8 +49,9 @@ refused() {       # NAME EXPECTED_TEXT CHECKPOINTS [backup args...]: exit 1 with
 }
 
 # --- refused before any job starts ---------------------------------------------------------------
-echo "<domainbackup><disks><disk name='vda'/></disks></domainbackup>" > "$W/push.xml"
-refused "push mode" "write mode='pull'" 0 --backup-xml "$W/push.xml" "$D"
+echo "<domainbackup><disks><disk name='vda'><target file='$W/mine.qcow2'/></disk></disks></domainbackup>" > "$W/push.xml"
+refused "a push target" "a push <target> (virtsnap writes the job's files into --push-dir" 0 --backup-xml "$W/push.xml" "$D"
+[ ! -e "$W/mine.qcow2" ] || vs_fail "the refused push job wrote $W/mine.qcow2"
 echo "<domainbackup mode='pull'><server name='localhost' port='10809'/><disks><disk name='vdz' backup='yes'/></disks></domainbackup>" > "$W/vdz.xml"
 refused "unknown disk" "has no disk vdz" 0 --backup-xml "$W/vdz.xml" "$D"
 echo "<domaincheckpoint><name>mine</name></domaincheckpoint>" > "$W/named.xml"
