@@ -1620,16 +1620,29 @@ copy_one(gpointer data, gpointer user)
 
 /* A push job has written its files once it has ended by itself; jobs of
  * several domains run at once, so waiting for them in turn costs nothing. */
+typedef struct {
+    Run *run;
+    DomJob *j;
+} PushWait;
+
+static void
+push_progress(uint64_t done, uint64_t total, void *opaque)
+{
+    PushWait *w = opaque;
+    progress(w->run, VS_BACKUP_PHASE_COPY, w->j->name, "push job", done, total);
+}
+
 static bool
-push_job_wait(DomJob *j)
+push_job_wait(Run *run, DomJob *j)
 {
     g_autoptr(GError) err = NULL;
+    PushWait w = { run, j };
     bool ok;
 
     if (!j->job_started)
         return true;
     vs_fault_point("push-wait");
-    ok = vs_push_job_wait(j->dom, j->name, &err);
+    ok = vs_push_job_wait(j->dom, j->name, push_progress, &w, &err);
     /* Ended either way: nothing to abort, and its files are ours again. */
     j->job_started = false;
     if (!ok)
@@ -1655,7 +1668,7 @@ copy_phase(Run *run)
 
     for (guint i = 0; i < run->doms->len; i++) {
         DomJob *j = run->doms->pdata[i];
-        if (j->error || (j->push && !push_job_wait(j)))
+        if (j->error || (j->push && !push_job_wait(run, j)))
             continue;
         for (guint k = 0; k < j->disks->len; k++) {
             CopyTask *t = g_new0(CopyTask, 1);

@@ -192,7 +192,8 @@ on_job_completed(virConnectPtr conn, virDomainPtr dom, virTypedParameterPtr para
  * never comes (or came before we listened). libvirt frees the waiter once the
  * callback is deregistered, never while it may still run. */
 static bool
-wait_job_gone(virDomainPtr dom, int64_t deadline, bool *stopped)
+wait_job_gone(virDomainPtr dom, int64_t deadline, void (*tick)(virDomainPtr, void *), void *opaque,
+              bool *stopped)
 {
     JobWaiter *w = g_new0(JobWaiter, 1);
     int cb;
@@ -217,6 +218,8 @@ wait_job_gone(virDomainPtr dom, int64_t deadline, bool *stopped)
         }
         if (deadline)
             until = MIN(until, deadline);
+        if (tick)
+            tick(dom, opaque);
         if (cb < 0) {
             g_usleep(50 * 1000);
             continue;
@@ -245,7 +248,8 @@ vs_backup_job_wait_gone(virDomainPtr dom, const char *name, GError **error)
     /* The abort returns before QEMU has torn the job's block jobs down (tens of
      * ms, seconds on a loaded host); its scratch files are in use until then.
      * A domain that stopped took its job with it. */
-    if (wait_job_gone(dom, g_get_monotonic_time() + 60 * G_USEC_PER_SEC, &stopped) || stopped)
+    if (wait_job_gone(dom, g_get_monotonic_time() + 60 * G_USEC_PER_SEC, NULL, NULL, &stopped) ||
+        stopped)
         return true;
     g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
                 "backup-end: domain '%s': the backup job was aborted but is still "
@@ -253,9 +257,33 @@ vs_backup_job_wait_gone(virDomainPtr dom, const char *name, GError **error)
     return false;
 }
 
-bool
-vs_push_job_wait(virDomainPtr dom, const char *name, GError **error)
+typedef struct {
+    VsPushProgress progress;
+    void *opaque;
+} PushTick;
+
+/* How far the job has written, as libvirt counts it (bytes of all its disks). */
+static void
+push_tick(virDomainPtr dom, void *opaque)
 {
+    PushTick *t = opaque;
+    virTypedParameterPtr params = NULL;
+    int nparams = 0, type = VIR_DOMAIN_JOB_NONE;
+    unsigned long long done = 0, total = 0;
+
+    if (virDomainGetJobStats(dom, &type, &params, &nparams, 0) < 0)
+        return;
+    if (virTypedParamsGetULLong(params, nparams, VIR_DOMAIN_JOB_DATA_PROCESSED, &done) == 1 &&
+        virTypedParamsGetULLong(params, nparams, VIR_DOMAIN_JOB_DATA_TOTAL, &total) == 1 && total)
+        t->progress(done, total, t->opaque);
+    virTypedParamsFree(params, nparams);
+}
+
+bool
+vs_push_job_wait(virDomainPtr dom, const char *name, VsPushProgress progress, void *opaque,
+                 GError **error)
+{
+    PushTick tick = { progress, opaque };
     virTypedParameterPtr params = NULL;
     int nparams = 0, type = VIR_DOMAIN_JOB_NONE, op = 0;
     const char *errmsg = NULL;
@@ -263,7 +291,7 @@ vs_push_job_wait(virDomainPtr dom, const char *name, GError **error)
 
     /* No deadline: a push job copies whole disks (a full backup) at the
      * storage's pace, and QEMU ends it itself, or with the domain. */
-    if (!wait_job_gone(dom, 0, &stopped)) {
+    if (!wait_job_gone(dom, 0, progress ? push_tick : NULL, &tick, &stopped)) {
         g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT, "backup-push: domain '%s' stopped while its "
                     "push-mode backup job was writing (the job ended with it)", name);
         return false;

@@ -123,8 +123,11 @@ bool vs_backup_job_begin(virDomainPtr dom, const char *name, const char *increme
                          GError **error);
 /* Waits until DOM's push-mode backup job has ended, however long it takes,
  * and says how: false with the job's own error when it failed or was aborted,
- * or when the domain stopped under it. */
-bool vs_push_job_wait(virDomainPtr dom, const char *name, GError **error);
+ * or when the domain stopped under it. PROGRESS (may be NULL) hears, a few
+ * times a second, the bytes the job has written of its total. */
+typedef void (*VsPushProgress)(uint64_t done, uint64_t total, void *opaque);
+bool vs_push_job_wait(virDomainPtr dom, const char *name, VsPushProgress progress, void *opaque,
+                      GError **error);
 /* Keeps checkpoint NAME's XML in the repository (REPO_PATH/checkpoints/TAG/UUID.xml),
  * and redefines it from there when libvirt has lost it (domain defined anew): true
  * when it was; false with *WHY set when that failed, without when none was kept. */
