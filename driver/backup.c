@@ -33,6 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 
 typedef struct {
@@ -45,7 +46,6 @@ typedef struct {
     char *direct_failed;     /* --data-path=auto: why the direct path was not used */
     char *overlay;           /* our overlay, NULL when the disk gets none */
     GPtrArray *chain;        /* VsManifestImage*: top first */
-    uint64_t size_hint;
     VsManifestDisk *mdisk;   /* filled by the copy, then moved into the manifest */
     uint64_t bytes_read, bytes_stored;
     char *error;
@@ -55,6 +55,7 @@ typedef struct {
      * the job writes the disk into. */
     char *scratch;
     uint64_t capacity;       /* the disk's size as libvirt said before the job; 0: unknown */
+    uint64_t allocation;     /* ... and the bytes its image holds */
     char *read;              /* for the result: "changed", "full" or "full: why" */
 } DiskJob;
 
@@ -81,6 +82,7 @@ typedef struct {
     /* --mode=begin: a pull-mode backup job instead of overlays */
     bool begin;
     bool push;               /* a push-mode job (QEMU writes the disks into our files) */
+    uint64_t push_need_full; /* bytes a full push job of every disk would write */
     bool job_started;
     bool job_aborted;        /* the abort was accepted; the teardown may still run */
     char *checkpoint;        /* the one this backup creates */
@@ -107,6 +109,7 @@ typedef struct {
     VsCheckpointDef *checkpoint_xml; /* --checkpoint-xml, or NULL */
     VsGuardian *guardian;    /* started early, armed at the freeze (see guardian_early) */
     bool push;               /* --push, --push-dir or a push-mode --backup-xml */
+    uint64_t push_reserved;  /* bytes the push jobs prepared so far will write */
 } Run;
 
 /* The index of S in NAMES (NULL-terminated) into *OUT, or false. */
@@ -700,6 +703,78 @@ job_xml_base(Run *run, DomJob *j)
     return false;
 }
 
+/* The qcow2 metadata of a push target besides its data: an L2 table per
+ * 512 MiB of disk, refcount blocks, the header, with room to spare. */
+#define PUSH_META_BYTES(capacity) ((capacity) / 4096 + 4 * 1024 * 1024)
+#define MiB_OF(bytes) ((bytes) / (1024 * 1024) + 1)
+
+/* The bytes free to us in DIR's file system (f_bavail), or in that of its
+ * nearest ancestor that exists yet; UINT64_MAX when none answers. */
+static uint64_t
+dir_free_bytes(const char *dir)
+{
+    g_autofree char *p = g_strdup(dir);
+    struct statvfs st;
+
+    while (statvfs(p, &st) < 0) {
+        char *slash = strrchr(p, '/');
+        if (!slash || slash == p)
+            return UINT64_MAX;
+        *slash = '\0';
+    }
+    return (uint64_t)st.f_bavail * st.f_frsize;
+}
+
+static const VsManifestDisk *base_disk(DomJob *j, DiskJob *d);
+static bool push_incremental(DomJob *j, DiskJob *d);
+
+/* A push job that runs out of room does more than fail: QEMU's
+ * copy-before-write filter then fails the guest's own writes to clusters not
+ * yet copied (QEMU's default on-cbw-error, which libvirt 9.0 keeps), and the
+ * test guest did not survive that. So a push job starts only where what it
+ * will write fits: each incremental disk's changed bytes (libvirt's estimate
+ * from the bitmaps), each other disk's allocated bytes, qcow2's metadata; the
+ * domains of one run share the room. */
+static void
+push_space_check(Run *run, DomJob *j)
+{
+    g_autofree char *where = g_path_get_dirname(j->scratch_dir);
+    uint64_t need = 0, avail;
+
+    for (guint i = 0; i < j->disks->len; i++) {
+        DiskJob *d = j->disks->pdata[i];
+        virDomainBlockInfo info;
+        uint64_t dirty = 0;
+
+        if (virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0) {
+            g_autoptr(GError) err = NULL;
+            vs_set_libvirt_error(&err, VS_ERROR_LIBVIRT, "domblkinfo %s", d->target);
+            dom_fail(j, "backup: domain '%s': cannot tell how much its push job would write: %s",
+                     j->name, err->message);
+            return;
+        }
+        d->capacity = info.capacity;
+        d->allocation = info.allocation;
+        j->push_need_full += info.allocation + PUSH_META_BYTES(info.capacity);
+        if (push_incremental(j, d) && vs_checkpoint_dirty_bytes(j->dom, j->incremental, d->target, &dirty))
+            need += dirty + PUSH_META_BYTES(info.capacity);
+        else
+            need += info.allocation + PUSH_META_BYTES(info.capacity);
+    }
+    avail = dir_free_bytes(j->scratch_dir);
+    avail -= MIN(avail, run->push_reserved);
+    if (need > avail) {
+        dom_fail(j, "backup: domain '%s': its push job would write about %" G_GUINT64_FORMAT " MiB "
+                 "into %s, which has %" G_GUINT64_FORMAT " MiB free%s (a push job out of room fails "
+                 "the guest's writes): give --push-dir a file system with room, or leave out "
+                 "--push (a pull-mode job needs no such room)", j->name, MiB_OF(need),
+                 where, avail / (1024 * 1024),
+                 run->push_reserved ? " besides this run's other push jobs" : "");
+        return;
+    }
+    run->push_reserved += need;
+}
+
 /* --mode=begin (or auto, for a domain with a qcow2 disk): a pull-mode job
  * replaces the overlays. Disks whose image cannot hold a bitmap are read whole. */
 static void
@@ -762,6 +837,8 @@ prepare_begin(Run *run, DomJob *j, const VsDomainDef *def)
         add_note(j, "full backup: no disk can hold a dirty bitmap (raw)");
     else if (run->opts->level != VS_BACKUP_LEVEL_FULL)
         choose_base(run, j);
+    if (j->push && !j->error)
+        push_space_check(run, j);
 }
 
 static DomJob *
@@ -1002,6 +1079,29 @@ push_incremental(DomJob *j, DiskJob *d)
     return prev && d->capacity && prev->virtual_size == d->capacity;
 }
 
+/* QEMU runs in a mount namespace of its own: a file system mounted on the
+ * host after the domain started is not there for QEMU unless mounts propagate
+ * (shared propagation, as systemd sets it up; not on every host), and QEMU's
+ * "No such file or directory" for a file that is plainly there misleads. */
+static bool
+push_dir_hint(DomJob *j)
+{
+    GError *e = j->thread_error;
+    char *before;
+
+    if (!j->push || !e || !strstr(e->message, "No such file or directory") || !j->scratch_dir ||
+        !g_file_test(j->scratch_dir, G_FILE_TEST_IS_DIR))
+        return false;
+    before = e->message;
+    e->message = g_strdup_printf("%s (%s is there on the host, but QEMU cannot see it: a file "
+                                 "system mounted after the domain started stays outside QEMU's "
+                                 "mount namespace where mounts do not propagate; give a "
+                                 "--push-dir QEMU sees, or leave it out for the state directory)",
+                                 before, j->scratch_dir);
+    g_free(before);
+    return true;
+}
+
 /* The begin mode's snapshot: one pull- or push-mode job over every disk,
  * creating this backup's checkpoint. An incremental that libvirt refuses (a
  * bitmap broken since the check) becomes a full job at once, inside the same
@@ -1027,8 +1127,18 @@ step_backup_begin(StepArg *a)
                       &j->checkpoint_xml);
     if (!vs_backup_job_begin(j->dom, j->name, j->incremental, j->backup_xml,
                              j->checkpoint_xml, j->reuse_scratch, &j->thread_error)) {
-        if (!j->incremental)
+        /* A full job would not see the directory either. */
+        if (push_dir_hint(j) || !j->incremental)
             return NULL;
+        if (j->push && j->push_need_full > dir_free_bytes(j->scratch_dir)) {
+            g_autofree char *where = g_path_get_dirname(j->scratch_dir);
+            g_prefix_error(&j->thread_error, "the incremental push job was refused, and a full one "
+                           "would write about %" G_GUINT64_FORMAT " MiB into %s, which has %"
+                           G_GUINT64_FORMAT " MiB free (give --push-dir a file system with room, "
+                           "or leave out --push): ", MiB_OF(j->push_need_full), where,
+                           dir_free_bytes(j->scratch_dir) / (1024 * 1024));
+            return NULL;
+        }
         add_note(j, "full backup: %s", j->thread_error->message);
         g_clear_error(&j->thread_error);
         g_clear_pointer(&j->incremental, g_free);
@@ -1043,8 +1153,10 @@ step_backup_begin(StepArg *a)
         if (j->reuse_scratch)
             precreate_scratch(j);
         if (!vs_backup_job_begin(j->dom, j->name, NULL, j->backup_xml, j->checkpoint_xml,
-                                 j->reuse_scratch, &j->thread_error))
+                                 j->reuse_scratch, &j->thread_error)) {
+            (void)push_dir_hint(j);
             return NULL;
+        }
     }
     j->job_started = j->snapshotted = true;
     vs_fault_point("after-snapshot");

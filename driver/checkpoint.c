@@ -376,6 +376,28 @@ vs_checkpoint_chain_full(virDomainPtr dom, const char *tag)
     return best;
 }
 
+bool
+vs_checkpoint_dirty_bytes(virDomainPtr dom, const char *name, const char *target, uint64_t *bytes)
+{
+    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
+    g_autofree char *xml = cp ? virDomainCheckpointGetXMLDesc(cp, VIR_DOMAIN_CHECKPOINT_XML_SIZE |
+                                                                  VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN)
+                              : NULL;
+    g_autoptr(VsCheckpointDef) def = xml ? vs_checkpoint_def_parse_string(xml, name, NULL) : NULL;
+    bool found = false;
+
+    if (cp)
+        virDomainCheckpointFree(cp);
+    for (guint i = 0; def && i < def->disks->len && !found; i++) {
+        const VsCheckpointDiskDef *d = def->disks->pdata[i];
+        if (d->checkpoint && d->has_size && !g_strcmp0(d->name, target)) {
+            *bytes = d->size;
+            found = true;
+        }
+    }
+    return found;
+}
+
 char *
 vs_checkpoint_backup_id(const char *tag, const char *name)
 {

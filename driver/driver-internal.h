@@ -135,6 +135,11 @@ bool vs_checkpoint_save(virDomainPtr dom, const char *name, const char *repo_pat
                         const char *uuid, GError **error);
 bool vs_checkpoint_redefine(virDomainPtr dom, const char *name, const char *repo_path,
                             const char *tag, const char *uuid, char **why);
+/* The bytes of disk TARGET written since checkpoint NAME, as libvirt
+ * estimates them from the bitmaps (VIR_DOMAIN_CHECKPOINT_XML_SIZE); false when
+ * libvirt does not say (no such checkpoint, no bitmap for that disk). */
+bool vs_checkpoint_dirty_bytes(virDomainPtr dom, const char *name, const char *target,
+                               uint64_t *bytes);
 /* Whether DOM runs a backup job (ours or not). */
 bool vs_backup_job_active(virDomainPtr dom);
 /* Ends DOM's backup job, if it has one (virDomainAbortJob), and waits until

@@ -58,7 +58,9 @@ checkpoint_disk_parse(VsCheckpointDef *def, GHashTable *seen, const xmlNode *nod
 {
     g_autofree char *name = vs_xml_prop(node, "name");
     g_autofree char *checkpoint = vs_xml_prop(node, "checkpoint");
+    g_autofree char *size = vs_xml_prop(node, "size");
     VsCheckpointDiskDef *disk;
+    uint64_t bytes = 0;
 
     if (!name || !*name) {
         g_set_error(error, VS_ERROR, VS_ERROR_XML,
@@ -76,8 +78,15 @@ checkpoint_disk_parse(VsCheckpointDef *def, GHashTable *seen, const xmlNode *nod
                     n, name, checkpoint);
         return false;
     }
+    if (size && !vs_xml_parse_uint64(size, UINT64_MAX, &bytes)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_XML,
+                    "<disks> <disk> %u (name %s): size='%s' is not a number of bytes", n, name, size);
+        return false;
+    }
     /* An absent checkpoint= means bitmap, libvirt's default. */
     disk = vs_checkpoint_def_add_disk(def, name, g_strcmp0(checkpoint, "no") != 0);
+    disk->size = bytes;
+    disk->has_size = size != NULL;
     g_hash_table_add(seen, disk->name);
     if (disk->checkpoint)
         disk->bitmap = vs_xml_prop(node, "bitmap");
@@ -155,6 +164,8 @@ vs_checkpoint_def_format(const VsCheckpointDef *def)
             vs_xml_attr(buf, "checkpoint", disk->checkpoint ? "bitmap" : "no");
             if (disk->checkpoint)
                 vs_xml_attr(buf, "bitmap", disk->bitmap);
+            if (disk->has_size)
+                g_string_append_printf(buf, " size='%" G_GUINT64_FORMAT "'", disk->size);
             g_string_append(buf, "/>\n");
         }
         g_string_append(buf, "  </disks>\n");

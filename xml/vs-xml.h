@@ -245,6 +245,10 @@ typedef struct {
     char *name;                    /* target dev */
     bool checkpoint;               /* checkpoint='bitmap' (true) or 'no' */
     char *bitmap;                  /* bitmap name, NULL: libvirt picks the checkpoint name */
+    /* size= (libvirt's output with VIR_DOMAIN_CHECKPOINT_XML_SIZE only): bytes
+     * written since the checkpoint. */
+    uint64_t size;
+    bool has_size;                 /* size= was there */
 } VsCheckpointDiskDef;
 
 typedef struct {

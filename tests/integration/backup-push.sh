@@ -6,7 +6,10 @@
 # Full, then ~5% written, then inc: reads and stores about the change and verifies; an
 # incremental and a pull-mode full of the same (paused) instant export the same bytes;
 # a raw second disk is written whole. The XML a virsh user has (mode='push', libvirt's
-# default) is taken (a <target> of the user's is refused: backup-xml.sh). Faults: the guest stopped while the job writes, virtsnap killed
+# default) is taken (a <target> of the user's is refused: backup-xml.sh). Faults: the guest
+# stopped while the job writes, the push directory too small for what the job will write
+# (refused before the freeze) or mounted after the guest started (QEMU cannot see it: the
+# error says why), virtsnap killed
 # while the job runs (recover ends it and removes its files), bad options; each
 # followed by a backup that succeeds and verifies.
 set -euo pipefail
@@ -22,6 +25,11 @@ PUSH=$W/push
 MiB=$((1024 * 1024))
 mkdir -p "$PUSH"
 
+# A file system that fills up, mounted before the guest starts: QEMU sees only the mounts
+# that existed when it started (its own mount namespace; mounts do not propagate here).
+mkdir -p "$W/small" "$W/late"
+mount -t tmpfs -o size=4m tmpfs "$W/small"
+vs_on_exit umount "$W/small"
 vs_guest_disk "$W/disk.qcow2" >/dev/null
 head -c $((8 * MiB)) /dev/urandom > "$W/raw.img"
 truncate -s 32M "$W/raw.img"
@@ -153,6 +161,41 @@ vs_assert_eq "$(virsh checkpoint-list "$D" --name | sed '/^$/d' | sort | tr '\n'
   "the failed run's checkpoint is gone"
 backup_ok p4 inc "push incremental after the guest stopped and started again"
 
+# --- too little room for the push job: refused before any freeze, the guest untouched -----
+# (A push job that runs out of room fails the guest's own writes: QEMU's copy-before-write
+# filter breaks them. A test guest whose writer kept writing did not survive it.)
+cps_before=$(virsh checkpoint-list "$D" --name | sed '/^$/d' | sort | tr '\n' ' ')
+vs_gexec "$D" 'dd if=/dev/urandom of=/data/big bs=1M count=32 conv=fsync 2>/dev/null' >/dev/null
+rc=0
+vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --push-dir "$W/small" --json "$D" \
+  > "$W/full.json" 2> "$W/full.err" || rc=$?
+[ "$rc" != 0 ] || vs_fail "a push backup into a directory without room succeeded"
+vs_log "said: $(field "$W/full.json" error)"
+vs_assert_eq "$(field "$W/full.json" 'ok,.freeze_ms' | tr '\n' ,)" "false,null," "push backup into a small directory"
+vs_assert_contains "$(field "$W/full.json" error)" "its push job would write about" "its error"
+vs_assert_contains "$(field "$W/full.json" error)" "into $W/small, which has" "its error names the directory"
+vs_assert_eq "$(jq -r .id "$W/full.json")" null "no backup written"
+vs_assert_eq "$(find "$W/small" -type f | wc -l)" 0 "files left in the small directory"
+vs_assert_eq "$(virsh checkpoint-list "$D" --name | sed '/^$/d' | sort | tr '\n' ' ')" "$cps_before" \
+  "no checkpoint from the refused run"
+vs_assert_eq "$(virsh domstate "$D" | sed -n 1p)" running "the guest after the refused run"
+# A push directory mounted after the guest started: QEMU cannot see it, and the error says so.
+mount -t tmpfs -o size=64m tmpfs "$W/late"
+vs_on_exit umount "$W/late"
+rc=0
+vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --push-dir "$W/late" --json "$D" \
+  > "$W/late.json" 2> "$W/late.err" || rc=$?
+if [ "$rc" = 0 ]; then
+  vs_log "mounts propagate into QEMU's namespace here: a late push directory works"
+  verify_export "$(jq -r .id "$W/late.json")" late
+else
+  vs_log "said: $(field "$W/late.json" error)"
+  vs_assert_contains "$(field "$W/late.json" error)" "but QEMU cannot see it" "a late-mounted --push-dir"
+  vs_assert_eq "$(find "$W/late" -type f | wc -l)" 0 "files left in the late directory"
+fi
+backup_ok p4b inc "push incremental after the directory filled up"
+vs_assert_eq "$(field "$W/p4b.json" base)" "$(jq -r .id "$W/p4.json")" "its base"
+
 # --- virtsnap killed while the job runs: recover ends it and removes its files -------------
 rc=0
 VIRTSNAP_FAULT=push-wait "$VIRTSNAP" backup --repo "$REPO" --state-dir "$STATE" --push-dir "$PUSH" \
@@ -163,7 +206,7 @@ vs_virtsnap recover --state-dir "$STATE" > "$W/recover.out" 2>&1 || vs_fail "rec
 cat "$W/recover.out" >&2
 no_leftovers recover
 backup_ok p5 inc "push incremental after the kill"
-vs_assert_eq "$(field "$W/p5.json" base)" "$(jq -r .id "$W/p4.json")" "its base"
+vs_assert_eq "$(field "$W/p5.json" base)" "$(jq -r .id "$W/p4b.json")" "its base"
 
 vs_virtsnap verify --repo "$REPO"
 vs_log "backup-push: all checks passed"
