@@ -767,7 +767,8 @@ push_space_check(Run *run, DomJob *j)
         dom_fail(j, "backup: domain '%s': its push job would write about %" G_GUINT64_FORMAT " MiB "
                  "into %s, which has %" G_GUINT64_FORMAT " MiB free%s (a push job out of room fails "
                  "the guest's writes): give --push-dir a file system with room, or leave out "
-                 "--push (a pull-mode job needs no such room)", j->name, MiB_OF(need),
+                 "--push (a pull-mode job needs room only for what the guest overwrites while "
+                 "the copy runs)", j->name, MiB_OF(need),
                  where, avail / (1024 * 1024),
                  run->push_reserved ? " besides this run's other push jobs" : "");
         return;
