@@ -725,8 +725,29 @@ dir_free_bytes(const char *dir)
     return (uint64_t)st.f_bavail * st.f_frsize;
 }
 
-static const VsManifestDisk *base_disk(DomJob *j, DiskJob *d);
-static bool push_incremental(DomJob *j, DiskJob *d);
+/* The base backup's record of disk D, when D is read incrementally: the
+ * unchanged chunks come from there. */
+static const VsManifestDisk *
+base_disk(DomJob *j, DiskJob *d)
+{
+    VsManifestDomain *md;
+
+    if (!j->incremental || !d->bitmap || !j->base)
+        return NULL;
+    md = manifest_domain_of(j->base, j);
+    return md ? vs_manifest_find_disk(md, d->target) : NULL;
+}
+
+/* Whether the push job writes only D's changes: a push target has no bytes
+ * for the rest, so that needs the base's chunks on the same grid (the disk
+ * not resized since; its size unknown counts as resized). */
+static bool
+push_incremental(DomJob *j, DiskJob *d)
+{
+    const VsManifestDisk *prev = base_disk(j, d);
+
+    return prev && d->capacity && prev->virtual_size == d->capacity;
+}
 
 /* A push job that runs out of room does more than fail: QEMU's
  * copy-before-write filter then fails the guest's own writes to clusters not
@@ -1054,30 +1075,6 @@ undo:
         if (own_scratch(j, d))
             unlink(d->scratch);
     }
-}
-
-/* The base backup's record of disk D, when D is read incrementally: the
- * unchanged chunks come from there. */
-static const VsManifestDisk *
-base_disk(DomJob *j, DiskJob *d)
-{
-    VsManifestDomain *md;
-
-    if (!j->incremental || !d->bitmap || !j->base)
-        return NULL;
-    md = manifest_domain_of(j->base, j);
-    return md ? vs_manifest_find_disk(md, d->target) : NULL;
-}
-
-/* Whether the push job writes only D's changes: a push target has no bytes
- * for the rest, so that needs the base's chunks on the same grid (the disk
- * not resized since; its size unknown counts as resized). */
-static bool
-push_incremental(DomJob *j, DiskJob *d)
-{
-    const VsManifestDisk *prev = base_disk(j, d);
-
-    return prev && d->capacity && prev->virtual_size == d->capacity;
 }
 
 /* QEMU runs in a mount namespace of its own: a file system mounted on the
