@@ -28,16 +28,43 @@
 /* The start of the <description> of a full backup's checkpoint. */
 #define FULL_DESCRIPTION "virtsnap full backup"
 
+static bool
+tag_valid(const char *s)
+{
+    if (strlen(s) != 8)
+        return false;
+    for (int i = 0; i < 8; i++)
+        if (!g_ascii_isxdigit(s[i]))
+            return false;
+    return true;
+}
+
 char *
 vs_repo_tag(const char *repo_path)
 {
-    g_autofree char *real = realpath(repo_path, NULL);
-    g_autofree char *sum = g_compute_checksum_for_string(G_CHECKSUM_SHA256,
-                                                          real ? real : repo_path, -1);
+    g_autofree char *file = g_build_filename(repo_path, "checkpoints", "tag", NULL);
+    g_autofree char *dir = g_path_get_dirname(file);
+    g_autofree char *kept = NULL;
+    g_autofree char *real = NULL, *sum = NULL;
+    char *tag;
 
+    /* The tag is kept in the repository once it has one: derived from the
+     * path alone, moving the repository (another mount point) would break its
+     * chain into a full backup and leave its checkpoints, no longer its own,
+     * on the domains for good. */
+    if (g_file_get_contents(file, &kept, NULL, NULL) && tag_valid(g_strstrip(kept)))
+        return g_steal_pointer(&kept);
+    real = realpath(repo_path, NULL);
+    sum = g_compute_checksum_for_string(G_CHECKSUM_SHA256, real ? real : repo_path, -1);
     /* Eight hex digits: short enough for names, and two repositories of one
-     * domain colliding (1 in 4e9) would only cost a full backup. */
-    return g_strndup(sum, 8);
+     * domain colliding (1 in 4e9) would only cost a full backup. A repository
+     * that cannot be written keeps deriving it. */
+    tag = g_strndup(sum, 8);
+    if (g_mkdir_with_parents(dir, 0755) == 0) {
+        g_autofree char *line = g_strdup_printf("%s\n", tag);
+        (void)g_file_set_contents(file, line, -1, NULL);
+    }
+    return tag;
 }
 
 char *

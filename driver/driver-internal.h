@@ -88,7 +88,8 @@ char *vs_domain_disk_source(virDomainPtr dom, const char *disk, bool inactive, G
 /* ------------------------------------------------------------------------- */
 /* Checkpoints and pull-mode backup jobs (checkpoint.c)                        */
 
-/* Eight hex digits naming REPO_PATH's chain of checkpoints (from its real path). */
+/* Eight hex digits naming REPO_PATH's chain of checkpoints: kept in
+ * REPO_PATH/checkpoints/tag, made from its real path the first time. */
 char *vs_repo_tag(const char *repo_path);
 /* "virtsnap-TAG-BACKUPID": the checkpoint taken at the instant of that backup. */
 char *vs_checkpoint_name(const char *tag, const char *backup_id);

@@ -11,7 +11,8 @@
 # whose chain leaves the first one's alone), a checkpoint deleted by hand, the VM
 # restarted (cleanly, and after QEMU was killed: bitmaps inconsistent), the image replaced
 # while it was off (bitmaps missing), virtsnap killed
-# while the job runs (recover ends it), the NBD export unreachable. A raw second disk
+# while the job runs (recover ends it), the NBD export unreachable, the repository moved to
+# another path (the chain goes on). A raw second disk
 # cannot hold a bitmap: it is read whole every time, says so, and exports as it is.
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
@@ -266,6 +267,17 @@ vs_assert_eq "$(field "$W/rel2.json" ok)" true "overlay backup with a relative -
 vs_assert_eq "$(vda_src)" "$VDA" \
   "vda after the overlay backup with relative paths"
 vs_assert_eq "$(ls "$W/rel/ovl" | wc -l)" 0 "relative paths: overlays left"
+
+# --- the repository moved to another path: its chain goes on -----------------------------
+# (Its checkpoints are named after a tag kept in it: derived from the path, moving it broke
+# the chain and left its checkpoints on the domain for good.)
+mv "$REPO" "$W/moved"
+REPO=$W/moved
+backup_ok b13 inc "incremental after the repository moved"
+vs_assert_eq "$(field "$W/b13.json" base)" "$(jq -r .id "$W/b12.json")" "its base"
+vs_assert_eq "$(checkpoints)" "$(cps "$(field "$W/b9r.json" checkpoint)" "$(field "$W/b13.json" checkpoint)" \
+  "$(field "$W/r2.json" checkpoint)" "$(field "$W/rel.json" checkpoint)")" \
+  "the moved repository pruned its own older checkpoints, and only those"
 
 vs_virtsnap verify --repo "$REPO"
 vs_log "backup-incremental: all checks passed"
