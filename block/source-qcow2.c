@@ -82,6 +82,16 @@ read_exact(VsSource *src, void *buf, size_t len, uint64_t offset, const char *wh
     return true;
 }
 
+/* The end of the guest range that the L1 entry covering OFFSET maps (an L2
+ * table's worth), or the disk's end. */
+static uint64_t
+l2_range_end(const Qcow2Source *q, uint64_t offset)
+{
+    uint64_t span = 1ull << (2 * q->cluster_bits - 3);
+
+    return MIN((offset / span + 1) * span, q->size);
+}
+
 /* What the cluster at guest OFFSET is, and for data its file offset. */
 static bool
 lookup(VsSource *src, uint64_t offset, ClusterKind *kind, uint64_t *host, GError **error)
@@ -160,6 +170,14 @@ q_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GError *
             return false;
         run_end = MIN((at / cs + 1) * cs, end);
         while (run_end < end) {
+            uint64_t l1i = (run_end >> q->cluster_bits) >> (q->cluster_bits - 3);
+
+            /* No L2 table: its whole range is unallocated, at one step, so
+             * that an empty terabyte costs a few thousand steps, not millions. */
+            if (kind == CL_UNALLOCATED && (l1i >= q->l1_size || !(q->l1[l1i] & L1E_OFFSET_MASK))) {
+                run_end = MIN(l2_range_end(q, run_end), end);
+                continue;
+            }
             if (!lookup(src, run_end, &next, &host, error))
                 return false;
             if (next != kind)

@@ -760,6 +760,28 @@ test_push_target(void)
     g_clear_error(&err);
     g_assert_null(vs_source_open_push_target(tmp("push-none.qcow2"), false, &err));
     g_assert_error(err, VS_ERROR, VS_ERROR_NOT_FOUND);
+    g_clear_error(&err);
+
+    /* An empty terabyte with one cluster written near its end: a few extents,
+     * at once, and nothing but that cluster read. */
+    run("qemu-img create -q -f qcow2 %s 1T", ftarget);
+    run("qemu-io -f qcow2 -c 'write -q -P 0x12 1023G 64k' %s", ftarget);
+    src = vs_source_open_push_target(ftarget, true, &err);
+    g_assert_no_error(err);
+    g_array_set_size(ext, 0);
+    g_assert_true(vs_source_extents(src, 0, vs_source_size(src), ext, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(ext->len, ==, 3);
+    g_assert_true(g_array_index(ext, VsExtent, 0).unchanged);
+    g_assert_cmpuint(g_array_index(ext, VsExtent, 0).length, ==, 1023 * 1024 * MiB);
+    g_assert_false(g_array_index(ext, VsExtent, 1).unchanged);
+    g_assert_false(g_array_index(ext, VsExtent, 1).zero);
+    g_assert_cmpuint(g_array_index(ext, VsExtent, 1).length, ==, 64 * 1024);
+    g_assert_true(g_array_index(ext, VsExtent, 2).unchanged);
+    g_assert_true(vs_source_pread(src, buf, sizeof buf, 1023 * 1024 * MiB, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(buf[0], ==, 0x12);
+    g_clear_pointer(&src, vs_source_close);
     disk_clear(&full);
     disk_clear(&inc);
     disk_clear(&ffull);
