@@ -568,6 +568,12 @@ load_job_xml(Run *run, GError **error)
             return false;
         if (!(run->job_xml = vs_backup_def_parse_string(text, o->backup_xml_path, error)))
             return false;
+        if (run->push && run->job_xml->mode == VS_BACKUP_MODE_PULL) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "backup: --backup-xml %s asks for a pull-mode job (mode='pull'), --push "
+                        "for a push-mode one: leave one of them out", o->backup_xml_path);
+            return false;
+        }
         run->push = run->push || run->job_xml->mode == VS_BACKUP_MODE_PUSH;
         for (guint i = 0; i < run->job_xml->disks->len; i++) {
             const VsBackupDiskDef *d = run->job_xml->disks->pdata[i];

@@ -72,6 +72,11 @@ if out=$(vs_virtsnap backup --repo "$REPO" --init --state-dir "$STATE" --push-di
   vs_fail "a missing --push-dir was accepted"
 fi
 vs_assert_contains "$out" "--push-dir $W/nope: no such directory" "a missing --push-dir"
+echo "<domainbackup mode='pull'><server transport='unix' socket='/run/x.sock'/><disks><disk name='vda'/></disks></domainbackup>" > "$W/pull.xml"
+if out=$(vs_virtsnap backup --repo "$REPO" --init --state-dir "$STATE" --push --backup-xml "$W/pull.xml" "$D" 2>&1); then
+  vs_fail "--push with a pull-mode --backup-xml was accepted"
+fi
+vs_assert_contains "$out" "asks for a pull-mode job (mode='pull'), --push for a push-mode one" "--push with a pull XML"
 vs_assert_eq "$(virsh checkpoint-list "$D" --name | sed '/^$/d' | wc -l)" 0 "checkpoints after refused runs"
 
 # --- full, then ~5% written, then incremental -----------------------------------------
