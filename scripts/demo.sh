@@ -2,8 +2,10 @@
 # scripts/demo.sh -- see virtsnap work on a fresh Debian 12 machine in one command: install
 # what is missing, build, boot a throwaway VM (the tiny test guest of tests/guest/, which
 # keeps writing checksummed records to its data disk), run `virtsnap discover` on it, back
-# it up while it keeps writing (frozen for milliseconds, never suspended), verify the
-# backup, export its disk and prove the copy consistent (fsck clean, every record valid).
+# it up while it keeps writing (frozen for milliseconds, never suspended), then through
+# libvirt's backup job (a checkpoint, then an incremental, pull and push mode), verify the
+# backups, export the newest disk and prove the copy consistent (fsck clean, every record
+# valid).
 # The VM is transient and is destroyed, and its files removed, when the script ends,
 # however it ends. Needs root (qemu:///system).
 #
@@ -17,7 +19,7 @@ DIR=${VS_DEMO_DIR:-/var/tmp/virtsnap-demo}
 export LIBVIRT_DEFAULT_URI=qemu:///system
 
 n=0
-step() { n=$((n + 1)); echo; echo "==> [$n/11] $*"; }
+step() { n=$((n + 1)); echo; echo "==> [$n/13] $*"; }
 die() { echo "demo: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root: it installs packages and uses qemu:///system"
 
@@ -86,6 +88,18 @@ virsh domblklist "$DOM"
 
 step "a second backup stores only what changed"
 "$VIRTSNAP" backup --repo "$REPO" --state-dir "$DIR/state" "$DOM"
+
+step "virtsnap backup --mode=begin: libvirt's backup job and a checkpoint; the next one reads only what changed"
+echo "\$ $B/tools/virtsnap backup --repo $REPO --state-dir $DIR/state --mode=begin $DOM"
+"$VIRTSNAP" backup --repo "$REPO" --state-dir "$DIR/state" --mode=begin "$DOM"
+sleep 1   # the guest's writer keeps writing
+"$VIRTSNAP" backup --repo "$REPO" --state-dir "$DIR/state" --mode=begin "$DOM"
+echo "its checkpoints:"
+virsh checkpoint-list "$DOM" --name | sed '/^$/d'
+
+step "the same as a push-mode job: QEMU writes the changed clusters into a qcow2 that virtsnap reads, then removes"
+echo "\$ $B/tools/virtsnap backup --repo $REPO --state-dir $DIR/state --push $DOM"
+"$VIRTSNAP" backup --repo "$REPO" --state-dir "$DIR/state" --push "$DOM"
 "$VIRTSNAP" list --repo "$REPO"
 
 step "virtsnap verify: re-read and re-hash every chunk"
