@@ -34,11 +34,10 @@ typedef struct {
     uint64_t lo, hi;        /* the span to read; the rest of the chunk is zeros */
     uint64_t to_read;       /* bytes the source is asked for */
     /* A delta source's chunk with unchanged and changed parts: BASE (the
-     * previous backup's chunk; zeros when BASE_ZERO) under PIECES (VsExtent:
-     * the changed ranges, read or zeroed), instead of [lo, hi). */
+     * previous manifest's entry; NULL: zeros) under PIECES (VsExtent: the
+     * changed ranges, read or zeroed), instead of [lo, hi). */
     bool patch;
-    bool base_zero;
-    VsDigest base;
+    const VsChunkRef *base;
     GArray *pieces;
     char *buf;              /* chunk_size bytes, allocated on first use */
     bool done;              /* the worker has finished with it (under Engine.lock) */
@@ -142,11 +141,11 @@ worker(gpointer data, gpointer user_data)
 static bool
 read_patch(Engine *eng, VsSource *src, Slot *slot, GError **error)
 {
-    if (slot->base_zero) {
+    if (!slot->base) {
         memset(slot->buf, 0, slot->length);
     } else {
         size_t n = 0;
-        g_autofree char *data = vs_repo_get_chunk(eng->repo, &slot->base, &n, error);
+        g_autofree char *data = vs_repo_get_chunk(eng->repo, &slot->base->digest, &n, error);
 
         if (!data) {
             vs_error_prefix(error, "copy: %s: the previous backup's chunk at offset %"
@@ -417,14 +416,9 @@ run(Engine *eng, const VsCopyOptions *opts, GArray *chunks,
                 return false;
             }
             slot->stored = 0;
-            if (slot->patch) {
-                const VsChunkRef *prev = previous_chunk(eng, slot->offset);
-                slot->base_zero = prev == NULL;
-                if (prev)
-                    slot->base = prev->digest;
-            }
+            slot->base = slot->patch || reuse ? previous_chunk(eng, slot->offset) : NULL;
             if (reuse) {
-                const VsChunkRef *prev = previous_chunk(eng, slot->offset);
+                const VsChunkRef *prev = slot->base;
                 /* Born done, in order: retire lists it after every earlier chunk. */
                 slot->zero = prev == NULL;
                 if (prev)

@@ -92,18 +92,26 @@ l2_range_end(const Qcow2Source *q, uint64_t offset)
     return MIN((offset / span + 1) * span, q->size);
 }
 
+/* The file offset of the L2 table that maps guest OFFSET; 0: none (the
+ * whole range it would map is unallocated). */
+static uint64_t
+l2_table_of(const Qcow2Source *q, uint64_t offset)
+{
+    uint64_t l1i = (offset >> q->cluster_bits) >> (q->cluster_bits - 3);
+
+    return l1i < q->l1_size ? q->l1[l1i] & L1E_OFFSET_MASK : 0;
+}
+
 /* What the cluster at guest OFFSET is, and for data its file offset. */
 static bool
 lookup(VsSource *src, uint64_t offset, ClusterKind *kind, uint64_t *host, GError **error)
 {
     Qcow2Source *q = src->priv;
     uint64_t cluster = offset >> q->cluster_bits;
-    unsigned l2_bits = q->cluster_bits - 3;
-    uint64_t l1i = cluster >> l2_bits, l2i = cluster & ((1ull << l2_bits) - 1);
-    uint64_t l2_off, e;
+    uint64_t l2i = cluster & ((1ull << (q->cluster_bits - 3)) - 1);
+    uint64_t l2_off = l2_table_of(q, offset), e;
 
     *host = 0;
-    l2_off = l1i < q->l1_size ? q->l1[l1i] & L1E_OFFSET_MASK : 0;
     if (!l2_off) {
         *kind = CL_UNALLOCATED;
         return true;
@@ -170,11 +178,9 @@ q_extents(VsSource *src, uint64_t offset, uint64_t length, GArray *out, GError *
             return false;
         run_end = MIN((at / cs + 1) * cs, end);
         while (run_end < end) {
-            uint64_t l1i = (run_end >> q->cluster_bits) >> (q->cluster_bits - 3);
-
             /* No L2 table: its whole range is unallocated, at one step, so
              * that an empty terabyte costs a few thousand steps, not millions. */
-            if (kind == CL_UNALLOCATED && (l1i >= q->l1_size || !(q->l1[l1i] & L1E_OFFSET_MASK))) {
+            if (kind == CL_UNALLOCATED && !l2_table_of(q, run_end)) {
                 run_end = MIN(l2_range_end(q, run_end), end);
                 continue;
             }
