@@ -55,7 +55,6 @@ typedef struct {
      * the job writes the disk into. */
     char *scratch;
     uint64_t capacity;       /* the disk's size as libvirt said before the job; 0: unknown */
-    uint64_t allocation;     /* ... and the bytes its image holds */
     char *read;              /* for the result: "changed", "full" or "full: why" */
 } DiskJob;
 
@@ -766,12 +765,14 @@ static void
 push_space_check(Run *run, DomJob *j)
 {
     g_autofree char *where = g_path_get_dirname(j->scratch_dir);
+    g_autoptr(VsCheckpointDef) since = j->incremental ? vs_checkpoint_with_sizes(j->dom, j->incremental)
+                                                      : NULL;
     uint64_t need = 0, avail;
 
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
+        const VsCheckpointDiskDef *changed = NULL;
         virDomainBlockInfo info;
-        uint64_t dirty = 0;
 
         if (virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0) {
             g_autoptr(GError) err = NULL;
@@ -781,12 +782,13 @@ push_space_check(Run *run, DomJob *j)
             return;
         }
         d->capacity = info.capacity;
-        d->allocation = info.allocation;
         j->push_need_full += info.allocation + PUSH_META_BYTES(info.capacity);
-        if (push_incremental(j, d) && vs_checkpoint_dirty_bytes(j->dom, j->incremental, d->target, &dirty))
-            need += dirty + PUSH_META_BYTES(info.capacity);
-        else
-            need += info.allocation + PUSH_META_BYTES(info.capacity);
+        for (guint k = 0; since && push_incremental(j, d) && k < since->disks->len; k++) {
+            const VsCheckpointDiskDef *cd = since->disks->pdata[k];
+            if (cd->checkpoint && cd->has_size && !g_strcmp0(cd->name, d->target))
+                changed = cd;
+        }
+        need += (changed ? changed->size : info.allocation) + PUSH_META_BYTES(info.capacity);
     }
     avail = dir_free_bytes(j->scratch_dir);
     avail -= MIN(avail, run->push_reserved);
@@ -1065,10 +1067,15 @@ precreate_scratch(DomJob *j)
         DiskJob *d = j->disks->pdata[i];
         virDomainBlockInfo info;
 
-        if (!own_scratch(j, d) || virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0)
+        if (!own_scratch(j, d))
             goto undo;
-        d->capacity = info.capacity;
-        if (!make_scratch(d->scratch, info.capacity, NULL))
+        /* A push job's disks were sized by push_space_check. */
+        if (!d->capacity) {
+            if (virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0)
+                goto undo;
+            d->capacity = info.capacity;
+        }
+        if (!make_scratch(d->scratch, d->capacity, NULL))
             goto undo;
     }
     j->reuse_scratch = j->disks->len > 0;
@@ -1134,14 +1141,18 @@ step_backup_begin(StepArg *a)
         /* A full job would not see the directory either. */
         if (push_dir_hint(j) || !j->incremental)
             return NULL;
-        if (j->push && j->push_need_full > dir_free_bytes(j->scratch_dir)) {
-            g_autofree char *where = g_path_get_dirname(j->scratch_dir);
-            g_prefix_error(&j->thread_error, "the incremental push job was refused, and a full one "
-                           "would write about %" G_GUINT64_FORMAT " MiB into %s, which has %"
-                           G_GUINT64_FORMAT " MiB free (give --push-dir a file system with room, "
-                           "or leave out --push): ", MiB_OF(j->push_need_full), where,
-                           dir_free_bytes(j->scratch_dir) / (1024 * 1024));
-            return NULL;
+        if (j->push) {
+            uint64_t avail = dir_free_bytes(j->scratch_dir);
+
+            if (j->push_need_full > avail) {
+                g_autofree char *where = g_path_get_dirname(j->scratch_dir);
+                g_prefix_error(&j->thread_error, "the incremental push job was refused, and a "
+                               "full one would write about %" G_GUINT64_FORMAT " MiB into %s, "
+                               "which has %" G_GUINT64_FORMAT " MiB free (give --push-dir a file "
+                               "system with room, or leave out --push): ",
+                               MiB_OF(j->push_need_full), where, avail / (1024 * 1024));
+                return NULL;
+            }
         }
         add_note(j, "full backup: %s", j->thread_error->message);
         g_clear_error(&j->thread_error);
@@ -1595,6 +1606,15 @@ open_reader(Run *run, DomJob *j, DiskJob *d, GError **error)
                                      d->path ? NULL : auth, error);
 }
 
+/* Why disk D of a begin job is read whole when it has no base to count from. */
+static const char *
+read_whole(const DiskJob *d)
+{
+    return d->bitmap ? "full"
+                     : "full: the image cannot hold a dirty bitmap (raw); unchanged chunks cost "
+                       "only their dedup";
+}
+
 /* The NBD export of disk D of J's pull-mode job: with the job's dirty bitmap
  * and the base's chunk list when the disk is read incrementally. */
 static VsSource *
@@ -1617,9 +1637,7 @@ open_job_export(DomJob *j, DiskJob *d, VsCopyOptions *copts, GError **error)
     copts->readers = 4;
     prev = base_disk(j, d);
     if (!prev) {
-        d->read = g_strdup(d->bitmap ? "full"
-                                     : "full: the image cannot hold a dirty bitmap (raw); "
-                                       "unchanged chunks cost only their dedup");
+        d->read = g_strdup(read_whole(d));
         return vs_source_open_nbd_uri(uri, error);
     }
     if (!(src = vs_source_open_nbd_bitmap(uri, bitmap, error)))
@@ -1648,10 +1666,7 @@ open_push_target(DomJob *j, DiskJob *d, VsCopyOptions *copts, GError **error)
         copts->previous = base_disk(j, d);
         d->read = g_strdup_printf("changed since %s", j->base->id);
     } else {
-        d->read = g_strdup(!d->bitmap ? "full: the image cannot hold a dirty bitmap (raw); "
-                                        "unchanged chunks cost only their dedup"
-                           : base_disk(j, d) ? "full: resized since the base backup"
-                           : "full");
+        d->read = g_strdup(base_disk(j, d) ? "full: resized since the base backup" : read_whole(d));
     }
     return src;
 }
@@ -1682,6 +1697,7 @@ copy_one(gpointer data, gpointer user)
     VsCopyOptions copts;
     const char *fault = g_getenv("VIRTSNAP_FAULT_COPY_AFTER");
     VsManifestDisk *m = g_new0(VsManifestDisk, 1);
+    bool pull = t->j->begin && !t->j->push;
 
     (void)user;
     m->target = g_strdup(d->target);
@@ -1696,7 +1712,7 @@ copy_one(gpointer data, gpointer user)
     if (t->j->push) {
         src = open_push_target(t->j, d, &copts, &err);
         d->data_path = "push";
-    } else if (t->j->begin) {
+    } else if (pull) {
         src = open_job_export(t->j, d, &copts, &err);
         d->data_path = "nbd";
     } else {
@@ -1715,16 +1731,14 @@ copy_one(gpointer data, gpointer user)
         }
     }
     /* A pull-mode job dies with its domain: say that rather than what the
-     * reader saw of it (a refused connection, a dropped read). */
-    if (t->j->push)
-        d->error = g_strdup_printf("copy: domain '%s' disk %s: %s", t->j->name, d->target,
-                                   err->message);
-    else if (t->j->begin && domain_went_away(t->j->dom))
+     * reader saw of it (a refused connection, a dropped read). A push job had
+     * ended before its files were read. */
+    if (pull && domain_went_away(t->j->dom))
         d->error = g_strdup_printf("copy: domain '%s' stopped during its backup (the backup job "
                                    "ended with it) while disk %s was read: no backup of it was "
                                    "written; back it up again once it runs (%s)", t->j->name,
                                    d->target, err->message);
-    else if (t->j->begin && !vs_backup_job_active(t->j->dom))
+    else if (pull && !vs_backup_job_active(t->j->dom))
         d->error = g_strdup_printf("copy: the backup job of domain '%s' ended under virtsnap (was "
                                    "it aborted?) while disk %s was read: no backup of it was "
                                    "written (%s)", t->j->name, d->target, err->message);
@@ -1734,25 +1748,21 @@ copy_one(gpointer data, gpointer user)
     manifest_disk_free(m);
 }
 
-/* A push job has written its files once it has ended by itself; jobs of
- * several domains run at once, so waiting for them in turn costs nothing. */
-typedef struct {
-    Run *run;
-    DomJob *j;
-} PushWait;
-
+/* A CopyTask of a whole push job (its D is NULL). */
 static void
 push_progress(uint64_t done, uint64_t total, void *opaque)
 {
-    PushWait *w = opaque;
-    progress(w->run, VS_BACKUP_PHASE_COPY, w->j->name, "push job", done, total);
+    CopyTask *t = opaque;
+    progress(t->run, VS_BACKUP_PHASE_COPY, t->j->name, "push job", done, total);
 }
 
+/* A push job has written its files once it has ended by itself; jobs of
+ * several domains run at once, so waiting for them in turn costs nothing. */
 static bool
 push_job_wait(Run *run, DomJob *j)
 {
     g_autoptr(GError) err = NULL;
-    PushWait w = { run, j };
+    CopyTask w = { run, j, NULL };
     bool ok;
 
     if (!j->job_started)

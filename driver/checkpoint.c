@@ -152,18 +152,29 @@ vs_backup_job_begin(virDomainPtr dom, const char *name, const char *incremental,
     return true;
 }
 
+/* Whether DOM runs a backup job, with the job's statistics in *PARAMS (the
+ * caller frees them with virTypedParamsFree, whatever this returns). */
+static bool
+backup_job_stats(virDomainPtr dom, virTypedParameterPtr *params, int *nparams)
+{
+    int type = VIR_DOMAIN_JOB_NONE, op = 0;
+
+    *params = NULL;
+    *nparams = 0;
+    if (virDomainGetJobStats(dom, &type, params, nparams, 0) < 0)
+        return false;
+    return type != VIR_DOMAIN_JOB_NONE &&
+           virTypedParamsGetInt(*params, *nparams, VIR_DOMAIN_JOB_OPERATION, &op) == 1 &&
+           op == VIR_DOMAIN_JOB_OPERATION_BACKUP;
+}
+
 bool
 vs_backup_job_active(virDomainPtr dom)
 {
-    virTypedParameterPtr params = NULL;
-    int nparams = 0, type = VIR_DOMAIN_JOB_NONE, op = 0;
-    bool backup;
+    virTypedParameterPtr params;
+    int nparams;
+    bool backup = backup_job_stats(dom, &params, &nparams);
 
-    if (virDomainGetJobStats(dom, &type, &params, &nparams, 0) < 0)
-        return false;
-    backup = type != VIR_DOMAIN_JOB_NONE &&
-             virTypedParamsGetInt(params, nparams, VIR_DOMAIN_JOB_OPERATION, &op) == 1 &&
-             op == VIR_DOMAIN_JOB_OPERATION_BACKUP;
     virTypedParamsFree(params, nparams);
     return backup;
 }
@@ -211,16 +222,17 @@ on_job_completed(virConnectPtr conn, virDomainPtr dom, virTypedParameterPtr para
     g_mutex_unlock(&w->lock);
 }
 
-/* Waits while DOM runs a backup job: until DEADLINE (monotonic µs; 0: none),
- * or, with STOP_IF_INACTIVE, until the domain stops. False when the deadline
- * passed or the domain stopped with the job still there or just gone. libvirt
+/* Waits while DOM runs a backup job: until DEADLINE (monotonic µs; 0: none)
+ * or until the domain stops, handing TICK (may be NULL) the job's statistics
+ * at each look. False when the deadline passed (*STOPPED false) or the domain
+ * stopped (*STOPPED true), the job with it. libvirt
  * says when a job ends with the job-completed event, rather than a poll adding
  * up to its interval to every backup; a slow poll stays in case the event
  * never comes (or came before we listened). libvirt frees the waiter once the
  * callback is deregistered, never while it may still run. */
 static bool
-wait_job_gone(virDomainPtr dom, int64_t deadline, void (*tick)(virDomainPtr, void *), void *opaque,
-              bool *stopped)
+wait_job_gone(virDomainPtr dom, int64_t deadline,
+              void (*tick)(virTypedParameterPtr, int, void *), void *opaque, bool *stopped)
 {
     JobWaiter *w = g_new0(JobWaiter, 1);
     int cb;
@@ -235,18 +247,24 @@ wait_job_gone(virDomainPtr dom, int64_t deadline, void (*tick)(virDomainPtr, voi
                                           job_waiter_free);
     if (cb < 0)
         job_waiter_free(w);
-    while (vs_backup_job_active(dom)) {
+    for (;;) {
         int64_t now = g_get_monotonic_time();
         int64_t until = now + 250 * G_TIME_SPAN_MILLISECOND;
+        virTypedParameterPtr params;
+        int nparams;
+        bool running = backup_job_stats(dom, &params, &nparams);
 
+        if (running && tick)
+            tick(params, nparams, opaque);
+        virTypedParamsFree(params, nparams);
+        if (!running)
+            break;
         if (deadline && now > deadline) {
             ok = false;
             break;
         }
         if (deadline)
             until = MIN(until, deadline);
-        if (tick)
-            tick(dom, opaque);
         if (cb < 0) {
             g_usleep(50 * 1000);
             continue;
@@ -291,19 +309,14 @@ typedef struct {
 
 /* How far the job has written, as libvirt counts it (bytes of all its disks). */
 static void
-push_tick(virDomainPtr dom, void *opaque)
+push_tick(virTypedParameterPtr params, int nparams, void *opaque)
 {
     PushTick *t = opaque;
-    virTypedParameterPtr params = NULL;
-    int nparams = 0, type = VIR_DOMAIN_JOB_NONE;
     unsigned long long done = 0, total = 0;
 
-    if (virDomainGetJobStats(dom, &type, &params, &nparams, 0) < 0)
-        return;
     if (virTypedParamsGetULLong(params, nparams, VIR_DOMAIN_JOB_DATA_PROCESSED, &done) == 1 &&
         virTypedParamsGetULLong(params, nparams, VIR_DOMAIN_JOB_DATA_TOTAL, &total) == 1 && total)
         t->progress(done, total, t->opaque);
-    virTypedParamsFree(params, nparams);
 }
 
 bool
@@ -403,26 +416,17 @@ vs_checkpoint_chain_full(virDomainPtr dom, const char *tag)
     return best;
 }
 
-bool
-vs_checkpoint_dirty_bytes(virDomainPtr dom, const char *name, const char *target, uint64_t *bytes)
+VsCheckpointDef *
+vs_checkpoint_with_sizes(virDomainPtr dom, const char *name)
 {
     virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
     g_autofree char *xml = cp ? virDomainCheckpointGetXMLDesc(cp, VIR_DOMAIN_CHECKPOINT_XML_SIZE |
                                                                   VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN)
                               : NULL;
-    g_autoptr(VsCheckpointDef) def = xml ? vs_checkpoint_def_parse_string(xml, name, NULL) : NULL;
-    bool found = false;
 
     if (cp)
         virDomainCheckpointFree(cp);
-    for (guint i = 0; def && i < def->disks->len && !found; i++) {
-        const VsCheckpointDiskDef *d = def->disks->pdata[i];
-        if (d->checkpoint && d->has_size && !g_strcmp0(d->name, target)) {
-            *bytes = d->size;
-            found = true;
-        }
-    }
-    return found;
+    return xml ? vs_checkpoint_def_parse_string(xml, name, NULL) : NULL;
 }
 
 char *

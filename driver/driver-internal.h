@@ -10,6 +10,7 @@
 #include "vs-driver.h"
 #include "vs-backup.h"
 #include "vs-source.h"
+#include "vs-xml.h"
 
 /* ------------------------------------------------------------------------- */
 /* State directory                                                           */
@@ -136,11 +137,10 @@ bool vs_checkpoint_save(virDomainPtr dom, const char *name, const char *repo_pat
                         const char *uuid, GError **error);
 bool vs_checkpoint_redefine(virDomainPtr dom, const char *name, const char *repo_path,
                             const char *tag, const char *uuid, char **why);
-/* The bytes of disk TARGET written since checkpoint NAME, as libvirt
- * estimates them from the bitmaps (VIR_DOMAIN_CHECKPOINT_XML_SIZE); false when
- * libvirt does not say (no such checkpoint, no bitmap for that disk). */
-bool vs_checkpoint_dirty_bytes(virDomainPtr dom, const char *name, const char *target,
-                               uint64_t *bytes);
+/* Checkpoint NAME as libvirt describes it with the bytes written since it,
+ * per disk, estimated from the bitmaps (VsCheckpointDiskDef.size, from
+ * VIR_DOMAIN_CHECKPOINT_XML_SIZE); NULL when libvirt does not say. */
+VsCheckpointDef *vs_checkpoint_with_sizes(virDomainPtr dom, const char *name);
 /* Whether DOM runs a backup job (ours or not). */
 bool vs_backup_job_active(virDomainPtr dom);
 /* Ends DOM's backup job, if it has one (virDomainAbortJob), and waits until
