@@ -175,19 +175,19 @@ pinc = med("virtsnap-push-inc", 0)
 PH = ("prepare (repository, discovery, base)", "freeze (guardian, freeze, backup job begin, thaw)",
       "copy (NBD reads or, push, the wait for the job and the file's reads; hash, compress, store)", "end (job abort)",
       "manifest (commit while the job is torn down, checkpoint upkeep)")
+phase_meds = {}
 for name, label in (("virtsnap-inc", "incremental"), ("virtsnap-push-inc", "push incremental"),
                     ("virtsnap-full", "full")):
     ph = [r[4] for r in rows[name] if r[4]]
     if not ph:
         continue
-    meds = [st.median(p[i] for p in ph) for i in range(len(PH))]
+    meds = phase_meds[name] = [st.median(p[i] for p in ph) for i in range(len(PH))]
     outside = st.median(r[0] * 1000 - sum(r[4]) for r in rows[name] if r[4])
     lines += ["", "Where virtsnap's %s time goes (median ms of `phases_ms` in its JSON; the rest is the "
               "process: start, libvirt connection, exit): %s; outside them %.0f." %
               (label, "; ".join("%s %.0f" % (PH[i], meds[i]) for i in range(len(PH))), outside)]
 frac = med("virtsnap-inc", 2) / med("virtsnap-full", 2)
-inc_ph = [r[4] for r in rows["virtsnap-inc"] if r[4]]
-inc_copy = st.median(p[2] for p in inc_ph) / 1000 if inc_ph else None
+inc_copy = phase_meds["virtsnap-inc"][2] / 1000 if "virtsnap-inc" in phase_meds else None
 lines += ["", "The change is %.1f%% of the data the full backup reads (its read MB; the disk is %s, sparse)." %
           (100 * frac, E["DISK_SIZE"])]
 if inc_copy is not None:
