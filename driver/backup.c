@@ -60,6 +60,7 @@ typedef struct {
 
 typedef struct {
     virDomainPtr dom;
+    guint gen;               /* the connection generation DOM belongs to (VsLink) */
     char *name;
     char *uuid;
     bool active;             /* running or paused: needs an overlay */
@@ -69,8 +70,12 @@ typedef struct {
     bool reuse_ext;          /* overlays made before the freeze: snapshot reuses them */
     bool reuse_scratch;      /* scratch images made before the freeze: the job reuses them */
     bool thaw_failed;
+    /* Something of this run stays for `virtsnap recover`: a file a guest may
+     * still use, a freeze not known to be over. The journal is kept. */
+    bool left;
     int lock_fd;
-    char *xml;
+    char *xml;               /* the definition kept in the manifest */
+    char *live_xml;          /* what the domain runs now: its disks are the snapshot's */
     GPtrArray *disks;        /* DiskJob* */
     int64_t freeze_start, freeze_end;     /* monotonic ms */
     int64_t frozen_at, thawed_at;         /* unix ms, for the group's point in time */
@@ -95,7 +100,8 @@ typedef struct {
 } DomJob;
 
 typedef struct {
-    virConnectPtr conn;
+    virConnectPtr conn;      /* the caller's; libvirt calls go through LINK */
+    VsLink *link;
     const VsBackupOptions *opts;
     VsRepo *repo;
     char *repo_tag;          /* names this repository's checkpoints */
@@ -109,6 +115,7 @@ typedef struct {
     VsGuardian *guardian;    /* started early, armed at the freeze (see guardian_early) */
     bool push;               /* --push, --push-dir or a push-mode --backup-xml */
     uint64_t push_reserved;  /* bytes the push jobs prepared so far will write */
+    uint64_t pull_reserved;  /* scratch room the pull jobs prepared so far asked for */
 } Run;
 
 /* The index of S in NAMES (NULL-terminated) into *OUT, or false. */
@@ -225,7 +232,7 @@ dom_job_free(DomJob *j)
     if (j->dom)
         virDomainFree(j->dom);
     vs_domain_unlock(j->lock_fd);
-    g_free(j->name); g_free(j->uuid); g_free(j->xml);
+    g_free(j->name); g_free(j->uuid); g_free(j->xml); g_free(j->live_xml);
     g_free(j->consistency); g_free(j->note); g_free(j->error);
     g_clear_error(&j->thread_error);
     g_ptr_array_unref(j->disks);
@@ -289,6 +296,20 @@ dom_fail(DomJob *j, const char *fmt, ...)
     va_start(ap, fmt);
     j->error = g_strdup_vprintf(fmt, ap);
     va_end(ap);
+}
+
+/* J->dom on a live connection: reopened (libvirtd restarted) and looked up
+ * again when needed. WHAT names the step for the error. */
+static bool
+dom_revive(Run *run, DomJob *j, const char *what, GError **error)
+{
+    if (!vs_link_revive(run->link, what, error))
+        return false;
+    if (!vs_link_domain(run->link, j->uuid, &j->dom, &j->gen, error)) {
+        vs_error_prefix(error, "%s: domain '%s'", what, j->name);
+        return false;
+    }
+    return true;
 }
 
 static void
@@ -807,6 +828,48 @@ push_space_check(Run *run, DomJob *j)
 
 /* --mode=begin (or auto, for a domain with a qcow2 disk): a pull-mode job
  * replaces the overlays. Disks whose image cannot hold a bitmap are read whole. */
+/* The least room a pull job's scratch files get: what the guest overwrites
+ * while the copy runs cannot be known beforehand, but a file system with less
+ * than this fills at once, and QEMU then pauses the guest (or fails its
+ * writes). 32 MiB and 1/256 of the disks' size. */
+#define PULL_SCRATCH_FLOOR(capacity) (((uint64_t)32 << 20) + (capacity) / 256)
+
+static void
+pull_space_check(Run *run, DomJob *j)
+{
+    g_autofree char *where = g_path_get_dirname(j->scratch_dir);
+    uint64_t capacity = 0, need, avail;
+
+    for (guint i = 0; i < j->disks->len; i++) {
+        DiskJob *d = j->disks->pdata[i];
+        virDomainBlockInfo info;
+
+        if (virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0) {
+            g_autoptr(GError) err = NULL;
+            vs_set_libvirt_error(&err, VS_ERROR_LIBVIRT, "domblkinfo %s", d->target);
+            dom_fail(j, "backup: domain '%s': cannot tell the size of its disks: %s", j->name,
+                     err->message);
+            return;
+        }
+        d->capacity = info.capacity;
+        capacity += info.capacity;
+    }
+    need = PULL_SCRATCH_FLOOR(capacity);
+    avail = dir_free_bytes(j->scratch_dir);
+    avail -= MIN(avail, run->pull_reserved);
+    if (need > avail) {
+        dom_fail(j, "backup: domain '%s': the scratch files of its backup job go to %s, which "
+                 "has %" G_GUINT64_FORMAT " MiB free%s; virtsnap wants at least %" G_GUINT64_FORMAT
+                 " MiB there (32 MiB and 1/256 of the disks' size), and more if the guest writes "
+                 "much while the copy runs (out of room, QEMU pauses the guest): give --state-dir "
+                 "a file system with room, or use --mode=overlay", j->name, where,
+                 avail / (1024 * 1024), run->pull_reserved ? " besides this run's other jobs" : "",
+                 MiB_OF(need));
+        return;
+    }
+    run->pull_reserved += need;
+}
+
 static void
 prepare_begin(Run *run, DomJob *j, const VsDomainDef *def)
 {
@@ -869,6 +932,45 @@ prepare_begin(Run *run, DomJob *j, const VsDomainDef *def)
         choose_base(run, j);
     if (j->push && !j->error)
         push_space_check(run, j);
+    else if (!j->error)
+        pull_space_check(run, j);
+}
+
+static bool
+is_our_overlay(const char *path)
+{
+    g_autofree char *base = path ? g_path_get_basename(path) : NULL;
+
+    return base && strstr(base, ".virtsnap-") && g_str_has_suffix(base, ".qcow2");
+}
+
+/* The journal's leftovers on these domains were recovered before this: an
+ * overlay of ours still in a live chain belongs to a run this state directory
+ * does not know (another --state-dir), or one recover could not commit.
+ * Another overlay on top of it would bury it. */
+static bool
+foreign_overlays(DomJob *j, const VsDiscoveredDomain *disc)
+{
+    for (guint i = 0; i < disc->disks->len; i++) {
+        const VsDiscoveredDisk *d = disc->disks->pdata[i];
+        const char *found = is_our_overlay(d->path) ? d->path : NULL;
+
+        for (guint k = 0; !found && d->chain && k < d->chain->len; k++) {
+            const VsChainElem *e = d->chain->pdata[k];
+            if (is_our_overlay(e->path))
+                found = e->path;
+        }
+        if (found) {
+            dom_fail(j, "backup: domain '%s' disk %s runs on %s, an overlay of a virtsnap run "
+                     "that this state directory's journal does not name (a run with another "
+                     "--state-dir, or one `virtsnap recover` could not finish): run `virtsnap "
+                     "recover` with that run's --state-dir, or commit it by hand (virsh "
+                     "blockcommit %s %s --active --pivot), then back the domain up again",
+                     j->name, d->target, found, j->name, d->target);
+            return false;
+        }
+    }
+    return true;
 }
 
 static DomJob *
@@ -906,7 +1008,8 @@ prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
             return j;
         }
     }
-    if (!prepare_disks(run, j, disc, def))
+    j->live_xml = g_strdup(disc->xml);
+    if (!foreign_overlays(j, disc) || !prepare_disks(run, j, disc, def))
         return j;
     if (j->disks->len == 0) {
         dom_fail(j, "domain '%s' has no disk that can be backed up", j->name);
@@ -1197,8 +1300,9 @@ step_snapshot(gpointer data)
         flags |= VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT;
     snap = vs_snapshot_def_new(name);
     snap->memory = VS_SNAPSHOT_LOCATION_NO;
-    /* Every disk must be named: one left out would get libvirt's default. */
-    def = vs_domain_def_parse_string(j->xml, j->name, NULL);
+    /* Every disk the domain runs with must be named (a hot-plugged one is not
+     * in its definition): one left out would get libvirt's default overlay. */
+    def = vs_domain_def_parse_string(j->live_xml, j->name, NULL);
     for (guint i = 0; def && i < def->disks->len; i++) {
         const VsDiskDef *dd = def->disks->pdata[i];
         DiskJob *job = NULL;
@@ -1235,8 +1339,20 @@ step_thaw(gpointer data)
     StepArg *a = data;
     DomJob *j = a->j;
     g_autoptr(GError) err = NULL;
+    bool ok = vs_agent_thaw(j->dom, a->run->opts->agent_timeout, &err);
 
-    if (!vs_agent_thaw(j->dom, a->run->opts->agent_timeout, &err)) {
+    /* libvirtd restarted while the guest was frozen: thaw over a new connection. */
+    if (!ok && !vs_link_alive(a->run->link)) {
+        g_autoptr(GError) rerr = NULL;
+
+        if (dom_revive(a->run, j, "thaw", &rerr)) {
+            g_clear_error(&err);
+            ok = vs_agent_thaw(j->dom, a->run->opts->agent_timeout, &err);
+        } else {
+            g_prefix_error(&err, "%s; ", rerr->message);
+        }
+    }
+    if (!ok) {
         j->thaw_failed = true;
         /* A guest whose freeze failed too is most likely not frozen at all (a
          * hung agent): the guardian tries once more; the data is fine either way. */
@@ -1262,20 +1378,71 @@ any_overlay(DomJob *j)
     return false;
 }
 
-/* Removes overlay files that exist but no domain uses: left by a snapshot that
- * failed (libvirt's atomic snapshot undoes itself, not always its files). */
-static void
-drop_unused_overlays(DomJob *j)
+/* Removes J's overlay files that the domain, as a live connection says, does
+ * not use: made for a snapshot that failed or never came (libvirt's atomic
+ * snapshot undoes itself, not always its files). 1 when one is in use after
+ * all (a snapshot whose reply was lost with the connection), -1 when that
+ * could not be known: those files stay. */
+static int
+drop_unused_overlays(Run *run, DomJob *j)
 {
+    int kept = 0;
+
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
-        g_autofree char *cur = NULL;
+        int use;
 
-        if (!d->overlay)
+        if (!d->overlay || !g_file_test(d->overlay, G_FILE_TEST_EXISTS))
             continue;
-        cur = vs_domain_disk_source(j->dom, d->target, false, NULL);
-        if (g_strcmp0(cur, d->overlay) != 0)
+        use = vs_domain_uses_file(vs_link_conn(run->link), j->uuid, d->overlay, NULL);
+        if (use == 0)
             unlink(d->overlay);
+        else if (use > 0 || kept == 0)
+            kept = use;
+    }
+    return kept;
+}
+
+/* A domain whose snapshot (or backup-begin) did not succeed. A call cut short
+ * by a closed connection may have been carried out all the same: what the
+ * domain runs on, asked again on a new connection, decides. An overlay in use
+ * is committed like any other; a backup job with this run's checkpoint is
+ * ended like any other. When nothing can be known, the files stay for recover. */
+static void
+settle_unsnapshotted(Run *run, DomJob *j)
+{
+    g_autoptr(GError) err = NULL;
+    bool lost = !vs_link_alive(run->link) || vs_link_generation(run->link) != j->gen;
+
+    if (lost && !dom_revive(run, j, "snapshot", &err)) {
+        j->left = true;
+        add_note(j, "%s: its files are kept for `virtsnap recover`", err->message);
+        return;
+    }
+    if (j->begin) {
+        virDomainCheckpointPtr cp = NULL;
+        /* Asked even when the connection looks fine: the thaw may have
+         * reopened it already. This run's checkpoint proves the job ours. */
+        int st = vs_backup_job_state(j->dom);
+
+        if (st > 0 && (cp = virDomainCheckpointLookupByName(j->dom, j->checkpoint, 0))) {
+            j->job_started = j->snapshotted = true;
+            add_note(j, "the backup job began though libvirt's reply was lost; it was ended");
+        } else if (st < 0) {
+            j->left = true;
+        }
+        if (cp)
+            virDomainCheckpointFree(cp);
+        return;
+    }
+    switch (drop_unused_overlays(run, j)) {
+    case 1:
+        j->snapshotted = true;
+        add_note(j, "the snapshot was taken though libvirt's reply was lost; it was committed");
+        break;
+    case -1:
+        j->left = true;
+        break;
     }
 }
 
@@ -1461,7 +1628,8 @@ freeze_phase(Run *run, GError **error)
         /* Nothing frozen or snapshotted: the images made for it go. */
         vs_guardian_stop(guardian, true);
         for (guint i = 0; i < snap->len; i++)
-            drop_unused_overlays(snap->pdata[i]);
+            if (drop_unused_overlays(run, snap->pdata[i]) != 0)
+                ((DomJob *)snap->pdata[i])->left = true;
         return -2;
     }
     vs_fault_point("before-freeze");
@@ -1501,7 +1669,16 @@ freeze_phase(Run *run, GError **error)
         bool thawed = true;
         for (guint i = 0; i < frz->len; i++)
             thawed = thawed && !((DomJob *)frz->pdata[i])->thaw_failed;
-        vs_guardian_stop(guardian, thawed);
+        /* Told that not all are thawed, the guardian thaws them and asks each
+         * guest until it says thawed; its verdict is what the journal keeps. */
+        if (vs_guardian_stop(guardian, thawed) && !thawed) {
+            for (guint i = 0; i < frz->len; i++) {
+                DomJob *j = frz->pdata[i];
+                if (j->thaw_failed)
+                    add_note(j, "the guardian thawed it (the guest says thawed)");
+                j->thaw_failed = false;
+            }
+        }
     }
     vs_fault_point("after-thaw");
 
@@ -1509,14 +1686,17 @@ freeze_phase(Run *run, GError **error)
         DomJob *j = snap->pdata[i];
         if (j->freeze && j->freeze_end > last)
             last = j->freeze_end;
-        if (j->freeze)
+        /* A freeze not known to be over stays in the journal: recover thaws. */
+        if (j->freeze && !j->thaw_failed)
             journal(run, j, "thawed", NULL, NULL, NULL, NULL, NULL, NULL);
+        else if (j->freeze)
+            j->left = true;
         if (j->thread_error) {
             dom_fail(j, "%s", j->thread_error->message);
             g_clear_error(&j->thread_error);
         }
         if (!j->snapshotted) {
-            drop_unused_overlays(j);
+            settle_unsnapshotted(run, j);
             continue;
         }
         if (j->frozen) {
@@ -1763,17 +1943,28 @@ push_job_wait(Run *run, DomJob *j)
 {
     g_autoptr(GError) err = NULL;
     CopyTask w = { run, j, NULL };
-    bool ok;
 
     if (!j->job_started)
         return true;
     vs_fault_point("push-wait");
-    ok = vs_push_job_wait(j->dom, j->name, push_progress, &w, &err);
-    /* Ended either way: nothing to abort, and its files are ours again. */
-    j->job_started = false;
-    if (!ok)
-        dom_fail(j, "%s: no backup of it was written", err->message);
-    return ok;
+    for (int attempt = 1; attempt < 4; attempt++) {
+        g_clear_error(&err);
+        if (dom_revive(run, j, "backup-push", &err) &&
+            vs_push_job_wait(j->dom, j->name, push_progress, &w, &err)) {
+            j->job_started = false;
+            return true;
+        }
+        if (!g_error_matches(err, VS_ERROR, VS_ERROR_CONNECTION))
+            break;
+    }
+    /* Ended either way, unless libvirt could not say: then its files may
+     * still be written, and stay for recover with the job. */
+    if (g_error_matches(err, VS_ERROR, VS_ERROR_CONNECTION))
+        j->left = true;
+    else
+        j->job_started = false;
+    dom_fail(j, "%s: no backup of it was written", err->message);
+    return false;
 }
 
 static void
@@ -1857,7 +2048,8 @@ commit_frozen(Run *run, DomJob *j, DiskJob *d, int64_t *held_ms, GError **error)
                         "commit: domain '%s' disk %s: no time left in --max-freeze for a commit",
                         j->name, d->target);
         else
-            ok = vs_blockcommit_pivot_limited(run->conn, j->dom, d->target, budget, 0, error);
+            ok = vs_blockcommit_pivot_limited(vs_link_conn(run->link), j->dom, d->target, budget,
+                                              0, error);
     }
     thawed = vs_agent_thaw(j->dom, o->agent_timeout, &thaw_err);
     *held_ms = vs_now_ms() - t0;
@@ -1869,6 +2061,147 @@ commit_frozen(Run *run, DomJob *j, DiskJob *d, int64_t *held_ms, GError **error)
     return ok;
 }
 
+/* D's overlay stays where it is, for recover: the domain fails with WHY and
+ * the file's name, and the journal is kept. */
+static bool
+keep_overlay(DomJob *j, DiskJob *d, const char *why, bool on_it)
+{
+    g_autofree char *msg = on_it ? g_strdup_printf("%s; the domain runs on overlay %s until "
+                                                   "`virtsnap recover` commits it", why, d->overlay)
+                                 : g_strdup_printf("%s; overlay %s is kept for `virtsnap recover`",
+                                                   why, d->overlay);
+
+    j->left = true;
+    /* Never hidden behind an earlier error: a guest left on an overlay matters. */
+    if (j->error)
+        add_note(j, "%s", msg);
+    dom_fail(j, "%s", msg);
+    return false;
+}
+
+/* The overlay is off the disk's chain: it goes once libvirt, on a live
+ * connection, confirms that nothing of the domain names it any more. */
+static bool
+drop_overlay(Run *run, DomJob *j, DiskJob *d)
+{
+    g_autoptr(GError) err = NULL;
+    int use = vs_domain_uses_file(vs_link_conn(run->link), j->uuid, d->overlay, &err);
+
+    if (use != 0)
+        return keep_overlay(j, d, use < 0 ? err->message : "commit: the domain's definition "
+                            "still names it", false);
+    if (unlink(d->overlay) < 0 && errno != ENOENT) {
+        dom_fail(j, "commit: cannot remove overlay %s: %s", d->overlay, g_strerror(errno));
+        return false;
+    }
+    journal(run, j, "committed", "disk", d->target, NULL, NULL, NULL, NULL);
+    progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 1, 1);
+    vs_fault_point("after-commit");
+    return true;
+}
+
+/* Commits D's overlay and pivots, once the guest keeps writing faster than
+ * the commit copies with the guest frozen (commit_frozen). */
+static bool
+commit_pivot(Run *run, DomJob *j, DiskJob *d, GError **error)
+{
+    g_autoptr(GError) err = NULL, ferr = NULL;
+    int64_t held = -1;
+
+    if (vs_blockcommit_pivot_limited(vs_link_conn(run->link), j->dom, d->target,
+                                     run->opts->commit_timeout * 1000, run->opts->commit_bandwidth,
+                                     &err))
+        return true;
+    if (!g_error_matches(err, VS_ERROR, VS_ERROR_TIMEOUT) || !j->frozen ||
+        run->opts->quiesce == VS_QUIESCE_OFF) {
+        g_propagate_error(error, g_steal_pointer(&err));
+        return false;
+    }
+    if (commit_frozen(run, j, d, &held, &ferr)) {
+        add_note(j, "%s; finished with the guest frozen for %" G_GINT64_FORMAT " ms", err->message,
+                 held);
+        return true;
+    }
+    g_set_error(error, VS_ERROR, ferr->code, "%s; then, with the guest frozen: %s", err->message,
+                ferr->message);
+    return false;
+}
+
+/* D's overlay back into its base. Each try starts from what libvirt says now,
+ * so a try cut short by a closed connection resumes on a new one (a commit it
+ * left running is cancelled and begun again; meanwhile the guest stays on the
+ * overlay, which holds everything). A domain that stopped, or anything not
+ * known for sure, keeps the overlay for recover. */
+static bool
+commit_disk(Run *run, DomJob *j, DiskJob *d)
+{
+    for (int attempt = 1;; attempt++) {
+        g_autoptr(GError) err = NULL;
+        g_autofree char *cur = NULL;
+        bool retry = attempt < 4;
+
+        if (!dom_revive(run, j, "commit", &err))
+            return keep_overlay(j, d, err->message, false);
+        /* -1 on a live connection: a transient domain gone with its QEMU. */
+        if (virDomainIsActive(j->dom) != 1 && vs_link_alive(run->link))
+            return keep_overlay(j, d, "commit: the domain stopped during its backup (its QEMU "
+                                "ended) with what it wrote since the snapshot in its overlay",
+                                false);
+        if (!vs_link_alive(run->link) && retry)
+            continue;
+        cur = vs_domain_disk_source(j->dom, d->target, false, &err);
+        if (!cur) {
+            if (retry && !vs_link_alive(run->link))
+                continue;
+            return keep_overlay(j, d, err->message, false);
+        }
+        if (strcmp(cur, d->overlay) != 0) {
+            /* Committed by a try cut short, or never applied. */
+            if (d->path && attempt > 1 && strcmp(cur, d->path) != 0)
+                return keep_overlay(j, d, "commit: the disk is on neither the overlay nor its "
+                                    "original", false);
+            return drop_overlay(run, j, d);
+        }
+        progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 0, 1);
+        journal(run, j, "commit", "disk", d->target, "overlay", d->overlay, NULL, NULL);
+        vs_fault_point("before-commit");
+        if (!commit_pivot(run, j, d, &err)) {
+            if (retry && !vs_link_alive(run->link))
+                continue;
+            return keep_overlay(j, d, err->message, virDomainIsActive(j->dom) == 1);
+        }
+        g_free(cur);
+        cur = vs_domain_disk_source(j->dom, d->target, false, &err);
+        if (!cur && retry && !vs_link_alive(run->link))
+            continue;
+        if (g_strcmp0(cur, d->path ? d->path : cur) != 0) {
+            dom_fail(j, "commit: domain '%s' disk %s: after the pivot the disk is %s, not %s",
+                     j->name, d->target, cur ? cur : "(none)", d->path);
+            j->left = true;
+            return false;
+        }
+        return drop_overlay(run, j, d);
+    }
+}
+
+/* A guest QEMU paused for a failed write (the overlay's or scratch file's
+ * file system full) goes on once virtsnap's file is out of its way: its
+ * write is retried then, so nothing is lost. */
+static void
+resume_paused(Run *run, DomJob *j)
+{
+    g_autoptr(GError) err = NULL;
+    bool resumed = false;
+
+    if (!j->active)
+        return;
+    if (!dom_revive(run, j, "resume", &err) || !vs_domain_resume_paused(j->dom, &resumed, &err))
+        dom_fail(j, "%s", err->message);
+    else if (resumed)
+        add_note(j, "the guest paused for an I/O error during the backup (a file system of "
+                 "virtsnap's full?) and was resumed once virtsnap's file was out of its way");
+}
+
 static bool
 commit_domain(Run *run, DomJob *j)
 {
@@ -1876,71 +2209,12 @@ commit_domain(Run *run, DomJob *j)
 
     for (guint k = 0; k < j->disks->len; k++) {
         DiskJob *d = j->disks->pdata[k];
-        g_autoptr(GError) err = NULL;
-        g_autofree char *cur = NULL;
 
-        if (!d->overlay)
-            continue;
-        cur = vs_domain_disk_source(j->dom, d->target, false, &err);
-        if (!cur || g_strcmp0(cur, d->overlay) != 0) {
-            /* Not on our overlay (never applied): nothing to commit. */
-            unlink(d->overlay);
-            continue;
-        }
-        progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 0, 1);
-        journal(run, j, "commit", "disk", d->target, "overlay", d->overlay, NULL, NULL);
-        vs_fault_point("before-commit");
-        if (!vs_blockcommit_pivot_limited(run->conn, j->dom, d->target,
-                                          run->opts->commit_timeout * 1000,
-                                          run->opts->commit_bandwidth, &err) &&
-            g_error_matches(err, VS_ERROR, VS_ERROR_TIMEOUT) && j->frozen &&
-            run->opts->quiesce != VS_QUIESCE_OFF) {
-            g_autoptr(GError) ferr = NULL;
-            int64_t held = -1;
-
-            if (commit_frozen(run, j, d, &held, &ferr)) {
-                g_autofree char *before = g_steal_pointer(&j->note);
-                j->note = g_strdup_printf("%s%s%s; finished with the guest frozen for %" G_GINT64_FORMAT
-                                          " ms", before ? before : "", before ? "; " : "",
-                                          err->message, held);
-                g_clear_error(&err);
-            } else {
-                GError *both = g_error_new(VS_ERROR, ferr->code, "%s; then, with the guest frozen: %s",
-                                           err->message, ferr->message);
-                g_clear_error(&err);
-                err = both;
-            }
-        }
-        if (err) {
-            g_autofree char *msg = g_strdup_printf("%s; the domain runs on overlay %s until "
-                                                   "`virtsnap recover` commits it",
-                                                   err->message, d->overlay);
-            /* Never hidden behind an earlier error: a guest left on an overlay matters. */
-            if (j->error) {
-                g_autofree char *before = g_steal_pointer(&j->note);
-                j->note = before ? g_strdup_printf("%s; %s", before, msg) : g_strdup(msg);
-            }
-            dom_fail(j, "%s", msg);
+        if (d->overlay && !commit_disk(run, j, d))
             ok = false;
-            continue;
-        }
-        g_free(cur);
-        cur = vs_domain_disk_source(j->dom, d->target, false, NULL);
-        if (g_strcmp0(cur, d->path ? d->path : cur) != 0) {
-            dom_fail(j, "commit: domain '%s' disk %s: after the pivot the disk is %s, not %s",
-                     j->name, d->target, cur ? cur : "(none)", d->path);
-            ok = false;
-            continue;
-        }
-        if (unlink(d->overlay) < 0 && errno != ENOENT) {
-            dom_fail(j, "commit: cannot remove overlay %s: %s", d->overlay, g_strerror(errno));
-            ok = false;
-            continue;
-        }
-        journal(run, j, "committed", "disk", d->target, NULL, NULL, NULL, NULL);
-        progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 1, 1);
-        vs_fault_point("after-commit");
     }
+    if (ok)
+        resume_paused(run, j);
     return ok;
 }
 
@@ -1973,41 +2247,63 @@ job_failed(DomJob *j, const GError *err)
 }
 
 /* The copy is over (or failed): the job is aborted, which is how a pull job
- * ends and what releases the scratch files and the NBD server. */
+ * ends and what releases the scratch files and the NBD server. An abort cut
+ * short by a closed connection is tried again on a new one. */
 static bool
-abort_job(DomJob *j)
+abort_job(Run *run, DomJob *j)
 {
     g_autoptr(GError) err = NULL;
 
     if (!j->job_started)
         return true;
     vs_fault_point("before-commit");
-    if (!vs_backup_job_abort(j->dom, j->name, &err)) {
-        job_failed(j, err);
-        return false;
+    for (int attempt = 1; attempt < 4; attempt++) {
+        g_clear_error(&err);
+        if (dom_revive(run, j, "backup-end", &err) && vs_backup_job_abort(j->dom, j->name, &err)) {
+            j->job_aborted = true;
+            return true;
+        }
+        if (vs_link_alive(run->link))
+            break;
     }
-    j->job_aborted = true;
-    return true;
+    j->left = true;
+    job_failed(j, err);
+    return false;
 }
 
-/* Once QEMU has torn the aborted job down, its files go. A job that will not
- * end stays for recover. */
+/* Once QEMU has torn the aborted job down, as libvirt confirms, its files go;
+ * a job that will not end, or that libvirt cannot tell about, keeps them for
+ * recover. The guest goes on if a full scratch file system paused it. */
 static bool
 finish_job(Run *run, DomJob *j)
 {
     g_autoptr(GError) err = NULL;
 
     if (j->job_started) {
+        bool gone = false;
+
         if (!j->job_aborted)
             return false;
-        if (!vs_backup_job_wait_gone(j->dom, j->name, &err)) {
+        for (int attempt = 1; !gone && attempt < 4; attempt++) {
+            g_clear_error(&err);
+            gone = dom_revive(run, j, "backup-end", &err) &&
+                   vs_backup_job_wait_gone(j->dom, j->name, &err);
+            if (!gone && vs_link_alive(run->link))
+                break;
+        }
+        if (!gone) {
+            j->left = true;
             job_failed(j, err);
             return false;
         }
         j->job_started = false;
+    } else if (j->left) {
+        /* A begin whose outcome is unknown: its files may be the job's. */
+        return false;
     }
     remove_job_dirs(j);
     journal(run, j, "job-ended", NULL, NULL, NULL, NULL, NULL, NULL);
+    resume_paused(run, j);
     return true;
 }
 
@@ -2091,7 +2387,8 @@ make_result(Run *run, int64_t group_freeze_ms)
 
         d->name = g_strdup(j->name);
         d->ok = j->error == NULL;
-        d->consistency = g_strdup(j->consistency);
+        /* A domain with no backup has no consistency to speak of. */
+        d->consistency = g_strdup(j->error ? "none" : j->consistency);
         d->freeze_ms = j->frozen ? j->freeze_end - j->freeze_start : -1;
         d->frozen_at = j->frozen ? j->frozen_at : -1;
         d->thawed_at = j->frozen ? j->thawed_at : -1;
@@ -2145,7 +2442,8 @@ VsBackupResult *
 vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
               const VsBackupOptions *opts, GError **error)
 {
-    Run run = { .conn = conn, .opts = opts };
+    g_autoptr(VsLink) link = vs_link_new(conn, opts->uri);
+    Run run = { .conn = conn, .link = link, .opts = opts };
     g_autoptr(GPtrArray) discovered = NULL;
     g_autoptr(GPtrArray) notes = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GPtrArray) not_found = g_ptr_array_new_with_free_func(g_free);
@@ -2298,7 +2596,7 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
         DomJob *j = run.doms->pdata[i];
         if (j->begin) {
             begin_jobs = true;
-            if (!abort_job(j))
+            if (!abort_job(&run, j))
                 all_clean = false;
         } else if (j->snapshotted && !commit_domain(&run, j)) {
             all_clean = false;
@@ -2347,6 +2645,8 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
                 if (!dr->error)
                     dr->error = g_strdup(err->message);
                 dr->ok = false;
+                g_free(dr->consistency);
+                dr->consistency = g_strdup("none");
             }
         }
     }
@@ -2366,7 +2666,9 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     g_ptr_array_extend_and_steal(result->notes, g_steal_pointer(&notes));
     notes = g_ptr_array_new_with_free_func(g_free);
 
-    /* A journal with overlays still applied stays for recover. */
+    /* A journal with overlays still applied, or anything else left, stays for recover. */
+    for (guint i = 0; i < run.doms->len; i++)
+        all_clean = all_clean && !((DomJob *)run.doms->pdata[i])->left;
     if (all_clean) {
         vs_journal_finish(run.journal);
     } else {

@@ -75,6 +75,33 @@ forget_job(const char *key)
     g_mutex_unlock(&jobs_lock);
 }
 
+/* Whether the block job on DISK can no longer end as we wait for it (*error
+ * says how): the connection closed, the domain stopped, or the job vanished. */
+static bool
+job_lost(virDomainPtr dom, const char *disk, const char *name, const char *op, GError **error)
+{
+    virDomainBlockJobInfo info;
+    int r = virDomainGetBlockJobInfo(dom, disk, &info, 0);
+
+    if (virConnectIsAlive(virDomainGetConnect(dom)) != 1) {
+        g_set_error(error, VS_ERROR, VS_ERROR_CONNECTION, "%s: domain '%s' disk %s: the connection "
+                    "to libvirtd closed while the %s ran (libvirtd restarted or stopped)", op, name,
+                    disk, op);
+        return true;
+    }
+    if (virDomainIsActive(dom) == 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_STOPPED, "%s: domain '%s' stopped while the %s of "
+                    "disk %s ran", op, name, op, disk);
+        return true;
+    }
+    if (r == 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT, "%s: domain '%s' disk %s: the %s job "
+                    "disappeared", op, name, disk, op);
+        return true;
+    }
+    return false;
+}
+
 /* Waits until the job reaches READY (true) or ends / times out (false). */
 static bool
 wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_ms, const char *op,
@@ -109,20 +136,18 @@ wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_ms, 
         }
         g_cond_wait_until(&jobs_cond, &jobs_lock,
                           MIN(deadline, g_get_monotonic_time() + G_USEC_PER_SEC));
-        /* A job that vanished without an event (daemon restart) would otherwise
-         * keep us here until the deadline. */
+        /* No event comes from a daemon that restarted or a QEMU that died: a
+         * look each second keeps such a wait from lasting until the deadline. */
         if (GPOINTER_TO_INT(g_hash_table_lookup(jobs, key)) == 0) {
-            virDomainBlockJobInfo info;
-            int r;
+            bool gone;
             g_mutex_unlock(&jobs_lock);
-            r = virDomainGetBlockJobInfo(dom, disk, &info, 0);
+            gone = job_lost(dom, disk, name, op, error);
             g_mutex_lock(&jobs_lock);
-            if (r == 0 && GPOINTER_TO_INT(g_hash_table_lookup(jobs, key)) == 0) {
+            if (gone && GPOINTER_TO_INT(g_hash_table_lookup(jobs, key)) == 0) {
                 g_mutex_unlock(&jobs_lock);
-                g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT,
-                            "%s: domain '%s' disk %s: the %s job disappeared", op, name, disk, op);
                 return false;
             }
+            g_clear_error(error);
         }
     }
 }
@@ -139,7 +164,15 @@ cancel_leftover_commit(virDomainPtr dom, const char *disk, const char *name, con
     int r = virDomainGetBlockJobInfo(dom, disk, &info, 0);
     gint64 until;
 
-    if (r <= 0)
+    if (r < 0) {
+        g_autofree char *msg = g_strdup(virGetLastErrorMessage());
+
+        g_set_error(error, VS_ERROR, virConnectIsAlive(virDomainGetConnect(dom)) == 1 ?
+                    VS_ERROR_LIBVIRT : VS_ERROR_CONNECTION,
+                    "commit: domain '%s' disk %s: its block jobs: %s", name, disk, msg);
+        return false;
+    }
+    if (r == 0)
         return true;
     if (info.type != VIR_DOMAIN_BLOCK_JOB_TYPE_ACTIVE_COMMIT &&
         info.type != VIR_DOMAIN_BLOCK_JOB_TYPE_COMMIT) {

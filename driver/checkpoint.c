@@ -152,9 +152,12 @@ vs_backup_job_begin(virDomainPtr dom, const char *name, const char *incremental,
     return true;
 }
 
-/* Whether DOM runs a backup job, with the job's statistics in *PARAMS (the
- * caller frees them with virTypedParamsFree, whatever this returns). */
-static bool
+/* 1 when DOM runs a backup job, 0 when it runs none, -1 when libvirt could
+ * not say (a closed connection, a domain gone): never taken for "none", as
+ * that once unlinked the scratch files of a job still running. The job's
+ * statistics are in *PARAMS (the caller frees them with virTypedParamsFree,
+ * whatever this returns). */
+static int
 backup_job_stats(virDomainPtr dom, virTypedParameterPtr *params, int *nparams)
 {
     int type = VIR_DOMAIN_JOB_NONE, op = 0;
@@ -162,32 +165,63 @@ backup_job_stats(virDomainPtr dom, virTypedParameterPtr *params, int *nparams)
     *params = NULL;
     *nparams = 0;
     if (virDomainGetJobStats(dom, &type, params, nparams, 0) < 0)
-        return false;
+        return -1;
     return type != VIR_DOMAIN_JOB_NONE &&
            virTypedParamsGetInt(*params, *nparams, VIR_DOMAIN_JOB_OPERATION, &op) == 1 &&
            op == VIR_DOMAIN_JOB_OPERATION_BACKUP;
 }
 
-bool
-vs_backup_job_active(virDomainPtr dom)
+int
+vs_backup_job_state(virDomainPtr dom)
 {
     virTypedParameterPtr params;
     int nparams;
-    bool backup = backup_job_stats(dom, &params, &nparams);
+    int backup = backup_job_stats(dom, &params, &nparams);
 
     virTypedParamsFree(params, nparams);
+    /* A stopped domain has no job, though libvirt refuses to say so. */
+    if (backup < 0 && virDomainIsActive(dom) == 0)
+        return 0;
     return backup;
+}
+
+bool
+vs_backup_job_active(virDomainPtr dom)
+{
+    return vs_backup_job_state(dom) == 1;
+}
+
+/* The error for a job libvirt could not tell us about. */
+static void
+job_unknown(virDomainPtr dom, const char *name, GError **error)
+{
+    bool alive = virConnectIsAlive(virDomainGetConnect(dom)) == 1;
+
+    g_set_error(error, VS_ERROR, alive ? VS_ERROR_LIBVIRT : VS_ERROR_CONNECTION,
+                "backup-end: domain '%s': %s", name,
+                alive ? "libvirt cannot say whether its backup job still runs"
+                      : "the connection to libvirtd closed (libvirtd restarted or stopped)");
 }
 
 bool
 vs_backup_job_abort(virDomainPtr dom, const char *name, GError **error)
 {
+    int st = vs_backup_job_state(dom);
+
     /* A pull-mode job has nothing to complete: aborting it is how it ends. Only a
      * backup job is aborted, never a migration or another tool's job. */
-    if (!vs_backup_job_active(dom))
+    if (st == 0)
         return true;
-    if (virDomainAbortJob(dom) < 0 && vs_backup_job_active(dom)) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-end: domain '%s': domjobabort", name);
+    if (st < 0) {
+        job_unknown(dom, name, error);
+        return false;
+    }
+    if (virDomainAbortJob(dom) < 0 && (st = vs_backup_job_state(dom)) != 0) {
+        if (st < 0)
+            job_unknown(dom, name, error);
+        else
+            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-end: domain '%s': domjobabort",
+                                 name);
         return false;
     }
     return true;
@@ -232,13 +266,14 @@ on_job_completed(virConnectPtr conn, virDomainPtr dom, virTypedParameterPtr para
  * callback is deregistered, never while it may still run. */
 static bool
 wait_job_gone(virDomainPtr dom, int64_t deadline,
-              void (*tick)(virTypedParameterPtr, int, void *), void *opaque, bool *stopped)
+              void (*tick)(virTypedParameterPtr, int, void *), void *opaque, bool *stopped,
+              bool *unknown)
 {
     JobWaiter *w = g_new0(JobWaiter, 1);
     int cb;
     bool ok = true;
 
-    *stopped = false;
+    *stopped = *unknown = false;
     g_mutex_init(&w->lock);
     g_cond_init(&w->cond);
     cb = virConnectDomainEventRegisterAny(virDomainGetConnect(dom), dom,
@@ -252,12 +287,18 @@ wait_job_gone(virDomainPtr dom, int64_t deadline,
         int64_t until = now + 250 * G_TIME_SPAN_MILLISECOND;
         virTypedParameterPtr params;
         int nparams;
-        bool running = backup_job_stats(dom, &params, &nparams);
+        int running = backup_job_stats(dom, &params, &nparams);
 
-        if (running && tick)
+        if (running > 0 && tick)
             tick(params, nparams, opaque);
         virTypedParamsFree(params, nparams);
-        if (!running)
+        if (running < 0 && virDomainIsActive(dom) != 0) {
+            /* Not known to be over: the connection closed, or libvirt failed. */
+            *unknown = true;
+            ok = false;
+            break;
+        }
+        if (running <= 0)
             break;
         if (deadline && now > deadline) {
             ok = false;
@@ -276,7 +317,7 @@ wait_job_gone(virDomainPtr dom, int64_t deadline,
         g_mutex_unlock(&w->lock);
     }
     /* A domain that stopped has no job (GetJobStats fails): that is no end of it. */
-    if (ok && virDomainIsActive(dom) != 1) {
+    if (ok && virDomainIsActive(dom) == 0) {
         *stopped = true;
         ok = false;
     }
@@ -288,14 +329,18 @@ wait_job_gone(virDomainPtr dom, int64_t deadline,
 bool
 vs_backup_job_wait_gone(virDomainPtr dom, const char *name, GError **error)
 {
-    bool stopped;
+    bool stopped, unknown;
 
     /* The abort returns before QEMU has torn the job's block jobs down (tens of
      * ms, seconds on a loaded host); its scratch files are in use until then.
      * A domain that stopped took its job with it. */
-    if (wait_job_gone(dom, g_get_monotonic_time() + 60 * G_USEC_PER_SEC, NULL, NULL, &stopped) ||
-        stopped)
+    if (wait_job_gone(dom, g_get_monotonic_time() + 60 * G_USEC_PER_SEC, NULL, NULL, &stopped,
+                      &unknown) || stopped)
         return true;
+    if (unknown) {
+        job_unknown(dom, name, error);
+        return false;
+    }
     g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
                 "backup-end: domain '%s': the backup job was aborted but is still "
                 "there after 60 s (virsh domjobinfo %s)", name, name);
@@ -327,11 +372,15 @@ vs_push_job_wait(virDomainPtr dom, const char *name, VsPushProgress progress, vo
     virTypedParameterPtr params = NULL;
     int nparams = 0, type = VIR_DOMAIN_JOB_NONE, op = 0;
     const char *errmsg = NULL;
-    bool stopped, ok = false;
+    bool stopped, unknown, ok = false;
 
     /* No deadline: a push job copies whole disks (a full backup) at the
      * storage's pace, and QEMU ends it itself, or with the domain. */
-    if (!wait_job_gone(dom, 0, progress ? push_tick : NULL, &tick, &stopped)) {
+    if (!wait_job_gone(dom, 0, progress ? push_tick : NULL, &tick, &stopped, &unknown)) {
+        if (unknown) {
+            job_unknown(dom, name, error);
+            return false;
+        }
         g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT, "backup-push: domain '%s' stopped while its "
                     "push-mode backup job was writing (the job ended with it)", name);
         return false;

@@ -43,6 +43,37 @@ char **vs_journal_list(const char *state_dir);
 GPtrArray *vs_journal_read(const char *path, bool try_lock, int *lock_fd, GError **error);
 
 /* ------------------------------------------------------------------------- */
+/* A connection that comes back after libvirtd restarts (link.c)              */
+
+typedef struct _VsLink VsLink;
+
+/* Borrows CONN (the caller closes it); connections reopened later are the link's. */
+VsLink *vs_link_new(virConnectPtr conn, const char *uri);
+void vs_link_free(VsLink *l);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsLink, vs_link_free)
+virConnectPtr vs_link_conn(VsLink *l);
+guint vs_link_generation(VsLink *l);
+bool vs_link_alive(VsLink *l);
+/* After a failed call: true when the connection is alive, or was reopened now
+ * (waiting, with backoff, up to a minute for libvirtd); false with
+ * VS_ERROR_CONNECTION, the message starting with WHAT. Thread-safe: one reopen
+ * serves every thread. */
+bool vs_link_revive(VsLink *l, const char *what, GError **error);
+/* *DOM for UUID on the link's current connection: looked up again (the old
+ * one freed) when *DOM is NULL or *GEN is older than the connection. Fails
+ * with VS_ERROR_STOPPED when the domain no longer exists. */
+bool vs_link_domain(VsLink *l, const char *uuid, virDomainPtr *dom, guint *gen, GError **error);
+
+/* Whether domain UUID may still use PATH, as a live connection says: 1 when
+ * its live chain or persistent definition names it, 0 when neither does (or
+ * the domain no longer exists), -1 with *error when that cannot be known.
+ * Only a 0 allows removing a file a guest may have used. */
+int vs_domain_uses_file(virConnectPtr conn, const char *uuid, const char *path, GError **error);
+/* Resumes DOM when QEMU paused it for an I/O error (*RESUMED says so); a pause
+ * of anyone else's is left alone. */
+bool vs_domain_resume_paused(virDomainPtr dom, bool *resumed, GError **error);
+
+/* ------------------------------------------------------------------------- */
 /* Per-domain locks: STATE/locks/<uuid>.lock, flock LOCK_EX|LOCK_NB.           */
 
 int vs_domain_lock(const char *state_dir, const char *uuid, const char *name, GError **error);
@@ -143,6 +174,9 @@ bool vs_checkpoint_redefine(virDomainPtr dom, const char *name, const char *repo
 VsCheckpointDef *vs_checkpoint_with_sizes(virDomainPtr dom, const char *name);
 /* Whether DOM runs a backup job (ours or not). */
 bool vs_backup_job_active(virDomainPtr dom);
+/* 1: DOM runs a backup job; 0: none (or the domain stopped); -1: libvirt
+ * cannot say (a closed connection): then nothing of the job may be removed. */
+int vs_backup_job_state(virDomainPtr dom);
 /* Ends DOM's backup job, if it has one (virDomainAbortJob), and waits until
  * QEMU has torn it down: vs_backup_job_abort, then vs_backup_job_wait_gone. */
 bool vs_backup_job_end(virDomainPtr dom, const char *name, GError **error);
@@ -182,8 +216,9 @@ VsGuardian *vs_guardian_spawn(const char *exe, const char *uri, const char *stat
 bool vs_guardian_arm(VsGuardian *g, GError **error);
 /* Whether G thaws domain UUID. */
 bool vs_guardian_covers(const VsGuardian *g, const char *uuid);
-/* Tells the guardian all is thawed (or, if not ALL_THAWED, lets it thaw once
- * more itself), and reaps it. */
-void vs_guardian_stop(VsGuardian *g, bool all_thawed);
+/* Tells the guardian all is thawed and reaps it; or, if not ALL_THAWED, lets
+ * it thaw and waits (bounded) for its verdict: true when every guest said it
+ * is thawed (or is gone). A guardian still trying is left to go on alone. */
+bool vs_guardian_stop(VsGuardian *g, bool all_thawed);
 
 int64_t vs_now_ms(void);

@@ -7,10 +7,15 @@
  * the backup thawed everything itself; end of file means the backup died (kill
  * -9 included), and the deadline passing means it hangs — in both cases the
  * guardian thaws every guest it was given, at once, without anyone running a
- * command. It runs in its own session so that a Ctrl-C aimed at the backup
- * does not take it down too. */
+ * command, and keeps at it (a new connection when libvirtd restarts, an agent
+ * that answers late) until each guest says it is thawed or is gone; end of
+ * file also comes from a backup that could not thaw them all itself. It runs
+ * in its own session so that a Ctrl-C aimed at the backup does not take it
+ * down too. */
 #include "config.h"
 #include "driver-internal.h"
+
+#include <libvirt/virterror.h>
 
 #include <errno.h>
 #include <poll.h>
@@ -27,7 +32,12 @@ struct _VsGuardian {
     int out_fd;      /* read end: "ready\n", until armed */
     char *uri;
     GStrv uuids;     /* the domains it thaws */
+    int agent_timeout;
 };
+
+/* How long the guardian keeps trying to thaw a guest that does not say it is
+ * thawed; after that the journal's freeze is left to `virtsnap recover`. */
+#define PERSIST_S (24 * 3600)
 
 static void
 child_setup(gpointer data)
@@ -56,6 +66,7 @@ vs_guardian_spawn(const char *exe, const char *uri, const char *state_dir, const
     g_ptr_array_add(argv, NULL);
 
     g->out_fd = -1;
+    g->agent_timeout = agent_timeout;
     g->uri = g_strdup(vs_default_uri(uri));
     g->uuids = g_strdupv((char **)uuids);
     if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL,
@@ -133,13 +144,14 @@ vs_guardian_start(const char *exe, const char *uri, const char *state_dir, const
     return g;
 }
 
-void
+bool
 vs_guardian_stop(VsGuardian *g, bool all_thawed)
 {
-    int status;
+    int status = 0;
+    bool confirmed = all_thawed;
 
     if (!g)
-        return;
+        return all_thawed;
     if (g->ctl_fd >= 0) {
         /* Without "thawed", end of file makes the guardian thaw once more, now. */
         if (all_thawed)
@@ -148,12 +160,25 @@ vs_guardian_stop(VsGuardian *g, bool all_thawed)
     }
     if (g->out_fd >= 0)
         close(g->out_fd);
-    while (waitpid(g->pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    if (all_thawed) {
+        while (waitpid(g->pid, &status, 0) < 0 && errno == EINTR)
+            ;
+    } else {
+        /* Its first round (a thaw and a status query per guest that answers)
+         * fits in this; a guest that stays silent is left to it, and to the
+         * journal, rather than holding the backup up too. */
+        gint64 until = g_get_monotonic_time() + ((gint64)g->agent_timeout + 3) * G_USEC_PER_SEC;
+        pid_t r;
+
+        while ((r = waitpid(g->pid, &status, WNOHANG)) == 0 && g_get_monotonic_time() < until)
+            g_usleep(50 * 1000);
+        confirmed = r == g->pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
     g_spawn_close_pid(g->pid);
     g_strfreev(g->uuids);
     g_free(g->uri);
     g_free(g);
+    return confirmed;
 }
 
 static void
@@ -176,6 +201,88 @@ guardian_log(const char *state_dir, const char *id, const char *fmt, ...)
     if ((f = fopen(path, "a"))) {
         fprintf(f, "%s %s %s\n", ts, id, msg);
         fclose(f);
+    }
+}
+
+/* One try at DOM: thaw, then ask. True when the guest says it is thawed;
+ * otherwise *WHY says what stands in the way. */
+static bool
+thaw_one(virDomainPtr dom, int agent_timeout, char **why)
+{
+    g_autoptr(GError) terr = NULL, serr = NULL;
+    g_autofree char *status = NULL;
+
+    /* A thaw that fails may still have worked: the guest's answer decides. */
+    (void)vs_agent_thaw(dom, agent_timeout, &terr);
+    status = vs_agent_freeze_status(dom, agent_timeout, &serr);
+    if (g_strcmp0(status, "thawed") == 0)
+        return true;
+    *why = g_strdup(terr ? terr->message : serr ? serr->message : "it still says frozen");
+    return false;
+}
+
+/* Thaws the domains of UUIDS (N of them) until each says it is thawed, or no
+ * longer runs: 0 when all did, 1 when PERSIST_S passed first. Each try is
+ * logged; tries grow apart up to 30 s. *CONN is reopened whenever it closed. */
+static int
+thaw_all(virConnectPtr *conn, const char *uri, const char *state_dir, const char *id,
+         int agent_timeout, char **uuids, int n)
+{
+    g_autoptr(GPtrArray) pending = g_ptr_array_new();
+    gint64 until = g_get_monotonic_time() + (gint64)PERSIST_S * G_USEC_PER_SEC;
+    gulong pause_ms = 500;
+
+    for (int i = 0; i < n; i++)
+        g_ptr_array_add(pending, uuids[i]);
+    for (int attempt = 1;; attempt++) {
+        if (!*conn || virConnectIsAlive(*conn) != 1) {
+            g_autoptr(GError) err = NULL;
+
+            vs_conn_close(*conn);
+            if (!(*conn = vs_conn_open(uri, &err)))
+                guardian_log(state_dir, id, "try %d: %s", attempt, err->message);
+        }
+        for (guint i = 0; *conn && i < pending->len;) {
+            const char *uuid = pending->pdata[i];
+            virDomainPtr dom = virDomainLookupByUUIDString(*conn, uuid);
+            g_autofree char *why = NULL;
+
+            if (!dom) {
+                int code = virGetLastErrorCode();
+                g_autofree char *msg = g_strdup(virGetLastErrorMessage());
+
+                if (code == VIR_ERR_NO_DOMAIN && virConnectIsAlive(*conn) == 1) {
+                    guardian_log(state_dir, id, "domain %s no longer exists", uuid);
+                    g_ptr_array_remove_index(pending, i);
+                } else {
+                    guardian_log(state_dir, id, "try %d: domain %s: %s", attempt, uuid, msg);
+                    i++;
+                }
+                continue;
+            }
+            if (virDomainIsActive(dom) == 0) {
+                guardian_log(state_dir, id, "domain '%s' no longer runs", virDomainGetName(dom));
+                g_ptr_array_remove_index(pending, i);
+            } else if (thaw_one(dom, agent_timeout, &why)) {
+                guardian_log(state_dir, id, "thawed domain '%s' (it says thawed)",
+                             virDomainGetName(dom));
+                g_ptr_array_remove_index(pending, i);
+            } else {
+                guardian_log(state_dir, id, "try %d: domain '%s' is not thawed yet: %s", attempt,
+                             virDomainGetName(dom), why);
+                i++;
+            }
+            virDomainFree(dom);
+        }
+        if (pending->len == 0)
+            return 0;
+        if (g_get_monotonic_time() + (gint64)pause_ms * 1000 > until) {
+            guardian_log(state_dir, id, "gave up after %d tries: %u domain(s) may still be frozen; "
+                         "`virtsnap recover` thaws them", attempt, pending->len);
+            return 1;
+        }
+        g_usleep(pause_ms * 1000);
+        pause_ms = MIN(pause_ms * 2, 30000);
     }
 }
 
@@ -257,22 +364,9 @@ vs_guardian_main(int argc, char **argv)
         return 0;
     }
     guardian_log(state_dir, id, "%s: thawing %d domain(s)",
-                 g_get_monotonic_time() >= until ? "freeze bound reached" : "backup process ended",
-                 argc - 6);
-    for (int i = 6; i < argc; i++) {
-        virDomainPtr dom = virDomainLookupByUUIDString(conn, argv[i]);
-        g_autoptr(GError) terr = NULL;
-
-        if (!dom)
-            continue;
-        if (!vs_agent_thaw(dom, agent_timeout, &terr)) {
-            guardian_log(state_dir, id, "%s", terr->message);
-            rc = 1;
-        } else {
-            guardian_log(state_dir, id, "thawed domain '%s'", virDomainGetName(dom));
-        }
-        virDomainFree(dom);
-    }
+                 g_get_monotonic_time() >= until ? "freeze bound reached"
+                 : "backup process ended, or could not thaw them all", argc - 6);
+    rc = thaw_all(&conn, argv[1], state_dir, id, agent_timeout, argv + 6, argc - 6);
     vs_conn_close(conn);
     return rc;
 }

@@ -14,6 +14,8 @@
 #include "vs-restore.h"
 #include "vs-xml.h"
 
+#include <libvirt/virterror.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -109,6 +111,33 @@ offline_commit(virConnectPtr conn, virDomainPtr dom, const char *disk, const cha
     return true;
 }
 
+/* Removes OVERLAY once libvirt, on a live connection, confirms that domain
+ * UUID no longer names it; in doubt the file stays, and so does the journal. */
+static bool
+remove_unused(virConnectPtr conn, const char *uuid, const char *name, const char *overlay,
+              GPtrArray *actions, GError **error)
+{
+    g_autoptr(GError) err = NULL;
+    int use = vs_domain_uses_file(conn, uuid, overlay, &err);
+
+    if (use != 0) {
+        if (use < 0)
+            g_propagate_prefixed_error(error, g_steal_pointer(&err), "recover: ");
+        else
+            g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "recover: domain '%s' still names %s "
+                        "(in its definition or below its disk): kept", name, overlay);
+        return false;
+    }
+    if (unlink(overlay) == 0)
+        act(actions, "removed unused overlay %s of domain '%s'", overlay, name);
+    else if (errno != ENOENT) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "recover: cannot remove %s: %s", overlay,
+                    g_strerror(errno));
+        return false;
+    }
+    return true;
+}
+
 static bool
 recover_overlay(virConnectPtr conn, JsonObject *rec, GPtrArray *actions, GError **error)
 {
@@ -125,6 +154,10 @@ recover_overlay(virConnectPtr conn, JsonObject *rec, GPtrArray *actions, GError 
     if (!uuid || !disk || !overlay)
         return true;
     if (!(dom = virDomainLookupByUUIDString(conn, uuid))) {
+        if (virGetLastErrorCode() != VIR_ERR_NO_DOMAIN || virConnectIsAlive(conn) != 1) {
+            vs_set_libvirt_error(error, VS_ERROR_CONNECTION, "recover: domain '%s'", name);
+            return false;
+        }
         if (g_file_test(overlay, G_FILE_TEST_EXISTS))
             act(actions, "domain '%s' no longer exists: its overlay %s is kept (it holds writes "
                 "made after the backup's snapshot)", name, overlay);
@@ -147,9 +180,7 @@ recover_overlay(virConnectPtr conn, JsonObject *rec, GPtrArray *actions, GError 
             goto out;
         }
         /* Never applied, or already committed: only the file may be left. */
-        if (unlink(overlay) == 0)
-            act(actions, "removed unused overlay %s of domain '%s'", overlay, name);
-        ok = true;
+        ok = remove_unused(conn, uuid, name, overlay, actions, error);
         goto out;
     }
     if (active == 1) {
@@ -157,44 +188,66 @@ recover_overlay(virConnectPtr conn, JsonObject *rec, GPtrArray *actions, GError 
             goto out;
         act(actions, "committed overlay %s back into %s and pivoted domain '%s' disk %s",
             overlay, original ? original : "its base", name, disk);
+        {
+            g_autoptr(GError) rerr = NULL;
+            bool resumed = false;
+
+            /* Paused for a full overlay file system: the failed write goes on now. */
+            if (!vs_domain_resume_paused(dom, &resumed, &rerr))
+                act(actions, "%s", rerr->message);
+            else if (resumed)
+                act(actions, "resumed domain '%s' (paused for an I/O error)", name);
+        }
     } else {
         if (!offline_commit(conn, dom, disk, overlay, original, format, error))
             goto out;
         act(actions, "committed overlay %s of shut-off domain '%s' disk %s into %s offline and "
             "pointed its definition back", overlay, name, disk, original);
     }
-    if (unlink(overlay) < 0 && errno != ENOENT) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "recover: cannot remove %s: %s", overlay,
-                    g_strerror(errno));
-        goto out;
-    }
-    ok = true;
+    ok = remove_unused(conn, uuid, name, overlay, NULL, error);
 out:
     virDomainFree(dom);
     return ok;
 }
 
-static void
-recover_thaw(virConnectPtr conn, JsonObject *rec, GPtrArray *actions)
+/* False when the guest may still be frozen: the journal then stays, and the
+ * next recover (or backup of the domain) tries again. */
+static bool
+recover_thaw(virConnectPtr conn, JsonObject *rec, GPtrArray *actions, GError **error)
 {
     const char *uuid = member(rec, "uuid"), *name = member(rec, "domain");
     virDomainPtr dom = uuid ? virDomainLookupByUUIDString(conn, uuid) : NULL;
     g_autofree char *status = NULL;
+    bool ok = true;
 
-    if (!dom)
-        return;
+    if (!dom) {
+        if (!uuid || (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN && virConnectIsAlive(conn) == 1))
+            return true;
+        vs_set_libvirt_error(error, VS_ERROR_CONNECTION, "recover: domain '%s' may still be "
+                             "frozen", name);
+        return false;
+    }
     if (virDomainIsActive(dom) == 1) {
         status = vs_agent_freeze_status(dom, 5, NULL);
         /* Thaw unless the agent says thawed: an unanswered query may be a frozen guest. */
         if (g_strcmp0(status, "thawed") != 0) {
             g_autoptr(GError) err = NULL;
-            if (vs_agent_thaw(dom, 5, &err))
+
+            g_clear_pointer(&status, g_free);
+            (void)vs_agent_thaw(dom, 5, &err);
+            status = vs_agent_freeze_status(dom, 5, err ? NULL : &err);
+            if (g_strcmp0(status, "thawed") == 0) {
                 act(actions, "thawed domain '%s'", name);
-            else
-                act(actions, "could not thaw domain '%s': %s", name, err->message);
+            } else {
+                g_set_error(error, VS_ERROR, VS_ERROR_AGENT, "recover: domain '%s' may still be "
+                            "frozen: %s (run `virtsnap recover` again once its agent answers)",
+                            name, err ? err->message : "its agent still says frozen");
+                ok = false;
+            }
         }
     }
     virDomainFree(dom);
+    return ok;
 }
 
 static void
@@ -223,12 +276,25 @@ recover_backup_job(virConnectPtr conn, JsonObject *rec, JsonObject *begin, bool 
     virDomainPtr dom = uuid ? virDomainLookupByUUIDString(conn, uuid) : NULL;
     g_autofree char *manifest = NULL;
     bool ok = true;
+    int st;
 
-    if (dom && !ended && virDomainIsActive(dom) == 1 && vs_backup_job_active(dom)) {
-        if (vs_backup_job_end(dom, name, error))
-            act(actions, "ended the leftover backup job of domain '%s'", name);
-        else
+    /* Whether the domain is gone must come from a live daemon: a scratch file
+     * of a job that still runs is never removed. */
+    if (!dom && uuid && (virGetLastErrorCode() != VIR_ERR_NO_DOMAIN ||
+                         virConnectIsAlive(conn) != 1)) {
+        vs_set_libvirt_error(error, VS_ERROR_CONNECTION, "recover: domain '%s'", name);
+        return false;
+    }
+    if (dom && !ended && (st = vs_backup_job_state(dom)) != 0) {
+        if (st < 0) {
+            g_set_error(error, VS_ERROR, VS_ERROR_CONNECTION, "recover: domain '%s': libvirt "
+                        "cannot say whether its backup job still runs: its files are kept", name);
             ok = false;
+        } else if (vs_backup_job_end(dom, name, error)) {
+            act(actions, "ended the leftover backup job of domain '%s'", name);
+        } else {
+            ok = false;
+        }
     }
     /* While the job runs, QEMU still uses its scratch files. */
     if (ok) {
@@ -344,9 +410,17 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
         /* Thaw first: a frozen guest is the urgent part. */
         for (guint k = 0; k < recs->len; k++) {
             JsonObject *r = recs->pdata[k];
+            g_autoptr(GError) terr = NULL;
+
             if (!g_strcmp0(member(r, "op"), "freeze") &&
-                !g_hash_table_contains(thawed, member(r, "uuid") ? member(r, "uuid") : ""))
-                recover_thaw(conn, r, actions);
+                !g_hash_table_contains(thawed, member(r, "uuid") ? member(r, "uuid") : "") &&
+                !recover_thaw(conn, r, actions, &terr)) {
+                if (all_ok && ok && error && !*error)
+                    g_propagate_error(error, g_steal_pointer(&terr));
+                else
+                    act(actions, "%s", terr->message);
+                ok = false;
+            }
         }
         for (guint k = 0; k < recs->len; k++) {
             JsonObject *r = recs->pdata[k];

@@ -24,6 +24,8 @@ typedef enum {
     VS_ERROR_IO,            /* read/write/open failure of a file or target */
     VS_ERROR_UNSUPPORTED,   /* a configuration virtsnap cannot handle (yet) */
     VS_ERROR_BUSY,          /* someone else holds what is needed (a lock): try again later */
+    VS_ERROR_CONNECTION,    /* the libvirt connection closed (libvirtd restarted or stopped) */
+    VS_ERROR_STOPPED,       /* the domain stopped (shut down, or its QEMU died) under the step */
 } VsErrorCode;
 
 /* Prefix an existing error's message with "PREFIX: " (printf-style). A no-op
