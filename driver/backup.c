@@ -2064,9 +2064,19 @@ commit_frozen(Run *run, DomJob *j, DiskJob *d, int64_t *held_ms, GError **error)
 /* D's overlay stays where it is, for recover: the domain fails with WHY and
  * the file's name, and the journal is kept. */
 static bool
-keep_overlay(DomJob *j, DiskJob *d, const char *why, bool on_it)
+keep_overlay(DomJob *j, DiskJob *d, bool on_it, const char *fmt, ...) G_GNUC_PRINTF(4, 5);
+
+static bool
+keep_overlay(DomJob *j, DiskJob *d, bool on_it, const char *fmt, ...)
 {
-    g_autofree char *msg = on_it ? g_strdup_printf("%s; the domain runs on overlay %s until "
+    va_list ap;
+    g_autofree char *why = NULL;
+    g_autofree char *msg = NULL;
+
+    va_start(ap, fmt);
+    why = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    msg = on_it ? g_strdup_printf("%s; the domain runs on overlay %s until "
                                                    "`virtsnap recover` commits it", why, d->overlay)
                                  : g_strdup_printf("%s; overlay %s is kept for `virtsnap recover`",
                                                    why, d->overlay);
@@ -2087,9 +2097,11 @@ drop_overlay(Run *run, DomJob *j, DiskJob *d)
     g_autoptr(GError) err = NULL;
     int use = vs_domain_uses_file(vs_link_conn(run->link), j->uuid, d->overlay, &err);
 
-    if (use != 0)
-        return keep_overlay(j, d, use < 0 ? err->message : "commit: the domain's definition "
-                            "still names it", false);
+    if (use < 0)
+        return keep_overlay(j, d, false, "%s", err->message);
+    if (use > 0)
+        return keep_overlay(j, d, false, "commit: domain '%s' still names the overlay of disk %s "
+                            "after its commit", j->name, d->target);
     if (unlink(d->overlay) < 0 && errno != ENOENT) {
         dom_fail(j, "commit: cannot remove overlay %s: %s", d->overlay, g_strerror(errno));
         return false;
@@ -2141,25 +2153,25 @@ commit_disk(Run *run, DomJob *j, DiskJob *d)
         bool retry = attempt < 4;
 
         if (!dom_revive(run, j, "commit", &err))
-            return keep_overlay(j, d, err->message, false);
+            return keep_overlay(j, d, false, "%s", err->message);
         /* -1 on a live connection: a transient domain gone with its QEMU. */
         if (virDomainIsActive(j->dom) != 1 && vs_link_alive(run->link))
-            return keep_overlay(j, d, "commit: the domain stopped during its backup (its QEMU "
-                                "ended) with what it wrote since the snapshot in its overlay",
-                                false);
+            return keep_overlay(j, d, false, "commit: domain '%s' stopped during its backup (its "
+                                "QEMU ended) with what it wrote since the snapshot in its overlay",
+                                j->name);
         if (!vs_link_alive(run->link) && retry)
             continue;
         cur = vs_domain_disk_source(j->dom, d->target, false, &err);
         if (!cur) {
             if (retry && !vs_link_alive(run->link))
                 continue;
-            return keep_overlay(j, d, err->message, false);
+            return keep_overlay(j, d, false, "%s", err->message);
         }
         if (strcmp(cur, d->overlay) != 0) {
             /* Committed by a try cut short, or never applied. */
             if (d->path && attempt > 1 && strcmp(cur, d->path) != 0)
-                return keep_overlay(j, d, "commit: the disk is on neither the overlay nor its "
-                                    "original", false);
+                return keep_overlay(j, d, false, "commit: domain '%s' disk %s is on neither "
+                                    "the overlay nor its original (%s)", j->name, d->target, cur);
             return drop_overlay(run, j, d);
         }
         progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 0, 1);
@@ -2168,7 +2180,7 @@ commit_disk(Run *run, DomJob *j, DiskJob *d)
         if (!commit_pivot(run, j, d, &err)) {
             if (retry && !vs_link_alive(run->link))
                 continue;
-            return keep_overlay(j, d, err->message, virDomainIsActive(j->dom) == 1);
+            return keep_overlay(j, d, virDomainIsActive(j->dom) == 1, "%s", err->message);
         }
         g_free(cur);
         cur = vs_domain_disk_source(j->dom, d->target, false, &err);

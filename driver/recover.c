@@ -12,6 +12,7 @@
 #include "config.h"
 #include "driver-internal.h"
 #include "vs-restore.h"
+#include "vs-block.h"
 #include "vs-xml.h"
 
 #include <libvirt/virterror.h>
@@ -138,6 +139,49 @@ remove_unused(virConnectPtr conn, const char *uuid, const char *name, const char
     return true;
 }
 
+/* The domain is gone (a transient one whose QEMU died): OVERLAY holds what
+ * it wrote after the snapshot. Committed offline into ORIGINAL, whose header
+ * it names, the disk holds every write again, for whoever starts the domain
+ * anew. qemu-img takes the image's write lock, so a QEMU that has opened
+ * ORIGINAL meanwhile makes it refuse rather than write under a guest. */
+static bool
+orphan_overlay(const char *overlay, const char *original, const char *name, GPtrArray *actions,
+               GError **error)
+{
+    g_autoptr(VsImageInfo) info = NULL;
+    const char *argv[] = { "qemu-img", "commit", "-q", "-f", "qcow2", overlay, NULL };
+    g_autofree char *errout = NULL;
+    int status = 0;
+
+    if (!g_file_test(overlay, G_FILE_TEST_EXISTS))
+        return true;
+    info = vs_image_probe(overlay, NULL);
+    if (!info || !original || !g_path_is_absolute(original) ||
+        g_strcmp0(info->backing_file, original) != 0) {
+        act(actions, "domain '%s' no longer exists: its overlay %s is kept (it holds writes "
+            "made after the backup's snapshot; commit it into its backing file with qemu-img "
+            "commit)", name, overlay);
+        return true;
+    }
+    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
+                      NULL, NULL, NULL, &errout, &status, error))
+        return false;
+    if (!g_spawn_check_wait_status(status, NULL)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "recover: domain '%s' no longer exists, and "
+                    "its overlay %s could not be committed into %s: %s (it is kept)", name,
+                    overlay, original, g_strstrip(errout));
+        return false;
+    }
+    if (unlink(overlay) < 0 && errno != ENOENT) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "recover: cannot remove %s: %s", overlay,
+                    g_strerror(errno));
+        return false;
+    }
+    act(actions, "domain '%s' no longer exists: committed what it wrote after the backup's "
+        "snapshot (overlay %s) into %s offline", name, overlay, original);
+    return true;
+}
+
 static bool
 recover_overlay(virConnectPtr conn, JsonObject *rec, GPtrArray *actions, GError **error)
 {
@@ -158,10 +202,7 @@ recover_overlay(virConnectPtr conn, JsonObject *rec, GPtrArray *actions, GError 
             vs_set_libvirt_error(error, VS_ERROR_CONNECTION, "recover: domain '%s'", name);
             return false;
         }
-        if (g_file_test(overlay, G_FILE_TEST_EXISTS))
-            act(actions, "domain '%s' no longer exists: its overlay %s is kept (it holds writes "
-                "made after the backup's snapshot)", name, overlay);
-        return true;
+        return orphan_overlay(overlay, original, name, actions, error);
     }
     active = virDomainIsActive(dom);
     xml = virDomainGetXMLDesc(dom, active == 1 ? 0 : VIR_DOMAIN_XML_INACTIVE);
