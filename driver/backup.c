@@ -889,7 +889,8 @@ prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
     j->active = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED ||
                 state == VIR_DOMAIN_BLOCKED || state == VIR_DOMAIN_PMSUSPENDED;
 
-    if ((j->lock_fd = vs_domain_lock(run->opts->state_dir, j->uuid, j->name, &err)) < 0) {
+    if ((j->lock_fd = vs_domain_lock(run->opts->state_dir, j->uuid, j->name, "backup",
+                                     run->opts->lock_wait, &err)) < 0) {
         dom_fail(j, "%s", err->message);
         return j;
     }

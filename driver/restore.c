@@ -826,7 +826,8 @@ plan_domain(Run *run, const char *name, GError **error)
         }
         if (r->dom || r->in_place) {
             const char *uuid = r->existing_uuid ? r->existing_uuid : r->md->uuid;
-            if (uuid && (r->lock_fd = vs_domain_lock(o->state_dir, uuid, r->new_name, error)) < 0) {
+            if (uuid && (r->lock_fd = vs_domain_lock(o->state_dir, uuid, r->new_name, "restore",
+                                                       o->lock_wait, error)) < 0) {
                 vs_error_prefix(error, "restore");
                 return NULL;
             }
