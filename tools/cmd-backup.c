@@ -367,7 +367,7 @@ vs_cmd_recover(const VsGlobal *g, int argc, char **argv)
 {
     char *state_dir = NULL;
     GOptionEntry entries[] = {
-        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "journal and locks (default /var/lib/virtsnap)", "DIR" },
+        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "where the journals are (default /var/lib/virtsnap)", "DIR" },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("- finish or undo interrupted backups");

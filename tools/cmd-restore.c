@@ -173,7 +173,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         { "verify-hash", 0, 0, G_OPTION_ARG_NONE, &verify_hash, "re-hash every chunk with SHA-256 as it is written "
           "(default: its zstd checksum and size are checked)", NULL },
         { "instant", 0, 0, G_OPTION_ARG_NONE, &instant, "start the domain at once on the backup served over NBD, copy its disks into place while it runs (implies --start)", NULL },
-        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "temporary files (default /var/lib/virtsnap)", "DIR" },
+        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "temporary images and definitions (default /var/lib/virtsnap)", "DIR" },
         { "lock-wait", 0, 0, G_OPTION_ARG_INT, &lock_wait, "wait up to SECS for a domain another run is "
           "working on (default 0: fail at once)", "SECS" },
         { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks written at once (default 2)", "N" },
