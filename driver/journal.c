@@ -342,14 +342,14 @@ open_lock_dir(const char *dir, GError **error)
 static char *
 process_start(void)
 {
-    g_autofree char *stat = NULL;
+    g_autofree char *text = NULL;
     g_auto(GStrv) fields = NULL;
     const char *rest;
 
     /* The command name (field 2) may hold spaces and parentheses: count from
      * the last ')'. */
-    if (g_file_get_contents("/proc/self/stat", &stat, NULL, NULL) &&
-        (rest = strrchr(stat, ')')) && (fields = g_strsplit(rest + 2, " ", 21)) &&
+    if (g_file_get_contents("/proc/self/stat", &text, NULL, NULL) &&
+        (rest = strrchr(text, ')')) && (fields = g_strsplit(rest + 2, " ", 21)) &&
         g_strv_length(fields) > 19)
         return g_strdup(fields[19]);
     return g_strdup_printf("unix %" G_GINT64_FORMAT, g_get_real_time() / G_USEC_PER_SEC);
@@ -360,11 +360,11 @@ static bool
 write_holder(int fd, const char *path, const char *state_dir, const char *command, GError **error)
 {
     g_autoptr(GDateTime) now = g_date_time_new_now_utc();
-    g_autofree char *time = g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
+    g_autofree char *since = g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
     g_autofree char *start = process_start();
     g_autofree char *text = g_strdup_printf("pid=%d\nstart=%s\nstate_dir=%s\ncommand=%s\ntime=%s\n",
                                             (int)getpid(), start, vs_state_dir(state_dir),
-                                            command, time);
+                                            command, since);
     size_t len = strlen(text), off = 0;
 
     if (ftruncate(fd, 0) < 0) {
@@ -392,7 +392,7 @@ describe_holder(int fd)
     char buf[513];
     ssize_t n;
     g_auto(GStrv) lines = NULL;
-    g_autofree char *pid = NULL, *start = NULL, *state_dir = NULL, *command = NULL, *time = NULL;
+    g_autofree char *pid = NULL, *start = NULL, *state_dir = NULL, *command = NULL, *since = NULL;
 
     /* Bounded: the file is untrusted. Empty if the holder is between its
      * truncate and its write. */
@@ -417,7 +417,7 @@ describe_holder(int fd)
         else if (strcmp(lines[i], "command") == 0)
             slot = &command;
         else if (strcmp(lines[i], "time") == 0)
-            slot = &time;
+            slot = &since;
         if (slot && !*slot)
             *slot = printable(eq + 1, 256);
     }
@@ -425,7 +425,7 @@ describe_holder(int fd)
         return g_strdup("a run that has not written its name yet");
     return g_strdup_printf("virtsnap %s, pid %s (start %s), state dir %s, since %s",
                            command ? command : "?", pid, start ? start : "?",
-                           state_dir ? state_dir : "?", time ? time : "?");
+                           state_dir ? state_dir : "?", since ? since : "?");
 }
 
 int
