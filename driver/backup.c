@@ -948,8 +948,8 @@ is_our_overlay(const char *path)
  * overlay of ours still in a live chain belongs to a run this state directory
  * does not know (another --state-dir), or one recover could not commit.
  * Another overlay on top of it would bury it. */
-static bool
-foreign_overlays(DomJob *j, const VsDiscoveredDomain *disc)
+static const char *
+overlay_in_chain(const VsDiscoveredDomain *disc, const char **target)
 {
     for (guint i = 0; i < disc->disks->len; i++) {
         const VsDiscoveredDisk *d = disc->disks->pdata[i];
@@ -961,16 +961,26 @@ foreign_overlays(DomJob *j, const VsDiscoveredDomain *disc)
                 found = e->path;
         }
         if (found) {
-            dom_fail(j, "backup: domain '%s' disk %s runs on %s, an overlay of a virtsnap run "
-                     "that this state directory's journal does not name (a run with another "
-                     "--state-dir, or one `virtsnap recover` could not finish): run `virtsnap "
-                     "recover` with that run's --state-dir, or commit it by hand (virsh "
-                     "blockcommit %s %s --active --pivot), then back the domain up again",
-                     j->name, d->target, found, j->name, d->target);
-            return false;
+            *target = d->target;
+            return found;
         }
     }
-    return true;
+    return NULL;
+}
+
+static bool
+foreign_overlays(DomJob *j, const VsDiscoveredDomain *disc)
+{
+    const char *target = NULL, *found = overlay_in_chain(disc, &target);
+
+    if (found)
+        dom_fail(j, "backup: domain '%s' disk %s runs on %s, an overlay of a virtsnap run that "
+                 "this state directory's journal does not name (a run with another --state-dir, "
+                 "or one `virtsnap recover` could not finish): run `virtsnap recover` with that "
+                 "run's --state-dir, or commit it by hand (virsh blockcommit %s %s --active "
+                 "--pivot), then back the domain up again", j->name, target, found, j->name,
+                 target);
+    return !found;
 }
 
 static DomJob *
@@ -978,6 +988,7 @@ prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
 {
     DomJob *j = g_new0(DomJob, 1);
     g_autoptr(VsDomainDef) def = NULL;
+    g_autoptr(GPtrArray) again = NULL;
     g_autoptr(GError) err = NULL;
     int state = VIR_DOMAIN_NOSTATE, reason;
 
@@ -991,9 +1002,30 @@ prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
     j->active = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED ||
                 state == VIR_DOMAIN_BLOCKED || state == VIR_DOMAIN_PMSUSPENDED;
 
-    if ((j->lock_fd = vs_domain_lock(run->opts->state_dir, j->uuid, j->name, &err)) < 0) {
+    if ((j->lock_fd = vs_domain_lock(run->opts->state_dir, j->uuid, j->name, "backup",
+                                     run->opts->lock_wait, &err)) < 0) {
         dom_fail(j, "%s", err->message);
         return j;
+    }
+    /* Discovered before the lock: while this run waited for it (--lock-wait), or
+     * just before it took it, the run that held it may have moved the disks (its
+     * overlays committed away). */
+    if (run->opts->lock_wait > 0 || overlay_in_chain(disc, &(const char *){ NULL })) {
+        const char *const uuid[] = { j->uuid, NULL };
+        VsDiscoverOptions dopts;
+
+        vs_discover_options_init(&dopts);
+        dopts.agent_timeout = run->opts->agent_timeout;
+        again = vs_discover(run->conn, uuid, &dopts, NULL, &err);
+        if (!again || again->len != 1) {
+            dom_fail(j, "domain '%s': cannot discover it again once locked%s%s", j->name,
+                     err ? ": " : "", err ? err->message : "");
+            return j;
+        }
+        disc = again->pdata[0];
+        virDomainGetState(dom, &state, &reason, 0);
+        j->active = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED ||
+                    state == VIR_DOMAIN_BLOCKED || state == VIR_DOMAIN_PMSUSPENDED;
     }
     /* The definition restores a domain; a transient one has only its live XML. */
     j->xml = virDomainGetXMLDesc(dom, disc->persistent ? VIR_DOMAIN_XML_INACTIVE : 0);

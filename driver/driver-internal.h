@@ -74,9 +74,15 @@ int vs_domain_uses_file(virConnectPtr conn, const char *uuid, const char *path, 
 bool vs_domain_resume_paused(virDomainPtr dom, bool *resumed, GError **error);
 
 /* ------------------------------------------------------------------------- */
-/* Per-domain locks: STATE/locks/<uuid>.lock, flock LOCK_EX|LOCK_NB.           */
+/* Per-domain locks: /run/lock/virtsnap/<uuid>.lock ($VIRTSNAP_LOCK_DIR),    */
+/* one per host whatever the state directory, flock LOCK_EX|LOCK_NB.         */
 
-int vs_domain_lock(const char *state_dir, const char *uuid, const char *name, GError **error);
+/* Takes the lock of domain UUID (NAME in messages) for COMMAND ("backup",
+ * "restore"), retrying for up to WAIT_S seconds, and writes the holder into it
+ * (pid, process start, STATE_DIR, COMMAND, time). Returns its fd, or -1 with
+ * VS_ERROR_BUSY naming the holder when the wait ran out. */
+int vs_domain_lock(const char *state_dir, const char *uuid, const char *name, const char *command,
+                   int wait_s, GError **error);
 void vs_domain_unlock(int fd);
 
 /* ------------------------------------------------------------------------- */

@@ -4,7 +4,9 @@
  * a kill -9 or a power cut `virtsnap recover` knows exactly which guests may be
  * frozen and which overlays are virtsnap's to commit back; it never touches an
  * overlay it did not create. The writer's exclusive flock on its journal tells a
- * live run from a dead one, and per-domain locks keep two runs off one domain. */
+ * live run from a dead one, and per-domain locks keep two runs off one domain:
+ * host-wide ones in /run/lock/virtsnap, whatever the state directory, each file
+ * naming its holder for whoever has to wait. */
 #include "config.h"
 #include "driver-internal.h"
 
@@ -258,26 +260,239 @@ vs_journal_read(const char *path, bool try_lock, int *lock_fd, GError **error)
     return out;
 }
 
-int
-vs_domain_lock(const char *state_dir, const char *uuid, const char *name, GError **error)
+/* The directory of the per-domain locks: one for the whole host, whatever the
+ * state directory, so that two runs with different --state-dir (two schedulers,
+ * say) still keep off each other's domains. */
+static const char *
+lock_dir(void)
 {
-    g_autofree char *dir = g_build_filename(vs_state_dir(state_dir), "locks", NULL);
-    g_autofree char *file = g_strconcat(uuid, ".lock", NULL);
-    g_autofree char *path = g_build_filename(dir, file, NULL);
+    const char *env = g_getenv("VIRTSNAP_LOCK_DIR");
+
+    return env && *env ? env : "/run/lock/virtsnap";
+}
+
+/* The UUID becomes a file name: nothing but the canonical form gets that far. */
+static bool
+uuid_valid(const char *uuid)
+{
+    if (!uuid || strlen(uuid) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? uuid[i] != '-' : !g_ascii_isxdigit(uuid[i]))
+            return false;
+    }
+    return true;
+}
+
+/* At most MAX bytes of TEXT, anything but printable ASCII as '?': the lock file
+ * may have been written by anyone able to, and what it says ends up on a terminal. */
+static char *
+printable(const char *text, size_t max)
+{
+    GString *out = g_string_new(NULL);
+
+    for (size_t i = 0; i < max && text[i]; i++)
+        g_string_append_c(out, g_ascii_isprint(text[i]) ? text[i] : '?');
+    return g_string_free(out, FALSE);
+}
+
+/* Owned by root or by us, or someone else could hold or rewrite our locks. */
+static bool
+owner_ok(const struct stat *st)
+{
+    return st->st_uid == 0 || st->st_uid == geteuid();
+}
+
+static int
+open_lock_dir(const char *dir, GError **error)
+{
+    struct stat st;
     int fd;
 
-    if (!vs_make_dir(dir, 0700, error))
+    /* lstat for a clear message; O_NOFOLLOW and fstat for what is really opened. */
+    if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO,
+                    "lock: %s is a symbolic link: remove it (virtsnap creates the directory itself)", dir);
         return -1;
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    }
+    if (g_mkdir_with_parents(dir, 0700) < 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO,
+                    "lock: cannot create %s: %s (run as root, or set $VIRTSNAP_LOCK_DIR to a "
+                    "directory of your own)", dir, g_strerror(errno));
+        return -1;
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "lock: cannot open %s: %s", dir, g_strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) < 0 || !owner_ok(&st)) {
+        close(fd);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO,
+                    "lock: %s is not owned by root or by uid %u: remove it, or set "
+                    "$VIRTSNAP_LOCK_DIR to a directory of your own", dir, (unsigned)geteuid());
+        return -1;
+    }
+    return fd;
+}
+
+/* Field 22 of /proc/self/stat, the process's start in clock ticks since boot:
+ * with the pid, it tells this process from a later one given the same pid. */
+static char *
+process_start(void)
+{
+    g_autofree char *text = NULL;
+    g_auto(GStrv) fields = NULL;
+    const char *rest;
+
+    /* The command name (field 2) may hold spaces and parentheses: count from
+     * the last ')'. */
+    if (g_file_get_contents("/proc/self/stat", &text, NULL, NULL) &&
+        (rest = strrchr(text, ')')) && (fields = g_strsplit(rest + 2, " ", 21)) &&
+        g_strv_length(fields) > 19)
+        return g_strdup(fields[19]);
+    return g_strdup_printf("unix %" G_GINT64_FORMAT, g_get_real_time() / G_USEC_PER_SEC);
+}
+
+/* Who holds the lock, for the one who waits for it: key=value lines. */
+static bool
+write_holder(int fd, const char *path, const char *state_dir, const char *command, GError **error)
+{
+    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+    g_autofree char *since = g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
+    g_autofree char *start = process_start();
+    g_autofree char *text = g_strdup_printf("pid=%d\nstart=%s\nstate_dir=%s\ncommand=%s\ntime=%s\n",
+                                            (int)getpid(), start, vs_state_dir(state_dir),
+                                            command, since);
+    size_t len = strlen(text), off = 0;
+
+    if (ftruncate(fd, 0) < 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "lock: writing %s: %s", path, g_strerror(errno));
+        return false;
+    }
+    while (off < len) {
+        ssize_t w = pwrite(fd, text + off, len - off, off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "lock: writing %s: %s", path, g_strerror(errno));
+            return false;
+        }
+        off += w;
+    }
+    return true;
+}
+
+/* "virtsnap backup, pid 123 (start 456), state dir /x, since T", from the
+ * holder's file. */
+static char *
+describe_holder(int fd)
+{
+    char buf[513];
+    ssize_t n;
+    g_auto(GStrv) lines = NULL;
+    g_autofree char *pid = NULL, *start = NULL, *state_dir = NULL, *command = NULL, *since = NULL;
+
+    /* Bounded: the file is untrusted. Empty if the holder is between its
+     * truncate and its write. */
+    do
+        n = pread(fd, buf, sizeof buf - 1, 0);
+    while (n < 0 && errno == EINTR);
+    buf[MAX(n, 0)] = '\0';
+    lines = g_strsplit(buf, "\n", -1);
+    for (size_t i = 0; lines[i]; i++) {
+        char *eq = strchr(lines[i], '=');
+        char **slot = NULL;
+
+        if (!eq)
+            continue;
+        *eq = '\0';
+        if (strcmp(lines[i], "pid") == 0)
+            slot = &pid;
+        else if (strcmp(lines[i], "start") == 0)
+            slot = &start;
+        else if (strcmp(lines[i], "state_dir") == 0)
+            slot = &state_dir;
+        else if (strcmp(lines[i], "command") == 0)
+            slot = &command;
+        else if (strcmp(lines[i], "time") == 0)
+            slot = &since;
+        if (slot && !*slot)
+            *slot = printable(eq + 1, 256);
+    }
+    if (!pid)
+        return g_strdup("a run that has not written its name yet");
+    return g_strdup_printf("virtsnap %s, pid %s (start %s), state dir %s, since %s",
+                           command ? command : "?", pid, start ? start : "?",
+                           state_dir ? state_dir : "?", since ? since : "?");
+}
+
+int
+vs_domain_lock(const char *state_dir, const char *uuid, const char *name, const char *command,
+               int wait_s, GError **error)
+{
+    const char *dir = lock_dir();
+    g_autofree char *file = NULL;
+    g_autofree char *path = NULL;
+    gint64 deadline = g_get_monotonic_time() + (gint64)MAX(wait_s, 0) * G_USEC_PER_SEC;
+    struct stat st;
+    int dfd, fd;
+
+    if (!uuid_valid(uuid)) {
+        g_autofree char *shown = printable(uuid ? uuid : "", 64);
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "lock: domain '%s': '%s' is not a UUID (36 hex digits and dashes)", name, shown);
+        return -1;
+    }
+    file = g_strconcat(uuid, ".lock", NULL);
+    path = g_build_filename(dir, file, NULL);
+    if ((dfd = open_lock_dir(dir, error)) < 0)
+        return -1;
+    fd = openat(dfd, file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    close(dfd);
     if (fd < 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "lock: cannot open %s: %s", path, g_strerror(errno));
         return -1;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !owner_ok(&st)) {
         close(fd);
-        g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
-                    "domain '%s': another virtsnap run is working on it (lock %s); wait for it "
-                    "to finish", name, path);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO,
+                    "lock: %s is not a file owned by root or by uid %u: remove it", path,
+                    (unsigned)geteuid());
+        return -1;
+    }
+    /* Polled rather than a blocking flock: the wait is bounded, and a run
+     * that gives up must be able to say who held the lock. */
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+
+        if (e == EINTR)
+            continue;
+        if (e != EWOULDBLOCK) {
+            close(fd);
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "lock: cannot lock %s: %s", path, g_strerror(e));
+            return -1;
+        }
+        if (g_get_monotonic_time() >= deadline) {
+            g_autofree char *holder = describe_holder(fd);
+
+            close(fd);
+            if (wait_s > 0)
+                g_set_error(error, VS_ERROR, VS_ERROR_BUSY,
+                            "lock: domain '%s' is still in use by another run after %d s: %s "
+                            "(lock %s); wait for it, or give a longer --lock-wait",
+                            name, wait_s, holder, path);
+            else
+                g_set_error(error, VS_ERROR, VS_ERROR_BUSY,
+                            "lock: domain '%s' is in use by another run: %s (lock %s); wait for "
+                            "it, or give --lock-wait SECONDS", name, holder, path);
+            return -1;
+        }
+        g_usleep(150 * 1000);
+    }
+    if (!write_holder(fd, path, state_dir, command, error)) {
+        close(fd);
         return -1;
     }
     return fd;
@@ -286,6 +501,10 @@ vs_domain_lock(const char *state_dir, const char *uuid, const char *name, GError
 void
 vs_domain_unlock(int fd)
 {
-    if (fd >= 0)
-        close(fd);
+    if (fd < 0)
+        return;
+    /* The file stays (removing it would race with the next one to open it);
+     * emptied, it names no holder that is gone. */
+    (void)!ftruncate(fd, 0);
+    close(fd);
 }

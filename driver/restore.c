@@ -811,6 +811,18 @@ plan_domain(Run *run, const char *name, GError **error)
                         r->new_name, r->existing_uuid, r->md->uuid);
             return NULL;
         }
+        if (r->dom || r->in_place) {
+            const char *uuid = r->existing_uuid ? r->existing_uuid : r->md->uuid;
+            if (uuid && (r->lock_fd = vs_domain_lock(o->state_dir, uuid, r->new_name, "restore",
+                                                       o->lock_wait, error)) < 0) {
+                vs_error_prefix(error, "restore");
+                return NULL;
+            }
+            /* Whether it runs is asked under the lock: the run waited for (--lock-wait)
+             * may have started or stopped it. */
+            if (r->dom)
+                r->active = domain_active(r->dom);
+        }
         if (r->dom && r->active) {
             if (r->in_place && r->partial && !o->force) {
                 /* hot swap: planned below, once the disks are known */
@@ -822,13 +834,6 @@ plan_domain(Run *run, const char *name, GError **error)
                 return NULL;
             } else {
                 r->must_stop = true;
-            }
-        }
-        if (r->dom || r->in_place) {
-            const char *uuid = r->existing_uuid ? r->existing_uuid : r->md->uuid;
-            if (uuid && (r->lock_fd = vs_domain_lock(o->state_dir, uuid, r->new_name, error)) < 0) {
-                vs_error_prefix(error, "restore");
-                return NULL;
             }
         }
     }

@@ -68,7 +68,8 @@ typedef void (*VsBackupProgress)(VsBackupPhase phase, const char *domain, const 
 typedef struct {
     const char *repo_path;      /* required */
     bool init_repo;             /* create the repository if it does not exist */
-    const char *state_dir;      /* journal and locks; NULL: $VIRTSNAP_STATE_DIR or /var/lib/virtsnap */
+    const char *state_dir;      /* journal, guardian log; NULL: $VIRTSNAP_STATE_DIR or /var/lib/virtsnap */
+    int lock_wait;              /* seconds to wait for a domain another run holds, default 0 */
     const char *overlay_dir;    /* NULL: beside each disk */
     const char *uri;            /* the connection's URI, for the guardian's own connection */
     VsQuiesceMode quiesce;

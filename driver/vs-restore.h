@@ -30,7 +30,8 @@ typedef struct {
     bool define;                  /* virDomainDefineXML the restored definition */
     bool start;                   /* start it (implies define) */
     bool force;                   /* stop a running domain / replace an existing name or file */
-    const char *state_dir;        /* per-domain locks; NULL: as backup */
+    const char *state_dir;        /* STATE/restore; NULL: as backup */
+    int lock_wait;                /* seconds to wait for a domain another run holds, default 0 */
     const char *uri;              /* for the virsh command printed */
     unsigned parallel_disks;      /* disks written at once, default 2 */
     int shutdown_timeout;         /* seconds --force waits for a graceful shutdown, default 60 */

@@ -205,6 +205,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     gboolean push = FALSE;
     double max_freeze = 10.0;
     int agent_timeout = 5, commit_timeout = 600, parallel = 2, copy_nice = 10, commit_mib = 0;
+    int lock_wait = 0;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory (default $VIRTSNAP_REPO)", "DIR" },
         { "init", 0, 0, G_OPTION_ARG_NONE, &init, "create the repository if it does not exist", NULL },
@@ -229,7 +230,9 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         { "commit-timeout", 0, 0, G_OPTION_ARG_INT, &commit_timeout, "bound on each commit to converge, seconds (default 600); then one more with the guest frozen", "SECS" },
         { "commit-bandwidth", 0, 0, G_OPTION_ARG_INT, &commit_mib, "limit each commit to MIB MiB/s while the guest runs (default 0: no limit)", "MIB" },
         { "overlay-dir", 0, 0, G_OPTION_ARG_FILENAME, &overlay_dir, "put overlays here instead of beside each disk", "DIR" },
-        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "journal and locks (default /var/lib/virtsnap)", "DIR" },
+        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "journal and guardian log (default /var/lib/virtsnap)", "DIR" },
+        { "lock-wait", 0, 0, G_OPTION_ARG_INT, &lock_wait, "wait up to SECS for a domain another run is "
+          "working on (default 0: fail at once)", "SECS" },
         { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks copied at once (default 2)", "N" },
         { "compress", 0, 0, G_OPTION_ARG_STRING, &compress, "new chunks: zstd (default) or off (stored "
           "uncompressed: for a repository on a compressing file system, or a host short of CPU)", "HOW" },
@@ -304,14 +307,16 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         return 2;
     }
     if (max_freeze <= 0 || max_freeze > 600 || agent_timeout < 1 || commit_timeout < 1 || parallel < 1 ||
-        copy_nice < 0 || copy_nice > 19 || commit_mib < 0) {
+        copy_nice < 0 || copy_nice > 19 || commit_mib < 0 || lock_wait < 0) {
         vs_print_error("backup: --max-freeze must be in (0, 600] s; --agent-timeout, --commit-timeout "
-                       "and --parallel at least 1; --copy-nice 0 to 19; --commit-bandwidth 0 or more");
+                       "and --parallel at least 1; --copy-nice 0 to 19; --commit-bandwidth and "
+                       "--lock-wait 0 or more");
         return 2;
     }
     opts.repo_path = repo ? repo : g_getenv("VIRTSNAP_REPO");
     opts.init_repo = init;
     opts.state_dir = state_dir;
+    opts.lock_wait = lock_wait;
     opts.overlay_dir = overlay_dir;
     opts.uri = vs_default_uri(g->uri);
     opts.max_freeze_ms = (int)(max_freeze * 1000);
@@ -362,7 +367,7 @@ vs_cmd_recover(const VsGlobal *g, int argc, char **argv)
 {
     char *state_dir = NULL;
     GOptionEntry entries[] = {
-        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "journal and locks (default /var/lib/virtsnap)", "DIR" },
+        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "where the journals are (default /var/lib/virtsnap)", "DIR" },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("- finish or undo interrupted backups");

@@ -157,7 +157,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     g_autofree char *repo = NULL, *backup = NULL, *as = NULL, *target_dir = NULL, *pool = NULL;
     g_autofree char *format = NULL, *state_dir = NULL;
     char **lists = NULL, **disk_lists = NULL;
-    int parallel = 2, shutdown_timeout = 60, agent_timeout = 5;
+    int parallel = 2, shutdown_timeout = 60, agent_timeout = 5, lock_wait = 0;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory (default $VIRTSNAP_REPO)", "DIR" },
         { "backup", 'b', 0, G_OPTION_ARG_STRING, &backup, "backup id, unique prefix or 'latest' (default: the newest that holds each domain)", "ID" },
@@ -173,7 +173,9 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         { "verify-hash", 0, 0, G_OPTION_ARG_NONE, &verify_hash, "re-hash every chunk with SHA-256 as it is written "
           "(default: its zstd checksum and size are checked)", NULL },
         { "instant", 0, 0, G_OPTION_ARG_NONE, &instant, "start the domain at once on the backup served over NBD, copy its disks into place while it runs (implies --start)", NULL },
-        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "per-domain locks (default /var/lib/virtsnap)", "DIR" },
+        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "temporary images and definitions (default /var/lib/virtsnap)", "DIR" },
+        { "lock-wait", 0, 0, G_OPTION_ARG_INT, &lock_wait, "wait up to SECS for a domain another run is "
+          "working on (default 0: fail at once)", "SECS" },
         { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks written at once (default 2)", "N" },
         { "shutdown-timeout", 0, 0, G_OPTION_ARG_INT, &shutdown_timeout, "--force: seconds to wait for a graceful shutdown (default 60)", "SECS" },
         { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &agent_timeout, "bound on each guest-agent call, seconds (default 5)", "SECS" },
@@ -209,9 +211,9 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         vs_print_error("restore: name the domains to restore (DOMAIN... or --list VM1,VM2)");
         return 2;
     }
-    if (parallel < 1 || shutdown_timeout < 0 || agent_timeout < 1) {
+    if (parallel < 1 || shutdown_timeout < 0 || agent_timeout < 1 || lock_wait < 0) {
         vs_print_error("restore: --parallel and --agent-timeout must be at least 1, "
-                       "--shutdown-timeout at least 0");
+                       "--shutdown-timeout and --lock-wait at least 0");
         return 2;
     }
 
@@ -227,6 +229,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     opts.start = start;
     opts.force = force;
     opts.state_dir = state_dir;
+    opts.lock_wait = lock_wait;
     opts.uri = g->uri ? g->uri : g_getenv("LIBVIRT_DEFAULT_URI");
     opts.parallel_disks = (unsigned)parallel;
     opts.shutdown_timeout = shutdown_timeout;
