@@ -1016,7 +1016,7 @@ prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
 
         vs_discover_options_init(&dopts);
         dopts.agent_timeout = run->opts->agent_timeout;
-        again = vs_discover(run->conn, uuid, &dopts, NULL, &err);
+        again = vs_discover(vs_link_conn(run->link), uuid, &dopts, NULL, &err);
         if (!again || again->len != 1) {
             dom_fail(j, "domain '%s': cannot discover it again once locked%s%s", j->name,
                      err ? ": " : "", err ? err->message : "");
@@ -1484,7 +1484,7 @@ static void
 prepare_job_dirs(Run *run, DomJob *j)
 {
     g_autoptr(GError) err = NULL;
-    g_autofree char *owner = vs_qemu_dac_owner(run->conn, NULL);
+    g_autofree char *owner = vs_qemu_dac_owner(vs_link_conn(run->link), NULL);
     unsigned uid = 0, gid = 0;
 
     if (!journal(run, j, "backup-job", "checkpoint", j->checkpoint, "socket_dir", j->sock_dir,
@@ -1777,7 +1777,7 @@ open_reader(Run *run, DomJob *j, DiskJob *d, GError **error)
     VsSource *src = NULL;
     /* CHAP: the secret the disk's <auth> names, else --iscsi-auth. */
     g_autoptr(VsIscsiAuth) disk_auth = url && g_str_has_prefix(url, "iscsi://") ?
-                                       vs_disk_iscsi_auth(run->conn, j->xml, d->target, error) : NULL;
+                                       vs_disk_iscsi_auth(vs_link_conn(run->link), j->xml, d->target, error) : NULL;
     const VsIscsiAuth *auth = disk_auth ? disk_auth : run->iscsi_auth;
 
     if (error && *error)
