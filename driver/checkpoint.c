@@ -174,15 +174,23 @@ backup_job_stats(virDomainPtr dom, virTypedParameterPtr *params, int *nparams)
 int
 vs_backup_job_state(virDomainPtr dom)
 {
-    virTypedParameterPtr params;
-    int nparams;
-    int backup = backup_job_stats(dom, &params, &nparams);
+    for (int i = 0;; i++) {
+        virTypedParameterPtr params;
+        int nparams, active;
+        int backup = backup_job_stats(dom, &params, &nparams);
 
-    virTypedParamsFree(params, nparams);
-    /* A stopped domain has no job, though libvirt refuses to say so. */
-    if (backup < 0 && virDomainIsActive(dom) == 0)
-        return 0;
-    return backup;
+        virTypedParamsFree(params, nparams);
+        if (backup >= 0)
+            return backup;
+        /* A stopped domain has no job, though libvirt refuses to say so. */
+        if ((active = virDomainIsActive(dom)) == 0)
+            return 0;
+        /* One on its way down (the guest shut itself down, QEMU exits)
+         * answers neither for a moment; a closed connection never will. */
+        if (active < 0 || i == 25 || virConnectIsAlive(virDomainGetConnect(dom)) != 1)
+            return -1;
+        g_usleep(200 * 1000);
+    }
 }
 
 bool
