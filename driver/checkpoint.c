@@ -174,20 +174,24 @@ backup_job_stats(virDomainPtr dom, virTypedParameterPtr *params, int *nparams)
 int
 vs_backup_job_state(virDomainPtr dom)
 {
+    /* 200 ms apart: 5 s for a running domain, 30 s for one shutting down. */
     for (int i = 0;; i++) {
         virTypedParameterPtr params;
-        int nparams, active;
+        int nparams, state = VIR_DOMAIN_NOSTATE, reason;
         int backup = backup_job_stats(dom, &params, &nparams);
 
         virTypedParamsFree(params, nparams);
         if (backup >= 0)
             return backup;
         /* A stopped domain has no job, though libvirt refuses to say so. */
-        if ((active = virDomainIsActive(dom)) == 0)
+        if (virDomainGetState(dom, &state, &reason, 0) < 0)
+            return virDomainIsActive(dom) == 0 ? 0 : -1;
+        if (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED)
             return 0;
         /* One on its way down (the guest shut itself down, QEMU exits)
          * answers neither for a moment; a closed connection never will. */
-        if (active < 0 || i == 25 || virConnectIsAlive(virDomainGetConnect(dom)) != 1)
+        if (i == (state == VIR_DOMAIN_SHUTDOWN ? 150 : 25) ||
+            virConnectIsAlive(virDomainGetConnect(dom)) != 1)
             return -1;
         g_usleep(200 * 1000);
     }
@@ -203,12 +207,21 @@ vs_backup_job_active(virDomainPtr dom)
 static void
 job_unknown(virDomainPtr dom, const char *name, GError **error)
 {
-    bool alive = virConnectIsAlive(virDomainGetConnect(dom)) == 1;
+    int type = VIR_DOMAIN_JOB_NONE, nparams = 0;
+    virTypedParameterPtr params = NULL;
+    g_autofree char *why = NULL;
+    bool alive;
 
+    /* Asked once more for libvirt's own words. */
+    if (virDomainGetJobStats(dom, &type, &params, &nparams, 0) < 0)
+        why = g_strdup(virGetLastErrorMessage());
+    virTypedParamsFree(params, nparams);
+    alive = virConnectIsAlive(virDomainGetConnect(dom)) == 1;
     g_set_error(error, VS_ERROR, alive ? VS_ERROR_LIBVIRT : VS_ERROR_CONNECTION,
-                "backup-end: domain '%s': %s", name,
+                "backup-end: domain '%s': %s%s%s", name,
                 alive ? "libvirt cannot say whether its backup job still runs"
-                      : "the connection to libvirtd closed (libvirtd restarted or stopped)");
+                      : "the connection to libvirtd closed (libvirtd restarted or stopped)",
+                why ? ": " : "", why ? why : "");
 }
 
 bool
