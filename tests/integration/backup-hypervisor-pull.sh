@@ -25,7 +25,9 @@ VS_HV_DISK=$W/disk.qcow2
 BOUND=90           # seconds virtsnap may take after a fault
 
 only() { [ -z "${VS_ONLY:-}" ] || [[ " $VS_ONLY " == *" $1 "* ]]; }
-job_running() { virsh domjobinfo "$D" 2>/dev/null | grep -q 'Job type: *Unbounded'; }
+# no pipe into grep -q: under pipefail virsh's SIGPIPE would make the check fail
+job_running() { [[ "$(virsh domjobinfo "$D" 2>/dev/null)" == *Unbounded* ]]; }
+paused() { [[ "$(virsh domstate "$D" 2>/dev/null)" == paused* ]]; }
 sleeping() { vs_fault_sleeping "$VS_HV_PID"; }
 recover() { vs_virtsnap recover --state-dir "${1:-$STATE}" 2>&1 | sed 's/^/  recover: /' >&2 || vs_fail "recover failed"; }
 after() {   # MARK [STATE]: recover, invariants, two later backups
@@ -56,7 +58,7 @@ fault_at() {   # NAME POINT MS WAITCMD FAULT: libvirtd restarted / QEMU killed i
   vs_log "--- $name: $fault at $point"
   mark=$(vs_records_mark "$D")
   vs_hv_backup_bg "$name" "$point" "$ms" --repo "$REPO" --state-dir "$STATE" --mode=begin "$D"
-  vs_wait_for 60 "$name: window at $point" $cond
+  vs_hv_wait_window 60 "$name: window at $point" $cond
   if [ "$fault" = libvirtd ]; then
     vs_libvirtd_bounce
     vs_hv_backup_wait "$BOUND"
@@ -87,10 +89,10 @@ if only fill-scratch; then
   vs_log "--- fill-scratch: 24 MiB overwritten with the scratch on a 16 MiB --state-dir"
   mark=$(vs_records_mark "$D")
   vs_hv_backup_bg fill-scratch after-copy 15000 --repo "$REPO" --state-dir "$SMALL" --mode=begin "$D"
-  vs_wait_for 60 "fill-scratch: job running" job_running
+  vs_hv_wait_window 60 "fill-scratch: job running" job_running
   virsh qemu-agent-command "$D" '{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","dd if=/dev/urandom of=/data/bulk bs=1M count=24 conv=notrunc,fsync 2>/dev/null"]}}' >/dev/null
   vs_wait_for 40 "fill-scratch: guest paused on the full scratch" \
-    eval 'virsh domstate --reason "$D" | grep -q "^paused"'
+    paused
   vs_log "guest $(virsh domstate --reason "$D" | head -1)"
   vs_hv_backup_wait "$BOUND"
   vs_hv_expect_done_or_failed "$D"

@@ -25,9 +25,11 @@ VS_HV_DISK=$W/disk.qcow2
 BOUND=90           # seconds virtsnap may take after a fault
 
 only() { [ -z "${VS_ONLY:-}" ] || [[ " $VS_ONLY " == *" $1 "* ]]; }
-on_overlay() { virsh domblklist "$D" --details | awk '$3 == "vda" {print $4}' | grep -q '\.virtsnap-'; }
+# no pipe into grep -q: under pipefail virsh's SIGPIPE would make the check fail
+on_overlay() { [[ "$(virsh domblklist "$D" --details 2>/dev/null)" == *.virtsnap-* ]]; }
 frozen() { case "$(_vs_freeze_status "$D")" in *'"frozen"'*) true;; *) false;; esac; }
-commit_running() { virsh blockjob "$D" vda 2>/dev/null | grep -qi commit; }
+commit_running() { [[ "$(virsh blockjob "$D" vda 2>/dev/null)" == *"Block Commit"* ]]; }
+paused() { [[ "$(virsh domstate "$D" 2>/dev/null)" == paused* ]]; }
 sleeping() { vs_fault_sleeping "$VS_HV_PID"; }
 recover() { vs_virtsnap recover --state-dir "${1:-$STATE}" 2>&1 | sed 's/^/  recover: /' >&2 || vs_fail "recover failed"; }
 after() {   # MARK: recover, invariants, a later backup
@@ -56,7 +58,9 @@ libvirtd_at() {   # NAME POINT MS WAITCMD [ARGS...]: libvirtd restarted inside t
   vs_log "--- $name: libvirtd restarted at $point"
   mark=$(vs_records_mark "$D")
   vs_hv_backup_bg "$name" "$point" "$ms" --repo "$REPO" --state-dir "$STATE" "$@" "$D"
-  vs_wait_for 60 "$name: window at $point" $cond
+  vs_hv_wait_window 60 "$name: window at $point" $cond
+  # written (and synced) on the overlay once it is applied: what a lost overlay would lose
+  frozen || mark=$(vs_records_mark "$D")
   vs_libvirtd_bounce
   vs_hv_backup_wait "$BOUND"
   vs_hv_expect_done_or_failed "$D"
@@ -64,7 +68,7 @@ libvirtd_at() {   # NAME POINT MS WAITCMD [ARGS...]: libvirtd restarted inside t
 }
 
 only lv-before-freeze && libvirtd_at lv-before-freeze before-freeze 5000 sleeping
-only lv-frozen && libvirtd_at lv-frozen after-freeze 6000 frozen --max-freeze 20000
+only lv-frozen && libvirtd_at lv-frozen after-freeze 6000 frozen --max-freeze 20
 only lv-copy && libvirtd_at lv-copy after-copy 5000 'eval on_overlay && sleeping'
 only lv-commit && libvirtd_at lv-commit commit-started 5000 commit_running
 
@@ -73,7 +77,8 @@ qemu_killed_at() {   # NAME POINT MS WAITCMD: QEMU killed inside the window
   vs_log "--- $name: QEMU killed at $point"
   mark=$(vs_records_mark "$D")
   vs_hv_backup_bg "$name" "$point" "$ms" --repo "$REPO" --state-dir "$STATE" "$D"
-  vs_wait_for 60 "$name: window at $point" $cond
+  vs_hv_wait_window 60 "$name: window at $point" $cond
+  mark=$(vs_records_mark "$D")
   vs_qemu_kill "$D"
   vs_hv_backup_wait "$BOUND"
   vs_assert_eq "$VS_HV_RC" 1 "$name: exit status"
@@ -88,17 +93,51 @@ qemu_killed_at() {   # NAME POINT MS WAITCMD: QEMU killed inside the window
 only kill-copy && qemu_killed_at kill-copy after-copy 5000 'eval on_overlay && sleeping'
 only kill-commit && qemu_killed_at kill-commit commit-started 5000 commit_running
 
+# The same with a transient domain (virsh create): once QEMU is gone, so is libvirt's
+# definition. What the guest wrote into the overlay must reach its disk all the same.
+if only kill-transient; then
+  T=vst-hvt-$$
+  vs_log "--- kill-transient: QEMU of transient $T killed at after-copy"
+  vs_guest_disk "$W/tdisk.qcow2" >/dev/null
+  vs_domain_track "$T"
+  vs_guest_xml "$T" "$W/tdisk.qcow2" > "$W/$T.xml"
+  create_t() {
+    local out
+    rm -f "$(vs_console_log "$T")"
+    out=$(virsh create "$W/$T.xml" 2>&1) || vs_fail "virsh create $T: $out"
+    vs_wait_ready "$T" "$(vs_console_log "$T")" 120 || vs_fail "$T did not boot"
+    vs_wait_agent "$T" 120
+  }
+  create_t
+  vs_hv_backup_bg kill-transient after-copy 5000 --repo "$REPO" --state-dir "$STATE" "$T"
+  vs_hv_wait_window 60 "kill-transient: window at after-copy" \
+    eval '[[ "$(virsh domblklist "$T" --details 2>/dev/null)" == *.virtsnap-* ]] && sleeping'
+  mark=$(vs_records_mark "$T")
+  vs_qemu_kill "$T"
+  vs_hv_backup_wait "$BOUND"
+  vs_assert_eq "$VS_HV_RC" 1 "kill-transient: exit status"
+  vs_assert_contains "$(cat "$W/kill-transient.err")" "$T" "kill-transient: the error names the domain"
+  recover
+  vs_assert_eq "$(qemu-img info -U --output=json "$W/tdisk.qcow2" | jq -r '.["backing-filename"] // "none"')" none \
+    "kill-transient: no backing file"
+  vs_assert_eq "$(ls "$W" | grep -c '^tdisk\.qcow2\.virtsnap-' || true)" 0 "kill-transient: overlay gone after recover"
+  create_t
+  vs_hv_clean "$T" "$STATE" "$W" "$OVL" -- "vda=$W/tdisk.qcow2"
+  vs_hv_later_backup "$T" "$REPO" "$STATE" "$mark"
+  virsh destroy "$T" >/dev/null
+fi
+
 # The overlay's file system fills: QEMU pauses the guest on ENOSPC. virtsnap must commit, resume
 # it and say so; the write that failed goes to the disk once it runs again.
 if only fill-overlay; then
   vs_log "--- fill-overlay: 24 MiB written into a 16 MiB --overlay-dir"
   mark=$(vs_records_mark "$D")
   vs_hv_backup_bg fill-overlay after-copy 15000 --repo "$REPO" --state-dir "$STATE" --overlay-dir "$OVL" "$D"
-  vs_wait_for 60 "fill-overlay: overlay applied" on_overlay
+  vs_hv_wait_window 60 "fill-overlay: overlay applied" on_overlay
   # not through gexec: it waits for the command, and the guest is about to stop
   virsh qemu-agent-command "$D" '{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","dd if=/dev/urandom of=/data/fill bs=1M count=24 conv=fsync 2>/dev/null"]}}' >/dev/null
   vs_wait_for 40 "fill-overlay: guest paused on the full overlay" \
-    eval 'virsh domstate --reason "$D" | grep -q "^paused"'
+    paused
   vs_log "guest $(virsh domstate --reason "$D" | head -1)"
   vs_hv_backup_wait "$BOUND"
   vs_hv_expect_done_or_failed "$D"

@@ -11,7 +11,8 @@
 #   vs_qemu_pid NAME | vs_qemu_kill NAME     the domain's QEMU; SIGKILL it, wait for "shut off"
 #   vs_deleted_open NAME           files NAME's QEMU holds open that are deleted, one a line
 #   vs_fault_sleeping PID          is a thread of PID in a sleep (a VIRTSNAP_FAULT=sleep: window)
-#   vs_hv_backup_bg NAME POINT MS ARGS... | vs_hv_backup_wait SECS | vs_hv_expect_done_or_failed NAME
+#   vs_hv_backup_bg NAME POINT MS ARGS... | vs_hv_wait_window SECS WHAT CMD... | vs_hv_backup_wait SECS
+#   vs_hv_expect_done_or_failed NAME
 #                                  a backup with a widened window in the background, its end
 #   vs_wait_for SECS WHAT CMD...   until CMD succeeds, else vs_fail "WHAT"
 #   vs_records_mark NAME           prints the last record the guest's writer has on disk (synced)
@@ -111,6 +112,21 @@ vs_hv_backup_wait() {
   wait "$VS_HV_PID" || VS_HV_RC=$?
   sed 's/^/  virtsnap: /' "$VS_WORKDIR/$VS_HV_NAME.err" >&2
   vs_log "$VS_HV_NAME: virtsnap exit $VS_HV_RC $(( $(date +%s) - t0 ))s after the fault; $(jq -c '.domains[]? | {name, ok, consistency, note, error}' "$VS_WORKDIR/$VS_HV_NAME.json" 2>/dev/null | tr '\n' ' ')"
+}
+
+# vs_hv_wait_window SECS WHAT CMD...: until CMD succeeds while the background backup runs;
+# a backup that ended before its window fails the test with its stderr.
+vs_hv_wait_window() {
+  local secs=$1 what=$2 end; shift 2
+  end=$(( $(date +%s) + secs ))
+  until "$@"; do
+    if ! vs_alive "$VS_HV_PID"; then
+      sed 's/^/  virtsnap: /' "$VS_WORKDIR/$VS_HV_NAME.err" >&2
+      vs_fail "$what: virtsnap ended before the window"
+    fi
+    [ "$(date +%s)" -lt "$end" ] || vs_fail "$what: not seen within ${secs}s"
+    sleep 0.1
+  done
 }
 
 # After a fault virtsnap either finished the backup or failed the domain by name.
