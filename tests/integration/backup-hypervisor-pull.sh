@@ -112,16 +112,16 @@ if only hotplug; then
   "$VS_GUEST_SRC/mkdisk.sh" "$W/hot.qcow2" 64M >/dev/null && chmod 644 "$W/hot.qcow2"
   virsh attach-disk "$D" "$W/hot.qcow2" vdb --live --driver qemu --subdriver qcow2 --targetbus virtio >/dev/null
   set +e
-  vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --mode=begin --json "$D" > "$W/hot.json" 2> "$W/hot.err"
+  vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --mode=begin --json "$D" > "$W/hp.json" 2> "$W/hp.err"
   rc=$?
   set -e
-  cat "$W/hot.err" >&2
-  vs_log "hotplug: exit $rc; $(jq -c '.domains[0] | {ok, error, disks: [.disks[].target]}' "$W/hot.json" 2>/dev/null)"
+  cat "$W/hp.err" >&2
+  vs_log "hotplug: exit $rc; $(jq -c '.domains[0] | {ok, error, disks: [.disks[].target]}' "$W/hp.json" 2>/dev/null)"
   case "$rc" in
-    0) vs_assert_eq "$(jq -r '[.domains[0].disks[].target] | sort | join(",")' "$W/hot.json")" vda,vdb "hotplug: disks backed up"
-       vs_virtsnap export --repo "$REPO" "$(jq -r .id "$W/hot.json")" "$D" vdb "$W/hot-export.qcow2"
+    0) vs_assert_eq "$(jq -r '[.domains[0].disks[].target] | sort | join(",")' "$W/hp.json")" vda,vdb "hotplug: disks backed up"
+       vs_virtsnap export --repo "$REPO" "$(jq -r .id "$W/hp.json")" "$D" vdb "$W/hot-export.qcow2"
        qemu-img compare -U "$W/hot.qcow2" "$W/hot-export.qcow2" >&2 || vs_fail "hotplug: vdb's export differs from the disk";;
-    1) vs_assert_contains "$(cat "$W/hot.err")" vdb "hotplug: the refusal names the disk";;
+    1) vs_assert_contains "$(cat "$W/hp.err")" vdb "hotplug: the refusal names the disk";;
     *) vs_fail "hotplug: virtsnap exit $rc";;
   esac
   vs_assert_eq "$(ls "$W" | grep -E '^(hot|disk)\.' | grep -cvE '^(hot|disk)\.qcow2$' || true)" 0 \

@@ -28,7 +28,8 @@ only() { [ -z "${VS_ONLY:-}" ] || [[ " $VS_ONLY " == *" $1 "* ]]; }
 # no pipe into grep -q: under pipefail virsh's SIGPIPE would make the check fail
 on_overlay() { [[ "$(virsh domblklist "$D" --details 2>/dev/null)" == *.virtsnap-* ]]; }
 frozen() { case "$(_vs_freeze_status "$D")" in *'"frozen"'*) true;; *) false;; esac; }
-commit_running() { [[ "$(virsh blockjob "$D" vda 2>/dev/null)" == *"Block Commit"* ]]; }
+# the commit-started sleep follows the commit's start: the overlay is still applied
+commit_running() { on_overlay && sleeping && vs_log "block job: $(virsh blockjob "$D" vda --info 2>&1 | tr '\r\n' '  ')"; }
 paused() { [[ "$(virsh domstate "$D" 2>/dev/null)" == paused* ]]; }
 sleeping() { vs_fault_sleeping "$VS_HV_PID"; }
 recover() { vs_virtsnap recover --state-dir "${1:-$STATE}" 2>&1 | sed 's/^/  recover: /' >&2 || vs_fail "recover failed"; }
@@ -153,16 +154,17 @@ if only fill-overlay; then
 fi
 
 # qemu-ga stops right after the freeze (the guest's own watcher sees the writer blocked on
-# the frozen /data and sends SIGSTOP, then SIGCONT 20 s later): no thaw gets through.
+# the frozen /data and sends SIGSTOP, then SIGCONT 30 s later, past --max-freeze): no thaw
+# gets through, not virtsnap's nor the guardian's at the bound.
 if only agent-hung; then
   vs_log "--- agent-hung: qemu-ga stopped right after the freeze"
   mark=$(vs_records_mark "$D")
   vs_gexec "$D" 'rm -f /run/vs-stopped' >/dev/null
-  watcher='w=$(cat /run/writer.pid); n=0; i=0; while [ $n -lt 5 ] && [ $i -lt 3000 ]; do case $(sed -n "s/^State:[[:space:]]*//p" /proc/$w/status) in D*) n=$((n+1));; *) n=0;; esac; i=$((i+1)); usleep 10000; done; g=$(cat /run/qemu-ga.pid); kill -STOP $g; date +%s > /run/vs-stopped; sleep 20; kill -CONT $g'
+  watcher='w=$(cat /run/writer.pid); n=0; i=0; while [ $n -lt 5 ] && [ $i -lt 3000 ]; do case $(sed -n "s/^State:[[:space:]]*//p" /proc/$w/status) in D*) n=$((n+1));; *) n=0;; esac; i=$((i+1)); usleep 10000; done; g=$(cat /run/qemu-ga.pid); kill -STOP $g; date +%s > /run/vs-stopped; sleep 30; kill -CONT $g'
   virsh qemu-agent-command "$D" "$(jq -nc --arg c "$watcher" '{execute: "guest-exec", arguments: {path: "/bin/sh", arg: ["-c", $c]}}')" >/dev/null
   sleep 1
   t0=$(date +%s)
-  vs_hv_backup_bg agent-hung after-freeze 4000 --repo "$REPO" --state-dir "$STATE" --agent-timeout 2 --max-freeze 8 "$D"
+  vs_hv_backup_bg agent-hung after-freeze 2000 --repo "$REPO" --state-dir "$STATE" --agent-timeout 2 --max-freeze 20 "$D"
   # no wait for "frozen" here: the agent may be stopped before anyone sees it answer
   vs_hv_backup_wait "$BOUND"
   vs_assert_eq "$(jq -r '.domains[0] | select(.ok == false) | .consistency' "$W/agent-hung.json" | grep -c quiesced || true)" 0 \
@@ -186,16 +188,16 @@ if only hotplug; then
   "$VS_GUEST_SRC/mkdisk.sh" "$W/hot.qcow2" 64M >/dev/null && chmod 644 "$W/hot.qcow2"
   virsh attach-disk "$D" "$W/hot.qcow2" vdb --live --driver qemu --subdriver qcow2 --targetbus virtio >/dev/null
   set +e
-  vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --json "$D" > "$W/hot.json" 2> "$W/hot.err"
+  vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --json "$D" > "$W/hp.json" 2> "$W/hp.err"
   rc=$?
   set -e
-  cat "$W/hot.err" >&2
-  vs_log "hotplug: exit $rc; $(jq -c '.domains[0] | {ok, error, disks: [.disks[].target]}' "$W/hot.json" 2>/dev/null)"
+  cat "$W/hp.err" >&2
+  vs_log "hotplug: exit $rc; $(jq -c '.domains[0] | {ok, error, disks: [.disks[].target]}' "$W/hp.json" 2>/dev/null)"
   case "$rc" in
-    0) vs_assert_eq "$(jq -r '[.domains[0].disks[].target] | sort | join(",")' "$W/hot.json")" vda,vdb "hotplug: disks backed up"
-       vs_virtsnap export --repo "$REPO" "$(jq -r .id "$W/hot.json")" "$D" vdb "$W/hot-export.qcow2"
+    0) vs_assert_eq "$(jq -r '[.domains[0].disks[].target] | sort | join(",")' "$W/hp.json")" vda,vdb "hotplug: disks backed up"
+       vs_virtsnap export --repo "$REPO" "$(jq -r .id "$W/hp.json")" "$D" vdb "$W/hot-export.qcow2"
        qemu-img compare -U "$W/hot.qcow2" "$W/hot-export.qcow2" >&2 || vs_fail "hotplug: vdb's export differs from the disk";;
-    1) vs_assert_contains "$(cat "$W/hot.err")" vdb "hotplug: the refusal names the disk";;
+    1) vs_assert_contains "$(cat "$W/hp.err")" vdb "hotplug: the refusal names the disk";;
     *) vs_fail "hotplug: virtsnap exit $rc";;
   esac
   vs_assert_eq "$(ls "$W" | grep -E '^(hot|disk)\.' | grep -cvE '^(hot|disk)\.qcow2$' || true)" 0 \
