@@ -18,6 +18,8 @@
 #   vs_records_mark NAME           prints the last record the guest's writer has on disk (synced)
 #   vs_hv_clean NAME STATE DIR... [-- TARGET=FILE...]
 #                                  the invariants after a fault; DIRs must hold no overlay/scratch
+#   vs_hv_hotplug NAME REPO STATE FILE ARGS...
+#                                  a disk attached --live, a backup: taken whole or refused by name
 #   vs_hv_later_backup NAME REPO STATE MARK [pull]
 #                                  a later backup succeeds, the repo verifies, its export of vda
 #                                  is consistent and holds the record MARK (pull: two, the 2nd inc)
@@ -222,4 +224,36 @@ vs_hv_later_backup() {
   "$VS_GUEST_SRC/verify-backup.sh" "$VS_WORKDIR/later.qcow2" >&2 || vs_fail "later backup $id is not a consistent copy"
   _vs_hv_records_in "$VS_WORKDIR/later.qcow2" "$mark"
   rm -f "$VS_WORKDIR/later.qcow2"
+}
+
+# vs_hv_hotplug NAME REPO STATE FILE ARGS...: FILE (made here: raw, or qcow2 by its name)
+# attached --live as vdb, then `virtsnap backup ARGS`: it backs vdb up (its export matches
+# the disk, which the guest leaves alone) or refuses it by name; either way no overlay of
+# libvirt's choosing (<disk>.<snapshot name>) is left beside the disks, and after recover the
+# guest is on both its own files. vdb is detached again at the end.
+vs_hv_hotplug() {
+  local d=$1 repo=$2 state=$3 file=$4 rc fmt=raw w=$VS_WORKDIR; shift 4
+  case "$file" in *.qcow2) fmt=qcow2;; esac
+  vs_log "--- hotplug: a $fmt disk attached --live"
+  rm -f "$file" "$w/hp.json" "$w/hp.err" "$w/hot-export.qcow2"
+  "$VS_GUEST_SRC/mkdisk.sh" "$file" 64M >/dev/null && chmod 644 "$file"
+  virsh attach-disk "$d" "$file" vdb --live --driver qemu --subdriver "$fmt" --targetbus virtio >/dev/null
+  rc=0
+  vs_virtsnap backup --repo "$repo" --state-dir "$state" --json "$@" "$d" > "$w/hp.json" 2> "$w/hp.err" || rc=$?
+  cat "$w/hp.err" >&2
+  vs_log "hotplug $fmt: exit $rc; $(jq -c '.domains[0] | {ok, error, disks: [.disks[].target]}' "$w/hp.json" 2>/dev/null)"
+  case "$rc" in
+    0) vs_assert_eq "$(jq -r '[.domains[0].disks[].target] | sort | join(",")' "$w/hp.json")" vda,vdb "hotplug $fmt: disks backed up"
+       vs_virtsnap export --repo "$repo" "$(jq -r .id "$w/hp.json")" "$d" vdb "$w/hot-export.qcow2"
+       qemu-img compare -U "$file" "$w/hot-export.qcow2" >&2 || vs_fail "hotplug $fmt: vdb's export differs from the disk";;
+    1) vs_assert_contains "$(cat "$w/hp.err")" vdb "hotplug $fmt: the refusal names the disk";;
+    *) vs_fail "hotplug $fmt: virtsnap exit $rc";;
+  esac
+  vs_assert_eq "$(find "$(dirname "$file")" "$(dirname "$VS_HV_DISK")" -maxdepth 1 \( -name 'hot.*' -o -name 'disk.*' \) \
+      ! -name "$(basename "$file")" ! -name "$(basename "$VS_HV_DISK")" | wc -l)" 0 \
+    "hotplug $fmt: files beside the disks other than theirs ($(ls "$(dirname "$file")" | grep -E '^(hot|disk)\.' | tr '\n' ' '))"
+  vs_virtsnap recover --state-dir "$state" 2>&1 | sed 's/^/  recover: /' >&2
+  vs_hv_clean "$d" "$state" "$w" -- "vda=$VS_HV_DISK" "vdb=$file"
+  virsh detach-disk "$d" vdb --live >/dev/null
+  for _ in $(seq 50); do [[ "$(virsh domblklist "$d")" == *vdb* ]] || break; sleep 0.2; done
 }
