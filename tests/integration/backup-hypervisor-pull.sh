@@ -29,6 +29,7 @@ only() { [ -z "${VS_ONLY:-}" ] || [[ " $VS_ONLY " == *" $1 "* ]]; }
 job_running() { [[ "$(virsh domjobinfo "$D" 2>/dev/null)" == *Unbounded* ]]; }
 paused() { [[ "$(virsh domstate "$D" 2>/dev/null)" == paused* ]]; }
 sleeping() { vs_fault_sleeping "$VS_HV_PID"; }
+frozen() { case "$(_vs_freeze_status "$D")" in *'"frozen"'*) true;; *) false;; esac; }
 recover() { vs_virtsnap recover --state-dir "${1:-$STATE}" 2>&1 | sed 's/^/  recover: /' >&2 || vs_fail "recover failed"; }
 after() {   # MARK [STATE]: recover, invariants, two later backups
   recover "${2:-$STATE}"
@@ -59,7 +60,7 @@ fault_at() {   # NAME POINT MS WAITCMD FAULT: libvirtd restarted / QEMU killed i
   mark=$(vs_records_mark "$D")
   vs_hv_backup_bg "$name" "$point" "$ms" --repo "$REPO" --state-dir "$STATE" --mode=begin "$D"
   vs_hv_wait_window 60 "$name: window at $point" $cond
-  mark=$(vs_records_mark "$D")     # written while the job runs
+  frozen || mark=$(vs_records_mark "$D")     # written while the job runs
   if [ "$fault" = libvirtd ]; then
     vs_libvirtd_bounce
     vs_hv_backup_wait "$BOUND"
@@ -84,10 +85,10 @@ fault_at() {   # NAME POINT MS WAITCMD FAULT: libvirtd restarted / QEMU killed i
 
 # The copy is over and the job still runs; then the abort. A thread of virtsnap sleeping while
 # the job runs is the window (nothing else of it sleeps that long). QEMU killed "during the
-# copy" is killed when the job has started and the copy is about to read its export.
+# copy" is killed when the job runs, the guest is thawed and the copy is about to read.
 only lv-copy && fault_at lv-copy after-copy 5000 'eval job_running && sleeping' libvirtd
 only lv-abort && fault_at lv-abort before-commit 5000 'eval job_running && sleeping' libvirtd
-only kill-copy && fault_at kill-copy after-snapshot 5000 'eval job_running && sleeping' qemu
+only kill-copy && fault_at kill-copy after-thaw 5000 'eval job_running && sleeping' qemu
 only kill-abort && fault_at kill-abort before-commit 5000 'eval job_running && sleeping' qemu
 
 # The scratch files' file system fills while the guest overwrites 24 MiB: QEMU pauses it on
