@@ -1,8 +1,8 @@
 #!/bin/bash
 # backup-hypervisor.sh -- the hypervisor breaking under an overlay-mode backup of one running
 # guest whose writer keeps writing: libvirtd restarted before the freeze, while the guest is
-# frozen, during the copy (overlay applied) and during the commit; QEMU killed during the copy
-# and during the commit; the overlay's file system filling up while the guest writes (QEMU
+# frozen, during the copy (overlay applied) and during a commit not yet ready to pivot; QEMU
+# killed during the copy (also of a transient domain) and during the commit; the overlay's file system filling up while the guest writes (QEMU
 # pauses it); qemu-ga hung right after the freeze; a disk hot-plugged with --live. Each fault
 # lands inside a window widened with VIRTSNAP_FAULT=sleep:POINT:MS. virtsnap must end within
 # a bound (not its 600 s commit timeout), either with a backup that verifies or with an error
