@@ -2,13 +2,14 @@
 # backup-hypervisor.sh -- the hypervisor breaking under an overlay-mode backup of one running
 # guest whose writer keeps writing: libvirtd restarted before the freeze, while the guest is
 # frozen, during the copy (overlay applied) and during a commit not yet ready to pivot; QEMU
-# killed during the copy (also of a transient domain) and during the commit; the overlay's file system filling up while the guest writes (QEMU
-# pauses it); qemu-ga hung right after the freeze; a disk hot-plugged with --live. Each fault
-# lands inside a window widened with VIRTSNAP_FAULT=sleep:POINT:MS. virtsnap must end within
-# a bound (not its 600 s commit timeout), either with a backup that verifies or with an error
-# naming the domain; after `virtsnap recover` the guest runs, thawed, on its own disk with no
-# backing file, nothing of ours is left on disk or open as deleted, every record it had synced
-# before the fault is still there, and a later backup works and verifies (vs_hv_clean).
+# killed during the copy (also of a transient domain) and during the commit; the overlay's
+# file system filling up while the guest writes (QEMU pauses it); qemu-ga hung right after
+# the freeze; a disk hot-plugged with --live. Each fault lands inside a window widened with
+# VIRTSNAP_FAULT=sleep:POINT:MS. virtsnap must end within a bound (not its 600 s commit
+# timeout), either with a backup that verifies or with an error naming the domain; after
+# `virtsnap recover` the guest runs, thawed, on its own disk with no backing file, nothing of
+# ours is left on disk or open as deleted, every record it had synced before the fault is
+# still there, and a later backup works and verifies (vs_hv_clean).
 # VS_ONLY="name ..." runs only those scenarios (names below, in `only` calls).
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
