@@ -115,8 +115,8 @@ fi
 # guest ends on its own disks, no job and no scratch left.
 if only hotplug; then
   mark=$(vs_records_mark "$D")
-  vs_hv_hotplug "$D" "$REPO" "$STATE" "$W/hot.img" --mode=begin
-  vs_hv_hotplug "$D" "$REPO" "$STATE" "$W/hot.qcow2" --mode=begin
+  vs_hv_hotplug "$D" "$REPO" "$STATE" "$W/hotraw.img" --mode=begin
+  vs_hv_hotplug "$D" "$REPO" "$STATE" "$W/hotq.qcow2" --mode=begin
   vs_hv_later_backup "$D" "$REPO" "$STATE" "$mark" pull
 fi
 vs_log "backup-hypervisor-pull: all checks passed"

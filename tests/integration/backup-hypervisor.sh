@@ -189,8 +189,8 @@ fi
 # matches it) or refuses it by name; never does libvirt put its default overlay on it.
 if only hotplug; then
   mark=$(vs_records_mark "$D")
-  vs_hv_hotplug "$D" "$REPO" "$STATE" "$W/hot.img"
-  vs_hv_hotplug "$D" "$REPO" "$STATE" "$W/hot.qcow2"
+  vs_hv_hotplug "$D" "$REPO" "$STATE" "$W/hotraw.img"
+  vs_hv_hotplug "$D" "$REPO" "$STATE" "$W/hotq.qcow2"
   vs_hv_later_backup "$D" "$REPO" "$STATE" "$mark"
 fi
 vs_log "backup-hypervisor: all checks passed"

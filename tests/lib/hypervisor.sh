@@ -232,7 +232,7 @@ vs_hv_later_backup() {
 # libvirt's choosing (<disk>.<snapshot name>) is left beside the disks, and after recover the
 # guest is on both its own files. vdb is detached again at the end.
 vs_hv_hotplug() {
-  local d=$1 repo=$2 state=$3 file=$4 rc fmt=raw w=$VS_WORKDIR; shift 4
+  local d=$1 repo=$2 state=$3 file=$4 rc fmt=raw w=$VS_WORKDIR stem vstem; shift 4
   case "$file" in *.qcow2) fmt=qcow2;; esac
   vs_log "--- hotplug: a $fmt disk attached --live"
   rm -f "$file" "$w/hp.json" "$w/hp.err" "$w/hot-export.qcow2"
@@ -249,9 +249,11 @@ vs_hv_hotplug() {
     1) vs_assert_contains "$(cat "$w/hp.err")" vdb "hotplug $fmt: the refusal names the disk";;
     *) vs_fail "hotplug $fmt: virtsnap exit $rc";;
   esac
-  vs_assert_eq "$(find "$(dirname "$file")" "$(dirname "$VS_HV_DISK")" -maxdepth 1 \( -name 'hot.*' -o -name 'disk.*' \) \
-      ! -name "$(basename "$file")" ! -name "$(basename "$VS_HV_DISK")" | wc -l)" 0 \
-    "hotplug $fmt: files beside the disks other than theirs ($(ls "$(dirname "$file")" | grep -E '^(hot|disk)\.' | tr '\n' ' '))"
+  # libvirt names its default overlay after the disk: <stem>.<snapshot name>
+  stem=$(basename "${file%.*}") vstem=$(basename "${VS_HV_DISK%.*}")
+  vs_assert_eq "$(find "$(dirname "$file")" "$(dirname "$VS_HV_DISK")" -maxdepth 1 \( -name "$stem.*" -o -name "$vstem.*" \) \
+      ! -name "$(basename "$file")" ! -name "$(basename "$VS_HV_DISK")" | sort -u | tr '\n' ' ')" "" \
+    "hotplug $fmt: files beside the disks other than theirs"
   vs_virtsnap recover --state-dir "$state" 2>&1 | sed 's/^/  recover: /' >&2
   vs_hv_clean "$d" "$state" "$w" -- "vda=$VS_HV_DISK" "vdb=$file"
   virsh detach-disk "$d" vdb --live >/dev/null
