@@ -172,8 +172,7 @@ if only agent-hung; then
   vs_hv_backup_bg agent-hung after-freeze 2000 --repo "$REPO" --state-dir "$STATE" --agent-timeout 2 --max-freeze 20 "$D"
   # no wait for "frozen" here: the agent may be stopped before anyone sees it answer
   vs_hv_backup_wait "$BOUND"
-  vs_assert_eq "$(jq -r '.domains[0] | select(.ok == false) | .consistency' "$W/agent-hung.json" | grep -c quiesced || true)" 0 \
-    "agent-hung: domains not ok that claim 'quiesced'"
+  # (vs_hv_backup_wait: not 'quiesced' unless backed up)
   # nobody runs a command: the guardian must get the thaw through once the agent is back
   thawed=
   while [ $(( $(date +%s) - t0 )) -lt 45 ]; do

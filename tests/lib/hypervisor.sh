@@ -114,6 +114,9 @@ vs_hv_backup_wait() {
   wait "$VS_HV_PID" || VS_HV_RC=$?
   sed 's/^/  virtsnap: /' "$VS_WORKDIR/$VS_HV_NAME.err" >&2
   vs_log "$VS_HV_NAME: virtsnap exit $VS_HV_RC $(( $(date +%s) - t0 ))s after the fault; $(jq -c '.domains[]? | {name, ok, consistency, note, error}' "$VS_WORKDIR/$VS_HV_NAME.json" 2>/dev/null | tr '\n' ' ')"
+  # a domain with no backup has no consistency to claim (issue 12, item 6)
+  vs_assert_eq "$(jq -r '[.domains[]? | select(.ok == false and .consistency == "quiesced") | .name] | join(" ")' \
+    "$VS_WORKDIR/$VS_HV_NAME.json")" "" "$VS_HV_NAME: domains not backed up that --json calls 'quiesced'"
 }
 
 # vs_hv_wait_window SECS WHAT CMD...: until CMD succeeds while the background backup runs;
