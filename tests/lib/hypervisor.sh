@@ -254,7 +254,7 @@ vs_hv_hotplug() {
        # a refusal of virtsnap's own, not libvirt failing on the default overlay it chose for
        # a disk the snapshot did not name (<stem>.<snapshot name>; virtsnap's own are <file>.virtsnap-)
        case "$(cat "$w/hp.err")" in *"${file%.*}.virtsnap-"*)
-         vs_fail "hotplug $fmt: the snapshot gave vdb an overlay of libvirt's choosing: $(cat "$w/hp.err")";; esac;;
+         vs_fail "hotplug $fmt: the snapshot gave vdb an overlay of libvirt's choosing: $(jq -r '.domains[0].error' "$w/hp.json")";; esac;;
     *) vs_fail "hotplug $fmt: virtsnap exit $rc";;
   esac
   # libvirt names its default overlay after the disk: <stem>.<snapshot name>
