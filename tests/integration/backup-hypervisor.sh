@@ -64,6 +64,7 @@ libvirtd_at() {   # NAME POINT MS WAITCMD [ARGS...]: libvirtd restarted inside t
   # written (and synced) on the overlay once it is applied: what a lost overlay would lose
   frozen || mark=$(vs_records_mark "$D")
   vs_libvirtd_bounce
+  [ -z "${after_fault:-}" ] || "$after_fault"
   vs_hv_backup_wait "$BOUND"
   vs_hv_expect_done_or_failed "$D"
   after "$mark"
@@ -72,12 +73,17 @@ libvirtd_at() {   # NAME POINT MS WAITCMD [ARGS...]: libvirtd restarted inside t
 only lv-before-freeze && libvirtd_at lv-before-freeze before-freeze 5000 sleeping
 only lv-frozen && libvirtd_at lv-frozen after-freeze 6000 frozen --max-freeze 20
 only lv-copy && libvirtd_at lv-copy after-copy 5000 'eval on_overlay && sleeping'
-# The commit faults land before its READY event: the guest writes 16 MiB at ~2.5 MiB/s from
-# just before the backup, faster than --commit-bandwidth 1 lets the commit catch up.
+# The commit faults land before its READY event: from just before the backup the guest writes
+# 45 MiB at ~3 MiB/s, steadily (zeros: urandom is slow and uneven under TCG), faster than
+# --commit-bandwidth 1 lets the commit catch up, so the commit is never ready in the window.
 churn() {
-  virsh qemu-agent-command "$D" '{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","for i in $(seq 0 15); do dd if=/dev/urandom of=/data/churn bs=1M count=1 seek=$i conv=notrunc,fsync 2>/dev/null; usleep 250000; done"]}}' >/dev/null
+  virsh qemu-agent-command "$D" '{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","for i in $(seq 0 44); do dd if=/dev/zero of=/data/churn bs=1M count=1 seek=$i conv=notrunc,fsync 2>/dev/null; usleep 300000; done"]}}' >/dev/null
+  sleep 1
 }
-only lv-commit && { churn; libvirtd_at lv-commit commit-started 3000 commit_running --commit-bandwidth 1; }
+# the throttle only served to keep the commit from READY until the fault: lifted, the commit
+# converges at once and a virtsnap that reconnected does not wait out 45 MiB at 1 MiB/s
+unthrottle() { virsh blockjob "$D" vda --bandwidth 0 >/dev/null 2>&1 || true; }
+only lv-commit && { churn; after_fault=unthrottle libvirtd_at lv-commit commit-started 5000 commit_running --commit-bandwidth 1; }
 
 qemu_killed_at() {   # NAME POINT MS WAITCMD [ARGS...]: QEMU killed inside the window
   local name=$1 point=$2 ms=$3 cond=$4 mark; shift 4
@@ -98,7 +104,7 @@ qemu_killed_at() {   # NAME POINT MS WAITCMD [ARGS...]: QEMU killed inside the w
 }
 
 only kill-copy && qemu_killed_at kill-copy after-copy 5000 'eval on_overlay && sleeping'
-only kill-commit && { churn; qemu_killed_at kill-commit commit-started 3000 commit_running --commit-bandwidth 1; }
+only kill-commit && { churn; qemu_killed_at kill-commit commit-started 5000 commit_running --commit-bandwidth 1; }
 
 # The same with a transient domain (virsh create): once QEMU is gone, so is libvirt's
 # definition. What the guest wrote into the overlay must reach its disk all the same.
