@@ -25,6 +25,9 @@
 #              vs_console_log NAME | vs_gexec NAME CMD | vs_wait_shutoff NAME [SECS]
 #   storage    vs_iscsi_start | vs_nfs_start [netfs] | vs_loopdev FILE SIZE
 #   misc       vs_virtsnap ARGS... | vs_alive PID | vs_sweep | vs_iscsi_direct_ok
+#   hypervisor tests/lib/hypervisor.sh, sourced after this file by tests that restart libvirtd or
+#              kill QEMU under a backup: vs_libvirtd_bounce, vs_qemu_kill, vs_deleted_open,
+#              vs_hv_clean (the invariants after a fault) ... (list in its header)
 #
 # Env: VIRTSNAP (binary, set by meson), VS_SOURCE_ROOT, VS_BUILD_ROOT, VS_KEEP=1 (keep the
 # work dir), VS_GUEST_CACHE, KFLAVOUR (guest kernel, default cloud-amd64), ISCSI_PORT (first
