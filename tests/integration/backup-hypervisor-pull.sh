@@ -1,9 +1,11 @@
 #!/bin/bash
 # backup-hypervisor-pull.sh -- the hypervisor breaking under a `--mode=begin` backup (libvirt
 # pull-mode job, NBD export, a scratch file per disk, aborted at the end) of one running guest
-# whose writer keeps writing: libvirtd restarted during the copy and during the job's abort;
+# whose writer keeps writing: libvirtd restarted while the guest is frozen, during the copy and
+# during the job's abort;
 # QEMU killed during the copy and during the abort; the scratch files' file system (the state
-# dir) filling up while the guest overwrites its data (QEMU pauses it); a disk hot-plugged with
+# dir) too small to start (refused before the freeze), or filling up while the guest overwrites
+# its data (QEMU pauses it; virtsnap resumes it); a disk hot-plugged with
 # --live. Each fault lands inside a window widened with VIRTSNAP_FAULT=sleep:POINT:MS (in begin
 # mode, before-commit is the moment before the abort). virtsnap must end within a bound, with
 # a backup that verifies or an error naming the domain; after `virtsnap recover` no job runs,
@@ -20,7 +22,8 @@ W=$(vs_workdir)
 D=vst-hvp-$$
 REPO=$W/repo
 STATE=$W/state
-SMALL=$W/small     # a state dir on a 16 MiB file system: the scratch files live there
+SMALL=$W/small     # a state dir on a 48 MiB file system: the scratch files live there
+TINY=$W/tiny       # ... and one of 16 MiB, less than virtsnap asks for before it freezes
 VS_HV_DISK=$W/disk.qcow2
 BOUND=90           # seconds virtsnap may take after a fault
 
@@ -46,12 +49,14 @@ restart_guest() {
 
 # QEMU opens the scratch files in its own mount namespace, made when it starts: the small
 # file system must be mounted before the guest starts.
-mkdir -p "$SMALL"
-mount -t tmpfs -o size=16M,mode=755 tmpfs "$SMALL" && vs_on_exit umount -l "$SMALL"
+# before the guest starts: QEMU's mount namespace may not see mounts made later
+mkdir -p "$SMALL" "$TINY"
+mount -t tmpfs -o size=48M,mode=755 tmpfs "$SMALL" && vs_on_exit umount -l "$SMALL"
+mount -t tmpfs -o size=16M,mode=755 tmpfs "$TINY" && vs_on_exit umount -l "$TINY"
 vs_guest_disk "$VS_HV_DISK" >/dev/null
 vs_guest_start "$D" "$VS_HV_DISK"
 # data the guest overwrites in the fill scenario: a pull job copies the old clusters to scratch
-vs_gexec "$D" 'dd if=/dev/urandom of=/data/bulk bs=1M count=24 conv=fsync 2>/dev/null' >/dev/null
+vs_gexec "$D" 'dd if=/dev/urandom of=/data/bulk bs=1M count=64 conv=fsync 2>/dev/null' >/dev/null
 vs_virtsnap backup --repo "$REPO" --init --state-dir "$STATE" --mode=begin "$D" >/dev/null
 
 fault_at() {   # NAME POINT MS WAITCMD FAULT: libvirtd restarted / QEMU killed inside the window
@@ -86,6 +91,9 @@ fault_at() {   # NAME POINT MS WAITCMD FAULT: libvirtd restarted / QEMU killed i
 # The copy is over and the job still runs; then the abort. A thread of virtsnap sleeping while
 # the job runs is the window (nothing else of it sleeps that long). QEMU killed "during the
 # copy" is killed when the job runs, the guest is thawed and the copy is about to read.
+# While frozen, backup-begin meets a closed connection: whether the job began after all is read
+# on the new one (this run's checkpoint), and a job that did is ended with its files.
+only lv-frozen && fault_at lv-frozen after-freeze 5000 frozen libvirtd
 only lv-copy && fault_at lv-copy after-copy 5000 'eval job_running && sleeping' libvirtd
 only lv-abort && fault_at lv-abort before-commit 5000 'eval job_running && sleeping' libvirtd
 only kill-copy && fault_at kill-copy after-thaw 5000 'eval job_running && sleeping' qemu
@@ -94,16 +102,27 @@ only kill-abort && fault_at kill-abort before-commit 5000 'eval job_running && s
 # The scratch files' file system fills while the guest overwrites 24 MiB: QEMU pauses it on
 # ENOSPC. virtsnap must end the job, resume the guest and say so.
 if only fill-scratch; then
-  vs_log "--- fill-scratch: 24 MiB overwritten with the scratch on a 16 MiB --state-dir"
+  # Too small to start with: refused before anything is frozen, the guest untouched.
+  vs_log "--- fill-scratch: a 16 MiB --state-dir is refused up front"
+  set +e
+  vs_virtsnap backup --repo "$REPO" --state-dir "$TINY" --mode=begin "$D" > "$W/tiny.out" 2> "$W/tiny.err"
+  rc=$?
+  set -e
+  vs_assert_eq "$rc" 1 "fill-scratch: exit status with a 16 MiB state dir"
+  vs_assert_contains "$(cat "$W/tiny.err")" "$TINY/scratch, which has" "fill-scratch: the refusal names the room"
+  vs_assert_contains "$(cat "$W/tiny.err")" "--state-dir" "fill-scratch: the refusal says what to do"
+  vs_assert_eq "$(ls "$TINY/journal" 2>/dev/null | wc -l)" 0 "fill-scratch: no journal left by the refusal"
+  job_running && vs_fail "fill-scratch: a job was begun for a refused run"
+  vs_log "--- fill-scratch: 64 MiB overwritten with the scratch on a 48 MiB --state-dir"
   mark=$(vs_records_mark "$D")
   vs_hv_backup_bg fill-scratch after-copy 15000 --repo "$REPO" --state-dir "$SMALL" --mode=begin "$D"
   vs_hv_wait_window 60 "fill-scratch: job running" job_running
-  virsh qemu-agent-command "$D" '{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","dd if=/dev/urandom of=/data/bulk bs=1M count=24 conv=notrunc,fsync 2>/dev/null"]}}' >/dev/null
+  virsh qemu-agent-command "$D" '{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","dd if=/dev/urandom of=/data/bulk bs=1M count=64 conv=notrunc,fsync 2>/dev/null"]}}' >/dev/null
   vs_wait_for 40 "fill-scratch: guest paused on the full scratch" paused
-  vs_log "guest $(virsh domstate --reason "$D" | head -1)"
+  vs_log "guest $(virsh domstate --reason "$D" | sed -n 1p)"
   vs_hv_backup_wait "$BOUND"
   vs_hv_expect_done_or_failed "$D"
-  st=$(virsh domstate --reason "$D" | head -1)
+  st=$(virsh domstate --reason "$D" | sed -n 1p)
   case "$st" in running*) ;; *) vs_fail "fill-scratch: guest '$st' after the backup";; esac
   note=$(jq -r '.domains[0].note // ""' "$W/fill-scratch.json")
   vs_assert_contains "$note" "paused" "fill-scratch: the note says the guest was paused"

@@ -150,10 +150,10 @@ if only fill-overlay; then
   # not through gexec: it waits for the command, and the guest is about to stop
   virsh qemu-agent-command "$D" '{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","dd if=/dev/urandom of=/data/fill bs=1M count=24 conv=fsync 2>/dev/null"]}}' >/dev/null
   vs_wait_for 40 "fill-overlay: guest paused on the full overlay" paused
-  vs_log "guest $(virsh domstate --reason "$D" | head -1)"
+  vs_log "guest $(virsh domstate --reason "$D" | sed -n 1p)"
   vs_hv_backup_wait "$BOUND"
   vs_hv_expect_done_or_failed "$D"
-  st=$(virsh domstate --reason "$D" | head -1)
+  st=$(virsh domstate --reason "$D" | sed -n 1p)
   case "$st" in running*) ;; *) vs_fail "fill-overlay: guest '$st' after the backup";; esac
   note=$(jq -r '.domains[0].note // ""' "$W/fill-overlay.json")
   vs_assert_contains "$note" "paused" "fill-overlay: the note says the guest was paused"
