@@ -1328,6 +1328,14 @@ step_snapshot(gpointer data)
 
     if (j->begin)
         return step_backup_begin(a);
+    /* libvirt would take a shut-off domain's snapshot offline, rewriting its
+     * definition: a domain whose QEMU died since it was prepared is not one to
+     * back up now. */
+    if (virDomainIsActive(j->dom) != 1) {
+        g_set_error(&j->thread_error, VS_ERROR, VS_ERROR_STOPPED, "snapshot: domain '%s' stopped "
+                    "before its snapshot (its QEMU ended): not backed up", j->name);
+        return NULL;
+    }
     if (j->reuse_ext)
         flags |= VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT;
     snap = vs_snapshot_def_new(name);
@@ -1707,7 +1715,7 @@ freeze_phase(Run *run, GError **error)
             for (guint i = 0; i < frz->len; i++) {
                 DomJob *j = frz->pdata[i];
                 if (j->thaw_failed)
-                    add_note(j, "the guardian thawed it (the guest says thawed)");
+                    add_note(j, "the guardian confirmed it thawed (or no longer running)");
                 j->thaw_failed = false;
             }
         }

@@ -96,6 +96,7 @@ fault_at() {   # NAME POINT MS WAITCMD FAULT: libvirtd restarted / QEMU killed i
 only lv-frozen && fault_at lv-frozen after-freeze 5000 frozen libvirtd
 only lv-copy && fault_at lv-copy after-copy 5000 'eval job_running && sleeping' libvirtd
 only lv-abort && fault_at lv-abort before-commit 5000 'eval job_running && sleeping' libvirtd
+only kill-frozen && fault_at kill-frozen after-freeze 5000 frozen qemu
 only kill-copy && fault_at kill-copy after-thaw 5000 'eval job_running && sleeping' qemu
 only kill-abort && fault_at kill-abort before-commit 5000 'eval job_running && sleeping' qemu
 

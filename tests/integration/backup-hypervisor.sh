@@ -2,11 +2,11 @@
 # backup-hypervisor.sh -- the hypervisor breaking under an overlay-mode backup of one running
 # guest whose writer keeps writing: libvirtd restarted before the freeze, while the guest is
 # frozen, during the copy (overlay applied) and during a commit not yet ready to pivot; QEMU
-# killed during the copy (also of a transient domain) and during the commit; the overlay's
-# file system filling up while the guest writes (QEMU pauses it); qemu-ga hung right after
-# the freeze; a disk hot-plugged with --live. Each fault lands inside a window widened with
-# VIRTSNAP_FAULT=sleep:POINT:MS. virtsnap must end within a bound (not its 600 s commit
-# timeout), either with a backup that verifies or with an error naming the domain; after
+# killed before the freeze, while frozen, during the copy (also of a transient domain) and
+# during the commit; the overlay's file system filling up while the guest writes (QEMU
+# pauses it); qemu-ga hung right after the freeze; a disk hot-plugged with --live. Each fault
+# lands inside a window widened with VIRTSNAP_FAULT=sleep:POINT:MS. virtsnap must end within
+# a bound (not its 600 s commit timeout), either with a backup that verifies or with an error naming the domain; after
 # `virtsnap recover` the guest runs, thawed, on its own disk with no backing file, nothing of
 # ours is left on disk or open as deleted, every record it had synced before the fault is
 # still there, and a later backup works and verifies (vs_hv_clean).
@@ -91,7 +91,7 @@ qemu_killed_at() {   # NAME POINT MS WAITCMD [ARGS...]: QEMU killed inside the w
   mark=$(vs_records_mark "$D")
   vs_hv_backup_bg "$name" "$point" "$ms" --repo "$REPO" --state-dir "$STATE" "$@" "$D"
   vs_hv_wait_window 60 "$name: window at $point" $cond
-  mark=$(vs_records_mark "$D")
+  frozen || mark=$(vs_records_mark "$D")
   vs_qemu_kill "$D"
   vs_hv_backup_wait "$BOUND"
   vs_assert_eq "$VS_HV_RC" 1 "$name: exit status"
@@ -103,6 +103,8 @@ qemu_killed_at() {   # NAME POINT MS WAITCMD [ARGS...]: QEMU killed inside the w
   after "$mark"
 }
 
+only kill-before-freeze && qemu_killed_at kill-before-freeze before-freeze 5000 sleeping
+only kill-frozen && qemu_killed_at kill-frozen after-freeze 5000 frozen --max-freeze 20
 only kill-copy && qemu_killed_at kill-copy after-copy 5000 'eval on_overlay && sleeping'
 only kill-commit && { churn; qemu_killed_at kill-commit commit-started 5000 commit_running --commit-bandwidth 1; }
 
