@@ -1331,7 +1331,7 @@ step_snapshot(gpointer data)
     /* libvirt would take a shut-off domain's snapshot offline, rewriting its
      * definition: a domain whose QEMU died since it was prepared is not one to
      * back up now. */
-    if (virDomainIsActive(j->dom) != 1) {
+    if (virDomainIsActive(j->dom) == 0) {
         g_set_error(&j->thread_error, VS_ERROR, VS_ERROR_STOPPED, "snapshot: domain '%s' stopped "
                     "before its snapshot (its QEMU ended): not backed up", j->name);
         return NULL;
