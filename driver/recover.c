@@ -8,7 +8,9 @@
  * (its flock held) is left alone. No manifest is ever written here, so an
  * interrupted backup never appears complete. A pull-mode backup job (--mode=begin)
  * left running is aborted, its scratch files and socket directory removed, and
- * its checkpoint deleted unless the run's manifest was written after all. */
+ * its checkpoint deleted unless the run's manifest was written after all.
+ * Nothing is removed on a failed call: only what libvirt, on a live
+ * connection (reopened when libvirtd restarted), says no domain uses. */
 #include "config.h"
 #include "driver-internal.h"
 #include "vs-restore.h"
@@ -413,6 +415,8 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
            GPtrArray *actions, GError **error)
 {
     g_auto(GStrv) journals = vs_journal_list(state_dir);
+    g_autofree char *uri = virConnectGetURI(conn);
+    g_autoptr(VsLink) link = vs_link_new(conn, uri);
     bool all_ok = true;
 
     for (size_t i = 0; journals[i]; i++) {
@@ -436,6 +440,19 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
             close(fd);
             continue;
         }
+        /* libvirtd restarted since the last journal: each step below asks
+         * libvirt afresh, so a new connection is all it takes. A step that a
+         * restart cuts short fails, and its journal stays for the next run. */
+        if (!vs_link_revive(link, "recover", &err)) {
+            if (all_ok && error && !*error)
+                g_propagate_error(error, g_steal_pointer(&err));
+            else
+                act(actions, "%s", err->message);
+            all_ok = false;
+            close(fd);
+            break;
+        }
+        conn = vs_link_conn(link);
         for (guint k = 0; k < recs->len; k++) {
             JsonObject *r = recs->pdata[k];
             const char *op = member(r, "op"), *u = member(r, "uuid");
@@ -510,7 +527,8 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
     if (!uuids) {
         g_autoptr(GError) err = NULL;
 
-        if (!vs_instant_recover(conn, actions, &err)) {
+        if (!vs_link_revive(link, "recover", &err) ||
+            !vs_instant_recover(vs_link_conn(link), actions, &err)) {
             if (all_ok && error && !*error)
                 g_propagate_error(error, g_steal_pointer(&err));
             else

@@ -1851,6 +1851,44 @@ open_pool(Run *run, GError **error)
     return true;
 }
 
+/* The writes take long and need no libvirt: a libvirtd that restarted
+ * meanwhile is reconnected to before the domains are stopped, defined and
+ * started, with the existing domains and the pool looked up again. */
+static bool
+revive(Run *run, VsLink *link, GError **error)
+{
+    if (vs_link_alive(link))
+        return true;
+    if (!vs_link_revive(link, "restore", error))
+        return false;
+    run->conn = vs_link_conn(link);
+    for (guint i = 0; i < run->doms->len; i++) {
+        RDom *r = run->doms->pdata[i];
+        guint gen = 0;
+
+        if (r->dom && r->existing_uuid) {
+            virDomainFree(r->dom);
+            r->dom = NULL;
+            if (!vs_link_domain(link, r->existing_uuid, &r->dom, &gen, error)) {
+                vs_error_prefix(error, "restore: domain '%s'", r->new_name);
+                return false;
+            }
+        }
+    }
+    if (run->pool) {
+        const char *name = run->opts->pool;
+        virStoragePoolPtr p = virStoragePoolLookupByName(run->conn, name);
+
+        if (!p) {
+            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: pool '%s'", name);
+            return false;
+        }
+        virStoragePoolFree(run->pool);
+        run->pool = p;
+    }
+    return true;
+}
+
 static void
 run_clear(Run *run)
 {
@@ -1874,6 +1912,7 @@ vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOpti
 {
     VsRestoreOptions instant_opts;
     Run run = { .conn = conn, .opts = opts, .t0 = vs_now_ms() };
+    g_autoptr(VsLink) link = vs_link_new(conn, opts->uri);
     VsRestoreResult *result = NULL;
     g_autoptr(GError) lerr = NULL;
 
@@ -1929,6 +1968,9 @@ vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOpti
     } else if (!write_phase(&run, error)) {
         goto fail;
     }
+    vs_fault_point("restore-written");
+    if (!revive(&run, link, error))
+        goto fail;
     for (guint i = 0; i < run.doms->len; i++)
         finish_domain(&run, run.doms->pdata[i]);
     if (opts->instant) {

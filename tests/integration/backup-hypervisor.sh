@@ -4,9 +4,10 @@
 # frozen, during the copy (overlay applied) and during a commit not yet ready to pivot; QEMU
 # killed before the freeze, while frozen, during the copy (also of a transient domain) and
 # during the commit; the overlay's file system filling up while the guest writes (QEMU
-# pauses it); qemu-ga hung right after the freeze; a disk hot-plugged with --live. Each fault
-# lands inside a window widened with VIRTSNAP_FAULT=sleep:POINT:MS. virtsnap must end within
-# a bound (not its 600 s commit timeout), either with a backup that verifies or with an error naming the domain; after
+# pauses it); qemu-ga hung right after the freeze; a disk hot-plugged with --live; and
+# libvirtd restarted while a restore writes its disks. Each fault lands inside a window
+# widened with VIRTSNAP_FAULT=sleep:POINT:MS. virtsnap must end within a bound (not its 600 s
+# commit timeout), either with a backup that verifies or with an error naming the domain; after
 # `virtsnap recover` the guest runs, thawed, on its own disk with no backing file, nothing of
 # ours is left on disk or open as deleted, every record it had synced before the fault is
 # still there, and a later backup works and verifies (vs_hv_clean).
@@ -199,5 +200,26 @@ if only hotplug; then
   vs_hv_hotplug "$D" "$REPO" "$STATE" "$W/hotraw.img"
   vs_hv_hotplug "$D" "$REPO" "$STATE" "$W/hotq.qcow2"
   vs_hv_later_backup "$D" "$REPO" "$STATE" "$mark"
+fi
+# libvirtd restarted while a restore writes its disks (no libvirt needed then): the restore
+# reconnects before it defines and starts the domain, which boots from a consistent disk.
+if only lv-restore; then
+  R=vst-hvr-$$
+  vs_log "--- lv-restore: libvirtd restarted while restore --as $R writes"
+  vs_domain_track "$R"
+  mkdir -p "$W/restored"
+  vs_log "virtsnap restore --as $R (VIRTSNAP_FAULT=sleep:restore-written:5000)"
+  VIRTSNAP_FAULT=sleep:restore-written:5000 "${VIRTSNAP:-$VS_BUILD_ROOT/tools/virtsnap}" restore \
+    --repo "$REPO" --state-dir "$STATE" --as "$R" --target-dir "$W/restored" --start --json "$D" \
+    > "$W/lv-restore.json" 2> "$W/lv-restore.err" &
+  VS_HV_PID=$!
+  VS_HV_NAME=lv-restore
+  vs_hv_wait_window 60 "lv-restore: restore written" sleeping
+  vs_libvirtd_bounce
+  vs_hv_backup_wait "$BOUND"
+  vs_assert_eq "$VS_HV_RC" 0 "lv-restore: exit status"
+  vs_assert_eq "$(virsh domstate "$R" | sed -n 1p)" running "lv-restore: the restored domain runs"
+  vs_wait_agent "$R" 120
+  virsh destroy "$R" >/dev/null
 fi
 vs_log "backup-hypervisor: all checks passed"
