@@ -538,14 +538,19 @@ test_image_locked(void)
                                            die_with_parent, NULL, &holder, &in, NULL, NULL, &err));
     g_assert_no_error(err);
     /* qemu-io holds the lock from when it has opened the image until its stdin
-     * closes; wait until a plain qemu-img sees the lock. */
-    for (int i = 0; i < 500; i++) {
+     * closes; wait until a plain qemu-img sees the lock. A bound in time, not in
+     * tries: on a loaded 2-core machine (the unit tests run in parallel) one
+     * try took 30 ms and qemu-io's start over 10 s. */
+    for (gint64 until = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+         g_get_monotonic_time() < until;) {
         g_autofree char *cmd = g_strdup_printf("qemu-img info %s", base);
         g_autofree char *out = NULL, *errout = NULL;
         int status = 0;
         g_assert_true(g_spawn_command_line_sync(cmd, &out, &errout, &status, NULL));
         if ((locked = !g_spawn_check_wait_status(status, NULL)))
             break;
+        /* qemu-io gone: it will never lock anything. */
+        g_assert_cmpint(waitpid(holder, &status, WNOHANG), ==, 0);
         g_usleep(10000);
     }
     g_assert_true(locked);
