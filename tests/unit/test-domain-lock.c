@@ -129,12 +129,12 @@ release_later(gpointer data)
 static void
 test_wait(void)
 {
-    g_autofree char *dir = fresh_lock_dir("wait");
     g_autoptr(GError) err = NULL;
     GThread *th;
     gint64 t0, waited;
     int fd, fd2;
 
+    g_free(fresh_lock_dir("wait"));
     fd = vs_domain_lock("/srv/stateA", UUID, "web1", "backup", 0, &err);
     g_assert_no_error(err);
     th = g_thread_new("release", release_later, GINT_TO_POINTER(fd));
