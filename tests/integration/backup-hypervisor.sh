@@ -108,7 +108,8 @@ qemu_killed_at() {   # NAME POINT MS WAITCMD [ARGS...]: QEMU killed inside the w
     # from it. Still owed, and checked: the domain boots from its own disk, nothing of ours
     # is left, and a later backup holds what the guest writes from now on.
     vs_log "$name: the record log of before the kill set aside (QEMU may have lost its tail)"
-    vs_gexec "$D" 'kill $(cat /run/writer.pid); sleep 0.3; mv /data/records.log /data/records.before-kill; setsid writer /data/records.log 20000 </dev/null >/dev/null 2>&1 & sleep 1' >/dev/null
+    vs_gexec "$D" 'kill $(cat /run/writer.pid); sleep 0.3; ! kill -0 $(cat /run/writer.pid) 2>/dev/null || exit 1; mv /data/records.log /data/records.before-kill; setsid writer /data/records.log 20000 </dev/null >/dev/null 2>&1 & sleep 1' >/dev/null ||
+      vs_fail "$name: the guest's record writer did not stop"
     mark=$(vs_records_mark "$D")
   fi
   after "$mark"
