@@ -12,7 +12,7 @@
 #   vs_deleted_open NAME           files NAME's QEMU holds open that are deleted, one a line
 #   vs_fault_sleeping PID          is a thread of PID in a sleep (a VIRTSNAP_FAULT=sleep: window)
 #   vs_hv_backup_bg NAME POINT MS ARGS... | vs_hv_wait_window SECS WHAT CMD... | vs_hv_backup_wait SECS
-#   vs_hv_expect_done_or_failed NAME
+#   vs_hv_expect_done_or_failed NAME | vs_hv_expect_resumed NAME
 #                                  a backup with a widened window in the background, its end
 #   vs_wait_for SECS WHAT CMD...   until CMD succeeds, else vs_fail "WHAT"
 #   vs_records_mark NAME           prints the last record the guest's writer has on disk (synced)
@@ -117,6 +117,20 @@ vs_hv_backup_wait() {
   # a domain with no backup has no consistency to claim (issue 12, item 6)
   vs_assert_eq "$(jq -r '[.domains[]? | select(.ok == false and .consistency == "quiesced") | .name] | join(" ")' \
     "$VS_WORKDIR/$VS_HV_NAME.json")" "" "$VS_HV_NAME: domains not backed up that --json calls 'quiesced'"
+}
+
+# vs_hv_expect_resumed NAME: after a background backup whose file system filled (QEMU paused
+# the guest): it ended within the bound, done or failed by name, the guest runs again, and
+# the run's note says it was paused and resumed.
+vs_hv_expect_resumed() {
+  local d=$1 st note
+  vs_hv_backup_wait "$BOUND"
+  vs_hv_expect_done_or_failed "$d"
+  st=$(virsh domstate --reason "$d" | sed -n 1p)
+  case "$st" in running*) ;; *) vs_fail "$VS_HV_NAME: guest '$st' after the backup";; esac
+  note=$(jq -r '.domains[0].note // ""' "$VS_WORKDIR/$VS_HV_NAME.json")
+  vs_assert_contains "$note" "paused" "$VS_HV_NAME: the note says the guest was paused"
+  vs_assert_contains "$note" "resumed" "$VS_HV_NAME: the note says it was resumed"
 }
 
 # vs_hv_wait_window SECS WHAT CMD...: until CMD succeeds while the background backup runs;
