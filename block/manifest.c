@@ -8,7 +8,9 @@
 #include "config.h"
 #include "repo-internal.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -171,6 +173,25 @@ text_ok(JsonCheck *c, const char *path, const char *name, const char *s, bool nu
     return true;
 }
 
+/* A name or path that may become (part of) a file name; see repo-names.c. */
+static bool
+name_ok(JsonCheck *c, const char *path, const char *name, RepoNameKind kind, const char *s, bool nullable)
+{
+    const char *why;
+    g_autofree char *shown = NULL;
+
+    if (!s && nullable)
+        return true;
+    if (!s || !*s)
+        return text_ok(c, path, name, s, false);
+    if (!(why = repo_name_problem(kind, s)))
+        return true;
+    /* The name as it is, but no raw control bytes into a terminal. */
+    shown = g_strescape(s ? s : "", NULL);
+    jc_fail(c, VS_ERROR_FAILED, path, name, "\"%s\" %s", shown, why);
+    return false;
+}
+
 static bool
 validate_chunks(JsonCheck *c, const char *path, const VsManifestDisk *disk, uint32_t cs)
 {
@@ -232,7 +253,8 @@ manifest_validate(const VsManifest *m, const char *where, GError **error)
         const VsManifestDomain *d = g_ptr_array_index(m->domains, i);
         g_autofree char *dp = g_strdup_printf("domains[%u]", i);
 
-        if (!text_ok(&c, dp, "name", d->name, false) || !text_ok(&c, dp, "uuid", d->uuid, true) ||
+        if (!name_ok(&c, dp, "name", REPO_NAME_DOMAIN, d->name, false) ||
+            !name_ok(&c, dp, "uuid", REPO_NAME_UUID, d->uuid, true) ||
             !text_ok(&c, dp, "xml", d->xml, true) || !text_ok(&c, dp, "consistency", d->consistency, false))
             return false;
         for (guint j = 0; j < i; j++)
@@ -253,9 +275,9 @@ manifest_validate(const VsManifest *m, const char *where, GError **error)
             const VsManifestDisk *disk = g_ptr_array_index(d->disks, k);
             g_autofree char *kp = g_strdup_printf("%s.disks[%u]", dp, k);
 
-            if (!text_ok(&c, kp, "target", disk->target, false) ||
-                !text_ok(&c, kp, "format", disk->format, false) ||
-                !text_ok(&c, kp, "source", disk->source, true))
+            if (!name_ok(&c, kp, "target", REPO_NAME_TARGET, disk->target, false) ||
+                !name_ok(&c, kp, "format", REPO_NAME_FORMAT, disk->format, false) ||
+                !name_ok(&c, kp, "source", REPO_NAME_PATH, disk->source, true))
                 return false;
             for (guint j = 0; j < k; j++)
                 if (strcmp(((VsManifestDisk *)g_ptr_array_index(d->disks, j))->target, disk->target) == 0) {
@@ -266,7 +288,8 @@ manifest_validate(const VsManifest *m, const char *where, GError **error)
                 const VsManifestImage *img = g_ptr_array_index(disk->chain, j);
                 g_autofree char *ip = g_strdup_printf("%s.chain[%u]", kp, j);
 
-                if (!text_ok(&c, ip, "path", img->path, false) || !text_ok(&c, ip, "format", img->format, false))
+                if (!name_ok(&c, ip, "path", REPO_NAME_PATH, img->path, false) ||
+                    !name_ok(&c, ip, "format", REPO_NAME_FORMAT, img->format, false))
                     return false;
             }
             if (!validate_chunks(&c, kp, disk, m->chunk_size))
@@ -626,26 +649,30 @@ char **
 repo_list_ids(VsRepo *repo, GError **error)
 {
     g_autoptr(GPtrArray) ids = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GError) derr = NULL;
-    g_autoptr(GDir) d = g_dir_open(repo->backups_dir, 0, &derr);
-    const char *name;
+    DIR *d = NULL;
+    struct dirent *de;
+    int fd, err;
 
-    if (!d) {
-        if (!g_error_matches(derr, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s", derr->message);
-            return NULL;
-        }
-    } else {
-        while ((name = g_dir_read_name(d))) {
-            g_autofree char *id = NULL;
-
-            if (!g_str_has_suffix(name, ".json"))
-                continue;
-            id = g_strndup(name, strlen(name) - 5);
-            if (repo_id_valid(id))
-                g_ptr_array_add(ids, g_steal_pointer(&id));
-        }
+    /* backups/ itself, never a symlink in its place. */
+    if (!repo_open_dir(repo, "backups", NULL, &fd, error))
+        return NULL;
+    if (fd >= 0 && !(d = fdopendir(fd))) {
+        err = errno;
+        close(fd);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: %s", repo->backups_dir, g_strerror(err));
+        return NULL;
     }
+    while (d && (de = readdir(d))) {
+        g_autofree char *id = NULL;
+
+        if (!g_str_has_suffix(de->d_name, ".json"))
+            continue;
+        id = g_strndup(de->d_name, strlen(de->d_name) - 5);
+        if (repo_id_valid(id))
+            g_ptr_array_add(ids, g_steal_pointer(&id));
+    }
+    if (d)
+        closedir(d);
     g_ptr_array_sort(ids, cmp_str);
     order_same_second(repo, ids);
     g_ptr_array_add(ids, NULL);
@@ -708,8 +735,8 @@ VsManifest *
 repo_load_manifest_exact(VsRepo *repo, const char *id, GError **error)
 {
     g_autofree char *file = NULL, *text = NULL, *where = NULL;
-    g_autoptr(GError) ferr = NULL;
     g_autoptr(VsManifest) m = NULL;
+    int err;
 
     if (!repo_id_valid(id)) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "repo: %s: \"%s\" is not a backup id",
@@ -717,10 +744,10 @@ repo_load_manifest_exact(VsRepo *repo, const char *id, GError **error)
         return NULL;
     }
     file = g_strdup_printf("%s/%s.json", repo->backups_dir, id);
-    if (!g_file_get_contents(file, &text, NULL, &ferr)) {
-        g_set_error(error, VS_ERROR,
-                    g_error_matches(ferr, G_FILE_ERROR, G_FILE_ERROR_NOENT) ? VS_ERROR_NOT_FOUND : VS_ERROR_IO,
-                    "repo: %s", ferr->message);
+    /* A FIFO would block the reader, a symlink lead out of the repository. */
+    if ((err = repo_read_regular(AT_FDCWD, file, &text, NULL))) {
+        g_set_error(error, VS_ERROR, err == ENOENT ? VS_ERROR_NOT_FOUND : VS_ERROR_IO,
+                    "repo: backup %s: %s: %s", id, file, repo_strerror(err));
         return NULL;
     }
     m = vs_manifest_from_json(text, file, error);
@@ -753,7 +780,7 @@ bool
 vs_repo_delete(VsRepo *repo, const char *id, GError **error)
 {
     g_autofree char *file = NULL;
-    int err;
+    int fd, err;
 
     if (!repo->writable) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "repo: %s was opened read-only", repo->path);
@@ -764,15 +791,21 @@ vs_repo_delete(VsRepo *repo, const char *id, GError **error)
                     repo->path, id ? id : "");
         return false;
     }
-    file = g_strdup_printf("%s/%s.json", repo->backups_dir, id);
-    if (unlink(file) < 0) {
-        err = errno;
+    /* Through backups/ itself, never a symlink in its place. */
+    if (!repo_open_dir(repo, "backups", NULL, &fd, error))
+        return false;
+    file = g_strdup_printf("%s.json", id);
+    if (fd < 0 || unlinkat(fd, file, 0) < 0) {
+        err = fd < 0 ? ENOENT : errno;
+        if (fd >= 0)
+            close(fd);
         g_set_error(error, VS_ERROR, err == ENOENT ? VS_ERROR_NOT_FOUND : VS_ERROR_IO,
                     "repo: %s: deleting backup %s: %s", repo->path, id,
                     err == ENOENT ? "no such backup (give the full id)" : g_strerror(err));
         return false;
     }
-    err = repo_fsync_dir(repo->backups_dir);
+    err = fsync(fd) < 0 && errno != EINVAL ? errno : 0;
+    close(fd);
     if (err) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: syncing %s: %s", repo->path,
                     repo->backups_dir, g_strerror(err));

@@ -345,15 +345,7 @@ chunk_failed(ExportJob *job, const Slot *s, GError **error)
                     marker);
         return false;
     }
-    if (s->verdict == CHUNK_MISSING)
-        problem = g_strdup("missing");
-    else if (s->verdict == CHUNK_CORRUPT)
-        problem = g_strdup_printf("corrupt: %s", s->detail);
-    else if (s->verdict == CHUNK_UNREADABLE)
-        problem = g_strdup_printf("unreadable: %s", s->detail);
-    else
-        problem = g_strdup_printf("corrupt: the manifest says %u bytes, the chunk holds %zu", r->length,
-                                  s->len);
+    problem = repo_chunk_problem(s->verdict, s->detail, r->length, s->len);
     g_set_error(error, VS_ERROR, VS_ERROR_IO, "export: %s: disk %s at offset %" G_GUINT64_FORMAT
                 ": chunk %s (%s) is %s", out, disk->target, r->offset, hex, file, problem);
     if (job->ctl) {

@@ -65,23 +65,37 @@ mark(VsRepo *repo, GError **error)
     return g_steal_pointer(&refs);
 }
 
+/* FD's directory as a stream that gc walks and deletes from by descriptor. */
+static DIR *
+walk_open(VsRepo *repo, int fd, const char *shown, GError **error)
+{
+    DIR *d = fdopendir(fd);
+    int err;
+
+    if (!d) {
+        err = errno;
+        close(fd);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: gc: %s: %s", repo->path, shown, g_strerror(err));
+    }
+    return d;
+}
+
 static bool
 sweep_dir(VsRepo *repo, unsigned idx, GArray *refs, uint64_t *removed, uint64_t *freed, GError **error)
 {
     g_autofree char *dir = g_strdup_printf("%s/%02x", repo->chunks_dir, idx);
     char prefix[3];
-    DIR *d = opendir(dir);
+    DIR *d;
     struct dirent *de;
-    int err = 0;
+    int fd, err = 0;
 
-    if (!d) {
-        if (errno == ENOENT)
-            return true;
-        err = errno;
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: gc: %s: %s", repo->path, dir, g_strerror(err));
-        return false;
-    }
     g_snprintf(prefix, sizeof(prefix), "%02x", idx);
+    if (!repo_open_dir(repo, "chunks", prefix, &fd, error))
+        return false;
+    if (fd < 0)
+        return true;
+    if (!(d = walk_open(repo, fd, dir, error)))
+        return false;
     while ((errno = 0, de = readdir(d))) {
         VsDigest digest;
         struct stat st;
@@ -116,13 +130,17 @@ sweep_dir(VsRepo *repo, unsigned idx, GArray *refs, uint64_t *removed, uint64_t 
 static bool
 sweep_tmp(VsRepo *repo, GError **error)
 {
-    DIR *d = opendir(repo->tmp_dir);
     time_t cutoff = time(NULL) - TMP_MAX_AGE_S;
     struct dirent *de;
-    int err = 0;
+    DIR *d;
+    int fd, err = 0;
 
-    if (!d)
-        return errno == ENOENT;
+    if (!repo_open_dir(repo, "tmp", NULL, &fd, error))
+        return false;
+    if (fd < 0)
+        return true;
+    if (!(d = walk_open(repo, fd, repo->tmp_dir, error)))
+        return false;
     while ((de = readdir(d))) {
         struct stat st;
 

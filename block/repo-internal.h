@@ -7,6 +7,7 @@
 
 #include "vs-repo.h"
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define REPO_MARKER "virtsnap-repo.json"
@@ -77,6 +78,7 @@ typedef enum {
     CHUNK_MISSING,
     CHUNK_CORRUPT,
     CHUNK_UNREADABLE,          /* an I/O error: neither proven good nor bad */
+    CHUNK_NOT_REGULAR,         /* a FIFO, directory, symlink or device under the chunk's name */
 } ChunkVerdict;
 
 /* Reads and checks one chunk. On CHUNK_OK returns the plain data in *DATA (when
@@ -93,6 +95,10 @@ ChunkVerdict repo_check_chunk(VsRepo *repo, const VsDigest *digest, void **data,
 ChunkVerdict repo_check_chunk_into(VsRepo *repo, const VsDigest *digest, void **zbuf, size_t *zcap,
                                    void *out, size_t *len, bool hash, char **detail);
 
+/* What verify and export say of a chunk: "missing", "corrupt: DETAIL", "not a
+ * regular file", ...; for CHUNK_OK a length that is not WANT bytes is
+ * corruption too, and a chunk that is fine NULL. */
+char *repo_chunk_problem(ChunkVerdict v, const char *detail, uint32_t want, size_t got);
 char *repo_chunk_path(const VsRepo *repo, const VsDigest *digest);
 bool repo_chunk_size_valid(uint64_t n);
 
@@ -121,6 +127,51 @@ char **repo_list_ids(VsRepo *repo, GError **error);
 char *repo_resolve_id(VsRepo *repo, const char *id, GError **error);
 /* Loads backups/ID.json exactly (no prefix matching). */
 VsManifest *repo_load_manifest_exact(VsRepo *repo, const char *id, GError **error);
+
+/* Files and directories of a repository someone else may have written
+ * (repo-fs.c). The error codes below are not errnos (those are positive and
+ * small); repo_strerror names every code. */
+#define REPO_ERR_NOT_REGULAR 0x10001   /* a symlink, FIFO, directory, device where a file must be */
+#define REPO_ERR_NOT_DIR 0x10002       /* a symlink or a file where a directory must be */
+const char *repo_strerror(int err);
+/* Opens PATH (relative to DIRFD) for reading without following a symlink at its
+ * end nor waiting on a FIFO: 0 with *FD (and *ST when not NULL) only for a
+ * regular file, else an errno or REPO_ERR_NOT_REGULAR. */
+int repo_open_regular(int dirfd, const char *path, int *fd, struct stat *st);
+/* Reads such a file whole into *TEXT (NUL-terminated, *LEN bytes; LEN may be NULL). */
+int repo_read_regular(int dirfd, const char *path, char **text, size_t *len);
+/* Opens directory NAME of PARENT (an fd; PARENT_PATH names it in errors)
+ * without following a symlink. True with *FD, or with *FD -1 when there is no
+ * NAME; false with an error when NAME is not a real directory ("must be a real
+ * directory") or cannot be opened. */
+bool repo_open_subdir(int parent, const char *parent_path, const char *name, int *fd, GError **error);
+/* Opens the fixed directory REL of REPO ("chunks", "tmp", "backups") and, when
+ * NAME is not NULL, its child NAME, from the repository's own directory and
+ * following no symlink on the way: what is walked or deleted through *FD is
+ * really inside the repository. As repo_open_subdir (*FD -1: absent). */
+bool repo_open_dir(VsRepo *repo, const char *rel, const char *name, int *fd, GError **error);
+/* Refuses the repository at PATH when one of its fixed directories (chunks,
+ * chunks/XX, backups, tmp, checkpoints, checkpoints/TAG) is not a real
+ * directory, or its marker or lock is not a regular file. Absent ones are fine. */
+bool repo_check_layout(const char *path, GError **error);
+
+/* Names and paths from a manifest (repo-names.c): a name is one file-name
+ * component restore may build file names from (NAME-TARGET.FORMAT plus a temp
+ * suffix stays under 255 bytes), a path may not climb. */
+#define REPO_MAX_DOMAIN_NAME 128
+#define REPO_MAX_TARGET 32
+#define REPO_MAX_FORMAT 16
+#define REPO_MAX_PATH 4096
+typedef enum {
+    REPO_NAME_DOMAIN,          /* one component, no "/", not "." or ".." */
+    REPO_NAME_TARGET,          /* letters, digits, "_-." */
+    REPO_NAME_FORMAT,          /* letters, digits, "_-" */
+    REPO_NAME_UUID,            /* 32 hex digits and dashes */
+    REPO_NAME_PATH,            /* a disk's source or chain path: no ".." component */
+} RepoNameKind;
+
+/* Why S is not a valid name of KIND (a phrase: "contains \"/\""), NULL when it is. */
+const char *repo_name_problem(RepoNameKind kind, const char *s);
 
 /* Structural checks of a manifest, the same after parsing and before commit;
  * errors start with WHERE ("manifest: FILE"). */

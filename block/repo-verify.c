@@ -220,15 +220,8 @@ vs_repo_verify(VsRepo *repo, const char *id, GPtrArray **problems, uint64_t *chu
 
                     if (!e)     /* the manifest changed between the passes */
                         problem = g_strdup("unreadable: backup changed while it was verified");
-                    else if (e->verdict == CHUNK_MISSING)
-                        problem = g_strdup("missing");
-                    else if (e->verdict == CHUNK_CORRUPT)
-                        problem = g_strdup_printf("corrupt: %s", e->detail);
-                    else if (e->verdict == CHUNK_UNREADABLE)
-                        problem = g_strdup_printf("unreadable: %s", e->detail);
-                    else if (e->length != r->length)
-                        problem = g_strdup_printf("corrupt: the manifest says %u bytes, the chunk holds %u",
-                                                  r->length, e->length);
+                    else
+                        problem = repo_chunk_problem(e->verdict, e->detail, r->length, e->length);
                     if (problem)
                         add_problem(*problems, ids[b], d->name, disk->target, r->offset, &r->digest, problem);
                 }

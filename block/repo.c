@@ -503,7 +503,7 @@ repo_initialise(const char *path, uint32_t chunk_size, GError **error)
             return false;
         }
     }
-    fd = open(lock, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    fd = open(lock, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
     if (fd < 0) {
         err = errno;
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: creating %s: %s", lock, g_strerror(err));
@@ -592,10 +592,10 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
 {
     g_autoptr(VsRepo) repo = NULL;
     g_autofree char *marker = NULL, *text = NULL;
-    g_autoptr(GError) ferr = NULL;
     g_autofree void *zeros = NULL;
-    gsize len = 0;
+    size_t len = 0;
     struct stat st;
+    int err;
 
     if (!path || !*path) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
@@ -609,8 +609,7 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
         return NULL;
     }
     if (stat(path, &st) < 0) {
-        int err = errno;
-
+        err = errno;
         if (err != ENOENT || !create) {
             g_set_error(error, VS_ERROR, err == ENOENT ? VS_ERROR_NOT_FOUND : VS_ERROR_IO,
                         "repo: %s: %s", path, g_strerror(err));
@@ -628,10 +627,12 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
         return NULL;
     }
 
+    if (!repo_check_layout(path, error))
+        return NULL;
     marker = g_build_filename(path, REPO_MARKER, NULL);
-    if (!g_file_get_contents(marker, &text, &len, &ferr)) {
-        if (!g_error_matches(ferr, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s", ferr->message);
+    if ((err = repo_read_regular(AT_FDCWD, marker, &text, &len))) {
+        if (err != ENOENT) {
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: %s", marker, repo_strerror(err));
             return NULL;
         }
         switch (dir_is_blank(path, error)) {
@@ -651,9 +652,8 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
         }
         if (!repo_initialise(path, chunk_size, error))
             return NULL;
-        g_clear_error(&ferr);
-        if (!g_file_get_contents(marker, &text, &len, &ferr)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s", ferr->message);
+        if ((err = repo_read_regular(AT_FDCWD, marker, &text, &len))) {
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: %s", marker, repo_strerror(err));
             return NULL;
         }
     }
@@ -682,10 +682,9 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
     if (writable && !repo_probe_write(repo, error))
         return NULL;
     if (writable) {
-        repo->tmp_fd = open(repo->tmp_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        repo->tmp_fd = open(repo->tmp_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (repo->tmp_fd < 0) {
-            int err = errno;
-
+            err = errno;
             g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s is not writable: %s: %s", repo->path,
                         repo->tmp_dir, g_strerror(err));
             return NULL;
@@ -746,6 +745,25 @@ vs_repo_chunk_size(const VsRepo *repo)
 
 /* ------------------------------------------------------------------------- */
 /* Chunks                                                                    */
+
+char *
+repo_chunk_problem(ChunkVerdict v, const char *detail, uint32_t want, size_t got)
+{
+    switch (v) {
+    case CHUNK_MISSING:
+        return g_strdup("missing");
+    case CHUNK_CORRUPT:
+        return g_strdup_printf("corrupt: %s", detail);
+    case CHUNK_UNREADABLE:
+        return g_strdup_printf("unreadable: %s", detail);
+    case CHUNK_NOT_REGULAR:
+        return g_strdup("not a regular file");
+    case CHUNK_OK:
+    default:
+        return got == want ? NULL
+                           : g_strdup_printf("corrupt: the manifest says %u bytes, the chunk holds %zu", want, got);
+    }
+}
 
 char *
 repo_chunk_path(const VsRepo *repo, const VsDigest *digest)
@@ -908,7 +926,7 @@ sync_temps(VsRepo *repo, GHashTable *table, int sync_errno, char **what)
     }
     g_hash_table_iter_init(&it, table);
     while (g_hash_table_iter_next(&it, NULL, (gpointer *)&e)) {
-        int fd = open(e->tmp_path, O_RDONLY | O_CLOEXEC);
+        int fd = open(e->tmp_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
         err = fd < 0 || fdatasync(fd) < 0 ? errno : 0;
         if (fd >= 0)
@@ -1509,23 +1527,15 @@ repo_check_chunk_into(VsRepo *repo, const VsDigest *digest, void **zbufp, size_t
     /* A pending chunk is read from its temp file. Should a flush move it
      * meanwhile, it is under its final name by the time the temp name is
      * gone (or nowhere, when the flush failed). */
-    if (tmp && (fd = open(tmp, O_RDONLY | O_CLOEXEC)) < 0 && errno != ENOENT) {
-        err = errno;
-        *detail = g_strdup(g_strerror(err));
-        return CHUNK_UNREADABLE;
+    if (tmp && (err = repo_open_regular(AT_FDCWD, tmp, &fd, &st)) && err != ENOENT) {
+        *detail = g_strdup(repo_strerror(err));
+        return err == REPO_ERR_NOT_REGULAR ? CHUNK_NOT_REGULAR : CHUNK_UNREADABLE;
     }
-    if (fd < 0)
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        err = errno;
-        *detail = g_strdup(err == ENOENT ? "missing" : g_strerror(err));
-        return err == ENOENT ? CHUNK_MISSING : CHUNK_UNREADABLE;
-    }
-    if (fstat(fd, &st) < 0) {
-        err = errno;
-        close(fd);
-        *detail = g_strdup(g_strerror(err));
-        return CHUNK_UNREADABLE;
+    /* Someone else's repository: a FIFO would block us, a symlink lead anywhere. */
+    if (fd < 0 && (err = repo_open_regular(AT_FDCWD, path, &fd, &st))) {
+        *detail = g_strdup(err == ENOENT ? "missing" : repo_strerror(err));
+        return err == ENOENT ? CHUNK_MISSING : err == REPO_ERR_NOT_REGULAR ? CHUNK_NOT_REGULAR
+                                                                         : CHUNK_UNREADABLE;
     }
     /* Nothing in a chunk file is trusted: not its size, not what its frame
      * header claims, not the data until it hashes right. */
@@ -1624,6 +1634,14 @@ vs_repo_get_chunk(VsRepo *repo, const VsDigest *digest, size_t *len, GError **er
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: chunk %s is corrupt: %s",
                     repo->path, hex, detail);
         return NULL;
+    case CHUNK_NOT_REGULAR: {
+        g_autofree char *file = repo_chunk_path(repo, digest);
+
+        vs_digest_to_hex(digest, hex);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: chunk %s (%s) is not a regular file",
+                    repo->path, hex, file);
+        return NULL;
+    }
     case CHUNK_UNREADABLE:
     default:
         vs_digest_to_hex(digest, hex);
@@ -1639,7 +1657,7 @@ repo_chunk_placed(VsRepo *repo, const VsDigest *digest)
     g_autofree char *path = repo_chunk_path(repo, digest);
     struct stat st;
 
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 bool
@@ -1660,11 +1678,11 @@ int
 repo_open_lock_file(VsRepo *repo, GError **error)
 {
     g_autofree char *lock = g_build_filename(repo->path, "lock", NULL);
-    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
 
     /* flock needs no write access: a read-only repository still locks. */
     if (fd < 0 && (errno == EROFS || errno == EACCES))
-        fd = open(lock, O_RDONLY | O_CLOEXEC);
+        fd = open(lock, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         int err = errno;
 
@@ -1722,9 +1740,9 @@ void
 repo_prefetch_chunk(VsRepo *repo, const VsDigest *digest)
 {
     g_autofree char *path = repo_chunk_path(repo, digest);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = -1;
 
-    if (fd >= 0) {
+    if (repo_open_regular(AT_FDCWD, path, &fd, NULL) == 0) {
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
         close(fd);
     }

@@ -265,6 +265,8 @@ domain_names(const VsManifest *m)
 static bool
 find_backup(Run *run, const char *name, VsManifest **mp, VsManifestDomain **mdp, GError **error)
 {
+    g_autoptr(GError) unreadable = NULL;
+
     if (run->opts->backup_id) {
         VsManifest *m = load_manifest(run, run->opts->backup_id, error);
         g_autofree char *names = NULL;
@@ -297,10 +299,15 @@ find_backup(Run *run, const char *name, VsManifest **mp, VsManifestDomain **mdp,
             *mp = m;
             return true;
         }
+        if (!m && !unreadable)
+            unreadable = g_steal_pointer(&merr);
     }
+    /* The domain may be in the one that could not be read (a manifest that
+     * names it in a way no backup may, say): show why. */
     g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
-                "restore: no backup in %s holds a domain '%s' (see virtsnap list)",
-                vs_repo_path(run->repo), name);
+                "restore: no backup in %s holds a domain '%s' (see virtsnap list)%s%s",
+                vs_repo_path(run->repo), name, unreadable ? "; a backup that cannot be read: " : "",
+                unreadable ? unreadable->message : "");
     return false;
 }
 
