@@ -64,6 +64,7 @@ typedef struct {
     const char *tmp;           /* written */
     const char *out;           /* named in errors */
     VsExportControl *ctl;      /* may be NULL */
+    int fd;                    /* TMP, created and opened by the caller (read-write) */
 } ExportJob;
 
 /* Where the chunks go: a raw file (fd alone), a qcow2 image our own writer
@@ -479,25 +480,19 @@ static bool
 export_file(ExportJob *job, bool qcow2, GError **error)
 {
     const VsManifestDisk *disk = job->disk;
-    const char *tmp = job->tmp, *out = job->out;
+    const char *out = job->out;
     Sink s = { -1, NULL, NULL };
     int err = 0;
     bool ok;
 
-    s.fd = open(tmp, O_WRONLY | O_CLOEXEC);
-    if (s.fd < 0) {
-        err = errno;
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "export: %s: %s", tmp, g_strerror(err));
-        return false;
-    }
+    /* The descriptor the caller created the file with: never reopened by name. */
+    s.fd = job->fd;
     if (qcow2 && !(s.qcow2 = vs_qcow2_writer_new(s.fd, out, disk->virtual_size, error))) {
-        close(s.fd);
         vs_error_prefix(error, "export");
         return false;
     }
     if (!qcow2 && ftruncate(s.fd, (off_t)disk->virtual_size) < 0) {
         err = errno;
-        close(s.fd);
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "export: %s: setting the size to %" G_GUINT64_FORMAT ": %s",
                     out, disk->virtual_size, g_strerror(err));
         return false;
@@ -509,8 +504,6 @@ export_file(ExportJob *job, bool qcow2, GError **error)
     }
     g_clear_pointer(&s.qcow2, vs_qcow2_writer_free);
     if (ok && fsync(s.fd) < 0)
-        err = errno;
-    if (close(s.fd) < 0 && ok && !err)
         err = errno;
     if (ok && err) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "export: %s: %s", out, g_strerror(err));
@@ -556,7 +549,7 @@ export_qcow2_nbd(ExportJob *job, GError **error)
     g_autofree char *qemu_nbd = g_find_program_in_path("qemu-nbd");
     Sink s = { -1, NULL, NULL };
     bool ok = false;
-    int fd, err;
+    int err;
 
     if (!qemu_img || !qemu_nbd) {
         g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
@@ -601,10 +594,7 @@ out:
         close(s.fd);
     if (!ok)
         return false;
-    fd = open(tmp, O_RDONLY | O_CLOEXEC);
-    err = fd < 0 ? errno : fsync(fd) < 0 ? errno : 0;
-    if (fd >= 0)
-        close(fd);
+    err = fsync(job->fd) < 0 ? errno : 0;
     if (err) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "export: %s: syncing: %s", out, g_strerror(err));
         return false;
@@ -625,11 +615,11 @@ vs_repo_export_disk_ctl(VsRepo *repo, const VsManifest *m, const char *domain, c
 {
     const VsManifestDomain *d = vs_manifest_find_domain(m, domain);
     const VsManifestDisk *k = d ? vs_manifest_find_disk(d, disk) : NULL;
-    g_autofree char *abs = NULL, *dir = NULL, *base = NULL, *tmp = NULL;
+    g_autofree char *abs = NULL, *dir = NULL, *base = NULL, *tmp = NULL, *tmp_base = NULL;
     const char *fmt;
     char rnd[13];
     struct stat st;
-    int fd, err;
+    int fd, dir_fd = -1, err;
     bool ok;
 
     if (!d) {
@@ -665,37 +655,42 @@ vs_repo_export_disk_ctl(VsRepo *repo, const VsManifest *m, const char *domain, c
     dir = g_path_get_dirname(abs);
     base = g_path_get_basename(abs);
     repo_random_hex(rnd, 12);
-    tmp = g_strdup_printf("%s/.%s.virtsnap-%s.tmp", dir, base, rnd);
-    /* Claim the temp name (0600: it is a whole guest disk); qemu-img create
-     * then reuses the file and keeps its mode. */
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
+    tmp_base = g_strdup_printf(".%s.virtsnap-%s.tmp", base, rnd);
+    tmp = g_strdup_printf("%s/%s", dir, tmp_base);
+    /* Everything in OUT's directory is reached from it by descriptor, a new
+     * name claimed exclusively (0600: it is a whole guest disk) and never
+     * through a symlink; qemu-img create then reuses the file and its mode. */
+    if ((dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        (fd = openat(dir_fd, tmp_base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
         err = errno;
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "export: creating %s: %s", tmp, g_strerror(err));
+        if (dir_fd >= 0)
+            close(dir_fd);
         return false;
     }
-    close(fd);
 
     {
-        ExportJob job = { repo, m, d, k, tmp, out, ctl };
+        ExportJob job = { repo, m, d, k, tmp, out, ctl, fd };
 
         if (strcmp(fmt, "qcow2") == 0 && g_strcmp0(g_getenv("VIRTSNAP_QCOW2_WRITER"), "qemu-nbd") == 0)
             ok = export_qcow2_nbd(&job, error);
         else
             ok = export_file(&job, strcmp(fmt, "qcow2") == 0, error);
     }
+    close(fd);
     if (ok) {
-        err = repo_rename_noreplace(tmp, abs);
+        err = repo_renameat_noreplace(dir_fd, tmp_base, dir_fd, base);
         if (err == EEXIST) {
             g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                         "export: %s exists: remove it or choose another name", out);
             ok = false;
-        } else if (err || (err = repo_fsync_dir(dir))) {
+        } else if (err || (fsync(dir_fd) < 0 && (err = errno) != EINVAL)) {
             g_set_error(error, VS_ERROR, VS_ERROR_IO, "export: %s: %s", out, g_strerror(err));
             ok = false;
         }
     }
     if (!ok)
-        unlink(tmp);
+        unlinkat(dir_fd, tmp_base, 0);
+    close(dir_fd);
     return ok;
 }

@@ -109,6 +109,8 @@ int repo_fsync_dir(const char *dir);
 /* Renames OLD to NEW unless NEW exists (EEXIST); falls back to link+unlink on
  * filesystems without RENAME_NOREPLACE. */
 int repo_rename_noreplace(const char *oldpath, const char *newpath);
+/* The same relative to directory descriptors (AT_FDCWD: the working directory). */
+int repo_renameat_noreplace(int olddir, const char *oldpath, int newdir, const char *newpath);
 /* Writes DATA to a fresh temp file in DIR, fsyncs it and returns its name; on
  * failure nothing is left behind and the errno is returned. */
 int repo_write_temp(const char *dir, const char *kind, const void *data, size_t len,

@@ -204,20 +204,20 @@ repo_fsync_dir(const char *dir)
 }
 
 int
-repo_rename_noreplace(const char *oldpath, const char *newpath)
+repo_renameat_noreplace(int olddir, const char *oldpath, int newdir, const char *newpath)
 {
     struct stat st;
     int err;
 
-    if (renameat2(AT_FDCWD, oldpath, AT_FDCWD, newpath, RENAME_NOREPLACE) == 0)
+    if (renameat2(olddir, oldpath, newdir, newpath, RENAME_NOREPLACE) == 0)
         return 0;
     err = errno;
     if (err != EINVAL && err != ENOSYS && err != EOPNOTSUPP)
         return err;
     /* NFS and some FUSE file systems lack RENAME_NOREPLACE; link() refuses an
      * existing name just as atomically. */
-    if (link(oldpath, newpath) == 0) {
-        unlink(oldpath);
+    if (linkat(olddir, oldpath, newdir, newpath, 0) == 0) {
+        unlinkat(olddir, oldpath, 0);
         return 0;
     }
     err = errno;
@@ -225,9 +225,15 @@ repo_rename_noreplace(const char *oldpath, const char *newpath)
         return err;
     /* No hard links either (vfat, some CIFS): the check and the rename are two
      * steps, and the window between them is the best this file system allows. */
-    if (lstat(newpath, &st) == 0)
+    if (fstatat(newdir, newpath, &st, AT_SYMLINK_NOFOLLOW) == 0)
         return EEXIST;
-    return rename(oldpath, newpath) == 0 ? 0 : errno;
+    return renameat(olddir, oldpath, newdir, newpath) == 0 ? 0 : errno;
+}
+
+int
+repo_rename_noreplace(const char *oldpath, const char *newpath)
+{
+    return repo_renameat_noreplace(AT_FDCWD, oldpath, AT_FDCWD, newpath);
 }
 
 /* writev until all of IOV (N entries, modified) is written; 0 or an errno. */

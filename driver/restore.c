@@ -327,6 +327,20 @@ is_network_url(const char *p)
     return p && (g_str_has_prefix(p, "iscsi://") || g_str_has_prefix(p, "nfs://"));
 }
 
+/* A file name restore builds from names in a backup (NAME-TARGET.FMT,
+ * NAME.xml) names a file in the directory given, never one elsewhere: the
+ * repository validates those names, and this is the second line. */
+static bool
+plain_file_name(const RDom *r, const char *name, GError **error)
+{
+    if (*name && !strchr(name, '/') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
+        return true;
+    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                "restore: backup %s domain '%s': \"%s\" is not a plain file name; nothing was written",
+                r->m->id, r->name, name);
+    return false;
+}
+
 /* Can we create files in DIR? Checked by doing it: access(2) does not know
  * about read-only mounts for root in every case, nor about full file systems. */
 static bool
@@ -597,6 +611,8 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
         dd->src->backing_terminated = false;
     } else {
         base = g_strdup_printf("%s-%s.%s", r->new_name, d->target, d->format);
+        if (!plain_file_name(r, base, error))
+            return false;
         if (run->pool) {
             virStorageVolPtr vol;
 
@@ -929,6 +945,9 @@ plan_domain(Run *run, const char *name, GError **error)
         const char *dir = o->target_dir ? o->target_dir : NULL;
         g_autofree char *xml_dir = NULL;
         g_autofree char *xml_name = g_strdup_printf("%s.xml", r->new_name);
+
+        if (!plain_file_name(r, xml_name, error))
+            return NULL;
 
         if (!dir && run->pool) {
             /* Not in the pool: it would show up as a volume. */

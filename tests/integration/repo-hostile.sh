@@ -179,6 +179,8 @@ mkdir -p "$W/out-p/p"
 mkrepo "$W/r-evil" "../../victim/evil" >/dev/null
 run 1 "domains[0].name" "$V" restore --repo "$W/r-evil" --state-dir "$W/out-p/state" \
   "../../victim/evil" --target-dir "$W/out-p/p"
+run 1 "domains[0].name" "$V" restore --repo "$W/r-evil" --state-dir "$W/out-p/state" \
+  --backup "$ID" "../../victim/evil" --target-dir "$W/out-p/p"
 [ ! -e "$W/victim/evil-vda.raw" ] && [ ! -e "$W/victim/evil.xml" ] ||
   vs_fail "restore wrote outside --target-dir: $(ls "$W/victim")"
 [ -z "$(ls -A "$W/out-p/p")" ] || vs_fail "restore left files in the target dir: $(ls -A "$W/out-p/p")"

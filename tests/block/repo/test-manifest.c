@@ -5,6 +5,8 @@
 #include "repo-test-util.h"
 
 #define CS 65536u
+/* One byte more than a domain name may have. */
+#define REPO_TEST_LONG_NAME 129
 
 static const char *hex_a = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 static const char *hex_b = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -157,6 +159,8 @@ test_strict(void)
     g_autofree char *chunk0_late = g_strdup_printf("[196608, 100, \"%s\"]", hex_a);
     g_autofree char *chunk0_short = g_strdup_printf("[0, 100, \"%s\"]", hex_a);
     g_autofree char *chunk0_two = g_strdup_printf("[0, 65536, \"%s\", 1]", hex_a);
+    g_autofree char *www = g_strnfill(REPO_TEST_LONG_NAME, 'w');
+    g_autofree char *long_name = g_strdup_printf("\"name\": \"%s\"", www);
     const BadCase cases[] = {
         { "{\n", "[\n", VS_ERROR_FAILED, "not valid JSON: " },
         { "\"format\": \"virtsnap-manifest\"", "\"format\": \"virtsnap-other\"", VS_ERROR_FAILED,
@@ -205,6 +209,26 @@ test_strict(void)
           "domains[0].disks[0].chunks[0]: a short chunk that is not the last of the disk (offset 0, length 100, "
           "chunk_size 65536)" },
         { "\"bytes_stored\": 4242,\n", "", VS_ERROR_FAILED, "domains[0].disks[0].bytes_stored: missing" },
+        /* Names that become file names, paths that restore writes to. */
+        { "\"name\": \"web1\"", "\"name\": \"../../victim/evil\"", VS_ERROR_FAILED,
+          "domains[0].name: \"../../victim/evil\" contains \"/\"" },
+        { "\"name\": \"web1\"", "\"name\": \"..\"", VS_ERROR_FAILED, "domains[0].name: \"..\" is \".\" or \"..\"" },
+        { "\"name\": \"web1\"", "\"name\": \"we\\u0001b\\n1\"", VS_ERROR_FAILED,
+          "domains[0].name: \"we\\001b\\n1\" contains a control character" },
+        { "\"name\": \"web1\"", long_name, VS_ERROR_FAILED, "domains[0].name: \"www" },
+        { "\"uuid\": \"2f8a9d3e", "\"uuid\": \"../2f8a9d3e", VS_ERROR_FAILED,
+          "domains[0].uuid: \"../2f8a9d3e-4b1c-4e6f-9a7b-1c2d3e4f5a6b\" is not a UUID (32 hex digits and dashes)" },
+        { "\"target\": \"vdb\"", "\"target\": \"../x\"", VS_ERROR_FAILED,
+          "domains[0].disks[1].target: \"../x\" is not 1 to 32 letters, digits, \"_\", \"-\" and \".\", starting "
+          "with a letter or digit" },
+        { "\"format\": \"qcow2\",\n          \"virtual_size\"", "\"format\": \"qcow2/../x\",\n          \"virtual_size\"",
+          VS_ERROR_FAILED, "domains[0].disks[0].format: \"qcow2/../x\" is not 1 to 16 letters, digits" },
+        { "\"source\": \"/var/lib/libvirt/images/web1.qcow2\"", "\"source\": \"/var/lib/../../etc/shadow\"",
+          VS_ERROR_FAILED, "domains[0].disks[0].source: \"/var/lib/../../etc/shadow\" has a \"..\" component" },
+        { "\"path\": \"/var/lib/libvirt/images/base.raw\"", "\"path\": \"../base.raw\"", VS_ERROR_FAILED,
+          "domains[0].disks[0].chain[1].path: \"../base.raw\" has a \"..\" component" },
+        { "\"format\": \"raw\"}", "\"format\": \"r w\"}", VS_ERROR_FAILED,
+          "domains[0].disks[0].chain[1].format: \"r w\" is not 1 to 16 letters" },
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
