@@ -51,6 +51,8 @@ uuid_problem(const char *s)
 {
     unsigned digits = 0;
 
+    if (strlen(s) > 64)
+        return "is not a UUID (32 hex digits and dashes)";
     for (const char *p = s; *p; p++) {
         if (g_ascii_isxdigit(*p))
             digits++;

@@ -249,6 +249,44 @@ test_strict(void)
     }
 }
 
+/* The fuzz target's seeds (tests/fuzz/corpus-manifest): every good-* parses,
+ * every bad-* (hostile names and paths in each field that becomes one) is
+ * refused with an error naming the file. */
+static void
+test_corpus(void)
+{
+    g_autofree char *dir = g_build_filename(g_getenv("VS_REPO_TEST_SRCDIR"), "..", "..", "fuzz",
+                                            "corpus-manifest", NULL);
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    const char *name;
+    guint good = 0, bad = 0;
+
+    g_assert_nonnull(d);
+    while ((name = g_dir_read_name(d))) {
+        g_autofree char *file = g_build_filename(dir, name, NULL), *text = NULL;
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VsManifest) m = NULL;
+
+        if (!g_str_has_suffix(name, ".json"))
+            continue;
+        g_assert_true(g_file_get_contents(file, &text, NULL, NULL));
+        m = vs_manifest_from_json(text, name, &err);
+        g_test_message("%s: %s", name, err ? err->message : "parsed");
+        if (g_str_has_prefix(name, "good-") || !strcmp(name, "good.json")) {
+            g_assert_no_error(err);
+            good++;
+        } else {
+            g_assert_true(g_str_has_prefix(name, "bad-"));
+            g_assert_null(m);
+            g_assert_true(g_str_has_prefix(err->message, "manifest: "));
+            g_assert_nonnull(strstr(err->message, name));
+            bad++;
+        }
+    }
+    g_assert_cmpuint(good, >=, 3);
+    g_assert_cmpuint(bad, >=, 20);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -256,5 +294,6 @@ main(int argc, char **argv)
     g_test_add_func("/manifest/round-trip", test_round_trip);
     g_test_add_func("/manifest/new", test_new);
     g_test_add_func("/manifest/strict", test_strict);
+    g_test_add_func("/manifest/corpus", test_corpus);
     return g_test_run();
 }
