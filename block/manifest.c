@@ -142,6 +142,12 @@ vs_manifest_find_disk(const VsManifestDomain *d, const char *target)
 /* ------------------------------------------------------------------------- */
 /* Validation                                                                */
 
+const char *
+vs_manifest_domain_name_problem(const char *name)
+{
+    return repo_name_problem(REPO_NAME_DOMAIN, name);
+}
+
 bool
 repo_id_valid(const char *id)
 {

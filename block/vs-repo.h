@@ -153,6 +153,10 @@ VsManifestDisk *vs_manifest_domain_add_disk(VsManifestDomain *d, const char *tar
 void vs_manifest_free(VsManifest *m);
 VsManifestDomain *vs_manifest_find_domain(const VsManifest *m, const char *name);
 VsManifestDisk *vs_manifest_find_disk(const VsManifestDomain *d, const char *target);
+/* Why a repository cannot hold a domain called NAME (a phrase: "contains
+ * \"/\"", "is longer than 128 bytes"; docs/repository-format.md, Names and
+ * paths), or NULL: a backup checks before it copies anything. */
+const char *vs_manifest_domain_name_problem(const char *name);
 
 char *vs_manifest_to_json(const VsManifest *m);
 VsManifest *vs_manifest_from_json(const char *json, const char *what, GError **error);

@@ -1002,6 +1002,15 @@ prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
     j->active = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED ||
                 state == VIR_DOMAIN_BLOCKED || state == VIR_DOMAIN_PMSUSPENDED;
 
+    /* Refused before a byte is copied, not at the commit. */
+    if (vs_manifest_domain_name_problem(j->name)) {
+        g_autofree char *shown = g_strescape(j->name ? j->name : "", NULL);
+
+        dom_fail(j, "backup: domain \"%s\": its name %s, and a repository holds no such name "
+                 "(see docs/repository-format.md, Names and paths); rename the domain to back it up",
+                 shown, vs_manifest_domain_name_problem(j->name));
+        return j;
+    }
     if ((j->lock_fd = vs_domain_lock(run->opts->state_dir, j->uuid, j->name, "backup",
                                      run->opts->lock_wait, &err)) < 0) {
         dom_fail(j, "%s", err->message);

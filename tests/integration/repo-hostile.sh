@@ -13,7 +13,9 @@
 #     the path;
 #   - a FIFO, a directory and a symlink in place of a chunk, a FIFO in place of a manifest:
 #     verify says "BAD chunk ... not a regular file", export and restore fail naming the chunk,
-#     nothing hangs.
+#     nothing hangs;
+#   - backup refuses a domain whose name a repository may not hold (longer than 128 bytes)
+#     before it copies anything.
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
@@ -184,6 +186,17 @@ run 1 "domains[0].name" "$V" restore --repo "$W/r-evil" --state-dir "$W/out-p/st
 [ ! -e "$W/victim/evil-vda.raw" ] && [ ! -e "$W/victim/evil.xml" ] ||
   vs_fail "restore wrote outside --target-dir: $(ls "$W/victim")"
 [ -z "$(ls -A "$W/out-p/p")" ] || vs_fail "restore left files in the target dir: $(ls -A "$W/out-p/p")"
+
+vs_log "--- backup refuses a domain whose name no repository may hold, before copying anything"
+LONG=vst-$(printf 'l%.0s' $(seq 1 130))
+qemu-img create -q -f qcow2 "$W/out-long.qcow2" 16M
+vs_domain_track "$LONG"
+vs_guest_xml "$LONG" "$W/out-long.qcow2" > "$W/out-long.xml"
+virsh define "$W/out-long.xml" >/dev/null
+vs_virtsnap init --repo "$W/r-long" >/dev/null
+run 1 "is longer than 128 bytes" "$V" backup --repo "$W/r-long" --state-dir "$W/out-long-state" "$LONG"
+[ -z "$(ls -A "$W/r-long/backups")" ] || vs_fail "a backup of $LONG was written"
+[ -z "$(find "$W/r-long/chunks" -type f)" ] || vs_fail "the refused backup copied chunks"
 
 vs_log "--- restore with a FIFO in place of a chunk fails naming it, without hanging"
 dir=$W/r-restore-fifo
