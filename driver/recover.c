@@ -19,7 +19,9 @@
 
 #include <libvirt/virterror.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,8 +373,9 @@ remove_repo_temp(JsonObject *begin, GPtrArray *actions)
     const char *repo = member(begin, "repo"), *pid = member(begin, "pid");
     g_autofree char *dir = NULL;
     g_autofree char *infix = NULL;
-    g_autoptr(GDir) d = NULL;
-    const char *name;
+    struct dirent *de;
+    DIR *d;
+    int root, fd;
     unsigned n = 0;
 
     if (!repo || !pid || atoi(pid) <= 0)
@@ -382,16 +385,24 @@ remove_repo_temp(JsonObject *begin, GPtrArray *actions)
         return;
     dir = g_build_filename(repo, "tmp", NULL);
     infix = g_strdup_printf("-%s-", pid);
-    if (!(d = g_dir_open(dir, 0, NULL)))
+    /* REPO/tmp itself, never a symlink in its place: what is deleted is in the
+     * repository (a tampered one is refused by the commands that open it). */
+    if ((root = open(repo, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         return;
-    while ((name = g_dir_read_name(d))) {
-        g_autofree char *path = NULL;
-        if (!strstr(name, infix) || !g_str_has_suffix(name, ".tmp"))
+    fd = openat(root, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close(root);
+    if (fd < 0 || !(d = fdopendir(fd))) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    while ((de = readdir(d))) {
+        if (!strstr(de->d_name, infix) || !g_str_has_suffix(de->d_name, ".tmp"))
             continue;
-        path = g_build_filename(dir, name, NULL);
-        if (unlink(path) == 0)
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
             n++;
     }
+    closedir(d);
     if (n)
         act(actions, "removed %u temporary file(s) of the interrupted run from %s", n, dir);
 }
