@@ -7,6 +7,7 @@
 #include "repo-test-util.h"
 #include "repo-internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/wait.h>
@@ -401,6 +402,46 @@ test_chunk_old_frames(void)
         g_assert_cmpmem(back, blen, buf, CS);
     }
     tu_rm_rf(dir);
+}
+
+/* A chunk's name held by something other than a regular file (someone else
+ * wrote the repository): every read fails at once, naming the chunk and its
+ * file, and never blocks on a FIFO or follows a symlink. */
+static void
+test_chunk_not_regular(void)
+{
+    static const char *const kinds[] = { "fifo", "dir", "symlink", NULL };
+    g_autofree char *dir = tu_tmpdir();
+    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    g_autofree uint8_t *buf = g_malloc(CS);
+    g_autofree char *path = NULL, *moved = g_build_filename(dir, "moved", NULL);
+    char hex[VS_DIGEST_HEX_LEN];
+    VsDigest d;
+
+    tu_fill_data(buf, CS, 11);
+    tu_put(r, buf, CS, &d, NULL);
+    flush(r);
+    vs_digest_to_hex(&d, hex);
+    path = g_strdup_printf("%s/chunks/%.2s/%s", dir, hex, hex);
+    g_assert_cmpint(rename(path, moved), ==, 0);
+    for (size_t i = 0; kinds[i]; i++) {
+        g_autoptr(GError) err = NULL;
+        size_t len = 0;
+
+        g_test_message("%s in place of a chunk", kinds[i]);
+        if (i == 0)
+            g_assert_cmpint(mkfifo(path, 0600), ==, 0);
+        else if (i == 1)
+            g_assert_cmpint(mkdir(path, 0700), ==, 0);
+        else
+            g_assert_cmpint(symlink(moved, path), ==, 0);
+        g_assert_null(vs_repo_get_chunk(r, &d, &len, &err));
+        g_assert_error(err, VS_ERROR, VS_ERROR_IO);
+        g_assert_nonnull(strstr(err->message, hex));
+        g_assert_nonnull(strstr(err->message, path));
+        g_assert_nonnull(strstr(err->message, "is not a regular file"));
+        g_assert_cmpint(i == 1 ? rmdir(path) : unlink(path), ==, 0);
+    }
 }
 
 static void
@@ -1062,6 +1103,7 @@ main(int argc, char **argv)
     g_test_add_func("/repo/open/create", test_open_create);
     g_test_add_func("/repo/open/errors", test_open_errors);
     g_test_add_func("/repo/chunk/round-trip", test_chunk_round_trip);
+    g_test_add_func("/repo/chunk/not-regular", test_chunk_not_regular);
     g_test_add_func("/repo/chunk/xxh64", test_xxh64);
     g_test_add_func("/repo/chunk/raw", test_chunk_raw);
     g_test_add_func("/repo/chunk/compress-off", test_chunk_compress_off);
