@@ -56,8 +56,8 @@ repo_open_regular(int dirfd, const char *path, int *fd, struct stat *st)
     f = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (f < 0)
         return errno == ELOOP ? REPO_ERR_NOT_REGULAR : errno;
-    if (fstat(f, st) < 0 || !S_ISREG(st->st_mode)) {
-        err = S_ISREG(st->st_mode) ? errno : REPO_ERR_NOT_REGULAR;
+    err = fstat(f, st) < 0 ? errno : S_ISREG(st->st_mode) ? 0 : REPO_ERR_NOT_REGULAR;
+    if (err) {
         close(f);
         return err;
     }
