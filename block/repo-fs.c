@@ -75,8 +75,9 @@ repo_read_regular(int dirfd, const char *path, char **text, size_t *len)
 
     if (err)
         return err;
-    /* The size is a hint only: the file may grow or shrink while read. */
-    cap = (size_t)st.st_size + 1;
+    /* The size is a hint only: the file may grow or shrink while read. One
+     * spare byte beyond it lets the read that finds the end need no more. */
+    cap = (size_t)st.st_size + 2;
     buf = g_malloc(cap);
     for (;;) {
         ssize_t r;
