@@ -171,6 +171,15 @@ check_entry(int parent, const char *parent_path, const char *name, bool want_dir
 }
 
 static bool
+hex_name(const char *s)
+{
+    for (; *s; s++)
+        if (!g_ascii_isxdigit(*s))
+            return false;
+    return true;
+}
+
+static bool
 check_children(int parent, const char *path, const char *dir, GError **error)
 {
     g_autofree char *sub = g_strdup_printf("%s/%s", path, dir);
@@ -187,14 +196,12 @@ check_children(int parent, const char *path, const char *dir, GError **error)
         close(fd);
         return true;           /* only out of memory; the walkers will say */
     }
+    /* chunks/XX and checkpoints/TAG are directories, checkpoints/tag a file;
+     * any other name is not ours, and left alone. */
     while (ok && (de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        /* checkpoints/tag is the one file there; chunks/ holds fan-out
-         * directories (anything else is not ours, and left alone). */
-        if (!strcmp(dir, "checkpoints"))
-            ok = check_entry(dirfd(d), sub, de->d_name, strcmp(de->d_name, "tag") != 0, error);
-        else if (strlen(de->d_name) == 2 && g_ascii_isxdigit(de->d_name[0]) && g_ascii_isxdigit(de->d_name[1]))
+        if (!strcmp(dir, "checkpoints") && !strcmp(de->d_name, "tag"))
+            ok = check_entry(dirfd(d), sub, de->d_name, false, error);
+        else if (strlen(de->d_name) == (strcmp(dir, "chunks") ? 8 : 2) && hex_name(de->d_name))
             ok = check_entry(dirfd(d), sub, de->d_name, true, error);
     }
     closedir(d);

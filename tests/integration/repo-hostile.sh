@@ -9,8 +9,8 @@
 #     with --target-dir writes nothing outside it (this part needs libvirtd: the harness's, under
 #     the integration lock);
 #   - `tmp/` and `chunks/XX` symlinked to another directory: gc deletes nothing there;
-#   - `chunks/`, `backups/`, `tmp/` symlinks or not directories: every command refuses, naming
-#     the path;
+#   - `chunks/`, `backups/`, `tmp/`, `checkpoints/`, `checkpoints/TAG` symlinks or not
+#     directories: every command refuses, naming the path;
 #   - a FIFO, a directory and a symlink in place of a chunk, a FIFO in place of a manifest:
 #     verify says "BAD chunk ... not a regular file", export and restore fail naming the chunk,
 #     nothing hangs;
@@ -125,10 +125,11 @@ run 1 "real directory" "$V" prune --repo "$W/r-ff" --keep-last 1
 
 # ---------------------------------------------------------------- fixed directories
 vs_log "--- fixed directories that are symlinks or not directories are refused by every command"
-for fixed in chunks backups tmp; do
+for fixed in chunks backups tmp checkpoints checkpoints/0db4d6a6; do
   for kind in symlink file; do
-    dir=$W/r-$fixed-$kind
+    dir=$W/r-${fixed//\//-}-$kind
     mkrepo "$dir" >/dev/null
+    mkdir -p "$dir/checkpoints"
     if [ $fixed = backups ]; then cp -a "$dir/backups" "$W/victim/backups-$kind"; fi
     rm -rf "${dir:?}/$fixed"
     if [ $kind = symlink ]; then
@@ -137,13 +138,14 @@ for fixed in chunks backups tmp; do
     else
       echo x > "$dir/$fixed"
     fi
-    mkdir -p "$W/out-d-$fixed-$kind"
-    for cmd in "list" "verify" "gc" "prune --keep-last 1" "export $ID vst-ok vda $W/out-d-$fixed-$kind/x.raw"; do
+    out=$W/out-d-${fixed//\//-}-$kind
+    mkdir -p "$out"
+    for cmd in "list" "verify" "gc" "prune --keep-last 1" "export $ID vst-ok vda $out/x.raw"; do
       # shellcheck disable=SC2086
       run 1 "$dir/$fixed" "$V" $cmd --repo "$dir"
       vs_assert_contains "$OUT" "must be a real directory" "$cmd with $fixed a $kind"
     done
-    [ -z "$(ls -A "$W/out-d-$fixed-$kind")" ] || vs_fail "export left files in out-d-$fixed-$kind"
+    [ -z "$(ls -A "$out")" ] || vs_fail "export left files in $out"
     mkvictim
   done
 done
