@@ -1262,8 +1262,15 @@ install_file(RDisk *d, const char *dest, bool replace, GError **error)
                         "image is kept as %s", dest, d->tmp);
             return false;
         }
-        if (chown(d->tmp, st.st_uid, st.st_gid) < 0 || chmod(d->tmp, st.st_mode & 07777) < 0) {
-            err = errno;
+        /* Through the file itself: a symlink put in its place (a directory
+         * others can write to) must not hand its target DEST's owner. */
+        int fd = open(d->tmp, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+        err = fd < 0 ? errno : fchown(fd, st.st_uid, st.st_gid) < 0 || fchmod(fd, st.st_mode & 07777) < 0
+                                   ? errno : 0;
+        if (fd >= 0)
+            close(fd);
+        if (err) {
             g_set_error(error, VS_ERROR, VS_ERROR_IO, "restore: %s: copying owner and mode of %s: %s",
                         d->tmp, dest, g_strerror(err));
             return false;
