@@ -12,8 +12,8 @@
 #   - `chunks/`, `backups/`, `tmp/`, `checkpoints/`, `checkpoints/TAG` symlinks or not
 #     directories: every command refuses, naming the path;
 #   - a FIFO, a directory and a symlink in place of a chunk, a FIFO in place of a manifest:
-#     verify says "BAD chunk ... not a regular file", export and restore fail naming the chunk,
-#     nothing hangs;
+#     verify says "BAD chunk ... not a regular file", export, restore and reads of a mount fail
+#     naming the chunk, nothing hangs;
 #   - backup refuses a domain whose name a repository may not hold (longer than 128 bytes)
 #     before it copies anything.
 set -euo pipefail
@@ -175,6 +175,24 @@ rm "$dir/backups/$ID.json"; mkfifo "$dir/backups/$ID.json"
 run 1 "not a regular file" "$V" verify --repo "$dir"
 run 1 "not a regular file" "$V" list --repo "$dir"
 run 1 "not a regular file" "$V" gc --repo "$dir"
+
+vs_log "--- reads of a mount over a FIFO chunk fail naming it, without hanging"
+if command -v nbdkit >/dev/null; then
+  export VIRTSNAP_RUN_DIR=$W/out-run
+  vs_on_exit "$V" umount --all --force
+  dir=$W/r-mount-fifo
+  read -r h1 _ < <(mkrepo "$dir")
+  rm "$dir/chunks/${h1:0:2}/$h1"; mkfifo "$dir/chunks/${h1:0:2}/$h1"
+  uri=$(timeout 60 "$V" mount --repo "$dir" "$ID" vst-ok vda | sed -n 1p)
+  rc=0; timeout 30 nbdcopy "$uri" "$W/out-run/copy.raw" > "$W/out-run/copy.out" 2>&1 || rc=$?
+  [ $rc != 124 ] || vs_fail "reading the mount hung on a FIFO chunk"
+  [ $rc != 0 ] || vs_fail "reading the mount over a FIFO chunk succeeded"
+  vs_assert_contains "$(cat "$VIRTSNAP_RUN_DIR"/mounts/*.log)" "$h1" "the mount's log"
+  vs_assert_contains "$(cat "$VIRTSNAP_RUN_DIR"/mounts/*.log)" "not a regular file" "the mount's log"
+  vs_virtsnap umount "$uri" >/dev/null
+else
+  vs_log "nbdkit not installed: mount case skipped"
+fi
 
 # ---------------------------------------------------------------- restore (libvirt)
 vs_log "--- restore --target-dir with a traversal domain name writes nothing outside it"
