@@ -869,14 +869,23 @@ check_chunks_present(VsRepo *repo, const VsManifest *m, const char *where, GErro
                 const VsChunkRef *r = &g_array_index(disk->chunks, VsChunkRef, j);
                 char hex[VS_DIGEST_HEX_LEN];
 
+                g_autofree char *file = NULL, *odd = NULL;
+                struct stat st;
+
                 /* Under its final name: flushed, so durable. */
                 if (repo_chunk_placed(repo, &r->digest))
                     continue;
                 vs_digest_to_hex(&r->digest, hex);
+                /* Its name taken by a symlink, FIFO or directory: the chunk
+                 * could not be placed, and only a person may remove that. */
+                file = repo_chunk_path(repo, &r->digest);
+                if (lstat(file, &st) == 0)
+                    odd = g_strdup_printf(" (%s is not a regular file: check the repository, remove it "
+                                          "and back up again)", file);
                 g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
                             "%s: domain %s disk %s: chunk %s at offset %" G_GUINT64_FORMAT
-                            " is not in the repository; nothing committed",
-                            where, d->name, disk->target, hex, r->offset);
+                            " is not in the repository%s; nothing committed",
+                            where, d->name, disk->target, hex, r->offset, odd ? odd : "");
                 return false;
             }
         }

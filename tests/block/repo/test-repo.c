@@ -818,6 +818,26 @@ test_commit_checks(void)
     g_assert_nonnull(strstr(err->message, "web1"));
     g_clear_error(&err);
 
+    /* Its name taken by a symlink (someone else's repository): the chunk
+     * cannot be placed, and the error says what is in its way. */
+    {
+        char hex[VS_DIGEST_HEX_LEN];
+        g_autofree char *fan = NULL, *file = NULL, *elsewhere = g_build_filename(dir, "elsewhere", NULL);
+
+        vs_digest_to_hex(&ref.digest, hex);
+        fan = g_strdup_printf("%s/chunks/%.2s", dir, hex);
+        file = g_strdup_printf("%s/%s", fan, hex);
+        g_assert_cmpint(g_mkdir_with_parents(fan, 0755), ==, 0);
+        g_assert_cmpint(symlink(elsewhere, file), ==, 0);
+        tu_put(r, buf, CS, &ref.digest, NULL);
+        g_assert_false(vs_repo_commit_manifest(r, m, &err));
+        g_assert_nonnull(strstr(err->message, "is not in the repository"));
+        g_assert_nonnull(strstr(err->message, "is not a regular file"));
+        g_assert_false(g_file_test(elsewhere, G_FILE_TEST_EXISTS));
+        g_clear_error(&err);
+        g_assert_cmpint(unlink(file), ==, 0);
+    }
+
     tu_put(r, buf, CS, &ref.digest, NULL);
     g_array_index(k->chunks, VsChunkRef, 0).offset = 100;
     g_assert_false(vs_repo_commit_manifest(r, m, &err));
