@@ -23,8 +23,6 @@ repo_strerror(int err)
 {
     if (err == REPO_ERR_NOT_REGULAR)
         return "not a regular file";
-    if (err == REPO_ERR_NOT_DIR)
-        return "not a real directory";
     return g_strerror(err);
 }
 

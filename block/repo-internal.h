@@ -131,10 +131,9 @@ char *repo_resolve_id(VsRepo *repo, const char *id, GError **error);
 VsManifest *repo_load_manifest_exact(VsRepo *repo, const char *id, GError **error);
 
 /* Files and directories of a repository someone else may have written
- * (repo-fs.c). The error codes below are not errnos (those are positive and
- * small); repo_strerror names every code. */
+ * (repo-fs.c). REPO_ERR_NOT_REGULAR is not an errno (those are positive and
+ * small); repo_strerror names it and every errno. */
 #define REPO_ERR_NOT_REGULAR 0x10001   /* a symlink, FIFO, directory, device where a file must be */
-#define REPO_ERR_NOT_DIR 0x10002       /* a symlink or a file where a directory must be */
 const char *repo_strerror(int err);
 /* Opens PATH (relative to DIRFD) for reading without following a symlink at its
  * end nor waiting on a FIFO: 0 with *FD (and *ST when not NULL) only for a
