@@ -125,8 +125,9 @@ repo_group_gid(const char *group, gid_t *gid, GError **error)
         len *= 2;
     }
     if (!found) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "repo: no group \"%s\" on this host%s%s",
-                    group, err ? ": " : "", err ? g_strerror(err) : "");
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "repo: no group \"%s\" on this host%s%s: give one that exists (getent group)", group,
+                    err ? ": " : "", err ? g_strerror(err) : "");
         return false;
     }
     *gid = gr.gr_gid;
