@@ -542,8 +542,9 @@ repo_initialise(const char *path, uint32_t chunk_size, const char *group, gid_t 
     }
     if (existed && was != perms.dir_mode)
         repo_notice(VS_REPO_NOTICE_MADE_PRIVATE, path,
-                    "repo: %s had mode %04o: made it %04o%s%s, so that %s may read the backups", path, (unsigned)was, (unsigned)perms.dir_mode, group ? ", group " : "",
-                    group ? group : "", group ? "only its owner and group" : "only its owner");
+                    "repo: %s had mode %04o: made it %04o%s%s, so that %s may read the backups", path,
+                    (unsigned)was, (unsigned)perms.dir_mode, group ? ", group " : "", group ? group : "",
+                    group ? "only its owner and group" : "only its owner");
     /* What an interrupted initialisation left gets the modes too. */
     for (size_t i = 0; subdirs[i]; i++) {
         g_autofree char *sub = g_build_filename(path, subdirs[i], NULL);

@@ -45,9 +45,10 @@ bool vs_buffer_is_zero(const void *data, size_t len);
  * is made 0700 whatever its mode was (an existing one open to others is
  * noticed, VS_REPO_NOTICE_MADE_PRIVATE), and everything created in it, then
  * and later, is 0700 (directories) or 0600 (files) whatever the umask; see
- * vs_repo_init for a group-shared one. An existing repository is opened as it is,
- * with its own chunk size; one whose directories or top-level files are open
- * to others is noticed (VS_REPO_NOTICE_OPEN; vs_repo_fix_permissions fixes it). Errors name the path and what to do: missing, or empty
+ * vs_repo_init for a group-shared one. An existing repository is opened as
+ * it is, with its own chunk size; one open to others is noticed
+ * (VS_REPO_NOTICE_OPEN, see vs_repo_check_permissions; vs_repo_fix_permissions
+ * fixes it). Errors name the path and what to do: missing, or empty
  * without CREATE ("create it with --init" is the caller's wording; here:
  * VS_ERROR_NOT_FOUND), not a repository (a non-empty directory without the
  * marker: VS_ERROR_INVALID_ARG, never taken over, even with CREATE), newer format
@@ -77,9 +78,10 @@ VsRepo *vs_repo_init(const char *path, uint32_t chunk_size, const char *group, b
 const char *vs_repo_group(const VsRepo *repo);
 /* Notices (VS_REPO_NOTICE_OPEN) when REPO is open to other users: when the
  * repository directory, anything directly in it, or a chunk fan-out directory
- * has a bit for "other" (or for the group, unless REPO is shared with one).
- * What lies below those directories nobody else can reach while they are
- * closed, so the check costs a few hundred stats, not a walk of every chunk.
+ * has a bit for "other" (or for the group, unless REPO is shared with one);
+ * so does a directory in checkpoints/. What lies below those directories
+ * nobody else can reach while they are closed, so the check costs a few
+ * hundred stats, not a walk of every chunk.
  * vs_repo_open makes it. */
 void vs_repo_check_permissions(VsRepo *repo);
 /* Gives every directory and regular file in REPO the mode (and group) it
