@@ -929,7 +929,7 @@ vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error)
         size_t n = strlen(m->id);
 
         final = g_strdup_printf("%s/%s.json", repo->backups_dir, m->id);
-        err = repo_write_temp(repo->tmp_dir, "manifest", json, strlen(json), &tmp);
+        err = repo_write_temp(&repo->perms, repo->tmp_dir, "manifest", json, strlen(json), &tmp);
         if (err)
             break;
         err = repo_rename_noreplace(tmp, final);

@@ -27,6 +27,16 @@
 #define REPO_FLUSH_BYTES (64u * 1024 * 1024)
 #define REPO_FLUSH_CHUNKS 16384u
 
+/* Who may read what virtsnap creates in a repository (repo-perms.c): the
+ * owner alone (0700 directories, 0600 files), or, in a repository made with
+ * `init --group`, its group too (0750/0640, that group's gid). Set explicitly
+ * on each new entry, whatever the umask; nothing is ever open to "other". */
+typedef struct {
+    mode_t dir_mode;
+    mode_t file_mode;
+    gid_t gid;                 /* (gid_t)-1: private */
+} RepoPerms;
+
 /* A chunk written in full to a temp file and not yet renamed into place. */
 typedef struct {
     VsDigest digest;           /* the key of the pending and flushing tables */
@@ -36,6 +46,9 @@ typedef struct {
 
 struct _VsRepo {
     char *path;
+    RepoPerms perms;           /* what new entries get (from the marker) */
+    char *group;               /* the marker's group name, NULL: private */
+    int64_t created;           /* the marker's, unix microseconds */
     char *chunks_dir;
     char *backups_dir;
     char *tmp_dir;
@@ -111,10 +124,11 @@ int repo_fsync_dir(const char *dir);
 int repo_rename_noreplace(const char *oldpath, const char *newpath);
 /* The same relative to directory descriptors (AT_FDCWD: the working directory). */
 int repo_renameat_noreplace(int olddir, const char *oldpath, int newdir, const char *newpath);
-/* Writes DATA to a fresh temp file in DIR, fsyncs it and returns its name; on
- * failure nothing is left behind and the errno is returned. */
-int repo_write_temp(const char *dir, const char *kind, const void *data, size_t len,
-                    char **tmp_path);
+/* Writes DATA to a fresh temp file in DIR (mode and group as PERMS say),
+ * fsyncs it and returns its name; on failure nothing is left behind and the
+ * errno is returned. */
+int repo_write_temp(const RepoPerms *perms, const char *dir, const char *kind, const void *data,
+                    size_t len, char **tmp_path);
 void repo_random_hex(char *out, size_t nhex);   /* NHEX chars + NUL */
 /* XXH64 with seed 0: the content checksum of a zstd frame. */
 uint64_t repo_xxh64(const void *data, size_t len);
@@ -173,6 +187,33 @@ typedef enum {
 
 /* Why S is not a valid name of KIND (a phrase: "contains \"/\""), NULL when it is. */
 const char *repo_name_problem(RepoNameKind kind, const char *s);
+
+/* ------------------------------------------------------------------------- */
+/* Permissions (repo-perms.c)                                                */
+
+/* The permissions of a private repository, or of one shared with GID. */
+RepoPerms repo_perms(gid_t gid);
+/* Gives the file or directory open as FD exactly the mode PERMS says for it
+ * (and its group); 0 or an errno. umask cannot loosen a mode, but it can take
+ * the group's bits away from a shared repository, so they are set here. */
+int repo_perms_apply_fd(int fd, bool dir, const RepoPerms *perms);
+/* mkdir DIR with the mode PERMS says; an existing directory (another writer
+ * made it) is fine and left as it is. 0 or an errno. */
+int repo_mkdir(const char *dir, const RepoPerms *perms);
+/* Like repo_perms_apply_fd on the directory DIR (a symlink to one only when
+ * FOLLOW: the repository's own path may be one), when it needs it; *WAS (may
+ * be NULL) its mode before. */
+int repo_perms_apply_dir(const char *dir, bool follow, const RepoPerms *perms, mode_t *was);
+/* Hands a notice about REPO to the function vs_repo_set_notice_func set, if any. */
+void repo_notice(VsRepoNotice kind, const char *repo, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+/* The gid of GROUP, or an error naming it. */
+bool repo_group_gid(const char *group, gid_t *gid, GError **error);
+/* Records in the marker that REPO is shared with GROUP (GID); new entries get
+ * that group from then on. */
+bool repo_set_group(VsRepo *repo, const char *group, gid_t gid, GError **error);
+
+/* The marker's text: chunk size, creation time, and the group when shared. */
+char *repo_marker_json(uint32_t chunk_size, int64_t created, const char *group, gid_t gid);
 
 /* Structural checks of a manifest, the same after parsing and before commit;
  * errors start with WHERE ("manifest: FILE"). */

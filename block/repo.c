@@ -264,8 +264,8 @@ writev_all(int fd, struct iovec *iov, int n)
 }
 
 static int
-write_temp_iov(const char *dir, const char *kind, struct iovec *iov, int niov, bool sync,
-               char **tmp_path)
+write_temp_iov(const RepoPerms *perms, const char *dir, const char *kind, struct iovec *iov, int niov,
+               bool sync, char **tmp_path)
 {
     char rnd[17];
     g_autofree char *name = NULL;
@@ -273,10 +273,14 @@ write_temp_iov(const char *dir, const char *kind, struct iovec *iov, int niov, b
 
     repo_random_hex(rnd, 16);
     name = g_strdup_printf("%s/%s-%d-%s.tmp", dir, kind, (int)getpid(), rnd);
-    fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    /* The mode before the first byte: rename keeps it, and a chunk is never
+     * readable by more than the repository's owner (and group). */
+    fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return errno;
-    err = writev_all(fd, iov, niov);
+    err = repo_perms_apply_fd(fd, false, perms);
+    if (!err)
+        err = writev_all(fd, iov, niov);
     if (!err && sync && fsync(fd) < 0)
         err = errno;
     /* Unsynced: start its write-back now all the same, so that the disk works
@@ -297,18 +301,19 @@ write_temp_iov(const char *dir, const char *kind, struct iovec *iov, int niov, b
 }
 
 static int
-write_temp(const char *dir, const char *kind, const void *data, size_t len, bool sync,
-           char **tmp_path)
+write_temp(const RepoPerms *perms, const char *dir, const char *kind, const void *data, size_t len,
+           bool sync, char **tmp_path)
 {
     struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
 
-    return write_temp_iov(dir, kind, &iov, 1, sync, tmp_path);
+    return write_temp_iov(perms, dir, kind, &iov, 1, sync, tmp_path);
 }
 
 int
-repo_write_temp(const char *dir, const char *kind, const void *data, size_t len, char **tmp_path)
+repo_write_temp(const RepoPerms *perms, const char *dir, const char *kind, const void *data,
+                size_t len, char **tmp_path)
 {
-    return write_temp(dir, kind, data, len, true, tmp_path);
+    return write_temp(perms, dir, kind, data, len, true, tmp_path);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -406,25 +411,56 @@ repo_chunk_size_valid(uint64_t n)
     return n >= REPO_MIN_CHUNK_SIZE && n <= REPO_MAX_CHUNK_SIZE && (n & (n - 1)) == 0;
 }
 
-static char *
-marker_json(uint32_t chunk_size)
+char *
+repo_marker_json(uint32_t chunk_size, int64_t created, const char *group, gid_t gid)
 {
-    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
-    g_autofree char *created = g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
+    g_autoptr(GDateTime) t = g_date_time_new_from_unix_utc(created / G_USEC_PER_SEC);
+    g_autofree char *when = g_date_time_format(t, "%Y-%m-%dT%H:%M:%SZ");
+    g_autoptr(GString) s = g_string_new(NULL);
 
-    return g_strdup_printf("{\n"
+    g_string_append_printf(s, "{\n"
                            "  \"format\": \"%s\",\n"
                            "  \"version\": %d,\n"
                            "  \"chunk_size\": %u,\n"
-                           "  \"created\": \"%s\"\n"
-                           "}\n",
-                           REPO_MARKER_FORMAT, VS_REPO_FORMAT_VERSION, chunk_size, created);
+                           "  \"created\": \"%s\"",
+                           REPO_MARKER_FORMAT, VS_REPO_FORMAT_VERSION, chunk_size, when);
+    if (group) {
+        g_autoptr(JsonNode) name = json_node_init_string(json_node_alloc(), group);
+        g_autofree char *quoted = json_to_string(name, FALSE);
+
+        g_string_append_printf(s, ",\n  \"group\": %s,\n  \"gid\": %u", quoted, (unsigned)gid);
+    }
+    g_string_append(s, "\n}\n");
+    return g_string_free(g_steal_pointer(&s), FALSE);
+}
+
+/* The marker's group and gid: both or neither. */
+static bool
+marker_group(JsonCheck *c, JsonObject *o, char **group, gid_t *gid)
+{
+    bool has_group = json_object_has_member(o, "group"), has_gid = json_object_has_member(o, "gid");
+    uint64_t v;
+
+    *group = NULL;
+    *gid = (gid_t)-1;
+    if (!has_group && !has_gid)
+        return true;
+    if (!jc_string(c, o, NULL, "group", false, group) || !jc_uint(c, o, NULL, "gid", &v))
+        return false;
+    if (!**group || v >= (gid_t)-1) {
+        jc_fail(c, VS_ERROR_FAILED, NULL, **group ? "gid" : "group", "not a group");
+        g_clear_pointer(group, g_free);
+        return false;
+    }
+    *gid = (gid_t)v;
+    return true;
 }
 
 static bool
-marker_parse(const char *marker, const char *text, gsize len, uint32_t *chunk_size, GError **error)
+marker_parse(const char *marker, const char *text, gsize len, VsRepo *repo, GError **error)
 {
-    static const char *const members[] = { "format", "version", "chunk_size", "created", NULL };
+    static const char *const members[] = { "format", "version", "chunk_size", "created", "group",
+                                           "gid", NULL };
     g_autofree char *where = g_strdup_printf("repo: %s", marker);
     JsonCheck c = { where, error };
     g_autoptr(JsonParser) parser = json_parser_new();
@@ -433,6 +469,7 @@ marker_parse(const char *marker, const char *text, gsize len, uint32_t *chunk_si
     JsonObject *o;
     uint64_t version, cs;
     int64_t created_us;
+    gid_t gid;
 
     if (!json_parser_load_from_data(parser, text, (gssize)len, &jerr)) {
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "%s: not valid JSON: %s", where, jerr->message);
@@ -450,7 +487,8 @@ marker_parse(const char *marker, const char *text, gsize len, uint32_t *chunk_si
         return false;
     if (!jc_members(&c, o, NULL, members) ||
         !jc_uint(&c, o, NULL, "chunk_size", &cs) ||
-        !jc_time(&c, o, NULL, "created", &created_us))
+        !jc_time(&c, o, NULL, "created", &created_us) ||
+        !marker_group(&c, o, &repo->group, &gid))
         return false;
     if (!repo_chunk_size_valid(cs)) {
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
@@ -458,7 +496,9 @@ marker_parse(const char *marker, const char *text, gsize len, uint32_t *chunk_si
                     where, cs, REPO_MIN_CHUNK_SIZE, REPO_MAX_CHUNK_SIZE);
         return false;
     }
-    *chunk_size = (uint32_t)cs;
+    repo->chunk_size = (uint32_t)cs;
+    repo->created = created_us;
+    repo->perms = repo_perms(gid);
     return true;
 }
 
@@ -483,43 +523,55 @@ dir_is_blank(const char *dir, GError **error)
     return 1;
 }
 
-/* 0 or the errno of mkdir; an existing directory is fine. */
-static int
-make_dir(const char *dir)
-{
-    return mkdir(dir, 0755) < 0 && errno != EEXIST ? errno : 0;
-}
-
+/* Makes the blank directory PATH a repository (private, or shared with GID
+ * when GROUP is not NULL). PATH is made private first, whatever it was: a
+ * directory that EXISTED (a mount point) and was open to others is said to
+ * have been closed. */
 static bool
-repo_initialise(const char *path, uint32_t chunk_size, GError **error)
+repo_initialise(const char *path, uint32_t chunk_size, const char *group, gid_t gid, bool existed,
+                GError **error)
 {
     static const char *const subdirs[] = { "chunks", "backups", "tmp", NULL };
+    RepoPerms perms = repo_perms(group ? gid : (gid_t)-1);
     g_autofree char *tmp_dir = g_build_filename(path, "tmp", NULL);
     g_autofree char *lock = g_build_filename(path, "lock", NULL);
     g_autofree char *marker = g_build_filename(path, REPO_MARKER, NULL);
-    g_autofree char *json = marker_json(chunk_size ? chunk_size : VS_REPO_DEFAULT_CHUNK_SIZE);
+    g_autofree char *json = repo_marker_json(chunk_size ? chunk_size : VS_REPO_DEFAULT_CHUNK_SIZE,
+                                             g_get_real_time(), group, gid);
     g_autofree char *tmp = NULL;
+    mode_t was = 0;
     int fd, err;
 
+    if ((err = repo_perms_apply_dir(path, true, &perms, &was))) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: setting its mode: %s", path, g_strerror(err));
+        return false;
+    }
+    if (existed && was != perms.dir_mode)
+        repo_notice(VS_REPO_NOTICE_MADE_PRIVATE, path,
+                    "repo: %s had mode %04o: made it %04o%s%s, so that %s may read the backups", path,
+                    (unsigned)was, (unsigned)perms.dir_mode, group ? ", group " : "", group ? group : "",
+                    group ? "only its owner and group" : "only its owner");
+    /* What an interrupted initialisation left gets the modes too. */
     for (size_t i = 0; subdirs[i]; i++) {
         g_autofree char *sub = g_build_filename(path, subdirs[i], NULL);
 
-        if ((err = make_dir(sub))) {
+        if ((err = repo_mkdir(sub, &perms)) || (err = repo_perms_apply_dir(sub, false, &perms, NULL))) {
             g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: creating %s: %s", sub, g_strerror(err));
             return false;
         }
     }
-    fd = open(lock, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        err = errno;
+    fd = open(lock, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+    err = fd < 0 ? errno : repo_perms_apply_fd(fd, false, &perms);
+    if (fd >= 0)
+        close(fd);
+    if (err) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: creating %s: %s", lock, g_strerror(err));
         return false;
     }
-    close(fd);
     /* The marker goes last: its presence is what makes the directory a
      * repository. Two processes initialising at once: the first marker wins
      * and the second opens the repository it describes. */
-    err = repo_write_temp(tmp_dir, "marker", json, strlen(json), &tmp);
+    err = repo_write_temp(&perms, tmp_dir, "marker", json, strlen(json), &tmp);
     if (!err) {
         err = repo_rename_noreplace(tmp, marker);
         if (err)
@@ -543,8 +595,9 @@ repo_probe_write(VsRepo *repo, GError **error)
     int err;
 
     /* A repository copied without its empty directories is still whole. */
-    if (!(err = make_dir(repo->chunks_dir)) && !(err = make_dir(repo->backups_dir)) &&
-        !(err = make_dir(repo->tmp_dir))) {
+    if (!(err = repo_mkdir(repo->chunks_dir, &repo->perms)) &&
+        !(err = repo_mkdir(repo->backups_dir, &repo->perms)) &&
+        !(err = repo_mkdir(repo->tmp_dir, &repo->perms))) {
         /* Unnamed where the file system can (O_TMPFILE): a process killed
          * between the probe's create and unlink left a named one behind,
          * found by no recover (nothing is journaled yet this early). */
@@ -563,7 +616,7 @@ repo_probe_write(VsRepo *repo, GError **error)
                    errno == EDQUOT) {
             err = errno;
         } else {
-            err = repo_write_temp(repo->tmp_dir, "probe", "virtsnap\n", 9, &tmp);
+            err = repo_write_temp(&repo->perms, repo->tmp_dir, "probe", "virtsnap\n", 9, &tmp);
         }
     }
     if (tmp)
@@ -593,8 +646,11 @@ free_dctx(gpointer d)
     ZSTD_freeDCtx(d);
 }
 
-VsRepo *
-vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, GError **error)
+/* vs_repo_open; a repository it creates is shared with GROUP (GID) unless
+ * GROUP is NULL. With CHECK, a repository open to others is noticed. */
+static VsRepo *
+repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, const char *group,
+          gid_t gid, bool check, GError **error)
 {
     g_autoptr(VsRepo) repo = NULL;
     g_autofree char *marker = NULL, *text = NULL;
@@ -602,6 +658,7 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
     size_t len = 0;
     struct stat st;
     int err;
+    bool existed = true;
 
     if (!path || !*path) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
@@ -621,13 +678,13 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
                         "repo: %s: %s", path, g_strerror(err));
             return NULL;
         }
-        /* 0700: backups hold whole guest disks; who may read them is decided
-         * once, on this directory, and the files below use ordinary modes. */
+        /* Private from the start (initialisation sets the exact mode). */
         if (g_mkdir_with_parents(path, 0700) < 0) {
             err = errno;
             g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: creating %s: %s", path, g_strerror(err));
             return NULL;
         }
+        existed = false;
     } else if (!S_ISDIR(st.st_mode)) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "repo: %s is not a directory", path);
         return NULL;
@@ -656,7 +713,7 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
                         "repo: %s is not a virtsnap repository (no %s)", path, REPO_MARKER);
             return NULL;
         }
-        if (!repo_initialise(path, chunk_size, error))
+        if (!repo_initialise(path, chunk_size, group, gid, existed, error))
             return NULL;
         if ((err = repo_read_regular(AT_FDCWD, marker, &text, &len))) {
             g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: %s", marker, repo_strerror(err));
@@ -681,7 +738,7 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
     repo->tmp_dir = g_build_filename(repo->path, "tmp", NULL);
     repo->cctx_pool = g_ptr_array_new_with_free_func(free_cctx);
     repo->dctx_pool = g_ptr_array_new_with_free_func(free_dctx);
-    if (!marker_parse(marker, text, len, &repo->chunk_size, error))
+    if (!marker_parse(marker, text, len, repo, error))
         return NULL;
     zeros = g_malloc0(repo->chunk_size);
     vs_digest_compute(zeros, repo->chunk_size, &repo->zero_digest);
@@ -697,6 +754,34 @@ vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, 
         }
     }
     repo->writable = writable;
+    if (check)
+        vs_repo_check_permissions(repo);
+    return g_steal_pointer(&repo);
+}
+
+VsRepo *
+vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, GError **error)
+{
+    return repo_open(path, create, writable, chunk_size, NULL, (gid_t)-1, true, error);
+}
+
+VsRepo *
+vs_repo_init(const char *path, uint32_t chunk_size, const char *group, bool *regrouped, GError **error)
+{
+    g_autoptr(VsRepo) repo = NULL;
+    gid_t gid = (gid_t)-1;
+
+    *regrouped = false;
+    if (group && !repo_group_gid(group, &gid, error))
+        return NULL;
+    repo = repo_open(path, true, true, chunk_size, group, gid, false, error);
+    if (!repo)
+        return NULL;
+    if (group && (g_strcmp0(repo->group, group) != 0 || repo->perms.gid != gid)) {
+        if (!repo_set_group(repo, group, gid, error))
+            return NULL;
+        *regrouped = true;
+    }
     return g_steal_pointer(&repo);
 }
 
@@ -725,6 +810,7 @@ vs_repo_close(VsRepo *repo)
     g_mutex_clear(&repo->flush_lock);
     g_mutex_clear(&repo->lock);
     g_free(repo->path);
+    g_free(repo->group);
     g_free(repo->chunks_dir);
     g_free(repo->backups_dir);
     g_free(repo->tmp_dir);
@@ -975,8 +1061,7 @@ ensure_fanouts(VsRepo *repo, GHashTable *table, char **what)
         if (!need[i])
             continue;
         dir = g_strdup_printf("%s/%02x", repo->chunks_dir, i);
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-            err = errno;
+        if ((err = repo_mkdir(dir, &repo->perms))) {
             *what = g_strdup_printf("creating %s", dir);
             return err;
         }
@@ -1441,8 +1526,8 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
     }
     /* No fsync: the next flush makes this file durable along with every
      * other pending one, before it gets its final name. */
-    err = raw ? write_temp_iov(repo->tmp_dir, "chunk", raw->iov, raw->niov, false, &tmp)
-              : write_temp(repo->tmp_dir, "chunk", zbuf, zlen, false, &tmp);
+    err = raw ? write_temp_iov(&repo->perms, repo->tmp_dir, "chunk", raw->iov, raw->niov, false, &tmp)
+              : write_temp(&repo->perms, repo->tmp_dir, "chunk", zbuf, zlen, false, &tmp);
     if (err) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: writing chunk %s: %s",
                     repo->path, hex, g_strerror(err));
@@ -1684,14 +1769,22 @@ int
 repo_open_lock_file(VsRepo *repo, GError **error)
 {
     g_autofree char *lock = g_build_filename(repo->path, "lock", NULL);
-    int fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    /* Made anew (a repository copied without it): with the repository's mode. */
+    int fd = open(lock, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600), err;
 
+    if (fd >= 0 && (err = repo_perms_apply_fd(fd, false, &repo->perms))) {
+        close(fd);
+        unlink(lock);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: creating the lock: %s", lock, g_strerror(err));
+        return -1;
+    }
+    if (fd < 0 && errno == EEXIST)
+        fd = open(lock, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     /* flock needs no write access: a read-only repository still locks. */
     if (fd < 0 && (errno == EROFS || errno == EACCES))
         fd = open(lock, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
-        int err = errno;
-
+        err = errno;
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: opening the lock: %s", lock, g_strerror(err));
     }
     return fd;

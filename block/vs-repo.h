@@ -41,8 +41,14 @@ bool vs_buffer_is_zero(const void *data, size_t len);
 
 /* Opens the repository at PATH. With CREATE, a missing (mkdir -p, mode 0700) or
  * empty directory is initialised (chunk size CHUNK_SIZE: a power of two from
- * 4 KiB to 16 MiB, 0 for the default); an existing repository is opened as it is,
- * with its own chunk size. Errors name the path and what to do: missing, or empty
+ * 4 KiB to 16 MiB, 0 for the default) as a private repository: the directory
+ * is made 0700 whatever its mode was (an existing one open to others is
+ * noticed, VS_REPO_NOTICE_MADE_PRIVATE), and everything created in it, then
+ * and later, is 0700 (directories) or 0600 (files) whatever the umask; see
+ * vs_repo_init for a group-shared one. An existing repository is opened as
+ * it is, with its own chunk size; one open to others is noticed
+ * (VS_REPO_NOTICE_OPEN, see vs_repo_check_permissions; vs_repo_fix_permissions
+ * fixes it). Errors name the path and what to do: missing, or empty
  * without CREATE ("create it with --init" is the caller's wording; here:
  * VS_ERROR_NOT_FOUND), not a repository (a non-empty directory without the
  * marker: VS_ERROR_INVALID_ARG, never taken over, even with CREATE), newer format
@@ -50,6 +56,46 @@ bool vs_buffer_is_zero(const void *data, size_t len);
  * when WRITABLE is true). Without WRITABLE, put, commit, delete and gc fail. */
 VsRepo *vs_repo_open(const char *path, bool create, bool writable, uint32_t chunk_size,
                      GError **error);
+/* What vs_repo_open and vs_repo_init tell besides their result, through the
+ * function vs_repo_set_notice_func set (process-wide; none by default). */
+typedef enum {
+    VS_REPO_NOTICE_MADE_PRIVATE,   /* an existing directory was opened up: made private */
+    VS_REPO_NOTICE_OPEN,           /* the repository is open to other users */
+} VsRepoNotice;
+typedef void (*VsRepoNoticeFunc)(VsRepoNotice kind, const char *repo_path, const char *message);
+void vs_repo_set_notice_func(VsRepoNoticeFunc func);
+
+/* `virtsnap init`: vs_repo_open(PATH, true, true, CHUNK_SIZE) without the
+ * check for a repository open to others (the caller fixes or checks), and
+ * with GROUP (a group name, or NULL) a group-shared repository: directories
+ * 0750, files 0640, all of that group, recorded in the marker so that every
+ * later writer keeps to it; nothing is ever open to "other". An existing
+ * repository given a GROUP it does not have records it (*REGROUPED true): its
+ * entries then need vs_repo_fix_permissions. */
+VsRepo *vs_repo_init(const char *path, uint32_t chunk_size, const char *group, bool *regrouped,
+                     GError **error);
+/* The group a repository is shared with, NULL when it is private. */
+const char *vs_repo_group(const VsRepo *repo);
+/* Notices (VS_REPO_NOTICE_OPEN) when REPO is open to other users: when the
+ * repository directory, anything directly in it, or a chunk fan-out directory
+ * has a bit for "other" (or for the group, unless REPO is shared with one);
+ * so does a directory in checkpoints/. What lies below those directories
+ * nobody else can reach while they are closed, so the check costs a few
+ * hundred stats, not a walk of every chunk.
+ * vs_repo_open makes it. */
+void vs_repo_check_permissions(VsRepo *repo);
+/* Gives every directory and regular file in REPO the mode (and group) it
+ * should have, 0700/0600 or 0750/0640 and the group: a walk that never
+ * follows a symlink nor changes one or what it points to, and leaves alone
+ * what is no file of virtsnap's (FIFOs, sockets, devices). *FIXED: how many
+ * entries it changed. */
+bool vs_repo_fix_permissions(VsRepo *repo, uint64_t *fixed, GError **error);
+/* Writes DATA as the file RELPATH ("dir/file", no "." or ".." parts) in REPO,
+ * whole and durably (temp file, fsync, rename over an older one), directories
+ * made as needed; with the repository's modes. Needs REPO opened WRITABLE. */
+bool vs_repo_write_file(VsRepo *repo, const char *relpath, const void *data, size_t len,
+                        GError **error);
+
 /* Closes REPO. Chunks put but never flushed (no vs_repo_flush or commit since)
  * are discarded, their temp files deleted: they belong to a backup that did not
  * commit. A writer that wants to keep its chunks flushes or commits first. */

@@ -2414,7 +2414,7 @@ settle_checkpoints(Run *run, DomJob *j, VsBackupResult *result)
         if (strcmp(result->id, run->manifest->id) != 0)
             g_ptr_array_add(failed, g_strdup(j->checkpoint));   /* id redrawn: a stranger now */
         /* After the prune: the checkpoint has no parent left to name. */
-        else if (!vs_checkpoint_save(j->dom, j->checkpoint, vs_repo_path(run->repo), run->repo_tag,
+        else if (!vs_checkpoint_save(j->dom, j->checkpoint, run->repo, run->repo_tag,
                                      j->uuid, &err)) {
             g_autofree char *before = g_steal_pointer(&dr->note);
             dr->note = g_strdup_printf("%s%s%s (a domain defined anew will need a full backup)",
@@ -2579,7 +2579,7 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     job_xml = run.job_xml;              /* freed with this frame */
     checkpoint_xml = run.checkpoint_xml;
     run.repo = repo;
-    run.repo_tag = repo_tag = vs_repo_tag(vs_repo_path(repo));
+    run.repo_tag = repo_tag = vs_repo_tag(repo);
     g_mutex_init(&run.progress_lock);
 
     /* Discover first: it resolves every disk, and says which names do not exist. */

@@ -40,10 +40,10 @@ tag_valid(const char *s)
 }
 
 char *
-vs_repo_tag(const char *repo_path)
+vs_repo_tag(VsRepo *repo)
 {
+    const char *repo_path = vs_repo_path(repo);
     g_autofree char *file = g_build_filename(repo_path, "checkpoints", "tag", NULL);
-    g_autofree char *dir = g_path_get_dirname(file);
     g_autofree char *kept = NULL;
     g_autofree char *real = NULL, *sum = NULL;
     char *tag;
@@ -60,9 +60,10 @@ vs_repo_tag(const char *repo_path)
      * domain colliding (1 in 4e9) would only cost a full backup. A repository
      * that cannot be written keeps deriving it. */
     tag = g_strndup(sum, 8);
-    if (g_mkdir_with_parents(dir, 0755) == 0) {
+    {
         g_autofree char *line = g_strdup_printf("%s\n", tag);
-        (void)g_file_set_contents(file, line, -1, NULL);
+
+        (void)vs_repo_write_file(repo, "checkpoints/tag", line, strlen(line), NULL);
     }
     return tag;
 }
@@ -550,14 +551,12 @@ saved_path(const char *repo_path, const char *tag, const char *uuid)
 }
 
 bool
-vs_checkpoint_save(virDomainPtr dom, const char *name, const char *repo_path, const char *tag,
+vs_checkpoint_save(virDomainPtr dom, const char *name, VsRepo *repo, const char *tag,
                    const char *uuid, GError **error)
 {
     virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
     g_autofree char *xml = cp ? virDomainCheckpointGetXMLDesc(cp, 0) : NULL;
-    g_autofree char *path = saved_path(repo_path, tag, uuid);
-    g_autofree char *dir = g_path_get_dirname(path);
-    g_autoptr(GError) lerr = NULL;
+    g_autofree char *rel = g_strdup_printf("checkpoints/%s/%s.xml", tag, uuid);
 
     if (cp)
         virDomainCheckpointFree(cp);
@@ -565,9 +564,9 @@ vs_checkpoint_save(virDomainPtr dom, const char *name, const char *repo_path, co
         vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "checkpoint %s", name);
         return false;
     }
-    if (g_mkdir_with_parents(dir, 0755) < 0 || !g_file_set_contents(path, xml, -1, &lerr)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "checkpoint %s: keeping its XML in %s: %s", name,
-                    path, lerr ? lerr->message : g_strerror(errno));
+    /* In the repository, with its modes: a checkpoint's XML is the domain's. */
+    if (!vs_repo_write_file(repo, rel, xml, strlen(xml), error)) {
+        g_prefix_error(error, "checkpoint %s: keeping its XML: ", name);
         return false;
     }
     return true;

@@ -126,9 +126,9 @@ char *vs_domain_disk_source(virDomainPtr dom, const char *disk, bool inactive, G
 /* ------------------------------------------------------------------------- */
 /* Checkpoints and pull-mode backup jobs (checkpoint.c)                        */
 
-/* Eight hex digits naming REPO_PATH's chain of checkpoints: kept in
- * REPO_PATH/checkpoints/tag, made from its real path the first time. */
-char *vs_repo_tag(const char *repo_path);
+/* Eight hex digits naming REPO's chain of checkpoints: kept in
+ * REPO/checkpoints/tag, made from its real path the first time. */
+char *vs_repo_tag(VsRepo *repo);
 /* "virtsnap-TAG-BACKUPID": the checkpoint taken at the instant of that backup. */
 char *vs_checkpoint_name(const char *tag, const char *backup_id);
 /* True when checkpoint NAME exists; otherwise *WHY says, in one line, why not.
@@ -167,10 +167,11 @@ bool vs_backup_job_begin(virDomainPtr dom, const char *name, const char *increme
 typedef void (*VsPushProgress)(uint64_t done, uint64_t total, void *opaque);
 bool vs_push_job_wait(virDomainPtr dom, const char *name, VsPushProgress progress, void *opaque,
                       GError **error);
-/* Keeps checkpoint NAME's XML in the repository (REPO_PATH/checkpoints/TAG/UUID.xml),
- * and redefines it from there when libvirt has lost it (domain defined anew): true
- * when it was; false with *WHY set when that failed, without when none was kept. */
-bool vs_checkpoint_save(virDomainPtr dom, const char *name, const char *repo_path, const char *tag,
+/* Keeps checkpoint NAME's XML in the repository (REPO/checkpoints/TAG/UUID.xml, with
+ * the repository's modes), and redefines it from there (REPO_PATH) when libvirt has
+ * lost it (domain defined anew): true when it was; false with *WHY set when that
+ * failed, without when none was kept. */
+bool vs_checkpoint_save(virDomainPtr dom, const char *name, VsRepo *repo, const char *tag,
                         const char *uuid, GError **error);
 bool vs_checkpoint_redefine(virDomainPtr dom, const char *name, const char *repo_path,
                             const char *tag, const char *uuid, char **why);

@@ -1508,7 +1508,8 @@ finish_domain(Run *run, RDom *r)
         g_autofree char *q = shell_quote_if_needed(r->xml_path);
         g_autofree char *u = o->uri ? shell_quote_if_needed(o->uri) : NULL;
 
-        if (!g_file_set_contents(r->xml_path, xml, -1, &err)) {
+        /* 0600, like the disks beside it: the guest's whole configuration. */
+        if (!g_file_set_contents_full(r->xml_path, xml, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, &err)) {
             dom_fail(r, "restore: writing %s: %s (the disks are restored)", r->xml_path, err->message);
             return;
         }

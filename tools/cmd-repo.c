@@ -48,17 +48,24 @@ parse(GOptionContext *octx, GOptionEntry *entries, const char *cmd, int *argc, c
 int
 vs_cmd_init(const VsGlobal *g, int argc, char **argv)
 {
-    char *repo = NULL;
+    char *repo = NULL, *group = NULL;
+    gboolean fix = FALSE;
     int chunk_kib = VS_REPO_DEFAULT_CHUNK_SIZE / 1024;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory to create", "DIR" },
         { "chunk-size", 0, 0, G_OPTION_ARG_INT, &chunk_kib, "chunk size in KiB (default 1024)", "KIB" },
+        { "group", 0, 0, G_OPTION_ARG_STRING, &group,
+          "share the repository with group NAME (0750/0640; default: its owner's alone)", "NAME" },
+        { "fix-permissions", 0, 0, G_OPTION_ARG_NONE, &fix,
+          "give every file and directory in an existing repository its mode (0700/0600) and group", NULL },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("- create a repository");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsRepo) r = NULL;
     const char *path;
+    uint64_t fixed = 0;
+    bool regrouped = false;
 
     if (!parse(octx, entries, "init", &argc, &argv))
         return 2;
@@ -71,12 +78,27 @@ vs_cmd_init(const VsGlobal *g, int argc, char **argv)
         vs_print_error("init: --chunk-size must be a power of two between 64 and 16384 KiB");
         return 2;
     }
-    if (!(r = vs_repo_open(path, true, true, (uint32_t)chunk_kib * 1024, &err))) {
+    if (group && !*group) {
+        vs_print_error("init: --group needs a group name");
+        return 2;
+    }
+    if (!(r = vs_repo_init(path, (uint32_t)chunk_kib * 1024, group, &regrouped, &err))) {
         vs_print_error("init: %s", err->message);
         return 1;
     }
+    /* A repository just shared with a group has its entries changed too. */
+    if ((fix || regrouped) && !vs_repo_fix_permissions(r, &fixed, &err)) {
+        vs_print_error("init: %s (%" G_GUINT64_FORMAT " entries fixed before)", err->message, fixed);
+        return 1;
+    }
+    if (!(fix || regrouped))
+        vs_repo_check_permissions(r);   /* what every other command warns of */
+    if (!g->quiet && (fix || regrouped))
+        printf("repository %s: permissions fixed on %" G_GUINT64_FORMAT " entries (%s)\n", vs_repo_path(r),
+               fixed, vs_repo_group(r) ? "0750/0640, group shared" : "0700/0600, private");
     if (!g->quiet)
-        printf("repository %s ready (chunk size %u KiB)\n", vs_repo_path(r), vs_repo_chunk_size(r) / 1024);
+        printf("repository %s ready (chunk size %u KiB%s%s)\n", vs_repo_path(r), vs_repo_chunk_size(r) / 1024,
+               vs_repo_group(r) ? ", shared with group " : "", vs_repo_group(r) ? vs_repo_group(r) : "");
     return 0;
 }
 

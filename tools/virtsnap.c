@@ -3,6 +3,7 @@
  * Each command lives in its own cmd-*.c and returns the exit status. */
 #include "config.h"
 #include "virtsnap.h"
+#include "vs-repo.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -40,6 +41,26 @@ vs_print_error(const char *fmt, ...)
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
     fprintf(stderr, "virtsnap: %s\n", msg);
+}
+
+static bool quiet;
+
+/* What the repository layer notices by itself, one line on stderr: a
+ * repository open to other users (always, with the command that fixes it),
+ * and a directory it made private (unless -q). */
+static void
+repo_notice(VsRepoNotice kind, const char *repo, const char *message)
+{
+    g_autofree char *q = NULL;
+
+    if (kind != VS_REPO_NOTICE_OPEN) {
+        if (!quiet)
+            fprintf(stderr, "virtsnap: %s\n", message);
+        return;
+    }
+    q = strpbrk(repo, " \t\n\"'\\$`*?[](){}<>|&;!#~") ? g_shell_quote(repo) : g_strdup(repo);
+    fprintf(stderr, "virtsnap: warning: %s; fix it with: virtsnap init --repo %s --fix-permissions\n",
+            message, q);
 }
 
 static void
@@ -104,6 +125,8 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    quiet = g.quiet;
+    vs_repo_set_notice_func(repo_notice);
     for (size_t c = 0; c < G_N_ELEMENTS(commands); c++) {
         if (strcmp(argv[i], commands[c].name) == 0)
             return commands[c].run(&g, argc - i, argv + i);
