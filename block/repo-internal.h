@@ -177,3 +177,25 @@ JsonObject *jc_element_object(JsonCheck *c, JsonArray *a, const char *path, guin
 
 /* unix microseconds as 2026-11-23T14:16:00.123456Z */
 char *repo_time_to_iso(int64_t us);
+
+/* ------------------------------------------------------------------------- */
+/* A set of distinct digests (repo-digest-set.c): memory by distinct chunks,
+ * however many references are added. Indices are dense, in order of first
+ * insertion, for the caller's parallel arrays. */
+
+typedef struct _RepoDigestSet RepoDigestSet;
+
+RepoDigestSet *repo_digest_set_new(void);
+void repo_digest_set_free(RepoDigestSet *s);
+/* Adds D unless present; *INDEX (may be NULL) receives its index either way.
+ * True when D was new. */
+bool repo_digest_set_add(RepoDigestSet *s, const VsDigest *d, guint *index);
+/* True when D is in S, its index in *INDEX (may be NULL). */
+bool repo_digest_set_find(const RepoDigestSet *s, const VsDigest *d, guint *index);
+/* Adds every chunk M references. */
+void repo_digest_set_add_manifest(RepoDigestSet *s, const VsManifest *m);
+guint repo_digest_set_size(const RepoDigestSet *s);
+const VsDigest *repo_digest_set_get(const RepoDigestSet *s, guint index);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(RepoDigestSet, repo_digest_set_free)
+
