@@ -199,3 +199,21 @@ const VsDigest *repo_digest_set_get(const RepoDigestSet *s, guint index);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(RepoDigestSet, repo_digest_set_free)
 
+/* ------------------------------------------------------------------------- */
+/* Backup summaries (repo-summary.c): backups/ID.summary, a cache of what list
+ * and prune need, bound to its manifest by id and size. */
+
+VsBackupSummary *repo_summary_of_manifest(const VsManifest *m);
+/* The summary file's JSON, for a manifest of MANIFEST_BYTES bytes. */
+char *repo_summary_to_json(const VsBackupSummary *s, uint64_t manifest_bytes);
+/* Strict parse of a summary file (errors start "summary: WHAT"); the manifest
+ * size it claims in *MANIFEST_BYTES, for the caller to compare. */
+VsBackupSummary *repo_summary_from_json(const char *json, const char *what, uint64_t *manifest_bytes,
+                                        GError **error);
+/* The summary of backup ID (a full id): its file when that matches the
+ * manifest there, else made from the manifest (whose errors are returned). */
+VsBackupSummary *repo_load_summary(VsRepo *repo, const char *id, GError **error);
+/* At commit, after the manifest's rename: best effort, never an error. */
+void repo_write_summary(VsRepo *repo, const VsManifest *m, uint64_t manifest_bytes);
+/* At delete, after the manifest's unlink. */
+void repo_delete_summary(VsRepo *repo, const char *id);
