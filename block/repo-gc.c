@@ -42,6 +42,9 @@ mark(VsRepo *repo, GError **error)
             return NULL;
         }
         repo_digest_set_add_manifest(refs, m);
+        /* Read whole anyway: the summary list reads instead, for a backup
+         * committed before summaries (or whose summary was lost). */
+        repo_summary_repair(repo, m);
     }
     return g_steal_pointer(&refs);
 }

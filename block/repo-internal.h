@@ -215,5 +215,8 @@ VsBackupSummary *repo_summary_from_json(const char *json, const char *what, uint
 VsBackupSummary *repo_load_summary(VsRepo *repo, const char *id, GError **error);
 /* At commit, after the manifest's rename: best effort, never an error. */
 void repo_write_summary(VsRepo *repo, const VsManifest *m, uint64_t manifest_bytes);
+/* Writes M's summary unless a valid one matching its manifest is there (gc,
+ * for backups committed before summaries). Best effort. */
+void repo_summary_repair(VsRepo *repo, const VsManifest *m);
 /* At delete, after the manifest's unlink. */
 void repo_delete_summary(VsRepo *repo, const char *id);

@@ -8,7 +8,8 @@
  * without one is ignored, and a manifest without a usable summary (a repository
  * written before summaries, a crash between the two renames, a summary that is
  * damaged, of another version, or that names another manifest size) is
- * described from the manifest itself, as before. Summaries are read as hostile
+ * described from the manifest itself, as before (and gc, which reads every
+ * manifest anyway, writes the summary it lacks). Summaries are read as hostile
  * input like everything in a repository: strictly, every field checked. */
 #include "config.h"
 #include "repo-internal.h"
@@ -337,6 +338,21 @@ repo_write_summary(VsRepo *repo, const VsManifest *m, uint64_t manifest_bytes)
      * never replaces, made this id ours. */
     if (repo_write_temp(repo->tmp_dir, "summary", json, strlen(json), &tmp) == 0 && rename(tmp, file) < 0)
         unlink(tmp);
+}
+
+void
+repo_summary_repair(VsRepo *repo, const VsManifest *m)
+{
+    g_autoptr(VsBackupSummary) s = load_summary_file(repo, m->id);
+    g_autofree char *manifest = NULL;
+    struct stat st;
+
+    if (s)
+        return;
+    /* The size of the file M was just parsed from. */
+    manifest = g_strdup_printf("%s/%s.json", repo->backups_dir, m->id);
+    if (lstat(manifest, &st) == 0 && S_ISREG(st.st_mode))
+        repo_write_summary(repo, m, (uint64_t)st.st_size);
 }
 
 void

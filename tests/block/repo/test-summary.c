@@ -5,7 +5,7 @@
  * is used only when it matches its manifest, that one which does not (or a
  * manifest without one) is described from the manifest, that a summary never
  * lists a backup whose manifest is gone and never hides one whose manifest is
- * there, and that delete removes it. */
+ * there, that delete removes it and that gc writes one a backup lacks. */
 #include "repo-test-util.h"
 #include "repo-internal.h"
 
@@ -362,6 +362,25 @@ test_summary_repo(void)
             g_assert_cmpuint(s->stored_bytes, ==, 0);
             g_clear_pointer(&all, g_ptr_array_unref);
         }
+        tu_write_file(sa, text, strlen(text));
+    }
+
+    /* gc writes the summary a backup lacks (a repository from before
+     * summaries), and leaves a valid one as it is */
+    {
+        g_autofree char *btext = NULL, *again = NULL;
+
+        g_assert_true(g_file_get_contents(sb, &btext, NULL, NULL));
+        g_assert_cmpint(remove(sa), ==, 0);
+        g_assert_true(vs_repo_gc(r, NULL, NULL, &err));
+        g_assert_no_error(err);
+        g_assert_true(g_file_test(sa, G_FILE_TEST_IS_REGULAR));
+        g_assert_true(g_file_get_contents(sb, &again, NULL, NULL));
+        g_assert_cmpstr(again, ==, btext);
+        edit_file(sa, "\"stored_bytes\" : 0", "\"stored_bytes\" : 44");
+        all = list(r);
+        g_assert_cmpuint(find(all, a)->stored_bytes, ==, 44);
+        g_clear_pointer(&all, g_ptr_array_unref);
         tu_write_file(sa, text, strlen(text));
     }
 
