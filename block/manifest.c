@@ -1,5 +1,6 @@
 /* Manifests: the in-memory model of one backup, its JSON form, and the backups/
- * directory they live in (commit, list, resolve an id, load, delete). The JSON
+ * directory they live in (commit, list, resolve an id, load, delete; summaries
+ * beside them are repo-summary.c's). The JSON
  * is written by hand rather than through JsonBuilder: the chunk list of a large
  * disk has hundreds of thousands of entries, and one entry per line keeps the
  * file both cheap to write and readable with grep and jq. It is parsed strictly
@@ -621,7 +622,8 @@ time_part(const char *id)
 
 /* Ids order backups to the second; two backups started within one second are
  * ordered by their recorded start time, so that "latest" means the latest.
- * This costs a manifest load only for such ties. */
+ * This costs a summary read (a manifest load where there is none) for each
+ * backup of such a tie, once per listing. */
 static void
 order_same_second(VsRepo *repo, GPtrArray *ids)
 {
@@ -640,7 +642,7 @@ order_same_second(VsRepo *repo, GPtrArray *ids)
             continue;
         tie = g_array_new(FALSE, FALSE, sizeof(IdTime));
         for (guint k = i; k < j; k++) {
-            g_autoptr(VsManifest) m = repo_load_manifest_exact(repo, g_ptr_array_index(ids, k), NULL);
+            g_autoptr(VsBackupSummary) m = repo_load_summary(repo, g_ptr_array_index(ids, k), NULL);
             IdTime it = { g_ptr_array_index(ids, k), m ? m->started : G_MAXINT64 };
 
             g_array_append_val(tie, it);
@@ -777,7 +779,18 @@ repo_load_manifest_exact(VsRepo *repo, const char *id, GError **error)
 VsManifest *
 vs_repo_load_manifest(VsRepo *repo, const char *id, GError **error)
 {
-    g_autofree char *full = repo_resolve_id(repo, id, error);
+    g_autofree char *full = NULL;
+
+    /* A full id is loaded without listing backups/ (an exact id wins over a
+     * prefix anyway): a caller loading each id vs_repo_list gave costs one
+     * directory scan in all, not one per backup. */
+    if (repo_id_valid(id) && strcmp(id, "latest") != 0) {
+        g_autofree char *file = g_strdup_printf("%s/%s.json", repo->backups_dir, id);
+
+        if (g_file_test(file, G_FILE_TEST_EXISTS))
+            return repo_load_manifest_exact(repo, id, error);
+    }
+    full = repo_resolve_id(repo, id, error);
 
     return full ? repo_load_manifest_exact(repo, full, error) : NULL;
 }
@@ -810,6 +823,9 @@ vs_repo_delete(VsRepo *repo, const char *id, GError **error)
                     err == ENOENT ? "no such backup (give the full id)" : g_strerror(err));
         return false;
     }
+    /* After the manifest: a summary left by a crash in between names no
+     * backup and is ignored. */
+    repo_delete_summary(repo, fd, id);
     err = fsync(fd) < 0 && errno != EINVAL ? errno : 0;
     close(fd);
     if (err) {
@@ -896,7 +912,7 @@ check_chunks_present(VsRepo *repo, const VsManifest *m, const char *where, GErro
 bool
 vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error)
 {
-    g_autofree char *where = NULL;
+    g_autofree char *where = NULL, *json = NULL;
     int err = 0;
 
     if (!repo->writable) {
@@ -924,9 +940,11 @@ vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error)
         return false;
 
     for (int attempt = 0; attempt < 8; attempt++) {
-        g_autofree char *json = vs_manifest_to_json(m);
         g_autofree char *tmp = NULL, *final = NULL;
         size_t n = strlen(m->id);
+
+        g_free(json);
+        json = vs_manifest_to_json(m);
 
         final = g_strdup_printf("%s/%s.json", repo->backups_dir, m->id);
         err = repo_write_temp(&repo->perms, repo->tmp_dir, "manifest", json, strlen(json), &tmp);
@@ -942,6 +960,10 @@ vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error)
             break;
         repo_random_hex(m->id + n - 6, 6);
     }
+    /* The backup exists now; its summary follows, made durable by the same
+     * directory sync. */
+    if (!err)
+        repo_write_summary(repo, m, strlen(json));
     if (!err)
         err = repo_fsync_dir(repo->backups_dir);
     if (err) {

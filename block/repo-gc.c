@@ -22,19 +22,14 @@
 
 #define TMP_MAX_AGE_S 3600
 
-static int
-cmp_digest(gconstpointer a, gconstpointer b)
-{
-    return memcmp(a, b, sizeof(VsDigest));
-}
-
-/* The sorted, distinct digests every manifest references. */
-static GArray *
+/* Every digest any manifest references, marked into a set as each manifest is
+ * read: memory grows with the distinct chunks, not with the references (a
+ * year of daily backups of one disk references most chunks 365 times). */
+static RepoDigestSet *
 mark(VsRepo *repo, GError **error)
 {
     g_auto(GStrv) ids = repo_list_ids(repo, error);
-    g_autoptr(GArray) refs = g_array_new(FALSE, FALSE, sizeof(VsDigest));
-    guint out = 0;
+    g_autoptr(RepoDigestSet) refs = repo_digest_set_new();
 
     if (!ids)
         return NULL;
@@ -46,22 +41,11 @@ mark(VsRepo *repo, GError **error)
                             ids[b]);
             return NULL;
         }
-        for (guint i = 0; i < m->domains->len; i++) {
-            VsManifestDomain *d = g_ptr_array_index(m->domains, i);
-
-            for (guint k = 0; k < d->disks->len; k++) {
-                VsManifestDisk *disk = g_ptr_array_index(d->disks, k);
-
-                for (guint j = 0; j < disk->chunks->len; j++)
-                    g_array_append_val(refs, g_array_index(disk->chunks, VsChunkRef, j).digest);
-            }
-        }
+        repo_digest_set_add_manifest(refs, m);
+        /* Read whole anyway: the summary list reads instead, for a backup
+         * committed before summaries (or whose summary was lost). */
+        repo_summary_repair(repo, m);
     }
-    g_array_sort(refs, cmp_digest);
-    for (guint i = 0; i < refs->len; i++)
-        if (out == 0 || cmp_digest(&g_array_index(refs, VsDigest, out - 1), &g_array_index(refs, VsDigest, i)))
-            g_array_index(refs, VsDigest, out++) = g_array_index(refs, VsDigest, i);
-    g_array_set_size(refs, out);
     return g_steal_pointer(&refs);
 }
 
@@ -81,7 +65,7 @@ walk_open(VsRepo *repo, int fd, const char *shown, GError **error)
 }
 
 static bool
-sweep_dir(VsRepo *repo, unsigned idx, GArray *refs, uint64_t *removed, uint64_t *freed, GError **error)
+sweep_dir(VsRepo *repo, unsigned idx, const RepoDigestSet *refs, uint64_t *removed, uint64_t *freed, GError **error)
 {
     g_autofree char *dir = g_strdup_printf("%s/%02x", repo->chunks_dir, idx);
     char prefix[3];
@@ -104,7 +88,7 @@ sweep_dir(VsRepo *repo, unsigned idx, GArray *refs, uint64_t *removed, uint64_t 
          * not ours to judge. */
         if (!vs_digest_from_hex(de->d_name, &digest) || strncmp(de->d_name, prefix, 2) != 0)
             continue;
-        if (bsearch(&digest, refs->data, refs->len, sizeof(VsDigest), cmp_digest))
+        if (repo_digest_set_find(refs, &digest, NULL))
             continue;
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
             continue;
@@ -161,7 +145,7 @@ sweep_tmp(VsRepo *repo, GError **error)
 bool
 vs_repo_gc(VsRepo *repo, uint64_t *chunks_removed, uint64_t *bytes_freed, GError **error)
 {
-    g_autoptr(GArray) refs = NULL;
+    g_autoptr(RepoDigestSet) refs = NULL;
     uint64_t removed = 0, freed = 0;
     bool ok = true;
     int fd;

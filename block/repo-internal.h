@@ -270,3 +270,46 @@ JsonObject *jc_element_object(JsonCheck *c, JsonArray *a, const char *path, guin
 
 /* unix microseconds as 2026-11-23T14:16:00.123456Z */
 char *repo_time_to_iso(int64_t us);
+
+/* ------------------------------------------------------------------------- */
+/* A set of distinct digests (repo-digest-set.c): memory by distinct chunks,
+ * however many references are added. Indices are dense, in order of first
+ * insertion, for the caller's parallel arrays. */
+
+typedef struct _RepoDigestSet RepoDigestSet;
+
+RepoDigestSet *repo_digest_set_new(void);
+void repo_digest_set_free(RepoDigestSet *s);
+/* Adds D unless present; *INDEX (may be NULL) receives its index either way.
+ * True when D was new. */
+bool repo_digest_set_add(RepoDigestSet *s, const VsDigest *d, guint *index);
+/* True when D is in S, its index in *INDEX (may be NULL). */
+bool repo_digest_set_find(const RepoDigestSet *s, const VsDigest *d, guint *index);
+/* Adds every chunk M references. */
+void repo_digest_set_add_manifest(RepoDigestSet *s, const VsManifest *m);
+guint repo_digest_set_size(const RepoDigestSet *s);
+const VsDigest *repo_digest_set_get(const RepoDigestSet *s, guint index);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(RepoDigestSet, repo_digest_set_free)
+
+/* ------------------------------------------------------------------------- */
+/* Backup summaries (repo-summary.c): backups/ID.summary, a cache of what list
+ * and prune need, bound to its manifest by id and size. */
+
+VsBackupSummary *repo_summary_of_manifest(const VsManifest *m);
+/* The summary file's JSON, for a manifest of MANIFEST_BYTES bytes. */
+char *repo_summary_to_json(const VsBackupSummary *s, uint64_t manifest_bytes);
+/* Strict parse of a summary file (errors start "summary: WHAT"); the manifest
+ * size it claims in *MANIFEST_BYTES, for the caller to compare. */
+VsBackupSummary *repo_summary_from_json(const char *json, const char *what, uint64_t *manifest_bytes,
+                                        GError **error);
+/* The summary of backup ID (a full id): its file when that matches the
+ * manifest there, else made from the manifest (whose errors are returned). */
+VsBackupSummary *repo_load_summary(VsRepo *repo, const char *id, GError **error);
+/* At commit, after the manifest's rename: best effort, never an error. */
+void repo_write_summary(VsRepo *repo, const VsManifest *m, uint64_t manifest_bytes);
+/* Writes M's summary unless a valid one matching its manifest is there (gc,
+ * for backups committed before summaries). Best effort. */
+void repo_summary_repair(VsRepo *repo, const VsManifest *m);
+/* At delete, after the manifest's unlink, through BACKUPS_FD (backups/ itself). */
+void repo_delete_summary(VsRepo *repo, int backups_fd, const char *id);

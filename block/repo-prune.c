@@ -110,18 +110,20 @@ GPtrArray *
 vs_repo_prune_plan(VsRepo *repo, const VsPrunePolicy *policy, GError **error)
 {
     g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func((GDestroyNotify)vs_prune_decision_free);
-    g_auto(GStrv) ids = vs_repo_list(repo, error);
+    /* A backup's time and domain names are all a decision needs: its summary,
+     * not its whole manifest (vs_repo_list_summaries). */
+    g_autoptr(GPtrArray) backups = vs_repo_list_summaries(repo, error);
 
-    if (!ids)
+    if (!backups)
         return NULL;
-    for (size_t i = 0; ids[i]; i++) {
-        /* One unreadable manifest and we cannot know which backups its domains
-         * keep: decide nothing rather than guess. */
-        g_autoptr(VsManifest) m = repo_load_manifest_exact(repo, ids[i], error);
+    for (guint i = 0; i < backups->len; i++) {
+        const VsBackupSummary *m = backups->pdata[i];
         VsPruneDecision *d;
 
-        if (!m) {
-            vs_error_prefix(error, "prune: nothing removed");
+        /* One unreadable manifest and we cannot know which backups its domains
+         * keep: decide nothing rather than guess. */
+        if (m->problem) {
+            g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "prune: nothing removed: %s", m->problem);
             return NULL;
         }
         d = g_new0(VsPruneDecision, 1);
@@ -129,7 +131,7 @@ vs_repo_prune_plan(VsRepo *repo, const VsPrunePolicy *policy, GError **error)
         d->completed = m->completed;
         d->domains = g_new0(char *, m->domains->len + 1);
         for (guint k = 0; k < m->domains->len; k++)
-            d->domains[k] = g_strdup(((VsManifestDomain *)m->domains->pdata[k])->name);
+            d->domains[k] = g_strdup(((VsSummaryDomain *)m->domains->pdata[k])->name);
         g_ptr_array_add(out, d);
     }
     if (!vs_prune_select(out, policy, error))

@@ -3,9 +3,10 @@
  * a chunk shared by a hundred disks is read once, on one of a few worker
  * threads, and its verdict then fans out to every (backup, domain, disk,
  * offset) that relies on it, so that the report says what a bad chunk breaks.
+ * Each manifest is read once: its chunks not seen in an earlier backup are
+ * checked, then its references are judged, before the next manifest is read.
  * Memory stays bounded by the number of distinct chunks (a digest and a verdict
- * each) plus one manifest at a time: manifests are read twice rather than all
- * held at once. */
+ * each) plus one manifest at a time. */
 #include "config.h"
 #include "repo-internal.h"
 
@@ -18,25 +19,22 @@
  * idle between them (restore's export measured 2 s of such waiting). */
 #define VERIFY_PREFETCH_AHEAD 64
 
+/* The verdict on one distinct chunk; entry I is chunk I of the digest set. */
 typedef struct {
-    VsDigest digest;
     uint32_t length;           /* plain length, when ok */
     uint8_t verdict;           /* ChunkVerdict */
     char *detail;              /* when not ok */
 } Entry;
 
+/* Checks entries FIRST to LAST - 1 (the chunks one manifest added). */
 typedef struct {
     VsRepo *repo;
-    GArray *entries;           /* of Entry, sorted by digest, unique */
+    const RepoDigestSet *set;
+    GArray *entries;           /* of Entry */
+    guint last;
     gint next;                 /* next batch to take */
     gint stop;                 /* the workers are done: the prefetch ends */
 } VerifyJob;
-
-static int
-cmp_digest(gconstpointer a, gconstpointer b)
-{
-    return memcmp(a, b, sizeof(VsDigest));
-}
 
 /* Workers take batches from a shared counter; each batch owns its slice of
  * entries, so there is nothing to lock. Plain joined threads rather than a
@@ -47,14 +45,15 @@ check_worker(gpointer data)
     VerifyJob *job = data;
     guint first;
 
-    while ((first = (guint)g_atomic_int_add(&job->next, VERIFY_BATCH)) < job->entries->len) {
-        guint last = MIN(first + VERIFY_BATCH, job->entries->len);
+    while ((first = (guint)g_atomic_int_add(&job->next, VERIFY_BATCH)) < job->last) {
+        guint last = MIN(first + VERIFY_BATCH, job->last);
 
         for (guint i = first; i < last; i++) {
             Entry *e = &g_array_index(job->entries, Entry, i);
             size_t len = 0;
 
-            e->verdict = (uint8_t)repo_check_chunk(job->repo, &e->digest, NULL, &len, &e->detail);
+            e->verdict = (uint8_t)repo_check_chunk(job->repo, repo_digest_set_get(job->set, i), NULL, &len,
+                                                   &e->detail);
             e->length = (uint32_t)len;
         }
     }
@@ -68,11 +67,11 @@ prefetch_worker(gpointer data)
 {
     VerifyJob *job = data;
 
-    for (guint i = 0; i < job->entries->len && !g_atomic_int_get(&job->stop); i++) {
+    for (guint i = (guint)g_atomic_int_get(&job->next); i < job->last && !g_atomic_int_get(&job->stop); i++) {
         while (i >= (guint)g_atomic_int_get(&job->next) + VERIFY_PREFETCH_AHEAD &&
                !g_atomic_int_get(&job->stop))
             g_usleep(500);
-        repo_prefetch_chunk(job->repo, &g_array_index(job->entries, Entry, i).digest);
+        repo_prefetch_chunk(job->repo, repo_digest_set_get(job->set, i));
     }
     return NULL;
 }
@@ -115,15 +114,71 @@ entries_clear(GArray *entries)
         g_free(g_array_index(entries, Entry, i).detail);
 }
 
+/* Checks entries FIRST to the end: a few threads (reading, inflating and
+ * hashing keep a core busy each; beyond eight the disk is the limit) when
+ * there are enough of them to share, else this thread. */
+static void
+check_new(VsRepo *repo, const RepoDigestSet *set, GArray *entries, guint first)
+{
+    VerifyJob job = { repo, set, entries, entries->len, (gint)first, 0 };
+    guint nthreads = MIN(CLAMP(g_get_num_processors(), 1, VERIFY_MAX_THREADS),
+                         (entries->len - first + VERIFY_BATCH - 1) / VERIFY_BATCH);
+    GThread *threads[VERIFY_MAX_THREADS], *prefetch;
+
+    if (nthreads < 2) {
+        check_worker(&job);
+        return;
+    }
+    prefetch = g_thread_new("vs-verify-ahead", prefetch_worker, &job);
+    for (guint t = 0; t < nthreads; t++)
+        threads[t] = g_thread_new("vs-verify", check_worker, &job);
+    for (guint t = 0; t < nthreads; t++)
+        g_thread_join(threads[t]);
+    g_atomic_int_set(&job.stop, 1);
+    g_thread_join(prefetch);
+}
+
+/* Adds M's chunks to SET (ENTRIES grown to match), checks those it is the
+ * first to name, and appends a problem for each reference to a bad chunk. */
+static void
+verify_manifest(VsRepo *repo, const VsManifest *m, RepoDigestSet *set, GArray *entries, GPtrArray *problems)
+{
+    guint first = entries->len;
+
+    repo_digest_set_add_manifest(set, m);
+    g_array_set_size(entries, repo_digest_set_size(set));
+    if (entries->len > first)
+        check_new(repo, set, entries, first);
+
+    for (guint i = 0; i < m->domains->len; i++) {
+        const VsManifestDomain *d = g_ptr_array_index(m->domains, i);
+
+        for (guint k = 0; k < d->disks->len; k++) {
+            const VsManifestDisk *disk = g_ptr_array_index(d->disks, k);
+
+            for (guint j = 0; j < disk->chunks->len; j++) {
+                const VsChunkRef *r = &g_array_index(disk->chunks, VsChunkRef, j);
+                const Entry *e;
+                char *problem = NULL;
+                guint idx = 0;
+
+                repo_digest_set_find(set, &r->digest, &idx);
+                e = &g_array_index(entries, Entry, idx);
+                problem = repo_chunk_problem(e->verdict, e->detail, r->length, e->length);
+                if (problem)
+                    add_problem(problems, m->id, d->name, disk->target, r->offset, &r->digest, problem);
+            }
+        }
+    }
+}
+
 bool
 vs_repo_verify(VsRepo *repo, const char *id, GPtrArray **problems, uint64_t *chunks_checked,
                GError **error)
 {
     g_auto(GStrv) ids = NULL;
     g_autoptr(GArray) entries = g_array_new(FALSE, TRUE, sizeof(Entry));
-    g_autoptr(GHashTable) unreadable = g_hash_table_new(g_str_hash, g_str_equal);
-    VerifyJob job = { repo, entries, 0, 0 };
-    guint out = 0;
+    g_autoptr(RepoDigestSet) set = repo_digest_set_new();
 
     g_return_val_if_fail(problems != NULL, false);
     if (chunks_checked)
@@ -141,93 +196,19 @@ vs_repo_verify(VsRepo *repo, const char *id, GPtrArray **problems, uint64_t *chu
     if (!*problems)
         *problems = g_ptr_array_new_with_free_func((GDestroyNotify)vs_verify_problem_free);
 
-    /* Pass 1: the distinct digests. */
     for (guint b = 0; ids[b]; b++) {
         g_autoptr(GError) merr = NULL;
         g_autoptr(VsManifest) m = repo_load_manifest_exact(repo, ids[b], &merr);
 
         if (!m) {
-            g_hash_table_add(unreadable, ids[b]);
             add_problem(*problems, ids[b], NULL, NULL, 0, NULL,
                         g_strdup_printf("corrupt manifest: %s", merr->message));
             continue;
         }
-        for (guint i = 0; i < m->domains->len; i++) {
-            VsManifestDomain *d = g_ptr_array_index(m->domains, i);
-
-            for (guint k = 0; k < d->disks->len; k++) {
-                VsManifestDisk *disk = g_ptr_array_index(d->disks, k);
-
-                for (guint j = 0; j < disk->chunks->len; j++) {
-                    Entry e = { .digest = g_array_index(disk->chunks, VsChunkRef, j).digest };
-
-                    g_array_append_val(entries, e);
-                }
-            }
-        }
-        /* Dedup as we go so that many backups of one disk cost one copy of
-         * its digests, not one per backup. */
-        g_array_sort(entries, cmp_digest);
-        out = 0;
-        for (guint i = 0; i < entries->len; i++)
-            if (out == 0 || cmp_digest(&g_array_index(entries, Entry, out - 1),
-                                       &g_array_index(entries, Entry, i)) != 0)
-                g_array_index(entries, Entry, out++) = g_array_index(entries, Entry, i);
-        g_array_set_size(entries, out);
-    }
-
-    /* Check each once, on a few threads: reading, inflating and hashing keep
-     * a core busy each; beyond eight the disk is the limit. */
-    {
-        guint nthreads = MIN(CLAMP(g_get_num_processors(), 1, VERIFY_MAX_THREADS),
-                             (entries->len + VERIFY_BATCH - 1) / VERIFY_BATCH);
-        GThread *threads[VERIFY_MAX_THREADS], *prefetch;
-
-        prefetch = g_thread_new("vs-verify-ahead", prefetch_worker, &job);
-        for (guint t = 0; t < nthreads; t++)
-            threads[t] = g_thread_new("vs-verify", check_worker, &job);
-        for (guint t = 0; t < nthreads; t++)
-            g_thread_join(threads[t]);
-        g_atomic_int_set(&job.stop, 1);
-        g_thread_join(prefetch);
+        verify_manifest(repo, m, set, entries, *problems);
     }
     if (chunks_checked)
         *chunks_checked = entries->len;
-
-    /* Pass 2: fan the verdicts out to the disks that need them. */
-    for (guint b = 0; ids[b]; b++) {
-        g_autoptr(GError) merr = NULL;
-        g_autoptr(VsManifest) m = NULL;
-
-        if (g_hash_table_contains(unreadable, ids[b]))
-            continue;
-        m = repo_load_manifest_exact(repo, ids[b], &merr);
-        if (!m) {
-            add_problem(*problems, ids[b], NULL, NULL, 0, NULL,
-                        g_strdup_printf("corrupt manifest: %s", merr->message));
-            continue;
-        }
-        for (guint i = 0; i < m->domains->len; i++) {
-            VsManifestDomain *d = g_ptr_array_index(m->domains, i);
-
-            for (guint k = 0; k < d->disks->len; k++) {
-                VsManifestDisk *disk = g_ptr_array_index(d->disks, k);
-
-                for (guint j = 0; j < disk->chunks->len; j++) {
-                    const VsChunkRef *r = &g_array_index(disk->chunks, VsChunkRef, j);
-                    const Entry *e = bsearch(&r->digest, entries->data, entries->len, sizeof(Entry), cmp_digest);
-                    char *problem = NULL;
-
-                    if (!e)     /* the manifest changed between the passes */
-                        problem = g_strdup("unreadable: backup changed while it was verified");
-                    else
-                        problem = repo_chunk_problem(e->verdict, e->detail, r->length, e->length);
-                    if (problem)
-                        add_problem(*problems, ids[b], d->name, disk->target, r->offset, &r->digest, problem);
-                }
-            }
-        }
-    }
     entries_clear(entries);
     return true;
 }

@@ -220,6 +220,34 @@ bool vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error);
 char **vs_repo_list(VsRepo *repo, GError **error);
 /* ID may be a full id, a unique prefix, or "latest". */
 VsManifest *vs_repo_load_manifest(VsRepo *repo, const char *id, GError **error);
+/* What `list` and `prune` need of a backup, without its chunk list: from the
+ * summary commit writes beside the manifest (docs/repository-format.md), or
+ * from the manifest when there is no summary that matches it. */
+typedef struct {
+    char *name;
+    char *consistency;     /* "quiesced" or "crash" */
+    char **disks;          /* the disks' targets, NULL-terminated */
+} VsSummaryDomain;
+
+typedef struct {
+    char *id;
+    int64_t started;       /* unix microseconds */
+    int64_t completed;
+    int64_t group_freeze_ms; /* -1 when nothing was frozen */
+    uint64_t virtual_bytes;  /* the disks' virtual sizes, summed */
+    uint64_t data_bytes;     /* the chunks' lengths, summed: the data the backup holds */
+    uint64_t stored_bytes;   /* the disks' bytes_stored, summed */
+    GPtrArray *domains;      /* of VsSummaryDomain* */
+    char *problem;           /* non-NULL: the backup could not be read (why); the rest is empty */
+} VsBackupSummary;
+
+void vs_backup_summary_free(VsBackupSummary *s);
+/* Every complete backup, in the order of vs_repo_list (oldest first), each
+ * read once: its summary when that is valid and matches the manifest there,
+ * else its manifest. A backup whose manifest cannot be read is in the list
+ * too, with PROBLEM set. NULL (and ERROR) only when backups/ cannot be read. */
+GPtrArray *vs_repo_list_summaries(VsRepo *repo, GError **error);
+
 /* Removes a backup's manifest (its chunks stay until vs_repo_gc). ID must be
  * the full id: no prefixes, no "latest", for a deletion. */
 bool vs_repo_delete(VsRepo *repo, const char *id, GError **error);
@@ -310,8 +338,10 @@ void vs_prune_decision_free(VsPruneDecision *d);
  * DECISIONS newest first. Fails (VS_ERROR_INVALID_ARG) when the policy keeps
  * nothing at all. */
 bool vs_prune_select(GPtrArray *decisions, const VsPrunePolicy *policy, GError **error);
-/* The decision for every backup in REPO (newest first), or NULL when any
- * manifest cannot be read (then nothing may be removed). The caller removes
+/* The decision for every backup in REPO (newest first), each from its summary
+ * (vs_repo_list_summaries), or NULL when any backup can be described neither by
+ * a summary matching its manifest nor by the manifest (then nothing may be
+ * removed). The caller removes
  * with vs_repo_delete and then runs vs_repo_gc. */
 GPtrArray *vs_repo_prune_plan(VsRepo *repo, const VsPrunePolicy *policy, GError **error);
 
@@ -324,5 +354,6 @@ void vs_repo_unlock(VsRepo *repo);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsRepo, vs_repo_close)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsManifest, vs_manifest_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsBackupSummary, vs_backup_summary_free)
 
 G_END_DECLS

@@ -102,22 +102,6 @@ vs_cmd_init(const VsGlobal *g, int argc, char **argv)
     return 0;
 }
 
-static void
-manifest_sizes(const VsManifest *m, uint64_t *virt, uint64_t *data, uint64_t *stored)
-{
-    *virt = *data = *stored = 0;
-    for (guint i = 0; i < m->domains->len; i++) {
-        const VsManifestDomain *d = m->domains->pdata[i];
-        for (guint k = 0; k < d->disks->len; k++) {
-            const VsManifestDisk *disk = d->disks->pdata[k];
-            *virt += disk->virtual_size;
-            *stored += disk->bytes_stored;
-            for (guint c = 0; c < disk->chunks->len; c++)
-                *data += g_array_index(disk->chunks, VsChunkRef, c).length;
-        }
-    }
-}
-
 int
 vs_cmd_list(const VsGlobal *g, int argc, char **argv)
 {
@@ -131,7 +115,7 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
     g_autoptr(GOptionContext) octx = g_option_context_new("- list the backups in a repository");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsRepo) r = NULL;
-    g_auto(GStrv) ids = NULL;
+    g_autoptr(GPtrArray) backups = NULL;
     g_autoptr(JsonBuilder) b = json_builder_new();
     int rc = 0;
 
@@ -140,7 +124,8 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
         return 2;
     if (!(r = open_repo("list", repo_arg(repo), false)))
         return 1;
-    if (!(ids = vs_repo_list(r, &err))) {
+    /* Summaries, not manifests: a manifest holds every chunk reference. */
+    if (!(backups = vs_repo_list_summaries(r, &err))) {
         vs_print_error("list: %s", err->message);
         return 1;
     }
@@ -148,25 +133,23 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
     if (!json)
         printf("%-24s %-20s %-9s %10s %10s %10s  %s\n", "ID", "COMPLETED", "CONSIST.", "SIZE", "DATA",
                "NEW", "DOMAINS");
-    for (size_t i = 0; ids[i]; i++) {
-        g_autoptr(VsManifest) m = vs_repo_load_manifest(r, ids[i], &err);
+    for (guint i = 0; i < backups->len; i++) {
+        const VsBackupSummary *m = backups->pdata[i];
         g_autoptr(GDateTime) t = NULL;
         g_autofree char *when = NULL;
         g_autoptr(GString) names = g_string_new(NULL);
         const char *consistency = "quiesced";
-        uint64_t virt, data, stored;
+        uint64_t virt = m->virtual_bytes, data = m->data_bytes, stored = m->stored_bytes;
 
-        if (!m) {
-            vs_print_error("list: %s", err->message);
-            g_clear_error(&err);
+        if (m->problem) {
+            vs_print_error("list: %s", m->problem);
             rc = 1;
             continue;
         }
         t = g_date_time_new_from_unix_utc(m->completed / G_USEC_PER_SEC);
         when = g_date_time_format(t, "%Y-%m-%d %H:%M:%S");
-        manifest_sizes(m, &virt, &data, &stored);
         for (guint k = 0; k < m->domains->len; k++) {
-            const VsManifestDomain *d = m->domains->pdata[k];
+            const VsSummaryDomain *d = m->domains->pdata[k];
             g_string_append_printf(names, "%s%s", k ? "," : "", d->name);
             if (g_strcmp0(d->consistency, "quiesced") != 0)
                 consistency = "crash";
@@ -189,7 +172,7 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
             json_builder_set_member_name(b, "domains");
             json_builder_begin_array(b);
             for (guint k = 0; k < m->domains->len; k++) {
-                const VsManifestDomain *d = m->domains->pdata[k];
+                const VsSummaryDomain *d = m->domains->pdata[k];
                 json_builder_begin_object(b);
                 json_builder_set_member_name(b, "name");
                 json_builder_add_string_value(b, d->name);
@@ -197,8 +180,8 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
                 json_builder_add_string_value(b, d->consistency);
                 json_builder_set_member_name(b, "disks");
                 json_builder_begin_array(b);
-                for (guint x = 0; x < d->disks->len; x++)
-                    json_builder_add_string_value(b, ((VsManifestDisk *)d->disks->pdata[x])->target);
+                for (char **x = d->disks; *x; x++)
+                    json_builder_add_string_value(b, *x);
                 json_builder_end_array(b);
                 json_builder_end_object(b);
             }

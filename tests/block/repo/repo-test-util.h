@@ -269,6 +269,31 @@ tu_put(VsRepo *r, const void *data, size_t len, VsDigest *d, uint64_t *stored)
     g_assert_no_error(err);
 }
 
+/* A backup of one domain with one disk made of NCHUNKS chunks of data SEED.. */
+static inline char *
+tu_commit_backup(VsRepo *r, const char *domain, const char *target, guint nchunks, guint32 seed)
+{
+    g_autoptr(VsManifest) m = vs_manifest_new();
+    VsManifestDomain *d = vs_manifest_add_domain(m, domain);
+    VsManifestDisk *k = vs_manifest_domain_add_disk(d, target);
+    g_autofree uint8_t *buf = g_malloc(vs_repo_chunk_size(r));
+    g_autoptr(GError) err = NULL;
+
+    d->consistency = g_strdup("crash");
+    k->format = g_strdup("raw");
+    k->virtual_size = (uint64_t)nchunks * vs_repo_chunk_size(r);
+    for (guint i = 0; i < nchunks; i++) {
+        VsChunkRef ref = { .offset = (uint64_t)i * vs_repo_chunk_size(r), .length = vs_repo_chunk_size(r) };
+
+        tu_fill_data(buf, vs_repo_chunk_size(r), seed + i);
+        tu_put(r, buf, vs_repo_chunk_size(r), &ref.digest, NULL);
+        g_array_append_val(k->chunks, ref);
+    }
+    g_assert_true(vs_repo_commit_manifest(r, m, &err));
+    g_assert_no_error(err);
+    return g_strdup(m->id);
+}
+
 /* Runs PROG ARGV as a child: fork and exec, so that the child does not inherit
  * the test harness (under valgrind it would report that memory as leaked). */
 static inline pid_t

@@ -29,31 +29,6 @@ flush(VsRepo *r)
     g_assert_no_error(err);
 }
 
-/* A backup of one domain with one disk made of NCHUNKS chunks of data SEED.. */
-static char *
-commit_backup(VsRepo *r, const char *domain, const char *target, guint nchunks, guint32 seed)
-{
-    g_autoptr(VsManifest) m = vs_manifest_new();
-    VsManifestDomain *d = vs_manifest_add_domain(m, domain);
-    VsManifestDisk *k = vs_manifest_domain_add_disk(d, target);
-    g_autofree uint8_t *buf = g_malloc(CS);
-    g_autoptr(GError) err = NULL;
-
-    d->consistency = g_strdup("crash");
-    k->format = g_strdup("raw");
-    k->virtual_size = (uint64_t)nchunks * CS;
-    for (guint i = 0; i < nchunks; i++) {
-        VsChunkRef ref = { .offset = (uint64_t)i * CS, .length = CS };
-
-        tu_fill_data(buf, CS, seed + i);
-        tu_put(r, buf, CS, &ref.digest, NULL);
-        g_array_append_val(k->chunks, ref);
-    }
-    g_assert_true(vs_repo_commit_manifest(r, m, &err));
-    g_assert_no_error(err);
-    return g_strdup(m->id);
-}
-
 /* ------------------------------------------------------------------------- */
 
 static void
@@ -731,9 +706,9 @@ test_list(void)
     g_clear_error(&err);
 
     /* three backups within a second or two: "latest" is still the last */
-    a = commit_backup(r, "dom", "vda", 2, 1);
-    b = commit_backup(r, "dom", "vda", 2, 1);
-    c = commit_backup(r, "dom", "vda", 2, 3);
+    a = tu_commit_backup(r, "dom", "vda", 2, 1);
+    b = tu_commit_backup(r, "dom", "vda", 2, 1);
+    c = tu_commit_backup(r, "dom", "vda", 2, 3);
     re = g_regex_new("^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$", 0, 0, NULL);
     g_assert_true(g_regex_match(re, a, 0, NULL));
     g_regex_unref(re);
@@ -860,7 +835,8 @@ test_commit_checks(void)
     g_array_index(k->chunks, VsChunkRef, 0).offset = CS;
     g_assert_true(vs_repo_commit_manifest(r, m, &err));
     g_assert_no_error(err);
-    g_assert_cmpuint(tu_count_files(backups), ==, 1);
+    /* the manifest and its summary */
+    g_assert_cmpuint(tu_count_files(backups), ==, 2);
     tu_rm_rf(dir);
 }
 
@@ -880,8 +856,8 @@ test_gc(void)
     uint64_t removed = 0, freed = 0;
 
     /* A: seeds 1..4; B: seeds 3..6 (two shared) */
-    a = commit_backup(r, "dom", "vda", 4, 1);
-    b = commit_backup(r, "dom", "vda", 4, 3);
+    a = tu_commit_backup(r, "dom", "vda", 4, 1);
+    b = tu_commit_backup(r, "dom", "vda", 4, 3);
     g_assert_cmpuint(tu_count_files(chunks), ==, 6);
     tu_write_file(old_tmp, "x", 1);
     tu_write_file(new_tmp, "x", 1);
@@ -1072,7 +1048,7 @@ test_read_only(void)
     g_autoptr(VsManifest) m = NULL;
     VsDigest d;
 
-    id = commit_backup(r, "dom", "vda", 3, 9);
+    id = tu_commit_backup(r, "dom", "vda", 3, 9);
     vs_repo_close(r);
     g_assert_cmpint(mkdir(ro, 0755), ==, 0);
     if (!tu_mount_ro(dir, ro)) {
