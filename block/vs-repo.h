@@ -42,9 +42,9 @@ bool vs_buffer_is_zero(const void *data, size_t len);
 /* Opens the repository at PATH. With CREATE, a missing (mkdir -p, mode 0700) or
  * empty directory is initialised (chunk size CHUNK_SIZE: a power of two from
  * 4 KiB to 16 MiB, 0 for the default); an existing repository is opened as it is,
- * with its own chunk size. Errors name the path and what to do: missing, or empty
- * without CREATE ("create it with --init" is the caller's wording; here:
- * VS_ERROR_NOT_FOUND), not a repository (a non-empty directory without the
+ * with its own chunk size. Errors name the path, then what to do: missing, or empty
+ * without CREATE (VS_ERROR_NOT_FOUND; the message ends with the command that
+ * creates one, to which a caller may add its own --init), not a repository (a non-empty directory without the
  * marker: VS_ERROR_INVALID_ARG, never taken over, even with CREATE), newer format
  * (VS_ERROR_UNSUPPORTED), read-only or full (VS_ERROR_IO, checked by a probe write
  * when WRITABLE is true). Without WRITABLE, put, commit, delete and gc fail. */
