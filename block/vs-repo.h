@@ -153,6 +153,8 @@ VsManifestDisk *vs_manifest_domain_add_disk(VsManifestDomain *d, const char *tar
 void vs_manifest_free(VsManifest *m);
 VsManifestDomain *vs_manifest_find_domain(const VsManifest *m, const char *name);
 VsManifestDisk *vs_manifest_find_disk(const VsManifestDomain *d, const char *target);
+/* The domain named NAME_OR_UUID in M: by name, else by UUID (any case); NULL if none. */
+VsManifestDomain *vs_manifest_lookup_domain(const VsManifest *m, const char *name_or_uuid);
 
 char *vs_manifest_to_json(const VsManifest *m);
 VsManifest *vs_manifest_from_json(const char *json, const char *what, GError **error);
@@ -170,6 +172,11 @@ bool vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error);
 char **vs_repo_list(VsRepo *repo, GError **error);
 /* ID may be a full id, a unique prefix, or "latest". */
 VsManifest *vs_repo_load_manifest(VsRepo *repo, const char *id, GError **error);
+/* As vs_repo_load_manifest, but "latest" with a DOMAIN (name or UUID) is the
+ * newest backup that holds DOMAIN (manifests that cannot be read are passed
+ * over); none: VS_ERROR_NOT_FOUND. The backup a user means by "latest DOMAIN". */
+VsManifest *vs_repo_load_manifest_of(VsRepo *repo, const char *id, const char *domain,
+                                     GError **error);
 /* Removes a backup's manifest (its chunks stay until vs_repo_gc). ID must be
  * the full id: no prefixes, no "latest", for a deletion. */
 bool vs_repo_delete(VsRepo *repo, const char *id, GError **error);
