@@ -2507,6 +2507,12 @@ vs_backup_check_options(const char *const *names, bool all, const VsBackupOption
                     "backup: name the domains to back up, or give --all");
         return false;
     }
+    for (size_t i = 0; named && names[i]; i++) {
+        if (!*names[i]) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: a domain name given is empty");
+            return false;
+        }
+    }
     if ((opts->push || opts->push_dir) && opts->mode == VS_BACKUP_METHOD_OVERLAY) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                     "backup: --push and --push-dir choose how a backup job hands over the disks: "

@@ -1754,6 +1754,17 @@ vs_restore_check_options(const char *const *names, const VsRestoreOptions *o, GE
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "restore: name the domains to restore");
         return false;
     }
+    for (guint i = 0; i < n; i++) {
+        if (!*names[i]) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "restore: a domain name given is empty");
+            return false;
+        }
+    }
+    if (o->backup_id && !*o->backup_id) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: --backup is empty (an id, a unique prefix, or latest)");
+        return false;
+    }
     if (o->new_name && n > 1) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                     "restore: --as names one new domain: restore one domain at a time with it");

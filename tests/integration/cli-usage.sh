@@ -77,6 +77,9 @@ usage "backup --backup-xml for two domains" "name one domain" \
   -c $T backup --repo "$REPO" --backup-xml "$W/none.xml" x y
 usage "backup --quiesce bad" "--quiesce=sometimes: use require, try or off" \
   -c $T backup --repo "$REPO" --quiesce=sometimes x
+usage "backup of an empty name" "a domain name given is empty" -c $T backup --repo "$REPO" ""
+usage "restore of an empty name" "a domain name given is empty" -c $T restore --repo "$REPO" ""
+usage "restore --backup ''" "--backup is empty" -c $T restore --repo "$REPO" --backup "" x
 usage "restore --format vmdk" "--format vmdk: use raw or qcow2" -c $T restore --repo "$REPO" --format vmdk x
 usage "restore without a domain" "name the domains to restore" -c $T restore --repo "$REPO"
 usage "restore --target-dir and --pool" "--target-dir and --pool exclude each other" \
