@@ -94,7 +94,8 @@ vs_cmd_mount(const VsGlobal *g, int argc, char **argv)
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx =
-        g_option_context_new("BACKUP DOMAIN DISK - serve a backed-up disk read-only over NBD");
+        g_option_context_new("BACKUP DOMAIN DISK - serve a backed-up disk read-only over NBD "
+                             "(BACKUP: an id, a unique prefix, or latest: the newest that holds DOMAIN)");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsMount) m = NULL;
     VsMountOptions o = { 0 };
