@@ -70,10 +70,10 @@ vs_cmd_init(const VsGlobal *g, int argc, char **argv)
     g_autoptr(VsRepo) r = NULL;
     const char *path;
 
-    if (!parse(octx, entries, "init", true, &argc, &argv))
+    if (!parse(octx, entries, "init", false, &argc, &argv))
         return 2;
     path = repo_arg(repo);
-    if (!path || !*path) {
+    if (!path || !*path || argc > 1) {
         vs_print_error("init: give the repository as --repo DIR");
         return 2;
     }
