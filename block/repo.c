@@ -673,9 +673,14 @@ repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, con
     }
     if (stat(path, &st) < 0) {
         err = errno;
-        if (err != ENOENT || !create) {
-            g_set_error(error, VS_ERROR, err == ENOENT ? VS_ERROR_NOT_FOUND : VS_ERROR_IO,
-                        "repo: %s: %s", path, g_strerror(err));
+        if (err == ENOENT && !create) {
+            g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                        "repo: %s does not exist (a mistyped path, or a backup disk not mounted?); "
+                        "create a repository there with virtsnap init --repo %s", path, path);
+            return NULL;
+        }
+        if (err != ENOENT) {
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: %s", path, g_strerror(err));
             return NULL;
         }
         /* Private from the start (initialisation sets the exact mode). */
@@ -703,14 +708,17 @@ repo_open(const char *path, bool create, bool writable, uint32_t chunk_size, con
             return NULL;
         case 0:
             g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                        "repo: %s is not a virtsnap repository (no %s)", path, REPO_MARKER);
+                        "repo: %s is not a virtsnap repository (no %s) and holds other files: give "
+                        "the repository's own directory, or virtsnap init --repo a new or empty one",
+                        path, REPO_MARKER);
             return NULL;
         default:
             break;
         }
         if (!create) {
             g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
-                        "repo: %s is not a virtsnap repository (no %s)", path, REPO_MARKER);
+                        "repo: %s is not a virtsnap repository (it is empty); create one with "
+                        "virtsnap init --repo %s", path, path);
             return NULL;
         }
         if (!repo_initialise(path, chunk_size, group, gid, existed, error))

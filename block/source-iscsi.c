@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
+#include <pwd.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -447,13 +448,48 @@ vs_iscsi_auth_free(VsIscsiAuth *auth)
     g_free(auth);
 }
 
+/* A secret is only as safe as its file: it must be root's or the caller's
+ * (another user could change it: a password of their choosing, sent to the
+ * target as ours) and closed to group and others, as examples/iscsi-auth.conf
+ * says. The contents are never part of a message. */
+static bool
+credentials_file_ok(int fd, const char *path, GError **error)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > CREDENTIALS_MAX) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "iscsi: credentials: %s must be a small regular file of user= and password= lines",
+                    path);
+        return false;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        struct passwd pw, *res = NULL;
+        char buf[1024];
+        g_autofree char *owner = getpwuid_r(st.st_uid, &pw, buf, sizeof buf, &res) == 0 && res
+            ? g_strdup(pw.pw_name) : g_strdup_printf("uid %u", (unsigned)st.st_uid);
+
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "iscsi: credentials: %s is owned by %s, who could change the secret: it must be "
+                    "root's%s; chown root %s (and chmod 600)", path, owner,
+                    geteuid() != 0 ? " or yours" : "", path);
+        return false;
+    }
+    if (st.st_mode & 077) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "iscsi: credentials: %s is open to group or others (mode %04o): it must be "
+                    "readable by its owner only; chmod 600 %s", path, (unsigned)(st.st_mode & 07777), path);
+        return false;
+    }
+    return true;
+}
+
 VsIscsiAuth *
 vs_iscsi_auth_load(const char *path, GError **error)
 {
     g_autoptr(VsIscsiAuth) auth = g_new0(VsIscsiAuth, 1);
     g_autofree char *text = NULL;
     gsize len = 0;
-    struct stat st;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
     if (fd < 0) {
@@ -462,12 +498,8 @@ vs_iscsi_auth_load(const char *path, GError **error)
                     "iscsi: credentials: %s: %s", path, g_strerror(e));
         return NULL;
     }
-    /* The mode of the file we read, not of whatever the path names by then. */
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) ||
-        st.st_size > CREDENTIALS_MAX) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                    "iscsi: credentials: %s: must be a small regular file readable by its owner "
-                    "only (chmod 600)", path);
+    /* The file we read, not whatever the path names by then. */
+    if (!credentials_file_ok(fd, path, error)) {
         close(fd);
         return NULL;
     }

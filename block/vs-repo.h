@@ -48,9 +48,10 @@ bool vs_buffer_is_zero(const void *data, size_t len);
  * vs_repo_init for a group-shared one. An existing repository is opened as
  * it is, with its own chunk size; one open to others is noticed
  * (VS_REPO_NOTICE_OPEN, see vs_repo_check_permissions; vs_repo_fix_permissions
- * fixes it). Errors name the path and what to do: missing, or empty
- * without CREATE ("create it with --init" is the caller's wording; here:
- * VS_ERROR_NOT_FOUND), not a repository (a non-empty directory without the
+ * fixes it). Errors name the path, then what to do: missing, or empty
+ * without CREATE (VS_ERROR_NOT_FOUND; the message ends with the command that
+ * creates one, to which a caller may add its own --init), not a repository (a
+ * non-empty directory without the
  * marker: VS_ERROR_INVALID_ARG, never taken over, even with CREATE), newer format
  * (VS_ERROR_UNSUPPORTED), read-only or full (VS_ERROR_IO, checked by a probe write
  * when WRITABLE is true). Without WRITABLE, put, commit, delete and gc fail. */
@@ -203,6 +204,8 @@ VsManifestDisk *vs_manifest_find_disk(const VsManifestDomain *d, const char *tar
  * \"/\"", "is longer than 128 bytes"; docs/repository-format.md, Names and
  * paths), or NULL: a backup checks before it copies anything. */
 const char *vs_manifest_domain_name_problem(const char *name);
+/* The domain named NAME_OR_UUID in M: by name, else by UUID (any case); NULL if none. */
+VsManifestDomain *vs_manifest_lookup_domain(const VsManifest *m, const char *name_or_uuid);
 
 char *vs_manifest_to_json(const VsManifest *m);
 VsManifest *vs_manifest_from_json(const char *json, const char *what, GError **error);
@@ -248,6 +251,11 @@ void vs_backup_summary_free(VsBackupSummary *s);
  * too, with PROBLEM set. NULL (and ERROR) only when backups/ cannot be read. */
 GPtrArray *vs_repo_list_summaries(VsRepo *repo, GError **error);
 
+/* As vs_repo_load_manifest, but "latest" with a DOMAIN (name or UUID) is the
+ * newest backup that holds DOMAIN (manifests that cannot be read are passed
+ * over); none: VS_ERROR_NOT_FOUND. The backup a user means by "latest DOMAIN". */
+VsManifest *vs_repo_load_manifest_of(VsRepo *repo, const char *id, const char *domain,
+                                     GError **error);
 /* Removes a backup's manifest (its chunks stay until vs_repo_gc). ID must be
  * the full id: no prefixes, no "latest", for a deletion. */
 bool vs_repo_delete(VsRepo *repo, const char *id, GError **error);

@@ -102,7 +102,8 @@ typedef struct {
     const char *password;
 } VsIscsiAuth;
 /* Reads "user=NAME" and "password=SECRET" lines from PATH, which must be a
- * regular file readable by its owner only (mode 0600 or 0400). Free with
+ * regular file of root's or the caller's, readable by its owner only (mode 0600
+ * or 0400); errors name the file and the fix, never the secret. Free with
  * vs_iscsi_auth_free (it wipes the password). */
 VsIscsiAuth *vs_iscsi_auth_load(const char *path, GError **error);
 void vs_iscsi_auth_free(VsIscsiAuth *auth);

@@ -2499,6 +2499,44 @@ missing_domain(const char *name, const char *error)
     return d;
 }
 
+bool
+vs_backup_check_options(const char *const *names, bool all, const VsBackupOptions *opts,
+                        GError **error)
+{
+    bool named = names && names[0];
+
+    if (!opts->repo_path || !*opts->repo_path) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "backup: no repository: give --repo DIR or set VIRTSNAP_REPO");
+        return false;
+    }
+    if (all == named) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, all ?
+                    "backup: --all and domain names exclude each other" :
+                    "backup: name the domains to back up, or give --all");
+        return false;
+    }
+    for (size_t i = 0; named && names[i]; i++) {
+        if (!*names[i]) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: a domain name given is empty");
+            return false;
+        }
+    }
+    if ((opts->push || opts->push_dir) && opts->mode == VS_BACKUP_METHOD_OVERLAY) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "backup: --push and --push-dir choose how a backup job hands over the disks: "
+                    "they go with --mode=begin or --mode=auto");
+        return false;
+    }
+    if ((opts->backup_xml_path || opts->checkpoint_xml_path) && (all || names[1])) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "backup: --backup-xml and --checkpoint-xml describe one domain's job: name "
+                    "one domain");
+        return false;
+    }
+    return true;
+}
+
 VsBackupResult *
 vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
               const VsBackupOptions *opts, GError **error)
@@ -2526,16 +2564,8 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
      * accounted for without a profiler. */
     int64_t t_start = g_get_monotonic_time(), t_frozen, t_copied, t_ended, t_manifest;
 
-    if (!opts->repo_path || !*opts->repo_path) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                    "backup: no repository: give --repo DIR or set VIRTSNAP_REPO");
+    if (!vs_backup_check_options(names, all, opts, error))
         return NULL;
-    }
-    if (!all && (!names || !names[0])) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                    "backup: name the domains to back up, or give --all");
-        return NULL;
-    }
     if (opts->overlay_dir && !g_file_test(opts->overlay_dir, G_FILE_TEST_IS_DIR)) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                     "backup: --overlay-dir %s: no such directory (create it, or leave the option "
@@ -2548,16 +2578,15 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
                     "out to have the push job write into the state directory)", opts->push_dir);
         return NULL;
     }
-    if ((opts->push || opts->push_dir) && opts->mode == VS_BACKUP_METHOD_OVERLAY) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                    "backup: --push and --push-dir choose how a backup job hands over the disks: "
-                    "they go with --mode=begin or --mode=auto");
-        return NULL;
-    }
     run.push = opts->push || opts->push_dir;
     if (!(repo = vs_repo_open(opts->repo_path, opts->init_repo, true, 0, error))) {
-        if (error && *error && (*error)->code == VS_ERROR_NOT_FOUND && !opts->init_repo)
-            g_prefix_error(error, "backup: (create it with --init) ");
+        /* The repository's error ends with how to create one; --init does too. */
+        if (error && *error && (*error)->code == VS_ERROR_NOT_FOUND && !opts->init_repo) {
+            g_autoptr(GError) e = g_steal_pointer(error);
+            g_set_error(error, e->domain, e->code, "backup: %s (or give backup --init)", e->message);
+        } else {
+            vs_error_prefix(error, "backup");
+        }
         return NULL;
     }
     if (!vs_repo_lock_shared(repo, error))
@@ -2568,12 +2597,6 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
         return NULL;
     }
     run.iscsi_auth = auth;
-    if ((opts->backup_xml_path || opts->checkpoint_xml_path) && (all || names[1])) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                    "backup: --backup-xml and --checkpoint-xml describe one domain's job: name "
-                    "one domain");
-        return NULL;
-    }
     if (!load_job_xml(&run, error))
         return NULL;
     job_xml = run.job_xml;              /* freed with this frame */

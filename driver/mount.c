@@ -456,17 +456,12 @@ check_backup(const VsMountOptions *o, VsMount *m, GError **error)
         vs_error_prefix(error, "mount");
         return false;
     }
-    if (!(man = vs_repo_load_manifest(repo, o->backup_id ? o->backup_id : "latest", error))) {
+    if (!(man = vs_repo_load_manifest_of(repo, o->backup_id ? o->backup_id : "latest", o->domain,
+                                         error))) {
         vs_error_prefix(error, "mount: backup '%s'", o->backup_id ? o->backup_id : "latest");
         return false;
     }
-    d = vs_manifest_find_domain(man, o->domain);
-    for (guint i = 0; !d && i < man->domains->len; i++) {
-        const VsManifestDomain *c = man->domains->pdata[i];
-        if (c->uuid && !g_ascii_strcasecmp(c->uuid, o->domain))
-            d = c;
-    }
-    if (!d) {
+    if (!(d = vs_manifest_lookup_domain(man, o->domain))) {
         g_autoptr(GString) have = g_string_new(NULL);
         for (guint i = 0; i < man->domains->len; i++)
             g_string_append_printf(have, "%s%s", i ? ", " : "",
@@ -493,6 +488,33 @@ check_backup(const VsMountOptions *o, VsMount *m, GError **error)
     return true;
 }
 
+bool
+vs_mount_check_options(const VsMountOptions *o, GError **error)
+{
+    if (!o->repo_path || !*o->repo_path) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "mount: no repository: give --repo DIR or set VIRTSNAP_REPO");
+        return false;
+    }
+    if (!o->domain || !*o->domain || !o->disk || !*o->disk || (o->backup_id && !*o->backup_id)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: name the backup, domain and disk");
+        return false;
+    }
+    if (o->socket && o->port) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: --socket and --port exclude each other");
+        return false;
+    }
+    if (o->port < 0 || o->port > 65535) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: --port %d: give 1 to 65535", o->port);
+        return false;
+    }
+    if (o->owner && o->port) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: --owner applies to a socket, not to --port");
+        return false;
+    }
+    return true;
+}
+
 VsMount *
 vs_mount_start(const VsMountOptions *o, GError **error)
 {
@@ -510,27 +532,8 @@ vs_mount_start(const VsMountOptions *o, GError **error)
     int logfd;
     struct stat st;
 
-    if (!o->repo_path || !*o->repo_path) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                    "mount: no repository: give --repo DIR or set VIRTSNAP_REPO");
+    if (!vs_mount_check_options(o, error))
         return NULL;
-    }
-    if (!o->domain || !o->disk) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: name the backup, domain and disk");
-        return NULL;
-    }
-    if (o->socket && o->port) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: --socket and --port exclude each other");
-        return NULL;
-    }
-    if (o->port < 0 || o->port > 65535) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: --port %d: give 1 to 65535", o->port);
-        return NULL;
-    }
-    if (o->owner && o->port) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "mount: --owner applies to a socket, not to --port");
-        return NULL;
-    }
     if (o->owner && !parse_owner(o->owner, &uid, &gid, error))
         return NULL;
     if (!check_backup(o, m, error))

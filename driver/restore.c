@@ -239,18 +239,6 @@ load_manifest(Run *run, const char *id, GError **error)
     return m;
 }
 
-static VsManifestDomain *
-manifest_domain(const VsManifest *m, const char *name)
-{
-    VsManifestDomain *d = vs_manifest_find_domain(m, name);
-
-    for (guint i = 0; !d && i < m->domains->len; i++) {
-        VsManifestDomain *c = m->domains->pdata[i];
-        if (c->uuid && !g_ascii_strcasecmp(c->uuid, name))
-            d = c;
-    }
-    return d;
-}
 
 static char *
 domain_names(const VsManifest *m)
@@ -262,12 +250,13 @@ domain_names(const VsManifest *m)
     return g_string_free(g_steal_pointer(&s), FALSE);
 }
 
+/* "latest" (or no --backup) is each domain's newest backup. */
 static bool
 find_backup(Run *run, const char *name, VsManifest **mp, VsManifestDomain **mdp, GError **error)
 {
     g_autoptr(GError) unreadable = NULL;
 
-    if (run->opts->backup_id) {
+    if (run->opts->backup_id && strcmp(run->opts->backup_id, "latest") != 0) {
         VsManifest *m = load_manifest(run, run->opts->backup_id, error);
         g_autofree char *names = NULL;
 
@@ -275,7 +264,7 @@ find_backup(Run *run, const char *name, VsManifest **mp, VsManifestDomain **mdp,
             vs_error_prefix(error, "restore: backup '%s'", run->opts->backup_id);
             return false;
         }
-        if ((*mdp = manifest_domain(m, name))) {
+        if ((*mdp = vs_manifest_lookup_domain(m, name))) {
             *mp = m;
             return true;
         }
@@ -295,7 +284,7 @@ find_backup(Run *run, const char *name, VsManifest **mp, VsManifestDomain **mdp,
         VsManifest *m = load_manifest(run, run->ids[n - 1], &merr);
 
         /* An unreadable manifest is verify's to report; an older backup may do. */
-        if (m && (*mdp = manifest_domain(m, name))) {
+        if (m && (*mdp = vs_manifest_lookup_domain(m, name))) {
             *mp = m;
             return true;
         }
@@ -1785,8 +1774,8 @@ make_result(Run *run)
     return res;
 }
 
-static bool
-check_options(const VsRestoreOptions *o, const char *const *names, GError **error)
+bool
+vs_restore_check_options(const char *const *names, const VsRestoreOptions *o, GError **error)
 {
     guint n = names ? g_strv_length((char **)names) : 0;
 
@@ -1797,6 +1786,17 @@ check_options(const VsRestoreOptions *o, const char *const *names, GError **erro
     }
     if (n == 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "restore: name the domains to restore");
+        return false;
+    }
+    for (guint i = 0; i < n; i++) {
+        if (!*names[i]) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "restore: a domain name given is empty");
+            return false;
+        }
+    }
+    if (o->backup_id && !*o->backup_id) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: --backup is empty (an id, a unique prefix, or latest)");
         return false;
     }
     if (o->new_name && n > 1) {
@@ -1950,7 +1950,7 @@ vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOpti
     VsRestoreResult *result = NULL;
     g_autoptr(GError) lerr = NULL;
 
-    if (!check_options(opts, names, error))
+    if (!vs_restore_check_options(names, opts, error))
         return NULL;
     if (opts->instant) {
         instant_opts = *opts;

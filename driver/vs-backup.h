@@ -140,6 +140,13 @@ typedef struct {
 void vs_backup_result_free(VsBackupResult *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsBackupResult, vs_backup_result_free)
 
+/* The checks vs_backup_run makes of its arguments alone, before it opens or
+ * connects to anything: a repository given, NAMES or ALL (not both), options
+ * that go together. A caller may run them first to tell bad usage from a
+ * failure (VS_ERROR_INVALID_ARG). */
+bool vs_backup_check_options(const char *const *names, bool all, const VsBackupOptions *opts,
+                             GError **error);
+
 /* Backs up NAMES (or every domain with ALL). Returns a result even when some
  * domains failed (each says why; the backup holds the others); NULL with *error
  * only when nothing could be attempted (bad repository, no such domain when it

@@ -94,6 +94,13 @@ typedef struct {
 void vs_restore_result_free(VsRestoreResult *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsRestoreResult, vs_restore_result_free)
 
+/* The checks vs_restore_run makes of its arguments alone, before it opens or
+ * connects to anything: a repository given, NAMES, the new name, options
+ * that go together. A caller may run them first to tell bad usage from a
+ * failure (VS_ERROR_INVALID_ARG). */
+bool vs_restore_check_options(const char *const *names, const VsRestoreOptions *opts,
+                              GError **error);
+
 /* Restores NAMES (names or UUIDs as in the backup). Returns NULL with *error,
  * having touched nothing, when the request cannot be carried out as a whole
  * (bad option, unknown backup, domain or disk, name taken, target missing or
@@ -148,6 +155,11 @@ typedef struct {
 
 void vs_mount_free(VsMount *m);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsMount, vs_mount_free)
+
+/* The checks vs_mount_start makes of OPTS alone, before it opens anything: a
+ * repository, backup, domain and disk given, a socket or a port (1 to 65535),
+ * --owner only for a socket (VS_ERROR_INVALID_ARG). */
+bool vs_mount_check_options(const VsMountOptions *opts, GError **error);
 
 /* Checks the backup, domain and disk, starts nbdkit and returns once it
  * accepts connections (the socket owned as asked), registered. */

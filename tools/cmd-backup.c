@@ -72,17 +72,21 @@ on_progress(VsBackupPhase phase, const char *dom, const char *disk, uint64_t don
     }
 }
 
+/* The result as JSON; R NULL: the same members, empty, for a run that failed
+ * before any domain, ERROR saying why. */
 static char *
-result_json(const VsBackupResult *r)
+result_json(const VsBackupResult *r, const char *error)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
 
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "id");
-    r->id ? json_builder_add_string_value(b, r->id) : json_builder_add_null_value(b);
+    r && r->id ? json_builder_add_string_value(b, r->id) : json_builder_add_null_value(b);
+    json_builder_set_member_name(b, "error");
+    error ? json_builder_add_string_value(b, error) : json_builder_add_null_value(b);
     json_builder_set_member_name(b, "domains");
     json_builder_begin_array(b);
-    for (guint i = 0; i < r->domains->len; i++) {
+    for (guint i = 0; r && i < r->domains->len; i++) {
         const VsBackupDomainResult *d = r->domains->pdata[i];
         json_builder_begin_object(b);
         json_builder_set_member_name(b, "name");
@@ -136,24 +140,26 @@ result_json(const VsBackupResult *r)
     }
     json_builder_end_array(b);
     json_builder_set_member_name(b, "group_freeze_ms");
-    r->group_freeze_ms >= 0 ? json_builder_add_int_value(b, r->group_freeze_ms)
-                            : json_builder_add_null_value(b);
+    r && r->group_freeze_ms >= 0 ? json_builder_add_int_value(b, r->group_freeze_ms)
+                                 : json_builder_add_null_value(b);
     json_builder_set_member_name(b, "phases_ms");
-    json_builder_begin_object(b);
-    {
+    if (r) {
         const struct { const char *name; int64_t ms; } phases[] = {
             { "prepare", r->prepare_ms }, { "freeze", r->freeze_phase_ms }, { "copy", r->copy_ms },
             { "end", r->end_ms }, { "manifest", r->manifest_ms },
         };
+        json_builder_begin_object(b);
         for (size_t i = 0; i < G_N_ELEMENTS(phases); i++) {
             json_builder_set_member_name(b, phases[i].name);
             json_builder_add_int_value(b, phases[i].ms);
         }
+        json_builder_end_object(b);
+    } else {
+        json_builder_add_null_value(b);
     }
-    json_builder_end_object(b);
     json_builder_set_member_name(b, "recovered");
     json_builder_begin_array(b);
-    for (guint i = 0; i < r->notes->len; i++)
+    for (guint i = 0; r && i < r->notes->len; i++)
         json_builder_add_string_value(b, r->notes->pdata[i]);
     json_builder_end_array(b);
     json_builder_end_object(b);
@@ -194,53 +200,151 @@ print_summary(const VsBackupResult *r)
     }
 }
 
-int
-vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
+/* The command line of a backup, as given. */
+typedef struct {
+    gboolean json, all, init, push;
+    char *repo, *quiesce, *overlay_dir, *state_dir, *data_path, *iscsi_auth, *mode, *level;
+    char *backup_xml, *checkpoint_xml, *compress, *push_dir;
+    double max_freeze;
+    int agent_timeout, commit_timeout, parallel, copy_nice, commit_mib, lock_wait;
+} BackupArgs;
+
+static void
+backup_args_clear(BackupArgs *a)
 {
-    gboolean json = FALSE, all = FALSE, init = FALSE;
-    char *repo = NULL, *quiesce = NULL, *overlay_dir = NULL, *state_dir = NULL;
-    char *data_path = NULL, *iscsi_auth = NULL;
-    char *mode = NULL, *level = NULL, *backup_xml = NULL, *checkpoint_xml = NULL, *compress = NULL;
-    char *push_dir = NULL;
-    gboolean push = FALSE;
-    double max_freeze = 10.0;
-    int agent_timeout = 5, commit_timeout = 600, parallel = 2, copy_nice = 10, commit_mib = 0;
-    int lock_wait = 0;
+    g_free(a->repo); g_free(a->quiesce); g_free(a->overlay_dir); g_free(a->state_dir);
+    g_free(a->data_path); g_free(a->iscsi_auth); g_free(a->mode); g_free(a->level);
+    g_free(a->backup_xml); g_free(a->checkpoint_xml); g_free(a->compress); g_free(a->push_dir);
+}
+
+/* Options in, OPTS out; every failure is bad usage (exit 2). String options
+ * are taken as bytes (G_OPTION_ARG_FILENAME), as the domain names after them
+ * are: no conversion from the locale's charset that could fail on its own. */
+static bool
+backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GError **error)
+{
     GOptionEntry entries[] = {
-        { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory (default $VIRTSNAP_REPO)", "DIR" },
-        { "init", 0, 0, G_OPTION_ARG_NONE, &init, "create the repository if it does not exist", NULL },
-        { "all", 'a', 0, G_OPTION_ARG_NONE, &all, "back up every domain", NULL },
-        { "quiesce", 0, 0, G_OPTION_ARG_STRING, &quiesce, "require, try (default) or off", "MODE" },
-        { "data-path", 0, 0, G_OPTION_ARG_STRING, &data_path, "disks on NFS/iSCSI: auto (default: direct where "
+        { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &a->repo, "repository directory (default $VIRTSNAP_REPO)", "DIR" },
+        { "init", 0, 0, G_OPTION_ARG_NONE, &a->init, "create the repository if it does not exist", NULL },
+        { "all", 'a', 0, G_OPTION_ARG_NONE, &a->all, "back up every domain", NULL },
+        { "quiesce", 0, 0, G_OPTION_ARG_FILENAME, &a->quiesce, "require, try (default) or off", "MODE" },
+        { "data-path", 0, 0, G_OPTION_ARG_FILENAME, &a->data_path, "disks on NFS/iSCSI: auto (default: direct where "
           "reachable, else the host's view), direct (libnfs/libiscsi from here) or host", "PATH" },
-        { "iscsi-auth", 0, 0, G_OPTION_ARG_FILENAME, &iscsi_auth, "CHAP credentials for direct iSCSI reads: "
-          "a root-only file of user= and password= lines", "FILE" },
-        { "mode", 0, 0, G_OPTION_ARG_STRING, &mode, "overlay (default), begin (libvirt backup job + checkpoint) or auto", "MODE" },
-        { "level", 0, 0, G_OPTION_ARG_STRING, &level, "begin mode: inc (default: since the last backup, when the checkpoint chain is usable), diff (since the chain's last full backup) or full", "LEVEL" },
-        { "backup-xml", 0, 0, G_OPTION_ARG_FILENAME, &backup_xml, "begin mode: take the disks and scratch files "
+        { "iscsi-auth", 0, 0, G_OPTION_ARG_FILENAME, &a->iscsi_auth, "CHAP credentials for direct iSCSI reads: "
+          "a file of user= and password= lines, root's (or yours) and mode 0600", "FILE" },
+        { "mode", 0, 0, G_OPTION_ARG_FILENAME, &a->mode, "overlay (default), begin (libvirt backup job + checkpoint) or auto", "MODE" },
+        { "level", 0, 0, G_OPTION_ARG_FILENAME, &a->level, "begin mode: inc (default: since the last backup, when the checkpoint chain is usable), diff (since the chain's last full backup) or full", "LEVEL" },
+        { "backup-xml", 0, 0, G_OPTION_ARG_FILENAME, &a->backup_xml, "begin mode: take the disks and scratch files "
           "from this domainbackup XML (what virsh backup-begin takes; mode='pull' or 'push')", "FILE" },
-        { "push", 0, 0, G_OPTION_ARG_NONE, &push, "begin mode: a push-mode job (QEMU writes each disk, or "
+        { "push", 0, 0, G_OPTION_ARG_NONE, &a->push, "begin mode: a push-mode job (QEMU writes each disk, or "
           "an incremental's changes, into a qcow2 that virtsnap reads, then removes)", NULL },
-        { "push-dir", 0, 0, G_OPTION_ARG_FILENAME, &push_dir, "with --push (implied): put its files here "
+        { "push-dir", 0, 0, G_OPTION_ARG_FILENAME, &a->push_dir, "with --push (implied): put its files here "
           "(default: the state directory)", "DIR" },
-        { "checkpoint-xml", 0, 0, G_OPTION_ARG_FILENAME, &checkpoint_xml, "begin mode: the description and "
+        { "checkpoint-xml", 0, 0, G_OPTION_ARG_FILENAME, &a->checkpoint_xml, "begin mode: the description and "
           "bitmap-less disks of the checkpoint from this domaincheckpoint XML", "FILE" },
-        { "max-freeze", 0, 0, G_OPTION_ARG_DOUBLE, &max_freeze, "longest a guest may stay frozen, seconds (default 10)", "SECS" },
-        { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &agent_timeout, "bound on each guest-agent call, seconds (default 5)", "SECS" },
-        { "commit-timeout", 0, 0, G_OPTION_ARG_INT, &commit_timeout, "bound on each commit to converge, seconds (default 600); then one more with the guest frozen", "SECS" },
-        { "commit-bandwidth", 0, 0, G_OPTION_ARG_INT, &commit_mib, "limit each commit to MIB MiB/s while the guest runs (default 0: no limit)", "MIB" },
-        { "overlay-dir", 0, 0, G_OPTION_ARG_FILENAME, &overlay_dir, "put overlays here instead of beside each disk", "DIR" },
-        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "journal and guardian log (default /var/lib/virtsnap)", "DIR" },
-        { "lock-wait", 0, 0, G_OPTION_ARG_INT, &lock_wait, "wait up to SECS for a domain another run is "
-          "working on (default 0: fail at once)", "SECS" },
-        { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks copied at once (default 2)", "N" },
-        { "compress", 0, 0, G_OPTION_ARG_STRING, &compress, "new chunks: zstd (default) or off (stored "
+        { "max-freeze", 0, 0, G_OPTION_ARG_DOUBLE, &a->max_freeze, "longest a guest may stay frozen, seconds (default 10, at most 600)", "SECS" },
+        { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &a->agent_timeout, "bound on each guest-agent call, seconds (default 5, 1 to 300)", "SECS" },
+        { "commit-timeout", 0, 0, G_OPTION_ARG_INT, &a->commit_timeout, "bound on each commit to converge, seconds (default 600, 1 to 604800); then one more with the guest frozen", "SECS" },
+        { "commit-bandwidth", 0, 0, G_OPTION_ARG_INT, &a->commit_mib, "limit each commit to MIB MiB/s while the guest runs (default 0: no limit)", "MIB" },
+        { "overlay-dir", 0, 0, G_OPTION_ARG_FILENAME, &a->overlay_dir, "put overlays here instead of beside each disk", "DIR" },
+        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &a->state_dir, "journal and guardian log (default /var/lib/virtsnap)", "DIR" },
+        { "lock-wait", 0, 0, G_OPTION_ARG_INT, &a->lock_wait, "wait up to SECS for a domain another run is "
+          "working on (default 0: fail at once; at most 86400)", "SECS" },
+        { "parallel", 0, 0, G_OPTION_ARG_INT, &a->parallel, "disks copied at once (default 2, 1 to 64)", "N" },
+        { "compress", 0, 0, G_OPTION_ARG_FILENAME, &a->compress, "new chunks: zstd (default) or off (stored "
           "uncompressed: for a repository on a compressing file system, or a host short of CPU)", "HOW" },
-        { "copy-nice", 0, 0, G_OPTION_ARG_INT, &copy_nice, "lower the copy's CPU priority by N while the guests run (default 10, 0 to 19)", "N" },
-        { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the result as JSON", NULL },
+        { "copy-nice", 0, 0, G_OPTION_ARG_INT, &a->copy_nice, "lower the copy's CPU priority by N while the guests run (default 10, 0 to 19)", "N" },
+        { "json", 0, 0, G_OPTION_ARG_NONE, &a->json, "print the result as JSON (on a failure too: its \"error\")", NULL },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("(--all | DOMAIN...) - back up running and shut-off domains");
+
+    g_option_context_add_main_entries(octx, entries, NULL);
+    if (!g_option_context_parse(octx, argc, argv, error)) {
+        g_autoptr(GError) e = g_steal_pointer(error);
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: %s (see virtsnap backup --help)",
+                    e->message);
+        return false;
+    }
+    vs_backup_options_init(opts);
+    if (a->data_path && !vs_data_path_from_string(a->data_path, &opts->data_path)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --data-path=%s: use auto, direct or host", a->data_path);
+        return false;
+    }
+    if (a->quiesce && !vs_quiesce_mode_from_string(a->quiesce, &opts->quiesce)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --quiesce=%s: use require, try or off", a->quiesce);
+        return false;
+    }
+    if (a->mode && !vs_backup_method_from_string(a->mode, &opts->mode)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --mode=%s: use overlay, begin or auto", a->mode);
+        return false;
+    }
+    if (a->compress && strcmp(a->compress, "zstd") != 0 && strcmp(a->compress, "off") != 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --compress=%s: use zstd or off", a->compress);
+        return false;
+    }
+    if (a->level && !vs_backup_level_from_string(a->level, &opts->level)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --level=%s: use inc, diff or full", a->level);
+        return false;
+    }
+    if (a->backup_xml || a->checkpoint_xml) {
+        if (a->mode && opts->mode != VS_BACKUP_METHOD_BEGIN) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "backup: --backup-xml and --checkpoint-xml describe a backup job: they go "
+                        "with --mode=begin (the default with them), not --mode=%s", a->mode);
+            return false;
+        }
+        opts->mode = VS_BACKUP_METHOD_BEGIN;
+    }
+    if ((a->push || a->push_dir) && !a->mode)
+        opts->mode = VS_BACKUP_METHOD_BEGIN;
+    if (a->level && opts->mode == VS_BACKUP_METHOD_OVERLAY) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --level goes with --mode=begin or "
+                    "--mode=auto (an overlay backup reads every disk whole)");
+        return false;
+    }
+    if (!(a->max_freeze > 0 && a->max_freeze <= 600)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "backup: --max-freeze %g: give more than 0, at most 600 (seconds)", a->max_freeze);
+        return false;
+    }
+    {
+        const VsIntOption ints[] = {      /* as parsed */
+            { "--agent-timeout", a->agent_timeout, 1, 300 },
+            { "--commit-timeout", a->commit_timeout, 1, 604800 },
+            { "--commit-bandwidth", a->commit_mib, 0, VS_NO_MAX },
+            { "--lock-wait", a->lock_wait, 0, 86400 },
+            { "--parallel", a->parallel, 1, 64 },
+            { "--copy-nice", a->copy_nice, 0, 19 },
+        };
+        if (!vs_check_int_options("backup", ints, G_N_ELEMENTS(ints), error))
+            return false;
+    }
+    opts->iscsi_auth_file = a->iscsi_auth;
+    opts->no_compress = a->compress && strcmp(a->compress, "off") == 0;
+    opts->backup_xml_path = a->backup_xml;
+    opts->checkpoint_xml_path = a->checkpoint_xml;
+    opts->push = a->push || a->push_dir;
+    opts->push_dir = a->push_dir;
+    opts->repo_path = a->repo ? a->repo : g_getenv("VIRTSNAP_REPO");
+    opts->init_repo = a->init;
+    opts->state_dir = a->state_dir;
+    opts->lock_wait = a->lock_wait;
+    opts->overlay_dir = a->overlay_dir;
+    opts->max_freeze_ms = (int)(a->max_freeze * 1000);
+    opts->agent_timeout = a->agent_timeout;
+    opts->commit_timeout = a->commit_timeout;
+    opts->commit_bandwidth = (unsigned long)a->commit_mib * 1024 * 1024;
+    opts->parallel_disks = a->parallel;
+    opts->copy_nice = a->copy_nice;
+    return vs_backup_check_options((const char *const *)(*argv + 1), a->all, opts, error);
+}
+
+int
+vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
+{
+    BackupArgs a = { .max_freeze = 10.0, .agent_timeout = 5, .commit_timeout = 600, .parallel = 2,
+                     .copy_nice = 10 };
     g_autoptr(GError) err = NULL;
     g_autoptr(VsBackupResult) res = NULL;
     VsBackupOptions opts;
@@ -248,117 +352,47 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     virConnectPtr conn;
     int rc = 0;
 
-    g_option_context_add_main_entries(octx, entries, NULL);
-    if (!g_option_context_parse(octx, &argc, &argv, &err)) {
-        vs_print_error("backup: %s (see virtsnap backup --help)", err->message);
-        return 2;
+    if (!backup_parse(&a, &opts, &argc, &argv, &err)) {
+        bool json = a.json || vs_argv_has(argc, argv, "--json");
+
+        rc = vs_fail_with(2, err->message, json ? result_json(NULL, err->message) : NULL);
+        backup_args_clear(&a);
+        return rc;
     }
-    vs_backup_options_init(&opts);
-    if (data_path && !vs_data_path_from_string(data_path, &opts.data_path)) {
-        vs_print_error("backup: --data-path=%s: use auto, direct or host", data_path);
-        return 2;
-    }
-    opts.iscsi_auth_file = iscsi_auth;
-    if (quiesce && !vs_quiesce_mode_from_string(quiesce, &opts.quiesce)) {
-        vs_print_error("backup: --quiesce=%s: use require, try or off", quiesce);
-        return 2;
-    }
-    if (mode && !vs_backup_method_from_string(mode, &opts.mode)) {
-        vs_print_error("backup: --mode=%s: use overlay, begin or auto", mode);
-        return 2;
-    }
-    if (compress && strcmp(compress, "zstd") != 0 && strcmp(compress, "off") != 0) {
-        vs_print_error("backup: --compress=%s: use zstd or off", compress);
-        return 2;
-    }
-    opts.no_compress = compress && strcmp(compress, "off") == 0;
-    if (level && !vs_backup_level_from_string(level, &opts.level)) {
-        vs_print_error("backup: --level=%s: use inc, diff or full", level);
-        return 2;
-    }
-    if (backup_xml || checkpoint_xml) {
-        if (mode && opts.mode != VS_BACKUP_METHOD_BEGIN) {
-            vs_print_error("backup: --backup-xml and --checkpoint-xml describe a backup job: they go "
-                           "with --mode=begin (the default with them), not --mode=%s", mode);
-            return 2;
-        }
-        opts.mode = VS_BACKUP_METHOD_BEGIN;
-        opts.backup_xml_path = backup_xml;
-        opts.checkpoint_xml_path = checkpoint_xml;
-    }
-    if (push || push_dir) {
-        if (mode && opts.mode == VS_BACKUP_METHOD_OVERLAY) {
-            vs_print_error("backup: --push and --push-dir choose how a backup job hands over the "
-                           "disks: they go with --mode=begin (the default with them) or --mode=auto");
-            return 2;
-        }
-        if (!mode)
-            opts.mode = VS_BACKUP_METHOD_BEGIN;
-        opts.push = TRUE;
-        opts.push_dir = push_dir;
-    }
-    if (level && opts.mode == VS_BACKUP_METHOD_OVERLAY) {
-        vs_print_error("backup: --level goes with --mode=begin or --mode=auto (an overlay backup "
-                       "reads every disk whole)");
-        return 2;
-    }
-    if (all && argc > 1) {
-        vs_print_error("backup: --all and domain names exclude each other");
-        return 2;
-    }
-    if (max_freeze <= 0 || max_freeze > 600 || agent_timeout < 1 || commit_timeout < 1 || parallel < 1 ||
-        copy_nice < 0 || copy_nice > 19 || commit_mib < 0 || lock_wait < 0) {
-        vs_print_error("backup: --max-freeze must be in (0, 600] s; --agent-timeout, --commit-timeout "
-                       "and --parallel at least 1; --copy-nice 0 to 19; --commit-bandwidth and "
-                       "--lock-wait 0 or more");
-        return 2;
-    }
-    opts.repo_path = repo ? repo : g_getenv("VIRTSNAP_REPO");
-    opts.init_repo = init;
-    opts.state_dir = state_dir;
-    opts.lock_wait = lock_wait;
-    opts.overlay_dir = overlay_dir;
     opts.uri = vs_default_uri(g->uri);
-    opts.max_freeze_ms = (int)(max_freeze * 1000);
-    opts.agent_timeout = agent_timeout;
-    opts.commit_timeout = commit_timeout;
-    opts.commit_bandwidth = (unsigned long)commit_mib * 1024 * 1024;
-    opts.parallel_disks = parallel;
-    opts.copy_nice = copy_nice;
-    bar.tty = !json && !g->quiet && isatty(STDERR_FILENO);
+    bar.tty = !a.json && !g->quiet && isatty(STDERR_FILENO);
     bar.pct = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     opts.progress = on_progress;
     opts.progress_opaque = &bar;
 
     if (!(conn = vs_conn_open(g->uri, &err))) {
-        vs_print_error("backup: %s", err->message);
-        g_hash_table_unref(bar.pct);
-        return 1;
+        g_autofree char *msg = g_strdup_printf("backup: %s", err->message);
+        rc = vs_fail_with(1, msg, a.json ? result_json(NULL, msg) : NULL);
+    } else {
+        res = vs_backup_run(conn, (const char *const *)(argv + 1), a.all, &opts, &err);
+        vs_conn_close(conn);
+        if (bar.tty && g_hash_table_size(bar.pct) > 0)
+            fputs("\n", stderr);
+        if (!res)
+            rc = vs_fail_with(1, err->message, a.json ? result_json(NULL, err->message) : NULL);
     }
-    res = vs_backup_run(conn, (const char *const *)(argv + 1), all, &opts, &err);
-    vs_conn_close(conn);
-    if (bar.tty && g_hash_table_size(bar.pct) > 0)
-        fputs("\n", stderr);
     g_hash_table_unref(bar.pct);
-    if (!res) {
-        vs_print_error("%s", err->message);
-        return 1;
-    }
-    if (json) {
-        g_autofree char *text = result_json(res);
+    if (res && a.json) {
+        g_autofree char *text = result_json(res, NULL);
         fputs(text, stdout);
-    } else if (!g->quiet) {
+    } else if (res && !g->quiet) {
         print_summary(res);
     }
-    for (guint i = 0; i < res->domains->len; i++) {
+    for (guint i = 0; res && i < res->domains->len; i++) {
         const VsBackupDomainResult *d = res->domains->pdata[i];
         if (!d->ok) {
             vs_print_error("%s", d->error);
             rc = 1;
         }
     }
-    if (!res->id)
+    if (res && !res->id)
         rc = 1;
+    backup_args_clear(&a);
     return rc;
 }
 

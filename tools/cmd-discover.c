@@ -17,7 +17,7 @@ vs_cmd_discover(const VsGlobal *g, int argc, char **argv)
         { "mapping", 0, 0, G_OPTION_ARG_NONE, &mapping,
           "print one line VM:SERVER:/export/path;VM:PORTAL:IQN/LUN;...", NULL },
         { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &agent_timeout,
-          "seconds to wait for guest-ping (default 2)", "SECS" },
+          "seconds to wait for guest-ping (default 2, 0 to 300)", "SECS" },
         { "no-nfs-exports", 0, 0, G_OPTION_ARG_NONE, &no_exports,
           "do not ask NFS servers for their export lists", NULL },
         G_OPTION_ENTRY_NULL
@@ -39,9 +39,13 @@ vs_cmd_discover(const VsGlobal *g, int argc, char **argv)
         vs_print_error("discover: --json and --mapping exclude each other: pick one");
         return 2;
     }
-    if (agent_timeout < 0 || agent_timeout > 300) {
-        vs_print_error("discover: --agent-timeout must be 0 to 300 seconds, not %d", agent_timeout);
-        return 2;
+    {
+        const VsIntOption ints[] = { { "--agent-timeout", agent_timeout, 0, 300 } };
+
+        if (!vs_check_int_options("discover", ints, 1, &err)) {
+            vs_print_error("%s", err->message);
+            return 2;
+        }
     }
     vs_discover_options_init(&opts);
     opts.agent_timeout = agent_timeout;

@@ -82,19 +82,20 @@ vs_cmd_mount(const VsGlobal *g, int argc, char **argv)
 {
     gboolean json = FALSE, foreground = FALSE, list = FALSE;
     g_autofree char *repo = NULL, *socket = NULL, *owner = NULL;
-    int port = 0;
+    int port = -1;       /* not given */
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory (default $VIRTSNAP_REPO)", "DIR" },
         { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket, "serve on this unix socket (default RUN/mounts/ID.sock)", "PATH" },
-        { "port", 'p', 0, G_OPTION_ARG_INT, &port, "serve on 127.0.0.1:PORT instead of a socket", "PORT" },
-        { "owner", 0, 0, G_OPTION_ARG_STRING, &owner, "give the socket to USER[:GROUP] (e.g. libvirt-qemu); default: root only", "USER" },
+        { "port", 'p', 0, G_OPTION_ARG_INT, &port, "serve on 127.0.0.1:PORT (1 to 65535) instead of a socket", "PORT" },
+        { "owner", 0, 0, G_OPTION_ARG_FILENAME, &owner, "give the socket to USER[:GROUP] (e.g. libvirt-qemu); default: root only", "USER" },
         { "foreground", 'f', 0, G_OPTION_ARG_NONE, &foreground, "serve until interrupted (Ctrl-C) instead of in the background", NULL },
         { "list", 'l', 0, G_OPTION_ARG_NONE, &list, "list the mounts", NULL },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the mount as JSON", NULL },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx =
-        g_option_context_new("BACKUP DOMAIN DISK - serve a backed-up disk read-only over NBD");
+        g_option_context_new("BACKUP DOMAIN DISK - serve a backed-up disk read-only over NBD "
+                             "(BACKUP: an id, a unique prefix, or latest: the newest that holds DOMAIN)");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsMount) m = NULL;
     VsMountOptions o = { 0 };
@@ -115,14 +116,26 @@ vs_cmd_mount(const VsGlobal *g, int argc, char **argv)
         vs_print_error("mount: give BACKUP DOMAIN DISK (see virtsnap mount --help)");
         return 2;
     }
+    if (port != -1) {
+        const VsIntOption ints[] = { { "--port", port, 1, 65535 } };
+
+        if (!vs_check_int_options("mount", ints, 1, &err)) {
+            vs_print_error("%s", err->message);
+            return 2;
+        }
+    }
     o.repo_path = repo ? repo : g_getenv("VIRTSNAP_REPO");
     o.backup_id = argv[1];
     o.domain = argv[2];
     o.disk = argv[3];
     o.socket = socket;
-    o.port = port;
+    o.port = port == -1 ? 0 : port;
     o.owner = owner;
     o.foreground = foreground;
+    if (!vs_mount_check_options(&o, &err)) {
+        vs_print_error("%s", err->message);
+        return 2;
+    }
     if (!(m = vs_mount_start(&o, &err))) {
         vs_print_error("%s", err->message);
         return 1;

@@ -17,29 +17,39 @@ repo_arg(const char *opt)
     return opt ? opt : g_getenv("VIRTSNAP_REPO");
 }
 
-static VsRepo *
-open_repo(const char *cmd, const char *path, bool writable)
+/* Opens the repository for CMD: 0, or the exit status with the error printed
+ * (2: none given, 1: it cannot be opened). */
+static int
+open_repo(const char *cmd, const char *path, bool writable, VsRepo **out)
 {
     g_autoptr(GError) err = NULL;
-    VsRepo *repo;
 
     if (!path || !*path) {
         vs_print_error("%s: no repository: give --repo DIR or set VIRTSNAP_REPO", cmd);
-        return NULL;
+        return 2;
     }
-    if (!(repo = vs_repo_open(path, false, writable, 0, &err)))
+    if (!(*out = vs_repo_open(path, false, writable, 0, &err))) {
         vs_print_error("%s: %s", cmd, err->message);
-    return repo;
+        return 1;
+    }
+    return 0;
 }
 
+/* Parses CMD's options; false (a usage error, printed) also when NO_ARGS and
+ * any argument is left. */
 static bool
-parse(GOptionContext *octx, GOptionEntry *entries, const char *cmd, int *argc, char ***argv)
+parse(GOptionContext *octx, GOptionEntry *entries, const char *cmd, bool no_args, int *argc, char ***argv)
 {
     g_autoptr(GError) err = NULL;
 
     g_option_context_add_main_entries(octx, entries, NULL);
     if (!g_option_context_parse(octx, argc, argv, &err)) {
         vs_print_error("%s: %s (see virtsnap %s --help)", cmd, err->message, cmd);
+        return false;
+    }
+    if (no_args && *argc > 1) {
+        vs_print_error("%s: takes no arguments, only options: '%s' (see virtsnap %s --help)", cmd,
+                       (*argv)[1], cmd);
         return false;
     }
     return true;
@@ -53,7 +63,7 @@ vs_cmd_init(const VsGlobal *g, int argc, char **argv)
     int chunk_kib = VS_REPO_DEFAULT_CHUNK_SIZE / 1024;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory to create", "DIR" },
-        { "chunk-size", 0, 0, G_OPTION_ARG_INT, &chunk_kib, "chunk size in KiB (default 1024)", "KIB" },
+        { "chunk-size", 0, 0, G_OPTION_ARG_INT, &chunk_kib, "chunk size in KiB: a power of two from 64 to 16384 (default 1024)", "KIB" },
         { "group", 0, 0, G_OPTION_ARG_STRING, &group,
           "share the repository with group NAME (0750/0640; default: its owner's alone)", "NAME" },
         { "fix-permissions", 0, 0, G_OPTION_ARG_NONE, &fix,
@@ -67,15 +77,15 @@ vs_cmd_init(const VsGlobal *g, int argc, char **argv)
     uint64_t fixed = 0;
     bool regrouped = false;
 
-    if (!parse(octx, entries, "init", &argc, &argv))
+    if (!parse(octx, entries, "init", false, &argc, &argv))
         return 2;
     path = repo_arg(repo);
-    if (!path || argc > 1) {
+    if (!path || !*path || argc > 1) {
         vs_print_error("init: give the repository as --repo DIR");
         return 2;
     }
     if (chunk_kib < 64 || chunk_kib > 16384 || (chunk_kib & (chunk_kib - 1))) {
-        vs_print_error("init: --chunk-size must be a power of two between 64 and 16384 KiB");
+        vs_print_error("init: --chunk-size %d: give a power of two from 64 to 16384 (KiB)", chunk_kib);
         return 2;
     }
     if (group && !*group) {
@@ -120,10 +130,10 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
     int rc = 0;
 
     (void)g;
-    if (!parse(octx, entries, "list", &argc, &argv))
+    if (!parse(octx, entries, "list", true, &argc, &argv))
         return 2;
-    if (!(r = open_repo("list", repo_arg(repo), false)))
-        return 1;
+    if ((rc = open_repo("list", repo_arg(repo), false, &r)))
+        return rc;
     /* Summaries, not manifests: a manifest holds every chunk reference. */
     if (!(backups = vs_repo_list_summaries(r, &err))) {
         vs_print_error("list: %s", err->message);
@@ -214,22 +224,35 @@ vs_cmd_verify(const VsGlobal *g, int argc, char **argv)
     g_autoptr(GPtrArray) problems = NULL;
     uint64_t checked = 0;
 
-    if (!parse(octx, entries, "verify", &argc, &argv))
+    int rc;
+
+    if (!parse(octx, entries, "verify", false, &argc, &argv))
         return 2;
     if (argc > 2) {
         vs_print_error("verify: at most one BACKUP (an id, a unique prefix, or latest)");
         return 2;
     }
-    if (!(r = open_repo("verify", repo_arg(repo), false)))
-        return 1;
+    if (argc > 1 && !*argv[1]) {
+        vs_print_error("verify: the BACKUP given is empty (an id, a unique prefix, or latest)");
+        return 2;
+    }
+    if ((rc = open_repo("verify", repo_arg(repo), false, &r)))
+        return rc;
     if (!vs_repo_verify(r, argc > 1 ? argv[1] : NULL, &problems, &checked, &err)) {
         vs_print_error("verify: %s", err->message);
         return 1;
     }
     for (guint i = 0; problems && i < problems->len; i++) {
         const VsVerifyProblem *p = problems->pdata[i];
-        printf("BAD chunk %s (offset %" G_GUINT64_FORMAT "): %s; breaks backup %s, domain %s, disk %s\n",
-               p->digest_hex, p->offset, p->problem, p->backup_id, p->domain, p->disk);
+
+        /* A manifest that cannot be read names no chunk, domain or disk. */
+        if (!p->digest_hex)
+            printf("BAD manifest of backup %s: %s; none of its disks can be restored from it\n",
+                   p->backup_id, p->problem);
+        else
+            printf("BAD chunk %s (offset %" G_GUINT64_FORMAT "): %s; breaks backup %s, domain %s, disk %s\n",
+                   p->digest_hex, p->offset, p->problem, p->backup_id, p->domain ? p->domain : "?",
+                   p->disk ? p->disk : "?");
     }
     if (problems && problems->len > 0) {
         vs_print_error("verify: %u problem(s) found in %" G_GUINT64_FORMAT " chunks checked",
@@ -244,35 +267,21 @@ vs_cmd_verify(const VsGlobal *g, int argc, char **argv)
 /* export onto a LUN or a file on an NFS export, in place: the same storage a
  * backup read with --data-path=direct. */
 static int
-export_over(const VsGlobal *g, VsRepo *r, char **argv, const char *format, const char *auth_file)
+export_over(const VsGlobal *g, VsRepo *r, const VsManifest *m, const VsManifestDisk *k,
+            const char *what, const char *url, const char *auth_file)
 {
     g_autoptr(GError) err = NULL;
-    g_autoptr(VsManifest) m = NULL;
     g_autoptr(VsIscsiAuth) auth = NULL;
     g_autoptr(VsSource) sink = NULL;
-    const VsManifestDomain *d;
-    const VsManifestDisk *k;
 
-    if (format && strcmp(format, "raw") != 0) {
-        vs_print_error("export: --format %s: a disk is written over %s as raw", format, argv[4]);
-        return 2;
-    }
-    if (!(m = vs_repo_load_manifest(r, argv[1], &err))) {
-        vs_print_error("export: %s", err->message);
-        return 1;
-    }
-    if (!(d = vs_manifest_find_domain(m, argv[2])) || !(k = vs_manifest_find_disk(d, argv[3]))) {
-        vs_print_error("export: backup %s has no domain %s with a disk %s", m->id, argv[2], argv[3]);
-        return 1;
-    }
     if ((auth_file && !(auth = vs_iscsi_auth_load(auth_file, &err))) ||
-        !(sink = vs_source_open_url(argv[4], auth, true, &err)) ||
+        !(sink = vs_source_open_url(url, auth, true, &err)) ||
         !vs_copy_repo_to_sink(r, k, sink, false, &err)) {
         vs_print_error("export: %s", err->message);
         return 1;
     }
     if (!g->quiet)
-        printf("wrote %s %s/%s over %s\n", m->id, argv[2], argv[3], sink->description);
+        printf("wrote %s %s over %s\n", m->id, what, sink->description);
     return 0;
 }
 
@@ -284,42 +293,73 @@ vs_cmd_export(const VsGlobal *g, int argc, char **argv)
     VsExportControl ctl = { 0 };
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
-        { "format", 'f', 0, G_OPTION_ARG_STRING, &format, "raw or qcow2 (default: as backed up)", "FMT" },
+        { "format", 'f', 0, G_OPTION_ARG_FILENAME, &format, "raw or qcow2 (default: as backed up)", "FMT" },
         { "verify-hash", 0, 0, G_OPTION_ARG_NONE, &verify_hash, "re-hash every chunk with SHA-256 as it is "
           "written (default: its zstd checksum and size are checked)", NULL },
         { "iscsi-auth", 0, 0, G_OPTION_ARG_FILENAME, &auth_file, "CHAP credentials for an iscsi:// OUT: "
-          "a root-only file of user= and password= lines", "FILE" },
+          "a file of user= and password= lines, root's (or yours) and mode 0600", "FILE" },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("BACKUP DOMAIN DISK OUT - write a disk out of a backup "
-                                                          "(OUT: a new file, or nfs:// or iscsi:// written over in place)");
+                                                          "(BACKUP: an id, a unique prefix, or latest: the newest "
+                                                          "that holds DOMAIN; OUT: a new file, or nfs:// or "
+                                                          "iscsi:// written over in place)");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsRepo) r = NULL;
     g_autoptr(VsManifest) m = NULL;
+    g_autofree char *what = NULL;
+    const char *const names[] = { "BACKUP", "DOMAIN", "DISK", "OUT" };
+    const VsManifestDomain *d;
+    const VsManifestDisk *k;
+    bool over;
+    int rc;
 
-    if (!parse(octx, entries, "export", &argc, &argv))
+    if (!parse(octx, entries, "export", false, &argc, &argv))
         return 2;
     if (argc != 5) {
         vs_print_error("export: needs BACKUP DOMAIN DISK OUT (see virtsnap export --help)");
         return 2;
     }
+    for (int i = 1; i < 5; i++) {
+        if (!*argv[i]) {
+            vs_print_error("export: the %s given is empty (see virtsnap export --help)", names[i - 1]);
+            return 2;
+        }
+    }
+    over = g_str_has_prefix(argv[4], "nfs://") || g_str_has_prefix(argv[4], "iscsi://");
     if (format && strcmp(format, "raw") && strcmp(format, "qcow2")) {
         vs_print_error("export: --format %s: use raw or qcow2", format);
         return 2;
     }
-    if (!(r = open_repo("export", repo_arg(repo), false)))
+    if (over && format && strcmp(format, "raw") != 0) {
+        vs_print_error("export: --format %s: a disk is written over %s as raw", format, argv[4]);
+        return 2;
+    }
+    if (auth_file && !g_str_has_prefix(argv[4], "iscsi://")) {
+        vs_print_error("export: --iscsi-auth is for an OUT of iscsi://, not %s", argv[4]);
+        return 2;
+    }
+    if ((rc = open_repo("export", repo_arg(repo), false, &r)))
+        return rc;
+    if (!(m = vs_repo_load_manifest_of(r, argv[1], argv[2], &err))) {
+        vs_print_error("export: %s", err->message);
         return 1;
+    }
+    if (!(d = vs_manifest_lookup_domain(m, argv[2])) || !(k = vs_manifest_find_disk(d, argv[3]))) {
+        vs_print_error("export: backup %s has no domain %s with a disk %s", m->id, argv[2], argv[3]);
+        return 1;
+    }
+    what = g_strdup_printf("%s/%s", d->name, k->target);
+    if (over)
+        return export_over(g, r, m, k, what, argv[4], auth_file);
     ctl.verify_hash = verify_hash;
-    if (g_str_has_prefix(argv[4], "nfs://") || g_str_has_prefix(argv[4], "iscsi://"))
-        return export_over(g, r, argv, format, auth_file);
-    if (!(m = vs_repo_load_manifest(r, argv[1], &err)) ||
-        !vs_repo_export_disk_ctl(r, m, argv[2], argv[3], argv[4], format, &ctl, &err)) {
+    if (!vs_repo_export_disk_ctl(r, m, d->name, k->target, argv[4], format, &ctl, &err)) {
         vs_verify_problem_free(ctl.bad_chunk);
         vs_print_error("export: %s", err->message);
         return 1;
     }
     if (!g->quiet)
-        printf("exported %s %s/%s to %s\n", m->id, argv[2], argv[3], argv[4]);
+        printf("exported %s %s to %s\n", m->id, what, argv[4]);
     return 0;
 }
 
@@ -336,10 +376,12 @@ vs_cmd_gc(const VsGlobal *g, int argc, char **argv)
     g_autoptr(VsRepo) r = NULL;
     uint64_t n = 0, bytes = 0;
 
-    if (!parse(octx, entries, "gc", &argc, &argv))
+    int rc;
+
+    if (!parse(octx, entries, "gc", true, &argc, &argv))
         return 2;
-    if (!(r = open_repo("gc", repo_arg(repo), true)))
-        return 1;
+    if ((rc = open_repo("gc", repo_arg(repo), true, &r)))
+        return rc;
     if (!vs_repo_gc(r, &n, &bytes, &err)) {
         vs_print_error("gc: %s", err->message);
         return 1;
@@ -428,16 +470,23 @@ vs_cmd_prune(const VsGlobal *g, int argc, char **argv)
     unsigned removed = 0;
     bool gc_ran = false;
 
-    if (!parse(octx, entries, "prune", &argc, &argv))
+    int rc;
+
+    if (!parse(octx, entries, "prune", true, &argc, &argv))
         return 2;
-    if (argc != 1 || last < 0 || daily < 0 || weekly < 0 || monthly < 0) {
-        vs_print_error("prune: takes only options, each --keep-* a count of 0 or more "
-                       "(see virtsnap prune --help)");
-        return 2;
+    {
+        const VsIntOption ints[] = {      /* as parsed */
+            { "--keep-last", last, 0, VS_NO_MAX }, { "--keep-daily", daily, 0, VS_NO_MAX },
+            { "--keep-weekly", weekly, 0, VS_NO_MAX }, { "--keep-monthly", monthly, 0, VS_NO_MAX },
+        };
+        if (!vs_check_int_options("prune", ints, G_N_ELEMENTS(ints), &err)) {
+            vs_print_error("%s", err->message);
+            return 2;
+        }
     }
     policy = (VsPrunePolicy){ (unsigned)last, (unsigned)daily, (unsigned)weekly, (unsigned)monthly };
-    if (!(r = open_repo("prune", repo_arg(repo), !dry_run)))
-        return 1;
+    if ((rc = open_repo("prune", repo_arg(repo), !dry_run, &r)))
+        return rc;
     if (!(plan = vs_repo_prune_plan(r, &policy, &err))) {
         vs_print_error("%s%s", g_str_has_prefix(err->message, "prune: ") ? "" : "prune: ", err->message);
         return err->code == VS_ERROR_INVALID_ARG ? 2 : 1;

@@ -23,15 +23,18 @@ add_bool(JsonBuilder *b, const char *key, bool value)
     json_builder_add_boolean_value(b, value);
 }
 
+/* The result as JSON; R NULL: no domains, for a restore refused as a whole,
+ * ERROR saying why. */
 static char *
-result_json(const VsRestoreResult *r)
+result_json(const VsRestoreResult *r, const char *error)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
 
     json_builder_begin_object(b);
+    add_string(b, "error", error);
     json_builder_set_member_name(b, "domains");
     json_builder_begin_array(b);
-    for (guint i = 0; i < r->domains->len; i++) {
+    for (guint i = 0; r && i < r->domains->len; i++) {
         const VsRestoreDomainResult *d = r->domains->pdata[i];
 
         json_builder_begin_object(b);
@@ -160,13 +163,13 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     int parallel = 2, shutdown_timeout = 60, agent_timeout = 5, lock_wait = 0;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory (default $VIRTSNAP_REPO)", "DIR" },
-        { "backup", 'b', 0, G_OPTION_ARG_STRING, &backup, "backup id, unique prefix or 'latest' (default: the newest that holds each domain)", "ID" },
-        { "list", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &lists, "domains to restore, comma-separated", "VM1,VM2" },
-        { "as", 0, 0, G_OPTION_ARG_STRING, &as, "restore as a new domain NAME beside the original", "NAME" },
+        { "backup", 'b', 0, G_OPTION_ARG_FILENAME, &backup, "backup id or unique prefix (default, or 'latest': the newest backup that holds each domain)", "ID" },
+        { "list", 'l', 0, G_OPTION_ARG_FILENAME_ARRAY, &lists, "domains to restore, comma-separated", "VM1,VM2" },
+        { "as", 0, 0, G_OPTION_ARG_FILENAME, &as, "restore as a new domain NAME beside the original", "NAME" },
         { "target-dir", 't', 0, G_OPTION_ARG_FILENAME, &target_dir, "write the disks into DIR as NAME-TARGET.FMT", "DIR" },
-        { "pool", 'p', 0, G_OPTION_ARG_STRING, &pool, "write the disks into volumes of a dir/fs/netfs pool", "POOL" },
-        { "disks", 'd', 0, G_OPTION_ARG_STRING_ARRAY, &disk_lists, "restore only these disks (targets, comma-separated)", "vda,vdb" },
-        { "format", 'f', 0, G_OPTION_ARG_STRING, &format, "raw or qcow2 (default: each disk's own)", "FMT" },
+        { "pool", 'p', 0, G_OPTION_ARG_FILENAME, &pool, "write the disks into volumes of a dir/fs/netfs pool", "POOL" },
+        { "disks", 'd', 0, G_OPTION_ARG_FILENAME_ARRAY, &disk_lists, "restore only these disks (targets, comma-separated)", "vda,vdb" },
+        { "format", 'f', 0, G_OPTION_ARG_FILENAME, &format, "raw or qcow2 (default: each disk's own)", "FMT" },
         { "define", 0, 0, G_OPTION_ARG_NONE, &define, "define the restored domain in libvirt", NULL },
         { "start", 0, 0, G_OPTION_ARG_NONE, &start, "start it (implies --define)", NULL },
         { "force", 0, 0, G_OPTION_ARG_NONE, &force, "stop a running domain, replace an existing name or file", NULL },
@@ -175,11 +178,11 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         { "instant", 0, 0, G_OPTION_ARG_NONE, &instant, "start the domain at once on the backup served over NBD, copy its disks into place while it runs (implies --start)", NULL },
         { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "temporary images and definitions (default /var/lib/virtsnap)", "DIR" },
         { "lock-wait", 0, 0, G_OPTION_ARG_INT, &lock_wait, "wait up to SECS for a domain another run is "
-          "working on (default 0: fail at once)", "SECS" },
-        { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks written at once (default 2)", "N" },
-        { "shutdown-timeout", 0, 0, G_OPTION_ARG_INT, &shutdown_timeout, "--force: seconds to wait for a graceful shutdown (default 60)", "SECS" },
-        { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &agent_timeout, "bound on each guest-agent call, seconds (default 5)", "SECS" },
-        { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the result as JSON", NULL },
+          "working on (default 0: fail at once; at most 86400)", "SECS" },
+        { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks written at once (default 2, 1 to 64)", "N" },
+        { "shutdown-timeout", 0, 0, G_OPTION_ARG_INT, &shutdown_timeout, "--force: seconds to wait for a graceful shutdown (default 60, at most 86400)", "SECS" },
+        { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &agent_timeout, "bound on each guest-agent call, seconds (default 5, 1 to 300)", "SECS" },
+        { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the result as JSON (on a failure too: its \"error\")", NULL },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx =
@@ -194,8 +197,9 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
 
     g_option_context_add_main_entries(octx, entries, NULL);
     if (!g_option_context_parse(octx, &argc, &argv, &err)) {
-        vs_print_error("restore: %s (see virtsnap restore --help)", err->message);
-        return 2;
+        g_autofree char *msg = g_strdup_printf("restore: %s (see virtsnap restore --help)", err->message);
+        json = json || vs_argv_has(argc, argv, "--json");
+        return vs_fail_with(2, msg, json ? result_json(NULL, msg) : NULL);
     }
     for (int i = 1; i < argc; i++)
         g_ptr_array_add(names, g_strdup(argv[i]));
@@ -207,15 +211,6 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     g_strfreev(disk_lists);
     g_ptr_array_add(names, NULL);
     g_ptr_array_add(disks, NULL);
-    if (names->len == 1) {
-        vs_print_error("restore: name the domains to restore (DOMAIN... or --list VM1,VM2)");
-        return 2;
-    }
-    if (parallel < 1 || shutdown_timeout < 0 || agent_timeout < 1 || lock_wait < 0) {
-        vs_print_error("restore: --parallel and --agent-timeout must be at least 1, "
-                       "--shutdown-timeout and --lock-wait at least 0");
-        return 2;
-    }
 
     vs_restore_options_init(&opts);
     opts.repo_path = repo ? repo : g_getenv("VIRTSNAP_REPO");
@@ -236,21 +231,30 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     opts.agent_timeout = agent_timeout;
     opts.instant = instant;
     opts.verify_hash = verify_hash;
+    {
+        const VsIntOption ints[] = {      /* as parsed */
+            { "--parallel", parallel, 1, 64 },
+            { "--shutdown-timeout", shutdown_timeout, 0, 86400 },
+            { "--agent-timeout", agent_timeout, 1, 300 },
+            { "--lock-wait", lock_wait, 0, 86400 },
+        };
+        if (!vs_check_int_options("restore", ints, G_N_ELEMENTS(ints), &err) ||
+            !vs_restore_check_options((const char *const *)names->pdata, &opts, &err))
+            return vs_fail_with(2, err->message, json ? result_json(NULL, err->message) : NULL);
+    }
     if (!g->quiet)
         opts.progress = print_progress;
 
     if (!(conn = vs_conn_open(g->uri, &err))) {
-        vs_print_error("restore: %s", err->message);
-        return 1;
+        g_autofree char *msg = g_strdup_printf("restore: %s", err->message);
+        return vs_fail_with(1, msg, json ? result_json(NULL, msg) : NULL);
     }
     res = vs_restore_run(conn, (const char *const *)names->pdata, &opts, &err);
     vs_conn_close(conn);
-    if (!res) {
-        vs_print_error("%s", err->message);
-        return 1;
-    }
+    if (!res)
+        return vs_fail_with(1, err->message, json ? result_json(NULL, err->message) : NULL);
     if (json) {
-        g_autofree char *text = result_json(res);
+        g_autofree char *text = result_json(res, NULL);
         fputs(text, stdout);
     } else if (!g->quiet) {
         print_summary(res);

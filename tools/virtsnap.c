@@ -63,6 +63,48 @@ repo_notice(VsRepoNotice kind, const char *repo, const char *message)
             message, q);
 }
 
+bool
+vs_check_int_options(const char *cmd, const VsIntOption *opts, size_t n, GError **error)
+{
+    g_autoptr(GString) msg = g_string_new(NULL);
+
+    for (size_t i = 0; i < n; i++) {
+        const VsIntOption *o = &opts[i];
+
+        if (o->value >= o->min && o->value <= o->max)
+            continue;
+        g_string_append_printf(msg, "%s%s %" G_GINT64_FORMAT ": give %" G_GINT64_FORMAT,
+                               msg->len ? "; " : "", o->name, o->value, o->min);
+        if (o->max == VS_NO_MAX)
+            g_string_append(msg, " or more");
+        else
+            g_string_append_printf(msg, " to %" G_GINT64_FORMAT, o->max);
+    }
+    if (msg->len == 0)
+        return true;
+    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "%s: %s", cmd, msg->str);
+    return false;
+}
+
+int
+vs_fail_with(int status, const char *message, char *json)
+{
+    vs_print_error("%s", message);
+    if (json)
+        fputs(json, stdout);
+    g_free(json);
+    return status;
+}
+
+bool
+vs_argv_has(int argc, char **argv, const char *option)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], option) == 0)
+            return true;
+    return false;
+}
+
 static void
 usage(FILE *out)
 {

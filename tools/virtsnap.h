@@ -32,6 +32,29 @@ int vs_cmd_umount(const VsGlobal *g, int argc, char **argv);
 /* Prints "virtsnap: MESSAGE" to stderr. */
 void vs_print_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 
+/* A numeric option as given, and the values it may take (max VS_NO_MAX: no
+ * upper bound). */
+#define VS_NO_MAX G_MAXINT64
+typedef struct {
+    const char *name;      /* "--parallel" */
+    gint64 value;
+    gint64 min, max;
+} VsIntOption;
+
+/* Checks N numeric options: each one out of its range is named in *ERROR with
+ * the values it may take ("CMD: --parallel 0: give 1 to 64; --copy-nice ...").
+ * False when any is: a usage error (exit 2). */
+bool vs_check_int_options(const char *cmd, const VsIntOption *opts, size_t n, GError **error);
+
+/* A command's failure before it has a result: MESSAGE on stderr and JSON (the
+ * command's result shape with MESSAGE as its "error", for --json; NULL: none)
+ * on stdout, freed. Returns STATUS. */
+int vs_fail_with(int status, const char *message, char *json);
+
+/* Whether ARGV (up to a "--") holds OPTION: for a --json that must shape the
+ * output even when the option parser failed before it got there. */
+bool vs_argv_has(int argc, char **argv, const char *option);
+
 /* JSON text (pretty or compact) with a final newline (discover-format.c). */
 char *vs_json_node_text(JsonNode *root, bool pretty);
 char *vs_json_builder_text(JsonBuilder *b, bool pretty);

@@ -16,6 +16,7 @@ bool
 vs_domain_name_check(const char *name, GError **error)
 {
     const char *why = NULL;
+    g_autofree char *bad = NULL, *shown = NULL;
 
     if (!name || !*name)
         why = "it is empty";
@@ -28,13 +29,23 @@ vs_domain_name_check(const char *name, GError **error)
     else if (name[0] == '.' || name[0] == '-')
         why = "it starts with '.' or '-'";
     for (const char *p = name; !why && *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("._+-", *p))
-            why = "only letters, digits, '.', '_', '+' and '-' may be used";
+        if (!g_ascii_isalnum(*p) && !strchr("._+-", *p)) {
+            /* Name the character as the user typed it: a whole UTF-8 sequence. */
+            const char *end = g_utf8_validate(p, -1, NULL) ? g_utf8_next_char(p) : p + 1;
+            g_autofree char *c = g_strndup(p, (gsize)(end - p));
+            g_autofree char *c_shown = g_utf8_validate(c, -1, NULL) ? g_strdup(c) : g_strescape(c, NULL);
+            bad = g_strdup_printf("it contains '%s': only ASCII letters, digits, '.', '_', '+' and "
+                                  "'-' may be used", c_shown);
+            why = bad;
+        }
     }
     if (why) {
+        /* A name that is not UTF-8 is shown with its bytes escaped. */
+        shown = !name ? g_strdup("") : g_utf8_validate(name, -1, NULL) ? g_strdup(name)
+                                                                         : g_strescape(name, NULL);
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                     "'%s' cannot be a domain name: %s (it also names the disk files: "
-                    "NAME-vda.qcow2)", name ? name : "", why);
+                    "NAME-vda.qcow2)", shown, why);
         return false;
     }
     return true;

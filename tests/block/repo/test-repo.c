@@ -153,14 +153,15 @@ test_open_errors(void)
         r = vs_repo_open(other, create, true, 0, &err);
         g_assert_null(r);
         g_assert_error(err, VS_ERROR, VS_ERROR_INVALID_ARG);
-        expect = g_strdup_printf("repo: %s is not a virtsnap repository (no virtsnap-repo.json)", other);
-        g_assert_cmpstr(err->message, ==, expect);
+        expect = g_strdup_printf("repo: %s is not a virtsnap repository (no virtsnap-repo.json) and "
+                                 "holds other files: ", other);
+        g_assert_true(g_str_has_prefix(err->message, expect));
         g_clear_pointer(&expect, g_free);
         g_clear_error(&err);
     }
     g_assert_cmpuint(tu_count_files(other), ==, 1);
 
-    /* empty, without create: not found (the CLI suggests --init) */
+    /* empty, without create: not found; the problem, then the command that makes one */
     {
         g_autofree char *empty = g_build_filename(top, "empty", NULL);
 
@@ -168,6 +169,10 @@ test_open_errors(void)
         r = vs_repo_open(empty, false, false, 0, &err);
         g_assert_null(r);
         g_assert_error(err, VS_ERROR, VS_ERROR_NOT_FOUND);
+        expect = g_strdup_printf("repo: %s is not a virtsnap repository (it is empty); create one "
+                                 "with virtsnap init --repo %s", empty, empty);
+        g_assert_cmpstr(err->message, ==, expect);
+        g_clear_pointer(&expect, g_free);
         g_clear_error(&err);
     }
 
