@@ -228,7 +228,7 @@ vs_journal_read(const char *path, bool try_lock, int *lock_fd, GError **error)
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
             close(fd);
             g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
-                        "journal: %s belongs to a backup still in progress", path);
+                        "journal: %s belongs to a run still in progress", path);
             return NULL;
         }
     }

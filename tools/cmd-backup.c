@@ -335,6 +335,10 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         g_hash_table_unref(bar.pct);
         return 1;
     }
+    /* A signal from here on stops the backup at its next safe point: the
+     * guests are thawed and put back on their disks, jobs aborted, and no
+     * backup is written (driver/backup.c). */
+    vs_interrupt_install();
     res = vs_backup_run(conn, (const char *const *)(argv + 1), all, &opts, &err);
     vs_conn_close(conn);
     if (bar.tty && g_hash_table_size(bar.pct) > 0)
@@ -342,7 +346,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     g_hash_table_unref(bar.pct);
     if (!res) {
         vs_print_error("%s", err->message);
-        return 1;
+        return vs_interrupted() ? vs_interrupt_exit_status(vs_interrupted()) : 1;
     }
     if (json) {
         g_autofree char *text = result_json(res);
@@ -359,6 +363,8 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     }
     if (!res->id)
         rc = 1;
+    if (rc && vs_interrupted())
+        rc = vs_interrupt_exit_status(vs_interrupted());
     return rc;
 }
 

@@ -6,6 +6,8 @@
 #include "virtsnap.h"
 #include "vs-repo.h"
 #include "vs-source.h"
+#include "vs-restore.h"
+#include "vs-interrupt.h"
 
 #include <json-glib/json-glib.h>
 #include <stdio.h>
@@ -274,9 +276,10 @@ export_over(const VsGlobal *g, VsRepo *r, char **argv, const char *format, const
 int
 vs_cmd_export(const VsGlobal *g, int argc, char **argv)
 {
-    char *repo = NULL, *format = NULL, *auth_file = NULL;
+    char *repo = NULL, *format = NULL, *auth_file = NULL, *state_dir = NULL;
     gboolean verify_hash = FALSE;
     VsExportControl ctl = { 0 };
+    int sig;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
         { "format", 'f', 0, G_OPTION_ARG_STRING, &format, "raw or qcow2 (default: as backed up)", "FMT" },
@@ -284,6 +287,8 @@ vs_cmd_export(const VsGlobal *g, int argc, char **argv)
           "written (default: its zstd checksum and size are checked)", NULL },
         { "iscsi-auth", 0, 0, G_OPTION_ARG_FILENAME, &auth_file, "CHAP credentials for an iscsi:// OUT: "
           "a root-only file of user= and password= lines", "FILE" },
+        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "where the journal that names the temp "
+          "image lives, for recover (default /var/lib/virtsnap)", "DIR" },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("BACKUP DOMAIN DISK OUT - write a disk out of a backup "
@@ -307,11 +312,14 @@ vs_cmd_export(const VsGlobal *g, int argc, char **argv)
     ctl.verify_hash = verify_hash;
     if (g_str_has_prefix(argv[4], "nfs://") || g_str_has_prefix(argv[4], "iscsi://"))
         return export_over(g, r, argv, format, auth_file);
+    /* Into a file: a signal stops it at the next chunk, its temp image removed
+     * (written over in place, above, it is killed as before: nothing to remove). */
+    vs_interrupt_install();
     if (!(m = vs_repo_load_manifest(r, argv[1], &err)) ||
-        !vs_repo_export_disk_ctl(r, m, argv[2], argv[3], argv[4], format, &ctl, &err)) {
+        !vs_export_file(r, m, argv[2], argv[3], argv[4], format, state_dir, &ctl, &err)) {
         vs_verify_problem_free(ctl.bad_chunk);
         vs_print_error("export: %s", err->message);
-        return 1;
+        return (sig = vs_interrupted()) ? vs_interrupt_exit_status(sig) : 1;
     }
     if (!g->quiet)
         printf("exported %s %s/%s to %s\n", m->id, argv[2], argv[3], argv[4]);

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "virtsnap.h"
 #include "vs-restore.h"
+#include "vs-interrupt.h"
 
 #include <json-glib/json-glib.h>
 #include <stdio.h>
@@ -243,11 +244,14 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         vs_print_error("restore: %s", err->message);
         return 1;
     }
+    /* A signal from here on stops the restore at its next safe point, which
+     * removes what it wrote and leaves each domain as it was (driver/restore.c). */
+    vs_interrupt_install();
     res = vs_restore_run(conn, (const char *const *)names->pdata, &opts, &err);
     vs_conn_close(conn);
     if (!res) {
         vs_print_error("%s", err->message);
-        return 1;
+        return vs_interrupted() ? vs_interrupt_exit_status(vs_interrupted()) : 1;
     }
     if (json) {
         g_autofree char *text = result_json(res);
@@ -262,5 +266,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
             rc = 1;
         }
     }
+    if (rc && vs_interrupted())
+        rc = vs_interrupt_exit_status(vs_interrupted());
     return rc;
 }
