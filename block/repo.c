@@ -14,6 +14,7 @@
  * other. */
 #include "config.h"
 #include "repo-internal.h"
+#include "vs-temp.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -266,7 +267,8 @@ write_temp_iov(const char *dir, const char *kind, struct iovec *iov, int niov, b
     int fd, err;
 
     repo_random_hex(rnd, 16);
-    name = g_strdup_printf("%s/%s-%d-%s.tmp", dir, kind, (int)getpid(), rnd);
+    /* KIND-PID-RANDOM@HOST.tmp: gc removes one whose maker is gone (vs-temp.h). */
+    name = g_strdup_printf("%s/%s-%d-%s@%s.tmp", dir, kind, (int)getpid(), rnd, vs_temp_host());
     fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0)
         return errno;
