@@ -19,6 +19,9 @@ D=vst-int-$$
 REPO=$W/repo
 STATE=$W/state
 BIN=${VIRTSNAP:-$VS_BUILD_ROOT/tools/virtsnap}
+export VIRTSNAP_RUN_DIR=$W/run
+# registered first, so it runs last: after the domains are gone
+vs_on_exit "$BIN" umount --all --force
 
 # Job control: a background job of a script starts with SIGINT ignored otherwise (and
 # virtsnap keeps a signal ignored that it was started with, as nohup asks).
@@ -109,6 +112,17 @@ interrupt TERM restore-written as-term restore --repo "$REPO" --state-dir "$STAT
 vs_assert_eq "$rc" 143 "restore --as: exit status after SIGTERM once written"
 vs_assert_eq "$(ls -A "$W/t" | wc -l)" 0 "restore --as: nothing left in the target directory (written)"
 virsh domstate "$D-as" >/dev/null 2>&1 && vs_fail "restore --as: a domain was defined although interrupted"
+# --instant, once its exports run and the overlays exist, before any guest starts.
+if command -v nbdkit >/dev/null; then
+  interrupt INT restore-written instant-int restore --repo "$REPO" --state-dir "$STATE" --instant --as "$D-as" --target-dir "$W/t" "$D"
+  vs_assert_eq "$rc" 130 "restore --instant: exit status after SIGINT"
+  vs_assert_eq "$(ls -A "$W/t" | wc -l)" 0 "restore --instant: no overlay or image left"
+  vs_assert_eq "$("$BIN" mount --list --json | jq length)" 0 "restore --instant: its exports were stopped"
+  vs_assert_eq "$(pgrep -fc "nbdkit.*log=$VIRTSNAP_RUN_DIR/" || true)" 0 "restore --instant: no nbdkit left"
+  virsh domstate "$D-as" >/dev/null 2>&1 && vs_fail "restore --instant: a domain was defined although interrupted"
+else
+  vs_log "nbdkit not installed: --instant not interrupted"
+fi
 cat > "$W/pool.xml" <<EOF
 <pool type='dir'><name>vst-int-$$</name><target><path>$W/pool</path></target></pool>
 EOF
