@@ -23,6 +23,7 @@
  * buffers afterwards. */
 #include "config.h"
 #include "source-internal.h"
+#include "vs-interrupt.h"
 
 #include <string.h>
 
@@ -395,6 +396,13 @@ run(Engine *eng, const VsCopyOptions *opts, GArray *chunks,
         report_progress(eng, opts, &last_progress);
         if (g_atomic_int_get(&eng->failed))
             return false;
+        /* An interrupt ends the copy here, between chunks; the caller's
+         * cleanup (commit, abort) is not a copy and runs to its end. */
+        if (vs_interrupted()) {
+            engine_fail(eng, g_error_new(VS_ERROR, VS_ERROR_INTERRUPTED, "copy: %s: interrupted by %s",
+                                         eng->src->description, vs_signal_name(vs_interrupted())));
+            return false;
+        }
         if (planned_all) {
             if (eng->retired == eng->issued)
                 return true;

@@ -24,6 +24,8 @@
 #include "config.h"
 #include "repo-internal.h"
 #include "qcow2-writer.h"
+#include "vs-interrupt.h"
+#include "vs-temp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -114,7 +116,9 @@ typedef struct {
 static bool
 pipe_stopped(Pipe *p)
 {
-    return p->stop || (p->cancel && g_atomic_int_get(p->cancel));
+    /* An interrupt is one more cancel: the writer's wait below looks at it
+     * at least every 100 ms. */
+    return p->stop || (p->cancel && g_atomic_int_get(p->cancel)) || vs_interrupted();
 }
 
 /* Under p->lock: the next chunk for a worker whose counter is *NEXT, waiting
@@ -431,7 +435,11 @@ write_chunks(ExportJob *job, Sink *sink, GError **error)
             }
         }
         if (ok && !(s->ready && s->index == i)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "export: %s: cancelled", out);
+            if (vs_interrupted())
+                g_set_error(error, VS_ERROR, VS_ERROR_INTERRUPTED, "export: %s: interrupted by %s", out,
+                            vs_signal_name(vs_interrupted()));
+            else
+                g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "export: %s: cancelled", out);
             ok = false;
         }
         g_mutex_unlock(&p.lock);
@@ -445,6 +453,9 @@ write_chunks(ExportJob *job, Sink *sink, GError **error)
         p.written = i + 1;
         pipe_release_locked(&p);
         g_mutex_unlock(&p.lock);
+        /* Tests: a moment when the temp image exists, partly written. */
+        if (i == 0)
+            vs_fault_point("export-writing");
     }
     /* The last replies; writer_poll also reports a failed write when nothing
      * was left in flight. */
@@ -615,11 +626,11 @@ vs_repo_export_disk_ctl(VsRepo *repo, const VsManifest *m, const char *domain, c
 {
     const VsManifestDomain *d = vs_manifest_find_domain(m, domain);
     const VsManifestDisk *k = d ? vs_manifest_find_disk(d, disk) : NULL;
-    g_autofree char *abs = NULL, *dir = NULL, *base = NULL, *tmp = NULL, *tmp_base = NULL;
+    g_autofree char *abs = NULL, *dir = NULL, *base = NULL, *tmp = NULL, *tmp_dir = NULL, *tmp_base = NULL;
     const char *fmt;
-    char rnd[13];
+    bool keep = ctl && ctl->tmp && ctl->keep_tmp;
     struct stat st;
-    int fd, dir_fd = -1, err;
+    int fd, dir_fd = -1, tmp_fd = -1, err;
     bool ok;
 
     if (!d) {
@@ -643,27 +654,37 @@ vs_repo_export_disk_ctl(VsRepo *repo, const VsManifest *m, const char *domain, c
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "export: no output file given");
         return false;
     }
-    if (lstat(out, &st) == 0 || errno != ENOENT) {
+    if (!keep && (lstat(out, &st) == 0 || errno != ENOENT)) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "export: %s exists: remove it or choose another name",
                     out);
         return false;
     }
+    if (!vs_interrupt_check("export", error))
+        return false;
 
     /* An absolute temp name: QEMU takes "a:b" for protocol a, but never when
-     * the name starts with a slash. */
+     * the name starts with a slash. Its name says whose it is (vs-temp.h),
+     * for recover and for whoever finds it after a kill -9. */
     abs = g_canonicalize_filename(out, NULL);
     dir = g_path_get_dirname(abs);
     base = g_path_get_basename(abs);
-    repo_random_hex(rnd, 12);
-    tmp_base = g_strdup_printf(".%s.virtsnap-%s.tmp", base, rnd);
-    tmp = g_strdup_printf("%s/%s", dir, tmp_base);
-    /* Everything in OUT's directory is reached from it by descriptor, a new
-     * name claimed exclusively (0600: it is a whole guest disk) and never
-     * through a symlink; qemu-img create then reuses the file and its mode. */
+    if (ctl && ctl->tmp)
+        tmp = g_path_is_absolute(ctl->tmp) ? g_strdup(ctl->tmp) : g_canonicalize_filename(ctl->tmp, NULL);
+    else
+        tmp = vs_temp_path(dir, base);
+    tmp_dir = g_path_get_dirname(tmp);
+    tmp_base = g_path_get_basename(tmp);
+    /* Everything in OUT's directory (and the temp's, the same unless the
+     * caller chose it) is reached from it by descriptor, a new name claimed
+     * exclusively (0600: it is a whole guest disk) and never through a
+     * symlink; qemu-img create then reuses the file and its mode. */
     if ((dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-        (fd = openat(dir_fd, tmp_base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
+        (tmp_fd = open(tmp_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        (fd = openat(tmp_fd, tmp_base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
         err = errno;
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "export: creating %s: %s", tmp, g_strerror(err));
+        if (tmp_fd >= 0)
+            close(tmp_fd);
         if (dir_fd >= 0)
             close(dir_fd);
         return false;
@@ -678,8 +699,8 @@ vs_repo_export_disk_ctl(VsRepo *repo, const VsManifest *m, const char *domain, c
             ok = export_file(&job, strcmp(fmt, "qcow2") == 0, error);
     }
     close(fd);
-    if (ok) {
-        err = repo_renameat_noreplace(dir_fd, tmp_base, dir_fd, base);
+    if (ok && !keep) {
+        err = repo_renameat_noreplace(tmp_fd, tmp_base, dir_fd, base);
         if (err == EEXIST) {
             g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                         "export: %s exists: remove it or choose another name", out);
@@ -690,7 +711,8 @@ vs_repo_export_disk_ctl(VsRepo *repo, const VsManifest *m, const char *domain, c
         }
     }
     if (!ok)
-        unlinkat(dir_fd, tmp_base, 0);
+        unlinkat(tmp_fd, tmp_base, 0);
+    close(tmp_fd);
     close(dir_fd);
     return ok;
 }

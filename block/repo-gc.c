@@ -7,13 +7,16 @@
  * while gc runs (writers hold it shared from their first chunk to their commit);
  * it deletes nothing if any manifest cannot be read, since it could not know
  * what that manifest needs; and it touches only files whose names are chunk
- * names in the right fan-out directory, and temp files older than an hour. */
+ * names in the right fan-out directory, and temp files older than an hour or
+ * whose maker, a process of this host, is gone. */
 #include "config.h"
 #include "repo-internal.h"
+#include "vs-temp.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -111,6 +114,25 @@ sweep_dir(VsRepo *repo, unsigned idx, const RepoDigestSet *refs, uint64_t *remov
     return err == 0;
 }
 
+/* A repository temp file (KIND-PID-RANDOM@HOST.tmp, repo.c) whose maker, a
+ * process of this host, is gone: nothing will ever finish it. */
+static bool
+tmp_maker_gone(const char *name)
+{
+    const char *dash = strchr(name, '-'), *at = strrchr(name, '@');
+    g_autofree char *host = NULL;
+    char *end;
+    long pid;
+
+    if (!dash || !at || at < dash || !g_str_has_suffix(at, ".tmp"))
+        return false;
+    pid = strtol(dash + 1, &end, 10);
+    if (end == dash + 1 || *end != '-' || pid <= 0 || pid > G_MAXINT)
+        return false;
+    host = g_strndup(at + 1, strlen(at + 1) - strlen(".tmp"));
+    return vs_temp_maker_gone((int)pid, host);
+}
+
 static bool
 sweep_tmp(VsRepo *repo, GError **error)
 {
@@ -128,8 +150,10 @@ sweep_tmp(VsRepo *repo, GError **error)
     while ((de = readdir(d))) {
         struct stat st;
 
+        /* An hour old, or its maker gone: gc holds the lock exclusively, but a
+         * backup of another host (a shared repository) may not see that lock. */
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
-            st.st_mtime >= cutoff)
+            (st.st_mtime >= cutoff && !tmp_maker_gone(de->d_name)))
             continue;
         if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
             err = errno;

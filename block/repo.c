@@ -14,6 +14,7 @@
  * other. */
 #include "config.h"
 #include "repo-internal.h"
+#include "vs-temp.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -272,9 +273,10 @@ write_temp_iov(const RepoPerms *perms, const char *dir, const char *kind, struct
     int fd, err;
 
     repo_random_hex(rnd, 16);
-    name = g_strdup_printf("%s/%s-%d-%s.tmp", dir, kind, (int)getpid(), rnd);
-    /* The mode before the first byte: rename keeps it, and a chunk is never
+    /* KIND-PID-RANDOM@HOST.tmp: gc removes one whose maker is gone (vs-temp.h).
+     * The mode before the first byte: rename keeps it, and a chunk is never
      * readable by more than the repository's owner (and group). */
+    name = g_strdup_printf("%s/%s-%d-%s@%s.tmp", dir, kind, (int)getpid(), rnd, vs_temp_host());
     fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return errno;

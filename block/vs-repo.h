@@ -289,7 +289,8 @@ void vs_verify_problem_free(VsVerifyProblem *p);
  * written. OUT must not exist (it is written to a temp name in OUT's directory,
  * mode 0600, and renamed at the end). qcow2 is a standalone v3 image with 64 KiB
  * clusters, built in-process (VIRTSNAP_QCOW2_WRITER=qemu-nbd: through qemu-img
- * and qemu-nbd instead). */
+ * and qemu-nbd instead). An interrupt (vs-interrupt.h) stops it at the next
+ * chunk (VS_ERROR_INTERRUPTED), the temp file removed. */
 bool vs_repo_export_disk(VsRepo *repo, const VsManifest *m, const char *domain,
                          const char *disk, const char *out, const char *format,
                          GError **error);
@@ -307,6 +308,14 @@ typedef struct {
      * each chunk is checked by its zstd frame's XXH64 content checksum and its
      * size, which finds any damage to a chunk file at a fraction of the CPU. */
     bool verify_hash;
+    /* In: the temp name the image is built under, chosen (vs_temp_path) and
+     * journaled by the caller so that `virtsnap recover` finds it after a kill
+     * -9; it must not exist. NULL: a vs_temp_path name beside OUT. */
+    const char *tmp;
+    /* In, with TMP: the finished image stays at TMP for the caller to install
+     * (restore renames it over a disk that exists); OUT is only named in
+     * errors, and may exist. */
+    bool keep_tmp;
 } VsExportControl;
 
 /* vs_repo_export_disk with CTL (may be NULL). Every chunk is checked as it is
@@ -317,7 +326,8 @@ bool vs_repo_export_disk_ctl(VsRepo *repo, const VsManifest *m, const char *doma
                              const char *disk, const char *out, const char *format,
                              VsExportControl *ctl, GError **error);
 
-/* Deletes chunks no manifest references and temp files older than an hour;
+/* Deletes chunks no manifest references and temp files older than an hour or
+ * whose maker (a process of this host, as their names say) is gone;
  * takes the repository lock exclusively (fails with VS_ERROR_BUSY if a backup holds it shared).
  * Deletes nothing when any manifest cannot be read. */
 bool vs_repo_gc(VsRepo *repo, uint64_t *chunks_removed, uint64_t *bytes_freed, GError **error);

@@ -1612,6 +1612,14 @@ freeze_phase(Run *run, GError **error)
     VsGuardian *guardian = NULL;
     int64_t first = -1, last = -1;
 
+    /* Interrupted while the domains were prepared: nothing is frozen or
+     * snapshotted, and nothing will be. */
+    if (!vs_interrupt_check("backup", error)) {
+        if (run->guardian)
+            vs_guardian_stop(g_steal_pointer(&run->guardian), true);
+        return -2;
+    }
+
     for (guint i = 0; i < run->doms->len; i++) {
         DomJob *j = run->doms->pdata[i];
         if (j->error || !j->active || !(j->begin || any_overlay(j)))
@@ -2715,7 +2723,14 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
         g_thread_join(warm);
     if (manifest->domains->len > 0) {
         vs_fault_point("before-manifest");
-        committed = vs_repo_commit_manifest(repo, manifest, &err);
+        /* Interrupted: the guests are back on their disks by now, and no
+         * backup is written; its chunks go at the next gc. */
+        g_clear_error(&err);
+        if (vs_interrupted())
+            g_set_error(&err, VS_ERROR, VS_ERROR_INTERRUPTED, "backup: interrupted by %s: no backup "
+                        "was written", vs_signal_name(vs_interrupted()));
+        else
+            committed = vs_repo_commit_manifest(repo, manifest, &err);
     }
     if (job_waiter && !g_thread_join(job_waiter))
         all_clean = false;

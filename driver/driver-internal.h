@@ -35,6 +35,14 @@ void vs_journal_finish(VsJournal *j);
 void vs_journal_close(VsJournal *j);
 const char *vs_journal_path(const VsJournal *j);
 
+/* Journaled temp files of export and restore (tempfile.c): a journal of its
+ * own for a run of KIND ("export", "restore"); the name of a temp file in DIR
+ * for BASE, journaled before it is created (create it O_EXCL); and the record
+ * that it is a temp file no more (renamed into place, or kept on purpose). */
+VsJournal *vs_temp_journal_create(const char *state_dir, const char *kind, GError **error);
+char *vs_temp_claim(VsJournal *j, const char *dir, const char *base, GError **error);
+void vs_temp_done(VsJournal *j, const char *path);
+
 /* Journal files in STATE/journal, sorted. */
 char **vs_journal_list(const char *state_dir);
 /* Reads the records (JsonObject*, owned by the array); a torn last line is

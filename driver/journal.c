@@ -3,8 +3,10 @@
  * STATE/journal/<id>.jsonl and fsyncs it before doing it, so that after a crash,
  * a kill -9 or a power cut `virtsnap recover` knows exactly which guests may be
  * frozen and which overlays are virtsnap's to commit back; it never touches an
- * overlay it did not create. The writer's exclusive flock on its journal tells a
- * live run from a dead one, and per-domain locks keep two runs off one domain:
+ * overlay it did not create. Export and restore journal the temp images they
+ * build (tempfile.c), for recover to remove after a kill -9. The writer's
+ * exclusive flock on its journal tells a live run from a dead one, and
+ * per-domain locks keep two runs off one domain:
  * host-wide ones in /run/lock/virtsnap, whatever the state directory, each file
  * naming its holder for whoever has to wait. */
 #include "config.h"
@@ -228,7 +230,7 @@ vs_journal_read(const char *path, bool try_lock, int *lock_fd, GError **error)
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
             close(fd);
             g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
-                        "journal: %s belongs to a backup still in progress", path);
+                        "journal: %s belongs to a run still in progress", path);
             return NULL;
         }
     }

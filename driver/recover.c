@@ -10,12 +10,16 @@
  * left running is aborted, its scratch files and socket directory removed, and
  * its checkpoint deleted unless the run's manifest was written after all.
  * Nothing is removed on a failed call: only what libvirt, on a live
- * connection (reopened when libvirtd restarted), says no domain uses. */
+ * connection (reopened when libvirtd restarted), says no domain uses. The
+ * journals of export and restore (tempfile.c) name their temp images: those a
+ * killed run left are removed, if their name is one of ours and no domain
+ * uses them. */
 #include "config.h"
 #include "driver-internal.h"
 #include "vs-restore.h"
 #include "vs-block.h"
 #include "vs-xml.h"
+#include "vs-temp.h"
 
 #include <libvirt/virterror.h>
 
@@ -25,6 +29,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *
@@ -407,6 +412,73 @@ remove_repo_temp(JsonObject *begin, GPtrArray *actions)
         act(actions, "removed %u temporary file(s) of the interrupted run from %s", n, dir);
 }
 
+/* 1 when some domain's live chain or definition names PATH (*WHO: which), 0
+ * when none does, -1 with *error when libvirt cannot say. */
+static int
+any_domain_uses(virConnectPtr conn, const char *path, char **who, GError **error)
+{
+    virDomainPtr *doms = NULL;
+    int n = virConnectListAllDomains(conn, &doms, 0), r = 0;
+
+    if (n < 0) {
+        vs_set_libvirt_error(error, VS_ERROR_CONNECTION, "recover: listing the domains that may use %s",
+                             path);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        char uuid[VIR_UUID_STRING_BUFLEN];
+
+        if (r == 0 && virDomainGetUUIDString(doms[i], uuid) == 0 &&
+            (r = vs_domain_uses_file(conn, uuid, path, error)) == 1)
+            *who = g_strdup(virDomainGetName(doms[i]));
+        virDomainFree(doms[i]);
+    }
+    free(doms);
+    if (r < 0)
+        vs_error_prefix(error, "recover");
+    return r;
+}
+
+/* A "temp" record of an export or restore that is gone (its journal is no
+ * longer locked): the image it was building. */
+static bool
+recover_temp(virConnectPtr conn, const char *path, GPtrArray *actions, GError **error)
+{
+    g_autofree char *base = path ? g_path_get_basename(path) : NULL;
+    g_autofree char *who = NULL;
+    struct stat st;
+    int used;
+
+    /* A journal names it, but a journal is a file too: only a name of ours. */
+    if (!path || !g_path_is_absolute(path) || !vs_temp_parse(base, NULL, NULL)) {
+        act(actions, "left alone: %s is not the name of a virtsnap temp file", path ? path : "(none)");
+        return true;
+    }
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT)
+            return true;
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "recover: %s: %s", path, g_strerror(errno));
+        return false;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        act(actions, "left alone: %s is not a regular file", path);
+        return true;
+    }
+    if ((used = any_domain_uses(conn, path, &who, error)) < 0)
+        return false;
+    if (used) {
+        act(actions, "left alone: %s, an image an interrupted run was building, is a disk of domain "
+            "'%s' now", path, who);
+        return true;
+    }
+    if (unlink(path) < 0 && errno != ENOENT) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "recover: removing %s: %s", path, g_strerror(errno));
+        return false;
+    }
+    act(actions, "removed %s, the temp image of an interrupted export or restore", path);
+    return true;
+}
+
 static bool
 touches(GPtrArray *records, const char *const *uuids)
 {
@@ -435,6 +507,7 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
         g_autoptr(GHashTable) thawed = g_hash_table_new(g_str_hash, g_str_equal);
         g_autoptr(GHashTable) committed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         g_autoptr(GHashTable) ended = g_hash_table_new(g_str_hash, g_str_equal);
+        g_autoptr(GHashTable) temp_done = g_hash_table_new(g_str_hash, g_str_equal);
         JsonObject *begin = NULL;
         g_autoptr(GError) err = NULL;
         g_autofree char *base = g_path_get_basename(journals[i]);
@@ -473,6 +546,8 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
                 g_hash_table_add(committed, g_strdup_printf("%s/%s", u, member(r, "disk")));
             if (!g_strcmp0(op, "job-ended") && u)
                 g_hash_table_add(ended, (gpointer)u);
+            if (!g_strcmp0(op, "temp-done") && member(r, "path"))
+                g_hash_table_add(temp_done, (gpointer)member(r, "path"));
             if (!g_strcmp0(op, "begin"))
                 begin = r;
         }
@@ -496,6 +571,19 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
             g_autofree char *key = NULL;
             g_autoptr(GError) oerr = NULL;
 
+            if (!g_strcmp0(member(r, "op"), "temp")) {
+                const char *path = member(r, "path");
+
+                if ((!path || !g_hash_table_contains(temp_done, path)) &&
+                    !recover_temp(conn, path, actions, &oerr)) {
+                    if (all_ok && ok && error && !*error)
+                        g_propagate_error(error, g_steal_pointer(&oerr));
+                    else
+                        act(actions, "%s", oerr->message);
+                    ok = false;
+                }
+                continue;
+            }
             if (!g_strcmp0(member(r, "op"), "backup-job") &&
                 !recover_backup_job(conn, r, begin,
                                     g_hash_table_contains(ended, member(r, "uuid") ? member(r, "uuid") : ""),

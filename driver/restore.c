@@ -29,6 +29,7 @@
 #include "vs-xml.h"
 #include "vs-repo.h"
 #include "vs-source.h"
+#include "vs-temp.h"
 
 #include <libvirt/virterror.h>
 
@@ -108,6 +109,7 @@ typedef struct {
     GHashTable *disk_users;  /* path -> "NAME" or "NAME (running)", of every domain; lazily */
     int64_t t0;              /* vs_now_ms() at the start */
     gint cancel;             /* a disk hit a bad chunk: the other writes stop */
+    VsJournal *journal;      /* names the temp files, for recover after a kill -9 */
 } Run;
 
 void
@@ -215,12 +217,6 @@ domain_active(virDomainPtr dom)
     return state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED ||
            state == VIR_DOMAIN_BLOCKED || state == VIR_DOMAIN_PMSUSPENDED ||
            state == VIR_DOMAIN_SHUTDOWN;
-}
-
-static char *
-random_hex(void)
-{
-    return g_strdup_printf("%08x%04x", g_random_int(), g_random_int() & 0xffff);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -335,8 +331,7 @@ plain_file_name(const RDom *r, const char *name, GError **error)
 static bool
 check_dir(const char *dir, const char *what, GError **error)
 {
-    g_autofree char *rnd = random_hex();
-    g_autofree char *probe = g_strdup_printf("%s/.virtsnap-probe-%s", dir, rnd);
+    g_autofree char *probe = vs_temp_path(dir, "probe");
     struct stat st;
     int fd, err;
 
@@ -465,7 +460,6 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
     const VsRestoreOptions *o = run->opts;
     RDisk *d = g_new0(RDisk, 1);
     VsDiskDef *dd = vs_domain_def_find_disk(r->def, md->target);
-    g_autofree char *rnd = random_hex();
     g_autofree char *base = NULL;
     struct stat st;
 
@@ -498,6 +492,19 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
         return false;
     }
 
+    /* In place for a domain that is not defined any more: the file at the
+     * recorded path may be anything by now (another domain's disk made since,
+     * a file of someone else). Only the domain itself (its UUID, under its
+     * name) proves a path is still its disk; without it, --force says so. */
+    if (r->in_place && !r->dom && !o->force && is_local_path(md->source) &&
+        lstat(md->source, &st) == 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: domain '%s' is not defined any more, and %s (its disk %s in backup %s) "
+                    "exists: nothing proves that file is still that domain's disk, so it is not "
+                    "overwritten; give --force to overwrite it, or restore elsewhere with "
+                    "--target-dir or --as", r->name, md->source, d->target, r->m->id);
+        return false;
+    }
     if (r->in_place && !o->instant && !g_strcmp0(md->format, "qcow2") && !g_strcmp0(d->format, "qcow2") &&
         (is_network_url(md->source) ||
          (is_local_path(md->source) && stat(md->source, &st) == 0 && S_ISBLK(st.st_mode)))) {
@@ -508,7 +515,8 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
         d->sink_image = true;
         d->dest = g_strdup(md->source);
         d->dir = g_build_filename(vs_state_dir(o->state_dir), "restore", NULL);
-        d->tmp = g_strdup_printf("%s/.%s-%s.virtsnap-restore-%s", d->dir, r->name, d->target, rnd);
+        base = g_strdup_printf("%s-%s", r->name, d->target);
+        d->tmp = vs_temp_path(d->dir, base);
         d->action = g_strdup("rewritten");
         g_clear_pointer(&dd->src->backing, vs_storage_source_free);
         dd->src->backing_terminated = false;
@@ -679,7 +687,7 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
     }
     {
         g_autofree char *b = g_path_get_basename(d->dest);
-        d->tmp = g_strdup_printf("%s/.%s.virtsnap-restore-%s", d->dir, b, rnd);
+        d->tmp = vs_temp_path(d->dir, b);
     }
     d->action = g_strdup(d->dest_exists ? "replaced" : "created");
     return true;
@@ -999,6 +1007,8 @@ sink_chunks_ok(Run *run, RDisk *d, GError **error)
             g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "not checked (cancelled)");
             return false;
         }
+        if (!vs_interrupt_check("not checked", error))
+            return false;
         if (!(data = vs_repo_get_chunk(run->repo, &c->digest, &len, error))) {
             vs_error_prefix(error, "chunk at offset %" G_GUINT64_FORMAT " (nothing was written)",
                             c->offset);
@@ -1045,7 +1055,9 @@ write_one(gpointer data, gpointer user)
 {
     WriteTask *t = data;
     RDisk *d = t->d;
-    VsExportControl ctl = { .cancel = &t->run->cancel, .verify_hash = t->run->opts->verify_hash };
+    /* Built at tmp (journaled), which install renames over dest. */
+    VsExportControl ctl = { .cancel = &t->run->cancel, .verify_hash = t->run->opts->verify_hash,
+                            .tmp = d->tmp, .keep_tmp = true };
     g_autoptr(GError) err = NULL;
 
     (void)user;
@@ -1056,7 +1068,13 @@ write_one(gpointer data, gpointer user)
             (void)g_file_set_contents(g_getenv("VIRTSNAP_FAULT_RESTORE_MARK"), "", 0, NULL);
         g_usleep(g_ascii_strtoull(g_getenv("VIRTSNAP_FAULT_RESTORE_DELAY_MS"), NULL, 10) * 1000);
     }
-    /* A disk still queued when another met a bad chunk: the run is over. */
+    /* A disk still queued when another met a bad chunk, or after an
+     * interrupt: the run is over. */
+    if (vs_interrupted()) {
+        d->error = g_strdup_printf("restore: domain '%s' disk %s: not written (interrupted by %s)",
+                                   d->dom->name, d->target, vs_signal_name(vs_interrupted()));
+        return;
+    }
     if (g_atomic_int_get(&t->run->cancel)) {
         d->error = g_strdup_printf("restore: domain '%s' disk %s: not written (cancelled)", d->dom->name,
                                    d->target);
@@ -1072,7 +1090,7 @@ write_one(gpointer data, gpointer user)
                                        err->message);
         return;
     }
-    if (vs_repo_export_disk_ctl(t->run->repo, d->dom->m, d->dom->name, d->target, d->tmp, d->format, &ctl,
+    if (vs_repo_export_disk_ctl(t->run->repo, d->dom->m, d->dom->name, d->target, d->dest, d->format, &ctl,
                                 &err)) {
         d->written = true;
         return;
@@ -1443,6 +1461,12 @@ finish_domain(Run *run, RDom *r)
         discard_temps(run, r);
         return;
     }
+    if (!vs_interrupt_check("restore", &err)) {
+        dom_fail(r, "%s before domain '%s' was changed; nothing of it was changed", err->message,
+                 r->new_name);
+        discard_temps(run, r);
+        return;
+    }
     if (r->must_stop && r->dom && domain_active(r->dom)) {
         if (!stop_domain(run, r, &err)) {
             dom_fail(r, "%s; nothing was changed", err->message);
@@ -1450,7 +1474,13 @@ finish_domain(Run *run, RDom *r)
             return;
         }
     }
-    for (guint i = 0; i < r->disks->len; i++) {
+    /* The last moment an interrupt leaves the domain as it was (started again
+     * below when it was stopped for the restore); from the first disk
+     * installed on, the domain is finished first. */
+    if (!vs_interrupt_check("restore", &err))
+        dom_fail(r, "%s before domain '%s' was changed; nothing of it was changed", err->message,
+                 r->new_name);
+    for (guint i = 0; i < r->disks->len && !r->error; i++) {
         RDisk *d = r->disks->pdata[i];
         bool ok;
 
@@ -1923,6 +1953,39 @@ revive(Run *run, VsLink *link, GError **error)
     return true;
 }
 
+/* Every temp file the run may create, in its journal before the write phase
+ * creates any: a kill -9 leaves recover the list. */
+static bool
+journal_temps(Run *run, GError **error)
+{
+    if (!(run->journal = vs_temp_journal_create(run->opts->state_dir, "restore", error))) {
+        vs_error_prefix(error, "restore");
+        return false;
+    }
+    for (guint i = 0; i < run->doms->len; i++) {
+        RDom *r = run->doms->pdata[i];
+        for (guint k = 0; k < r->disks->len; k++) {
+            RDisk *d = r->disks->pdata[k];
+            g_autofree char *raw = d->tmp ? g_strdup_printf("%s.raw", d->tmp) : NULL;
+
+            if ((d->tmp && !vs_journal_append(run->journal, error, "temp", "path", d->tmp, NULL)) ||
+                (d->instant_copy && !vs_journal_append(run->journal, error, "temp", "path", raw, NULL))) {
+                vs_error_prefix(error, "restore");
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* An interrupt after the write phase, or a failure: what is not installed goes. */
+static void
+discard_all(Run *run)
+{
+    for (guint i = 0; run->doms && i < run->doms->len; i++)
+        discard_temps(run, run->doms->pdata[i]);
+}
+
 static void
 run_clear(Run *run)
 {
@@ -1938,6 +2001,8 @@ run_clear(Run *run)
         g_hash_table_unref(run->disk_users);
     if (run->repo)
         vs_repo_close(run->repo);
+    /* Its temp files are installed, removed, or handed to a guest by now. */
+    vs_journal_finish(run->journal);
 }
 
 VsRestoreResult *
@@ -1995,6 +2060,9 @@ vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOpti
         }
         g_ptr_array_add(run.doms, r);
     }
+    /* Nothing is created before this point: an interrupt so far leaves nothing. */
+    if (!vs_interrupt_check("restore", error) || !journal_temps(&run, error))
+        goto fail;
     if (opts->instant) {
         if (!instant_check_chunks(&run, error))
             goto fail;
@@ -2003,10 +2071,22 @@ vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOpti
         goto fail;
     }
     vs_fault_point("restore-written");
+    if (vs_interrupted()) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INTERRUPTED, "restore: interrupted by %s before anything was "
+                    "installed: nothing was changed, and the images written were removed",
+                    vs_signal_name(vs_interrupted()));
+        goto fail;
+    }
     if (!revive(&run, link, error))
         goto fail;
     for (guint i = 0; i < run.doms->len; i++)
         finish_domain(&run, run.doms->pdata[i]);
+    for (guint i = 0; opts->instant && i < run.doms->len; i++) {
+        RDom *r = run.doms->pdata[i];
+        /* The guest runs on these now: the mount registry's, not temp files. */
+        for (guint k = 0; r->started && k < r->disks->len; k++)
+            vs_temp_done(run.journal, ((RDisk *)r->disks->pdata[k])->tmp);
+    }
     if (opts->instant) {
         /* From here a killed restore leaves running guests on their exports
          * (nbdkit outlives us on purpose): `virtsnap recover` finishes them. */
@@ -2018,6 +2098,7 @@ vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOpti
     return result;
 
 fail:
+    discard_all(&run);
     run_clear(&run);
     return NULL;
 }

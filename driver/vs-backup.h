@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <libvirt/libvirt.h>
 #include "vs-error.h"
+#include "vs-interrupt.h"
 
 G_BEGIN_DECLS
 
@@ -165,8 +166,6 @@ bool vs_recover(virConnectPtr conn, const char *state_dir, const char *const *do
 /* The guardian process's main (`virtsnap guardian ...`). */
 int vs_guardian_main(int argc, char **argv);
 
-/* Fault points for tests: when $VIRTSNAP_FAULT names POINT, the process kills
- * itself with SIGKILL there (or, for "hang:POINT", stops forever). */
-void vs_fault_point(const char *point);
+/* vs_fault_point, the fault points for tests, is in util/vs-interrupt.h. */
 
 G_END_DECLS

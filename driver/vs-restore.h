@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <libvirt/libvirt.h>
 #include "vs-error.h"
+#include "vs-repo.h"
 
 G_BEGIN_DECLS
 
@@ -53,6 +54,14 @@ typedef struct {
 } VsRestoreOptions;
 
 void vs_restore_options_init(VsRestoreOptions *opts);
+
+/* `virtsnap export` into a file: vs_repo_export_disk_ctl with its temp image
+ * named in a journal of its own under STATE_DIR (NULL: the default), so that
+ * `virtsnap recover` removes it if the export is killed (kill -9). CTL may be
+ * NULL; its tmp and keep_tmp are set here. */
+bool vs_export_file(VsRepo *repo, const VsManifest *m, const char *domain, const char *disk,
+                    const char *out, const char *format, const char *state_dir, VsExportControl *ctl,
+                    GError **error);
 
 typedef struct {
     char *target;                 /* vda */

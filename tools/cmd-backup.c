@@ -369,6 +369,10 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
         g_autofree char *msg = g_strdup_printf("backup: %s", err->message);
         rc = vs_fail_with(1, msg, a.json ? result_json(NULL, msg) : NULL);
     } else {
+        /* A signal from here on stops the backup at its next safe point: the
+         * guests are thawed and put back on their disks, jobs aborted, and no
+         * backup is written (driver/backup.c). */
+        vs_interrupt_install();
         res = vs_backup_run(conn, (const char *const *)(argv + 1), a.all, &opts, &err);
         vs_conn_close(conn);
         if (bar.tty && g_hash_table_size(bar.pct) > 0)
@@ -392,6 +396,8 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     }
     if (res && !res->id)
         rc = 1;
+    if (rc && vs_interrupted())
+        rc = vs_interrupt_exit_status(vs_interrupted());
     backup_args_clear(&a);
     return rc;
 }

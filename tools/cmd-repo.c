@@ -6,6 +6,8 @@
 #include "virtsnap.h"
 #include "vs-repo.h"
 #include "vs-source.h"
+#include "vs-restore.h"
+#include "vs-interrupt.h"
 
 #include <json-glib/json-glib.h>
 #include <stdio.h>
@@ -288,9 +290,10 @@ export_over(const VsGlobal *g, VsRepo *r, const VsManifest *m, const VsManifestD
 int
 vs_cmd_export(const VsGlobal *g, int argc, char **argv)
 {
-    char *repo = NULL, *format = NULL, *auth_file = NULL;
+    char *repo = NULL, *format = NULL, *auth_file = NULL, *state_dir = NULL;
     gboolean verify_hash = FALSE;
     VsExportControl ctl = { 0 };
+    int sig;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
         { "format", 'f', 0, G_OPTION_ARG_FILENAME, &format, "raw or qcow2 (default: as backed up)", "FMT" },
@@ -298,6 +301,8 @@ vs_cmd_export(const VsGlobal *g, int argc, char **argv)
           "written (default: its zstd checksum and size are checked)", NULL },
         { "iscsi-auth", 0, 0, G_OPTION_ARG_FILENAME, &auth_file, "CHAP credentials for an iscsi:// OUT: "
           "a file of user= and password= lines, root's (or yours) and mode 0600", "FILE" },
+        { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "where the journal that names the temp "
+          "image lives, for recover (default /var/lib/virtsnap)", "DIR" },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("BACKUP DOMAIN DISK OUT - write a disk out of a backup "
@@ -353,10 +358,13 @@ vs_cmd_export(const VsGlobal *g, int argc, char **argv)
     if (over)
         return export_over(g, r, m, k, what, argv[4], auth_file);
     ctl.verify_hash = verify_hash;
-    if (!vs_repo_export_disk_ctl(r, m, d->name, k->target, argv[4], format, &ctl, &err)) {
+    /* Into a file: a signal stops it at the next chunk, its temp image removed
+     * (written over in place, above, it is killed as before: nothing to remove). */
+    vs_interrupt_install();
+    if (!vs_export_file(r, m, d->name, k->target, argv[4], format, state_dir, &ctl, &err)) {
         vs_verify_problem_free(ctl.bad_chunk);
         vs_print_error("export: %s", err->message);
-        return 1;
+        return (sig = vs_interrupted()) ? vs_interrupt_exit_status(sig) : 1;
     }
     if (!g->quiet)
         printf("exported %s %s to %s\n", m->id, what, argv[4]);

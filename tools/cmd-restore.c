@@ -4,6 +4,7 @@
 #include "config.h"
 #include "virtsnap.h"
 #include "vs-restore.h"
+#include "vs-interrupt.h"
 
 #include <json-glib/json-glib.h>
 #include <stdio.h>
@@ -249,10 +250,14 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         g_autofree char *msg = g_strdup_printf("restore: %s", err->message);
         return vs_fail_with(1, msg, json ? result_json(NULL, msg) : NULL);
     }
+    /* A signal from here on stops the restore at its next safe point, which
+     * removes what it wrote and leaves each domain as it was (driver/restore.c). */
+    vs_interrupt_install();
     res = vs_restore_run(conn, (const char *const *)names->pdata, &opts, &err);
     vs_conn_close(conn);
     if (!res)
-        return vs_fail_with(1, err->message, json ? result_json(NULL, err->message) : NULL);
+        return vs_fail_with(vs_interrupted() ? vs_interrupt_exit_status(vs_interrupted()) : 1, err->message,
+                            json ? result_json(NULL, err->message) : NULL);
     if (json) {
         g_autofree char *text = result_json(res, NULL);
         fputs(text, stdout);
@@ -266,5 +271,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
             rc = 1;
         }
     }
+    if (rc && vs_interrupted())
+        rc = vs_interrupt_exit_status(vs_interrupted());
     return rc;
 }

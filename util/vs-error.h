@@ -26,6 +26,7 @@ typedef enum {
     VS_ERROR_BUSY,          /* someone else holds what is needed (a lock): try again later */
     VS_ERROR_CONNECTION,    /* the libvirt connection closed (libvirtd restarted or stopped) */
     VS_ERROR_STOPPED,       /* the domain stopped (shut down, or its QEMU died) under the step */
+    VS_ERROR_INTERRUPTED,   /* SIGINT, SIGTERM or SIGHUP asked the run to stop (vs-interrupt.h) */
 } VsErrorCode;
 
 /* Prefix an existing error's message with "PREFIX: " (printf-style). A no-op

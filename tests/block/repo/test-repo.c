@@ -6,6 +6,7 @@
  * has: a disk that fills up mid-write (a 2 MiB tmpfs) and a read-only mount. */
 #include "repo-test-util.h"
 #include "repo-internal.h"
+#include "vs-temp.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -853,7 +854,9 @@ test_gc(void)
     g_autofree char *old_tmp = g_build_filename(dir, "tmp", "chunk-1-dead.tmp", NULL);
     g_autofree char *new_tmp = g_build_filename(dir, "tmp", "chunk-2-live.tmp", NULL);
     g_autofree char *junk = g_build_filename(dir, "chunks", "README", NULL);
+    g_autofree char *gone_tmp = NULL, *mine_tmp = NULL, *other_host_tmp = NULL;
     g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    pid_t dead;
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(GError) err = NULL;
     g_autofree char *a = NULL, *b = NULL;
@@ -868,12 +871,28 @@ test_gc(void)
     tu_write_file(new_tmp, "x", 1);
     tu_write_file(junk, "not a chunk", 11);
     g_assert_cmpint(utime(old_tmp, &old), ==, 0);
+    /* Fresh temp files named by their maker: of a process of this host that
+     * is gone (removed at once), of a live one and of another host (the hour). */
+    if ((dead = fork()) == 0)
+        _exit(0);
+    g_assert_cmpint(dead, >, 0);
+    g_assert_cmpint(waitpid(dead, NULL, 0), ==, dead);
+    gone_tmp = g_strdup_printf("%s/tmp/chunk-%d-0123456789abcdef@%s.tmp", dir, (int)dead, vs_temp_host());
+    mine_tmp = g_strdup_printf("%s/tmp/chunk-%d-0123456789abcdef@%s.tmp", dir, (int)getpid(), vs_temp_host());
+    other_host_tmp = g_strdup_printf("%s/tmp/chunk-%d-0123456789abcdef@not-%s.tmp", dir, (int)dead,
+                                     vs_temp_host());
+    tu_write_file(gone_tmp, "x", 1);
+    tu_write_file(mine_tmp, "x", 1);
+    tu_write_file(other_host_tmp, "x", 1);
 
     g_assert_true(vs_repo_gc(r, &removed, &freed, &err));
     g_assert_no_error(err);
     g_assert_cmpuint(removed, ==, 0);
     g_assert_false(g_file_test(old_tmp, G_FILE_TEST_EXISTS));
     g_assert_true(g_file_test(new_tmp, G_FILE_TEST_EXISTS));
+    g_assert_false(g_file_test(gone_tmp, G_FILE_TEST_EXISTS));
+    g_assert_true(g_file_test(mine_tmp, G_FILE_TEST_EXISTS));
+    g_assert_true(g_file_test(other_host_tmp, G_FILE_TEST_EXISTS));
 
     g_assert_true(vs_repo_delete(r, a, &err));
     g_assert_true(vs_repo_gc(r, &removed, &freed, &err));

@@ -1,0 +1,40 @@
+/* Interrupts: SIGINT, SIGTERM and SIGHUP ask a long run (backup, restore, export)
+ * to stop, not kill it. The handler only records the first signal (an atomic
+ * flag: nothing else is safe in a handler); the copy loops and the steps between
+ * them read it at their next safe point and fail with VS_ERROR_INTERRUPTED,
+ * and the normal failure path then removes what the run created and puts the
+ * guests back on their disks. A second signal does not cut that cleanup short
+ * (it says so on stderr): a guest left on an overlay, or a domain left stopped,
+ * is worse than a wait. kill -9 is the way out, and `virtsnap recover` finishes
+ * from the journal what the killed run left. */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+
+G_BEGIN_DECLS
+
+/* Installs the handlers for SIGINT, SIGTERM and SIGHUP (SA_RESTART: no call
+ * sees EINTR because of them); one that was ignored when virtsnap started
+ * (nohup) stays ignored. Idempotent. */
+void vs_interrupt_install(void);
+
+/* The first of those signals received since vs_interrupt_install, 0 if none. */
+int vs_interrupted(void);
+
+/* true when nothing interrupted the run; otherwise sets VS_ERROR_INTERRUPTED,
+ * "WHAT: interrupted by SIGINT", and returns false. */
+bool vs_interrupt_check(const char *what, GError **error);
+
+/* The exit status a run interrupted by SIG ends with: 128 + SIG (130 for
+ * SIGINT, 143 for SIGTERM, 129 for SIGHUP), as a shell reports a command the
+ * signal killed; 0 when SIG is 0. */
+int vs_interrupt_exit_status(int sig);
+
+/* "SIGINT", "SIGTERM", "SIGHUP", or "signal N". */
+const char *vs_signal_name(int sig);
+
+/* Test hook: named fault points (see vs-fault.c). Inert unless $VIRTSNAP_FAULT is set. */
+void vs_fault_point(const char *point);
+
+G_END_DECLS
