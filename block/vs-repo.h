@@ -259,6 +259,10 @@ VsManifest *vs_repo_load_manifest_of(VsRepo *repo, const char *id, const char *d
 /* Removes a backup's manifest (its chunks stay until vs_repo_gc). ID must be
  * the full id: no prefixes, no "latest", for a deletion. */
 bool vs_repo_delete(VsRepo *repo, const char *id, GError **error);
+/* Removes the backups IDS (NULL-terminated full ids) in that order, with one
+ * sync of backups/ at the end; stops at the first that fails. *REMOVED (may be
+ * NULL): how many went, also on failure. */
+bool vs_repo_delete_many(VsRepo *repo, const char *const *ids, guint *removed, GError **error);
 
 /* ------------------------------------------------------------------------- */
 /* Verify, export, GC                                                        */
@@ -360,7 +364,7 @@ bool vs_prune_select(GPtrArray *decisions, const VsPrunePolicy *policy, GError *
  * (vs_repo_list_summaries), or NULL when any backup can be described neither by
  * a summary matching its manifest nor by the manifest (then nothing may be
  * removed). The caller removes
- * with vs_repo_delete and then runs vs_repo_gc. */
+ * with vs_repo_delete_many and then runs vs_repo_gc. */
 GPtrArray *vs_repo_prune_plan(VsRepo *repo, const VsPrunePolicy *policy, GError **error);
 
 /* Shared lock held by a writer for the duration of a backup so that GC never

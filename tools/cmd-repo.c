@@ -363,7 +363,7 @@ vs_cmd_export(const VsGlobal *g, int argc, char **argv)
     vs_interrupt_install();
     if (!vs_export_file(r, m, d->name, k->target, argv[4], format, state_dir, &ctl, &err)) {
         vs_verify_problem_free(ctl.bad_chunk);
-        vs_print_error("export: %s", err->message);
+        vs_print_error("%s", err->message);   /* it names the export */
         return (sig = vs_interrupted()) ? vs_interrupt_exit_status(sig) : 1;
     }
     if (!g->quiet)
@@ -472,7 +472,7 @@ vs_cmd_prune(const VsGlobal *g, int argc, char **argv)
                                                           "then free their chunks");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsRepo) r = NULL;
-    g_autoptr(GPtrArray) plan = NULL;
+    g_autoptr(GPtrArray) plan = NULL, gone = NULL;
     VsPrunePolicy policy;
     uint64_t chunks = 0, bytes = 0;
     unsigned removed = 0;
@@ -499,17 +499,18 @@ vs_cmd_prune(const VsGlobal *g, int argc, char **argv)
         vs_print_error("%s%s", g_str_has_prefix(err->message, "prune: ") ? "" : "prune: ", err->message);
         return err->code == VS_ERROR_INVALID_ARG ? 2 : 1;
     }
+    gone = g_ptr_array_new();
     for (guint i = 0; i < plan->len; i++) {
         const VsPruneDecision *d = plan->pdata[i];
         if (!json && !g->quiet)
             print_decision(d, dry_run);
-        if (d->keep || dry_run)
-            continue;
-        if (!vs_repo_delete(r, d->id, &err)) {
-            vs_print_error("prune: %s (%u backups removed before it; the rest kept)", err->message, removed);
-            return 1;
-        }
-        removed++;
+        if (!d->keep && !dry_run)
+            g_ptr_array_add(gone, d->id);
+    }
+    g_ptr_array_add(gone, NULL);
+    if (!vs_repo_delete_many(r, (const char *const *)gone->pdata, &removed, &err)) {
+        vs_print_error("prune: %s (%u backups removed before it; the rest kept)", err->message, removed);
+        return 1;
     }
     if (removed) {
         gc_ran = vs_repo_gc(r, &chunks, &bytes, &err);

@@ -774,6 +774,30 @@ test_list(void)
     g_assert_cmpuint(g_strv_length(ids), ==, 2);
     g_assert_cmpstr(ids[0], ==, a);
     g_assert_cmpstr(ids[1], ==, c);
+
+    /* several at once stop at the first that fails, and say how many went */
+    {
+        const char *gone[] = { a, b, c, NULL };
+        guint removed = 99;
+
+        g_assert_false(vs_repo_delete_many(r, gone, &removed, &err));
+        g_assert_error(err, VS_ERROR, VS_ERROR_NOT_FOUND);
+        g_assert_nonnull(strstr(err->message, b));
+        g_clear_error(&err);
+        g_assert_cmpuint(removed, ==, 1);
+        g_clear_pointer(&ids, g_strfreev);
+        ids = vs_repo_list(r, &err);
+        g_assert_cmpuint(g_strv_length(ids), ==, 1);
+        g_assert_cmpstr(ids[0], ==, c);
+        gone[0] = c;
+        gone[1] = NULL;
+        g_assert_true(vs_repo_delete_many(r, gone, &removed, &err));
+        g_assert_no_error(err);
+        g_assert_cmpuint(removed, ==, 1);
+        g_clear_pointer(&ids, g_strfreev);
+        ids = vs_repo_list(r, &err);
+        g_assert_cmpuint(g_strv_length(ids), ==, 0);
+    }
     tu_rm_rf(dir);
 }
 
