@@ -193,7 +193,7 @@ lines = ["## repo-scale", "",
          "(or %s to a second of id for the ties row). Each command ran once to warm the cache, then %s times: the "
          "fastest wall time and the least CPU time reported (the runs least disturbed by the other jobs), peak "
          "RSS the highest; limit %d s a run. The real prune removes all but ~20 backups (a fresh copy each run), "
-         "one directory fsync per backup removed, then runs gc." %
+         "one fsync of backups/ for all it removes, then runs gc." %
          (E["REFS"], E["MANIFEST_BYTES"], E["DISTINCT"], E["TIES"], E["RUNS"], T), ""] + rows
 gw, grss, grc = gc10m(res)
 lines += ["", "`gc` on %d backups x %s references = %d chunk references (%s distinct chunks; one run after the "
