@@ -677,8 +677,10 @@ vs_repo_export_disk_ctl(VsRepo *repo, const VsManifest *m, const char *domain, c
     /* Everything in OUT's directory (and the temp's, the same unless the
      * caller chose it) is reached from it by descriptor, a new name claimed
      * exclusively (0600: it is a whole guest disk) and never through a
-     * symlink; qemu-img create then reuses the file and its mode. */
-    if ((dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+     * symlink; qemu-img create then reuses the file and its mode. With KEEP
+     * the caller installs the image itself and OUT (a URL, perhaps) is only
+     * its name. */
+    if ((!keep && (dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) ||
         (tmp_fd = open(tmp_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
         (fd = openat(tmp_fd, tmp_base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
         err = errno;
@@ -713,6 +715,7 @@ vs_repo_export_disk_ctl(VsRepo *repo, const VsManifest *m, const char *domain, c
     if (!ok)
         unlinkat(tmp_fd, tmp_base, 0);
     close(tmp_fd);
-    close(dir_fd);
+    if (dir_fd >= 0)
+        close(dir_fd);
     return ok;
 }
