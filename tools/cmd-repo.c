@@ -6,6 +6,7 @@
 #include "virtsnap.h"
 #include "vs-repo.h"
 #include "vs-source.h"
+#include "vs-copy.h"
 #include "vs-restore.h"
 #include "vs-interrupt.h"
 

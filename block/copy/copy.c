@@ -23,6 +23,7 @@
  * buffers afterwards. */
 #include "config.h"
 #include "source-internal.h"
+#include "vs-copy.h"
 #include "vs-interrupt.h"
 
 #include <string.h>

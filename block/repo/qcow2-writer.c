@@ -6,7 +6,7 @@
  * without having been tracked. The layout follows docs/interop/qcow2.txt of
  * QEMU; qemu-img check and compare are what the unit test holds it to. */
 #include "config.h"
-#include "qcow2-writer.h"
+#include "vs-qcow2.h"
 #include "repo-internal.h"     /* repo_pwrite_all */
 #include "vs-error.h"
 
