@@ -877,16 +877,33 @@ repo_chunk_path(const VsRepo *repo, const VsDigest *digest)
 }
 
 /* zstd contexts are costly to create (hundreds of KiB of tables each) and
- * cheap to reuse, so the repository keeps the ones its threads have used. */
+ * cheap to reuse, so the repository keeps the ones its threads have used, in
+ * one pool for each direction: the newest one back is the next one out. */
+static gpointer
+ctx_pool_take(VsRepo *repo, GPtrArray *pool)
+{
+    gpointer ctx = NULL;
+
+    g_mutex_lock(&repo->lock);
+    if (pool->len)
+        ctx = g_ptr_array_steal_index_fast(pool, pool->len - 1);
+    g_mutex_unlock(&repo->lock);
+    return ctx;
+}
+
+static void
+ctx_pool_give(VsRepo *repo, GPtrArray *pool, gpointer ctx)
+{
+    g_mutex_lock(&repo->lock);
+    g_ptr_array_add(pool, ctx);
+    g_mutex_unlock(&repo->lock);
+}
+
 static ZSTD_CCtx *
 cctx_get(VsRepo *repo)
 {
-    ZSTD_CCtx *c = NULL;
+    ZSTD_CCtx *c = ctx_pool_take(repo, repo->cctx_pool);
 
-    g_mutex_lock(&repo->lock);
-    if (repo->cctx_pool->len)
-        c = g_ptr_array_steal_index_fast(repo->cctx_pool, repo->cctx_pool->len - 1);
-    g_mutex_unlock(&repo->lock);
     if (!c) {
         c = ZSTD_createCCtx();
         if (!c)
@@ -903,20 +920,14 @@ cctx_get(VsRepo *repo)
 static void
 cctx_put(VsRepo *repo, ZSTD_CCtx *c)
 {
-    g_mutex_lock(&repo->lock);
-    g_ptr_array_add(repo->cctx_pool, c);
-    g_mutex_unlock(&repo->lock);
+    ctx_pool_give(repo, repo->cctx_pool, c);
 }
 
 static ZSTD_DCtx *
 dctx_get(VsRepo *repo)
 {
-    ZSTD_DCtx *d = NULL;
+    ZSTD_DCtx *d = ctx_pool_take(repo, repo->dctx_pool);
 
-    g_mutex_lock(&repo->lock);
-    if (repo->dctx_pool->len)
-        d = g_ptr_array_steal_index_fast(repo->dctx_pool, repo->dctx_pool->len - 1);
-    g_mutex_unlock(&repo->lock);
     if (!d) {
         d = ZSTD_createDCtx();
         if (!d)
@@ -928,9 +939,7 @@ dctx_get(VsRepo *repo)
 static void
 dctx_put(VsRepo *repo, ZSTD_DCtx *d)
 {
-    g_mutex_lock(&repo->lock);
-    g_ptr_array_add(repo->dctx_pool, d);
-    g_mutex_unlock(&repo->lock);
+    ctx_pool_give(repo, repo->dctx_pool, d);
 }
 
 static void
