@@ -9,10 +9,7 @@ void
 vs_json_add_str(JsonBuilder *b, const char *key, const char *value)
 {
     json_builder_set_member_name(b, key);
-    if (value)
-        json_builder_add_string_value(b, value);
-    else
-        json_builder_add_null_value(b);
+    value ? json_builder_add_string_value(b, value) : json_builder_add_null_value(b);
 }
 
 void
@@ -26,10 +23,7 @@ void
 vs_json_add_int_or_null(JsonBuilder *b, const char *key, gint64 value)
 {
     json_builder_set_member_name(b, key);
-    if (value >= 0)
-        json_builder_add_int_value(b, value);
-    else
-        json_builder_add_null_value(b);
+    value >= 0 ? json_builder_add_int_value(b, value) : json_builder_add_null_value(b);
 }
 
 void
