@@ -1,4 +1,4 @@
-/* The qcow2 writer (qcow2-writer.h): a fresh standalone qcow2 v3 image built
+/* The qcow2 writer (vs-qcow2.h): a fresh standalone qcow2 v3 image built
  * with pwrite from ascending writes, for export and restore into local files.
  * Because every cluster of the file is allocated exactly once, front to back,
  * and referenced exactly once (header, data, L2, L1, refcount blocks, refcount
