@@ -145,13 +145,14 @@ repo_random_hex(char *out, size_t nhex)
     out[nhex] = '\0';
 }
 
-int
-repo_write_all(int fd, const void *buf, size_t len)
+/* The loop of both: OFFSET -1 writes at the file position. */
+static int
+write_all_at(int fd, const void *buf, size_t len, off_t offset)
 {
     const char *p = buf;
 
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        ssize_t n = offset < 0 ? write(fd, p, len) : pwrite(fd, p, len, offset);
 
         if (n < 0) {
             if (errno == EINTR)
@@ -162,30 +163,22 @@ repo_write_all(int fd, const void *buf, size_t len)
             return EIO;
         p += n;
         len -= (size_t)n;
+        if (offset >= 0)
+            offset += n;
     }
     return 0;
 }
 
 int
+repo_write_all(int fd, const void *buf, size_t len)
+{
+    return write_all_at(fd, buf, len, -1);
+}
+
+int
 repo_pwrite_all(int fd, const void *buf, size_t len, off_t offset)
 {
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, offset);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno;
-        }
-        if (n == 0)
-            return EIO;
-        p += n;
-        len -= (size_t)n;
-        offset += n;
-    }
-    return 0;
+    return offset < 0 ? EINVAL : write_all_at(fd, buf, len, offset);
 }
 
 int
