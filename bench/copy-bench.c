@@ -11,6 +11,7 @@
  * ends with vs_repo_flush: every chunk durable and in place, as before a manifest. */
 #include "config.h"
 #include "vs-source.h"
+#include "vs-copy.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -19,10 +19,11 @@
  * is completed from the base backup's chunk) and removes them. */
 #include "config.h"
 #include "driver-internal.h"
-#include "qcow2-writer.h"
+#include "vs-qcow2.h"
 #include "vs-xml.h"
 #include "vs-repo.h"
 #include "vs-source.h"
+#include "vs-copy.h"
 #include "vs-block.h"
 #include "vs-restore.h"
 

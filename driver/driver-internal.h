@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include "vs-driver.h"
 #include "vs-backup.h"
-#include "vs-source.h"
+#include "vs-copy.h"
 #include "vs-xml.h"
 
 /* ------------------------------------------------------------------------- */

@@ -29,6 +29,7 @@
 #include "vs-xml.h"
 #include "vs-repo.h"
 #include "vs-source.h"
+#include "vs-copy.h"
 #include "vs-temp.h"
 
 #include <libvirt/virterror.h>

@@ -80,68 +80,44 @@ result_json(const VsBackupResult *r, const char *error)
     g_autoptr(JsonBuilder) b = json_builder_new();
 
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "id");
-    r && r->id ? json_builder_add_string_value(b, r->id) : json_builder_add_null_value(b);
-    json_builder_set_member_name(b, "error");
-    error ? json_builder_add_string_value(b, error) : json_builder_add_null_value(b);
+    vs_json_add_str(b, "id", r ? r->id : NULL);
+    vs_json_add_str(b, "error", error);
     json_builder_set_member_name(b, "domains");
     json_builder_begin_array(b);
     for (guint i = 0; r && i < r->domains->len; i++) {
         const VsBackupDomainResult *d = r->domains->pdata[i];
         json_builder_begin_object(b);
-        json_builder_set_member_name(b, "name");
-        json_builder_add_string_value(b, d->name);
-        json_builder_set_member_name(b, "ok");
-        json_builder_add_boolean_value(b, d->ok);
-        json_builder_set_member_name(b, "consistency");
-        json_builder_add_string_value(b, d->consistency);
-        json_builder_set_member_name(b, "freeze_ms");
-        d->freeze_ms >= 0 ? json_builder_add_int_value(b, d->freeze_ms) : json_builder_add_null_value(b);
-        json_builder_set_member_name(b, "frozen_at_ms");
-        d->frozen_at >= 0 ? json_builder_add_int_value(b, d->frozen_at) : json_builder_add_null_value(b);
-        json_builder_set_member_name(b, "thawed_at_ms");
-        d->thawed_at >= 0 ? json_builder_add_int_value(b, d->thawed_at) : json_builder_add_null_value(b);
-        json_builder_set_member_name(b, "note");
-        d->note ? json_builder_add_string_value(b, d->note) : json_builder_add_null_value(b);
-        json_builder_set_member_name(b, "error");
-        d->error ? json_builder_add_string_value(b, d->error) : json_builder_add_null_value(b);
-        json_builder_set_member_name(b, "mode");
-        json_builder_add_string_value(b, d->mode);
-        json_builder_set_member_name(b, "level");
-        json_builder_add_string_value(b, d->level);
-        json_builder_set_member_name(b, "base");
-        d->base ? json_builder_add_string_value(b, d->base) : json_builder_add_null_value(b);
-        json_builder_set_member_name(b, "checkpoint");
-        d->checkpoint ? json_builder_add_string_value(b, d->checkpoint) : json_builder_add_null_value(b);
-        json_builder_set_member_name(b, "backup_xml");
-        d->backup_xml ? json_builder_add_string_value(b, d->backup_xml) : json_builder_add_null_value(b);
-        json_builder_set_member_name(b, "checkpoint_xml");
-        d->checkpoint_xml ? json_builder_add_string_value(b, d->checkpoint_xml) : json_builder_add_null_value(b);
+        vs_json_add_str(b, "name", d->name);
+        vs_json_add_bool(b, "ok", d->ok);
+        vs_json_add_str(b, "consistency", d->consistency);
+        vs_json_add_int_or_null(b, "freeze_ms", d->freeze_ms);
+        vs_json_add_int_or_null(b, "frozen_at_ms", d->frozen_at);
+        vs_json_add_int_or_null(b, "thawed_at_ms", d->thawed_at);
+        vs_json_add_str(b, "note", d->note);
+        vs_json_add_str(b, "error", d->error);
+        vs_json_add_str(b, "mode", d->mode);
+        vs_json_add_str(b, "level", d->level);
+        vs_json_add_str(b, "base", d->base);
+        vs_json_add_str(b, "checkpoint", d->checkpoint);
+        vs_json_add_str(b, "backup_xml", d->backup_xml);
+        vs_json_add_str(b, "checkpoint_xml", d->checkpoint_xml);
         json_builder_set_member_name(b, "disks");
         json_builder_begin_array(b);
         for (guint k = 0; k < d->disks->len; k++) {
             const VsBackupDiskResult *dr = d->disks->pdata[k];
             json_builder_begin_object(b);
-            json_builder_set_member_name(b, "target");
-            json_builder_add_string_value(b, dr->target);
-            json_builder_set_member_name(b, "bytes_read");
-            json_builder_add_int_value(b, dr->bytes_read);
-            json_builder_set_member_name(b, "bytes_stored");
-            json_builder_add_int_value(b, dr->bytes_stored);
-            json_builder_set_member_name(b, "data_path");
-            dr->data_path ? json_builder_add_string_value(b, dr->data_path)
-                          : json_builder_add_null_value(b);
-            json_builder_set_member_name(b, "read");
-            json_builder_add_string_value(b, dr->read);
+            vs_json_add_str(b, "target", dr->target);
+            vs_json_add_int(b, "bytes_read", dr->bytes_read);
+            vs_json_add_int(b, "bytes_stored", dr->bytes_stored);
+            vs_json_add_str(b, "data_path", dr->data_path);
+            vs_json_add_str(b, "read", dr->read);
             json_builder_end_object(b);
         }
         json_builder_end_array(b);
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
-    json_builder_set_member_name(b, "group_freeze_ms");
-    r && r->group_freeze_ms >= 0 ? json_builder_add_int_value(b, r->group_freeze_ms)
-                                 : json_builder_add_null_value(b);
+    vs_json_add_int_or_null(b, "group_freeze_ms", r ? r->group_freeze_ms : -1);
     json_builder_set_member_name(b, "phases_ms");
     if (r) {
         const struct { const char *name; int64_t ms; } phases[] = {
@@ -150,8 +126,7 @@ result_json(const VsBackupResult *r, const char *error)
         };
         json_builder_begin_object(b);
         for (size_t i = 0; i < G_N_ELEMENTS(phases); i++) {
-            json_builder_set_member_name(b, phases[i].name);
-            json_builder_add_int_value(b, phases[i].ms);
+            vs_json_add_int(b, phases[i].name, phases[i].ms);
         }
         json_builder_end_object(b);
     } else {

@@ -16,25 +16,19 @@ mount_json(const VsMount *m)
     g_autoptr(JsonBuilder) b = json_builder_new();
 
     json_builder_begin_object(b);
-#define STR(k, v) do { json_builder_set_member_name(b, k); \
-        (v) ? json_builder_add_string_value(b, v) : json_builder_add_null_value(b); } while (0)
-    STR("id", m->id);
-    STR("uri", m->uri);
-    STR("socket", m->socket);
+    vs_json_add_str(b, "id", m->id);
+    vs_json_add_str(b, "uri", m->uri);
+    vs_json_add_str(b, "socket", m->socket);
     json_builder_set_member_name(b, "port");
     m->port ? json_builder_add_int_value(b, m->port) : json_builder_add_null_value(b);
-    json_builder_set_member_name(b, "pid");
-    json_builder_add_int_value(b, m->pid);
-    json_builder_set_member_name(b, "alive");
-    json_builder_add_boolean_value(b, m->alive);
-    STR("repo", m->repo);
-    STR("backup", m->backup_id);
-    STR("domain", m->domain);
-    STR("disk", m->disk);
-    json_builder_set_member_name(b, "virtual_size");
-    json_builder_add_int_value(b, (gint64)m->virtual_size);
-    STR("log", m->log);
-#undef STR
+    vs_json_add_int(b, "pid", m->pid);
+    vs_json_add_bool(b, "alive", m->alive);
+    vs_json_add_str(b, "repo", m->repo);
+    vs_json_add_str(b, "backup", m->backup_id);
+    vs_json_add_str(b, "domain", m->domain);
+    vs_json_add_str(b, "disk", m->disk);
+    vs_json_add_int(b, "virtual_size", (gint64)m->virtual_size);
+    vs_json_add_str(b, "log", m->log);
     json_builder_end_object(b);
     return json_builder_get_root(b);
 }

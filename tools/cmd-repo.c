@@ -6,6 +6,7 @@
 #include "virtsnap.h"
 #include "vs-repo.h"
 #include "vs-source.h"
+#include "vs-copy.h"
 #include "vs-restore.h"
 #include "vs-interrupt.h"
 
@@ -168,28 +169,19 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
         }
         if (json) {
             json_builder_begin_object(b);
-            json_builder_set_member_name(b, "id");
-            json_builder_add_string_value(b, m->id);
-            json_builder_set_member_name(b, "completed");
-            json_builder_add_string_value(b, when);
-            json_builder_set_member_name(b, "group_freeze_ms");
-            m->group_freeze_ms >= 0 ? json_builder_add_int_value(b, m->group_freeze_ms)
-                                    : json_builder_add_null_value(b);
-            json_builder_set_member_name(b, "virtual_bytes");
-            json_builder_add_int_value(b, virt);
-            json_builder_set_member_name(b, "data_bytes");
-            json_builder_add_int_value(b, data);
-            json_builder_set_member_name(b, "stored_bytes");
-            json_builder_add_int_value(b, stored);
+            vs_json_add_str(b, "id", m->id);
+            vs_json_add_str(b, "completed", when);
+            vs_json_add_int_or_null(b, "group_freeze_ms", m->group_freeze_ms);
+            vs_json_add_int(b, "virtual_bytes", virt);
+            vs_json_add_int(b, "data_bytes", data);
+            vs_json_add_int(b, "stored_bytes", stored);
             json_builder_set_member_name(b, "domains");
             json_builder_begin_array(b);
             for (guint k = 0; k < m->domains->len; k++) {
                 const VsSummaryDomain *d = m->domains->pdata[k];
                 json_builder_begin_object(b);
-                json_builder_set_member_name(b, "name");
-                json_builder_add_string_value(b, d->name);
-                json_builder_set_member_name(b, "consistency");
-                json_builder_add_string_value(b, d->consistency);
+                vs_json_add_str(b, "name", d->name);
+                vs_json_add_str(b, "consistency", d->consistency);
                 json_builder_set_member_name(b, "disks");
                 json_builder_begin_array(b);
                 for (char **x = d->disks; *x; x++)
@@ -420,29 +412,23 @@ print_prune_json(GPtrArray *plan, bool dry_run, bool gc_ran, uint64_t chunks, ui
     g_autofree char *text = NULL;
 
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "dry_run");
-    json_builder_add_boolean_value(b, dry_run);
+    vs_json_add_bool(b, "dry_run", dry_run);
     json_builder_set_member_name(b, "backups");
     json_builder_begin_array(b);
     for (guint i = 0; i < plan->len; i++) {
         const VsPruneDecision *d = plan->pdata[i];
         json_builder_begin_object(b);
-        json_builder_set_member_name(b, "id");
-        json_builder_add_string_value(b, d->id);
-        json_builder_set_member_name(b, "keep");
-        json_builder_add_boolean_value(b, d->keep);
-        json_builder_set_member_name(b, "reasons");
-        d->reasons ? json_builder_add_string_value(b, d->reasons) : json_builder_add_null_value(b);
+        vs_json_add_str(b, "id", d->id);
+        vs_json_add_bool(b, "keep", d->keep);
+        vs_json_add_str(b, "reasons", d->reasons);
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
     json_builder_set_member_name(b, "gc");
     if (gc_ran) {
         json_builder_begin_object(b);
-        json_builder_set_member_name(b, "chunks_removed");
-        json_builder_add_int_value(b, (gint64)chunks);
-        json_builder_set_member_name(b, "bytes_freed");
-        json_builder_add_int_value(b, (gint64)bytes);
+        vs_json_add_int(b, "chunks_removed", (gint64)chunks);
+        vs_json_add_int(b, "bytes_freed", (gint64)bytes);
         json_builder_end_object(b);
     } else {
         json_builder_add_null_value(b);

@@ -10,20 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static void
-add_string(JsonBuilder *b, const char *key, const char *value)
-{
-    json_builder_set_member_name(b, key);
-    value ? json_builder_add_string_value(b, value) : json_builder_add_null_value(b);
-}
-
-static void
-add_bool(JsonBuilder *b, const char *key, bool value)
-{
-    json_builder_set_member_name(b, key);
-    json_builder_add_boolean_value(b, value);
-}
-
 /* The result as JSON; R NULL: no domains, for a restore refused as a whole,
  * ERROR saying why. */
 static char *
@@ -32,45 +18,42 @@ result_json(const VsRestoreResult *r, const char *error)
     g_autoptr(JsonBuilder) b = json_builder_new();
 
     json_builder_begin_object(b);
-    add_string(b, "error", error);
+    vs_json_add_str(b, "error", error);
     json_builder_set_member_name(b, "domains");
     json_builder_begin_array(b);
     for (guint i = 0; r && i < r->domains->len; i++) {
         const VsRestoreDomainResult *d = r->domains->pdata[i];
 
         json_builder_begin_object(b);
-        add_string(b, "name", d->name);
-        add_string(b, "restored_as", d->restored_as);
-        add_string(b, "backup", d->backup_id);
-        add_bool(b, "ok", d->ok);
-        add_string(b, "error", d->error);
-        add_bool(b, "in_place", d->in_place);
-        add_bool(b, "stopped", d->stopped);
-        add_bool(b, "defined", d->defined);
-        add_bool(b, "started", d->started);
-        add_string(b, "xml", d->xml_path);
-        add_string(b, "define_command", d->define_command);
-        add_bool(b, "instant", d->instant);
-        json_builder_set_member_name(b, "running_after_ms");
-        d->running_ms >= 0 ? json_builder_add_int_value(b, d->running_ms) : json_builder_add_null_value(b);
-        json_builder_set_member_name(b, "copied_after_ms");
-        d->copied_ms >= 0 ? json_builder_add_int_value(b, d->copied_ms) : json_builder_add_null_value(b);
+        vs_json_add_str(b, "name", d->name);
+        vs_json_add_str(b, "restored_as", d->restored_as);
+        vs_json_add_str(b, "backup", d->backup_id);
+        vs_json_add_bool(b, "ok", d->ok);
+        vs_json_add_str(b, "error", d->error);
+        vs_json_add_bool(b, "in_place", d->in_place);
+        vs_json_add_bool(b, "stopped", d->stopped);
+        vs_json_add_bool(b, "defined", d->defined);
+        vs_json_add_bool(b, "started", d->started);
+        vs_json_add_str(b, "xml", d->xml_path);
+        vs_json_add_str(b, "define_command", d->define_command);
+        vs_json_add_bool(b, "instant", d->instant);
+        vs_json_add_int_or_null(b, "running_after_ms", d->running_ms);
+        vs_json_add_int_or_null(b, "copied_after_ms", d->copied_ms);
         json_builder_set_member_name(b, "disks");
         json_builder_begin_array(b);
         for (guint k = 0; k < d->disks->len; k++) {
             const VsRestoreDiskResult *k2 = d->disks->pdata[k];
 
             json_builder_begin_object(b);
-            add_string(b, "target", k2->target);
-            add_string(b, "path", k2->path);
-            add_string(b, "format", k2->format);
-            add_string(b, "pool", k2->pool);
-            add_string(b, "volume", k2->volume);
-            json_builder_set_member_name(b, "virtual_size");
-            json_builder_add_int_value(b, (gint64)k2->virtual_size);
-            add_string(b, "action", k2->action);
-            add_string(b, "note", k2->note);
-            add_string(b, "nbd", k2->nbd);
+            vs_json_add_str(b, "target", k2->target);
+            vs_json_add_str(b, "path", k2->path);
+            vs_json_add_str(b, "format", k2->format);
+            vs_json_add_str(b, "pool", k2->pool);
+            vs_json_add_str(b, "volume", k2->volume);
+            vs_json_add_int(b, "virtual_size", (gint64)k2->virtual_size);
+            vs_json_add_str(b, "action", k2->action);
+            vs_json_add_str(b, "note", k2->note);
+            vs_json_add_str(b, "nbd", k2->nbd);
             json_builder_end_object(b);
         }
         json_builder_end_array(b);

@@ -9,34 +9,24 @@
 #include <string.h>
 
 static void
-add_string(JsonBuilder *b, const char *key, const char *val)
-{
-    json_builder_set_member_name(b, key);
-    if (val)
-        json_builder_add_string_value(b, val);
-    else
-        json_builder_add_null_value(b);
-}
-
-static void
 add_disk(JsonBuilder *b, const VsDiscoveredDisk *d)
 {
     json_builder_begin_object(b);
-    add_string(b, "target", d->target);
-    add_string(b, "device", d->device);
-    add_string(b, "type", d->type);
-    add_string(b, "format", d->format);
-    add_string(b, "path", d->path);
-    add_string(b, "pool", d->pool);
-    add_string(b, "pool_type", d->pool_type);
-    add_string(b, "volume", d->volume);
+    vs_json_add_str(b, "target", d->target);
+    vs_json_add_str(b, "device", d->device);
+    vs_json_add_str(b, "type", d->type);
+    vs_json_add_str(b, "format", d->format);
+    vs_json_add_str(b, "path", d->path);
+    vs_json_add_str(b, "pool", d->pool);
+    vs_json_add_str(b, "pool_type", d->pool_type);
+    vs_json_add_str(b, "volume", d->volume);
 
     json_builder_set_member_name(b, "nfs");
     if (d->nfs_server || d->nfs_export) {
         json_builder_begin_object(b);
-        add_string(b, "server", d->nfs_server);
-        add_string(b, "export", d->nfs_export);
-        add_string(b, "path", d->nfs_path);
+        vs_json_add_str(b, "server", d->nfs_server);
+        vs_json_add_str(b, "export", d->nfs_export);
+        vs_json_add_str(b, "path", d->nfs_path);
         json_builder_end_object(b);
     } else {
         json_builder_add_null_value(b);
@@ -44,13 +34,9 @@ add_disk(JsonBuilder *b, const VsDiscoveredDisk *d)
     json_builder_set_member_name(b, "iscsi");
     if (d->iscsi_iqn || d->iscsi_portal) {
         json_builder_begin_object(b);
-        add_string(b, "portal", d->iscsi_portal);
-        add_string(b, "iqn", d->iscsi_iqn);
-        json_builder_set_member_name(b, "lun");
-        if (d->iscsi_lun >= 0)
-            json_builder_add_int_value(b, d->iscsi_lun);
-        else
-            json_builder_add_null_value(b);
+        vs_json_add_str(b, "portal", d->iscsi_portal);
+        vs_json_add_str(b, "iqn", d->iscsi_iqn);
+        vs_json_add_int_or_null(b, "lun", d->iscsi_lun);
         json_builder_end_object(b);
     } else {
         json_builder_add_null_value(b);
@@ -58,8 +44,8 @@ add_disk(JsonBuilder *b, const VsDiscoveredDisk *d)
     json_builder_set_member_name(b, "block");
     if (d->block_device) {
         json_builder_begin_object(b);
-        add_string(b, "device", d->block_device);
-        add_string(b, "wwid", d->wwid);
+        vs_json_add_str(b, "device", d->block_device);
+        vs_json_add_str(b, "wwid", d->wwid);
         json_builder_end_object(b);
     } else {
         json_builder_add_null_value(b);
@@ -70,23 +56,21 @@ add_disk(JsonBuilder *b, const VsDiscoveredDisk *d)
     for (guint i = 0; i < d->chain->len; i++) {
         const VsChainElem *e = d->chain->pdata[i];
         json_builder_begin_object(b);
-        add_string(b, "path", e->path);
-        add_string(b, "format", e->format);
+        vs_json_add_str(b, "path", e->path);
+        vs_json_add_str(b, "format", e->format);
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
-    json_builder_set_member_name(b, "backing_chain_complete");
-    json_builder_add_boolean_value(b, d->chain_complete);
+    vs_json_add_bool(b, "backing_chain_complete", d->chain_complete);
     if (!d->skipped) {
         const char *why = NULL;
         bool inc = vs_disk_holds_bitmaps(d->format, d->path, &why);
-        json_builder_set_member_name(b, "incremental");
-        json_builder_add_boolean_value(b, inc);
-        add_string(b, "incremental_note", inc ? "dirty bitmaps (backup --mode=begin reads only "
+        vs_json_add_bool(b, "incremental", inc);
+        vs_json_add_str(b, "incremental_note", inc ? "dirty bitmaps (backup --mode=begin reads only "
                    "what changed)" : why);
     }
-    add_string(b, "skipped", d->skipped);
-    add_string(b, "error", d->error);
+    vs_json_add_str(b, "skipped", d->skipped);
+    vs_json_add_str(b, "error", d->error);
     json_builder_end_object(b);
 }
 
@@ -99,17 +83,12 @@ vs_discover_to_json(GPtrArray *domains, bool pretty)
     for (guint i = 0; i < domains->len; i++) {
         const VsDiscoveredDomain *dom = domains->pdata[i];
         json_builder_begin_object(b);
-        add_string(b, "name", dom->name);
-        add_string(b, "uuid", dom->uuid);
-        add_string(b, "state", dom->state);
-        json_builder_set_member_name(b, "id");
-        if (dom->id >= 0)
-            json_builder_add_int_value(b, dom->id);
-        else
-            json_builder_add_null_value(b);
-        json_builder_set_member_name(b, "persistent");
-        json_builder_add_boolean_value(b, dom->persistent);
-        add_string(b, "agent", vs_agent_status_string(dom->agent));
+        vs_json_add_str(b, "name", dom->name);
+        vs_json_add_str(b, "uuid", dom->uuid);
+        vs_json_add_str(b, "state", dom->state);
+        vs_json_add_int_or_null(b, "id", dom->id);
+        vs_json_add_bool(b, "persistent", dom->persistent);
+        vs_json_add_str(b, "agent", vs_agent_status_string(dom->agent));
         json_builder_set_member_name(b, "disks");
         json_builder_begin_array(b);
         for (guint j = 0; j < dom->disks->len; j++)
@@ -124,25 +103,6 @@ vs_discover_to_json(GPtrArray *domains, bool pretty)
     }
     json_builder_end_array(b);
     return vs_json_builder_text(b, pretty);
-}
-
-char *
-vs_json_node_text(JsonNode *root, bool pretty)
-{
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autofree char *text = NULL;
-
-    json_generator_set_root(gen, root);
-    json_generator_set_pretty(gen, pretty);
-    text = json_generator_to_data(gen, NULL);
-    return g_strconcat(text, "\n", NULL);
-}
-
-char *
-vs_json_builder_text(JsonBuilder *b, bool pretty)
-{
-    g_autoptr(JsonNode) root = json_builder_get_root(b);
-    return vs_json_node_text(root, pretty);
 }
 
 /* ':' separates the fields and ';' the entries, so both (and '%') are

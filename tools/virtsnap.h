@@ -55,7 +55,13 @@ int vs_fail_with(int status, const char *message, char *json);
  * output even when the option parser failed before it got there. */
 bool vs_argv_has(int argc, char **argv, const char *option);
 
-/* JSON text (pretty or compact) with a final newline (discover-format.c). */
+/* JSON output (json-out.c): a member KEY whose value is VALUE, or null where
+ * VALUE is NULL (str) or negative (int_or_null); and the text (pretty or
+ * compact) with a final newline. */
+void vs_json_add_str(JsonBuilder *b, const char *key, const char *value);
+void vs_json_add_int(JsonBuilder *b, const char *key, gint64 value);
+void vs_json_add_int_or_null(JsonBuilder *b, const char *key, gint64 value);
+void vs_json_add_bool(JsonBuilder *b, const char *key, bool value);
 char *vs_json_node_text(JsonNode *root, bool pretty);
 char *vs_json_builder_text(JsonBuilder *b, bool pretty);
 

@@ -11,27 +11,8 @@
 
 #define AGENT_CHANNEL_NAME "org.qemu.guest_agent.0"
 
-static const char *const disk_device_names[VS_DISK_DEVICE_LAST] = {
-    "disk", "cdrom", "floppy", "lun",
-};
-
-const char *
-vs_disk_device_to_string(VsDiskDevice device)
-{
-    if ((unsigned)device >= VS_DISK_DEVICE_LAST)
-        return NULL;
-    return disk_device_names[device];
-}
-
-int
-vs_disk_device_from_string(const char *str)
-{
-    for (int i = 0; str && i < VS_DISK_DEVICE_LAST; i++) {
-        if (!strcmp(str, disk_device_names[i]))
-            return i;
-    }
-    return -1;
-}
+VS_ENUM_IMPL(vs_disk_device, VsDiskDevice, VS_DISK_DEVICE_LAST,
+    "disk", "cdrom", "floppy", "lun")
 
 void
 vs_disk_def_free(VsDiskDef *disk)

@@ -11,28 +11,9 @@
 #include <inttypes.h>
 #include <string.h>
 
-static const char *const pool_type_names[VS_POOL_LAST] = {
+VS_ENUM_IMPL(vs_pool_type, VsPoolType, VS_POOL_LAST,
     "dir", "fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct", "scsi", "mpath",
-    "rbd", "sheepdog", "gluster", "zfs", "vstorage",
-};
-
-const char *
-vs_pool_type_to_string(VsPoolType type)
-{
-    if ((unsigned)type >= VS_POOL_LAST)
-        return NULL;
-    return pool_type_names[type];
-}
-
-int
-vs_pool_type_from_string(const char *str)
-{
-    for (int i = 0; str && i < VS_POOL_LAST; i++) {
-        if (!strcmp(str, pool_type_names[i]))
-            return i;
-    }
-    return -1;
-}
+    "rbd", "sheepdog", "gluster", "zfs", "vstorage")
 
 void
 vs_pool_def_free(VsPoolDef *def)

@@ -8,27 +8,9 @@
 
 #include <string.h>
 
-static const char *const location_names[VS_SNAPSHOT_LOCATION_LAST] = {
-    NULL, "no", "internal", "external", "manual",
-};
-
-static int
-location_from_string(const char *str)
-{
-    for (int i = 1; str && i < VS_SNAPSHOT_LOCATION_LAST; i++) {
-        if (!strcmp(str, location_names[i]))
-            return i;
-    }
-    return -1;
-}
-
-static const char *
-location_to_string(VsSnapshotLocation loc)
-{
-    if ((unsigned)loc >= VS_SNAPSHOT_LOCATION_LAST)
-        return NULL;
-    return location_names[loc];
-}
+/* Value 0 is "not given": it has no spelling. */
+VS_ENUM_IMPL_STATIC(location, VsSnapshotLocation, VS_SNAPSHOT_LOCATION_LAST,
+    NULL, "no", "internal", "external", "manual")
 
 static void
 snapshot_disk_free(VsSnapshotDiskDef *disk)

@@ -9,33 +9,14 @@
 
 #include <string.h>
 
-static const char *const disk_type_names[VS_DISK_TYPE_LAST] = {
-    "file", "block", "dir", "network", "volume", "nvme", "vhostuser", "vhostvdpa",
-};
+VS_ENUM_IMPL(vs_disk_type, VsDiskType, VS_DISK_TYPE_LAST,
+    "file", "block", "dir", "network", "volume", "nvme", "vhostuser", "vhostvdpa")
 
 /* libvirt 9.0's virStorageNetProtocol, minus "none". */
 static const char *const net_protocols[] = {
     "nbd", "rbd", "sheepdog", "gluster", "iscsi", "http", "https", "ftp", "ftps",
     "tftp", "ssh", "vxhs", "nfs", NULL,
 };
-
-const char *
-vs_disk_type_to_string(VsDiskType type)
-{
-    if ((unsigned)type >= VS_DISK_TYPE_LAST)
-        return NULL;
-    return disk_type_names[type];
-}
-
-int
-vs_disk_type_from_string(const char *str)
-{
-    for (int i = 0; str && i < VS_DISK_TYPE_LAST; i++) {
-        if (!strcmp(str, disk_type_names[i]))
-            return i;
-    }
-    return -1;
-}
 
 const char *
 vs_disk_type_list(void)

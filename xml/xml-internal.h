@@ -8,6 +8,7 @@
 
 #include <libxml/tree.h>
 #include "vs-xml.h"
+#include "vs-enum.h"
 
 G_BEGIN_DECLS
 

@@ -10,12 +10,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-bb-$$
-REPO=$W/repo
-STATE=$W/state
+vs_test_open --libvirt bb
 
 vs_guest_disk "$W/disk.qcow2" >/dev/null
 vs_guest_start "$D" "$W/disk.qcow2"

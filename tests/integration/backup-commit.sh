@@ -12,12 +12,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-bc-$$
-REPO=$W/repo
-STATE=$W/state
+vs_test_open --libvirt bc
 
 freeze_status() { virsh qemu-agent-command "$D" '{"execute":"guest-fsfreeze-status"}' --timeout 5 2>/dev/null || echo silent; }
 on_original() {

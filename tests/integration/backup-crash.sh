@@ -7,12 +7,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-crash-$$
-REPO=$W/repo
-STATE=$W/state
+vs_test_open --libvirt crash
 
 freeze_status() { virsh qemu-agent-command "$D" '{"execute":"guest-fsfreeze-status"}' --timeout 5 2>/dev/null || echo silent; }
 wait_thawed() {   # SECS: until the guest says thawed

@@ -9,12 +9,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-flt-$$
-REPO=$W/repo
-STATE=$W/state
+vs_test_open --libvirt flt
 
 clean() {   # DOMAIN DISK: the invariants after any failure
   local st

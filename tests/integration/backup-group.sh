@@ -8,12 +8,8 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
+vs_test_open --libvirt
 P=vst-grp-$$
-REPO=$W/repo
-STATE=$W/state
 
 for i in 1 2 3; do
   vs_guest_disk "$W/d$i.qcow2" >/dev/null

@@ -16,12 +16,7 @@ set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 . "$VS_SOURCE_ROOT/tests/lib/hypervisor.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-hvp-$$
-REPO=$W/repo
-STATE=$W/state
+vs_test_open --libvirt hvp
 SMALL=$W/small     # a state dir on a 48 MiB file system: the scratch files live there
 TINY=$W/tiny       # ... and one of 16 MiB, less than virtsnap asks for before it freezes
 VS_HV_DISK=$W/disk.qcow2

@@ -16,12 +16,7 @@ set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 . "$VS_SOURCE_ROOT/tests/lib/hypervisor.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-hv-$$
-REPO=$W/repo
-STATE=$W/state
+vs_test_open --libvirt hv
 OVL=$W/ovl
 VS_HV_DISK=$W/disk.qcow2
 BOUND=90           # seconds virtsnap may take after a fault

@@ -8,12 +8,8 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
+vs_test_open --libvirt
 P=vst-incg-$$
-REPO=$W/repo
-STATE=$W/state
 MiB=$((1024 * 1024))
 
 for i in 1 2; do

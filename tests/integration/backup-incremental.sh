@@ -17,13 +17,8 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-inc-$$
-REPO=$W/repo
+vs_test_open --libvirt inc
 REPO2=$W/repo2
-STATE=$W/state
 MiB=$((1024 * 1024))
 
 vs_guest_disk "$W/disk.qcow2" >/dev/null

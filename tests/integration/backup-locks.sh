@@ -9,10 +9,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-lck-$$
+vs_test_open --libvirt lck
 
 # --- usage ------------------------------------------------------------------------------
 for cmd in backup restore; do

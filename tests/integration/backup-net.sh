@@ -18,11 +18,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-REPO=$W/repo
-STATE=$W/state
+vs_test_open --libvirt
 vs_virtsnap init --repo "$REPO" >/dev/null
 
 freeze_status() { virsh qemu-agent-command "$1" '{"execute":"guest-fsfreeze-status"}' --timeout 5 2>/dev/null || echo silent; }

@@ -15,12 +15,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-push-$$
-REPO=$W/repo
-STATE=$W/state
+vs_test_open --libvirt push
 PUSH=$W/push
 MiB=$((1024 * 1024))
 mkdir -p "$PUSH"

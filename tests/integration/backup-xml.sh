@@ -18,13 +18,8 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
+vs_test_open --libvirt bxml
 command -v virt-xml-validate >/dev/null || vs_skip "virt-xml-validate missing (libvirt-clients)"
-W=$(vs_workdir)
-D=vst-bxml-$$
-REPO=$W/repo
-STATE=$W/state
 vs_virtsnap init --repo "$REPO" >/dev/null
 
 vs_guest_disk "$W/disk.qcow2" >/dev/null

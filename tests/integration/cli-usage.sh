@@ -13,8 +13,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-W=$(vs_workdir)
-REPO=$W/repo
+vs_test_open
 # The test driver needs no daemon: were a command to connect before checking its options,
 # it would get that far and fail later, with another exit status.
 T=test:///default

@@ -9,11 +9,9 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
+vs_test_open --libvirt
 command -v jq >/dev/null || vs_skip "jq missing (scripts/deps.sh installs it)"
 vs_iscsi_direct_ok || vs_skip "libvirtd has no iscsi-direct storage backend (scripts/deps.sh --test installs it)"
-W=$(vs_workdir)
 P=vst-disc-$$
 
 # --- storage ------------------------------------------------------------------------

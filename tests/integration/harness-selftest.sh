@@ -9,9 +9,7 @@
 set -euo pipefail
 . "${VS_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
+vs_test_open --libvirt
 P=vst-hst-$$
 H=$VS_SOURCE_ROOT/tests/lib/harness.sh
 
@@ -30,6 +28,12 @@ child() {         # NAME BODY: run BODY as a separate test script using the harn
 mini_domain "$P-mine"
 vs_domain_track "$P-mine"
 virsh define "$W/$P-mine.xml" >/dev/null
+
+# --- the opening: the work dir exists, W, REPO, STATE and D name what the tests use ----
+vs_assert_eq "$W" "$VS_WORKDIR" "vs_test_open: W"
+child hst-open 'vs_test_open --root cfg
+[ -d "$W" ] && [ "$W" = "$VS_WORKDIR" ] && [ "$REPO" = "$W/repo" ] && [ "$STATE" = "$W/state" ] &&
+  [ "$D" = "vst-cfg-$$" ]' || vs_fail "vs_test_open: W, REPO, STATE or D not set (see $W/hst-open.log)"
 
 # --- cleanup order, failure isolation, exit codes ------------------------------------
 body='vs_on_exit sh -c "echo first >> '"$W"'/order"

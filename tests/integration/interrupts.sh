@@ -12,12 +12,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-int-$$
-REPO=$W/repo
-STATE=$W/state
+vs_test_open --libvirt int
 BIN=${VIRTSNAP:-$VS_BUILD_ROOT/tools/virtsnap}
 export VIRTSNAP_RUN_DIR=$W/run
 # registered first, so it runs last: after the domains are gone

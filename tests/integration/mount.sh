@@ -13,13 +13,8 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
+vs_test_open --libvirt mt
 command -v nbdkit >/dev/null || vs_skip "nbdkit not installed (scripts/deps.sh)"
-W=$(vs_workdir)
-D=vst-mt-$$
-REPO=$W/repo
-STATE=$W/state
 export VIRTSNAP_RUN_DIR=$W/run
 vs_on_exit "$VIRTSNAP" umount --all --force
 

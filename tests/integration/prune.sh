@@ -10,13 +10,9 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
+vs_test_open --libvirt
 A=vst-pra-$$
 B=vst-prb-$$
-REPO=$W/repo
-STATE=$W/state
 
 mkdisk() {   # NAME: a 32 MiB qcow2 domain, shut off
   qemu-img create -q -f qcow2 "$W/$1.qcow2" 32M

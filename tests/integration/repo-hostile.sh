@@ -19,8 +19,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-W=$(vs_workdir)
+vs_test_open --root
 CS=65536
 
 # A repository with one backup of one 2-chunk disk (both chunks real data), built by hand so

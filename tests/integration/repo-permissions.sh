@@ -13,11 +13,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-rp-$$
-STATE=$W/state
+vs_test_open --libvirt rp
 GROUP=backup
 getent group "$GROUP" >/dev/null || vs_skip "no group $GROUP on this machine"
 

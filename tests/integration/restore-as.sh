@@ -10,16 +10,11 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-ra-$$
+vs_test_open --libvirt ra
 N=vst-ra-$$-copy
 N2=vst-ra-$$-pool
 N3=vst-ra-$$-dir
 P=vst-ra-$$-pool
-REPO=$W/repo
-STATE=$W/state
 IFACE="<interface type='user'><mac address='52:54:00:5a:$(printf '%02x:%02x' $(( $$ % 256 )) $(( ($$ / 256) % 256 )))'/><model type='virtio'/></interface>"
 
 vs_guest_disk "$W/disk.qcow2" >/dev/null

@@ -13,12 +13,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-rb-$$
-REPO=$W/repo
-STATE=$W/state
+vs_test_open --libvirt rb
 lastseq() { vs_gexec "$D" 'tail -n 1 /data/records.log' | awk '{print $1}'; }
 
 vs_guest_disk "$W/disk.qcow2" >/dev/null

@@ -8,12 +8,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-REPO=$W/repo
-STATE=$W/state
-D=vst-rbl-$$
+vs_test_open --libvirt rbl
 
 vs_guest_disk "$W/disk.raw" 96M >/dev/null
 DEV=$(vs_loopdev "$W/lo.img" 96M)

@@ -11,12 +11,7 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-rd-$$
-REPO=$W/repo
-STATE=$W/state
+vs_test_open --libvirt rd
 
 vs_guest_disk "$W/disk.qcow2" >/dev/null
 mkdir -p "$W/src"

@@ -11,13 +11,8 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
-W=$(vs_workdir)
-D=vst-rf-$$
+vs_test_open --libvirt rf
 O=vst-rf-$$-other
-REPO=$W/repo
-STATE=$W/state
 
 expect_fail() {   # NAME ARGS...: run virtsnap restore, expect exit ${EXPECT_RC:-1}; stderr in $W/NAME.err
   local out=$W/$1 rc; shift

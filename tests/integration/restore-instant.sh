@@ -23,13 +23,8 @@
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
-vs_require_root
-vs_libvirt_up
+vs_test_open --libvirt ri
 command -v nbdkit >/dev/null || vs_skip "nbdkit not installed (scripts/deps.sh)"
-W=$(vs_workdir)
-D=vst-ri-$$
-REPO=$W/repo
-STATE=$W/state
 export VIRTSNAP_RUN_DIR=$W/run
 # registered first, so it runs last: after the domains are gone
 vs_on_exit "$VIRTSNAP" umount --all --force

@@ -16,6 +16,7 @@
 # tests run by other people or other build dirs at the same time are left alone.
 #
 # Functions (details above each):
+#   opening    vs_test_open [--libvirt | --root] [PREFIX]: W, REPO, STATE and D=vst-PREFIX-$$
 #   messages   vs_log MSG | vs_skip MSG (exit 77) | vs_fail MSG (exit 1) | vs_require_root
 #              vs_assert_eq ACTUAL EXPECTED WHAT | vs_assert_contains HAYSTACK NEEDLE WHAT
 #   cleanup    vs_on_exit CMD... | vs_cleanup_now | vs_workdir
@@ -167,6 +168,24 @@ vs_libvirt_up() {
   vs_require_root
   vs_daemons_up || vs_fail "cannot start/reach libvirtd ($VS_URI)"
   export LIBVIRT_DEFAULT_URI=$VS_URI
+}
+
+# ---------------------------------------------------------------- opening a test
+
+# vs_test_open [--libvirt | --root] [PREFIX]: how a test begins (call it directly, not in
+# $(...): it sets variables). --libvirt: root and a running libvirtd, LIBVIRT_DEFAULT_URI
+# set; --root: root only (else the test is skipped). Sets W (the work dir), REPO=$W/repo,
+# STATE=$W/state and, with PREFIX, D=vst-PREFIX-$$ (the test's domain).
+vs_test_open() {
+  case "${1:-}" in
+    --libvirt) vs_libvirt_up; shift ;;
+    --root) vs_require_root; shift ;;
+  esac
+  _vs_wd_init
+  W=$VS_WORKDIR
+  REPO=$W/repo
+  STATE=$W/state
+  if [ -n "${1:-}" ]; then D=vst-$1-$$; fi
 }
 
 _vs_check_name() {

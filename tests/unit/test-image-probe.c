@@ -3,7 +3,7 @@
  * format), a raw file, damaged headers written over a real qcow2, and the
  * longest-export rule discovery relies on. */
 #include "config.h"
-#include "vs-block.h"
+#include "vs-probe.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  * clusters and across an L2 table's 512 MiB, a size that is no multiple of the
  * cluster size (nor of 512), and a virtual size above 4 GiB. */
 #include "config.h"
-#include "qcow2-writer.h"
+#include "vs-qcow2.h"
 #include "vs-error.h"
 
 #include <fcntl.h>

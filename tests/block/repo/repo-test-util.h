@@ -259,6 +259,32 @@ tu_open_new(const char *dir, uint32_t cs)
     return r;
 }
 
+/* The fixture most repository tests start from, for g_test_add: a fresh temp
+ * directory DIR holding a new repository REPO (64 KiB chunks), closed and
+ * removed after the test. TU_REPO_TEST("/path", fn) registers fn(TuRepo *f,
+ * gconstpointer data). */
+typedef struct {
+    char *dir;
+    VsRepo *repo;
+} TuRepo;
+
+static inline void
+tu_repo_setup(TuRepo *f, gconstpointer data)
+{
+    f->dir = tu_tmpdir();
+    f->repo = tu_open_new(f->dir, 64 * 1024);
+}
+
+static inline void
+tu_repo_teardown(TuRepo *f, gconstpointer data)
+{
+    g_clear_pointer(&f->repo, vs_repo_close);
+    tu_rm_rf(f->dir);
+    g_clear_pointer(&f->dir, g_free);
+}
+
+#define TU_REPO_TEST(path, fn) g_test_add(path, TuRepo, NULL, tu_repo_setup, fn, tu_repo_teardown)
+
 /* vs_repo_put_chunk, asserting success. */
 static inline void
 tu_put(VsRepo *r, const void *data, size_t len, VsDigest *d, uint64_t *stored)

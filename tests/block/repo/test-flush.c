@@ -104,10 +104,10 @@ assert_final_chunks_good(const char *dir)
 /* ------------------------------------------------------------------------- */
 
 static void
-test_dedup_pending(void)
+test_dedup_pending(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    char *dir = fixture->dir;
+    VsRepo *r = fixture->repo;
     g_autoptr(GError) err = NULL;
     VsDigest a, b;
 
@@ -127,15 +127,14 @@ test_dedup_pending(void)
     /* a flush with nothing pending does nothing */
     g_assert_true(vs_repo_flush(r, &err));
     g_assert_no_error(err);
-    tu_rm_rf(dir);
 }
 
 static void
-test_read_pending(void)
+test_read_pending(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
+    char *dir = fixture->dir;
     g_autofree char *tmp = g_build_filename(dir, "tmp", NULL);
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    VsRepo *r = fixture->repo;
     g_autofree uint8_t *buf = g_malloc(CS);
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(VsManifest) m = NULL;
@@ -195,14 +194,13 @@ test_read_pending(void)
     g_assert_error(err, VS_ERROR, VS_ERROR_IO);
     g_assert_nonnull(strstr(err->message, "is corrupt"));
     g_clear_error(&err);
-    tu_rm_rf(dir);
 }
 
 static void
-test_threshold(void)
+test_threshold(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    char *dir = fixture->dir;
+    VsRepo *r = fixture->repo;
     g_autoptr(GError) err = NULL;
     VsDigest d;
 
@@ -225,7 +223,6 @@ test_threshold(void)
     g_assert_no_error(err);
     g_assert_cmpuint(count_in(dir, "chunks"), ==, 6);
     g_assert_cmpuint(assert_final_chunks_good(dir), ==, 6);
-    tu_rm_rf(dir);
 }
 
 /* However compressible, the pending table holds at most REPO_FLUSH_CHUNKS
@@ -361,10 +358,10 @@ flush_thread(gpointer p)
 }
 
 static void
-test_threads(void)
+test_threads(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    char *dir = fixture->dir;
+    VsRepo *r = fixture->repo;
     g_autoptr(GArray) all = g_array_new(FALSE, FALSE, sizeof(VsDigest));
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(GError) err = NULL;
@@ -395,7 +392,6 @@ test_threads(void)
     g_assert_cmpuint(problems->len, ==, 0);
     g_assert_cmpuint(checked, ==, NSHARED + NTHREADS * NOWN);
     g_free(args);
-    tu_rm_rf(dir);
 }
 
 /* Two processes put the same 48 chunks (in opposite orders, flushing every
@@ -422,10 +418,10 @@ child_same_chunks(const char *dir, int reverse)
 }
 
 static void
-test_processes(void)
+test_processes(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    char *dir = fixture->dir;
+    VsRepo *r = fixture->repo;
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(GError) err = NULL;
     g_auto(GStrv) ids = NULL;
@@ -449,16 +445,15 @@ test_processes(void)
     g_assert_cmpuint(problems->len, ==, 0);
     g_assert_cmpuint(checked, ==, 48);
     g_assert_cmpuint(assert_final_chunks_good(dir), ==, 48);
-    tu_rm_rf(dir);
 }
 
 /* syncfs fails: nothing of the batch gets a final name, the temp files go,
  * commit says what is missing, and the repository works on afterwards. */
 static void
-test_sync_failure(void)
+test_sync_failure(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    char *dir = fixture->dir;
+    VsRepo *r = fixture->repo;
     g_autoptr(GError) err = NULL;
     g_autofree char *expect = NULL;
     VsDigest d[5];
@@ -512,15 +507,14 @@ test_sync_failure(void)
     g_assert_true(commit_digests(r, d, 4, &err));
     g_assert_no_error(err);
     g_assert_cmpuint(assert_final_chunks_good(dir), ==, 4);
-    tu_rm_rf(dir);
 }
 
 /* Without syncfs, each temp file is fdatasynced. */
 static void
-test_fdatasync_fallback(void)
+test_fdatasync_fallback(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    char *dir = fixture->dir;
+    VsRepo *r = fixture->repo;
     g_autoptr(GError) err = NULL;
     VsDigest d[3];
 
@@ -531,16 +525,15 @@ test_fdatasync_fallback(void)
     g_assert_no_error(err);
     g_assert_cmpuint(count_in(dir, "tmp"), ==, 0);
     g_assert_cmpuint(assert_final_chunks_good(dir), ==, 3);
-    tu_rm_rf(dir);
 }
 
 /* A rename that fails (the fan-out directory is a file): that chunk is gone,
  * the others of the batch are placed, the error names it. */
 static void
-test_rename_failure(void)
+test_rename_failure(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    char *dir = fixture->dir;
+    VsRepo *r = fixture->repo;
     g_autoptr(GError) err = NULL;
     g_autofree char *blocker = NULL;
     char hex[VS_DIGEST_HEX_LEN];
@@ -575,7 +568,6 @@ test_rename_failure(void)
         g_assert_true(vs_repo_has_chunk(r, &d[i]));
     g_assert_cmpint(unlink(blocker), ==, 0);
     g_assert_cmpuint(assert_final_chunks_good(dir), ==, 3);
-    tu_rm_rf(dir);
 }
 
 /* A 2 MiB tmpfs filling up while chunks are put and flushed every 4 chunks:
@@ -694,17 +686,17 @@ main(int argc, char **argv)
     self_exe = g_file_read_link("/proc/self/exe", NULL);
     tu_private_mounts();
     g_test_init(&argc, &argv, NULL);
-    g_test_add_func("/flush/dedup-pending", test_dedup_pending);
-    g_test_add_func("/flush/read-pending", test_read_pending);
-    g_test_add_func("/flush/threshold", test_threshold);
+    TU_REPO_TEST("/flush/dedup-pending", test_dedup_pending);
+    TU_REPO_TEST("/flush/read-pending", test_read_pending);
+    TU_REPO_TEST("/flush/threshold", test_threshold);
     g_test_add_func("/flush/threshold-count", test_threshold_count);
     g_test_add_func("/flush/close-discards", test_close_discards);
     g_test_add_func("/flush/commit", test_commit_flushes);
-    g_test_add_func("/flush/threads", test_threads);
-    g_test_add_func("/flush/processes", test_processes);
-    g_test_add_func("/flush/fault/sync", test_sync_failure);
-    g_test_add_func("/flush/fault/fdatasync-fallback", test_fdatasync_fallback);
-    g_test_add_func("/flush/fault/rename", test_rename_failure);
+    TU_REPO_TEST("/flush/threads", test_threads);
+    TU_REPO_TEST("/flush/processes", test_processes);
+    TU_REPO_TEST("/flush/fault/sync", test_sync_failure);
+    TU_REPO_TEST("/flush/fault/fdatasync-fallback", test_fdatasync_fallback);
+    TU_REPO_TEST("/flush/fault/rename", test_rename_failure);
     g_test_add_func("/flush/fault/enospc-put", test_enospc_put);
     g_test_add_func("/flush/fault/enospc-flush", test_enospc_flush);
     {

@@ -142,6 +142,50 @@ test_new(void)
 }
 
 typedef struct {
+    GString *seen;
+    guint stop_after;          /* 0: never stop */
+} ForeachSeen;
+
+static bool
+foreach_note(const VsManifestDomain *d, const VsManifestDisk *disk, const VsChunkRef *ref, void *opaque)
+{
+    ForeachSeen *f = opaque;
+
+    g_string_append_printf(f->seen, "%s/%s@%" G_GUINT64_FORMAT " ", d->name, disk->target, ref->offset);
+    return !f->stop_after || --f->stop_after > 0;
+}
+
+/* Every reference once, domain by domain, disk by disk, by offset; a callback
+ * that returns false ends the walk there, and the walk says so. */
+static void
+test_foreach_chunk(void)
+{
+    g_autoptr(VsManifest) m = vs_manifest_new();
+    VsManifestDomain *a = vs_manifest_add_domain(m, "a"), *b = vs_manifest_add_domain(m, "b");
+    VsManifestDisk *disks[] = { vs_manifest_domain_add_disk(a, "vda"), vs_manifest_domain_add_disk(a, "vdb"),
+                                vs_manifest_domain_add_disk(b, "vda") };
+    g_autoptr(GString) seen = g_string_new(NULL);
+    ForeachSeen f = { seen, 0 };
+
+    vs_manifest_add_domain(m, "empty");
+    for (guint i = 0; i < G_N_ELEMENTS(disks); i++) {
+        for (guint k = 0; k < (i == 1 ? 1u : 2u); k++) {
+            VsChunkRef r = { .offset = k * 65536, .length = 65536 };
+
+            r.digest.bytes[0] = (uint8_t)(i * 2 + k + 1);
+            g_array_append_val(disks[i]->chunks, r);
+        }
+    }
+    g_assert_true(vs_manifest_foreach_chunk(m, foreach_note, &f));
+    g_assert_cmpstr(seen->str, ==, "a/vda@0 a/vda@65536 a/vdb@0 b/vda@0 b/vda@65536 ");
+
+    g_string_truncate(seen, 0);
+    f.stop_after = 3;
+    g_assert_false(vs_manifest_foreach_chunk(m, foreach_note, &f));
+    g_assert_cmpstr(seen->str, ==, "a/vda@0 a/vda@65536 a/vdb@0 ");
+}
+
+typedef struct {
     const char *from, *to;     /* edit: replace the first FROM with TO */
     VsErrorCode code;
     const char *message;       /* expected after "manifest: test.json: " */
@@ -293,6 +337,7 @@ main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/manifest/round-trip", test_round_trip);
     g_test_add_func("/manifest/new", test_new);
+    g_test_add_func("/manifest/foreach-chunk", test_foreach_chunk);
     g_test_add_func("/manifest/strict", test_strict);
     g_test_add_func("/manifest/corpus", test_corpus);
     return g_test_run();

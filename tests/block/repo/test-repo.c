@@ -322,11 +322,11 @@ test_chunk_raw(void)
  * in raw blocks too, reads back and checks; a chunk already there is not
  * rewritten when compression is back on, and new ones are compressed again. */
 static void
-test_chunk_compress_off(void)
+test_chunk_compress_off(TuRepo *fixture, gconstpointer test_data)
 {
     size_t len = CS;
-    g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    char *dir = fixture->dir;
+    VsRepo *r = fixture->repo;
     g_autofree uint8_t *buf = g_malloc(len);
     uint64_t stored = 0;
     VsDigest d;
@@ -340,16 +340,15 @@ test_chunk_compress_off(void)
     g_assert_cmpuint(stored, ==, 0);
     tu_fill_data(buf, len, 78);
     put_expect_compressed(r, dir, buf, len, &d);
-    tu_rm_rf(dir);
 }
 
 /* A chunk file as virtsnap wrote them before raw blocks (ZSTD_compress2, level
  * 1, checksum, content size: whatever the data) still reads and verifies. */
 static void
-test_chunk_old_frames(void)
+test_chunk_old_frames(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    char *dir = fixture->dir;
+    VsRepo *r = fixture->repo;
     g_autoptr(ZSTD_CCtx) c = ZSTD_createCCtx();
     g_autofree uint8_t *buf = g_malloc(CS);
     g_autofree uint8_t *z = g_malloc(ZSTD_compressBound(CS));
@@ -382,7 +381,6 @@ test_chunk_old_frames(void)
         g_assert_no_error(err);
         g_assert_cmpmem(back, blen, buf, CS);
     }
-    tu_rm_rf(dir);
 }
 
 /* A chunk's name held by something other than a regular file (someone else
@@ -426,10 +424,10 @@ test_chunk_not_regular(void)
 }
 
 static void
-test_chunk_round_trip(void)
+test_chunk_round_trip(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    char *dir = fixture->dir;
+    VsRepo *r = fixture->repo;
     g_autofree uint8_t *buf = g_malloc(CS);
     g_autofree char *path = NULL, *tmp = g_build_filename(dir, "tmp", NULL);
     g_autoptr(GError) err = NULL;
@@ -515,15 +513,14 @@ test_chunk_round_trip(void)
         g_clear_error(&err);
     }
     g_assert_cmpuint(tu_count_files(tmp), ==, 0);
-    tu_rm_rf(dir);
 }
 
 static void
-test_zero_chunks(void)
+test_zero_chunks(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
+    char *dir = fixture->dir;
     g_autofree char *chunks = g_build_filename(dir, "chunks", NULL);
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    VsRepo *r = fixture->repo;
     g_autofree uint8_t *zeros = g_malloc0(CS);
     g_autofree uint8_t *data = g_malloc(CS);
     g_autoptr(VsManifest) m = vs_manifest_new();
@@ -559,7 +556,6 @@ test_zero_chunks(void)
     g_assert_cmpstr(vs_manifest_find_domain(back, "dom")->consistency, ==, "crash");
     g_assert_cmpuint(g_array_index(k->chunks, VsChunkRef, 0).offset, ==, CS);
     g_assert_cmpuint(tu_count_files(chunks), ==, 1);
-    tu_rm_rf(dir);
 }
 
 /* Many threads on one VsRepo: every thread puts the same 16 chunks and 16 of
@@ -599,11 +595,11 @@ put_thread(gpointer p)
 }
 
 static void
-test_threads(void)
+test_threads(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
+    char *dir = fixture->dir;
     g_autofree char *chunks = g_build_filename(dir, "chunks", NULL), *tmp = g_build_filename(dir, "tmp", NULL);
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    VsRepo *r = fixture->repo;
     ThreadArg args[NTHREADS];
     GThread *threads[NTHREADS];
     uint64_t shared_total = 0;
@@ -632,7 +628,6 @@ test_threads(void)
             g_assert_nonnull(data);
             g_assert_cmpuint(len, ==, CS);
         }
-    tu_rm_rf(dir);
 }
 
 /* Two processes back up into one repository at once, sharing half their data. */
@@ -662,11 +657,11 @@ child_backup(const char *dir, guint32 seed)
 }
 
 static void
-test_processes(void)
+test_processes(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
+    char *dir = fixture->dir;
     g_autofree char *chunks = g_build_filename(dir, "chunks", NULL);
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    VsRepo *r = fixture->repo;
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(GError) err = NULL;
     g_auto(GStrv) ids = NULL;
@@ -689,14 +684,12 @@ test_processes(void)
     g_assert_no_error(err);
     g_assert_cmpuint(problems->len, ==, 0);
     g_assert_cmpuint(checked, ==, 96);
-    tu_rm_rf(dir);
 }
 
 static void
-test_list(void)
+test_list(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    VsRepo *r = fixture->repo;
     g_autoptr(GError) err = NULL;
     g_auto(GStrv) ids = NULL;
     g_autofree char *a = NULL, *b = NULL, *c = NULL, *prefix = NULL;
@@ -798,15 +791,14 @@ test_list(void)
         ids = vs_repo_list(r, &err);
         g_assert_cmpuint(g_strv_length(ids), ==, 0);
     }
-    tu_rm_rf(dir);
 }
 
 static void
-test_commit_checks(void)
+test_commit_checks(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
+    char *dir = fixture->dir;
     g_autofree char *backups = g_build_filename(dir, "backups", NULL), *tmp = g_build_filename(dir, "tmp", NULL);
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    VsRepo *r = fixture->repo;
     g_autoptr(VsManifest) m = vs_manifest_new();
     VsManifestDisk *k = tu_add_disk(m, "web1", "vda");
     g_autofree uint8_t *buf = g_malloc(CS);
@@ -867,19 +859,18 @@ test_commit_checks(void)
     g_assert_no_error(err);
     /* the manifest and its summary */
     g_assert_cmpuint(tu_count_files(backups), ==, 2);
-    tu_rm_rf(dir);
 }
 
 static void
-test_gc(void)
+test_gc(TuRepo *fixture, gconstpointer test_data)
 {
-    g_autofree char *dir = tu_tmpdir();
+    char *dir = fixture->dir;
     g_autofree char *chunks = g_build_filename(dir, "chunks", NULL);
     g_autofree char *old_tmp = g_build_filename(dir, "tmp", "chunk-1-dead.tmp", NULL);
     g_autofree char *new_tmp = g_build_filename(dir, "tmp", "chunk-2-live.tmp", NULL);
     g_autofree char *junk = g_build_filename(dir, "chunks", "README", NULL);
     g_autofree char *gone_tmp = NULL, *mine_tmp = NULL, *other_host_tmp = NULL;
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
+    VsRepo *r = fixture->repo;
     pid_t dead;
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(GError) err = NULL;
@@ -943,7 +934,6 @@ test_gc(void)
     g_assert_true(vs_repo_gc(r, &removed, &freed, &err));
     g_assert_cmpuint(removed, ==, 4);
     g_assert_cmpuint(tu_count_files(chunks), ==, 1);
-    tu_rm_rf(dir);
 }
 
 static gpointer
@@ -1146,18 +1136,18 @@ main(int argc, char **argv)
     g_test_add_func("/repo/is-zero", test_is_zero);
     g_test_add_func("/repo/open/create", test_open_create);
     g_test_add_func("/repo/open/errors", test_open_errors);
-    g_test_add_func("/repo/chunk/round-trip", test_chunk_round_trip);
+    TU_REPO_TEST("/repo/chunk/round-trip", test_chunk_round_trip);
     g_test_add_func("/repo/chunk/not-regular", test_chunk_not_regular);
     g_test_add_func("/repo/chunk/xxh64", test_xxh64);
     g_test_add_func("/repo/chunk/raw", test_chunk_raw);
-    g_test_add_func("/repo/chunk/compress-off", test_chunk_compress_off);
-    g_test_add_func("/repo/chunk/old-frames", test_chunk_old_frames);
-    g_test_add_func("/repo/chunk/zero", test_zero_chunks);
-    g_test_add_func("/repo/chunk/processes", test_processes);
-    g_test_add_func("/repo/chunk/threads", test_threads);
-    g_test_add_func("/repo/backups/list", test_list);
-    g_test_add_func("/repo/backups/commit-checks", test_commit_checks);
-    g_test_add_func("/repo/gc", test_gc);
+    TU_REPO_TEST("/repo/chunk/compress-off", test_chunk_compress_off);
+    TU_REPO_TEST("/repo/chunk/old-frames", test_chunk_old_frames);
+    TU_REPO_TEST("/repo/chunk/zero", test_zero_chunks);
+    TU_REPO_TEST("/repo/chunk/processes", test_processes);
+    TU_REPO_TEST("/repo/chunk/threads", test_threads);
+    TU_REPO_TEST("/repo/backups/list", test_list);
+    TU_REPO_TEST("/repo/backups/commit-checks", test_commit_checks);
+    TU_REPO_TEST("/repo/gc", test_gc);
     g_test_add_func("/repo/gc/lock", test_gc_lock);
     g_test_add_func("/repo/fault/enospc", test_enospc);
     g_test_add_func("/repo/fault/read-only", test_read_only);

@@ -278,146 +278,198 @@ edit_file(const char *file, const char *from, const char *to)
     tu_write_file(file, out, strlen(out));
 }
 
+/* A repository with two backups: A (web1, 3 chunks) and B (web2, 2 chunks),
+ * both with the summary commit wrote. */
+typedef struct {
+    TuRepo base;
+    char *a, *b;
+    char *sa, *sb;     /* their summaries */
+    char *ma;          /* A's manifest */
+} SummaryRepo;
+
 static void
-test_summary_repo(void)
+summary_repo_setup(SummaryRepo *f, gconstpointer data)
 {
-    g_autofree char *dir = tu_tmpdir();
-    g_autoptr(VsRepo) r = tu_open_new(dir, CS);
-    g_autofree char *a = tu_commit_backup(r, "web1", "vda", 3, 1);
-    g_autofree char *b = tu_commit_backup(r, "web2", "vda", 2, 10);
-    g_autofree char *sa = g_strdup_printf("%s/backups/%s.summary", dir, a);
-    g_autofree char *sb = g_strdup_printf("%s/backups/%s.summary", dir, b);
-    g_autofree char *ma = g_strdup_printf("%s/backups/%s.json", dir, a);
-    g_autofree char *orphan = g_strdup_printf("%s/backups/20991231T000000Z-000000.summary", dir);
-    g_autofree char *text = NULL;
-    g_autoptr(GPtrArray) all = NULL;
-    g_autoptr(GError) err = NULL;
+    tu_repo_setup(&f->base, data);
+    f->a = tu_commit_backup(f->base.repo, "web1", "vda", 3, 1);
+    f->b = tu_commit_backup(f->base.repo, "web2", "vda", 2, 10);
+    f->sa = g_strdup_printf("%s/backups/%s.summary", f->base.dir, f->a);
+    f->sb = g_strdup_printf("%s/backups/%s.summary", f->base.dir, f->b);
+    f->ma = g_strdup_printf("%s/backups/%s.json", f->base.dir, f->a);
+}
+
+static void
+summary_repo_teardown(SummaryRepo *f, gconstpointer data)
+{
+    tu_repo_teardown(&f->base, data);
+    g_free(f->a);
+    g_free(f->b);
+    g_free(f->sa);
+    g_free(f->sb);
+    g_free(f->ma);
+}
+
+/* Backup ID as list describes it now (*ALL, replaced, holds the list),
+ * asserting that both backups are listed. */
+static const VsBackupSummary *
+find_listed(VsRepo *r, GPtrArray **all, const char *id)
+{
     const VsBackupSummary *s;
 
-    /* commit wrote both; list describes them from the summaries */
-    g_assert_true(g_file_test(sa, G_FILE_TEST_IS_REGULAR));
-    all = list(r);
-    g_assert_cmpuint(all->len, ==, 2);
-    s = find(all, a);
+    g_clear_pointer(all, g_ptr_array_unref);
+    *all = list(r);
+    g_assert_cmpuint((*all)->len, ==, 2);
+    s = find(*all, id);
     g_assert_nonnull(s);
+    return s;
+}
+
+/* commit wrote both summaries; list describes the backups from them */
+static void
+test_summary_listed(SummaryRepo *f, gconstpointer data)
+{
+    g_autoptr(GPtrArray) all = NULL;
+    const VsBackupSummary *s = find_listed(f->base.repo, &all, f->a);
+
+    g_assert_true(g_file_test(f->sa, G_FILE_TEST_IS_REGULAR));
+    g_assert_true(g_file_test(f->sb, G_FILE_TEST_IS_REGULAR));
     g_assert_null(s->problem);
     g_assert_cmpuint(s->data_bytes, ==, 3 * CS);
     g_assert_cmpuint(s->stored_bytes, ==, 0);
     g_assert_cmpstr(((VsSummaryDomain *)s->domains->pdata[0])->name, ==, "web1");
-    g_clear_pointer(&all, g_ptr_array_unref);
-
-    /* the summary is what list reads (a figure changed in it, manifest size
-     * unchanged, shows); a summary is a cache of the manifest, so the lie is
-     * the repository's, as it would be in the manifest itself */
-    edit_file(sa, "\"stored_bytes\" : 0", "\"stored_bytes\" : 43");
-    all = list(r);
-    g_assert_cmpuint(find(all, a)->stored_bytes, ==, 43);
-    g_clear_pointer(&all, g_ptr_array_unref);
-
-    /* a summary claiming another manifest size: ignored, the manifest read */
-    g_assert_true(g_file_get_contents(sa, &text, NULL, NULL));
-    edit_file(sa, "\"manifest_bytes\" : ", "\"manifest_bytes\" : 1");
-    all = list(r);
-    g_assert_cmpuint(find(all, a)->stored_bytes, ==, 0);
-    g_clear_pointer(&all, g_ptr_array_unref);
-
-    /* another backup's summary under this name: ignored */
-    {
-        g_autofree char *other = NULL;
-        gsize len;
-
-        g_assert_true(g_file_get_contents(sb, &other, &len, NULL));
-        tu_write_file(sa, other, len);
-        all = list(r);
-        g_assert_cmpuint(all->len, ==, 2);
-        s = find(all, a);
-        g_assert_cmpstr(((VsSummaryDomain *)s->domains->pdata[0])->name, ==, "web1");
-        g_assert_cmpuint(s->data_bytes, ==, 3 * CS);
-        g_clear_pointer(&all, g_ptr_array_unref);
-    }
-
-    /* garbage, a FIFO (must not hang), a directory, a symlink to a valid
-     * summary, no summary at all: each described from the manifest */
-    {
-        g_autofree char *good = g_strdup_printf("%s/good", dir);
-        const char *kinds[] = { "garbage", "fifo", "dir", "symlink", "none" };
-
-        tu_write_file(good, text, strlen(text));
-        for (guint i = 0; i < G_N_ELEMENTS(kinds); i++) {
-            g_assert_cmpint(remove(sa), ==, 0);
-            if (i == 0)
-                tu_write_file(sa, "{\"format\": ", 11);
-            else if (i == 1)
-                g_assert_cmpint(mkfifo(sa, 0600), ==, 0);
-            else if (i == 2)
-                g_assert_cmpint(mkdir(sa, 0700), ==, 0);
-            else if (i == 3)
-                g_assert_cmpint(symlink(good, sa), ==, 0);
-            all = list(r);
-            g_assert_cmpuint(all->len, ==, 2);
-            s = find(all, a);
-            g_assert_null(s->problem);
-            g_assert_cmpuint(s->data_bytes, ==, 3 * CS);
-            /* the manifest's figure, not the summary text's 43 */
-            g_assert_cmpuint(s->stored_bytes, ==, 0);
-            g_clear_pointer(&all, g_ptr_array_unref);
-        }
-        tu_write_file(sa, text, strlen(text));
-    }
-
-    /* gc writes the summary a backup lacks (a repository from before
-     * summaries), and leaves a valid one as it is */
-    {
-        g_autofree char *btext = NULL, *again = NULL;
-
-        g_assert_true(g_file_get_contents(sb, &btext, NULL, NULL));
-        g_assert_cmpint(remove(sa), ==, 0);
-        g_assert_true(vs_repo_gc(r, NULL, NULL, &err));
-        g_assert_no_error(err);
-        g_assert_true(g_file_test(sa, G_FILE_TEST_IS_REGULAR));
-        g_assert_true(g_file_get_contents(sb, &again, NULL, NULL));
-        g_assert_cmpstr(again, ==, btext);
-        edit_file(sa, "\"stored_bytes\" : 0", "\"stored_bytes\" : 44");
-        all = list(r);
-        g_assert_cmpuint(find(all, a)->stored_bytes, ==, 44);
-        g_clear_pointer(&all, g_ptr_array_unref);
-        tu_write_file(sa, text, strlen(text));
-    }
-
-    /* a summary without its manifest lists nothing */
-    tu_write_file(orphan, text, strlen(text));
-    all = list(r);
-    g_assert_cmpuint(all->len, ==, 2);
-    g_clear_pointer(&all, g_ptr_array_unref);
-
-    /* a damaged manifest is not hidden by its (valid, but now stale)
-     * summary: listed, with the manifest's error */
-    {
-        g_autofree char *mtext = NULL;
-        gsize len;
-
-        g_assert_true(g_file_get_contents(ma, &mtext, &len, NULL));
-        tu_write_file(ma, mtext, len - 10);
-        all = list(r);
-        g_assert_cmpuint(all->len, ==, 2);
-        s = find(all, a);
-        g_assert_nonnull(s->problem);
-        g_assert_nonnull(strstr(s->problem, a));
-        g_assert_cmpuint(s->domains->len, ==, 0);
-        g_clear_pointer(&all, g_ptr_array_unref);
-        tu_write_file(ma, mtext, len);
-    }
-
-    /* delete removes the summary with the manifest */
-    g_assert_true(vs_repo_delete(r, a, &err));
-    g_assert_no_error(err);
-    g_assert_false(g_file_test(sa, G_FILE_TEST_EXISTS));
-    g_assert_false(g_file_test(ma, G_FILE_TEST_EXISTS));
-    all = list(r);
-    g_assert_cmpuint(all->len, ==, 1);
-    g_assert_cmpstr(((VsBackupSummary *)all->pdata[0])->id, ==, b);
-    tu_rm_rf(dir);
 }
+
+/* The summary is what list reads (a figure changed in it, manifest size
+ * unchanged, shows); a summary is a cache of the manifest, so the lie is the
+ * repository's, as it would be in the manifest itself. One that claims another
+ * manifest size, or is another backup's, is ignored: the manifest is read. */
+static void
+test_summary_used_when_matching(SummaryRepo *f, gconstpointer data)
+{
+    g_autoptr(GPtrArray) all = NULL;
+    g_autofree char *other = NULL;
+    const VsBackupSummary *s;
+    gsize len;
+
+    edit_file(f->sa, "\"stored_bytes\" : 0", "\"stored_bytes\" : 43");
+    g_assert_cmpuint(find_listed(f->base.repo, &all, f->a)->stored_bytes, ==, 43);
+
+    edit_file(f->sa, "\"manifest_bytes\" : ", "\"manifest_bytes\" : 1");
+    g_assert_cmpuint(find_listed(f->base.repo, &all, f->a)->stored_bytes, ==, 0);
+
+    g_assert_true(g_file_get_contents(f->sb, &other, &len, NULL));
+    tu_write_file(f->sa, other, len);
+    s = find_listed(f->base.repo, &all, f->a);
+    g_assert_cmpstr(((VsSummaryDomain *)s->domains->pdata[0])->name, ==, "web1");
+    g_assert_cmpuint(s->data_bytes, ==, 3 * CS);
+}
+
+/* Garbage, a FIFO (must not hang), a directory, a symlink to a valid summary,
+ * no summary at all: each described from the manifest. The valid summary says
+ * stored_bytes 43, so that following the symlink would show. */
+static void
+test_summary_odd_files(SummaryRepo *f, gconstpointer data)
+{
+    g_autofree char *good = g_strdup_printf("%s/good", f->base.dir);
+    g_autofree char *text = NULL;
+    g_autoptr(GPtrArray) all = NULL;
+    const char *kinds[] = { "garbage", "fifo", "dir", "symlink", "none" };
+
+    edit_file(f->sa, "\"stored_bytes\" : 0", "\"stored_bytes\" : 43");
+    g_assert_true(g_file_get_contents(f->sa, &text, NULL, NULL));
+    tu_write_file(good, text, strlen(text));
+    for (guint i = 0; i < G_N_ELEMENTS(kinds); i++) {
+        const VsBackupSummary *s;
+
+        g_assert_cmpint(remove(f->sa), ==, 0);
+        if (i == 0)
+            tu_write_file(f->sa, "{\"format\": ", 11);
+        else if (i == 1)
+            g_assert_cmpint(mkfifo(f->sa, 0600), ==, 0);
+        else if (i == 2)
+            g_assert_cmpint(mkdir(f->sa, 0700), ==, 0);
+        else if (i == 3)
+            g_assert_cmpint(symlink(good, f->sa), ==, 0);
+        s = find_listed(f->base.repo, &all, f->a);
+        g_assert_null(s->problem);
+        g_assert_cmpuint(s->data_bytes, ==, 3 * CS);
+        /* the manifest's figure, not the summary text's 43 */
+        g_assert_cmpuint(s->stored_bytes, ==, 0);
+    }
+}
+
+/* gc writes the summary a backup lacks (a repository from before summaries),
+ * and leaves a valid one as it is */
+static void
+test_summary_gc_writes(SummaryRepo *f, gconstpointer data)
+{
+    g_autofree char *btext = NULL, *again = NULL;
+    g_autoptr(GPtrArray) all = NULL;
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(g_file_get_contents(f->sb, &btext, NULL, NULL));
+    g_assert_cmpint(remove(f->sa), ==, 0);
+    g_assert_true(vs_repo_gc(f->base.repo, NULL, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_true(g_file_test(f->sa, G_FILE_TEST_IS_REGULAR));
+    g_assert_true(g_file_get_contents(f->sb, &again, NULL, NULL));
+    g_assert_cmpstr(again, ==, btext);
+    /* and it is the one list reads */
+    edit_file(f->sa, "\"stored_bytes\" : 0", "\"stored_bytes\" : 44");
+    g_assert_cmpuint(find_listed(f->base.repo, &all, f->a)->stored_bytes, ==, 44);
+}
+
+/* a summary without its manifest lists nothing */
+static void
+test_summary_orphan(SummaryRepo *f, gconstpointer data)
+{
+    g_autofree char *orphan = g_strdup_printf("%s/backups/20991231T000000Z-000000.summary", f->base.dir);
+    g_autofree char *text = NULL;
+    g_autoptr(GPtrArray) all = NULL;
+
+    g_assert_true(g_file_get_contents(f->sa, &text, NULL, NULL));
+    tu_write_file(orphan, text, strlen(text));
+    all = list(f->base.repo);
+    g_assert_cmpuint(all->len, ==, 2);
+}
+
+/* a damaged manifest is not hidden by its (valid, but now stale) summary:
+ * listed, with the manifest's error */
+static void
+test_summary_damaged_manifest(SummaryRepo *f, gconstpointer data)
+{
+    g_autofree char *mtext = NULL;
+    g_autoptr(GPtrArray) all = NULL;
+    const VsBackupSummary *s;
+    gsize len;
+
+    g_assert_true(g_file_get_contents(f->ma, &mtext, &len, NULL));
+    tu_write_file(f->ma, mtext, len - 10);
+    s = find_listed(f->base.repo, &all, f->a);
+    g_assert_nonnull(s->problem);
+    g_assert_nonnull(strstr(s->problem, f->a));
+    g_assert_cmpuint(s->domains->len, ==, 0);
+}
+
+/* delete removes the summary with the manifest */
+static void
+test_summary_delete(SummaryRepo *f, gconstpointer data)
+{
+    g_autoptr(GPtrArray) all = NULL;
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(vs_repo_delete(f->base.repo, f->a, &err));
+    g_assert_no_error(err);
+    g_assert_false(g_file_test(f->sa, G_FILE_TEST_EXISTS));
+    g_assert_false(g_file_test(f->ma, G_FILE_TEST_EXISTS));
+    g_assert_true(g_file_test(f->sb, G_FILE_TEST_IS_REGULAR));
+    all = list(f->base.repo);
+    g_assert_cmpuint(all->len, ==, 1);
+    g_assert_cmpstr(((VsBackupSummary *)all->pdata[0])->id, ==, f->b);
+}
+
+#define SUMMARY_REPO_TEST(path, fn) \
+    g_test_add(path, SummaryRepo, NULL, summary_repo_setup, fn, summary_repo_teardown)
 
 int
 main(int argc, char **argv)
@@ -427,6 +479,12 @@ main(int argc, char **argv)
     g_test_add_func("/digest-set/shared-prefix", test_set_shared_prefix);
     g_test_add_func("/summary/round-trip", test_summary_round_trip);
     g_test_add_func("/summary/hostile", test_summary_hostile);
-    g_test_add_func("/summary/repo", test_summary_repo);
+    SUMMARY_REPO_TEST("/summary/repo/listed", test_summary_listed);
+    SUMMARY_REPO_TEST("/summary/repo/used-when-matching", test_summary_used_when_matching);
+    SUMMARY_REPO_TEST("/summary/repo/odd-files", test_summary_odd_files);
+    SUMMARY_REPO_TEST("/summary/repo/gc-writes", test_summary_gc_writes);
+    SUMMARY_REPO_TEST("/summary/repo/orphan", test_summary_orphan);
+    SUMMARY_REPO_TEST("/summary/repo/damaged-manifest", test_summary_damaged_manifest);
+    SUMMARY_REPO_TEST("/summary/repo/delete", test_summary_delete);
     return g_test_run();
 }

@@ -16,7 +16,8 @@
  *   netio extents URL         "OFFSET LENGTH data|zero" lines, merged
  * Prints "bytes=N secs=S MBps=M" on stdout for read/backup. */
 #include "config.h"
-#include "source-internal.h"
+#include "source-internal.h"   /* vs_url_strip_credentials */
+#include "vs-copy.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,6 +7,7 @@
  * memory (run alone as its own test, since VmHWM is per process). */
 #include "config.h"
 #include "vs-source.h"
+#include "vs-copy.h"
 
 #include <dirent.h>
 #include <errno.h>

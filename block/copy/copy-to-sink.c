@@ -10,6 +10,7 @@
  * write in flight themselves. */
 #include "config.h"
 #include "source-internal.h"
+#include "vs-copy.h"
 
 /* Zeroes [from, to) in pieces a size_t always holds. */
 static bool

@@ -123,19 +123,17 @@ repo_digest_set_size(const RepoDigestSet *s)
     return s->digests->len;
 }
 
+static bool
+add_chunk(const VsManifestDomain *d, const VsManifestDisk *disk, const VsChunkRef *ref, void *opaque)
+{
+    repo_digest_set_add(opaque, &ref->digest, NULL);
+    return true;
+}
+
 void
 repo_digest_set_add_manifest(RepoDigestSet *s, const VsManifest *m)
 {
-    for (guint i = 0; i < m->domains->len; i++) {
-        const VsManifestDomain *d = g_ptr_array_index(m->domains, i);
-
-        for (guint k = 0; k < d->disks->len; k++) {
-            const VsManifestDisk *disk = g_ptr_array_index(d->disks, k);
-
-            for (guint j = 0; j < disk->chunks->len; j++)
-                repo_digest_set_add(s, &g_array_index(disk->chunks, VsChunkRef, j).digest, NULL);
-        }
-    }
+    vs_manifest_foreach_chunk(m, add_chunk, s);
 }
 
 const VsDigest *

@@ -5,7 +5,7 @@
  * parser trusts nothing in the header: every offset and length is bounds-checked
  * against what was actually read. */
 #include "config.h"
-#include "vs-block.h"
+#include "vs-probe.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -145,13 +145,14 @@ repo_random_hex(char *out, size_t nhex)
     out[nhex] = '\0';
 }
 
-int
-repo_write_all(int fd, const void *buf, size_t len)
+/* The loop of both: OFFSET -1 writes at the file position. */
+static int
+write_all_at(int fd, const void *buf, size_t len, off_t offset)
 {
     const char *p = buf;
 
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        ssize_t n = offset < 0 ? write(fd, p, len) : pwrite(fd, p, len, offset);
 
         if (n < 0) {
             if (errno == EINTR)
@@ -162,30 +163,22 @@ repo_write_all(int fd, const void *buf, size_t len)
             return EIO;
         p += n;
         len -= (size_t)n;
+        if (offset >= 0)
+            offset += n;
     }
     return 0;
 }
 
 int
+repo_write_all(int fd, const void *buf, size_t len)
+{
+    return write_all_at(fd, buf, len, -1);
+}
+
+int
 repo_pwrite_all(int fd, const void *buf, size_t len, off_t offset)
 {
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, offset);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno;
-        }
-        if (n == 0)
-            return EIO;
-        p += n;
-        len -= (size_t)n;
-        offset += n;
-    }
-    return 0;
+    return offset < 0 ? EINVAL : write_all_at(fd, buf, len, offset);
 }
 
 int
@@ -877,16 +870,33 @@ repo_chunk_path(const VsRepo *repo, const VsDigest *digest)
 }
 
 /* zstd contexts are costly to create (hundreds of KiB of tables each) and
- * cheap to reuse, so the repository keeps the ones its threads have used. */
+ * cheap to reuse, so the repository keeps the ones its threads have used, in
+ * one pool for each direction: the newest one back is the next one out. */
+static gpointer
+ctx_pool_take(VsRepo *repo, GPtrArray *pool)
+{
+    gpointer ctx = NULL;
+
+    g_mutex_lock(&repo->lock);
+    if (pool->len)
+        ctx = g_ptr_array_steal_index_fast(pool, pool->len - 1);
+    g_mutex_unlock(&repo->lock);
+    return ctx;
+}
+
+static void
+ctx_pool_give(VsRepo *repo, GPtrArray *pool, gpointer ctx)
+{
+    g_mutex_lock(&repo->lock);
+    g_ptr_array_add(pool, ctx);
+    g_mutex_unlock(&repo->lock);
+}
+
 static ZSTD_CCtx *
 cctx_get(VsRepo *repo)
 {
-    ZSTD_CCtx *c = NULL;
+    ZSTD_CCtx *c = ctx_pool_take(repo, repo->cctx_pool);
 
-    g_mutex_lock(&repo->lock);
-    if (repo->cctx_pool->len)
-        c = g_ptr_array_steal_index_fast(repo->cctx_pool, repo->cctx_pool->len - 1);
-    g_mutex_unlock(&repo->lock);
     if (!c) {
         c = ZSTD_createCCtx();
         if (!c)
@@ -903,20 +913,14 @@ cctx_get(VsRepo *repo)
 static void
 cctx_put(VsRepo *repo, ZSTD_CCtx *c)
 {
-    g_mutex_lock(&repo->lock);
-    g_ptr_array_add(repo->cctx_pool, c);
-    g_mutex_unlock(&repo->lock);
+    ctx_pool_give(repo, repo->cctx_pool, c);
 }
 
 static ZSTD_DCtx *
 dctx_get(VsRepo *repo)
 {
-    ZSTD_DCtx *d = NULL;
+    ZSTD_DCtx *d = ctx_pool_take(repo, repo->dctx_pool);
 
-    g_mutex_lock(&repo->lock);
-    if (repo->dctx_pool->len)
-        d = g_ptr_array_steal_index_fast(repo->dctx_pool, repo->dctx_pool->len - 1);
-    g_mutex_unlock(&repo->lock);
     if (!d) {
         d = ZSTD_createDCtx();
         if (!d)
@@ -928,9 +932,7 @@ dctx_get(VsRepo *repo)
 static void
 dctx_put(VsRepo *repo, ZSTD_DCtx *d)
 {
-    g_mutex_lock(&repo->lock);
-    g_ptr_array_add(repo->dctx_pool, d);
-    g_mutex_unlock(&repo->lock);
+    ctx_pool_give(repo, repo->dctx_pool, d);
 }
 
 static void
@@ -1459,20 +1461,126 @@ raw_frame(RawFrame *f, const uint8_t *data, size_t len)
     f->size += (size_t)(o - start);
 }
 
+/* What vs_repo_put_chunk finds of a chunk before it writes anything. */
+typedef enum {
+    CHUNK_ABSENT,          /* to be written */
+    CHUNK_HELD,            /* pending (the flush that places it is ours) or in place */
+    CHUNK_LOOKUP_FAILED,   /* error set */
+} ChunkPresence;
+
+/* *EPOCH: the sync epoch a write that follows starts in. */
+static ChunkPresence
+chunk_presence(VsRepo *repo, const VsDigest *digest, const char *hex, uint64_t *epoch, GError **error)
+{
+    g_autofree char *path = NULL;
+    struct stat st;
+    bool known;
+
+    g_mutex_lock(&repo->lock);
+    known = pending_lookup_locked(repo, digest) != NULL;
+    *epoch = repo->sync_epoch;
+    g_mutex_unlock(&repo->lock);
+    if (known)
+        return CHUNK_HELD;
+    path = g_strdup_printf("%s/%.2s/%s", repo->chunks_dir, hex, hex);
+    if (stat(path, &st) == 0) {
+        /* Present (a chunk gets its final name only once durable), perhaps
+         * only just renamed there by another process: our manifest will rely
+         * on that rename, so its directory gets synced with ours. */
+        mark_dirty(repo, digest->bytes[0]);
+        return CHUNK_HELD;
+    }
+    if (errno != ENOENT) {
+        int err = errno;
+
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: %s", path, g_strerror(err));
+        return CHUNK_LOOKUP_FAILED;
+    }
+    return CHUNK_ABSENT;
+}
+
+/* Compresses DATA (or frames it raw where compression would not pay) into a
+ * new temp file *TMP of *ZLEN bytes. No fsync: the next flush makes this file
+ * durable along with every other pending one, before it gets its final name. */
+static bool
+chunk_write_temp(VsRepo *repo, const void *data, size_t len, const char *hex, char **tmp, size_t *zlen,
+                 GError **error)
+{
+    g_autofree void *zbuf = NULL;
+    g_autofree RawFrame *raw = NULL;
+    ZSTD_CCtx *cctx = cctx_get(repo);
+    int err;
+
+    if (repo->store_raw || looks_incompressible(cctx, data, len)) {
+        raw = g_new(RawFrame, 1);
+        raw_frame(raw, data, len);
+        *zlen = raw->size;
+    } else {
+        zbuf = g_malloc(ZSTD_compressBound(len));
+        *zlen = ZSTD_compress2(cctx, zbuf, ZSTD_compressBound(len), data, len);
+    }
+    cctx_put(repo, cctx);
+    if (ZSTD_isError(*zlen)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "repo: compressing chunk %s: %s",
+                    hex, ZSTD_getErrorName(*zlen));
+        return false;
+    }
+    err = raw ? write_temp_iov(&repo->perms, repo->tmp_dir, "chunk", raw->iov, raw->niov, false, tmp)
+              : write_temp(&repo->perms, repo->tmp_dir, "chunk", zbuf, *zlen, false, tmp);
+    if (err) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: writing chunk %s: %s",
+                    repo->path, hex, g_strerror(err));
+        return false;
+    }
+    return true;
+}
+
+/* Makes the temp file *TMP (ZLEN bytes) the pending copy of DIGEST, taking
+ * *TMP, unless another thread put the same bytes meanwhile (*KNOWN) or a sync
+ * failed since EPOCH (returns its errno: its write-back error may have been
+ * this file's); *TMP is left to the caller then. *KICK: this put crossed the
+ * threshold of a background flush; *FLUSH: it crossed twice that, with the
+ * flusher not having taken the last batch yet, so the caller flushes itself,
+ * which bounds what is unsynced to about twice the threshold. */
+static int
+pending_add(VsRepo *repo, const VsDigest *digest, char **tmp, size_t zlen, uint64_t epoch,
+            bool *known, bool *kick, bool *flush)
+{
+    int err = 0;
+
+    g_mutex_lock(&repo->lock);
+    if (repo->sync_epoch != epoch) {
+        err = repo->sync_err;
+    } else if (pending_lookup_locked(repo, digest)) {
+        *known = true;
+    } else {
+        RepoPending *e = g_new(RepoPending, 1);
+        uint64_t before = repo->pending_bytes;
+
+        e->digest = *digest;
+        e->tmp_path = g_steal_pointer(tmp);
+        e->size = zlen;
+        g_hash_table_insert(repo->pending, &e->digest, e);
+        repo->pending_bytes += zlen;
+        *kick = (before < repo->flush_bytes && repo->pending_bytes >= repo->flush_bytes) ||
+                g_hash_table_size(repo->pending) == repo->flush_chunks;
+        *flush = (before < 2 * repo->flush_bytes && repo->pending_bytes >= 2 * repo->flush_bytes) ||
+                 g_hash_table_size(repo->pending) == 2 * repo->flush_chunks;
+    }
+    g_mutex_unlock(&repo->lock);
+    return err;
+}
+
 bool
 vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
                   uint64_t *stored, GError **error)
 {
     char hex[VS_DIGEST_HEX_LEN];
-    g_autofree char *path = NULL, *tmp = NULL;
-    g_autofree void *zbuf = NULL;
-    g_autofree RawFrame *raw = NULL;
-    ZSTD_CCtx *cctx;
-    size_t zlen;
-    struct stat st;
-    uint64_t epoch;
-    bool known, kick = false, flush = false;
-    int err = 0;
+    g_autofree char *tmp = NULL;
+    size_t zlen = 0;
+    uint64_t epoch = 0;
+    bool known = false, kick = false, flush = false;
+    int err;
 
     if (stored)
         *stored = 0;
@@ -1498,78 +1606,17 @@ vs_repo_put_chunk(VsRepo *repo, const void *data, size_t len, VsDigest *digest,
     }
     vs_digest_compute(data, len, digest);
     vs_digest_to_hex(digest, hex);
-    /* Pending or being flushed: the flush that places it is ours. */
-    g_mutex_lock(&repo->lock);
-    known = pending_lookup_locked(repo, digest) != NULL;
-    epoch = repo->sync_epoch;
-    g_mutex_unlock(&repo->lock);
-    if (known)
+    switch (chunk_presence(repo, digest, hex, &epoch, error)) {
+    case CHUNK_HELD:
         return true;
-    path = g_strdup_printf("%s/%.2s/%s", repo->chunks_dir, hex, hex);
-    if (stat(path, &st) == 0) {
-        /* Present (a chunk gets its final name only once durable), perhaps
-         * only just renamed there by another process: our manifest will rely
-         * on that rename, so its directory gets synced with ours. */
-        mark_dirty(repo, digest->bytes[0]);
-        return true;
-    }
-    if (errno != ENOENT) {
-        err = errno;
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: %s", path, g_strerror(err));
+    case CHUNK_LOOKUP_FAILED:
         return false;
+    case CHUNK_ABSENT:
+        break;
     }
-
-    cctx = cctx_get(repo);
-    if (repo->store_raw || looks_incompressible(cctx, data, len)) {
-        raw = g_new(RawFrame, 1);
-        raw_frame(raw, data, len);
-        zlen = raw->size;
-    } else {
-        zbuf = g_malloc(ZSTD_compressBound(len));
-        zlen = ZSTD_compress2(cctx, zbuf, ZSTD_compressBound(len), data, len);
-    }
-    cctx_put(repo, cctx);
-    if (ZSTD_isError(zlen)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "repo: compressing chunk %s: %s",
-                    hex, ZSTD_getErrorName(zlen));
+    if (!chunk_write_temp(repo, data, len, hex, &tmp, &zlen, error))
         return false;
-    }
-    /* No fsync: the next flush makes this file durable along with every
-     * other pending one, before it gets its final name. */
-    err = raw ? write_temp_iov(&repo->perms, repo->tmp_dir, "chunk", raw->iov, raw->niov, false, &tmp)
-              : write_temp(&repo->perms, repo->tmp_dir, "chunk", zbuf, zlen, false, &tmp);
-    if (err) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "repo: %s: writing chunk %s: %s",
-                    repo->path, hex, g_strerror(err));
-        return false;
-    }
-
-    g_mutex_lock(&repo->lock);
-    if (repo->sync_epoch != epoch) {
-        /* A sync failed while this file was being written: its write-back
-         * error may have been this file's. */
-        err = repo->sync_err;
-    } else if (pending_lookup_locked(repo, digest)) {
-        /* Another thread put the same bytes meanwhile. */
-        known = true;
-    } else {
-        RepoPending *e = g_new(RepoPending, 1);
-        uint64_t before = repo->pending_bytes;
-
-        e->digest = *digest;
-        e->tmp_path = g_steal_pointer(&tmp);
-        e->size = zlen;
-        g_hash_table_insert(repo->pending, &e->digest, e);
-        repo->pending_bytes += zlen;
-        kick = (before < repo->flush_bytes && repo->pending_bytes >= repo->flush_bytes) ||
-               g_hash_table_size(repo->pending) == repo->flush_chunks;
-        /* The flusher has not taken the last batch yet: wait for it by
-         * flushing here, which bounds what is unsynced to about twice the
-         * threshold. */
-        flush = (before < 2 * repo->flush_bytes && repo->pending_bytes >= 2 * repo->flush_bytes) ||
-                g_hash_table_size(repo->pending) == 2 * repo->flush_chunks;
-    }
-    g_mutex_unlock(&repo->lock);
+    err = pending_add(repo, digest, &tmp, zlen, epoch, &known, &kick, &flush);
     if (tmp)
         unlink(tmp);
     if (err) {

@@ -595,7 +595,7 @@ static const VsSourceOps mapped_ops = {
     .preferred_readers = 4,
 };
 
-/* Layers we read with our own network sources (block/source-nfs.c, -iscsi.c). */
+/* Layers we read with our own network sources (block/source/source-nfs.c, -iscsi.c). */
 static bool
 network_layer(const char *file)
 {

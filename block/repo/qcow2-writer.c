@@ -1,4 +1,4 @@
-/* The qcow2 writer (qcow2-writer.h): a fresh standalone qcow2 v3 image built
+/* The qcow2 writer (vs-qcow2.h): a fresh standalone qcow2 v3 image built
  * with pwrite from ascending writes, for export and restore into local files.
  * Because every cluster of the file is allocated exactly once, front to back,
  * and referenced exactly once (header, data, L2, L1, refcount blocks, refcount
@@ -6,7 +6,7 @@
  * without having been tracked. The layout follows docs/interop/qcow2.txt of
  * QEMU; qemu-img check and compare are what the unit test holds it to. */
 #include "config.h"
-#include "qcow2-writer.h"
+#include "vs-qcow2.h"
 #include "repo-internal.h"     /* repo_pwrite_all */
 #include "vs-error.h"
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "vs-source.h"
+#include "vs-repo.h"      /* vs_buffer_is_zero */
 
 #include <sys/uio.h>
 

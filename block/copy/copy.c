@@ -23,6 +23,7 @@
  * buffers afterwards. */
 #include "config.h"
 #include "source-internal.h"
+#include "vs-copy.h"
 #include "vs-interrupt.h"
 
 #include <string.h>
@@ -101,6 +102,16 @@ engine_fail(Engine *eng, GError *err)
         g_error_free(err);
 }
 
+/* SLOT is finished (stored, failed or skipped): the issuing thread may retire it. */
+static void
+slot_done(Engine *eng, Slot *slot)
+{
+    g_mutex_lock(&eng->lock);
+    slot->done = true;
+    g_cond_broadcast(&eng->cond);
+    g_mutex_unlock(&eng->lock);
+}
+
 static bool
 is_zero(const char *p, size_t n)
 {
@@ -132,10 +143,7 @@ worker(gpointer data, gpointer user_data)
             engine_fail(eng, err);
         }
     }
-    g_mutex_lock(&eng->lock);
-    slot->done = true;
-    g_cond_broadcast(&eng->cond);
-    g_mutex_unlock(&eng->lock);
+    slot_done(eng, slot);
 }
 
 /* A patched slot: the previous backup's chunk, the changed ranges over it. */
@@ -213,10 +221,7 @@ reader(gpointer data, gpointer user_data)
         }
         engine_fail(eng, err);
     }
-    g_mutex_lock(&eng->lock);
-    slot->done = true;
-    g_cond_broadcast(&eng->cond);
-    g_mutex_unlock(&eng->lock);
+    slot_done(eng, slot);
 }
 
 /* Makes EXT cover up to END (at most the size). */

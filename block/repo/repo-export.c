@@ -23,7 +23,7 @@
  * fsync does not find the whole image still in the page cache. */
 #include "config.h"
 #include "repo-internal.h"
-#include "qcow2-writer.h"
+#include "vs-qcow2.h"
 #include "vs-interrupt.h"
 #include "vs-temp.h"
 

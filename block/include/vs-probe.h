@@ -1,9 +1,8 @@
-/* The data path's public face. For now: the small, read-only probes that tell
- * where a disk's data really lives and what it is built of, used by discovery
- * before anything is copied: a qcow2 header's backing file and format, an NFS
- * server's export list (libnfs, asynchronous, bounded in time), and a block
- * device's WWID as the kernel exposes it. The copy engine and the repository
- * join this header as they arrive. */
+/* The block layer's probes: the small, read-only looks that tell where a disk's
+ * data really lives and what it is built of, used by discovery before anything
+ * is copied: a qcow2 header's backing file and format, an NFS server's export
+ * list (libnfs, asynchronous, bounded in time), and a block device's WWID as the
+ * kernel exposes it. */
 #pragma once
 
 #include <glib.h>

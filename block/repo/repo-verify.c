@@ -138,38 +138,43 @@ check_new(VsRepo *repo, const RepoDigestSet *set, GArray *entries, guint first)
     g_thread_join(prefetch);
 }
 
+typedef struct {
+    const VsManifest *m;
+    RepoDigestSet *set;
+    GArray *entries;
+    GPtrArray *problems;
+} VerifyRefs;
+
+/* A problem for the reference R when the chunk it names was found bad. */
+static bool
+verify_ref(const VsManifestDomain *d, const VsManifestDisk *disk, const VsChunkRef *r, void *opaque)
+{
+    VerifyRefs *v = opaque;
+    const Entry *e;
+    char *problem;
+    guint idx = 0;
+
+    repo_digest_set_find(v->set, &r->digest, &idx);
+    e = &g_array_index(v->entries, Entry, idx);
+    problem = repo_chunk_problem(e->verdict, e->detail, r->length, e->length);
+    if (problem)
+        add_problem(v->problems, v->m->id, d->name, disk->target, r->offset, &r->digest, problem);
+    return true;
+}
+
 /* Adds M's chunks to SET (ENTRIES grown to match), checks those it is the
  * first to name, and appends a problem for each reference to a bad chunk. */
 static void
 verify_manifest(VsRepo *repo, const VsManifest *m, RepoDigestSet *set, GArray *entries, GPtrArray *problems)
 {
     guint first = entries->len;
+    VerifyRefs v = { m, set, entries, problems };
 
     repo_digest_set_add_manifest(set, m);
     g_array_set_size(entries, repo_digest_set_size(set));
     if (entries->len > first)
         check_new(repo, set, entries, first);
-
-    for (guint i = 0; i < m->domains->len; i++) {
-        const VsManifestDomain *d = g_ptr_array_index(m->domains, i);
-
-        for (guint k = 0; k < d->disks->len; k++) {
-            const VsManifestDisk *disk = g_ptr_array_index(d->disks, k);
-
-            for (guint j = 0; j < disk->chunks->len; j++) {
-                const VsChunkRef *r = &g_array_index(disk->chunks, VsChunkRef, j);
-                const Entry *e;
-                char *problem = NULL;
-                guint idx = 0;
-
-                repo_digest_set_find(set, &r->digest, &idx);
-                e = &g_array_index(entries, Entry, idx);
-                problem = repo_chunk_problem(e->verdict, e->detail, r->length, e->length);
-                if (problem)
-                    add_problem(problems, m->id, d->name, disk->target, r->offset, &r->digest, problem);
-            }
-        }
-    }
+    vs_manifest_foreach_chunk(m, verify_ref, &v);
 }
 
 bool

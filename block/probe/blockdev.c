@@ -3,7 +3,7 @@
  * device with the LUN on the storage array. Only sysfs is read; a device that
  * has no WWID (a loop device, say) simply has none. */
 #include "config.h"
-#include "vs-block.h"
+#include "vs-probe.h"
 
 #include <string.h>
 #include <sys/stat.h>

@@ -140,6 +140,24 @@ vs_manifest_find_disk(const VsManifestDomain *d, const char *target)
     return NULL;
 }
 
+bool
+vs_manifest_foreach_chunk(const VsManifest *m, VsManifestChunkFunc fn, void *opaque)
+{
+    for (guint i = 0; i < m->domains->len; i++) {
+        const VsManifestDomain *d = g_ptr_array_index(m->domains, i);
+
+        for (guint k = 0; k < d->disks->len; k++) {
+            const VsManifestDisk *disk = g_ptr_array_index(d->disks, k);
+
+            for (guint j = 0; j < disk->chunks->len; j++) {
+                if (!fn(d, disk, &g_array_index(disk->chunks, VsChunkRef, j), opaque))
+                    return false;
+            }
+        }
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------------- */
 /* Validation                                                                */
 
@@ -898,41 +916,44 @@ drop_zero_refs(VsRepo *repo, VsManifest *m)
     }
 }
 
+typedef struct {
+    VsRepo *repo;
+    const char *where;
+    GError **error;
+} PresentCheck;
+
+static bool
+check_chunk_present(const VsManifestDomain *d, const VsManifestDisk *disk, const VsChunkRef *r,
+                    void *opaque)
+{
+    PresentCheck *c = opaque;
+    char hex[VS_DIGEST_HEX_LEN];
+    g_autofree char *file = NULL, *odd = NULL;
+    struct stat st;
+
+    /* Under its final name: flushed, so durable. */
+    if (repo_chunk_placed(c->repo, &r->digest))
+        return true;
+    vs_digest_to_hex(&r->digest, hex);
+    /* Its name taken by a symlink, FIFO or directory: the chunk
+     * could not be placed, and only a person may remove that. */
+    file = repo_chunk_path(c->repo, &r->digest);
+    if (lstat(file, &st) == 0)
+        odd = g_strdup_printf(" (%s is not a regular file: check the repository, remove it "
+                              "and back up again)", file);
+    g_set_error(c->error, VS_ERROR, VS_ERROR_FAILED,
+                "%s: domain %s disk %s: chunk %s at offset %" G_GUINT64_FORMAT
+                " is not in the repository%s; nothing committed",
+                c->where, d->name, disk->target, hex, r->offset, odd ? odd : "");
+    return false;
+}
+
 static bool
 check_chunks_present(VsRepo *repo, const VsManifest *m, const char *where, GError **error)
 {
-    for (guint i = 0; i < m->domains->len; i++) {
-        const VsManifestDomain *d = g_ptr_array_index(m->domains, i);
+    PresentCheck c = { repo, where, error };
 
-        for (guint k = 0; k < d->disks->len; k++) {
-            const VsManifestDisk *disk = g_ptr_array_index(d->disks, k);
-
-            for (guint j = 0; j < disk->chunks->len; j++) {
-                const VsChunkRef *r = &g_array_index(disk->chunks, VsChunkRef, j);
-                char hex[VS_DIGEST_HEX_LEN];
-
-                g_autofree char *file = NULL, *odd = NULL;
-                struct stat st;
-
-                /* Under its final name: flushed, so durable. */
-                if (repo_chunk_placed(repo, &r->digest))
-                    continue;
-                vs_digest_to_hex(&r->digest, hex);
-                /* Its name taken by a symlink, FIFO or directory: the chunk
-                 * could not be placed, and only a person may remove that. */
-                file = repo_chunk_path(repo, &r->digest);
-                if (lstat(file, &st) == 0)
-                    odd = g_strdup_printf(" (%s is not a regular file: check the repository, remove it "
-                                          "and back up again)", file);
-                g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
-                            "%s: domain %s disk %s: chunk %s at offset %" G_GUINT64_FORMAT
-                            " is not in the repository%s; nothing committed",
-                            where, d->name, disk->target, hex, r->offset, odd ? odd : "");
-                return false;
-            }
-        }
-    }
-    return true;
+    return vs_manifest_foreach_chunk(m, check_chunk_present, &c);
 }
 
 bool

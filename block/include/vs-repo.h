@@ -200,6 +200,12 @@ VsManifestDisk *vs_manifest_domain_add_disk(VsManifestDomain *d, const char *tar
 void vs_manifest_free(VsManifest *m);
 VsManifestDomain *vs_manifest_find_domain(const VsManifest *m, const char *name);
 VsManifestDisk *vs_manifest_find_disk(const VsManifestDomain *d, const char *target);
+/* Calls FN on every chunk reference of M, domain by domain, disk by disk, in
+ * ascending offsets; stops at the first FN that returns false and returns false
+ * then (true when every call did). */
+typedef bool (*VsManifestChunkFunc)(const VsManifestDomain *d, const VsManifestDisk *disk,
+                                    const VsChunkRef *ref, void *opaque);
+bool vs_manifest_foreach_chunk(const VsManifest *m, VsManifestChunkFunc fn, void *opaque);
 /* Why a repository cannot hold a domain called NAME (a phrase: "contains
  * \"/\"", "is longer than 128 bytes"; docs/repository-format.md, Names and
  * paths), or NULL: a backup checks before it copies anything. */

@@ -5,7 +5,7 @@
  * libnfs's synchronous call has no timeout and a dead server must not hang a
  * discovery run. */
 #include "config.h"
-#include "vs-block.h"
+#include "vs-probe.h"
 
 #include <errno.h>
 #include <poll.h>
