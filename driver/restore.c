@@ -26,6 +26,7 @@
 #include "config.h"
 #include "driver-internal.h"
 #include "vs-restore.h"
+#include "instant.h"
 #include "vs-xml.h"
 #include "vs-repo.h"
 #include "vs-source.h"
@@ -1555,7 +1556,7 @@ finish_domain(Run *run, RDom *r)
 }
 
 /* ------------------------------------------------------------------------- */
-/* --instant (the mounts and the pull: driver/mount.c)                        */
+/* --instant (the mounts: driver/mount.c; the pull: driver/instant.c)        */
 
 /* Chunks are only looked for: re-hashing them all would take as long as a
  * restore; the plugin re-hashes each chunk it serves (a bad one is a read
