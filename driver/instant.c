@@ -13,6 +13,7 @@
 #include "config.h"
 #include "driver-internal.h"
 #include "instant.h"
+#include "blockjob-events.h"
 #include "vs-block.h"
 #include "vs-restore.h"
 #include "vs-xml.h"
@@ -127,68 +128,6 @@ vs_instant_finish_offline_copy(virDomainPtr dom, const char *target, const char 
     return true;
 }
 
-/* Block-pull events: "uuid/disk" -> status + 1, fed by libvirt's event thread. */
-static GMutex pull_lock;
-static GCond pull_cond;
-static GHashTable *pull_events;
-static GHashTable *pull_conns;
-
-static char *
-pull_key(virDomainPtr dom, const char *disk)
-{
-    char uuid[VIR_UUID_STRING_BUFLEN] = "";
-
-    virDomainGetUUIDString(dom, uuid);
-    return g_strdup_printf("%s/%s", uuid, disk);
-}
-
-static void
-on_pull_event(virConnectPtr conn, virDomainPtr dom, const char *disk, int type, int status,
-              void *opaque)
-{
-    (void)conn; (void)opaque;
-    if (type != VIR_DOMAIN_BLOCK_JOB_TYPE_PULL)
-        return;
-    g_mutex_lock(&pull_lock);
-    g_hash_table_insert(pull_events, pull_key(dom, disk), GINT_TO_POINTER(status + 1));
-    g_cond_broadcast(&pull_cond);
-    g_mutex_unlock(&pull_lock);
-}
-
-static bool
-watch_pulls(virConnectPtr conn, GError **error)
-{
-    bool ok = true;
-
-    g_mutex_lock(&pull_lock);
-    if (!pull_events) {
-        pull_events = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        pull_conns = g_hash_table_new(NULL, NULL);
-    }
-    if (!g_hash_table_contains(pull_conns, conn)) {
-        if (virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2,
-                                             VIR_DOMAIN_EVENT_CALLBACK(on_pull_event), NULL, NULL) < 0) {
-            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: cannot watch block-job events");
-            ok = false;
-        } else {
-            g_hash_table_add(pull_conns, conn);
-        }
-    }
-    g_mutex_unlock(&pull_lock);
-    return ok;
-}
-
-static int
-pull_event(const char *key)
-{
-    int st;
-
-    g_mutex_lock(&pull_lock);
-    st = GPOINTER_TO_INT(g_hash_table_lookup(pull_events, key)) - 1;
-    g_mutex_unlock(&pull_lock);
-    return st;
-}
-
 /* Does DISK of the running DOM still have a backing image? 1 yes, 0 no, -1 unknown. */
 static int
 has_backing(virDomainPtr dom, const char *disk)
@@ -243,7 +182,7 @@ vs_blockpull_run(virConnectPtr conn, VsPullJob *jobs, guint n, int stall_s,
     gint64 next_report = g_get_monotonic_time() + PROGRESS_EVERY_S * G_USEC_PER_SEC;
     guint running = 0;
 
-    if (!watch_pulls(conn, &err)) {
+    if (!vs_block_events_watch(conn, "restore", &err)) {
         for (guint i = 0; i < n; i++)
             pull_fail(&jobs[i], "%s", err->message);
         return;
@@ -251,12 +190,10 @@ vs_blockpull_run(virConnectPtr conn, VsPullJob *jobs, guint n, int stall_s,
     for (guint i = 0; i < n; i++) {
         VsPullJob *j = &jobs[i];
         const char *name = virDomainGetName(j->dom);
-        char *key = pull_key(j->dom, j->disk);
+        char *key = vs_block_event_key(j->dom, j->disk);
 
         g_ptr_array_add(keys, key);
-        g_mutex_lock(&pull_lock);
-        g_hash_table_remove(pull_events, key);
-        g_mutex_unlock(&pull_lock);
+        vs_block_event_forget(key);
         j->state = VS_PULL_RUNNING;
         j->last_change = g_get_monotonic_time();
         if (!j->adopt && virDomainBlockPull(j->dom, j->disk, 0, 0) < 0) {
@@ -269,14 +206,12 @@ vs_blockpull_run(virConnectPtr conn, VsPullJob *jobs, guint n, int stall_s,
     while (running > 0) {
         gint64 now;
 
-        g_mutex_lock(&pull_lock);
-        g_cond_wait_until(&pull_cond, &pull_lock, g_get_monotonic_time() + G_USEC_PER_SEC);
-        g_mutex_unlock(&pull_lock);
+        vs_block_events_wait_any(g_get_monotonic_time() + G_USEC_PER_SEC);
         now = g_get_monotonic_time();
         for (guint i = 0; i < n; i++) {
             VsPullJob *j = &jobs[i];
             const char *name = virDomainGetName(j->dom);
-            int ev = pull_event(keys->pdata[i]);
+            int ev = vs_block_event_status(keys->pdata[i], VIR_DOMAIN_BLOCK_JOB_TYPE_PULL);
             virDomainBlockJobInfo info;
             int r;
 
@@ -304,7 +239,8 @@ vs_blockpull_run(virConnectPtr conn, VsPullJob *jobs, guint n, int stall_s,
                               "for %d s (at %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " bytes); "
                               "it was left running", name, j->disk, stall_s,
                               (uint64_t)info.cur, (uint64_t)info.end);
-            } else if (r == 0 && pull_event(keys->pdata[i]) < 0) {
+            } else if (r == 0 &&
+                       vs_block_event_status(keys->pdata[i], VIR_DOMAIN_BLOCK_JOB_TYPE_PULL) < 0) {
                 /* Gone without an event we saw (or before we watched): the chain says. */
                 int b = has_backing(j->dom, j->disk);
                 if (b == 0)
@@ -331,10 +267,8 @@ vs_blockpull_run(virConnectPtr conn, VsPullJob *jobs, guint n, int stall_s,
                         virDomainGetName(jobs[i].dom), jobs[i].disk, jobs[i].cur * 100 / jobs[i].end);
         }
     }
-    g_mutex_lock(&pull_lock);
     for (guint i = 0; i < keys->len; i++)
-        g_hash_table_remove(pull_events, keys->pdata[i]);
-    g_mutex_unlock(&pull_lock);
+        vs_block_event_forget(keys->pdata[i]);
 }
 
 /* ------------------------------------------------------------------------- */
