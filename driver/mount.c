@@ -500,22 +500,171 @@ vs_mount_check_options(const VsMountOptions *o, GError **error)
     return true;
 }
 
+/* M's endpoint: TCP on 127.0.0.1:PORT, or a unix socket (by default
+ * RUN/mounts/ID.sock) whose directory exists and that no server answers on. */
+static bool
+mount_endpoint(const VsMountOptions *o, VsMount *m, GError **error)
+{
+    struct sockaddr_un sa;
+    g_autofree char *sdir = NULL, *q = NULL;
+    struct stat st;
+
+    if (o->port) {
+        m->port = o->port;
+        m->uri = g_strdup_printf("nbd://127.0.0.1:%d", o->port);
+        return true;
+    }
+    m->socket = o->socket ? g_canonicalize_filename(o->socket, NULL) : mount_file(m->id, ".sock");
+    if (strlen(m->socket) >= sizeof sa.sun_path) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "mount: socket path %s is too long (at most %zu bytes)", m->socket,
+                    sizeof sa.sun_path - 1);
+        return false;
+    }
+    sdir = g_path_get_dirname(m->socket);
+    if (!g_file_test(sdir, G_FILE_TEST_IS_DIR)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                    "mount: the socket's directory %s does not exist", sdir);
+        return false;
+    }
+    if (lstat(m->socket, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "mount: %s exists and is not a socket", m->socket);
+            return false;
+        }
+        if (socket_answers(m->socket)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "mount: %s is in use by a running server", m->socket);
+            return false;
+        }
+        unlink(m->socket);           /* left by a server that died */
+    }
+    q = g_uri_escape_string(m->socket, "/", FALSE);
+    m->uri = g_strdup_printf("nbd+unix:///?socket=%s", q);
+    return true;
+}
+
+/* nbdkit's command line for M (NULL-terminated). */
+static GPtrArray *
+nbdkit_argv(const VsMountOptions *o, const VsMount *m, const char *nbdkit, const char *plugin,
+            const char *pidfile)
+{
+    GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
+
+    g_ptr_array_add(argv, g_strdup(nbdkit));
+    /* nbdkit in the foreground dies with its parent (PR_SET_PDEATHSIG), so a
+     * mount that outlives us is nbdkit's own daemon. */
+    if (o->foreground)
+        g_ptr_array_add(argv, g_strdup("--foreground"));
+    g_ptr_array_add(argv, g_strdup("--readonly"));
+    g_ptr_array_add(argv, g_strdup("--log=stderr"));
+    g_ptr_array_add(argv, g_strdup("--pidfile"));
+    g_ptr_array_add(argv, g_strdup(pidfile));
+    if (o->foreground)
+        g_ptr_array_add(argv, g_strdup("--exit-with-parent"));
+    if (m->port) {
+        g_ptr_array_add(argv, g_strdup("--ipaddr"));
+        g_ptr_array_add(argv, g_strdup("127.0.0.1"));
+        g_ptr_array_add(argv, g_strdup("--port"));
+        g_ptr_array_add(argv, g_strdup_printf("%d", m->port));
+    } else {
+        g_ptr_array_add(argv, g_strdup("--unix"));
+        g_ptr_array_add(argv, g_strdup(m->socket));
+    }
+    g_ptr_array_add(argv, g_strdup(plugin));
+    g_ptr_array_add(argv, g_strdup_printf("repo=%s", m->repo));
+    g_ptr_array_add(argv, g_strdup_printf("backup=%s", m->backup_id));
+    g_ptr_array_add(argv, g_strdup_printf("domain=%s", m->domain));
+    g_ptr_array_add(argv, g_strdup_printf("disk=%s", m->disk));
+    g_ptr_array_add(argv, g_strdup_printf("mount=%s", m->id));
+    if (!o->foreground)         /* the daemon's stderr is /dev/null: the plugin logs */
+        g_ptr_array_add(argv, g_strdup_printf("log=%s", m->log));
+    g_ptr_array_add(argv, NULL);
+    return argv;
+}
+
+/* Waits until nbdkit (started as PID) is ready: when the pid file names the
+ * server, which nbdkit writes once the socket listens (in the background:
+ * the daemon writes it after the process we started has exited 0). Sets
+ * m->pid; on failure nothing of it runs any more. */
+static bool
+wait_ready(const VsMountOptions *o, VsMount *m, GPid pid, const char *pidfile, GError **error)
+{
+    gint64 deadline = g_get_monotonic_time() + READY_TIMEOUT_S * G_USEC_PER_SEC;
+
+    for (bool parent_gone = false;;) {
+        g_autofree char *text = NULL;
+        int status, p;
+
+        if (g_file_get_contents(pidfile, &text, NULL, NULL) && (p = atoi(text)) > 0 &&
+            strchr(text, '\n') && (o->foreground ? p == pid : p != pid)) {
+            m->pid = p;
+            break;
+        }
+        if (!parent_gone && waitpid(pid, &status, WNOHANG) == pid) {
+            parent_gone = true;
+            if (o->foreground || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                g_autofree char *tail = log_tail(m->log);
+                g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "mount: nbdkit failed (exit %d): %s",
+                            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), tail);
+                return false;
+            }
+        }
+        if (g_get_monotonic_time() > deadline) {
+            g_autofree char *tail = log_tail(m->log);
+            if (!parent_gone) {
+                kill(pid, SIGKILL);
+                (void)waitpid(pid, NULL, 0);
+            }
+            g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
+                        "mount: nbdkit was not ready within %d s: %s", READY_TIMEOUT_S, tail);
+            return false;
+        }
+        g_usleep(10 * 1000);
+    }
+    if (!o->foreground && waitpid(pid, NULL, WNOHANG) == 0)
+        (void)waitpid(pid, NULL, 0);     /* the daemon's parent: it exits once it has forked */
+    {
+        char s = 0;
+        (void)proc_stat(m->pid, &s, &m->starttime);
+    }
+    m->alive = true;
+    return true;
+}
+
+/* Owner (read and connect) and root only. */
+static bool
+own_socket(const VsMountOptions *o, const VsMount *m, uid_t uid, gid_t gid, GError **error)
+{
+    int err = 0;
+
+    if (o->owner && chown(m->socket, uid, gid) < 0)
+        err = errno;
+    if (!err && chmod(m->socket, gid != (gid_t)-1 ? 0660 : 0600) < 0)
+        err = errno;
+    if (err) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: giving %s to %s: %s", m->socket,
+                    o->owner ? o->owner : "root", g_strerror(err));
+        return false;
+    }
+    return true;
+}
+
 VsMount *
 vs_mount_start(const VsMountOptions *o, GError **error)
 {
     g_autoptr(VsMount) m = g_new0(VsMount, 1);
     g_autofree char *dir = mounts_dir();
     g_autofree char *nbdkit = NULL, *plugin = NULL, *pidfile = NULL, *rnd = NULL;
-    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) argv = NULL;
     g_autoptr(GError) lerr = NULL;
     uid_t uid = (uid_t)-1;
     gid_t gid = (gid_t)-1;
     ChildSetup cs = { .new_session = !o->foreground };
     const char *env_nbdkit = g_getenv("VIRTSNAP_NBDKIT");
     GPid pid = 0;
-    gint64 deadline;
     int logfd;
-    struct stat st;
 
     if (!vs_mount_check_options(o, error))
         return NULL;
@@ -551,81 +700,15 @@ vs_mount_start(const VsMountOptions *o, GError **error)
         m->restore_pid = getpid();
         (void)proc_stat(m->restore_pid, &pst, &m->restore_starttime);
     }
-
-    if (o->port) {
-        m->port = o->port;
-        m->uri = g_strdup_printf("nbd://127.0.0.1:%d", o->port);
-    } else {
-        struct sockaddr_un sa;
-        g_autofree char *sdir = NULL;
-
-        m->socket = o->socket ? g_canonicalize_filename(o->socket, NULL) : mount_file(m->id, ".sock");
-        if (strlen(m->socket) >= sizeof sa.sun_path) {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                        "mount: socket path %s is too long (at most %zu bytes)", m->socket,
-                        sizeof sa.sun_path - 1);
-            return NULL;
-        }
-        sdir = g_path_get_dirname(m->socket);
-        if (!g_file_test(sdir, G_FILE_TEST_IS_DIR)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
-                        "mount: the socket's directory %s does not exist", sdir);
-            return NULL;
-        }
-        if (lstat(m->socket, &st) == 0) {
-            if (!S_ISSOCK(st.st_mode)) {
-                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                            "mount: %s exists and is not a socket", m->socket);
-                return NULL;
-            }
-            if (socket_answers(m->socket)) {
-                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                            "mount: %s is in use by a running server", m->socket);
-                return NULL;
-            }
-            unlink(m->socket);           /* left by a server that died */
-        }
-        {
-            g_autofree char *q = g_uri_escape_string(m->socket, "/", FALSE);
-            m->uri = g_strdup_printf("nbd+unix:///?socket=%s", q);
-        }
-    }
+    if (!mount_endpoint(o, m, error))
+        return NULL;
 
     logfd = open(m->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (logfd < 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: %s: %s", m->log, g_strerror(errno));
         return NULL;
     }
-    g_ptr_array_add(argv, g_strdup(nbdkit));
-    /* nbdkit in the foreground dies with its parent (PR_SET_PDEATHSIG), so a
-     * mount that outlives us is nbdkit's own daemon. */
-    if (o->foreground)
-        g_ptr_array_add(argv, g_strdup("--foreground"));
-    g_ptr_array_add(argv, g_strdup("--readonly"));
-    g_ptr_array_add(argv, g_strdup("--log=stderr"));
-    g_ptr_array_add(argv, g_strdup("--pidfile"));
-    g_ptr_array_add(argv, g_strdup(pidfile));
-    if (o->foreground)
-        g_ptr_array_add(argv, g_strdup("--exit-with-parent"));
-    if (m->port) {
-        g_ptr_array_add(argv, g_strdup("--ipaddr"));
-        g_ptr_array_add(argv, g_strdup("127.0.0.1"));
-        g_ptr_array_add(argv, g_strdup("--port"));
-        g_ptr_array_add(argv, g_strdup_printf("%d", m->port));
-    } else {
-        g_ptr_array_add(argv, g_strdup("--unix"));
-        g_ptr_array_add(argv, g_strdup(m->socket));
-    }
-    g_ptr_array_add(argv, g_strdup(plugin));
-    g_ptr_array_add(argv, g_strdup_printf("repo=%s", m->repo));
-    g_ptr_array_add(argv, g_strdup_printf("backup=%s", m->backup_id));
-    g_ptr_array_add(argv, g_strdup_printf("domain=%s", m->domain));
-    g_ptr_array_add(argv, g_strdup_printf("disk=%s", m->disk));
-    g_ptr_array_add(argv, g_strdup_printf("mount=%s", m->id));
-    if (!o->foreground)         /* the daemon's stderr is /dev/null: the plugin logs */
-        g_ptr_array_add(argv, g_strdup_printf("log=%s", m->log));
-    g_ptr_array_add(argv, NULL);
-
+    argv = nbdkit_argv(o, m, nbdkit, plugin, pidfile);
     unlink(pidfile);
     if (!g_spawn_async_with_pipes_and_fds(o->foreground ? NULL : "/",
                                           (const char *const *)argv->pdata, NULL,
@@ -638,64 +721,14 @@ vs_mount_start(const VsMountOptions *o, GError **error)
         return NULL;
     }
     close(logfd);
-
-    /* Ready when the pid file names the server: nbdkit writes it once the
-     * socket listens (in the background: the daemon writes it after the
-     * process we started has exited 0). */
-    deadline = g_get_monotonic_time() + READY_TIMEOUT_S * G_USEC_PER_SEC;
-    for (bool parent_gone = false;;) {
-        g_autofree char *text = NULL;
-        int status, p;
-
-        if (g_file_get_contents(pidfile, &text, NULL, NULL) && (p = atoi(text)) > 0 &&
-            strchr(text, '\n') && (o->foreground ? p == pid : p != pid)) {
-            m->pid = p;
-            break;
-        }
-        if (!parent_gone && waitpid(pid, &status, WNOHANG) == pid) {
-            parent_gone = true;
-            if (o->foreground || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                g_autofree char *tail = log_tail(m->log);
-                g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "mount: nbdkit failed (exit %d): %s",
-                            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), tail);
-                registry_remove(m);
-                return NULL;
-            }
-        }
-        if (g_get_monotonic_time() > deadline) {
-            g_autofree char *tail = log_tail(m->log);
-            if (!parent_gone) {
-                kill(pid, SIGKILL);
-                (void)waitpid(pid, NULL, 0);
-            }
-            g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
-                        "mount: nbdkit was not ready within %d s: %s", READY_TIMEOUT_S, tail);
-            registry_remove(m);
-            return NULL;
-        }
-        g_usleep(10 * 1000);
+    if (!wait_ready(o, m, pid, pidfile, error)) {
+        registry_remove(m);
+        return NULL;
     }
-    if (!o->foreground && waitpid(pid, NULL, WNOHANG) == 0)
-        (void)waitpid(pid, NULL, 0);     /* the daemon's parent: it exits once it has forked */
-    {
-        char s = 0;
-        (void)proc_stat(m->pid, &s, &m->starttime);
-    }
-    m->alive = true;
-    if (m->socket) {
-        /* Owner (read and connect) and root only. */
-        int err = 0;
-        if (o->owner && chown(m->socket, uid, gid) < 0)
-            err = errno;
-        if (!err && chmod(m->socket, gid != (gid_t)-1 ? 0660 : 0600) < 0)
-            err = errno;
-        if (err) {
-            stop_pid(m->pid, m->starttime);
-            g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: giving %s to %s: %s", m->socket,
-                        o->owner ? o->owner : "root", g_strerror(err));
-            registry_remove(m);
-            return NULL;
-        }
+    if (m->socket && !own_socket(o, m, uid, gid, error)) {
+        stop_pid(m->pid, m->starttime);
+        registry_remove(m);
+        return NULL;
     }
     if (!registry_write(m, error)) {
         stop_pid(m->pid, m->starttime);
