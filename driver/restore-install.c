@@ -168,7 +168,8 @@ stop_domain(Run *run, RDom *r, GError **error)
             vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: stopping domain '%s'", name);
             return false;
         }
-        restore_note(r, "domain '%s' did not shut down within %d s: destroyed", name, run->opts->shutdown_timeout);
+        restore_note(r, "domain '%s' did not shut down within %d s: destroyed", name,
+                     run->opts->shutdown_timeout);
     }
     r->stopped = true;
     return true;
@@ -277,7 +278,7 @@ restore_finish_domain(Run *run, RDom *r)
     }
     if (!vs_interrupt_check("restore", &err)) {
         restore_dom_fail(r, "%s before domain '%s' was changed; nothing of it was changed", err->message,
-                 r->new_name);
+                         r->new_name);
         restore_discard_temps(run, r);
         return;
     }
@@ -293,7 +294,7 @@ restore_finish_domain(Run *run, RDom *r)
      * installed on, the domain is finished first. */
     if (!vs_interrupt_check("restore", &err))
         restore_dom_fail(r, "%s before domain '%s' was changed; nothing of it was changed", err->message,
-                 r->new_name);
+                         r->new_name);
     for (guint i = 0; i < r->disks->len && !r->error; i++) {
         RDisk *d = r->disks->pdata[i];
         bool ok;
@@ -343,7 +344,8 @@ restore_finish_domain(Run *run, RDom *r)
 
         /* 0600, like the disks beside it: the guest's whole configuration. */
         if (!g_file_set_contents_full(r->xml_path, xml, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, &err)) {
-            restore_dom_fail(r, "restore: writing %s: %s (the disks are restored)", r->xml_path, err->message);
+            restore_dom_fail(r, "restore: writing %s: %s (the disks are restored)", r->xml_path,
+                             err->message);
             return;
         }
         r->define_cmd = g_strdup_printf("virsh%s%s define %s", u ? " -c " : "", u ? u : "", q);

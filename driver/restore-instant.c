@@ -113,25 +113,25 @@ instant_offline(RDom *r, RDisk *d)
     if (d->instant_copy) {
         if (!vs_instant_finish_offline_copy(r->dom, d->target, d->tmp, d->dest, "raw", &err)) {
             restore_dom_fail(r, "restore: domain '%s' is not running and disk %s still is the overlay %s "
-                     "reading the backup through %s: %s; the export stays up (mount %s)",
-                     r->new_name, d->target, d->tmp, d->mount->uri, err->message, d->mount->id);
+                             "reading the backup through %s: %s; the export stays up (mount %s)",
+                             r->new_name, d->target, d->tmp, d->mount->uri, err->message, d->mount->id);
             return;
         }
         restore_note(r, "disk %s: the domain was not running, so the backup was copied into %s (raw) "
-             "offline", d->target, d->dest);
+                     "offline", d->target, d->dest);
         instant_unmount(r, d);
         return;
     }
     if (!vs_instant_finish_offline(d->dest, &err)) {
         g_autofree char *q = g_shell_quote(d->dest);
         restore_dom_fail(r, "restore: domain '%s' is not running and disk %s (%s) still reads the backup "
-                 "through %s: %s; the export stays up (mount %s); finish with: qemu-img rebase -f "
-                 "qcow2 -b '' %s && virtsnap umount %s", r->new_name, d->target, d->dest,
-                 d->mount->uri, err->message, d->mount->id, q, d->mount->id);
+                         "through %s: %s; the export stays up (mount %s); finish with: qemu-img rebase -f "
+                         "qcow2 -b '' %s && virtsnap umount %s", r->new_name, d->target, d->dest,
+                         d->mount->uri, err->message, d->mount->id, q, d->mount->id);
         return;
     }
     restore_note(r, "disk %s: the domain was not running, so the backup was copied into %s offline",
-         d->target, d->dest);
+                 d->target, d->dest);
     instant_unmount(r, d);
 }
 
@@ -160,9 +160,9 @@ restore_instant_copy_phase(Run *run)
                     instant_offline(r, d);
                 } else {
                     restore_dom_fail(r, "restore: domain '%s' runs, but disk %s is still the overlay %s "
-                             "reading the backup through %s: %s; the export stays up (mount %s); "
-                             "virtsnap recover finishes the copy", r->new_name, d->target, d->tmp,
-                             d->mount->uri, cerr->message, d->mount->id);
+                                     "reading the backup through %s: %s; the export stays up (mount %s); "
+                                     "virtsnap recover finishes the copy", r->new_name, d->target, d->tmp,
+                                     d->mount->uri, cerr->message, d->mount->id);
                 }
                 continue;
             }
@@ -189,10 +189,10 @@ restore_instant_copy_phase(Run *run)
             instant_offline(r, d);
         else
             restore_dom_fail(r, "restore: domain '%s' runs, but disk %s (%s) still reads the backup through "
-                     "%s: %s; the export stays up (mount %s, see virtsnap mount --list); finish the "
-                     "copy with: virsh blockpull %s %s --wait && virtsnap umount %s", r->new_name,
-                     d->target, d->dest, d->mount->uri, j->error ? j->error : "?", d->mount->id,
-                     r->new_name, d->target, d->mount->id);
+                             "%s: %s; the export stays up (mount %s, see virtsnap mount --list); finish the "
+                             "copy with: virsh blockpull %s %s --wait && virtsnap umount %s", r->new_name,
+                             d->target, d->dest, d->mount->uri, j->error ? j->error : "?", d->mount->id,
+                             r->new_name, d->target, d->mount->id);
         if (r->copied_ms < j->done_ms - run->t0)
             r->copied_ms = j->done_ms - run->t0;
         g_free(j->error);

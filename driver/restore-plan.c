@@ -260,14 +260,232 @@ new_source(const Run *run, const RDisk *d)
     return src;
 }
 
+/* In place on a device written over at install (a LUN, an NFS export, a block
+ * device): 1 when D is such a disk, planned; 0 when it is not; -1 with *error
+ * when it cannot be restored so. */
+static int
+plan_in_place_device(const VsRestoreOptions *o, RDom *r, RDisk *d, VsDiskDef *dd,
+                     const VsManifestDisk *md, GError **error)
+{
+    g_autofree char *base = NULL;
+    struct stat st;
+
+    if (r->in_place && !o->instant && !g_strcmp0(md->format, "qcow2") && !g_strcmp0(d->format, "qcow2") &&
+        (is_network_url(md->source) ||
+         (is_local_path(md->source) && stat(md->source, &st) == 0 && S_ISBLK(st.st_mode)))) {
+        /* A qcow2 on an NFS export, a LUN or a block device: the image is
+         * written whole into a local temp file (the state directory), then that
+         * file over the target at install, once the domain is stopped. */
+        d->sink_url = g_strdup(md->source);
+        d->sink_image = true;
+        d->dest = g_strdup(md->source);
+        d->dir = g_build_filename(vs_state_dir(o->state_dir), "restore", NULL);
+        base = g_strdup_printf("%s-%s", r->name, d->target);
+        d->tmp = vs_temp_path(d->dir, base);
+        d->action = g_strdup("rewritten");
+        g_clear_pointer(&dd->src->backing, vs_storage_source_free);
+        dd->src->backing_terminated = false;
+        if (!vs_make_dir(vs_state_dir(o->state_dir), 0755, error) || !vs_make_dir(d->dir, 0700, error))
+            return -1;
+        return 1;
+    }
+    if (r->in_place && is_local_path(md->source) && stat(md->source, &st) == 0 &&
+        S_ISBLK(st.st_mode) && (g_strcmp0(md->format, "raw") != 0 || g_strcmp0(d->format, "raw") != 0)) {
+        if (g_strcmp0(md->format, d->format) != 0)
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "restore: domain '%s' disk %s is block device %s, backed up as %s: a block "
+                        "device is written over in place in the disk's own format (raw or qcow2), "
+                        "not as %s; give --target-dir or --pool to restore it as %s", r->name,
+                        d->target, md->source, md->format ? md->format : "(unknown)", d->format,
+                        d->format);
+        else
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "restore: domain '%s' disk %s is block device %s (%s): %s; give "
+                        "--target-dir or --pool", r->name, d->target, md->source, d->format,
+                        o->instant ? "--instant runs the guest on an image file, not on a block "
+                        "device in place" : "it cannot be written over in place in that format");
+        return -1;
+    }
+    if (r->in_place && (is_network_url(md->source) ||
+                        (is_local_path(md->source) && stat(md->source, &st) == 0 && S_ISBLK(st.st_mode))) &&
+        !g_strcmp0(md->format, "raw") && !g_strcmp0(d->format, "raw")) {
+        /* A LUN, a raw file on an NFS export or a block device (LVM, loop,
+         * multipath): no temp file and rename there. Its chunks are all
+         * checked in the write phase, and it is written over at install,
+         * once the domain is stopped (vs_copy_repo_to_sink), the device's
+         * size checked first. */
+        d->sink_url = g_strdup(md->source);
+        d->dest = g_strdup(md->source);
+        d->action = g_strdup("rewritten");
+        g_free(dd->src->format);
+        dd->src->format = g_strdup("raw");
+        g_clear_pointer(&dd->src->backing, vs_storage_source_free);
+        dd->src->backing_terminated = false;
+        return 1;
+    }
+    return 0;
+}
+
+/* In place into a local file: the one the backup names. */
+static bool
+plan_in_place_file(const VsRestoreOptions *o, RDom *r, RDisk *d, VsDiskDef *dd,
+                   const VsManifestDisk *md, GError **error)
+{
+    struct stat st;
+
+    if (!is_local_path(md->source)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "restore: domain '%s' disk %s was %s (%s), not a local file nor a raw disk "
+                    "on iSCSI or NFS: restoring it in place is not supported yet; give "
+                    "--target-dir or --pool", r->name, d->target,
+                    md->source ? md->source : "(unknown)", md->format ? md->format : "?");
+        return false;
+    }
+    d->dest = g_strdup(md->source);
+    if (stat(d->dest, &st) == 0) {
+        if (!S_ISREG(st.st_mode)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "restore: domain '%s' disk %s is %s, neither a regular file nor a "
+                        "block device: it cannot be restored in place; give --target-dir or "
+                        "--pool", r->name, d->target, d->dest);
+            return false;
+        }
+        d->dest_exists = true;
+    }
+    d->dir = g_path_get_dirname(d->dest);
+    if (g_strcmp0(d->format, md->format) != 0 && r->dom && !(o->define || o->start)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: --format %s changes the format of domain '%s' disk %s in place "
+                    "(it is %s): give --define too, so that its definition says so",
+                    d->format, r->name, d->target, md->format);
+        return false;
+    }
+    if (md->chain && md->chain->len > 1)
+        d->note = g_strdup_printf("had a backing chain of %u images: restored flattened into "
+                                  "%s as a standalone image (the backing files are left as they are)",
+                                  md->chain->len, d->dest);
+    if (r->dom && !r->active) {
+        g_autofree char *cur = vs_domain_disk_source(r->dom, d->target, true, NULL);
+        if (cur && g_strcmp0(cur, d->dest) != 0)
+            restore_note(r, "disk %s: the domain now uses %s, the backup had %s: restored to %s%s",
+                         d->target, cur, d->dest, d->dest,
+                         o->define || o->start ? "" : " (give --define to point the domain back at it)");
+    }
+    /* The definition: the same file, its format, no backing chain any more. */
+    if (dd->src->type == VS_DISK_TYPE_FILE) {
+        g_free(dd->src->path);
+        dd->src->path = g_strdup(d->dest);
+    }
+    g_free(dd->src->format);
+    dd->src->format = g_strdup(d->format);
+    g_clear_pointer(&dd->src->backing, vs_storage_source_free);
+    dd->src->backing_terminated = false;
+    return true;
+}
+
+/* Elsewhere (--as, --target-dir, --pool): a new file NAME-TARGET.FMT. */
+static bool
+plan_elsewhere(Run *run, RDom *r, RDisk *d, VsDiskDef *dd, const VsManifestDisk *md,
+               GError **error)
+{
+    const VsRestoreOptions *o = run->opts;
+    g_autofree char *base = NULL;
+    struct stat st;
+
+    base = g_strdup_printf("%s-%s.%s", r->new_name, d->target, d->format);
+    if (!plain_file_name(r, base, error))
+        return false;
+    if (run->pool) {
+        virStorageVolPtr vol;
+
+        d->dir = g_strdup(run->pool_dir);
+        d->vol_name = g_strdup(base);
+        vol = virStorageVolLookupByName(run->pool, base);
+        if (vol) {
+            char *path = virStorageVolGetPath(vol);
+            d->dest = g_strdup(path ? path : "");
+            free(path);
+            virStorageVolFree(vol);
+            d->dest_exists = true;
+            if (!o->force) {
+                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                            "restore: pool '%s' already has a volume %s: give --force to replace "
+                            "it, or choose another name with --as", o->pool, base);
+                return false;
+            }
+            g_free(d->dir);
+            d->dir = g_path_get_dirname(d->dest);
+        } else {
+            d->dest = g_build_filename(d->dir, base, NULL);
+        }
+    } else {
+        if (o->target_dir) {
+            d->dir = g_canonicalize_filename(o->target_dir, NULL);
+        } else if (is_local_path(md->source)) {
+            d->dir = g_path_get_dirname(md->source);
+        } else {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "restore: domain '%s' disk %s was %s, not a local file: give "
+                        "--target-dir or --pool for its new file", r->name, d->target,
+                        md->source ? md->source : "(unknown)");
+            return false;
+        }
+        d->dest = g_build_filename(d->dir, base, NULL);
+        if (lstat(d->dest, &st) == 0) {
+            d->dest_exists = true;
+            if (!o->force) {
+                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                            "restore: %s exists: give --force to replace it, or choose another "
+                            "name with --as or another --target-dir", d->dest);
+                return false;
+            }
+            if (!S_ISREG(st.st_mode)) {
+                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                            "restore: %s exists and is not a regular file", d->dest);
+                return false;
+            }
+        }
+    }
+    if (md->chain && md->chain->len > 1)
+        d->note = g_strdup_printf("had a backing chain of %u images: restored flattened",
+                                  md->chain->len);
+    vs_storage_source_free(dd->src);
+    dd->src = new_source(run, d);
+    return true;
+}
+
+/* D's destination exists: it must not be another domain's disk. */
+static bool
+check_not_others(Run *run, RDom *r, RDisk *d, GError **error)
+{
+    const VsRestoreOptions *o = run->opts;
+    /* Never write over another domain's disk (e.g. one renamed since the
+     * backup, or one given the name NAME-vda.qcow2 by hand). */
+    /* Disk files only (--disks elsewhere): no domain is stopped, so even
+     * the domain of that name must not be using the file. */
+    const char *who = disk_user(run, d->dest, r->partial && !r->in_place ? "" : r->new_name);
+
+    if (who && (g_str_has_suffix(who, " (running)") || !o->force)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: %s (domain '%s' disk %s) is a disk of domain %s: %s", d->dest,
+                    r->new_name, d->target, who,
+                    g_str_has_suffix(who, " (running)") ? "it is not overwritten while that "
+                    "domain runs; restore elsewhere with --as or --target-dir" :
+                    "give --force to overwrite it anyway, or restore elsewhere with --as or "
+                    "--target-dir");
+        return false;
+    }
+    return true;
+}
+
 static bool
 plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
 {
     const VsRestoreOptions *o = run->opts;
     RDisk *d = g_new0(RDisk, 1);
     VsDiskDef *dd = vs_domain_def_find_disk(r->def, md->target);
-    g_autofree char *base = NULL;
     struct stat st;
+    int device;
 
     d->dom = r;
     d->md = md;
@@ -281,7 +499,7 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
     } else if (o->instant && g_strcmp0(d->format, "qcow2") != 0) {
         /* The overlay the guest starts on is the final image: qcow2. */
         restore_note(r, "disk %s was %s: restored as qcow2 (--instant)", md->target,
-             md->format ? md->format : "(unknown)");
+                     md->format ? md->format : "(unknown)");
         g_free(d->format);
         d->format = g_strdup("qcow2");
     }
@@ -311,186 +529,13 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
                     "--target-dir or --as", r->name, md->source, d->target, r->m->id);
         return false;
     }
-    if (r->in_place && !o->instant && !g_strcmp0(md->format, "qcow2") && !g_strcmp0(d->format, "qcow2") &&
-        (is_network_url(md->source) ||
-         (is_local_path(md->source) && stat(md->source, &st) == 0 && S_ISBLK(st.st_mode)))) {
-        /* A qcow2 on an NFS export, a LUN or a block device: the image is
-         * written whole into a local temp file (the state directory), then that
-         * file over the target at install, once the domain is stopped. */
-        d->sink_url = g_strdup(md->source);
-        d->sink_image = true;
-        d->dest = g_strdup(md->source);
-        d->dir = g_build_filename(vs_state_dir(o->state_dir), "restore", NULL);
-        base = g_strdup_printf("%s-%s", r->name, d->target);
-        d->tmp = vs_temp_path(d->dir, base);
-        d->action = g_strdup("rewritten");
-        g_clear_pointer(&dd->src->backing, vs_storage_source_free);
-        dd->src->backing_terminated = false;
-        if (!vs_make_dir(vs_state_dir(o->state_dir), 0755, error) || !vs_make_dir(d->dir, 0700, error))
-            return false;
-        return true;
-    }
-    if (r->in_place && is_local_path(md->source) && stat(md->source, &st) == 0 &&
-        S_ISBLK(st.st_mode) && (g_strcmp0(md->format, "raw") != 0 || g_strcmp0(d->format, "raw") != 0)) {
-        if (g_strcmp0(md->format, d->format) != 0)
-            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                        "restore: domain '%s' disk %s is block device %s, backed up as %s: a block "
-                        "device is written over in place in the disk's own format (raw or qcow2), "
-                        "not as %s; give --target-dir or --pool to restore it as %s", r->name,
-                        d->target, md->source, md->format ? md->format : "(unknown)", d->format,
-                        d->format);
-        else
-            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                        "restore: domain '%s' disk %s is block device %s (%s): %s; give "
-                        "--target-dir or --pool", r->name, d->target, md->source, d->format,
-                        o->instant ? "--instant runs the guest on an image file, not on a block "
-                        "device in place" : "it cannot be written over in place in that format");
+    if ((device = plan_in_place_device(o, r, d, dd, md, error)) != 0)
+        return device > 0;
+    if (r->in_place ? !plan_in_place_file(o, r, d, dd, md, error)
+                    : !plan_elsewhere(run, r, d, dd, md, error))
         return false;
-    }
-    if (r->in_place && (is_network_url(md->source) ||
-                        (is_local_path(md->source) && stat(md->source, &st) == 0 && S_ISBLK(st.st_mode))) &&
-        !g_strcmp0(md->format, "raw") && !g_strcmp0(d->format, "raw")) {
-        /* A LUN, a raw file on an NFS export or a block device (LVM, loop,
-         * multipath): no temp file and rename there. Its chunks are all
-         * checked in the write phase, and it is written over at install,
-         * once the domain is stopped (vs_copy_repo_to_sink), the device's
-         * size checked first. */
-        d->sink_url = g_strdup(md->source);
-        d->dest = g_strdup(md->source);
-        d->action = g_strdup("rewritten");
-        g_free(dd->src->format);
-        dd->src->format = g_strdup("raw");
-        g_clear_pointer(&dd->src->backing, vs_storage_source_free);
-        dd->src->backing_terminated = false;
-        return true;
-    }
-    if (r->in_place) {
-        if (!is_local_path(md->source)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                        "restore: domain '%s' disk %s was %s (%s), not a local file nor a raw disk "
-                        "on iSCSI or NFS: restoring it in place is not supported yet; give "
-                        "--target-dir or --pool", r->name, d->target,
-                        md->source ? md->source : "(unknown)", md->format ? md->format : "?");
-            return false;
-        }
-        d->dest = g_strdup(md->source);
-        if (stat(d->dest, &st) == 0) {
-            if (!S_ISREG(st.st_mode)) {
-                g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                            "restore: domain '%s' disk %s is %s, neither a regular file nor a "
-                            "block device: it cannot be restored in place; give --target-dir or "
-                            "--pool", r->name, d->target, d->dest);
-                return false;
-            }
-            d->dest_exists = true;
-        }
-        d->dir = g_path_get_dirname(d->dest);
-        if (g_strcmp0(d->format, md->format) != 0 && r->dom && !(o->define || o->start)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                        "restore: --format %s changes the format of domain '%s' disk %s in place "
-                        "(it is %s): give --define too, so that its definition says so",
-                        d->format, r->name, d->target, md->format);
-            return false;
-        }
-        if (md->chain && md->chain->len > 1)
-            d->note = g_strdup_printf("had a backing chain of %u images: restored flattened into "
-                                      "%s as a standalone image (the backing files are left as they are)",
-                                      md->chain->len, d->dest);
-        if (r->dom && !r->active) {
-            g_autofree char *cur = vs_domain_disk_source(r->dom, d->target, true, NULL);
-            if (cur && g_strcmp0(cur, d->dest) != 0)
-                restore_note(r, "disk %s: the domain now uses %s, the backup had %s: restored to %s%s",
-                     d->target, cur, d->dest, d->dest,
-                     o->define || o->start ? "" : " (give --define to point the domain back at it)");
-        }
-        /* The definition: the same file, its format, no backing chain any more. */
-        if (dd->src->type == VS_DISK_TYPE_FILE) {
-            g_free(dd->src->path);
-            dd->src->path = g_strdup(d->dest);
-        }
-        g_free(dd->src->format);
-        dd->src->format = g_strdup(d->format);
-        g_clear_pointer(&dd->src->backing, vs_storage_source_free);
-        dd->src->backing_terminated = false;
-    } else {
-        base = g_strdup_printf("%s-%s.%s", r->new_name, d->target, d->format);
-        if (!plain_file_name(r, base, error))
-            return false;
-        if (run->pool) {
-            virStorageVolPtr vol;
-
-            d->dir = g_strdup(run->pool_dir);
-            d->vol_name = g_strdup(base);
-            vol = virStorageVolLookupByName(run->pool, base);
-            if (vol) {
-                char *path = virStorageVolGetPath(vol);
-                d->dest = g_strdup(path ? path : "");
-                free(path);
-                virStorageVolFree(vol);
-                d->dest_exists = true;
-                if (!o->force) {
-                    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                                "restore: pool '%s' already has a volume %s: give --force to replace "
-                                "it, or choose another name with --as", o->pool, base);
-                    return false;
-                }
-                g_free(d->dir);
-                d->dir = g_path_get_dirname(d->dest);
-            } else {
-                d->dest = g_build_filename(d->dir, base, NULL);
-            }
-        } else {
-            if (o->target_dir) {
-                d->dir = g_canonicalize_filename(o->target_dir, NULL);
-            } else if (is_local_path(md->source)) {
-                d->dir = g_path_get_dirname(md->source);
-            } else {
-                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                            "restore: domain '%s' disk %s was %s, not a local file: give "
-                            "--target-dir or --pool for its new file", r->name, d->target,
-                            md->source ? md->source : "(unknown)");
-                return false;
-            }
-            d->dest = g_build_filename(d->dir, base, NULL);
-            if (lstat(d->dest, &st) == 0) {
-                d->dest_exists = true;
-                if (!o->force) {
-                    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                                "restore: %s exists: give --force to replace it, or choose another "
-                                "name with --as or another --target-dir", d->dest);
-                    return false;
-                }
-                if (!S_ISREG(st.st_mode)) {
-                    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                                "restore: %s exists and is not a regular file", d->dest);
-                    return false;
-                }
-            }
-        }
-        if (md->chain && md->chain->len > 1)
-            d->note = g_strdup_printf("had a backing chain of %u images: restored flattened",
-                                      md->chain->len);
-        vs_storage_source_free(dd->src);
-        dd->src = new_source(run, d);
-    }
-    if (d->dest_exists) {
-        /* Never write over another domain's disk (e.g. one renamed since the
-         * backup, or one given the name NAME-vda.qcow2 by hand). */
-        /* Disk files only (--disks elsewhere): no domain is stopped, so even
-         * the domain of that name must not be using the file. */
-        const char *who = disk_user(run, d->dest, r->partial && !r->in_place ? "" : r->new_name);
-
-        if (who && (g_str_has_suffix(who, " (running)") || !o->force)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                        "restore: %s (domain '%s' disk %s) is a disk of domain %s: %s", d->dest,
-                        r->new_name, d->target, who,
-                        g_str_has_suffix(who, " (running)") ? "it is not overwritten while that "
-                        "domain runs; restore elsewhere with --as or --target-dir" :
-                        "give --force to overwrite it anyway, or restore elsewhere with --as or "
-                        "--target-dir");
-            return false;
-        }
-    }
+    if (d->dest_exists && !check_not_others(run, r, d, error))
+        return false;
     {
         g_autofree char *b = g_path_get_basename(d->dest);
         d->tmp = vs_temp_path(d->dir, b);
@@ -586,6 +631,175 @@ lookup_existing(Run *run, RDom *r, GError **error)
     return true;
 }
 
+/* The domain of the name restored to, when there is one: it may be replaced,
+ * it is locked, and whether it runs decides how it is restored. */
+static bool
+plan_existing(Run *run, RDom *r, GError **error)
+{
+    const VsRestoreOptions *o = run->opts;
+
+    if (!lookup_existing(run, r, error))
+        return false;
+    if (r->dom && !r->in_place && !o->force) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: a domain '%s' already exists: choose another name with --as, or "
+                    "give --force to replace its definition (it is stopped; its disks are left "
+                    "as they are)", r->new_name);
+        return false;
+    }
+    if (r->dom && r->in_place && r->existing_uuid && r->md->uuid &&
+        g_ascii_strcasecmp(r->existing_uuid, r->md->uuid) != 0 && !o->force) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: domain '%s' exists but is not the one backed up (UUID %s, the "
+                    "backup's is %s): give --force to restore over it, or --as another name",
+                    r->new_name, r->existing_uuid, r->md->uuid);
+        return false;
+    }
+    if (r->dom || r->in_place) {
+        const char *uuid = r->existing_uuid ? r->existing_uuid : r->md->uuid;
+        if (uuid && (r->lock_fd = vs_domain_lock(o->state_dir, uuid, r->new_name, "restore",
+                                                   o->lock_wait, error)) < 0) {
+            vs_error_prefix(error, "restore");
+            return false;
+        }
+        /* Whether it runs is asked under the lock: the run waited for (--lock-wait)
+         * may have started or stopped it. */
+        if (r->dom)
+            r->active = restore_domain_active(r->dom);
+    }
+    if (r->dom && r->active) {
+        if (r->in_place && r->partial && !o->force) {
+            /* hot swap: planned below, once the disks are known */
+        } else if (!o->force) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "restore: domain '%s' is running: shut it down first, or give --force "
+                        "to stop it (graceful shutdown, destroyed after %d s)", r->new_name,
+                        o->shutdown_timeout);
+            return false;
+        } else {
+            r->must_stop = true;
+        }
+    }
+    return true;
+}
+
+/* Every disk restored (all, or those of --disks), and their directories. */
+static bool
+plan_disks(Run *run, RDom *r, GError **error)
+{
+    const VsRestoreOptions *o = run->opts;
+
+    if (r->partial) {
+        for (size_t i = 0; o->disks[i]; i++) {
+            const VsManifestDisk *md = vs_manifest_find_disk(r->md, o->disks[i]);
+            if (!md) {
+                g_autoptr(GString) have = g_string_new(NULL);
+                for (guint k = 0; k < r->md->disks->len; k++)
+                    g_string_append_printf(have, "%s%s", k ? ", " : "",
+                                           ((VsManifestDisk *)r->md->disks->pdata[k])->target);
+                g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                            "restore: domain '%s' in backup %s has no disk %s (it has: %s)",
+                            r->name, r->m->id, o->disks[i], have->str);
+                return false;
+            }
+            for (size_t k = 0; k < i; k++)
+                if (!strcmp(o->disks[k], o->disks[i]))
+                    md = NULL;             /* named twice */
+            if (md && !plan_disk(run, r, md, error))
+                return false;
+        }
+        if (o->start && !r->dom) {
+            g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                        "restore: --start: domain '%s' is not defined; restore the whole domain "
+                        "(without --disks) to define it", r->new_name);
+            return false;
+        }
+    } else {
+        for (guint k = 0; k < r->md->disks->len; k++)
+            if (!plan_disk(run, r, r->md->disks->pdata[k], error))
+                return false;
+    }
+    if (r->disks->len == 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                    "restore: domain '%s' in backup %s has no disks", r->name, r->m->id);
+        return false;
+    }
+    if (r->dom && r->active && r->in_place && r->partial && !o->force &&
+        !plan_hot_swap(run, r, error))
+        return false;
+    for (guint i = 0; i < r->disks->len; i++) {
+        RDisk *d = r->disks->pdata[i];
+        bool seen = d->sink_url != NULL && !d->sink_image;   /* no directory: the target itself */
+        for (guint k = 0; k < i; k++)
+            seen = seen || !g_strcmp0(((RDisk *)r->disks->pdata[k])->dir, d->dir);
+        if (!seen && !check_dir(d->dir, o->target_dir && !r->in_place ? "target directory" :
+                                run->pool && !r->in_place ? "pool directory" : "directory",
+                                error))
+            return false;
+    }
+    return true;
+}
+
+/* The definition restored: a new name, UUID and MACs, or the existing UUID. */
+static bool
+plan_definition(Run *run, RDom *r, GError **error)
+{
+    if (r->renamed) {
+        if (!vs_domain_def_set_name(r->def, r->new_name, error) ||
+            !vs_domain_def_set_uuid(r->def, r->existing_uuid, error)) {
+            vs_error_prefix(error, "restore");
+            return false;
+        }
+        if (vs_domain_def_clear_macs(r->def) > 0)
+            restore_note(r, "MAC addresses removed: libvirt generates new ones");
+        {
+            g_autoptr(GPtrArray) changes = g_ptr_array_new_with_free_func(g_free);
+            vs_domain_def_rename_files(r->def, r->name, r->new_name, changes);
+            for (guint i = 0; i < changes->len; i++)
+                restore_note(r, "renamed %s", (char *)changes->pdata[i]);
+        }
+        if (!r->existing_uuid)
+            restore_note(r, "new UUID: libvirt makes one up");
+    } else if (r->existing_uuid) {
+        if (!vs_domain_def_set_uuid(r->def, r->existing_uuid, error))
+            return false;
+    } else if (r->md->uuid) {
+        virDomainPtr other = virDomainLookupByUUIDString(run->conn, r->md->uuid);
+        if (other) {
+            const char *oname = virDomainGetName(other);
+            restore_note(r, "UUID %s now belongs to domain '%s': the restored domain gets a new one",
+                         r->md->uuid, oname ? oname : "?");
+            virDomainFree(other);
+            vs_domain_def_set_uuid(r->def, NULL, NULL);
+        }
+    }
+    return true;
+}
+
+/* Where the definition is written when it is not defined: NAME.xml. */
+static bool
+plan_xml_path(Run *run, RDom *r, GError **error)
+{
+    const VsRestoreOptions *o = run->opts;
+    const char *dir = o->target_dir ? o->target_dir : NULL;
+    g_autofree char *xml_dir = NULL;
+    g_autofree char *xml_name = g_strdup_printf("%s.xml", r->new_name);
+
+    if (!plain_file_name(r, xml_name, error))
+        return false;
+
+    if (!dir && run->pool) {
+        /* Not in the pool: it would show up as a volume. */
+        xml_dir = g_build_filename(vs_state_dir(o->state_dir), "restore", NULL);
+        if (!vs_make_dir(vs_state_dir(o->state_dir), 0755, error) || !vs_make_dir(xml_dir, 0700, error))
+            return false;
+    } else {
+        xml_dir = g_strdup(dir ? dir : ((RDisk *)r->disks->pdata[0])->dir);
+    }
+    r->xml_path = g_build_filename(xml_dir, xml_name, NULL);
+    return true;
+}
+
 RDom *
 restore_plan_domain(Run *run, const char *name, GError **error)
 {
@@ -619,148 +833,11 @@ restore_plan_domain(Run *run, const char *name, GError **error)
         return NULL;
     }
 
-    if (!files_only) {
-        if (!lookup_existing(run, r, error))
-            return NULL;
-        if (r->dom && !r->in_place && !o->force) {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                        "restore: a domain '%s' already exists: choose another name with --as, or "
-                        "give --force to replace its definition (it is stopped; its disks are left "
-                        "as they are)", r->new_name);
-            return NULL;
-        }
-        if (r->dom && r->in_place && r->existing_uuid && r->md->uuid &&
-            g_ascii_strcasecmp(r->existing_uuid, r->md->uuid) != 0 && !o->force) {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                        "restore: domain '%s' exists but is not the one backed up (UUID %s, the "
-                        "backup's is %s): give --force to restore over it, or --as another name",
-                        r->new_name, r->existing_uuid, r->md->uuid);
-            return NULL;
-        }
-        if (r->dom || r->in_place) {
-            const char *uuid = r->existing_uuid ? r->existing_uuid : r->md->uuid;
-            if (uuid && (r->lock_fd = vs_domain_lock(o->state_dir, uuid, r->new_name, "restore",
-                                                       o->lock_wait, error)) < 0) {
-                vs_error_prefix(error, "restore");
-                return NULL;
-            }
-            /* Whether it runs is asked under the lock: the run waited for (--lock-wait)
-             * may have started or stopped it. */
-            if (r->dom)
-                r->active = restore_domain_active(r->dom);
-        }
-        if (r->dom && r->active) {
-            if (r->in_place && r->partial && !o->force) {
-                /* hot swap: planned below, once the disks are known */
-            } else if (!o->force) {
-                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                            "restore: domain '%s' is running: shut it down first, or give --force "
-                            "to stop it (graceful shutdown, destroyed after %d s)", r->new_name,
-                            o->shutdown_timeout);
-                return NULL;
-            } else {
-                r->must_stop = true;
-            }
-        }
-    }
-
-    /* Disks */
-    if (r->partial) {
-        for (size_t i = 0; o->disks[i]; i++) {
-            const VsManifestDisk *md = vs_manifest_find_disk(r->md, o->disks[i]);
-            if (!md) {
-                g_autoptr(GString) have = g_string_new(NULL);
-                for (guint k = 0; k < r->md->disks->len; k++)
-                    g_string_append_printf(have, "%s%s", k ? ", " : "",
-                                           ((VsManifestDisk *)r->md->disks->pdata[k])->target);
-                g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
-                            "restore: domain '%s' in backup %s has no disk %s (it has: %s)",
-                            r->name, r->m->id, o->disks[i], have->str);
-                return NULL;
-            }
-            for (size_t k = 0; k < i; k++)
-                if (!strcmp(o->disks[k], o->disks[i]))
-                    md = NULL;             /* named twice */
-            if (md && !plan_disk(run, r, md, error))
-                return NULL;
-        }
-        if (o->start && !r->dom) {
-            g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
-                        "restore: --start: domain '%s' is not defined; restore the whole domain "
-                        "(without --disks) to define it", r->new_name);
-            return NULL;
-        }
-    } else {
-        for (guint k = 0; k < r->md->disks->len; k++)
-            if (!plan_disk(run, r, r->md->disks->pdata[k], error))
-                return NULL;
-    }
-    if (r->disks->len == 0) {
-        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
-                    "restore: domain '%s' in backup %s has no disks", r->name, r->m->id);
+    if (!files_only && !plan_existing(run, r, error))
         return NULL;
-    }
-    if (r->dom && r->active && r->in_place && r->partial && !o->force &&
-        !plan_hot_swap(run, r, error))
+    if (!plan_disks(run, r, error) || !plan_definition(run, r, error))
         return NULL;
-    for (guint i = 0; i < r->disks->len; i++) {
-        RDisk *d = r->disks->pdata[i];
-        bool seen = d->sink_url != NULL && !d->sink_image;   /* no directory: the target itself */
-        for (guint k = 0; k < i; k++)
-            seen = seen || !g_strcmp0(((RDisk *)r->disks->pdata[k])->dir, d->dir);
-        if (!seen && !check_dir(d->dir, o->target_dir && !r->in_place ? "target directory" :
-                                run->pool && !r->in_place ? "pool directory" : "directory",
-                                error))
-            return NULL;
-    }
-
-    /* The definition */
-    if (r->renamed) {
-        if (!vs_domain_def_set_name(r->def, r->new_name, error) ||
-            !vs_domain_def_set_uuid(r->def, r->existing_uuid, error)) {
-            vs_error_prefix(error, "restore");
-            return NULL;
-        }
-        if (vs_domain_def_clear_macs(r->def) > 0)
-            restore_note(r, "MAC addresses removed: libvirt generates new ones");
-        {
-            g_autoptr(GPtrArray) changes = g_ptr_array_new_with_free_func(g_free);
-            vs_domain_def_rename_files(r->def, r->name, r->new_name, changes);
-            for (guint i = 0; i < changes->len; i++)
-                restore_note(r, "renamed %s", (char *)changes->pdata[i]);
-        }
-        if (!r->existing_uuid)
-            restore_note(r, "new UUID: libvirt makes one up");
-    } else if (r->existing_uuid) {
-        if (!vs_domain_def_set_uuid(r->def, r->existing_uuid, error))
-            return NULL;
-    } else if (r->md->uuid) {
-        virDomainPtr other = virDomainLookupByUUIDString(run->conn, r->md->uuid);
-        if (other) {
-            const char *oname = virDomainGetName(other);
-            restore_note(r, "UUID %s now belongs to domain '%s': the restored domain gets a new one",
-                 r->md->uuid, oname ? oname : "?");
-            virDomainFree(other);
-            vs_domain_def_set_uuid(r->def, NULL, NULL);
-        }
-    }
-    if (!r->partial && !(o->define || o->start)) {
-        const char *dir = o->target_dir ? o->target_dir : NULL;
-        g_autofree char *xml_dir = NULL;
-        g_autofree char *xml_name = g_strdup_printf("%s.xml", r->new_name);
-
-        if (!plain_file_name(r, xml_name, error))
-            return NULL;
-
-        if (!dir && run->pool) {
-            /* Not in the pool: it would show up as a volume. */
-            xml_dir = g_build_filename(vs_state_dir(o->state_dir), "restore", NULL);
-            if (!vs_make_dir(vs_state_dir(o->state_dir), 0755, error) || !vs_make_dir(xml_dir, 0700, error))
-                return NULL;
-        } else {
-            xml_dir = g_strdup(dir ? dir : ((RDisk *)r->disks->pdata[0])->dir);
-        }
-        r->xml_path = g_build_filename(xml_dir, xml_name, NULL);
-    }
+    if (!r->partial && !(o->define || o->start) && !plan_xml_path(run, r, error))
+        return NULL;
     return g_steal_pointer(&r);
 }
