@@ -11,6 +11,7 @@
 #include "vs-backup.h"
 #include "vs-source.h"
 #include "vs-xml.h"
+#include "vs-fault.h"
 
 /* ------------------------------------------------------------------------- */
 /* State directory                                                           */
