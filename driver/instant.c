@@ -13,6 +13,7 @@
 #include "config.h"
 #include "driver-internal.h"
 #include "instant.h"
+#include "mount-internal.h"
 #include "blockjob-events.h"
 #include "vs-block.h"
 #include "vs-restore.h"

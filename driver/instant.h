@@ -11,10 +11,6 @@
 
 G_BEGIN_DECLS
 
-/* Whether PID runs and is the process that started at STARTTIME (0: any); a
- * zombie child is reaped (mount.c). */
-bool vs_mount_pid_alive(int pid, uint64_t starttime);
-
 /* For `virtsnap recover`: finishes what an interrupted restore --instant left
  * (its exports outlive it on purpose, so that the guest keeps reading): a disk
  * still on its export gets its copy finished (a block pull while its domain

@@ -1,5 +1,5 @@
-/* Mounts: one disk of a backup served read-only over NBD, the registry of
- * the mounts, and who QEMU runs as (the owner of a socket it must reach).
+/* Mounts: one disk of a backup served read-only over NBD (started, waited
+ * for, stopped), and who QEMU runs as (the owner of a socket it must reach).
  *
  * The server is nbdkit with our plugin (block/nbdkit-virtsnap.c) rather than a
  * server of our own: nbdkit does the protocol (structured replies, block
@@ -9,15 +9,14 @@
  * nbdkit writes the pid file only once its socket listens and the plugin has
  * opened the backup, so the pid file appearing is the "ready" signal, and
  * nbdkit exiting first is the error (its log says why). Each mount is
- * registered in RUN/mounts/ID.json (with the pid's start time, so that a
- * reused pid is never taken for nbdkit) beside ID.pid, ID.log and, by default,
- * ID.sock. RUN is /run/virtsnap (mode 0755: QEMU, running as libvirt-qemu,
+ * registered in RUN/mounts/ID.json (mount-registry.c) beside ID.pid, ID.log
+ * and, by default, ID.sock. RUN is /run/virtsnap (mode 0755: QEMU, running as libvirt-qemu,
  * must reach a socket there); the socket itself is root's alone (0600) unless
  * given to an owner, e.g. QEMU's DAC user. The pieces of restore --instant
  * that sit on top of mounts are in instant.c. */
 #include "config.h"
 #include "driver-internal.h"
-#include "instant.h"
+#include "mount-internal.h"
 #include "vs-block.h"
 #include "vs-restore.h"
 #include "vs-repo.h"
@@ -44,69 +43,6 @@
 #define READY_TIMEOUT_S 30
 #define STOP_TIMEOUT_S 10
 #define LOG_TAIL 1500
-
-static char *
-mounts_dir(void)
-{
-    return g_build_filename(vs_run_dir(), "mounts", NULL);
-}
-
-static char *
-mount_file(const char *id, const char *ext)
-{
-    g_autofree char *dir = mounts_dir();
-    g_autofree char *base = g_strconcat(id, ext, NULL);
-
-    return g_build_filename(dir, base, NULL);
-}
-
-void
-vs_mount_free(VsMount *m)
-{
-    if (!m)
-        return;
-    g_free(m->id); g_free(m->uri); g_free(m->socket); g_free(m->repo); g_free(m->backup_id);
-    g_free(m->domain); g_free(m->disk); g_free(m->log);
-    g_free(m->instant_dest); g_free(m->instant_tmp);
-    g_free(m);
-}
-
-/* ------------------------------------------------------------------------- */
-/* Processes                                                                  */
-
-/* State letter and start time (clock ticks since boot) of PID. */
-static bool
-proc_stat(int pid, char *state, uint64_t *starttime)
-{
-    g_autofree char *path = g_strdup_printf("/proc/%d/stat", pid);
-    g_autofree char *text = NULL;
-    g_auto(GStrv) f = NULL;
-    char *p;
-
-    if (pid <= 0 || !g_file_get_contents(path, &text, NULL, NULL) || !(p = strrchr(text, ')')))
-        return false;
-    f = g_strsplit(p + 1 + (p[1] == ' '), " ", 0);
-    if (g_strv_length(f) < 20)
-        return false;
-    *state = f[0][0];
-    *starttime = g_ascii_strtoull(f[19], NULL, 10);
-    return true;
-}
-
-bool
-vs_mount_pid_alive(int pid, uint64_t starttime)
-{
-    char st = 0;
-    uint64_t t = 0;
-
-    if (!proc_stat(pid, &st, &t))
-        return false;
-    if (st == 'Z' || st == 'X') {
-        (void)waitpid(pid, NULL, WNOHANG);    /* our child (restore --instant): reap it */
-        return false;
-    }
-    return starttime == 0 || t == starttime;
-}
 
 /* SIGTERM, then SIGKILL after STOP_TIMEOUT_S; true once gone. */
 static bool
@@ -144,181 +80,6 @@ log_tail(const char *log)
         return g_strdup("(nothing logged)");
     start = len > LOG_TAIL ? text + len - LOG_TAIL : text;
     return g_strstrip(g_strdup(start));
-}
-
-/* ------------------------------------------------------------------------- */
-/* Registry                                                                   */
-
-static bool
-registry_write(const VsMount *m, GError **error)
-{
-    g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = NULL;
-    g_autofree char *text = NULL, *path = mount_file(m->id, ".json");
-    g_autoptr(GError) lerr = NULL;
-
-    json_builder_begin_object(b);
-#define STR(k, v) do { json_builder_set_member_name(b, k); \
-        (v) ? json_builder_add_string_value(b, v) : json_builder_add_null_value(b); } while (0)
-#define INT(k, v) do { json_builder_set_member_name(b, k); json_builder_add_int_value(b, (gint64)(v)); } while (0)
-    STR("id", m->id);
-    INT("pid", m->pid);
-    INT("starttime", m->starttime);
-    STR("uri", m->uri);
-    STR("socket", m->socket);
-    INT("port", m->port);
-    STR("repo", m->repo);
-    STR("backup", m->backup_id);
-    STR("domain", m->domain);
-    STR("disk", m->disk);
-    INT("virtual_size", m->virtual_size);
-    STR("log", m->log);
-    STR("instant_dest", m->instant_dest);
-    STR("instant_tmp", m->instant_tmp);
-    INT("restore_pid", m->restore_pid);
-    INT("instant_copy", m->instant_copy);
-    INT("restore_starttime", m->restore_starttime);
-#undef STR
-#undef INT
-    json_builder_end_object(b);
-    root = json_builder_get_root(b);
-    json_generator_set_root(gen, root);
-    json_generator_set_pretty(gen, TRUE);
-    text = json_generator_to_data(gen, NULL);
-    if (!g_file_set_contents(path, text, -1, &lerr)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: writing %s: %s", path, lerr->message);
-        return false;
-    }
-    return true;
-}
-
-static VsMount *
-registry_read(const char *path)
-{
-    g_autoptr(JsonParser) p = json_parser_new();
-    JsonNode *root;
-    JsonObject *o;
-    VsMount *m;
-
-    if (!json_parser_load_from_file(p, path, NULL) || !(root = json_parser_get_root(p)) ||
-        !JSON_NODE_HOLDS_OBJECT(root))
-        return NULL;
-    o = json_node_get_object(root);
-#define S(k) g_strdup(json_object_get_string_member_with_default(o, k, NULL))
-#define I(k) json_object_get_int_member_with_default(o, k, 0)
-    m = g_new0(VsMount, 1);
-    m->id = S("id");
-    m->pid = (int)I("pid");
-    m->starttime = (uint64_t)I("starttime");
-    m->uri = S("uri");
-    m->socket = S("socket");
-    m->port = (int)I("port");
-    m->repo = S("repo");
-    m->backup_id = S("backup");
-    m->domain = S("domain");
-    m->disk = S("disk");
-    m->virtual_size = (uint64_t)I("virtual_size");
-    m->log = S("log");
-    m->instant_dest = S("instant_dest");
-    m->instant_tmp = S("instant_tmp");
-    m->restore_pid = (int)I("restore_pid");
-    m->instant_copy = I("instant_copy") != 0;
-    m->restore_starttime = (uint64_t)I("restore_starttime");
-#undef S
-#undef I
-    if (!m->id) {
-        vs_mount_free(m);
-        return NULL;
-    }
-    m->alive = vs_mount_pid_alive(m->pid, m->starttime);
-    return m;
-}
-
-static void
-registry_remove(const VsMount *m)
-{
-    g_autofree char *json = mount_file(m->id, ".json");
-    g_autofree char *pid = mount_file(m->id, ".pid");
-    struct stat st;
-
-    if (m->socket && lstat(m->socket, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(m->socket);
-    unlink(pid);
-    if (m->log)
-        unlink(m->log);
-    unlink(json);
-}
-
-/* Oldest first (the start time of a dead one's pid still orders it). */
-static gint
-by_start(gconstpointer a, gconstpointer b)
-{
-    const VsMount *x = *(VsMount *const *)a, *y = *(VsMount *const *)b;
-
-    return x->starttime < y->starttime ? -1 : x->starttime > y->starttime;
-}
-
-GPtrArray *
-vs_mount_list(GError **error)
-{
-    g_autofree char *dir = mounts_dir();
-    g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func((GDestroyNotify)vs_mount_free);
-    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GError) lerr = NULL;
-    GDir *d = g_dir_open(dir, 0, &lerr);
-    const char *name;
-
-    if (!d) {
-        if (g_error_matches(lerr, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-            return g_steal_pointer(&out);
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: %s", lerr->message);
-        return NULL;
-    }
-    while ((name = g_dir_read_name(d)))
-        if (g_str_has_suffix(name, ".json"))
-            g_ptr_array_add(names, g_build_filename(dir, name, NULL));
-    g_dir_close(d);
-    for (guint i = 0; i < names->len; i++) {
-        VsMount *m = registry_read(names->pdata[i]);
-        if (m)
-            g_ptr_array_add(out, m);
-    }
-    g_ptr_array_sort(out, by_start);
-    return g_steal_pointer(&out);
-}
-
-VsMount *
-vs_mount_find(const char *what, GError **error)
-{
-    g_autoptr(GPtrArray) all = vs_mount_list(error);
-    g_autofree char *canon = NULL;
-    const char *port_s = what;
-
-    if (!all)
-        return NULL;
-    if (g_str_has_prefix(port_s, "nbd://127.0.0.1:"))
-        port_s += strlen("nbd://127.0.0.1:");
-    else if (g_str_has_prefix(port_s, "127.0.0.1:"))
-        port_s += strlen("127.0.0.1:");
-    if (what[0] && !strstr(what, "://"))
-        canon = g_canonicalize_filename(what, NULL);
-    for (guint i = 0; i < all->len; i++) {
-        VsMount *m = all->pdata[i];
-        bool hit = !g_strcmp0(m->id, what) || !g_strcmp0(m->uri, what) ||
-                   (m->socket && (!g_strcmp0(m->socket, what) || !g_strcmp0(m->socket, canon)));
-
-        if (!hit && m->port > 0) {
-            char *end = NULL;
-            long p = strtol(port_s, &end, 10);
-            hit = *port_s && end && !*end && p == m->port;
-        }
-        if (hit)
-            return g_ptr_array_steal_index(all, i);
-    }
-    g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
-                "mount: no mount %s (virtsnap mount --list shows them)", what);
-    return NULL;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -514,7 +275,7 @@ mount_endpoint(const VsMountOptions *o, VsMount *m, GError **error)
         m->uri = g_strdup_printf("nbd://127.0.0.1:%d", o->port);
         return true;
     }
-    m->socket = o->socket ? g_canonicalize_filename(o->socket, NULL) : mount_file(m->id, ".sock");
+    m->socket = o->socket ? g_canonicalize_filename(o->socket, NULL) : vs_mount_file(m->id, ".sock");
     if (strlen(m->socket) >= sizeof sa.sun_path) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                     "mount: socket path %s is too long (at most %zu bytes)", m->socket,
@@ -627,7 +388,7 @@ wait_ready(const VsMountOptions *o, VsMount *m, GPid pid, const char *pidfile, G
         (void)waitpid(pid, NULL, 0);     /* the daemon's parent: it exits once it has forked */
     {
         char s = 0;
-        (void)proc_stat(m->pid, &s, &m->starttime);
+        (void)vs_mount_proc_stat(m->pid, &s, &m->starttime);
     }
     m->alive = true;
     return true;
@@ -655,7 +416,7 @@ VsMount *
 vs_mount_start(const VsMountOptions *o, GError **error)
 {
     g_autoptr(VsMount) m = g_new0(VsMount, 1);
-    g_autofree char *dir = mounts_dir();
+    g_autofree char *dir = vs_mounts_dir();
     g_autofree char *nbdkit = NULL, *plugin = NULL, *pidfile = NULL, *rnd = NULL;
     g_autoptr(GPtrArray) argv = NULL;
     g_autoptr(GError) lerr = NULL;
@@ -686,19 +447,19 @@ vs_mount_start(const VsMountOptions *o, GError **error)
         g_free(rnd);
         rnd = g_strdup_printf("%08x", g_random_int());
         g_free(pidfile);
-        pidfile = mount_file(rnd, ".json");
+        pidfile = vs_mount_file(rnd, ".json");
     } while (g_file_test(pidfile, G_FILE_TEST_EXISTS));
     m->id = g_steal_pointer(&rnd);
     g_free(pidfile);
-    pidfile = mount_file(m->id, ".pid");
-    m->log = mount_file(m->id, ".log");
+    pidfile = vs_mount_file(m->id, ".pid");
+    m->log = vs_mount_file(m->id, ".log");
     m->instant_dest = g_strdup(o->instant_dest);
     m->instant_tmp = g_strdup(o->instant_tmp);
     m->instant_copy = o->instant_copy;
     if (o->instant_dest) {
         char pst;
         m->restore_pid = getpid();
-        (void)proc_stat(m->restore_pid, &pst, &m->restore_starttime);
+        (void)vs_mount_proc_stat(m->restore_pid, &pst, &m->restore_starttime);
     }
     if (!mount_endpoint(o, m, error))
         return NULL;
@@ -717,22 +478,22 @@ vs_mount_start(const VsMountOptions *o, GError **error)
                                           NULL, NULL, NULL, &lerr)) {
         close(logfd);
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: starting %s: %s", nbdkit, lerr->message);
-        registry_remove(m);
+        vs_mount_registry_remove(m);
         return NULL;
     }
     close(logfd);
     if (!wait_ready(o, m, pid, pidfile, error)) {
-        registry_remove(m);
+        vs_mount_registry_remove(m);
         return NULL;
     }
     if (m->socket && !own_socket(o, m, uid, gid, error)) {
         stop_pid(m->pid, m->starttime);
-        registry_remove(m);
+        vs_mount_registry_remove(m);
         return NULL;
     }
-    if (!registry_write(m, error)) {
+    if (!vs_mount_registry_write(m, error)) {
         stop_pid(m->pid, m->starttime);
-        registry_remove(m);
+        vs_mount_registry_remove(m);
         return NULL;
     }
     return g_steal_pointer(&m);
@@ -773,10 +534,10 @@ vs_mount_wait(VsMount *m, GError **error)
         g_autofree char *tail = log_tail(m->log);
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "mount: nbdkit ended (status %d): %s",
                     status, tail);
-        registry_remove(m);
+        vs_mount_registry_remove(m);
         return false;
     }
-    registry_remove(m);
+    vs_mount_registry_remove(m);
     return true;
 }
 
@@ -830,7 +591,7 @@ vs_mount_stop(VsMount *m, virConnectPtr conn, bool force, GError **error)
         return false;
     }
     m->alive = false;
-    registry_remove(m);
+    vs_mount_registry_remove(m);
     return true;
 }
 
