@@ -8,6 +8,7 @@
  * the guest is never left half-pivoted. */
 #include "config.h"
 #include "driver-internal.h"
+#include "blockjob-events.h"
 #include "vs-xml.h"
 
 #include <libvirt/virterror.h>
@@ -17,63 +18,6 @@
 
 /* How long a commit waits for another reader's lock on the base to go away. */
 #define LOCK_WAIT_S 15
-
-static GMutex jobs_lock;
-static GCond jobs_cond;
-static GHashTable *jobs;          /* "uuid/disk" -> GINT_TO_POINTER(status + 1) */
-static GHashTable *conns;         /* virConnectPtr with our callback */
-
-static char *
-job_key(virDomainPtr dom, const char *disk)
-{
-    char uuid[VIR_UUID_STRING_BUFLEN] = "";
-
-    virDomainGetUUIDString(dom, uuid);
-    return g_strdup_printf("%s/%s", uuid, disk);
-}
-
-static void
-on_block_job(virConnectPtr conn, virDomainPtr dom, const char *disk, int type, int status,
-             void *opaque)
-{
-    (void)conn; (void)type; (void)opaque;
-    g_mutex_lock(&jobs_lock);
-    g_hash_table_insert(jobs, job_key(dom, disk), GINT_TO_POINTER(status + 1));
-    g_cond_broadcast(&jobs_cond);
-    g_mutex_unlock(&jobs_lock);
-}
-
-static bool
-ensure_events(virConnectPtr conn, GError **error)
-{
-    bool ok = true;
-
-    g_mutex_lock(&jobs_lock);
-    if (!jobs) {
-        jobs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        conns = g_hash_table_new(NULL, NULL);
-    }
-    if (!g_hash_table_contains(conns, conn)) {
-        if (virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2,
-                                             VIR_DOMAIN_EVENT_CALLBACK(on_block_job),
-                                             NULL, NULL) < 0) {
-            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "commit: cannot watch block-job events");
-            ok = false;
-        } else {
-            g_hash_table_add(conns, conn);
-        }
-    }
-    g_mutex_unlock(&jobs_lock);
-    return ok;
-}
-
-static void
-forget_job(const char *key)
-{
-    g_mutex_lock(&jobs_lock);
-    g_hash_table_remove(jobs, key);
-    g_mutex_unlock(&jobs_lock);
-}
 
 /* Whether the block job on DISK can no longer end as we wait for it (*error
  * says how): the connection closed, the domain stopped, or the job vanished. */
@@ -110,17 +54,13 @@ wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_ms, 
     gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
     const char *name = virDomainGetName(dom);
 
-    g_mutex_lock(&jobs_lock);
     for (;;) {
-        int st = GPOINTER_TO_INT(g_hash_table_lookup(jobs, key)) - 1;
+        int st = vs_block_event_status(key, VS_BLOCK_JOB_ANY_TYPE);
 
-        if (st == VIR_DOMAIN_BLOCK_JOB_READY) {
-            g_mutex_unlock(&jobs_lock);
+        if (st == VIR_DOMAIN_BLOCK_JOB_READY)
             return true;
-        }
         if (st == VIR_DOMAIN_BLOCK_JOB_FAILED || st == VIR_DOMAIN_BLOCK_JOB_CANCELED ||
             st == VIR_DOMAIN_BLOCK_JOB_COMPLETED) {
-            g_mutex_unlock(&jobs_lock);
             g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT,
                         "%s: domain '%s' disk %s: the %s job %s before it was ready to pivot",
                         op, name, disk, op, st == VIR_DOMAIN_BLOCK_JOB_FAILED ? "failed" :
@@ -128,25 +68,19 @@ wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_ms, 
             return false;
         }
         if (g_get_monotonic_time() >= deadline) {
-            g_mutex_unlock(&jobs_lock);
             g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
                         "%s: domain '%s' disk %s did not converge within %.1f s (the guest "
                         "writes faster than the %s copies)", op, name, disk, timeout_ms / 1000.0, op);
             return false;
         }
-        g_cond_wait_until(&jobs_cond, &jobs_lock,
-                          MIN(deadline, g_get_monotonic_time() + G_USEC_PER_SEC));
+        st = vs_block_event_wait(key, VS_BLOCK_JOB_ANY_TYPE, st,
+                                 MIN(deadline, g_get_monotonic_time() + G_USEC_PER_SEC));
         /* No event comes from a daemon that restarted or a QEMU that died: a
          * look each second keeps such a wait from lasting until the deadline. */
-        if (GPOINTER_TO_INT(g_hash_table_lookup(jobs, key)) == 0) {
-            bool gone;
-            g_mutex_unlock(&jobs_lock);
-            gone = job_lost(dom, disk, name, op, error);
-            g_mutex_lock(&jobs_lock);
-            if (gone && GPOINTER_TO_INT(g_hash_table_lookup(jobs, key)) == 0) {
-                g_mutex_unlock(&jobs_lock);
+        if (st < 0) {
+            if (job_lost(dom, disk, name, op, error) &&
+                vs_block_event_status(key, VS_BLOCK_JOB_ANY_TYPE) < 0)
                 return false;
-            }
             g_clear_error(error);
         }
     }
@@ -199,15 +133,13 @@ cancel_leftover_commit(virDomainPtr dom, const char *disk, const char *name, con
      * the job is gone from the job info: wait for it (briefly), so that it is
      * not taken for the end of the commit started next. */
     until = g_get_monotonic_time() + 3 * G_USEC_PER_SEC;
-    g_mutex_lock(&jobs_lock);
     for (;;) {
-        int st = GPOINTER_TO_INT(g_hash_table_lookup(jobs, key)) - 1;
+        int st = vs_block_event_status(key, VS_BLOCK_JOB_ANY_TYPE);
         if (st == VIR_DOMAIN_BLOCK_JOB_CANCELED || st == VIR_DOMAIN_BLOCK_JOB_COMPLETED ||
             st == VIR_DOMAIN_BLOCK_JOB_FAILED || g_get_monotonic_time() >= until)
             break;
-        g_cond_wait_until(&jobs_cond, &jobs_lock, until);
+        (void)vs_block_event_wait(key, VS_BLOCK_JOB_ANY_TYPE, st, until);
     }
-    g_mutex_unlock(&jobs_lock);
     return true;
 }
 
@@ -222,16 +154,16 @@ bool
 vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *disk, int timeout_ms,
                              unsigned long bandwidth, GError **error)
 {
-    g_autofree char *key = job_key(dom, disk);
+    g_autofree char *key = vs_block_event_key(dom, disk);
     const char *name = virDomainGetName(dom);
     g_autoptr(GError) local = NULL;
 
-    if (!ensure_events(conn, error))
+    if (!vs_block_events_watch(conn, "commit", error))
         return false;
-    forget_job(key);
+    vs_block_event_forget(key);
     if (!cancel_leftover_commit(dom, disk, name, key, error))
         return false;
-    forget_job(key);
+    vs_block_event_forget(key);
     /* SHALLOW: into the image right below the overlay, never deeper down a chain
      * the domain had before the backup. */
     for (gint64 until = g_get_monotonic_time() + LOCK_WAIT_S * G_USEC_PER_SEC;;) {
@@ -254,16 +186,16 @@ vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *d
         /* Cancel: the guest stays on the overlay, consistent; recover retries. */
         virDomainBlockJobAbort(dom, disk, 0);
         g_propagate_error(error, g_steal_pointer(&local));
-        forget_job(key);
+        vs_block_event_forget(key);
         return false;
     }
     if (virDomainBlockJobAbort(dom, disk, VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT) < 0) {
         vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s: pivot", name, disk);
         virDomainBlockJobAbort(dom, disk, 0);
-        forget_job(key);
+        vs_block_event_forget(key);
         return false;
     }
-    forget_job(key);
+    vs_block_event_forget(key);
     return true;
 }
 
@@ -271,7 +203,7 @@ bool
 vs_blockcopy_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, const char *dest,
                    const char *format, GError **error)
 {
-    g_autofree char *key = job_key(dom, disk);
+    g_autofree char *key = vs_block_event_key(dom, disk);
     g_autofree char *qdest = g_markup_escape_text(dest, -1);
     g_autofree char *qfmt = g_markup_escape_text(format, -1);
     g_autofree char *xml = g_strdup_printf("<disk type='file'><source file='%s'/><driver type='%s'/></disk>",
@@ -279,9 +211,9 @@ vs_blockcopy_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, const
     const char *name = virDomainGetName(dom);
     g_autoptr(GError) local = NULL;
 
-    if (!ensure_events(conn, error))
+    if (!vs_block_events_watch(conn, "commit", error))
         return false;
-    forget_job(key);
+    vs_block_event_forget(key);
     /* REUSE_EXT: DEST is made by the caller (sparse, its owner and mode);
      * TRANSIENT_JOB: what lets libvirt copy a persistent domain's disk; its
      * pivot rewrites the persistent definition too. */
@@ -294,17 +226,17 @@ vs_blockcopy_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, const
     if (!wait_ready(dom, disk, key, G_MAXINT, "copy", &local)) {
         virDomainBlockJobAbort(dom, disk, 0);
         g_propagate_error(error, g_steal_pointer(&local));
-        forget_job(key);
+        vs_block_event_forget(key);
         return false;
     }
     if (virDomainBlockJobAbort(dom, disk, VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT) < 0) {
         vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "copy: domain '%s' disk %s: pivot to %s", name,
                              disk, dest);
         virDomainBlockJobAbort(dom, disk, 0);
-        forget_job(key);
+        vs_block_event_forget(key);
         return false;
     }
-    forget_job(key);
+    vs_block_event_forget(key);
     return true;
 }
 

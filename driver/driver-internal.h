@@ -11,6 +11,7 @@
 #include "vs-backup.h"
 #include "vs-copy.h"
 #include "vs-xml.h"
+#include "vs-fault.h"
 
 /* ------------------------------------------------------------------------- */
 /* State directory                                                           */
@@ -18,6 +19,11 @@
 /* opts->state_dir, else $VIRTSNAP_STATE_DIR, else the configured default. */
 const char *vs_state_dir(const char *state_dir);
 bool vs_make_dir(const char *dir, int mode, GError **error);
+/* $VIRTSNAP_RUN_DIR, else /run/virtsnap: sockets and the mount registry (dirs.c). */
+const char *vs_run_dir(void);
+/* "+UID:+GID" of QEMU's DAC label on CONN's host (capabilities), NULL if none
+ * (mount.c): the owner a socket QEMU must reach is given to. */
+char *vs_qemu_dac_owner(virConnectPtr conn, const char *virt_type);
 
 /* ------------------------------------------------------------------------- */
 /* Journal: STATE/journal/<id>.jsonl, one JSON object per line, each fsync'd

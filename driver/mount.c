@@ -1,7 +1,7 @@
-/* Mounts: one disk of a backup served read-only over NBD, and the pieces of
- * restore --instant that sit on top of them.
+/* Mounts: one disk of a backup served read-only over NBD (started, waited
+ * for, stopped), and who QEMU runs as (the owner of a socket it must reach).
  *
- * The server is nbdkit with our plugin (block/nbdkit-virtsnap.c) rather than a
+ * The server is nbdkit with our plugin (block/nbdkit/nbdkit-virtsnap.c) rather than a
  * server of our own: nbdkit does the protocol (structured replies, block
  * status, multi-conn, many clients) and is what qemu-img, QEMU, nbdfuse and
  * guestfish are tested against. nbdkit runs in the foreground as our child,
@@ -9,21 +9,14 @@
  * nbdkit writes the pid file only once its socket listens and the plugin has
  * opened the backup, so the pid file appearing is the "ready" signal, and
  * nbdkit exiting first is the error (its log says why). Each mount is
- * registered in RUN/mounts/ID.json (with the pid's start time, so that a
- * reused pid is never taken for nbdkit) beside ID.pid, ID.log and, by default,
- * ID.sock. RUN is /run/virtsnap (mode 0755: QEMU, running as libvirt-qemu,
+ * registered in RUN/mounts/ID.json (mount-registry.c) beside ID.pid, ID.log
+ * and, by default, ID.sock. RUN is /run/virtsnap (mode 0755: QEMU, running as libvirt-qemu,
  * must reach a socket there); the socket itself is root's alone (0600) unless
- * given to an owner, e.g. QEMU's DAC user.
- *
- * restore --instant: each disk becomes a qcow2 overlay at its destination
- * whose backing file is the NBD export; libvirt starts the domain on it (it
- * reads the backing chain from the image: nbd+unix://...), then a block pull
- * (block-stream, no base) copies every block of the backing into the overlay
- * while the guest runs, and drops the backing. Pull rather than copy: the
- * image is already where it belongs, nothing needs a pivot, and a pull left to
- * itself (virtsnap killed) still ends with a standalone image. */
+ * given to an owner, e.g. QEMU's DAC user. The pieces of restore --instant
+ * that sit on top of mounts are in instant.c. */
 #include "config.h"
 #include "driver-internal.h"
+#include "mount-internal.h"
 #include "vs-block.h"
 #include "vs-restore.h"
 #include "vs-repo.h"
@@ -49,79 +42,7 @@
 
 #define READY_TIMEOUT_S 30
 #define STOP_TIMEOUT_S 10
-#define PROGRESS_EVERY_S 15
 #define LOG_TAIL 1500
-
-const char *
-vs_run_dir(void)
-{
-    const char *env = g_getenv("VIRTSNAP_RUN_DIR");
-
-    return env && *env ? env : "/run/virtsnap";
-}
-
-static char *
-mounts_dir(void)
-{
-    return g_build_filename(vs_run_dir(), "mounts", NULL);
-}
-
-static char *
-mount_file(const char *id, const char *ext)
-{
-    g_autofree char *dir = mounts_dir();
-    g_autofree char *base = g_strconcat(id, ext, NULL);
-
-    return g_build_filename(dir, base, NULL);
-}
-
-void
-vs_mount_free(VsMount *m)
-{
-    if (!m)
-        return;
-    g_free(m->id); g_free(m->uri); g_free(m->socket); g_free(m->repo); g_free(m->backup_id);
-    g_free(m->domain); g_free(m->disk); g_free(m->log);
-    g_free(m->instant_dest); g_free(m->instant_tmp);
-    g_free(m);
-}
-
-/* ------------------------------------------------------------------------- */
-/* Processes                                                                  */
-
-/* State letter and start time (clock ticks since boot) of PID. */
-static bool
-proc_stat(int pid, char *state, uint64_t *starttime)
-{
-    g_autofree char *path = g_strdup_printf("/proc/%d/stat", pid);
-    g_autofree char *text = NULL;
-    g_auto(GStrv) f = NULL;
-    char *p;
-
-    if (pid <= 0 || !g_file_get_contents(path, &text, NULL, NULL) || !(p = strrchr(text, ')')))
-        return false;
-    f = g_strsplit(p + 1 + (p[1] == ' '), " ", 0);
-    if (g_strv_length(f) < 20)
-        return false;
-    *state = f[0][0];
-    *starttime = g_ascii_strtoull(f[19], NULL, 10);
-    return true;
-}
-
-static bool
-pid_alive(int pid, uint64_t starttime)
-{
-    char st = 0;
-    uint64_t t = 0;
-
-    if (!proc_stat(pid, &st, &t))
-        return false;
-    if (st == 'Z' || st == 'X') {
-        (void)waitpid(pid, NULL, WNOHANG);    /* our child (restore --instant): reap it */
-        return false;
-    }
-    return starttime == 0 || t == starttime;
-}
 
 /* SIGTERM, then SIGKILL after STOP_TIMEOUT_S; true once gone. */
 static bool
@@ -129,19 +50,19 @@ stop_pid(int pid, uint64_t starttime)
 {
     gint64 deadline = g_get_monotonic_time() + STOP_TIMEOUT_S * G_USEC_PER_SEC;
 
-    if (!pid_alive(pid, starttime))
+    if (!vs_mount_pid_alive(pid, starttime))
         return true;
     kill(pid, SIGTERM);
     while (g_get_monotonic_time() < deadline) {
         (void)waitpid(pid, NULL, WNOHANG);
-        if (!pid_alive(pid, starttime))
+        if (!vs_mount_pid_alive(pid, starttime))
             return true;
         g_usleep(20 * 1000);
     }
     kill(pid, SIGKILL);
     for (int i = 0; i < 250; i++) {
         (void)waitpid(pid, NULL, WNOHANG);
-        if (!pid_alive(pid, starttime))
+        if (!vs_mount_pid_alive(pid, starttime))
             return true;
         g_usleep(20 * 1000);
     }
@@ -159,181 +80,6 @@ log_tail(const char *log)
         return g_strdup("(nothing logged)");
     start = len > LOG_TAIL ? text + len - LOG_TAIL : text;
     return g_strstrip(g_strdup(start));
-}
-
-/* ------------------------------------------------------------------------- */
-/* Registry                                                                   */
-
-static bool
-registry_write(const VsMount *m, GError **error)
-{
-    g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = NULL;
-    g_autofree char *text = NULL, *path = mount_file(m->id, ".json");
-    g_autoptr(GError) lerr = NULL;
-
-    json_builder_begin_object(b);
-#define STR(k, v) do { json_builder_set_member_name(b, k); \
-        (v) ? json_builder_add_string_value(b, v) : json_builder_add_null_value(b); } while (0)
-#define INT(k, v) do { json_builder_set_member_name(b, k); json_builder_add_int_value(b, (gint64)(v)); } while (0)
-    STR("id", m->id);
-    INT("pid", m->pid);
-    INT("starttime", m->starttime);
-    STR("uri", m->uri);
-    STR("socket", m->socket);
-    INT("port", m->port);
-    STR("repo", m->repo);
-    STR("backup", m->backup_id);
-    STR("domain", m->domain);
-    STR("disk", m->disk);
-    INT("virtual_size", m->virtual_size);
-    STR("log", m->log);
-    STR("instant_dest", m->instant_dest);
-    STR("instant_tmp", m->instant_tmp);
-    INT("restore_pid", m->restore_pid);
-    INT("instant_copy", m->instant_copy);
-    INT("restore_starttime", m->restore_starttime);
-#undef STR
-#undef INT
-    json_builder_end_object(b);
-    root = json_builder_get_root(b);
-    json_generator_set_root(gen, root);
-    json_generator_set_pretty(gen, TRUE);
-    text = json_generator_to_data(gen, NULL);
-    if (!g_file_set_contents(path, text, -1, &lerr)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: writing %s: %s", path, lerr->message);
-        return false;
-    }
-    return true;
-}
-
-static VsMount *
-registry_read(const char *path)
-{
-    g_autoptr(JsonParser) p = json_parser_new();
-    JsonNode *root;
-    JsonObject *o;
-    VsMount *m;
-
-    if (!json_parser_load_from_file(p, path, NULL) || !(root = json_parser_get_root(p)) ||
-        !JSON_NODE_HOLDS_OBJECT(root))
-        return NULL;
-    o = json_node_get_object(root);
-#define S(k) g_strdup(json_object_get_string_member_with_default(o, k, NULL))
-#define I(k) json_object_get_int_member_with_default(o, k, 0)
-    m = g_new0(VsMount, 1);
-    m->id = S("id");
-    m->pid = (int)I("pid");
-    m->starttime = (uint64_t)I("starttime");
-    m->uri = S("uri");
-    m->socket = S("socket");
-    m->port = (int)I("port");
-    m->repo = S("repo");
-    m->backup_id = S("backup");
-    m->domain = S("domain");
-    m->disk = S("disk");
-    m->virtual_size = (uint64_t)I("virtual_size");
-    m->log = S("log");
-    m->instant_dest = S("instant_dest");
-    m->instant_tmp = S("instant_tmp");
-    m->restore_pid = (int)I("restore_pid");
-    m->instant_copy = I("instant_copy") != 0;
-    m->restore_starttime = (uint64_t)I("restore_starttime");
-#undef S
-#undef I
-    if (!m->id) {
-        vs_mount_free(m);
-        return NULL;
-    }
-    m->alive = pid_alive(m->pid, m->starttime);
-    return m;
-}
-
-static void
-registry_remove(const VsMount *m)
-{
-    g_autofree char *json = mount_file(m->id, ".json");
-    g_autofree char *pid = mount_file(m->id, ".pid");
-    struct stat st;
-
-    if (m->socket && lstat(m->socket, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(m->socket);
-    unlink(pid);
-    if (m->log)
-        unlink(m->log);
-    unlink(json);
-}
-
-/* Oldest first (the start time of a dead one's pid still orders it). */
-static gint
-by_start(gconstpointer a, gconstpointer b)
-{
-    const VsMount *x = *(VsMount *const *)a, *y = *(VsMount *const *)b;
-
-    return x->starttime < y->starttime ? -1 : x->starttime > y->starttime;
-}
-
-GPtrArray *
-vs_mount_list(GError **error)
-{
-    g_autofree char *dir = mounts_dir();
-    g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func((GDestroyNotify)vs_mount_free);
-    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GError) lerr = NULL;
-    GDir *d = g_dir_open(dir, 0, &lerr);
-    const char *name;
-
-    if (!d) {
-        if (g_error_matches(lerr, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-            return g_steal_pointer(&out);
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: %s", lerr->message);
-        return NULL;
-    }
-    while ((name = g_dir_read_name(d)))
-        if (g_str_has_suffix(name, ".json"))
-            g_ptr_array_add(names, g_build_filename(dir, name, NULL));
-    g_dir_close(d);
-    for (guint i = 0; i < names->len; i++) {
-        VsMount *m = registry_read(names->pdata[i]);
-        if (m)
-            g_ptr_array_add(out, m);
-    }
-    g_ptr_array_sort(out, by_start);
-    return g_steal_pointer(&out);
-}
-
-VsMount *
-vs_mount_find(const char *what, GError **error)
-{
-    g_autoptr(GPtrArray) all = vs_mount_list(error);
-    g_autofree char *canon = NULL;
-    const char *port_s = what;
-
-    if (!all)
-        return NULL;
-    if (g_str_has_prefix(port_s, "nbd://127.0.0.1:"))
-        port_s += strlen("nbd://127.0.0.1:");
-    else if (g_str_has_prefix(port_s, "127.0.0.1:"))
-        port_s += strlen("127.0.0.1:");
-    if (what[0] && !strstr(what, "://"))
-        canon = g_canonicalize_filename(what, NULL);
-    for (guint i = 0; i < all->len; i++) {
-        VsMount *m = all->pdata[i];
-        bool hit = !g_strcmp0(m->id, what) || !g_strcmp0(m->uri, what) ||
-                   (m->socket && (!g_strcmp0(m->socket, what) || !g_strcmp0(m->socket, canon)));
-
-        if (!hit && m->port > 0) {
-            char *end = NULL;
-            long p = strtol(port_s, &end, 10);
-            hit = *port_s && end && !*end && p == m->port;
-        }
-        if (hit)
-            return g_ptr_array_steal_index(all, i);
-    }
-    g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
-                "mount: no mount %s (virtsnap mount --list shows them)", what);
-    return NULL;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -515,102 +261,58 @@ vs_mount_check_options(const VsMountOptions *o, GError **error)
     return true;
 }
 
-VsMount *
-vs_mount_start(const VsMountOptions *o, GError **error)
+/* M's endpoint: TCP on 127.0.0.1:PORT, or a unix socket (by default
+ * RUN/mounts/ID.sock) whose directory exists and that no server answers on. */
+static bool
+mount_endpoint(const VsMountOptions *o, VsMount *m, GError **error)
 {
-    g_autoptr(VsMount) m = g_new0(VsMount, 1);
-    g_autofree char *dir = mounts_dir();
-    g_autofree char *nbdkit = NULL, *plugin = NULL, *pidfile = NULL, *rnd = NULL;
-    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GError) lerr = NULL;
-    uid_t uid = (uid_t)-1;
-    gid_t gid = (gid_t)-1;
-    ChildSetup cs = { .new_session = !o->foreground };
-    const char *env_nbdkit = g_getenv("VIRTSNAP_NBDKIT");
-    GPid pid = 0;
-    gint64 deadline;
-    int logfd;
+    struct sockaddr_un sa;
+    g_autofree char *sdir = NULL, *q = NULL;
     struct stat st;
-
-    if (!vs_mount_check_options(o, error))
-        return NULL;
-    if (o->owner && !parse_owner(o->owner, &uid, &gid, error))
-        return NULL;
-    if (!check_backup(o, m, error))
-        return NULL;
-    nbdkit = env_nbdkit && *env_nbdkit ? g_strdup(env_nbdkit) : g_find_program_in_path("nbdkit");
-    if (!nbdkit) {
-        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                    "mount: nbdkit is not installed (apt-get install nbdkit)");
-        return NULL;
-    }
-    plugin = plugin_path();
-    if (!vs_make_dir(dir, 0755, error))
-        return NULL;
-
-    do {
-        g_free(rnd);
-        rnd = g_strdup_printf("%08x", g_random_int());
-        g_free(pidfile);
-        pidfile = mount_file(rnd, ".json");
-    } while (g_file_test(pidfile, G_FILE_TEST_EXISTS));
-    m->id = g_steal_pointer(&rnd);
-    g_free(pidfile);
-    pidfile = mount_file(m->id, ".pid");
-    m->log = mount_file(m->id, ".log");
-    m->instant_dest = g_strdup(o->instant_dest);
-    m->instant_tmp = g_strdup(o->instant_tmp);
-    m->instant_copy = o->instant_copy;
-    if (o->instant_dest) {
-        char pst;
-        m->restore_pid = getpid();
-        (void)proc_stat(m->restore_pid, &pst, &m->restore_starttime);
-    }
 
     if (o->port) {
         m->port = o->port;
         m->uri = g_strdup_printf("nbd://127.0.0.1:%d", o->port);
-    } else {
-        struct sockaddr_un sa;
-        g_autofree char *sdir = NULL;
-
-        m->socket = o->socket ? g_canonicalize_filename(o->socket, NULL) : mount_file(m->id, ".sock");
-        if (strlen(m->socket) >= sizeof sa.sun_path) {
+        return true;
+    }
+    m->socket = o->socket ? g_canonicalize_filename(o->socket, NULL) : vs_mount_file(m->id, ".sock");
+    if (strlen(m->socket) >= sizeof sa.sun_path) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "mount: socket path %s is too long (at most %zu bytes)", m->socket,
+                    sizeof sa.sun_path - 1);
+        return false;
+    }
+    sdir = g_path_get_dirname(m->socket);
+    if (!g_file_test(sdir, G_FILE_TEST_IS_DIR)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                    "mount: the socket's directory %s does not exist", sdir);
+        return false;
+    }
+    if (lstat(m->socket, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
             g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                        "mount: socket path %s is too long (at most %zu bytes)", m->socket,
-                        sizeof sa.sun_path - 1);
-            return NULL;
+                        "mount: %s exists and is not a socket", m->socket);
+            return false;
         }
-        sdir = g_path_get_dirname(m->socket);
-        if (!g_file_test(sdir, G_FILE_TEST_IS_DIR)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
-                        "mount: the socket's directory %s does not exist", sdir);
-            return NULL;
+        if (socket_answers(m->socket)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "mount: %s is in use by a running server", m->socket);
+            return false;
         }
-        if (lstat(m->socket, &st) == 0) {
-            if (!S_ISSOCK(st.st_mode)) {
-                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                            "mount: %s exists and is not a socket", m->socket);
-                return NULL;
-            }
-            if (socket_answers(m->socket)) {
-                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                            "mount: %s is in use by a running server", m->socket);
-                return NULL;
-            }
-            unlink(m->socket);           /* left by a server that died */
-        }
-        {
-            g_autofree char *q = g_uri_escape_string(m->socket, "/", FALSE);
-            m->uri = g_strdup_printf("nbd+unix:///?socket=%s", q);
-        }
+        unlink(m->socket);           /* left by a server that died */
     }
+    q = g_uri_escape_string(m->socket, "/", FALSE);
+    m->uri = g_strdup_printf("nbd+unix:///?socket=%s", q);
+    return true;
+}
 
-    logfd = open(m->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (logfd < 0) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: %s: %s", m->log, g_strerror(errno));
-        return NULL;
-    }
+/* nbdkit's command line for M (NULL-terminated). */
+static GPtrArray *
+nbdkit_argv(const VsMountOptions *o, const VsMount *m, const char *nbdkit, const char *plugin,
+            const char *pidfile)
+{
+    GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
+
     g_ptr_array_add(argv, g_strdup(nbdkit));
     /* nbdkit in the foreground dies with its parent (PR_SET_PDEATHSIG), so a
      * mount that outlives us is nbdkit's own daemon. */
@@ -640,24 +342,18 @@ vs_mount_start(const VsMountOptions *o, GError **error)
     if (!o->foreground)         /* the daemon's stderr is /dev/null: the plugin logs */
         g_ptr_array_add(argv, g_strdup_printf("log=%s", m->log));
     g_ptr_array_add(argv, NULL);
+    return argv;
+}
 
-    unlink(pidfile);
-    if (!g_spawn_async_with_pipes_and_fds(o->foreground ? NULL : "/",
-                                          (const char *const *)argv->pdata, NULL,
-                                          G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL,
-                                          child_setup, &cs, -1, -1, logfd, NULL, NULL, 0, &pid,
-                                          NULL, NULL, NULL, &lerr)) {
-        close(logfd);
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: starting %s: %s", nbdkit, lerr->message);
-        registry_remove(m);
-        return NULL;
-    }
-    close(logfd);
+/* Waits until nbdkit (started as PID) is ready: when the pid file names the
+ * server, which nbdkit writes once the socket listens (in the background:
+ * the daemon writes it after the process we started has exited 0). Sets
+ * m->pid; on failure nothing of it runs any more. */
+static bool
+wait_ready(const VsMountOptions *o, VsMount *m, GPid pid, const char *pidfile, GError **error)
+{
+    gint64 deadline = g_get_monotonic_time() + READY_TIMEOUT_S * G_USEC_PER_SEC;
 
-    /* Ready when the pid file names the server: nbdkit writes it once the
-     * socket listens (in the background: the daemon writes it after the
-     * process we started has exited 0). */
-    deadline = g_get_monotonic_time() + READY_TIMEOUT_S * G_USEC_PER_SEC;
     for (bool parent_gone = false;;) {
         g_autofree char *text = NULL;
         int status, p;
@@ -673,8 +369,7 @@ vs_mount_start(const VsMountOptions *o, GError **error)
                 g_autofree char *tail = log_tail(m->log);
                 g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "mount: nbdkit failed (exit %d): %s",
                             WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), tail);
-                registry_remove(m);
-                return NULL;
+                return false;
             }
         }
         if (g_get_monotonic_time() > deadline) {
@@ -685,8 +380,7 @@ vs_mount_start(const VsMountOptions *o, GError **error)
             }
             g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
                         "mount: nbdkit was not ready within %d s: %s", READY_TIMEOUT_S, tail);
-            registry_remove(m);
-            return NULL;
+            return false;
         }
         g_usleep(10 * 1000);
     }
@@ -694,27 +388,112 @@ vs_mount_start(const VsMountOptions *o, GError **error)
         (void)waitpid(pid, NULL, 0);     /* the daemon's parent: it exits once it has forked */
     {
         char s = 0;
-        (void)proc_stat(m->pid, &s, &m->starttime);
+        (void)vs_mount_proc_stat(m->pid, &s, &m->starttime);
     }
     m->alive = true;
-    if (m->socket) {
-        /* Owner (read and connect) and root only. */
-        int err = 0;
-        if (o->owner && chown(m->socket, uid, gid) < 0)
-            err = errno;
-        if (!err && chmod(m->socket, gid != (gid_t)-1 ? 0660 : 0600) < 0)
-            err = errno;
-        if (err) {
-            stop_pid(m->pid, m->starttime);
-            g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: giving %s to %s: %s", m->socket,
-                        o->owner ? o->owner : "root", g_strerror(err));
-            registry_remove(m);
-            return NULL;
-        }
+    return true;
+}
+
+/* Owner (read and connect) and root only. */
+static bool
+own_socket(const VsMountOptions *o, const VsMount *m, uid_t uid, gid_t gid, GError **error)
+{
+    int err = 0;
+
+    if (o->owner && chown(m->socket, uid, gid) < 0)
+        err = errno;
+    if (!err && chmod(m->socket, gid != (gid_t)-1 ? 0660 : 0600) < 0)
+        err = errno;
+    if (err) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: giving %s to %s: %s", m->socket,
+                    o->owner ? o->owner : "root", g_strerror(err));
+        return false;
     }
-    if (!registry_write(m, error)) {
+    return true;
+}
+
+VsMount *
+vs_mount_start(const VsMountOptions *o, GError **error)
+{
+    g_autoptr(VsMount) m = g_new0(VsMount, 1);
+    g_autofree char *dir = vs_mounts_dir();
+    g_autofree char *nbdkit = NULL, *plugin = NULL, *pidfile = NULL, *rnd = NULL;
+    g_autoptr(GPtrArray) argv = NULL;
+    g_autoptr(GError) lerr = NULL;
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+    ChildSetup cs = { .new_session = !o->foreground };
+    const char *env_nbdkit = g_getenv("VIRTSNAP_NBDKIT");
+    GPid pid = 0;
+    int logfd;
+
+    if (!vs_mount_check_options(o, error))
+        return NULL;
+    if (o->owner && !parse_owner(o->owner, &uid, &gid, error))
+        return NULL;
+    if (!check_backup(o, m, error))
+        return NULL;
+    nbdkit = env_nbdkit && *env_nbdkit ? g_strdup(env_nbdkit) : g_find_program_in_path("nbdkit");
+    if (!nbdkit) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "mount: nbdkit is not installed (apt-get install nbdkit)");
+        return NULL;
+    }
+    plugin = plugin_path();
+    if (!vs_make_dir(dir, 0755, error))
+        return NULL;
+
+    do {
+        g_free(rnd);
+        rnd = g_strdup_printf("%08x", g_random_int());
+        g_free(pidfile);
+        pidfile = vs_mount_file(rnd, ".json");
+    } while (g_file_test(pidfile, G_FILE_TEST_EXISTS));
+    m->id = g_steal_pointer(&rnd);
+    g_free(pidfile);
+    pidfile = vs_mount_file(m->id, ".pid");
+    m->log = vs_mount_file(m->id, ".log");
+    m->instant_dest = g_strdup(o->instant_dest);
+    m->instant_tmp = g_strdup(o->instant_tmp);
+    m->instant_copy = o->instant_copy;
+    if (o->instant_dest) {
+        char pst;
+        m->restore_pid = getpid();
+        (void)vs_mount_proc_stat(m->restore_pid, &pst, &m->restore_starttime);
+    }
+    if (!mount_endpoint(o, m, error))
+        return NULL;
+
+    logfd = open(m->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (logfd < 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: %s: %s", m->log, g_strerror(errno));
+        return NULL;
+    }
+    argv = nbdkit_argv(o, m, nbdkit, plugin, pidfile);
+    unlink(pidfile);
+    if (!g_spawn_async_with_pipes_and_fds(o->foreground ? NULL : "/",
+                                          (const char *const *)argv->pdata, NULL,
+                                          G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL,
+                                          child_setup, &cs, -1, -1, logfd, NULL, NULL, 0, &pid,
+                                          NULL, NULL, NULL, &lerr)) {
+        close(logfd);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "mount: starting %s: %s", nbdkit, lerr->message);
+        vs_mount_registry_remove(m);
+        return NULL;
+    }
+    close(logfd);
+    if (!wait_ready(o, m, pid, pidfile, error)) {
+        vs_mount_registry_remove(m);
+        return NULL;
+    }
+    if (m->socket && !own_socket(o, m, uid, gid, error)) {
         stop_pid(m->pid, m->starttime);
-        registry_remove(m);
+        vs_mount_registry_remove(m);
+        return NULL;
+    }
+    if (!vs_mount_registry_write(m, error)) {
+        stop_pid(m->pid, m->starttime);
+        vs_mount_registry_remove(m);
         return NULL;
     }
     return g_steal_pointer(&m);
@@ -755,10 +534,10 @@ vs_mount_wait(VsMount *m, GError **error)
         g_autofree char *tail = log_tail(m->log);
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "mount: nbdkit ended (status %d): %s",
                     status, tail);
-        registry_remove(m);
+        vs_mount_registry_remove(m);
         return false;
     }
-    registry_remove(m);
+    vs_mount_registry_remove(m);
     return true;
 }
 
@@ -812,12 +591,12 @@ vs_mount_stop(VsMount *m, virConnectPtr conn, bool force, GError **error)
         return false;
     }
     m->alive = false;
-    registry_remove(m);
+    vs_mount_registry_remove(m);
     return true;
 }
 
 /* ------------------------------------------------------------------------- */
-/* restore --instant                                                         */
+/* Who QEMU runs as (the owner a socket QEMU reads must have)                 */
 
 char *
 vs_qemu_dac_owner(virConnectPtr conn, const char *virt_type)
@@ -863,575 +642,4 @@ vs_qemu_dac_owner(virConnectPtr conn, const char *virt_type)
     }
     xmlFreeDoc(doc);
     return label;
-}
-
-static bool
-run_tool(const char *const *argv, const char *what, GError **error)
-{
-    g_autofree char *out = NULL, *err = NULL;
-    g_autoptr(GError) lerr = NULL;
-    int status = 0;
-
-    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err,
-                      &status, &lerr)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "%s: %s", what, lerr->message);
-        return false;
-    }
-    if (!g_spawn_check_wait_status(status, NULL)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "%s: %s", what,
-                    g_strstrip(err && *err ? err : out ? out : g_strdup("failed")));
-        return false;
-    }
-    return true;
-}
-
-bool
-vs_instant_overlay(const char *path, const char *uri, uint64_t size, GError **error)
-{
-    g_autofree char *sz = g_strdup_printf("%" G_GUINT64_FORMAT, size);
-    g_autofree char *what = g_strdup_printf("restore: creating %s on %s", path, uri);
-    const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-b", uri, "-F", "raw",
-                           path, sz, NULL };
-
-    if (!run_tool(argv, what, error))
-        return false;
-    if (chmod(path, 0600) < 0) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "restore: %s: %s", path, g_strerror(errno));
-        unlink(path);
-        return false;
-    }
-    return true;
-}
-
-bool
-vs_instant_finish_offline(const char *path, GError **error)
-{
-    g_autofree char *what = g_strdup_printf("restore: copying the backup into %s (qemu-img rebase)", path);
-    const char *argv[] = { "qemu-img", "rebase", "-q", "-f", "qcow2", "-b", "", path, NULL };
-
-    return run_tool(argv, what, error);
-}
-
-/* Points DOM's persistent definition of disk TARGET at the file PATH as FORMAT. */
-static bool
-redefine_disk(virDomainPtr dom, const char *target, const char *path, const char *format,
-              GError **error)
-{
-    g_autofree char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE);
-    g_autoptr(VsDomainDef) def = xml ? vs_domain_def_parse_string(xml, "definition", error) : NULL;
-    VsDiskDef *d = def ? vs_domain_def_find_disk(def, target) : NULL;
-    g_autofree char *out = NULL;
-    virDomainPtr again;
-
-    if (!xml) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: domain '%s'", virDomainGetName(dom));
-        return false;
-    }
-    if (!d || !d->src) {
-        if (def)
-            g_set_error(error, VS_ERROR, VS_ERROR_XML, "restore: domain '%s' has no disk %s",
-                        virDomainGetName(dom), target);
-        return false;
-    }
-    d->src->type = VS_DISK_TYPE_FILE;
-    g_free(d->src->path);
-    d->src->path = g_strdup(path);
-    g_free(d->src->format);
-    d->src->format = g_strdup(format);
-    g_clear_pointer(&d->src->backing, vs_storage_source_free);
-    d->src->backing_terminated = false;
-    if (!(out = vs_domain_def_format(def, error)))
-        return false;
-    if (!(again = virDomainDefineXML(virDomainGetConnect(dom), out))) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: redefining domain '%s'",
-                             virDomainGetName(dom));
-        return false;
-    }
-    virDomainFree(again);
-    return true;
-}
-
-bool
-vs_instant_finish_offline_copy(virDomainPtr dom, const char *target, const char *overlay,
-                               const char *dest, const char *format, GError **error)
-{
-    g_autofree char *what = g_strdup_printf("restore: copying the backup into %s (qemu-img convert)", dest);
-    const char *argv[] = { "qemu-img", "convert", "-q", "-n", "-f", "qcow2", "-O", format, overlay,
-                           dest, NULL };
-
-    if (!run_tool(argv, what, error) || !redefine_disk(dom, target, dest, format, error))
-        return false;
-    unlink(overlay);
-    return true;
-}
-
-/* Block-pull events: "uuid/disk" -> status + 1, fed by libvirt's event thread. */
-static GMutex pull_lock;
-static GCond pull_cond;
-static GHashTable *pull_events;
-static GHashTable *pull_conns;
-
-static char *
-pull_key(virDomainPtr dom, const char *disk)
-{
-    char uuid[VIR_UUID_STRING_BUFLEN] = "";
-
-    virDomainGetUUIDString(dom, uuid);
-    return g_strdup_printf("%s/%s", uuid, disk);
-}
-
-static void
-on_pull_event(virConnectPtr conn, virDomainPtr dom, const char *disk, int type, int status,
-              void *opaque)
-{
-    (void)conn; (void)opaque;
-    if (type != VIR_DOMAIN_BLOCK_JOB_TYPE_PULL)
-        return;
-    g_mutex_lock(&pull_lock);
-    g_hash_table_insert(pull_events, pull_key(dom, disk), GINT_TO_POINTER(status + 1));
-    g_cond_broadcast(&pull_cond);
-    g_mutex_unlock(&pull_lock);
-}
-
-static bool
-watch_pulls(virConnectPtr conn, GError **error)
-{
-    bool ok = true;
-
-    g_mutex_lock(&pull_lock);
-    if (!pull_events) {
-        pull_events = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        pull_conns = g_hash_table_new(NULL, NULL);
-    }
-    if (!g_hash_table_contains(pull_conns, conn)) {
-        if (virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2,
-                                             VIR_DOMAIN_EVENT_CALLBACK(on_pull_event), NULL, NULL) < 0) {
-            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "restore: cannot watch block-job events");
-            ok = false;
-        } else {
-            g_hash_table_add(pull_conns, conn);
-        }
-    }
-    g_mutex_unlock(&pull_lock);
-    return ok;
-}
-
-static int
-pull_event(const char *key)
-{
-    int st;
-
-    g_mutex_lock(&pull_lock);
-    st = GPOINTER_TO_INT(g_hash_table_lookup(pull_events, key)) - 1;
-    g_mutex_unlock(&pull_lock);
-    return st;
-}
-
-/* Does DISK of the running DOM still have a backing image? 1 yes, 0 no, -1 unknown. */
-static int
-has_backing(virDomainPtr dom, const char *disk)
-{
-    g_autofree char *xml = virDomainGetXMLDesc(dom, 0);
-    g_autoptr(VsDomainDef) def = xml ? vs_domain_def_parse_string(xml, "live", NULL) : NULL;
-    VsDiskDef *d = def ? vs_domain_def_find_disk(def, disk) : NULL;
-
-    if (!d || !d->src)
-        return -1;
-    return d->src->backing != NULL;
-}
-
-static void
-pull_fail(VsPullJob *j, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static void
-pull_fail(VsPullJob *j, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    g_free(j->error);
-    j->error = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    j->state = VS_PULL_FAILED;
-}
-
-static void
-say(void (*progress)(const char *, void *), void *opaque, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-
-static void
-say(void (*progress)(const char *, void *), void *opaque, const char *fmt, ...)
-{
-    va_list ap;
-    g_autofree char *msg = NULL;
-
-    if (!progress)
-        return;
-    va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    progress(msg, opaque);
-}
-
-void
-vs_blockpull_run(virConnectPtr conn, VsPullJob *jobs, guint n, int stall_s,
-                 void (*progress)(const char *message, void *opaque), void *opaque)
-{
-    g_autoptr(GError) err = NULL;
-    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
-    gint64 next_report = g_get_monotonic_time() + PROGRESS_EVERY_S * G_USEC_PER_SEC;
-    guint running = 0;
-
-    if (!watch_pulls(conn, &err)) {
-        for (guint i = 0; i < n; i++)
-            pull_fail(&jobs[i], "%s", err->message);
-        return;
-    }
-    for (guint i = 0; i < n; i++) {
-        VsPullJob *j = &jobs[i];
-        const char *name = virDomainGetName(j->dom);
-        char *key = pull_key(j->dom, j->disk);
-
-        g_ptr_array_add(keys, key);
-        g_mutex_lock(&pull_lock);
-        g_hash_table_remove(pull_events, key);
-        g_mutex_unlock(&pull_lock);
-        j->state = VS_PULL_RUNNING;
-        j->last_change = g_get_monotonic_time();
-        if (!j->adopt && virDomainBlockPull(j->dom, j->disk, 0, 0) < 0) {
-            pull_fail(j, "starting the copy (block pull) of domain '%s' disk %s: %s", name, j->disk,
-                      virGetLastErrorMessage());
-            continue;
-        }
-        running++;
-    }
-    while (running > 0) {
-        gint64 now;
-
-        g_mutex_lock(&pull_lock);
-        g_cond_wait_until(&pull_cond, &pull_lock, g_get_monotonic_time() + G_USEC_PER_SEC);
-        g_mutex_unlock(&pull_lock);
-        now = g_get_monotonic_time();
-        for (guint i = 0; i < n; i++) {
-            VsPullJob *j = &jobs[i];
-            const char *name = virDomainGetName(j->dom);
-            int ev = pull_event(keys->pdata[i]);
-            virDomainBlockJobInfo info;
-            int r;
-
-            if (j->state != VS_PULL_RUNNING)
-                continue;
-            if (ev == VIR_DOMAIN_BLOCK_JOB_COMPLETED) {
-                j->state = VS_PULL_DONE;
-            } else if (ev == VIR_DOMAIN_BLOCK_JOB_FAILED || ev == VIR_DOMAIN_BLOCK_JOB_CANCELED) {
-                if (virDomainIsActive(j->dom) == 0)
-                    j->state = VS_PULL_STOPPED;
-                else
-                    pull_fail(j, "the copy (block pull) of domain '%s' disk %s %s", name, j->disk,
-                              ev == VIR_DOMAIN_BLOCK_JOB_FAILED ? "failed (an unreadable chunk? "
-                              "see the export's log)" : "was cancelled");
-            } else if (virDomainIsActive(j->dom) == 0) {
-                j->state = VS_PULL_STOPPED;
-            } else if ((r = virDomainGetBlockJobInfo(j->dom, j->disk, &info, 0)) == 1) {
-                if (info.cur != j->cur) {
-                    j->cur = info.cur;
-                    j->last_change = now;
-                }
-                j->end = info.end;
-                if (stall_s > 0 && now - j->last_change > (gint64)stall_s * G_USEC_PER_SEC)
-                    pull_fail(j, "the copy (block pull) of domain '%s' disk %s made no progress "
-                              "for %d s (at %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " bytes); "
-                              "it was left running", name, j->disk, stall_s,
-                              (uint64_t)info.cur, (uint64_t)info.end);
-            } else if (r == 0 && pull_event(keys->pdata[i]) < 0) {
-                /* Gone without an event we saw (or before we watched): the chain says. */
-                int b = has_backing(j->dom, j->disk);
-                if (b == 0)
-                    j->state = VS_PULL_DONE;
-                else if (virDomainIsActive(j->dom) == 0)
-                    j->state = VS_PULL_STOPPED;
-                else
-                    pull_fail(j, "the copy (block pull) of domain '%s' disk %s ended, but the disk "
-                              "still has its backing image", name, j->disk);
-            }
-            if (j->state == VS_PULL_DONE && has_backing(j->dom, j->disk) == 1)
-                pull_fail(j, "the copy (block pull) of domain '%s' disk %s completed, but the disk "
-                          "still has its backing image", name, j->disk);
-            if (j->state != VS_PULL_RUNNING) {
-                j->done_ms = vs_now_ms();
-                running--;
-            }
-        }
-        if (running > 0 && now >= next_report) {
-            next_report = now + PROGRESS_EVERY_S * G_USEC_PER_SEC;
-            for (guint i = 0; i < n; i++)
-                if (jobs[i].state == VS_PULL_RUNNING && jobs[i].end > 0)
-                    say(progress, opaque, "%s: copying disk %s: %" G_GUINT64_FORMAT "%%",
-                        virDomainGetName(jobs[i].dom), jobs[i].disk, jobs[i].cur * 100 / jobs[i].end);
-        }
-    }
-    g_mutex_lock(&pull_lock);
-    for (guint i = 0; i < keys->len; i++)
-        g_hash_table_remove(pull_events, keys->pdata[i]);
-    g_mutex_unlock(&pull_lock);
-}
-
-/* ------------------------------------------------------------------------- */
-/* recover: an interrupted restore --instant                                  */
-
-static bool
-source_is_export(const VsStorageSource *s, const VsMount *m)
-{
-    if (g_strcmp0(s->protocol, "nbd") != 0)
-        return false;
-    for (guint h = 0; h < s->hosts->len; h++) {
-        const VsHostDef *host = s->hosts->pdata[h];
-        if (m->socket ? g_strcmp0(host->socket, m->socket) == 0
-                      : (host->port && atoi(host->port) == m->port))
-            return true;
-    }
-    return false;
-}
-
-/* The running domain and disk target whose live chain reads M's export. */
-static bool
-instant_user(const VsMount *m, virConnectPtr conn, virDomainPtr *dom_out, char **disk_out,
-             GError **error)
-{
-    virDomainPtr *doms = NULL;
-    int n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
-
-    *dom_out = NULL;
-    *disk_out = NULL;
-    if (n < 0) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "recover: cannot list the running domains");
-        return false;
-    }
-    for (int i = 0; i < n; i++) {
-        g_autofree char *xml = *dom_out ? NULL : virDomainGetXMLDesc(doms[i], 0);
-        g_autoptr(VsDomainDef) def = xml ? vs_domain_def_parse_string(xml, "live", NULL) : NULL;
-
-        for (guint k = 0; def && k < def->disks->len && !*dom_out; k++) {
-            VsDiskDef *d = def->disks->pdata[k];
-            for (VsStorageSource *s = d->src ? d->src->backing : NULL; s && !*dom_out; s = s->backing)
-                if (source_is_export(s, m)) {
-                    *dom_out = doms[i];
-                    *disk_out = g_strdup(d->target_dev);
-                    doms[i] = NULL;
-                }
-        }
-        if (doms[i])
-            virDomainFree(doms[i]);
-    }
-    free(doms);
-    return true;
-}
-
-/* Does the qcow2 PATH name URI as its backing file? (Its header says.) */
-static bool
-image_backed_by(const char *path, const char *uri)
-{
-    g_autoptr(VsImageInfo) info = path ? vs_image_probe(path, NULL) : NULL;
-
-    return info && g_strcmp0(info->backing_file, uri) == 0;
-}
-
-static void
-instant_act(GPtrArray *actions, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static void
-instant_act(GPtrArray *actions, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    g_ptr_array_add(actions, g_strdup_vprintf(fmt, ap));
-    va_end(ap);
-}
-
-/* The shut-off domain whose definition has PATH as a disk (its target in *DISK). */
-static virDomainPtr
-defined_user(virConnectPtr conn, const char *path, char **disk)
-{
-    virDomainPtr *doms = NULL, found = NULL;
-    int n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_INACTIVE);
-
-    for (int i = 0; i < n; i++) {
-        g_autofree char *xml = found ? NULL : virDomainGetXMLDesc(doms[i], VIR_DOMAIN_XML_INACTIVE);
-        g_autoptr(VsDomainDef) def = xml ? vs_domain_def_parse_string(xml, "definition", NULL) : NULL;
-
-        for (guint k = 0; def && k < def->disks->len && !found; k++) {
-            VsDiskDef *d = def->disks->pdata[k];
-            if (d->src && !g_strcmp0(d->src->path, path)) {
-                found = doms[i];
-                doms[i] = NULL;
-                *disk = g_strdup(d->target_dev);
-            }
-        }
-        if (doms[i])
-            virDomainFree(doms[i]);
-    }
-    free(doms);
-    return found;
-}
-
-/* The export of a raw disk of an interrupted restore --instant: the guest ran on
- * the overlay at instant_tmp, to be block-copied onto instant_dest. */
-static bool
-instant_recover_copy(virConnectPtr conn, VsMount *m, GPtrArray *actions, GError **error)
-{
-    virDomainPtr dom = NULL;
-    g_autofree char *disk = NULL;
-
-    if (!instant_user(m, conn, &dom, &disk, error))
-        return false;
-    if (dom) {
-        virDomainBlockJobInfo info;
-        const char *name = virDomainGetName(dom);
-        bool ok;
-
-        /* The killed restore's copy lost its READY event with it: start again. */
-        if (virDomainGetBlockJobInfo(dom, disk, &info, 0) > 0) {
-            (void)virDomainBlockJobAbort(dom, disk, 0);
-            for (int i = 0; i < 300 && virDomainGetBlockJobInfo(dom, disk, &info, 0) > 0; i++)
-                g_usleep(100 * 1000);
-        }
-        ok = vs_blockcopy_pivot(conn, dom, disk, m->instant_dest, "raw", error);
-        if (ok) {
-            unlink(m->instant_tmp);
-            instant_act(actions, "finished the copy of domain '%s' disk %s from backup %s into %s "
-                        "(block copy): it no longer depends on the repository", name, disk,
-                        m->backup_id, m->instant_dest);
-        } else {
-            vs_error_prefix(error, "recover: the export stays up (mount %s): ", m->id);
-        }
-        virDomainFree(dom);
-        if (!ok)
-            return false;
-    } else if (m->instant_tmp && g_file_test(m->instant_tmp, G_FILE_TEST_EXISTS)) {
-        g_autofree char *target = NULL;
-        virDomainPtr off = defined_user(conn, m->instant_tmp, &target);
-
-        if (off) {
-            bool ok = vs_instant_finish_offline_copy(off, target, m->instant_tmp, m->instant_dest,
-                                                     "raw", error);
-            if (ok)
-                instant_act(actions, "copied backup %s into %s offline (qemu-img convert) and "
-                            "pointed domain '%s' disk %s at it", m->backup_id, m->instant_dest,
-                            virDomainGetName(off), target);
-            virDomainFree(off);
-            if (!ok) {
-                vs_error_prefix(error, "recover: the export stays up (mount %s): ", m->id);
-                return false;
-            }
-        } else {
-            unlink(m->instant_tmp);
-            instant_act(actions, "removed %s, left by an interrupted restore --instant",
-                        m->instant_tmp);
-        }
-    }
-    if (!vs_mount_stop(m, NULL, true, error))
-        return false;
-    instant_act(actions, "stopped export %s (%s) of backup %s", m->id, m->uri, m->backup_id);
-    return true;
-}
-
-/* One export of an interrupted restore --instant. */
-static bool
-instant_recover_one(virConnectPtr conn, VsMount *m, GPtrArray *actions, GError **error)
-{
-    g_autoptr(GError) err = NULL;
-    virDomainPtr dom = NULL;
-    g_autofree char *disk = NULL;
-
-    if (!m->alive) {
-        /* Without its server the guest's reads of uncopied data already
-         * failed; a new server would be another export, not the one QEMU
-         * opened. Say so rather than guess. */
-        const char *on = image_backed_by(m->instant_dest, m->uri) ? m->instant_dest :
-                         m->instant_tmp && image_backed_by(m->instant_tmp, m->uri) ? m->instant_tmp : NULL;
-        if (on) {
-            g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
-                        "recover: %s still reads backup %s (domain '%s' disk %s) through %s, whose "
-                        "server is gone; stop the domain that uses it, then restore the disk again "
-                        "(virtsnap restore --repo %s --backup %s ...)", on, m->backup_id,
-                        m->domain, m->disk, m->uri, m->repo, m->backup_id);
-            return false;
-        }
-        if (m->instant_tmp && unlink(m->instant_tmp) == 0)
-            instant_act(actions, "removed %s, left by an interrupted restore --instant", m->instant_tmp);
-        return vs_mount_stop(m, NULL, true, error);
-    }
-    if (m->instant_copy)
-        return instant_recover_copy(conn, m, actions, error);
-    if (!instant_user(m, conn, &dom, &disk, error))
-        return false;
-    if (dom) {
-        virDomainBlockJobInfo info;
-        VsPullJob j = { .dom = dom, .disk = disk };
-        const char *name = virDomainGetName(dom);
-
-        j.adopt = virDomainGetBlockJobInfo(dom, disk, &info, 0) == 1 &&
-                  info.type == VIR_DOMAIN_BLOCK_JOB_TYPE_PULL;
-        vs_blockpull_run(conn, &j, 1, 0, NULL, NULL);
-        if (j.state != VS_PULL_DONE) {
-            g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
-                        "recover: domain '%s' disk %s still reads backup %s through %s: %s; the "
-                        "export stays up (mount %s); run recover again", name, disk, m->backup_id,
-                        m->uri, j.error ? j.error : "the domain stopped during the copy", m->id);
-            g_free(j.error);
-            virDomainFree(dom);
-            return false;
-        }
-        instant_act(actions, "%s the copy of domain '%s' disk %s from backup %s (block pull): it "
-                    "no longer depends on the repository", j.adopt ? "waited for" : "finished",
-                    name, disk, m->backup_id);
-        virDomainFree(dom);
-    } else if (image_backed_by(m->instant_dest, m->uri)) {
-        if (!vs_instant_finish_offline(m->instant_dest, error)) {
-            vs_error_prefix(error, "recover: the export stays up (mount %s): ", m->id);
-            return false;
-        }
-        instant_act(actions, "copied backup %s into %s offline (qemu-img rebase): it no longer "
-                    "depends on the repository", m->backup_id, m->instant_dest);
-    } else if (m->instant_tmp && image_backed_by(m->instant_tmp, m->uri)) {
-        /* The restore died before it installed the disk: nothing uses it. */
-        unlink(m->instant_tmp);
-        instant_act(actions, "removed %s, left by an interrupted restore --instant", m->instant_tmp);
-    }
-    if (!vs_mount_stop(m, NULL, true, &err)) {
-        g_propagate_error(error, g_steal_pointer(&err));
-        return false;
-    }
-    instant_act(actions, "stopped export %s (%s) of backup %s", m->id, m->uri, m->backup_id);
-    return true;
-}
-
-bool
-vs_instant_recover(virConnectPtr conn, GPtrArray *actions, GError **error)
-{
-    g_autoptr(GPtrArray) mounts = vs_mount_list(error);
-    bool ok = true;
-
-    if (!mounts)
-        return false;
-    for (guint i = 0; i < mounts->len; i++) {
-        VsMount *m = mounts->pdata[i];
-        g_autoptr(GError) err = NULL;
-
-        if (!m->instant_dest)
-            continue;                   /* a mount of the user's own */
-        if (m->restore_pid > 0 && pid_alive(m->restore_pid, m->restore_starttime)) {
-            instant_act(actions, "left alone: export %s belongs to a restore --instant that still "
-                        "runs (pid %d)", m->id, m->restore_pid);
-            continue;
-        }
-        if (!instant_recover_one(conn, m, actions, &err)) {
-            if (ok && error && !*error)
-                g_propagate_error(error, g_steal_pointer(&err));
-            else
-                instant_act(actions, "%s", err->message);
-            ok = false;
-        }
-    }
-    return ok;
 }

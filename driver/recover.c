@@ -17,6 +17,7 @@
 #include "config.h"
 #include "driver-internal.h"
 #include "vs-restore.h"
+#include "instant.h"
 #include "vs-block.h"
 #include "vs-xml.h"
 #include "vs-temp.h"

@@ -166,6 +166,6 @@ bool vs_recover(virConnectPtr conn, const char *state_dir, const char *const *do
 /* The guardian process's main (`virtsnap guardian ...`). */
 int vs_guardian_main(int argc, char **argv);
 
-/* vs_fault_point, the fault points for tests, is in util/vs-interrupt.h. */
+/* vs_fault_point, the fault points for tests, is in the internal util/vs-fault.h. */
 
 G_END_DECLS

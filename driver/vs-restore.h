@@ -37,7 +37,7 @@ typedef struct {
     unsigned parallel_disks;      /* disks written at once, default 2 */
     int shutdown_timeout;         /* seconds --force waits for a graceful shutdown, default 60 */
     int agent_timeout;            /* seconds for each guest-agent call, default 5 */
-    /* --instant (driver/mount.c): each disk becomes a qcow2 overlay at its destination
+    /* --instant (driver/instant.c): each disk becomes a qcow2 overlay at its destination
      * backed by the backup served over NBD (vs_mount_start); the domain is defined and
      * started at once, then each disk is pulled (virDomainBlockPull) into its overlay
      * while the guest runs, and the export stopped once no disk depends on it. Chunks
@@ -120,12 +120,9 @@ VsRestoreResult *vs_restore_run(virConnectPtr conn, const char *const *names,
 
 /* ------------------------------------------------------------------------- */
 /* Mounts (driver/mount.c): one disk of a backup served read-only over NBD by  */
-/* nbdkit and block/nbdkit-virtsnap.c, for virtsnap mount and restore --instant. */
-/* Each mount is registered in RUN/mounts/ID.json (RUN: vs_run_dir) with its   */
+/* nbdkit and block/nbdkit/nbdkit-virtsnap.c, for virtsnap mount and restore --instant. */
+/* Each mount is registered in RUN/mounts/ID.json (RUN: /run/virtsnap) with its */
 /* nbdkit's pid, socket or port, pid file and log.                            */
-
-/* $VIRTSNAP_RUN_DIR, else /run/virtsnap. */
-const char *vs_run_dir(void);
 
 typedef struct {
     const char *repo_path;        /* required */
@@ -184,51 +181,5 @@ VsMount *vs_mount_find(const char *what, GError **error);
  * refused (VS_ERROR_INVALID_ARG) while the live XML of a running domain names
  * the export, unless FORCE. */
 bool vs_mount_stop(VsMount *m, virConnectPtr conn, bool force, GError **error);
-
-/* restore --instant's pieces ------------------------------------------------ */
-
-/* For `virtsnap recover`: finishes what an interrupted restore --instant left
- * (its exports outlive it on purpose, so that the guest keeps reading): a disk
- * still on its export gets its copy finished (a block pull while its domain
- * runs, qemu-img rebase while it does not), then the export is stopped; an
- * export nothing reads any more is stopped. Each step is added to ACTIONS.
- * false (the first failure in ERROR) if one could not be finished. */
-bool vs_instant_recover(virConnectPtr conn, GPtrArray *actions, GError **error);
-
-/* "+UID:+GID" of QEMU's DAC label on CONN's host (capabilities), NULL if none. */
-char *vs_qemu_dac_owner(virConnectPtr conn, const char *virt_type);
-/* A qcow2 PATH (mode 0600) of SIZE bytes backed by the raw NBD export URI. */
-bool vs_instant_overlay(const char *path, const char *uri, uint64_t size, GError **error);
-/* Copies the backing data into PATH (qemu-img rebase -b ''): PATH stands alone. */
-bool vs_instant_finish_offline(const char *path, GError **error);
-/* The same for a disk restored in another format: the overlay OVERLAY (backed by
- * the export) is converted into the existing DEST as FORMAT, the definition of
- * the shut-off DOM then names DEST for disk TARGET, and OVERLAY is removed. */
-bool vs_instant_finish_offline_copy(virDomainPtr dom, const char *target, const char *overlay,
-                                    const char *dest, const char *format, GError **error);
-
-typedef enum {
-    VS_PULL_RUNNING,
-    VS_PULL_DONE,                 /* the disk has no backing image any more */
-    VS_PULL_FAILED,               /* error says why; the job may still run (stall) */
-    VS_PULL_STOPPED,              /* the domain stopped before the copy finished */
-} VsPullState;
-
-typedef struct {
-    virDomainPtr dom;             /* borrowed */
-    const char *disk;             /* target */
-    VsPullState state;
-    char *error;
-    uint64_t cur, end;            /* progress seen last */
-    int64_t done_ms;              /* monotonic ms when it finished */
-    gint64 last_change;           /* private */
-    bool adopt;                   /* a pull already runs on the disk: wait for it */
-} VsPullJob;
-
-/* Starts a block pull (base: none) on every job's disk and waits until each is
- * done, failed, stalled for STALL_S seconds, or its domain stopped. PROGRESS
- * gets a line every 15 s per running job. */
-void vs_blockpull_run(virConnectPtr conn, VsPullJob *jobs, guint n, int stall_s,
-                      void (*progress)(const char *message, void *opaque), void *opaque);
 
 G_END_DECLS

@@ -7,6 +7,7 @@
  * interrupt (vs-interrupt.h) arrives, and creates the file $VIRTSNAP_FAULT_MARK
  * (when set) first, so that a test knows the run got there. */
 #include "config.h"
+#include "vs-fault.h"
 #include "vs-interrupt.h"
 
 #include <signal.h>

@@ -34,7 +34,4 @@ int vs_interrupt_exit_status(int sig);
 /* "SIGINT", "SIGTERM", "SIGHUP", or "signal N". */
 const char *vs_signal_name(int sig);
 
-/* Test hook: named fault points (see vs-fault.c). Inert unless $VIRTSNAP_FAULT is set. */
-void vs_fault_point(const char *point);
-
 G_END_DECLS

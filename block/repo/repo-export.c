@@ -25,6 +25,7 @@
 #include "repo-internal.h"
 #include "vs-qcow2.h"
 #include "vs-interrupt.h"
+#include "vs-fault.h"
 #include "vs-temp.h"
 
 #include <errno.h>

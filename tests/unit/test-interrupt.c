@@ -5,6 +5,7 @@
  * name that is not ours (or is cut short) is refused. */
 #include "config.h"
 #include "vs-interrupt.h"
+#include "vs-fault.h"          /* internal: the fault points */
 #include "vs-temp.h"
 #include "vs-error.h"
 
