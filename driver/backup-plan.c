@@ -1,14 +1,14 @@
 /* The first stage of a backup run: everything decided before anything is
  * frozen. The options, the repository and the job XML files, each a reason
  * not to start; discovery and the recovery of earlier runs' leftovers; the
- * journal; then each domain's job: its lock, its disks and their overlays, or
- * for --mode=begin the backup job's method (pull or push), its base backup
- * (the newest with a usable checkpoint, or the chain's full one for a
- * differential, or what --backup-xml names) and the room its files need. A
- * domain that cannot be backed up fails here, before a byte is copied. */
+ * journal; then each domain's job: its lock, its disks, its method (overlay,
+ * or for --mode=begin/auto a backup job, pull or push: choose_method) and
+ * that method's plan, which may use the base backup choice made here (the
+ * newest with a usable checkpoint, the chain's full one for a differential,
+ * or what --backup-xml names). A domain that cannot be backed up fails here,
+ * before a byte is copied. */
 #include "config.h"
 #include "backup-internal.h"
-#include "vs-restore.h"
 
 #include <errno.h>
 #include <string.h>
@@ -17,25 +17,6 @@
 
 /* ------------------------------------------------------------------------- */
 /* Preparation                                                               */
-
-static char *
-overlay_path(Run *run, DomJob *j, const VsDiscoveredDisk *d)
-{
-    g_autofree char *base = NULL;
-
-    if (run->opts->overlay_dir) {
-        base = g_strdup_printf("%s.%s.virtsnap-%s.qcow2", j->name, d->target, run->manifest->id);
-        /* Absolute: QEMU opens it, from a working directory of its own. */
-        g_autofree char *dir = g_canonicalize_filename(run->opts->overlay_dir, NULL);
-
-        return g_build_filename(dir, base, NULL);
-    }
-    if (g_strcmp0(d->type, "file") == 0 && d->path && g_path_is_absolute(d->path))
-        return g_strdup_printf("%s.virtsnap-%s.qcow2", d->path, run->manifest->id);
-    /* Block devices, volumes and network disks have no directory of their own. */
-    base = g_strdup_printf("%s.%s.virtsnap-%s.qcow2", j->uuid, d->target, run->manifest->id);
-    return g_build_filename(vs_state_dir(run->opts->state_dir), "overlays", base, NULL);
-}
 
 static bool
 prepare_disks(Run *run, DomJob *j, const VsDiscoveredDomain *disc, const VsDomainDef *def)
@@ -93,9 +74,7 @@ prepare_disks(Run *run, DomJob *j, const VsDiscoveredDomain *disc, const VsDomai
             g_ptr_array_add(j->disks, job);
             return false;
         }
-        /* A read-only disk does not change under a running guest: no overlay. */
-        if (j->active && !(dd && (dd->readonly || dd->shareable)))
-            job->overlay = overlay_path(run, j, d);
+        job->is_file = g_strcmp0(d->type, "file") == 0;
         if (j->active && dd && dd->shareable)
             dom_fail(j, "domain '%s': disk %s is shareable: another guest may write it while it "
                      "is copied, so it cannot be backed up consistently; detach it or mark it "
@@ -152,7 +131,7 @@ choose_full_base(Run *run, DomJob *j)
 /* The base of an incremental: the newest backup of this domain in this
  * repository, if its checkpoint still exists with every bitmap intact and it
  * holds every disk that has a bitmap now. Otherwise a full backup, and why. */
-static void
+void
 choose_base(Run *run, DomJob *j)
 {
     g_autoptr(GError) err = NULL;
@@ -343,7 +322,7 @@ apply_job_xml(Run *run, DomJob *j, const VsDomainDef *def)
 
 /* <incremental> of --backup-xml: the base is the backup of this repository
  * whose checkpoint it names. */
-static bool
+bool
 job_xml_base(Run *run, DomJob *j)
 {
     const char *want = run->job_xml->incremental;
@@ -376,10 +355,6 @@ job_xml_base(Run *run, DomJob *j)
     return false;
 }
 
-/* The qcow2 metadata of a push target besides its data: an L2 table per
- * 512 MiB of disk, refcount blocks, the header, with room to spare. */
-#define PUSH_META_BYTES(capacity) ((capacity) / 4096 + 4 * 1024 * 1024)
-#define MiB_OF(bytes) ((bytes) / (1024 * 1024) + 1)
 
 /* The bytes free to us in DIR's file system (f_bavail), or in that of its
  * nearest ancestor that exists yet; UINT64_MAX when none answers. */
@@ -411,176 +386,34 @@ base_disk(DomJob *j, DiskJob *d)
     return md ? vs_manifest_find_disk(md, d->target) : NULL;
 }
 
-/* Whether the push job writes only D's changes: a push target has no bytes
- * for the rest, so that needs the base's chunks on the same grid (the disk
- * not resized since; its size unknown counts as resized). */
-bool
-push_incremental(DomJob *j, DiskJob *d)
+
+/* How J's point in time is taken: --mode=begin (or auto, for a domain with
+ * a qcow2 disk) a backup job, pull or push, instead of the overlays. Disks
+ * whose image cannot hold a bitmap are read whole. A domain that fails here
+ * keeps the overlay method, which does nothing for it. */
+static const BackupMethod *
+choose_method(Run *run, DomJob *j, const VsDomainDef *def)
 {
-    const VsManifestDisk *prev = base_disk(j, d);
-
-    return prev && d->capacity && prev->virtual_size == d->capacity;
-}
-
-/* A push job that runs out of room does more than fail: QEMU's
- * copy-before-write filter then fails the guest's own writes to clusters not
- * yet copied (QEMU's default on-cbw-error, which libvirt 9.0 keeps), and the
- * test guest did not survive that. So a push job starts only where what it
- * will write fits: each incremental disk's changed bytes (libvirt's estimate
- * from the bitmaps), each other disk's allocated bytes, qcow2's metadata; the
- * domains of one run share the room. */
-static void
-push_space_check(Run *run, DomJob *j)
-{
-    g_autofree char *where = g_path_get_dirname(j->scratch_dir);
-    g_autoptr(VsCheckpointDef) since = j->incremental ? vs_checkpoint_with_sizes(j->dom, j->incremental)
-                                                      : NULL;
-    uint64_t need = 0, avail;
-
-    for (guint i = 0; i < j->disks->len; i++) {
-        DiskJob *d = j->disks->pdata[i];
-        const VsCheckpointDiskDef *changed = NULL;
-        virDomainBlockInfo info;
-
-        if (virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0) {
-            g_autoptr(GError) err = NULL;
-            vs_set_libvirt_error(&err, VS_ERROR_LIBVIRT, "domblkinfo %s", d->target);
-            dom_fail(j, "backup: domain '%s': cannot tell how much its push job would write: %s",
-                     j->name, err->message);
-            return;
-        }
-        d->capacity = info.capacity;
-        j->push_need_full += info.allocation + PUSH_META_BYTES(info.capacity);
-        for (guint k = 0; since && push_incremental(j, d) && k < since->disks->len; k++) {
-            const VsCheckpointDiskDef *cd = since->disks->pdata[k];
-            if (cd->checkpoint && cd->has_size && !g_strcmp0(cd->name, d->target))
-                changed = cd;
-        }
-        need += (changed ? changed->size : info.allocation) + PUSH_META_BYTES(info.capacity);
-    }
-    avail = dir_free_bytes(j->scratch_dir);
-    avail -= MIN(avail, run->push_reserved);
-    if (need > avail) {
-        dom_fail(j, "backup: domain '%s': its push job would write about %" G_GUINT64_FORMAT " MiB "
-                 "into %s, which has %" G_GUINT64_FORMAT " MiB free%s (a push job out of room fails "
-                 "the guest's writes): give --push-dir a file system with room, or leave out "
-                 "--push (a pull-mode job needs room only for what the guest overwrites while "
-                 "the copy runs)", j->name, MiB_OF(need),
-                 where, avail / (1024 * 1024),
-                 run->push_reserved ? " besides this run's other push jobs" : "");
-        return;
-    }
-    run->push_reserved += need;
-}
-
-/* --mode=begin (or auto, for a domain with a qcow2 disk): a pull-mode job
- * replaces the overlays. Disks whose image cannot hold a bitmap are read whole. */
-/* The least room a pull job's scratch files get: what the guest overwrites
- * while the copy runs cannot be known beforehand, but a file system with less
- * than this fills at once, and QEMU then pauses the guest (or fails its
- * writes). 32 MiB and 1/256 of the disks' size. */
-#define PULL_SCRATCH_FLOOR(capacity) (((uint64_t)32 << 20) + (capacity) / 256)
-
-static void
-pull_space_check(Run *run, DomJob *j)
-{
-    g_autofree char *where = g_path_get_dirname(j->scratch_dir);
-    uint64_t capacity = 0, need, avail;
-
-    for (guint i = 0; i < j->disks->len; i++) {
-        DiskJob *d = j->disks->pdata[i];
-        virDomainBlockInfo info;
-
-        if (virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0) {
-            g_autoptr(GError) err = NULL;
-            vs_set_libvirt_error(&err, VS_ERROR_LIBVIRT, "domblkinfo %s", d->target);
-            dom_fail(j, "backup: domain '%s': cannot tell the size of its disks: %s", j->name,
-                     err->message);
-            return;
-        }
-        d->capacity = info.capacity;
-        capacity += info.capacity;
-    }
-    need = PULL_SCRATCH_FLOOR(capacity);
-    avail = dir_free_bytes(j->scratch_dir);
-    avail -= MIN(avail, run->pull_reserved);
-    if (need > avail) {
-        dom_fail(j, "backup: domain '%s': the scratch files of its backup job go to %s, which "
-                 "has %" G_GUINT64_FORMAT " MiB free%s; virtsnap wants at least %" G_GUINT64_FORMAT
-                 " MiB there (32 MiB and 1/256 of the disks' size), and more if the guest writes "
-                 "much while the copy runs (out of room, QEMU pauses the guest): give --state-dir "
-                 "a file system with room, or use --mode=overlay", j->name, where,
-                 avail / (1024 * 1024), run->pull_reserved ? " besides this run's other jobs" : "",
-                 MiB_OF(need));
-        return;
-    }
-    run->pull_reserved += need;
-}
-
-static void
-prepare_begin(Run *run, DomJob *j, const VsDomainDef *def)
-{
-    g_autoptr(GPtrArray) others = g_ptr_array_new_with_free_func(g_free);
-    g_autofree char *short_uuid = g_strndup(j->uuid, 8);
     guint bitmaps = 0;
 
     if ((run->job_xml || run->checkpoint_xml) && !j->active) {
         dom_fail(j, "backup: domain '%s' is not running: a backup job (--backup-xml, "
                  "--checkpoint-xml) needs a running domain; back it up without them", j->name);
-        return;
+        return &backup_method_overlay;
     }
     if (run->opts->mode == VS_BACKUP_METHOD_OVERLAY || !j->active)
-        return;
+        return &backup_method_overlay;
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
         d->bitmap = vs_disk_holds_bitmaps(d->format, d->path, NULL);
     }
     if (!apply_job_xml(run, j, def))
-        return;
+        return &backup_method_overlay;
     for (guint i = 0; i < j->disks->len; i++)
         bitmaps += ((DiskJob *)j->disks->pdata[i])->bitmap;
     if (run->opts->mode == VS_BACKUP_METHOD_AUTO && bitmaps == 0)
-        return;
-    j->begin = true;
-    j->push = run->push;
-    j->checkpoint = vs_checkpoint_name(run->repo_tag, run->manifest->id);
-    if (j->push && run->opts->push_dir) {
-        g_autofree char *dir = g_canonicalize_filename(run->opts->push_dir, NULL);
-        j->scratch_dir = g_strdup_printf("%s/%s-%s", dir, run->manifest->id, short_uuid);
-    } else {
-        j->scratch_dir = g_strdup_printf("%s/scratch/%s-%s", vs_state_dir(run->opts->state_dir),
-                                         run->manifest->id, short_uuid);
-    }
-    /* Short: a unix socket path has 108 bytes. */
-    if (!j->push)
-        j->sock_dir = g_strdup_printf("%s/nbd-%s-%s", vs_run_dir(), run->manifest->id + 17,
-                                      short_uuid);
-    for (guint i = 0; i < j->disks->len; i++) {
-        DiskJob *d = j->disks->pdata[i];
-        g_clear_pointer(&d->overlay, g_free);
-        if (!d->scratch)
-            d->scratch = g_strdup_printf("%s/%s.qcow2", j->scratch_dir, d->target);
-    }
-    for (guint i = 0; def && i < def->disks->len; i++) {
-        const VsDiskDef *dd = def->disks->pdata[i];
-        bool ours = false;
-        for (guint k = 0; k < j->disks->len; k++)
-            ours = ours || !g_strcmp0(((DiskJob *)j->disks->pdata[k])->target, dd->target_dev);
-        if (!ours && dd->target_dev)
-            g_ptr_array_add(others, g_strdup(dd->target_dev));
-    }
-    g_ptr_array_add(others, NULL);
-    j->other_targets = (char **)g_ptr_array_free(g_steal_pointer(&others), FALSE);
-    if (run->job_xml && run->job_xml->incremental)
-        (void)job_xml_base(run, j);
-    else if (bitmaps == 0)
-        add_note(j, "full backup: no disk can hold a dirty bitmap (raw)");
-    else if (run->opts->level != VS_BACKUP_LEVEL_FULL)
-        choose_base(run, j);
-    if (j->push && !j->error)
-        push_space_check(run, j);
-    else if (!j->error)
-        pull_space_check(run, j);
+        return &backup_method_overlay;
+    return run->push ? &backup_method_push : &backup_method_pull;
 }
 
 static bool
@@ -644,6 +477,7 @@ prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
     j->name = g_strdup(virDomainGetName(dom));
     j->uuid = g_strdup(disc->uuid);
     j->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_job_free);
+    j->method = &backup_method_overlay;
     j->consistency = g_strdup("crash");
     virDomainGetState(dom, &state, &reason, 0);
     j->active = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED ||
@@ -703,7 +537,8 @@ prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
         dom_fail(j, "domain '%s' has no disk that can be backed up", j->name);
         return j;
     }
-    prepare_begin(run, j, def);
+    j->method = choose_method(run, j, def);
+    j->method->plan(run, j, def);
 
     if (!j->active || run->opts->quiesce == VS_QUIESCE_OFF) {
         j->freeze = false;

@@ -37,52 +37,6 @@ disk_result_free(VsBackupDiskResult *d)
     g_free(d);
 }
 
-/* After the manifest: a backup that is in it keeps its checkpoint and this
- * repository's older ones go (their bitmaps merge into the chain), except the
- * chain's full backup's, which a differential counts from; a full backup starts
- * a new chain. A backup that is not in it loses the checkpoint it created, so
- * the next incremental counts from the base it had. Never touches another
- * repository's checkpoints. */
-static void
-settle_checkpoints(Run *run, DomJob *j, VsBackupResult *result)
-{
-    VsBackupDomainResult *dr = NULL;
-    g_autoptr(GPtrArray) failed = g_ptr_array_new_with_free_func(g_free);
-    bool kept;
-
-    if (!j->begin || j->job_started)
-        return;
-    for (guint i = 0; i < result->domains->len; i++)
-        if (!g_strcmp0(((VsBackupDomainResult *)result->domains->pdata[i])->name, j->name))
-            dr = result->domains->pdata[i];
-    kept = result->id && dr && dr->ok;
-    if (kept) {
-        g_autoptr(GError) err = NULL;
-        g_autofree char *full = !j->incremental ? NULL
-                                : j->diff ? g_strdup(j->incremental)
-                                : vs_checkpoint_chain_full(j->dom, run->repo_tag);
-        vs_checkpoints_prune(j->dom, run->repo_tag, j->checkpoint, full, failed);
-        if (strcmp(result->id, run->manifest->id) != 0)
-            g_ptr_array_add(failed, g_strdup(j->checkpoint));   /* id redrawn: a stranger now */
-        /* After the prune: the checkpoint has no parent left to name. */
-        else if (!vs_checkpoint_save(j->dom, j->checkpoint, run->repo, run->repo_tag,
-                                     j->uuid, &err)) {
-            g_autofree char *before = g_steal_pointer(&dr->note);
-            dr->note = g_strdup_printf("%s%s%s (a domain defined anew will need a full backup)",
-                                       before ? before : "", before ? "; " : "", err->message);
-        }
-    } else if (!vs_checkpoint_delete(j->dom, j->checkpoint)) {
-        g_ptr_array_add(failed, g_strdup(j->checkpoint));
-    }
-    if (failed->len && dr) {
-        g_ptr_array_add(failed, NULL);
-        g_autofree char *names = g_strjoinv(", ", (char **)failed->pdata);
-        g_autofree char *before = g_steal_pointer(&dr->note);
-        dr->note = g_strdup_printf("%s%scheckpoints left to delete at the next backup: %s",
-                                   before ? before : "", before ? "; " : "", names);
-    }
-}
-
 /* ------------------------------------------------------------------------- */
 
 static VsBackupResult *
@@ -116,12 +70,9 @@ make_result(Run *run, int64_t group_freeze_ms)
                                       dj->direct_failed);
         }
         d->error = g_strdup(j->error);
-        d->mode = g_strdup(j->begin ? "begin" : j->active ? "overlay" : "direct");
         d->level = g_strdup(!j->incremental ? "full" : j->diff ? "diff" : "inc");
         d->base = j->incremental && j->base ? g_strdup(j->base->id) : NULL;
-        d->checkpoint = j->begin ? g_strdup(j->checkpoint) : NULL;
-        d->backup_xml = g_strdup(j->backup_xml);
-        d->checkpoint_xml = g_strdup(j->checkpoint_xml);
+        j->method->describe(j, d);
         d->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_result_free);
         for (guint k = 0; k < j->disks->len; k++) {
             DiskJob *dj = j->disks->pdata[k];
@@ -255,6 +206,17 @@ fail_uncommitted(VsBackupResult *result, const GError *err)
     }
 }
 
+static VsBackupDomainResult *
+domain_result_of(VsBackupResult *result, const char *name)
+{
+    VsBackupDomainResult *dr = NULL;
+
+    for (guint i = 0; i < result->domains->len; i++)
+        if (!g_strcmp0(((VsBackupDomainResult *)result->domains->pdata[i])->name, name))
+            dr = result->domains->pdata[i];
+    return dr;
+}
+
 VsBackupResult *
 backup_result(Run *run)
 {
@@ -282,8 +244,11 @@ backup_result(Run *run)
         g_autofree char *name = a && b ? g_strndup(a + 8, b - a - 8) : g_strdup("?");
         g_ptr_array_add(result->domains, missing_domain(name, msg));
     }
-    for (guint i = 0; i < run->doms->len; i++)
-        settle_checkpoints(run, run->doms->pdata[i], result);
+    for (guint i = 0; i < run->doms->len; i++) {
+        DomJob *j = run->doms->pdata[i];
+        if (j->method->after_manifest)
+            j->method->after_manifest(run, j, result, domain_result_of(result, j->name));
+    }
     result->prepare_ms = (run->t_frozen - run->t_start) / 1000;
     result->freeze_phase_ms = (run->t_copied - run->t_frozen) / 1000;
     result->copy_ms = (run->t_ended - run->t_copied) / 1000;

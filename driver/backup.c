@@ -140,11 +140,10 @@ dom_job_free(DomJob *j)
     g_free(j->consistency); g_free(j->note); g_free(j->error);
     g_clear_error(&j->thread_error);
     g_ptr_array_unref(j->disks);
-    g_free(j->checkpoint); g_free(j->incremental);
+    g_free(j->incremental);
     vs_manifest_free(j->base);
-    g_strfreev(j->other_targets);
-    g_free(j->sock_dir); g_free(j->scratch_dir);
-    g_free(j->backup_xml); g_free(j->checkpoint_xml);
+    if (j->priv)
+        j->method->free_priv(j->priv);
     g_free(j);
 }
 
