@@ -123,7 +123,7 @@ typedef struct {
  * new method: a file defining one of these, its declaration below, a line in
  * choose_method (backup-plan.c), and driver/meson.build. */
 struct BackupMethod {
-    const char *name;        /* the result's mode */
+    const char *name;        /* "overlay", "pull", "push": for messages and debuggers */
     /* Plan stage, outside the window, before anything is journaled: the
      * method's files and base backup, the room they need; sets j->window when
      * the domain needs a point in time (a running one). DEF is the definition
