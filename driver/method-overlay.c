@@ -59,7 +59,7 @@ overlay_plan(Run *run, DomJob *j, const VsDomainDef *def)
         return;
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
-        const VsDiskDef *dd = def ? vs_domain_def_find_disk((VsDomainDef *)def, d->target) : NULL;
+        const VsDiskDef *dd = def ? vs_domain_def_find_disk(def, d->target) : NULL;
 
         if (!(dd && (dd->readonly || dd->shareable)))
             d->overlay = overlay_path(run, j, d);
