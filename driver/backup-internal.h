@@ -117,8 +117,8 @@ typedef struct {
 /* ------------------------------------------------------------------------- */
 /* Methods: each way to make a domain's point in time stable is one of these,
  * in a file of its own (method-*.c), its state in DomJob.priv. The stages call
- * the hooks in this order; a hook marked optional may be NULL. Every hook but
- * point_in_time runs on the main thread; failures go to the domain (dom_fail,
+ * the hooks in this order; a hook marked optional may be NULL. A hook runs on
+ * the main thread unless its comment says otherwise; failures go to the domain (dom_fail,
  * add_note) and, when something must stay for `virtsnap recover`, j->left. A
  * new method: a file defining one of these, its declaration below, a line in
  * choose_method (backup-plan.c), and driver/meson.build. */
@@ -143,7 +143,7 @@ struct BackupMethod {
      * is live again: a reply lost with the old one may hide one that did (then
      * set j->snapshotted); when that cannot be known, j->left. */
     void (*recheck)(Run *run, DomJob *j);
-    /* Optional, copy stage: before D's disks are read; false fails J. */
+    /* Optional, copy stage: before J's disks are read; false fails J. */
     bool (*before_copy)(Run *run, DomJob *j);
     /* What the copy reads for disk D (sets d->data_path and d->read; may set
      * COPTS' previous and readers). Called on a copy thread. */
@@ -151,8 +151,9 @@ struct BackupMethod {
     /* Optional: why reading D failed with ERR, when the method knows better
      * than the reader (NULL: the reader's error stands). On a copy thread. */
     char *(*copy_failed)(DomJob *j, DiskJob *d, const GError *err);
-    /* Settle stage: what made the point in time is undone (overlays committed
-     * back, the job ended). False when something is left for recover. */
+    /* Settle stage, for every domain, failed or not: what made the point in
+     * time is undone, as far as it was made (overlays committed back, the job
+     * ended). False when something is left for recover. */
     bool (*settle)(Run *run, DomJob *j);
     /* Optional: the rest of the teardown, on a thread of its own while the
      * manifest is committed: touch only J (its error, note, files) and the
