@@ -323,14 +323,14 @@ progress(Run *run, VsBackupPhase phase, const char *dom, const char *disk, uint6
     g_mutex_unlock(&run->progress_lock);
 }
 
+/* J's record of a kind that says nothing else (vs_journal_freeze, _thawed,
+ * _job_ended), through WRITE. */
 static bool
-journal(Run *run, DomJob *j, const char *op, const char *k1, const char *v1,
-        const char *k2, const char *v2, const char *k3, const char *v3)
+journal(Run *run, DomJob *j, bool (*write)(VsJournal *, const char *, const char *, GError **))
 {
     g_autoptr(GError) err = NULL;
 
-    if (vs_journal_append(run->journal, &err, op, "domain", j ? j->name : NULL,
-                          "uuid", j ? j->uuid : NULL, k1, v1, k2, v2, k3, v3, NULL))
+    if (write(run->journal, j ? j->name : NULL, j ? j->uuid : NULL, &err))
         return true;
     /* Without a journal the step cannot be undone after a crash: do not take it. */
     if (j)
@@ -1504,9 +1504,11 @@ prepare_job_dirs(Run *run, DomJob *j)
     g_autofree char *owner = vs_qemu_dac_owner(vs_link_conn(run->link), NULL);
     unsigned uid = 0, gid = 0;
 
-    if (!journal(run, j, "backup-job", "checkpoint", j->checkpoint, "socket_dir", j->sock_dir,
-                 "scratch_dir", j->scratch_dir))
+    if (!vs_journal_backup_job(run->journal, j->name, j->uuid, j->checkpoint, j->sock_dir,
+                               j->scratch_dir, &err)) {
+        dom_fail(j, "%s", err->message);
         return;
+    }
     /* QEMU (libvirt-qemu) creates the socket; libvirt creates and labels the scratch files. */
     if (!vs_make_dir(j->scratch_dir, 0755, &err) ||
         (j->sock_dir && (!vs_make_dir(vs_run_dir(), 0755, &err) ||
@@ -1658,16 +1660,15 @@ freeze_phase(Run *run, GError **error)
     for (guint i = 0; i < snap->len; i++) {
         DomJob *j = snap->pdata[i];
         if (j->freeze)
-            journal(run, j, "freeze", NULL, NULL, NULL, NULL, NULL, NULL);
+            journal(run, j, vs_journal_freeze);
         if (j->begin)
             prepare_job_dirs(run, j);
         for (guint k = 0; k < j->disks->len; k++) {
             DiskJob *d = j->disks->pdata[k];
             g_autoptr(GError) jerr = NULL;
             if (d->overlay &&
-                !vs_journal_append(run->journal, &jerr, "overlay", "domain", j->name, "uuid", j->uuid,
-                                   "disk", d->target, "overlay", d->overlay,
-                                   "original", d->path ? d->path : d->url, "format", d->format, NULL))
+                !vs_journal_overlay(run->journal, j->name, j->uuid, d->target, d->overlay,
+                                    d->path ? d->path : d->url, d->format, &jerr))
                 dom_fail(j, "%s", jerr->message);
         }
     }
@@ -1745,7 +1746,7 @@ freeze_phase(Run *run, GError **error)
             last = j->freeze_end;
         /* A freeze not known to be over stays in the journal: recover thaws. */
         if (j->freeze && !j->thaw_failed)
-            journal(run, j, "thawed", NULL, NULL, NULL, NULL, NULL, NULL);
+            journal(run, j, vs_journal_thawed);
         else if (j->freeze)
             j->left = true;
         if (j->thread_error) {
@@ -2090,7 +2091,7 @@ commit_frozen(Run *run, DomJob *j, DiskJob *d, int64_t *held_ms, GError **error)
                                  o->max_freeze_ms, uuids, o->agent_timeout, error);
     if (!guardian)
         return false;
-    if (!journal(run, j, "freeze", NULL, NULL, NULL, NULL, NULL, NULL)) {
+    if (!journal(run, j, vs_journal_freeze)) {
         vs_guardian_stop(guardian, true);
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "commit: domain '%s': cannot journal the freeze",
                     j->name);
@@ -2112,7 +2113,7 @@ commit_frozen(Run *run, DomJob *j, DiskJob *d, int64_t *held_ms, GError **error)
     *held_ms = vs_now_ms() - t0;
     vs_guardian_stop(guardian, thawed);
     if (thawed)
-        journal(run, j, "thawed", NULL, NULL, NULL, NULL, NULL, NULL);
+        journal(run, j, vs_journal_thawed);
     else
         dom_fail(j, "%s (the guardian tries again at once)", thaw_err->message);
     return ok;
@@ -2163,7 +2164,8 @@ drop_overlay(Run *run, DomJob *j, DiskJob *d)
         dom_fail(j, "commit: cannot remove overlay %s: %s", d->overlay, g_strerror(errno));
         return false;
     }
-    journal(run, j, "committed", "disk", d->target, NULL, NULL, NULL, NULL);
+    if (!vs_journal_committed(run->journal, j->name, j->uuid, d->target, &err))
+        dom_fail(j, "%s", err->message);
     progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 1, 1);
     vs_fault_point("after-commit");
     return true;
@@ -2206,6 +2208,7 @@ commit_disk(Run *run, DomJob *j, DiskJob *d)
 {
     for (int attempt = 1;; attempt++) {
         g_autoptr(GError) err = NULL;
+        g_autoptr(GError) jerr = NULL;
         g_autofree char *cur = NULL;
         bool retry = attempt < 4;
 
@@ -2232,7 +2235,8 @@ commit_disk(Run *run, DomJob *j, DiskJob *d)
             return drop_overlay(run, j, d);
         }
         progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 0, 1);
-        journal(run, j, "commit", "disk", d->target, "overlay", d->overlay, NULL, NULL);
+        if (!vs_journal_commit(run->journal, j->name, j->uuid, d->target, d->overlay, &jerr))
+            dom_fail(j, "%s", jerr->message);
         vs_fault_point("before-commit");
         if (!commit_pivot(run, j, d, &err)) {
             if (retry && !vs_link_alive(run->link))
@@ -2371,7 +2375,7 @@ finish_job(Run *run, DomJob *j)
         return false;
     }
     remove_job_dirs(j);
-    journal(run, j, "job-ended", NULL, NULL, NULL, NULL, NULL, NULL);
+    journal(run, j, vs_journal_job_ended);
     resume_paused(run, j);
     return true;
 }
@@ -2563,7 +2567,6 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     int64_t group_ms;
     bool all_clean = true, begin_jobs = false, committed = false;
     GThread *job_waiter = NULL, *warm;
-    g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
     g_autoptr(VsIscsiAuth) auth = NULL;
     g_autofree char *repo_tag = NULL;
     g_autoptr(VsBackupDef) job_xml = NULL;
@@ -2650,8 +2653,7 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     }
     if (!(run.journal = vs_journal_create(opts->state_dir, manifest->id, error)))
         return NULL;
-    if (!vs_journal_append(run.journal, error, "begin", "id", manifest->id,
-                           "repo", vs_repo_path(repo), "pid", pid, NULL)) {
+    if (!vs_journal_begin_backup(run.journal, manifest->id, vs_repo_path(repo), (int)getpid(), error)) {
         vs_journal_finish(run.journal);
         return NULL;
     }
@@ -2771,7 +2773,7 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     if (all_clean) {
         vs_journal_finish(run.journal);
     } else {
-        vs_journal_append(run.journal, NULL, "incomplete", NULL);
+        vs_journal_incomplete(run.journal, NULL);
         vs_journal_close(run.journal);
     }
     g_ptr_array_unref(run.doms);
