@@ -1043,9 +1043,9 @@ prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
                  err ? err->message : "");
         return j;
     }
-    for (guint i = 0; i < disc->errors->len; i++) {
-        if (!strstr(disc->errors->pdata[i], ": disk ")) {
-            dom_fail(j, "%s", (char *)disc->errors->pdata[i]);
+    for (guint i = 0; i < disc->problems->len; i++) {
+        if (!((VsProblem *)disc->problems->pdata[i])->disk) {
+            dom_fail(j, "%s", ((VsProblem *)disc->problems->pdata[i])->error->message);
             return j;
         }
     }
@@ -2557,8 +2557,8 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     Run run = { .conn = conn, .link = link, .opts = opts };
     g_autoptr(GPtrArray) discovered = NULL;
     g_autoptr(GPtrArray) notes = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GPtrArray) not_found = g_ptr_array_new_with_free_func(g_free);
-    g_auto(GStrv) problems = NULL;
+    g_autoptr(GPtrArray) not_found = g_ptr_array_new();    /* VsProblem*, of problems */
+    g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(GError) err = NULL;
     g_autoptr(VsRepo) repo = NULL;
     g_autoptr(VsManifest) manifest = NULL;
@@ -2622,12 +2622,14 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     discovered = vs_discover(conn, all ? NULL : names, &dopts, &problems, error);
     if (!discovered)
         return NULL;
-    for (size_t i = 0; problems && problems[i]; i++)
-        if (strstr(problems[i], "' not found"))
-            g_ptr_array_add(not_found, g_strdup(problems[i]));
+    for (guint i = 0; problems && i < problems->len; i++)
+        if (!((VsProblem *)problems->pdata[i])->disk &&
+            g_error_matches(((VsProblem *)problems->pdata[i])->error, VS_ERROR, VS_ERROR_NOT_FOUND))
+            g_ptr_array_add(not_found, problems->pdata[i]);
     if (discovered->len == 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "backup: %s",
-                    not_found->len ? (char *)not_found->pdata[0] : "no domains to back up");
+                    not_found->len ? ((VsProblem *)not_found->pdata[0])->error->message
+                                   : "no domains to back up");
         return NULL;
     }
 
@@ -2752,10 +2754,8 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
         }
     }
     for (guint i = 0; i < not_found->len; i++) {
-        const char *msg = not_found->pdata[i];
-        const char *a = strstr(msg, "domain '"), *b = a ? strstr(a + 8, "' ") : NULL;
-        g_autofree char *name = a && b ? g_strndup(a + 8, b - a - 8) : g_strdup("?");
-        g_ptr_array_add(result->domains, missing_domain(name, msg));
+        const VsProblem *p = not_found->pdata[i];
+        g_ptr_array_add(result->domains, missing_domain(p->domain, p->error->message));
     }
     for (guint i = 0; i < run.doms->len; i++)
         settle_checkpoints(&run, run.doms->pdata[i], result);
