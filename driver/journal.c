@@ -1,6 +1,7 @@
 /* The crash-recovery journal and per-domain locks. A backup writes what it is
- * about to do (freeze this domain, put that overlay on this disk, commit it) to
- * STATE/journal/<id>.jsonl and fsyncs it before doing it, so that after a crash,
+ * about to do (freeze this domain, put that overlay on this disk, commit it;
+ * the records are journal-records.h's) to STATE/journal/<id>.jsonl and fsyncs
+ * it before doing it, so that after a crash,
  * a kill -9 or a power cut `virtsnap recover` knows exactly which guests may be
  * frozen and which overlays are virtsnap's to commit back; it never touches an
  * overlay it did not create. Export and restore journal the temp images they
