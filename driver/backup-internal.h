@@ -104,7 +104,7 @@ typedef struct {
     /* What the stages hand on; vs_backup_run frees them. */
     GPtrArray *discovered;   /* VsDiscoveredDomain*: what the plan found */
     GPtrArray *notes;        /* char*: what recovery of earlier runs did first */
-    GPtrArray *not_found;    /* char*: why a named domain is not backed up at all */
+    GPtrArray *not_found;    /* VsProblem*: why a named domain is not backed up at all */
     int64_t group_ms;        /* the group's frozen window; -1: nothing frozen */
     GThread *warm;           /* looks up the base backups' chunks (backup_warm_start) */
     GThread *job_waiter;     /* tears the ended backup jobs down (backup_settle) */
@@ -188,8 +188,7 @@ void progress(Run *run, VsBackupPhase phase, const char *dom, const char *disk, 
               uint64_t total);
 /* A journal record for J (NULL: the run's); false (J failed) when it could not
  * be written: without it the step cannot be undone after a crash. */
-bool journal(Run *run, DomJob *j, const char *op, const char *k1, const char *v1,
-             const char *k2, const char *v2, const char *k3, const char *v3);
+bool journal(Run *run, DomJob *j, bool (*write)(VsJournal *, const char *, const char *, GError **));
 /* J's domain in backup M (by UUID when both have one), or NULL. */
 VsManifestDomain *manifest_domain_of(const VsManifest *m, const DomJob *j);
 void manifest_disk_free(VsManifestDisk *m);

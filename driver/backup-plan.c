@@ -524,9 +524,11 @@ prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
                  err ? err->message : "");
         return j;
     }
-    for (guint i = 0; i < disc->errors->len; i++) {
-        if (!strstr(disc->errors->pdata[i], ": disk ")) {
-            dom_fail(j, "%s", (char *)disc->errors->pdata[i]);
+    for (guint i = 0; i < disc->problems->len; i++) {
+        const VsProblem *p = disc->problems->pdata[i];
+
+        if (!p->disk) {
+            dom_fail(j, "%s", p->error->message);
             return j;
         }
     }
@@ -613,12 +615,23 @@ open_run(Run *run, const char *const *names, bool all, GError **error)
 
 /* Discovery resolves every disk and says which names do not exist; leftovers
  * of interrupted runs on these domains are recovered before anything else. */
+/* A domain named but not backed up at all, for the result (takes ERROR). */
+static VsProblem *
+missing_problem(const char *domain, GError *error)
+{
+    VsProblem *p = g_new0(VsProblem, 1);
+
+    p->domain = g_strdup(domain);
+    p->error = error;
+    return p;
+}
+
 static bool
 discover_domains(Run *run, const char *const *names, bool all, GError **error)
 {
     g_autoptr(GPtrArray) uuids = g_ptr_array_new();
     g_autoptr(GError) rerr = NULL;
-    g_auto(GStrv) problems = NULL;
+    g_autoptr(GPtrArray) problems = NULL;
     VsDiscoverOptions dopts;
 
     vs_discover_options_init(&dopts);
@@ -626,12 +639,16 @@ discover_domains(Run *run, const char *const *names, bool all, GError **error)
     run->discovered = vs_discover(run->conn, all ? NULL : names, &dopts, &problems, error);
     if (!run->discovered)
         return false;
-    for (size_t i = 0; problems && problems[i]; i++)
-        if (strstr(problems[i], "' not found"))
-            g_ptr_array_add(run->not_found, g_strdup(problems[i]));
+    for (guint i = 0; problems && i < problems->len; i++) {
+        const VsProblem *p = problems->pdata[i];
+
+        if (!p->disk && g_error_matches(p->error, VS_ERROR, VS_ERROR_NOT_FOUND))
+            g_ptr_array_add(run->not_found, missing_problem(p->domain, g_error_copy(p->error)));
+    }
     if (run->discovered->len == 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "backup: %s",
-                    run->not_found->len ? (char *)run->not_found->pdata[0] : "no domains to back up");
+                    run->not_found->len ? ((VsProblem *)run->not_found->pdata[0])->error->message
+                                        : "no domains to back up");
         return false;
     }
 
@@ -650,15 +667,14 @@ start_journal(Run *run, GError **error)
 {
     const VsBackupOptions *opts = run->opts;
     g_autofree char *ovl = g_build_filename(vs_state_dir(opts->state_dir), "overlays", NULL);
-    g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
 
     /* QEMU (as libvirt-qemu) must reach overlays kept here. */
     if (!vs_make_dir(vs_state_dir(opts->state_dir), 0755, error) || !vs_make_dir(ovl, 0755, error))
         return false;
     if (!(run->journal = vs_journal_create(opts->state_dir, run->manifest->id, error)))
         return false;
-    if (!vs_journal_append(run->journal, error, "begin", "id", run->manifest->id,
-                           "repo", vs_repo_path(run->repo), "pid", pid, NULL)) {
+    if (!vs_journal_begin_backup(run->journal, run->manifest->id, vs_repo_path(run->repo), (int)getpid(),
+                                 error)) {
         vs_journal_finish(run->journal);
         return false;
     }
@@ -681,8 +697,10 @@ backup_plan(Run *run, const char *const *names, bool all, GError **error)
         VsDiscoveredDomain *disc = run->discovered->pdata[i];
         virDomainPtr dom = virDomainLookupByUUIDString(run->conn, disc->uuid);
         if (!dom) {
-            g_ptr_array_add(run->not_found, g_strdup_printf("backup: domain '%s' disappeared",
-                                                            disc->name));
+            g_ptr_array_add(run->not_found,
+                            missing_problem(disc->name, g_error_new(VS_ERROR, VS_ERROR_NOT_FOUND,
+                                                                    "backup: domain '%s' disappeared",
+                                                                    disc->name)));
             continue;
         }
         g_ptr_array_add(run->doms, prepare_domain(run, dom, disc));

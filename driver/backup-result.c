@@ -239,10 +239,9 @@ backup_result(Run *run)
             fail_uncommitted(result, err);
     }
     for (guint i = 0; i < run->not_found->len; i++) {
-        const char *msg = run->not_found->pdata[i];
-        const char *a = strstr(msg, "domain '"), *b = a ? strstr(a + 8, "' ") : NULL;
-        g_autofree char *name = a && b ? g_strndup(a + 8, b - a - 8) : g_strdup("?");
-        g_ptr_array_add(result->domains, missing_domain(name, msg));
+        const VsProblem *p = run->not_found->pdata[i];
+
+        g_ptr_array_add(result->domains, missing_domain(p->domain, p->error->message));
     }
     for (guint i = 0; i < run->doms->len; i++) {
         DomJob *j = run->doms->pdata[i];
@@ -262,7 +261,7 @@ backup_result(Run *run)
     if (run->all_clean) {
         vs_journal_finish(run->journal);
     } else {
-        vs_journal_append(run->journal, NULL, "incomplete", NULL);
+        vs_journal_incomplete(run->journal, NULL);
         vs_journal_close(run->journal);
     }
     return result;

@@ -190,7 +190,7 @@ prepare_window(Run *run, GPtrArray *snap)
     for (guint i = 0; i < snap->len; i++) {
         DomJob *j = snap->pdata[i];
         if (j->freeze)
-            journal(run, j, "freeze", NULL, NULL, NULL, NULL, NULL, NULL);
+            journal(run, j, vs_journal_freeze);
         j->method->prepare(run, j);
     }
 }
@@ -259,7 +259,7 @@ close_window(Run *run, GPtrArray *snap)
             last = j->freeze_end;
         /* A freeze not known to be over stays in the journal: recover thaws. */
         if (j->freeze && !j->thaw_failed)
-            journal(run, j, "thawed", NULL, NULL, NULL, NULL, NULL, NULL);
+            journal(run, j, vs_journal_thawed);
         else if (j->freeze)
             j->left = true;
         if (j->thread_error) {

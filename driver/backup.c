@@ -194,14 +194,14 @@ progress(Run *run, VsBackupPhase phase, const char *dom, const char *disk, uint6
     g_mutex_unlock(&run->progress_lock);
 }
 
+/* J's record of a kind that says nothing else (vs_journal_freeze, _thawed,
+ * _job_ended), through WRITE. */
 bool
-journal(Run *run, DomJob *j, const char *op, const char *k1, const char *v1,
-        const char *k2, const char *v2, const char *k3, const char *v3)
+journal(Run *run, DomJob *j, bool (*write)(VsJournal *, const char *, const char *, GError **))
 {
     g_autoptr(GError) err = NULL;
 
-    if (vs_journal_append(run->journal, &err, op, "domain", j ? j->name : NULL,
-                          "uuid", j ? j->uuid : NULL, k1, v1, k2, v2, k3, v3, NULL))
+    if (write(run->journal, j ? j->name : NULL, j ? j->uuid : NULL, &err))
         return true;
     /* Without a journal the step cannot be undone after a crash: do not take it. */
     if (j)
@@ -311,7 +311,7 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
 
     run.t_start = g_get_monotonic_time();
     run.notes = g_ptr_array_new_with_free_func(g_free);
-    run.not_found = g_ptr_array_new_with_free_func(g_free);
+    run.not_found = g_ptr_array_new_with_free_func((GDestroyNotify)vs_problem_free);
     g_mutex_init(&run.progress_lock);
     if (backup_plan(&run, names, all, error)) {
         backup_warm_start(&run);

@@ -29,7 +29,7 @@ typedef struct {
     const VsDiscoverOptions *opts;
     GHashTable *pools;          /* name -> PoolInfo* (every pool, read once) */
     GHashTable *nfs_exports;    /* server -> char** (NULL value: server did not answer) */
-    GPtrArray *problems;
+    GPtrArray *problems;        /* of VsProblem* */
 } Ctx;
 
 void
@@ -95,8 +95,30 @@ vs_discovered_domain_free(VsDiscoveredDomain *dom)
         return;
     g_free(dom->name); g_free(dom->uuid); g_free(dom->state); g_free(dom->xml);
     g_ptr_array_unref(dom->disks);
-    g_ptr_array_unref(dom->errors);
+    g_ptr_array_unref(dom->problems);
     g_free(dom);
+}
+
+void
+vs_problem_free(VsProblem *p)
+{
+    if (!p)
+        return;
+    g_free(p->domain);
+    g_free(p->disk);
+    g_clear_error(&p->error);
+    g_free(p);
+}
+
+static VsProblem *
+problem_copy(const VsProblem *p)
+{
+    VsProblem *c = g_new0(VsProblem, 1);
+
+    c->domain = g_strdup(p->domain);
+    c->disk = g_strdup(p->disk);
+    c->error = g_error_copy(p->error);
+    return c;
 }
 
 static void
@@ -107,21 +129,34 @@ pool_info_free(PoolInfo *p)
     g_free(p);
 }
 
+/* A problem of domain NAME (DOM when it was found; NULL: of the host), of its
+ * DISK (or NULL): ERR, taken. */
 static void
-problem(Ctx *ctx, VsDiscoveredDomain *dom, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+problem(Ctx *ctx, VsDiscoveredDomain *dom, const char *name, const char *disk, GError *err)
+{
+    VsProblem *p = g_new0(VsProblem, 1);
+
+    p->domain = g_strdup(name);
+    p->disk = g_strdup(disk);
+    p->error = err;
+    if (dom)
+        g_ptr_array_add(dom->problems, problem_copy(p));
+    g_ptr_array_add(ctx->problems, p);
+}
 
 static void
-problem(Ctx *ctx, VsDiscoveredDomain *dom, const char *fmt, ...)
+disk_error(VsDiscoveredDisk *d, VsErrorCode code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+static void
+disk_error(VsDiscoveredDisk *d, VsErrorCode code, const char *fmt, ...)
 {
     va_list ap;
-    char *msg;
 
     va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
+    g_free(d->error);
+    d->error = g_strdup_vprintf(fmt, ap);
+    d->error_code = code;
     va_end(ap);
-    if (dom)
-        g_ptr_array_add(dom->errors, g_strdup(msg));
-    g_ptr_array_add(ctx->problems, msg);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -138,7 +173,7 @@ load_pools(Ctx *ctx)
          * by path; say so once rather than per disk. */
         g_autoptr(GError) err = NULL;
         vs_set_libvirt_error(&err, VS_ERROR_LIBVIRT, "discover: cannot list storage pools");
-        problem(ctx, NULL, "%s", err->message);
+        problem(ctx, NULL, NULL, NULL, g_steal_pointer(&err));
         return;
     }
     for (int i = 0; i < n; i++) {
@@ -244,12 +279,12 @@ describe_pool_disk(Ctx *ctx, VsDiscoveredDisk *d, const char *pool_name)
     g_free(d->pool);
     d->pool = g_strdup(pool_name);
     if (!p) {
-        d->error = g_strdup_printf("storage pool '%s' does not exist (virsh pool-list --all "
-                                   "shows the pools; define it or fix the disk source)", pool_name);
+        disk_error(d, VS_ERROR_NOT_FOUND, "storage pool '%s' does not exist (virsh pool-list --all "
+                   "shows the pools; define it or fix the disk source)", pool_name);
         return;
     }
     if (!p->def) {
-        d->error = g_strdup_printf("storage pool '%s' cannot be read: %s", pool_name, p->error);
+        disk_error(d, VS_ERROR_LIBVIRT, "storage pool '%s' cannot be read: %s", pool_name, p->error);
         return;
     }
     def = p->def;
@@ -304,8 +339,8 @@ resolve_volume(Ctx *ctx, VsDiscoveredDisk *d, const VsStorageSource *src)
     if (p && p->def && !p->active) {
         d->pool = g_strdup(src->pool);
         d->pool_type = g_strdup(vs_pool_type_to_string(p->def->type));
-        d->error = g_strdup_printf("storage pool '%s' is not active: start it with "
-                                   "`virsh pool-start %s`", src->pool, src->pool);
+        disk_error(d, VS_ERROR_UNSUPPORTED, "storage pool '%s' is not active: start it with "
+                   "`virsh pool-start %s`", src->pool, src->pool);
         return;
     }
     if (p && p->def) {
@@ -498,7 +533,8 @@ resolve_chain(Ctx *ctx, VsDiscoveredDisk *d, const VsStorageSource *src)
             return;
         }
         if (!(info = vs_image_probe(cur, &err))) {
-            d->error = g_strdup_printf("backing chain: %s", err->message);
+            disk_error(d, err->domain == VS_ERROR ? (VsErrorCode)err->code : VS_ERROR_IO,
+                       "backing chain: %s", err->message);
             d->chain_complete = false;
             return;
         }
@@ -517,8 +553,8 @@ resolve_chain(Ctx *ctx, VsDiscoveredDisk *d, const VsStorageSource *src)
         g_free(cur_format);
         cur_format = g_strdup(info->backing_format);
     }
-    d->error = g_strdup_printf("backing chain: deeper than %d images below %s (a loop?)",
-                               MAX_CHAIN_DEPTH, d->path);
+    disk_error(d, VS_ERROR_UNSUPPORTED, "backing chain: deeper than %d images below %s (a loop?)",
+               MAX_CHAIN_DEPTH, d->path);
     d->chain_complete = false;
 }
 
@@ -607,15 +643,14 @@ discover_domain(Ctx *ctx, virDomainPtr dom)
     bool running;
 
     out->disks = g_ptr_array_new_with_free_func((GDestroyNotify)vs_discovered_disk_free);
-    out->errors = g_ptr_array_new_with_free_func(g_free);
+    out->problems = g_ptr_array_new_with_free_func((GDestroyNotify)vs_problem_free);
     out->name = g_strdup(virDomainGetName(dom));
     if (virDomainGetUUIDString(dom, uuid) == 0)
         out->uuid = g_strdup(uuid);
     if (virDomainGetState(dom, &state, &reason, 0) < 0) {
         vs_set_libvirt_error(&err, VS_ERROR_LIBVIRT, "discover: domain '%s': cannot read its state",
                              out->name);
-        problem(ctx, out, "%s", err->message);
-        g_clear_error(&err);
+        problem(ctx, out, out->name, NULL, g_steal_pointer(&err));
     }
     out->state = g_strdup(vs_domain_state_string(state));
     running = state != VIR_DOMAIN_SHUTOFF && state != VIR_DOMAIN_NOSTATE &&
@@ -626,18 +661,21 @@ discover_domain(Ctx *ctx, virDomainPtr dom)
     if (!(out->xml = virDomainGetXMLDesc(dom, 0))) {
         vs_set_libvirt_error(&err, VS_ERROR_LIBVIRT, "discover: domain '%s': cannot read its XML",
                              out->name);
-        problem(ctx, out, "%s", err->message);
+        problem(ctx, out, out->name, NULL, g_steal_pointer(&err));
         return out;
     }
     if (!(def = vs_domain_def_parse_string(out->xml, out->name, &err))) {
-        problem(ctx, out, "discover: domain '%s': %s", out->name, err->message);
+        vs_error_prefix(&err, "discover: domain '%s'", out->name);
+        problem(ctx, out, out->name, NULL, g_steal_pointer(&err));
         return out;
     }
     out->agent = agent_status(ctx, dom, def, running);
     for (guint i = 0; i < def->disks->len; i++) {
         VsDiscoveredDisk *d = discover_disk(ctx, def->disks->pdata[i]);
         if (d->error)
-            problem(ctx, out, "discover: domain '%s': disk %s: %s", out->name, d->target, d->error);
+            problem(ctx, out, out->name, d->target,
+                    g_error_new(VS_ERROR, d->error_code, "discover: domain '%s': disk %s: %s",
+                                out->name, d->target, d->error));
         g_ptr_array_add(out->disks, d);
     }
     return out;
@@ -671,7 +709,7 @@ compare_domains(gconstpointer a, gconstpointer b)
 
 GPtrArray *
 vs_discover(virConnectPtr conn, const char *const *names, const VsDiscoverOptions *opts,
-            char ***problems, GError **error)
+            GPtrArray **problems, GError **error)
 {
     VsDiscoverOptions defaults;
     g_autoptr(GPtrArray) out =
@@ -681,7 +719,7 @@ vs_discover(virConnectPtr conn, const char *const *names, const VsDiscoverOption
         .opts = opts,
         .pools = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)pool_info_free),
         .nfs_exports = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_strfreev),
-        .problems = g_ptr_array_new_with_free_func(g_free),
+        .problems = g_ptr_array_new_with_free_func((GDestroyNotify)vs_problem_free),
     };
 
     if (!opts) {
@@ -711,8 +749,10 @@ vs_discover(virConnectPtr conn, const char *const *names, const VsDiscoverOption
             virDomainPtr dom = lookup_domain(conn, names[i]);
             if (!dom) {
                 char *uri = virConnectGetURI(conn);
-                problem(&ctx, NULL, "discover: domain '%s' not found: `virsh -c %s list --all` "
-                        "lists the domains this connection knows", names[i], uri ? uri : "URI");
+                problem(&ctx, NULL, names[i], NULL,
+                        g_error_new(VS_ERROR, VS_ERROR_NOT_FOUND, "discover: domain '%s' not found: "
+                                    "`virsh -c %s list --all` lists the domains this connection "
+                                    "knows", names[i], uri ? uri : "URI"));
                 free(uri);
                 continue;
             }
@@ -722,10 +762,8 @@ vs_discover(virConnectPtr conn, const char *const *names, const VsDiscoverOption
     }
 
 cleanup:
-    if (problems && ctx.problems->len > 0) {
-        g_ptr_array_add(ctx.problems, NULL);
-        *problems = (char **)g_ptr_array_free(g_steal_pointer(&ctx.problems), FALSE);
-    }
+    if (problems && ctx.problems->len > 0)
+        *problems = g_steal_pointer(&ctx.problems);
     if (ctx.problems)
         g_ptr_array_unref(ctx.problems);
     g_hash_table_unref(ctx.pools);

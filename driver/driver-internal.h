@@ -12,6 +12,7 @@
 #include "vs-copy.h"
 #include "vs-xml.h"
 #include "vs-fault.h"
+#include "journal-records.h"
 
 /* ------------------------------------------------------------------------- */
 /* State directory                                                           */
@@ -30,11 +31,10 @@ char *vs_qemu_dac_owner(virConnectPtr conn, const char *virt_type);
  * before the step it announces. The writer holds an exclusive flock on the file
  * for its whole life, which is how recover tells a live run from a dead one. */
 
-typedef struct _VsJournal VsJournal;
-
 VsJournal *vs_journal_create(const char *state_dir, const char *id, GError **error);
-/* Appends {"op": OP, "time": µs, KEY: VALUE, ...} (NULL-terminated string pairs). */
-bool vs_journal_append(VsJournal *j, GError **error, const char *op, ...) G_GNUC_NULL_TERMINATED;
+/* Appends TEXT (one JSON object) as a line and fsyncs it; the records'
+ * writers (journal-records.h) are what call it. */
+bool vs_journal_write_line(VsJournal *j, const char *text, GError **error);
 /* The run is over: the journal is removed. */
 void vs_journal_finish(VsJournal *j);
 /* The run ends with work left for recover: the journal stays, unlocked. */
@@ -51,8 +51,8 @@ void vs_temp_done(VsJournal *j, const char *path);
 
 /* Journal files in STATE/journal, sorted. */
 char **vs_journal_list(const char *state_dir);
-/* Reads the records (JsonObject*, owned by the array); a torn last line is
- * ignored. With try_lock, fails with VS_ERROR_FAILED "in progress" if a live
+/* Reads the records (VsJournalRecord*, owned by the array; see
+ * vs_journal_parse); a torn last line is ignored. With try_lock, fails with VS_ERROR_FAILED "in progress" if a live
  * process holds the journal; on success *lock_fd holds the lock (close it). */
 GPtrArray *vs_journal_read(const char *path, bool try_lock, int *lock_fd, GError **error);
 

@@ -1,6 +1,7 @@
 /* The crash-recovery journal and per-domain locks. A backup writes what it is
- * about to do (freeze this domain, put that overlay on this disk, commit it) to
- * STATE/journal/<id>.jsonl and fsyncs it before doing it, so that after a crash,
+ * about to do (freeze this domain, put that overlay on this disk, commit it;
+ * the records are journal-records.h's) to STATE/journal/<id>.jsonl and fsyncs
+ * it before doing it, so that after a crash,
  * a kill -9 or a power cut `virtsnap recover` knows exactly which guests may be
  * frozen and which overlays are virtsnap's to commit back; it never touches an
  * overlay it did not create. Export and restore journal the temp images they
@@ -128,38 +129,11 @@ vs_journal_path(const VsJournal *j)
 }
 
 bool
-vs_journal_append(VsJournal *j, GError **error, const char *op, ...)
+vs_journal_write_line(VsJournal *j, const char *text, GError **error)
 {
-    g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = NULL;
-    g_autofree char *line = NULL;
-    g_autofree char *text = NULL;
-    const char *key;
-    va_list ap;
-    size_t len, off = 0;
+    g_autofree char *line = g_strconcat(text, "\n", NULL);
+    size_t len = strlen(line), off = 0;
 
-    json_builder_begin_object(b);
-    json_builder_set_member_name(b, "op");
-    json_builder_add_string_value(b, op);
-    json_builder_set_member_name(b, "time");
-    json_builder_add_int_value(b, g_get_real_time());
-    va_start(ap, op);
-    while ((key = va_arg(ap, const char *))) {
-        const char *val = va_arg(ap, const char *);
-        json_builder_set_member_name(b, key);
-        if (val)
-            json_builder_add_string_value(b, val);
-        else
-            json_builder_add_null_value(b);
-    }
-    va_end(ap);
-    json_builder_end_object(b);
-    root = json_builder_get_root(b);
-    json_generator_set_root(gen, root);
-    text = json_generator_to_data(gen, NULL);
-    line = g_strconcat(text, "\n", NULL);
-    len = strlen(line);
     while (off < len) {
         ssize_t w = write(j->fd, line + off, len - off);
         if (w < 0 && errno == EINTR)
@@ -216,7 +190,6 @@ GPtrArray *
 vs_journal_read(const char *path, bool try_lock, int *lock_fd, GError **error)
 {
     g_autofree char *text = NULL;
-    g_auto(GStrv) lines = NULL;
     GPtrArray *out;
     int fd = -1;
 
@@ -240,21 +213,7 @@ vs_journal_read(const char *path, bool try_lock, int *lock_fd, GError **error)
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "journal: cannot read %s", path);
         return NULL;
     }
-    out = g_ptr_array_new_with_free_func((GDestroyNotify)json_object_unref);
-    lines = g_strsplit(text, "\n", -1);
-    for (size_t i = 0; lines[i]; i++) {
-        g_autoptr(JsonParser) p = json_parser_new();
-        JsonNode *root;
-
-        if (!*lines[i])
-            continue;
-        /* A record cut short by a crash is the last one, and was never acted on. */
-        if (!json_parser_load_from_data(p, lines[i], -1, NULL))
-            continue;
-        root = json_parser_get_root(p);
-        if (root && JSON_NODE_HOLDS_OBJECT(root))
-            g_ptr_array_add(out, json_object_ref(json_node_get_object(root)));
-    }
+    out = vs_journal_parse(text);
     if (lock_fd)
         *lock_fd = fd;
     else if (fd >= 0)

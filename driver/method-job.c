@@ -79,9 +79,11 @@ prepare_job_dirs(Run *run, DomJob *j)
     g_autofree char *owner = vs_qemu_dac_owner(vs_link_conn(run->link), NULL);
     unsigned uid = 0, gid = 0;
 
-    if (!journal(run, j, "backup-job", "checkpoint", p->checkpoint, "socket_dir", p->sock_dir,
-                 "scratch_dir", p->scratch_dir))
+    if (!vs_journal_backup_job(run->journal, j->name, j->uuid, p->checkpoint, p->sock_dir, p->scratch_dir,
+                               &err)) {
+        dom_fail(j, "%s", err->message);
         return;
+    }
     /* QEMU (libvirt-qemu) creates the socket; libvirt creates and labels the scratch files. */
     if (!vs_make_dir(p->scratch_dir, 0755, &err) ||
         (p->sock_dir && (!vs_make_dir(vs_run_dir(), 0755, &err) ||
@@ -382,7 +384,7 @@ job_finish(Run *run, DomJob *j)
         return false;
     }
     remove_job_dirs(j);
-    journal(run, j, "job-ended", NULL, NULL, NULL, NULL, NULL, NULL);
+    journal(run, j, vs_journal_job_ended);
     resume_paused(run, j);
     return true;
 }

@@ -117,9 +117,8 @@ overlay_prepare(Run *run, DomJob *j)
         DiskJob *d = j->disks->pdata[k];
         g_autoptr(GError) jerr = NULL;
         if (d->overlay &&
-            !vs_journal_append(run->journal, &jerr, "overlay", "domain", j->name, "uuid", j->uuid,
-                               "disk", d->target, "overlay", d->overlay,
-                               "original", d->path ? d->path : d->url, "format", d->format, NULL))
+            !vs_journal_overlay(run->journal, j->name, j->uuid, d->target, d->overlay,
+                                d->path ? d->path : d->url, d->format, &jerr))
             dom_fail(j, "%s", jerr->message);
     }
     if (!j->error)
@@ -263,7 +262,7 @@ commit_frozen(Run *run, DomJob *j, DiskJob *d, int64_t *held_ms, GError **error)
                                  o->max_freeze_ms, uuids, o->agent_timeout, error);
     if (!guardian)
         return false;
-    if (!journal(run, j, "freeze", NULL, NULL, NULL, NULL, NULL, NULL)) {
+    if (!journal(run, j, vs_journal_freeze)) {
         vs_guardian_stop(guardian, true);
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "commit: domain '%s': cannot journal the freeze",
                     j->name);
@@ -285,7 +284,7 @@ commit_frozen(Run *run, DomJob *j, DiskJob *d, int64_t *held_ms, GError **error)
     *held_ms = vs_now_ms() - t0;
     vs_guardian_stop(guardian, thawed);
     if (thawed)
-        journal(run, j, "thawed", NULL, NULL, NULL, NULL, NULL, NULL);
+        journal(run, j, vs_journal_thawed);
     else
         dom_fail(j, "%s (the guardian tries again at once)", thaw_err->message);
     return ok;
@@ -336,7 +335,8 @@ drop_overlay(Run *run, DomJob *j, DiskJob *d)
         dom_fail(j, "commit: cannot remove overlay %s: %s", d->overlay, g_strerror(errno));
         return false;
     }
-    journal(run, j, "committed", "disk", d->target, NULL, NULL, NULL, NULL);
+    if (!vs_journal_committed(run->journal, j->name, j->uuid, d->target, &err))
+        dom_fail(j, "%s", err->message);
     progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 1, 1);
     vs_fault_point("after-commit");
     return true;
@@ -379,6 +379,7 @@ commit_disk(Run *run, DomJob *j, DiskJob *d)
 {
     for (int attempt = 1;; attempt++) {
         g_autoptr(GError) err = NULL;
+        g_autoptr(GError) jerr = NULL;
         g_autofree char *cur = NULL;
         bool retry = attempt < 4;
 
@@ -405,7 +406,8 @@ commit_disk(Run *run, DomJob *j, DiskJob *d)
             return drop_overlay(run, j, d);
         }
         progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 0, 1);
-        journal(run, j, "commit", "disk", d->target, "overlay", d->overlay, NULL, NULL);
+        if (!vs_journal_commit(run->journal, j->name, j->uuid, d->target, d->overlay, &jerr))
+            dom_fail(j, "%s", jerr->message);
         vs_fault_point("before-commit");
         if (!commit_pivot(run, j, d, &err)) {
             if (retry && !vs_link_alive(run->link))

@@ -33,13 +33,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *
-member(JsonObject *o, const char *key)
-{
-    JsonNode *n = json_object_get_member(o, key);
-    return n && JSON_NODE_HOLDS_VALUE(n) ? json_node_get_string(n) : NULL;
-}
-
 static void
 act(GPtrArray *actions, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
@@ -193,11 +186,11 @@ orphan_overlay(const char *overlay, const char *original, const char *name, GPtr
 }
 
 static bool
-recover_overlay(virConnectPtr conn, JsonObject *rec, GPtrArray *actions, GError **error)
+recover_overlay(virConnectPtr conn, const VsJournalRecord *rec, GPtrArray *actions, GError **error)
 {
-    const char *uuid = member(rec, "uuid"), *name = member(rec, "domain");
-    const char *disk = member(rec, "disk"), *overlay = member(rec, "overlay");
-    const char *original = member(rec, "original"), *format = member(rec, "format");
+    const char *uuid = rec->uuid, *name = rec->domain;
+    const char *disk = rec->disk, *overlay = rec->overlay;
+    const char *original = rec->original, *format = rec->format;
     virDomainPtr dom;
     g_autofree char *xml = NULL;
     g_autoptr(VsDomainDef) def = NULL;
@@ -264,9 +257,9 @@ out:
 /* False when the guest may still be frozen: the journal then stays, and the
  * next recover (or backup of the domain) tries again. */
 static bool
-recover_thaw(virConnectPtr conn, JsonObject *rec, GPtrArray *actions, GError **error)
+recover_thaw(virConnectPtr conn, const VsJournalRecord *rec, GPtrArray *actions, GError **error)
 {
-    const char *uuid = member(rec, "uuid"), *name = member(rec, "domain");
+    const char *uuid = rec->uuid, *name = rec->domain;
     virDomainPtr dom = uuid ? virDomainLookupByUUIDString(conn, uuid) : NULL;
     g_autofree char *status = NULL;
     bool ok = true;
@@ -315,15 +308,15 @@ remove_dir_files(const char *dir)
         rmdir(dir);
 }
 
-/* A "backup-job" record: the pull-mode job of a dead run. BEGIN (the run's
- * "begin" record) says where its manifest would be. */
+/* A BACKUP_JOB record: the pull- or push-mode job of a dead run. BEGIN (the
+ * run's BEGIN record) says where its manifest would be. */
 static bool
-recover_backup_job(virConnectPtr conn, JsonObject *rec, JsonObject *begin, bool ended,
-                   GPtrArray *actions, GError **error)
+recover_backup_job(virConnectPtr conn, const VsJournalRecord *rec, const VsJournalRecord *begin,
+                   bool ended, GPtrArray *actions, GError **error)
 {
-    const char *uuid = member(rec, "uuid"), *name = member(rec, "domain");
-    const char *cp = member(rec, "checkpoint");
-    const char *repo = begin ? member(begin, "repo") : NULL, *id = begin ? member(begin, "id") : NULL;
+    const char *uuid = rec->uuid, *name = rec->domain;
+    const char *cp = rec->checkpoint;
+    const char *repo = begin ? begin->repo : NULL, *id = begin ? begin->id : NULL;
     virDomainPtr dom = uuid ? virDomainLookupByUUIDString(conn, uuid) : NULL;
     g_autofree char *manifest = NULL;
     bool ok = true;
@@ -349,8 +342,8 @@ recover_backup_job(virConnectPtr conn, JsonObject *rec, JsonObject *begin, bool 
     }
     /* While the job runs, QEMU still uses its scratch files. */
     if (ok) {
-        remove_dir_files(member(rec, "scratch_dir"));
-        remove_dir_files(member(rec, "socket_dir"));
+        remove_dir_files(rec->scratch_dir);
+        remove_dir_files(rec->socket_dir);
     }
     /* Killed after its manifest was written, the run's checkpoint is the chain's
      * newest; otherwise it marks a backup that does not exist. */
@@ -374,9 +367,10 @@ recover_backup_job(virConnectPtr conn, JsonObject *rec, JsonObject *begin, bool 
 /* The repository's temp files of a dead run (REPO/tmp/KIND-PID-RANDOM.tmp):
  * chunks it had not yet made durable, never referenced by any manifest. */
 static void
-remove_repo_temp(JsonObject *begin, GPtrArray *actions)
+remove_repo_temp(const VsJournalRecord *begin, GPtrArray *actions)
 {
-    const char *repo = member(begin, "repo"), *pid = member(begin, "pid");
+    const char *repo = begin->repo;
+    int pid = begin->pid;
     g_autofree char *dir = NULL;
     g_autofree char *infix = NULL;
     struct dirent *de;
@@ -384,13 +378,13 @@ remove_repo_temp(JsonObject *begin, GPtrArray *actions)
     int root, fd;
     unsigned n = 0;
 
-    if (!repo || !pid || atoi(pid) <= 0)
+    if (!repo || pid <= 0)
         return;
     /* A live process with that pid (reused) may be writing there now. */
-    if (kill(atoi(pid), 0) == 0 || errno != ESRCH)
+    if (kill(pid, 0) == 0 || errno != ESRCH)
         return;
     dir = g_build_filename(repo, "tmp", NULL);
-    infix = g_strdup_printf("-%s-", pid);
+    infix = g_strdup_printf("-%d-", pid);
     /* REPO/tmp itself, never a symlink in its place: what is deleted is in the
      * repository (a tampered one is refused by the commands that open it). */
     if ((root = open(repo, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
@@ -440,7 +434,7 @@ any_domain_uses(virConnectPtr conn, const char *path, char **who, GError **error
     return r;
 }
 
-/* A "temp" record of an export or restore that is gone (its journal is no
+/* A TEMP record of an export or restore that is gone (its journal is no
  * longer locked): the image it was building. */
 static bool
 recover_temp(virConnectPtr conn, const char *path, GPtrArray *actions, GError **error)
@@ -486,7 +480,7 @@ touches(GPtrArray *records, const char *const *uuids)
     if (!uuids)
         return true;
     for (guint i = 0; i < records->len; i++) {
-        const char *u = member(records->pdata[i], "uuid");
+        const char *u = ((VsJournalRecord *)records->pdata[i])->uuid;
         for (size_t k = 0; u && uuids[k]; k++)
             if (!strcmp(u, uuids[k]))
                 return true;
@@ -509,7 +503,7 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
         g_autoptr(GHashTable) committed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         g_autoptr(GHashTable) ended = g_hash_table_new(g_str_hash, g_str_equal);
         g_autoptr(GHashTable) temp_done = g_hash_table_new(g_str_hash, g_str_equal);
-        JsonObject *begin = NULL;
+        VsJournalRecord *begin = NULL;
         g_autoptr(GError) err = NULL;
         g_autofree char *base = g_path_get_basename(journals[i]);
         bool ok = true;
@@ -539,26 +533,26 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
         }
         conn = vs_link_conn(link);
         for (guint k = 0; k < recs->len; k++) {
-            JsonObject *r = recs->pdata[k];
-            const char *op = member(r, "op"), *u = member(r, "uuid");
-            if (!g_strcmp0(op, "thawed") && u)
+            VsJournalRecord *r = recs->pdata[k];
+            const char *u = r->uuid;
+            if (r->kind == VS_JOURNAL_THAWED && u)
                 g_hash_table_add(thawed, (gpointer)u);
-            if (!g_strcmp0(op, "committed") && u)
-                g_hash_table_add(committed, g_strdup_printf("%s/%s", u, member(r, "disk")));
-            if (!g_strcmp0(op, "job-ended") && u)
+            if (r->kind == VS_JOURNAL_COMMITTED && u)
+                g_hash_table_add(committed, g_strdup_printf("%s/%s", u, r->disk));
+            if (r->kind == VS_JOURNAL_JOB_ENDED && u)
                 g_hash_table_add(ended, (gpointer)u);
-            if (!g_strcmp0(op, "temp-done") && member(r, "path"))
-                g_hash_table_add(temp_done, (gpointer)member(r, "path"));
-            if (!g_strcmp0(op, "begin"))
+            if (r->kind == VS_JOURNAL_TEMP_DONE && r->path)
+                g_hash_table_add(temp_done, r->path);
+            if (r->kind == VS_JOURNAL_BEGIN)
                 begin = r;
         }
         /* Thaw first: a frozen guest is the urgent part. */
         for (guint k = 0; k < recs->len; k++) {
-            JsonObject *r = recs->pdata[k];
+            VsJournalRecord *r = recs->pdata[k];
             g_autoptr(GError) terr = NULL;
 
-            if (!g_strcmp0(member(r, "op"), "freeze") &&
-                !g_hash_table_contains(thawed, member(r, "uuid") ? member(r, "uuid") : "") &&
+            if (r->kind == VS_JOURNAL_FREEZE &&
+                !g_hash_table_contains(thawed, r->uuid ? r->uuid : "") &&
                 !recover_thaw(conn, r, actions, &terr)) {
                 if (all_ok && ok && error && !*error)
                     g_propagate_error(error, g_steal_pointer(&terr));
@@ -568,12 +562,12 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
             }
         }
         for (guint k = 0; k < recs->len; k++) {
-            JsonObject *r = recs->pdata[k];
+            VsJournalRecord *r = recs->pdata[k];
             g_autofree char *key = NULL;
             g_autoptr(GError) oerr = NULL;
 
-            if (!g_strcmp0(member(r, "op"), "temp")) {
-                const char *path = member(r, "path");
+            if (r->kind == VS_JOURNAL_TEMP) {
+                const char *path = r->path;
 
                 if ((!path || !g_hash_table_contains(temp_done, path)) &&
                     !recover_temp(conn, path, actions, &oerr)) {
@@ -585,9 +579,8 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
                 }
                 continue;
             }
-            if (!g_strcmp0(member(r, "op"), "backup-job") &&
-                !recover_backup_job(conn, r, begin,
-                                    g_hash_table_contains(ended, member(r, "uuid") ? member(r, "uuid") : ""),
+            if (r->kind == VS_JOURNAL_BACKUP_JOB &&
+                !recover_backup_job(conn, r, begin, g_hash_table_contains(ended, r->uuid ? r->uuid : ""),
                                     actions, &oerr)) {
                 if (all_ok && ok && error && !*error)
                     g_propagate_error(error, g_steal_pointer(&oerr));
@@ -596,9 +589,9 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
                 ok = false;
                 continue;
             }
-            if (g_strcmp0(member(r, "op"), "overlay") != 0)
+            if (r->kind != VS_JOURNAL_OVERLAY)
                 continue;
-            key = g_strdup_printf("%s/%s", member(r, "uuid"), member(r, "disk"));
+            key = g_strdup_printf("%s/%s", r->uuid, r->disk);
             if (g_hash_table_contains(committed, key))
                 continue;
             if (!recover_overlay(conn, r, actions, &oerr)) {
@@ -612,7 +605,7 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
         }
         if (ok) {
             for (guint k = 0; k < recs->len; k++)
-                if (!g_strcmp0(member(recs->pdata[k], "op"), "begin"))
+                if (((VsJournalRecord *)recs->pdata[k])->kind == VS_JOURNAL_BEGIN)
                     remove_repo_temp(recs->pdata[k], actions);
             unlink(journals[i]);
             act(actions, "recovered interrupted run %.*s", (int)(strlen(base) - strlen(".jsonl")), base);

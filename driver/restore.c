@@ -361,8 +361,8 @@ journal_temps(Run *run, GError **error)
             RDisk *d = r->disks->pdata[k];
             g_autofree char *raw = d->tmp ? g_strdup_printf("%s.raw", d->tmp) : NULL;
 
-            if ((d->tmp && !vs_journal_append(run->journal, error, "temp", "path", d->tmp, NULL)) ||
-                (d->instant_copy && !vs_journal_append(run->journal, error, "temp", "path", raw, NULL))) {
+            if ((d->tmp && !vs_journal_temp(run->journal, d->tmp, error)) ||
+                (d->instant_copy && !vs_journal_temp(run->journal, raw, error))) {
                 vs_error_prefix(error, "restore");
                 return false;
             }

@@ -20,13 +20,12 @@ vs_temp_journal_create(const char *state_dir, const char *kind, GError **error)
     g_autoptr(GDateTime) now = g_date_time_new_now_utc();
     g_autofree char *stamp = g_date_time_format(now, "%Y%m%dT%H%M%SZ");
     g_autofree char *id = g_strdup_printf("%s-%s-%d-%08x", kind, stamp, (int)getpid(), g_random_int());
-    g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
     VsJournal *j;
 
     if (!vs_make_dir(vs_state_dir(state_dir), 0755, error) ||
         !(j = vs_journal_create(state_dir, id, error)))
         return NULL;
-    if (!vs_journal_append(j, error, "begin", "kind", kind, "pid", pid, "host", vs_temp_host(), NULL)) {
+    if (!vs_journal_begin_temps(j, kind, (int)getpid(), vs_temp_host(), error)) {
         vs_journal_finish(j);
         return NULL;
     }
@@ -38,7 +37,7 @@ vs_temp_claim(VsJournal *j, const char *dir, const char *base, GError **error)
 {
     g_autofree char *path = vs_temp_path(dir, base);
 
-    if (!vs_journal_append(j, error, "temp", "path", path, NULL))
+    if (!vs_journal_temp(j, path, error))
         return NULL;
     return g_steal_pointer(&path);
 }
@@ -49,7 +48,7 @@ vs_temp_done(VsJournal *j, const char *path)
     /* Best effort: a temp file recover then finds is in place (a file of a
      * domain: left alone) or gone. */
     if (j && path)
-        (void)vs_journal_append(j, NULL, "temp-done", "path", path, NULL);
+        (void)vs_journal_temp_done(j, path, NULL);
 }
 
 bool

@@ -66,7 +66,21 @@ typedef struct {
     bool chain_complete;  /* the chain is known to end (not cut off by an unreadable image) */
     char *skipped;        /* why this disk is not backed up, or NULL */
     char *error;          /* what could not be resolved for this disk, or NULL */
+    VsErrorCode error_code;  /* with error: VS_ERROR_NOT_FOUND (a pool or volume), ... */
 } VsDiscoveredDisk;
+
+/* Something discovery could not resolve. DISK NULL: the domain itself, which
+ * was not found (VS_ERROR_NOT_FOUND; DOMAIN as it was named) or could not be
+ * read; otherwise one of its disks, the others still discovered. DOMAIN NULL
+ * too: the host's (its storage pools cannot be listed). */
+typedef struct {
+    char *domain;
+    char *disk;           /* the target ("vda"), or NULL */
+    GError *error;        /* its code, and the whole message ("discover: domain 'x': ...") */
+} VsProblem;
+
+void vs_problem_free(VsProblem *p);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsProblem, vs_problem_free)
 
 typedef struct {
     char *name;
@@ -77,7 +91,7 @@ typedef struct {
     VsAgentStatus agent;
     char *xml;            /* the domain XML that was read (live XML when running) */
     GPtrArray *disks;     /* of VsDiscoveredDisk* */
-    GPtrArray *errors;    /* of char*: problems found while resolving this domain */
+    GPtrArray *problems;  /* of VsProblem*: what could not be resolved in this domain */
 } VsDiscoveredDomain;
 
 typedef struct {
@@ -89,12 +103,12 @@ typedef struct {
 void vs_discover_options_init(VsDiscoverOptions *opts);
 
 /* Discovers NAMES (NULL or empty: every domain, running or shut off, persistent or
- * transient, sorted by name). Each name that cannot be found, and each disk that
- * cannot be resolved, is reported in *PROBLEMS (a vector of messages, set only when
+ * transient, sorted by name). Each name that cannot be found, and each domain or
+ * disk that cannot be resolved, is reported in *PROBLEMS (VsProblem*, set only when
  * there are any) while the others are still discovered. Returns an array of
  * VsDiscoveredDomain*, or NULL with *error set when nothing at all can be listed. */
 GPtrArray *vs_discover(virConnectPtr conn, const char *const *names,
-                       const VsDiscoverOptions *opts, char ***problems, GError **error);
+                       const VsDiscoverOptions *opts, GPtrArray **problems, GError **error);
 
 void vs_discovered_domain_free(VsDiscoveredDomain *dom);
 void vs_discovered_disk_free(VsDiscoveredDisk *disk);

@@ -25,7 +25,7 @@ vs_cmd_discover(const VsGlobal *g, int argc, char **argv)
     g_autoptr(GOptionContext) octx = g_option_context_new("[DOMAIN...] - discover domains and their disks");
     g_autoptr(GError) err = NULL;
     g_autoptr(GPtrArray) doms = NULL;
-    g_auto(GStrv) problems = NULL;
+    g_autoptr(GPtrArray) problems = NULL;
     g_autofree char *out = NULL;
     VsDiscoverOptions opts;
     virConnectPtr conn;
@@ -69,7 +69,7 @@ vs_cmd_discover(const VsGlobal *g, int argc, char **argv)
         out = vs_discover_to_text(doms);
     fputs(out, stdout);
     fflush(stdout);
-    for (size_t i = 0; problems && problems[i]; i++)
-        vs_print_error("%s", problems[i]);
+    for (guint i = 0; problems && i < problems->len; i++)
+        vs_print_error("%s", ((VsProblem *)problems->pdata[i])->error->message);
     return problems ? 1 : 0;
 }

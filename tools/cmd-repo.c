@@ -482,7 +482,7 @@ vs_cmd_prune(const VsGlobal *g, int argc, char **argv)
     if ((rc = open_repo("prune", repo_arg(repo), !dry_run, &r)))
         return rc;
     if (!(plan = vs_repo_prune_plan(r, &policy, &err))) {
-        vs_print_error("%s%s", g_str_has_prefix(err->message, "prune: ") ? "" : "prune: ", err->message);
+        vs_print_error("%s", err->message);
         return err->code == VS_ERROR_INVALID_ARG ? 2 : 1;
     }
     gone = g_ptr_array_new();

@@ -96,8 +96,8 @@ vs_discover_to_json(GPtrArray *domains, bool pretty)
         json_builder_end_array(b);
         json_builder_set_member_name(b, "errors");
         json_builder_begin_array(b);
-        for (guint j = 0; j < dom->errors->len; j++)
-            json_builder_add_string_value(b, dom->errors->pdata[j]);
+        for (guint j = 0; j < dom->problems->len; j++)
+            json_builder_add_string_value(b, ((VsProblem *)dom->problems->pdata[j])->error->message);
         json_builder_end_array(b);
         json_builder_end_object(b);
     }
@@ -208,10 +208,12 @@ vs_discover_to_text(GPtrArray *domains)
             if (d->error)
                 g_string_append_printf(s, "        error: %s\n", d->error);
         }
-        for (guint j = 0; j < dom->errors->len; j++) {
+        for (guint j = 0; j < dom->problems->len; j++) {
+            const VsProblem *p = dom->problems->pdata[j];
+
             /* disk errors were printed beside their disk */
-            if (!strstr(dom->errors->pdata[j], ": disk "))
-                g_string_append_printf(s, "  error: %s\n", (char *)dom->errors->pdata[j]);
+            if (!p->disk)
+                g_string_append_printf(s, "  error: %s\n", p->error->message);
         }
     }
     return g_string_free(s, FALSE);

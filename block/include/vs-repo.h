@@ -369,7 +369,7 @@ bool vs_prune_select(GPtrArray *decisions, const VsPrunePolicy *policy, GError *
 /* The decision for every backup in REPO (newest first), each from its summary
  * (vs_repo_list_summaries), or NULL when any backup can be described neither by
  * a summary matching its manifest nor by the manifest (then nothing may be
- * removed). The caller removes
+ * removed; every error's message starts with "prune: "). The caller removes
  * with vs_repo_delete_many and then runs vs_repo_gc. */
 GPtrArray *vs_repo_prune_plan(VsRepo *repo, const VsPrunePolicy *policy, GError **error);
 

@@ -114,8 +114,10 @@ vs_repo_prune_plan(VsRepo *repo, const VsPrunePolicy *policy, GError **error)
      * not its whole manifest (vs_repo_list_summaries). */
     g_autoptr(GPtrArray) backups = vs_repo_list_summaries(repo, error);
 
-    if (!backups)
+    if (!backups) {
+        vs_error_prefix(error, "prune");
         return NULL;
+    }
     for (guint i = 0; i < backups->len; i++) {
         const VsBackupSummary *m = backups->pdata[i];
         VsPruneDecision *d;

@@ -33,7 +33,7 @@ domain(const char *name)
     dom->persistent = true;
     dom->agent = VS_AGENT_RESPONDING;
     dom->disks = g_ptr_array_new_with_free_func((GDestroyNotify)vs_discovered_disk_free);
-    dom->errors = g_ptr_array_new_with_free_func(g_free);
+    dom->problems = g_ptr_array_new_with_free_func((GDestroyNotify)vs_problem_free);
     return dom;
 }
 
@@ -139,6 +139,49 @@ test_json(void)
     g_assert_cmpint(json_object_get_int_member(iscsi, "lun"), ==, 1);
 }
 
+static void
+add_problem(VsDiscoveredDomain *dom, const char *disk, VsErrorCode code, const char *msg)
+{
+    VsProblem *p = g_new0(VsProblem, 1);
+
+    p->domain = g_strdup(dom->name);
+    p->disk = g_strdup(disk);
+    p->error = g_error_new_literal(VS_ERROR, code, msg);
+    g_ptr_array_add(dom->problems, p);
+}
+
+/* A domain's problems: all of them in the JSON; in the text, those of the
+ * domain itself at its end, a disk's only beside the disk. */
+static void
+test_problems(void)
+{
+    g_autoptr(GPtrArray) doms = sample();
+    VsDiscoveredDomain *web = doms->pdata[0];
+    VsDiscoveredDisk *vda = web->disks->pdata[0];
+    g_autofree char *text = NULL, *json = NULL;
+    g_autoptr(JsonParser) parser = json_parser_new();
+    JsonArray *errors;
+
+    vda->error = g_strdup("storage pool 'default' does not exist");
+    vda->error_code = VS_ERROR_NOT_FOUND;
+    add_problem(web, "vda", VS_ERROR_NOT_FOUND,
+                "discover: domain 'web1': disk vda: storage pool 'default' does not exist");
+    add_problem(web, NULL, VS_ERROR_LIBVIRT, "discover: domain 'web1': cannot read its state");
+    text = vs_discover_to_text(doms);
+    g_assert_nonnull(strstr(text, "        error: storage pool 'default' does not exist\n"));
+    g_assert_nonnull(strstr(text, "\n  error: discover: domain 'web1': cannot read its state\n"));
+    g_assert_null(strstr(text, "  error: discover: domain 'web1': disk vda"));
+    json = vs_discover_to_json(doms, false);
+    g_assert_true(json_parser_load_from_data(parser, json, -1, NULL));
+    errors = json_object_get_array_member(
+        json_array_get_object_element(json_node_get_array(json_parser_get_root(parser)), 0), "errors");
+    g_assert_cmpuint(json_array_get_length(errors), ==, 2);
+    g_assert_cmpstr(json_array_get_string_element(errors, 0), ==,
+                    "discover: domain 'web1': disk vda: storage pool 'default' does not exist");
+    g_assert_cmpstr(json_array_get_string_element(errors, 1), ==,
+                    "discover: domain 'web1': cannot read its state");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -146,5 +189,6 @@ main(int argc, char **argv)
     g_test_add_func("/discover/mapping", test_mapping);
     g_test_add_func("/discover/mapping-empty", test_mapping_empty);
     g_test_add_func("/discover/json", test_json);
+    g_test_add_func("/discover/problems", test_problems);
     return g_test_run();
 }

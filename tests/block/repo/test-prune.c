@@ -5,7 +5,10 @@
 #include "config.h"
 #include "vs-repo.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A backup completed at local Y-M-D h:00 of DOMAINS (comma-separated). */
 static VsPruneDecision *
@@ -116,6 +119,33 @@ test_union_and_errors(void)
     g_assert_nonnull(strstr(err->message, "nothing is removed"));
 }
 
+/* Every failure of the plan names prune, the tool prints it as it is: here a
+ * repository whose backups/ became a symbolic link under it. */
+static void
+test_plan_error(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("vs-prune-XXXXXX", NULL);
+    g_autofree char *path = g_build_filename(dir, "repo", NULL);
+    g_autofree char *backups = g_build_filename(path, "backups", NULL);
+    g_autofree char *moved = g_build_filename(dir, "backups-moved", NULL);
+    VsPrunePolicy p = { .keep_last = 1 };
+    g_autoptr(VsRepo) r = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autofree char *cmd = NULL;
+
+    r = vs_repo_open(path, true, true, 0, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(rename(backups, moved), ==, 0);
+    g_assert_cmpint(symlink(moved, backups), ==, 0);
+    g_assert_null(vs_repo_prune_plan(r, &p, &err));
+    g_assert_nonnull(err);
+    g_assert_true(g_str_has_prefix(err->message, "prune: "));
+    g_assert_false(g_str_has_prefix(err->message + strlen("prune: "), "prune: "));
+    g_clear_pointer(&r, vs_repo_close);
+    cmd = g_strdup_printf("rm -rf '%s'", dir);
+    g_assert_cmpint(system(cmd), ==, 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -123,5 +153,6 @@ main(int argc, char **argv)
     g_test_add_func("/prune/keep-last", test_keep_last);
     g_test_add_func("/prune/periods", test_keep_periods);
     g_test_add_func("/prune/union-and-errors", test_union_and_errors);
+    g_test_add_func("/prune/plan-error", test_plan_error);
     return g_test_run();
 }
