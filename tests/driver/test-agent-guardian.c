@@ -37,7 +37,7 @@ setup(Fixture *fx, gconstpointer data)
     vs_fake_domain(fx->fake, "vm3", U3);
     fx->plan = (VsThawPlan){ .uri = "test:///fake", .state_dir = fx->state_dir, .id = "B1",
                              .agent_timeout = 5, .first_pause_ms = 1, .max_pause_ms = 4,
-                             .persist_s = 60, .detach = false };
+                             .persist_s = 5, .detach = false };
 }
 
 static void
