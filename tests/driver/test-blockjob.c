@@ -192,6 +192,62 @@ test_job_info_connection_closed(Fixture *fx, gconstpointer data)
                     "error: client socket is closed");
 }
 
+/* Instant restore's copy: no bound but the job's end; the pivot after READY. */
+static void
+test_copy_pivots_after_ready(Fixture *fx, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+
+    (void)data;
+    vs_fake_add_item(fx->fake, "block_copy vm1 vda", "ok");
+    vs_fake_add_event(fx->fake, "vm1", "vda", VIR_DOMAIN_BLOCK_JOB_READY);
+    vs_fake_add_item(fx->fake, "block_job_abort vm1 vda pivot", "ok");
+    g_assert_true(vs_blockcopy_pivot(vs_fake_conn(fx->fake), fx->vm, "vda", "/srv/vm/a&b.img", "raw",
+                                     &err));
+    g_assert_no_error(err);
+    g_assert_cmpstr(vs_fake_last_xml(fx->fake), ==,
+                    "<disk type='file'><source file='/srv/vm/a&amp;b.img'/><driver type='raw'/></disk>");
+
+    vs_fake_add_item(fx->fake, "block_copy vm1 vda", "ok");
+    vs_fake_add_event(fx->fake, "vm1", "vda", VIR_DOMAIN_BLOCK_JOB_READY);
+    vs_fake_add_error(fx->fake, "block_job_abort vm1 vda pivot", VS_ERROR_LIBVIRT, "I/O error");
+    vs_fake_add_item(fx->fake, "block_job_abort vm1 vda", "ok");
+    g_assert_false(vs_blockcopy_pivot(vs_fake_conn(fx->fake), fx->vm, "vda", "/srv/vm/b.img", "raw",
+                                      &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_LIBVIRT);
+    g_assert_cmpstr(err->message, ==, "copy: domain 'vm1' disk vda: pivot to /srv/vm/b.img: I/O error");
+}
+
+/* The disk's current top image, from the live or the persistent XML. */
+static void
+test_disk_source(Fixture *fx, gconstpointer data)
+{
+    const char *xml = "<domain type='kvm'><name>vm1</name><uuid>" U1 "</uuid>"
+                      "<memory>65536</memory><os><type>hvm</type></os><devices>"
+                      "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+                      "<source file='/srv/vm/disk.qcow2.virtsnap-ID.qcow2'/>"
+                      "<target dev='vda' bus='virtio'/></disk></devices></domain>";
+    g_autoptr(GError) err = NULL;
+    g_autofree char *src = NULL;
+
+    (void)data;
+    vs_fake_add_item(fx->fake, "domain_xml vm1 live", xml);
+    src = vs_domain_disk_source(fx->vm, "vda", false, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(src, ==, "/srv/vm/disk.qcow2.virtsnap-ID.qcow2");
+
+    vs_fake_add_item(fx->fake, "domain_xml vm1 inactive", xml);
+    g_assert_null(vs_domain_disk_source(fx->vm, "vdb", true, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_NOT_FOUND);
+    g_assert_cmpstr(err->message, ==, "domain 'vm1' has no disk vdb");
+    g_clear_error(&err);
+
+    vs_fake_add_error(fx->fake, "domain_xml vm1 live", VS_ERROR_LIBVIRT, "client socket is closed");
+    g_assert_null(vs_domain_disk_source(fx->vm, "vda", false, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_LIBVIRT);
+    g_assert_cmpstr(err->message, ==, "domain 'vm1': cannot read its XML: client socket is closed");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -205,5 +261,7 @@ main(int argc, char **argv)
     ADD("/blockjob/other-job-left-alone", test_other_job_left_alone);
     ADD("/blockjob/locked-base-waited-for", test_locked_base_waited_for);
     ADD("/blockjob/job-info-connection-closed", test_job_info_connection_closed);
+    ADD("/blockjob/copy-pivots-after-ready", test_copy_pivots_after_ready);
+    ADD("/blockjob/disk-source", test_disk_source);
     return g_test_run();
 }
