@@ -136,6 +136,26 @@ test_leftover_commit_cancelled(Fixture *fx, gconstpointer data)
     g_assert_cmpint(g_get_monotonic_time() - start, <, G_USEC_PER_SEC);
 }
 
+/* The leftover commit cannot be cancelled and is still there: the error is
+ * the cancel's own (main's code read libvirt's last error after the job-info
+ * call that followed the abort had cleared it: "unknown libvirt error"). */
+static void
+test_leftover_commit_cancel_fails(Fixture *fx, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+
+    (void)data;
+    vs_fake_add_item(fx->fake, "block_job_info vm1 vda", "active-commit");
+    vs_fake_add_error(fx->fake, "block_job_abort vm1 vda", VS_ERROR_LIBVIRT,
+                      "Timed out during operation: cannot acquire state change lock");
+    vs_fake_add_item(fx->fake, "block_job_info vm1 vda", "active-commit");
+    g_assert_false(commit(fx, 5000, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_LIBVIRT);
+    g_assert_cmpstr(err->message, ==, "commit: domain 'vm1' disk vda: cancelling the commit an "
+                    "interrupted run left: Timed out during operation: cannot acquire state "
+                    "change lock");
+}
+
 static void
 test_other_job_left_alone(Fixture *fx, gconstpointer data)
 {
@@ -258,6 +278,7 @@ main(int argc, char **argv)
     ADD("/blockjob/commit-fails-before-ready", test_commit_fails_before_ready);
     ADD("/blockjob/pivot-fails", test_pivot_fails);
     ADD("/blockjob/leftover-commit-cancelled", test_leftover_commit_cancelled);
+    ADD("/blockjob/leftover-commit-cancel-fails", test_leftover_commit_cancel_fails);
     ADD("/blockjob/other-job-left-alone", test_other_job_left_alone);
     ADD("/blockjob/locked-base-waited-for", test_locked_base_waited_for);
     ADD("/blockjob/job-info-connection-closed", test_job_info_connection_closed);
