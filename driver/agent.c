@@ -1,89 +1,62 @@
-/* Freeze and thaw through qemu-guest-agent, every call bounded. libvirt's agent
- * calls wait forever unless the domain has a response timeout (an oVirt freeze
- * once blocked for 7.7 hours), so each call here sets one first and puts the
- * default back afterwards. A freeze that timed out may still have frozen some
- * file systems: callers thaw on every path, and thawing a thawed guest is fine. */
+/* Freeze and thaw through qemu-guest-agent, every call bounded (the control
+ * plane's freeze and thaw take the bound: libvirt's agent calls wait forever
+ * unless told otherwise, and an oVirt freeze once blocked for 7.7 hours). A
+ * freeze that timed out may still have frozen some file systems: callers thaw
+ * on every path, and thawing a thawed guest is fine. */
 #include "config.h"
 #include "driver-internal.h"
+#include "control.h"
 
-#include <libvirt/libvirt-qemu.h>
-#include <libvirt/virterror.h>
-#include <stdlib.h>
 #include <string.h>
-
-static void
-set_timeout(virDomainPtr dom, int timeout_s)
-{
-    /* Older daemons lack the call; the bound then rests on the guardian. */
-    (void)virDomainAgentSetResponseTimeout(dom, timeout_s, 0);
-}
-
-static void
-reset_timeout(virDomainPtr dom)
-{
-    (void)virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
-}
-
-/* Every public libvirt call, virDomainGetName included, clears the thread's
- * last error: names are read before the call whose error we report. */
 
 bool
 vs_agent_freeze(virDomainPtr dom, int timeout_s, GError **error)
 {
-    const char *name = virDomainGetName(dom);
-    int r;
+    const VsControlOps *c = vs_control();
+    GError *cause = NULL;
 
-    set_timeout(dom, timeout_s);
-    r = virDomainFSFreeze(dom, NULL, 0, 0);
-    if (r < 0)
-        vs_set_libvirt_error(error, VS_ERROR_AGENT, "freeze: domain '%s'", name);
-    reset_timeout(dom);
-    return r >= 0;
+    if (c->fs_freeze(dom, timeout_s, &cause))
+        return true;
+    vs_control_error(error, cause, VS_ERROR_AGENT, "freeze: domain '%s'", c->domain_name(dom));
+    return false;
 }
 
 bool
 vs_agent_thaw(virDomainPtr dom, int timeout_s, GError **error)
 {
-    const char *name = virDomainGetName(dom);
-    int r;
+    const VsControlOps *c = vs_control();
+    g_autoptr(GError) refused = NULL;
+    GError *cause = NULL;
+    g_autofree char *reply = NULL;
 
-    set_timeout(dom, timeout_s);
-    r = virDomainFSThaw(dom, NULL, 0, 0);
-    if (r < 0) {
-        /* libvirt's own thaw refuses when it believes nothing is frozen, e.g.
-         * in a recovering process: ask the agent directly. */
-        char *reply = virDomainQemuAgentCommand(dom, "{\"execute\":\"guest-fsfreeze-thaw\"}",
-                                                timeout_s, 0);
-        if (reply) {
-            free(reply);
-            r = 0;
-        } else {
-            vs_set_libvirt_error(error, VS_ERROR_AGENT, "thaw: domain '%s'", name);
-        }
-    }
-    reset_timeout(dom);
-    return r >= 0;
+    if (c->fs_thaw(dom, timeout_s, &refused))
+        return true;
+    /* libvirt's own thaw refuses when it believes nothing is frozen, e.g. in
+     * a recovering process: ask the agent directly. */
+    if ((reply = c->agent_command(dom, "{\"execute\":\"guest-fsfreeze-thaw\"}", timeout_s, &cause)))
+        return true;
+    vs_control_error(error, cause, VS_ERROR_AGENT, "thaw: domain '%s'", c->domain_name(dom));
+    return false;
 }
 
 char *
 vs_agent_freeze_status(virDomainPtr dom, int timeout_s, GError **error)
 {
-    const char *name = virDomainGetName(dom);
-    char *reply = virDomainQemuAgentCommand(dom, "{\"execute\":\"guest-fsfreeze-status\"}",
-                                            timeout_s, 0);
-    char *out = NULL;
+    const VsControlOps *c = vs_control();
+    GError *cause = NULL;
+    g_autofree char *reply = c->agent_command(dom, "{\"execute\":\"guest-fsfreeze-status\"}",
+                                              timeout_s, &cause);
 
     if (!reply) {
-        vs_set_libvirt_error(error, VS_ERROR_AGENT, "freeze status: domain '%s'", name);
+        vs_control_error(error, cause, VS_ERROR_AGENT, "freeze status: domain '%s'",
+                         c->domain_name(dom));
         return NULL;
     }
     if (strstr(reply, "\"frozen\""))
-        out = g_strdup("frozen");
-    else if (strstr(reply, "\"thawed\""))
-        out = g_strdup("thawed");
-    else
-        g_set_error(error, VS_ERROR, VS_ERROR_AGENT, "freeze status: domain '%s': unexpected reply %s",
-                    name, reply);
-    free(reply);
-    return out;
+        return g_strdup("frozen");
+    if (strstr(reply, "\"thawed\""))
+        return g_strdup("thawed");
+    g_set_error(error, VS_ERROR, VS_ERROR_AGENT, "freeze status: domain '%s': unexpected reply %s",
+                c->domain_name(dom), reply);
+    return NULL;
 }

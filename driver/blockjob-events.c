@@ -9,6 +9,7 @@
 #include "config.h"
 #include "driver-internal.h"
 #include "blockjob-events.h"
+#include "control.h"
 
 typedef struct {
     int type;
@@ -25,17 +26,16 @@ vs_block_event_key(virDomainPtr dom, const char *disk)
 {
     char uuid[VIR_UUID_STRING_BUFLEN] = "";
 
-    virDomainGetUUIDString(dom, uuid);
+    vs_control()->domain_uuid(dom, uuid);
     return g_strdup_printf("%s/%s", uuid, disk);
 }
 
 static void
-on_block_job(virConnectPtr conn, virDomainPtr dom, const char *disk, int type, int status,
-             void *opaque)
+on_block_job(virConnectPtr conn, virDomainPtr dom, const char *disk, int type, int status)
 {
     Event *ev = g_new(Event, 1);
 
-    (void)conn; (void)opaque;
+    (void)conn;
     ev->type = type;
     ev->status = status;
     g_mutex_lock(&lock);
@@ -55,10 +55,10 @@ vs_block_events_watch(virConnectPtr conn, const char *op, GError **error)
         conns = g_hash_table_new(NULL, NULL);
     }
     if (!g_hash_table_contains(conns, conn)) {
-        if (virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2,
-                                             VIR_DOMAIN_EVENT_CALLBACK(on_block_job),
-                                             NULL, NULL) < 0) {
-            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "%s: cannot watch block-job events", op);
+        GError *cause = NULL;
+
+        if (!vs_control()->block_job_watch(conn, on_block_job, &cause)) {
+            vs_control_error(error, cause, VS_ERROR_LIBVIRT, "%s: cannot watch block-job events", op);
             ok = false;
         } else {
             g_hash_table_add(conns, conn);

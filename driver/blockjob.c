@@ -9,11 +9,9 @@
 #include "config.h"
 #include "driver-internal.h"
 #include "blockjob-events.h"
+#include "control.h"
 #include "vs-xml.h"
 
-#include <libvirt/virterror.h>
-
-#include <stdlib.h>
 #include <string.h>
 
 /* How long a commit waits for another reader's lock on the base to go away. */
@@ -24,16 +22,17 @@
 static bool
 job_lost(virDomainPtr dom, const char *disk, const char *name, const char *op, GError **error)
 {
-    virDomainBlockJobInfo info;
-    int r = virDomainGetBlockJobInfo(dom, disk, &info, 0);
+    const VsControlOps *c = vs_control();
+    VsBlockJobInfo info;
+    int r = c->block_job_info(dom, disk, &info, NULL);
 
-    if (virConnectIsAlive(virDomainGetConnect(dom)) != 1) {
+    if (c->conn_alive(c->domain_conn(dom)) != 1) {
         g_set_error(error, VS_ERROR, VS_ERROR_CONNECTION, "%s: domain '%s' disk %s: the connection "
                     "to libvirtd closed while the %s ran (libvirtd restarted or stopped)", op, name,
                     disk, op);
         return true;
     }
-    if (virDomainIsActive(dom) == 0) {
+    if (c->domain_is_active(dom) == 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_STOPPED, "%s: domain '%s' stopped while the %s of "
                     "disk %s ran", op, name, op, disk);
         return true;
@@ -52,7 +51,7 @@ wait_ready(virDomainPtr dom, const char *disk, const char *key, int timeout_ms, 
            GError **error)
 {
     gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-    const char *name = virDomainGetName(dom);
+    const char *name = vs_control()->domain_name(dom);
 
     for (;;) {
         int st = vs_block_event_status(key, VS_BLOCK_JOB_ANY_TYPE);
@@ -94,16 +93,16 @@ static bool
 cancel_leftover_commit(virDomainPtr dom, const char *disk, const char *name, const char *key,
                        GError **error)
 {
-    virDomainBlockJobInfo info;
-    int r = virDomainGetBlockJobInfo(dom, disk, &info, 0);
+    const VsControlOps *c = vs_control();
+    VsBlockJobInfo info;
+    GError *cause = NULL;
+    int r = c->block_job_info(dom, disk, &info, &cause);
     gint64 until;
 
     if (r < 0) {
-        g_autofree char *msg = g_strdup(virGetLastErrorMessage());
-
-        g_set_error(error, VS_ERROR, virConnectIsAlive(virDomainGetConnect(dom)) == 1 ?
-                    VS_ERROR_LIBVIRT : VS_ERROR_CONNECTION,
-                    "commit: domain '%s' disk %s: its block jobs: %s", name, disk, msg);
+        vs_control_error(error, cause, c->conn_alive(c->domain_conn(dom)) == 1 ?
+                         VS_ERROR_LIBVIRT : VS_ERROR_CONNECTION,
+                         "commit: domain '%s' disk %s: its block jobs", name, disk);
         return false;
     }
     if (r == 0)
@@ -116,14 +115,16 @@ cancel_leftover_commit(virDomainPtr dom, const char *disk, const char *name, con
                     info.type, name, disk);
         return false;
     }
-    if (virDomainBlockJobAbort(dom, disk, 0) < 0 && virDomainGetBlockJobInfo(dom, disk, &info, 0) > 0) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s: cancelling the "
-                             "commit an interrupted run left", name, disk);
+    if (!c->block_job_abort(dom, disk, false, &cause) &&
+        c->block_job_info(dom, disk, &info, NULL) > 0) {
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s: cancelling "
+                         "the commit an interrupted run left", name, disk);
         return false;
     }
-    for (int i = 0; i < 300 && virDomainGetBlockJobInfo(dom, disk, &info, 0) > 0; i++)
+    g_clear_error(&cause);
+    for (int i = 0; i < 300 && c->block_job_info(dom, disk, &info, NULL) > 0; i++)
         g_usleep(100 * 1000);
-    if (virDomainGetBlockJobInfo(dom, disk, &info, 0) > 0) {
+    if (c->block_job_info(dom, disk, &info, NULL) > 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
                     "commit: domain '%s' disk %s: the commit an interrupted run left did not end "
                     "within 30 s of its cancel", name, disk);
@@ -154,9 +155,11 @@ bool
 vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *disk, int timeout_ms,
                              unsigned long bandwidth, GError **error)
 {
+    const VsControlOps *c = vs_control();
     g_autofree char *key = vs_block_event_key(dom, disk);
-    const char *name = virDomainGetName(dom);
+    const char *name = c->domain_name(dom);
     g_autoptr(GError) local = NULL;
+    GError *cause = NULL;
 
     if (!vs_block_events_watch(conn, "commit", error))
         return false;
@@ -167,31 +170,32 @@ vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *d
     /* SHALLOW: into the image right below the overlay, never deeper down a chain
      * the domain had before the backup. */
     for (gint64 until = g_get_monotonic_time() + LOCK_WAIT_S * G_USEC_PER_SEC;;) {
-        const char *msg;
-        if (virDomainBlockCommit(dom, disk, NULL, NULL, bandwidth,
-                                 VIR_DOMAIN_BLOCK_COMMIT_ACTIVE | VIR_DOMAIN_BLOCK_COMMIT_SHALLOW |
-                                 (bandwidth ? VIR_DOMAIN_BLOCK_COMMIT_BANDWIDTH_BYTES : 0)) == 0)
+        if (c->block_commit(dom, disk, bandwidth,
+                            VIR_DOMAIN_BLOCK_COMMIT_ACTIVE | VIR_DOMAIN_BLOCK_COMMIT_SHALLOW |
+                            (bandwidth ? VIR_DOMAIN_BLOCK_COMMIT_BANDWIDTH_BYTES : 0), &cause))
             break;
         /* The qemu-nbd reader of a backup killed a moment ago holds the base's
          * lock until it notices its client is gone: wait for it, briefly. */
-        msg = virGetLastErrorMessage();
-        if (!strstr(msg, "Failed to get \"write\" lock") || g_get_monotonic_time() > until) {
-            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s", name, disk);
+        if (!g_error_matches(cause, VS_ERROR, VS_ERROR_BUSY) || g_get_monotonic_time() > until) {
+            vs_control_error(error, cause, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s", name,
+                             disk);
             return false;
         }
+        g_clear_error(&cause);
         g_usleep(200 * 1000);
     }
     vs_fault_point("commit-started");
     if (!wait_ready(dom, disk, key, timeout_ms, "commit", &local)) {
         /* Cancel: the guest stays on the overlay, consistent; recover retries. */
-        virDomainBlockJobAbort(dom, disk, 0);
+        (void)c->block_job_abort(dom, disk, false, NULL);
         g_propagate_error(error, g_steal_pointer(&local));
         vs_block_event_forget(key);
         return false;
     }
-    if (virDomainBlockJobAbort(dom, disk, VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT) < 0) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s: pivot", name, disk);
-        virDomainBlockJobAbort(dom, disk, 0);
+    if (!c->block_job_abort(dom, disk, true, &cause)) {
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s: pivot",
+                         name, disk);
+        (void)c->block_job_abort(dom, disk, false, NULL);
         vs_block_event_forget(key);
         return false;
     }
@@ -208,8 +212,10 @@ vs_blockcopy_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, const
     g_autofree char *qfmt = g_markup_escape_text(format, -1);
     g_autofree char *xml = g_strdup_printf("<disk type='file'><source file='%s'/><driver type='%s'/></disk>",
                                            qdest, qfmt);
-    const char *name = virDomainGetName(dom);
+    const VsControlOps *c = vs_control();
+    const char *name = c->domain_name(dom);
     g_autoptr(GError) local = NULL;
+    GError *cause = NULL;
 
     if (!vs_block_events_watch(conn, "commit", error))
         return false;
@@ -217,22 +223,23 @@ vs_blockcopy_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, const
     /* REUSE_EXT: DEST is made by the caller (sparse, its owner and mode);
      * TRANSIENT_JOB: what lets libvirt copy a persistent domain's disk; its
      * pivot rewrites the persistent definition too. */
-    if (virDomainBlockCopy(dom, disk, xml, NULL, 0,
-                           VIR_DOMAIN_BLOCK_COPY_REUSE_EXT | VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB) < 0) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "copy: domain '%s' disk %s to %s", name, disk, dest);
+    if (!c->block_copy(dom, disk, xml,
+                       VIR_DOMAIN_BLOCK_COPY_REUSE_EXT | VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB, &cause)) {
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "copy: domain '%s' disk %s to %s", name,
+                         disk, dest);
         return false;
     }
     /* No bound but the job's own end: a big disk copies for as long as it takes. */
     if (!wait_ready(dom, disk, key, G_MAXINT, "copy", &local)) {
-        virDomainBlockJobAbort(dom, disk, 0);
+        (void)c->block_job_abort(dom, disk, false, NULL);
         g_propagate_error(error, g_steal_pointer(&local));
         vs_block_event_forget(key);
         return false;
     }
-    if (virDomainBlockJobAbort(dom, disk, VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT) < 0) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "copy: domain '%s' disk %s: pivot to %s", name,
-                             disk, dest);
-        virDomainBlockJobAbort(dom, disk, 0);
+    if (!c->block_job_abort(dom, disk, true, &cause)) {
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "copy: domain '%s' disk %s: pivot to %s",
+                         name, disk, dest);
+        (void)c->block_job_abort(dom, disk, false, NULL);
         vs_block_event_forget(key);
         return false;
     }
@@ -243,13 +250,15 @@ vs_blockcopy_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, const
 char *
 vs_domain_disk_source(virDomainPtr dom, const char *disk, bool inactive, GError **error)
 {
-    const char *name = virDomainGetName(dom);
-    g_autofree char *xml = virDomainGetXMLDesc(dom, inactive ? VIR_DOMAIN_XML_INACTIVE : 0);
+    const VsControlOps *c = vs_control();
+    const char *name = c->domain_name(dom);
+    GError *cause = NULL;
+    g_autofree char *xml = c->domain_xml(dom, inactive, &cause);
     g_autoptr(VsDomainDef) def = NULL;
     VsDiskDef *d;
 
     if (!xml) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "domain '%s': cannot read its XML", name);
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "domain '%s': cannot read its XML", name);
         return NULL;
     }
     if (!(def = vs_domain_def_parse_string(xml, name, error)))

@@ -15,9 +15,9 @@
  * the checkpoints, and libvirt keeps the description with them. */
 #include "config.h"
 #include "driver-internal.h"
+#include "control.h"
 #include "vs-xml.h"
 
-#include <libvirt/virterror.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
@@ -77,19 +77,20 @@ vs_checkpoint_name(const char *tag, const char *backup_id)
 bool
 vs_checkpoint_usable(virDomainPtr dom, const char *name, char **why)
 {
-    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
+    g_autoptr(GError) err = NULL;
+    g_autofree char *xml = vs_control()->checkpoint_xml(dom, name,
+                                                        VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN, &err);
 
     /* Only libvirt's record can be checked beforehand: libvirt 9.0 describes a
      * checkpoint, sizes included (VIR_DOMAIN_CHECKPOINT_XML_SIZE), even when its
      * bitmap is missing from the image or was left inconsistent by a killed
      * QEMU; it refuses only the job ("missing or broken bitmap"), which the
      * caller turns into a full backup. */
-    if (!cp) {
+    if (!xml) {
         *why = g_strdup_printf("checkpoint %s no longer exists (deleted by hand, the domain "
                                "redefined, or that backup was not taken with --mode=begin)", name);
         return false;
     }
-    virDomainCheckpointFree(cp);
     return true;
 }
 
@@ -144,10 +145,11 @@ vs_backup_job_begin(virDomainPtr dom, const char *name, const char *incremental,
                     const char *backup_xml, const char *checkpoint_xml, bool reuse_external,
                     GError **error)
 {
-    if (virDomainBackupBegin(dom, backup_xml, checkpoint_xml,
-                             reuse_external ? VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL : 0) < 0) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-begin: domain '%s'%s%s", name,
-                             incremental ? " since checkpoint " : "", incremental ? incremental : "");
+    GError *cause = NULL;
+
+    if (!vs_control()->backup_begin(dom, backup_xml, checkpoint_xml, reuse_external, &cause)) {
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "backup-begin: domain '%s'%s%s", name,
+                         incremental ? " since checkpoint " : "", incremental ? incremental : "");
         return false;
     }
     return true;
@@ -156,43 +158,38 @@ vs_backup_job_begin(virDomainPtr dom, const char *name, const char *incremental,
 /* 1 when DOM runs a backup job, 0 when it runs none, -1 when libvirt could
  * not say (a closed connection, a domain gone): never taken for "none", as
  * that once unlinked the scratch files of a job still running. The job's
- * statistics are in *PARAMS (the caller frees them with virTypedParamsFree,
- * whatever this returns). */
+ * statistics are in *ST (the caller clears them, whatever this returns). */
 static int
-backup_job_stats(virDomainPtr dom, virTypedParameterPtr *params, int *nparams)
+backup_job_stats(virDomainPtr dom, VsJobStats *st)
 {
-    int type = VIR_DOMAIN_JOB_NONE, op = 0;
-
-    *params = NULL;
-    *nparams = 0;
-    if (virDomainGetJobStats(dom, &type, params, nparams, 0) < 0)
+    if (!vs_control()->job_stats(dom, false, st, NULL))
         return -1;
-    return type != VIR_DOMAIN_JOB_NONE &&
-           virTypedParamsGetInt(*params, *nparams, VIR_DOMAIN_JOB_OPERATION, &op) == 1 &&
-           op == VIR_DOMAIN_JOB_OPERATION_BACKUP;
+    return st->type != VIR_DOMAIN_JOB_NONE && st->operation == VIR_DOMAIN_JOB_OPERATION_BACKUP;
 }
 
 int
 vs_backup_job_state(virDomainPtr dom)
 {
+    const VsControlOps *c = vs_control();
+
     /* 200 ms apart: 5 s for a running domain, 30 s for one shutting down. */
     for (int i = 0;; i++) {
-        virTypedParameterPtr params;
-        int nparams, state = VIR_DOMAIN_NOSTATE, reason;
-        int backup = backup_job_stats(dom, &params, &nparams);
+        VsJobStats st = { 0 };
+        int state = VIR_DOMAIN_NOSTATE, reason;
+        int backup = backup_job_stats(dom, &st);
 
-        virTypedParamsFree(params, nparams);
+        vs_job_stats_clear(&st);
         if (backup >= 0)
             return backup;
         /* A stopped domain has no job, though libvirt refuses to say so. */
-        if (virDomainGetState(dom, &state, &reason, 0) < 0)
-            return virDomainIsActive(dom) == 0 ? 0 : -1;
+        if (!c->domain_state(dom, &state, &reason, NULL))
+            return c->domain_is_active(dom) == 0 ? 0 : -1;
         if (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED)
             return 0;
         /* One on its way down (the guest shut itself down, QEMU exits)
          * answers neither for a moment; a closed connection never will. */
         if (i == (state == VIR_DOMAIN_SHUTDOWN ? 150 : 25) ||
-            virConnectIsAlive(virDomainGetConnect(dom)) != 1)
+            c->conn_alive(c->domain_conn(dom)) != 1)
             return -1;
         g_usleep(200 * 1000);
     }
@@ -208,16 +205,17 @@ vs_backup_job_active(virDomainPtr dom)
 static void
 job_unknown(virDomainPtr dom, const char *name, GError **error)
 {
-    int type = VIR_DOMAIN_JOB_NONE, nparams = 0;
-    virTypedParameterPtr params = NULL;
-    g_autofree char *why = NULL;
+    const VsControlOps *c = vs_control();
+    VsJobStats st = { 0 };
+    g_autoptr(GError) err = NULL;
+    const char *why = NULL;
     bool alive;
 
     /* Asked once more for libvirt's own words. */
-    if (virDomainGetJobStats(dom, &type, &params, &nparams, 0) < 0)
-        why = g_strdup(virGetLastErrorMessage());
-    virTypedParamsFree(params, nparams);
-    alive = virConnectIsAlive(virDomainGetConnect(dom)) == 1;
+    if (!c->job_stats(dom, false, &st, &err))
+        why = err->message;
+    vs_job_stats_clear(&st);
+    alive = c->conn_alive(c->domain_conn(dom)) == 1;
     g_set_error(error, VS_ERROR, alive ? VS_ERROR_LIBVIRT : VS_ERROR_CONNECTION,
                 "backup-end: domain '%s': %s%s%s", name,
                 alive ? "libvirt cannot say whether its backup job still runs"
@@ -228,6 +226,7 @@ job_unknown(virDomainPtr dom, const char *name, GError **error)
 bool
 vs_backup_job_abort(virDomainPtr dom, const char *name, GError **error)
 {
+    GError *cause = NULL;
     int st = vs_backup_job_state(dom);
 
     /* A pull-mode job has nothing to complete: aborting it is how it ends. Only a
@@ -238,14 +237,17 @@ vs_backup_job_abort(virDomainPtr dom, const char *name, GError **error)
         job_unknown(dom, name, error);
         return false;
     }
-    if (virDomainAbortJob(dom) < 0 && (st = vs_backup_job_state(dom)) != 0) {
-        if (st < 0)
+    if (!vs_control()->job_abort(dom, &cause) && (st = vs_backup_job_state(dom)) != 0) {
+        if (st < 0) {
+            g_clear_error(&cause);
             job_unknown(dom, name, error);
-        else
-            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-end: domain '%s': domjobabort",
-                                 name);
+        } else {
+            vs_control_error(error, cause, VS_ERROR_LIBVIRT, "backup-end: domain '%s': domjobabort",
+                             name);
+        }
         return false;
     }
+    g_clear_error(&cause);
     return true;
 }
 
@@ -266,12 +268,10 @@ job_waiter_free(void *opaque)
 }
 
 static void
-on_job_completed(virConnectPtr conn, virDomainPtr dom, virTypedParameterPtr params, int nparams,
-                 void *opaque)
+on_job_completed(void *opaque)
 {
     JobWaiter *w = opaque;
 
-    (void)conn; (void)dom; (void)params; (void)nparams;
     g_mutex_lock(&w->lock);
     w->done = true;
     g_cond_signal(&w->cond);
@@ -287,10 +287,10 @@ on_job_completed(virConnectPtr conn, virDomainPtr dom, virTypedParameterPtr para
  * never comes (or came before we listened). libvirt frees the waiter once the
  * callback is deregistered, never while it may still run. */
 static bool
-wait_job_gone(virDomainPtr dom, int64_t deadline,
-              void (*tick)(virTypedParameterPtr, int, void *), void *opaque, bool *stopped,
-              bool *unknown)
+wait_job_gone(virDomainPtr dom, int64_t deadline, void (*tick)(const VsJobStats *, void *),
+              void *opaque, bool *stopped, bool *unknown)
 {
+    const VsControlOps *c = vs_control();
     JobWaiter *w = g_new0(JobWaiter, 1);
     int cb;
     bool ok = true;
@@ -298,23 +298,18 @@ wait_job_gone(virDomainPtr dom, int64_t deadline,
     *stopped = *unknown = false;
     g_mutex_init(&w->lock);
     g_cond_init(&w->cond);
-    cb = virConnectDomainEventRegisterAny(virDomainGetConnect(dom), dom,
-                                          VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
-                                          VIR_DOMAIN_EVENT_CALLBACK(on_job_completed), w,
-                                          job_waiter_free);
-    if (cb < 0)
-        job_waiter_free(w);
+    /* On failure W is freed already. */
+    cb = c->job_watch(dom, on_job_completed, w, job_waiter_free);
     for (;;) {
         int64_t now = g_get_monotonic_time();
         int64_t until = now + 250 * G_TIME_SPAN_MILLISECOND;
-        virTypedParameterPtr params;
-        int nparams;
-        int running = backup_job_stats(dom, &params, &nparams);
+        VsJobStats st = { 0 };
+        int running = backup_job_stats(dom, &st);
 
         if (running > 0 && tick)
-            tick(params, nparams, opaque);
-        virTypedParamsFree(params, nparams);
-        if (running < 0 && virDomainIsActive(dom) != 0) {
+            tick(&st, opaque);
+        vs_job_stats_clear(&st);
+        if (running < 0 && c->domain_is_active(dom) != 0) {
             /* Not known to be over: the connection closed, or libvirt failed. */
             *unknown = true;
             ok = false;
@@ -339,12 +334,12 @@ wait_job_gone(virDomainPtr dom, int64_t deadline,
         g_mutex_unlock(&w->lock);
     }
     /* A domain that stopped has no job (GetJobStats fails): that is no end of it. */
-    if (ok && virDomainIsActive(dom) == 0) {
+    if (ok && c->domain_is_active(dom) == 0) {
         *stopped = true;
         ok = false;
     }
     if (cb >= 0)
-        virConnectDomainEventDeregisterAny(virDomainGetConnect(dom), cb);
+        c->job_unwatch(dom, cb);
     return ok;
 }
 
@@ -376,14 +371,12 @@ typedef struct {
 
 /* How far the job has written, as libvirt counts it (bytes of all its disks). */
 static void
-push_tick(virTypedParameterPtr params, int nparams, void *opaque)
+push_tick(const VsJobStats *st, void *opaque)
 {
     PushTick *t = opaque;
-    unsigned long long done = 0, total = 0;
 
-    if (virTypedParamsGetULLong(params, nparams, VIR_DOMAIN_JOB_DATA_PROCESSED, &done) == 1 &&
-        virTypedParamsGetULLong(params, nparams, VIR_DOMAIN_JOB_DATA_TOTAL, &total) == 1 && total)
-        t->progress(done, total, t->opaque);
+    if (st->has_progress && st->total)
+        t->progress(st->processed, st->total, t->opaque);
 }
 
 bool
@@ -391,9 +384,8 @@ vs_push_job_wait(virDomainPtr dom, const char *name, VsPushProgress progress, vo
                  GError **error)
 {
     PushTick tick = { progress, opaque };
-    virTypedParameterPtr params = NULL;
-    int nparams = 0, type = VIR_DOMAIN_JOB_NONE, op = 0;
-    const char *errmsg = NULL;
+    VsJobStats st = { 0 };
+    GError *cause = NULL;
     bool stopped, unknown, ok = false;
 
     /* No deadline: a push job copies whole disks (a full backup) at the
@@ -407,25 +399,24 @@ vs_push_job_wait(virDomainPtr dom, const char *name, VsPushProgress progress, vo
                     "push-mode backup job was writing (the job ended with it)", name);
         return false;
     }
-    if (virDomainGetJobStats(dom, &type, &params, &nparams, VIR_DOMAIN_JOB_STATS_COMPLETED) < 0) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "backup-push: domain '%s': how the backup "
-                             "job ended (domjobinfo --completed)", name);
+    if (!vs_control()->job_stats(dom, true, &st, &cause)) {
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "backup-push: domain '%s': how the backup "
+                         "job ended (domjobinfo --completed)", name);
+        vs_job_stats_clear(&st);
         return false;
     }
-    (void)virTypedParamsGetString(params, nparams, VIR_DOMAIN_JOB_ERRMSG, &errmsg);
-    if (virTypedParamsGetInt(params, nparams, VIR_DOMAIN_JOB_OPERATION, &op) == 1 &&
-        op != VIR_DOMAIN_JOB_OPERATION_BACKUP)
+    if (st.operation >= 0 && st.operation != VIR_DOMAIN_JOB_OPERATION_BACKUP)
         g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT, "backup-push: domain '%s': another job (%d) "
                     "ended after the backup job, so how that ended is unknown: no backup of it "
-                    "was written", name, op);
-    else if (type == VIR_DOMAIN_JOB_COMPLETED)
+                    "was written", name, st.operation);
+    else if (st.type == VIR_DOMAIN_JOB_COMPLETED)
         ok = true;
     else
         g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT, "backup-push: domain '%s': the push-mode "
                     "backup job %s%s%s", name,
-                    type == VIR_DOMAIN_JOB_CANCELLED ? "was aborted" : "failed",
-                    errmsg ? ": " : "", errmsg ? errmsg : "");
-    virTypedParamsFree(params, nparams);
+                    st.type == VIR_DOMAIN_JOB_CANCELLED ? "was aborted" : "failed",
+                    st.errmsg ? ": " : "", st.errmsg ? st.errmsg : "");
+    vs_job_stats_clear(&st);
     return ok;
 }
 
@@ -441,62 +432,61 @@ vs_backup_job_end(virDomainPtr dom, const char *name, GError **error)
  * libvirt's record goes, and the broken bitmap, which QEMU never uses again,
  * stays in the image (`qemu-img bitmap --remove` while the domain is off). */
 static bool
-delete_one(virDomainCheckpointPtr cp)
+delete_one(virDomainPtr dom, const char *name, bool *absent)
 {
-    return virDomainCheckpointDelete(cp, 0) == 0 ||
-           virDomainCheckpointDelete(cp, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) == 0;
+    const VsControlOps *c = vs_control();
+    g_autoptr(GError) err = NULL;
+
+    *absent = false;
+    if (c->checkpoint_delete(dom, name, false, &err))
+        return true;
+    if (g_error_matches(err, VS_ERROR, VS_ERROR_NOT_FOUND)) {
+        *absent = true;
+        return true;
+    }
+    return c->checkpoint_delete(dom, name, true, NULL);
 }
 
 bool
 vs_checkpoint_delete(virDomainPtr dom, const char *name)
 {
-    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
-    bool ok;
+    bool absent;
 
-    if (!cp)
-        return true;
-    ok = delete_one(cp);
-    virDomainCheckpointFree(cp);
-    return ok;
+    return delete_one(dom, name, &absent);
 }
 
 char *
 vs_checkpoint_chain_full(virDomainPtr dom, const char *tag)
 {
+    const VsControlOps *c = vs_control();
     g_autofree char *prefix = g_strdup_printf(CHECKPOINT_PREFIX "%s-", tag);
-    virDomainCheckpointPtr *list = NULL;
-    int n = virDomainListAllCheckpoints(dom, &list, 0);
+    g_auto(GStrv) names = c->checkpoint_list(dom, NULL);
     char *best = NULL;
 
-    for (int i = 0; i < n; i++) {
-        const char *cname = virDomainCheckpointGetName(list[i]);
+    for (size_t i = 0; names && names[i]; i++) {
+        const char *cname = names[i];
         g_autofree char *xml = NULL;
         g_autoptr(VsCheckpointDef) def = NULL;
 
         /* Backup ids sort by time: the greatest name is the newest backup. */
-        if (cname && g_str_has_prefix(cname, prefix) && g_strcmp0(cname, best) > 0 &&
-            (xml = virDomainCheckpointGetXMLDesc(list[i], VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN)) &&
+        if (g_str_has_prefix(cname, prefix) && g_strcmp0(cname, best) > 0 &&
+            (xml = c->checkpoint_xml(dom, cname, VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN, NULL)) &&
             (def = vs_checkpoint_def_parse_string(xml, cname, NULL)) &&
             def->description && g_str_has_prefix(def->description, FULL_DESCRIPTION)) {
             g_free(best);
             best = g_strdup(cname);
         }
-        virDomainCheckpointFree(list[i]);
     }
-    g_free(list);
     return best;
 }
 
 VsCheckpointDef *
 vs_checkpoint_with_sizes(virDomainPtr dom, const char *name)
 {
-    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
-    g_autofree char *xml = cp ? virDomainCheckpointGetXMLDesc(cp, VIR_DOMAIN_CHECKPOINT_XML_SIZE |
-                                                                  VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN)
-                              : NULL;
+    g_autofree char *xml = vs_control()->checkpoint_xml(dom, name,
+                                                        VIR_DOMAIN_CHECKPOINT_XML_SIZE |
+                                                        VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN, NULL);
 
-    if (cp)
-        virDomainCheckpointFree(cp);
     return xml ? vs_checkpoint_def_parse_string(xml, name, NULL) : NULL;
 }
 
@@ -513,23 +503,24 @@ vs_checkpoints_prune(virDomainPtr dom, const char *tag, const char *keep, const 
                      GPtrArray *failed)
 {
     g_autofree char *prefix = g_strdup_printf(CHECKPOINT_PREFIX "%s-", tag);
-    virDomainCheckpointPtr *list = NULL;
-    int n = virDomainListAllCheckpoints(dom, &list, 0);
+    g_auto(GStrv) names = vs_control()->checkpoint_list(dom, NULL);
     guint deleted = 0;
 
-    for (int i = 0; i < n; i++) {
-        const char *cname = virDomainCheckpointGetName(list[i]);
+    for (size_t i = 0; names && names[i]; i++) {
+        const char *cname = names[i];
+        bool absent;
 
-        if (cname && g_str_has_prefix(cname, prefix) && g_strcmp0(cname, keep) != 0 &&
+        if (g_str_has_prefix(cname, prefix) && g_strcmp0(cname, keep) != 0 &&
             g_strcmp0(cname, keep2) != 0) {
-            if (delete_one(list[i]))
+            /* One gone since the list (deleted by hand meanwhile) is not counted. */
+            if (!delete_one(dom, cname, &absent)) {
+                if (failed)
+                    g_ptr_array_add(failed, g_strdup(cname));
+            } else if (!absent) {
                 deleted++;
-            else if (failed)
-                g_ptr_array_add(failed, g_strdup(cname));
+            }
         }
-        virDomainCheckpointFree(list[i]);
     }
-    g_free(list);
     return deleted;
 }
 
@@ -554,14 +545,12 @@ bool
 vs_checkpoint_save(virDomainPtr dom, const char *name, VsRepo *repo, const char *tag,
                    const char *uuid, GError **error)
 {
-    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
-    g_autofree char *xml = cp ? virDomainCheckpointGetXMLDesc(cp, 0) : NULL;
+    GError *cause = NULL;
+    g_autofree char *xml = vs_control()->checkpoint_xml(dom, name, 0, &cause);
     g_autofree char *rel = g_strdup_printf("checkpoints/%s/%s.xml", tag, uuid);
 
-    if (cp)
-        virDomainCheckpointFree(cp);
     if (!xml) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "checkpoint %s", name);
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "checkpoint %s", name);
         return false;
     }
     /* In the repository, with its modes: a checkpoint's XML is the domain's. */
@@ -578,7 +567,7 @@ vs_checkpoint_redefine(virDomainPtr dom, const char *name, const char *repo_path
 {
     g_autofree char *path = saved_path(repo_path, tag, uuid);
     g_autofree char *xml = NULL;
-    virDomainCheckpointPtr cp;
+    g_autoptr(GError) err = NULL;
 
     if (!g_file_get_contents(path, &xml, NULL, NULL))
         return false;                   /* none kept: nothing to say */
@@ -605,11 +594,9 @@ vs_checkpoint_redefine(virDomainPtr dom, const char *name, const char *repo_path
      * QEMU opened it). If one is gone (the checkpoint was deleted by hand, not
      * lost), libvirt refuses the incremental job, and a full one starts at once
      * in the same frozen window. */
-    cp = virDomainCheckpointCreateXML(dom, xml, VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE);
-    if (!cp) {
-        *why = g_strdup_printf("redefining it from %s failed: %s", path, virGetLastErrorMessage());
+    if (!vs_control()->checkpoint_redefine(dom, xml, &err)) {
+        *why = g_strdup_printf("redefining it from %s failed: %s", path, err->message);
         return false;
     }
-    virDomainCheckpointFree(cp);
     return true;
 }

@@ -1,18 +1,12 @@
-/* Opening libvirt connections the way virsh does, and turning libvirt's
- * thread-local last error into GErrors. libvirt prints every error to stderr by
- * default; virtsnap reports each error exactly once, with context, so that
- * default handler is replaced by a silent one before the first call. */
+/* Opening libvirt connections the way virsh does (through the control plane,
+ * control.h, which also silences libvirt's own error printing: virtsnap reports
+ * each error exactly once, with context), and turning libvirt's thread-local
+ * last error into GErrors for the callers that still ask libvirt directly. */
 #include "config.h"
 #include "vs-driver.h"
+#include "control.h"
 
 #include <libvirt/virterror.h>
-
-static void
-silent_error_handler(void *opaque, virErrorPtr err)
-{
-    (void)opaque;
-    (void)err;
-}
 
 const char *
 vs_default_uri(const char *uri)
@@ -38,36 +32,19 @@ vs_set_libvirt_error(GError **error, VsErrorCode code, const char *fmt, ...)
     g_set_error(error, VS_ERROR, code, "%s: %s", prefix, msg ? msg : "unknown libvirt error");
 }
 
-/* Block-job events (READY before a pivot) need libvirt's event loop running
- * for the whole life of the process; it must be registered before the first
- * connection is opened. */
-static gpointer
-event_loop(gpointer data)
-{
-    (void)data;
-    for (;;)
-        virEventRunDefaultImpl();
-    return NULL;
-}
-
 virConnectPtr
 vs_conn_open(const char *uri, GError **error)
 {
-    static gsize initialized;
     const char *u = vs_default_uri(uri);
-    virConnectPtr conn;
+    GError *cause = NULL;
+    virConnectPtr conn = vs_control()->conn_open(u, &cause);
 
-    if (g_once_init_enter(&initialized)) {
-        virSetErrorFunc(NULL, silent_error_handler);
-        virEventRegisterDefaultImpl();
-        g_thread_unref(g_thread_new("libvirt-events", event_loop, NULL));
-        g_once_init_leave(&initialized, 1);
-    }
-    conn = virConnectOpen(u);
     if (!conn) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "connect: cannot open %s", u);
         /* The usual cause on hosts without systemd: the daemon is not running. */
-        if (error && *error && g_str_has_prefix(u, "qemu:///system")) {
+        bool hint = g_str_has_prefix(u, "qemu:///system");
+
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "connect: cannot open %s", u);
+        if (hint && error && *error) {
             char *m = g_strdup_printf("%s (is libvirtd running? start it with `libvirtd -d`, "
                                       "or pick another URI with -c)", (*error)->message);
             g_free((*error)->message);
@@ -82,7 +59,7 @@ void
 vs_conn_close(virConnectPtr conn)
 {
     if (conn)
-        virConnectClose(conn);
+        vs_control()->conn_close(conn);
 }
 
 const char *

@@ -242,4 +242,22 @@ bool vs_guardian_covers(const VsGuardian *g, const char *uuid);
  * is thawed (or is gone). A guardian still trying is left to go on alone. */
 bool vs_guardian_stop(VsGuardian *g, bool all_thawed);
 
+/* What the guardian's thawing (vs_guardian_thaw_all) works with: where to
+ * connect and log, the bound of each agent call, the pause between tries
+ * (doubling from FIRST_PAUSE_MS up to MAX_PAUSE_MS), how long to keep at it
+ * (PERSIST_S), and whether to let go of stderr after the first try. */
+typedef struct {
+    const char *uri, *state_dir, *id;
+    int agent_timeout;
+    int first_pause_ms, max_pause_ms;
+    int persist_s;
+    bool detach;
+} VsThawPlan;
+
+/* The guardian's thaw: thaws the domains of UUIDS (N of them) until each says
+ * it is thawed (guest-fsfreeze-status), or no longer runs or exists: 0 when
+ * all did, 1 when P->persist_s passed first. Each try is logged to
+ * STATE_DIR/guardian.log; *CONN is reopened whenever it is not alive. */
+int vs_guardian_thaw_all(virConnectPtr *conn, const VsThawPlan *p, char **uuids, int n);
+
 int64_t vs_now_ms(void);

@@ -14,8 +14,7 @@
  * down too. */
 #include "config.h"
 #include "driver-internal.h"
-
-#include <libvirt/virterror.h>
+#include "control.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -222,62 +221,74 @@ thaw_one(virDomainPtr dom, int agent_timeout, char **why)
     return false;
 }
 
-/* Thaws the domains of UUIDS (N of them) until each says it is thawed, or no
- * longer runs: 0 when all did, 1 when PERSIST_S passed first. Each try is
- * logged; tries grow apart up to 30 s. *CONN is reopened whenever it closed. */
-static int
-thaw_all(virConnectPtr *conn, const char *uri, const char *state_dir, const char *id,
-         int agent_timeout, char **uuids, int n)
+/* Looks domain UUID up on *CONN for a try of thaw_all: NULL when it is gone
+ * (*GONE; a live connection said so) or when the lookup failed (logged). */
+static virDomainPtr
+lookup_for_thaw(const VsThawPlan *p, virConnectPtr conn, const char *uuid, int attempt, bool *gone)
 {
+    const VsControlOps *c = vs_control();
+    g_autoptr(GError) err = NULL;
+    virDomainPtr dom = c->domain_lookup_uuid(conn, uuid, &err);
+
+    *gone = false;
+    if (dom)
+        return dom;
+    if (g_error_matches(err, VS_ERROR, VS_ERROR_NOT_FOUND) && c->conn_alive(conn) == 1) {
+        guardian_log(p->state_dir, p->id, "domain %s no longer exists", uuid);
+        *gone = true;
+    } else {
+        guardian_log(p->state_dir, p->id, "try %d: domain %s: %s", attempt, uuid, err->message);
+    }
+    return NULL;
+}
+
+int
+vs_guardian_thaw_all(virConnectPtr *conn, const VsThawPlan *p, char **uuids, int n)
+{
+    const VsControlOps *c = vs_control();
     g_autoptr(GPtrArray) pending = g_ptr_array_new();
-    gint64 until = g_get_monotonic_time() + (gint64)PERSIST_S * G_USEC_PER_SEC;
-    gulong pause_ms = 500;
+    gint64 until = g_get_monotonic_time() + (gint64)p->persist_s * G_USEC_PER_SEC;
+    gulong pause_ms = p->first_pause_ms;
 
     for (int i = 0; i < n; i++)
         g_ptr_array_add(pending, uuids[i]);
     for (int attempt = 1;; attempt++) {
-        if (!*conn || virConnectIsAlive(*conn) != 1) {
+        if (!*conn || c->conn_alive(*conn) != 1) {
             g_autoptr(GError) err = NULL;
 
             vs_conn_close(*conn);
-            if (!(*conn = vs_conn_open(uri, &err)))
-                guardian_log(state_dir, id, "try %d: %s", attempt, err->message);
+            if (!(*conn = vs_conn_open(p->uri, &err)))
+                guardian_log(p->state_dir, p->id, "try %d: %s", attempt, err->message);
         }
         for (guint i = 0; *conn && i < pending->len;) {
-            const char *uuid = pending->pdata[i];
-            virDomainPtr dom = virDomainLookupByUUIDString(*conn, uuid);
+            bool gone;
+            virDomainPtr dom = lookup_for_thaw(p, *conn, pending->pdata[i], attempt, &gone);
             g_autofree char *why = NULL;
 
             if (!dom) {
-                int code = virGetLastErrorCode();
-                g_autofree char *msg = g_strdup(virGetLastErrorMessage());
-
-                if (code == VIR_ERR_NO_DOMAIN && virConnectIsAlive(*conn) == 1) {
-                    guardian_log(state_dir, id, "domain %s no longer exists", uuid);
+                if (gone)
                     g_ptr_array_remove_index(pending, i);
-                } else {
-                    guardian_log(state_dir, id, "try %d: domain %s: %s", attempt, uuid, msg);
+                else
                     i++;
-                }
                 continue;
             }
-            if (virDomainIsActive(dom) == 0) {
-                guardian_log(state_dir, id, "domain '%s' no longer runs", virDomainGetName(dom));
+            if (c->domain_is_active(dom) == 0) {
+                guardian_log(p->state_dir, p->id, "domain '%s' no longer runs", c->domain_name(dom));
                 g_ptr_array_remove_index(pending, i);
-            } else if (thaw_one(dom, agent_timeout, &why)) {
-                guardian_log(state_dir, id, "thawed domain '%s' (it says thawed)",
-                             virDomainGetName(dom));
+            } else if (thaw_one(dom, p->agent_timeout, &why)) {
+                guardian_log(p->state_dir, p->id, "thawed domain '%s' (it says thawed)",
+                             c->domain_name(dom));
                 g_ptr_array_remove_index(pending, i);
             } else {
-                guardian_log(state_dir, id, "try %d: domain '%s' is not thawed yet: %s", attempt,
-                             virDomainGetName(dom), why);
+                guardian_log(p->state_dir, p->id, "try %d: domain '%s' is not thawed yet: %s",
+                             attempt, c->domain_name(dom), why);
                 i++;
             }
-            virDomainFree(dom);
+            c->domain_free(dom);
         }
         if (pending->len == 0)
             return 0;
-        if (attempt == 1) {
+        if (attempt == 1 && p->detach) {
             /* From here on it may outlive the backup: a pipe the backup's caller
              * reads (a shell's $(...), a test runner) must not wait for it. Its
              * log file goes on saying what it does. */
@@ -289,12 +300,12 @@ thaw_all(virConnectPtr *conn, const char *uri, const char *state_dir, const char
             }
         }
         if (g_get_monotonic_time() + (gint64)pause_ms * 1000 > until) {
-            guardian_log(state_dir, id, "gave up after %d tries: %u domain(s) may still be frozen; "
-                         "`virtsnap recover` thaws them", attempt, pending->len);
+            guardian_log(p->state_dir, p->id, "gave up after %d tries: %u domain(s) may still be "
+                         "frozen; `virtsnap recover` thaws them", attempt, pending->len);
             return 1;
         }
         g_usleep(pause_ms * 1000);
-        pause_ms = MIN(pause_ms * 2, 30000);
+        pause_ms = MIN(pause_ms * 2, (gulong)p->max_pause_ms);
     }
 }
 
@@ -378,7 +389,13 @@ vs_guardian_main(int argc, char **argv)
     guardian_log(state_dir, id, "%s: thawing %d domain(s)",
                  g_get_monotonic_time() >= until ? "freeze bound reached"
                  : "backup process ended, or could not thaw them all", argc - 6);
-    rc = thaw_all(&conn, argv[1], state_dir, id, agent_timeout, argv + 6, argc - 6);
+    {
+        VsThawPlan plan = { .uri = argv[1], .state_dir = state_dir, .id = id,
+                            .agent_timeout = agent_timeout, .first_pause_ms = 500,
+                            .max_pause_ms = 30000, .persist_s = PERSIST_S, .detach = true };
+
+        rc = vs_guardian_thaw_all(&conn, &plan, argv + 6, argc - 6);
+    }
     vs_conn_close(conn);
     return rc;
 }

@@ -1,0 +1,64 @@
+/* A scripted control plane for the driver's unit tests, in the manner of
+ * libvirt's qemuMonitorTestAddItem: a test queues the calls it expects the
+ * code under test to make, in order, each with its answer (or its error); the
+ * fake installs itself as the process's control plane (driver/control.h),
+ * checks every call against the head of the queue (a call out of script
+ * ends the test at once, naming both), and vs_fake_finish fails the test
+ * unless each queued call was made. Domains and
+ * connections are the fake's own tokens: no libvirt, no daemon, no guest.
+ *
+ * A call is written "OP DOMAIN ARGS...", OP the table entry's name:
+ *   conn_open URI                  reply ignored: a new connection
+ *   conn_alive                     "1", "0" or "-1"
+ *   domain_lookup_uuid UUID        the name of a domain made with vs_fake_domain
+ *   domain_is_active NAME          "1", "0" or "-1"
+ *   domain_state NAME              "running", "paused", "shutdown", "shutoff", "crashed"
+ *   domain_xml NAME live|inactive  the XML
+ *   fs_freeze NAME, fs_thaw NAME   "ok"
+ *   agent_command NAME EXECUTE     the agent's reply (EXECUTE: the command's "execute")
+ *   snapshot_create NAME           "ok" (its XML: vs_fake_last_xml)
+ *   block_commit NAME DISK, block_copy NAME DISK                 "ok"
+ *   block_job_info NAME DISK       "none", or the job's type: "pull", "copy",
+ *                                  "commit", "active-commit", "backup"
+ *   block_job_abort NAME DISK [pivot]                            "ok"
+ *   backup_begin NAME, job_abort NAME                            "ok"
+ *   job_stats NAME [completed]     "TYPE [OPERATION [ERRMSG...]]": TYPE none, bounded,
+ *                                  unbounded, completed, failed, cancelled; OPERATION
+ *                                  backup or other
+ *   checkpoint_list NAME           the names, space-separated
+ *   checkpoint_xml NAME CHECKPOINT the XML
+ *   checkpoint_redefine NAME       "ok" (its XML: vs_fake_last_xml)
+ *   checkpoint_delete NAME CHECKPOINT [metadata-only]           "ok"
+ * Not scripted, as they ask nothing of libvirt: conn_close, domain_free,
+ * domain_name, domain_uuid, domain_conn, block_job_watch (the events go to the
+ * last function watching), job_watch (no events: callers poll), job_unwatch. */
+#pragma once
+
+#include <glib.h>
+#include <libvirt/libvirt.h>
+#include "control.h"
+
+typedef struct _VsFake VsFake;
+
+/* A fake with an empty queue, installed as the control plane. */
+VsFake *vs_fake_new(void);
+/* Asserts that every queued item was used; puts the
+ * libvirt control plane back and frees F. */
+void vs_fake_finish(VsFake *f);
+
+/* Domain NAME (UUID) on the fake's first connection; the fake owns it. */
+virDomainPtr vs_fake_domain(VsFake *f, const char *name, const char *uuid);
+/* The fake's first connection (the one its domains say they are on). */
+virConnectPtr vs_fake_conn(VsFake *f);
+
+/* Expects CALL next, answered with REPLY. */
+void vs_fake_add_item(VsFake *f, const char *call, const char *reply);
+/* Expects CALL next, failing with CODE and MESSAGE. */
+void vs_fake_add_error(VsFake *f, const char *call, VsErrorCode code, const char *message);
+/* Once the call queued before it has been answered, a block-job event of
+ * DOMAIN's DISK with STATUS (VIR_DOMAIN_BLOCK_JOB_*) reaches the watcher,
+ * before that call returns (as one already in libvirt's queue would). */
+void vs_fake_add_event(VsFake *f, const char *domain, const char *disk, int status);
+
+/* The XML of the last snapshot_create, backup_begin or checkpoint_redefine. */
+const char *vs_fake_last_xml(VsFake *f);
