@@ -488,6 +488,91 @@ touches(GPtrArray *records, const char *const *uuids)
     return false;
 }
 
+/* A recovery's first failure (FIRST) is its error; later ones are told
+ * among its actions, so that one bad journal does not hide the others. */
+static void
+recover_failed(bool first, GPtrArray *actions, GError **error, GError **cause)
+{
+    if (first && error && !*error)
+        g_propagate_error(error, g_steal_pointer(cause));
+    else
+        act(actions, "%s", (*cause)->message);
+}
+
+/* Undoes what one journal's RECS say a run left behind: thaws first (a frozen
+ * guest is the urgent part), then temp files, backup jobs and the overlays not
+ * yet committed. FIRST: no failure was reported before, so this journal's first
+ * failure becomes ERROR. True when nothing is left to do. */
+static bool
+recover_records(virConnectPtr conn, GPtrArray *recs, GPtrArray *actions, bool first, GError **error)
+{
+    g_autoptr(GHashTable) thawed = g_hash_table_new(g_str_hash, g_str_equal);
+    g_autoptr(GHashTable) committed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_autoptr(GHashTable) ended = g_hash_table_new(g_str_hash, g_str_equal);
+    g_autoptr(GHashTable) temp_done = g_hash_table_new(g_str_hash, g_str_equal);
+    VsJournalRecord *begin = NULL;
+    bool ok = true;
+
+    for (guint k = 0; k < recs->len; k++) {
+        VsJournalRecord *r = recs->pdata[k];
+        const char *u = r->uuid;
+        if (r->kind == VS_JOURNAL_THAWED && u)
+            g_hash_table_add(thawed, (gpointer)u);
+        if (r->kind == VS_JOURNAL_COMMITTED && u)
+            g_hash_table_add(committed, g_strdup_printf("%s/%s", u, r->disk));
+        if (r->kind == VS_JOURNAL_JOB_ENDED && u)
+            g_hash_table_add(ended, (gpointer)u);
+        if (r->kind == VS_JOURNAL_TEMP_DONE && r->path)
+            g_hash_table_add(temp_done, r->path);
+        if (r->kind == VS_JOURNAL_BEGIN)
+            begin = r;
+    }
+    for (guint k = 0; k < recs->len; k++) {
+        VsJournalRecord *r = recs->pdata[k];
+        g_autoptr(GError) terr = NULL;
+
+        if (r->kind == VS_JOURNAL_FREEZE &&
+            !g_hash_table_contains(thawed, r->uuid ? r->uuid : "") &&
+            !recover_thaw(conn, r, actions, &terr)) {
+            recover_failed(first && ok, actions, error, &terr);
+            ok = false;
+        }
+    }
+    for (guint k = 0; k < recs->len; k++) {
+        VsJournalRecord *r = recs->pdata[k];
+        g_autofree char *key = NULL;
+        g_autoptr(GError) oerr = NULL;
+
+        if (r->kind == VS_JOURNAL_TEMP) {
+            const char *path = r->path;
+
+            if ((!path || !g_hash_table_contains(temp_done, path)) &&
+                !recover_temp(conn, path, actions, &oerr)) {
+                recover_failed(first && ok, actions, error, &oerr);
+                ok = false;
+            }
+            continue;
+        }
+        if (r->kind == VS_JOURNAL_BACKUP_JOB &&
+            !recover_backup_job(conn, r, begin, g_hash_table_contains(ended, r->uuid ? r->uuid : ""),
+                                actions, &oerr)) {
+            recover_failed(first && ok, actions, error, &oerr);
+            ok = false;
+            continue;
+        }
+        if (r->kind != VS_JOURNAL_OVERLAY)
+            continue;
+        key = g_strdup_printf("%s/%s", r->uuid, r->disk);
+        if (g_hash_table_contains(committed, key))
+            continue;
+        if (!recover_overlay(conn, r, actions, &oerr)) {
+            recover_failed(first && ok, actions, error, &oerr);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
 bool
 vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
            GPtrArray *actions, GError **error)
@@ -499,14 +584,9 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
 
     for (size_t i = 0; journals[i]; i++) {
         g_autoptr(GPtrArray) recs = NULL;
-        g_autoptr(GHashTable) thawed = g_hash_table_new(g_str_hash, g_str_equal);
-        g_autoptr(GHashTable) committed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        g_autoptr(GHashTable) ended = g_hash_table_new(g_str_hash, g_str_equal);
-        g_autoptr(GHashTable) temp_done = g_hash_table_new(g_str_hash, g_str_equal);
-        VsJournalRecord *begin = NULL;
         g_autoptr(GError) err = NULL;
         g_autofree char *base = g_path_get_basename(journals[i]);
-        bool ok = true;
+        bool ok;
         int fd = -1;
 
         if (!(recs = vs_journal_read(journals[i], true, &fd, &err))) {
@@ -523,86 +603,13 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
          * libvirt afresh, so a new connection is all it takes. A step that a
          * restart cuts short fails, and its journal stays for the next run. */
         if (!vs_link_revive(link, "recover", &err)) {
-            if (all_ok && error && !*error)
-                g_propagate_error(error, g_steal_pointer(&err));
-            else
-                act(actions, "%s", err->message);
+            recover_failed(all_ok, actions, error, &err);
             all_ok = false;
             close(fd);
             break;
         }
         conn = vs_link_conn(link);
-        for (guint k = 0; k < recs->len; k++) {
-            VsJournalRecord *r = recs->pdata[k];
-            const char *u = r->uuid;
-            if (r->kind == VS_JOURNAL_THAWED && u)
-                g_hash_table_add(thawed, (gpointer)u);
-            if (r->kind == VS_JOURNAL_COMMITTED && u)
-                g_hash_table_add(committed, g_strdup_printf("%s/%s", u, r->disk));
-            if (r->kind == VS_JOURNAL_JOB_ENDED && u)
-                g_hash_table_add(ended, (gpointer)u);
-            if (r->kind == VS_JOURNAL_TEMP_DONE && r->path)
-                g_hash_table_add(temp_done, r->path);
-            if (r->kind == VS_JOURNAL_BEGIN)
-                begin = r;
-        }
-        /* Thaw first: a frozen guest is the urgent part. */
-        for (guint k = 0; k < recs->len; k++) {
-            VsJournalRecord *r = recs->pdata[k];
-            g_autoptr(GError) terr = NULL;
-
-            if (r->kind == VS_JOURNAL_FREEZE &&
-                !g_hash_table_contains(thawed, r->uuid ? r->uuid : "") &&
-                !recover_thaw(conn, r, actions, &terr)) {
-                if (all_ok && ok && error && !*error)
-                    g_propagate_error(error, g_steal_pointer(&terr));
-                else
-                    act(actions, "%s", terr->message);
-                ok = false;
-            }
-        }
-        for (guint k = 0; k < recs->len; k++) {
-            VsJournalRecord *r = recs->pdata[k];
-            g_autofree char *key = NULL;
-            g_autoptr(GError) oerr = NULL;
-
-            if (r->kind == VS_JOURNAL_TEMP) {
-                const char *path = r->path;
-
-                if ((!path || !g_hash_table_contains(temp_done, path)) &&
-                    !recover_temp(conn, path, actions, &oerr)) {
-                    if (all_ok && ok && error && !*error)
-                        g_propagate_error(error, g_steal_pointer(&oerr));
-                    else
-                        act(actions, "%s", oerr->message);
-                    ok = false;
-                }
-                continue;
-            }
-            if (r->kind == VS_JOURNAL_BACKUP_JOB &&
-                !recover_backup_job(conn, r, begin, g_hash_table_contains(ended, r->uuid ? r->uuid : ""),
-                                    actions, &oerr)) {
-                if (all_ok && ok && error && !*error)
-                    g_propagate_error(error, g_steal_pointer(&oerr));
-                else
-                    act(actions, "%s", oerr->message);
-                ok = false;
-                continue;
-            }
-            if (r->kind != VS_JOURNAL_OVERLAY)
-                continue;
-            key = g_strdup_printf("%s/%s", r->uuid, r->disk);
-            if (g_hash_table_contains(committed, key))
-                continue;
-            if (!recover_overlay(conn, r, actions, &oerr)) {
-                /* The first failure is the error; any later ones are listed. */
-                if (all_ok && ok && error && !*error)
-                    g_propagate_error(error, g_steal_pointer(&oerr));
-                else
-                    act(actions, "%s", oerr->message);
-                ok = false;
-            }
-        }
+        ok = recover_records(conn, recs, actions, all_ok, error);
         if (ok) {
             for (guint k = 0; k < recs->len; k++)
                 if (((VsJournalRecord *)recs->pdata[k])->kind == VS_JOURNAL_BEGIN)
@@ -622,10 +629,7 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
 
         if (!vs_link_revive(link, "recover", &err) ||
             !vs_instant_recover(vs_link_conn(link), actions, &err)) {
-            if (all_ok && error && !*error)
-                g_propagate_error(error, g_steal_pointer(&err));
-            else
-                act(actions, "%s", err->message);
+            recover_failed(all_ok, actions, error, &err);
             all_ok = false;
         }
     }
