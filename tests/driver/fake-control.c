@@ -593,3 +593,18 @@ vs_fake_last_xml(VsFake *f)
 {
     return f->last_xml;
 }
+
+void
+vs_fake_fixture_setup(VsFakeFixture *fx, gconstpointer data)
+{
+    (void)data;
+    fx->fake = vs_fake_new();
+    fx->vm = vs_fake_domain(fx->fake, "vm1", VS_FAKE_U1);
+}
+
+void
+vs_fake_fixture_teardown(VsFakeFixture *fx, gconstpointer data)
+{
+    (void)data;
+    vs_fake_finish(fx->fake);
+}

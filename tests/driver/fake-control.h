@@ -60,5 +60,18 @@ void vs_fake_add_error(VsFake *f, const char *call, VsErrorCode code, const char
  * before that call returns (as one already in libvirt's queue would). */
 void vs_fake_add_event(VsFake *f, const char *domain, const char *disk, int status);
 
+/* The fixture of tests about one domain: a fresh fake holding domain "vm1"
+ * (UUID VS_FAKE_U1), finished (every queued call used) at teardown. For
+ * g_test_add(PATH, VsFakeFixture, NULL, vs_fake_fixture_setup, FUNC,
+ * vs_fake_fixture_teardown). */
+#define VS_FAKE_U1 "11111111-1111-1111-1111-111111111111"
+typedef struct {
+    VsFake *fake;
+    virDomainPtr vm;
+} VsFakeFixture;
+
+void vs_fake_fixture_setup(VsFakeFixture *fx, gconstpointer data);
+void vs_fake_fixture_teardown(VsFakeFixture *fx, gconstpointer data);
+
 /* The XML of the last snapshot_create, backup_begin or checkpoint_redefine. */
 const char *vs_fake_last_xml(VsFake *f);

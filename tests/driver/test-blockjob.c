@@ -8,27 +8,9 @@
 #include "driver-internal.h"
 #include "fake-control.h"
 
-#define U1 "11111111-1111-1111-1111-111111111111"
+#define U1 VS_FAKE_U1
 
-typedef struct {
-    VsFake *fake;
-    virDomainPtr vm;
-} Fixture;
-
-static void
-setup(Fixture *fx, gconstpointer data)
-{
-    (void)data;
-    fx->fake = vs_fake_new();
-    fx->vm = vs_fake_domain(fx->fake, "vm1", U1);
-}
-
-static void
-teardown(Fixture *fx, gconstpointer data)
-{
-    (void)data;
-    vs_fake_finish(fx->fake);
-}
+typedef VsFakeFixture Fixture;
 
 static bool
 commit(Fixture *fx, int timeout_ms, GError **error)
@@ -272,7 +254,7 @@ int
 main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-#define ADD(path, fn) g_test_add(path, Fixture, NULL, setup, fn, teardown)
+#define ADD(path, fn) g_test_add(path, Fixture, NULL, vs_fake_fixture_setup, fn, vs_fake_fixture_teardown)
     ADD("/blockjob/commit-pivots-after-ready", test_commit_pivots_after_ready);
     ADD("/blockjob/commit-never-ready", test_commit_never_ready);
     ADD("/blockjob/commit-fails-before-ready", test_commit_fails_before_ready);

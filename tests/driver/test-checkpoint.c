@@ -16,29 +16,11 @@
 #include <glib/gstdio.h>
 #include <string.h>
 
-#define U1 "11111111-1111-1111-1111-111111111111"
+#define U1 VS_FAKE_U1
 #define TAG "0a1b2c3d"
 #define CP(id) "virtsnap-" TAG "-" id
 
-typedef struct {
-    VsFake *fake;
-    virDomainPtr vm;
-} Fixture;
-
-static void
-setup(Fixture *fx, gconstpointer data)
-{
-    (void)data;
-    fx->fake = vs_fake_new();
-    fx->vm = vs_fake_domain(fx->fake, "vm1", U1);
-}
-
-static void
-teardown(Fixture *fx, gconstpointer data)
-{
-    (void)data;
-    vs_fake_finish(fx->fake);
-}
+typedef VsFakeFixture Fixture;
 
 static char *
 checkpoint_xml(const char *name, const char *description)
@@ -234,7 +216,7 @@ int
 main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-#define ADD(path, fn) g_test_add(path, Fixture, NULL, setup, fn, teardown)
+#define ADD(path, fn) g_test_add(path, Fixture, NULL, vs_fake_fixture_setup, fn, vs_fake_fixture_teardown)
     ADD("/checkpoint/retention", test_retention);
     ADD("/checkpoint/retention-gone-meanwhile", test_retention_gone_meanwhile);
     ADD("/checkpoint/chain-full", test_chain_full);
