@@ -3,15 +3,14 @@
  * of milliseconds). Clones are copy-on-write children of a protected
  * snapshot; diff is rbd_diff_iterate2, which asks the OSDs' object maps, so an
  * incremental copy reads only what changed. Bounded: a stopped cluster is an
- * error after client_mount_timeout/rados_*_op_timeout, not a hang. */
+ * error after VIRTSNAP_NET_TIMEOUT_SECS (the network sources' bound), not a hang. */
 #include <errno.h>
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 #include <string.h>
 #include "snapshot-internal.h"
+#include "source-internal.h"
 
-/* Seconds before a silent cluster is an error. */
-#define RBD_TIMEOUT_SECS "20"
 
 typedef struct {
     rados_t cluster;
@@ -47,9 +46,11 @@ rbd_error(GError **error, const VsSnapLocation *loc, const char *op, const char 
 static bool
 rbd_conn_open(const VsSnapLocation *loc, const char *op, const char *snap, RbdConn *c, GError **error)
 {
-    static const char *const conf[][2] = {
-        {"client_mount_timeout", RBD_TIMEOUT_SECS}, {"rados_mon_op_timeout", RBD_TIMEOUT_SECS},
-        {"rados_osd_op_timeout", RBD_TIMEOUT_SECS}, {"log_to_stderr", "false"}, {"err_to_stderr", "false"},
+    /* A silent cluster is an error after the network sources' bound. */
+    g_autofree char *secs = g_strdup_printf("%u", vs_net_timeout_secs());
+    const char *const conf[][2] = {
+        {"client_mount_timeout", secs}, {"rados_mon_op_timeout", secs}, {"rados_osd_op_timeout", secs},
+        {"log_to_stderr", "false"}, {"err_to_stderr", "false"},
     };
     g_autofree char *client = g_strdup_printf("client.%s", loc->rbd_user ? loc->rbd_user : "admin");
     const char *fix = NULL;
