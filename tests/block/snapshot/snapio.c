@@ -39,7 +39,7 @@ static const GOptionEntry entries[] = {
     {"rbd-conf", 0, 0, G_OPTION_ARG_FILENAME, &loc.rbd_conf, NULL, "CONF"},
     {"rbd-user", 0, 0, G_OPTION_ARG_STRING, &loc.rbd_user, NULL, "USER"},
     {"image", 0, 0, G_OPTION_ARG_NONE, &opt_image, "sha-url: through qemu-nbd (raw)", NULL},
-    {NULL},
+    G_OPTION_ENTRY_NULL,
 };
 
 static bool
