@@ -59,7 +59,7 @@ typedef struct _VsSnapProvider VsSnapProvider;
  * VS_ERROR_NOT_FOUND for a snapshot that does not exist, VS_ERROR_UNSUPPORTED
  * for what the storage cannot do. */
 typedef struct {
-    const char *name;                                   /* "reflink", "hook", "rbd" */
+    const char *name;                                   /* "reflink", "btrfs", "hook", "rbd" */
     /* Makes a snapshot of LOC now; LABEL ([A-Za-z0-9._-], unique per disk, e.g.
      * the backup's id and the disk) goes into the handle where the storage lets
      * it. Returns the new handle. */
@@ -109,6 +109,13 @@ bool vs_snap_name_check(const char *what, const char *name, GError **error);
  * snapshot's file name (the label). Rollback and clone are FICLONEs too; a file
  * system that cannot reflink is a VS_ERROR_UNSUPPORTED naming the disk. No diff. */
 VsSnapProvider *vs_snap_reflink_new(const char *base_dir, GError **error);
+
+/* btrfs: where the disk's directory (a pool's) is a btrfs subvolume, a
+ * read-only subvolume snapshot of it as BASE_DIR/virtsnap-snapshots/LABEL
+ * (the same private directory as reflink's, on the same btrfs). The handle is
+ * the label; the disk is its file inside. Rollback, clone, expose: FICLONE of
+ * that file, as reflink. A directory that is not a subvolume: UNSUPPORTED. */
+VsSnapProvider *vs_snap_btrfs_new(const char *base_dir, GError **error);
 
 /* hook: an executable the administrator names, run once per operation as
  *   HOOK OP     (OP: create, delete, rollback, clone, expose, exists)
@@ -177,8 +184,8 @@ bool vs_snap_exists(VsSnapProvider *p, const VsSnapLocation *loc, const char *ha
 VsSource *vs_snap_open(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error);
 
 /* The provider `auto` picks for LOC: a hook when one is configured (it
- * overrides, per pool), rbd for RBD, reflink for a file when REFLINK_BASE is
- * set; NULL with VS_ERROR_UNSUPPORTED and the reason otherwise (what discover
+ * overrides, per pool), rbd for RBD, for a file when REFLINK_BASE is set
+ * btrfs if its directory is a btrfs subvolume, else reflink; NULL with VS_ERROR_UNSUPPORTED and the reason otherwise (what discover
  * reports). HOOK and REFLINK_BASE may be NULL. */
 VsSnapProvider *vs_snap_choose(const VsSnapLocation *loc, const VsSnapHookConfig *hook, const char *reflink_base,
                                GError **error);

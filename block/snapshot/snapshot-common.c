@@ -192,6 +192,8 @@ vs_snap_choose(const VsSnapLocation *loc, const VsSnapHookConfig *hook, const ch
         return vs_snap_hook_new(hook, error);
     if (loc->kind == VS_SNAP_LOC_RBD)
         return vs_snap_rbd_new(error);
+    if (loc->kind == VS_SNAP_LOC_FILE && reflink_base && loc->path && snap_btrfs_is_subvolume_dir(loc->path))
+        return vs_snap_btrfs_new(reflink_base, error);
     if (loc->kind == VS_SNAP_LOC_FILE && reflink_base)
         return vs_snap_reflink_new(reflink_base, error);
     g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,

@@ -28,3 +28,26 @@ typedef struct {
 #define SNAP_HOOK_ERR_MAX 4096
 bool snap_hook_run(char **argv, char **envp, unsigned timeout_ms, SnapHookRun *run, GError **error);
 void snap_hook_run_clear(SnapHookRun *run);
+
+/* The file-system providers (reflink, btrfs) share snapshot-reflink.c: a
+ * private snapshot directory BASE/virtsnap-snapshots, and rollback, clone and
+ * expose by FICLONE of the disk's file as it is in the snapshot (the file
+ * HANDLE, or in a subvolume snapshot HANDLE/BASENAME when SUBVOL). */
+typedef struct {
+    char *dir;      /* BASE/virtsnap-snapshots */
+    int dfd;
+    bool subvol;
+} SnapFsDir;
+VsSnapProvider *snap_fs_provider_new(const VsSnapOps *ops, const char *base_dir, bool subvol, GError **error);
+bool snap_fs_check_loc(const VsSnapLocation *loc, const char *op, GError **error);
+int snap_fs_ficlone(int dst, int src);
+void snap_fs_clone_error(GError **error, const VsSnapLocation *loc, const char *op, const char *dir, int err);
+bool snap_fs_rollback(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error);
+char *snap_fs_clone(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, const char *name,
+                    GError **error);
+char *snap_fs_expose(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, bool *image_only,
+                     GError **error);
+void snap_fs_free(VsSnapProvider *p);
+
+/* Whether PATH's directory is the root of a btrfs subvolume (snapshot-btrfs.c). */
+bool snap_btrfs_is_subvolume_dir(const char *path);

@@ -18,22 +18,22 @@
 
 #define SNAP_SUBDIR "virtsnap-snapshots"
 
-typedef struct {
-    char *dir;      /* BASE/virtsnap-snapshots */
-    int dfd;
-} Reflink;
+typedef SnapFsDir Reflink;
 
+/* PATH (relative to DFD, or absolute with AT_FDCWD) opened with FLAGS, no
+ * symlink followed on the way; relative: never above DFD. */
 static int
-open_dir_nosymlinks(const char *path)
+open_nosymlinks(int dfd, const char *path, int flags)
 {
-    struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC, .resolve = RESOLVE_NO_SYMLINKS};
+    struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC),
+                           .resolve = RESOLVE_NO_SYMLINKS | (dfd == AT_FDCWD ? 0 : RESOLVE_BENEATH)};
 
-    return (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+    return (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
 }
 
 /* The one message for a FICLONE that failed: what the user does depends on why. */
-static void
-clone_error(GError **error, const VsSnapLocation *loc, const char *op, const char *dir, int err)
+void
+snap_fs_clone_error(GError **error, const VsSnapLocation *loc, const char *op, const char *dir, int err)
 {
     const char *fix = err == EXDEV ? "the snapshot directory is on another file system than the disk: "
                                      "name a directory on the disk's own file system"
@@ -46,8 +46,8 @@ clone_error(GError **error, const VsSnapLocation *loc, const char *op, const cha
                 loc->disk, op, loc->path, dir, g_strerror(err), fix);
 }
 
-static bool
-check_loc(const VsSnapLocation *loc, const char *op, GError **error)
+bool
+snap_fs_check_loc(const VsSnapLocation *loc, const char *op, GError **error)
 {
     if (loc->kind == VS_SNAP_LOC_FILE && loc->path && g_path_is_absolute(loc->path))
         return true;
@@ -59,8 +59,8 @@ check_loc(const VsSnapLocation *loc, const char *op, GError **error)
 
 /* FICLONE the whole of SRC into DST, then fsync DST: the snapshot is durable
  * before anything relies on it. Returns 0 or an errno. */
-static int
-ficlone(int dst, int src)
+int
+snap_fs_ficlone(int dst, int src)
 {
     if (ioctl(dst, FICLONE, src) < 0 || fsync(dst) < 0)
         return errno;
@@ -73,13 +73,13 @@ reflink_create(VsSnapProvider *p, const VsSnapLocation *loc, const char *label, 
     Reflink *r = p->priv;
     int src = -1, dst = -1, err = 0;
 
-    if (!check_loc(loc, "create", error))
+    if (!snap_fs_check_loc(loc, "create", error))
         return NULL;
     if ((src = open(loc->path, O_RDONLY | O_CLOEXEC)) < 0)
         err = errno;
     else if ((dst = openat(r->dfd, label, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
         err = errno;
-    else if ((err = ficlone(dst, src)) != 0 || fsync(r->dfd) < 0) {
+    else if ((err = snap_fs_ficlone(dst, src)) != 0 || fsync(r->dfd) < 0) {
         err = err ? err : errno;
         unlinkat(r->dfd, label, 0);
     }
@@ -88,7 +88,7 @@ reflink_create(VsSnapProvider *p, const VsSnapLocation *loc, const char *label, 
     if (dst >= 0)
         close(dst);
     if (err && dst >= 0)
-        clone_error(error, loc, "create", r->dir, err);
+        snap_fs_clone_error(error, loc, "create", r->dir, err);
     else if (err)
         g_set_error(error, VS_ERROR, err == EEXIST ? VS_ERROR_INVALID_ARG : snap_errno_code(err),
                     "snapshot: %s: create: %s: %s%s", loc->disk, src < 0 ? loc->path : label, g_strerror(err),
@@ -96,31 +96,42 @@ reflink_create(VsSnapProvider *p, const VsSnapLocation *loc, const char *label, 
     return err ? NULL : g_strdup(label);
 }
 
-/* The snapshot HANDLE opened read-only; -1 with the error set. */
+/* Where LOC's bytes are inside the snapshot HANDLE: the file HANDLE, or the
+ * disk's file name inside the subvolume snapshot HANDLE. */
+static char *
+snap_rel(const Reflink *r, const VsSnapLocation *loc, const char *handle)
+{
+    g_autofree char *base = r->subvol ? g_path_get_basename(loc->path) : NULL;
+
+    return r->subvol ? g_build_filename(handle, base, NULL) : g_strdup(handle);
+}
+
+/* LOC's file in the snapshot HANDLE opened read-only; -1 with the error set. */
 static int
 open_snap(Reflink *r, const VsSnapLocation *loc, const char *op, const char *handle, GError **error)
 {
-    int fd = openat(r->dfd, handle, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    g_autofree char *rel = snap_rel(r, loc, handle);
+    int fd = open_nosymlinks(r->dfd, rel, O_RDONLY | O_NOFOLLOW);
     struct stat st;
 
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
         return fd;
     g_set_error(error, VS_ERROR, fd < 0 ? snap_errno_code(errno) : VS_ERROR_INVALID_ARG,
-                "snapshot: %s: %s: snapshot %s in %s: %s", loc->disk, op, handle, r->dir,
+                "snapshot: %s: %s: snapshot %s in %s: %s", loc->disk, op, rel, r->dir,
                 fd < 0 ? g_strerror(errno) : "not a regular file");
     if (fd >= 0)
         close(fd);
     return -1;
 }
 
-static bool
-reflink_rollback(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error)
+bool
+snap_fs_rollback(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error)
 {
     Reflink *r = p->priv;
     struct stat sst, dst_st;
     int snap, disk, err = 0;
 
-    if (!check_loc(loc, "rollback", error) || (snap = open_snap(r, loc, "rollback", handle, error)) < 0)
+    if (!snap_fs_check_loc(loc, "rollback", error) || (snap = open_snap(r, loc, "rollback", handle, error)) < 0)
         return false;
     if ((disk = open(loc->path, O_WRONLY | O_CLOEXEC)) < 0 || fstat(snap, &sst) < 0 || fstat(disk, &dst_st) < 0)
         err = errno;
@@ -129,7 +140,7 @@ reflink_rollback(VsSnapProvider *p, const VsSnapLocation *loc, const char *handl
     else if (dst_st.st_size != sst.st_size && ftruncate(disk, sst.st_size) < 0)
         err = errno;
     else
-        err = ficlone(disk, snap);
+        err = snap_fs_ficlone(disk, snap);
     close(snap);
     if (disk >= 0)
         close(disk);
@@ -137,24 +148,24 @@ reflink_rollback(VsSnapProvider *p, const VsSnapLocation *loc, const char *handl
         g_set_error(error, VS_ERROR, snap_errno_code(err), "snapshot: %s: rollback: %s: %s", loc->disk, loc->path,
                     g_strerror(err));
     else if (err)
-        clone_error(error, loc, "rollback (the disk may be half rolled back: run it again)", r->dir, err);
+        snap_fs_clone_error(error, loc, "rollback (the disk may be half rolled back: run it again)", r->dir, err);
     return err == 0;
 }
 
-static char *
-reflink_clone(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, const char *name, GError **error)
+char *
+snap_fs_clone(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, const char *name, GError **error)
 {
     Reflink *r = p->priv;
     g_autofree char *dir = NULL;
     int snap, dfd, dst = -1, err = 0;
 
-    if (!check_loc(loc, "clone", error) || (snap = open_snap(r, loc, "clone", handle, error)) < 0)
+    if (!snap_fs_check_loc(loc, "clone", error) || (snap = open_snap(r, loc, "clone", handle, error)) < 0)
         return NULL;
     dir = g_path_get_dirname(loc->path);
     if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
         (dst = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
         err = errno;
-    else if ((err = ficlone(dst, snap)) != 0 || fsync(dfd) < 0) {
+    else if ((err = snap_fs_ficlone(dst, snap)) != 0 || fsync(dfd) < 0) {
         err = err ? err : errno;
         unlinkat(dfd, name, 0);
     }
@@ -164,15 +175,15 @@ reflink_clone(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, 
     if (dfd >= 0)
         close(dfd);
     if (err && dst >= 0)
-        clone_error(error, loc, "clone", r->dir, err);
+        snap_fs_clone_error(error, loc, "clone", r->dir, err);
     else if (err)
         g_set_error(error, VS_ERROR, snap_errno_code(err), "snapshot: %s: clone: %s/%s: %s", loc->disk, dir, name,
                     g_strerror(err));
     return err ? NULL : g_build_filename(dir, name, NULL);
 }
 
-static char *
-reflink_expose(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, bool *image_only, GError **error)
+char *
+snap_fs_expose(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, bool *image_only, GError **error)
 {
     Reflink *r = p->priv;
     int fd = open_snap(r, loc, "expose", handle, error);
@@ -181,7 +192,8 @@ reflink_expose(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle,
         return NULL;
     close(fd);
     *image_only = false;
-    return g_build_filename(r->dir, handle, NULL);
+    g_autofree char *rel = snap_rel(r, loc, handle);
+    return g_build_filename(r->dir, rel, NULL);
 }
 
 static bool
@@ -213,8 +225,8 @@ reflink_exists(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle,
     return false;
 }
 
-static void
-reflink_free(VsSnapProvider *p)
+void
+snap_fs_free(VsSnapProvider *p)
 {
     Reflink *r = p->priv;
 
@@ -228,11 +240,11 @@ static const VsSnapOps reflink_ops = {
     .name = "reflink",
     .create = reflink_create,
     .delete = reflink_delete,
-    .rollback = reflink_rollback,
-    .clone = reflink_clone,
-    .expose = reflink_expose,
+    .rollback = snap_fs_rollback,
+    .clone = snap_fs_clone,
+    .expose = snap_fs_expose,
     .exists = reflink_exists,
-    .free = reflink_free,
+    .free = snap_fs_free,
 };
 
 /* BASE/virtsnap-snapshots, made 0700 if missing; refused unless it is a real
@@ -240,7 +252,8 @@ static const VsSnapOps reflink_ops = {
 static int
 open_snapdir(const char *base, GError **error)
 {
-    int bfd = g_path_is_absolute(base) ? open_dir_nosymlinks(base) : -1, dfd = -1, err = 0;
+    int bfd = g_path_is_absolute(base) ? open_nosymlinks(AT_FDCWD, base, O_RDONLY | O_DIRECTORY) : -1;
+    int dfd = -1, err = 0;
     struct stat st;
 
     if (bfd < 0)
@@ -268,7 +281,7 @@ open_snapdir(const char *base, GError **error)
 }
 
 VsSnapProvider *
-vs_snap_reflink_new(const char *base_dir, GError **error)
+snap_fs_provider_new(const VsSnapOps *ops, const char *base_dir, bool subvol, GError **error)
 {
     int dfd = open_snapdir(base_dir, error);
     VsSnapProvider *p;
@@ -279,8 +292,15 @@ vs_snap_reflink_new(const char *base_dir, GError **error)
     r = g_new0(Reflink, 1);
     r->dfd = dfd;
     r->dir = g_build_filename(base_dir, SNAP_SUBDIR, NULL);
+    r->subvol = subvol;
     p = g_new0(VsSnapProvider, 1);
-    p->ops = &reflink_ops;
+    p->ops = ops;
     p->priv = r;
     return p;
+}
+
+VsSnapProvider *
+vs_snap_reflink_new(const char *base_dir, GError **error)
+{
+    return snap_fs_provider_new(&reflink_ops, base_dir, false, error);
 }

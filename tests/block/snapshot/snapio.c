@@ -3,20 +3,21 @@
  * system, the loopback iSCSI target through a hook, a single-node Ceph):
  *   snapio PROVIDER LOCATION OP ARGS
  * prints each result on stdout, an error as "snapio: MESSAGE" on stderr with
- * exit 1 (2 for usage). `sha` reads a snapshot through vs_snap_open, `sha-url`
+ * exit 1 (2 for usage). `provider` names the one chosen; `sha` reads a snapshot through vs_snap_open, `sha-url`
  * anything the sources read, both as "SHA256 SIZE". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "vs-snapshot.h"
 
-static char *opt_reflink, *opt_hook, *opt_hook_config, *opt_kind = "file", *opt_disk = "vda";
+static char *opt_reflink, *opt_btrfs, *opt_hook, *opt_hook_config, *opt_kind = "file", *opt_disk = "vda";
 static gboolean opt_rbd, opt_image;
 static int opt_timeout, opt_retries, opt_lun = -1;
 static VsSnapLocation loc;
 
 static const GOptionEntry entries[] = {
     {"reflink", 0, 0, G_OPTION_ARG_FILENAME, &opt_reflink, "reflink provider, snapshots below DIR", "DIR"},
+    {"btrfs", 0, 0, G_OPTION_ARG_FILENAME, &opt_btrfs, "btrfs provider, snapshots below DIR", "DIR"},
     {"hook", 0, 0, G_OPTION_ARG_FILENAME, &opt_hook, "hook provider", "PATH"},
     {"hook-config", 0, 0, G_OPTION_ARG_FILENAME, &opt_hook_config, "VIRTSNAP_HOOK_CONFIG", "FILE"},
     {"hook-timeout", 0, 0, G_OPTION_ARG_INT, &opt_timeout, "hook timeout", "MS"},
@@ -83,6 +84,8 @@ make_provider(GError **error)
         return vs_snap_hook_new(&hook, error);
     if (opt_rbd)
         return vs_snap_rbd_new(error);
+    if (opt_btrfs)
+        return vs_snap_btrfs_new(opt_btrfs, error);
     return vs_snap_choose(&loc, NULL, opt_reflink, error);
 }
 
@@ -108,7 +111,9 @@ run(VsSnapProvider *p, int argc, char **argv, GError **error)
         if (!vs_snap_exists(p, &loc, argv[2], &b, error))
             return false;
         s = g_strdup(b ? "yes" : "no");
-    } else if (!strcmp(op, "diff") && argc == 4)
+    } else if (!strcmp(op, "provider") && argc == 2)
+        s = g_strdup(vs_snap_provider_name(p));
+    else if (!strcmp(op, "diff") && argc == 4)
         return print_diff(p, argv[2], argv[3], error);
     else if (!strcmp(op, "sha") && argc == 3) {
         g_autoptr(VsSource) src = vs_snap_open(p, &loc, argv[2], error);
