@@ -1,6 +1,7 @@
 /* What the storage snapshot providers (snapshot-*.c) share and nothing else
- * needs: the message prefix and a safe rendering of bytes that came from
- * outside (a hook's output, a handle from a repository) for error messages. */
+ * needs: a safe rendering of bytes that came from outside (a hook's output, a
+ * handle from a repository) for messages, errno as error codes, the hook
+ * runner, and the file-system code reflink and btrfs have in common. */
 #pragma once
 
 #include "vs-snapshot.h"

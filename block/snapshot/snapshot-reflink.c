@@ -4,7 +4,9 @@
  * clones the snapshot back into the disk's own inode (owner, labels and pool
  * volume stay); a clone is a new file beside the disk. The snapshot directory
  * is reached without following a symlink and snapshots are only ever created
- * or removed inside it, by a checked handle that cannot leave it. */
+ * or removed inside it, by a checked handle that cannot leave it. The btrfs
+ * provider (snapshot-btrfs.c) shares the directory, rollback, clone and expose
+ * (snap_fs_*): only where the disk's file is inside a snapshot differs. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -52,7 +54,7 @@ snap_fs_check_loc(const VsSnapLocation *loc, const char *op, GError **error)
     if (loc->kind == VS_SNAP_LOC_FILE && loc->path && g_path_is_absolute(loc->path))
         return true;
     g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                "snapshot: %s: %s: reflink snapshots need a file disk with an absolute path "
+                "snapshot: %s: %s: reflink and btrfs snapshots need a file disk with an absolute path "
                 "(this one is a %s disk): use a hook", loc->disk, op, vs_snap_loc_kind_name(loc->kind));
     return false;
 }
