@@ -26,8 +26,8 @@
 #   ONTAP_ALLOW_VOLUME_RESTORE=0
 # The password reaches curl on its stdin (`curl --config -`), never in argv or the environment.
 set -euo pipefail
-die() { echo "ontap-hook: ${VIRTSNAP_SNAP_OP:-?}: $*" >&2; exit "${2:-1}"; }
 op=${1:-}
+die() { echo "ontap-hook: ${op:-?}: $*" >&2; exit "${2:-1}"; }
 cfg=${VIRTSNAP_HOOK_CONFIG:-}
 [ -n "$cfg" ] && [ -f "$cfg" ] || die "VIRTSNAP_HOOK_CONFIG does not name a file"
 [ "$(stat -c %a "$cfg")" = 600 ] || [ "$(stat -c %a "$cfg")" = 400 ] || die "$cfg must be mode 0600 or 0400"
@@ -49,10 +49,13 @@ api() {
   case "$code" in 2??) printf '%s' "$out" ;;
     *) die "$1 $2: HTTP $code: $(jq -r '.error.message // empty' <<<"$out" 2>/dev/null | head -c 300)" ;; esac
 }
-# wait_job BODY: a 202's job, polled until it ends (ONTAP answers long operations with a job).
-wait_job() {
-  local uuid state
-  uuid=$(jq -r '.job.uuid // empty' <<<"$1"); [ -n "$uuid" ] || return 0
+# call METHOD PATH [JSON]: api, then the job it started (ONTAP answers long operations with a
+# 202 and a job) polled until it ends. Never `f "$(api ...)"`: a failed substitution in an
+# argument does not stop the script (set -e); an assignment does.
+call() {
+  local body uuid state
+  body=$(api "$@")
+  uuid=$(jq -r '.job.uuid // empty' <<<"$body"); [ -n "$uuid" ] || return 0
   for _ in $(seq 120); do
     state=$(api GET "/cluster/jobs/$uuid?fields=state,message")
     case "$(jq -r .state <<<"$state")" in
@@ -79,15 +82,16 @@ snap_uuid() { api GET "/storage/volumes/$VOL/snapshots?name=$SNAP&fields=uuid" |
 case "$op" in
 create)
   VOL=$(vol_uuid); SNAP=vs-$VIRTSNAP_SNAP_LABEL
-  wait_job "$(api POST "/storage/volumes/$VOL/snapshots" "$(jq -nc --arg n "$SNAP" '{name: $n}')")"
+  call POST "/storage/volumes/$VOL/snapshots" "$(jq -nc --arg n "$SNAP" '{name: $n}')"
   echo "handle=$VOL:$SNAP" ;;
 delete)
   parse_handle; su=$(snap_uuid); [ -n "$su" ] || die "no snapshot $SNAP"
-  wait_job "$(api DELETE "/storage/volumes/$VOL/snapshots/$su")" ;;
+  call DELETE "/storage/volumes/$VOL/snapshots/$su" ;;
 exists)
-  parse_handle; [ -n "$(snap_uuid)" ] && echo exists=yes || echo exists=no ;;
+  parse_handle; su=$(snap_uuid)     # a failed query must fail, not answer "no"
+  if [ -n "$su" ]; then echo exists=yes; else echo exists=no; fi ;;
 expose)
-  parse_handle; [ -n "$(snap_uuid)" ] || die "no snapshot $SNAP"
+  parse_handle; su=$(snap_uuid); [ -n "$su" ] || die "no snapshot $SNAP"
   echo "url=nfs://$VIRTSNAP_NFS_SERVER$VIRTSNAP_NFS_EXPORT/.snapshot/$SNAP/${VIRTSNAP_NFS_PATH#/}" ;;
 clone)
   parse_handle
@@ -95,12 +99,12 @@ clone)
   body=$(jq -nc --arg n "$VIRTSNAP_CLONE_NAME" --arg svm "${C[ONTAP_SVM]}" --arg p "$VOL" --arg s "$SNAP" \
     '{name: $n, svm: {name: $svm}, nas: {path: ("/" + $n)},
       clone: {is_flexclone: true, parent_volume: {uuid: $p}, parent_snapshot: {name: $s}}}')
-  wait_job "$(api POST /storage/volumes "$body")"
+  call POST /storage/volumes "$body"
   echo "url=nfs://$VIRTSNAP_NFS_SERVER/$VIRTSNAP_CLONE_NAME/${VIRTSNAP_NFS_PATH#/}" ;;
 rollback)
   parse_handle
   [ "${C[ONTAP_ALLOW_VOLUME_RESTORE]:-0}" = 1 ] ||
     die "a rollback restores the whole volume; set ONTAP_ALLOW_VOLUME_RESTORE=1 if that is wanted" 3
-  wait_job "$(api PATCH "/storage/volumes/$VOL" "$(jq -nc --arg s "$SNAP" '{restore_to: {snapshot: {name: $s}}}')")" ;;
+  call PATCH "/storage/volumes/$VOL" "$(jq -nc --arg s "$SNAP" '{restore_to: {snapshot: {name: $s}}}')" ;;
 *) die "operation '$op' not supported" 3 ;;
 esac

@@ -53,6 +53,11 @@ vs_assert_eq "$(snap expose s1)" "$(qurl "$IMG@s1") image" "expose"
 read -r s size < <(snap sha s1) || vs_fail "reading s1 failed"
 vs_assert_eq "$s" "$SHA0" "snapshot s1's bytes after the image changed (rbd: through the image source)"
 vs_assert_eq "$size" $((64 << 20)) "snapshot size"
+# a conf path with ':' and '\' (escaped in the rbd: string, unescaped for QEMU) and a user id
+cp "$CEPH_CONF" "$W/c:e\\ph.conf"
+read -r s _ < <("$SNAPIO" --rbd --kind rbd --rbd-pool "$CEPH_POOL" --rbd-image "$IMG" --rbd-user admin \
+  --rbd-conf "$W/c:e\\ph.conf" sha s1) || vs_fail "reading s1 with an odd conf path and a user failed"
+vs_assert_eq "$s" "$SHA0" "s1 through rbd:...:id=admin:conf=c\\:e\\\\ph.conf"
 
 # diff: what changed between s1 and s2 and nothing else; from nothing: all 64 MiB
 snap create s2 >/dev/null
