@@ -120,6 +120,24 @@ test_hang(void)
     g_assert_true(pid_gone(atoi(self)));
 }
 
+/* A hook that leaves a child holding its stdout: its answer is taken shortly
+ * after it exits, not at the timeout. */
+static void
+test_child_holds_stdout(void)
+{
+    g_autofree char *hook = make_hook("daemonish", "sleep 30 & echo $! > $D/bg.pid; echo handle=snap-7");
+    g_autoptr(VsSnapProvider) p = hook_provider(hook, 20000, 0);
+    g_autoptr(GError) error = NULL;
+    gint64 t0 = g_get_monotonic_time();
+    g_autofree char *handle = vs_snap_create(p, &loc, "l1", &error);
+    g_autofree char *bg = slurp("bg.pid");
+
+    g_assert_no_error(error);
+    g_assert_cmpstr(handle, ==, "snap-7");
+    g_assert_cmpint(g_get_monotonic_time() - t0, <, 5 * G_USEC_PER_SEC);
+    kill(atoi(bg), SIGKILL);
+}
+
 static void
 test_fail_retries(void)
 {
@@ -272,6 +290,7 @@ main(int argc, char **argv)
     tmpdir = g_dir_make_tmp("vs-snap-hook-XXXXXX", NULL);
     g_test_add_func("/snapshot-hook/env", test_env);
     g_test_add_func("/snapshot-hook/hang", test_hang);
+    g_test_add_func("/snapshot-hook/child-holds-stdout", test_child_holds_stdout);
     g_test_add_func("/snapshot-hook/fail-retries", test_fail_retries);
     g_test_add_func("/snapshot-hook/retry-succeeds", test_retry_succeeds);
     g_test_add_func("/snapshot-hook/unsupported", test_unsupported);
