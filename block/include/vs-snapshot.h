@@ -20,7 +20,10 @@
 G_BEGIN_DECLS
 
 /* Where a disk's data lives, as far as discovery knows. Strings may be NULL
- * where unknown; they are borrowed, never freed by the providers. */
+ * where unknown; they are borrowed, never freed by the providers. Providers
+ * trust it (rollback writes into PATH, clone creates beside it): fill it from
+ * discovery of the live system, never from what a repository recorded without
+ * checking it against the live domain or pool first. */
 typedef enum {
     VS_SNAP_LOC_FILE,      /* a file on a local file system (dir/fs pool, a plain path) */
     VS_SNAP_LOC_BLOCK,     /* a local block device (mpath, a kernel iSCSI LUN): hook only */
