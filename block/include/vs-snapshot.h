@@ -144,7 +144,8 @@ VsSnapProvider *vs_snap_btrfs_new(const char *base_dir, GError **error);
  *   exists: exists=yes|no
  * Exit 0: done. Exit 3: the operation is not supported (not retried,
  * VS_ERROR_UNSUPPORTED). Other exits, a signal, garbage on stdout: failed,
- * retried up to `retries` more times after `retry_delay_ms`. Past `timeout_ms`
+ * retried up to `retries` more times after `retry_delay_ms` (none once an
+ * interrupt, vs-interrupt.h, arrived: a running hook is let finish). Past `timeout_ms`
  * the hook's whole process group is killed (VS_ERROR_TIMEOUT). Errors name the
  * hook, the operation, the disk, the exit code or signal and the first 512
  * bytes of its stderr with control characters escaped. Secrets: none are

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include "snapshot-internal.h"
+#include "vs-interrupt.h"
 
 /* The hook's exit code for "this operation is not supported". */
 #define HOOK_EXIT_UNSUPPORTED 3
@@ -156,7 +157,9 @@ hook_call(const Hook *h, const VsSnapLocation *loc, const HookCall *c, HookCheck
         snap_hook_run_clear(&run);
         if (!why)
             return g_steal_pointer(&kv);
-        if (code == VS_ERROR_UNSUPPORTED)
+        /* An interrupted run lets a running hook finish (a killed create could
+         * leave a snapshot nobody knows) but starts no new attempt. */
+        if (code == VS_ERROR_UNSUPPORTED || vs_interrupted())
             break;
     }
     g_set_error(error, VS_ERROR, code, "snapshot: %s: hook %s %s: %s (attempt %u of %u)%s%s%s", loc->disk, h->path,

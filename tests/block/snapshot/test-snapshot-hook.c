@@ -3,7 +3,8 @@
  * (a secret of ours), the timeout that kills the hook's whole process group,
  * retries and their count, exit code 3, and what is refused from its output:
  * garbage, a hostile handle, a relative path, an unknown URL scheme. Also the
- * handle rule itself, as a repository's hostile content would meet it. */
+ * handle rule itself, as a repository's hostile content would meet it; an
+ * interrupt that stops the retries. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
+#include "vs-interrupt.h"
 #include "vs-snapshot.h"
 
 static char *tmpdir;
@@ -271,6 +273,24 @@ test_handle_rule(void)
     g_assert_false(vs_snap_name_check("label", "a:b", &error));
 }
 
+/* Last: the interrupt flag cannot be reset. A SIGINT during an attempt lets
+ * that attempt end and starts no other, though retries are left. */
+static void
+test_interrupt_stops_retries(void)
+{
+    g_autofree char *hook = make_hook("intr", "echo x >> $D/intr.count; kill -INT $PPID; sleep 0.2; exit 1");
+    g_autoptr(VsSnapProvider) p = hook_provider(hook, 5000, 3);
+    g_autoptr(GError) error = NULL;
+    g_autofree char *count = NULL;
+
+    vs_interrupt_install();
+    g_assert_false(vs_snap_delete(p, &loc, "snap-1", &error));
+    g_assert_cmpint(vs_interrupted(), ==, SIGINT);
+    g_assert_nonnull(strstr(error->message, "exit code 1 (attempt 1 of 4)"));
+    count = slurp("intr.count");
+    g_assert_cmpstr(count, ==, "x\n");
+}
+
 static void
 test_not_executable(void)
 {
@@ -299,6 +319,7 @@ main(int argc, char **argv)
     g_test_add_func("/snapshot-hook/expose", test_expose);
     g_test_add_func("/snapshot-hook/handle-rule", test_handle_rule);
     g_test_add_func("/snapshot-hook/not-executable", test_not_executable);
+    g_test_add_func("/snapshot-hook/interrupt-stops-retries", test_interrupt_stops_retries);
     rc = g_test_run();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
