@@ -41,10 +41,12 @@ rbd_error(GError **error, const VsSnapLocation *loc, const char *op, const char 
                 snap ? "@" : "", snap ? snap : "", g_strerror(err), fix ? ": " : "", fix ? fix : "");
 }
 
-/* Connects to LOC's cluster and opens its image (at snapshot SNAP if given,
- * then read-only). */
+/* Connects to LOC's cluster and opens its image, READ_ONLY (no watch on an
+ * image a guest uses, for what only looks) or at snapshot SNAP (then always
+ * read-only). */
 static bool
-rbd_conn_open(const VsSnapLocation *loc, const char *op, const char *snap, RbdConn *c, GError **error)
+rbd_conn_open(const VsSnapLocation *loc, const char *op, const char *snap, bool read_only, RbdConn *c,
+              GError **error)
 {
     /* A silent cluster is an error after the network sources' bound. */
     g_autofree char *secs = g_strdup_printf("%u", vs_net_timeout_secs());
@@ -80,8 +82,8 @@ rbd_conn_open(const VsSnapLocation *loc, const char *op, const char *snap, RbdCo
         fix = "the cluster did not answer or refused the key: check its monitors and the client's keyring";
     if (ret == 0 && (ret = rados_ioctx_create(c->cluster, loc->rbd_pool, &c->io)) == 0)
         c->have_io = true;
-    if (ret == 0 && (ret = snap ? rbd_open_read_only(c->io, loc->rbd_image, &c->image, snap)
-                                : rbd_open(c->io, loc->rbd_image, &c->image, NULL)) == 0)
+    if (ret == 0 && (ret = snap || read_only ? rbd_open_read_only(c->io, loc->rbd_image, &c->image, snap)
+                                             : rbd_open(c->io, loc->rbd_image, &c->image, NULL)) == 0)
         c->have_image = true;
     if (ret == 0)
         return true;
@@ -96,7 +98,7 @@ srbd_create(VsSnapProvider *p, const VsSnapLocation *loc, const char *label, GEr
     RbdConn c;
     int ret;
 
-    if (!rbd_conn_open(loc, "create", NULL, &c, error))
+    if (!rbd_conn_open(loc, "create", NULL, false, &c, error))
         return NULL;
     if ((ret = rbd_snap_create(c.image, label)) < 0)
         rbd_error(error, loc, "create", label, ret, ret == -EEXIST ? "pick another label" : NULL);
@@ -110,7 +112,7 @@ srbd_delete(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GE
     RbdConn c;
     int prot = 0, ret;
 
-    if (!rbd_conn_open(loc, "delete", NULL, &c, error))
+    if (!rbd_conn_open(loc, "delete", NULL, false, &c, error))
         return false;
     ret = rbd_snap_is_protected(c.image, handle, &prot);
     if (ret == 0 && prot && (ret = rbd_snap_unprotect(c.image, handle)) == -EBUSY) {
@@ -132,7 +134,7 @@ srbd_rollback(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, 
     RbdConn c;
     int ret;
 
-    if (!rbd_conn_open(loc, "rollback", NULL, &c, error))
+    if (!rbd_conn_open(loc, "rollback", NULL, false, &c, error))
         return false;
     if ((ret = rbd_snap_rollback(c.image, handle)) < 0)
         rbd_error(error, loc, "rollback", handle, ret,
@@ -148,7 +150,7 @@ srbd_clone_snap(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle
     int prot = 0, order = 0, ret;
     uint64_t features = 0;
 
-    if (!rbd_conn_open(loc, "clone", NULL, &c, error))
+    if (!rbd_conn_open(loc, "clone", NULL, false, &c, error))
         return NULL;
     ret = rbd_snap_is_protected(c.image, handle, &prot);
     if (ret == 0 && !prot)
@@ -183,7 +185,7 @@ rbd_snap_present(const VsSnapLocation *loc, const char *op, const char *handle, 
     RbdConn c;
     int ret;
 
-    if (!rbd_conn_open(loc, op, NULL, &c, error))
+    if (!rbd_conn_open(loc, op, NULL, true, &c, error))
         return false;
     if ((ret = rbd_snap_exists(c.image, handle, exists)) < 0)
         rbd_error(error, loc, op, handle, ret, NULL);
@@ -241,7 +243,7 @@ srbd_diff(VsSnapProvider *p, const VsSnapLocation *loc, const char *from, const 
     RbdConn c;
     int ret;
 
-    if (!rbd_conn_open(loc, "diff", to, &c, error))
+    if (!rbd_conn_open(loc, "diff", to, true, &c, error))
         return false;
     ret = rbd_get_size(c.image, &size);
     if (ret == 0)

@@ -91,6 +91,12 @@ vs_assert_eq "$(snap exists s1)" no "exists after delete"
 fails "delete: rbd $CEPH_POOL/$IMG@s1: No such file or directory" snap delete s1
 fails "expose: rbd $CEPH_POOL/$IMG@s1: No such file or directory" snap expose s1
 
+# a snapshot deleted by hand under a backup that needs it
+snap create s3 >/dev/null
+$R snap rm --no-progress "$CEPH_POOL/$IMG@s3" >&2
+fails "snapshot: vm1/vda: expose: rbd $CEPH_POOL/$IMG@s3: No such file or directory" snap sha s3
+vs_assert_eq "$(snap exists s3)" no "exists after a delete by hand"
+
 # hostile input
 fails "handle \"s1/../x\" is not valid" snap delete s1/../x
 fails "rbd image \"a:conf=/etc/x\" is not valid" "$SNAPIO" --rbd --kind rbd --rbd-pool rbd --rbd-image a:conf=/etc/x exists s2

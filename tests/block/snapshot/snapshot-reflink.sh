@@ -95,6 +95,12 @@ snap delete "$H" || vs_fail "delete failed"
 vs_assert_eq "$(snap exists "$H")" no "exists after delete"
 fails "delete: b1-vda in $M/base/virtsnap-snapshots: No such file or directory" snap delete "$H"
 
+# a snapshot deleted by hand under a backup that needs it: a clear error, and exists says so
+snap create b2-vda >/dev/null
+rm "$M/base/virtsnap-snapshots/b2-vda"
+fails "snapshot: vm1/vda: expose: snapshot b2-vda in $M/base/virtsnap-snapshots: No such file or directory" snap sha b2-vda
+vs_assert_eq "$(snap exists b2-vda)" no "exists after a delete by hand"
+
 # the snapshot directory: reached without symlinks, private
 ln -s "$M/base" "$M/link"
 fails "a symlink or a non-directory on the way" "$SNAPIO" --reflink "$M/link" --path "$DISK" exists x
