@@ -3,7 +3,7 @@
  * each error exactly once, with context), and turning libvirt's thread-local
  * last error into GErrors for the callers that still ask libvirt directly. */
 #include "config.h"
-#include "vs-driver.h"
+#include "driver-internal.h"
 #include "control.h"
 
 #include <libvirt/virterror.h>

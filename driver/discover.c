@@ -7,7 +7,7 @@
  * header, sysfs) rather than guessed from names. A domain or disk that cannot be
  * resolved is reported and never stops the others from being discovered. */
 #include "config.h"
-#include "vs-driver.h"
+#include "driver-internal.h"
 #include "vs-xml.h"
 #include "vs-block.h"
 

@@ -24,12 +24,6 @@ const char *vs_default_uri(const char *uri);
 virConnectPtr vs_conn_open(const char *uri, GError **error);
 void vs_conn_close(virConnectPtr conn);
 
-/* Sets *error from libvirt's last error: "PREFIX: <libvirt message>". */
-void vs_set_libvirt_error(GError **error, VsErrorCode code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-
-/* "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended" */
-const char *vs_domain_state_string(int state);
-
 /* ------------------------------------------------------------------------- */
 /* Discovery                                                                 */
 
