@@ -31,9 +31,12 @@ typedef enum {
     VS_AGENT_NONE,        /* no org.qemu.guest_agent.0 channel */
     VS_AGENT_CONFIGURED,  /* a channel, but nobody answered guest-ping (or not running) */
     VS_AGENT_RESPONDING,  /* guest-ping answered */
+    VS_AGENT_LAST
 } VsAgentStatus;
 
-const char *vs_agent_status_string(VsAgentStatus status);
+/* "none", "configured", "responding" (discover.c, VS_ENUM_IMPL); from: -1 for another word. */
+const char *vs_agent_status_to_string(VsAgentStatus value);
+int vs_agent_status_from_string(const char *str);
 
 typedef struct {
     char *path;           /* file/device path or protocol URL */
