@@ -51,7 +51,7 @@ typedef enum {
     VS_BACKUP_LEVEL_LAST
 } VsBackupLevel;
 
-/* The options' words (backup.c, util/vs-enum.h's VS_ENUM_IMPL): --quiesce try, require,
+/* The options' words (backup.c, util/include/vs-enum.h's VS_ENUM_IMPL): --quiesce try, require,
  * off; --data-path auto, direct, host; --mode overlay, begin, auto; --level full, inc,
  * diff (DEFAULT has no word). *_from_string: the value, or -1 for any other word. */
 const char *vs_quiesce_mode_to_string(VsQuiesceMode value);

@@ -1,4 +1,4 @@
-/* The enum string macro (util/vs-enum.h) and the tables built with it in xml/
+/* The enum string macro (util/include/vs-enum.h) and the tables built with it in xml/
  * and driver/ (the backup's option words, discovery's agent status):
  * every value spells and parses back to itself, a value without a spelling
  * (NULL entry) is never the result of a parse, and what is unknown, NULL or out
