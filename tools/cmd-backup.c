@@ -203,7 +203,8 @@ option_word(const char *option, const char *word, int (*from_string)(const char 
     if (!word)
         return dflt;
     if ((v = from_string(word)) < 0)
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --%s=%s: use %s", option, word, words);
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --%s=%s: use %s", option, word,
+                    words);
     return v;
 }
 
