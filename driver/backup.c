@@ -19,76 +19,15 @@
  * is completed from the base backup's chunk) and removes them. */
 #include "config.h"
 #include "backup-internal.h"
+#include "vs-enum.h"
 
 #include <string.h>
 
-/* The index of S in NAMES (NULL-terminated) into *OUT, or false. */
-static bool
-enum_from_string(const char *s, const char *const *names, int *out)
-{
-    for (int i = 0; names[i]; i++) {
-        if (!g_strcmp0(s, names[i])) {
-            *out = i;
-            return true;
-        }
-    }
-    return false;
-}
-
-bool
-vs_quiesce_mode_from_string(const char *s, VsQuiesceMode *out)
-{
-    static const char *const names[] = { [VS_QUIESCE_TRY] = "try", [VS_QUIESCE_REQUIRE] = "require",
-                                         [VS_QUIESCE_OFF] = "off", NULL };
-    int v;
-
-    if (!enum_from_string(s, names, &v))
-        return false;
-    *out = (VsQuiesceMode)v;
-    return true;
-}
-
-bool
-vs_backup_method_from_string(const char *s, VsBackupMethod *out)
-{
-    static const char *const names[] = { [VS_BACKUP_METHOD_OVERLAY] = "overlay",
-                                         [VS_BACKUP_METHOD_BEGIN] = "begin",
-                                         [VS_BACKUP_METHOD_AUTO] = "auto", NULL };
-    int v;
-
-    if (!enum_from_string(s, names, &v))
-        return false;
-    *out = (VsBackupMethod)v;
-    return true;
-}
-
-bool
-vs_backup_level_from_string(const char *s, VsBackupLevel *out)
-{
-    /* "default" is not a level one can ask for by name. */
-    static const char *const names[] = { [VS_BACKUP_LEVEL_DEFAULT] = "", [VS_BACKUP_LEVEL_FULL] = "full",
-                                         [VS_BACKUP_LEVEL_INC] = "inc",
-                                         [VS_BACKUP_LEVEL_DIFF] = "diff", NULL };
-    int v;
-
-    if (!s || !*s || !enum_from_string(s, names, &v))
-        return false;
-    *out = (VsBackupLevel)v;
-    return true;
-}
-
-bool
-vs_data_path_from_string(const char *s, VsDataPath *out)
-{
-    static const char *const names[] = { [VS_DATA_PATH_AUTO] = "auto", [VS_DATA_PATH_DIRECT] = "direct",
-                                         [VS_DATA_PATH_HOST] = "host", NULL };
-    int v;
-
-    if (!enum_from_string(s, names, &v))
-        return false;
-    *out = (VsDataPath)v;
-    return true;
-}
+VS_ENUM_IMPL(vs_quiesce_mode, VsQuiesceMode, VS_QUIESCE_LAST, "try", "require", "off")
+VS_ENUM_IMPL(vs_data_path, VsDataPath, VS_DATA_PATH_LAST, "auto", "direct", "host")
+VS_ENUM_IMPL(vs_backup_method, VsBackupMethod, VS_BACKUP_METHOD_LAST, "overlay", "begin", "auto")
+/* "default" is not a level one can ask for by name. */
+VS_ENUM_IMPL(vs_backup_level, VsBackupLevel, VS_BACKUP_LEVEL_LAST, NULL, "full", "inc", "diff")
 
 void
 vs_backup_options_init(VsBackupOptions *opts)

@@ -192,6 +192,22 @@ backup_args_clear(BackupArgs *a)
     g_free(a->backup_xml); g_free(a->checkpoint_xml); g_free(a->compress); g_free(a->push_dir);
 }
 
+/* --OPTION=WORD of an enum option: FROM_STRING's value for WORD (vs-backup.h), DEFAULT
+ * when the option was not given, or -1 with the usage error naming WORDS. */
+static int
+option_word(const char *option, const char *word, int (*from_string)(const char *), const char *words,
+            int dflt, GError **error)
+{
+    int v;
+
+    if (!word)
+        return dflt;
+    if ((v = from_string(word)) < 0)
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --%s=%s: use %s", option, word,
+                    words);
+    return v;
+}
+
 /* Options in, OPTS out; every failure is bad usage (exit 2). String options
  * are taken as bytes (G_OPTION_ARG_FILENAME), as the domain names after them
  * are: no conversion from the locale's charset that could fail on its own. */
@@ -242,26 +258,25 @@ backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GErr
         return false;
     }
     vs_backup_options_init(opts);
-    if (a->data_path && !vs_data_path_from_string(a->data_path, &opts->data_path)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --data-path=%s: use auto, direct or host", a->data_path);
+    int data_path, quiesce, mode, level;
+    if ((data_path = option_word("data-path", a->data_path, vs_data_path_from_string,
+                                 "auto, direct or host", opts->data_path, error)) < 0 ||
+        (quiesce = option_word("quiesce", a->quiesce, vs_quiesce_mode_from_string,
+                               "require, try or off", opts->quiesce, error)) < 0 ||
+        (mode = option_word("mode", a->mode, vs_backup_method_from_string,
+                            "overlay, begin or auto", opts->mode, error)) < 0)
         return false;
-    }
-    if (a->quiesce && !vs_quiesce_mode_from_string(a->quiesce, &opts->quiesce)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --quiesce=%s: use require, try or off", a->quiesce);
-        return false;
-    }
-    if (a->mode && !vs_backup_method_from_string(a->mode, &opts->mode)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --mode=%s: use overlay, begin or auto", a->mode);
-        return false;
-    }
     if (a->compress && strcmp(a->compress, "zstd") != 0 && strcmp(a->compress, "off") != 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --compress=%s: use zstd or off", a->compress);
         return false;
     }
-    if (a->level && !vs_backup_level_from_string(a->level, &opts->level)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --level=%s: use inc, diff or full", a->level);
+    if ((level = option_word("level", a->level, vs_backup_level_from_string, "inc, diff or full",
+                             opts->level, error)) < 0)
         return false;
-    }
+    opts->data_path = data_path;
+    opts->quiesce = quiesce;
+    opts->mode = mode;
+    opts->level = level;
     if (a->backup_xml || a->checkpoint_xml) {
         if (a->mode && opts->mode != VS_BACKUP_METHOD_BEGIN) {
             g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
