@@ -81,14 +81,14 @@ prepare_job_dirs(Run *run, DomJob *j)
 
     if (!vs_journal_backup_job(run->journal, j->name, j->uuid, p->checkpoint, p->sock_dir, p->scratch_dir,
                                &err)) {
-        dom_fail(j, "%s", err->message);
+        dom_fail_error(j, err);
         return;
     }
     /* QEMU (libvirt-qemu) creates the socket; libvirt creates and labels the scratch files. */
     if (!vs_make_dir(p->scratch_dir, 0755, &err) ||
         (p->sock_dir && (!vs_make_dir(vs_run_dir(), 0755, &err) ||
                          !vs_make_dir(p->sock_dir, 0700, &err)))) {
-        dom_fail(j, "backup-begin: domain '%s': %s", j->name, err->message);
+        dom_fail_from(j, err, "backup-begin: domain '%s': %s", j->name, err->message);
         return;
     }
     if (p->sock_dir && owner && sscanf(owner, "+%u:+%u", &uid, &gid) == 2 && chown(p->sock_dir, uid, gid) < 0)
@@ -323,7 +323,7 @@ job_failed(DomJob *j, const GError *err)
 {
     if (j->error)
         add_note(j, "%s; `virtsnap recover` ends it", err->message);
-    dom_fail(j, "%s; `virtsnap recover` ends it", err->message);
+    dom_fail_from(j, err, "%s; `virtsnap recover` ends it", err->message);
 }
 
 /* The copy is over (or failed): the job is aborted, which is how a pull job
@@ -416,9 +416,7 @@ job_after_manifest(Run *run, DomJob *j, VsBackupResult *result, VsBackupDomainRe
         /* After the prune: the checkpoint has no parent left to name. */
         else if (!vs_checkpoint_save(j->dom, p->checkpoint, run->repo, run->repo_tag,
                                      j->uuid, &err)) {
-            g_autofree char *before = g_steal_pointer(&dr->note);
-            dr->note = g_strdup_printf("%s%s%s (a domain defined anew will need a full backup)",
-                                       before ? before : "", before ? "; " : "", err->message);
+            result_note(dr, "%s (a domain defined anew will need a full backup)", err->message);
         }
     } else if (!vs_checkpoint_delete(j->dom, p->checkpoint)) {
         g_ptr_array_add(failed, g_strdup(p->checkpoint));
@@ -426,9 +424,7 @@ job_after_manifest(Run *run, DomJob *j, VsBackupResult *result, VsBackupDomainRe
     if (failed->len && dr) {
         g_ptr_array_add(failed, NULL);
         g_autofree char *names = g_strjoinv(", ", (char **)failed->pdata);
-        g_autofree char *before = g_steal_pointer(&dr->note);
-        dr->note = g_strdup_printf("%s%scheckpoints left to delete at the next backup: %s",
-                                   before ? before : "", before ? "; " : "", names);
+        result_note(dr, "checkpoints left to delete at the next backup: %s", names);
     }
 }
 

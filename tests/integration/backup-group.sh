@@ -83,6 +83,8 @@ vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --json "$N" > "$W/t.json"
 vs_assert_eq "$(jq -r '.domains[0] | [.ok, .consistency] | map(tostring) | join(",")' "$W/t.json")" "true,crash" \
   "--quiesce=try without an agent"
 vs_assert_contains "$(jq -r '.domains[0].note' "$W/t.json")" "crash-consistent" "the note says so"
+vs_assert_eq "$(jq -c '.domains[0].notes' "$W/t.json")" \
+  '["no qemu-guest-agent channel: backed up crash-consistent"]' "notes: a list of one"
 vs_virtsnap export --repo "$REPO" latest "$N" vda "$W/n-export.qcow2"
 "$VS_GUEST_SRC/verify-backup.sh" "$W/n-export.qcow2" --crash-consistent || vs_fail "crash-consistent export unusable"
 vs_assert_eq "$(ls "$W" | grep -c '\.virtsnap-[0-9]' || true)" 0 "overlay files left"
