@@ -15,7 +15,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The job's checkpoint and files, named after this run and the domain, the
@@ -177,19 +179,57 @@ job_prepare(Run *run, DomJob *j)
         precreate_scratch(j);
 }
 
+/* The pid of the QEMU that runs the domain with UUID (libvirt gives it
+ * "-uuid UUID"), or 0. */
+static int
+qemu_pid_of(const char *uuid)
+{
+    g_autoptr(GDir) proc = uuid ? g_dir_open("/proc", 0, NULL) : NULL;
+    const char *name;
+
+    while (proc && (name = g_dir_read_name(proc))) {
+        g_autofree char *path = g_build_filename("/proc", name, "cmdline", NULL);
+        g_autofree char *cmd = NULL;
+        gsize len;
+
+        if (!g_ascii_isdigit(name[0]) || !g_file_get_contents(path, &cmd, &len, NULL))
+            continue;
+        /* NUL-separated arguments; g_file_get_contents adds one more NUL. */
+        for (gsize off = 0; off < len; off += strlen(cmd + off) + 1)
+            if (!strcmp(cmd + off, "-uuid") && off + 6 < len && !strcmp(cmd + off + 6, uuid))
+                return atoi(name);
+    }
+    return 0;
+}
+
+/* Whether process PID sees DIR as the host does: the same directory through
+ * its root, which resolves in its own mount namespace. */
+static bool
+pid_sees_dir(int pid, const char *dir)
+{
+    g_autofree char *abs = g_canonicalize_filename(dir, NULL);
+    g_autofree char *there = g_strdup_printf("/proc/%d/root%s", pid, abs);
+    struct stat here_st, there_st;
+
+    return stat(abs, &here_st) == 0 && stat(there, &there_st) == 0 &&
+           here_st.st_dev == there_st.st_dev && here_st.st_ino == there_st.st_ino;
+}
+
 /* QEMU runs in a mount namespace of its own: a file system mounted on the
  * host after the domain started is not there for QEMU unless mounts propagate
  * (shared propagation, as systemd sets it up; not on every host), and QEMU's
- * "No such file or directory" for a file that is plainly there misleads. */
+ * "No such file or directory" for a file that is plainly there misleads. Told
+ * by looking at the directory from QEMU's side, not by reading QEMU's message. */
 static bool
 push_dir_hint(DomJob *j)
 {
     JobPriv *p = j->priv;
     GError *e = j->thread_error;
     char *before;
+    int pid;
 
-    if (!p->push || !e || !strstr(e->message, "No such file or directory") || !p->scratch_dir ||
-        !g_file_test(p->scratch_dir, G_FILE_TEST_IS_DIR))
+    if (!p->push || !e || !p->scratch_dir || !g_file_test(p->scratch_dir, G_FILE_TEST_IS_DIR) ||
+        (pid = qemu_pid_of(j->uuid)) <= 0 || pid_sees_dir(pid, p->scratch_dir))
         return false;
     before = e->message;
     e->message = g_strdup_printf("%s (%s is there on the host, but QEMU cannot see it: a file "
