@@ -86,9 +86,10 @@ step_thaw(gpointer data)
         if (j->frozen) {
             dom_fail_from(j, err, "%s (the guardian tries again at once)", err->message);
         } else {
-            /* Read with the freeze's note before it: "...; the thaw failed too". */
-            add_note(j, "%sthe thaw failed too (%s), so the guardian tried again",
-                     j->notes->len ? "" : "freeze failed; ", err->message);
+            /* Read after the freeze's note: "...; the thaw failed too". */
+            if (j->notes->len == 0)
+                add_note(j, "freeze failed");
+            add_note(j, "the thaw failed too (%s), so the guardian tried again", err->message);
         }
     }
     j->freeze_end = vs_now_ms();
