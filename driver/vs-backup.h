@@ -122,7 +122,7 @@ typedef struct {
     char *checkpoint;           /* begin: the checkpoint taken at this backup's instant */
     char *backup_xml;           /* begin: the domainbackup XML the job was begun with */
     char *checkpoint_xml;       /* begin: ... and its domaincheckpoint XML */
-    GError *error;              /* why this domain failed (VS_ERROR code), NULL when ok */
+    GError *error;              /* why this domain failed (the cause's code), NULL when ok */
     GPtrArray *disks;           /* of VsBackupDiskResult* */
 } VsBackupDomainResult;
 
