@@ -213,7 +213,6 @@ freeze_all(Run *run, GPtrArray *frz)
             dom_fail_from(j, j->thread_error, "%s; --quiesce=require: domain '%s' not backed up",
                           j->thread_error->message, j->name);
         } else {
-            g_ptr_array_set_size(j->notes, 0);
             add_note(j, "freeze failed (%s): backed up crash-consistent", j->thread_error->message);
         }
         g_clear_error(&j->thread_error);
@@ -274,7 +273,6 @@ close_window(Run *run, GPtrArray *snap)
             int64_t held = j->freeze_end - j->freeze_start;
             if (held > run->opts->max_freeze_ms) {
                 /* The guardian may have thawed before the snapshot was taken. */
-                g_ptr_array_set_size(j->notes, 0);
                 add_note(j, "frozen for %" G_GINT64_FORMAT " ms, over --max-freeze: treated as "
                          "crash-consistent", held);
             } else {
