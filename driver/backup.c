@@ -62,7 +62,7 @@ disk_job_free(DiskJob *d)
     manifest_disk_free(d->mdisk);
     g_free(d->target); g_free(d->format); g_free(d->path); g_free(d->url); g_free(d->direct_url);
     g_free(d->direct_failed);
-    g_free(d->overlay); g_free(d->error);
+    g_free(d->overlay); g_clear_error(&d->error);
     g_free(d->scratch); g_free(d->read);
     if (d->chain)
         g_ptr_array_unref(d->chain);
@@ -76,7 +76,7 @@ dom_job_free(DomJob *j)
         virDomainFree(j->dom);
     vs_domain_unlock(j->lock_fd);
     g_free(j->name); g_free(j->uuid); g_free(j->xml); g_free(j->live_xml);
-    g_free(j->consistency); g_free(j->note); g_free(j->error);
+    g_free(j->consistency); g_ptr_array_unref(j->notes); g_clear_error(&j->error);
     g_clear_error(&j->thread_error);
     g_ptr_array_unref(j->disks);
     g_free(j->incremental);
@@ -104,7 +104,26 @@ dom_fail(DomJob *j, const char *fmt, ...)
     if (j->error)
         return;
     va_start(ap, fmt);
-    j->error = g_strdup_vprintf(fmt, ap);
+    j->error = g_error_new_valist(VS_ERROR, VS_ERROR_FAILED, fmt, ap);
+    va_end(ap);
+}
+
+void
+dom_fail_error(DomJob *j, const GError *err)
+{
+    if (!j->error)
+        j->error = g_error_copy(err);
+}
+
+void
+dom_fail_from(DomJob *j, const GError *cause, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (j->error)
+        return;
+    va_start(ap, fmt);
+    j->error = g_error_new_valist(cause->domain, cause->code, fmt, ap);
     va_end(ap);
 }
 
@@ -144,7 +163,7 @@ journal(Run *run, DomJob *j, bool (*write)(VsJournal *, const char *, const char
         return true;
     /* Without a journal the step cannot be undone after a crash: do not take it. */
     if (j)
-        dom_fail(j, "%s", err->message);
+        dom_fail_error(j, err);
     return false;
 }
 
@@ -153,13 +172,10 @@ void
 add_note(DomJob *j, const char *fmt, ...)
 {
     va_list ap;
-    g_autofree char *msg = NULL;
-    g_autofree char *before = g_steal_pointer(&j->note);
 
     va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
+    g_ptr_array_add(j->notes, g_strdup_vprintf(fmt, ap));
     va_end(ap);
-    j->note = before ? g_strdup_printf("%s; %s", before, msg) : g_steal_pointer(&msg);
 }
 
 /* J's domain in backup M (by UUID when both have one), or NULL. */

@@ -27,8 +27,8 @@ pull_space_check(Run *run, DomJob *j)
         if (virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0) {
             g_autoptr(GError) err = NULL;
             vs_set_libvirt_error(&err, VS_ERROR_LIBVIRT, "domblkinfo %s", d->target);
-            dom_fail(j, "backup: domain '%s': cannot tell the size of its disks: %s", j->name,
-                     err->message);
+            dom_fail_from(j, err, "backup: domain '%s': cannot tell the size of its disks: %s",
+                          j->name, err->message);
             return;
         }
         d->capacity = info.capacity;

@@ -47,8 +47,8 @@ push_space_check(Run *run, DomJob *j)
         if (virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0) {
             g_autoptr(GError) err = NULL;
             vs_set_libvirt_error(&err, VS_ERROR_LIBVIRT, "domblkinfo %s", d->target);
-            dom_fail(j, "backup: domain '%s': cannot tell how much its push job would write: %s",
-                     j->name, err->message);
+            dom_fail_from(j, err, "backup: domain '%s': cannot tell how much its push job would write: "
+                          "%s", j->name, err->message);
             return;
         }
         d->capacity = info.capacity;
@@ -123,7 +123,7 @@ push_before_copy(Run *run, DomJob *j)
         j->left = true;
     else
         p->job_started = false;
-    dom_fail(j, "%s: no backup of it was written", err->message);
+    dom_fail_from(j, err, "%s: no backup of it was written", err->message);
     return false;
 }
 

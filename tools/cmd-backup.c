@@ -72,6 +72,21 @@ on_progress(VsBackupPhase phase, const char *dom, const char *disk, uint64_t don
     }
 }
 
+/* D's notes in one line, as printed ("; " between them), or NULL when none. */
+static char *
+joined_notes(const VsBackupDomainResult *d)
+{
+    g_autoptr(GStrvBuilder) sb = g_strv_builder_new();
+    g_auto(GStrv) notes = NULL;
+
+    if (!d->notes || d->notes->len == 0)
+        return NULL;
+    for (guint i = 0; i < d->notes->len; i++)
+        g_strv_builder_add(sb, d->notes->pdata[i]);
+    notes = g_strv_builder_end(sb);
+    return g_strjoinv("; ", notes);
+}
+
 /* The result as JSON; R NULL: the same members, empty, for a run that failed
  * before any domain, ERROR saying why. */
 static char *
@@ -86,6 +101,7 @@ result_json(const VsBackupResult *r, const char *error)
     json_builder_begin_array(b);
     for (guint i = 0; r && i < r->domains->len; i++) {
         const VsBackupDomainResult *d = r->domains->pdata[i];
+        g_autofree char *note = joined_notes(d);
         json_builder_begin_object(b);
         vs_json_add_str(b, "name", d->name);
         vs_json_add_bool(b, "ok", d->ok);
@@ -93,8 +109,13 @@ result_json(const VsBackupResult *r, const char *error)
         vs_json_add_int_or_null(b, "freeze_ms", d->freeze_ms);
         vs_json_add_int_or_null(b, "frozen_at_ms", d->frozen_at);
         vs_json_add_int_or_null(b, "thawed_at_ms", d->thawed_at);
-        vs_json_add_str(b, "note", d->note);
-        vs_json_add_str(b, "error", d->error);
+        vs_json_add_str(b, "note", note);
+        json_builder_set_member_name(b, "notes");
+        json_builder_begin_array(b);
+        for (guint k = 0; d->notes && k < d->notes->len; k++)
+            json_builder_add_string_value(b, d->notes->pdata[k]);
+        json_builder_end_array(b);
+        vs_json_add_str(b, "error", d->error ? d->error->message : NULL);
         vs_json_add_str(b, "mode", d->mode);
         vs_json_add_str(b, "level", d->level);
         vs_json_add_str(b, "base", d->base);
@@ -155,6 +176,7 @@ print_summary(const VsBackupResult *r)
     printf("\n");
     for (guint i = 0; i < r->domains->len; i++) {
         const VsBackupDomainResult *d = r->domains->pdata[i];
+        g_autofree char *note = joined_notes(d);
         uint64_t rd = 0, st = 0;
         for (guint k = 0; k < d->disks->len; k++) {
             rd += ((VsBackupDiskResult *)d->disks->pdata[k])->bytes_read;
@@ -170,8 +192,8 @@ print_summary(const VsBackupResult *r)
         } else {
             printf("  %-20s FAILED\n", d->name);
         }
-        if (d->note)
-            printf("      note: %s\n", d->note);
+        if (note)
+            printf("      note: %s\n", note);
     }
 }
 
@@ -380,7 +402,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     for (guint i = 0; res && i < res->domains->len; i++) {
         const VsBackupDomainResult *d = res->domains->pdata[i];
         if (!d->ok) {
-            vs_print_error("%s", d->error);
+            vs_print_error("%s", d->error ? d->error->message : "backup: failed");
             rc = 1;
         }
     }

@@ -125,14 +125,14 @@ typedef struct {
     int64_t freeze_ms;          /* -1 when not frozen */
     int64_t frozen_at;          /* unix ms when the freeze began, -1 when not frozen */
     int64_t thawed_at;          /* unix ms when the thaw returned */
-    char *note;                 /* why crash-consistent under --quiesce=try, etc. */
+    GPtrArray *notes;           /* of char*: why crash-consistent under --quiesce=try, etc. */
     char *mode;                 /* "overlay" or "begin" */
     char *level;                /* "full", "inc" or "diff" */
     char *base;                 /* inc, diff: the backup whose unchanged chunks it shares */
     char *checkpoint;           /* begin: the checkpoint taken at this backup's instant */
     char *backup_xml;           /* begin: the domainbackup XML the job was begun with */
     char *checkpoint_xml;       /* begin: ... and its domaincheckpoint XML */
-    char *error;                /* why this domain failed, NULL when ok */
+    GError *error;              /* why this domain failed (the cause's code), NULL when ok */
     GPtrArray *disks;           /* of VsBackupDiskResult* */
 } VsBackupDomainResult;
 
