@@ -448,6 +448,52 @@ f_checkpoint_delete(virDomainPtr dom, const char *name, bool metadata_only, GErr
                    metadata_only ? " metadata-only" : "");
 }
 
+static char *
+f_conn_uri(virConnectPtr conn)
+{
+    (void)conn;
+    return take(NULL, "conn_uri");
+}
+
+static virDomainPtr *
+f_domain_list(virConnectPtr conn, GError **error)
+{
+    g_autofree char *reply = take(error, "domain_list");
+    g_auto(GStrv) names = NULL;
+    GPtrArray *doms;
+
+    (void)conn;
+    if (!reply)
+        return NULL;
+    names = g_strsplit_set(g_strstrip(reply), " ", -1);
+    doms = g_ptr_array_new();
+    for (size_t i = 0; names[i]; i++) {
+        FakeDomain *d;
+
+        if (!*names[i])
+            continue;
+        d = domain_by_name(names[i]);
+        g_assert_nonnull(d);
+        g_ptr_array_add(doms, d);
+    }
+    g_ptr_array_add(doms, NULL);
+    return (virDomainPtr *)g_ptr_array_free(doms, false);
+}
+
+static char *
+f_domain_xml_secure(virDomainPtr dom, GError **error)
+{
+    return take(error, "domain_xml_secure %s", NAME(dom));
+}
+
+static bool
+f_domain_define(virConnectPtr conn, const char *xml, GError **error)
+{
+    (void)conn;
+    keep_xml(xml);
+    return take_ok(error, "domain_define");
+}
+
 static const VsControlOps fake_ops = {
     .conn_open = f_conn_open,
     .conn_close = f_conn_close,
@@ -478,6 +524,10 @@ static const VsControlOps fake_ops = {
     .checkpoint_xml = f_checkpoint_xml,
     .checkpoint_redefine = f_checkpoint_redefine,
     .checkpoint_delete = f_checkpoint_delete,
+    .conn_uri = f_conn_uri,
+    .domain_list = f_domain_list,
+    .domain_xml_secure = f_domain_xml_secure,
+    .domain_define = f_domain_define,
 };
 
 VsFake *

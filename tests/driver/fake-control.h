@@ -29,6 +29,10 @@
  *   checkpoint_xml NAME CHECKPOINT the XML
  *   checkpoint_redefine NAME       "ok" (its XML: vs_fake_last_xml)
  *   checkpoint_delete NAME CHECKPOINT [metadata-only]           "ok"
+ *   conn_uri                       the URI (an error item: NULL)
+ *   domain_list                    the names of vs_fake_domain domains, space-separated
+ *   domain_xml_secure NAME         the persistent XML with its secrets
+ *   domain_define                  "ok" (its XML: vs_fake_last_xml)
  * Not scripted, as they ask nothing of libvirt: conn_close, domain_free,
  * domain_name, domain_uuid, domain_conn, block_job_watch (the events go to the
  * last function watching), job_watch (no events: callers poll), job_unwatch. */
@@ -73,5 +77,6 @@ typedef struct {
 void vs_fake_fixture_setup(VsFakeFixture *fx, gconstpointer data);
 void vs_fake_fixture_teardown(VsFakeFixture *fx, gconstpointer data);
 
-/* The XML of the last snapshot_create, backup_begin or checkpoint_redefine. */
+/* The XML of the last snapshot_create, backup_begin, checkpoint_redefine or
+ * domain_define. */
 const char *vs_fake_last_xml(VsFake *f);
