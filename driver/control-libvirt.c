@@ -445,6 +445,32 @@ lv_checkpoint_delete(virDomainPtr dom, const char *name, bool metadata_only, GEr
     return ok;
 }
 
+static int
+lv_domain_is_persistent(virDomainPtr dom)
+{
+    return virDomainIsPersistent(dom);
+}
+
+static bool
+lv_domain_resume(virDomainPtr dom, GError **error)
+{
+    return lv_ok(virDomainResume(dom), error);
+}
+
+static bool
+lv_block_info(virDomainPtr dom, const char *disk, VsBlockInfo *info, GError **error)
+{
+    virDomainBlockInfo bi;
+
+    if (virDomainGetBlockInfo(dom, disk, &bi, 0) < 0) {
+        lv_error(error);
+        return false;
+    }
+    info->capacity = bi.capacity;
+    info->allocation = bi.allocation;
+    return true;
+}
+
 const VsControlOps vs_control_libvirt = {
     .conn_open = lv_conn_open,
     .conn_close = lv_conn_close,
@@ -475,4 +501,8 @@ const VsControlOps vs_control_libvirt = {
     .checkpoint_xml = lv_checkpoint_xml,
     .checkpoint_redefine = lv_checkpoint_redefine,
     .checkpoint_delete = lv_checkpoint_delete,
+    /* The backup run's */
+    .domain_is_persistent = lv_domain_is_persistent,
+    .domain_resume = lv_domain_resume,
+    .block_info = lv_block_info,
 };
