@@ -445,6 +445,32 @@ lv_checkpoint_delete(virDomainPtr dom, const char *name, bool metadata_only, GEr
     return ok;
 }
 
+static int
+lv_domain_is_persistent(virDomainPtr dom)
+{
+    return virDomainIsPersistent(dom);
+}
+
+static bool
+lv_domain_resume(virDomainPtr dom, GError **error)
+{
+    return lv_ok(virDomainResume(dom), error);
+}
+
+static bool
+lv_block_info(virDomainPtr dom, const char *disk, VsBlockInfo *info, GError **error)
+{
+    virDomainBlockInfo bi;
+
+    if (virDomainGetBlockInfo(dom, disk, &bi, 0) < 0) {
+        lv_error(error);
+        return false;
+    }
+    info->capacity = bi.capacity;
+    info->allocation = bi.allocation;
+    return true;
+}
+
 static char *
 lv_conn_uri(virConnectPtr conn)
 {
@@ -531,6 +557,11 @@ const VsControlOps vs_control_libvirt = {
     .checkpoint_xml = lv_checkpoint_xml,
     .checkpoint_redefine = lv_checkpoint_redefine,
     .checkpoint_delete = lv_checkpoint_delete,
+    /* The backup run's */
+    .domain_is_persistent = lv_domain_is_persistent,
+    .domain_resume = lv_domain_resume,
+    .block_info = lv_block_info,
+    /* Recover's */
     .conn_uri = lv_conn_uri,
     .domain_list = lv_domain_list,
     .domain_xml_secure = lv_domain_xml_secure,

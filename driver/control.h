@@ -30,6 +30,11 @@ typedef struct {
     unsigned long long cur, end;
 } VsBlockJobInfo;
 
+/* A disk's size as libvirt sees it (virDomainGetBlockInfo), in bytes. */
+typedef struct {
+    unsigned long long capacity, allocation;
+} VsBlockInfo;
+
 typedef struct {
     int type;                   /* VIR_DOMAIN_JOB_* (NONE, UNBOUNDED, COMPLETED, FAILED, ...) */
     int operation;              /* VIR_DOMAIN_JOB_OPERATION_*, -1 when libvirt did not say */
@@ -116,6 +121,13 @@ typedef struct {
     bool (*checkpoint_redefine)(virDomainPtr dom, const char *xml, GError **error);
     bool (*checkpoint_delete)(virDomainPtr dom, const char *name, bool metadata_only,
                               GError **error);
+
+    /* What the backup run asks besides (link.c, backup-plan.c, method-*.c).
+     * domain_is_persistent: 1, 0, -1 (cannot say). domain_resume: a paused
+     * domain goes on. block_info: DISK's capacity and allocation. */
+    int (*domain_is_persistent)(virDomainPtr dom);
+    bool (*domain_resume)(virDomainPtr dom, GError **error);
+    bool (*block_info)(virDomainPtr dom, const char *disk, VsBlockInfo *info, GError **error);
 
     /* Recover. conn_uri: the connection's URI (NULL when libvirt cannot
      * say). domain_list: every domain of CONN, NULL-terminated (each to
