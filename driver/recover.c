@@ -524,7 +524,9 @@ recover_failed(bool first, GPtrArray *actions, GError **error, GError **cause)
 static bool
 recover_records(virConnectPtr conn, GPtrArray *recs, GPtrArray *actions, bool first, GError **error)
 {
-    g_autoptr(GHashTable) thawed = g_hash_table_new(g_str_hash, g_str_equal);
+    /* uuid -> its last FREEZE, while no THAWED has followed it: a domain is
+     * frozen again in the commit's frozen retry, after the window's THAWED. */
+    g_autoptr(GHashTable) frozen = g_hash_table_new(g_str_hash, g_str_equal);
     g_autoptr(GHashTable) committed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     g_autoptr(GHashTable) ended = g_hash_table_new(g_str_hash, g_str_equal);
     g_autoptr(GHashTable) temp_done = g_hash_table_new(g_str_hash, g_str_equal);
@@ -534,8 +536,10 @@ recover_records(virConnectPtr conn, GPtrArray *recs, GPtrArray *actions, bool fi
     for (guint k = 0; k < recs->len; k++) {
         VsJournalRecord *r = recs->pdata[k];
         const char *u = r->uuid;
+        if (r->kind == VS_JOURNAL_FREEZE)
+            g_hash_table_insert(frozen, (gpointer)(u ? u : ""), r);
         if (r->kind == VS_JOURNAL_THAWED && u)
-            g_hash_table_add(thawed, (gpointer)u);
+            g_hash_table_remove(frozen, u);
         if (r->kind == VS_JOURNAL_COMMITTED && u)
             g_hash_table_add(committed, g_strdup_printf("%s/%s", u, r->disk));
         if (r->kind == VS_JOURNAL_JOB_ENDED && u)
@@ -550,7 +554,7 @@ recover_records(virConnectPtr conn, GPtrArray *recs, GPtrArray *actions, bool fi
         g_autoptr(GError) terr = NULL;
 
         if (r->kind == VS_JOURNAL_FREEZE &&
-            !g_hash_table_contains(thawed, r->uuid ? r->uuid : "") &&
+            g_hash_table_lookup(frozen, r->uuid ? r->uuid : "") == r &&
             !recover_thaw(conn, r, actions, &terr)) {
             recover_failed(first && ok, actions, error, &terr);
             ok = false;

@@ -471,6 +471,43 @@ test_still_frozen_kept(Fixture *f, gconstpointer data)
     g_assert_true(g_file_test(f->journal, G_FILE_TEST_EXISTS));
 }
 
+/* (d'') Killed in the commit's frozen retry (method-overlay.c's
+ * commit_frozen): the journal says FREEZE, THAWED (the snapshot's window),
+ * then FREEZE again, and the guest is frozen now. The THAWED before it does
+ * not cover the second freeze: recover thaws, then deals with the overlay
+ * (here already committed and pivoted: only the file is left). */
+static void
+test_frozen_again_in_commit_thawed(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *on_original = domain_xml(f->original, NULL);
+    VsJournal *j = journal_open(f);
+
+    (void)data;
+    g_assert_true(vs_journal_freeze(j, "vm1", U1, &err));
+    g_assert_true(vs_journal_overlay(j, "vm1", U1, "vda", f->overlay, f->original, "raw", &err));
+    g_assert_true(vs_journal_thawed(j, "vm1", U1, &err));
+    g_assert_true(vs_journal_commit(j, "vm1", U1, "vda", f->overlay, &err));
+    g_assert_true(vs_journal_freeze(j, "vm1", U1, &err));
+    g_assert_no_error(err);
+    vs_journal_close(j);
+    expect_start(f);
+    vs_fake_add_item(f->fx.fake, "domain_lookup_uuid " U1, "vm1");
+    vs_fake_add_item(f->fx.fake, "domain_is_active vm1", "1");
+    vs_fake_add_item(f->fx.fake, "agent_command vm1 guest-fsfreeze-status", FROZEN);
+    vs_fake_add_item(f->fx.fake, "fs_thaw vm1", "ok");
+    vs_fake_add_item(f->fx.fake, "agent_command vm1 guest-fsfreeze-status", THAWED);
+    vs_fake_add_item(f->fx.fake, "domain_lookup_uuid " U1, "vm1");
+    vs_fake_add_item(f->fx.fake, "domain_is_active vm1", "1");
+    vs_fake_add_item(f->fx.fake, "domain_xml vm1 live", on_original);
+    expect_uses_file_none(f);
+    g_assert_true(recover(f, &err));
+    g_assert_no_error(err);
+    g_assert_true(said(f, "thawed domain 'vm1'"));
+    g_assert_false(g_file_test(f->overlay, G_FILE_TEST_EXISTS));
+    g_assert_false(g_file_test(f->journal, G_FILE_TEST_EXISTS));
+}
+
 /* A pull-mode run (--mode=begin) that died after its backup job began: its
  * scratch files and socket directory, and checkpoint CHECKPOINT. */
 static void
@@ -601,6 +638,7 @@ main(int argc, char **argv)
     ADD("/recover/overlay/failed-lookup", test_failed_lookup_keeps_files);
     ADD("/recover/freeze/thawed", test_frozen_thawed);
     ADD("/recover/freeze/still-frozen", test_still_frozen_kept);
+    ADD("/recover/freeze/frozen-again-in-commit", test_frozen_again_in_commit_thawed);
     ADD("/recover/backup-job/checkpoint-deleted", test_leftover_checkpoint_deleted);
     ADD("/recover/backup-job/checkpoint-kept", test_checkpoint_of_written_backup_kept);
     ADD("/recover/backup-job/dead-connection", test_backup_job_dead_connection_keeps_scratch);
