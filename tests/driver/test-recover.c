@@ -10,6 +10,7 @@
 #include "driver-internal.h"
 #include "vs-backup.h"
 #include "vs-xml.h"
+#include "vs-temp.h"
 #include "fake-control.h"
 
 #include <glib/gstdio.h>
@@ -623,6 +624,106 @@ test_backup_job_state_unknown_keeps_scratch(Fixture *f, gconstpointer data)
     g_assert_true(g_file_test(f->journal, G_FILE_TEST_EXISTS));
 }
 
+/* An export killed while it built its image: the temp journal (no domain
+ * in it) naming the temp file, which exists. Returns the file's path. */
+static char *
+journal_temp(Fixture *f)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *run = g_build_filename(f->dir, "run", NULL);
+    VsJournal *j = vs_temp_journal_create(f->dir, "export", &err);
+    char *path;
+
+    g_assert_no_error(err);
+    path = vs_temp_claim(j, f->dir, "vda.qcow2", &err);
+    g_assert_no_error(err);
+    g_assert_true(g_file_set_contents(path, "half an image", -1, NULL));
+    g_free(f->journal);
+    f->journal = g_strdup(vs_journal_path(j));
+    vs_journal_close(j);
+    /* restore --instant's mount registry, which a plain recover also reads:
+     * empty, and not the host's */
+    g_assert_cmpint(g_mkdir(run, 0700), ==, 0);
+    g_setenv("VIRTSNAP_RUN_DIR", run, true);
+    return path;
+}
+
+/* A plain `virtsnap recover` (every journal, then the mount registry). */
+static bool
+recover_all(Fixture *f, GError **error)
+{
+    return vs_recover(vs_fake_conn(f->fx.fake), f->dir, NULL, f->actions, error);
+}
+
+/* (f) The temp image of an interrupted export that no domain uses (vm1,
+ * the only one, names its own disk): removed. */
+static void
+test_temp_removed(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *path = journal_temp(f);
+    g_autofree char *msg = g_strdup_printf("removed %s, the temp image of an interrupted export "
+                                           "or restore", path);
+
+    (void)data;
+    expect_start(f);
+    vs_fake_add_item(f->fx.fake, "domain_list", "vm1");
+    expect_uses_file_none(f);
+    vs_fake_add_item(f->fx.fake, "conn_alive", "1");     /* before the mount registry */
+    g_assert_true(recover_all(f, &err));
+    g_assert_no_error(err);
+    g_assert_true(said(f, msg));
+    g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    g_assert_false(g_file_test(f->journal, G_FILE_TEST_EXISTS));
+}
+
+/* (f') The temp image is a disk of vm1 now (someone attached it): left
+ * alone, and said so. */
+static void
+test_temp_in_use_left_alone(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *path = journal_temp(f);
+    g_autofree char *on_temp = domain_xml(path, NULL);
+    g_autofree char *msg = g_strdup_printf("left alone: %s, an image an interrupted run was "
+                                           "building, is a disk of domain 'vm1' now", path);
+
+    (void)data;
+    expect_start(f);
+    vs_fake_add_item(f->fx.fake, "domain_list", "vm1");
+    vs_fake_add_item(f->fx.fake, "domain_lookup_uuid " U1, "vm1");
+    vs_fake_add_item(f->fx.fake, "domain_is_active vm1", "1");
+    vs_fake_add_item(f->fx.fake, "domain_is_persistent vm1", "1");
+    vs_fake_add_item(f->fx.fake, "domain_xml vm1 live", on_temp);
+    vs_fake_add_item(f->fx.fake, "conn_alive", "1");
+    g_assert_true(recover_all(f, &err));
+    g_assert_no_error(err);
+    g_assert_true(said(f, msg));
+    g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
+}
+
+/* (f'') libvirt cannot list the domains: the temp image stays, and so does
+ * its journal; recover fails with a connection error. */
+static void
+test_temp_list_fails_kept(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *path = journal_temp(f);
+    g_autofree char *msg = g_strdup_printf("recover: listing the domains that may use %s: "
+                                           "internal error: client socket is closed", path);
+
+    (void)data;
+    expect_start(f);
+    vs_fake_add_error(f->fx.fake, "domain_list", VS_ERROR_LIBVIRT,
+                      "internal error: client socket is closed");
+    vs_fake_add_item(f->fx.fake, "conn_alive", "1");
+    g_assert_false(recover_all(f, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_CONNECTION);
+    g_assert_cmpstr(err->message, ==, msg);
+    g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
+    g_assert_true(g_file_test(f->journal, G_FILE_TEST_EXISTS));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -643,6 +744,9 @@ main(int argc, char **argv)
     ADD("/recover/backup-job/checkpoint-kept", test_checkpoint_of_written_backup_kept);
     ADD("/recover/backup-job/dead-connection", test_backup_job_dead_connection_keeps_scratch);
     ADD("/recover/backup-job/state-unknown", test_backup_job_state_unknown_keeps_scratch);
+    ADD("/recover/temp/removed", test_temp_removed);
+    ADD("/recover/temp/in-use", test_temp_in_use_left_alone);
+    ADD("/recover/temp/list-fails", test_temp_list_fails_kept);
 #undef ADD
     return g_test_run();
 }
