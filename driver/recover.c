@@ -228,8 +228,15 @@ recover_overlay(virConnectPtr conn, const VsJournalRecord *rec, GPtrArray *actio
         return true;
     if (!(dom = find_domain(conn, uuid, name, "", &gone, error)))
         return gone && orphan_overlay(overlay, original, name, actions, error);
-    active = c->domain_is_active(dom);
-    if (!(xml = c->domain_xml(dom, active != 1, &cause))) {
+    /* Not knowing is no "shut off": an offline commit and a redefinition of
+     * a domain that runs would have only QEMU's image lock in their way. */
+    if ((active = c->domain_is_active(dom)) < 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_CONNECTION, "recover: domain '%s': libvirt cannot "
+                    "say whether it runs: its overlay %s is kept (run `virtsnap recover` again)",
+                    name, overlay);
+        goto out;
+    }
+    if (!(xml = c->domain_xml(dom, !active, &cause))) {
         vs_control_error(error, cause, VS_ERROR_LIBVIRT, "recover: domain '%s'", name);
         goto out;
     }

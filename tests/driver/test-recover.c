@@ -296,6 +296,33 @@ test_shut_off_committed_offline(Fixture *f, gconstpointer data)
     g_assert_nonnull(strstr(vs_fake_last_xml(f->fx.fake), "s3cret"));
 }
 
+/* (a'''') libvirt cannot say whether vm1 runs (domain_is_active -1): that is
+ * no "shut off". A qemu-img commit of an overlay a running QEMU may write to
+ * (only its image lock would stop it) and a redefinition are no answer to
+ * it: the overlay and the journal stay, and recover fails. */
+static void
+test_state_unknown_keeps_overlay(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *msg = NULL;
+
+    (void)data;
+    if (!real_chain(f))
+        return;
+    journal_overlay(f);
+    expect_start(f);
+    vs_fake_add_item(f->fx.fake, "domain_lookup_uuid " U1, "vm1");
+    vs_fake_add_item(f->fx.fake, "domain_is_active vm1", "-1");
+    g_assert_false(recover(f, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_CONNECTION);
+    msg = g_strdup_printf("recover: domain 'vm1': libvirt cannot say whether it runs: its overlay "
+                          "%s is kept (run `virtsnap recover` again)", f->overlay);
+    g_assert_cmpstr(err->message, ==, msg);
+    g_assert_true(g_file_test(f->overlay, G_FILE_TEST_EXISTS));
+    g_assert_false(original_has_writes(f));
+    g_assert_true(g_file_test(f->journal, G_FILE_TEST_EXISTS));
+}
+
 /* (a') The pivot is refused: the guest stays on its overlay, so the file
  * and the journal stay, for the next recover. */
 static void
@@ -732,6 +759,7 @@ main(int argc, char **argv)
     ADD("/recover/overlay/committed-and-removed", test_overlay_committed_and_removed);
     ADD("/recover/overlay/still-named", test_overlay_still_named_kept);
     ADD("/recover/overlay/shut-off", test_shut_off_committed_offline);
+    ADD("/recover/overlay/state-unknown", test_state_unknown_keeps_overlay);
     ADD("/recover/overlay/pivot-refused", test_pivot_refused_keeps_overlay);
     ADD("/recover/overlay/domain-gone", test_domain_gone_files_kept);
     ADD("/recover/overlay/domain-gone-committed", test_domain_gone_committed_offline);
