@@ -292,12 +292,20 @@ recover_thaw(virConnectPtr conn, const VsJournalRecord *rec, GPtrArray *actions,
     virDomainPtr dom;
     g_autofree char *status = NULL;
     bool ok = true, gone;
+    int active;
 
     if (!uuid)
         return true;
     if (!(dom = find_domain(conn, uuid, name, " may still be frozen", &gone, error)))
         return gone;
-    if (c->domain_is_active(dom) == 1) {
+    /* Only a domain that does not run is known not to be frozen. */
+    if ((active = c->domain_is_active(dom)) < 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_CONNECTION, "recover: domain '%s' may still be "
+                    "frozen: libvirt cannot say whether it runs (run `virtsnap recover` again)",
+                    name);
+        ok = false;
+    }
+    if (active == 1) {
         status = vs_agent_freeze_status(dom, 5, NULL);
         /* Thaw unless the agent says thawed: an unanswered query may be a frozen guest. */
         if (g_strcmp0(status, "thawed") != 0) {

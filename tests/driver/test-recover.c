@@ -499,6 +499,25 @@ test_still_frozen_kept(Fixture *f, gconstpointer data)
     g_assert_true(g_file_test(f->journal, G_FILE_TEST_EXISTS));
 }
 
+/* (d''') libvirt cannot say whether vm1 runs: it may be running, frozen.
+ * The journal (the only record of the freeze) stays, and recover fails. */
+static void
+test_frozen_state_unknown_kept(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+
+    (void)data;
+    journal_frozen(f);
+    expect_start(f);
+    vs_fake_add_item(f->fx.fake, "domain_lookup_uuid " U1, "vm1");
+    vs_fake_add_item(f->fx.fake, "domain_is_active vm1", "-1");
+    g_assert_false(recover(f, &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_CONNECTION);
+    g_assert_cmpstr(err->message, ==, "recover: domain 'vm1' may still be frozen: libvirt cannot "
+                    "say whether it runs (run `virtsnap recover` again)");
+    g_assert_true(g_file_test(f->journal, G_FILE_TEST_EXISTS));
+}
+
 /* (d'') Killed in the commit's frozen retry (method-overlay.c's
  * commit_frozen): the journal says FREEZE, THAWED (the snapshot's window),
  * then FREEZE again, and the guest is frozen now. The THAWED before it does
@@ -767,6 +786,7 @@ main(int argc, char **argv)
     ADD("/recover/overlay/failed-lookup", test_failed_lookup_keeps_files);
     ADD("/recover/freeze/thawed", test_frozen_thawed);
     ADD("/recover/freeze/still-frozen", test_still_frozen_kept);
+    ADD("/recover/freeze/state-unknown", test_frozen_state_unknown_kept);
     ADD("/recover/freeze/frozen-again-in-commit", test_frozen_again_in_commit_thawed);
     ADD("/recover/backup-job/checkpoint-deleted", test_leftover_checkpoint_deleted);
     ADD("/recover/backup-job/checkpoint-kept", test_checkpoint_of_written_backup_kept);
