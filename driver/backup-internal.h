@@ -17,6 +17,7 @@
 #pragma once
 
 #include "driver-internal.h"
+#include "control.h"
 #include "vs-repo.h"
 #include "vs-xml.h"
 #include "vs-source.h"
@@ -65,7 +66,8 @@ typedef struct {
     bool left;
     int lock_fd;
     char *xml;               /* the definition kept in the manifest */
-    char *live_xml;          /* what the domain runs now: its disks are the snapshot's */
+    VsDomainDef *live_def;   /* what the domain runs now, as discovery parsed it: its
+                              * disks are the snapshot's */
     GPtrArray *disks;        /* DiskJob* */
     int64_t freeze_start, freeze_end;     /* monotonic ms */
     int64_t frozen_at, thawed_at;         /* unix ms, for the group's point in time */
@@ -202,6 +204,13 @@ void manifest_disk_free(VsManifestDisk *m);
 void manifest_image_free(VsManifestImage *i);
 void disk_job_free(DiskJob *d);
 void dom_job_free(DomJob *j);
+
+/* vs_backup_run from domains discovered already (DISCOVERED, taken: their
+ * definitions move into the jobs), without discovery or the recovery of
+ * earlier runs that precede it: the entry of the unit tests, whose domains
+ * are the scripted control plane's (tests/driver/test-backup-run.c). */
+VsBackupResult *backup_run_discovered(virConnectPtr conn, GPtrArray *discovered,
+                                      const VsBackupOptions *opts, GError **error);
 
 /* ------------------------------------------------------------------------- */
 /* The stages, in the order vs_backup_run calls them                          */

@@ -463,26 +463,53 @@ foreign_overlays(DomJob *j, const VsDiscoveredDomain *disc)
     return !found;
 }
 
+/* J's state now (NOSTATE when libvirt cannot say), and whether it runs. */
+static int
+domain_state(DomJob *j)
+{
+    int state = VIR_DOMAIN_NOSTATE, reason;
+
+    if (!vs_control()->domain_state(j->dom, &state, &reason, NULL))
+        state = VIR_DOMAIN_NOSTATE;
+    j->active = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED ||
+                state == VIR_DOMAIN_BLOCKED || state == VIR_DOMAIN_PMSUSPENDED;
+    return state;
+}
+
+/* The definition kept in the manifest, which restores the domain: the
+ * persistent one, or a transient domain's live XML, which discovery read. */
+static bool
+keep_definition(DomJob *j, const VsDiscoveredDomain *disc)
+{
+    g_autoptr(GError) err = NULL;
+
+    j->xml = disc->persistent ? vs_control()->domain_xml(j->dom, true, &err) : g_strdup(disc->xml);
+    if (!j->xml || !disc->def) {
+        dom_fail(j, "domain '%s': cannot read its XML%s%s", j->name, err ? ": " : "",
+                 err ? err->message : "");
+        return false;
+    }
+    return true;
+}
+
 static DomJob *
-prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
+prepare_domain(Run *run, virDomainPtr dom, VsDiscoveredDomain *disc)
 {
     DomJob *j = g_new0(DomJob, 1);
-    g_autoptr(VsDomainDef) def = NULL;
+    const VsDomainDef *def;
     g_autoptr(GPtrArray) again = NULL;
     g_autoptr(GError) err = NULL;
-    int state = VIR_DOMAIN_NOSTATE, reason;
+    int state;
 
     j->dom = dom;
     j->lock_fd = -1;
-    j->name = g_strdup(virDomainGetName(dom));
+    j->name = g_strdup(vs_control()->domain_name(dom));
     j->uuid = g_strdup(disc->uuid);
     j->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_job_free);
     j->notes = g_ptr_array_new_with_free_func(g_free);
     j->method = &backup_method_overlay;
     j->consistency = g_strdup("crash");
-    virDomainGetState(dom, &state, &reason, 0);
-    j->active = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED ||
-                state == VIR_DOMAIN_BLOCKED || state == VIR_DOMAIN_PMSUSPENDED;
+    state = domain_state(j);
 
     /* Refused before a byte is copied, not at the commit. */
     if (vs_manifest_domain_name_problem(j->name)) {
@@ -514,17 +541,12 @@ prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
             return j;
         }
         disc = again->pdata[0];
-        virDomainGetState(dom, &state, &reason, 0);
-        j->active = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED ||
-                    state == VIR_DOMAIN_BLOCKED || state == VIR_DOMAIN_PMSUSPENDED;
+        state = domain_state(j);
     }
-    /* The definition restores a domain; a transient one has only its live XML. */
-    j->xml = virDomainGetXMLDesc(dom, disc->persistent ? VIR_DOMAIN_XML_INACTIVE : 0);
-    if (!j->xml || !(def = vs_domain_def_parse_string(disc->xml, j->name, &err))) {
-        dom_fail(j, "domain '%s': cannot read its XML%s%s", j->name, err ? ": " : "",
-                 err ? err->message : "");
+    if (!keep_definition(j, disc))
         return j;
-    }
+    /* Parsed once, by discovery: the stages take it from the job. */
+    def = j->live_def = g_steal_pointer(&disc->def);
     for (guint i = 0; i < disc->problems->len; i++) {
         const VsProblem *p = disc->problems->pdata[i];
 
@@ -533,7 +555,6 @@ prepare_domain(Run *run, virDomainPtr dom, const VsDiscoveredDomain *disc)
             return j;
         }
     }
-    j->live_xml = g_strdup(disc->xml);
     if (!foreign_overlays(j, disc) || !prepare_disks(run, j, disc, def))
         return j;
     if (j->disks->len == 0) {
@@ -685,7 +706,9 @@ start_journal(Run *run, GError **error)
 bool
 backup_plan(Run *run, const char *const *names, bool all, GError **error)
 {
-    if (!open_run(run, names, all, error) || !discover_domains(run, names, all, error))
+    /* Domains handed in (backup_run_discovered) were discovered by the caller. */
+    if (!open_run(run, names, all, error) ||
+        (!run->discovered && !discover_domains(run, names, all, error)))
         return false;
     run->manifest = vs_manifest_new();
     if (!start_journal(run, error))
@@ -696,7 +719,7 @@ backup_plan(Run *run, const char *const *names, bool all, GError **error)
     run->doms = g_ptr_array_new_with_free_func((GDestroyNotify)dom_job_free);
     for (guint i = 0; i < run->discovered->len; i++) {
         VsDiscoveredDomain *disc = run->discovered->pdata[i];
-        virDomainPtr dom = virDomainLookupByUUIDString(run->conn, disc->uuid);
+        virDomainPtr dom = vs_control()->domain_lookup_uuid(run->conn, disc->uuid, NULL);
         if (!dom) {
             g_ptr_array_add(run->not_found,
                             missing_problem(disc->name, g_error_new(VS_ERROR, VS_ERROR_NOT_FOUND,

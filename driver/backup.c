@@ -73,9 +73,10 @@ void
 dom_job_free(DomJob *j)
 {
     if (j->dom)
-        virDomainFree(j->dom);
+        vs_control()->domain_free(j->dom);
     vs_domain_unlock(j->lock_fd);
-    g_free(j->name); g_free(j->uuid); g_free(j->xml); g_free(j->live_xml);
+    g_free(j->name); g_free(j->uuid); g_free(j->xml);
+    g_clear_pointer(&j->live_def, vs_domain_def_free);
     g_free(j->consistency); g_ptr_array_unref(j->notes); g_clear_error(&j->error);
     g_clear_error(&j->thread_error);
     g_ptr_array_unref(j->disks);
@@ -255,13 +256,15 @@ run_clear(Run *run)
 
 /* The pipeline: each stage is a file named for it (backup-internal.h). A
  * domain that fails in one stage is carried through the others with its
- * error, so that cleanup runs for it and the result says why. */
-VsBackupResult *
-vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
-              const VsBackupOptions *opts, GError **error)
+ * error, so that cleanup runs for it and the result says why. DISCOVERED
+ * (taken; NULL: the plan discovers NAMES) are the domains to back up. */
+static VsBackupResult *
+run_pipeline(virConnectPtr conn, const char *const *names, bool all, GPtrArray *discovered,
+             const VsBackupOptions *opts, GError **error)
 {
     g_autoptr(VsLink) link = vs_link_new(conn, opts->uri);
-    Run run = { .conn = conn, .link = link, .opts = opts, .all_clean = true };
+    Run run = { .conn = conn, .link = link, .opts = opts, .all_clean = true,
+                .discovered = discovered };
     VsBackupResult *result = NULL;
 
     run.t_start = g_get_monotonic_time();
@@ -281,4 +284,23 @@ vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
     }
     run_clear(&run);
     return result;
+}
+
+VsBackupResult *
+vs_backup_run(virConnectPtr conn, const char *const *names, bool all,
+              const VsBackupOptions *opts, GError **error)
+{
+    return run_pipeline(conn, names, all, NULL, opts, error);
+}
+
+VsBackupResult *
+backup_run_discovered(virConnectPtr conn, GPtrArray *discovered, const VsBackupOptions *opts,
+                      GError **error)
+{
+    g_autoptr(GPtrArray) names = g_ptr_array_new();
+
+    for (guint i = 0; i < discovered->len; i++)
+        g_ptr_array_add(names, ((VsDiscoveredDomain *)discovered->pdata[i])->name);
+    g_ptr_array_add(names, NULL);
+    return run_pipeline(conn, (const char *const *)names->pdata, false, discovered, opts, error);
 }

@@ -445,6 +445,88 @@ lv_checkpoint_delete(virDomainPtr dom, const char *name, bool metadata_only, GEr
     return ok;
 }
 
+static int
+lv_domain_is_persistent(virDomainPtr dom)
+{
+    return virDomainIsPersistent(dom);
+}
+
+static bool
+lv_domain_resume(virDomainPtr dom, GError **error)
+{
+    return lv_ok(virDomainResume(dom), error);
+}
+
+static bool
+lv_block_info(virDomainPtr dom, const char *disk, VsBlockInfo *info, GError **error)
+{
+    virDomainBlockInfo bi;
+
+    if (virDomainGetBlockInfo(dom, disk, &bi, 0) < 0) {
+        lv_error(error);
+        return false;
+    }
+    info->capacity = bi.capacity;
+    info->allocation = bi.allocation;
+    return true;
+}
+
+static char *
+lv_conn_uri(virConnectPtr conn)
+{
+    char *uri = virConnectGetURI(conn);
+    char *out = g_strdup(uri);
+
+    free(uri);
+    return out;
+}
+
+static virDomainPtr *
+lv_domain_list(virConnectPtr conn, GError **error)
+{
+    virDomainPtr *doms = NULL;
+    int n = virConnectListAllDomains(conn, &doms, 0);
+    virDomainPtr *out;
+
+    if (n < 0) {
+        lv_error(error);
+        return NULL;
+    }
+    /* libvirt's array is malloc'd: handed on as a g_malloc'd one. */
+    out = g_new0(virDomainPtr, n + 1);
+    memcpy(out, doms, n * sizeof *doms);
+    free(doms);
+    return out;
+}
+
+static char *
+lv_domain_xml_secure(virDomainPtr dom, GError **error)
+{
+    char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE);
+    char *out;
+
+    if (!xml) {
+        lv_error(error);
+        return NULL;
+    }
+    out = g_strdup(xml);
+    free(xml);
+    return out;
+}
+
+static bool
+lv_domain_define(virConnectPtr conn, const char *xml, GError **error)
+{
+    virDomainPtr dom = virDomainDefineXML(conn, xml);
+
+    if (!dom) {
+        lv_error(error);
+        return false;
+    }
+    virDomainFree(dom);
+    return true;
+}
+
 const VsControlOps vs_control_libvirt = {
     .conn_open = lv_conn_open,
     .conn_close = lv_conn_close,
@@ -475,4 +557,13 @@ const VsControlOps vs_control_libvirt = {
     .checkpoint_xml = lv_checkpoint_xml,
     .checkpoint_redefine = lv_checkpoint_redefine,
     .checkpoint_delete = lv_checkpoint_delete,
+    /* The backup run's */
+    .domain_is_persistent = lv_domain_is_persistent,
+    .domain_resume = lv_domain_resume,
+    .block_info = lv_block_info,
+    /* Recover's */
+    .conn_uri = lv_conn_uri,
+    .domain_list = lv_domain_list,
+    .domain_xml_secure = lv_domain_xml_secure,
+    .domain_define = lv_domain_define,
 };

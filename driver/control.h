@@ -30,6 +30,11 @@ typedef struct {
     unsigned long long cur, end;
 } VsBlockJobInfo;
 
+/* A disk's size as libvirt sees it (virDomainGetBlockInfo), in bytes. */
+typedef struct {
+    unsigned long long capacity, allocation;
+} VsBlockInfo;
+
 typedef struct {
     int type;                   /* VIR_DOMAIN_JOB_* (NONE, UNBOUNDED, COMPLETED, FAILED, ...) */
     int operation;              /* VIR_DOMAIN_JOB_OPERATION_*, -1 when libvirt did not say */
@@ -58,7 +63,7 @@ typedef struct {
      * connection says there is no such domain; its result goes to
      * domain_free. domain_uuid fills BUF (VIR_UUID_STRING_BUFLEN).
      * domain_is_active: 1, 0, -1 (cannot say). domain_xml: the live or the
-     * persistent (INACTIVE) definition, secure parts included. */
+     * persistent (INACTIVE) definition, without its secrets. */
     virDomainPtr (*domain_lookup_uuid)(virConnectPtr conn, const char *uuid, GError **error);
     void (*domain_free)(virDomainPtr dom);
     const char *(*domain_name)(virDomainPtr dom);
@@ -116,6 +121,24 @@ typedef struct {
     bool (*checkpoint_redefine)(virDomainPtr dom, const char *xml, GError **error);
     bool (*checkpoint_delete)(virDomainPtr dom, const char *name, bool metadata_only,
                               GError **error);
+
+    /* What the backup run asks besides (link.c, backup-plan.c, method-*.c).
+     * domain_is_persistent: 1, 0, -1 (cannot say). domain_resume: a paused
+     * domain goes on. block_info: DISK's capacity and allocation. */
+    int (*domain_is_persistent)(virDomainPtr dom);
+    bool (*domain_resume)(virDomainPtr dom, GError **error);
+    bool (*block_info)(virDomainPtr dom, const char *disk, VsBlockInfo *info, GError **error);
+
+    /* Recover. conn_uri: the connection's URI (NULL when libvirt cannot
+     * say). domain_list: every domain of CONN, NULL-terminated (each to
+     * domain_free, the array to g_free). domain_xml_secure: the persistent
+     * definition with its secrets, for a domain_define of it (domain_xml
+     * leaves them out). domain_define: defines (or redefines) a domain from
+     * XML. */
+    char *(*conn_uri)(virConnectPtr conn);
+    virDomainPtr *(*domain_list)(virConnectPtr conn, GError **error);
+    char *(*domain_xml_secure)(virDomainPtr dom, GError **error);
+    bool (*domain_define)(virConnectPtr conn, const char *xml, GError **error);
 } VsControlOps;
 
 /* The table over libvirt. */

@@ -86,6 +86,7 @@ vs_discovered_domain_free(VsDiscoveredDomain *dom)
     if (!dom)
         return;
     g_free(dom->name); g_free(dom->uuid); g_free(dom->state); g_free(dom->xml);
+    g_clear_pointer(&dom->def, vs_domain_def_free);
     g_ptr_array_unref(dom->disks);
     g_ptr_array_unref(dom->problems);
     g_free(dom);
@@ -670,6 +671,7 @@ discover_domain(Ctx *ctx, virDomainPtr dom)
                                 out->name, d->target, d->error));
         g_ptr_array_add(out->disks, d);
     }
+    out->def = g_steal_pointer(&def);
     return out;
 }
 

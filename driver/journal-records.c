@@ -170,6 +170,10 @@ write_domain(VsJournal *j, VsJournalKind kind, const char *domain, const char *u
 bool
 vs_journal_freeze(VsJournal *j, const char *domain, const char *uuid, GError **error)
 {
+    if (!vs_fault_fail("journal-freeze", error)) {
+        g_prefix_error(error, "journal: writing %s: ", vs_journal_path(j));
+        return false;
+    }
     return write_domain(j, VS_JOURNAL_FREEZE, domain, uuid, error);
 }
 

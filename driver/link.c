@@ -10,8 +10,7 @@
  * only by a domain lookup on a live connection, never by a failed call. */
 #include "config.h"
 #include "driver-internal.h"
-
-#include <libvirt/virterror.h>
+#include "control.h"
 
 #include <string.h>
 
@@ -49,9 +48,9 @@ vs_link_free(VsLink *l)
         return;
     for (guint i = 0; i < l->old->len; i++)
         if (l->old->pdata[i])
-            virConnectClose(l->old->pdata[i]);
+            vs_conn_close(l->old->pdata[i]);
     if (l->own)
-        virConnectClose(l->conn);
+        vs_conn_close(l->conn);
     g_ptr_array_unref(l->old);
     g_free(l->uri);
     g_mutex_clear(&l->lock);
@@ -83,7 +82,7 @@ vs_link_generation(VsLink *l)
 bool
 vs_link_alive(VsLink *l)
 {
-    return virConnectIsAlive(vs_link_conn(l)) == 1;
+    return vs_control()->conn_alive(vs_link_conn(l)) == 1;
 }
 
 bool
@@ -94,7 +93,7 @@ vs_link_revive(VsLink *l, const char *what, GError **error)
     bool ok = false;
 
     g_mutex_lock(&l->lock);
-    if (virConnectIsAlive(l->conn) == 1) {
+    if (vs_control()->conn_alive(l->conn) == 1) {
         g_mutex_unlock(&l->lock);
         return true;
     }
@@ -127,6 +126,8 @@ vs_link_revive(VsLink *l, const char *what, GError **error)
 bool
 vs_link_domain(VsLink *l, const char *uuid, virDomainPtr *dom, guint *gen, GError **error)
 {
+    const VsControlOps *ctl = vs_control();
+    g_autoptr(GError) cause = NULL;
     virConnectPtr c;
     guint g;
     virDomainPtr d;
@@ -137,20 +138,16 @@ vs_link_domain(VsLink *l, const char *uuid, virDomainPtr *dom, guint *gen, GErro
     g_mutex_unlock(&l->lock);
     if (*dom && *gen == g)
         return true;
-    if (!(d = virDomainLookupByUUIDString(c, uuid))) {
-        /* Read before the next call clears it. */
-        int code = virGetLastErrorCode();
-        g_autofree char *msg = g_strdup(virGetLastErrorMessage());
-
-        if (code == VIR_ERR_NO_DOMAIN)
+    if (!(d = ctl->domain_lookup_uuid(c, uuid, &cause))) {
+        if (g_error_matches(cause, VS_ERROR, VS_ERROR_NOT_FOUND))
             g_set_error(error, VS_ERROR, VS_ERROR_STOPPED, "domain %s no longer exists", uuid);
         else
-            g_set_error(error, VS_ERROR, virConnectIsAlive(c) == 1 ? VS_ERROR_LIBVIRT
-                        : VS_ERROR_CONNECTION, "domain %s: lookup: %s", uuid, msg);
+            g_set_error(error, VS_ERROR, ctl->conn_alive(c) == 1 ? VS_ERROR_LIBVIRT
+                        : VS_ERROR_CONNECTION, "domain %s: lookup: %s", uuid, cause->message);
         return false;
     }
     if (*dom)
-        virDomainFree(*dom);
+        ctl->domain_free(*dom);
     *dom = d;
     *gen = g;
     return true;
@@ -165,17 +162,18 @@ chain_has(const VsStorageSource *src, const char *path)
     return false;
 }
 
-/* Whether any disk of the XML that FLAGS selects names PATH in its chain. */
+/* Whether any disk of the live (or INACTIVE, persistent) XML names PATH in its chain. */
 static int
-xml_names(virDomainPtr dom, unsigned flags, const char *path, GError **error)
+xml_names(virDomainPtr dom, bool inactive, const char *path, GError **error)
 {
-    const char *name = virDomainGetName(dom);
-    g_autofree char *xml = virDomainGetXMLDesc(dom, flags);
+    const char *name = vs_control()->domain_name(dom);
+    GError *cause = NULL;
+    g_autofree char *xml = vs_control()->domain_xml(dom, inactive, &cause);
     g_autoptr(VsDomainDef) def = NULL;
 
     if (!xml) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "cannot read the %s XML",
-                             flags & VIR_DOMAIN_XML_INACTIVE ? "persistent" : "live");
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "cannot read the %s XML",
+                         inactive ? "persistent" : "live");
         return -1;
     }
     if (!(def = vs_domain_def_parse_string(xml, name, error)))
@@ -191,58 +189,58 @@ xml_names(virDomainPtr dom, unsigned flags, const char *path, GError **error)
 int
 vs_domain_uses_file(virConnectPtr conn, const char *uuid, const char *path, GError **error)
 {
+    const VsControlOps *ctl = vs_control();
     g_autoptr(GError) local = NULL;
-    virDomainPtr dom = virDomainLookupByUUIDString(conn, uuid);
+    virDomainPtr dom = ctl->domain_lookup_uuid(conn, uuid, &local);
     int active, persistent, r = 0;
 
     if (!dom) {
-        int code = virGetLastErrorCode();
-        g_autofree char *msg = g_strdup(virGetLastErrorMessage());
-
         /* Gone for good, as a live daemon says: nothing of it can use PATH. */
-        if (code == VIR_ERR_NO_DOMAIN && virConnectIsAlive(conn) == 1)
+        if (g_error_matches(local, VS_ERROR, VS_ERROR_NOT_FOUND) && ctl->conn_alive(conn) == 1)
             return 0;
         g_set_error(error, VS_ERROR, VS_ERROR_CONNECTION, "cannot ask libvirt whether domain %s "
-                    "still uses %s: %s", uuid, path, msg);
+                    "still uses %s: %s", uuid, path, local->message);
         return -1;
     }
-    active = virDomainIsActive(dom);
-    persistent = virDomainIsPersistent(dom);
+    active = ctl->domain_is_active(dom);
+    persistent = ctl->domain_is_persistent(dom);
     if (active < 0 || persistent < 0)
         r = -1;
     if (r == 0 && active == 1)
-        r = xml_names(dom, 0, path, &local);
+        r = xml_names(dom, false, path, &local);
     if (r == 0 && persistent == 1)
-        r = xml_names(dom, VIR_DOMAIN_XML_INACTIVE, path, &local);
+        r = xml_names(dom, true, path, &local);
     /* A reply of a daemon that died meanwhile proves nothing. */
-    if (r == 0 && virConnectIsAlive(conn) != 1)
+    if (r == 0 && ctl->conn_alive(conn) != 1)
         r = -1;
     if (r < 0)
         g_set_error(error, VS_ERROR, VS_ERROR_CONNECTION, "cannot ask libvirt whether domain '%s' "
-                    "still uses %s%s%s", virDomainGetName(dom), path, local ? ": " : "",
+                    "still uses %s%s%s", ctl->domain_name(dom), path, local ? ": " : "",
                     local ? local->message : "");
-    virDomainFree(dom);
+    ctl->domain_free(dom);
     return r;
 }
 
 bool
 vs_domain_resume_paused(virDomainPtr dom, bool *resumed, GError **error)
 {
+    const VsControlOps *ctl = vs_control();
     int state = VIR_DOMAIN_NOSTATE, reason = 0;
-    const char *name = virDomainGetName(dom);
+    const char *name = ctl->domain_name(dom);
+    GError *cause = NULL;
 
     *resumed = false;
-    if (virDomainGetState(dom, &state, &reason, 0) < 0) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "resume: domain '%s': state", name);
+    if (!ctl->domain_state(dom, &state, &reason, &cause)) {
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "resume: domain '%s': state", name);
         return false;
     }
     /* Only a pause QEMU chose for a failed write: a guest its admin paused
      * stays paused. */
     if (state != VIR_DOMAIN_PAUSED || reason != VIR_DOMAIN_PAUSED_IOERROR)
         return true;
-    if (virDomainResume(dom) < 0) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "resume: domain '%s' paused for an I/O "
-                             "error and could not be resumed (virsh resume %s)", name, name);
+    if (!ctl->domain_resume(dom, &cause)) {
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "resume: domain '%s' paused for an I/O "
+                         "error and could not be resumed (virsh resume %s)", name, name);
         return false;
     }
     *resumed = true;

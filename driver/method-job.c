@@ -78,7 +78,8 @@ prepare_job_dirs(Run *run, DomJob *j)
 {
     JobPriv *p = j->priv;
     g_autoptr(GError) err = NULL;
-    g_autofree char *owner = vs_qemu_dac_owner(vs_link_conn(run->link), NULL);
+    /* Only a pull job has a socket for QEMU to create. */
+    g_autofree char *owner = p->sock_dir ? vs_qemu_dac_owner(vs_link_conn(run->link), NULL) : NULL;
     unsigned uid = 0, gid = 0;
 
     if (!vs_journal_backup_job(run->journal, j->name, j->uuid, p->checkpoint, p->sock_dir, p->scratch_dir,
@@ -145,13 +146,13 @@ precreate_scratch(DomJob *j)
     p->reuse_scratch = false;
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
-        virDomainBlockInfo info;
+        VsBlockInfo info;
 
         if (!own_scratch(j, d))
             goto undo;
         /* A push job's disks were sized by push_space_check. */
         if (!d->capacity) {
-            if (virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0)
+            if (!vs_control()->block_info(j->dom, d->target, &info, NULL))
                 goto undo;
             d->capacity = info.capacity;
         }
@@ -312,19 +313,17 @@ void
 job_recheck(Run *run, DomJob *j)
 {
     JobPriv *p = j->priv;
-    virDomainCheckpointPtr cp = NULL;
+    g_autofree char *cp = NULL;
     /* Asked even when the connection looks fine: the thaw may have
      * reopened it already. This run's checkpoint proves the job ours. */
     int st = vs_backup_job_state(j->dom);
 
-    if (st > 0 && (cp = virDomainCheckpointLookupByName(j->dom, p->checkpoint, 0))) {
+    if (st > 0 && (cp = vs_control()->checkpoint_xml(j->dom, p->checkpoint, 0, NULL))) {
         p->job_started = j->snapshotted = true;
         add_note(j, "the backup job began though libvirt's reply was lost; it was ended");
     } else if (st < 0) {
         j->left = true;
     }
-    if (cp)
-        virDomainCheckpointFree(cp);
 }
 
 /* Why disk D of a begin job is read whole when it has no base to count from. */

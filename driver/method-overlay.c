@@ -165,15 +165,15 @@ overlay_point_in_time(Run *run, DomJob *j)
     g_autoptr(VsSnapshotDef) snap = NULL;
     g_autofree char *xml = NULL;
     g_autofree char *name = g_strdup_printf("virtsnap-%s", run->manifest->id);
-    virDomainSnapshotPtr s;
     unsigned flags = VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY | VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC |
                      VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA;
-    g_autoptr(VsDomainDef) def = NULL;
+    const VsDomainDef *def = j->live_def;
+    GError *cause = NULL;
 
     /* libvirt would take a shut-off domain's snapshot offline, rewriting its
      * definition: a domain whose QEMU died since it was prepared is not one to
      * back up now. */
-    if (virDomainIsActive(j->dom) == 0) {
+    if (vs_control()->domain_is_active(j->dom) == 0) {
         g_set_error(&j->thread_error, VS_ERROR, VS_ERROR_STOPPED, "snapshot: domain '%s' stopped "
                     "before its snapshot (its QEMU ended): not backed up", j->name);
         return;
@@ -184,7 +184,6 @@ overlay_point_in_time(Run *run, DomJob *j)
     snap->memory = VS_SNAPSHOT_LOCATION_NO;
     /* Every disk the domain runs with must be named (a hot-plugged one is not
      * in its definition): one left out would get libvirt's default overlay. */
-    def = vs_domain_def_parse_string(j->live_xml, j->name, NULL);
     for (guint i = 0; def && i < def->disks->len; i++) {
         const VsDiskDef *dd = def->disks->pdata[i];
         DiskJob *job = NULL;
@@ -204,12 +203,11 @@ overlay_point_in_time(Run *run, DomJob *j)
         }
     }
     xml = vs_snapshot_def_format(snap);
-    s = virDomainSnapshotCreateXML(j->dom, xml, flags);
-    if (!s) {
-        vs_set_libvirt_error(&j->thread_error, VS_ERROR_LIBVIRT, "snapshot: domain '%s'", j->name);
+    if (!vs_control()->snapshot_create(j->dom, xml, flags, &cause)) {
+        vs_control_error(&j->thread_error, cause, VS_ERROR_LIBVIRT, "snapshot: domain '%s'",
+                         j->name);
         return;
     }
-    virDomainSnapshotFree(s);
     j->snapshotted = true;
     vs_fault_point("after-snapshot");
 }
@@ -386,7 +384,7 @@ commit_disk(Run *run, DomJob *j, DiskJob *d)
         if (!dom_revive(run, j, "commit", &err))
             return keep_overlay(j, d, false, "%s", err->message);
         /* -1 on a live connection: a transient domain gone with its QEMU. */
-        if (virDomainIsActive(j->dom) != 1 && vs_link_alive(run->link))
+        if (vs_control()->domain_is_active(j->dom) != 1 && vs_link_alive(run->link))
             return keep_overlay(j, d, false, "commit: domain '%s' stopped during its backup (its "
                                 "QEMU ended) with what it wrote since the snapshot in its overlay",
                                 j->name);
@@ -412,7 +410,8 @@ commit_disk(Run *run, DomJob *j, DiskJob *d)
         if (!commit_pivot(run, j, d, &err)) {
             if (retry && !vs_link_alive(run->link))
                 continue;
-            return keep_overlay(j, d, virDomainIsActive(j->dom) == 1, "%s", err->message);
+            return keep_overlay(j, d, vs_control()->domain_is_active(j->dom) == 1, "%s",
+                                err->message);
         }
         g_free(cur);
         cur = vs_domain_disk_source(j->dom, d->target, false, &err);

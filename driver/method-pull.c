@@ -22,11 +22,12 @@ pull_space_check(Run *run, DomJob *j)
 
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
-        virDomainBlockInfo info;
+        VsBlockInfo info;
+        GError *cause = NULL;
 
-        if (virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0) {
+        if (!vs_control()->block_info(j->dom, d->target, &info, &cause)) {
             g_autoptr(GError) err = NULL;
-            vs_set_libvirt_error(&err, VS_ERROR_LIBVIRT, "domblkinfo %s", d->target);
+            vs_control_error(&err, cause, VS_ERROR_LIBVIRT, "domblkinfo %s", d->target);
             dom_fail_from(j, err, "backup: domain '%s': cannot tell the size of its disks: %s",
                           j->name, err->message);
             return;
@@ -112,9 +113,9 @@ domain_went_away(virDomainPtr dom)
 {
     for (int i = 0; i < 50; i++) {
         int state = VIR_DOMAIN_NOSTATE, reason;
-        if (virDomainIsActive(dom) == 0)
+        if (vs_control()->domain_is_active(dom) == 0)
             return true;
-        if (virDomainGetState(dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_SHUTDOWN)
+        if (vs_control()->domain_state(dom, &state, &reason, NULL) && state == VIR_DOMAIN_SHUTDOWN)
             return true;
         g_usleep(100 * 1000);
     }

@@ -42,11 +42,12 @@ push_space_check(Run *run, DomJob *j)
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
         const VsCheckpointDiskDef *changed = NULL;
-        virDomainBlockInfo info;
+        VsBlockInfo info;
+        GError *cause = NULL;
 
-        if (virDomainGetBlockInfo(j->dom, d->target, &info, 0) < 0) {
+        if (!vs_control()->block_info(j->dom, d->target, &info, &cause)) {
             g_autoptr(GError) err = NULL;
-            vs_set_libvirt_error(&err, VS_ERROR_LIBVIRT, "domblkinfo %s", d->target);
+            vs_control_error(&err, cause, VS_ERROR_LIBVIRT, "domblkinfo %s", d->target);
             dom_fail_from(j, err, "backup: domain '%s': cannot tell how much its push job would write: "
                           "%s", j->name, err->message);
             return;

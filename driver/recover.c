@@ -16,19 +16,17 @@
  * uses them. */
 #include "config.h"
 #include "driver-internal.h"
+#include "control.h"
 #include "vs-restore.h"
 #include "instant.h"
 #include "vs-block.h"
 #include "vs-xml.h"
 #include "vs-temp.h"
 
-#include <libvirt/virterror.h>
-
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -60,26 +58,53 @@ chain_contains(const VsStorageSource *src, const char *path)
     return false;
 }
 
+/* Domain UUID on CONN, or NULL: with *GONE when a live connection says there
+ * is no such domain (then nothing of it uses any file), else with *error,
+ * VS_ERROR_CONNECTION "recover: domain 'NAME'WHY: <libvirt's words>". A
+ * NOT_FOUND from a connection that died proves nothing: whether a file may go
+ * is decided only by a lookup on a live one. */
+static virDomainPtr
+find_domain(virConnectPtr conn, const char *uuid, const char *name, const char *why, bool *gone,
+            GError **error)
+{
+    const VsControlOps *c = vs_control();
+    GError *cause = NULL;
+    virDomainPtr dom = c->domain_lookup_uuid(conn, uuid, &cause);
+
+    *gone = false;
+    if (dom)
+        return dom;
+    if (g_error_matches(cause, VS_ERROR, VS_ERROR_NOT_FOUND) && c->conn_alive(conn) == 1) {
+        g_error_free(cause);
+        *gone = true;
+        return NULL;
+    }
+    vs_control_error(error, cause, VS_ERROR_CONNECTION, "recover: domain '%s'%s", name, why);
+    return NULL;
+}
+
 /* The domain is shut off but its definition points at our overlay: commit it
  * into the original with qemu-img and point the definition back. */
 static bool
 offline_commit(virConnectPtr conn, virDomainPtr dom, const char *disk, const char *overlay,
                const char *original, const char *format, GError **error)
 {
-    const char *name = virDomainGetName(dom);
-    g_autofree char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE);
+    const VsControlOps *c = vs_control();
+    const char *name = c->domain_name(dom);
+    GError *cause = NULL;
+    g_autofree char *xml = c->domain_xml_secure(dom, &cause);
     g_autoptr(VsDomainDef) def = NULL;
     g_autofree char *out = NULL, *errout = NULL, *newxml = NULL;
     const char *argv[] = { "qemu-img", "commit", "-q", "-f", "qcow2", overlay, NULL };
     VsDiskDef *d;
-    virDomainPtr redefined;
     int status = 0;
 
-    if (!xml || !(def = vs_domain_def_parse_string(xml, name, error))) {
-        if (error && !*error)
-            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "recover: domain '%s'", name);
+    if (!xml) {
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "recover: domain '%s'", name);
         return false;
     }
+    if (!(def = vs_domain_def_parse_string(xml, name, error)))
+        return false;
     if (!(d = vs_domain_def_find_disk(def, disk)) || !d->src ||
         (d->src->type != VS_DISK_TYPE_FILE && d->src->type != VS_DISK_TYPE_BLOCK) ||
         !g_path_is_absolute(original)) {
@@ -107,11 +132,10 @@ offline_commit(virConnectPtr conn, virDomainPtr dom, const char *disk, const cha
     d->src->backing_terminated = false;
     if (!(newxml = vs_domain_def_format(def, error)))
         return false;
-    if (!(redefined = virDomainDefineXML(conn, newxml))) {
-        vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "recover: redefining domain '%s'", name);
+    if (!c->domain_define(conn, newxml, &cause)) {
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "recover: redefining domain '%s'", name);
         return false;
     }
-    virDomainFree(redefined);
     return true;
 }
 
@@ -191,29 +215,33 @@ recover_overlay(virConnectPtr conn, const VsJournalRecord *rec, GPtrArray *actio
     const char *uuid = rec->uuid, *name = rec->domain;
     const char *disk = rec->disk, *overlay = rec->overlay;
     const char *original = rec->original, *format = rec->format;
+    const VsControlOps *c = vs_control();
     virDomainPtr dom;
+    GError *cause = NULL;
     g_autofree char *xml = NULL;
     g_autoptr(VsDomainDef) def = NULL;
     VsDiskDef *d;
     int active;
-    bool ok = false;
+    bool ok = false, gone;
 
     if (!uuid || !disk || !overlay)
         return true;
-    if (!(dom = virDomainLookupByUUIDString(conn, uuid))) {
-        if (virGetLastErrorCode() != VIR_ERR_NO_DOMAIN || virConnectIsAlive(conn) != 1) {
-            vs_set_libvirt_error(error, VS_ERROR_CONNECTION, "recover: domain '%s'", name);
-            return false;
-        }
-        return orphan_overlay(overlay, original, name, actions, error);
-    }
-    active = virDomainIsActive(dom);
-    xml = virDomainGetXMLDesc(dom, active == 1 ? 0 : VIR_DOMAIN_XML_INACTIVE);
-    if (!xml || !(def = vs_domain_def_parse_string(xml, name, error))) {
-        if (error && !*error)
-            vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "recover: domain '%s'", name);
+    if (!(dom = find_domain(conn, uuid, name, "", &gone, error)))
+        return gone && orphan_overlay(overlay, original, name, actions, error);
+    /* Not knowing is no "shut off": an offline commit and a redefinition of
+     * a domain that runs would have only QEMU's image lock in their way. */
+    if ((active = c->domain_is_active(dom)) < 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_CONNECTION, "recover: domain '%s': libvirt cannot "
+                    "say whether it runs: its overlay %s is kept (run `virtsnap recover` again)",
+                    name, overlay);
         goto out;
     }
+    if (!(xml = c->domain_xml(dom, !active, &cause))) {
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "recover: domain '%s'", name);
+        goto out;
+    }
+    if (!(def = vs_domain_def_parse_string(xml, name, error)))
+        goto out;
     d = vs_domain_def_find_disk(def, disk);
     if (!d || !d->src || g_strcmp0(d->src->path, overlay) != 0) {
         if (d && d->src && chain_contains(d->src->backing, overlay)) {
@@ -250,7 +278,7 @@ recover_overlay(virConnectPtr conn, const VsJournalRecord *rec, GPtrArray *actio
     }
     ok = remove_unused(conn, uuid, name, overlay, NULL, error);
 out:
-    virDomainFree(dom);
+    c->domain_free(dom);
     return ok;
 }
 
@@ -260,18 +288,24 @@ static bool
 recover_thaw(virConnectPtr conn, const VsJournalRecord *rec, GPtrArray *actions, GError **error)
 {
     const char *uuid = rec->uuid, *name = rec->domain;
-    virDomainPtr dom = uuid ? virDomainLookupByUUIDString(conn, uuid) : NULL;
+    const VsControlOps *c = vs_control();
+    virDomainPtr dom;
     g_autofree char *status = NULL;
-    bool ok = true;
+    bool ok = true, gone;
+    int active;
 
-    if (!dom) {
-        if (!uuid || (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN && virConnectIsAlive(conn) == 1))
-            return true;
-        vs_set_libvirt_error(error, VS_ERROR_CONNECTION, "recover: domain '%s' may still be "
-                             "frozen", name);
-        return false;
+    if (!uuid)
+        return true;
+    if (!(dom = find_domain(conn, uuid, name, " may still be frozen", &gone, error)))
+        return gone;
+    /* Only a domain that does not run is known not to be frozen. */
+    if ((active = c->domain_is_active(dom)) < 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_CONNECTION, "recover: domain '%s' may still be "
+                    "frozen: libvirt cannot say whether it runs (run `virtsnap recover` again)",
+                    name);
+        ok = false;
     }
-    if (virDomainIsActive(dom) == 1) {
+    if (active == 1) {
         status = vs_agent_freeze_status(dom, 5, NULL);
         /* Thaw unless the agent says thawed: an unanswered query may be a frozen guest. */
         if (g_strcmp0(status, "thawed") != 0) {
@@ -290,7 +324,7 @@ recover_thaw(virConnectPtr conn, const VsJournalRecord *rec, GPtrArray *actions,
             }
         }
     }
-    virDomainFree(dom);
+    c->domain_free(dom);
     return ok;
 }
 
@@ -317,18 +351,16 @@ recover_backup_job(virConnectPtr conn, const VsJournalRecord *rec, const VsJourn
     const char *uuid = rec->uuid, *name = rec->domain;
     const char *cp = rec->checkpoint;
     const char *repo = begin ? begin->repo : NULL, *id = begin ? begin->id : NULL;
-    virDomainPtr dom = uuid ? virDomainLookupByUUIDString(conn, uuid) : NULL;
+    const VsControlOps *c = vs_control();
+    virDomainPtr dom = NULL;
     g_autofree char *manifest = NULL;
-    bool ok = true;
+    bool ok = true, gone;
     int st;
 
     /* Whether the domain is gone must come from a live daemon: a scratch file
      * of a job that still runs is never removed. */
-    if (!dom && uuid && (virGetLastErrorCode() != VIR_ERR_NO_DOMAIN ||
-                         virConnectIsAlive(conn) != 1)) {
-        vs_set_libvirt_error(error, VS_ERROR_CONNECTION, "recover: domain '%s'", name);
+    if (uuid && !(dom = find_domain(conn, uuid, name, "", &gone, error)) && !gone)
         return false;
-    }
     if (dom && !ended && (st = vs_backup_job_state(dom)) != 0) {
         if (st < 0) {
             g_set_error(error, VS_ERROR, VS_ERROR_CONNECTION, "recover: domain '%s': libvirt "
@@ -349,9 +381,9 @@ recover_backup_job(virConnectPtr conn, const VsJournalRecord *rec, const VsJourn
      * newest; otherwise it marks a backup that does not exist. */
     manifest = repo && id ? g_strdup_printf("%s/backups/%s.json", repo, id) : NULL;
     if (ok && dom && cp && manifest && !g_file_test(manifest, G_FILE_TEST_EXISTS)) {
-        virDomainCheckpointPtr c = virDomainCheckpointLookupByName(dom, cp, 0);
-        if (c) {
-            virDomainCheckpointFree(c);
+        g_autofree char *cpxml = c->checkpoint_xml(dom, cp, 0, NULL);
+
+        if (cpxml) {
             if (vs_checkpoint_delete(dom, cp))
                 act(actions, "deleted checkpoint %s of the interrupted run from domain '%s'", cp, name);
             else
@@ -360,7 +392,7 @@ recover_backup_job(virConnectPtr conn, const VsJournalRecord *rec, const VsJourn
         }
     }
     if (dom)
-        virDomainFree(dom);
+        c->domain_free(dom);
     return ok;
 }
 
@@ -412,23 +444,24 @@ remove_repo_temp(const VsJournalRecord *begin, GPtrArray *actions)
 static int
 any_domain_uses(virConnectPtr conn, const char *path, char **who, GError **error)
 {
-    virDomainPtr *doms = NULL;
-    int n = virConnectListAllDomains(conn, &doms, 0), r = 0;
+    const VsControlOps *c = vs_control();
+    GError *cause = NULL;
+    g_autofree virDomainPtr *doms = c->domain_list(conn, &cause);
+    int r = 0;
 
-    if (n < 0) {
-        vs_set_libvirt_error(error, VS_ERROR_CONNECTION, "recover: listing the domains that may use %s",
-                             path);
+    if (!doms) {
+        vs_control_error(error, cause, VS_ERROR_CONNECTION, "recover: listing the domains that may "
+                         "use %s", path);
         return -1;
     }
-    for (int i = 0; i < n; i++) {
+    for (size_t i = 0; doms[i]; i++) {
         char uuid[VIR_UUID_STRING_BUFLEN];
 
-        if (r == 0 && virDomainGetUUIDString(doms[i], uuid) == 0 &&
-            (r = vs_domain_uses_file(conn, uuid, path, error)) == 1)
-            *who = g_strdup(virDomainGetName(doms[i]));
-        virDomainFree(doms[i]);
+        c->domain_uuid(doms[i], uuid);
+        if (r == 0 && uuid[0] && (r = vs_domain_uses_file(conn, uuid, path, error)) == 1)
+            *who = g_strdup(c->domain_name(doms[i]));
+        c->domain_free(doms[i]);
     }
-    free(doms);
     if (r < 0)
         vs_error_prefix(error, "recover");
     return r;
@@ -506,7 +539,9 @@ recover_failed(bool first, GPtrArray *actions, GError **error, GError **cause)
 static bool
 recover_records(virConnectPtr conn, GPtrArray *recs, GPtrArray *actions, bool first, GError **error)
 {
-    g_autoptr(GHashTable) thawed = g_hash_table_new(g_str_hash, g_str_equal);
+    /* uuid -> its last FREEZE, while no THAWED has followed it: a domain is
+     * frozen again in the commit's frozen retry, after the window's THAWED. */
+    g_autoptr(GHashTable) frozen = g_hash_table_new(g_str_hash, g_str_equal);
     g_autoptr(GHashTable) committed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     g_autoptr(GHashTable) ended = g_hash_table_new(g_str_hash, g_str_equal);
     g_autoptr(GHashTable) temp_done = g_hash_table_new(g_str_hash, g_str_equal);
@@ -516,8 +551,10 @@ recover_records(virConnectPtr conn, GPtrArray *recs, GPtrArray *actions, bool fi
     for (guint k = 0; k < recs->len; k++) {
         VsJournalRecord *r = recs->pdata[k];
         const char *u = r->uuid;
+        if (r->kind == VS_JOURNAL_FREEZE)
+            g_hash_table_insert(frozen, (gpointer)(u ? u : ""), r);
         if (r->kind == VS_JOURNAL_THAWED && u)
-            g_hash_table_add(thawed, (gpointer)u);
+            g_hash_table_remove(frozen, u);
         if (r->kind == VS_JOURNAL_COMMITTED && u)
             g_hash_table_add(committed, g_strdup_printf("%s/%s", u, r->disk));
         if (r->kind == VS_JOURNAL_JOB_ENDED && u)
@@ -532,7 +569,7 @@ recover_records(virConnectPtr conn, GPtrArray *recs, GPtrArray *actions, bool fi
         g_autoptr(GError) terr = NULL;
 
         if (r->kind == VS_JOURNAL_FREEZE &&
-            !g_hash_table_contains(thawed, r->uuid ? r->uuid : "") &&
+            g_hash_table_lookup(frozen, r->uuid ? r->uuid : "") == r &&
             !recover_thaw(conn, r, actions, &terr)) {
             recover_failed(first && ok, actions, error, &terr);
             ok = false;
@@ -578,7 +615,7 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
            GPtrArray *actions, GError **error)
 {
     g_auto(GStrv) journals = vs_journal_list(state_dir);
-    g_autofree char *uri = virConnectGetURI(conn);
+    g_autofree char *uri = vs_control()->conn_uri(conn);
     g_autoptr(VsLink) link = vs_link_new(conn, uri);
     bool all_ok = true;
 

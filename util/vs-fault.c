@@ -5,10 +5,13 @@
  * signal at a known moment). Inert unless $VIRTSNAP_FAULT is set: POINT kills,
  * hang:POINT hangs, sleep:POINT:MS sleeps. A hang or a sleep ends early when an
  * interrupt (vs-interrupt.h) arrives, and creates the file $VIRTSNAP_FAULT_MARK
- * (when set) first, so that a test knows the run got there. */
+ * (when set) first, so that a test knows the run got there. fail:POINT makes
+ * the step at POINT fail with an error instead (vs_fault_fail), for the
+ * orderings that a write failing at the wrong moment must not break. */
 #include "config.h"
 #include "vs-fault.h"
 #include "vs-interrupt.h"
+#include "vs-error.h"
 
 #include <signal.h>
 #include <string.h>
@@ -44,4 +47,16 @@ vs_fault_point(const char *point)
         while (!vs_interrupted() && g_get_monotonic_time() < end)
             g_usleep(20 * 1000);
     }
+}
+
+bool
+vs_fault_fail(const char *point, GError **error)
+{
+    const char *f = g_getenv("VIRTSNAP_FAULT");
+
+    if (f && g_str_has_prefix(f, "fail:") && strcmp(f + 5, point) == 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "injected fault %s (VIRTSNAP_FAULT)", point);
+        return false;
+    }
+    return true;
 }

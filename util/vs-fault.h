@@ -4,11 +4,17 @@
 #pragma once
 
 #include <glib.h>
+#include <stdbool.h>
 
 G_BEGIN_DECLS
 
 /* Inert unless $VIRTSNAP_FAULT is set: POINT kills the process (SIGKILL),
  * hang:POINT hangs until an interrupt, sleep:POINT:MS sleeps. */
 void vs_fault_point(const char *point);
+/* A step that can fail: with $VIRTSNAP_FAULT=fail:POINT, false and *ERROR
+ * (VS_ERROR_IO, "injected fault POINT"), as if the step itself had failed;
+ * otherwise true. The points: journal-freeze (the freeze record is not
+ * written). */
+bool vs_fault_fail(const char *point, GError **error);
 
 G_END_DECLS

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <libvirt/libvirt.h>
 #include "vs-error.h"
+#include "vs-xml.h"
 
 G_BEGIN_DECLS
 
@@ -87,6 +88,8 @@ typedef struct {
     bool persistent;
     VsAgentStatus agent;
     char *xml;            /* the domain XML that was read (live XML when running) */
+    VsDomainDef *def;     /* XML parsed, carried on so that nobody parses it again; NULL
+                           * when it could not be read or parsed (see problems) */
     GPtrArray *disks;     /* of VsDiscoveredDisk* */
     GPtrArray *problems;  /* of VsProblem*: what could not be resolved in this domain */
 } VsDiscoveredDomain;

@@ -5,6 +5,7 @@
 #include "config.h"
 #include "fake-control.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,9 @@ typedef struct {
     VsErrorCode code;
     char *domain, *disk; /* ITEM_EVENT */
     int status;
+    int group;           /* > 0: taken in any order with its neighbours of the group */
+    GFunc then;          /* run once the call is taken (vs_fake_add_item_then) */
+    gpointer then_data;
 } Item;
 
 typedef struct {
@@ -34,6 +38,8 @@ struct _VsFake {
     GPtrArray *domains;  /* of FakeDomain* */
     GPtrArray *conns;    /* of FakeConn* */
     char *last_xml;
+    int group;           /* the group items are added to now; 0: none */
+    int groups;
 };
 
 static VsFake *fake;
@@ -107,6 +113,18 @@ take(GError **error, const char *fmt, ...)
     g_test_message("fake: %s", call);
     g_mutex_lock(&fake->lock);
     it = g_queue_peek_head(&fake->items);
+    if (it && it->group) {
+        /* An unordered group: any of its items, as long as the group lasts. */
+        for (GList *l = fake->items.head; l && ((Item *)l->data)->group == it->group; l = l->next) {
+            Item *c = l->data;
+            if (!strcmp(c->call, call)) {
+                g_queue_delete_link(&fake->items, l);
+                g_queue_push_head(&fake->items, c);
+                it = c;
+                break;
+            }
+        }
+    }
     if (!it || it->kind == ITEM_EVENT || strcmp(it->call, call) != 0) {
         /* At once: code that retries (the guardian for a day) would otherwise
          * go on against a refusing fake until the test's timeout. */
@@ -119,6 +137,8 @@ take(GError **error, const char *fmt, ...)
         g_set_error_literal(error, VS_ERROR, it->code, it->reply);
     else
         reply = g_strdup(it->reply);
+    if (it->then)
+        it->then(call, it->then_data);
     item_free(it);
     deliver_events();
     return reply;
@@ -448,6 +468,76 @@ f_checkpoint_delete(virDomainPtr dom, const char *name, bool metadata_only, GErr
                    metadata_only ? " metadata-only" : "");
 }
 
+static int
+f_domain_is_persistent(virDomainPtr dom)
+{
+    return take_int("domain_is_persistent %s", NAME(dom));
+}
+
+static bool
+f_domain_resume(virDomainPtr dom, GError **error)
+{
+    return take_ok(error, "domain_resume %s", NAME(dom));
+}
+
+static bool
+f_block_info(virDomainPtr dom, const char *disk, VsBlockInfo *info, GError **error)
+{
+    g_autofree char *reply = take(error, "block_info %s %s", NAME(dom), disk);
+
+    if (!reply)
+        return false;
+    if (sscanf(reply, "%llu %llu", &info->capacity, &info->allocation) != 2)
+        g_error("fake: block_info: the reply is 'CAPACITY ALLOCATION', not '%s'", reply);
+    return true;
+}
+
+static char *
+f_conn_uri(virConnectPtr conn)
+{
+    (void)conn;
+    return take(NULL, "conn_uri");
+}
+
+static virDomainPtr *
+f_domain_list(virConnectPtr conn, GError **error)
+{
+    g_autofree char *reply = take(error, "domain_list");
+    g_auto(GStrv) names = NULL;
+    GPtrArray *doms;
+
+    (void)conn;
+    if (!reply)
+        return NULL;
+    names = g_strsplit_set(g_strstrip(reply), " ", -1);
+    doms = g_ptr_array_new();
+    for (size_t i = 0; names[i]; i++) {
+        FakeDomain *d;
+
+        if (!*names[i])
+            continue;
+        d = domain_by_name(names[i]);
+        g_assert_nonnull(d);
+        g_ptr_array_add(doms, d);
+    }
+    g_ptr_array_add(doms, NULL);
+    return (virDomainPtr *)g_ptr_array_free(doms, false);
+}
+
+static char *
+f_domain_xml_secure(virDomainPtr dom, GError **error)
+{
+    return take(error, "domain_xml_secure %s", NAME(dom));
+}
+
+static bool
+f_domain_define(virConnectPtr conn, const char *xml, GError **error)
+{
+    (void)conn;
+    keep_xml(xml);
+    return take_ok(error, "domain_define");
+}
+
 static const VsControlOps fake_ops = {
     .conn_open = f_conn_open,
     .conn_close = f_conn_close,
@@ -478,6 +568,13 @@ static const VsControlOps fake_ops = {
     .checkpoint_xml = f_checkpoint_xml,
     .checkpoint_redefine = f_checkpoint_redefine,
     .checkpoint_delete = f_checkpoint_delete,
+    .domain_is_persistent = f_domain_is_persistent,
+    .domain_resume = f_domain_resume,
+    .block_info = f_block_info,
+    .conn_uri = f_conn_uri,
+    .domain_list = f_domain_list,
+    .domain_xml_secure = f_domain_xml_secure,
+    .domain_define = f_domain_define,
 };
 
 VsFake *
@@ -548,6 +645,8 @@ vs_fake_conn(VsFake *f)
 static void
 add(VsFake *f, Item *it)
 {
+    it->group = f->group;
+    g_assert(!(it->group && it->kind == ITEM_EVENT));
     g_mutex_lock(&f->lock);
     g_queue_push_tail(&f->items, it);
     g_mutex_unlock(&f->lock);
@@ -586,6 +685,31 @@ vs_fake_add_event(VsFake *f, const char *domain, const char *disk, int status)
     it->disk = g_strdup(disk);
     it->status = status;
     add(f, it);
+}
+
+void
+vs_fake_add_item_then(VsFake *f, const char *call, const char *reply, GFunc then, gpointer data)
+{
+    Item *it;
+
+    vs_fake_add_item(f, call, reply);
+    it = g_queue_peek_tail(&f->items);
+    it->then = then;
+    it->then_data = data;
+}
+
+void
+vs_fake_any_order_begin(VsFake *f)
+{
+    g_assert(!f->group);
+    f->group = ++f->groups;
+}
+
+void
+vs_fake_any_order_end(VsFake *f)
+{
+    g_assert(f->group);
+    f->group = 0;
 }
 
 const char *

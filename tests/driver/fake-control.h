@@ -29,6 +29,13 @@
  *   checkpoint_xml NAME CHECKPOINT the XML
  *   checkpoint_redefine NAME       "ok" (its XML: vs_fake_last_xml)
  *   checkpoint_delete NAME CHECKPOINT [metadata-only]           "ok"
+ *   domain_is_persistent NAME      "1", "0" or "-1"
+ *   domain_resume NAME             "ok"
+ *   block_info NAME DISK           "CAPACITY ALLOCATION" (bytes)
+ *   conn_uri                       the URI (an error item: NULL)
+ *   domain_list                    the names of vs_fake_domain domains, space-separated
+ *   domain_xml_secure NAME         the persistent XML with its secrets
+ *   domain_define                  "ok" (its XML: vs_fake_last_xml)
  * Not scripted, as they ask nothing of libvirt: conn_close, domain_free,
  * domain_name, domain_uuid, domain_conn, block_job_watch (the events go to the
  * last function watching), job_watch (no events: callers poll), job_unwatch. */
@@ -60,6 +67,17 @@ void vs_fake_add_error(VsFake *f, const char *call, VsErrorCode code, const char
  * before that call returns (as one already in libvirt's queue would). */
 void vs_fake_add_event(VsFake *f, const char *domain, const char *disk, int status);
 
+/* Expects CALL next, answered with REPLY; once it is taken (on the caller's
+ * thread, before the call returns) THEN(CALL, DATA) runs: what the real
+ * call would have done besides answering (a file QEMU writes, ...). */
+void vs_fake_add_item_then(VsFake *f, const char *call, const char *reply, GFunc then,
+                           gpointer data);
+/* The calls queued between begin and end may come in any order (calls made
+ * on threads of their own, one per domain), but all of them before any call
+ * queued after end: the group as a whole keeps its place. No events inside. */
+void vs_fake_any_order_begin(VsFake *f);
+void vs_fake_any_order_end(VsFake *f);
+
 /* The fixture of tests about one domain: a fresh fake holding domain "vm1"
  * (UUID VS_FAKE_U1), finished (every queued call used) at teardown. For
  * g_test_add(PATH, VsFakeFixture, NULL, vs_fake_fixture_setup, FUNC,
@@ -73,5 +91,6 @@ typedef struct {
 void vs_fake_fixture_setup(VsFakeFixture *fx, gconstpointer data);
 void vs_fake_fixture_teardown(VsFakeFixture *fx, gconstpointer data);
 
-/* The XML of the last snapshot_create, backup_begin or checkpoint_redefine. */
+/* The XML of the last snapshot_create, backup_begin, checkpoint_redefine or
+ * domain_define. */
 const char *vs_fake_last_xml(VsFake *f);
