@@ -456,6 +456,48 @@ test_snapshot_fails_mid_group(Fixture *fx, gconstpointer data)
     g_assert_cmpstr(glog, ==, "freeze thawed 3\n");
 }
 
+/* The journal cannot record the freeze of domain 2: domain 2 is not frozen
+ * (nothing could undo a freeze the journal does not know of), fails saying
+ * why, and leaves nothing; domain 1 is backed up as usual. */
+static void
+test_journal_fails_before_freeze(Fixture *fx, gconstpointer data)
+{
+    g_autoptr(VsBackupResult) r = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autofree char *glog = NULL;
+    VsBackupOptions o;
+    VsBackupDomainResult *d2;
+
+    (void)data;
+    options(fx, &o);
+    g_setenv("VIRTSNAP_FAULT", "fail:journal-freeze:vm2", TRUE);
+    expect_plan(fx, 0);
+    expect_plan(fx, 1);
+    add(fx, "ok", "fs_freeze vm1");
+    add(fx, "1", "domain_is_active vm1");
+    add(fx, "ok", "snapshot_create vm1");
+    add(fx, "ok", "fs_thaw vm1");
+    add(fx, "1", "conn_alive");
+    expect_commit(fx, 0);
+
+    r = backup(fx, (const int[]){ 0, 1, -1 }, &o, &err);
+    g_assert_no_error(err);
+    g_assert_true(result_of(r, 0)->ok);
+    d2 = result_of(r, 1);
+    g_assert_false(d2->ok);
+    g_assert_nonnull(strstr(d2->error, "journal: writing "));
+    g_assert_nonnull(strstr(d2->error, "injected fault journal-freeze"));
+    assert_backup(fx, r->id, (const int[]){ 0, -1 });
+    for (int i = 0; i < 2; i++) {
+        g_autofree char *overlay = find_overlay(fx, i);
+        g_assert_null(overlay);
+    }
+    assert_no_journal(fx);
+    /* The fake saw no fs_freeze of vm2; the guardian was told all thawed. */
+    glog = guardian_log(fx);
+    g_assert_cmpstr(glog, ==, "freeze thawed 2\n");
+}
+
 /* ------------------------------------------------------------------------- */
 /* A push-mode backup job of domain 1 (qcow2), its base's checkpoint gone     */
 
@@ -578,6 +620,7 @@ main(int argc, char **argv)
 #define ADD(path, func, data) \
     g_test_add(path, Fixture, GINT_TO_POINTER(data), setup, func, teardown)
     ADD("/backup-run/snapshot-fails-mid-group", test_snapshot_fails_mid_group, 0);
+    ADD("/backup-run/journal-fails-before-freeze", test_journal_fails_before_freeze, 0);
     ADD("/backup-run/incremental-base-vanished", test_incremental_base_vanished, 1);
     return g_test_run();
 }
