@@ -603,6 +603,7 @@ test_incremental_base_vanished(Fixture *fx, gconstpointer data)
     g_assert_cmpstr(d->level, ==, "full");
     g_assert_null(d->base);
     g_test_message("note: %s", d->note);
+    g_assert_nonnull(d->note);
     g_assert_nonnull(strstr(d->note, "full backup: the last backup"));
     g_assert_nonnull(strstr(d->note, "cannot be the base: checkpoint"));
     g_assert_nonnull(strstr(d->note, "no longer exists"));
