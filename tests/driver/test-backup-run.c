@@ -18,6 +18,7 @@
 #include "vs-fault.h"
 
 #include <glib/gstdio.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -46,7 +47,9 @@ typedef struct {
 /* EXE guardian URI DEADLINE_MS AGENT_TIMEOUT STATE_DIR ID UUID...: armed at once
  * ("ready"), then whatever the backup says until end of file, written to
  * STATE_DIR/fake-guardian.log as one line ("freeze thawed" when all went
- * well). It thaws nothing: the tests check that the backup did. */
+ * well). It thaws nothing: the tests check that the backup did. With
+ * $FAKE_GUARDIAN_DIES set it dies before it is armed, as a guardian that
+ * cannot open its connection does. */
 static int
 scripted_guardian(int argc, char **argv)
 {
@@ -59,6 +62,8 @@ scripted_guardian(int argc, char **argv)
 
     if (argc < 8)
         return 2;
+    if (g_getenv("FAKE_GUARDIAN_DIES"))
+        return 1;
     if (write(STDOUT_FILENO, "ready\n", 6) != 6)
         return 1;
     close(STDOUT_FILENO);
@@ -197,6 +202,7 @@ teardown(Fixture *fx, gconstpointer data)
 
     (void)data;
     g_unsetenv("VIRTSNAP_FAULT");
+    g_unsetenv("FAKE_GUARDIAN_DIES");
     vs_fake_finish(fx->fake);
     run_tool(argv);
     for (int i = 0; i < 3; i++) {
@@ -498,6 +504,39 @@ test_journal_fails_before_freeze(Fixture *fx, gconstpointer data)
     g_assert_cmpstr(glog, ==, "freeze thawed 2\n");
 }
 
+/* The guardian dies before it is armed: nothing is frozen or snapshotted,
+ * each running domain fails saying so, and the overlays made for the
+ * snapshot go once libvirt says nothing names them. */
+static void
+test_guardian_dies(Fixture *fx, gconstpointer data)
+{
+    g_autoptr(VsBackupResult) r = NULL;
+    g_autoptr(GError) err = NULL;
+    VsBackupOptions o;
+
+    (void)data;
+    options(fx, &o);
+    g_setenv("FAKE_GUARDIAN_DIES", "1", TRUE);
+    expect_plan(fx, 0);
+    expect_plan(fx, 1);
+    expect_uses_nothing(fx, 0);
+    expect_uses_nothing(fx, 1);
+
+    r = backup(fx, (const int[]){ 0, 1, -1 }, &o, &err);
+    g_assert_no_error(err);
+    for (int i = 0; i < 2; i++) {
+        VsBackupDomainResult *d = result_of(r, i);
+        g_autofree char *overlay = find_overlay(fx, i);
+
+        g_assert_false(d->ok);
+        g_assert_nonnull(strstr(d->error, "guardian: did not arm"));
+        g_assert_nonnull(strstr(d->error, "nothing was frozen"));
+        g_assert_null(overlay);
+    }
+    g_assert_null(r->id);
+    assert_no_journal(fx);
+}
+
 /* ------------------------------------------------------------------------- */
 /* A push-mode backup job of domain 1 (qcow2), its base's checkpoint gone     */
 
@@ -617,11 +656,15 @@ main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "guardian"))
         return scripted_guardian(argc, argv);
+    /* As virtsnap does (tools/virtsnap.c): a guardian that died is an error
+     * on its pipe, not the end of the backup. */
+    signal(SIGPIPE, SIG_IGN);
     g_test_init(&argc, &argv, NULL);
 #define ADD(path, func, data) \
     g_test_add(path, Fixture, GINT_TO_POINTER(data), setup, func, teardown)
     ADD("/backup-run/snapshot-fails-mid-group", test_snapshot_fails_mid_group, 0);
     ADD("/backup-run/journal-fails-before-freeze", test_journal_fails_before_freeze, 0);
+    ADD("/backup-run/guardian-dies", test_guardian_dies, 0);
     ADD("/backup-run/incremental-base-vanished", test_incremental_base_vanished, 1);
     return g_test_run();
 }
