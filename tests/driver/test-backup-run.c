@@ -504,6 +504,52 @@ test_journal_fails_before_freeze(Fixture *fx, gconstpointer data)
     g_assert_cmpstr(glog, ==, "freeze thawed 2\n");
 }
 
+/* The thaw of domain 1 fails: the guardian is not told "thawed" (end of file
+ * makes it thaw at once) and its verdict is what the journal keeps; the
+ * domain fails with the thaw's error all the same (its freeze outlasted what
+ * virtsnap controls), and its overlay is committed back as usual: nothing is
+ * left, frozen or on an overlay. */
+static void
+test_thaw_fails(Fixture *fx, gconstpointer data)
+{
+    g_autoptr(VsBackupResult) r = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autofree char *glog = NULL;
+    VsBackupOptions o;
+    VsBackupDomainResult *d;
+
+    (void)data;
+    options(fx, &o);
+    expect_plan(fx, 0);
+    add(fx, "ok", "fs_freeze vm1");
+    add(fx, "1", "domain_is_active vm1");
+    add(fx, "ok", "snapshot_create vm1");
+    vs_fake_add_error(fx->fake, "fs_thaw vm1", VS_ERROR_LIBVIRT,
+                      "Guest agent is not responding: QEMU guest agent is not connected");
+    vs_fake_add_error(fx->fake, "agent_command vm1 guest-fsfreeze-thaw", VS_ERROR_LIBVIRT,
+                      "Guest agent is not responding: QEMU guest agent is not connected");
+    add(fx, "1", "conn_alive");
+    expect_commit(fx, 0);
+
+    r = backup(fx, (const int[]){ 0, -1 }, &o, &err);
+    g_assert_no_error(err);
+    d = result_of(r, 0);
+    g_assert_false(d->ok);
+    g_assert_nonnull(strstr(d->error, "thaw: domain 'vm1': Guest agent is not responding"));
+    g_assert_nonnull(strstr(d->error, "the guardian tries again at once"));
+    g_assert_nonnull(d->note);
+    g_assert_nonnull(strstr(d->note, "the guardian confirmed it thawed"));
+    g_assert_null(r->id);
+    {
+        g_autofree char *overlay = find_overlay(fx, 0);
+        g_assert_null(overlay);
+    }
+    assert_no_journal(fx);
+    /* Armed, then end of file without "thawed": the guardian's cue to thaw. */
+    glog = guardian_log(fx);
+    g_assert_cmpstr(glog, ==, "freeze 1\n");
+}
+
 /* The guardian dies before it is armed: nothing is frozen or snapshotted,
  * each running domain fails saying so, and the overlays made for the
  * snapshot go once libvirt says nothing names them. */
@@ -664,6 +710,7 @@ main(int argc, char **argv)
     g_test_add(path, Fixture, GINT_TO_POINTER(data), setup, func, teardown)
     ADD("/backup-run/snapshot-fails-mid-group", test_snapshot_fails_mid_group, 0);
     ADD("/backup-run/journal-fails-before-freeze", test_journal_fails_before_freeze, 0);
+    ADD("/backup-run/thaw-fails", test_thaw_fails, 0);
     ADD("/backup-run/guardian-dies", test_guardian_dies, 0);
     ADD("/backup-run/incremental-base-vanished", test_incremental_base_vanished, 1);
     return g_test_run();
