@@ -507,6 +507,12 @@ keep_definition(DomJob *j, const VsDiscoveredDomain *disc)
     g_autoptr(GError) err = NULL;
 
     j->xml = disc->persistent ? vs_control()->domain_xml(j->dom, true, &err) : g_strdup(disc->xml);
+    /* No definition parsed: discovery's problem with the domain says why. */
+    for (guint i = 0; !err && !disc->def && i < disc->problems->len; i++) {
+        const VsProblem *p = disc->problems->pdata[i];
+        if (!p->disk)
+            err = g_error_copy(p->error);
+    }
     if (!j->xml || !disc->def) {
         dom_fail(j, "domain '%s': cannot read its XML%s%s", j->name, err ? ": " : "",
                  err ? err->message : "");
