@@ -91,6 +91,7 @@ copy_one(gpointer data, gpointer user)
     const char *fault = g_getenv("VIRTSNAP_FAULT_COPY_AFTER");
     VsManifestDisk *m = g_new0(VsManifestDisk, 1);
     const BackupMethod *method = t->j->method;
+    g_autofree char *why = NULL;
 
     (void)user;
     m->target = g_strdup(d->target);
@@ -112,11 +113,12 @@ copy_one(gpointer data, gpointer user)
             return;
         }
     }
-    if (method->copy_failed)
-        d->error = method->copy_failed(t->j, d, err);
-    if (!d->error)
-        d->error = g_strdup_printf("copy: domain '%s' disk %s: %s", t->j->name, d->target,
-                                   err->message);
+    /* The message names the disk; the code stays the reader's. */
+    if (method->copy_failed && (why = method->copy_failed(t->j, d, err)))
+        d->error = g_error_new_literal(err->domain, err->code, why);
+    else
+        d->error = g_error_new(err->domain, err->code, "copy: domain '%s' disk %s: %s", t->j->name,
+                               d->target, err->message);
     manifest_disk_free(m);
 }
 
@@ -158,7 +160,7 @@ backup_copy(Run *run)
         for (guint k = 0; k < j->disks->len; k++) {
             DiskJob *d = j->disks->pdata[k];
             if (d->error)
-                dom_fail(j, "%s", d->error);
+                dom_fail_error(j, d->error);
         }
     }
 }

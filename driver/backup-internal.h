@@ -35,7 +35,7 @@ typedef struct {
     GPtrArray *chain;        /* VsManifestImage*: top first */
     VsManifestDisk *mdisk;   /* filled by the copy, then moved into the manifest */
     uint64_t bytes_read, bytes_stored;
-    char *error;
+    GError *error;           /* the copy failed (the reader's code, a message naming the disk) */
     char *read;              /* for the result: "changed", "full" or "full: why" */
     /* What the domain's method keeps for this disk. The overlay method: */
     char *overlay;           /* our overlay, NULL when the disk gets none */
@@ -72,8 +72,8 @@ typedef struct {
     int64_t freeze_start, freeze_end;     /* monotonic ms */
     int64_t frozen_at, thawed_at;         /* unix ms, for the group's point in time */
     char *consistency;
-    char *note;
-    char *error;             /* first error: the domain failed */
+    GPtrArray *notes;        /* char*: add_note's, in order */
+    GError *error;           /* first error: the domain failed (its code kept: dom_fail_error) */
     GError *thread_error;    /* from a freeze/snapshot/thaw thread */
     /* The level: a method that reads only what changed sets them. */
     char *incremental;       /* the base's checkpoint; NULL: full */
@@ -183,10 +183,17 @@ extern const BackupMethod backup_method_push;      /* method-push.c */
 
 #define MiB_OF(bytes) ((bytes) / (1024 * 1024) + 1)
 
-/* First error wins: later ones are dropped, the first is what the user sees. */
+/* First error wins: later ones are dropped, the first is what the user sees.
+ * dom_fail's error is VS_ERROR_FAILED; dom_fail_error keeps ERR's domain and
+ * code (a copy), and dom_fail_from takes them from CAUSE with a message of its
+ * own (which usually quotes CAUSE's). */
 void dom_fail(DomJob *j, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+void dom_fail_error(DomJob *j, const GError *err);
+void dom_fail_from(DomJob *j, const GError *cause, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 /* Notes accumulate: a fallback to a full backup and a failed freeze both matter. */
 void add_note(DomJob *j, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* The same for a domain's result, after the manifest (backup-result.c). */
+void result_note(VsBackupDomainResult *dr, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 /* J->dom on a live connection: reopened (libvirtd restarted) and looked up
  * again when needed. WHAT names the step for the error. */
 bool dom_revive(Run *run, DomJob *j, const char *what, GError **error);

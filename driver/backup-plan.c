@@ -535,6 +535,7 @@ prepare_domain(Run *run, virDomainPtr dom, VsDiscoveredDomain *disc)
     j->name = g_strdup(vs_control()->domain_name(dom));
     j->uuid = g_strdup(disc->uuid);
     j->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_job_free);
+    j->notes = g_ptr_array_new_with_free_func(g_free);
     j->method = &backup_method_overlay;
     j->consistency = g_strdup("crash");
     state = domain_state(j);
@@ -550,7 +551,7 @@ prepare_domain(Run *run, virDomainPtr dom, VsDiscoveredDomain *disc)
     }
     if ((j->lock_fd = vs_domain_lock(run->opts->state_dir, j->uuid, j->name, "backup",
                                      run->opts->lock_wait, &err)) < 0) {
-        dom_fail(j, "%s", err->message);
+        dom_fail_error(j, err);
         return j;
     }
     /* Discovered before the lock: while this run waited for it (--lock-wait), or
@@ -579,7 +580,7 @@ prepare_domain(Run *run, virDomainPtr dom, VsDiscoveredDomain *disc)
         const VsProblem *p = disc->problems->pdata[i];
 
         if (!p->disk) {
-            dom_fail(j, "%s", p->error->message);
+            dom_fail_error(j, p->error);
             return j;
         }
     }
@@ -604,14 +605,14 @@ prepare_domain(Run *run, virDomainPtr dom, VsDiscoveredDomain *disc)
             dom_fail(j, "domain '%s' is paused: its agent cannot freeze it (resume it, or use "
                      "--quiesce=try for a crash-consistent backup)", j->name);
         else
-            j->note = g_strdup("paused: backed up crash-consistent");
+            add_note(j, "paused: backed up crash-consistent");
     } else if (disc->agent == VS_AGENT_NONE) {
         if (run->opts->quiesce == VS_QUIESCE_REQUIRE)
             dom_fail(j, "domain '%s' has no qemu-guest-agent channel, so it cannot be frozen: "
                      "add <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/>"
                      "</channel> and run qemu-ga in the guest, or use --quiesce=try", j->name);
         else
-            j->note = g_strdup("no qemu-guest-agent channel: backed up crash-consistent");
+            add_note(j, "no qemu-guest-agent channel: backed up crash-consistent");
     } else {
         j->freeze = true;
     }

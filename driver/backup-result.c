@@ -21,7 +21,7 @@ vs_backup_result_free(VsBackupResult *r)
 static void
 domain_result_free(VsBackupDomainResult *d)
 {
-    g_free(d->name); g_free(d->consistency); g_free(d->note); g_free(d->error);
+    g_free(d->name); g_free(d->consistency); g_ptr_array_unref(d->notes); g_clear_error(&d->error);
     g_free(d->mode); g_free(d->level); g_free(d->base); g_free(d->checkpoint);
     g_free(d->backup_xml); g_free(d->checkpoint_xml);
     g_ptr_array_unref(d->disks);
@@ -35,6 +35,16 @@ disk_result_free(VsBackupDiskResult *d)
     g_free(d->data_path);
     g_free(d->read);
     g_free(d);
+}
+
+void
+result_note(VsBackupDomainResult *dr, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    g_ptr_array_add(dr->notes, g_strdup_vprintf(fmt, ap));
+    va_end(ap);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -58,18 +68,16 @@ make_result(Run *run, int64_t group_freeze_ms)
         d->freeze_ms = j->frozen ? j->freeze_end - j->freeze_start : -1;
         d->frozen_at = j->frozen ? j->frozen_at : -1;
         d->thawed_at = j->frozen ? j->thawed_at : -1;
-        d->note = g_strdup(j->note);
+        d->notes = g_ptr_array_new_with_free_func(g_free);
+        for (guint k = 0; k < j->notes->len; k++)
+            g_ptr_array_add(d->notes, g_strdup(j->notes->pdata[k]));
         for (guint k = 0; k < j->disks->len; k++) {
             DiskJob *dj = j->disks->pdata[k];
-            g_autofree char *before = NULL;
-            if (!dj->direct_failed)
-                continue;
-            before = g_steal_pointer(&d->note);
-            d->note = g_strdup_printf("%s%sdisk %s read through the host: the direct path failed: %s",
-                                      before ? before : "", before ? "; " : "", dj->target,
-                                      dj->direct_failed);
+            if (dj->direct_failed)
+                result_note(d, "disk %s read through the host: the direct path failed: %s",
+                            dj->target, dj->direct_failed);
         }
-        d->error = g_strdup(j->error);
+        d->error = j->error ? g_error_copy(j->error) : NULL;
         d->level = g_strdup(!j->incremental ? "full" : j->diff ? "diff" : "inc");
         d->base = j->incremental && j->base ? g_strdup(j->base->id) : NULL;
         j->method->describe(j, d);
@@ -90,13 +98,14 @@ make_result(Run *run, int64_t group_freeze_ms)
 }
 
 static VsBackupDomainResult *
-missing_domain(const char *name, const char *error)
+missing_domain(const char *name, const GError *error)
 {
     VsBackupDomainResult *d = g_new0(VsBackupDomainResult, 1);
     d->name = g_strdup(name);
     d->consistency = g_strdup("crash");
     d->freeze_ms = d->frozen_at = d->thawed_at = -1;
-    d->error = g_strdup(error);
+    d->notes = g_ptr_array_new_with_free_func(g_free);
+    d->error = g_error_copy(error);
     d->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_result_free);
     return d;
 }
@@ -199,7 +208,7 @@ fail_uncommitted(VsBackupResult *result, const GError *err)
     for (guint k = 0; k < result->domains->len; k++) {
         VsBackupDomainResult *dr = result->domains->pdata[k];
         if (!dr->error)
-            dr->error = g_strdup(err->message);
+            dr->error = g_error_copy(err);
         dr->ok = false;
         g_free(dr->consistency);
         dr->consistency = g_strdup("none");
@@ -241,7 +250,7 @@ backup_result(Run *run)
     for (guint i = 0; i < run->not_found->len; i++) {
         const VsProblem *p = run->not_found->pdata[i];
 
-        g_ptr_array_add(result->domains, missing_domain(p->domain, p->error->message));
+        g_ptr_array_add(result->domains, missing_domain(p->domain, p->error));
     }
     for (guint i = 0; i < run->doms->len; i++) {
         DomJob *j = run->doms->pdata[i];

@@ -18,7 +18,7 @@ resume_paused(Run *run, DomJob *j)
     if (!j->active)
         return;
     if (!dom_revive(run, j, "resume", &err) || !vs_domain_resume_paused(j->dom, &resumed, &err))
-        dom_fail(j, "%s", err->message);
+        dom_fail_error(j, err);
     else if (resumed)
         add_note(j, "the guest paused for an I/O error during the backup (a file system of "
                  "virtsnap's full?) and was resumed once virtsnap's file was out of its way");

@@ -84,11 +84,12 @@ step_thaw(gpointer data)
         /* A guest whose freeze failed too is most likely not frozen at all (a
          * hung agent): the guardian tries once more; the data is fine either way. */
         if (j->frozen) {
-            dom_fail(j, "%s (the guardian tries again at once)", err->message);
+            dom_fail_from(j, err, "%s (the guardian tries again at once)", err->message);
         } else {
-            g_autofree char *before = g_steal_pointer(&j->note);
-            j->note = g_strdup_printf("%s; the thaw failed too (%s), so the guardian tried again",
-                                      before ? before : "freeze failed", err->message);
+            /* Read after the freeze's note: "...; the thaw failed too". */
+            if (j->notes->len == 0)
+                add_note(j, "freeze failed");
+            add_note(j, "the thaw failed too (%s), so the guardian tried again", err->message);
         }
     }
     j->freeze_end = vs_now_ms();
@@ -214,12 +215,10 @@ freeze_all(Run *run, GPtrArray *frz)
         if (j->frozen)
             continue;
         if (run->opts->quiesce == VS_QUIESCE_REQUIRE) {
-            dom_fail(j, "%s; --quiesce=require: domain '%s' not backed up",
-                     j->thread_error->message, j->name);
+            dom_fail_from(j, j->thread_error, "%s; --quiesce=require: domain '%s' not backed up",
+                          j->thread_error->message, j->name);
         } else {
-            g_free(j->note);
-            j->note = g_strdup_printf("freeze failed (%s): backed up crash-consistent",
-                                      j->thread_error->message);
+            add_note(j, "freeze failed (%s): backed up crash-consistent", j->thread_error->message);
         }
         g_clear_error(&j->thread_error);
     }
@@ -268,7 +267,7 @@ close_window(Run *run, GPtrArray *snap)
         else if (j->freeze)
             j->left = true;
         if (j->thread_error) {
-            dom_fail(j, "%s", j->thread_error->message);
+            dom_fail_error(j, j->thread_error);
             g_clear_error(&j->thread_error);
         }
         if (!j->snapshotted) {
@@ -279,9 +278,8 @@ close_window(Run *run, GPtrArray *snap)
             int64_t held = j->freeze_end - j->freeze_start;
             if (held > run->opts->max_freeze_ms) {
                 /* The guardian may have thawed before the snapshot was taken. */
-                g_free(j->note);
-                j->note = g_strdup_printf("frozen for %" G_GINT64_FORMAT " ms, over --max-freeze: "
-                                          "treated as crash-consistent", held);
+                add_note(j, "frozen for %" G_GINT64_FORMAT " ms, over --max-freeze: treated as "
+                         "crash-consistent", held);
             } else {
                 g_free(j->consistency);
                 j->consistency = g_strdup("quiesced");
@@ -360,7 +358,7 @@ backup_window(Run *run)
         for (guint i = 0; i < run->doms->len; i++) {
             DomJob *j = run->doms->pdata[i];
             if (j->active)
-                dom_fail(j, "%s", err->message);
+                dom_fail_error(j, err);
         }
         run->group_ms = -1;
     }

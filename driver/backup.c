@@ -19,76 +19,15 @@
  * is completed from the base backup's chunk) and removes them. */
 #include "config.h"
 #include "backup-internal.h"
+#include "vs-enum.h"
 
 #include <string.h>
 
-/* The index of S in NAMES (NULL-terminated) into *OUT, or false. */
-static bool
-enum_from_string(const char *s, const char *const *names, int *out)
-{
-    for (int i = 0; names[i]; i++) {
-        if (!g_strcmp0(s, names[i])) {
-            *out = i;
-            return true;
-        }
-    }
-    return false;
-}
-
-bool
-vs_quiesce_mode_from_string(const char *s, VsQuiesceMode *out)
-{
-    static const char *const names[] = { [VS_QUIESCE_TRY] = "try", [VS_QUIESCE_REQUIRE] = "require",
-                                         [VS_QUIESCE_OFF] = "off", NULL };
-    int v;
-
-    if (!enum_from_string(s, names, &v))
-        return false;
-    *out = (VsQuiesceMode)v;
-    return true;
-}
-
-bool
-vs_backup_method_from_string(const char *s, VsBackupMethod *out)
-{
-    static const char *const names[] = { [VS_BACKUP_METHOD_OVERLAY] = "overlay",
-                                         [VS_BACKUP_METHOD_BEGIN] = "begin",
-                                         [VS_BACKUP_METHOD_AUTO] = "auto", NULL };
-    int v;
-
-    if (!enum_from_string(s, names, &v))
-        return false;
-    *out = (VsBackupMethod)v;
-    return true;
-}
-
-bool
-vs_backup_level_from_string(const char *s, VsBackupLevel *out)
-{
-    /* "default" is not a level one can ask for by name. */
-    static const char *const names[] = { [VS_BACKUP_LEVEL_DEFAULT] = "", [VS_BACKUP_LEVEL_FULL] = "full",
-                                         [VS_BACKUP_LEVEL_INC] = "inc",
-                                         [VS_BACKUP_LEVEL_DIFF] = "diff", NULL };
-    int v;
-
-    if (!s || !*s || !enum_from_string(s, names, &v))
-        return false;
-    *out = (VsBackupLevel)v;
-    return true;
-}
-
-bool
-vs_data_path_from_string(const char *s, VsDataPath *out)
-{
-    static const char *const names[] = { [VS_DATA_PATH_AUTO] = "auto", [VS_DATA_PATH_DIRECT] = "direct",
-                                         [VS_DATA_PATH_HOST] = "host", NULL };
-    int v;
-
-    if (!enum_from_string(s, names, &v))
-        return false;
-    *out = (VsDataPath)v;
-    return true;
-}
+VS_ENUM_IMPL(vs_quiesce_mode, VsQuiesceMode, VS_QUIESCE_LAST, "try", "require", "off")
+VS_ENUM_IMPL(vs_data_path, VsDataPath, VS_DATA_PATH_LAST, "auto", "direct", "host")
+VS_ENUM_IMPL(vs_backup_method, VsBackupMethod, VS_BACKUP_METHOD_LAST, "overlay", "begin", "auto")
+/* "default" is not a level one can ask for by name. */
+VS_ENUM_IMPL(vs_backup_level, VsBackupLevel, VS_BACKUP_LEVEL_LAST, NULL, "full", "inc", "diff")
 
 void
 vs_backup_options_init(VsBackupOptions *opts)
@@ -123,7 +62,7 @@ disk_job_free(DiskJob *d)
     manifest_disk_free(d->mdisk);
     g_free(d->target); g_free(d->format); g_free(d->path); g_free(d->url); g_free(d->direct_url);
     g_free(d->direct_failed);
-    g_free(d->overlay); g_free(d->error);
+    g_free(d->overlay); g_clear_error(&d->error);
     g_free(d->scratch); g_free(d->read);
     if (d->chain)
         g_ptr_array_unref(d->chain);
@@ -138,7 +77,7 @@ dom_job_free(DomJob *j)
     vs_domain_unlock(j->lock_fd);
     g_free(j->name); g_free(j->uuid); g_free(j->xml);
     g_clear_pointer(&j->live_def, vs_domain_def_free);
-    g_free(j->consistency); g_free(j->note); g_free(j->error);
+    g_free(j->consistency); g_ptr_array_unref(j->notes); g_clear_error(&j->error);
     g_clear_error(&j->thread_error);
     g_ptr_array_unref(j->disks);
     g_free(j->incremental);
@@ -165,7 +104,26 @@ dom_fail(DomJob *j, const char *fmt, ...)
     if (j->error)
         return;
     va_start(ap, fmt);
-    j->error = g_strdup_vprintf(fmt, ap);
+    j->error = g_error_new_valist(VS_ERROR, VS_ERROR_FAILED, fmt, ap);
+    va_end(ap);
+}
+
+void
+dom_fail_error(DomJob *j, const GError *err)
+{
+    if (!j->error)
+        j->error = g_error_copy(err);
+}
+
+void
+dom_fail_from(DomJob *j, const GError *cause, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (j->error)
+        return;
+    va_start(ap, fmt);
+    j->error = g_error_new_valist(cause->domain, cause->code, fmt, ap);
     va_end(ap);
 }
 
@@ -205,7 +163,7 @@ journal(Run *run, DomJob *j, bool (*write)(VsJournal *, const char *, const char
         return true;
     /* Without a journal the step cannot be undone after a crash: do not take it. */
     if (j)
-        dom_fail(j, "%s", err->message);
+        dom_fail_error(j, err);
     return false;
 }
 
@@ -214,13 +172,10 @@ void
 add_note(DomJob *j, const char *fmt, ...)
 {
     va_list ap;
-    g_autofree char *msg = NULL;
-    g_autofree char *before = g_steal_pointer(&j->note);
 
     va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
+    g_ptr_array_add(j->notes, g_strdup_vprintf(fmt, ap));
     va_end(ap);
-    j->note = before ? g_strdup_printf("%s; %s", before, msg) : g_steal_pointer(&msg);
 }
 
 /* J's domain in backup M (by UUID when both have one), or NULL. */

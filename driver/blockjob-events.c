@@ -19,7 +19,12 @@ typedef struct {
 static GMutex lock;
 static GCond cond;
 static GHashTable *events;        /* "uuid/disk" -> Event* */
-static GHashTable *conns;         /* virConnectPtr with our callback */
+/* virConnectPtr with our callback. A pointer key is safe: libvirt's registration
+ * holds a reference on the connection (virObjectEventCallbackListAddID) and
+ * nothing deregisters it, so a watched connection is never freed before the
+ * process ends, even after virConnectClose, and no later connection can get its
+ * address and be taken for watched. Deregistering would need its entry removed. */
+static GHashTable *conns;
 
 char *
 vs_block_event_key(virDomainPtr dom, const char *disk)

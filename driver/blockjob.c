@@ -144,6 +144,31 @@ cancel_leftover_commit(virDomainPtr dom, const char *disk, const char *name, con
     return true;
 }
 
+/* The mirror job OP ("commit", "copy") of DISK runs: waits for READY (TIMEOUT_MS)
+ * and pivots. If either fails, the job is cancelled, so the guest stays on the
+ * image it ran on, and the error names PIVOT ("pivot", "pivot to DEST"). What the
+ * table holds for KEY is dropped either way. */
+static bool
+pivot_when_ready(virDomainPtr dom, const char *name, const char *disk, const char *key,
+                 int timeout_ms, const char *op, const char *pivot, GError **error)
+{
+    const VsControlOps *c = vs_control();
+    GError *cause = NULL;
+    bool ok = false;
+
+    if (!wait_ready(dom, disk, key, timeout_ms, op, error)) {
+        (void)c->block_job_abort(dom, disk, false, NULL);
+    } else if (!c->block_job_abort(dom, disk, true, &cause)) {
+        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "%s: domain '%s' disk %s: %s", op, name,
+                         disk, pivot);
+        (void)c->block_job_abort(dom, disk, false, NULL);
+    } else {
+        ok = true;
+    }
+    vs_block_event_forget(key);
+    return ok;
+}
+
 bool
 vs_blockcommit_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, int timeout_s,
                      GError **error)
@@ -158,7 +183,6 @@ vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *d
     const VsControlOps *c = vs_control();
     g_autofree char *key = vs_block_event_key(dom, disk);
     const char *name = c->domain_name(dom);
-    g_autoptr(GError) local = NULL;
     GError *cause = NULL;
 
     if (!vs_block_events_watch(conn, "commit", error))
@@ -185,22 +209,8 @@ vs_blockcommit_pivot_limited(virConnectPtr conn, virDomainPtr dom, const char *d
         g_usleep(200 * 1000);
     }
     vs_fault_point("commit-started");
-    if (!wait_ready(dom, disk, key, timeout_ms, "commit", &local)) {
-        /* Cancel: the guest stays on the overlay, consistent; recover retries. */
-        (void)c->block_job_abort(dom, disk, false, NULL);
-        g_propagate_error(error, g_steal_pointer(&local));
-        vs_block_event_forget(key);
-        return false;
-    }
-    if (!c->block_job_abort(dom, disk, true, &cause)) {
-        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "commit: domain '%s' disk %s: pivot",
-                         name, disk);
-        (void)c->block_job_abort(dom, disk, false, NULL);
-        vs_block_event_forget(key);
-        return false;
-    }
-    vs_block_event_forget(key);
-    return true;
+    /* On failure the guest stays on the overlay, consistent; recover retries. */
+    return pivot_when_ready(dom, name, disk, key, timeout_ms, "commit", "pivot", error);
 }
 
 bool
@@ -214,7 +224,7 @@ vs_blockcopy_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, const
                                            qdest, qfmt);
     const VsControlOps *c = vs_control();
     const char *name = c->domain_name(dom);
-    g_autoptr(GError) local = NULL;
+    g_autofree char *pivot = g_strdup_printf("pivot to %s", dest);
     GError *cause = NULL;
 
     if (!vs_block_events_watch(conn, "commit", error))
@@ -230,21 +240,7 @@ vs_blockcopy_pivot(virConnectPtr conn, virDomainPtr dom, const char *disk, const
         return false;
     }
     /* No bound but the job's own end: a big disk copies for as long as it takes. */
-    if (!wait_ready(dom, disk, key, G_MAXINT, "copy", &local)) {
-        (void)c->block_job_abort(dom, disk, false, NULL);
-        g_propagate_error(error, g_steal_pointer(&local));
-        vs_block_event_forget(key);
-        return false;
-    }
-    if (!c->block_job_abort(dom, disk, true, &cause)) {
-        vs_control_error(error, cause, VS_ERROR_LIBVIRT, "copy: domain '%s' disk %s: pivot to %s",
-                         name, disk, dest);
-        (void)c->block_job_abort(dom, disk, false, NULL);
-        vs_block_event_forget(key);
-        return false;
-    }
-    vs_block_event_forget(key);
-    return true;
+    return pivot_when_ready(dom, name, disk, key, G_MAXINT, "copy", pivot, error);
 }
 
 char *

@@ -3,7 +3,8 @@
  * each error exactly once, with context), and turning libvirt's thread-local
  * last error into GErrors for the callers that still ask libvirt directly. */
 #include "config.h"
-#include "vs-driver.h"
+#include "driver-internal.h"
+#include "vs-enum.h"
 #include "control.h"
 
 #include <libvirt/virterror.h>
@@ -62,17 +63,17 @@ vs_conn_close(virConnectPtr conn)
         vs_control()->conn_close(conn);
 }
 
+/* libvirt's virDomainState; VIR_DOMAIN_NOSTATE has no word ("unknown"). */
+VS_ENUM_IMPL_STATIC(domain_state, int, VIR_DOMAIN_PMSUSPENDED + 1,
+                    [VIR_DOMAIN_RUNNING] = "running", [VIR_DOMAIN_BLOCKED] = "blocked",
+                    [VIR_DOMAIN_PAUSED] = "paused", [VIR_DOMAIN_SHUTDOWN] = "shutdown",
+                    [VIR_DOMAIN_SHUTOFF] = "shutoff", [VIR_DOMAIN_CRASHED] = "crashed",
+                    [VIR_DOMAIN_PMSUSPENDED] = "pmsuspended")
+
 const char *
 vs_domain_state_string(int state)
 {
-    switch (state) {
-    case VIR_DOMAIN_RUNNING: return "running";
-    case VIR_DOMAIN_BLOCKED: return "blocked";
-    case VIR_DOMAIN_PAUSED: return "paused";
-    case VIR_DOMAIN_SHUTDOWN: return "shutdown";
-    case VIR_DOMAIN_SHUTOFF: return "shutoff";
-    case VIR_DOMAIN_CRASHED: return "crashed";
-    case VIR_DOMAIN_PMSUSPENDED: return "pmsuspended";
-    default: return "unknown";
-    }
+    const char *s = domain_state_to_string(state);
+
+    return s ? s : "unknown";
 }

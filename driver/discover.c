@@ -7,7 +7,8 @@
  * header, sysfs) rather than guessed from names. A domain or disk that cannot be
  * resolved is reported and never stops the others from being discovered. */
 #include "config.h"
-#include "vs-driver.h"
+#include "driver-internal.h"
+#include "vs-enum.h"
 #include "vs-xml.h"
 #include "vs-block.h"
 
@@ -40,16 +41,7 @@ vs_discover_options_init(VsDiscoverOptions *opts)
     opts->probe_exports = true;
 }
 
-const char *
-vs_agent_status_string(VsAgentStatus status)
-{
-    switch (status) {
-    case VS_AGENT_CONFIGURED: return "configured";
-    case VS_AGENT_RESPONDING: return "responding";
-    case VS_AGENT_NONE:
-    default: return "none";
-    }
-}
+VS_ENUM_IMPL(vs_agent_status, VsAgentStatus, VS_AGENT_LAST, "none", "configured", "responding")
 
 static void
 chain_elem_free(VsChainElem *e)

@@ -15,6 +15,15 @@
 #include "journal-records.h"
 
 /* ------------------------------------------------------------------------- */
+/* libvirt errors and states (conn.c)                                        */
+
+/* Sets *error from libvirt's last error: "PREFIX: <libvirt message>". */
+void vs_set_libvirt_error(GError **error, VsErrorCode code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+/* "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended" */
+const char *vs_domain_state_string(int state);
+
+/* ------------------------------------------------------------------------- */
 /* State directory                                                           */
 
 /* opts->state_dir, else $VIRTSNAP_STATE_DIR, else the configured default. */

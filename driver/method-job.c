@@ -15,7 +15,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The job's checkpoint and files, named after this run and the domain, the
@@ -82,14 +84,14 @@ prepare_job_dirs(Run *run, DomJob *j)
 
     if (!vs_journal_backup_job(run->journal, j->name, j->uuid, p->checkpoint, p->sock_dir, p->scratch_dir,
                                &err)) {
-        dom_fail(j, "%s", err->message);
+        dom_fail_error(j, err);
         return;
     }
     /* QEMU (libvirt-qemu) creates the socket; libvirt creates and labels the scratch files. */
     if (!vs_make_dir(p->scratch_dir, 0755, &err) ||
         (p->sock_dir && (!vs_make_dir(vs_run_dir(), 0755, &err) ||
                          !vs_make_dir(p->sock_dir, 0700, &err)))) {
-        dom_fail(j, "backup-begin: domain '%s': %s", j->name, err->message);
+        dom_fail_from(j, err, "backup-begin: domain '%s': %s", j->name, err->message);
         return;
     }
     if (p->sock_dir && owner && sscanf(owner, "+%u:+%u", &uid, &gid) == 2 && chown(p->sock_dir, uid, gid) < 0)
@@ -178,19 +180,57 @@ job_prepare(Run *run, DomJob *j)
         precreate_scratch(j);
 }
 
+/* The pid of the QEMU that runs the domain with UUID (libvirt gives it
+ * "-uuid UUID"), or 0. */
+static int
+qemu_pid_of(const char *uuid)
+{
+    g_autoptr(GDir) proc = uuid ? g_dir_open("/proc", 0, NULL) : NULL;
+    const char *name;
+
+    while (proc && (name = g_dir_read_name(proc))) {
+        g_autofree char *path = g_build_filename("/proc", name, "cmdline", NULL);
+        g_autofree char *cmd = NULL;
+        gsize len;
+
+        if (!g_ascii_isdigit(name[0]) || !g_file_get_contents(path, &cmd, &len, NULL))
+            continue;
+        /* NUL-separated arguments; g_file_get_contents adds one more NUL. */
+        for (gsize off = 0; off < len; off += strlen(cmd + off) + 1)
+            if (!strcmp(cmd + off, "-uuid") && off + 6 < len && !strcmp(cmd + off + 6, uuid))
+                return atoi(name);
+    }
+    return 0;
+}
+
+/* Whether process PID sees DIR as the host does: the same directory through
+ * its root, which resolves in its own mount namespace. */
+static bool
+pid_sees_dir(int pid, const char *dir)
+{
+    g_autofree char *abs = g_canonicalize_filename(dir, NULL);
+    g_autofree char *there = g_strdup_printf("/proc/%d/root%s", pid, abs);
+    struct stat here_st, there_st;
+
+    return stat(abs, &here_st) == 0 && stat(there, &there_st) == 0 &&
+           here_st.st_dev == there_st.st_dev && here_st.st_ino == there_st.st_ino;
+}
+
 /* QEMU runs in a mount namespace of its own: a file system mounted on the
  * host after the domain started is not there for QEMU unless mounts propagate
  * (shared propagation, as systemd sets it up; not on every host), and QEMU's
- * "No such file or directory" for a file that is plainly there misleads. */
+ * "No such file or directory" for a file that is plainly there misleads. Told
+ * by looking at the directory from QEMU's side, not by reading QEMU's message. */
 static bool
 push_dir_hint(DomJob *j)
 {
     JobPriv *p = j->priv;
     GError *e = j->thread_error;
     char *before;
+    int pid;
 
-    if (!p->push || !e || !strstr(e->message, "No such file or directory") || !p->scratch_dir ||
-        !g_file_test(p->scratch_dir, G_FILE_TEST_IS_DIR))
+    if (!p->push || !e || !p->scratch_dir || !g_file_test(p->scratch_dir, G_FILE_TEST_IS_DIR) ||
+        (pid = qemu_pid_of(j->uuid)) <= 0 || pid_sees_dir(pid, p->scratch_dir))
         return false;
     before = e->message;
     e->message = g_strdup_printf("%s (%s is there on the host, but QEMU cannot see it: a file "
@@ -322,7 +362,7 @@ job_failed(DomJob *j, const GError *err)
 {
     if (j->error)
         add_note(j, "%s; `virtsnap recover` ends it", err->message);
-    dom_fail(j, "%s; `virtsnap recover` ends it", err->message);
+    dom_fail_from(j, err, "%s; `virtsnap recover` ends it", err->message);
 }
 
 /* The copy is over (or failed): the job is aborted, which is how a pull job
@@ -415,9 +455,7 @@ job_after_manifest(Run *run, DomJob *j, VsBackupResult *result, VsBackupDomainRe
         /* After the prune: the checkpoint has no parent left to name. */
         else if (!vs_checkpoint_save(j->dom, p->checkpoint, run->repo, run->repo_tag,
                                      j->uuid, &err)) {
-            g_autofree char *before = g_steal_pointer(&dr->note);
-            dr->note = g_strdup_printf("%s%s%s (a domain defined anew will need a full backup)",
-                                       before ? before : "", before ? "; " : "", err->message);
+            result_note(dr, "%s (a domain defined anew will need a full backup)", err->message);
         }
     } else if (!vs_checkpoint_delete(j->dom, p->checkpoint)) {
         g_ptr_array_add(failed, g_strdup(p->checkpoint));
@@ -425,9 +463,7 @@ job_after_manifest(Run *run, DomJob *j, VsBackupResult *result, VsBackupDomainRe
     if (failed->len && dr) {
         g_ptr_array_add(failed, NULL);
         g_autofree char *names = g_strjoinv(", ", (char **)failed->pdata);
-        g_autofree char *before = g_steal_pointer(&dr->note);
-        dr->note = g_strdup_printf("%s%scheckpoints left to delete at the next backup: %s",
-                                   before ? before : "", before ? "; " : "", names);
+        result_note(dr, "checkpoints left to delete at the next backup: %s", names);
     }
 }
 

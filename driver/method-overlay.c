@@ -119,7 +119,7 @@ overlay_prepare(Run *run, DomJob *j)
         if (d->overlay &&
             !vs_journal_overlay(run->journal, j->name, j->uuid, d->target, d->overlay,
                                 d->path ? d->path : d->url, d->format, &jerr))
-            dom_fail(j, "%s", jerr->message);
+            dom_fail_error(j, jerr);
     }
     if (!j->error)
         precreate_overlays(j);
@@ -284,7 +284,7 @@ commit_frozen(Run *run, DomJob *j, DiskJob *d, int64_t *held_ms, GError **error)
     if (thawed)
         journal(run, j, vs_journal_thawed);
     else
-        dom_fail(j, "%s (the guardian tries again at once)", thaw_err->message);
+        dom_fail_from(j, thaw_err, "%s (the guardian tries again at once)", thaw_err->message);
     return ok;
 }
 
@@ -334,7 +334,7 @@ drop_overlay(Run *run, DomJob *j, DiskJob *d)
         return false;
     }
     if (!vs_journal_committed(run->journal, j->name, j->uuid, d->target, &err))
-        dom_fail(j, "%s", err->message);
+        dom_fail_error(j, err);
     progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 1, 1);
     vs_fault_point("after-commit");
     return true;
@@ -405,7 +405,7 @@ commit_disk(Run *run, DomJob *j, DiskJob *d)
         }
         progress(run, VS_BACKUP_PHASE_COMMIT, j->name, d->target, 0, 1);
         if (!vs_journal_commit(run->journal, j->name, j->uuid, d->target, d->overlay, &jerr))
-            dom_fail(j, "%s", jerr->message);
+            dom_fail_error(j, jerr);
         vs_fault_point("before-commit");
         if (!commit_pivot(run, j, d, &err)) {
             if (retry && !vs_link_alive(run->link))

@@ -28,8 +28,8 @@ pull_space_check(Run *run, DomJob *j)
         if (!vs_control()->block_info(j->dom, d->target, &info, &cause)) {
             g_autoptr(GError) err = NULL;
             vs_control_error(&err, cause, VS_ERROR_LIBVIRT, "domblkinfo %s", d->target);
-            dom_fail(j, "backup: domain '%s': cannot tell the size of its disks: %s", j->name,
-                     err->message);
+            dom_fail_from(j, err, "backup: domain '%s': cannot tell the size of its disks: %s",
+                          j->name, err->message);
             return;
         }
         d->capacity = info.capacity;

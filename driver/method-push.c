@@ -48,8 +48,8 @@ push_space_check(Run *run, DomJob *j)
         if (!vs_control()->block_info(j->dom, d->target, &info, &cause)) {
             g_autoptr(GError) err = NULL;
             vs_control_error(&err, cause, VS_ERROR_LIBVIRT, "domblkinfo %s", d->target);
-            dom_fail(j, "backup: domain '%s': cannot tell how much its push job would write: %s",
-                     j->name, err->message);
+            dom_fail_from(j, err, "backup: domain '%s': cannot tell how much its push job would write: "
+                          "%s", j->name, err->message);
             return;
         }
         d->capacity = info.capacity;
@@ -124,7 +124,7 @@ push_before_copy(Run *run, DomJob *j)
         j->left = true;
     else
         p->job_started = false;
-    dom_fail(j, "%s: no backup of it was written", err->message);
+    dom_fail_from(j, err, "%s: no backup of it was written", err->message);
     return false;
 }
 

@@ -78,7 +78,7 @@ typedef struct {
     virStoragePoolPtr pool;
     char *pool_dir;
     GPtrArray *doms;         /* RDom* */
-    GHashTable *disk_users;  /* path -> "NAME" or "NAME (running)", of every domain; lazily */
+    GHashTable *disk_users;  /* path -> its user (restore-plan.c), of every domain; lazily */
     int64_t t0;              /* vs_now_ms() at the start */
     gint cancel;             /* a disk hit a bad chunk: the other writes stop */
     VsJournal *journal;      /* names the temp files, for recover after a kill -9 */

@@ -170,30 +170,49 @@ restore_format_supported(const char *fmt)
     return !g_strcmp0(fmt, "raw") || !g_strcmp0(fmt, "qcow2");
 }
 
+/* A domain that uses a file as a disk or backing image (run->disk_users). */
+typedef struct {
+    char *name;
+    bool running;
+} DiskUser;
+
+static void
+disk_user_free(DiskUser *u)
+{
+    g_free(u->name);
+    g_free(u);
+}
+
 static void
 add_users(GHashTable *users, const char *name, bool active, const VsStorageSource *src)
 {
     for (; src; src = src->backing) {
+        DiskUser *u;
+
         if (!src->path || !*src->path)
             continue;
         /* A running user wins: it is the one that forbids. */
-        if (active || !g_hash_table_contains(users, src->path))
-            g_hash_table_insert(users, g_strdup(src->path),
-                                active ? g_strdup_printf("%s (running)", name) : g_strdup(name));
+        if (!active && g_hash_table_contains(users, src->path))
+            continue;
+        u = g_new(DiskUser, 1);
+        u->name = g_strdup(name);
+        u->running = active;
+        g_hash_table_insert(users, g_strdup(src->path), u);
     }
 }
 
 /* Which domain uses PATH as a disk or backing image, other than SELF: NULL if none. */
-static const char *
+static const DiskUser *
 disk_user(Run *run, const char *path, const char *self)
 {
-    const char *who;
+    const DiskUser *who;
 
     if (!run->disk_users) {
         virDomainPtr *doms = NULL;
         int n = virConnectListAllDomains(run->conn, &doms, 0);
 
-        run->disk_users = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        run->disk_users = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                                (GDestroyNotify)disk_user_free);
         for (int i = 0; i < n; i++) {
             bool active = restore_domain_active(doms[i]);
             const char *name = virDomainGetName(doms[i]);
@@ -208,10 +227,7 @@ disk_user(Run *run, const char *path, const char *self)
         free(doms);
     }
     who = g_hash_table_lookup(run->disk_users, path);
-    if (!who || (g_str_has_prefix(who, self) &&
-                 (who[strlen(self)] == 0 || !strcmp(who + strlen(self), " (running)"))))
-        return NULL;
-    return who;
+    return who && strcmp(who->name, self) != 0 ? who : NULL;
 }
 
 /* Is TARGET mounted in the guest? 1 yes (*where set), 0 no, -1 cannot tell. */
@@ -463,13 +479,13 @@ check_not_others(Run *run, RDom *r, RDisk *d, GError **error)
      * backup, or one given the name NAME-vda.qcow2 by hand). */
     /* Disk files only (--disks elsewhere): no domain is stopped, so even
      * the domain of that name must not be using the file. */
-    const char *who = disk_user(run, d->dest, r->partial && !r->in_place ? "" : r->new_name);
+    const DiskUser *who = disk_user(run, d->dest, r->partial && !r->in_place ? "" : r->new_name);
 
-    if (who && (g_str_has_suffix(who, " (running)") || !o->force)) {
+    if (who && (who->running || !o->force)) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                    "restore: %s (domain '%s' disk %s) is a disk of domain %s: %s", d->dest,
-                    r->new_name, d->target, who,
-                    g_str_has_suffix(who, " (running)") ? "it is not overwritten while that "
+                    "restore: %s (domain '%s' disk %s) is a disk of domain %s%s: %s", d->dest,
+                    r->new_name, d->target, who->name, who->running ? " (running)" : "",
+                    who->running ? "it is not overwritten while that "
                     "domain runs; restore elsewhere with --as or --target-dir" :
                     "give --force to overwrite it anyway, or restore elsewhere with --as or "
                     "--target-dir");

@@ -18,13 +18,16 @@ case "${1:-}" in
 esac
 
 BUILD_PKGS="meson ninja-build pkg-config gcc clang libglib2.0-dev libvirt-dev libxml2-dev
-  libjson-glib-dev libzstd-dev libssl-dev libnbd-dev libnfs-dev libiscsi-dev nbdkit-plugin-dev"
+  libjson-glib-dev libzstd-dev libssl-dev libnbd-dev libnfs-dev libiscsi-dev nbdkit-plugin-dev librbd-dev"
 RUN_PKGS="qemu-system-x86 qemu-utils qemu-block-extra libvirt-daemon-system libvirt-clients
   libvirt-daemon-driver-storage-iscsi-direct cpio e2fsprogs libnbd-bin python3-libnbd
   python3-libvirt jq nbdkit libxml2-utils"
 # systemd: only for /usr/bin/systemd-socket-activate (nfs-target.sh's loopback-only rpcbind)
 TEST_PKGS="tgt libiscsi-bin nfs-ganesha nfs-ganesha-vfs rpcbind systemd libnfs-utils xfsprogs
-  util-linux iproute2 valgrind zstd"
+  util-linux iproute2 valgrind zstd btrfs-progs ceph-mon ceph-osd ceph-common"
+# Installed without their recommends (ceph-mgr, radosgw...): tests/targets/ceph-target.sh needs
+# only these (the rbd snapshot provider's test, CEPH_RGW=0).
+NORECOMMENDS="ceph-mon ceph-osd ceph-common"
 
 log() { echo "deps: $*" >&2; }
 
@@ -55,7 +58,12 @@ if [ -n "$missing" ]; then
   if [ -n "$first" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $first
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
+  plain="" norec=""
+  for p in $missing; do
+    case " $NORECOMMENDS " in *" $p "*) norec="$norec $p" ;; *) plain="$plain $p" ;; esac
+  done
+  [ -z "$plain" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q $plain
+  [ -z "$norec" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $norec
   after=$(pids_of)
   new=$(comm -13 <(echo "$before") <(echo "$after"))
   for pid in $new; do

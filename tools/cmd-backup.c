@@ -72,6 +72,21 @@ on_progress(VsBackupPhase phase, const char *dom, const char *disk, uint64_t don
     }
 }
 
+/* D's notes in one line, as printed ("; " between them), or NULL when none. */
+static char *
+joined_notes(const VsBackupDomainResult *d)
+{
+    g_autoptr(GStrvBuilder) sb = g_strv_builder_new();
+    g_auto(GStrv) notes = NULL;
+
+    if (!d->notes || d->notes->len == 0)
+        return NULL;
+    for (guint i = 0; i < d->notes->len; i++)
+        g_strv_builder_add(sb, d->notes->pdata[i]);
+    notes = g_strv_builder_end(sb);
+    return g_strjoinv("; ", notes);
+}
+
 /* The result as JSON; R NULL: the same members, empty, for a run that failed
  * before any domain, ERROR saying why. */
 static char *
@@ -86,6 +101,7 @@ result_json(const VsBackupResult *r, const char *error)
     json_builder_begin_array(b);
     for (guint i = 0; r && i < r->domains->len; i++) {
         const VsBackupDomainResult *d = r->domains->pdata[i];
+        g_autofree char *note = joined_notes(d);
         json_builder_begin_object(b);
         vs_json_add_str(b, "name", d->name);
         vs_json_add_bool(b, "ok", d->ok);
@@ -93,8 +109,13 @@ result_json(const VsBackupResult *r, const char *error)
         vs_json_add_int_or_null(b, "freeze_ms", d->freeze_ms);
         vs_json_add_int_or_null(b, "frozen_at_ms", d->frozen_at);
         vs_json_add_int_or_null(b, "thawed_at_ms", d->thawed_at);
-        vs_json_add_str(b, "note", d->note);
-        vs_json_add_str(b, "error", d->error);
+        vs_json_add_str(b, "note", note);
+        json_builder_set_member_name(b, "notes");
+        json_builder_begin_array(b);
+        for (guint k = 0; d->notes && k < d->notes->len; k++)
+            json_builder_add_string_value(b, d->notes->pdata[k]);
+        json_builder_end_array(b);
+        vs_json_add_str(b, "error", d->error ? d->error->message : NULL);
         vs_json_add_str(b, "mode", d->mode);
         vs_json_add_str(b, "level", d->level);
         vs_json_add_str(b, "base", d->base);
@@ -155,6 +176,7 @@ print_summary(const VsBackupResult *r)
     printf("\n");
     for (guint i = 0; i < r->domains->len; i++) {
         const VsBackupDomainResult *d = r->domains->pdata[i];
+        g_autofree char *note = joined_notes(d);
         uint64_t rd = 0, st = 0;
         for (guint k = 0; k < d->disks->len; k++) {
             rd += ((VsBackupDiskResult *)d->disks->pdata[k])->bytes_read;
@@ -170,8 +192,8 @@ print_summary(const VsBackupResult *r)
         } else {
             printf("  %-20s FAILED\n", d->name);
         }
-        if (d->note)
-            printf("      note: %s\n", d->note);
+        if (note)
+            printf("      note: %s\n", note);
     }
 }
 
@@ -190,6 +212,22 @@ backup_args_clear(BackupArgs *a)
     g_free(a->repo); g_free(a->quiesce); g_free(a->overlay_dir); g_free(a->state_dir);
     g_free(a->data_path); g_free(a->iscsi_auth); g_free(a->mode); g_free(a->level);
     g_free(a->backup_xml); g_free(a->checkpoint_xml); g_free(a->compress); g_free(a->push_dir);
+}
+
+/* --OPTION=WORD of an enum option: FROM_STRING's value for WORD (vs-backup.h), DEFAULT
+ * when the option was not given, or -1 with the usage error naming WORDS. */
+static int
+option_word(const char *option, const char *word, int (*from_string)(const char *), const char *words,
+            int dflt, GError **error)
+{
+    int v;
+
+    if (!word)
+        return dflt;
+    if ((v = from_string(word)) < 0)
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --%s=%s: use %s", option, word,
+                    words);
+    return v;
 }
 
 /* Options in, OPTS out; every failure is bad usage (exit 2). String options
@@ -242,26 +280,25 @@ backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GErr
         return false;
     }
     vs_backup_options_init(opts);
-    if (a->data_path && !vs_data_path_from_string(a->data_path, &opts->data_path)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --data-path=%s: use auto, direct or host", a->data_path);
+    int data_path, quiesce, mode, level;
+    if ((data_path = option_word("data-path", a->data_path, vs_data_path_from_string,
+                                 "auto, direct or host", opts->data_path, error)) < 0 ||
+        (quiesce = option_word("quiesce", a->quiesce, vs_quiesce_mode_from_string,
+                               "require, try or off", opts->quiesce, error)) < 0 ||
+        (mode = option_word("mode", a->mode, vs_backup_method_from_string,
+                            "overlay, begin or auto", opts->mode, error)) < 0)
         return false;
-    }
-    if (a->quiesce && !vs_quiesce_mode_from_string(a->quiesce, &opts->quiesce)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --quiesce=%s: use require, try or off", a->quiesce);
-        return false;
-    }
-    if (a->mode && !vs_backup_method_from_string(a->mode, &opts->mode)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --mode=%s: use overlay, begin or auto", a->mode);
-        return false;
-    }
     if (a->compress && strcmp(a->compress, "zstd") != 0 && strcmp(a->compress, "off") != 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --compress=%s: use zstd or off", a->compress);
         return false;
     }
-    if (a->level && !vs_backup_level_from_string(a->level, &opts->level)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --level=%s: use inc, diff or full", a->level);
+    if ((level = option_word("level", a->level, vs_backup_level_from_string, "inc, diff or full",
+                             opts->level, error)) < 0)
         return false;
-    }
+    opts->data_path = data_path;
+    opts->quiesce = quiesce;
+    opts->mode = mode;
+    opts->level = level;
     if (a->backup_xml || a->checkpoint_xml) {
         if (a->mode && opts->mode != VS_BACKUP_METHOD_BEGIN) {
             g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
@@ -365,7 +402,7 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     for (guint i = 0; res && i < res->domains->len; i++) {
         const VsBackupDomainResult *d = res->domains->pdata[i];
         if (!d->ok) {
-            vs_print_error("%s", d->error);
+            vs_print_error("%s", d->error ? d->error->message : "backup: failed");
             rc = 1;
         }
     }

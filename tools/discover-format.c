@@ -88,7 +88,7 @@ vs_discover_to_json(GPtrArray *domains, bool pretty)
         vs_json_add_str(b, "state", dom->state);
         vs_json_add_int_or_null(b, "id", dom->id);
         vs_json_add_bool(b, "persistent", dom->persistent);
-        vs_json_add_str(b, "agent", vs_agent_status_string(dom->agent));
+        vs_json_add_str(b, "agent", vs_agent_status_to_string(dom->agent));
         json_builder_set_member_name(b, "disks");
         json_builder_begin_array(b);
         for (guint j = 0; j < dom->disks->len; j++)
@@ -167,7 +167,7 @@ vs_discover_to_text(GPtrArray *domains)
         const VsDiscoveredDomain *dom = domains->pdata[i];
 
         g_string_append_printf(s, "%s  %s  agent: %s  %s\n", dom->name, dom->state,
-                               vs_agent_status_string(dom->agent),
+                               vs_agent_status_to_string(dom->agent),
                                dom->persistent ? "persistent" : "transient");
         for (guint j = 0; j < dom->disks->len; j++) {
             const VsDiscoveredDisk *d = dom->disks->pdata[j];

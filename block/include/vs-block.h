@@ -11,3 +11,4 @@
 #include "vs-copy.h"
 #include "vs-repo.h"
 #include "vs-qcow2.h"
+#include "vs-snapshot.h"

@@ -129,6 +129,8 @@ VsSource *vs_source_open_nbd_bitmap(const char *uri, const char *bitmap_context,
 /* A disk image of any format QEMU reads (qcow2 chain included), served read-only
  * by a qemu-nbd that libnbd starts and stops (socket activation on a private
  * socket, killed and reaped on close). FORMAT is required: QEMU never guesses.
+ * PATH: a file or device, nfs://, iscsi://, or rbd:POOL/IMAGE[@SNAP][:conf=FILE]
+ * [:id=USER] (QEMU's rbd syntax, '\' escaping ':'; how an rbd snapshot is exposed).
  * Clones start another qemu-nbd on the same image. */
 VsSource *vs_source_open_image(const char *path, const char *format, GError **error);
 /* The same; an iscsi:// PATH logs in with AUTH (CHAP) when it is given. The

@@ -5,7 +5,9 @@
 #include "config.h"
 #include "source-internal.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 VsSource *
 vs_source_new(const VsSourceOps *ops, const char *description, void *priv)
@@ -254,6 +256,22 @@ vs_net_backoff(unsigned attempt, gint64 deadline)
         return false;
     g_usleep((gulong)delay);
     return true;
+}
+
+bool
+vs_net_socket_down(int fd)
+{
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    char c;
+    ssize_t n;
+
+    if (fd < 0)
+        return true;
+    if (getpeername(fd, (struct sockaddr *)&peer, &len) < 0)
+        return errno == ENOTCONN;
+    n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && (errno == ECONNRESET || errno == ENOTCONN || errno == EPIPE));
 }
 
 char *

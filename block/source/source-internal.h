@@ -25,6 +25,10 @@ unsigned vs_net_timeout_secs(void);
 /* Sleeps before reconnect attempt ATTEMPT (0, 1, ...): 100 ms doubling up to
  * 2 s. False when that would end after DEADLINE (monotonic µs): give up. */
 bool vs_net_backoff(unsigned attempt, gint64 deadline);
+/* Whether the connection on socket FD (-1: none) is down: it never came up
+ * (refused, unreachable, still connecting) or the peer closed or reset it.
+ * The sources tell "cannot connect" by this, not by their library's words. */
+bool vs_net_socket_down(int fd);
 /* URL without "user[%password]@" (for descriptions and messages). */
 char *vs_url_strip_credentials(const char *url);
 

@@ -61,29 +61,49 @@ is_disconnect(void *be)
     is->iscsi = NULL;
 }
 
-/* The text of a failed login or of a failed command on the LUN, with the case
- * it most likely is. libiscsi's messages name the status ("Target not found",
- * "Authentication failure", connection refused...). */
+/* Whether the target says LUN is none of its logical units: asked again after
+ * a login whose unit check failed, for the sense data the connect keeps. */
+static bool
+lun_missing(struct iscsi_context *iscsi, int lun)
+{
+    struct scsi_task *task = iscsi_testunitready_sync(iscsi, lun);
+    bool missing = task && task->status == SCSI_STATUS_CHECK_CONDITION &&
+                   task->sense.key == SCSI_SENSE_ILLEGAL_REQUEST &&
+                   task->sense.ascq == SCSI_SENSE_ASCQ_LOGICAL_UNIT_NOT_SUPPORTED;
+
+    if (task)
+        scsi_free_scsi_task(task);
+    return missing;
+}
+
+/* The error of a failed connect, login or unit check, with a code and the case
+ * it most likely is. The connection and the unit are asked directly; the login
+ * is not: libiscsi keeps a refused login's status class and detail only in its
+ * message ("Failed to log in to target. Status: Target not found(515)", or
+ * "Authentication failure(513)"), so those words are the one thing read here. */
 static void
 set_connect_error(IscsiSource *is, GError **error)
 {
-    const char *detail = iscsi_get_error(is->iscsi);
+    g_autofree char *detail = g_strdup(iscsi_get_error(is->iscsi));
     const char *hint = "";
     int code = VS_ERROR_IO;
 
-    if (strstr(detail, "not found") || strstr(detail, "Not found") || strstr(detail, "NOT_FOUND")) {
+    if (iscsi_is_logged_in(is->iscsi)) {
+        if (lun_missing(is->iscsi, is->lun)) {
+            hint = " (wrong LUN?)";
+            code = VS_ERROR_NOT_FOUND;
+        }
+    } else if (strstr(detail, "Target not found")) {
         hint = " (wrong target IQN?)";
         code = VS_ERROR_NOT_FOUND;
-    } else if (strstr(detail, "uthenticat") || strstr(detail, "CHAP") || strstr(detail, "AUTH")) {
+    } else if (strstr(detail, "Authentication fail") || strstr(detail, "Authorization failure") ||
+               strstr(detail, "CHAP")) {
         hint = " (CHAP user or password rejected)";
-    } else if (strstr(detail, "LOGICAL_UNIT_NOT_SUPPORTED") ||
-               strstr(detail, "LOGICAL UNIT NOT SUPPORTED")) {
-        hint = " (wrong LUN?)";
-        code = VS_ERROR_NOT_FOUND;
-    } else if (strstr(detail, "onnect") || strstr(detail, "refused")) {
+        code = VS_ERROR_DENIED;
+    } else if (!strstr(detail, "Failed to log in") && vs_net_socket_down(iscsi_get_fd(is->iscsi))) {
         /* libiscsi's text for a refused TCP connection is about its reconnect
          * logic and says nothing useful: say what happened. */
-        g_set_error(error, VS_ERROR, VS_ERROR_IO,
+        g_set_error(error, VS_ERROR, VS_ERROR_UNREACHABLE,
                     "iscsi: open: %s: cannot connect to the portal %s (unreachable, or no target "
                     "listening there)", is->conn.description, is->portal);
         return;

@@ -344,11 +344,11 @@ nbd_source_clone(VsSource *src, GError **error)
     return open_uri(ns->uri, ns->bitmap, error);
 }
 
-/* An image QEMU reads over the network itself (block-nfs, block-iscsi). */
+/* An image QEMU reads over the network itself (block-nfs, block-iscsi, block-rbd). */
 static bool
 is_url(const char *path)
 {
-    return g_str_has_prefix(path, "nfs://") || g_str_has_prefix(path, "iscsi://");
+    return g_str_has_prefix(path, "nfs://") || g_str_has_prefix(path, "iscsi://") || g_str_has_prefix(path, "rbd:");
 }
 
 static void
@@ -392,6 +392,50 @@ url_opts(const char *url, const char *format, const char *chap_user, const char 
     return g_string_free(opts, FALSE);
 }
 
+/* rbd:POOL/IMAGE[@SNAP][:conf=FILE][:id=USER], QEMU's rbd file name (a '\\'
+ * escapes the next byte), as the rbd driver's options: how the rbd snapshot
+ * provider (vs-snapshot.h) exposes a snapshot. Other keys are dropped. */
+static char *
+rbd_opts(const char *url, const char *format)
+{
+    g_autoptr(GPtrArray) parts = g_ptr_array_new_with_free_func(g_free);
+    GString *part = g_string_new(NULL), *opts = g_string_new(NULL);
+    g_auto(GStrv) name = NULL;      /* POOL, IMAGE[@SNAP] */
+    char *at;
+
+    for (const char *p = url + strlen("rbd:"); *p; p++) {
+        if (*p == '\\' && p[1]) {
+            g_string_append_c(part, *++p);
+        } else if (*p == ':') {
+            g_ptr_array_add(parts, g_string_free(part, FALSE));
+            part = g_string_new(NULL);
+        } else {
+            g_string_append_c(part, *p);
+        }
+    }
+    g_ptr_array_add(parts, g_string_free(part, FALSE));
+    name = g_strsplit(parts->pdata[0], "/", 2);
+    if ((at = name[1] ? strchr(name[1], '@') : NULL))
+        *at++ = '\0';
+    g_string_printf(opts, "driver=%s,file.driver=rbd,file.pool=", format);
+    append_escaped(opts, name[1] ? name[0] : "");
+    g_string_append(opts, ",file.image=");
+    append_escaped(opts, name[1] ? name[1] : name[0] ? name[0] : "");
+    if (at) {
+        g_string_append(opts, ",file.snapshot=");
+        append_escaped(opts, at);
+    }
+    for (guint i = 1; i < parts->len; i++) {
+        const char *kv = parts->pdata[i];
+        if (g_str_has_prefix(kv, "conf=") || g_str_has_prefix(kv, "id=")) {
+            g_string_append(opts, kv[0] == 'c' ? ",file.conf=" : ",file.user=");
+            append_escaped(opts, strchr(kv, '=') + 1);
+        }
+    }
+    g_string_append(opts, ",force-share=on");
+    return g_string_free(opts, FALSE);
+}
+
 /* The --image-opts of a read-only, force-shared view of ABS_PATH as FORMAT:
  * QEMU's option syntax escapes a comma by doubling it. */
 static char *
@@ -403,6 +447,10 @@ image_opts(const char *abs_path, const char *format, const char *chap_user, cons
     /* A block device (LVM, iSCSI LUN) wants QEMU's host_device protocol; a
      * network image QEMU's nfs or iscsi driver, given its parts (a URL in
      * file.filename would be taken for a local file name). */
+    if (g_str_has_prefix(abs_path, "rbd:")) {
+        g_string_free(opts, TRUE);
+        return rbd_opts(abs_path, format);
+    }
     if (is_url(abs_path)) {
         g_string_free(opts, TRUE);
         return url_opts(abs_path, format, chap_user, secret_id);

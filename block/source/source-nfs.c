@@ -62,10 +62,12 @@ nfs_disconnect(void *be)
     ns->fh = NULL;
 }
 
-/* The error of a failed mount or open, with a hint for the cases users get
- * wrong; libnfs's own text says which call failed. */
+/* The error of a failed mount or open (RET, libnfs's -errno), with a code and
+ * a hint for the cases users get wrong; libnfs's own text (DETAIL) says which
+ * call failed. DOWN: the connection never came up. */
 static void
-set_open_error(GError **error, const char *url, const char *what, int ret, const char *detail)
+set_open_error(GError **error, const char *url, const char *what, int ret, const char *detail,
+               bool v4, bool down)
 {
     int code = VS_ERROR_IO;
     const char *hint = "";
@@ -75,13 +77,16 @@ set_open_error(GError **error, const char *url, const char *what, int ret, const
     if (ret == -ENOENT) {
         code = VS_ERROR_NOT_FOUND;
         hint = mount ? " (no such export)" : " (no such file)";
-    } else if (mount && detail && strstr(detail, "MNT3ERR_ACCES")) {
-        /* ganesha answers an unknown NFSv3 export like a forbidden one. */
+    } else if (mount && !v4 && ret == -EACCES) {
+        /* MNT3ERR_ACCES: ganesha answers an unknown NFSv3 export like a
+         * forbidden one. */
+        code = VS_ERROR_DENIED;
         hint = " (no such export, or not exported to this client)";
     } else if (ret == -EACCES || ret == -EPERM) {
+        code = VS_ERROR_DENIED;
         hint = " (permission denied: export options or file mode)";
-    } else if (detail && (strstr(detail, "onnect") || strstr(detail, "efused") ||
-                          strstr(detail, "nfs_service failed") || strstr(detail, "portmap"))) {
+    } else if (down) {
+        code = VS_ERROR_UNREACHABLE;
         hint = " (server unreachable, or no NFS server there)";
     }
     g_set_error(error, VS_ERROR, code, "nfs: open: %s: %s: %s%s", url, what,
@@ -135,12 +140,14 @@ nfs_connect_ctx(void *be, GError **error)
     }
     ret = nfs_mount(ns->nfs, u->server, u->path);
     if (ret < 0) {
-        set_open_error(error, ns->conn.description, "mount", ret, nfs_get_error(ns->nfs));
+        set_open_error(error, ns->conn.description, "mount", ret, nfs_get_error(ns->nfs), ns->v4,
+                       vs_net_socket_down(nfs_get_fd(ns->nfs)));
         goto fail;
     }
     ret = nfs_open(ns->nfs, u->file, ns->writable ? O_RDWR : O_RDONLY, &ns->fh);
     if (ret < 0) {
-        set_open_error(error, ns->conn.description, "open", ret, nfs_get_error(ns->nfs));
+        set_open_error(error, ns->conn.description, "open", ret, nfs_get_error(ns->nfs), ns->v4,
+                       vs_net_socket_down(nfs_get_fd(ns->nfs)));
         goto fail;
     }
     nfs_destroy_url(u);

@@ -97,6 +97,8 @@ vs_virtsnap backup --repo "$REPO" --state-dir "$W/state-hung" --agent-timeout 2 
 vs_assert_eq "$(jq -r '.domains[0] | [.ok, .consistency] | map(tostring) | join(",")' "$W/try.json")" "true,crash" \
   "--quiesce=try with a hung agent"
 vs_assert_contains "$(jq -r '.domains[0].note' "$W/try.json")" "freeze failed" "note explains"
+vs_assert_eq "$(jq -r '.domains[0].notes | join("; ")' "$W/try.json")" \
+  "$(jq -r '.domains[0].note' "$W/try.json")" "notes: the same notes as a list"
 vs_virtsnap export --repo "$REPO" latest "$D" vda "$W/hung.qcow2"
 "$VS_GUEST_SRC/verify-backup.sh" "$W/hung.qcow2" --crash-consistent || vs_fail "crash-consistent copy unusable"
 vs_assert_eq "$(virsh domblklist "$D" --details | awk '$3 == "vda" {print $4}')" "$W/disk.qcow2" "original disk after try"

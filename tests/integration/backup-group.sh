@@ -83,6 +83,8 @@ vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --json "$N" > "$W/t.json"
 vs_assert_eq "$(jq -r '.domains[0] | [.ok, .consistency] | map(tostring) | join(",")' "$W/t.json")" "true,crash" \
   "--quiesce=try without an agent"
 vs_assert_contains "$(jq -r '.domains[0].note' "$W/t.json")" "crash-consistent" "the note says so"
+vs_assert_eq "$(jq -c '.domains[0].notes' "$W/t.json")" \
+  '["no qemu-guest-agent channel: backed up crash-consistent"]' "notes: a list of one"
 vs_virtsnap export --repo "$REPO" latest "$N" vda "$W/n-export.qcow2"
 "$VS_GUEST_SRC/verify-backup.sh" "$W/n-export.qcow2" --crash-consistent || vs_fail "crash-consistent export unusable"
 vs_assert_eq "$(ls "$W" | grep -c '\.virtsnap-[0-9]' || true)" 0 "overlay files left"
@@ -114,4 +116,16 @@ for i in 1 2 3; do
   "$VS_GUEST_SRC/verify-backup.sh" "$W/bi$i.qcow2" || vs_fail "begin-mode group: export of $P-$i is not consistent"
   vs_assert_eq "$(virsh domjobinfo "$P-$i" | awk '/Job type/ {print $3}')" None "$P-$i: no job left"
 done
+
+# --- a freeze held over --max-freeze (a 1.5 s pause after it, --max-freeze 1), here in a
+# first begin-mode backup: the note says so and still says why the backup is a full one.
+vs_virtsnap init --repo "$W/mf" >/dev/null
+VIRTSNAP_FAULT=sleep:after-freeze:1500 vs_virtsnap backup --repo "$W/mf" --state-dir "$STATE" \
+  --mode=begin --max-freeze 1 --json "$P-1" > "$W/mf.json"
+cat "$W/mf.json" >&2
+vs_assert_eq "$(jq -r '.domains[0] | [.ok, .consistency] | map(tostring) | join(",")' "$W/mf.json")" "true,crash" \
+  "held over --max-freeze: crash-consistent"
+vs_assert_contains "$(jq -r '.domains[0].note' "$W/mf.json")" "over --max-freeze" "the long freeze noted"
+vs_assert_contains "$(jq -r '.domains[0].note' "$W/mf.json")" "no earlier backup of this domain in this repository" \
+  "the note before it kept"
 vs_log "backup-group: all checks passed"

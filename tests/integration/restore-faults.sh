@@ -62,6 +62,18 @@ vs_virtsnap restore --repo "$REPO" --state-dir "$STATE" --as "$O" --target-dir "
 vs_assert_eq "$(jq -r '.domains[0].disks[0].action' "$W/force.json")" replaced "--force replaces the file"
 vs_assert_eq "$(virsh domuuid "$O" | sed -n 1p)" "$uuid_o" "--force keeps the replaced domain's UUID"
 no_temps "$W/t"
+# A running domain's disk file (here $O's, renamed to $O2) is refused even with --force;
+# nothing is written.
+O2="vst-rf-$$-o2"
+vs_domain_track "$O2"
+virsh domrename "$O" "$O2" >/dev/null
+virsh start "$O2" >/dev/null
+expect_fail others --as "$O" --target-dir "$W/t" --force "$D"
+vs_assert_contains "$(cat "$W/others.err")" \
+  "is a disk of domain $O2 (running): it is not overwritten while that domain runs" "a running domain's disk"
+virsh destroy "$O2" >/dev/null
+virsh domrename "$O2" "$O" >/dev/null
+no_temps "$W/t"
 
 # Targets
 expect_fail nodir --as "vst-rf-$$-x" --target-dir "$W/no/such/dir" "$D"

@@ -1,10 +1,13 @@
-/* The enum string macro (util/vs-enum.h) and the tables built with it in xml/:
+/* The enum string macro (util/include/vs-enum.h) and the tables built with it in xml/
+ * and driver/ (the backup's option words, discovery's agent status):
  * every value spells and parses back to itself, a value without a spelling
  * (NULL entry) is never the result of a parse, and what is unknown, NULL or out
  * of range gives -1 or NULL rather than a neighbour's entry. */
 #include "config.h"
 #include "vs-enum.h"
 #include "vs-xml.h"
+#include "vs-backup.h"
+#include "vs-driver.h"
 
 typedef enum { COLOUR_UNSET, COLOUR_RED, COLOUR_GREEN, COLOUR_LAST } Colour;
 
@@ -43,11 +46,51 @@ test_xml_tables(void)
     g_assert_cmpint(vs_disk_type_from_string("nfs"), ==, -1);
 }
 
+/* Every word `virtsnap backup` accepted before the tables were macros, and only those. */
+static void
+test_driver_tables(void)
+{
+    static const struct { int (*from)(const char *); const char *word; int value; } words[] = {
+        { vs_quiesce_mode_from_string, "try", VS_QUIESCE_TRY },
+        { vs_quiesce_mode_from_string, "require", VS_QUIESCE_REQUIRE },
+        { vs_quiesce_mode_from_string, "off", VS_QUIESCE_OFF },
+        { vs_data_path_from_string, "auto", VS_DATA_PATH_AUTO },
+        { vs_data_path_from_string, "direct", VS_DATA_PATH_DIRECT },
+        { vs_data_path_from_string, "host", VS_DATA_PATH_HOST },
+        { vs_backup_method_from_string, "overlay", VS_BACKUP_METHOD_OVERLAY },
+        { vs_backup_method_from_string, "begin", VS_BACKUP_METHOD_BEGIN },
+        { vs_backup_method_from_string, "auto", VS_BACKUP_METHOD_AUTO },
+        { vs_backup_level_from_string, "full", VS_BACKUP_LEVEL_FULL },
+        { vs_backup_level_from_string, "inc", VS_BACKUP_LEVEL_INC },
+        { vs_backup_level_from_string, "diff", VS_BACKUP_LEVEL_DIFF },
+        { vs_agent_status_from_string, "none", VS_AGENT_NONE },
+        { vs_agent_status_from_string, "configured", VS_AGENT_CONFIGURED },
+        { vs_agent_status_from_string, "responding", VS_AGENT_RESPONDING },
+        /* not words */
+        { vs_backup_level_from_string, "", -1 },
+        { vs_backup_level_from_string, "default", -1 },
+        { vs_backup_level_from_string, NULL, -1 },
+        { vs_quiesce_mode_from_string, "Try", -1 },
+        { vs_data_path_from_string, "nfs", -1 },
+        { vs_backup_method_from_string, "pull", -1 },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(words); i++)
+        g_assert_cmpint(words[i].from(words[i].word), ==, words[i].value);
+    g_assert_null(vs_backup_level_to_string(VS_BACKUP_LEVEL_DEFAULT));
+    g_assert_cmpstr(vs_backup_level_to_string(VS_BACKUP_LEVEL_DIFF), ==, "diff");
+    g_assert_cmpstr(vs_agent_status_to_string(VS_AGENT_RESPONDING), ==, "responding");
+    g_assert_cmpstr(vs_quiesce_mode_to_string(VS_QUIESCE_REQUIRE), ==, "require");
+    g_assert_cmpstr(vs_data_path_to_string(VS_DATA_PATH_HOST), ==, "host");
+    g_assert_cmpstr(vs_backup_method_to_string(VS_BACKUP_METHOD_BEGIN), ==, "begin");
+}
+
 int
 main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/enum/macro", test_macro);
     g_test_add_func("/enum/xml-tables", test_xml_tables);
+    g_test_add_func("/enum/driver-tables", test_driver_tables);
     return g_test_run();
 }

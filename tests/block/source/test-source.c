@@ -1483,6 +1483,28 @@ test_open_url(void)
     g_assert_nonnull(strstr(err->message, "read-only"));
 }
 
+/* A server that is not there is VS_ERROR_UNREACHABLE, told from the socket
+ * (port 1 on 127.0.0.1 refuses at once), with the hint the user reads. */
+static void
+test_net_unreachable(void)
+{
+    g_autoptr(GError) err = NULL;
+
+    g_assert_null(vs_source_open_url("nfs://127.0.0.1/e/d.img?nfsport=1&mountport=1", NULL, false,
+                                     &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_UNREACHABLE);
+    g_assert_nonnull(strstr(err->message, "(server unreachable, or no NFS server there)"));
+    g_clear_error(&err);
+    g_assert_null(vs_source_open_url("nfs://127.0.0.1/e/d.img?version=4&nfsport=1", NULL, false,
+                                     &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_UNREACHABLE);
+    g_clear_error(&err);
+    g_assert_null(vs_source_open_url("iscsi://127.0.0.1:1/iqn.2020-01.org.example:t/0", NULL, false,
+                                     &err));
+    g_assert_error(err, VS_ERROR, VS_ERROR_UNREACHABLE);
+    g_assert_nonnull(strstr(err->message, "cannot connect to the portal 127.0.0.1:1"));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1498,6 +1520,7 @@ main(int argc, char **argv)
     g_test_add_func("/source/file/errors", test_file_errors);
     g_test_add_func("/source/file/sink", test_file_sink);
     g_test_add_func("/source/open-url", test_open_url);
+    g_test_add_func("/source/net/unreachable", test_net_unreachable);
     g_test_add_func("/source/image/qcow2-chain", test_image_chain);
     g_test_add_func("/source/image/errors", test_image_errors);
     g_test_add_func("/source/image/locked-base", test_image_locked);

@@ -27,6 +27,8 @@ typedef enum {
     VS_ERROR_CONNECTION,    /* the libvirt connection closed (libvirtd restarted or stopped) */
     VS_ERROR_STOPPED,       /* the domain stopped (shut down, or its QEMU died) under the step */
     VS_ERROR_INTERRUPTED,   /* SIGINT, SIGTERM or SIGHUP asked the run to stop (vs-interrupt.h) */
+    VS_ERROR_UNREACHABLE,   /* a storage server or target cannot be connected to (nfs, iscsi) */
+    VS_ERROR_DENIED,        /* a server refused access: permissions, export options, CHAP */
 } VsErrorCode;
 
 /* Prefix an existing error's message with "PREFIX: " (printf-style). A no-op

@@ -25,12 +25,6 @@ const char *vs_default_uri(const char *uri);
 virConnectPtr vs_conn_open(const char *uri, GError **error);
 void vs_conn_close(virConnectPtr conn);
 
-/* Sets *error from libvirt's last error: "PREFIX: <libvirt message>". */
-void vs_set_libvirt_error(GError **error, VsErrorCode code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-
-/* "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended" */
-const char *vs_domain_state_string(int state);
-
 /* ------------------------------------------------------------------------- */
 /* Discovery                                                                 */
 
@@ -38,9 +32,12 @@ typedef enum {
     VS_AGENT_NONE,        /* no org.qemu.guest_agent.0 channel */
     VS_AGENT_CONFIGURED,  /* a channel, but nobody answered guest-ping (or not running) */
     VS_AGENT_RESPONDING,  /* guest-ping answered */
+    VS_AGENT_LAST
 } VsAgentStatus;
 
-const char *vs_agent_status_string(VsAgentStatus status);
+/* "none", "configured", "responding" (discover.c, VS_ENUM_IMPL); from: -1 for another word. */
+const char *vs_agent_status_to_string(VsAgentStatus value);
+int vs_agent_status_from_string(const char *str);
 
 typedef struct {
     char *path;           /* file/device path or protocol URL */

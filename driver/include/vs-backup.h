@@ -24,23 +24,23 @@ typedef enum {
     VS_QUIESCE_TRY,       /* freeze; if impossible, back up crash-consistent and say so */
     VS_QUIESCE_REQUIRE,   /* freeze, or fail that domain */
     VS_QUIESCE_OFF,       /* never freeze */
+    VS_QUIESCE_LAST
 } VsQuiesceMode;
-
-bool vs_quiesce_mode_from_string(const char *s, VsQuiesceMode *out);
 
 /* How disks on NFS and iSCSI are read. */
 typedef enum {
     VS_DATA_PATH_AUTO,    /* directly where the storage answers us, else through the host */
     VS_DATA_PATH_DIRECT,  /* libnfs/libiscsi from this machine, or fail */
     VS_DATA_PATH_HOST,    /* the host's view: its mounts, or QEMU's own network drivers */
+    VS_DATA_PATH_LAST
 } VsDataPath;
 
-bool vs_data_path_from_string(const char *s, VsDataPath *out);
 /* How a running domain's point in time is taken. */
 typedef enum {
     VS_BACKUP_METHOD_OVERLAY,   /* external snapshot, copy the stable images, commit back */
     VS_BACKUP_METHOD_BEGIN,     /* libvirt's backup API: pull-mode job + checkpoint */
     VS_BACKUP_METHOD_AUTO,      /* begin for a domain with a qcow2 disk, else overlay */
+    VS_BACKUP_METHOD_LAST
 } VsBackupMethod;
 
 typedef enum {
@@ -48,10 +48,20 @@ typedef enum {
     VS_BACKUP_LEVEL_FULL,
     VS_BACKUP_LEVEL_INC,      /* the same as DEFAULT, said explicitly: falls back to full */
     VS_BACKUP_LEVEL_DIFF,     /* changes since the chain's last full backup; falls back to full */
+    VS_BACKUP_LEVEL_LAST
 } VsBackupLevel;
 
-bool vs_backup_method_from_string(const char *s, VsBackupMethod *out);
-bool vs_backup_level_from_string(const char *s, VsBackupLevel *out);
+/* The options' words (backup.c, util/include/vs-enum.h's VS_ENUM_IMPL): --quiesce try, require,
+ * off; --data-path auto, direct, host; --mode overlay, begin, auto; --level full, inc,
+ * diff (DEFAULT has no word). *_from_string: the value, or -1 for any other word. */
+const char *vs_quiesce_mode_to_string(VsQuiesceMode value);
+int vs_quiesce_mode_from_string(const char *str);
+const char *vs_data_path_to_string(VsDataPath value);
+int vs_data_path_from_string(const char *str);
+const char *vs_backup_method_to_string(VsBackupMethod value);
+int vs_backup_method_from_string(const char *str);
+const char *vs_backup_level_to_string(VsBackupLevel value);
+int vs_backup_level_from_string(const char *str);
 
 typedef enum {
     VS_BACKUP_PHASE_PREPARE,
@@ -115,14 +125,14 @@ typedef struct {
     int64_t freeze_ms;          /* -1 when not frozen */
     int64_t frozen_at;          /* unix ms when the freeze began, -1 when not frozen */
     int64_t thawed_at;          /* unix ms when the thaw returned */
-    char *note;                 /* why crash-consistent under --quiesce=try, etc. */
+    GPtrArray *notes;           /* of char*: why crash-consistent under --quiesce=try, etc. */
     char *mode;                 /* "overlay" or "begin" */
     char *level;                /* "full", "inc" or "diff" */
     char *base;                 /* inc, diff: the backup whose unchanged chunks it shares */
     char *checkpoint;           /* begin: the checkpoint taken at this backup's instant */
     char *backup_xml;           /* begin: the domainbackup XML the job was begun with */
     char *checkpoint_xml;       /* begin: ... and its domaincheckpoint XML */
-    char *error;                /* why this domain failed, NULL when ok */
+    GError *error;              /* why this domain failed (the cause's code), NULL when ok */
     GPtrArray *disks;           /* of VsBackupDiskResult* */
 } VsBackupDomainResult;
 

@@ -1,0 +1,197 @@
+/* Storage snapshots: the point in time made by the storage a disk lives on (an
+ * XFS/btrfs reflink, a Ceph RBD snapshot, an array through an administrator's
+ * hook) instead of by copying, behind one small ops table per kind of storage
+ * in the manner of VsSourceOps. A provider is chosen per disk from where its
+ * data lives (VsSnapLocation, filled by discovery); it makes a snapshot and
+ * names it by a handle string of its own making, which the driver records in
+ * the repository. A handle read back from a repository is hostile until
+ * vs_snap_handle_check accepts it; the wrappers below check it again before any
+ * provider sees it. What a snapshot is exposed as (a path or URL) is read with
+ * the sources of vs-source.h. The hook's contract (environment, output, exit
+ * codes) is documented here and in docs/snapshots.md. */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "vs-error.h"
+#include "vs-source.h"
+
+G_BEGIN_DECLS
+
+/* Where a disk's data lives, as far as discovery knows. Strings may be NULL
+ * where unknown; they are borrowed, never freed by the providers. Providers
+ * trust it (rollback writes into PATH, clone creates beside it): fill it from
+ * discovery of the live system, never from what a repository recorded without
+ * checking it against the live domain or pool first. */
+typedef enum {
+    VS_SNAP_LOC_FILE,      /* a file on a local file system (dir/fs pool, a plain path) */
+    VS_SNAP_LOC_BLOCK,     /* a local block device (mpath, a kernel iSCSI LUN): hook only */
+    VS_SNAP_LOC_NFS,       /* a file on an NFS export (netfs pool, protocol='nfs') */
+    VS_SNAP_LOC_ISCSI,     /* an iSCSI LUN reached by QEMU (iscsi-direct, protocol='iscsi') */
+    VS_SNAP_LOC_RBD,       /* a Ceph RBD image (rbd pool, protocol='rbd') */
+} VsSnapLocKind;
+
+typedef struct {
+    VsSnapLocKind kind;
+    const char *disk;          /* for messages: "web1/vda" or "vda"; required */
+    const char *path;          /* FILE, BLOCK: the file or device; NFS: the local mount if any */
+    const char *pool;          /* libvirt storage pool, if the disk is a volume of one */
+    const char *volume;        /* libvirt volume name in that pool */
+    const char *nfs_server;    /* NFS */
+    const char *nfs_export;
+    const char *nfs_path;      /* the file below the export */
+    const char *iscsi_portal;  /* ISCSI: host[:port] */
+    const char *iscsi_iqn;
+    int iscsi_lun;             /* -1: unknown */
+    const char *wwid;          /* SCSI WWID where known (BLOCK, ISCSI) */
+    const char *rbd_pool;      /* RBD */
+    const char *rbd_image;
+    const char *rbd_conf;      /* ceph.conf naming the monitors and the keyring; NULL: Ceph's default */
+    const char *rbd_user;      /* Ceph client id without "client."; NULL: admin */
+} VsSnapLocation;
+
+/* "file", "block", ... as the hook's VIRTSNAP_DISK_KIND reads it. */
+const char *vs_snap_loc_kind_name(VsSnapLocKind kind);
+
+typedef struct _VsSnapProvider VsSnapProvider;
+
+/* The ops table every provider fills in. LOC is the disk the snapshot is of;
+ * HANDLE has passed vs_snap_handle_check before any entry sees it. Entries
+ * report errors starting with "snapshot: DISK: " and naming the fix;
+ * VS_ERROR_NOT_FOUND for a snapshot that does not exist, VS_ERROR_UNSUPPORTED
+ * for what the storage cannot do. */
+typedef struct {
+    const char *name;                                   /* "reflink", "btrfs", "hook", "rbd" */
+    /* Makes a snapshot of LOC now; LABEL ([A-Za-z0-9._-], unique per disk, e.g.
+     * the backup's id and the disk) goes into the handle where the storage lets
+     * it. Returns the new handle. */
+    char *(*create)(VsSnapProvider *p, const VsSnapLocation *loc, const char *label, GError **error);
+    bool (*delete)(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error);
+    /* The disk's content becomes the snapshot's, in place (the same file,
+     * image or LUN: owner, labels, pool volume kept). Nothing may use the disk. */
+    bool (*rollback)(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error);
+    /* A new, writable disk NAME (a file name, an image name: no '/') beside
+     * LOC's, sharing the snapshot's data (thin). Returns its path or URL. */
+    char *(*clone)(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, const char *name,
+                   GError **error);
+    /* A path or URL vs_source_open_url (a path or nfs://, iscsi://, nbd://) or
+     * vs_source_open_image (FORMAT raw: "rbd:pool/image@snap:...") reads the
+     * snapshot's bytes from. *IMAGE_ONLY: only vs_source_open_image can. */
+    char *(*expose)(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, bool *image_only,
+                    GError **error);
+    /* Optional (NULL: the storage cannot say): the ranges that differ between
+     * snapshot FROM (NULL: an empty disk) and snapshot TO, appended to OUT in
+     * order; `zero` set where TO reads as zeros (discarded). */
+    bool (*diff)(VsSnapProvider *p, const VsSnapLocation *loc, const char *from, const char *to,
+                 GArray *out /* VsExtent */, GError **error);
+    /* Whether the snapshot still exists (verify, `snapshots`): *EXISTS set, true
+     * returned; false only when the storage could not be asked. */
+    bool (*exists)(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, bool *exists,
+                   GError **error);
+    void (*free)(VsSnapProvider *p);
+} VsSnapOps;
+
+struct _VsSnapProvider {
+    const VsSnapOps *ops;
+    void *priv;
+};
+
+/* A handle as every provider makes it and as a repository may hand it back:
+ * 1..200 bytes of [A-Za-z0-9._:+@=-], not starting with '.' or '-' (so never
+ * "..", an option, or a hidden file). The error names the first bad byte,
+ * escaped. */
+bool vs_snap_handle_check(const char *handle, GError **error);
+/* The same rule for a label or a clone's name: [A-Za-z0-9._-], 1..128 bytes,
+ * not starting with '.' or '-'. WHAT names it in the error ("label"). */
+bool vs_snap_name_check(const char *what, const char *name, GError **error);
+
+/* reflink: FICLONE of a file disk into BASE_DIR/virtsnap-snapshots/ (created
+ * 0700; BASE_DIR and it reached without following a symlink), which must be on
+ * the disk's file system (XFS with reflink=1, btrfs). The handle is the
+ * snapshot's file name (the label). Rollback and clone are FICLONEs too; a file
+ * system that cannot reflink is a VS_ERROR_UNSUPPORTED naming the disk. No diff. */
+VsSnapProvider *vs_snap_reflink_new(const char *base_dir, GError **error);
+
+/* btrfs: where the disk's directory (a pool's) is a btrfs subvolume, a
+ * read-only subvolume snapshot of it as BASE_DIR/virtsnap-snapshots/LABEL
+ * (the same private directory as reflink's, on the same btrfs). The handle is
+ * the label; the disk is its file inside. Rollback, clone, expose: FICLONE of
+ * that file, as reflink. A directory that is not a subvolume: UNSUPPORTED. */
+VsSnapProvider *vs_snap_btrfs_new(const char *base_dir, GError **error);
+
+/* hook: an executable the administrator names, run once per operation as
+ *   HOOK OP     (OP: create, delete, rollback, clone, expose, exists)
+ * with stdin /dev/null, in its own process group, with an environment built
+ * from nothing but PATH=/usr/sbin:/usr/bin:/sbin:/bin and (unset when unknown):
+ *   VIRTSNAP_SNAP_OP        the operation (as argv[1])
+ *   VIRTSNAP_SNAP_LABEL     create: the label
+ *   VIRTSNAP_SNAP_HANDLE    every other operation: the handle create printed
+ *   VIRTSNAP_CLONE_NAME     clone: the new disk's name
+ *   VIRTSNAP_SNAP_ATTEMPT   1, 2, ... (retries)
+ *   VIRTSNAP_DISK           the disk, for messages
+ *   VIRTSNAP_DISK_KIND      file, block, nfs, iscsi, rbd
+ *   VIRTSNAP_DISK_PATH      VIRTSNAP_POOL  VIRTSNAP_VOLUME
+ *   VIRTSNAP_NFS_SERVER     VIRTSNAP_NFS_EXPORT  VIRTSNAP_NFS_PATH
+ *   VIRTSNAP_ISCSI_PORTAL   VIRTSNAP_ISCSI_IQN   VIRTSNAP_ISCSI_LUN   VIRTSNAP_WWID
+ *   VIRTSNAP_RBD_POOL       VIRTSNAP_RBD_IMAGE   VIRTSNAP_RBD_CONF    VIRTSNAP_RBD_USER
+ *   VIRTSNAP_HOOK_CONFIG    VsSnapHookConfig.config_file: where the hook finds its
+ *                           own settings and credentials (never passed by value)
+ * It prints `key=value` lines on stdout (at most 64 KiB; other keys ignored):
+ *   create: handle=H (vs_snap_handle_check's rule)
+ *   clone, expose: url=U or path=P (absolute; no control characters)
+ *   expose: image_only=1 if only vs_source_open_image can read it
+ *   exists: exists=yes|no
+ * Exit 0: done. Exit 3: the operation is not supported (not retried,
+ * VS_ERROR_UNSUPPORTED). Other exits, a signal, garbage on stdout: failed,
+ * retried up to `retries` more times after `retry_delay_ms` (none once an
+ * interrupt, vs-interrupt.h, arrived: a running hook is let finish). Past `timeout_ms`
+ * the hook's whole process group is killed (VS_ERROR_TIMEOUT). Errors name the
+ * hook, the operation, the disk, the exit code or signal and the first 512
+ * bytes of its stderr with control characters escaped. Secrets: none are
+ * passed; the hook reads its own from config_file. */
+typedef struct {
+    const char *path;           /* absolute path of the executable */
+    const char *config_file;    /* NULL: VIRTSNAP_HOOK_CONFIG unset */
+    unsigned timeout_ms;        /* per attempt; 0: 60000 */
+    unsigned retries;           /* further attempts after a failure */
+    unsigned retry_delay_ms;    /* between attempts */
+} VsSnapHookConfig;
+VsSnapProvider *vs_snap_hook_new(const VsSnapHookConfig *config, GError **error);
+
+/* rbd: RBD snapshots through librbd (VS_ERROR_UNSUPPORTED when virtsnap was
+ * built without it). Handle = the snapshot's name (the label). Clone protects
+ * the snapshot first (a protected snapshot with clones cannot be deleted:
+ * delete then fails, naming them). Expose gives "rbd:POOL/IMAGE@SNAP:conf=..."
+ * for vs_source_open_image (raw). Diff: rbd_diff_iterate2, objects' extents. */
+VsSnapProvider *vs_snap_rbd_new(GError **error);
+
+void vs_snap_provider_free(VsSnapProvider *p);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsSnapProvider, vs_snap_provider_free)
+
+/* The ops through these wrappers, which check handles and names first. diff
+ * without the entry: VS_ERROR_UNSUPPORTED. */
+const char *vs_snap_provider_name(const VsSnapProvider *p);
+char *vs_snap_create(VsSnapProvider *p, const VsSnapLocation *loc, const char *label, GError **error);
+bool vs_snap_delete(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error);
+bool vs_snap_rollback(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error);
+char *vs_snap_clone(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, const char *name,
+                    GError **error);
+char *vs_snap_expose(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, bool *image_only,
+                     GError **error);
+bool vs_snap_has_diff(const VsSnapProvider *p);
+bool vs_snap_diff(VsSnapProvider *p, const VsSnapLocation *loc, const char *from, const char *to,
+                  GArray *out /* VsExtent */, GError **error);
+bool vs_snap_exists(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, bool *exists,
+                    GError **error);
+/* The snapshot's bytes as a source: expose, then the right opener. */
+VsSource *vs_snap_open(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error);
+
+/* The provider `auto` picks for LOC: a hook when one is configured (it
+ * overrides, per pool), rbd for RBD, for a file when REFLINK_BASE is set
+ * btrfs if its directory is a btrfs subvolume, else reflink; NULL with VS_ERROR_UNSUPPORTED and the reason otherwise (what discover
+ * reports). HOOK and REFLINK_BASE may be NULL. */
+VsSnapProvider *vs_snap_choose(const VsSnapLocation *loc, const VsSnapHookConfig *hook, const char *reflink_base,
+                               GError **error);
+
+G_END_DECLS

@@ -1,0 +1,205 @@
+/* The provider-independent half of storage snapshots: the rules for handles
+ * and names (handles come back from repositories, hostile until checked), the
+ * wrappers that apply them before any provider sees one, opening a snapshot's
+ * bytes as a source, and which provider `auto` picks for a disk. */
+#include <errno.h>
+#include <string.h>
+#include "snapshot-internal.h"
+
+char *
+snap_escape(const char *s, size_t max)
+{
+    size_t len = strlen(s);
+    g_autofree char *cut = g_strndup(s, MIN(len, max));
+    g_autofree char *esc = g_strescape(cut, NULL);
+
+    return len > max ? g_strconcat(esc, "...", NULL) : g_steal_pointer(&esc);
+}
+
+int
+snap_errno_code(int err)
+{
+    switch (err) {
+    case ENOENT:
+        return VS_ERROR_NOT_FOUND;
+    case EOPNOTSUPP:
+    case EXDEV:
+    case ENOTTY:
+    case EINVAL:
+        return VS_ERROR_UNSUPPORTED;
+    default:
+        return VS_ERROR_IO;
+    }
+}
+
+const char *
+vs_snap_loc_kind_name(VsSnapLocKind kind)
+{
+    static const char *const names[] = {"file", "block", "nfs", "iscsi", "rbd"};
+
+    return (unsigned)kind < G_N_ELEMENTS(names) ? names[kind] : "unknown";
+}
+
+/* One rule for handles and names: ALLOWED bytes, 1..MAX, not starting with
+ * '.' or '-'. */
+static bool
+check_chars(const char *what, const char *s, const char *allowed, size_t max, GError **error)
+{
+    size_t len = s ? strlen(s) : 0, bad = len;
+
+    for (size_t i = 0; i < len; i++)
+        if (!g_ascii_isalnum(s[i]) && !strchr(allowed, s[i])) {
+            bad = i;
+            break;
+        }
+    if (len == 0 || len > max || s[0] == '.' || s[0] == '-' || bad < len) {
+        g_autofree char *shown = snap_escape(s ? s : "", 64);
+        g_autofree char *at = bad < len ? snap_escape((char[]){s[bad], 0}, 4) : NULL;
+
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "snapshot: %s \"%s\" is not valid%s%s%s: 1..%zu of A-Z a-z 0-9 %s, "
+                    "not starting with '.' or '-'", what, shown, at ? " (byte \"" : "", at ? at : "",
+                    at ? "\")" : "", max, allowed);
+        return false;
+    }
+    return true;
+}
+
+bool
+vs_snap_handle_check(const char *handle, GError **error)
+{
+    return check_chars("handle", handle, "._:+@=-", 200, error);
+}
+
+bool
+vs_snap_name_check(const char *what, const char *name, GError **error)
+{
+    return check_chars(what, name, "._-", 128, error);
+}
+
+void
+vs_snap_provider_free(VsSnapProvider *p)
+{
+    if (p && p->ops->free)
+        p->ops->free(p);
+    g_free(p);
+}
+
+const char *
+vs_snap_provider_name(const VsSnapProvider *p)
+{
+    return p->ops->name;
+}
+
+char *
+vs_snap_create(VsSnapProvider *p, const VsSnapLocation *loc, const char *label, GError **error)
+{
+    g_autofree char *handle = NULL;
+
+    if (!vs_snap_name_check("label", label, error))
+        return NULL;
+    handle = p->ops->create(p, loc, label, error);
+    /* A provider's own handle obeys the rule too: it is what comes back. */
+    if (handle && !vs_snap_handle_check(handle, error)) {
+        vs_error_prefix(error, "snapshot: %s: %s made", loc->disk, p->ops->name);
+        return NULL;
+    }
+    return g_steal_pointer(&handle);
+}
+
+bool
+vs_snap_delete(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error)
+{
+    return vs_snap_handle_check(handle, error) && p->ops->delete(p, loc, handle, error);
+}
+
+bool
+vs_snap_rollback(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error)
+{
+    return vs_snap_handle_check(handle, error) && p->ops->rollback(p, loc, handle, error);
+}
+
+char *
+vs_snap_clone(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, const char *name,
+              GError **error)
+{
+    if (!vs_snap_handle_check(handle, error) || !vs_snap_name_check("clone name", name, error))
+        return NULL;
+    return p->ops->clone(p, loc, handle, name, error);
+}
+
+char *
+vs_snap_expose(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, bool *image_only,
+               GError **error)
+{
+    bool only = false;
+    char *where;
+
+    if (!vs_snap_handle_check(handle, error))
+        return NULL;
+    where = p->ops->expose(p, loc, handle, &only, error);
+    if (image_only)
+        *image_only = only;
+    return where;
+}
+
+bool
+vs_snap_has_diff(const VsSnapProvider *p)
+{
+    return p->ops->diff != NULL;
+}
+
+bool
+vs_snap_diff(VsSnapProvider *p, const VsSnapLocation *loc, const char *from, const char *to, GArray *out,
+             GError **error)
+{
+    if (!p->ops->diff) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "snapshot: %s: the %s provider cannot say what changed between snapshots: "
+                    "read the whole snapshot", loc->disk, p->ops->name);
+        return false;
+    }
+    if ((from && !vs_snap_handle_check(from, error)) || !vs_snap_handle_check(to, error))
+        return false;
+    return p->ops->diff(p, loc, from, to, out, error);
+}
+
+bool
+vs_snap_exists(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, bool *exists,
+               GError **error)
+{
+    *exists = false;
+    return vs_snap_handle_check(handle, error) && p->ops->exists(p, loc, handle, exists, error);
+}
+
+VsSource *
+vs_snap_open(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error)
+{
+    bool image_only = false;
+    g_autofree char *where = vs_snap_expose(p, loc, handle, &image_only, error);
+
+    if (!where)
+        return NULL;
+    return image_only ? vs_source_open_image(where, "raw", error)
+                      : vs_source_open_url(where, NULL, false, error);
+}
+
+VsSnapProvider *
+vs_snap_choose(const VsSnapLocation *loc, const VsSnapHookConfig *hook, const char *reflink_base,
+               GError **error)
+{
+    if (hook && hook->path)
+        return vs_snap_hook_new(hook, error);
+    if (loc->kind == VS_SNAP_LOC_RBD)
+        return vs_snap_rbd_new(error);
+    if (loc->kind == VS_SNAP_LOC_FILE && reflink_base && loc->path && snap_btrfs_is_subvolume_dir(loc->path))
+        return vs_snap_btrfs_new(reflink_base, error);
+    if (loc->kind == VS_SNAP_LOC_FILE && reflink_base)
+        return vs_snap_reflink_new(reflink_base, error);
+    g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                "snapshot: %s: no provider for a %s disk%s: name a hook for its pool%s", loc->disk,
+                vs_snap_loc_kind_name(loc->kind),
+                loc->kind == VS_SNAP_LOC_FILE ? " without a reflink snapshot directory" : "",
+                loc->kind == VS_SNAP_LOC_FILE ? ", or a directory on its XFS/btrfs file system for reflink" : "");
+    return NULL;
+}
