@@ -78,7 +78,7 @@ typedef struct {
     /* The level: a method that reads only what changed sets them. */
     char *incremental;       /* the base's checkpoint; NULL: full */
     bool diff;               /* the base is the chain's last full backup */
-    VsManifest *base;        /* the backup the checkpoint belongs to */
+    const VsManifest *base;  /* the backup the checkpoint belongs to (RUN's manifests own it) */
     /* How the point in time is taken, and the method's own state (its free_priv
      * frees it). Every job starts with the overlay method; the plan may choose
      * another for a running domain. */
@@ -105,6 +105,10 @@ typedef struct {
     uint64_t pull_reserved;  /* scratch room the pull jobs planned so far asked for */
     /* What the stages hand on; vs_backup_run frees them. */
     GPtrArray *discovered;   /* VsDiscoveredDomain*: what the plan found */
+    /* The repository's backups as the plan loaded them to choose bases, each
+     * once per run however many domains look (run_manifest). */
+    GStrv repo_ids;
+    GHashTable *manifests;   /* id -> VsManifest*, NULL when it could not be loaded */
     GPtrArray *notes;        /* char*: what recovery of earlier runs did first */
     GPtrArray *not_found;    /* VsProblem*: why a named domain is not backed up at all */
     int64_t group_ms;        /* the group's frozen window; -1: nothing frozen */
@@ -239,6 +243,10 @@ const VsManifestDisk *base_disk(DomJob *j, DiskJob *d);
 /* The base backup of an incremental (or, with --level=diff, a differential):
  * sets j->incremental, j->base and j->diff, or notes why a full backup. */
 void choose_base(Run *run, DomJob *j);
+/* The repository's backup ids, oldest first (NULL with *ERROR), and backup
+ * ID (NULL: unreadable), each read once per run; RUN owns them. */
+const char *const *run_backup_ids(Run *run, GError **error);
+const VsManifest *run_manifest(Run *run, const char *id);
 /* The base that <incremental> of --backup-xml names; false fails J. */
 bool job_xml_base(Run *run, DomJob *j);
 /* backup-window.c */

@@ -107,7 +107,7 @@ choose_full_base(Run *run, DomJob *j)
 {
     g_autofree char *cp = vs_checkpoint_chain_full(j->dom, run->repo_tag);
     g_autofree char *id = vs_checkpoint_backup_id(run->repo_tag, cp);
-    g_autoptr(VsManifest) m = NULL;
+    const VsManifest *m = NULL;
     VsManifestDomain *md = NULL;
 
     if (!id) {
@@ -116,7 +116,7 @@ choose_full_base(Run *run, DomJob *j)
                  "or not taken with --mode=begin)");
         return;
     }
-    if (!(m = vs_repo_load_manifest(run->repo, id, NULL)) || !(md = manifest_domain_of(m, j))) {
+    if (!(m = run_manifest(run, id)) || !(md = manifest_domain_of(m, j))) {
         add_note(j, "full backup: the chain's full backup %s is no longer in the repository "
                  "(pruned?)", id);
         return;
@@ -124,7 +124,7 @@ choose_full_base(Run *run, DomJob *j)
     if (!base_has_disks(j, md, id, "chain's full backup"))
         return;
     j->incremental = g_steal_pointer(&cp);
-    j->base = g_steal_pointer(&m);
+    j->base = m;
     j->diff = true;
 }
 
@@ -135,20 +135,20 @@ void
 choose_base(Run *run, DomJob *j)
 {
     g_autoptr(GError) err = NULL;
-    g_auto(GStrv) ids = NULL;
+    const char *const *ids;
     guint n;
 
     if (run->opts->level == VS_BACKUP_LEVEL_DIFF) {
         choose_full_base(run, j);
         return;
     }
-    if (!(ids = vs_repo_list(run->repo, &err))) {
+    if (!(ids = run_backup_ids(run, &err))) {
         add_note(j, "full backup: cannot list the repository's backups (%s)", err->message);
         return;
     }
-    n = g_strv_length(ids);
+    n = g_strv_length((GStrv)ids);
     for (guint i = n; i-- > 0;) {
-        g_autoptr(VsManifest) m = vs_repo_load_manifest(run->repo, ids[i], NULL);
+        const VsManifest *m = run_manifest(run, ids[i]);
         VsManifestDomain *md = m ? manifest_domain_of(m, j) : NULL;
         g_autofree char *cp = NULL, *why = NULL;
 
@@ -176,7 +176,7 @@ choose_base(Run *run, DomJob *j)
         if (!base_has_disks(j, md, m->id, "last backup"))
             return;
         j->incremental = g_steal_pointer(&cp);
-        j->base = g_steal_pointer(&m);
+        j->base = m;
         return;
     }
     add_note(j, "full backup: no earlier backup of this domain in this repository");
@@ -326,16 +326,16 @@ bool
 job_xml_base(Run *run, DomJob *j)
 {
     const char *want = run->job_xml->incremental;
-    g_auto(GStrv) ids = vs_repo_list(run->repo, NULL);
+    const char *const *ids = run_backup_ids(run, NULL);
     g_autofree char *why = NULL;
 
     for (guint i = 0; ids && ids[i]; i++) {
         g_autofree char *cp = vs_checkpoint_name(run->repo_tag, ids[i]);
-        g_autoptr(VsManifest) m = NULL;
+        const VsManifest *m = NULL;
 
         if (g_strcmp0(cp, want) != 0)
             continue;
-        m = vs_repo_load_manifest(run->repo, ids[i], NULL);
+        m = run_manifest(run, ids[i]);
         if (!m || !manifest_domain_of(m, j))
             break;
         if (!vs_checkpoint_usable(j->dom, cp, &why)) {
@@ -344,7 +344,7 @@ job_xml_base(Run *run, DomJob *j)
             return false;
         }
         j->incremental = g_steal_pointer(&cp);
-        j->base = g_steal_pointer(&m);
+        j->base = m;
         return true;
     }
     dom_fail(j, "backup: --backup-xml %s: <incremental>%s</incremental> is not the checkpoint of "
@@ -355,6 +355,29 @@ job_xml_base(Run *run, DomJob *j)
     return false;
 }
 
+
+const char *const *
+run_backup_ids(Run *run, GError **error)
+{
+    if (!run->repo_ids)
+        run->repo_ids = vs_repo_list(run->repo, error);
+    return (const char *const *)run->repo_ids;
+}
+
+const VsManifest *
+run_manifest(Run *run, const char *id)
+{
+    gpointer m;
+
+    if (!run->manifests)
+        run->manifests = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                               (GDestroyNotify)vs_manifest_free);
+    if (!g_hash_table_lookup_extended(run->manifests, id, NULL, &m)) {
+        m = vs_repo_load_manifest(run->repo, id, NULL);
+        g_hash_table_insert(run->manifests, g_strdup(id), m);
+    }
+    return m;
+}
 
 /* The bytes free to us in DIR's file system (f_bavail), or in that of its
  * nearest ancestor that exists yet; UINT64_MAX when none answers. */
@@ -484,6 +507,12 @@ keep_definition(DomJob *j, const VsDiscoveredDomain *disc)
     g_autoptr(GError) err = NULL;
 
     j->xml = disc->persistent ? vs_control()->domain_xml(j->dom, true, &err) : g_strdup(disc->xml);
+    /* No definition parsed: discovery's problem with the domain says why. */
+    for (guint i = 0; !err && !disc->def && i < disc->problems->len; i++) {
+        const VsProblem *p = disc->problems->pdata[i];
+        if (!p->disk)
+            err = g_error_copy(p->error);
+    }
     if (!j->xml || !disc->def) {
         dom_fail(j, "domain '%s': cannot read its XML%s%s", j->name, err ? ": " : "",
                  err ? err->message : "");

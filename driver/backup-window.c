@@ -184,14 +184,19 @@ early_guardian(Run *run, GPtrArray *frz)
 }
 
 /* Journal every intent first: a crash from here on leaves enough to undo.
- * Then each method makes what can be made before the freeze. */
+ * Then each method makes what can be made before the freeze. A domain whose
+ * freeze could not be journaled has failed: it is not frozen (recover could
+ * not know to thaw it), and nothing is made for it. FRZ keeps the others. */
 static void
-prepare_window(Run *run, GPtrArray *snap)
+prepare_window(Run *run, GPtrArray *snap, GPtrArray *frz)
 {
     for (guint i = 0; i < snap->len; i++) {
         DomJob *j = snap->pdata[i];
-        if (j->freeze)
-            journal(run, j, vs_journal_freeze);
+        if (j->freeze && !journal(run, j, vs_journal_freeze)) {
+            j->freeze = false;
+            g_ptr_array_remove(frz, j);
+            continue;
+        }
         j->method->prepare(run, j);
     }
 }
@@ -316,7 +321,7 @@ freeze_phase(Run *run, GError **error)
         if (!(guardian = spawn_guardian(run, uuids, error)))
             return -2;
     }
-    prepare_window(run, snap);
+    prepare_window(run, snap, frz);
     if (guardian && !vs_guardian_arm(guardian, error)) {
         /* Nothing frozen or snapshotted: the images made for it go. */
         vs_guardian_stop(guardian, true);

@@ -81,7 +81,6 @@ dom_job_free(DomJob *j)
     g_clear_error(&j->thread_error);
     g_ptr_array_unref(j->disks);
     g_free(j->incremental);
-    vs_manifest_free(j->base);
     if (j->priv)
         j->method->free_priv(j->priv);
     g_free(j);
@@ -240,6 +239,9 @@ run_clear(Run *run)
         g_ptr_array_unref(run->doms);
         vs_repo_unlock(run->repo);
     }
+    /* After the jobs: their bases are among them. */
+    g_clear_pointer(&run->manifests, g_hash_table_unref);
+    g_strfreev(run->repo_ids);
     g_mutex_clear(&run->progress_lock);
     g_clear_pointer(&run->checkpoint_xml, vs_checkpoint_def_free);
     g_clear_pointer(&run->job_xml, vs_backup_def_free);

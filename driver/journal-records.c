@@ -170,7 +170,9 @@ write_domain(VsJournal *j, VsJournalKind kind, const char *domain, const char *u
 bool
 vs_journal_freeze(VsJournal *j, const char *domain, const char *uuid, GError **error)
 {
-    if (!vs_fault_fail("journal-freeze", error)) {
+    g_autofree char *point = g_strdup_printf("journal-freeze:%s", domain);
+
+    if (!vs_fault_fail("journal-freeze", error) || !vs_fault_fail(point, error)) {
         g_prefix_error(error, "journal: writing %s: ", vs_journal_path(j));
         return false;
     }

@@ -286,7 +286,7 @@ job_point_in_time(Run *run, DomJob *j)
         add_note(j, "full backup: %s", j->thread_error->message);
         g_clear_error(&j->thread_error);
         g_clear_pointer(&j->incremental, g_free);
-        g_clear_pointer(&j->base, vs_manifest_free);
+        j->base = NULL;
         j->diff = false;
         g_clear_pointer(&p->backup_xml, g_free);
         g_clear_pointer(&p->checkpoint_xml, g_free);

@@ -19,8 +19,8 @@ typedef struct {
     char *domain, *disk; /* ITEM_EVENT */
     int status;
     int group;           /* > 0: taken in any order with its neighbours of the group */
-    GFunc then;          /* run once the call is taken (vs_fake_add_item_then) */
-    gpointer then_data;
+    VsFakeReplyFunc func; /* makes the reply when the call comes (vs_fake_add_item_func) */
+    gpointer func_data;
 } Item;
 
 typedef struct {
@@ -55,6 +55,17 @@ item_free(Item *it)
     g_free(it->domain);
     g_free(it->disk);
     g_free(it);
+}
+
+/* CALL as queued matches MADE: the same, or its prefix when it ends in '*'. */
+static bool
+call_matches(const char *call, const char *made)
+{
+    size_t n = strlen(call);
+
+    if (n && call[n - 1] == '*')
+        return strncmp(call, made, n - 1) == 0;
+    return strcmp(call, made) == 0;
 }
 
 static FakeDomain *
@@ -117,7 +128,7 @@ take(GError **error, const char *fmt, ...)
         /* An unordered group: any of its items, as long as the group lasts. */
         for (GList *l = fake->items.head; l && ((Item *)l->data)->group == it->group; l = l->next) {
             Item *c = l->data;
-            if (!strcmp(c->call, call)) {
+            if (call_matches(c->call, call)) {
                 g_queue_delete_link(&fake->items, l);
                 g_queue_push_head(&fake->items, c);
                 it = c;
@@ -125,7 +136,7 @@ take(GError **error, const char *fmt, ...)
             }
         }
     }
-    if (!it || it->kind == ITEM_EVENT || strcmp(it->call, call) != 0) {
+    if (!it || it->kind == ITEM_EVENT || !call_matches(it->call, call)) {
         /* At once: code that retries (the guardian for a day) would otherwise
          * go on against a refusing fake until the test's timeout. */
         g_error("fake: unexpected call '%s' (expected %s%s%s)", call, it ? "'" : "nothing more",
@@ -135,10 +146,10 @@ take(GError **error, const char *fmt, ...)
     g_mutex_unlock(&fake->lock);
     if (it->kind == ITEM_ERROR)
         g_set_error_literal(error, VS_ERROR, it->code, it->reply);
+    else if (it->func)
+        reply = it->func(call, it->func_data);
     else
         reply = g_strdup(it->reply);
-    if (it->then)
-        it->then(call, it->then_data);
     item_free(it);
     deliver_events();
     return reply;
@@ -688,14 +699,15 @@ vs_fake_add_event(VsFake *f, const char *domain, const char *disk, int status)
 }
 
 void
-vs_fake_add_item_then(VsFake *f, const char *call, const char *reply, GFunc then, gpointer data)
+vs_fake_add_item_func(VsFake *f, const char *call, VsFakeReplyFunc func, gpointer data)
 {
-    Item *it;
+    Item *it = g_new0(Item, 1);
 
-    vs_fake_add_item(f, call, reply);
-    it = g_queue_peek_tail(&f->items);
-    it->then = then;
-    it->then_data = data;
+    it->kind = ITEM_REPLY;
+    it->call = g_strdup(call);
+    it->func = func;
+    it->func_data = data;
+    add(f, it);
 }
 
 void

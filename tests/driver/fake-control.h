@@ -7,7 +7,9 @@
  * unless each queued call was made. Domains and
  * connections are the fake's own tokens: no libvirt, no daemon, no guest.
  *
- * A call is written "OP DOMAIN ARGS...", OP the table entry's name:
+ * A call is written "OP DOMAIN ARGS...", OP the table entry's name (queued
+ * with a last '*', any call that begins with what precedes it: a name the
+ * run draws, as a backup's id):
  *   conn_open URI                  reply ignored: a new connection
  *   conn_alive                     "1", "0" or "-1"
  *   domain_lookup_uuid UUID        the name of a domain made with vs_fake_domain
@@ -67,11 +69,12 @@ void vs_fake_add_error(VsFake *f, const char *call, VsErrorCode code, const char
  * before that call returns (as one already in libvirt's queue would). */
 void vs_fake_add_event(VsFake *f, const char *domain, const char *disk, int status);
 
-/* Expects CALL next, answered with REPLY; once it is taken (on the caller's
- * thread, before the call returns) THEN(CALL, DATA) runs: what the real
- * call would have done besides answering (a file QEMU writes, ...). */
-void vs_fake_add_item_then(VsFake *f, const char *call, const char *reply, GFunc then,
-                           gpointer data);
+/* Expects CALL next, answered with what FUNC(CALL, DATA) returns (a new
+ * string) when the call comes, on the caller's thread: a reply that names what
+ * the run made (an overlay's name), or what the real call does besides
+ * answering (a file QEMU writes). */
+typedef char *(*VsFakeReplyFunc)(const char *call, gpointer data);
+void vs_fake_add_item_func(VsFake *f, const char *call, VsFakeReplyFunc func, gpointer data);
 /* The calls queued between begin and end may come in any order (calls made
  * on threads of their own, one per domain), but all of them before any call
  * queued after end: the group as a whole keeps its place. No events inside. */
