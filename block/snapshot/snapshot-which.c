@@ -14,7 +14,6 @@
 #include <unistd.h>
 #include "snapshot-internal.h"
 
-
 /* XFS_IOC_FSGEOMETRY_V1 and its reply as xfs_fs.h (xfslibs-dev) declares them:
  * a read-only question every XFS answers; the feature flags are filled in
  * whatever the version asked. */
