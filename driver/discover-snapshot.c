@@ -13,7 +13,8 @@
 #include <string.h>
 
 /* The kind of storage D lives on, as the block layer counts them; false for a
- * disk no provider could map (a network protocol other than NFS, iSCSI, RBD). */
+ * disk no provider could map (a network disk or a pool volume reached by a
+ * protocol other than NFS, iSCSI, RBD: gluster, nbd, http, ...). */
 static bool
 location_kind(const VsDiscoveredDisk *d, VsSnapLocKind *kind)
 {
@@ -25,9 +26,10 @@ location_kind(const VsDiscoveredDisk *d, VsSnapLocKind *kind)
         /* a kernel iscsi pool's LUN is a local block device; iscsi-direct and
          * protocol='iscsi' are reached by QEMU itself */
         *kind = g_strcmp0(d->pool_type, "iscsi") == 0 ? VS_SNAP_LOC_BLOCK : VS_SNAP_LOC_ISCSI;
-    else if (d->block_device)
+    else if (d->block_device || (d->path && g_str_has_prefix(d->path, "/dev/")))
+        /* /dev/...: also a volume of a pool whose volumes are devices (zfs) */
         *kind = VS_SNAP_LOC_BLOCK;
-    else if (g_strcmp0(d->type, "network") == 0)
+    else if (g_strcmp0(d->type, "network") == 0 || (d->path && strstr(d->path, "://")))
         return false;
     else
         *kind = VS_SNAP_LOC_FILE;
@@ -71,7 +73,7 @@ vs_discover_snapshot_provider(VsDiscoveredDisk *d, const char *domain)
         return;
     }
     if (!location_kind(d, &loc.kind)) {
-        d->snapshot_reason = g_strdup_printf("no provider: a network disk (%s) other than NFS, iSCSI or RBD",
+        d->snapshot_reason = g_strdup_printf("no provider: a network disk that is not NFS, iSCSI or RBD (%s)",
                                              d->path ? d->path : "?");
         return;
     }

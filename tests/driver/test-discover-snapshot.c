@@ -291,6 +291,13 @@ test_block(void)
     d->wwid = g_strdup("3600a098038303053453f463045727a4d");
     expect(d, NULL, "block device", "(hooks are not configurable yet)", NULL);
     vs_discovered_disk_free(d);
+
+    /* a zfs pool's volume is a device under /dev though discovery records no block_device */
+    d = disk_new("vdb", "volume", "/dev/zvol/tank/vm1-vdb");
+    d->pool = g_strdup("tank");
+    d->pool_type = (g_free(d->pool_type), g_strdup("zfs"));
+    expect(d, NULL, "block device", "(hooks are not configurable yet)", NULL);
+    vs_discovered_disk_free(d);
 }
 
 static void
@@ -330,7 +337,14 @@ test_not_mapped(void)
 
     d = disk_new("vdb", "network", "nbd://127.0.0.1:10809/export");
     d->pool_type = (g_free(d->pool_type), g_strdup("network"));
-    expect(d, NULL, "nbd://127.0.0.1:10809/export", "other than NFS, iSCSI or RBD", NULL);
+    expect(d, NULL, "a network disk that is not NFS, iSCSI or RBD (nbd://127.0.0.1:10809/export)", NULL);
+    vs_discovered_disk_free(d);
+
+    /* a gluster pool's volume: its path is a URL, not a file here */
+    d = disk_new("vdd", "volume", "gluster://127.0.0.1/vol/vm1.img");
+    d->pool = g_strdup("gv");
+    d->pool_type = (g_free(d->pool_type), g_strdup("gluster"));
+    expect(d, NULL, "a network disk that is not NFS, iSCSI or RBD (gluster://", NULL);
     vs_discovered_disk_free(d);
 
     d = disk_new("vdc", "volume", NULL);
