@@ -5,7 +5,10 @@
  * skipped otherwise): XFS with reflink, XFS without, ext4, btrfs with the pool
  * directory a subvolume or not; and the snapshot directory must not be created,
  * since discovery only asks. Network and block disks (NFS, iSCSI, RBD, multipath)
- * need no storage: their answer comes from where they live. */
+ * need no storage: their answer comes from where they live; through vs_discover
+ * itself on libvirt's in-process test driver (test:///default, no daemon), so
+ * that what discovery reads from the domain XML (RBD pool, image, user) is
+ * what reaches the answer. */
 #include "config.h"
 #include "driver-internal.h"
 
@@ -353,6 +356,96 @@ test_not_mapped(void)
     vs_discovered_disk_free(d);
 }
 
+static const VsDiscoveredDisk *
+find_disk(const VsDiscoveredDomain *dom, const char *target)
+{
+    for (guint i = 0; i < dom->disks->len; i++)
+        if (g_strcmp0(((VsDiscoveredDisk *)dom->disks->pdata[i])->target, target) == 0)
+            return dom->disks->pdata[i];
+    g_test_message("no disk %s discovered", target);
+    g_test_fail();
+    return NULL;
+}
+
+/* The network disks of a domain on libvirt's test driver, discovered whole. */
+static void
+test_discover_network(void)
+{
+    static const char xml[] =
+        "<domain type='test'><name>vs-discsnap</name><memory>131072</memory><os><type>hvm</type></os><devices>"
+        "<disk type='network' device='disk'><driver name='qemu' type='raw'/>"
+        "  <source protocol='rbd' name='vspool/vm1-vda'><host name='127.0.0.1' port='6789'/>"
+        "    <auth username='virtsnap'><secret type='ceph' usage='client.virtsnap secret'/></auth></source>"
+        "  <target dev='vda' bus='virtio'/></disk>"
+        "<disk type='network' device='disk'><driver name='qemu' type='raw'/>"
+        "  <source protocol='rbd' name='vspool/ns1/vm1-vdb'><host name='127.0.0.1'/></source>"
+        "  <target dev='vdb' bus='virtio'/></disk>"
+        "<disk type='network' device='disk'><driver name='qemu' type='raw'/>"
+        "  <source protocol='nfs' name='/export/vm1.raw'><host name='127.0.0.1'/></source>"
+        "  <target dev='vdc' bus='virtio'/></disk>"
+        "<disk type='network' device='disk'><driver name='qemu' type='raw'/>"
+        "  <source protocol='iscsi' name='iqn.2026-01.test:t1/2'><host name='127.0.0.1' port='3260'/></source>"
+        "  <target dev='vdd' bus='virtio'/></disk>"
+        "</devices></domain>";
+    const char *names[] = {"vs-discsnap", NULL};
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) doms = NULL;
+    GPtrArray *problems = NULL;
+    VsDiscoverOptions opts;
+    virConnectPtr conn = vs_conn_open("test:///default", &err);
+    virDomainPtr dom;
+    const VsDiscoveredDisk *d;
+
+    g_assert_no_error(err);
+    if (!conn)
+        return;
+    dom = virDomainDefineXML(conn, xml);
+    g_assert_nonnull(dom);
+    vs_discover_options_init(&opts);
+    opts.probe_exports = false;     /* no NFS server is asked */
+    doms = vs_discover(conn, names, &opts, &problems, &err);
+    g_assert_no_error(err);
+    g_assert_null(problems);
+    g_assert_nonnull(doms);
+    if (doms && doms->len == 1) {
+        const VsDiscoveredDomain *found = doms->pdata[0];
+
+        if ((d = find_disk(found, "vda"))) {
+            g_assert_cmpstr(d->rbd_pool, ==, "vspool");
+            g_assert_cmpstr(d->rbd_image, ==, "vm1-vda");
+            g_assert_cmpstr(d->rbd_user, ==, "virtsnap");
+            g_assert_cmpstr(d->snapshot_provider, ==, VS_TEST_HAVE_RBD ? "rbd" : NULL);
+        }
+        if ((d = find_disk(found, "vdb"))) {
+            g_assert_cmpstr(d->rbd_pool, ==, "vspool");
+            g_assert_null(d->rbd_image);
+            g_assert_null(d->snapshot_provider);
+            if (VS_TEST_HAVE_RBD)
+                g_assert_cmpstr(d->snapshot_reason, ==, "no provider: the RBD image's pool and name are not known");
+        }
+        if ((d = find_disk(found, "vdc"))) {
+            g_assert_null(d->snapshot_provider);
+            g_assert_cmpstr(d->snapshot_reason, ==, "no provider: a file on an NFS export is snapshotted by its "
+                            "server: that needs a hook (hooks are not configurable yet)");
+        }
+        if ((d = find_disk(found, "vdd"))) {
+            g_assert_cmpint(d->iscsi_lun, ==, 2);
+            g_assert_null(d->snapshot_provider);
+            g_assert_cmpstr(d->snapshot_reason, ==, "no provider: an iSCSI LUN is snapshotted by its array: "
+                            "that needs a hook (hooks are not configurable yet)");
+        }
+    } else {
+        g_test_fail();
+    }
+    if (problems)
+        g_ptr_array_unref(problems);
+    if (dom) {
+        virDomainUndefine(dom);
+        virDomainFree(dom);
+    }
+    vs_conn_close(conn);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -369,5 +462,6 @@ main(int argc, char **argv)
     g_test_add_func("/discover-snapshot/block", test_block);
     g_test_add_func("/discover-snapshot/rbd", test_rbd);
     g_test_add_func("/discover-snapshot/not-mapped", test_not_mapped);
+    g_test_add_func("/discover-snapshot/discover-network", test_discover_network);
     return g_test_run();
 }
