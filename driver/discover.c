@@ -75,6 +75,8 @@ vs_discovered_disk_free(VsDiscoveredDisk *d)
     g_free(d->nfs_server); g_free(d->nfs_export); g_free(d->nfs_path);
     g_free(d->iscsi_portal); g_free(d->iscsi_iqn);
     g_free(d->block_device); g_free(d->wwid);
+    g_free(d->rbd_pool); g_free(d->rbd_image); g_free(d->rbd_user);
+    g_free(d->snapshot_reason);
     g_ptr_array_unref(d->chain);
     g_free(d->skipped); g_free(d->error);
     g_free(d);
@@ -305,6 +307,11 @@ describe_pool_disk(Ctx *ctx, VsDiscoveredDisk *d, const char *pool_name)
             d->iscsi_iqn = g_strdup(def->devices->pdata[0]);
         d->iscsi_lun = lun_from_volume(d->volume, d->path);
         break;
+    case VS_POOL_RBD:
+        d->rbd_pool = g_strdup(def->source_name);
+        d->rbd_image = g_strdup(d->volume);
+        d->rbd_user = g_strdup(def->auth_username);
+        break;
     case VS_POOL_MPATH:
     case VS_POOL_DISK:
     case VS_POOL_LOGICAL:
@@ -447,6 +454,17 @@ resolve_network(Ctx *ctx, VsDiscoveredDisk *d, const VsStorageSource *src)
             d->iscsi_iqn = g_strdup(name);
             d->iscsi_lun = 0;
         }
+    } else if (g_strcmp0(src->protocol, "rbd") == 0) {
+        /* POOL/IMAGE; POOL/NAMESPACE/IMAGE leaves the image unknown (no namespaces yet) */
+        g_auto(GStrv) parts = g_strsplit(name, "/", -1);
+
+        if (g_strv_length(parts) == 2 && parts[0][0] && parts[1][0]) {
+            d->rbd_pool = g_strdup(parts[0]);
+            d->rbd_image = g_strdup(parts[1]);
+        } else if (parts[0] && parts[0][0]) {
+            d->rbd_pool = g_strdup(parts[0]);
+        }
+        d->rbd_user = g_strdup(src->auth_username);
     }
 }
 
@@ -665,6 +683,7 @@ discover_domain(Ctx *ctx, virDomainPtr dom)
     out->agent = agent_status(ctx, dom, def, running);
     for (guint i = 0; i < def->disks->len; i++) {
         VsDiscoveredDisk *d = discover_disk(ctx, def->disks->pdata[i]);
+        vs_discover_snapshot_provider(d, out->name);
         if (d->error)
             problem(ctx, out, out->name, d->target,
                     g_error_new(VS_ERROR, d->error_code, "discover: domain '%s': disk %s: %s",

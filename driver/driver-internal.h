@@ -24,6 +24,14 @@ void vs_set_libvirt_error(GError **error, VsErrorCode code, const char *fmt, ...
 const char *vs_domain_state_string(int state);
 
 /* ------------------------------------------------------------------------- */
+/* Discovery's storage snapshot answer (discover-snapshot.c)                   */
+
+/* Sets D->snapshot_provider, or D->snapshot_reason, from what discovery found
+ * about where D lives (vs_snap_which: nothing is created). DOMAIN names the
+ * disk in the block layer's location. */
+void vs_discover_snapshot_provider(VsDiscoveredDisk *d, const char *domain);
+
+/* ------------------------------------------------------------------------- */
 /* State directory                                                           */
 
 /* opts->state_dir, else $VIRTSNAP_STATE_DIR, else the configured default. */

@@ -41,6 +41,16 @@ add_disk(JsonBuilder *b, const VsDiscoveredDisk *d)
     } else {
         json_builder_add_null_value(b);
     }
+    json_builder_set_member_name(b, "rbd");
+    if (d->rbd_pool) {
+        json_builder_begin_object(b);
+        vs_json_add_str(b, "pool", d->rbd_pool);
+        vs_json_add_str(b, "image", d->rbd_image);
+        vs_json_add_str(b, "user", d->rbd_user);
+        json_builder_end_object(b);
+    } else {
+        json_builder_add_null_value(b);
+    }
     json_builder_set_member_name(b, "block");
     if (d->block_device) {
         json_builder_begin_object(b);
@@ -69,6 +79,8 @@ add_disk(JsonBuilder *b, const VsDiscoveredDisk *d)
         vs_json_add_str(b, "incremental_note", inc ? "dirty bitmaps (backup --mode=begin reads only "
                    "what changed)" : why);
     }
+    vs_json_add_str(b, "snapshot_provider", d->snapshot_provider);
+    vs_json_add_str(b, "snapshot_provider_reason", d->snapshot_reason);
     vs_json_add_str(b, "skipped", d->skipped);
     vs_json_add_str(b, "error", d->error);
     json_builder_end_object(b);
@@ -193,6 +205,9 @@ vs_discover_to_text(GPtrArray *domains)
             if (d->block_device)
                 g_string_append_printf(s, "        block: %s, wwid %s\n", d->block_device,
                                        d->wwid ? d->wwid : "(none exposed)");
+            if (d->rbd_pool)
+                g_string_append_printf(s, "        rbd: pool %s, image %s\n", d->rbd_pool,
+                                       d->rbd_image ? d->rbd_image : "?");
             for (guint k = 0; k < d->chain->len; k++) {
                 const VsChainElem *e = d->chain->pdata[k];
                 g_string_append_printf(s, "        backing: %s (%s)\n", e->path,
@@ -205,6 +220,10 @@ vs_discover_to_text(GPtrArray *domains)
                 else
                     g_string_append_printf(s, "        incremental: no: %s\n", why);
             }
+            if (d->snapshot_provider)
+                g_string_append_printf(s, "        storage snapshot: %s\n", d->snapshot_provider);
+            else
+                g_string_append_printf(s, "        storage snapshot: %s\n", d->snapshot_reason);
             if (d->error)
                 g_string_append_printf(s, "        error: %s\n", d->error);
         }

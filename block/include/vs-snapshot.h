@@ -194,4 +194,20 @@ VsSource *vs_snap_open(VsSnapProvider *p, const VsSnapLocation *loc, const char 
 VsSnapProvider *vs_snap_choose(const VsSnapLocation *loc, const VsSnapHookConfig *hook, const char *reflink_base,
                                GError **error);
 
+/* Which provider vs_snap_choose would pick for LOC, in the same order, and
+ * whether it could work there, found out without side effects (nothing
+ * created, no hook run, no cluster contacted, nothing opened for writing):
+ * what `discover` reports. Looks further than vs_snap_choose: a file disk's
+ * file system must be btrfs or an XFS made with reflink (asked of XFS by its
+ * read-only geometry ioctl), REFLINK_BASE an absolute directory on the same
+ * file system whose virtsnap-snapshots, if there, is private; rbd needs a
+ * build with librbd and the image's pool and name. Returns the provider's
+ * name ("hook", "rbd", "btrfs", "reflink"), or NULL with *WHY (to free) saying
+ * why none, without the disk's name and without advice about hooks: when a
+ * hook for the disk's storage would be the way (the storage snapshots itself,
+ * or the file system cannot reflink), *NEEDS_HOOK is set, so a caller that
+ * has no hook to offer can say so in its own words. Not a failure: no GError. */
+const char *vs_snap_which(const VsSnapLocation *loc, const VsSnapHookConfig *hook, const char *reflink_base,
+                          char **why, bool *needs_hook);
+
 G_END_DECLS

@@ -52,3 +52,6 @@ void snap_fs_free(VsSnapProvider *p);
 
 /* Whether PATH's directory is the root of a btrfs subvolume (snapshot-btrfs.c). */
 bool snap_btrfs_is_subvolume_dir(const char *path);
+
+/* Whether this build has the rbd provider (librbd): snapshot-rbd.c or snapshot-rbd-none.c. */
+bool snap_rbd_built(void);

@@ -9,3 +9,9 @@ vs_snap_rbd_new(GError **error)
                 "snapshot: rbd: virtsnap was built without librbd: install librbd-dev and rebuild");
     return NULL;
 }
+
+bool
+snap_rbd_built(void)
+{
+    return false;
+}

@@ -277,3 +277,9 @@ vs_snap_rbd_new(GError **error)
     p->ops = &rbd_ops;
     return p;
 }
+
+bool
+snap_rbd_built(void)
+{
+    return true;
+}

@@ -60,11 +60,20 @@ typedef struct {
     int iscsi_lun;        /* -1 if not iSCSI */
     /* block and multipath devices */
     char *block_device, *wwid;
+    /* Ceph RBD (rbd pools and protocol='rbd' disks): the cluster's pool, the image,
+     * the cephx user (without "client.") when the XML names one */
+    char *rbd_pool, *rbd_image, *rbd_user;
     GPtrArray *chain;     /* of VsChainElem*: backing images below the top, nearest first */
     bool chain_complete;  /* the chain is known to end (not cut off by an unreadable image) */
     char *skipped;        /* why this disk is not backed up, or NULL */
     char *error;          /* what could not be resolved for this disk, or NULL */
     VsErrorCode error_code;  /* with error: VS_ERROR_NOT_FOUND (a pool or volume), ... */
+    /* The storage snapshot provider `auto` would use for this disk ("reflink",
+     * "btrfs", "rbd", "hook"; static), asked without creating anything (its snapshot
+     * directory taken to be the disk's own directory); NULL with the reason when
+     * none would do (issue 15). */
+    const char *snapshot_provider;
+    char *snapshot_reason;
 } VsDiscoveredDisk;
 
 /* Something discovery could not resolve. DISK NULL: the domain itself, which

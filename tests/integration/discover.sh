@@ -1,16 +1,19 @@
 #!/bin/bash
 # discover.sh -- `virtsnap discover` against real libvirt storage: a dir pool with a qcow2
 # chain, an iscsi-direct pool on a real tgtd target, a netfs pool served by a real
-# nfs-ganesha, a loop block device, network NFS and iSCSI disks, a cdrom; a domain that
+# nfs-ganesha, a loop block device, network NFS and iSCSI disks, a file on a loop-mounted
+# XFS made with reflink, a cdrom; a domain that
 # names a pool that does not exist; and a running guest whose agent must answer. Every
 # field of --json and the whole --mapping line are checked, as are the error paths
 # (unknown domain, unreadable pool, unreachable URI): each names the thing at fault,
-# exits non-zero, and still reports the other domains.
+# exits non-zero, and still reports the other domains. Each disk's snapshot_provider (the
+# storage snapshot `auto` would use, issue 15) is checked against what the storage is.
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
 vs_test_open --libvirt
 command -v jq >/dev/null || vs_skip "jq missing (scripts/deps.sh installs it)"
+command -v mkfs.xfs >/dev/null || vs_skip "mkfs.xfs missing (xfsprogs; scripts/deps.sh --test)"
 vs_iscsi_direct_ok || vs_skip "libvirtd has no iscsi-direct storage backend (scripts/deps.sh --test installs it)"
 P=vst-disc-$$
 
@@ -44,6 +47,13 @@ vs_define_pool "$W/nfspool.xml"
 
 LOOP=$(vs_loopdev "$W/loop.img" 16M)
 truncate -s 1M "$W/media.iso"
+XFS=$W/xfs
+truncate -s 300M "$W/xfs.img"
+mkfs.xfs -q -m reflink=1 "$W/xfs.img"
+mkdir -p "$XFS"
+vs_on_exit umount "$XFS"
+mount -o loop "$W/xfs.img" "$XFS"
+qemu-img create -q -f raw "$XFS/vdg.img" 8M
 
 # --- a shut-off domain with every kind of disk ---------------------------------------
 MIX=$P-mix
@@ -65,6 +75,8 @@ cat > "$W/mix.xml" <<EOF
     <disk type='network' device='disk'><driver name='qemu' type='raw'/>
       <source protocol='iscsi' name='$ISCSI_IQN/1'><host name='127.0.0.1' port='${ISCSI_PORTAL##*:}'/></source>
       <target dev='vdf' bus='virtio'/></disk>
+    <disk type='file' device='disk'><driver name='qemu' type='raw'/>
+      <source file='$XFS/vdg.img'/><target dev='vdg' bus='virtio'/></disk>
     <disk type='file' device='cdrom'><driver name='qemu' type='raw'/>
       <source file='$W/media.iso'/><target dev='sda' bus='sata'/><readonly/></disk>
     <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
@@ -85,7 +97,7 @@ vs_assert_eq "$(q '.[0].state')" shutoff "state"
 vs_assert_eq "$(q '.[0].id')" null "id of a shut-off domain"
 vs_assert_eq "$(q '.[0].persistent')" true "persistent"
 vs_assert_eq "$(q '.[0].agent')" configured "agent (channel, not running)"
-vs_assert_eq "$(q '.[0].disks | length')" 7 "disks reported (cdrom included)"
+vs_assert_eq "$(q '.[0].disks | length')" 8 "disks reported (cdrom included)"
 vs_assert_eq "$(q '.[0].errors | length')" 0 "domain errors"
 
 # vda: dir pool, found through libvirt's volume lookup, two-deep chain read from the headers
@@ -134,6 +146,34 @@ vs_assert_eq "$(disk vdf '.pool_type')" network "vdf pool_type"
 vs_assert_eq "$(disk sda '[.device,.skipped] | @tsv')" "$(printf 'cdrom\tremovable media (cdrom)')" "sda"
 vs_assert_eq "$(disk sda '.incremental')" null "sda (skipped): no incremental field"
 
+# snapshot_provider: the one `auto` would use, or null and why (nothing created to find out)
+# provider T EXPECTED [NEEDLE...]: EXPECTED "null" wants a reason holding every NEEDLE
+provider() {
+  local t=$1 want=$2 reason; shift 2
+  vs_assert_eq "$(disk "$t" '.snapshot_provider')" "$want" "$t snapshot_provider"
+  reason=$(disk "$t" '.snapshot_provider_reason')
+  if [ "$want" != null ]; then vs_assert_eq "$reason" null "$t snapshot_provider_reason"; return; fi
+  for n in "no provider: " "$@"; do vs_assert_contains "$reason" "$n" "$t snapshot_provider_reason"; done
+}
+NOHOOK="needs a hook (hooks are not configurable yet)"
+provider vdg reflink
+[ ! -e "$XFS/virtsnap-snapshots" ] || vs_fail "discover made $XFS/virtsnap-snapshots: it must only ask"
+# vda's file system is the work directory's: told by stat and xfs_info, not by virtsnap
+case $(stat -f -c %T "$W/pool") in
+  xfs) if xfs_info "$W/pool" | grep -q 'reflink=1'; then provider vda reflink
+       else provider vda null "made without reflink" "$NOHOOK"; fi ;;
+  btrfs) provider vda "$([ "$(stat -c %i "$W/pool")" = 256 ] && echo btrfs || echo reflink)" ;;
+  ext2/ext3) provider vda null "ext2/3/4" "$W/pool" "cannot reflink" "$NOHOOK" ;;
+  *) provider vda null "cannot reflink" "$NOHOOK" ;;
+esac
+[ ! -e "$W/pool/virtsnap-snapshots" ] || vs_fail "discover made $W/pool/virtsnap-snapshots"
+provider vdb null "an iSCSI LUN is snapshotted by its array" "$NOHOOK"
+provider vdc null "a file on an NFS export is snapshotted by its server" "$NOHOOK"
+provider vdd null "a block device" "$NOHOOK"
+provider vde null "a file on an NFS export" "$NOHOOK"
+provider vdf null "an iSCSI LUN" "$NOHOOK"
+provider sda null "not backed up: removable media (cdrom)"
+
 # --mapping: one entry per disk that is backed up, cdrom left out
 ESC_PORTAL=${ISCSI_PORTAL//:/%3A}
 ESC_IQN=${ISCSI_IQN//:/%3A}
@@ -143,11 +183,14 @@ expected+="$MIX:127.0.0.1:/export/nfs-disk.qcow2;"
 expected+="$MIX:localhost:$LOOP;"
 expected+="$MIX:127.0.0.1:/export/net.raw;"
 expected+="$MIX:$ESC_PORTAL:$ESC_IQN/1;"
+expected+="$MIX:localhost:$XFS/vdg.img;"
 vs_assert_eq "$(vs_virtsnap discover --mapping "$MIX")" "$expected" "--mapping"
 
 # Text output names every disk.
 text=$(vs_virtsnap discover "$MIX")
-for t in vda vdb vdc vdd vde vdf sda; do vs_assert_contains "$text" "  $t " "text output"; done
+for t in vda vdb vdc vdd vde vdf vdg sda; do vs_assert_contains "$text" "  $t " "text output"; done
+vs_assert_contains "$text" "storage snapshot: reflink" "text output: vdg's provider"
+vs_assert_contains "$text" "storage snapshot: no provider: an iSCSI LUN" "text output: vdf's reason"
 
 # --- errors: unknown domain, a pool that cannot be read, unreachable URI --------------
 BAD=$P-badpool
