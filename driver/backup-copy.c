@@ -89,16 +89,15 @@ copy_one(gpointer data, gpointer user)
     g_autoptr(VsSource) src = NULL;
     VsCopyOptions copts;
     const char *fault = g_getenv("VIRTSNAP_FAULT_COPY_AFTER");
-    VsManifestDisk *m = g_new0(VsManifestDisk, 1);
+    VsManifestDisk *m = vs_manifest_disk_new(d->target);
     const BackupMethod *method = t->j->method;
     g_autofree char *why = NULL;
 
     (void)user;
-    m->target = g_strdup(d->target);
     m->format = g_strdup(d->format);
     m->source = g_strdup(d->path ? d->path : d->url);
+    g_ptr_array_unref(m->chain);
     m->chain = g_ptr_array_ref(d->chain);
-    m->chunks = g_array_new(FALSE, FALSE, sizeof(VsChunkRef));
 
     vs_copy_options_init(&copts);
     if ((src = method->open_disk(t->run, t->j, d, &copts, &err))) {

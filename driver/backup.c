@@ -46,14 +46,7 @@ vs_backup_options_init(VsBackupOptions *opts)
 void
 manifest_disk_free(VsManifestDisk *m)
 {
-    if (!m)
-        return;
-    g_free(m->target); g_free(m->format); g_free(m->source);
-    if (m->chain)
-        g_ptr_array_unref(m->chain);
-    if (m->chunks)
-        g_array_unref(m->chunks);
-    g_free(m);
+    vs_manifest_disk_free(m);
 }
 
 void

@@ -159,6 +159,35 @@ typedef struct {
     char *format;          /* raw, qcow2, ... */
 } VsManifestImage;
 
+/* A storage snapshot a backup made of a disk (issue 15; docs/snapshots.md):
+ * the provider that made it, its handle, and where the disk lived, as the
+ * provider needs it back (VsSnapLocation's fields). Read from a repository,
+ * every field has passed the manifest's checks (a handle by
+ * vs_snap_handle_check's rule; reflink, btrfs and rbd handles start with
+ * "virtsnap-", so a hostile manifest cannot name a snapshot virtsnap did not
+ * make); that is not yet a reason to trust the location: see
+ * vs_snap_location_from_record. Strings may be NULL where unknown. */
+typedef struct {
+    char *provider;        /* "reflink", "btrfs", "rbd", "hook" */
+    char *handle;
+    char *kind;            /* vs_snap_loc_kind_name: "file", "block", "nfs", "iscsi", "rbd" */
+    char *path;            /* the disk's file or device */
+    char *snapshot_dir;    /* reflink, btrfs: the directory holding virtsnap-snapshots/ */
+    char *pool, *volume;   /* libvirt's */
+    char *nfs_server, *nfs_export, *nfs_path;
+    char *iscsi_portal, *iscsi_iqn;
+    int64_t iscsi_lun;     /* -1: unknown */
+    char *wwid;
+    char *rbd_pool, *rbd_image, *rbd_user;
+    uint64_t size;         /* the disk's bytes the snapshot holds; 0: unknown */
+} VsManifestSnapshot;
+
+/* A libvirt storage pool a backed-up disk lived in, as libvirt defined it. */
+typedef struct {
+    char *name;
+    char *xml;
+} VsManifestPool;
+
 typedef struct {
     char *target;          /* vda */
     char *format;          /* format of the disk's own image (export default) */
@@ -168,6 +197,11 @@ typedef struct {
     GArray *chunks;        /* of VsChunkRef, ascending offsets; gaps are zeros */
     uint64_t bytes_read;   /* data read from the source (zero extents not counted) */
     uint64_t bytes_stored; /* new compressed bytes this backup added to the repository */
+    /* false: the data is not in the repository, only in SNAPSHOT (a
+     * `backup --no-copy` not vaulted yet): CHUNKS is empty and means nothing,
+     * and export, restore from the repository and verify of chunks refuse it. */
+    bool in_repo;
+    VsManifestSnapshot *snapshot;  /* NULL: none kept */
 } VsManifestDisk;
 
 typedef struct {
@@ -177,6 +211,8 @@ typedef struct {
     int64_t freeze_ms;     /* -1 when not frozen */
     char *xml;             /* the domain XML at backup time (inactive XML when defined) */
     GPtrArray *disks;      /* of VsManifestDisk* */
+    GPtrArray *pools;      /* of VsManifestPool*: the pools its disks lived in */
+    int64_t overlay_ms;    /* -1: unknown; the guest's time on overlays */
 } VsManifestDomain;
 
 typedef struct {
@@ -196,7 +232,16 @@ typedef struct {
  * g_ptr_array_unref/g_array_unref. */
 VsManifest *vs_manifest_new(void);             /* fresh id, started = now, hostname, group_freeze_ms = -1 */
 VsManifestDomain *vs_manifest_add_domain(VsManifest *m, const char *name);   /* freeze_ms = -1 */
-VsManifestDisk *vs_manifest_domain_add_disk(VsManifestDomain *d, const char *target); /* empty chain, chunks */
+VsManifestDisk *vs_manifest_domain_add_disk(VsManifestDomain *d, const char *target); /* empty chain, chunks; in_repo */
+/* A disk of no domain yet (the copy fills it, then it moves into one). */
+VsManifestDisk *vs_manifest_disk_new(const char *target);        /* empty chain, chunks; in_repo */
+void vs_manifest_disk_free(VsManifestDisk *disk);
+VsManifestSnapshot *vs_manifest_snapshot_new(void);   /* iscsi_lun = -1 */
+void vs_manifest_snapshot_free(VsManifestSnapshot *s);
+VsManifestSnapshot *vs_manifest_snapshot_copy(const VsManifestSnapshot *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsManifestSnapshot, vs_manifest_snapshot_free)
+void vs_manifest_domain_add_pool(VsManifestDomain *d, const char *name, const char *xml);
+const VsManifestPool *vs_manifest_domain_find_pool(const VsManifestDomain *d, const char *name);
 void vs_manifest_free(VsManifest *m);
 VsManifestDomain *vs_manifest_find_domain(const VsManifest *m, const char *name);
 VsManifestDisk *vs_manifest_find_disk(const VsManifestDomain *d, const char *target);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include "vs-error.h"
 #include "vs-source.h"
+#include "vs-repo.h"
 
 G_BEGIN_DECLS
 
@@ -209,5 +210,73 @@ VsSnapProvider *vs_snap_choose(const VsSnapLocation *loc, const VsSnapHookConfig
  * has no hook to offer can say so in its own words. Not a failure: no GError. */
 const char *vs_snap_which(const VsSnapLocation *loc, const VsSnapHookConfig *hook, const char *reflink_base,
                           char **why, bool *needs_hook);
+
+/* ------------------------------------------------------------------------- */
+/* Configuration: which provider and hook each pool's disks get
+ * (snapshot-config.c; docs/snapshots.md). A GKeyFile, by default
+ * VS_SNAP_CONFIG_DEFAULT, refused unless it is a regular file owned by root
+ * (or the caller) that group and others cannot write:
+ *
+ *   [defaults]                 # every disk that no [pool:NAME] names
+ *   provider=auto              # auto, reflink, btrfs, rbd, hook, none
+ *   hook=/usr/local/lib/virtsnap/array-hook   # absolute; makes auto pick it
+ *   hook-config=/etc/virtsnap/array.conf       # VIRTSNAP_HOOK_CONFIG
+ *   timeout=60                 # seconds per attempt
+ *   retries=2
+ *   retry-delay=5              # seconds
+ *   snapshot-dir=/srv/vm       # reflink, btrfs: holds virtsnap-snapshots/
+ *                              # (default: the disk's own directory)
+ *   [pool:NAME]                # the same keys, for the disks of libvirt pool NAME
+ *
+ * Unknown groups or keys, a relative path, a bad number: an error naming the
+ * file, the group and the key. */
+#define VS_SNAP_CONFIG_DEFAULT "/etc/virtsnap/snapshots.conf"
+
+typedef struct _VsSnapConfig VsSnapConfig;
+
+/* PATH NULL: VS_SNAP_CONFIG_DEFAULT, whose absence is an empty configuration;
+ * a PATH named and missing is an error. */
+VsSnapConfig *vs_snap_config_load(const char *path, GError **error);
+void vs_snap_config_free(VsSnapConfig *c);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsSnapConfig, vs_snap_config_free)
+
+/* What the configuration says for LOC (its pool's group, else [defaults]):
+ * the hook (NULL: none configured; owned by C), the provider it asks for
+ * ("auto" when silent, "none" to never snapshot those disks), and the
+ * snapshot directory for reflink/btrfs (NULL: the disk's own directory). */
+typedef struct {
+    const VsSnapHookConfig *hook;
+    const char *provider;
+    const char *snapshot_dir;
+} VsSnapSettings;
+void vs_snap_config_for(const VsSnapConfig *c, const VsSnapLocation *loc, VsSnapSettings *out);
+
+/* The provider for LOC: WANT ("auto" or NULL: the configuration's choice, else
+ * vs_snap_choose's; a provider name: that one, failing with
+ * VS_ERROR_UNSUPPORTED where it cannot work) with C's settings; C may be NULL.
+ * *SNAPSHOT_DIR (to free) is the reflink/btrfs directory used, NULL for
+ * others: the backup records it. Errors start "snapshot: DISK: ". */
+VsSnapProvider *vs_snap_config_choose(const VsSnapConfig *c, const VsSnapLocation *loc, const char *want,
+                                      char **snapshot_dir, GError **error);
+
+/* ------------------------------------------------------------------------- */
+/* Snapshots a repository recorded (VsManifestSnapshot, vs-repo.h)           */
+
+/* LOC's fields borrowed from REC (which, and DISK, must outlive LOC); DISK
+ * names it in messages ("web1/vda"). False when REC's kind is not one of
+ * vs_snap_loc_kind_name's (a record that passed the manifest's checks has
+ * one). */
+bool vs_snap_location_from_record(const VsManifestSnapshot *rec, const char *disk, VsSnapLocation *loc);
+
+/* The provider that made REC, to ask, delete, roll back or clone it: reflink
+ * and btrfs with REC's snapshot_dir, rbd, or the hook C configures for REC's
+ * pool (an error naming the pool and the file when there is none). LOC as
+ * vs_snap_location_from_record fills it. A repository is hostile: REC has
+ * passed the manifest's checks (handles of virtsnap's own making, absolute
+ * paths without ".."), and the providers refuse a snapshot directory that is
+ * not private; a caller that writes into REC's disk (rollback) confirms the
+ * location against the live system first. */
+VsSnapProvider *vs_snap_provider_for_record(const VsSnapConfig *c, const VsManifestSnapshot *rec,
+                                            const char *disk, VsSnapLocation *loc, GError **error);
 
 G_END_DECLS

@@ -28,8 +28,8 @@ image_free(VsManifestImage *img)
     g_free(img);
 }
 
-static void
-disk_free(VsManifestDisk *disk)
+void
+vs_manifest_disk_free(VsManifestDisk *disk)
 {
     if (!disk)
         return;
@@ -38,6 +38,7 @@ disk_free(VsManifestDisk *disk)
     g_free(disk->source);
     g_clear_pointer(&disk->chain, g_ptr_array_unref);
     g_clear_pointer(&disk->chunks, g_array_unref);
+    vs_manifest_snapshot_free(disk->snapshot);
     g_free(disk);
 }
 
@@ -51,6 +52,7 @@ domain_free(VsManifestDomain *dom)
     g_free(dom->consistency);
     g_free(dom->xml);
     g_clear_pointer(&dom->disks, g_ptr_array_unref);
+    g_clear_pointer(&dom->pools, g_ptr_array_unref);
     g_free(dom);
 }
 
@@ -88,19 +90,30 @@ vs_manifest_add_domain(VsManifest *m, const char *name)
      * here would leak under their assignment. */
     d->name = g_strdup(name);
     d->freeze_ms = -1;
-    d->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_free);
+    d->overlay_ms = -1;
+    d->disks = g_ptr_array_new_with_free_func((GDestroyNotify)vs_manifest_disk_free);
+    d->pools = g_ptr_array_new_with_free_func((GDestroyNotify)manifest_pool_free);
     g_ptr_array_add(m->domains, d);
     return d;
 }
 
 VsManifestDisk *
-vs_manifest_domain_add_disk(VsManifestDomain *d, const char *target)
+vs_manifest_disk_new(const char *target)
 {
     VsManifestDisk *disk = g_new0(VsManifestDisk, 1);
 
     disk->target = g_strdup(target);
     disk->chain = g_ptr_array_new_with_free_func((GDestroyNotify)image_free);
     disk->chunks = g_array_new(FALSE, FALSE, sizeof(VsChunkRef));
+    disk->in_repo = true;
+    return disk;
+}
+
+VsManifestDisk *
+vs_manifest_domain_add_disk(VsManifestDomain *d, const char *target)
+{
+    VsManifestDisk *disk = vs_manifest_disk_new(target);
+
     g_ptr_array_add(d->disks, disk);
     return disk;
 }
@@ -296,6 +309,8 @@ manifest_validate(const VsManifest *m, const char *where, GError **error)
             jc_fail(&c, VS_ERROR_FAILED, dp, "freeze_ms", "negative");
             return false;
         }
+        if (!manifest_storage_validate_domain(&c, dp, d))
+            return false;
         for (guint k = 0; k < d->disks->len; k++) {
             const VsManifestDisk *disk = g_ptr_array_index(d->disks, k);
             g_autofree char *kp = g_strdup_printf("%s.disks[%u]", dp, k);
@@ -317,7 +332,8 @@ manifest_validate(const VsManifest *m, const char *where, GError **error)
                     !name_ok(&c, ip, "format", REPO_NAME_FORMAT, img->format, false))
                     return false;
             }
-            if (!validate_chunks(&c, kp, disk, m->chunk_size))
+            if (!validate_chunks(&c, kp, disk, m->chunk_size) ||
+                !manifest_storage_validate_disk(&c, kp, disk))
                 return false;
         }
     }
@@ -327,8 +343,8 @@ manifest_validate(const VsManifest *m, const char *where, GError **error)
 /* ------------------------------------------------------------------------- */
 /* JSON out                                                                  */
 
-static void
-put_str(GString *s, const char *v)
+void
+repo_json_put_str(GString *s, const char *v)
 {
     if (!v) {
         g_string_append(s, "null");
@@ -366,7 +382,7 @@ put_time(GString *s, int64_t us)
 {
     g_autofree char *iso = repo_time_to_iso(us);
 
-    put_str(s, iso);
+    repo_json_put_str(s, iso);
 }
 
 char *
@@ -376,13 +392,13 @@ vs_manifest_to_json(const VsManifest *m)
 
     g_string_append_printf(s, "{\n  \"format\": \"%s\",\n  \"version\": %d,\n  \"id\": ",
                            MANIFEST_FORMAT, m->format_version);
-    put_str(s, m->id);
+    repo_json_put_str(s, m->id);
     g_string_append_printf(s, ",\n  \"chunk_size\": %u,\n  \"started\": ", m->chunk_size);
     put_time(s, m->started);
     g_string_append(s, ",\n  \"completed\": ");
     put_time(s, m->completed);
     g_string_append(s, ",\n  \"hostname\": ");
-    put_str(s, m->hostname);
+    repo_json_put_str(s, m->hostname);
     g_string_append(s, ",\n  \"group_freeze_ms\": ");
     put_ms(s, m->group_freeze_ms);
     g_string_append(s, ",\n  \"domains\": [");
@@ -390,34 +406,35 @@ vs_manifest_to_json(const VsManifest *m)
         const VsManifestDomain *d = g_ptr_array_index(m->domains, i);
 
         g_string_append(s, i ? ",\n    {\n      \"name\": " : "\n    {\n      \"name\": ");
-        put_str(s, d->name);
+        repo_json_put_str(s, d->name);
         g_string_append(s, ",\n      \"uuid\": ");
-        put_str(s, d->uuid);
+        repo_json_put_str(s, d->uuid);
         g_string_append(s, ",\n      \"consistency\": ");
-        put_str(s, d->consistency);
+        repo_json_put_str(s, d->consistency);
         g_string_append(s, ",\n      \"freeze_ms\": ");
         put_ms(s, d->freeze_ms);
         g_string_append(s, ",\n      \"xml\": ");
-        put_str(s, d->xml);
+        repo_json_put_str(s, d->xml);
+        manifest_storage_put_domain(s, d);
         g_string_append(s, ",\n      \"disks\": [");
         for (guint k = 0; k < d->disks->len; k++) {
             const VsManifestDisk *disk = g_ptr_array_index(d->disks, k);
 
             g_string_append(s, k ? ",\n        {\n          \"target\": " : "\n        {\n          \"target\": ");
-            put_str(s, disk->target);
+            repo_json_put_str(s, disk->target);
             g_string_append(s, ",\n          \"format\": ");
-            put_str(s, disk->format);
+            repo_json_put_str(s, disk->format);
             g_string_append_printf(s, ",\n          \"virtual_size\": %" G_GUINT64_FORMAT, disk->virtual_size);
             g_string_append(s, ",\n          \"source\": ");
-            put_str(s, disk->source);
+            repo_json_put_str(s, disk->source);
             g_string_append(s, ",\n          \"chain\": [");
             for (guint j = 0; j < disk->chain->len; j++) {
                 const VsManifestImage *img = g_ptr_array_index(disk->chain, j);
 
                 g_string_append(s, j ? ",\n            {\"path\": " : "\n            {\"path\": ");
-                put_str(s, img->path);
+                repo_json_put_str(s, img->path);
                 g_string_append(s, ", \"format\": ");
-                put_str(s, img->format);
+                repo_json_put_str(s, img->format);
                 g_string_append(s, "}");
             }
             g_string_append(s, disk->chain->len ? "\n          ],\n" : "],\n");
@@ -433,7 +450,9 @@ vs_manifest_to_json(const VsManifest *m)
                 g_string_append_printf(s, "%s\n            [%" G_GUINT64_FORMAT ", %u, \"%s\"]",
                                        j ? "," : "", r->offset, r->length, hex);
             }
-            g_string_append(s, disk->chunks->len ? "\n          ]\n        }" : "]\n        }");
+            g_string_append(s, disk->chunks->len ? "\n          ]" : "]");
+            manifest_storage_put_disk(s, disk);
+            g_string_append(s, "\n        }");
         }
         g_string_append(s, d->disks->len ? "\n      ]\n    }" : "]\n    }");
     }
@@ -491,7 +510,8 @@ static bool
 parse_disk(JsonCheck *c, JsonObject *o, const char *path, VsManifestDisk *disk)
 {
     static const char *const members[] = { "target", "format", "virtual_size", "source", "chain",
-                                           "bytes_read", "bytes_stored", "chunks", NULL };
+                                           "bytes_read", "bytes_stored", "chunks", "in_repo",
+                                           "snapshot", NULL };
     JsonArray *chain;
 
     if (!jc_members(c, o, path, members) ||
@@ -517,13 +537,14 @@ parse_disk(JsonCheck *c, JsonObject *o, const char *path, VsManifestDisk *disk)
             !jc_string(c, io, ip, "format", false, &img->format))
             return false;
     }
-    return parse_chunks(c, o, path, disk);
+    return parse_chunks(c, o, path, disk) && manifest_storage_parse_disk(c, o, path, disk);
 }
 
 static bool
 parse_domain(JsonCheck *c, JsonObject *o, const char *path, VsManifestDomain *d)
 {
-    static const char *const members[] = { "name", "uuid", "consistency", "freeze_ms", "xml", "disks", NULL };
+    static const char *const members[] = { "name", "uuid", "consistency", "freeze_ms", "xml", "disks", "pools",
+                                           "overlay_ms", NULL };
     g_autofree char *kpath = g_strdup_printf("%s.disks", path);
     JsonArray *disks;
 
@@ -532,7 +553,7 @@ parse_domain(JsonCheck *c, JsonObject *o, const char *path, VsManifestDomain *d)
         !jc_string(c, o, path, "consistency", false, &d->consistency) ||
         !jc_ms(c, o, path, "freeze_ms", &d->freeze_ms) ||
         !jc_string(c, o, path, "xml", true, &d->xml) ||
-        !(disks = jc_array(c, o, path, "disks")))
+        !(disks = jc_array(c, o, path, "disks")) || !manifest_storage_parse_domain(c, o, path, d))
         return false;
     for (guint i = 0; i < json_array_get_length(disks); i++) {
         g_autofree char *kp = g_strdup_printf("%s[%u]", kpath, i);

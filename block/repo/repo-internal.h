@@ -268,6 +268,20 @@ bool jc_version(JsonCheck *c, JsonObject *o, const char *path, const char *name,
 JsonArray *jc_array(JsonCheck *c, JsonObject *o, const char *path, const char *name);
 JsonObject *jc_element_object(JsonCheck *c, JsonArray *a, const char *path, guint i);
 
+/* V as a JSON string (null for NULL), control bytes escaped. */
+void repo_json_put_str(GString *s, const char *v);
+
+/* ------------------------------------------------------------------------- */
+/* A manifest's storage records (manifest-storage.c): each disk's snapshot and
+ * in_repo, each domain's pools and overlay_ms; optional members both ways. */
+void manifest_pool_free(VsManifestPool *p);
+bool manifest_storage_validate_disk(JsonCheck *c, const char *path, const VsManifestDisk *disk);
+bool manifest_storage_validate_domain(JsonCheck *c, const char *path, const VsManifestDomain *d);
+void manifest_storage_put_disk(GString *s, const VsManifestDisk *disk);
+void manifest_storage_put_domain(GString *s, const VsManifestDomain *d);
+bool manifest_storage_parse_disk(JsonCheck *c, JsonObject *o, const char *path, VsManifestDisk *disk);
+bool manifest_storage_parse_domain(JsonCheck *c, JsonObject *o, const char *path, VsManifestDomain *d);
+
 /* unix microseconds as 2026-11-23T14:16:00.123456Z */
 char *repo_time_to_iso(int64_t us);
 

@@ -104,6 +104,13 @@ typedef struct {
      * virtsnap then reads and removes) instead of a pull-mode one. */
     bool push;
     const char *push_dir;       /* where those files go (implies push); NULL: the state directory */
+    /* --storage-snapshot[=PROVIDER]: after the thaw, a storage snapshot of each
+     * stable base ("auto", "reflink", "btrfs", "rbd", "hook"; NULL: none), the
+     * overlays committed at once, the copy read from the snapshot. */
+    const char *storage_snapshot;
+    bool no_copy;               /* the backup is the storage snapshots (kept) */
+    bool keep_snapshot;         /* copy, and keep the snapshots for fast restores */
+    const char *snapshot_config; /* hooks and providers per pool; NULL: the default file */
     VsBackupProgress progress;
     void *progress_opaque;
 } VsBackupOptions;
@@ -116,6 +123,9 @@ typedef struct {
     uint64_t bytes_stored;
     char *data_path;            /* how it was read: file, nfs, iscsi, qemu-nbd; NULL: not read */
     char *read;                 /* "changed" (since the base backup), "full", or "full: why" */
+    char *snapshot_provider;    /* the storage snapshot made of it, NULL: none */
+    char *snapshot_handle;
+    bool snapshot_kept;         /* still there after the run (--no-copy, --keep-snapshot) */
 } VsBackupDiskResult;
 
 typedef struct {
@@ -134,6 +144,8 @@ typedef struct {
     char *checkpoint_xml;       /* begin: ... and its domaincheckpoint XML */
     GError *error;              /* why this domain failed (the cause's code), NULL when ok */
     GPtrArray *disks;           /* of VsBackupDiskResult* */
+    int64_t overlay_ms;         /* the guest's time on overlays, point in time to the end of
+                                 * the commit; -1: none */
 } VsBackupDomainResult;
 
 typedef struct {

@@ -331,6 +331,116 @@ test_corpus(void)
     g_assert_cmpuint(bad, >=, 20);
 }
 
+/* The storage half: a snapshot-only disk, its snapshot record, the domain's
+ * pools and time on overlays survive a round trip; a manifest without them
+ * still loads; and a hostile record is refused, naming the field. */
+static VsManifest *
+storage_sample(void)
+{
+    VsManifest *m = sample();
+    VsManifestDomain *d = g_ptr_array_index(m->domains, 0);
+    VsManifestDisk *k2 = vs_manifest_find_disk(d, "vdb");
+    VsManifestSnapshot *sn = vs_manifest_snapshot_new();
+
+    sn->provider = g_strdup("reflink");
+    sn->handle = g_strdup("virtsnap-20261123T141600Z-3f9a2c-vdb");
+    sn->kind = g_strdup("file");
+    sn->path = g_strdup("/var/lib/libvirt/images/web1-b.raw");
+    sn->snapshot_dir = g_strdup("/var/lib/libvirt/images");
+    sn->pool = g_strdup("default");
+    sn->volume = g_strdup("web1-b.raw");
+    sn->size = 4096;
+    k2->snapshot = sn;
+    k2->in_repo = false;
+    d->overlay_ms = 77;
+    vs_manifest_domain_add_pool(d, "default", "<pool type='dir'>\n  <name>default</name>\n</pool>\n");
+    return m;
+}
+
+static void
+test_storage(void)
+{
+    g_autoptr(VsManifest) m = storage_sample();
+    g_autoptr(GError) err = NULL;
+    g_autofree char *json = vs_manifest_to_json(m), *json2 = NULL;
+    g_autoptr(VsManifest) back = vs_manifest_from_json(json, "s.json", &err);
+    g_autoptr(VsManifest) plain = sample();
+    g_autofree char *plain_json = vs_manifest_to_json(plain);
+    VsManifestDomain *d;
+    VsManifestDisk *k;
+
+    g_assert_no_error(err);
+    json2 = vs_manifest_to_json(back);
+    g_assert_cmpstr(json, ==, json2);
+    d = vs_manifest_find_domain(back, "web1");
+    g_assert_cmpint(d->overlay_ms, ==, 77);
+    g_assert_cmpuint(d->pools->len, ==, 1);
+    g_assert_nonnull(strstr(vs_manifest_domain_find_pool(d, "default")->xml, "<name>default</name>"));
+    k = vs_manifest_find_disk(d, "vdb");
+    g_assert_false(k->in_repo);
+    g_assert_cmpstr(k->snapshot->handle, ==, "virtsnap-20261123T141600Z-3f9a2c-vdb");
+    g_assert_cmpstr(k->snapshot->snapshot_dir, ==, "/var/lib/libvirt/images");
+    g_assert_cmpint(k->snapshot->iscsi_lun, ==, -1);
+    g_assert_cmpuint(k->snapshot->size, ==, 4096);
+    g_assert_true(vs_manifest_find_disk(d, "vda")->in_repo);
+    g_assert_null(vs_manifest_find_disk(d, "vda")->snapshot);
+    /* without storage records, none are written: older manifests look the same */
+    g_assert_null(strstr(plain_json, "in_repo"));
+    g_assert_null(strstr(plain_json, "pools"));
+    g_assert_null(strstr(plain_json, "overlay_ms"));
+
+    static const struct { const char *from, *to, *message; } cases[] = {
+        { "\"handle\": \"virtsnap-", "\"handle\": \"../", "domains[0].disks[1].snapshot.handle: \"../" },
+        { "\"handle\": \"virtsnap-", "\"handle\": \"mine-", "domains[0].disks[1].snapshot.handle: \"mine-"
+          "20261123T141600Z-3f9a2c-vdb\" does not start with \"virtsnap-\"" },
+        { "\"provider\": \"reflink\"", "\"provider\": \"zfs\"",
+          "domains[0].disks[1].snapshot.provider: \"zfs\" is not reflink, btrfs, rbd or hook" },
+        { "\"snapshot_dir\": \"/var/lib/libvirt/images\"", "\"snapshot_dir\": \"/var/lib/../../etc\"",
+          "domains[0].disks[1].snapshot.snapshot_dir: \"/var/lib/../../etc\" has a \"..\" component" },
+        { "\"snapshot_dir\": \"/var/lib/libvirt/images\"", "\"snapshot_dir\": \"images\"",
+          "domains[0].disks[1].snapshot.snapshot_dir: \"images\" is not an absolute path" },
+        { "\"path\": \"/var/lib/libvirt/images/web1-b.raw\"", "\"path\": \"/x\\ny\"",
+          "domains[0].disks[1].snapshot.path: \"/x\\ny\" has a control character" },
+        { "\"in_repo\": false", "\"in_repo\": 0", "domains[0].disks[1].in_repo: expected true or false" },
+        { "\"in_repo\": false,\n          \"snapshot\": {", "\"in_repo\": false,\n          \"snapshot2\": {",
+          "domains[0].disks[1].snapshot2: unknown member" },
+        { "\"pool\": \"default\"", "\"pool\": \"a/b\"", "domains[0].disks[1].snapshot.pool: \"a/b\" contains" },
+        { "{\"name\": \"default\"", "{\"name\": \"..\"", "domains[0].pools[0].name: \"..\"" },
+        { "\"overlay_ms\": 77", "\"overlay_ms\": -3", "domains[0].overlay_ms: expected milliseconds" },
+        { "\"size\": 4096", "\"size\": \"big\"", "domains[0].disks[1].snapshot.size: expected a non-negative" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        const char *at = strstr(json, cases[i].from);
+        g_autoptr(GString) bad = g_string_new(json);
+        g_autoptr(GError) e = NULL;
+        g_autoptr(VsManifest) parsed = NULL;
+        g_autofree char *expect = g_strdup_printf("manifest: t.json: %s", cases[i].message);
+
+        g_test_message("case %zu: %s", i, cases[i].message);
+        g_assert_nonnull(at);
+        g_string_erase(bad, at - json, (gssize)strlen(cases[i].from));
+        g_string_insert(bad, at - json, cases[i].to);
+        parsed = vs_manifest_from_json(bad->str, "t.json", &e);
+        g_assert_null(parsed);
+        g_assert_nonnull(e);
+        if (!g_str_has_prefix(e->message, expect))
+            g_error("got: %s", e->message);
+    }
+    /* a snapshot-only disk with chunks, or without its snapshot: refused */
+    {
+        VsManifestDisk *k2 = vs_manifest_find_disk(g_ptr_array_index(m->domains, 0), "vdb");
+        g_autofree char *j = NULL;
+        g_autoptr(VsManifest) p = NULL;
+        g_autoptr(GError) e = NULL;
+
+        g_clear_pointer(&k2->snapshot, vs_manifest_snapshot_free);
+        j = vs_manifest_to_json(m);
+        p = vs_manifest_from_json(j, "t.json", &e);
+        g_assert_null(p);
+        g_assert_nonnull(strstr(e->message, "in_repo: false, but the disk has no snapshot"));
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -340,5 +450,6 @@ main(int argc, char **argv)
     g_test_add_func("/manifest/foreach-chunk", test_foreach_chunk);
     g_test_add_func("/manifest/strict", test_strict);
     g_test_add_func("/manifest/corpus", test_corpus);
+    g_test_add_func("/manifest/storage", test_storage);
     return g_test_run();
 }
