@@ -185,8 +185,11 @@ bool vs_snap_diff(VsSnapProvider *p, const VsSnapLocation *loc, const char *from
                   GArray *out /* VsExtent */, GError **error);
 bool vs_snap_exists(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, bool *exists,
                     GError **error);
-/* The snapshot's bytes as a source: expose, then the right opener. */
-VsSource *vs_snap_open(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error);
+/* The snapshot's bytes as a source: expose, then the right opener for the
+ * disk's FORMAT (NULL: raw; a qcow2 is read as the guest sees it, its
+ * backing chain included). */
+VsSource *vs_snap_open(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, const char *format,
+                       GError **error);
 
 /* The provider `auto` picks for LOC: a hook when one is configured (it
  * overrides, per pool), rbd for RBD, for a file when REFLINK_BASE is set

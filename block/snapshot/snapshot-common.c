@@ -173,15 +173,28 @@ vs_snap_exists(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle,
 }
 
 VsSource *
-vs_snap_open(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, GError **error)
+vs_snap_open(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, const char *format,
+             GError **error)
 {
     bool image_only = false;
     g_autofree char *where = vs_snap_expose(p, loc, handle, &image_only, error);
+    g_autoptr(GError) err = NULL;
+    VsSource *src;
 
     if (!where)
         return NULL;
-    return image_only ? vs_source_open_image(where, "raw", error)
-                      : vs_source_open_url(where, NULL, false, error);
+    if (!format || !strcmp(format, "raw"))
+        return image_only ? vs_source_open_image(where, "raw", error)
+                          : vs_source_open_url(where, NULL, false, error);
+    /* A qcow2 (chain) in the snapshot: read through its map where it can be,
+     * else by QEMU. */
+    if (!image_only && (src = vs_source_open_mapped(where, format, &err)))
+        return src;
+    if (err && !g_error_matches(err, VS_ERROR, VS_ERROR_UNSUPPORTED)) {
+        g_propagate_error(error, g_steal_pointer(&err));
+        return NULL;
+    }
+    return vs_source_open_image(where, format, error);
 }
 
 VsSnapProvider *

@@ -116,7 +116,7 @@ run(VsSnapProvider *p, int argc, char **argv, GError **error)
     else if (!strcmp(op, "diff") && argc == 4)
         return print_diff(p, argv[2], argv[3], error);
     else if (!strcmp(op, "sha") && argc == 3) {
-        g_autoptr(VsSource) src = vs_snap_open(p, &loc, argv[2], error);
+        g_autoptr(VsSource) src = vs_snap_open(p, &loc, argv[2], NULL, error);
         return src && print_sha(src, error);
     } else {
         fprintf(stderr, "snapio: unknown operation or wrong arguments: %s\n", op);
