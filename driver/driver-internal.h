@@ -38,6 +38,13 @@ void vs_discover_snapshot_provider(VsDiscoveredDisk *d, const char *domain);
 bool vs_discover_snap_location(const VsDiscoveredDisk *d, const char *name, VsSnapLocation *loc, char **why);
 
 /* ------------------------------------------------------------------------- */
+/* Recovery of a dead run's storage snapshots (recover-snapshots.c): each one
+ * RECS made and did not delete is kept when BEGIN's backup records it, else
+ * deleted; false (the journal stays) when that cannot be known or done. */
+bool recover_storage_snapshots(GPtrArray *recs, const VsJournalRecord *begin, GPtrArray *actions,
+                               GError **error);
+
+/* ------------------------------------------------------------------------- */
 /* State directory                                                           */
 
 /* opts->state_dir, else $VIRTSNAP_STATE_DIR, else the configured default. */
