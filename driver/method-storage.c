@@ -72,9 +72,11 @@ take_snapshot(Run *run, DomJob *j, DiskJob *d)
     char *handle;
     VsSnapLocation loc;
 
-    g_free(d->snap->handle);
+    /* The label stands for the handle in the intent record only: a handle
+     * in D's record says a snapshot was made (the result reports it). */
     d->snap->handle = g_strdup(label);
     json = vs_manifest_snapshot_to_json(d->snap);
+    g_clear_pointer(&d->snap->handle, g_free);
     if (!vs_journal_storage_snapshot(run->journal, j->name, j->uuid, d->target, json, &err)) {
         dom_fail_error(j, err);
         return false;
@@ -85,7 +87,6 @@ take_snapshot(Run *run, DomJob *j, DiskJob *d)
         dom_fail_error(j, err);
         return false;
     }
-    g_free(d->snap->handle);
     d->snap->handle = handle;
     d->snap_made = true;
     g_free(json);
@@ -221,7 +222,7 @@ storage_finish(Run *run, DomJob *j)
 }
 
 /* Kept snapshots whose backup did not land are nobody's: deleted. The
- * result says per disk what was made and what stays. */
+ * result says per disk what was made (deleted since or not) and what stays. */
 static void
 storage_after_manifest(Run *run, DomJob *j, VsBackupResult *result, VsBackupDomainResult *dr)
 {
@@ -233,7 +234,7 @@ storage_after_manifest(Run *run, DomJob *j, VsBackupResult *result, VsBackupDoma
 
         if (d->snap_kept && !landed && !delete_snapshot(run, j, d))
             j->left = true;
-        if (!r || !d->snap || !d->snap->handle || !(d->snap_made || d->snap_kept))
+        if (!r || !d->snap || !d->snap->handle)
             continue;
         r->snapshot_provider = g_strdup(d->snap->provider);
         r->snapshot_handle = g_strdup(d->snap->handle);

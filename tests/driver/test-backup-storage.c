@@ -347,6 +347,10 @@ test_hook_fails_one_disk(StorageFixture *s, gconstpointer data)
     g_assert_nonnull(strstr(d1->error->message, "snapshot: vm1/vdb: hook "));
     g_assert_nonnull(strstr(d1->error->message, "snapshot reserve of "));
     g_assert_nonnull(strstr(d1->error->message, " is full"));
+    /* vda's snapshot was made, and deleted; vdb's never was. */
+    g_assert_cmpstr(((VsBackupDiskResult *)d1->disks->pdata[0])->snapshot_provider, ==, "hook");
+    g_assert_false(((VsBackupDiskResult *)d1->disks->pdata[0])->snapshot_kept);
+    g_assert_null(((VsBackupDiskResult *)d1->disks->pdata[1])->snapshot_handle);
     d2 = result_of(r, 1);
     g_assert_true(d2->ok);
     assert_backup(fx, r->id, (const int[]){ 1, -1 });
