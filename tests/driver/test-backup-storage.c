@@ -544,6 +544,202 @@ test_keep_snapshot_manifest_fails(StorageFixture *s, gconstpointer data)
     assert_no_journal(fx);
 }
 
+/* ------------------------------------------------------------------------- */
+/* Recovery of the snapshots a killed run left (driver/recover-snapshots.c)   */
+
+/* The journal a run of backup ID killed after its storage snapshot of vm1's
+ * vda leaves: the intent (the label for a handle) and, when MADE, the record
+ * with the hook's handle; repository REPO. */
+static void
+journal_killed_run(StorageFixture *s, const char *id, const char *repo, bool made)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsManifestSnapshot) rec = vs_manifest_snapshot_new();
+    g_autofree char *json = NULL;
+    VsJournal *j;
+
+    g_assert_cmpint(g_mkdir_with_parents(s->fx.state, 0700), ==, 0);
+    j = vs_journal_create(s->fx.state, id, &err);
+    g_assert_no_error(err);
+    g_assert_true(vs_journal_begin_backup(j, id, repo, 0, &err));
+    rec->provider = g_strdup("hook");
+    rec->kind = g_strdup("file");
+    rec->path = g_strdup(s->fx.disk[0]);
+    rec->handle = g_strdup_printf("virtsnap-%s-vda", id);
+    json = vs_manifest_snapshot_to_json(rec);
+    g_assert_true(vs_journal_storage_snapshot(j, "vm1", uuids[0], "vda", json, &err));
+    if (made) {
+        g_free(rec->handle);
+        rec->handle = handle_of(id, "vda");
+        g_free(json);
+        json = vs_manifest_snapshot_to_json(rec);
+        g_assert_true(vs_journal_snapshot_made(j, "vm1", uuids[0], "vda", json, &err));
+    }
+    g_assert_no_error(err);
+    vs_journal_close(j);
+}
+
+static void
+make_repo(StorageFixture *s)
+{
+    g_autoptr(VsRepo) repo = vs_repo_open(s->fx.repo, true, true, 0, NULL);
+
+    g_assert_nonnull(repo);
+}
+
+/* The snapshot the hook would have made for backup ID: the disk's copy. */
+static char *
+array_snapshot(StorageFixture *s, const char *id)
+{
+    g_autofree char *handle = handle_of(id, "vda");
+    char *path = g_build_filename(s->snapdir, handle, NULL);
+
+    run_tool((const char *const[]){ "cp", s->fx.disk[0], path, NULL });
+    return path;
+}
+
+/* `virtsnap recover` of vm1's runs (as a backup of vm1 runs it first). */
+static bool
+recover_vm1(StorageFixture *s, GPtrArray *actions, GError **error)
+{
+    const char *const u[] = { uuids[0], NULL };
+
+    add(&s->fx, "test:///fake", "conn_uri");
+    add(&s->fx, "1", "conn_alive");
+    return vs_recover(vs_fake_conn(s->fx.fake), s->fx.state, u, actions, error);
+}
+
+static char *
+joined(GPtrArray *actions)
+{
+    g_ptr_array_add(actions, NULL);
+    return g_strjoinv("\n", (char **)actions->pdata);
+}
+
+/* Killed after the snapshot was made, before any manifest: nobody's, so
+ * recover deletes it through the hook the run used; the run is recovered. */
+static void
+test_recover_deletes_orphan(StorageFixture *s, gconstpointer data)
+{
+    const char *id = "20261207T120000Z-0a0b0c";
+    g_autoptr(GPtrArray) actions = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GError) err = NULL;
+    g_autofree char *snap = NULL, *log = NULL, *said = NULL, *want = NULL;
+
+    (void)data;
+    make_repo(s);
+    journal_killed_run(s, id, s->fx.repo, true);
+    snap = array_snapshot(s, id);
+
+    (void)recover_vm1(s, actions, &err);
+    g_assert_no_error(err);
+    said = joined(actions);
+    g_test_message("recover: %s", said);
+    want = g_strdup_printf("deleted storage snapshot arr.virtsnap-%s-vda of vm1/vda, left by an interrupted "
+                           "backup", id);
+    g_assert_nonnull(strstr(said, want));
+    log = steps(s);
+    g_assert_cmpstr(log, ==, "delete vm1/vda\n");
+    g_assert_false(g_file_test(snap, G_FILE_TEST_EXISTS));
+    assert_no_journal(&s->fx);
+}
+
+/* Killed after its manifest was committed (the journal not yet removed): the
+ * --no-copy backup is its snapshot, so recover keeps it. The backup is a real
+ * run's, the journal the one it wrote up to its snapshot. */
+static void
+test_recover_keeps_recorded(StorageFixture *s, gconstpointer data)
+{
+    Fixture *fx = &s->fx;
+    g_autoptr(VsBackupResult) r = NULL;
+    g_autoptr(GPtrArray) actions = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GError) err = NULL;
+    g_autofree char *log = NULL, *said = NULL, *want = NULL, *handle = NULL, *left = NULL;
+    VsBackupOptions o;
+
+    (void)data;
+    storage_options(s, &o);
+    o.no_copy = true;
+    expect_plan(fx, 0);
+    expect_window(s, 0);
+    expect_commit(fx, 0);
+    r = backup(fx, (const int[]){ 0, -1 }, &o, &err);
+    g_assert_no_error(err);
+    g_assert_true(result_of(r, 0)->ok);
+    g_assert_true(g_file_set_contents(s->log, "", 0, NULL));
+    journal_killed_run(s, r->id, fx->repo, true);
+
+    g_assert_true(recover_vm1(s, actions, &err));
+    g_assert_no_error(err);
+    said = joined(actions);
+    g_test_message("recover: %s", said);
+    handle = handle_of(r->id, "vda");
+    want = g_strdup_printf("kept storage snapshot %s of vm1/vda: backup %s records it", handle, r->id);
+    g_assert_nonnull(strstr(said, want));
+    log = steps(s);
+    g_assert_cmpstr(log, ==, "");
+    left = snapshots_left(s);
+    g_assert_cmpstr(left, ==, handle);
+    assert_no_journal(fx);
+}
+
+/* The repository cannot be read (not mounted): whether the snapshot is a
+ * backup's cannot be known, so it stays, and so does the journal, with an
+ * error saying why. */
+static void
+test_recover_repo_unreadable(StorageFixture *s, gconstpointer data)
+{
+    const char *id = "20261207T120000Z-0d0e0f";
+    g_autoptr(GPtrArray) actions = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GError) err = NULL;
+    g_autofree char *snap = NULL, *log = NULL, *gone = g_build_filename(s->fx.dir, "unmounted", "repo", NULL);
+    g_autofree char *want = NULL;
+    g_auto(GStrv) journals = NULL;
+
+    (void)data;
+    journal_killed_run(s, id, gone, true);
+    snap = array_snapshot(s, id);
+
+    g_assert_false(recover_vm1(s, actions, &err));
+    g_assert_nonnull(err);
+    g_test_message("recover: %s", err->message);
+    want = g_strdup_printf("recover: cannot tell whether snapshot arr.virtsnap-%s-vda is backup %s's: ", id, id);
+    g_assert_true(g_str_has_prefix(err->message, want));
+    g_assert_nonnull(strstr(err->message, gone));
+    log = steps(s);
+    g_assert_cmpstr(log, ==, "");
+    g_assert_true(g_file_test(snap, G_FILE_TEST_EXISTS));
+    journals = vs_journal_list(s->fx.state);
+    g_assert_cmpuint(g_strv_length(journals), ==, 1);
+}
+
+/* Killed while the hook was making the snapshot: only the label is known (a
+ * hook names its snapshots itself), so recover says what to look for on the
+ * array and does not ask the hook to delete a handle it never gave. */
+static void
+test_recover_hook_intent_only(StorageFixture *s, gconstpointer data)
+{
+    const char *id = "20261207T120000Z-101112";
+    g_autoptr(GPtrArray) actions = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GError) err = NULL;
+    g_autofree char *log = NULL, *said = NULL, *want = NULL;
+
+    (void)data;
+    make_repo(s);
+    journal_killed_run(s, id, s->fx.repo, false);
+
+    g_assert_true(recover_vm1(s, actions, &err));
+    g_assert_no_error(err);
+    said = joined(actions);
+    g_test_message("recover: %s", said);
+    want = g_strdup_printf("storage snapshot of vm1/vda: the hook was asked to make one labelled virtsnap-%s-vda "
+                           "and the run died before it answered: if the array has it, delete it there", id);
+    g_assert_nonnull(strstr(said, want));
+    log = steps(s);
+    g_assert_cmpstr(log, ==, "");
+    assert_no_journal(&s->fx);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -558,5 +754,9 @@ main(int argc, char **argv)
     ADD("/backup-storage/no-copy", test_no_copy);
     ADD("/backup-storage/keep-snapshot", test_keep_snapshot);
     ADD("/backup-storage/keep-snapshot-manifest-fails", test_keep_snapshot_manifest_fails);
+    ADD("/backup-storage/recover/deletes-orphan", test_recover_deletes_orphan);
+    ADD("/backup-storage/recover/keeps-recorded", test_recover_keeps_recorded);
+    ADD("/backup-storage/recover/repo-unreadable", test_recover_repo_unreadable);
+    ADD("/backup-storage/recover/hook-intent-only", test_recover_hook_intent_only);
     return g_test_run();
 }
