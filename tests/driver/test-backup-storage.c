@@ -549,7 +549,8 @@ test_keep_snapshot_manifest_fails(StorageFixture *s, gconstpointer data)
 
 /* The journal a run of backup ID killed after its storage snapshot of vm1's
  * vda leaves: the intent (the label for a handle) and, when MADE, the record
- * with the hook's handle; repository REPO. */
+ * with the hook's handle, each naming the snapshot configuration; repository
+ * REPO. */
 static void
 journal_killed_run(StorageFixture *s, const char *id, const char *repo, bool made)
 {
@@ -567,13 +568,13 @@ journal_killed_run(StorageFixture *s, const char *id, const char *repo, bool mad
     rec->path = g_strdup(s->fx.disk[0]);
     rec->handle = g_strdup_printf("virtsnap-%s-vda", id);
     json = vs_manifest_snapshot_to_json(rec);
-    g_assert_true(vs_journal_storage_snapshot(j, "vm1", uuids[0], "vda", json, &err));
+    g_assert_true(vs_journal_storage_snapshot(j, "vm1", uuids[0], "vda", json, s->config, &err));
     if (made) {
         g_free(rec->handle);
         rec->handle = handle_of(id, "vda");
         g_free(json);
         json = vs_manifest_snapshot_to_json(rec);
-        g_assert_true(vs_journal_snapshot_made(j, "vm1", uuids[0], "vda", json, &err));
+        g_assert_true(vs_journal_snapshot_made(j, "vm1", uuids[0], "vda", json, s->config, &err));
     }
     g_assert_no_error(err);
     vs_journal_close(j);
@@ -631,7 +632,7 @@ test_recover_deletes_orphan(StorageFixture *s, gconstpointer data)
     journal_killed_run(s, id, s->fx.repo, true);
     snap = array_snapshot(s, id);
 
-    (void)recover_vm1(s, actions, &err);
+    g_assert_true(recover_vm1(s, actions, &err));
     g_assert_no_error(err);
     said = joined(actions);
     g_test_message("recover: %s", said);
@@ -740,6 +741,70 @@ test_recover_hook_intent_only(StorageFixture *s, gconstpointer data)
     assert_no_journal(&s->fx);
 }
 
+/* "domain_state vm1" once the overlays are committed: "running", and the
+ * run's journal as it stands then is copied aside (to FX->dir/NAME.captured),
+ * as a kill from here to the snapshot's delete would leave it. */
+static char *
+reply_state_capture(const char *call, gpointer data)
+{
+    StorageFixture *s = data;
+    g_auto(GStrv) journals = vs_journal_list(s->fx.state);
+    g_autofree char *base = NULL, *aside = NULL;
+
+    (void)call;
+    g_assert_nonnull(journals[0]);
+    base = g_path_get_basename(journals[0]);
+    aside = g_strdup_printf("%s/%s.captured", s->fx.dir, base);
+    run_tool((const char *const[]){ "cp", journals[0], aside, NULL });
+    return g_strdup("running");
+}
+
+/* A run killed after its manifest was committed and before it deleted its
+ * snapshot (which no backup records: it was to be deleted once copied),
+ * recovered from the journal the run itself wrote: recover finds the hook in
+ * the snapshot configuration the run was given, and deletes the snapshot. */
+static void
+test_recover_run_journal(StorageFixture *s, gconstpointer data)
+{
+    Fixture *fx = &s->fx;
+    g_autoptr(VsBackupResult) r = NULL;
+    g_autoptr(GPtrArray) actions = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GError) err = NULL;
+    g_autofree char *log = NULL, *said = NULL, *want = NULL, *captured = NULL, *journal = NULL, *snap = NULL;
+    VsBackupOptions o;
+
+    (void)data;
+    storage_options(s, &o);
+    fx->on_commit = reply_commit;
+    fx->on_commit_data = s;
+    expect_plan(fx, 0);
+    expect_window(s, 0);
+    expect_commit_disk(fx, 0, "vda");
+    add(fx, "1", "conn_alive");
+    vs_fake_add_item_func(fx->fake, "domain_state vm1", reply_state_capture, s);
+    r = backup(fx, (const int[]){ 0, -1 }, &o, &err);
+    g_assert_no_error(err);
+    g_assert_true(result_of(r, 0)->ok);
+    assert_no_journal(fx);
+    /* Back as the kill left them: the journal, and the snapshot not deleted. */
+    journal = g_strdup_printf("%s/journal/%s.jsonl", fx->state, r->id);
+    captured = g_strdup_printf("%s/%s.jsonl.captured", fx->dir, r->id);
+    run_tool((const char *const[]){ "cp", captured, journal, NULL });
+    snap = array_snapshot(s, r->id);
+    g_assert_true(g_file_set_contents(s->log, "", 0, NULL));
+
+    g_assert_true(recover_vm1(s, actions, &err));
+    g_assert_no_error(err);
+    said = joined(actions);
+    g_test_message("recover: %s", said);
+    want = g_strdup_printf("deleted storage snapshot arr.virtsnap-%s-vda of vm1/vda", r->id);
+    g_assert_nonnull(strstr(said, want));
+    log = steps(s);
+    g_assert_cmpstr(log, ==, "delete vm1/vda\n");
+    g_assert_false(g_file_test(snap, G_FILE_TEST_EXISTS));
+    assert_no_journal(fx);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -758,5 +823,6 @@ main(int argc, char **argv)
     ADD("/backup-storage/recover/keeps-recorded", test_recover_keeps_recorded);
     ADD("/backup-storage/recover/repo-unreadable", test_recover_repo_unreadable);
     ADD("/backup-storage/recover/hook-intent-only", test_recover_hook_intent_only);
+    ADD("/backup-storage/recover/run-journal", test_recover_run_journal);
     return g_test_run();
 }
