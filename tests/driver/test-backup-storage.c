@@ -272,13 +272,13 @@ test_order(StorageFixture *s, gconstpointer data)
     g_assert_true(d->ok);
     g_assert_cmpstr(d->mode, ==, "storage-snapshot");
     g_assert_cmpint(d->overlay_ms, >=, 0);
-    log = steps(s);
-    want = g_strdup_printf("fs_freeze vm1\nsnapshot_create vm1\nfs_thaw vm1\ncreate vm1/vda\ncommit vm1/vda\n"
-                           "expose vm1/vda\ndelete vm1/vda\n");
-    g_assert_cmpstr(log, ==, want);
     /* The repository: the point in time; the disk: what the guest wrote since. */
     assert_backup(fx, r->id, (const int[]){ 0, -1 });
     g_assert_false(same_file(fx->disk[0], fx->ref[0]));
+    log = steps(s);
+    want = g_strdup("fs_freeze vm1\nsnapshot_create vm1\nfs_thaw vm1\ncreate vm1/vda\ncommit vm1/vda\n"
+                    "expose vm1/vda\ndelete vm1/vda\n");
+    g_assert_cmpstr(log, ==, want);
     disk = d->disks->pdata[0];
     handle = handle_of(r->id, "vda");
     g_assert_cmpstr(disk->snapshot_provider, ==, "hook");
