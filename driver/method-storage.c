@@ -81,11 +81,9 @@ take_snapshot(Run *run, DomJob *j, DiskJob *d)
     char *handle;
     VsSnapLocation loc;
 
-    /* The label stands for the handle in the intent record only: a handle
-     * in D's record says a snapshot was made (the result reports it). */
+    g_free(d->snap->handle);
     d->snap->handle = g_strdup(label);
     json = vs_manifest_snapshot_to_json(d->snap);
-    g_clear_pointer(&d->snap->handle, g_free);
     if (!vs_journal_storage_snapshot(run->journal, j->name, j->uuid, d->target, json, config, &err)) {
         dom_fail_error(j, err);
         return false;
@@ -96,6 +94,7 @@ take_snapshot(Run *run, DomJob *j, DiskJob *d)
         dom_fail_error(j, err);
         return false;
     }
+    g_free(d->snap->handle);
     d->snap->handle = handle;
     d->snap_made = true;
     g_free(json);
@@ -207,7 +206,8 @@ delete_snapshot(Run *run, DomJob *j, DiskJob *d)
         add_note(j, "%s; `virtsnap recover` deletes it later", err->message);
         return false;
     }
-    d->snap_made = d->snap_kept = false;
+    d->snap_deleted = true;
+    d->snap_kept = false;
     g_clear_error(&err);
     if (!vs_journal_snapshot_deleted(run->journal, j->name, j->uuid, d->target, &err)) {
         add_note(j, "%s", err->message);
@@ -224,14 +224,14 @@ storage_finish(Run *run, DomJob *j)
 
     for (guint k = 0; k < j->disks->len; k++) {
         DiskJob *d = j->disks->pdata[k];
-        if (d->snap_made && !d->snap_kept)
+        if (d->snap_made && !d->snap_kept && !d->snap_deleted)
             ok = delete_snapshot(run, j, d) && ok;
     }
     return ok;
 }
 
 /* Kept snapshots whose backup did not land are nobody's: deleted. The
- * result says per disk what was made (deleted since or not) and what stays. */
+ * result says per disk what was made and what stays. */
 static void
 storage_after_manifest(Run *run, DomJob *j, VsBackupResult *result, VsBackupDomainResult *dr)
 {
@@ -243,7 +243,7 @@ storage_after_manifest(Run *run, DomJob *j, VsBackupResult *result, VsBackupDoma
 
         if (d->snap_kept && !landed && !delete_snapshot(run, j, d))
             j->left = true;
-        if (!r || !d->snap || !d->snap->handle)
+        if (!r || !d->snap_made)
             continue;
         r->snapshot_provider = g_strdup(d->snap->provider);
         r->snapshot_handle = g_strdup(d->snap->handle);
