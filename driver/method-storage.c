@@ -92,6 +92,10 @@ take_snapshot(Run *run, DomJob *j, DiskJob *d)
     vs_snap_location_from_record(d->snap, name, &loc);
     if (!(handle = vs_snap_create(d->snap_provider, &loc, label, &err))) {
         dom_fail_error(j, err);
+        /* Killed at its timeout, a hook may have made it without saying so. */
+        if (g_error_matches(err, VS_ERROR, VS_ERROR_TIMEOUT) && !strcmp(d->snap->provider, "hook"))
+            add_note(j, "the hook timed out making a snapshot of %s labelled %s: if the array has it, "
+                     "delete it there", name, label);
         return false;
     }
     g_free(d->snap->handle);
