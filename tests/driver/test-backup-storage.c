@@ -684,6 +684,60 @@ test_recover_keeps_recorded(StorageFixture *s, gconstpointer data)
     assert_no_journal(fx);
 }
 
+/* The manifest's commit met an existing id and drew new random digits for it
+ * (same second): the journal names the first id, the backup is under its
+ * sibling, and its snapshot is still the backup's. */
+static void
+test_recover_keeps_sibling(StorageFixture *s, gconstpointer data)
+{
+    Fixture *fx = &s->fx;
+    g_autoptr(VsBackupResult) r = NULL;
+    g_autoptr(GPtrArray) actions = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GError) err = NULL;
+    g_autofree char *said = NULL, *handle = NULL, *left = NULL, *text = NULL, *sibling = NULL;
+    g_autofree char *from = NULL, *to = NULL, *summary = NULL, *fixed = NULL;
+    VsBackupOptions o;
+
+    (void)data;
+    storage_options(s, &o);
+    o.no_copy = true;
+    expect_plan(fx, 0);
+    expect_window(s, 0);
+    expect_commit(fx, 0);
+    r = backup(fx, (const int[]){ 0, -1 }, &o, &err);
+    g_assert_no_error(err);
+    g_assert_true(result_of(r, 0)->ok);
+    g_assert_true(g_file_set_contents(s->log, "", 0, NULL));
+    /* The backup as if its id had been redrawn: same second, other digits. */
+    sibling = g_strdup_printf("%.*sffffff", (int)(strrchr(r->id, '-') - r->id + 1), r->id);
+    from = g_strdup_printf("%s/backups/%s.json", fx->repo, r->id);
+    to = g_strdup_printf("%s/backups/%s.json", fx->repo, sibling);
+    summary = g_strdup_printf("%s/backups/%s.summary", fx->repo, r->id);
+    g_assert_true(g_file_get_contents(from, &text, NULL, NULL));
+    {
+        g_autofree char *old_id = g_strdup_printf("\"id\": \"%s\"", r->id);
+        g_autofree char *new_id = g_strdup_printf("\"id\": \"%s\"", sibling);
+        g_autoptr(GString) t = g_string_new(text);
+
+        g_assert_cmpuint(g_string_replace(t, old_id, new_id, 1), ==, 1);
+        fixed = g_string_free(g_steal_pointer(&t), FALSE);
+    }
+    g_assert_true(g_file_set_contents(to, fixed, -1, NULL));
+    g_assert_cmpint(g_unlink(from), ==, 0);
+    (void)g_unlink(summary);
+    journal_killed_run(s, r->id, fx->repo, true);
+
+    g_assert_true(recover_vm1(s, actions, &err));
+    g_assert_no_error(err);
+    said = joined(actions);
+    g_test_message("recover: %s", said);
+    handle = handle_of(r->id, "vda");
+    g_assert_nonnull(strstr(said, "kept storage snapshot"));
+    left = snapshots_left(s);
+    g_assert_cmpstr(left, ==, handle);
+    assert_no_journal(fx);
+}
+
 /* The repository cannot be read (not mounted): whether the snapshot is a
  * backup's cannot be known, so it stays, and so does the journal, with an
  * error saying why. */
@@ -821,6 +875,7 @@ main(int argc, char **argv)
     ADD("/backup-storage/keep-snapshot-manifest-fails", test_keep_snapshot_manifest_fails);
     ADD("/backup-storage/recover/deletes-orphan", test_recover_deletes_orphan);
     ADD("/backup-storage/recover/keeps-recorded", test_recover_keeps_recorded);
+    ADD("/backup-storage/recover/keeps-sibling", test_recover_keeps_sibling);
     ADD("/backup-storage/recover/repo-unreadable", test_recover_repo_unreadable);
     ADD("/backup-storage/recover/hook-intent-only", test_recover_hook_intent_only);
     ADD("/backup-storage/recover/run-journal", test_recover_run_journal);
