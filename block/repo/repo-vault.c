@@ -264,8 +264,9 @@ vault_all(VsRepo *repo, const VsSnapConfig *config, VsManifest *m, VsVaultResult
             g_autoptr(GError) err = NULL;
 
             g_ptr_array_add(res->disks, out);
-            if (disk->in_repo || vs_interrupted() || (error && *error &&
-                                                       (*error)->code == VS_ERROR_INTERRUPTED))
+            /* After an interrupt, nothing more is begun. */
+            if (disk->in_repo || vs_interrupted() || (error && g_error_matches(*error, VS_ERROR,
+                                                                                VS_ERROR_INTERRUPTED)))
                 continue;
             if (vault_disk(repo, config, m, dom, disk, out, &err)) {
                 out->state = VS_VAULT_DISK_VAULTED;

@@ -3,8 +3,9 @@
 # snapshots on an XFS loop file system (mkfs.xfs -m reflink=1), no libvirt: a snapshot-only
 # backup (vault-mkbackup: the snapshots and the manifest `backup --no-copy` leaves) is vaulted
 # while the disks go on changing; each disk's export then equals its snapshot's bytes and
-# verify passes. A vault killed with SIGKILL half way through a disk leaves the backup
-# snapshot-only and valid, and a second vault completes; a third has nothing to vault. A
+# verify passes. A vault killed with SIGKILL half way through a disk, or just before its commit,
+# leaves the backup snapshot-only and valid, and a vault after completes; then nothing is left to
+# vault. A
 # snapshot deleted by hand is an error naming backup, domain and disk; usage errors exit 2.
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 vs_require_root
@@ -74,13 +75,23 @@ left=$(find "$R/chunks" "$R/tmp" -type f -name '*' | wc -l)
 [ "$left" -gt 5 ] || vs_fail "the killed vault wrote $left chunks: it was not killed while copying"
 vs_log "ok: killed vault left the backup snapshot-only ($left chunk files written meanwhile)"
 
-# a second vault completes
-out=$(vs_virtsnap vault --repo "$R" --json "$ID") || vs_fail "second vault failed: $out"
-vs_assert_eq "$(jq -r '.vaulted, .error' <<<"$out" | tr '\n' ' ')" "2 null " "vault result"
-vs_assert_eq "$(jq -r '[.disks[].state] | join(",")' <<<"$out")" "vaulted,vaulted" "disk states"
+# killed just before the manifest's replacement: the same
+rc=0
+VIRTSNAP_FAULT=vault-commit vs_virtsnap vault --repo "$R" "$ID" >/dev/null 2>&1 || rc=$?
+vs_assert_eq "$rc" 137 "vault killed by SIGKILL before the commit"
+vs_assert_eq "$(in_repo "$ID" vda),$(in_repo "$ID" vdb)" "false,false" "in_repo after the kill before the commit"
+vs_virtsnap verify --repo "$R" "$ID" >/dev/null || vs_fail "verify after the second killed vault"
+
+# a vault that runs to its end completes; its report
+out=$(vs_virtsnap vault --repo "$R" "$ID") || vs_fail "vault failed: $out"
+vs_assert_contains "$out" "vm1/vda: vaulted from reflink virtsnap-$ID-vda in full: read " "text report, vda"
+vs_assert_contains "$out" "vm1/vdb: vaulted from reflink virtsnap-$ID-vdb in full: read " "text report, vdb"
+vs_assert_contains "$out" "vault: backup $ID: 2 disk(s) vaulted" "text report, end"
+out=$(vs_virtsnap vault --repo "$R" --json "$ID") || vs_fail "vault --json after it: $out"
+vs_assert_eq "$(jq -r '.vaulted, .error' <<<"$out" | tr '\n' ' ')" "0 null " "vault --json result when done"
+vs_assert_eq "$(jq -r '[.disks[].state] | join(",")' <<<"$out")" "in_repo,in_repo" "disk states"
 vs_assert_eq "$(jq -r '.disks[0].snapshot.provider' <<<"$out")" reflink "provider"
-vs_assert_eq "$(jq -r '.disks[0].incremental' <<<"$out")" false "reflink has no diff: full copy"
-read_a=$(jq -r '.disks[0].bytes_read' <<<"$out")
+read_a=$(jq -r '.domains[0].disks[0].bytes_read' "$R/backups/$ID.json")
 # the 4 MiB hole is never read (the zeros are: a file reports them as data)
 [ "$read_a" -le $((44 << 20)) ] && [ "$read_a" -ge $((40 << 20)) ] || vs_fail "vda read $read_a bytes"
 vs_assert_eq "$(in_repo "$ID" vda),$(in_repo "$ID" vdb)" "true,true" "in_repo after vault"
@@ -101,8 +112,8 @@ vs_virtsnap verify --repo "$R" >/dev/null || vs_fail "verify after gc"
 vs_log "ok: vaulted, exports equal the snapshots, verify passes"
 
 # nothing left to vault
-out=$(vs_virtsnap vault --repo "$R" "$ID") || vs_fail "third vault failed"
-vs_assert_contains "$out" "has nothing to vault" "third vault"
+out=$(vs_virtsnap vault --repo "$R" "$ID") || vs_fail "vault of a vaulted backup failed"
+vs_assert_contains "$out" "has nothing to vault" "vault of a vaulted backup"
 
 # a snapshot deleted by hand under a backup that needs it
 ID2=$("$MKBACKUP" --repo "$R" --reflink "$M/base" --domain vm1 vda="$VDA") || vs_fail "vault-mkbackup 2"
