@@ -5,7 +5,7 @@
 # while the disks go on changing; each disk's export then equals its snapshot's bytes and
 # verify passes. A vault killed with SIGKILL half way through a disk, or just before its commit,
 # leaves the backup snapshot-only and valid, and a vault after completes; then nothing is left to
-# vault. A
+# vault. SIGTERM while vaulting the second disk commits the first and exits 143. A
 # snapshot deleted by hand is an error naming backup, domain and disk; usage errors exit 2.
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 vs_require_root
@@ -114,6 +114,28 @@ vs_log "ok: vaulted, exports equal the snapshots, verify passes"
 # nothing left to vault
 out=$(vs_virtsnap vault --repo "$R" "$ID") || vs_fail "vault of a vaulted backup failed"
 vs_assert_contains "$out" "has nothing to vault" "vault of a vaulted backup"
+
+# interrupted (SIGTERM) while copying its second disk: the first is committed, exit 143
+ID3=$("$MKBACKUP" --repo "$R" --reflink "$M/base" --domain vm1 vda="$VDA" vdb="$VDB") || vs_fail "vault-mkbackup 3"
+wait_mark() {
+  for _ in $(seq 200); do [ -e "$W/mark" ] && return 0; sleep 0.1; done
+  vs_fail "vault never reached the fault point"
+}
+VIRTSNAP_FAULT=sleep:vault-copy:1500 VIRTSNAP_FAULT_MARK=$W/mark \
+  "${VIRTSNAP:-$VS_BUILD_ROOT/tools/virtsnap}" vault --repo "$R" "$ID3" >"$W/int.out" 2>&1 &
+pid=$!
+wait_mark; rm "$W/mark"      # half way through vda: let it go on
+wait_mark                    # half way through vdb
+kill -TERM $pid     # a background job of a script ignores SIGINT
+rc=0; wait $pid || rc=$?
+
+vs_assert_eq "$rc" 143 "vault interrupted by SIGTERM"
+vs_assert_eq "$(in_repo "$ID3" vda),$(in_repo "$ID3" vdb)" "true,false" "in_repo after the interrupt"
+vs_assert_contains "$(cat "$W/int.out")" "vault: backup $ID3, domain vm1, disk vdb: copy: " "interrupt message"
+vs_assert_contains "$(cat "$W/int.out")" "interrupted by SIGTERM; run vault again to finish" "interrupt advice"
+out=$(vs_virtsnap vault --repo "$R" --json "$ID3") || vs_fail "vault after the interrupt: $out"
+vs_assert_eq "$(jq -r '[.disks[].state] | join(",")' <<<"$out")" "in_repo,vaulted" "vault after the interrupt"
+vs_virtsnap verify --repo "$R" "$ID3" >/dev/null || vs_fail "verify after the interrupted vault"
 
 # a snapshot deleted by hand under a backup that needs it
 ID2=$("$MKBACKUP" --repo "$R" --reflink "$M/base" --domain vm1 vda="$VDA") || vs_fail "vault-mkbackup 2"
