@@ -1008,6 +1008,10 @@ vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error)
     g_autofree char *where = NULL, *json = NULL;
     int err = 0;
 
+    /* Completed once its chunks are durable (prepare's own flush then finds
+     * nothing pending). */
+    if (repo->writable && !vs_repo_flush(repo, error))
+        return false;
     m->completed = g_get_real_time();
     where = g_strdup_printf("repo: %s: manifest %s", repo->path, m->id ? m->id : "(no id)");
     if (!manifest_prepare(repo, m, where, error))

@@ -94,6 +94,11 @@ find_base(VsRepo *repo, const VsManifest *m, const VsManifestDomain *dom, const 
     }
     while (here < all->len && strcmp(((VsBackupSummary *)all->pdata[here])->id, m->id) != 0)
         here++;
+    if (here == all->len) {
+        /* Removed meanwhile: which backups are earlier cannot be told. */
+        *why = g_strdup("the backup is no longer listed in the repository");
+        return false;
+    }
     for (guint i = here; i-- > 0;) {
         const VsBackupSummary *s = all->pdata[i];
         g_autoptr(VsManifest) pm = NULL;
