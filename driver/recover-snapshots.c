@@ -100,7 +100,8 @@ settle_snapshot(const VsJournalRecord *r, const VsJournalRecord *begin, bool mad
             "before it answered: if the array has it, delete it there", name, snap->handle);
         return true;
     }
-    if (!(config = vs_snap_config_load(NULL, &err)) ||
+    /* The configuration the run used: a hook is named there, by pool. */
+    if (!(config = vs_snap_config_load(r->config, &err)) ||
         !(p = vs_snap_provider_for_record(config, snap, name, &loc, &err))) {
         g_set_error(error, VS_ERROR, err->code, "recover: storage snapshot %s of %s, left by an interrupted "
                     "backup: %s", snap->handle, name, err->message);
