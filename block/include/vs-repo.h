@@ -294,6 +294,7 @@ typedef struct {
     char *name;
     char *consistency;     /* "quiesced" or "crash" */
     char **disks;          /* the disks' targets, NULL-terminated */
+    char **snapshot_only;  /* those whose data is only in a storage snapshot (in_repo false), NULL-terminated */
 } VsSummaryDomain;
 
 typedef struct {

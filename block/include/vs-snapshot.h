@@ -333,22 +333,15 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsRecordedSnapshot, vs_recorded_snapshot_free)
 GPtrArray *vs_repo_list_snapshots(VsRepo *repo, const char *id, const char *const *domains, const VsSnapConfig *c,
                                   bool ask, GPtrArray **unreadable, GError **error);
 
-/* Deletes every storage snapshot backup ID records, through its provider,
- * before the backup goes (prune): one already gone is fine. Stops at the first
- * that cannot be deleted (the backup must then be kept, so that nothing is
- * left that no backup names), ERROR naming the backup, domain, disk, provider
- * and handle. *DELETED (may be NULL): how many were deleted or found gone. */
-bool vs_repo_delete_snapshots(VsRepo *repo, const char *id, const VsSnapConfig *c, guint *deleted,
-                              GError **error);
-
 /* Appends to *PROBLEMS (VsVerifyProblem*, digest_hex NULL, domain and disk
  * set) every recorded snapshot of a disk whose data is only there (in_repo
  * false) and that no longer exists: that backup cannot be restored. The same
  * for a disk whose data is also in the repository, and every snapshot whose
  * provider could not be asked, is a notice (strings, appended to *NOTICES):
- * nothing is lost. ID as vs_repo_verify takes it. *CHECKED: snapshots asked. */
+ * nothing is lost. ID as vs_repo_verify takes it. *CHECKED: snapshots asked,
+ * *UNKNOWN: of those, how many could not be (both may be NULL). */
 bool vs_repo_verify_snapshots(VsRepo *repo, const char *id, const VsSnapConfig *c, GPtrArray **problems,
-                              GPtrArray **notices, guint *checked, GError **error);
+                              GPtrArray **notices, guint *checked, guint *unknown, GError **error);
 
 /* The configuration file C was read from (or would have been). */
 const char *vs_snap_config_file(const VsSnapConfig *c);

@@ -220,42 +220,10 @@ vs_repo_list_snapshots(VsRepo *repo, const char *id, const char *const *domains,
     return g_steal_pointer(&out);
 }
 
-bool
-vs_repo_delete_snapshots(VsRepo *repo, const char *id, const VsSnapConfig *c, guint *deleted, GError **error)
-{
-    g_autoptr(VsManifest) m = NULL;
-
-    if (deleted)
-        *deleted = 0;
-    if (!(m = vs_repo_load_manifest(repo, id, error)))
-        return false;
-    for (guint i = 0; i < m->domains->len; i++) {
-        const VsManifestDomain *d = m->domains->pdata[i];
-
-        for (guint k = 0; k < d->disks->len; k++) {
-            const VsManifestDisk *disk = d->disks->pdata[k];
-            g_autofree char *name = g_strdup_printf("%s/%s", d->name, disk->target);
-            g_autoptr(GError) err = NULL;
-
-            if (!disk->snapshot)
-                continue;
-            if (!vs_snap_record_delete(c, disk->snapshot, name, NULL, &err)) {
-                g_set_error(error, VS_ERROR, err->code, "backup %s, domain %s, disk %s: its %s snapshot %s "
-                            "cannot be deleted: %s", m->id, d->name, disk->target, disk->snapshot->provider,
-                            disk->snapshot->handle, err->message);
-                return false;
-            }
-            if (deleted)
-                (*deleted)++;
-        }
-    }
-    return true;
-}
-
 typedef struct {
     const VsSnapConfig *c;
     GPtrArray *problems, *notices;
-    guint checked;
+    guint checked, unknown;
 } VerifyCtx;
 
 static void
@@ -272,6 +240,7 @@ verify_one(const VsManifest *m, const VsManifestDomain *d, const VsManifestDisk 
     if (state == VS_SNAP_STATE_EXISTS)
         return;
     if (state == VS_SNAP_STATE_UNKNOWN) {
+        ctx->unknown++;
         g_ptr_array_add(ctx->notices, g_strdup_printf("backup %s, domain %s, disk %s: its %s snapshot %s could "
                                                       "not be checked: %s%s", m->id, d->name, k->target,
                                                       s->provider, s->handle, reason,
@@ -296,10 +265,10 @@ verify_one(const VsManifest *m, const VsManifestDomain *d, const VsManifestDisk 
 
 bool
 vs_repo_verify_snapshots(VsRepo *repo, const char *id, const VsSnapConfig *c, GPtrArray **problems,
-                         GPtrArray **notices, guint *checked, GError **error)
+                         GPtrArray **notices, guint *checked, guint *unknown, GError **error)
 {
     g_autoptr(GPtrArray) unreadable = NULL;
-    VerifyCtx ctx = { c, NULL, NULL, 0 };
+    VerifyCtx ctx = { c, NULL, NULL, 0, 0 };
     bool ok;
 
     if (!*problems)
@@ -312,5 +281,7 @@ vs_repo_verify_snapshots(VsRepo *repo, const char *id, const VsSnapConfig *c, GP
     ok = foreach_record(repo, id, NULL, &unreadable, verify_one, &ctx, error);
     if (checked)
         *checked = ctx.checked;
+    if (unknown)
+        *unknown = ctx.unknown;
     return ok;
 }
