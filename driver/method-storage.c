@@ -197,7 +197,8 @@ delete_snapshot(Run *run, DomJob *j, DiskJob *d)
         add_note(j, "%s; `virtsnap recover` deletes it later", err->message);
         return false;
     }
-    d->snap_made = d->snap_kept = false;
+    d->snap_deleted = true;
+    d->snap_kept = false;
     g_clear_error(&err);
     if (!vs_journal_snapshot_deleted(run->journal, j->name, j->uuid, d->target, &err)) {
         add_note(j, "%s", err->message);
@@ -214,7 +215,7 @@ storage_finish(Run *run, DomJob *j)
 
     for (guint k = 0; k < j->disks->len; k++) {
         DiskJob *d = j->disks->pdata[k];
-        if (d->snap_made && !d->snap_kept)
+        if (d->snap_made && !d->snap_kept && !d->snap_deleted)
             ok = delete_snapshot(run, j, d) && ok;
     }
     return ok;
@@ -233,7 +234,7 @@ storage_after_manifest(Run *run, DomJob *j, VsBackupResult *result, VsBackupDoma
 
         if (d->snap_kept && !landed && !delete_snapshot(run, j, d))
             j->left = true;
-        if (!r || !d->snap || !d->snap->handle || !(d->snap_made || d->snap_kept))
+        if (!r || !d->snap_made)
             continue;
         r->snapshot_provider = g_strdup(d->snap->provider);
         r->snapshot_handle = g_strdup(d->snap->handle);
