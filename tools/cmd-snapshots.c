@@ -169,9 +169,15 @@ vs_prune_snapshots(VsRepo *r, const VsSnapConfig *c, GPtrArray *plan, bool dry_r
     g_autoptr(GError) err = NULL;
     g_autoptr(GPtrArray) unreadable = NULL, snaps = NULL;
     g_autoptr(GHashTable) kept = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    bool removes = false;
     int rc = 0;
 
     *deleted = 0;
+    /* Nothing goes: no manifest need be read (the plan read summaries only). */
+    for (guint i = 0; i < plan->len && !removes; i++)
+        removes = !((VsPruneDecision *)plan->pdata[i])->keep;
+    if (!removes)
+        return 0;
     if (!(snaps = vs_repo_list_snapshots(r, NULL, NULL, c, false, &unreadable, &err)) ||
         (unreadable && unreadable->len)) {
         vs_print_error("prune: nothing removed: %s", err ? err->message : (char *)unreadable->pdata[0]);
