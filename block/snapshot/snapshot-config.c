@@ -226,6 +226,12 @@ vs_snap_config_load(const char *path, GError **error)
     return g_steal_pointer(&c);
 }
 
+const char *
+vs_snap_config_file(const VsSnapConfig *c)
+{
+    return c && c->file ? c->file : VS_SNAP_CONFIG_DEFAULT;
+}
+
 static const Group *
 group_for(const VsSnapConfig *c, const char *pool)
 {
