@@ -1,0 +1,317 @@
+#!/bin/bash
+# snapshot-bench.sh [WORKDIR] -- issue 15's speed goals for storage snapshots, measured on
+# one running guest, one disk, one run per data size: a qcow2 data disk (ext4, vda) on a
+# loop-mounted XFS made with reflink, holding SIZES MiB of random (incompressible) data
+# written offline with mkfs.ext4 -d before the guest starts (default 512 and 4096 MiB,
+# the same 6 GiB virtual disk). For each size, RUNS times each, interleaved, page cache
+# dropped before every run:
+#   copy      `virtsnap backup --repo R --init --json DOM`: today's copy backup; its
+#             overlay_ms (the guest on an overlay) spans the whole copy
+#   reflink   the same with --storage-snapshot=reflink: the overlay committed right after
+#             a reflink of the stable base, the copy read from the snapshot
+#   no-copy   --storage-snapshot=reflink --no-copy: the snapshot is the backup
+#   snapshot  `snapio create` of the disk alone (the storage operation inside reflink's
+#             overlay_ms; says where that time goes), deleted after each run
+# then the restores, each RUNS times, with the guest running and again with it paused
+# (`virsh suspend`: its TCG vCPU off the 2 cores, the cores idle but for other jobs):
+#   from the repository  `virtsnap restore --repo R DOM --as NEW --target-dir OUT` + fsync
+#   clone                `snapio clone HANDLE NAME` of the no-copy backup's snapshot
+#                        (`restore --from-snapshot` is not on main: the storage operation)
+# and, the guest shut off (destroy), `snapio rollback HANDLE` of the disk RUNS times, then
+# the guest started on the rolled-back disk (boot until its agent answers, timed apart).
+# The clone and one repository restore are checked with tests/guest/verify-backup.sh
+# (fsck clean, every record valid; not timed). `virtsnap vault` is measured when the
+# binary has it, else the section says it is not on main; RBD likewise (RBD=1 runs
+# bench/snapshot-bench-rbd.sh's figures if present; see the section for why not).
+# Prints the figures and writes the "## snapshot-bench" section of bench/README.md.
+#
+# Needs root, libvirtd, the test guest (tests/guest), xfsprogs, /usr/bin/time, jq, loop
+# devices, and snapio (built with the tests: tests/block/snapshot/snapio).
+# WORKDIR (default: the harness work dir under /tmp/virtsnap-tests) must be somewhere
+# libvirt-qemu can read; peak use there about 7x the largest size (repositories of the
+# copy runs are kept until that size is done: deleting chunk files slows the next run's
+# creates on this machine's ext4, see backup-bench.sh). Everything is removed on exit.
+# Env: VIRTSNAP (binary; default build-bench/, else build/), SNAPIO, RUNS=3,
+#      SIZES="512 4096" (MiB of data), DISK_SIZE=6G, NO_README=1 (print only).
+# Run it under the machine-wide lock: `sudo flock /tmp/vs-integration.lock bench/snapshot-bench.sh`.
+set -euo pipefail
+VS_TEST_NAME=snapshot-bench
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$BENCH_DIR/../tests/lib/harness.sh"
+. "$BENCH_DIR/lib.sh"
+export BENCH_DIR
+
+RUNS=${RUNS:-3}
+SIZES=${SIZES:-512 4096}
+DISK_SIZE=${DISK_SIZE:-6G}
+README=$VS_SOURCE_ROOT/bench/README.md
+T_START=$(date +%s)
+LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
+
+vs_require_root
+bench_find_virtsnap build-bench build
+for b in build-bench build; do
+  [ -n "${SNAPIO:-}" ] || [ ! -x "$VS_SOURCE_ROOT/$b/tests/block/snapshot/snapio" ] ||
+    SNAPIO=$VS_SOURCE_ROOT/$b/tests/block/snapshot/snapio
+done
+[ -x "${SNAPIO:-}" ] || vs_fail "no snapio: ninja -C build-bench, or set SNAPIO"
+[ -x /usr/bin/time ] || vs_fail "/usr/bin/time missing: apt-get install time"
+command -v jq >/dev/null || vs_fail "jq missing: apt-get install jq"
+command -v mkfs.xfs >/dev/null || vs_fail "mkfs.xfs missing: apt-get install xfsprogs"
+[ -e /dev/loop-control ] || vs_fail "no loop devices"
+vs_libvirt_up
+
+bench_workdir snapshot-bench "${1:-}"
+RES=$W/results.tsv     # size key run wall_s overlay_ms freeze_ms cpu_s rss_kb bytes_read fsync_s
+: > "$RES"
+STATE=$W/state
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RES"; }
+data_bytes() { qemu-img map -U --output=json "$1" | jq '[.[] | select(.data) | .length] | add'; }
+disk_now() { virsh domblklist "$DOM" --details | awk '$3 == "vda" { print $4 }'; }
+
+# ---------------------------------------------------------------- one size
+
+# backup KEY RUN [ARGS...]: one virtsnap backup into a fresh repository, its figures recorded
+backup() {
+  local key=$1 run=$2 p=$W/$S.$1.$2 repo=$W/repo.$S.$1.$2
+  shift 2
+  drop_caches
+  measure "$p" "$VIRTSNAP" backup --repo "$repo" --init --state-dir "$STATE" --json "$@" "$DOM"
+  [ "$M_RC" = 0 ] || vs_fail "$key backup failed (exit $M_RC): $(tail -n 20 "$p.err")"
+  jq -e '.domains[0].ok' "$p.out" >/dev/null || vs_fail "$key backup not ok: $(cat "$p.out")"
+  [ "$(disk_now)" = "$DISK" ] || vs_fail "$DOM is on '$(disk_now)', not on $DISK, after $key"
+  record "$S" "$key" "$run" "$M_WALL" "$(jq -r '.domains[0].overlay_ms' "$p.out")" \
+    "$(jq -r '.domains[0].freeze_ms' "$p.out")" "${M_TREE##*/}" "$M_RSS" \
+    "$(jq -r '.domains[0].disks[0].bytes_read' "$p.out")" 0
+  vs_log "$S MiB $key #$run: ${M_WALL}s overlay $(jq -r '.domains[0].overlay_ms' "$p.out") ms," \
+    "phases $(jq -c '.phases_ms' "$p.out")"
+}
+
+snap() { "$SNAPIO" --reflink "$M" --disk "$DOM/vda" --path "$DISK" "$@"; }
+
+# timed KEY RUN CMD...: CMD measured, its output's fsync (FSYNC_FILES) timed after it
+timed() {
+  local key=$1 run=$2 p=$W/$S.$1.$2 fs=0
+  shift 2
+  drop_caches
+  measure "$p" "$@"
+  [ "$M_RC" = 0 ] || vs_fail "$key failed (exit $M_RC): $(tail -n 20 "$p.err")"
+  [ -z "${FSYNC_FILES:-}" ] || fs=$(fsync_time $FSYNC_FILES)
+  record "$S" "$key" "$run" "$M_WALL" "" "" "${M_TREE##*/}" "$M_RSS" "" "$fs"
+  vs_log "$S MiB $key #$run: ${M_WALL}s + fsync ${fs}s"
+}
+
+# restores SUFFIX: from the repository and by clone, RUNS times each, interleaved
+restores() {
+  local sfx=$1 r out
+  for r in $(seq 1 "$RUNS"); do
+    out=$W/out.$S.$r; rm -rf "$out"
+    FSYNC_FILES=$out/$DOM-r-vda.qcow2 timed "repo-restore$sfx" "$r" "$VIRTSNAP" restore \
+      --repo "$W/repo.$S.copy.1" --state-dir "$STATE" "$DOM" --as "$DOM-r" --target-dir "$out"
+    [ -n "$sfx" ] || [ "$r" != 1 ] || "$VS_GUEST_SRC/verify-backup.sh" "$out/$DOM-r-vda.qcow2" >&2 ||
+      vs_fail "the image restored from the repository is not consistent"
+    rm -rf "$out"
+    FSYNC_FILES=$M/clone-$r.qcow2 timed "clone$sfx" "$r" "$SNAPIO" --reflink "$M" --disk "$DOM/vda" \
+      --path "$DISK" clone "$H" "clone-$r.qcow2"
+    [ -n "$sfx" ] || [ "$r" != 1 ] || "$VS_GUEST_SRC/verify-backup.sh" "$M/clone-$r.qcow2" >&2 ||
+      vs_fail "the clone of $H is not consistent"
+    rm -f "$M/clone-$r.qcow2"
+  done
+}
+
+one_size() {
+  local r t0 p
+  M=$W/xfs-$S
+  truncate -s $((S * 2 + 8192))M "$M.img"
+  mkfs.xfs -q -m reflink=1 "$M.img"
+  mkdir -p "$M"
+  vs_on_exit umount -l "$M"      # before the guest: its cleanup runs after the guest's
+  mount -o loop "$M.img" "$M"
+  chmod 755 "$M"
+
+  local src=$W/src-$S i n=$(( (S + 255) / 256 ))
+  mkdir -p "$src"
+  for i in $(seq 1 "$n"); do
+    head -c $(( S * 1048576 / n )) /dev/urandom > "$src/blob-$i.bin"
+  done
+  DISK=$M/disk.qcow2
+  t0=$(ns)
+  "$VS_GUEST_SRC/mkdisk.sh" "$DISK" "$DISK_SIZE" "$src"
+  chmod 644 "$DISK"
+  rm -rf "$src"
+  echo "$(data_bytes "$DISK") $(filefrag "$DISK" | awk '{ print $2 }')" > "$W/$S.disk"
+  vs_log "$S MiB: disk made in $(secs "$t0" "$(ns)") s: data bytes, extents: $(cat "$W/$S.disk")"
+
+  DOM=vst-snapbench-$S-$$
+  MEM_MIB=${MEM_MIB:-256} vs_guest_start "$DOM" "$DISK"
+  VIRT_TYPE=$(virsh dumpxml "$DOM" | sed -n "s/.*<domain type='\([a-z]*\)'.*/\1/p")
+
+  for r in $(seq 1 "$RUNS"); do
+    backup copy "$r"
+    backup reflink "$r" --storage-snapshot=reflink
+    backup no-copy "$r" --storage-snapshot=reflink --no-copy
+    timed snapshot "$r" "$SNAPIO" --reflink "$M" --disk "$DOM/vda" --path "$DISK" create "bench-$r-vda"
+    snap delete "bench-$r-vda" >/dev/null
+  done
+  H=$(jq -r '.domains[0].disks[0].snapshot.handle' "$W/$S.no-copy.$RUNS.out")
+  [ "$(snap exists "$H")" = yes ] || vs_fail "the no-copy backup's snapshot $H is not there"
+
+  restores ""
+  virsh suspend "$DOM" >/dev/null
+  restores "-idle"
+  virsh resume "$DOM" >/dev/null
+
+  virsh destroy "$DOM" >/dev/null
+  for r in $(seq 1 "$RUNS"); do
+    FSYNC_FILES=$DISK timed rollback "$r" "$SNAPIO" --reflink "$M" --disk "$DOM/vda" --path "$DISK" rollback "$H"
+  done
+  t0=$(ns)
+  virsh start "$DOM" >/dev/null
+  vs_wait_agent "$DOM" 120
+  echo "$(secs "$t0" "$(ns)")" > "$W/$S.boot"
+  vs_gexec "$DOM" 'tail -n 1 /data/records.log' >/dev/null ||
+    vs_fail "the guest booted from the rolled-back disk has no records"
+  vs_log "$S MiB: the rolled-back guest answers $(cat "$W/$S.boot") s after start"
+
+  _vs_domain_remove "$DOM"
+  umount "$M"
+  rm -f "$M.img"
+  rm -rf "$W"/repo."$S".*
+}
+
+for S in $SIZES; do one_size; done
+
+VAULT="not measured: vault not yet on main (\`virtsnap vault\` is not a command of this binary)"
+if "$VIRTSNAP" vault --help >/dev/null 2>&1; then
+  VAULT="not measured: \`virtsnap vault\` exists in this binary but this bench does not drive it yet"
+fi
+
+# ---------------------------------------------------------------- report
+
+T_TOTAL=$(( $(date +%s) - T_START ))
+export RES RUNS SIZES DISK_SIZE README VAULT T_TOTAL W VIRT_TYPE
+export LIBVIRT_V=$(libvirtd --version | awk '{ print $NF }')
+export QEMU_V=$(qemu-system-x86_64 --version | sed -n '1s/.*version \([^ ]*\).*/\1/p')
+export CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | sed -n 1p)
+export OS=$(. /etc/os-release && echo "$PRETTY_NAME")
+export XFS_V=$(mkfs.xfs -V | awk '{ print $NF }')
+export GIT_V=$(git -C "$VS_SOURCE_ROOT" describe --always --dirty 2>/dev/null || echo "?")
+export NPROC=$(nproc) KERNEL=$(uname -r) DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+export LOADAVG="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other jobs share the machine)"
+export RBD_NOTE=${RBD_NOTE:-}
+/usr/bin/python3 - <<'PY'
+import os, sys, statistics as st
+E = os.environ
+rows = {}
+for line in open(E["RES"]):
+    f = line.rstrip("\n").split("\t")
+    num = lambda v: float(v) if v not in ("", "null") else None
+    rows.setdefault((int(f[0]), f[1]), []).append(dict(run=f[2], wall=float(f[3]), overlay=num(f[4]),
+        freeze=num(f[5]), cpu=float(f[6] or 0), rss=int(f[7] or 0), read=num(f[8]), fsync=float(f[9] or 0)))
+SIZES = [int(s) for s in E["SIZES"].split()]
+BIG, SMALL = max(SIZES), min(SIZES)
+
+def med(xs): return st.median(xs)
+def rng(xs, fmt):
+    return (fmt % med(xs)) + ("" if len(xs) < 2 else " [" + (fmt % min(xs)) + "-" + (fmt % max(xs)) + "]")
+def vals(s, key, field): return [x[field] for x in rows.get((s, key), []) if x[field] is not None]
+def total(s, key): return [x["wall"] + x["fsync"] for x in rows.get((s, key), [])]
+def m(s, key, field): v = vals(s, key, field); return med(v) if v else float("nan")
+def mt(s, key): v = total(s, key); return med(v) if v else float("nan")
+def disk(s):
+    d = open(os.path.join(E["W"], "%d.disk" % s)).read().split()
+    return int(d[0]), d[1]
+def boot(s):
+    try: return float(open(os.path.join(E["W"], "%d.boot" % s)).read())
+    except (OSError, ValueError): return float("nan")
+
+btable = ["| backup | " + " | ".join("%d MiB: overlay_ms, median [range] | %d MiB: wall s" % (s, s) for s in SIZES)
+          + " | freeze_ms (all sizes) | CPU s at %d MiB | peak RSS MiB at %d MiB |" % (BIG, BIG),
+          "|" + "---|" * (2 * len(SIZES) + 4)]
+for key, label in (("copy", "copy backup (no --storage-snapshot): the overlay spans the copy"),
+                   ("reflink", "`--storage-snapshot=reflink` (copy read from the snapshot)"),
+                   ("no-copy", "`--storage-snapshot=reflink --no-copy`")):
+    cells = []
+    for s in SIZES:
+        cells += [rng(vals(s, key, "overlay"), "%.0f"), rng(vals(s, key, "wall"), "%.2f")]
+    fz = [v for s in SIZES for v in vals(s, key, "freeze")]
+    btable.append("| %s | %s | %s | %s | %s |" % (label, " | ".join(cells), rng(fz, "%.0f"),
+                  rng(vals(BIG, key, "cpu"), "%.1f"), rng([r / 1024 for r in vals(BIG, key, "rss")], "%.1f")))
+
+rtable = ["| operation | " + " | ".join("%d MiB: s, median [range]" % s for s in SIZES) + " |",
+          "|" + "---|" * (len(SIZES) + 1)]
+for key, label in (("snapshot", "reflink snapshot of the running guest's disk alone (`snapio create`)"),
+                   ("repo-restore", "`virtsnap restore --as NEW --target-dir DIR` from the copy backup's repository, + fsync; guest running"),
+                   ("repo-restore-idle", "the same, guest paused (cores idle)"),
+                   ("clone", "clone of the no-copy backup's snapshot (`snapio clone`), + fsync; guest running"),
+                   ("clone-idle", "the same, guest paused (cores idle)"),
+                   ("rollback", "rollback of the disk to that snapshot (`snapio rollback`), + fsync; guest shut off")):
+    rtable.append("| %s | %s |" % (label, " | ".join(rng(total(s, key), "%.2f") for s in SIZES)))
+rtable.append("| boot of the rolled-back guest until its agent answers (TCG; once) | %s |" %
+              " | ".join("%.1f" % boot(s) for s in SIZES))
+
+ratios = []
+for s in SIZES:
+    c, r, n = m(s, "copy", "overlay"), m(s, "reflink", "overlay"), m(s, "no-copy", "overlay")
+    ratios.append("- %d MiB: copy %.0f ms / reflink %.0f ms = %.1fx shorter; / no-copy %.0f ms = %.1fx; "
+                  "the reflink alone (snapio create) %.0f ms; repository restore %.2f s / clone %.2f s = %.0fx, "
+                  "/ rollback %.2f s = %.0fx" % (s, c, r, c / r, n, c / n, 1000 * mt(s, "snapshot"),
+                  mt(s, "repo-restore"), mt(s, "clone"), mt(s, "repo-restore") / mt(s, "clone"),
+                  mt(s, "rollback"), mt(s, "repo-restore") / mt(s, "rollback")))
+
+goals = []
+c, r = m(BIG, "copy", "overlay"), m(BIG, "reflink", "overlay")
+goals.append("- the guest's time on an overlay with `--storage-snapshot=reflink` at least 20x shorter than the copy "
+             "backup's at %d MiB: **%s** (%.0f ms vs %.0f ms median: %.1fx)" % (BIG, "met" if c >= 20 * r else "NOT met", r, c, c / r))
+for key in ("reflink", "no-copy"):
+    a, b = m(SMALL, key, "overlay"), m(BIG, key, "overlay")
+    sa, sb = 1000 * mt(SMALL, "snapshot"), 1000 * mt(BIG, "snapshot")
+    goals.append("- %s overlay_ms grows by less than 20%% from %d to %d MiB: **%s** (%.0f ms to %.0f ms: %+.0f%%; "
+                 "the reflink alone %.0f ms to %.0f ms, %+.0f ms)" % (
+        "`--storage-snapshot=reflink`" if key == "reflink" else "`--no-copy`", SMALL, BIG,
+        "met" if b < 1.2 * a else "NOT met", a, b, 100 * (b / a - 1), sa, sb, sb - sa))
+nc = [m(s, "no-copy", "wall") for s in SIZES]
+goals.append("- `--no-copy` backup wall time under 1.5 s at either size: **%s** (%s)" % (
+    "met" if max(nc) < 1.5 else "NOT met", ", ".join("%d MiB %.2f s" % (s, w) for s, w in zip(SIZES, nc))))
+for key, label in (("rollback", "rollback"), ("clone", "`--as` clone")):
+    t = [mt(s, key) for s in SIZES]
+    goals.append("- restore by %s under 3 s at either size, the storage operation alone (`restore --from-snapshot` "
+                 "is not on main): **%s** (%s; from the repository %s); guest bootable: %s" % (
+        label, "met" if max(t) < 3 else "NOT met",
+        ", ".join("%d MiB %.2f s" % (s, x) for s, x in zip(SIZES, t)),
+        ", ".join("%d MiB %.2f s" % (s, mt(s, "repo-restore")) for s in SIZES),
+        "the guest started on the rolled-back disk and its writer went on (%s s to its agent under TCG, not in the 3 s)"
+        % "/".join("%.1f" % boot(s) for s in SIZES) if key == "rollback" else
+        "the first clone of each size checked by tests/guest/verify-backup.sh (fsck clean, journal clean, every record valid)"))
+goals.append("- `vault` throughput at least 90%% of the copy path; incremental vault on rbd: %s" % E["VAULT"])
+
+machine = ("%s; nproc %s; CPU %s; kernel %s; libvirt %s; QEMU %s (guest domain type '%s', 1 vCPU, 256 MiB); "
+           "xfsprogs %s; virtsnap git %s; load average %s" % (E["OS"], E["NPROC"], E["CPU"], E["KERNEL"],
+           E["LIBVIRT_V"], E["QEMU_V"], E["VIRT_TYPE"], E["XFS_V"], E["GIT_V"], E["LOADAVG"]))
+disks = "; ".join("%d MiB: %d bytes allocated, %s extents in the qcow2 file" % ((s,) + disk(s)) for s in SIZES)
+sec = "\n".join([
+    "## snapshot-bench", "",
+    "`bench/snapshot-bench.sh [WORKDIR]` (root; %s runs each, interleaved; whole run %d s). Date: %s." % (
+        E["RUNS"], int(E["T_TOTAL"]), E["DATE"]), "",
+    "Machine: " + machine + ".", "",
+    "Disk: one %s qcow2 data disk (ext4, vda) per size, on a loop-mounted XFS made with `mkfs.xfs -m reflink=1`, "
+    "filled offline (mkfs.ext4 -d) with random data before its guest starts: %s. The guest's writer appends ~20 "
+    "records/s throughout. Page cache dropped before every run. Repositories on the host's ext4 beside the XFS "
+    "image, a fresh one for each backup." % (E["DISK_SIZE"], disks), "",
+    "Backups (overlay_ms: from the snapshot onto the overlays until they are committed back, from `backup --json`):", "",
+    *btable, "",
+    "Restores and storage operations (wall + fsync of the output):", "",
+    *rtable, "",
+    "Ratios (medians):", *ratios, "",
+    "Goals (issue 15, Speed; reflink only):", *goals, "",
+    *(["RBD: " + E["RBD_NOTE"], ""] if E.get("RBD_NOTE") else []),
+    "Reproduce: `sudo flock /tmp/vs-integration.lock bench/snapshot-bench.sh [WORKDIR]` from the source root after "
+    "`meson setup build-bench && ninja -C build-bench` (env: VIRTSNAP, SNAPIO, RUNS, SIZES, DISK_SIZE, NO_README=1). "
+    "Needs `apt-get install xfsprogs time jq`, loop devices and the test guest (tests/guest).", ""])
+print()
+print(sec)
+if E.get("NO_README") != "1":
+    sys.path.insert(0, E["BENCH_DIR"])
+    from readme_section import write_section
+    write_section(E["README"], "snapshot-bench", sec)
+PY
