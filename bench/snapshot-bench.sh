@@ -207,8 +207,12 @@ rbd_size() {
     <source protocol='rbd' name='$DISK'><host name='${CEPH_MON%:*}' port='${CEPH_MON##*:}'/></source>
     <auth username='$CEPH_CLIENT'><secret type='ceph' uuid='$uuid'/></auth>
     <target dev='vda' bus='virtio'/></disk>" MEM_MIB=${MEM_MIB:-256} vs_guest_start "$DOM" "$W/unused.img"
+  local copy_ok=1
   for r in $(seq 1 "$RUNS"); do
-    ( backup rbd-copy "$r" ) || { rbd_why "the copy backup of the rbd disk failed: $(tail -n 3 "$W/$S.rbd-copy.$r.err" | tr '\n' ' ')"; break; }
+    # the copy backup, tried each run until it fails once (the reason recorded)
+    [ "$copy_ok" = 0 ] || ( backup rbd-copy "$r" ) || {
+      copy_ok=0
+      rbd_why "today's copy backup of the rbd disk (the yardstick) failed, so the 20x comparison on RBD could not be made: $(tail -n 2 "$W/$S.rbd-copy.$r.err" | tr '\n' ' ')"; }
     ( backup rbd "$r" --storage-snapshot=rbd ) || { rbd_why "--storage-snapshot=rbd failed: $(jq -r '.domains[0].error' "$W/$S.rbd.$r.out" 2>/dev/null) $(tail -n 3 "$W/$S.rbd.$r.err" | tr '\n' ' ')"; break; }
     ( backup rbd-no-copy "$r" --storage-snapshot=rbd --no-copy ) || { rbd_why "--no-copy on rbd failed: $(tail -n 3 "$W/$S.rbd-no-copy.$r.err" | tr '\n' ' ')"; break; }
     ( timed rbd-snapshot "$r" "$SNAPIO" --rbd --kind rbd --disk "$DOM/vda" --rbd-pool "$CEPH_POOL" \
@@ -313,7 +317,11 @@ goals = []
 for pv, copy, snapk, label in (("reflink", "copy", "snapshot", "reflink"), ("rbd", "rbd-copy", "rbd-snapshot", "rbd")):
     if (BIG, pv) not in rows or (SMALL, pv) not in rows: continue
     c, r = m(BIG, copy, "overlay"), m(BIG, pv, "overlay")
-    goals.append("- the guest's time on an overlay with `--storage-snapshot=%s` at least 20x shorter than the copy "
+    if (BIG, copy) not in rows:
+        goals.append("- the guest's time on an overlay with `--storage-snapshot=%s` at least 20x shorter than the copy "
+                     "backup's at %d MiB: **not measured** (%.0f ms; today's copy backup of this disk failed: see RBD "
+                     "below)" % (label, BIG, r))
+    else: goals.append("- the guest's time on an overlay with `--storage-snapshot=%s` at least 20x shorter than the copy "
                  "backup's at %d MiB: **%s** (%.0f ms vs %.0f ms median: %.1fx)" % (
         label, BIG, "met" if c >= 20 * r else "NOT met", r, c, c / r))
     for key in (pv, pv.replace("reflink", "") + ("-no-copy" if pv == "rbd" else "no-copy")):
