@@ -22,9 +22,12 @@
 # and, the guest shut off (destroy), `snapio rollback HANDLE` of the disk RUNS times, then
 # the guest started on the rolled-back disk (boot until its agent answers, timed apart).
 # The clone and one repository restore are checked with tests/guest/verify-backup.sh
-# (fsck clean, every record valid; not timed). `virtsnap vault` is measured when the
-# binary has it, else the section says it is not on main; RBD likewise (RBD=1 runs
-# bench/snapshot-bench-rbd.sh's figures if present; see the section for why not).
+# (fsck clean, every record valid; not timed). `virtsnap vault` is not driven yet (the
+# section says whether the binary has it). Then, unless RBD=0, the same disk is copied into
+# an RBD image of a single-node Ceph (tests/targets/ceph-target.sh, memstore: in RAM) under a
+# second guest (a libvirt network disk, cephx key in a libvirt secret): copy, rbd and
+# rbd --no-copy backups and `snapio --rbd create` alone, RUNS times; a failure there is
+# recorded in the section as the reason, not fatal.
 # Prints the figures and writes the "## snapshot-bench" section of bench/README.md.
 #
 # Needs root, libvirtd, the test guest (tests/guest), xfsprogs, /usr/bin/time, jq, loop
@@ -34,7 +37,9 @@
 # copy runs are kept until that size is done: deleting chunk files slows the next run's
 # creates on this machine's ext4, see backup-bench.sh). Everything is removed on exit.
 # Env: VIRTSNAP (binary; default build-bench/, else build/), SNAPIO, RUNS=3,
-#      SIZES="512 4096" (MiB of data), DISK_SIZE=6G, NO_README=1 (print only).
+#      SIZES="512 4096" (MiB of data), DISK_SIZE=6G, RBD=0 (no Ceph part), NO_README=1
+#      (print only), RESULTS=DIR (keep the raw results and JSON there), REPORT_FROM=DIR
+#      (measure nothing: the report again from a RESULTS directory).
 # Run it under the machine-wide lock: `sudo flock /tmp/vs-integration.lock bench/snapshot-bench.sh`.
 set -euo pipefail
 VS_TEST_NAME=snapshot-bench
@@ -50,23 +55,6 @@ README=$VS_SOURCE_ROOT/bench/README.md
 T_START=$(date +%s)
 LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
 
-vs_require_root
-bench_find_virtsnap build-bench build
-for b in build-bench build; do
-  [ -n "${SNAPIO:-}" ] || [ ! -x "$VS_SOURCE_ROOT/$b/tests/block/snapshot/snapio" ] ||
-    SNAPIO=$VS_SOURCE_ROOT/$b/tests/block/snapshot/snapio
-done
-[ -x "${SNAPIO:-}" ] || vs_fail "no snapio: ninja -C build-bench, or set SNAPIO"
-[ -x /usr/bin/time ] || vs_fail "/usr/bin/time missing: apt-get install time"
-command -v jq >/dev/null || vs_fail "jq missing: apt-get install jq"
-command -v mkfs.xfs >/dev/null || vs_fail "mkfs.xfs missing: apt-get install xfsprogs"
-[ -e /dev/loop-control ] || vs_fail "no loop devices"
-vs_libvirt_up
-
-bench_workdir snapshot-bench "${1:-}"
-RES=$W/results.tsv     # size key run wall_s overlay_ms freeze_ms cpu_s rss_kb bytes_read fsync_s
-: > "$RES"
-STATE=$W/state
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RES"; }
 data_bytes() { qemu-img map -U --output=json "$1" | jq '[.[] | select(.data) | .length] | add'; }
 disk_now() { virsh domblklist "$DOM" --details | awk '$3 == "vda" { print $4 }'; }
@@ -223,30 +211,62 @@ rbd_size() {
   rm -rf "$CD" "$W"/repo."$S".rbd*
 }
 
-for S in $SIZES; do
-  one_size
-  [ "${RBD:-1}" = 0 ] || rbd_size
-  umount "$M"; rm -f "$M.img"
-done
+if [ -n "${REPORT_FROM:-}" ]; then
+  # the report again from a run's kept results (RESULTS=DIR), e.g. after a change to it
+  W=$(cd "$REPORT_FROM" && pwd); RES=$W/results.tsv
+  . "$W/meta.env"
+  export RES W
+else
+  vs_require_root
+  bench_find_virtsnap build-bench build
+  for b in build-bench build; do
+    [ -n "${SNAPIO:-}" ] || [ ! -x "$VS_SOURCE_ROOT/$b/tests/block/snapshot/snapio" ] ||
+      SNAPIO=$VS_SOURCE_ROOT/$b/tests/block/snapshot/snapio
+  done
+  [ -x "${SNAPIO:-}" ] || vs_fail "no snapio: ninja -C build-bench, or set SNAPIO"
+  [ -x /usr/bin/time ] || vs_fail "/usr/bin/time missing: apt-get install time"
+  command -v jq >/dev/null || vs_fail "jq missing: apt-get install jq"
+  command -v mkfs.xfs >/dev/null || vs_fail "mkfs.xfs missing: apt-get install xfsprogs"
+  [ -e /dev/loop-control ] || vs_fail "no loop devices"
+  vs_libvirt_up
 
-VAULT="not measured: vault not yet on main (\`virtsnap vault\` is not a command of this binary)"
-if "$VIRTSNAP" vault --help >/dev/null 2>&1; then
-  VAULT="not measured: \`virtsnap vault\` exists in this binary but this bench does not drive it yet"
+  bench_workdir snapshot-bench "${1:-}"
+  RES=$W/results.tsv     # size key run wall_s overlay_ms freeze_ms cpu_s rss_kb bytes_read fsync_s
+  : > "$RES"
+  STATE=$W/state
+
+  for S in $SIZES; do
+    one_size
+    [ "${RBD:-1}" = 0 ] || rbd_size
+    umount "$M"; rm -f "$M.img"
+  done
+
+  VAULT="not measured: vault not yet on main (\`virtsnap vault\` is not a command of this binary)"
+  if "$VIRTSNAP" vault --help >/dev/null 2>&1; then
+    VAULT="not measured: \`virtsnap vault\` exists in this binary but this bench does not drive it yet"
+  fi
+
+  # ---------------------------------------------------------------- report
+
+  T_TOTAL=$(( $(date +%s) - T_START ))
+  export RES RUNS SIZES DISK_SIZE README VAULT T_TOTAL W VIRT_TYPE
+  export LIBVIRT_V=$(libvirtd --version | awk '{ print $NF }')
+  export QEMU_V=$(qemu-system-x86_64 --version | sed -n '1s/.*version \([^ ]*\).*/\1/p')
+  export CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | sed -n 1p)
+  export OS=$(. /etc/os-release && echo "$PRETTY_NAME")
+  export XFS_V=$(mkfs.xfs -V | awk '{ print $NF }')
+  export GIT_V=$(git -C "$VS_SOURCE_ROOT" describe --always --dirty 2>/dev/null || echo "?")
+  export NPROC=$(nproc) KERNEL=$(uname -r) DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+  export LOADAVG="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other jobs share the machine)"
+  export RBD_NOTE=${RBD_NOTE:-}
+  declare -p RUNS SIZES DISK_SIZE VAULT T_TOTAL VIRT_TYPE LIBVIRT_V QEMU_V CPU OS XFS_V GIT_V NPROC KERNEL \
+    DATE LOADAVG RBD_NOTE | sed 's/^declare -[a-z-]* /export /' > "$W/meta.env"
+  if [ -n "${RESULTS:-}" ]; then
+    mkdir -p "$RESULTS"
+    cp "$RES" "$W"/*.disk "$W"/*.boot "$W"/*.out "$W/meta.env" "$RESULTS"/
+  fi
 fi
-
-# ---------------------------------------------------------------- report
-
-T_TOTAL=$(( $(date +%s) - T_START ))
-export RES RUNS SIZES DISK_SIZE README VAULT T_TOTAL W VIRT_TYPE
-export LIBVIRT_V=$(libvirtd --version | awk '{ print $NF }')
-export QEMU_V=$(qemu-system-x86_64 --version | sed -n '1s/.*version \([^ ]*\).*/\1/p')
-export CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | sed -n 1p)
-export OS=$(. /etc/os-release && echo "$PRETTY_NAME")
-export XFS_V=$(mkfs.xfs -V | awk '{ print $NF }')
-export GIT_V=$(git -C "$VS_SOURCE_ROOT" describe --always --dirty 2>/dev/null || echo "?")
-export NPROC=$(nproc) KERNEL=$(uname -r) DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
-export LOADAVG="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other jobs share the machine)"
-export RBD_NOTE=${RBD_NOTE:-}
+export README
 /usr/bin/python3 - <<'PY'
 import os, sys, statistics as st
 E = os.environ
@@ -313,6 +333,23 @@ for s in SIZES:
                   mt(s, "repo-restore"), mt(s, "clone"), mt(s, "repo-restore") / mt(s, "clone"),
                   mt(s, "rollback"), mt(s, "repo-restore") / mt(s, "rollback")))
 
+import json
+def phases(s, key):
+    got = {}
+    for x in rows.get((s, key), []):
+        try: ph = json.load(open(os.path.join(E["W"], "%d.%s.%s.out" % (s, key, x["run"]))))["phases_ms"]
+        except (OSError, ValueError, KeyError): continue
+        for k, v in ph.items(): got.setdefault(k, []).append(v)
+    return ", ".join("%s %.0f" % (k, med(v)) for k, v in got.items())
+where = []
+for key, label in (("no-copy", "reflink --no-copy"), ("rbd-no-copy", "rbd --no-copy"), ("reflink", "reflink")):
+    for s in SIZES:
+        ph = phases(s, key)
+        if ph:
+            where.append("- %s, %d MiB: wall %.2f s; %s; overlay_ms %.0f, of which the %s snapshot alone takes %.0f ms "
+                         "(measured apart)" % (label, s, m(s, key, "wall"), ph, m(s, key, "overlay"), label.split()[0],
+                         1000 * mt(s, "rbd-snapshot" if key.startswith("rbd") else "snapshot")))
+
 goals = []
 for pv, copy, snapk, label in (("reflink", "copy", "snapshot", "reflink"), ("rbd", "rbd-copy", "rbd-snapshot", "rbd")):
     if (BIG, pv) not in rows or (SMALL, pv) not in rows: continue
@@ -365,11 +402,16 @@ sec = "\n".join([
     "Restores and storage operations (wall + fsync of the output):", "",
     *rtable, "",
     "Ratios (medians):", *ratios, "",
+    "Where the storage-snapshot backups' time goes (median `phases_ms` from `--json`: prepare = repository, "
+    "discovery; freeze = guest agent freeze, snapshot onto the overlays, thaw; copy = the storage snapshot, the "
+    "overlays committed, then the copy if any; end; manifest; the rest of the wall time is the process: start, "
+    "libvirt connection, exit):", *where, "",
     "Goals (issue 15, Speed):", *goals, "",
     *(["RBD: " + E["RBD_NOTE"] + ".", ""] if E.get("RBD_NOTE") else []),
     "Reproduce: `sudo flock /tmp/vs-integration.lock bench/snapshot-bench.sh [WORKDIR]` from the source root after "
-    "`meson setup build-bench && ninja -C build-bench` (env: VIRTSNAP, SNAPIO, RUNS, SIZES, DISK_SIZE, NO_README=1). "
-    "Needs `apt-get install xfsprogs time jq`, loop devices and the test guest (tests/guest).", ""])
+    "`meson setup build-bench && ninja -C build-bench` (env: VIRTSNAP, SNAPIO, RUNS, SIZES, DISK_SIZE, RBD=0, NO_README=1, "
+    "RESULTS, REPORT_FROM). Needs `apt-get install xfsprogs time jq`, loop devices and the test guest (tests/guest); "
+    "for the RBD part `apt-get install --no-install-recommends ceph-mon ceph-osd ceph-common qemu-block-extra`.", ""])
 print()
 print(sec)
 if E.get("NO_README") != "1":
