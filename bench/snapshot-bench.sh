@@ -346,8 +346,8 @@ for key, label in (("no-copy", "reflink --no-copy"), ("rbd-no-copy", "rbd --no-c
     for s in SIZES:
         ph = phases(s, key)
         if ph:
-            where.append("- %s, %d MiB: wall %.2f s; %s; overlay_ms %.0f, of which the %s snapshot alone takes %.0f ms "
-                         "(measured apart)" % (label, s, m(s, key, "wall"), ph, m(s, key, "overlay"), label.split()[0],
+            where.append("- %s, %d MiB: wall %.2f s; %s; overlay_ms %.0f; the %s snapshot alone, measured apart by "
+                         "snapio (its process start and, for rbd, its cluster connection included): %.0f ms" % (label, s, m(s, key, "wall"), ph, m(s, key, "overlay"), label.split()[0],
                          1000 * mt(s, "rbd-snapshot" if key.startswith("rbd") else "snapshot")))
 
 goals = []
@@ -399,7 +399,11 @@ sec = "\n".join([
     "image, a fresh one for each backup." % (E["DISK_SIZE"], disks), "",
     "Backups (overlay_ms: from the snapshot onto the overlays until they are committed back, from `backup --json`):", "",
     *btable, "",
-    "Restores and storage operations (wall + fsync of the output):", "",
+    "Restores and storage operations (wall + fsync of the output). `virtsnap restore --from-snapshot` is not on "
+    "main (being written on branch snaprestore): the clone and rollback rows are the storage operations themselves, "
+    "run by tests/block/snapshot/snapio (the reflink provider's vs_snap_clone / vs_snap_rollback), not a virtsnap "
+    "restore; one through virtsnap will add its process start, the libvirt connection and defining or starting the "
+    "domain:", "",
     *rtable, "",
     "Ratios (medians):", *ratios, "",
     "Where the storage-snapshot backups' time goes (median `phases_ms` from `--json`: prepare = repository, "
