@@ -56,6 +56,7 @@ typedef struct {
     VsSnapProvider *snap_provider;
     bool snap_made;          /* the snapshot exists (journaled snapshot-made) */
     bool snap_kept;          /* ... and stays after the run (recorded in the manifest) */
+    bool snap_deleted;       /* ... and was deleted again (journaled snapshot-deleted) */
 } DiskJob;
 
 typedef struct BackupMethod BackupMethod;

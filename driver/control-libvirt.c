@@ -514,6 +514,27 @@ lv_domain_xml_secure(virDomainPtr dom, GError **error)
     return out;
 }
 
+static char *
+lv_volume_path(virDomainPtr dom, const char *pool, const char *volume, GError **error)
+{
+    virConnectPtr conn = virDomainGetConnect(dom);
+    virStoragePoolPtr p = conn ? virStoragePoolLookupByName(conn, pool) : NULL;
+    virStorageVolPtr v = p ? virStorageVolLookupByName(p, volume) : NULL;
+    char *path = v ? virStorageVolGetPath(v) : NULL;
+    char *out = NULL;
+
+    if (!path)
+        lv_error(error);
+    else
+        out = g_strdup(path);
+    free(path);
+    if (v)
+        virStorageVolFree(v);
+    if (p)
+        virStoragePoolFree(p);
+    return out;
+}
+
 static bool
 lv_domain_define(virConnectPtr conn, const char *xml, GError **error)
 {
@@ -565,5 +586,6 @@ const VsControlOps vs_control_libvirt = {
     .conn_uri = lv_conn_uri,
     .domain_list = lv_domain_list,
     .domain_xml_secure = lv_domain_xml_secure,
+    .volume_path = lv_volume_path,
     .domain_define = lv_domain_define,
 };

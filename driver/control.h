@@ -139,6 +139,10 @@ typedef struct {
     virDomainPtr *(*domain_list)(virConnectPtr conn, GError **error);
     char *(*domain_xml_secure)(virDomainPtr dom, GError **error);
     bool (*domain_define)(virConnectPtr conn, const char *xml, GError **error);
+
+    /* The path of VOLUME in storage pool POOL on DOM's connection: a running
+     * domain's XML names a type='volume' disk by pool and volume only. */
+    char *(*volume_path)(virDomainPtr dom, const char *pool, const char *volume, GError **error);
 } VsControlOps;
 
 /* The table over libvirt. */
