@@ -22,12 +22,15 @@
 # and, the guest shut off (destroy), `snapio rollback HANDLE` of the disk RUNS times, then
 # the guest started on the rolled-back disk (boot until its agent answers, timed apart).
 # The clone and one repository restore are checked with tests/guest/verify-backup.sh
-# (fsck clean, every record valid; not timed). `virtsnap vault` is not driven yet (the
-# section says whether the binary has it). Then, unless RBD=0, the same disk is copied into
+# (fsck clean, every record valid; not timed). After each --no-copy backup, `virtsnap vault`
+# of it (a full copy of the snapshot into that backup's fresh repository), against the copy
+# backup's throughput (when the binary has vault). Then, unless RBD=0, the same disk is copied into
 # an RBD image of a single-node Ceph (tests/targets/ceph-target.sh, memstore: in RAM) under a
 # second guest (a libvirt network disk, cephx key in a libvirt secret): copy, rbd and
 # rbd --no-copy backups and `snapio --rbd create` alone, RUNS times; a failure there is
-# recorded in the section as the reason, not fatal.
+# recorded in the section as the reason, not fatal. With vault: each rbd --no-copy backup
+# vaulted, then the guest writes CHANGE_PCT (5) % of the data anew, one more --no-copy
+# backup into the last repository and its incremental vault (bytes read vs the rbd diff).
 # Prints the figures and writes the "## snapshot-bench" section of bench/README.md.
 #
 # Needs root, libvirtd, the test guest (tests/guest), xfsprogs, /usr/bin/time, jq, loop
@@ -37,7 +40,7 @@
 # copy runs are kept until that size is done: deleting chunk files slows the next run's
 # creates on this machine's ext4, see backup-bench.sh). Everything is removed on exit.
 # Env: VIRTSNAP (binary; default build-bench/, else build/), SNAPIO, RUNS=3,
-#      SIZES="512 4096" (MiB of data), DISK_SIZE=6G, RBD=0 (no Ceph part), NO_README=1
+#      SIZES="512 4096" (MiB of data), DISK_SIZE=6G, CHANGE_PCT=5, RBD=0 (no Ceph part), NO_README=1
 #      (print only), RESULTS=DIR (keep the raw results and JSON there), REPORT_FROM=DIR
 #      (measure nothing: the report again from a RESULTS directory).
 # Run it under the machine-wide lock: `sudo flock /tmp/vs-integration.lock bench/snapshot-bench.sh`.
@@ -63,10 +66,11 @@ disk_now() { virsh domblklist "$DOM" --details | awk '$3 == "vda" { print $4 }';
 
 # backup KEY RUN [ARGS...]: one virtsnap backup into a fresh repository, its figures recorded
 backup() {
-  local key=$1 run=$2 p=$W/$S.$1.$2 repo=$W/repo.$S.$1.$2
+  local key=$1 run=$2 p=$W/$S.$1.$2 repo=${BACKUP_REPO:-$W/repo.$S.$1.$2} init=--init
   shift 2
+  [ ! -d "$repo" ] || init=
   drop_caches
-  measure "$p" "$VIRTSNAP" backup --repo "$repo" --init --state-dir "$STATE" --json "$@" "$DOM"
+  measure "$p" "$VIRTSNAP" backup --repo "$repo" $init --state-dir "$STATE" --json "$@" "$DOM"
   [ "$M_RC" = 0 ] || vs_fail "$key backup failed (exit $M_RC): $(tail -n 20 "$p.err")"
   jq -e '.domains[0].ok' "$p.out" >/dev/null || vs_fail "$key backup not ok: $(cat "$p.out")"
   [ "$(disk_now)" = "$DISK" ] || vs_fail "$DOM is on '$(disk_now)', not on $DISK, after $key"
@@ -75,6 +79,19 @@ backup() {
     "$(jq -r '.domains[0].disks[0].bytes_read' "$p.out")" 0
   vs_log "$S MiB $key #$run: ${M_WALL}s overlay $(jq -r '.domains[0].overlay_ms' "$p.out") ms," \
     "phases $(jq -c '.phases_ms' "$p.out")"
+}
+
+# vault KEY RUN REPO BACKUP_KEY: `virtsnap vault` of the backup BACKUP_KEY.RUN made (its
+# JSON names the id) in REPO; bytes read from its JSON
+vault() {
+  local key=$1 run=$2 p=$W/$S.$1.$2 repo=$3 id
+  id=$(jq -r .id "$W/$S.$4.$2.out")
+  drop_caches
+  measure "$p" "$VIRTSNAP" vault --repo "$repo" --json "$id"
+  [ "$M_RC" = 0 ] || vs_fail "$key failed (exit $M_RC): $(cat "$p.out") $(tail -n 20 "$p.err")"
+  [ "$(jq -r '.disks[0].state' "$p.out")" = vaulted ] || vs_fail "$key: not vaulted: $(cat "$p.out")"
+  record "$S" "$key" "$run" "$M_WALL" "" "" "${M_TREE##*/}" "$M_RSS" "$(jq -r '.disks[0].bytes_read' "$p.out")" 0
+  vs_log "$S MiB $key #$run: ${M_WALL}s $(jq -c '.disks[0] | [.incremental, .bytes_read, .bytes_changed, .bytes_stored]' "$p.out")"
 }
 
 snap() { "$SNAPIO" --reflink "$M" --disk "$DOM/vda" --path "$DISK" "$@"; }
@@ -143,6 +160,7 @@ one_size() {
     backup copy "$r"
     backup reflink "$r" --storage-snapshot=reflink
     backup no-copy "$r" --storage-snapshot=reflink --no-copy
+    [ "$HAVE_VAULT" = 0 ] || vault vault "$r" "$W/repo.$S.no-copy.$r" no-copy
     timed snapshot "$r" "$SNAPIO" --reflink "$M" --disk "$DOM/vda" --path "$DISK" create "bench-$r-vda"
     snap delete "bench-$r-vda" >/dev/null
   done
@@ -203,9 +221,21 @@ rbd_size() {
       rbd_why "today's copy backup of the rbd disk (the yardstick) failed, so the 20x comparison on RBD could not be made: $(tail -n 2 "$W/$S.rbd-copy.$r.err" | tr '\n' ' ')"; }
     ( backup rbd "$r" --storage-snapshot=rbd ) || { rbd_why "--storage-snapshot=rbd failed: $(jq -r '.domains[0].error' "$W/$S.rbd.$r.out" 2>/dev/null) $(tail -n 3 "$W/$S.rbd.$r.err" | tr '\n' ' ')"; break; }
     ( backup rbd-no-copy "$r" --storage-snapshot=rbd --no-copy ) || { rbd_why "--no-copy on rbd failed: $(tail -n 3 "$W/$S.rbd-no-copy.$r.err" | tr '\n' ' ')"; break; }
+    [ "$HAVE_VAULT" = 0 ] || ( vault rbd-vault "$r" "$W/repo.$S.rbd-no-copy.$r" rbd-no-copy ) ||
+      { rbd_why "vault of an rbd --no-copy backup failed: $(tail -n 3 "$W/$S.rbd-vault.$r.err" | tr '\n' ' ')"; break; }
     ( timed rbd-snapshot "$r" "$SNAPIO" --rbd --kind rbd --disk "$DOM/vda" --rbd-pool "$CEPH_POOL" \
         --rbd-image "$img" --rbd-conf "$CEPH_CONF" create "bench-$r" ) || { rbd_why "snapio --rbd create failed"; break; }
   done
+  # an incremental vault: the guest changes CHANGE_PCT of the data (new random data, synced),
+  # a --no-copy backup into the last vaulted repository, its vault reads the rbd diff only
+  if [ "$HAVE_VAULT" = 1 ] && [ -f "$W/$S.rbd-vault.$RUNS.out" ]; then
+    local mib=$(( S * ${CHANGE_PCT:-5} / 100 ))
+    vs_gexec "$DOM" "dd if=/dev/urandom of=/data/change bs=1M count=$mib conv=fsync 2>/dev/null" >/dev/null
+    echo $(( mib * 1048576 )) > "$W/$S.changed"
+    ( BACKUP_REPO=$W/repo.$S.rbd-no-copy.$RUNS backup rbd-no-copy-inc 1 --storage-snapshot=rbd --no-copy &&
+      vault rbd-vault-inc 1 "$W/repo.$S.rbd-no-copy.$RUNS" rbd-no-copy-inc ) ||
+      rbd_why "the incremental vault on rbd failed: $(tail -n 3 "$W/$S.rbd-vault-inc.1.err" 2>/dev/null | tr '\n' ' ')"
+  fi
   _vs_domain_remove "$DOM"
   "$VS_TARGETS_SRC/ceph-target.sh" stop "$CD" >/dev/null 2>&1 || true
   rm -rf "$CD" "$W"/repo."$S".rbd*
@@ -234,6 +264,10 @@ else
   RES=$W/results.tsv     # size key run wall_s overlay_ms freeze_ms cpu_s rss_kb bytes_read fsync_s
   : > "$RES"
   STATE=$W/state
+  HAVE_VAULT=1
+  VAULT=""
+  "$VIRTSNAP" vault --help >/dev/null 2>&1 || {
+    HAVE_VAULT=0; VAULT="not measured: vault not on main (\`virtsnap vault\` is not a command of this binary)"; }
 
   for S in $SIZES; do
     one_size
@@ -241,10 +275,6 @@ else
     umount "$M"; rm -f "$M.img"
   done
 
-  VAULT="not measured: vault not yet on main (\`virtsnap vault\` is not a command of this binary)"
-  if "$VIRTSNAP" vault --help >/dev/null 2>&1; then
-    VAULT="not measured: \`virtsnap vault\` exists in this binary but this bench does not drive it yet"
-  fi
 
   # ---------------------------------------------------------------- report
 
@@ -259,11 +289,12 @@ else
   export NPROC=$(nproc) KERNEL=$(uname -r) DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
   export LOADAVG="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other jobs share the machine)"
   export RBD_NOTE=${RBD_NOTE:-}
-  declare -p RUNS SIZES DISK_SIZE VAULT T_TOTAL VIRT_TYPE LIBVIRT_V QEMU_V CPU OS XFS_V GIT_V NPROC KERNEL \
+  CHANGE_PCT=${CHANGE_PCT:-5}
+  declare -p RUNS SIZES DISK_SIZE CHANGE_PCT VAULT T_TOTAL VIRT_TYPE LIBVIRT_V QEMU_V CPU OS XFS_V GIT_V NPROC KERNEL \
     DATE LOADAVG RBD_NOTE | sed 's/^declare -[a-z-]* /export /' > "$W/meta.env"
   if [ -n "${RESULTS:-}" ]; then
     mkdir -p "$RESULTS"
-    cp "$RES" "$W"/*.disk "$W"/*.boot "$W"/*.out "$W/meta.env" "$RESULTS"/
+    cp "$RES" "$W"/*.disk "$W"/*.boot "$W"/*.changed "$W"/*.out "$W/meta.env" "$RESULTS"/ 2>/dev/null || true
   fi
 fi
 export README
@@ -350,6 +381,21 @@ for key, label in (("no-copy", "reflink --no-copy"), ("rbd-no-copy", "rbd --no-c
                          "snapio (its process start and, for rbd, its cluster connection included): %.0f ms" % (label, s, m(s, key, "wall"), ph, m(s, key, "overlay"), label.split()[0],
                          1000 * mt(s, "rbd-snapshot" if key.startswith("rbd") else "snapshot")))
 
+def vjson(s, key, run):
+    try: return json.load(open(os.path.join(E["W"], "%d.%s.%s.out" % (s, key, run))))["disks"][0]
+    except (OSError, ValueError, KeyError, IndexError): return None
+def mbs(s, key): return [x["read"] / x["wall"] / 1e6 for x in rows.get((s, key), []) if x["read"]]
+vtable = []
+if any((s, "vault") in rows for s in SIZES):
+    vtable = ["| path | " + " | ".join("%d MiB: wall s | %d MiB: MB/s read" % (s, s) for s in SIZES) + " |",
+              "|" + "---|" * (2 * len(SIZES) + 1)]
+    for key, label in (("copy", "copy backup of the running guest (today's copy path; the backup's bytes_read over its wall time)"),
+                       ("vault", "`virtsnap vault` of a reflink `--no-copy` backup (full: a fresh repository)"),
+                       ("rbd-vault", "`virtsnap vault` of an rbd `--no-copy` backup (full: a fresh repository)")):
+        if not any((s, key) in rows for s in SIZES): continue
+        vtable.append("| %s | %s |" % (label, " | ".join("%s | %s" % (rng(vals(s, key, "wall"), "%.2f"),
+                      rng(mbs(s, key), "%.0f")) for s in SIZES)))
+
 goals = []
 for pv, copy, snapk, label in (("reflink", "copy", "snapshot", "reflink"), ("rbd", "rbd-copy", "rbd-snapshot", "rbd")):
     if (BIG, pv) not in rows or (SMALL, pv) not in rows: continue
@@ -382,7 +428,31 @@ for key, label in (("rollback", "rollback"), ("clone", "`--as` clone")):
         "the guest started on the rolled-back disk and its writer went on (%s s to its agent under TCG, not in the 3 s)"
         % "/".join("%.1f" % boot(s) for s in SIZES) if key == "rollback" else
         "the first clone of each size checked by tests/guest/verify-backup.sh (fsck clean, journal clean, every record valid)"))
-goals.append("- `vault` throughput at least 90%% of the copy path; incremental vault on rbd: %s" % E["VAULT"])
+if E.get("VAULT"):
+    goals.append("- `vault` throughput at least 90%% of the copy path; incremental vault on rbd: %s" % E["VAULT"])
+else:
+    for s in SIZES:
+        if not mbs(s, "vault"): continue
+        v, c = med(mbs(s, "vault")), med(mbs(s, "copy"))
+        goals.append("- `vault` throughput at least 90%% of today's copy path, %d MiB (reflink, same disk): **%s** "
+                     "(%.0f vs %.0f MB/s median: %.0f%%)" % (s, "met" if v >= 0.9 * c else "NOT met", v, c, 100 * v / c))
+    for s in SIZES:
+        if mbs(s, "rbd-vault"):
+            goals.append("- (rbd, %d MiB: no copy path to compare with, see RBD below) vault of the rbd snapshot %.0f MB/s "
+                         "median, %.0f%% of the reflink copy backup's %.0f MB/s on the same data" % (
+                s, med(mbs(s, "rbd-vault")), 100 * med(mbs(s, "rbd-vault")) / med(mbs(s, "copy")), med(mbs(s, "copy"))))
+    for s in SIZES:
+        d = vjson(s, "rbd-vault-inc", 1)
+        if not d: continue
+        try: wrote = int(open(os.path.join(E["W"], "%d.changed" % s)).read())
+        except (OSError, ValueError): wrote = 0
+        rd, ch = d.get("bytes_read") or 0, d.get("bytes_changed") or 0
+        goals.append("- incremental vault on rbd after the guest wrote %.0f MiB (%s%% of the data), %d MiB: reads at most "
+                     "1.2x the changed bytes: **%s** (incremental: %s; read %.1f MiB, the rbd diff's changed bytes %.1f "
+                     "MiB: %.2fx; %.2fx what the guest wrote; %.1f s)" % (
+            wrote / 1048576, E.get("CHANGE_PCT", "5"), s, "met" if d.get("incremental") and rd <= 1.2 * ch else "NOT met",
+            "yes" if d.get("incremental") else "no (%s)" % d.get("full_reason"), rd / 1048576, ch / 1048576,
+            rd / ch if ch else float("nan"), rd / wrote if wrote else float("nan"), m(s, "rbd-vault-inc", "wall")))
 
 machine = ("%s; nproc %s; CPU %s; kernel %s; libvirt %s; QEMU %s (guest domain type '%s', 1 vCPU, 256 MiB); "
            "xfsprogs %s; virtsnap git %s; load average %s" % (E["OS"], E["NPROC"], E["CPU"], E["KERNEL"],
@@ -405,6 +475,8 @@ sec = "\n".join([
     "restore; one through virtsnap will add its process start, the libvirt connection and defining or starting the "
     "domain:", "",
     *rtable, "",
+    *(["Vault against the copy path (MB/s = bytes read, from the JSON, / wall time; 10^6 bytes/s; page cache "
+       "dropped before each):", "", *vtable, ""] if vtable else []),
     "Ratios (medians):", *ratios, "",
     "Where the storage-snapshot backups' time goes (median `phases_ms` from `--json`: prepare = repository, "
     "discovery; freeze = guest agent freeze, snapshot onto the overlays, thaw; copy = the storage snapshot, the "
@@ -413,7 +485,7 @@ sec = "\n".join([
     "Goals (issue 15, Speed):", *goals, "",
     *(["RBD: " + E["RBD_NOTE"] + ".", ""] if E.get("RBD_NOTE") else []),
     "Reproduce: `sudo flock /tmp/vs-integration.lock bench/snapshot-bench.sh [WORKDIR]` from the source root after "
-    "`meson setup build-bench && ninja -C build-bench` (env: VIRTSNAP, SNAPIO, RUNS, SIZES, DISK_SIZE, RBD=0, NO_README=1, "
+    "`meson setup build-bench && ninja -C build-bench` (env: VIRTSNAP, SNAPIO, RUNS, SIZES, DISK_SIZE, CHANGE_PCT, RBD=0, NO_README=1, "
     "RESULTS, REPORT_FROM). Needs `apt-get install xfsprogs time jq`, loop devices and the test guest (tests/guest); "
     "for the RBD part `apt-get install --no-install-recommends ceph-mon ceph-osd ceph-common qemu-block-extra`.", ""])
 print()
