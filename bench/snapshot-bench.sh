@@ -410,10 +410,19 @@ for pv, copy, snapk, label in (("reflink", "copy", "snapshot", "reflink"), ("rbd
     for key in (pv, pv.replace("reflink", "") + ("-no-copy" if pv == "rbd" else "no-copy")):
         a, b = m(SMALL, key, "overlay"), m(BIG, key, "overlay")
         sa, sb = 1000 * mt(SMALL, snapk), 1000 * mt(BIG, snapk)
-        goals.append("- %s overlay_ms grows by less than 20%% from %d to %d MiB: **%s** (%.0f ms to %.0f ms: %+.0f%%; "
-                     "the %s snapshot alone %.0f ms to %.0f ms, %+.0f ms)" % (
+        va, vb = vals(SMALL, key, "overlay"), vals(BIG, key, "overlay")
+        why = ""
+        if b >= 1.2 * a:
+            why = ("; %+.0f ms of the %+.0f ms is the %s itself%s" % (
+                sb - sa, b - a, label, ", the qcow2 file having %s extents instead of %s" % (disk(BIG)[1], disk(SMALL)[1])
+                if pv == "reflink" else "") +
+                ("; the runs' ranges overlap (%.0f-%.0f ms vs %.0f-%.0f ms): the growth is within their spread"
+                 % (min(va), max(va), min(vb), max(vb)) if max(va) >= min(vb) else ""))
+        goals.append("- %s overlay_ms grows by less than 20%% from %d to %d MiB: **%s** (%s ms to %s ms: %+.0f%%; "
+                     "the %s snapshot alone, measured apart, %.0f ms to %.0f ms, %+.0f ms%s)" % (
             "`--storage-snapshot=%s`" % label + (" --no-copy" if "no-copy" in key else ""), SMALL, BIG,
-            "met" if b < 1.2 * a else "NOT met", a, b, 100 * (b / a - 1), label, sa, sb, sb - sa))
+            "met" if b < 1.2 * a else "NOT met", rng(va, "%.0f"), rng(vb, "%.0f"), 100 * (b / a - 1), label, sa, sb,
+            sb - sa, why))
     nk = "no-copy" if pv == "reflink" else "rbd-no-copy"
     nc = [m(s, nk, "wall") for s in SIZES]
     goals.append("- `--no-copy` (%s) backup wall time under 1.5 s at either size: **%s** (%s)" % (
