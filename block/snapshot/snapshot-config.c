@@ -368,8 +368,9 @@ vs_snap_provider_for_record(const VsSnapConfig *c, const VsManifestSnapshot *rec
                         "directory", disk);
             return NULL;
         }
-        return !strcmp(rec->provider, "reflink") ? vs_snap_reflink_new(rec->snapshot_dir, error)
-                                                 : vs_snap_btrfs_new(rec->snapshot_dir, error);
+        /* The directory is the repository's word: opened, never created. */
+        return !strcmp(rec->provider, "reflink") ? snap_reflink_existing(rec->snapshot_dir, error)
+                                                 : snap_btrfs_existing(rec->snapshot_dir, error);
     }
     if (!g_strcmp0(rec->provider, "rbd"))
         return vs_snap_rbd_new(error);
