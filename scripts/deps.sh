@@ -1,7 +1,7 @@
 #!/bin/bash
 # scripts/deps.sh [--test] -- install every Debian 12 package virtsnap needs to build and
 # run (with --test: also what the integration tests need: iSCSI/NFS targets, valgrind...),
-# then make sure libvirtd can use the iscsi-direct storage driver.
+# then make sure libvirtd can use the iscsi-direct and rbd storage drivers.
 #
 # Idempotent and quiet when nothing is missing: dpkg is asked first, and apt-get (update +
 # install) runs only if a package is absent, so repeated test runs neither need the network
@@ -20,7 +20,7 @@ esac
 BUILD_PKGS="meson ninja-build pkg-config gcc clang libglib2.0-dev libvirt-dev libxml2-dev
   libjson-glib-dev libzstd-dev libssl-dev libnbd-dev libnfs-dev libiscsi-dev nbdkit-plugin-dev librbd-dev"
 RUN_PKGS="qemu-system-x86 qemu-utils qemu-block-extra libvirt-daemon-system libvirt-clients
-  libvirt-daemon-driver-storage-iscsi-direct cpio e2fsprogs libnbd-bin python3-libnbd
+  libvirt-daemon-driver-storage-iscsi-direct libvirt-daemon-driver-storage-rbd cpio e2fsprogs libnbd-bin python3-libnbd
   python3-libvirt jq nbdkit libxml2-utils"
 # systemd: only for /usr/bin/systemd-socket-activate (nfs-target.sh's loopback-only rpcbind)
 TEST_PKGS="tgt libiscsi-bin nfs-ganesha nfs-ganesha-vfs rpcbind systemd libnfs-utils xfsprogs
@@ -48,12 +48,11 @@ if [ -n "$missing" ]; then
   [ "$(id -u)" = 0 ] || { log "missing:$missing -- run as root to install them"; exit 1; }
   log "installing:$missing"
   before=$(pids_of)
-  # libvirtd loads storage drivers only at start, so the iscsi-direct driver goes in first.
-  case " $missing " in
-    *" libvirt-daemon-driver-storage-iscsi-direct "*)
-      first="libvirt-daemon-driver-storage-iscsi-direct" ;;
-    *) first="" ;;
-  esac
+  # libvirtd loads storage drivers only at start, so the iscsi-direct and rbd drivers go in first.
+  first=""
+  for p in libvirt-daemon-driver-storage-iscsi-direct libvirt-daemon-driver-storage-rbd; do
+    case " $missing " in *" $p "*) first="$first $p" ;; esac
+  done
   apt-get update -q
   if [ -n "$first" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $first
@@ -86,13 +85,14 @@ if ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
   else log "WARNING: no apt lists (apt-get update as root); the test guest cannot be built"; fi
 fi
 
-# A libvirtd that was running before the driver was installed says supported='no'.
-if pgrep -x libvirtd >/dev/null && vs_libvirt_answers && ! vs_iscsi_direct_ok; then
+# A libvirtd that was running before a driver was installed says supported='no'.
+drivers_ok() { vs_iscsi_direct_ok && vs_rbd_pool_ok; }
+if pgrep -x libvirtd >/dev/null && vs_libvirt_answers && ! drivers_ok; then
   if [ "$(id -u)" = 0 ]; then
-    vs_libvirtd_restart && vs_iscsi_direct_ok ||
-      log "WARNING: libvirtd lacks the iscsi-direct pool driver; iscsi-direct tests will fail or skip"
+    vs_libvirtd_restart && drivers_ok ||
+      log "WARNING: libvirtd lacks the iscsi-direct or rbd pool driver; iscsi-direct/rbd pool tests will fail or skip"
   else
-    log "WARNING: libvirtd lacks the iscsi-direct pool driver (restart it as root)"
+    log "WARNING: libvirtd lacks the iscsi-direct or rbd pool driver (restart it as root)"
   fi
 fi
 exit 0

@@ -9,6 +9,7 @@
 #   vs_libvirtd_restart    graceful restart (only when no domain runs), e.g. to load a newly
 #                          installed storage driver
 #   vs_iscsi_direct_ok     does the running libvirtd support <pool type='iscsi-direct'>?
+#   vs_rbd_pool_ok         does it support <pool type='rbd'> (libvirt-daemon-driver-storage-rbd)?
 
 VS_LIBVIRT_URI=qemu:///system
 
@@ -52,6 +53,12 @@ vs_iscsi_direct_ok() {
   local caps
   caps=$(timeout 20 virsh -c "$VS_LIBVIRT_URI" pool-capabilities 2>/dev/null) || return 1
   [[ "$caps" == *"<pool type='iscsi-direct' supported='yes'>"* ]]
+}
+
+vs_rbd_pool_ok() {
+  local caps
+  caps=$(timeout 20 virsh -c "$VS_LIBVIRT_URI" pool-capabilities 2>/dev/null) || return 1
+  [[ "$caps" == *"<pool type='rbd' supported='yes'>"* ]]
 }
 
 # libvirtd loads its storage backends once, at start: a driver installed later stays
