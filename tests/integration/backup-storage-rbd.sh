@@ -146,6 +146,17 @@ if [ "$HAVE_POOL" = 1 ]; then
 fi
 KEPT=$(snaps)
 
+# --- today's copy backup of the same RBD disks: read by qemu-nbd as rbd:POOL/IMAGE -------------
+vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" --json "$D" > "$W/c1.json" ||
+  { cat "$W/c1.json" >&2; vs_fail "the copy backup of the RBD guest failed"; }
+vs_assert_eq "$(jq -r '.domains[0] | [.ok, .mode, .disks[0].data_path] | map(tostring) | join(",")' "$W/c1.json")" \
+  "true,overlay,qemu-nbd" "the copy backup of an RBD disk"
+IDC=$(jq -r .id "$W/c1.json")
+vs_virtsnap export --repo "$REPO" "$IDC" "$D" vda "$W/c1.qcow2"
+"$VS_GUEST_SRC/verify-backup.sh" "$W/c1.qcow2" || vs_fail "the copy backup of the RBD disk is not consistent"
+back_on_disk "after the copy backup"
+vs_assert_eq "$(snaps)" "$KEPT" "the copy backup makes no RBD snapshot"
+
 # --- (c) Ceph's monitor hangs just before the snapshot ------------------------------------------
 # Only the monitor: with the OSD SIGSTOPped too, the commit of the overlay (QEMU's) waits for
 # the cluster like the guest's writes, and after SIGCONT the single OSD's PGs sometimes stay
@@ -194,7 +205,7 @@ cat "$W/r2.out" >&2
 vs_assert_contains "$(cat "$W/r2.out")" "deleted storage snapshot virtsnap-" "recover says what it deleted"
 back_on_disk "after kill -9 and recover"
 vs_assert_eq "$(snaps)" "$KEPT" "only the --no-copy backup's snapshots remain"
-vs_assert_eq "$(vs_virtsnap list --repo "$REPO" --json | jq -r '[.[].id] | join(",")')" "$ID1,$ID2" \
+vs_assert_eq "$(vs_virtsnap list --repo "$REPO" --json | jq -r '[.[].id] | join(",")')" "$ID1,$ID2,$IDC" \
   "no backup from the failed and killed runs"
 
 # Not stranded: the next backup works, and its copy (the guest kept writing its records
