@@ -36,13 +36,15 @@ void
 backup_save_pools(Run *run, DomJob *j, VsManifestDomain *md)
 {
     const VsDiscoveredDomain *disc = discovered_of(run, j);
+    /* Each pool asked once, whether it answered or not. */
+    g_autoptr(GHashTable) asked = g_hash_table_new(g_str_hash, g_str_equal);
 
     for (guint i = 0; disc && i < disc->disks->len; i++) {
         const VsDiscoveredDisk *d = disc->disks->pdata[i];
         g_autoptr(GError) err = NULL;
         g_autofree char *xml = NULL;
 
-        if (!d->pool || !*d->pool || !backed_up(j, d->target) || vs_manifest_domain_find_pool(md, d->pool))
+        if (!d->pool || !*d->pool || !backed_up(j, d->target) || !g_hash_table_add(asked, d->pool))
             continue;
         if (!(xml = vs_control()->pool_xml(vs_link_conn(run->link), d->pool, &err))) {
             add_note(j, "disk %s: the definition of its storage pool '%s' could not be saved (%s): "

@@ -589,7 +589,9 @@ lv_pool_start(virConnectPtr conn, const char *name, bool build, GError **error)
 
     if (!pool)
         return false;
-    ok = lv_ok(virStoragePoolCreate(pool, build ? VIR_STORAGE_POOL_CREATE_WITH_BUILD : 0), error);
+    /* Build (flags 0: a dir, fs or netfs pool's directory, nothing formatted)
+     * then start, as CREATE_WITH_BUILD does, which not every driver takes. */
+    ok = (!build || lv_ok(virStoragePoolBuild(pool, 0), error)) && lv_ok(virStoragePoolCreate(pool, 0), error);
     virStoragePoolFree(pool);
     return ok;
 }
