@@ -142,7 +142,11 @@ backup_copy(Run *run)
         if (j->error || (j->method->before_copy && !j->method->before_copy(run, j)))
             continue;
         for (guint k = 0; k < j->disks->len; k++) {
-            CopyTask *t = g_new0(CopyTask, 1);
+            CopyTask *t;
+            /* Recorded already (a snapshot-only disk): nothing to copy. */
+            if (((DiskJob *)j->disks->pdata[k])->mdisk)
+                continue;
+            t = g_new0(CopyTask, 1);
             t->run = run;
             t->j = j;
             t->d = j->disks->pdata[k];

@@ -13,6 +13,8 @@
  *   method-overlay.c external snapshot onto overlays, commit back (also shut-off domains)
  *   method-pull.c    libvirt backup job, pull mode (NBD exports, scratch files)
  *   method-push.c    libvirt backup job, push mode (QEMU writes qcow2 files of ours)
+ *   method-storage.c the overlay method's point in time made safe by a storage snapshot,
+ *                    overlays committed at once, the copy read from the snapshot
  *   method-job.c     what pull and push share: the job, its checkpoint, its files */
 #pragma once
 
@@ -21,6 +23,7 @@
 #include "vs-repo.h"
 #include "vs-xml.h"
 #include "vs-source.h"
+#include "vs-snapshot.h"
 
 
 typedef struct {
@@ -46,6 +49,14 @@ typedef struct {
      * is chosen. */
     char *scratch;
     uint64_t capacity;       /* the disk's size as libvirt said before the job; 0: unknown */
+    /* The storage method: where the disk lives and, once made, its snapshot
+     * (provider, handle), as the manifest will record it; the provider; and
+     * what became of the snapshot. */
+    VsManifestSnapshot *snap;
+    VsSnapProvider *snap_provider;
+    bool snap_made;          /* the snapshot exists (journaled snapshot-made) */
+    bool snap_kept;          /* ... and stays after the run (recorded in the manifest) */
+    bool snap_deleted;       /* ... and was deleted again (journaled snapshot-deleted) */
 } DiskJob;
 
 typedef struct BackupMethod BackupMethod;
@@ -70,6 +81,9 @@ typedef struct {
                               * disks are the snapshot's */
     GPtrArray *disks;        /* DiskJob* */
     int64_t freeze_start, freeze_end;     /* monotonic ms */
+    int64_t pit_ms;          /* monotonic ms of the point in time (overlays on); 0: none */
+    int64_t overlay_ms;      /* the guest's time on overlays: point in time to end of commit; -1 */
+    bool settled, settle_ok; /* the storage method: overlays committed early, and how */
     int64_t frozen_at, thawed_at;         /* unix ms, for the group's point in time */
     char *consistency;
     GPtrArray *notes;        /* char*: add_note's, in order */
@@ -109,6 +123,7 @@ typedef struct {
      * once per run however many domains look (run_manifest). */
     GStrv repo_ids;
     GHashTable *manifests;   /* id -> VsManifest*, NULL when it could not be loaded */
+    VsSnapConfig *snap_config; /* --storage-snapshot: the providers' configuration */
     GPtrArray *notes;        /* char*: what recovery of earlier runs did first */
     GPtrArray *not_found;    /* VsProblem*: why a named domain is not backed up at all */
     int64_t group_ms;        /* the group's frozen window; -1: nothing frozen */
@@ -176,6 +191,7 @@ struct BackupMethod {
 extern const BackupMethod backup_method_overlay;   /* method-overlay.c */
 extern const BackupMethod backup_method_pull;      /* method-pull.c */
 extern const BackupMethod backup_method_push;      /* method-push.c */
+extern const BackupMethod backup_method_storage;   /* method-storage.c */
 
 
 /* ------------------------------------------------------------------------- */
@@ -254,6 +270,9 @@ const VsManifest *run_manifest(Run *run, const char *id);
 bool job_xml_base(Run *run, DomJob *j);
 /* backup-window.c */
 void guardian_early(Run *run, GPtrArray *discovered);
+/* method-storage.c: D's location (from discovery's DISC) and the provider
+ * --storage-snapshot and the configuration choose for it; false fails J. */
+bool storage_locate(Run *run, DomJob *j, DiskJob *d, const VsDiscoveredDisk *disc);
 /* backup-copy.c: the data path for D's image, as --data-path says. */
 VsSource *open_reader(Run *run, DomJob *j, DiskJob *d, GError **error);
 /* backup-settle.c: resumes a guest QEMU paused for a write error. */

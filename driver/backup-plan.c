@@ -75,6 +75,10 @@ prepare_disks(Run *run, DomJob *j, const VsDiscoveredDomain *disc, const VsDomai
             return false;
         }
         job->is_file = g_strcmp0(d->type, "file") == 0;
+        if (run->opts->storage_snapshot && !storage_locate(run, j, job, d)) {
+            g_ptr_array_add(j->disks, job);
+            return false;
+        }
         if (j->active && dd && dd->shareable)
             dom_fail(j, "domain '%s': disk %s is shareable: another guest may write it while it "
                      "is copied, so it cannot be backed up consistently; detach it or mark it "
@@ -424,6 +428,8 @@ choose_method(Run *run, DomJob *j, const VsDomainDef *def)
                  "--checkpoint-xml) needs a running domain; back it up without them", j->name);
         return &backup_method_overlay;
     }
+    if (run->opts->storage_snapshot)
+        return &backup_method_storage;
     if (run->opts->mode == VS_BACKUP_METHOD_OVERLAY || !j->active)
         return &backup_method_overlay;
     for (guint i = 0; i < j->disks->len; i++) {
@@ -537,6 +543,7 @@ prepare_domain(Run *run, virDomainPtr dom, VsDiscoveredDomain *disc)
     j->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_job_free);
     j->notes = g_ptr_array_new_with_free_func(g_free);
     j->method = &backup_method_overlay;
+    j->overlay_ms = -1;
     j->consistency = g_strdup("crash");
     state = domain_state(j);
 
@@ -735,6 +742,10 @@ start_journal(Run *run, GError **error)
 bool
 backup_plan(Run *run, const char *const *names, bool all, GError **error)
 {
+    /* A configuration that does not load fails the run before anything is touched. */
+    if (run->opts->storage_snapshot &&
+        !(run->snap_config = vs_snap_config_load(run->opts->snapshot_config, error)))
+        return false;
     /* Domains handed in (backup_run_discovered) were discovered by the caller. */
     if (!open_run(run, names, all, error) ||
         (!run->discovered && !discover_domains(run, names, all, error)))

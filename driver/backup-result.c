@@ -31,6 +31,8 @@ domain_result_free(VsBackupDomainResult *d)
 static void
 disk_result_free(VsBackupDiskResult *d)
 {
+    g_free(d->snapshot_provider);
+    g_free(d->snapshot_handle);
     g_free(d->target);
     g_free(d->data_path);
     g_free(d->read);
@@ -68,6 +70,7 @@ make_result(Run *run, int64_t group_freeze_ms)
         d->freeze_ms = j->frozen ? j->freeze_end - j->freeze_start : -1;
         d->frozen_at = j->frozen ? j->frozen_at : -1;
         d->thawed_at = j->frozen ? j->thawed_at : -1;
+        d->overlay_ms = j->overlay_ms;
         d->notes = g_ptr_array_new_with_free_func(g_free);
         for (guint k = 0; k < j->notes->len; k++)
             g_ptr_array_add(d->notes, g_strdup(j->notes->pdata[k]));
@@ -103,7 +106,7 @@ missing_domain(const char *name, const GError *error)
     VsBackupDomainResult *d = g_new0(VsBackupDomainResult, 1);
     d->name = g_strdup(name);
     d->consistency = g_strdup("crash");
-    d->freeze_ms = d->frozen_at = d->thawed_at = -1;
+    d->freeze_ms = d->frozen_at = d->thawed_at = d->overlay_ms = -1;
     d->notes = g_ptr_array_new_with_free_func(g_free);
     d->error = g_error_copy(error);
     d->disks = g_ptr_array_new_with_free_func((GDestroyNotify)disk_result_free);
@@ -178,6 +181,7 @@ assemble_manifest(Run *run)
         md->consistency = g_strdup(j->consistency);
         md->freeze_ms = j->frozen ? j->freeze_end - j->freeze_start : -1;
         md->xml = g_strdup(j->xml);
+        md->overlay_ms = j->overlay_ms;
         backup_save_pools(run, j, md);
         for (guint k = 0; k < j->disks->len; k++) {
             DiskJob *d = j->disks->pdata[k];

@@ -57,6 +57,8 @@ disk_job_free(DiskJob *d)
     g_free(d->direct_failed);
     g_free(d->overlay); g_clear_error(&d->error);
     g_free(d->scratch); g_free(d->read);
+    g_clear_pointer(&d->snap, vs_manifest_snapshot_free);
+    g_clear_pointer(&d->snap_provider, vs_snap_provider_free);
     if (d->chain)
         g_ptr_array_unref(d->chain);
     g_free(d);
@@ -184,6 +186,38 @@ manifest_domain_of(const VsManifest *m, const DomJob *j)
 }
 
 
+/* --storage-snapshot and the options that go with it. */
+static bool
+storage_options_ok(const VsBackupOptions *opts, GError **error)
+{
+    static const char *const providers[] = { "auto", "reflink", "btrfs", "rbd", "hook", NULL };
+    const char *s = opts->storage_snapshot;
+
+    if (s && !g_strv_contains(providers, s)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --storage-snapshot=%s: not auto, reflink, "
+                    "btrfs, rbd or hook", s);
+        return false;
+    }
+    if (!s && (opts->no_copy || opts->keep_snapshot || opts->snapshot_config)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: %s goes with --storage-snapshot",
+                    opts->no_copy ? "--no-copy" : opts->keep_snapshot ? "--keep-snapshot" : "--snapshot-config");
+        return false;
+    }
+    if (opts->no_copy && opts->keep_snapshot) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --no-copy keeps the snapshots already "
+                    "(they are the backup); --keep-snapshot is for a backup that copies: give one of them");
+        return false;
+    }
+    if (s && (opts->mode != VS_BACKUP_METHOD_OVERLAY || opts->backup_xml_path || opts->checkpoint_xml_path ||
+              opts->push || opts->push_dir)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --storage-snapshot takes the point in "
+                    "time with overlays and the storage: it does not go with --mode=begin/auto, --push, "
+                    "--backup-xml or --checkpoint-xml");
+        return false;
+    }
+    return true;
+}
+
 bool
 vs_backup_check_options(const char *const *names, bool all, const VsBackupOptions *opts,
                         GError **error)
@@ -213,6 +247,8 @@ vs_backup_check_options(const char *const *names, bool all, const VsBackupOption
                     "they go with --mode=begin or --mode=auto");
         return false;
     }
+    if (!storage_options_ok(opts, error))
+        return false;
     if ((opts->backup_xml_path || opts->checkpoint_xml_path) && (all || names[1])) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                     "backup: --backup-xml and --checkpoint-xml describe one domain's job: name "
@@ -234,6 +270,7 @@ run_clear(Run *run)
     }
     /* After the jobs: their bases are among them. */
     g_clear_pointer(&run->manifests, g_hash_table_unref);
+    g_clear_pointer(&run->snap_config, vs_snap_config_free);
     g_strfreev(run->repo_ids);
     g_mutex_clear(&run->progress_lock);
     g_clear_pointer(&run->checkpoint_xml, vs_checkpoint_def_free);

@@ -36,15 +36,12 @@ location_kind(const VsDiscoveredDisk *d, VsSnapLocKind *kind)
     return true;
 }
 
-void
-vs_discover_snapshot_provider(VsDiscoveredDisk *d, const char *domain)
+bool
+vs_discover_snap_location(const VsDiscoveredDisk *d, const char *name, VsSnapLocation *loc, char **why)
 {
-    g_autofree char *name = g_strdup_printf("%s/%s", domain ? domain : "?", d->target ? d->target : "?");
-    g_autofree char *why = NULL;
-    g_autofree char *base = NULL;
-    bool needs_hook = false;
     const char *local = d->path && !strstr(d->path, "://") ? d->path : NULL;
-    VsSnapLocation loc = {
+
+    *loc = (VsSnapLocation){
         .disk = name,
         .path = d->block_device ? d->block_device : local,
         .pool = d->pool,
@@ -60,25 +57,37 @@ vs_discover_snapshot_provider(VsDiscoveredDisk *d, const char *domain)
         .rbd_image = d->rbd_image,
         .rbd_user = d->rbd_user,
     };
+    if (d->skipped) {
+        *why = g_strdup_printf("no provider: the disk is not backed up: %s", d->skipped);
+        return false;
+    }
+    if (d->error) {
+        *why = g_strdup("no provider: discovery could not resolve where the disk lives (see its error)");
+        return false;
+    }
+    if (!location_kind(d, &loc->kind)) {
+        *why = g_strdup_printf("no provider: a network disk that is not NFS, iSCSI or RBD (%s)",
+                               d->path ? d->path : "?");
+        return false;
+    }
+    return true;
+}
+
+void
+vs_discover_snapshot_provider(VsDiscoveredDisk *d, const char *domain)
+{
+    g_autofree char *name = g_strdup_printf("%s/%s", domain ? domain : "?", d->target ? d->target : "?");
+    g_autofree char *why = NULL;
+    g_autofree char *base = NULL;
+    bool needs_hook = false;
+    VsSnapLocation loc;
 
     d->snapshot_provider = NULL;
     g_clear_pointer(&d->snapshot_reason, g_free);
-    if (d->skipped) {
-        d->snapshot_reason = g_strdup_printf("no provider: the disk is not backed up: %s", d->skipped);
+    if (!vs_discover_snap_location(d, name, &loc, &d->snapshot_reason))
         return;
-    }
-    if (d->error) {
-        d->snapshot_reason = g_strdup("no provider: discovery could not resolve where the disk lives "
-                                      "(see its error)");
-        return;
-    }
-    if (!location_kind(d, &loc.kind)) {
-        d->snapshot_reason = g_strdup_printf("no provider: a network disk that is not NFS, iSCSI or RBD (%s)",
-                                             d->path ? d->path : "?");
-        return;
-    }
-    if (loc.kind == VS_SNAP_LOC_FILE && local)
-        base = g_path_get_dirname(local);
+    if (loc.kind == VS_SNAP_LOC_FILE && loc.path)
+        base = g_path_get_dirname(loc.path);
     d->snapshot_provider = vs_snap_which(&loc, NULL, base, &why, &needs_hook);
     if (!d->snapshot_provider)
         d->snapshot_reason = needs_hook

@@ -13,6 +13,7 @@
 #include "vs-xml.h"
 #include "vs-fault.h"
 #include "journal-records.h"
+#include "vs-snapshot.h"
 
 /* ------------------------------------------------------------------------- */
 /* libvirt errors and states (conn.c)                                        */
@@ -30,6 +31,18 @@ const char *vs_domain_state_string(int state);
  * about where D lives (vs_snap_which: nothing is created). DOMAIN names the
  * disk in the block layer's location. */
 void vs_discover_snapshot_provider(VsDiscoveredDisk *d, const char *domain);
+/* Where D lives as the block layer's snapshot providers take it (strings
+ * borrowed from D, NAME for messages); false with *WHY (to free) when no
+ * provider could reach it (skipped, unresolved, a network disk of another
+ * protocol). */
+bool vs_discover_snap_location(const VsDiscoveredDisk *d, const char *name, VsSnapLocation *loc, char **why);
+
+/* ------------------------------------------------------------------------- */
+/* Recovery of a dead run's storage snapshots (recover-snapshots.c): each one
+ * RECS made and did not delete is kept when BEGIN's backup records it, else
+ * deleted; false (the journal stays) when that cannot be known or done. */
+bool recover_storage_snapshots(GPtrArray *recs, const VsJournalRecord *begin, GPtrArray *actions,
+                               GError **error);
 
 /* ------------------------------------------------------------------------- */
 /* State directory                                                           */

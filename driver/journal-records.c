@@ -32,6 +32,7 @@ static const Member members[] = {
     { "host", offsetof(VsJournalRecord, host) },
     { "pid", offsetof(VsJournalRecord, pid) },
     { "path", offsetof(VsJournalRecord, path) },
+    { "snapshot", offsetof(VsJournalRecord, snapshot) },
 };
 
 #define DOMAIN_KEYS "domain", "uuid"
@@ -55,6 +56,9 @@ static const Kind kinds[] = {
     [VS_JOURNAL_INCOMPLETE] = { "incomplete", { NULL } },
     [VS_JOURNAL_TEMP] = { "temp", { "path", NULL } },
     [VS_JOURNAL_TEMP_DONE] = { "temp-done", { "path", NULL } },
+    [VS_JOURNAL_STORAGE_SNAPSHOT] = { "storage-snapshot", { DOMAIN_KEYS, "disk", "snapshot", NULL } },
+    [VS_JOURNAL_SNAPSHOT_MADE] = { "snapshot-made", { DOMAIN_KEYS, "disk", "snapshot", NULL } },
+    [VS_JOURNAL_SNAPSHOT_DELETED] = { "snapshot-deleted", { DOMAIN_KEYS, "disk", NULL } },
 };
 
 static const char *const begin_backup_keys[] = { "id", "repo", "pid", NULL };
@@ -255,6 +259,37 @@ vs_journal_temp_done(VsJournal *j, const char *path, GError **error)
     VsJournalRecord r = { .kind = VS_JOURNAL_TEMP_DONE, .path = (char *)path };
 
     return write_kind(j, &r, error);
+}
+
+static bool
+write_snapshot(VsJournal *j, VsJournalKind kind, const char *domain, const char *uuid, const char *disk,
+               const char *snapshot, GError **error)
+{
+    VsJournalRecord r = { .kind = kind, .domain = (char *)domain, .uuid = (char *)uuid,
+                          .disk = (char *)disk, .snapshot = (char *)snapshot };
+
+    return write_kind(j, &r, error);
+}
+
+bool
+vs_journal_storage_snapshot(VsJournal *j, const char *domain, const char *uuid, const char *disk,
+                            const char *snapshot, GError **error)
+{
+    return write_snapshot(j, VS_JOURNAL_STORAGE_SNAPSHOT, domain, uuid, disk, snapshot, error);
+}
+
+bool
+vs_journal_snapshot_made(VsJournal *j, const char *domain, const char *uuid, const char *disk,
+                         const char *snapshot, GError **error)
+{
+    return write_snapshot(j, VS_JOURNAL_SNAPSHOT_MADE, domain, uuid, disk, snapshot, error);
+}
+
+bool
+vs_journal_snapshot_deleted(VsJournal *j, const char *domain, const char *uuid, const char *disk,
+                            GError **error)
+{
+    return write_snapshot(j, VS_JOURNAL_SNAPSHOT_DELETED, domain, uuid, disk, NULL, error);
 }
 
 static VsJournalKind

@@ -28,6 +28,9 @@ typedef enum {
     VS_JOURNAL_INCOMPLETE,   /* the run ended with work left for recover */
     VS_JOURNAL_TEMP,         /* about to create temp image path */
     VS_JOURNAL_TEMP_DONE,    /* path is a temp image no more */
+    VS_JOURNAL_STORAGE_SNAPSHOT, /* about to take disk's storage snapshot (snapshot: the record, handle = label) */
+    VS_JOURNAL_SNAPSHOT_MADE,    /* disk's storage snapshot exists (snapshot: the record with its handle) */
+    VS_JOURNAL_SNAPSHOT_DELETED, /* disk's storage snapshot of this run is gone again */
 } VsJournalKind;
 
 /* One record; members a kind does not have (or an older journal did not
@@ -50,6 +53,7 @@ typedef struct {
     char *host;              /* BEGIN of an export or restore: vs_temp_host() */
     int pid;                 /* BEGIN: the run's process (0: not written, as by older versions) */
     char *path;              /* TEMP, TEMP_DONE */
+    char *snapshot;          /* STORAGE_SNAPSHOT, SNAPSHOT_MADE: VsManifestSnapshot as JSON */
 } VsJournalRecord;
 
 void vs_journal_record_free(VsJournalRecord *r);
@@ -78,6 +82,13 @@ bool vs_journal_job_ended(VsJournal *j, const char *domain, const char *uuid, GE
 bool vs_journal_incomplete(VsJournal *j, GError **error);
 bool vs_journal_temp(VsJournal *j, const char *path, GError **error);
 bool vs_journal_temp_done(VsJournal *j, const char *path, GError **error);
+/* SNAPSHOT: vs_manifest_snapshot_to_json of the record. */
+bool vs_journal_storage_snapshot(VsJournal *j, const char *domain, const char *uuid, const char *disk,
+                                 const char *snapshot, GError **error);
+bool vs_journal_snapshot_made(VsJournal *j, const char *domain, const char *uuid, const char *disk,
+                              const char *snapshot, GError **error);
+bool vs_journal_snapshot_deleted(VsJournal *j, const char *domain, const char *uuid, const char *disk,
+                                 GError **error);
 
 /* The records of journal TEXT (VsJournalRecord*, owned by the array), in
  * order. A line that is not a JSON object with a string "op" is skipped: the

@@ -209,6 +209,7 @@ overlay_point_in_time(Run *run, DomJob *j)
         return;
     }
     j->snapshotted = true;
+    j->pit_ms = vs_now_ms();
     vs_fault_point("after-snapshot");
 }
 
@@ -441,6 +442,8 @@ overlay_settle(Run *run, DomJob *j)
         if (d->overlay && !commit_disk(run, j, d))
             ok = false;
     }
+    if (ok && j->pit_ms)
+        j->overlay_ms = vs_now_ms() - j->pit_ms;
     if (ok)
         resume_paused(run, j);
     return ok;

@@ -607,6 +607,14 @@ recover_records(virConnectPtr conn, GPtrArray *recs, GPtrArray *actions, bool fi
             ok = false;
         }
     }
+    {
+        g_autoptr(GError) serr = NULL;
+
+        if (!recover_storage_snapshots(recs, begin, actions, &serr)) {
+            recover_failed(first && ok, actions, error, &serr);
+            ok = false;
+        }
+    }
     return ok;
 }
 

@@ -122,6 +122,7 @@ result_json(const VsBackupResult *r, const char *error)
         vs_json_add_str(b, "checkpoint", d->checkpoint);
         vs_json_add_str(b, "backup_xml", d->backup_xml);
         vs_json_add_str(b, "checkpoint_xml", d->checkpoint_xml);
+        vs_json_add_int_or_null(b, "overlay_ms", d->overlay_ms);
         json_builder_set_member_name(b, "disks");
         json_builder_begin_array(b);
         for (guint k = 0; k < d->disks->len; k++) {
@@ -132,6 +133,16 @@ result_json(const VsBackupResult *r, const char *error)
             vs_json_add_int(b, "bytes_stored", dr->bytes_stored);
             vs_json_add_str(b, "data_path", dr->data_path);
             vs_json_add_str(b, "read", dr->read);
+            json_builder_set_member_name(b, "snapshot");
+            if (dr->snapshot_handle) {
+                json_builder_begin_object(b);
+                vs_json_add_str(b, "provider", dr->snapshot_provider);
+                vs_json_add_str(b, "handle", dr->snapshot_handle);
+                vs_json_add_bool(b, "kept", dr->snapshot_kept);
+                json_builder_end_object(b);
+            } else {
+                json_builder_add_null_value(b);
+            }
             json_builder_end_object(b);
         }
         json_builder_end_array(b);
@@ -187,6 +198,8 @@ print_summary(const VsBackupResult *r)
             printf("  %-20s %-9s", d->name, d->consistency);
             if (d->freeze_ms >= 0)
                 printf(" frozen %" G_GINT64_FORMAT " ms", d->freeze_ms);
+            if (d->overlay_ms >= 0)
+                printf(", on overlays %" G_GINT64_FORMAT " ms", d->overlay_ms);
             printf("  %s%s%s, read %s, stored %s new\n", d->level, d->base ? " since " : "",
                    d->base ? d->base : "", rs, ss);
         } else {
@@ -199,7 +212,8 @@ print_summary(const VsBackupResult *r)
 
 /* The command line of a backup, as given. */
 typedef struct {
-    gboolean json, all, init, push;
+    gboolean json, all, init, push, no_copy, keep_snapshot;
+    char *storage_snapshot, *snapshot_config;
     char *repo, *quiesce, *overlay_dir, *state_dir, *data_path, *iscsi_auth, *mode, *level;
     char *backup_xml, *checkpoint_xml, *compress, *push_dir;
     double max_freeze;
@@ -212,6 +226,18 @@ backup_args_clear(BackupArgs *a)
     g_free(a->repo); g_free(a->quiesce); g_free(a->overlay_dir); g_free(a->state_dir);
     g_free(a->data_path); g_free(a->iscsi_auth); g_free(a->mode); g_free(a->level);
     g_free(a->backup_xml); g_free(a->checkpoint_xml); g_free(a->compress); g_free(a->push_dir);
+    g_free(a->storage_snapshot); g_free(a->snapshot_config);
+}
+
+/* --storage-snapshot takes its word optionally: a bare one is =auto (GOption
+ * has optional arguments only for callbacks). Up to "--", the rest being
+ * domain names. */
+static void
+storage_snapshot_default(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (!strcmp(argv[i], "--storage-snapshot"))
+            argv[i] = (char *)"--storage-snapshot=auto";
 }
 
 /* --OPTION=WORD of an enum option: FROM_STRING's value for WORD (vs-backup.h), DEFAULT
@@ -267,11 +293,21 @@ backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GErr
         { "compress", 0, 0, G_OPTION_ARG_FILENAME, &a->compress, "new chunks: zstd (default) or off (stored "
           "uncompressed: for a repository on a compressing file system, or a host short of CPU)", "HOW" },
         { "copy-nice", 0, 0, G_OPTION_ARG_INT, &a->copy_nice, "lower the copy's CPU priority by N while the guests run (default 10, 0 to 19)", "N" },
+        { "storage-snapshot", 0, 0, G_OPTION_ARG_FILENAME, &a->storage_snapshot, "after the thaw, a storage "
+          "snapshot of each disk (auto when bare, reflink, btrfs, rbd or hook); overlays committed at once, the "
+          "copy read from the snapshot", "[=PROVIDER]" },
+        { "no-copy", 0, 0, G_OPTION_ARG_NONE, &a->no_copy, "with --storage-snapshot: the backup is the snapshots "
+          "(kept, recorded in the repository; `virtsnap vault` copies them later)", NULL },
+        { "keep-snapshot", 0, 0, G_OPTION_ARG_NONE, &a->keep_snapshot, "with --storage-snapshot: copy, and keep "
+          "the snapshots for fast restores (pruned with the backup)", NULL },
+        { "snapshot-config", 0, 0, G_OPTION_ARG_FILENAME, &a->snapshot_config, "providers and hooks per pool "
+          "(default /etc/virtsnap/snapshots.conf)", "FILE" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &a->json, "print the result as JSON (on a failure too: its \"error\")", NULL },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("(--all | DOMAIN...) - back up running and shut-off domains");
 
+    storage_snapshot_default(*argc, *argv);
     g_option_context_add_main_entries(octx, entries, NULL);
     if (!g_option_context_parse(octx, argc, argv, error)) {
         g_autoptr(GError) e = g_steal_pointer(error);
@@ -343,6 +379,10 @@ backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GErr
     opts->state_dir = a->state_dir;
     opts->lock_wait = a->lock_wait;
     opts->overlay_dir = a->overlay_dir;
+    opts->storage_snapshot = a->storage_snapshot;
+    opts->no_copy = a->no_copy;
+    opts->keep_snapshot = a->keep_snapshot;
+    opts->snapshot_config = a->snapshot_config;
     opts->max_freeze_ms = (int)(a->max_freeze * 1000);
     opts->agent_timeout = a->agent_timeout;
     opts->commit_timeout = a->commit_timeout;

@@ -239,6 +239,10 @@ void vs_manifest_disk_free(VsManifestDisk *disk);
 VsManifestSnapshot *vs_manifest_snapshot_new(void);   /* iscsi_lun = -1 */
 void vs_manifest_snapshot_free(VsManifestSnapshot *s);
 VsManifestSnapshot *vs_manifest_snapshot_copy(const VsManifestSnapshot *s);
+/* One record as the JSON object a manifest holds, and back (with the
+ * manifest's checks; WHAT names it in errors): how a journal keeps it. */
+char *vs_manifest_snapshot_to_json(const VsManifestSnapshot *s);
+VsManifestSnapshot *vs_manifest_snapshot_from_json(const char *json, const char *what, GError **error);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsManifestSnapshot, vs_manifest_snapshot_free)
 void vs_manifest_domain_add_pool(VsManifestDomain *d, const char *name, const char *xml);
 const VsManifestPool *vs_manifest_domain_find_pool(const VsManifestDomain *d, const char *name);

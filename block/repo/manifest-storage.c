@@ -355,3 +355,36 @@ manifest_storage_parse_domain(JsonCheck *c, JsonObject *o, const char *path, VsM
     }
     return true;
 }
+
+char *
+vs_manifest_snapshot_to_json(const VsManifestSnapshot *sn)
+{
+    g_autoptr(GString) s = g_string_new(NULL);
+    VsManifestDisk disk = { .in_repo = true, .snapshot = (VsManifestSnapshot *)sn };
+    const char *brace;
+
+    manifest_storage_put_disk(s, &disk);
+    /* ",\n          \"snapshot\": {...}": the object alone */
+    brace = strchr(s->str, '{');
+    return g_strdup(brace);
+}
+
+VsManifestSnapshot *
+vs_manifest_snapshot_from_json(const char *json, const char *what, GError **error)
+{
+    g_autofree char *where = g_strdup_printf("snapshot record: %s", what);
+    JsonCheck c = { where, error };
+    g_autoptr(JsonParser) parser = json_parser_new_immutable();
+    g_autoptr(GError) jerr = NULL;
+    g_autoptr(VsManifestSnapshot) sn = vs_manifest_snapshot_new();
+    JsonObject *o;
+
+    if (!json_parser_load_from_data(parser, json, -1, &jerr)) {
+        jc_fail(&c, VS_ERROR_FAILED, NULL, NULL, "not valid JSON: %s", jerr->message);
+        return NULL;
+    }
+    if (!(o = jc_root_object(&c, parser)) || !parse_snapshot(&c, o, "snapshot", sn) ||
+        !snapshot_validate(&c, "snapshot", sn))
+        return NULL;
+    return g_steal_pointer(&sn);
+}
