@@ -526,6 +526,15 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
     if (o->from_snapshot)
         return restore_snap_plan_disk(run, r, d, dd, error) &&
                (!d->dest_exists || check_not_others(run, r, d, error));
+    if (!md->in_repo) {
+        /* Its chunks are empty and mean nothing: restored, it would be zeros. */
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                    "restore: domain '%s' disk %s of backup %s is not in the repository, only in its "
+                    "storage snapshot %s (a backup --no-copy): restore it with --from-snapshot; "
+                    "nothing was changed", r->name, d->target, r->m->id,
+                    md->snapshot && md->snapshot->handle ? md->snapshot->handle : "");
+        return false;
+    }
     if (!restore_format_supported(d->format)) {
         g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
                     "restore: domain '%s' disk %s was backed up as %s: give --format raw or "

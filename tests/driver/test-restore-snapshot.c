@@ -439,6 +439,40 @@ test_snapshot_gone(Fx *fx, gconstpointer data)
     undefine(fx, "snapvm5");
 }
 
+/* The disk of a --no-copy backup is only in its snapshot: a restore from the
+ * repository is refused (it would write zeros), the disk untouched. */
+static void
+test_no_copy_needs_snapshot(Fx *fx, gconstpointer data)
+{
+    g_autofree char *disk = NULL, *xml = NULL, *id = NULL, *want = NULL, *got = NULL;
+    const char *names[] = { "snapvm7", NULL };
+    g_autoptr(VsRestoreResult) res = NULL;
+    g_autoptr(GError) err = NULL;
+    VsRestoreOptions o;
+
+    (void)data;
+    if (!fx->tmp)
+        return;
+    disk = g_build_filename(fx->pooldir, "snapvm7-vda.raw", NULL);
+    xml = domain_xml("snapvm7", "5eed0007-0000-4000-8000-000000000007", disk, NULL);
+    write_disk(disk, 13);
+    define(fx, xml);
+    id = backup(fx, "snapvm7", xml, disk, NULL, false);
+    write_disk(disk, 14);
+    options(fx, &o);
+    o.from_snapshot = false;
+    o.force = true;
+    res = vs_restore_run(fx->conn, names, &o, &err);
+    g_assert_null(res);
+    g_assert_error(err, VS_ERROR, VS_ERROR_NOT_FOUND);
+    g_assert_nonnull(strstr(err->message, "--from-snapshot"));
+    want = expected(14);
+    got = digest_of(disk);
+    g_assert_cmpstr(got, ==, want);
+    assert_no_temps(fx->pooldir);
+    undefine(fx, "snapvm7");
+}
+
 static bool
 pool_active(Fx *fx, const char *name)
 {
@@ -565,6 +599,7 @@ main(int argc, char **argv)
     ADD("/restore-snapshot/disk-without-snapshot", test_disk_without_snapshot);
     ADD("/restore-snapshot/snapshot-gone", test_snapshot_gone);
     ADD("/restore-snapshot/pool-undefined", test_pool_undefined);
+    ADD("/restore-snapshot/no-copy-needs-snapshot", test_no_copy_needs_snapshot);
     rc = g_test_run();
     (void)run(rm);
     return rc;
