@@ -200,6 +200,41 @@ backup(Fx *fx, const char *name, const char *xml, const char *path, const char *
     return g_strdup(m->id);
 }
 
+/* A backup from the repository of domain NAME whose disk vda (PATH, as it is
+ * now) is stored as chunks, the pool snappool's XML saved (PATH is in its
+ * directory). Returns the backup's id. */
+static char *
+backup_data(Fx *fx, const char *name, const char *xml, const char *path)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsRepo) repo = vs_repo_open(fx->repo, true, true, 0, &err);
+    g_autoptr(VsManifest) m = vs_manifest_new();
+    g_autofree char *data = NULL, *px = pool_xml(fx);
+    uint32_t cs = vs_repo_chunk_size(repo);
+    gsize len = 0;
+    VsManifestDomain *d;
+    VsManifestDisk *disk;
+
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    d = vs_manifest_add_domain(m, name);
+    d->consistency = g_strdup("crash");
+    d->xml = g_strdup(xml);
+    vs_manifest_domain_add_pool(d, "snappool", px);
+    disk = vs_manifest_domain_add_disk(d, "vda");
+    disk->format = g_strdup("raw");
+    disk->virtual_size = len;
+    disk->source = g_strdup(path);
+    for (gsize off = 0; off < len; off += cs) {
+        VsChunkRef ref = { .offset = off, .length = (uint32_t)MIN((gsize)cs, len - off) };
+
+        g_assert_true(vs_repo_put_chunk(repo, data + off, ref.length, &ref.digest, NULL, &err));
+        g_array_append_val(disk->chunks, ref);
+    }
+    g_assert_true(vs_repo_commit_manifest(repo, m, &err));
+    g_assert_no_error(err);
+    return g_strdup(m->id);
+}
+
 static void
 options(Fx *fx, VsRestoreOptions *o)
 {
@@ -545,6 +580,63 @@ test_pool_undefined(Fx *fx, gconstpointer data)
     undefine(fx, "snapvm6");
 }
 
+/* A restore from the repository in place: the disk's file is in the
+ * directory of a pool the backup saved and that is gone now; the error names
+ * it, and --define-pools brings it back before the disk is written. (The test
+ * driver's pool build makes no directory: the directory stays here.) */
+static void
+test_pool_repository_restore(Fx *fx, gconstpointer data)
+{
+    g_autofree char *disk = NULL, *xml = NULL, *id = NULL, *want = NULL, *got = NULL;
+    const char *names[] = { "snapvm8", NULL };
+    g_autoptr(VsRestoreResult) res = NULL;
+    g_autoptr(GError) err = NULL;
+    virStoragePoolPtr pool;
+    VsRestoreOptions o;
+
+    (void)data;
+    if (!fx->tmp)
+        return;
+    disk = g_build_filename(fx->pooldir, "snapvm8-vda.raw", NULL);
+    xml = domain_xml("snapvm8", "5eed0008-0000-4000-8000-000000000008", disk, NULL);
+    write_disk(disk, 15);
+    define(fx, xml);
+    id = backup_data(fx, "snapvm8", xml, disk);
+    write_disk(disk, 16);
+    g_assert_null(virStoragePoolLookupByName(fx->conn, "snappool"));
+
+    options(fx, &o);
+    o.from_snapshot = false;
+    o.force = true;
+    res = vs_restore_run(fx->conn, names, &o, &err);
+    g_assert_null(res);
+    g_assert_error(err, VS_ERROR, VS_ERROR_NOT_FOUND);
+    g_assert_nonnull(strstr(err->message, "storage pool 'snappool'"));
+    g_assert_nonnull(strstr(err->message, "--define-pools"));
+    g_assert_false(pool_active(fx, "snappool"));
+    g_free(got);
+    got = digest_of(disk);
+    want = expected(16);
+    g_assert_cmpstr(got, ==, want);
+    g_clear_error(&err);
+
+    o.define_pools = true;
+    res = vs_restore_run(fx->conn, names, &o, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(((VsRestoreDomainResult *)res->domains->pdata[0])->error, ==, NULL);
+    g_assert_true(pool_active(fx, "snappool"));
+    g_free(want);
+    g_free(got);
+    want = expected(15);
+    got = digest_of(disk);
+    g_assert_cmpstr(got, ==, want);
+    pool = virStoragePoolLookupByName(fx->conn, "snappool");
+    virStoragePoolDestroy(pool);
+    virStoragePoolUndefine(pool);
+    virStoragePoolFree(pool);
+    undefine(fx, "snapvm8");
+}
+
 /* Options that do not go with it are bad usage. */
 static void
 test_options(void)
@@ -600,6 +692,7 @@ main(int argc, char **argv)
     ADD("/restore-snapshot/snapshot-gone", test_snapshot_gone);
     ADD("/restore-snapshot/pool-undefined", test_pool_undefined);
     ADD("/restore-snapshot/no-copy-needs-snapshot", test_no_copy_needs_snapshot);
+    ADD("/restore-snapshot/pool-repository-restore", test_pool_repository_restore);
     rc = g_test_run();
     (void)run(rm);
     return rc;
