@@ -328,6 +328,7 @@ restore_finish_domain(Run *run, RDom *r)
     }
     if (run->pool)
         (void)virStoragePoolRefresh(run->pool, 0);
+    restore_snap_refresh_pools(run, r);
 
     if (!r->partial && (o->define || o->start)) {
         virDomainPtr dom = virDomainDefineXML(run->conn, xml);

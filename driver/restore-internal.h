@@ -142,11 +142,13 @@ void restore_instant_copy_phase(Run *run);
 /* restore-snapshot.c: --from-snapshot. The plan of disk D (rollback in place,
  * or a clone for --as); the write phase instead of restore_write_phase (each
  * recorded disk to roll back confirmed against the live system, the clones
- * made); a rollback (or a clone made as its destination) at install; D's
+ * made); a rollback (or a clone made as its destination) at install; the
+ * pools of R's clones refreshed once they are in place; D's
  * "PROVIDER:HANDLE" for the result (NULL when not from a snapshot). */
 bool restore_snap_plan_disk(Run *run, RDom *r, RDisk *d, VsDiskDef *dd, GError **error);
 bool restore_snap_write_phase(Run *run, GError **error);
 bool restore_snap_install(Run *run, RDisk *d, GError **error);
+void restore_snap_refresh_pools(Run *run, RDom *r);
 char *restore_snap_describe(const RDisk *d);
 
 /* restore-pools.c: the pool D (of definition DD, before the plan changes it)

@@ -21,7 +21,6 @@
 #include "vs-temp.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -100,7 +99,8 @@ restore_snap_plan_disk(Run *run, RDom *r, RDisk *d, VsDiskDef *dd, GError **erro
         g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
                     "restore: --from-snapshot: domain '%s' disk %s in backup %s has no storage snapshot "
                     "(backed up without --storage-snapshot, or its snapshot was not kept): restore it "
-                    "from the repository without --from-snapshot%s", r->name, d->target, r->m->id,
+                    "from the repository without --from-snapshot, or name a backup that has one with "
+                    "--backup%s", r->name, d->target, r->m->id,
                     r->md->disks->len > 1 ? " (or leave it out with --disks)" : "");
         return false;
     }
@@ -247,13 +247,12 @@ point_at_clone(RDom *r, RDisk *d, const char *clone)
 }
 
 static bool
-make_clone(Run *run, RDom *r, RDisk *d, GError **error)
+make_clone(RDom *r, RDisk *d, GError **error)
 {
     const VsManifestSnapshot *rec = d->md->snapshot;
     g_autofree char *made = vs_snap_clone(d->snap, &d->loc, rec->handle, d->clone_name, error);
     int err;
 
-    (void)run;
     if (!made) {
         vs_error_prefix(error, "restore: --from-snapshot --as %s", r->new_name);
         return false;
@@ -311,7 +310,7 @@ restore_snap_write_phase(Run *run, GError **error)
             if (!vs_interrupt_check("restore", error))
                 ok = false;
             else
-                ok = d->rollback ? confirm_location(run, r, d, error) : make_clone(run, r, d, error);
+                ok = d->rollback ? confirm_location(run, r, d, error) : make_clone(r, d, error);
             if (!ok) {
                 g_autofree char *left = clones_left(run);
 
@@ -348,6 +347,17 @@ restore_snap_install(Run *run, RDisk *d, GError **error)
     }
     d->installed = true;
     return true;
+}
+
+void
+restore_snap_refresh_pools(Run *run, RDom *r)
+{
+    /* Best effort: the clones show up as volumes of the pool they are in. */
+    for (guint i = 0; i < r->disks->len; i++) {
+        RDisk *d = r->disks->pdata[i];
+        if (d->clone && d->installed && d->pool_name)
+            (void)vs_control()->pool_refresh(run->conn, d->pool_name, NULL);
+    }
 }
 
 char *

@@ -72,6 +72,8 @@ vs_assert_eq "$(vs_gexec "$N" 'cat /data/marker 2>/dev/null || echo none')" none
 vs_assert_eq "$(vs_gexec "$N" 'md5sum < /data/bulk')" "$sum0" "the clone's data is the backup point's"
 vs_assert_eq "$(disk_now "$D"),$(vs_gexec "$D" 'cat /data/marker')" "$DISK,MARKER-$$" "the original runs on, untouched"
 vs_assert_eq "$(temps)" 0 "no temp file beside the disks"
+vs_assert_eq "$(virsh vol-list "$P" | awk -v v="$N-vda.qcow2" '$1 == v {print $2}')" "$M/pool/$N-vda.qcow2" \
+  "the clone is a volume of the pool"
 virsh destroy "$N" >/dev/null
 
 # --- the pool undefined meanwhile ------------------------------------------------------------
