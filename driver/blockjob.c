@@ -263,5 +263,13 @@ vs_domain_disk_source(virDomainPtr dom, const char *disk, bool inactive, GError 
         g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "domain '%s' has no disk %s", name, disk);
         return NULL;
     }
+    /* A volume disk's live XML names its pool and volume, not its path. */
+    if (!d->src->path && d->src->pool && d->src->volume) {
+        char *path = c->volume_path(dom, d->src->pool, d->src->volume, &cause);
+        if (!path)
+            vs_control_error(error, cause, VS_ERROR_LIBVIRT, "domain '%s' disk %s: volume %s of pool %s",
+                             name, disk, d->src->volume, d->src->pool);
+        return path;
+    }
     return g_strdup(d->src->path);
 }

@@ -515,6 +515,15 @@ lv_domain_xml_secure(virDomainPtr dom, GError **error)
     return out;
 }
 
+static char *lv_pool_volume_path(virConnectPtr conn, const char *pool_name, const char *volume,
+                                 GError **error);
+
+static char *
+lv_volume_path(virDomainPtr dom, const char *pool, const char *volume, GError **error)
+{
+    return lv_pool_volume_path(virDomainGetConnect(dom), pool, volume, error);
+}
+
 static bool
 lv_domain_define(virConnectPtr conn, const char *xml, GError **error)
 {
@@ -666,6 +675,7 @@ const VsControlOps vs_control_libvirt = {
     .conn_uri = lv_conn_uri,
     .domain_list = lv_domain_list,
     .domain_xml_secure = lv_domain_xml_secure,
+    .volume_path = lv_volume_path,
     .domain_define = lv_domain_define,
     /* Storage pools: backup-pools.c, restore-pools.c */
     .pool_xml = lv_pool_xml,

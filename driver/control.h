@@ -140,6 +140,10 @@ typedef struct {
     char *(*domain_xml_secure)(virDomainPtr dom, GError **error);
     bool (*domain_define)(virConnectPtr conn, const char *xml, GError **error);
 
+    /* The path of VOLUME in storage pool POOL on DOM's connection: a running
+     * domain's XML names a type='volume' disk by pool and volume only. */
+    char *(*volume_path)(virDomainPtr dom, const char *pool, const char *volume, GError **error);
+
     /* Storage pools, by name (backup-pools.c, restore-pools.c). pool_xml: the
      * persistent definition (what a pool-define of it makes again);
      * pool_is_active: 1, 0, -1 with *error; both VS_ERROR_NOT_FOUND when there

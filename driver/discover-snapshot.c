@@ -70,6 +70,9 @@ vs_discover_snap_location(const VsDiscoveredDisk *d, const char *name, VsSnapLoc
                                d->path ? d->path : "?");
         return false;
     }
+    /* An iscsi-direct volume's "path" is libvirt's name for it, not a file. */
+    if (loc->path && loc->path[0] != '/')
+        loc->path = NULL;
     return true;
 }
 

@@ -33,6 +33,7 @@ static const Member members[] = {
     { "pid", offsetof(VsJournalRecord, pid) },
     { "path", offsetof(VsJournalRecord, path) },
     { "snapshot", offsetof(VsJournalRecord, snapshot) },
+    { "config", offsetof(VsJournalRecord, config) },
 };
 
 #define DOMAIN_KEYS "domain", "uuid"
@@ -56,8 +57,8 @@ static const Kind kinds[] = {
     [VS_JOURNAL_INCOMPLETE] = { "incomplete", { NULL } },
     [VS_JOURNAL_TEMP] = { "temp", { "path", NULL } },
     [VS_JOURNAL_TEMP_DONE] = { "temp-done", { "path", NULL } },
-    [VS_JOURNAL_STORAGE_SNAPSHOT] = { "storage-snapshot", { DOMAIN_KEYS, "disk", "snapshot", NULL } },
-    [VS_JOURNAL_SNAPSHOT_MADE] = { "snapshot-made", { DOMAIN_KEYS, "disk", "snapshot", NULL } },
+    [VS_JOURNAL_STORAGE_SNAPSHOT] = { "storage-snapshot", { DOMAIN_KEYS, "disk", "snapshot", "config", NULL } },
+    [VS_JOURNAL_SNAPSHOT_MADE] = { "snapshot-made", { DOMAIN_KEYS, "disk", "snapshot", "config", NULL } },
     [VS_JOURNAL_SNAPSHOT_DELETED] = { "snapshot-deleted", { DOMAIN_KEYS, "disk", NULL } },
 };
 
@@ -263,33 +264,33 @@ vs_journal_temp_done(VsJournal *j, const char *path, GError **error)
 
 static bool
 write_snapshot(VsJournal *j, VsJournalKind kind, const char *domain, const char *uuid, const char *disk,
-               const char *snapshot, GError **error)
+               const char *snapshot, const char *config, GError **error)
 {
     VsJournalRecord r = { .kind = kind, .domain = (char *)domain, .uuid = (char *)uuid,
-                          .disk = (char *)disk, .snapshot = (char *)snapshot };
+                          .disk = (char *)disk, .snapshot = (char *)snapshot, .config = (char *)config };
 
     return write_kind(j, &r, error);
 }
 
 bool
 vs_journal_storage_snapshot(VsJournal *j, const char *domain, const char *uuid, const char *disk,
-                            const char *snapshot, GError **error)
+                            const char *snapshot, const char *config, GError **error)
 {
-    return write_snapshot(j, VS_JOURNAL_STORAGE_SNAPSHOT, domain, uuid, disk, snapshot, error);
+    return write_snapshot(j, VS_JOURNAL_STORAGE_SNAPSHOT, domain, uuid, disk, snapshot, config, error);
 }
 
 bool
 vs_journal_snapshot_made(VsJournal *j, const char *domain, const char *uuid, const char *disk,
-                         const char *snapshot, GError **error)
+                         const char *snapshot, const char *config, GError **error)
 {
-    return write_snapshot(j, VS_JOURNAL_SNAPSHOT_MADE, domain, uuid, disk, snapshot, error);
+    return write_snapshot(j, VS_JOURNAL_SNAPSHOT_MADE, domain, uuid, disk, snapshot, config, error);
 }
 
 bool
 vs_journal_snapshot_deleted(VsJournal *j, const char *domain, const char *uuid, const char *disk,
                             GError **error)
 {
-    return write_snapshot(j, VS_JOURNAL_SNAPSHOT_DELETED, domain, uuid, disk, NULL, error);
+    return write_snapshot(j, VS_JOURNAL_SNAPSHOT_DELETED, domain, uuid, disk, NULL, NULL, error);
 }
 
 static VsJournalKind

@@ -54,6 +54,8 @@ typedef struct {
     int pid;                 /* BEGIN: the run's process (0: not written, as by older versions) */
     char *path;              /* TEMP, TEMP_DONE */
     char *snapshot;          /* STORAGE_SNAPSHOT, SNAPSHOT_MADE: VsManifestSnapshot as JSON */
+    char *config;            /* STORAGE_SNAPSHOT, SNAPSHOT_MADE: the snapshot configuration the run
+                              * used (--snapshot-config), NULL: the default */
 } VsJournalRecord;
 
 void vs_journal_record_free(VsJournalRecord *r);
@@ -82,11 +84,12 @@ bool vs_journal_job_ended(VsJournal *j, const char *domain, const char *uuid, GE
 bool vs_journal_incomplete(VsJournal *j, GError **error);
 bool vs_journal_temp(VsJournal *j, const char *path, GError **error);
 bool vs_journal_temp_done(VsJournal *j, const char *path, GError **error);
-/* SNAPSHOT: vs_manifest_snapshot_to_json of the record. */
+/* SNAPSHOT: vs_manifest_snapshot_to_json of the record; CONFIG: the snapshot
+ * configuration file that names its provider's hook (NULL: the default). */
 bool vs_journal_storage_snapshot(VsJournal *j, const char *domain, const char *uuid, const char *disk,
-                                 const char *snapshot, GError **error);
+                                 const char *snapshot, const char *config, GError **error);
 bool vs_journal_snapshot_made(VsJournal *j, const char *domain, const char *uuid, const char *disk,
-                              const char *snapshot, GError **error);
+                              const char *snapshot, const char *config, GError **error);
 bool vs_journal_snapshot_deleted(VsJournal *j, const char *domain, const char *uuid, const char *disk,
                                  GError **error);
 

@@ -60,6 +60,14 @@ storage_locate(Run *run, DomJob *j, DiskJob *d, const VsDiscoveredDisk *disc)
     return true;
 }
 
+/* --snapshot-config as recover, from another directory, finds it (NULL: the
+ * default). */
+static char *
+config_file(const Run *run)
+{
+    return run->opts->snapshot_config ? g_canonicalize_filename(run->opts->snapshot_config, NULL) : NULL;
+}
+
 /* D's snapshot, journaled before (recover finds it by its label) and after
  * (with the handle the provider gave it). */
 static bool
@@ -68,6 +76,7 @@ take_snapshot(Run *run, DomJob *j, DiskJob *d)
     g_autofree char *name = disk_name(j, d);
     g_autofree char *label = g_strdup_printf("virtsnap-%s-%s", run->manifest->id, d->target);
     g_autofree char *json = NULL;
+    g_autofree char *config = config_file(run);
     g_autoptr(GError) err = NULL;
     char *handle;
     VsSnapLocation loc;
@@ -75,7 +84,7 @@ take_snapshot(Run *run, DomJob *j, DiskJob *d)
     g_free(d->snap->handle);
     d->snap->handle = g_strdup(label);
     json = vs_manifest_snapshot_to_json(d->snap);
-    if (!vs_journal_storage_snapshot(run->journal, j->name, j->uuid, d->target, json, &err)) {
+    if (!vs_journal_storage_snapshot(run->journal, j->name, j->uuid, d->target, json, config, &err)) {
         dom_fail_error(j, err);
         return false;
     }
@@ -83,6 +92,10 @@ take_snapshot(Run *run, DomJob *j, DiskJob *d)
     vs_snap_location_from_record(d->snap, name, &loc);
     if (!(handle = vs_snap_create(d->snap_provider, &loc, label, &err))) {
         dom_fail_error(j, err);
+        /* Killed at its timeout, a hook may have made it without saying so. */
+        if (g_error_matches(err, VS_ERROR, VS_ERROR_TIMEOUT) && !strcmp(d->snap->provider, "hook"))
+            add_note(j, "the hook timed out making a snapshot of %s labelled %s: if the array has it, "
+                     "delete it there", name, label);
         return false;
     }
     g_free(d->snap->handle);
@@ -91,7 +104,7 @@ take_snapshot(Run *run, DomJob *j, DiskJob *d)
     g_free(json);
     json = vs_manifest_snapshot_to_json(d->snap);
     /* Not journaled, the snapshot is still this run's to delete (finish). */
-    if (!vs_journal_snapshot_made(run->journal, j->name, j->uuid, d->target, json, &err))
+    if (!vs_journal_snapshot_made(run->journal, j->name, j->uuid, d->target, json, config, &err))
         dom_fail_error(j, err);
     vs_fault_point("after-storage-snapshot");
     return true;

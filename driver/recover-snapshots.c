@@ -28,6 +28,45 @@ say(GPtrArray *actions, const char *fmt, ...)
         g_free(msg);
 }
 
+static bool
+manifest_records(const VsManifest *m, const char *uuid, const char *disk, const VsManifestSnapshot *snap)
+{
+    for (guint i = 0; i < m->domains->len; i++) {
+        const VsManifestDomain *d = m->domains->pdata[i];
+        const VsManifestDisk *k = g_strcmp0(d->uuid, uuid) == 0 ? vs_manifest_find_disk(d, disk) : NULL;
+
+        if (k && k->snapshot && !g_strcmp0(k->snapshot->handle, snap->handle) &&
+            !g_strcmp0(k->snapshot->provider, snap->provider))
+            return true;
+    }
+    return false;
+}
+
+/* A commit that met an existing id drew new random digits for it (same
+ * second): the backup may be under a sibling id the journal never saw. */
+static int
+sibling_records(VsRepo *repo, const char *id, const char *uuid, const char *disk, const VsManifestSnapshot *snap,
+                GError **error)
+{
+    const char *dash = strrchr(id, '-');
+    g_autofree char *prefix = dash ? g_strndup(id, (gsize)(dash - id) + 1) : g_strdup(id);
+    g_auto(GStrv) ids = vs_repo_list(repo, error);
+
+    if (!ids)
+        return -1;
+    for (guint i = 0; ids[i]; i++) {
+        g_autoptr(VsManifest) m = NULL;
+
+        if (!g_str_has_prefix(ids[i], prefix) || !strcmp(ids[i], id))
+            continue;
+        if (!(m = vs_repo_load_manifest(repo, ids[i], error)))
+            return -1;
+        if (manifest_records(m, uuid, disk, snap))
+            return 1;
+    }
+    return 0;
+}
+
 /* Whether BEGIN's backup was committed with SNAP recorded for UUID's DISK:
  * 1 yes, 0 no (no such backup, or it does not record it), -1 cannot say. */
 static int
@@ -37,6 +76,7 @@ recorded(const VsJournalRecord *begin, const char *uuid, const char *disk, const
     g_autoptr(GError) err = NULL;
     g_autoptr(VsManifest) m = NULL;
     VsRepo *repo;
+    int found;
 
     if (!begin || !begin->repo || !begin->id) {
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "recover: the journal names no repository to ask "
@@ -49,23 +89,18 @@ recorded(const VsJournalRecord *begin, const char *uuid, const char *disk, const
         return -1;
     }
     m = vs_repo_load_manifest(repo, begin->id, &err);
+    if (m)
+        found = manifest_records(m, uuid, disk, snap);
+    else if (g_error_matches(err, VS_ERROR, VS_ERROR_NOT_FOUND)) {
+        g_clear_error(&err);
+        found = sibling_records(repo, begin->id, uuid, disk, snap, &err);
+    } else
+        found = -1;
     vs_repo_close(repo);
-    if (!m) {
-        if (g_error_matches(err, VS_ERROR, VS_ERROR_NOT_FOUND))
-            return 0;
+    if (found < 0)
         g_set_error(error, VS_ERROR, err->code, "recover: cannot tell whether snapshot %s is backup %s's: %s",
                     snap->handle, begin->id, err->message);
-        return -1;
-    }
-    for (guint i = 0; i < m->domains->len; i++) {
-        const VsManifestDomain *d = m->domains->pdata[i];
-        const VsManifestDisk *k = g_strcmp0(d->uuid, uuid) == 0 ? vs_manifest_find_disk(d, disk) : NULL;
-
-        if (k && k->snapshot && !g_strcmp0(k->snapshot->handle, snap->handle) &&
-            !g_strcmp0(k->snapshot->provider, snap->provider))
-            return 1;
-    }
-    return 0;
+    return found;
 }
 
 /* R (STORAGE_SNAPSHOT or SNAPSHOT_MADE, the last of its disk) not deleted by
@@ -100,7 +135,8 @@ settle_snapshot(const VsJournalRecord *r, const VsJournalRecord *begin, bool mad
             "before it answered: if the array has it, delete it there", name, snap->handle);
         return true;
     }
-    if (!(config = vs_snap_config_load(NULL, &err)) ||
+    /* The configuration the run used: a hook is named there, by pool. */
+    if (!(config = vs_snap_config_load(r->config, &err)) ||
         !(p = vs_snap_provider_for_record(config, snap, name, &loc, &err))) {
         g_set_error(error, VS_ERROR, err->code, "recover: storage snapshot %s of %s, left by an interrupted "
                     "backup: %s", snap->handle, name, err->message);

@@ -28,6 +28,7 @@ int vs_cmd_prune(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_restore(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_mount(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_umount(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_vault(const VsGlobal *g, int argc, char **argv);
 
 /* Prints "virtsnap: MESSAGE" to stderr. */
 void vs_print_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);

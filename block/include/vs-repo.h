@@ -274,6 +274,17 @@ VsManifest *vs_manifest_from_json(const char *json, const char *what, GError **e
  * drawing the same random suffix), a new suffix is drawn: read M->id after. */
 bool vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error);
 
+/* Puts M in place of the manifest of backup M->id (a full id), which must
+ * exist: what `vault` does when a snapshot-only backup's data has been copied
+ * in. M is prepared and checked as commit does (flushed, validated, every
+ * chunk durably present) and parsed back as a loader would, then exchanged
+ * with the old manifest in one rename: a reader, or a process killed at any
+ * point, sees the old manifest or the new one. M's started and completed stay
+ * as they are (retention goes by them). A backup removed meanwhile stays
+ * removed (VS_ERROR_NOT_FOUND). Two writers replacing one backup at once:
+ * the last one's manifest stands, each of them a whole one. */
+bool vs_repo_replace_manifest(VsRepo *repo, VsManifest *m, GError **error);
+
 /* Ids of complete backups, oldest first. */
 char **vs_repo_list(VsRepo *repo, GError **error);
 /* ID may be a full id, a unique prefix, or "latest". */
@@ -421,6 +432,72 @@ bool vs_prune_select(GPtrArray *decisions, const VsPrunePolicy *policy, GError *
  * removed; every error's message starts with "prune: "). The caller removes
  * with vs_repo_delete_many and then runs vs_repo_gc. */
 GPtrArray *vs_repo_prune_plan(VsRepo *repo, const VsPrunePolicy *policy, GError **error);
+
+/* ------------------------------------------------------------------------- */
+/* Vault: a snapshot-only backup's data copied into the repository (issue 15) */
+
+typedef struct _VsSnapConfig VsSnapConfig;   /* vs-snapshot.h */
+
+typedef enum {
+    VS_VAULT_DISK_IN_REPO,   /* its data was in the repository already: nothing done */
+    VS_VAULT_DISK_VAULTED,   /* copied now */
+    VS_VAULT_DISK_FAILED,    /* ERROR says why; the disk stays snapshot-only */
+    VS_VAULT_DISK_SKIPPED,   /* not tried: an interrupt, or a failure that ends the vault */
+} VsVaultDiskState;
+
+typedef struct {
+    char *domain;
+    char *disk;              /* target */
+    VsVaultDiskState state;
+    char *provider, *handle; /* the snapshot read (NULL for IN_REPO without one) */
+    /* Incremental: only what the storage's diff reported changed since the
+     * snapshot of backup BASE_ID's same disk was read; the rest is that
+     * backup's chunks. Otherwise FULL_WHY, when the provider has a diff, says
+     * why not (no earlier vaulted snapshot of the disk, it is gone, ...). */
+    bool incremental;
+    char *base_id;
+    char *full_why;
+    uint64_t virtual_size;
+    uint64_t bytes_changed;  /* incremental: what the diff reported (data and discards); full: the size */
+    uint64_t bytes_read;     /* data read from the snapshot (holes and zeros not counted) */
+    uint64_t bytes_stored;   /* new compressed bytes in the repository */
+    char *error;             /* FAILED: the message (it names backup, domain and disk) */
+} VsVaultDisk;
+
+typedef struct {
+    char *id;                /* the backup's full id */
+    GPtrArray *disks;        /* of VsVaultDisk*, every disk of the backup, in manifest order */
+    guint vaulted;           /* disks copied now (and committed) */
+} VsVaultResult;
+
+void vs_vault_result_free(VsVaultResult *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsVaultResult, vs_vault_result_free)
+
+/* `virtsnap vault`: for every disk of backup ID (a full id, a unique prefix or
+ * "latest") whose data is only in its storage snapshot (in_repo false), opens
+ * the snapshot through the provider that made it (vs_snap_provider_for_record:
+ * CONFIG names the hooks; NULL: none) and copies it in with the copy engine;
+ * then replaces the backup's manifest with one that holds those disks' chunks
+ * (in_repo true), atomically (vs_repo_replace_manifest): killed at any point
+ * before, the backup is still snapshot-only and valid, and the chunks written
+ * meanwhile are unreferenced ones gc removes. The snapshot records stay (the
+ * snapshots are kept until prune). Incremental where the provider has a diff
+ * (rbd) and the disk is raw: against the newest earlier backup of the same
+ * domain and disk whose data is in the repository and whose recorded snapshot
+ * of the same image still exists, only the ranges the diff reports are read
+ * (vs_source_open_changed), the rest taken from that backup's chunks; else a
+ * full copy (deduplication still saves the space). A disk that fails does not
+ * stop the others: those copied are committed, and false is returned with the
+ * first disk's error; an interrupt (vs-interrupt.h) stops at the next chunk and
+ * commits what was done. *RESULT (free with vs_vault_result_free) is set
+ * whenever the backup could be read, also on failure, for the caller's
+ * report. Needs REPO opened writable; holds its shared lock while copying.
+ * Test hook: $VIRTSNAP_FAULT=vault-copy kills the process (SIGKILL) once a
+ * disk's copy is half done, vault-commit just before the manifest's
+ * replacement. Errors start "vault: backup ID, domain D, disk T: " and say what
+ * to do. */
+bool vs_repo_vault(VsRepo *repo, const char *id, const VsSnapConfig *config, VsVaultResult **result,
+                   GError **error);
 
 /* Shared lock held by a writer for the duration of a backup so that GC never
  * deletes chunks a not-yet-committed manifest is about to reference. Waits up to

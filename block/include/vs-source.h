@@ -157,6 +157,13 @@ VsSource *vs_source_open_mapped(const char *path, const char *format, GError **e
  * VS_ERROR_UNSUPPORTED for encryption, external data files, subclusters and
  * compressed clusters. */
 VsSource *vs_source_open_push_target(const char *path, bool delta, GError **error);
+/* INNER (taken: closed with the result) read only inside CHANGED (VsExtent:
+ * the ranges a storage snapshot's diff reports against an earlier one; `zero`
+ * where they now read as zeros; any order, copied): a delta source (see
+ * VsSource.delta) whose other ranges are `unchanged`, so that the copy engine
+ * takes them from the earlier snapshot's backup (VsCopyOptions.previous) and
+ * reads nothing but the changed bytes. Inside CHANGED, INNER's extents. */
+VsSource *vs_source_open_changed(VsSource *inner, const GArray *changed, GError **error);
 void vs_source_close(VsSource *src);
 
 /* The vtable through these wrappers, which supply the defaults of the optional

@@ -978,11 +978,8 @@ check_chunks_present(VsRepo *repo, const VsManifest *m, const char *where, GErro
 }
 
 bool
-vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error)
+manifest_prepare(VsRepo *repo, VsManifest *m, const char *where, GError **error)
 {
-    g_autofree char *where = NULL, *json = NULL;
-    int err = 0;
-
     if (!repo->writable) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "repo: %s was opened read-only", repo->path);
         return false;
@@ -991,7 +988,6 @@ vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error)
      * anything checks for them or names them. */
     if (!vs_repo_flush(repo, error))
         return false;
-    m->completed = g_get_real_time();
     m->chunk_size = repo->chunk_size;
     /* Nobody claimed a frozen guest: the honest record is crash-consistent. */
     for (guint i = 0; i < m->domains->len; i++) {
@@ -1000,11 +996,25 @@ vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error)
         if (!d->consistency)
             d->consistency = g_strdup("crash");
     }
-    where = g_strdup_printf("repo: %s: manifest %s", repo->path, m->id ? m->id : "(no id)");
     if (!manifest_validate(m, where, error))
         return false;
     drop_zero_refs(repo, m);
-    if (!check_chunks_present(repo, m, where, error) || !repo_sync_dirty_dirs(repo, error))
+    return check_chunks_present(repo, m, where, error) && repo_sync_dirty_dirs(repo, error);
+}
+
+bool
+vs_repo_commit_manifest(VsRepo *repo, VsManifest *m, GError **error)
+{
+    g_autofree char *where = NULL, *json = NULL;
+    int err = 0;
+
+    /* Completed once its chunks are durable (prepare's own flush then finds
+     * nothing pending). */
+    if (repo->writable && !vs_repo_flush(repo, error))
+        return false;
+    m->completed = g_get_real_time();
+    where = g_strdup_printf("repo: %s: manifest %s", repo->path, m->id ? m->id : "(no id)");
+    if (!manifest_prepare(repo, m, where, error))
         return false;
 
     for (int attempt = 0; attempt < 8; attempt++) {

@@ -219,6 +219,11 @@ char *repo_marker_json(uint32_t chunk_size, int64_t created, const char *group, 
  * errors start with WHERE ("manifest: FILE"). */
 bool manifest_validate(const VsManifest *m, const char *where, GError **error);
 bool repo_id_valid(const char *id);
+/* What commit and replace do before writing M (the repository writable): flush,
+ * the repository's chunk size and "crash" for a domain without consistency,
+ * manifest_validate, references to zero chunks dropped, every chunk checked
+ * durably under its final name; errors start with WHERE. */
+bool manifest_prepare(VsRepo *repo, VsManifest *m, const char *where, GError **error);
 
 /* Holds the repository lock of FD in MODE (LOCK_SH, LOCK_EX) without blocking. */
 int repo_open_lock_file(VsRepo *repo, GError **error);

@@ -541,6 +541,12 @@ f_domain_xml_secure(virDomainPtr dom, GError **error)
     return take(error, "domain_xml_secure %s", NAME(dom));
 }
 
+static char *
+f_volume_path(virDomainPtr dom, const char *pool, const char *volume, GError **error)
+{
+    return take(error, "volume_path %s %s %s", NAME(dom), pool, volume);
+}
+
 static bool
 f_domain_define(virConnectPtr conn, const char *xml, GError **error)
 {
@@ -630,6 +636,7 @@ static const VsControlOps fake_ops = {
     .conn_uri = f_conn_uri,
     .domain_list = f_domain_list,
     .domain_xml_secure = f_domain_xml_secure,
+    .volume_path = f_volume_path,
     .domain_define = f_domain_define,
     .pool_xml = f_pool_xml,
     .pool_is_active = f_pool_is_active,

@@ -6,8 +6,8 @@
 # the snapshot deleted after it. --no-copy: the backup is the snapshot, recorded in the
 # manifest (in_repo false) and itself a consistent image. --keep-snapshot: both, equal.
 # Each time the guest runs on its own disk afterwards, no overlay, no journal. Faults:
-# kill -9 right after the storage snapshot (the guest stranded on its overlay) and before
-# the manifest of a --no-copy backup: `recover` commits the overlay and deletes the
+# kill -9 right after the storage snapshot (the guest stranded on its overlay), during the
+# early commit, and before the manifest of a --no-copy backup: `recover` commits the overlay and deletes the
 # snapshots no backup records. A provider that cannot work (rbd for a file), a hook
 # that fails: the domain fails naming the cause, the guest back on its disk, nothing left.
 set -euo pipefail
@@ -92,6 +92,16 @@ cat "$W/r1.out" >&2
 vs_assert_contains "$(cat "$W/r1.out")" "deleted storage snapshot virtsnap-" "recover says what it deleted"
 back_on_disk "after recover"
 vs_assert_eq "$(snaps)" "virtsnap-$ID2-vda virtsnap-$ID3-vda " "only the backups' snapshots remain"
+
+# kill -9 during the early commit (the snapshot made, the guest half way back)
+rc=0
+VIRTSNAP_FAULT=commit-started vs_virtsnap backup --repo "$REPO" --state-dir "$STATE" \
+  --storage-snapshot=reflink "$D" > "$W/k3.out" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || vs_fail "the backup killed in its commit exited 0"
+vs_virtsnap recover --state-dir "$STATE" > "$W/r3.out" 2>&1 || { cat "$W/r3.out" >&2; vs_fail "recover failed"; }
+cat "$W/r3.out" >&2
+back_on_disk "after recover of a run killed in its commit"
+vs_assert_eq "$(snaps)" "virtsnap-$ID2-vda virtsnap-$ID3-vda " "the snapshot of the run killed in its commit deleted"
 
 # kill -9 before a --no-copy backup's manifest: its snapshot is nobody's
 rc=0

@@ -275,9 +275,9 @@ rewrite(VsJournal *j, const VsJournalRecord *r, GError **error)
     case VS_JOURNAL_TEMP_DONE:
         return vs_journal_temp_done(j, r->path, error);
     case VS_JOURNAL_STORAGE_SNAPSHOT:
-        return vs_journal_storage_snapshot(j, r->domain, r->uuid, r->disk, r->snapshot, error);
+        return vs_journal_storage_snapshot(j, r->domain, r->uuid, r->disk, r->snapshot, r->config, error);
     case VS_JOURNAL_SNAPSHOT_MADE:
-        return vs_journal_snapshot_made(j, r->domain, r->uuid, r->disk, r->snapshot, error);
+        return vs_journal_snapshot_made(j, r->domain, r->uuid, r->disk, r->snapshot, r->config, error);
     case VS_JOURNAL_SNAPSHOT_DELETED:
         return vs_journal_snapshot_deleted(j, r->domain, r->uuid, r->disk, error);
     case VS_JOURNAL_UNKNOWN:
