@@ -195,7 +195,9 @@ confirm_location(Run *run, RDom *r, RDisk *d, GError **error)
         if (now && source_names(run, now->src, rec))
             return true;
     }
-    if (rec->pool && rec->volume &&
+    /* Only for a domain that is gone: one that is there says itself which
+     * disk is its own, and a volume of the pool may be any domain's. */
+    if (!r->dom && rec->pool && rec->volume &&
         (path = vs_control()->pool_volume_path(run->conn, rec->pool, rec->volume, NULL))) {
         g_autofree char *image = recorded_image(rec);
         if (!g_strcmp0(path, image))
@@ -207,10 +209,12 @@ confirm_location(Run *run, RDom *r, RDisk *d, GError **error)
                     "restore: --from-snapshot: backup %s says the snapshot of domain '%s' disk %s is of %s, "
                     "but %s%s%s%s%s names that disk now: it is not rolled back (the repository alone does "
                     "not decide what is written over); point the domain's disk %s back at it, or restore "
-                    "with --as", r->m->id, r->name, d->target, image, r->dom ? "neither the domain's "
-                    "definition" : "no domain", rec->pool && rec->volume ? " nor volume " : "",
-                    rec->pool && rec->volume ? rec->volume : "", rec->pool && rec->volume ? " of pool " : "",
-                    rec->pool && rec->volume ? rec->pool : "", d->target);
+                    "with --as", r->m->id, r->name, d->target, image, r->dom ? "the domain's definition "
+                    "(which is what decides while the domain exists)" : "no domain",
+                    !r->dom && rec->pool && rec->volume ? " nor volume " : "",
+                    !r->dom && rec->pool && rec->volume ? rec->volume : "",
+                    !r->dom && rec->pool && rec->volume ? " of pool " : "",
+                    !r->dom && rec->pool && rec->volume ? rec->pool : "", d->target);
     }
     return false;
 }

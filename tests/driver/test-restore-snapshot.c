@@ -359,6 +359,66 @@ test_rollback_unconfirmed(Fx *fx, gconstpointer data)
     undefine(fx, "snapvm2");
 }
 
+/* The record names a pool and volume whose path is the recorded disk. While
+ * the domain exists, only its definition confirms (a pool's volume may be
+ * any domain's disk): refused. Once the domain is undefined, the pool's
+ * volume confirms it and the disk is rolled back. */
+static void
+test_rollback_pool_volume(Fx *fx, gconstpointer data)
+{
+    g_autofree char *disk = NULL, *other = NULL, *xml = NULL, *now = NULL, *id = NULL, *want = NULL, *got = NULL;
+    g_autofree char *px = NULL;
+    const char *names[] = { "snapvm9", NULL };
+    g_autoptr(VsRestoreResult) res = NULL;
+    g_autoptr(GError) err = NULL;
+    virStoragePoolPtr pool;
+    virStorageVolPtr vol;
+    VsRestoreOptions o;
+
+    (void)data;
+    if (!fx->tmp)
+        return;
+    px = pool_xml(fx);
+    pool = virStoragePoolDefineXML(fx->conn, px, 0);
+    g_assert_nonnull(pool);
+    g_assert_cmpint(virStoragePoolCreate(pool, 0), ==, 0);
+    /* the test driver's volume: its path is the pool's directory and its name */
+    vol = virStorageVolCreateXML(pool, "<volume><name>snapvm9-vda.raw</name><capacity>4194304</capacity>"
+                                 "</volume>", 0);
+    g_assert_nonnull(vol);
+    virStorageVolFree(vol);
+    disk = g_build_filename(fx->pooldir, "snapvm9-vda.raw", NULL);
+    other = g_build_filename(fx->pooldir, "snapvm9-new.raw", NULL);
+    xml = domain_xml("snapvm9", "5eed0009-0000-4000-8000-000000000009", disk, NULL);
+    now = domain_xml("snapvm9", "5eed0009-0000-4000-8000-000000000009", other, NULL);
+    write_disk(disk, 17);
+    id = backup(fx, "snapvm9", xml, disk, "snappool", false);
+    write_disk(disk, 18);
+    define(fx, now);
+    options(fx, &o);
+    res = vs_restore_run(fx->conn, names, &o, &err);
+    g_assert_null(res);
+    g_assert_error(err, VS_ERROR, VS_ERROR_INVALID_ARG);
+    g_assert_nonnull(strstr(err->message, "not rolled back"));
+    want = expected(18);
+    got = digest_of(disk);
+    g_assert_cmpstr(got, ==, want);
+    g_clear_error(&err);
+
+    undefine(fx, "snapvm9");
+    res = vs_restore_run(fx->conn, names, &o, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(((VsRestoreDomainResult *)res->domains->pdata[0])->error, ==, NULL);
+    g_free(want);
+    g_free(got);
+    want = expected(17);
+    got = digest_of(disk);
+    g_assert_cmpstr(got, ==, want);
+    virStoragePoolDestroy(pool);
+    virStoragePoolUndefine(pool);
+    virStoragePoolFree(pool);
+}
+
 /* --as: a thin clone beside the original, the new domain defined on it and
  * started; the original and its domain untouched. */
 static void
@@ -687,6 +747,7 @@ main(int argc, char **argv)
 #define ADD(path, func) g_test_add(path, Fx, NULL, setup, func, teardown)
     ADD("/restore-snapshot/rollback", test_rollback);
     ADD("/restore-snapshot/rollback-unconfirmed", test_rollback_unconfirmed);
+    ADD("/restore-snapshot/rollback-pool-volume", test_rollback_pool_volume);
     ADD("/restore-snapshot/clone-as", test_clone_as);
     ADD("/restore-snapshot/disk-without-snapshot", test_disk_without_snapshot);
     ADD("/restore-snapshot/snapshot-gone", test_snapshot_gone);
