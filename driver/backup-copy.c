@@ -44,6 +44,11 @@ open_reader(Run *run, DomJob *j, DiskJob *d, GError **error)
 
     if (error && *error)
         return NULL;
+    /* Only NFS and iSCSI have a direct path of ours: under auto, others (RBD,
+     * gluster, ...) are QEMU's to read, with no note about a failed try. */
+    if (url && run->opts->data_path == VS_DATA_PATH_AUTO && !g_str_has_prefix(url, "nfs://") &&
+        !g_str_has_prefix(url, "iscsi://"))
+        url = NULL;
     if (url && run->opts->data_path != VS_DATA_PATH_HOST) {
         /* The map path has no CHAP of its own (qemu-img map would need the
          * secret too): such a qcow2 is read through qemu-nbd below. */

@@ -42,6 +42,10 @@ prepare_disks(Run *run, DomJob *j, const VsDiscoveredDomain *disc, const VsDomai
         } else if (g_strcmp0(d->type, "network") == 0 && d->nfs_server) {
             job->url = g_strdup_printf("nfs://%s%s%s", d->nfs_server, d->nfs_export ? d->nfs_export : "",
                                        d->nfs_path ? d->nfs_path : "");
+        } else if (g_strcmp0(d->type, "network") == 0 && d->rbd_pool && d->rbd_image) {
+            /* QEMU's own syntax, which qemu-nbd reads (discovery's path is a URL for people). */
+            job->url = g_strdup_printf("rbd:%s/%s%s%s", d->rbd_pool, d->rbd_image, d->rbd_user ? ":id=" : "",
+                                       d->rbd_user ? d->rbd_user : "");
         } else if (g_strcmp0(d->type, "network") == 0) {
             job->url = g_strdup(d->path);
         } else {

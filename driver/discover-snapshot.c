@@ -1,11 +1,13 @@
-/* Discovery's answer to "which storage snapshot provider would `auto` use for
- * this disk" (issue 15): the disk's location as discovery found it (file path,
- * pool and volume, NFS server/export/path, iSCSI portal/IQN/LUN, WWID, RBD
- * pool/image) handed to the block layer's side-effect-free vs_snap_which, so
- * that `discover` creates no snapshot directory and runs nothing. No hook can
- * be configured yet, so where a hook would be the way the reason says so. The
- * reflink snapshot directory is taken to be the disk's own directory (on the
- * disk's file system by construction) until an option names another. */
+/* Discovery's answer to "which storage snapshot provider would a backup use
+ * for this disk" (issue 15): the disk's location as discovery found it (file
+ * path, pool and volume, NFS server/export/path, iSCSI portal/IQN/LUN, WWID,
+ * RBD pool/image) and what the snapshot configuration says for its pool (a
+ * hook, provider=none or a provider named, the snapshot directory) handed to
+ * the block layer's side-effect-free vs_snap_which, so that `discover` creates
+ * no snapshot directory and runs nothing. Where a hook would be the way and
+ * none is configured, the reason says where to name one. Without a configured
+ * snapshot-dir the reflink directory is the disk's own (on the disk's file
+ * system by construction), as a backup takes it. */
 #include "config.h"
 #include "driver-internal.h"
 #include "vs-snapshot.h"
@@ -76,25 +78,62 @@ vs_discover_snap_location(const VsDiscoveredDisk *d, const char *name, VsSnapLoc
     return true;
 }
 
+/* The provider CONFIG's explicit WANT (reflink, btrfs, rbd) for a disk where
+ * auto would use GOT: the same, reflink where btrfs would do (reflink works
+ * on any btrfs), else none with the reason. */
+static const char *
+explicit_provider(const char *want, const char *got, const char *file, char **reason)
+{
+    if (!strcmp(want, got) || (!strcmp(want, "reflink") && !strcmp(got, "btrfs")))
+        return !strcmp(want, "reflink") ? "reflink" : got;
+    *reason = g_strdup_printf("no provider: the snapshot configuration (%s) asks for %s for its pool, which "
+                              "cannot snapshot this disk (%s could)", file, want, got);
+    return NULL;
+}
+
 void
-vs_discover_snapshot_provider(VsDiscoveredDisk *d, const char *domain)
+vs_discover_snapshot_provider(VsDiscoveredDisk *d, const char *domain, const VsSnapConfig *config)
 {
     g_autofree char *name = g_strdup_printf("%s/%s", domain ? domain : "?", d->target ? d->target : "?");
     g_autofree char *why = NULL;
     g_autofree char *base = NULL;
+    const char *file = vs_snap_config_file(config);
+    const char *got;
     bool needs_hook = false;
+    VsSnapSettings s;
     VsSnapLocation loc;
 
     d->snapshot_provider = NULL;
     g_clear_pointer(&d->snapshot_reason, g_free);
     if (!vs_discover_snap_location(d, name, &loc, &d->snapshot_reason))
         return;
+    vs_snap_config_for(config, &loc, &s);
+    if (!strcmp(s.provider, "none")) {
+        d->snapshot_reason = g_strdup_printf("no provider: the snapshot configuration (%s) says provider=none "
+                                             "for %s%s", file, loc.pool ? "its pool " : "its disks",
+                                             loc.pool ? loc.pool : "");
+        return;
+    }
+    /* The configured directory, else the disk's own (on its file system by
+     * construction), as a backup would take it. */
     if (loc.kind == VS_SNAP_LOC_FILE && loc.path)
-        base = g_path_get_dirname(loc.path);
-    d->snapshot_provider = vs_snap_which(&loc, NULL, base, &why, &needs_hook);
-    if (!d->snapshot_provider)
+        base = s.snapshot_dir ? g_strdup(s.snapshot_dir) : g_path_get_dirname(loc.path);
+    /* A hook counts where auto or hook is asked for: an explicit provider
+     * overrides it. */
+    got = vs_snap_which(&loc, strcmp(s.provider, "auto") && strcmp(s.provider, "hook") ? NULL : s.hook, base,
+                        &why, &needs_hook);
+    if (got && strcmp(s.provider, "auto") != 0) {
+        d->snapshot_provider = explicit_provider(s.provider, got, file, &d->snapshot_reason);
+        return;
+    }
+    if ((d->snapshot_provider = got))
+        return;
+    if (strcmp(s.provider, "auto") && strcmp(s.provider, "hook"))
+        d->snapshot_reason = g_strdup_printf("no provider: the snapshot configuration (%s) asks for %s for its "
+                                             "pool: %s", file, s.provider, why);
+    else
         d->snapshot_reason = needs_hook
-            ? g_strdup_printf("no provider: %s: that needs a hook (hooks are not "
-                              "configurable yet)", why)
-            : g_strdup_printf("no provider: %s", why);
+        ? g_strdup_printf("no provider: %s: that needs a hook (name one in %s: [%s%s] hook=/path/to/hook)", why,
+                          file, loc.pool ? "pool:" : "defaults", loc.pool ? loc.pool : "")
+        : g_strdup_printf("no provider: %s", why);
 }

@@ -39,6 +39,7 @@ vs_discover_options_init(VsDiscoverOptions *opts)
     opts->agent_timeout = 2;
     opts->nfs_timeout_ms = 3000;
     opts->probe_exports = true;
+    opts->snapshot_config = NULL;
 }
 
 VS_ENUM_IMPL(vs_agent_status, VsAgentStatus, VS_AGENT_LAST, "none", "configured", "responding")
@@ -683,7 +684,7 @@ discover_domain(Ctx *ctx, virDomainPtr dom)
     out->agent = agent_status(ctx, dom, def, running);
     for (guint i = 0; i < def->disks->len; i++) {
         VsDiscoveredDisk *d = discover_disk(ctx, def->disks->pdata[i]);
-        vs_discover_snapshot_provider(d, out->name);
+        vs_discover_snapshot_provider(d, out->name, ctx->opts->snapshot_config);
         if (d->error)
             problem(ctx, out, out->name, d->target,
                     g_error_new(VS_ERROR, d->error_code, "discover: domain '%s': disk %s: %s",

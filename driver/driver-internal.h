@@ -28,9 +28,10 @@ const char *vs_domain_state_string(int state);
 /* Discovery's storage snapshot answer (discover-snapshot.c)                   */
 
 /* Sets D->snapshot_provider, or D->snapshot_reason, from what discovery found
- * about where D lives (vs_snap_which: nothing is created). DOMAIN names the
- * disk in the block layer's location. */
-void vs_discover_snapshot_provider(VsDiscoveredDisk *d, const char *domain);
+ * about where D lives (vs_snap_which: nothing is created) and what CONFIG
+ * (may be NULL) says for its pool: a hook, provider=none or another provider,
+ * the snapshot directory. DOMAIN names the disk in the block layer's location. */
+void vs_discover_snapshot_provider(VsDiscoveredDisk *d, const char *domain, const VsSnapConfig *config);
 /* Where D lives as the block layer's snapshot providers take it (strings
  * borrowed from D, NAME for messages); false with *WHY (to free) when no
  * provider could reach it (skipped, unresolved, a network disk of another

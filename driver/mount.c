@@ -226,6 +226,8 @@ check_backup(const VsMountOptions *o, VsMount *m, GError **error)
                     o->disk, have->str);
         return false;
     }
+    if (!vs_manifest_disk_check_in_repo("mount", o->repo_path, man->id, d->name, k, error))
+        return false;
     m->repo = g_canonicalize_filename(o->repo_path, NULL);
     m->backup_id = g_strdup(man->id);
     m->domain = g_strdup(d->name);

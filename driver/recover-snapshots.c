@@ -138,6 +138,9 @@ settle_snapshot(const VsJournalRecord *r, const VsJournalRecord *begin, bool mad
     /* The configuration the run used: a hook is named there, by pool. */
     if (!(config = vs_snap_config_load(r->config, &err)) ||
         !(p = vs_snap_provider_for_record(config, snap, name, &loc, &err))) {
+        /* No snapshot directory at all: no snapshot in it either. */
+        if (config && g_error_matches(err, VS_ERROR, VS_ERROR_NOT_FOUND))
+            return true;
         g_set_error(error, VS_ERROR, err->code, "recover: storage snapshot %s of %s, left by an interrupted "
                     "backup: %s", snap->handle, name, err->message);
         return false;

@@ -4,6 +4,7 @@
  * make the exit status 1, while everything else is still printed. */
 #include "config.h"
 #include "virtsnap.h"
+#include "vs-snapshot.h"
 
 #include <stdio.h>
 
@@ -11,6 +12,7 @@ int
 vs_cmd_discover(const VsGlobal *g, int argc, char **argv)
 {
     gboolean json = FALSE, mapping = FALSE, no_exports = FALSE;
+    char *snap_conf = NULL;
     int agent_timeout = 2;
     GOptionEntry entries[] = {
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print a JSON array", NULL },
@@ -20,6 +22,8 @@ vs_cmd_discover(const VsGlobal *g, int argc, char **argv)
           "seconds to wait for guest-ping (default 2, 0 to 300)", "SECS" },
         { "no-nfs-exports", 0, 0, G_OPTION_ARG_NONE, &no_exports,
           "do not ask NFS servers for their export lists", NULL },
+        { "snapshot-config", 0, 0, G_OPTION_ARG_FILENAME, &snap_conf, "the storage snapshot configuration "
+          "snapshot_provider is decided with (default " VS_SNAP_CONFIG_DEFAULT ", if it exists)", "FILE" },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("[DOMAIN...] - discover domains and their disks");
@@ -27,7 +31,9 @@ vs_cmd_discover(const VsGlobal *g, int argc, char **argv)
     g_autoptr(GPtrArray) doms = NULL;
     g_autoptr(GPtrArray) problems = NULL;
     g_autofree char *out = NULL;
+    g_autoptr(VsSnapConfig) snap = NULL;
     VsDiscoverOptions opts;
+    bool config_bad = false;
     virConnectPtr conn;
 
     g_option_context_add_main_entries(octx, entries, NULL);
@@ -47,9 +53,18 @@ vs_cmd_discover(const VsGlobal *g, int argc, char **argv)
             return 2;
         }
     }
+    /* A configuration that cannot be read does not keep discovery from
+     * reporting the rest: it is said, the answer decided without it, and the
+     * exit status 1 (a backup would refuse it). */
+    if (!(snap = vs_snap_config_load(snap_conf, &err))) {
+        vs_print_error("discover: %s (snapshot_provider is decided without it)", err->message);
+        g_clear_error(&err);
+        config_bad = true;
+    }
     vs_discover_options_init(&opts);
     opts.agent_timeout = agent_timeout;
     opts.probe_exports = !no_exports;
+    opts.snapshot_config = snap;
 
     if (!(conn = vs_conn_open(g->uri, &err))) {
         vs_print_error("discover: %s", err->message);
@@ -71,5 +86,5 @@ vs_cmd_discover(const VsGlobal *g, int argc, char **argv)
     fflush(stdout);
     for (guint i = 0; problems && i < problems->len; i++)
         vs_print_error("%s", ((VsProblem *)problems->pdata[i])->error->message);
-    return problems ? 1 : 0;
+    return problems || config_bad ? 1 : 0;
 }

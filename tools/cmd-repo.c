@@ -5,6 +5,7 @@
 #include "config.h"
 #include "virtsnap.h"
 #include "vs-repo.h"
+#include "vs-snapshot.h"
 #include "vs-source.h"
 #include "vs-copy.h"
 #include "vs-restore.h"
@@ -14,16 +15,14 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *
-repo_arg(const char *opt)
+const char *
+vs_repo_arg(const char *opt)
 {
     return opt ? opt : g_getenv("VIRTSNAP_REPO");
 }
 
-/* Opens the repository for CMD: 0, or the exit status with the error printed
- * (2: none given, 1: it cannot be opened). */
-static int
-open_repo(const char *cmd, const char *path, bool writable, VsRepo **out)
+int
+vs_open_repo(const char *cmd, const char *path, bool writable, VsRepo **out)
 {
     g_autoptr(GError) err = NULL;
 
@@ -82,7 +81,7 @@ vs_cmd_init(const VsGlobal *g, int argc, char **argv)
 
     if (!parse(octx, entries, "init", false, &argc, &argv))
         return 2;
-    path = repo_arg(repo);
+    path = vs_repo_arg(repo);
     if (!path || !*path || argc > 1) {
         vs_print_error("init: give the repository as --repo DIR");
         return 2;
@@ -135,7 +134,7 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
     (void)g;
     if (!parse(octx, entries, "list", true, &argc, &argv))
         return 2;
-    if ((rc = open_repo("list", repo_arg(repo), false, &r)))
+    if ((rc = vs_open_repo("list", vs_repo_arg(repo), false, &r)))
         return rc;
     /* Summaries, not manifests: a manifest holds every chunk reference. */
     if (!(backups = vs_repo_list_summaries(r, &err))) {
@@ -150,7 +149,7 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
         const VsBackupSummary *m = backups->pdata[i];
         g_autoptr(GDateTime) t = NULL;
         g_autofree char *when = NULL;
-        g_autoptr(GString) names = g_string_new(NULL);
+        g_autoptr(GString) names = g_string_new(NULL), only = g_string_new(NULL);
         const char *consistency = "quiesced";
         uint64_t virt = m->virtual_bytes, data = m->data_bytes, stored = m->stored_bytes;
 
@@ -166,6 +165,8 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
             g_string_append_printf(names, "%s%s", k ? "," : "", d->name);
             if (g_strcmp0(d->consistency, "quiesced") != 0)
                 consistency = "crash";
+            for (char **x = d->snapshot_only; x && *x; x++)
+                g_string_append_printf(only, "%s%s/%s", only->len ? "," : "", d->name, *x);
         }
         if (json) {
             json_builder_begin_object(b);
@@ -175,6 +176,7 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
             vs_json_add_int(b, "virtual_bytes", virt);
             vs_json_add_int(b, "data_bytes", data);
             vs_json_add_int(b, "stored_bytes", stored);
+            vs_json_add_bool(b, "snapshot_only", only->len > 0);
             json_builder_set_member_name(b, "domains");
             json_builder_begin_array(b);
             for (guint k = 0; k < m->domains->len; k++) {
@@ -187,13 +189,20 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
                 for (char **x = d->disks; *x; x++)
                     json_builder_add_string_value(b, *x);
                 json_builder_end_array(b);
+                json_builder_set_member_name(b, "snapshot_only");
+                json_builder_begin_array(b);
+                for (char **x = d->snapshot_only; x && *x; x++)
+                    json_builder_add_string_value(b, *x);
+                json_builder_end_array(b);
                 json_builder_end_object(b);
             }
             json_builder_end_array(b);
             json_builder_end_object(b);
         } else {
             g_autofree char *vs = g_format_size(virt), *ds = g_format_size(data), *ss = g_format_size(stored);
-            printf("%-24s %-20s %-9s %10s %10s %10s  %s\n", m->id, when, consistency, vs, ds, ss, names->str);
+            /* Its data only in storage snapshots: not restorable from here. */
+            printf("%-24s %-20s %-9s %10s %10s %10s  %s%s%s%s\n", m->id, when, consistency, vs, ds, ss, names->str,
+                   only->len ? "  (snapshot-only: " : "", only->str, only->len ? ")" : "");
         }
     }
     json_builder_end_array(b);
@@ -204,20 +213,51 @@ vs_cmd_list(const VsGlobal *g, int argc, char **argv)
     return rc;
 }
 
+/* Prints verify's findings: the chunk problems, then what the storage
+ * snapshots showed. True when nothing is wrong. */
+static bool
+print_verify(GPtrArray *problems, GPtrArray *notices)
+{
+    for (guint i = 0; notices && i < notices->len; i++)
+        printf("notice: %s\n", (const char *)notices->pdata[i]);
+    for (guint i = 0; problems && i < problems->len; i++) {
+        const VsVerifyProblem *p = problems->pdata[i];
+
+        /* A manifest that cannot be read names no chunk, domain or disk; a
+         * snapshot gone names no chunk. */
+        if (!p->digest_hex && !p->disk)
+            printf("BAD manifest of backup %s: %s; none of its disks can be restored from it\n",
+                   p->backup_id, p->problem);
+        else if (!p->digest_hex)
+            printf("BAD snapshot: backup %s, domain %s, disk %s: %s\n", p->backup_id, p->domain, p->disk,
+                   p->problem);
+        else
+            printf("BAD chunk %s (offset %" G_GUINT64_FORMAT "): %s; breaks backup %s, domain %s, disk %s\n",
+                   p->digest_hex, p->offset, p->problem, p->backup_id, p->domain ? p->domain : "?",
+                   p->disk ? p->disk : "?");
+    }
+    return !problems || !problems->len;
+}
+
 int
 vs_cmd_verify(const VsGlobal *g, int argc, char **argv)
 {
-    char *repo = NULL;
+    char *repo = NULL, *conf = NULL;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory", "DIR" },
+        { "snapshot-config", 0, 0, G_OPTION_ARG_FILENAME, &conf, "the hooks recorded storage snapshots made by "
+          "a hook are asked through (default " VS_SNAP_CONFIG_DEFAULT ")", "FILE" },
         G_OPTION_ENTRY_NULL
     };
-    g_autoptr(GOptionContext) octx = g_option_context_new("[BACKUP] - re-read and re-hash every chunk");
+    g_autoptr(GOptionContext) octx = g_option_context_new("[BACKUP] - re-read and re-hash every chunk, and ask "
+                                                          "whether every recorded storage snapshot still exists");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsRepo) r = NULL;
-    g_autoptr(GPtrArray) problems = NULL;
+    g_autoptr(VsSnapConfig) c = NULL;
+    g_autoptr(GPtrArray) problems = NULL, notices = NULL;
+    const char *id;
     uint64_t checked = 0;
-
+    guint snaps = 0, unknown = 0;
     int rc;
 
     if (!parse(octx, entries, "verify", false, &argc, &argv))
@@ -230,30 +270,25 @@ vs_cmd_verify(const VsGlobal *g, int argc, char **argv)
         vs_print_error("verify: the BACKUP given is empty (an id, a unique prefix, or latest)");
         return 2;
     }
-    if ((rc = open_repo("verify", repo_arg(repo), false, &r)))
+    id = argc > 1 ? argv[1] : NULL;
+    if ((rc = vs_open_repo("verify", vs_repo_arg(repo), false, &r)) || (rc = vs_load_snap_config("verify", conf, &c)))
         return rc;
-    if (!vs_repo_verify(r, argc > 1 ? argv[1] : NULL, &problems, &checked, &err)) {
+    if (!vs_repo_verify(r, id, &problems, &checked, &err) ||
+        !vs_repo_verify_snapshots(r, id, c, &problems, &notices, &snaps, &unknown, &err)) {
         vs_print_error("verify: %s", err->message);
         return 1;
     }
-    for (guint i = 0; problems && i < problems->len; i++) {
-        const VsVerifyProblem *p = problems->pdata[i];
-
-        /* A manifest that cannot be read names no chunk, domain or disk. */
-        if (!p->digest_hex)
-            printf("BAD manifest of backup %s: %s; none of its disks can be restored from it\n",
-                   p->backup_id, p->problem);
-        else
-            printf("BAD chunk %s (offset %" G_GUINT64_FORMAT "): %s; breaks backup %s, domain %s, disk %s\n",
-                   p->digest_hex, p->offset, p->problem, p->backup_id, p->domain ? p->domain : "?",
-                   p->disk ? p->disk : "?");
-    }
-    if (problems && problems->len > 0) {
-        vs_print_error("verify: %u problem(s) found in %" G_GUINT64_FORMAT " chunks checked",
-                       problems->len, checked);
+    if (!print_verify(problems, notices)) {
+        vs_print_error("verify: %u problem(s) found in %" G_GUINT64_FORMAT " chunks and %u storage snapshots "
+                       "checked", problems->len, checked, snaps);
         return 1;
     }
-    if (!g->quiet)
+    if (!g->quiet && unknown)
+        printf("verify: OK, %" G_GUINT64_FORMAT " chunks checked; %u of %u storage snapshots recorded could not "
+               "be asked (see the notices)\n", checked, unknown, snaps);
+    else if (!g->quiet && snaps)
+        printf("verify: OK, %" G_GUINT64_FORMAT " chunks checked, %u storage snapshots asked\n", checked, snaps);
+    else if (!g->quiet)
         printf("verify: OK, %" G_GUINT64_FORMAT " chunks checked\n", checked);
     return 0;
 }
@@ -336,7 +371,7 @@ vs_cmd_export(const VsGlobal *g, int argc, char **argv)
         vs_print_error("export: --iscsi-auth is for an OUT of iscsi://, not %s", argv[4]);
         return 2;
     }
-    if ((rc = open_repo("export", repo_arg(repo), false, &r)))
+    if ((rc = vs_open_repo("export", vs_repo_arg(repo), false, &r)))
         return rc;
     if (!(m = vs_repo_load_manifest_of(r, argv[1], argv[2], &err))) {
         vs_print_error("export: %s", err->message);
@@ -380,7 +415,7 @@ vs_cmd_gc(const VsGlobal *g, int argc, char **argv)
 
     if (!parse(octx, entries, "gc", true, &argc, &argv))
         return 2;
-    if ((rc = open_repo("gc", repo_arg(repo), true, &r)))
+    if ((rc = vs_open_repo("gc", vs_repo_arg(repo), true, &r)))
         return rc;
     if (!vs_repo_gc(r, &n, &bytes, &err)) {
         vs_print_error("gc: %s", err->message);
@@ -406,7 +441,7 @@ print_decision(const VsPruneDecision *d, bool dry_run)
 }
 
 static void
-print_prune_json(GPtrArray *plan, bool dry_run, bool gc_ran, uint64_t chunks, uint64_t bytes)
+print_prune_json(GPtrArray *plan, bool dry_run, bool gc_ran, uint64_t chunks, uint64_t bytes, guint snapshots)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
     g_autofree char *text = NULL;
@@ -424,6 +459,7 @@ print_prune_json(GPtrArray *plan, bool dry_run, bool gc_ran, uint64_t chunks, ui
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
+    vs_json_add_int(b, "snapshots_deleted", snapshots);
     json_builder_set_member_name(b, "gc");
     if (gc_ran) {
         json_builder_begin_object(b);
@@ -441,7 +477,7 @@ print_prune_json(GPtrArray *plan, bool dry_run, bool gc_ran, uint64_t chunks, ui
 int
 vs_cmd_prune(const VsGlobal *g, int argc, char **argv)
 {
-    char *repo = NULL;
+    char *repo = NULL, *conf = NULL;
     int last = 0, daily = 0, weekly = 0, monthly = 0;
     gboolean dry_run = FALSE, json = FALSE;
     GOptionEntry entries[] = {
@@ -452,14 +488,19 @@ vs_cmd_prune(const VsGlobal *g, int argc, char **argv)
         { "keep-monthly", 0, 0, G_OPTION_ARG_INT, &monthly, "... of the last N months", "N" },
         { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &dry_run, "say what would be removed, remove nothing", NULL },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the decisions as JSON", NULL },
+        { "snapshot-config", 0, 0, G_OPTION_ARG_FILENAME, &conf, "the hooks storage snapshots made by a hook are "
+          "deleted through (default " VS_SNAP_CONFIG_DEFAULT ")", "FILE" },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("- remove the backups a retention policy does not keep, "
-                                                          "then free their chunks");
+                                                          "their storage snapshots first, then free their chunks");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsRepo) r = NULL;
     g_autoptr(GPtrArray) plan = NULL, gone = NULL;
+    g_autoptr(VsSnapConfig) c = NULL;
     VsPrunePolicy policy;
+    guint snapshots = 0;
+    int snap_rc = 0;
     uint64_t chunks = 0, bytes = 0;
     unsigned removed = 0;
     bool gc_ran = false;
@@ -479,12 +520,17 @@ vs_cmd_prune(const VsGlobal *g, int argc, char **argv)
         }
     }
     policy = (VsPrunePolicy){ (unsigned)last, (unsigned)daily, (unsigned)weekly, (unsigned)monthly };
-    if ((rc = open_repo("prune", repo_arg(repo), !dry_run, &r)))
+    if ((rc = vs_open_repo("prune", vs_repo_arg(repo), !dry_run, &r)) ||
+        (rc = vs_load_snap_config("prune", conf, &c)))
         return rc;
     if (!(plan = vs_repo_prune_plan(r, &policy, &err))) {
         vs_print_error("%s", err->message);
         return err->code == VS_ERROR_INVALID_ARG ? 2 : 1;
     }
+    /* Storage snapshots first: a backup one of whose snapshots cannot be
+     * deleted is kept, so that no snapshot is left that no backup names. */
+    if ((snap_rc = vs_prune_snapshots(r, c, plan, dry_run, !json && !g->quiet, &snapshots)) < 0)
+        return 1;
     gone = g_ptr_array_new();
     for (guint i = 0; i < plan->len; i++) {
         const VsPruneDecision *d = plan->pdata[i];
@@ -507,7 +553,7 @@ vs_cmd_prune(const VsGlobal *g, int argc, char **argv)
         }
     }
     if (json) {
-        print_prune_json(plan, dry_run, gc_ran, chunks, bytes);
+        print_prune_json(plan, dry_run, gc_ran, chunks, bytes, snapshots);
     } else if (!g->quiet) {
         g_autofree char *size = g_format_size(bytes);
         if (dry_run)
@@ -519,6 +565,13 @@ vs_cmd_prune(const VsGlobal *g, int argc, char **argv)
         else
             printf("prune: removed %u backups; a backup is writing into the repository, so their "
                    "chunks are freed by the next virtsnap gc or prune\n", removed);
+        if (snapshots)
+            printf("prune: deleted %u storage snapshots\n", snapshots);
+    }
+    if (snap_rc) {
+        vs_print_error("prune: backups whose storage snapshots could not be deleted were kept (see above): "
+                       "fix what stopped the deletion and prune again");
+        return 1;
     }
     return 0;
 }

@@ -26,6 +26,7 @@ static const Command commands[] = {
     { "export", vs_cmd_export, "write a disk of a backup to a raw or qcow2 image" },
     { "gc", vs_cmd_gc, "delete chunks that no backup references" },
     { "prune", vs_cmd_prune, "remove backups a retention policy does not keep, and their chunks" },
+    { "snapshots", vs_cmd_snapshots, "list the storage snapshots a repository's backups record" },
     { "vault", vs_cmd_vault, "copy a --no-copy backup's storage snapshots into the repository" },
     { "mount", vs_cmd_mount, "serve a backed-up disk read-only over NBD" },
     { "umount", vs_cmd_umount, "stop serving a mounted disk" },

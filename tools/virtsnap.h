@@ -30,6 +30,29 @@ int vs_cmd_mount(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_umount(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_vault(const VsGlobal *g, int argc, char **argv);
 
+int vs_cmd_snapshots(const VsGlobal *g, int argc, char **argv);
+
+/* The repository commands' shared steps (cmd-repo.c, cmd-snapshots.c): the
+ * repository named by --repo (OPT), else $VIRTSNAP_REPO; opened for CMD,
+ * returning 0 or the exit status with the error printed (2: none given, 1: it
+ * cannot be opened). */
+struct _VsRepo;
+struct _VsSnapConfig;
+const char *vs_repo_arg(const char *opt);
+int vs_open_repo(const char *cmd, const char *path, bool writable, struct _VsRepo **out);
+/* The storage snapshot configuration for CMD (PATH NULL: the default file,
+ * whose absence is an empty one): 0, or 1 with the error printed. */
+int vs_load_snap_config(const char *cmd, const char *path, struct _VsSnapConfig **out);
+/* prune's first step (cmd-snapshots.c): deletes the storage snapshots of the
+ * backups PLAN (VsPruneDecision*) removes, through their providers, one
+ * already gone being fine, but none a kept backup records too; a backup with
+ * a snapshot that cannot be deleted is kept (its decision says why, the error
+ * printed). SAY: a line per snapshot. DRY_RUN: only says. Returns 0, 1 when a
+ * backup had to be kept, -1 (printed, nothing done) when the manifests
+ * cannot all be read. *DELETED: snapshots deleted or found gone. */
+int vs_prune_snapshots(struct _VsRepo *r, const struct _VsSnapConfig *c, GPtrArray *plan, bool dry_run, bool say,
+                       guint *deleted);
+
 /* Prints "virtsnap: MESSAGE" to stderr. */
 void vs_print_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 

@@ -31,6 +31,10 @@ vs_copy_repo_to_sink(VsRepo *repo, const VsManifestDisk *disk, VsSource *sink, b
 {
     uint64_t pos = 0;
 
+    /* Before anything is written: a snapshot-only disk's empty chunk list is
+     * not a disk of zeros. */
+    if (!vs_manifest_disk_check_in_repo("write back", vs_repo_path(repo), NULL, NULL, disk, error))
+        return false;
     if (g_strcmp0(disk->format, "raw") != 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
                     "write back: disk %s is %s: only a raw disk can be written over a device or "

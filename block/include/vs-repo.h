@@ -262,6 +262,15 @@ const char *vs_manifest_domain_name_problem(const char *name);
 /* The domain named NAME_OR_UUID in M: by name, else by UUID (any case); NULL if none. */
 VsManifestDomain *vs_manifest_lookup_domain(const VsManifest *m, const char *name_or_uuid);
 
+/* True when DISK's data is in the repository. Otherwise (in_repo false: only
+ * in its storage snapshot) false with ERROR (VS_ERROR_UNSUPPORTED) starting
+ * "OP: " and naming backup BACKUP_ID, DOMAIN and the disk, the snapshot, and
+ * what to do: `virtsnap restore --from-snapshot`, or `virtsnap vault --repo
+ * REPO_PATH BACKUP_ID` (REPO_PATH NULL: "R"). Export, restore and mount from
+ * the repository check before they write anything. */
+bool vs_manifest_disk_check_in_repo(const char *op, const char *repo_path, const char *backup_id,
+                                    const char *domain, const VsManifestDisk *disk, GError **error);
+
 char *vs_manifest_to_json(const VsManifest *m);
 VsManifest *vs_manifest_from_json(const char *json, const char *what, GError **error);
 
@@ -296,6 +305,7 @@ typedef struct {
     char *name;
     char *consistency;     /* "quiesced" or "crash" */
     char **disks;          /* the disks' targets, NULL-terminated */
+    char **snapshot_only;  /* those whose data is only in a storage snapshot (in_repo false), NULL-terminated */
 } VsSummaryDomain;
 
 typedef struct {

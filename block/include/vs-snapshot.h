@@ -282,4 +282,68 @@ bool vs_snap_location_from_record(const VsManifestSnapshot *rec, const char *dis
 VsSnapProvider *vs_snap_provider_for_record(const VsSnapConfig *c, const VsManifestSnapshot *rec,
                                             const char *disk, VsSnapLocation *loc, GError **error);
 
+/* ------------------------------------------------------------------------- */
+/* The repository's side (snapshot-records.c): what its manifests record     */
+
+/* Whether a recorded snapshot is still there, as its provider says. */
+typedef enum {
+    VS_SNAP_STATE_UNKNOWN,   /* its provider could not be asked: see the reason */
+    VS_SNAP_STATE_EXISTS,
+    VS_SNAP_STATE_GONE,
+} VsSnapState;
+/* "unknown", "yes", "no": what `snapshots` prints. */
+const char *vs_snap_state_name(VsSnapState state);
+
+/* Asks REC's provider (vs_snap_provider_for_record, C's hooks) whether it
+ * still exists; DISK names it in messages ("web1/vda"). UNKNOWN with *REASON
+ * (to free) when it cannot be asked: no hook configured for its pool, a
+ * cluster that does not answer, a snapshot directory that is not there (a file
+ * system not mounted?). Nothing is created on the way: a reflink or btrfs
+ * snapshot directory is looked at before a provider would make it. */
+VsSnapState vs_snap_record_state(const VsSnapConfig *c, const VsManifestSnapshot *rec, const char *disk,
+                                 char **reason);
+
+/* Deletes REC through its provider. One that is already gone is no failure:
+ * *WAS_GONE (may be NULL) says so. False only when it may still exist (its
+ * provider could not be made or asked, or refused). */
+bool vs_snap_record_delete(const VsSnapConfig *c, const VsManifestSnapshot *rec, const char *disk, bool *was_gone,
+                           GError **error);
+
+/* One storage snapshot a backup recorded, one per disk. */
+typedef struct {
+    char *backup_id;
+    int64_t completed;            /* unix microseconds */
+    char *domain;
+    char *disk;                   /* the target, "vda" */
+    bool in_repo;                 /* false: the disk's data is only in the snapshot */
+    VsManifestSnapshot *snapshot;
+    VsSnapState state;
+    char *reason;                 /* UNKNOWN: why its provider could not be asked */
+} VsRecordedSnapshot;
+void vs_recorded_snapshot_free(VsRecordedSnapshot *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsRecordedSnapshot, vs_recorded_snapshot_free)
+
+/* Every storage snapshot the backups of REPO record (ID: one backup, as
+ * vs_repo_load_manifest takes it, or NULL: all), oldest backup first, of the
+ * domains DOMAINS names (names or UUIDs; NULL or empty: all); with ASK, each
+ * one's state (vs_snap_record_state with C), else UNKNOWN without a reason.
+ * A manifest that cannot be read is appended to *UNREADABLE (created when
+ * NULL; a message naming the backup) and passed over. NULL with ERROR only
+ * when the repository's backups cannot be listed or ID is not a backup. */
+GPtrArray *vs_repo_list_snapshots(VsRepo *repo, const char *id, const char *const *domains, const VsSnapConfig *c,
+                                  bool ask, GPtrArray **unreadable, GError **error);
+
+/* Appends to *PROBLEMS (VsVerifyProblem*, digest_hex NULL, domain and disk
+ * set) every recorded snapshot of a disk whose data is only there (in_repo
+ * false) and that no longer exists: that backup cannot be restored. The same
+ * for a disk whose data is also in the repository, and every snapshot whose
+ * provider could not be asked, is a notice (strings, appended to *NOTICES):
+ * nothing is lost. ID as vs_repo_verify takes it. *CHECKED: snapshots asked,
+ * *UNKNOWN: of those, how many could not be (both may be NULL). */
+bool vs_repo_verify_snapshots(VsRepo *repo, const char *id, const VsSnapConfig *c, GPtrArray **problems,
+                              GPtrArray **notices, guint *checked, guint *unknown, GError **error);
+
+/* The configuration file C was read from (or would have been). */
+const char *vs_snap_config_file(const VsSnapConfig *c);
+
 G_END_DECLS

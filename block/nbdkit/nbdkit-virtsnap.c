@@ -187,6 +187,10 @@ vs_get_ready(void)
                      disk_target);
         return -1;
     }
+    if (!vs_manifest_disk_check_in_repo("virtsnap", repo_path, manifest->id, d->name, disk, &err)) {
+        plugin_error("%s", err->message);
+        return -1;
+    }
     cache = g_new0(CacheSlot, cache_chunks);
     nbdkit_debug("virtsnap: serving backup %s domain %s disk %s: %" G_GUINT64_FORMAT
                  " bytes, %u chunks", manifest->id, d->name, disk->target, disk->virtual_size,

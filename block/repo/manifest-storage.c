@@ -90,6 +90,26 @@ vs_manifest_domain_find_pool(const VsManifestDomain *d, const char *name)
     return NULL;
 }
 
+bool
+vs_manifest_disk_check_in_repo(const char *op, const char *repo_path, const char *backup_id, const char *domain,
+                               const VsManifestDisk *disk, GError **error)
+{
+    const VsManifestSnapshot *s = disk->snapshot;
+    g_autofree char *who = NULL;
+
+    if (disk->in_repo)
+        return true;
+    who = backup_id ? g_strdup_printf("backup %s, domain %s, disk %s", backup_id, domain ? domain : "?",
+                                      disk->target)
+                    : g_strdup_printf("disk %s", disk->target);
+    g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                "%s: %s: its data is not in the repository, only in its storage snapshot (%s %s): restore it "
+                "with `virtsnap restore --from-snapshot`, or copy it into the repository with `virtsnap vault "
+                "--repo %s %s`", op, who, s && s->provider ? s->provider : "?", s && s->handle ? s->handle : "?",
+                repo_path ? repo_path : "R", backup_id ? backup_id : "BACKUP");
+    return false;
+}
+
 /* ------------------------------------------------------------------------- */
 /* Rules                                                                     */
 

@@ -644,6 +644,8 @@ vs_repo_export_disk_ctl(VsRepo *repo, const VsManifest *m, const char *domain, c
                     d->name, m->id, disk ? disk : "");
         return false;
     }
+    if (!vs_manifest_disk_check_in_repo("export", vs_repo_path(repo), m->id, d->name, k, error))
+        return false;
     fmt = format ? format : k->format;
     if (g_strcmp0(fmt, "raw") != 0 && g_strcmp0(fmt, "qcow2") != 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,

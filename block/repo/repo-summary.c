@@ -31,6 +31,7 @@ summary_domain_free(VsSummaryDomain *d)
     g_free(d->name);
     g_free(d->consistency);
     g_strfreev(d->disks);
+    g_strfreev(d->snapshot_only);
     g_free(d);
 }
 
@@ -71,10 +72,13 @@ repo_summary_of_manifest(const VsManifest *m)
         sd->name = g_strdup(d->name);
         sd->consistency = g_strdup(d->consistency);
         sd->disks = g_new0(char *, d->disks->len + 1);
-        for (guint k = 0; k < d->disks->len; k++) {
+        sd->snapshot_only = g_new0(char *, d->disks->len + 1);
+        for (guint k = 0, n = 0; k < d->disks->len; k++) {
             const VsManifestDisk *disk = g_ptr_array_index(d->disks, k);
 
             sd->disks[k] = g_strdup(disk->target);
+            if (!disk->in_repo)
+                sd->snapshot_only[n++] = g_strdup(disk->target);
             s->virtual_bytes += disk->virtual_size;
             s->stored_bytes += disk->bytes_stored;
             for (guint c = 0; c < disk->chunks->len; c++)
@@ -143,6 +147,14 @@ repo_summary_to_json(const VsBackupSummary *s, uint64_t manifest_bytes)
         for (char **t = d->disks; t && *t; t++)
             json_builder_add_string_value(b, *t);
         json_builder_end_array(b);
+        /* Only when there are any: a summary as before otherwise. */
+        if (d->snapshot_only && *d->snapshot_only) {
+            json_builder_set_member_name(b, "snapshot_only");
+            json_builder_begin_array(b);
+            for (char **t = d->snapshot_only; *t; t++)
+                json_builder_add_string_value(b, *t);
+            json_builder_end_array(b);
+        }
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
@@ -163,10 +175,45 @@ name_ok(JsonCheck *c, const char *path, const char *name, const char *s)
     return true;
 }
 
+/* "snapshot_only": optional, a list of targets among the domain's disks, each once. */
+static bool
+parse_snapshot_only(JsonCheck *c, JsonObject *o, const char *path, VsSummaryDomain *d)
+{
+    JsonArray *a;
+    guint n;
+
+    if (!json_object_has_member(o, "snapshot_only")) {
+        d->snapshot_only = g_new0(char *, 1);
+        return true;
+    }
+    if (!(a = jc_array(c, o, path, "snapshot_only")))
+        return false;
+    n = json_array_get_length(a);
+    d->snapshot_only = g_new0(char *, n + 1);
+    for (guint i = 0; i < n; i++) {
+        JsonNode *e = json_array_get_element(a, i);
+        g_autofree char *p = g_strdup_printf("%s.snapshot_only[%u]", path, i);
+
+        if (!JSON_NODE_HOLDS_VALUE(e) || json_node_get_value_type(e) != G_TYPE_STRING) {
+            jc_fail(c, VS_ERROR_FAILED, p, NULL, "expected a string");
+            return false;
+        }
+        /* Entries 0..i-1 are the NULL-terminated list so far. */
+        if (g_strv_contains((const char *const *)d->snapshot_only, json_node_get_string(e)) ||
+            !g_strv_contains((const char *const *)d->disks, json_node_get_string(e))) {
+            jc_fail(c, VS_ERROR_FAILED, p, NULL, "\"%s\" is not one of the domain's disks, or appears twice",
+                    json_node_get_string(e));
+            return false;
+        }
+        d->snapshot_only[i] = g_strdup(json_node_get_string(e));
+    }
+    return true;
+}
+
 static bool
 parse_domain(JsonCheck *c, JsonObject *o, const char *path, VsSummaryDomain *d)
 {
-    static const char *const members[] = { "name", "consistency", "disks", NULL };
+    static const char *const members[] = { "name", "consistency", "disks", "snapshot_only", NULL };
     JsonArray *disks;
     guint n;
 
@@ -197,7 +244,7 @@ parse_domain(JsonCheck *c, JsonObject *o, const char *path, VsSummaryDomain *d)
                 return false;
             }
     }
-    return true;
+    return parse_snapshot_only(c, o, path, d);
 }
 
 VsBackupSummary *

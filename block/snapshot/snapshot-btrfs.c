@@ -132,5 +132,11 @@ static const VsSnapOps btrfs_ops = {
 VsSnapProvider *
 vs_snap_btrfs_new(const char *base_dir, GError **error)
 {
-    return snap_fs_provider_new(&btrfs_ops, base_dir, true, error);
+    return snap_fs_provider_new(&btrfs_ops, base_dir, true, true, error);
+}
+
+VsSnapProvider *
+snap_btrfs_existing(const char *base_dir, GError **error)
+{
+    return snap_fs_provider_new(&btrfs_ops, base_dir, true, false, error);
 }

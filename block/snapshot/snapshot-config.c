@@ -226,6 +226,12 @@ vs_snap_config_load(const char *path, GError **error)
     return g_steal_pointer(&c);
 }
 
+const char *
+vs_snap_config_file(const VsSnapConfig *c)
+{
+    return c && c->file ? c->file : VS_SNAP_CONFIG_DEFAULT;
+}
+
 static const Group *
 group_for(const VsSnapConfig *c, const char *pool)
 {
@@ -362,8 +368,9 @@ vs_snap_provider_for_record(const VsSnapConfig *c, const VsManifestSnapshot *rec
                         "directory", disk);
             return NULL;
         }
-        return !strcmp(rec->provider, "reflink") ? vs_snap_reflink_new(rec->snapshot_dir, error)
-                                                 : vs_snap_btrfs_new(rec->snapshot_dir, error);
+        /* The directory is the repository's word: opened, never created. */
+        return !strcmp(rec->provider, "reflink") ? snap_reflink_existing(rec->snapshot_dir, error)
+                                                 : snap_btrfs_existing(rec->snapshot_dir, error);
     }
     if (!g_strcmp0(rec->provider, "rbd"))
         return vs_snap_rbd_new(error);

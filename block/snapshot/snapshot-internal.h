@@ -39,7 +39,13 @@ typedef struct {
     int dfd;
     bool subvol;
 } SnapFsDir;
-VsSnapProvider *snap_fs_provider_new(const VsSnapOps *ops, const char *base_dir, bool subvol, GError **error);
+VsSnapProvider *snap_fs_provider_new(const VsSnapOps *ops, const char *base_dir, bool subvol, bool create,
+                                     GError **error);
+/* The same providers over a snapshot directory that must exist already
+ * (VS_ERROR_NOT_FOUND otherwise): for snapshots a repository recorded, whose
+ * BASE_DIR is the repository's word, so nothing is created there. */
+VsSnapProvider *snap_reflink_existing(const char *base_dir, GError **error);
+VsSnapProvider *snap_btrfs_existing(const char *base_dir, GError **error);
 bool snap_fs_check_loc(const VsSnapLocation *loc, const char *op, GError **error);
 int snap_fs_ficlone(int dst, int src);
 void snap_fs_clone_error(GError **error, const VsSnapLocation *loc, const char *op, const char *dir, int err);

@@ -249,10 +249,10 @@ static const VsSnapOps reflink_ops = {
     .free = snap_fs_free,
 };
 
-/* BASE/virtsnap-snapshots, made 0700 if missing; refused unless it is a real
- * directory of ours that nobody else may enter. */
+/* BASE/virtsnap-snapshots, made 0700 if missing (CREATE); refused unless it
+ * is a real directory of ours that nobody else may enter. */
 static int
-open_snapdir(const char *base, GError **error)
+open_snapdir(const char *base, bool create, GError **error)
 {
     int bfd = g_path_is_absolute(base) ? open_nosymlinks(AT_FDCWD, base, O_RDONLY | O_DIRECTORY) : -1;
     int dfd = -1, err = 0;
@@ -260,7 +260,7 @@ open_snapdir(const char *base, GError **error)
 
     if (bfd < 0)
         err = g_path_is_absolute(base) ? errno : EINVAL;
-    else if (mkdirat(bfd, SNAP_SUBDIR, 0700) < 0 && errno != EEXIST)
+    else if (create && mkdirat(bfd, SNAP_SUBDIR, 0700) < 0 && errno != EEXIST)
         err = errno;
     else if ((dfd = openat(bfd, SNAP_SUBDIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
              fstat(dfd, &st) < 0)
@@ -283,9 +283,9 @@ open_snapdir(const char *base, GError **error)
 }
 
 VsSnapProvider *
-snap_fs_provider_new(const VsSnapOps *ops, const char *base_dir, bool subvol, GError **error)
+snap_fs_provider_new(const VsSnapOps *ops, const char *base_dir, bool subvol, bool create, GError **error)
 {
-    int dfd = open_snapdir(base_dir, error);
+    int dfd = open_snapdir(base_dir, create, error);
     VsSnapProvider *p;
     Reflink *r;
 
@@ -304,5 +304,11 @@ snap_fs_provider_new(const VsSnapOps *ops, const char *base_dir, bool subvol, GE
 VsSnapProvider *
 vs_snap_reflink_new(const char *base_dir, GError **error)
 {
-    return snap_fs_provider_new(&reflink_ops, base_dir, false, error);
+    return snap_fs_provider_new(&reflink_ops, base_dir, false, true, error);
+}
+
+VsSnapProvider *
+snap_reflink_existing(const char *base_dir, GError **error)
+{
+    return snap_fs_provider_new(&reflink_ops, base_dir, false, false, error);
 }

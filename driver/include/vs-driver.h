@@ -107,6 +107,10 @@ typedef struct {
     int agent_timeout;    /* seconds for guest-ping (default 2) */
     int nfs_timeout_ms;   /* for asking an NFS server for its exports (default 3000) */
     bool probe_exports;   /* ask NFS servers for exports to split network NFS paths (default on) */
+    /* The storage snapshot configuration (vs-snapshot.h) snapshot_provider is
+     * decided with: a hook for a disk's pool, provider=none, snapshot-dir.
+     * NULL: none (no hooks, each disk's own directory). Borrowed. */
+    const struct _VsSnapConfig *snapshot_config;
 } VsDiscoverOptions;
 
 void vs_discover_options_init(VsDiscoverOptions *opts);

@@ -37,6 +37,34 @@ disk_new(const char *target, const char *type, const char *path)
     return d;
 }
 
+/* The snapshot configuration expect() decides with (NULL: none). */
+static VsSnapConfig *config;
+
+/* A configuration file holding TEXT (0600, ours), loaded into CONFIG; its path (to free). */
+static char *
+use_config(const char *text)
+{
+    g_autoptr(GError) err = NULL;
+    char *path = NULL;
+    int fd = g_file_open_tmp("vs-discsnap-conf-XXXXXX", &path, &err);
+
+    g_assert_no_error(err);
+    close(fd);
+    g_assert_true(g_file_set_contents_full(path, text, -1, G_FILE_SET_CONTENTS_NONE, 0600, &err));
+    g_clear_pointer(&config, vs_snap_config_free);
+    config = vs_snap_config_load(path, &err);
+    g_assert_no_error(err);
+    return path;
+}
+
+static void
+drop_config(char *path)
+{
+    g_clear_pointer(&config, vs_snap_config_free);
+    g_unlink(path);
+    g_free(path);
+}
+
 /* D's answer: PROVIDER (NULL: none), and every one of the NULL-ended NEEDLES in the reason. */
 static void
 expect(VsDiscoveredDisk *d, const char *provider, ...)
@@ -44,7 +72,7 @@ expect(VsDiscoveredDisk *d, const char *provider, ...)
     va_list ap;
     const char *needle;
 
-    vs_discover_snapshot_provider(d, "vm1");
+    vs_discover_snapshot_provider(d, "vm1", config);
     g_test_message("%s: %s / %s", d->target, d->snapshot_provider ? d->snapshot_provider : "null",
                    d->snapshot_reason ? d->snapshot_reason : "-");
     g_assert_cmpstr(d->snapshot_provider, ==, provider);
@@ -177,7 +205,7 @@ test_xfs_no_reflink(void)
     pool = g_build_filename(mnt, "pool", NULL);
     d = file_disk(pool, "vm1-vda.img");
     expect(d, NULL, "XFS", "made without reflink", "mkfs.xfs -m reflink=1",
-           "needs a hook (hooks are not configurable yet)", NULL);
+           "needs a hook (name one in /etc/virtsnap/snapshots.conf", NULL);
     vs_discovered_disk_free(d);
     umount_fs(mnt);
 }
@@ -193,7 +221,7 @@ test_ext4(void)
         return;
     pool = g_build_filename(mnt, "pool", NULL);
     d = file_disk(pool, "vm1-vda.img");
-    expect(d, NULL, "ext2/3/4", "cannot reflink", "(hooks are not configurable yet)", NULL);
+    expect(d, NULL, "ext2/3/4", "cannot reflink", "(name one in /etc/virtsnap/snapshots.conf", NULL);
     assert_no_snapshot_dir(pool);
     vs_discovered_disk_free(d);
     umount_fs(mnt);
@@ -248,7 +276,7 @@ test_nfs(void)
     d->nfs_export = g_strdup("/srv/nfs");
     d->nfs_path = g_strdup("/vm1.qcow2");
     expect(d, NULL, "NFS export", "snapshotted by its server",
-           "needs a hook (hooks are not configurable yet)", NULL);
+           "needs a hook (name one in /etc/virtsnap/snapshots.conf", NULL);
     vs_discovered_disk_free(d);
 
     /* a netfs pool's volume: a local path on the mount, NFS all the same */
@@ -258,7 +286,7 @@ test_nfs(void)
     d->nfs_server = g_strdup("nas.example");
     d->nfs_export = g_strdup("/export");
     d->nfs_path = g_strdup("/vm1.img");
-    expect(d, NULL, "NFS export", "(hooks are not configurable yet)", NULL);
+    expect(d, NULL, "NFS export", "(name one in /etc/virtsnap/snapshots.conf", NULL);
     vs_discovered_disk_free(d);
 }
 
@@ -271,7 +299,7 @@ test_iscsi(void)
     d->iscsi_portal = g_strdup("127.0.0.1:3260");
     d->iscsi_iqn = g_strdup("iqn.2026-01.test:t1");
     d->iscsi_lun = 1;
-    expect(d, NULL, "iSCSI LUN", "its array", "needs a hook (hooks are not configurable yet)",
+    expect(d, NULL, "iSCSI LUN", "its array", "needs a hook (name one in /etc/virtsnap/snapshots.conf",
            NULL);
     vs_discovered_disk_free(d);
 
@@ -281,7 +309,7 @@ test_iscsi(void)
     d->pool_type = (g_free(d->pool_type), g_strdup("iscsi"));
     d->iscsi_iqn = g_strdup("iqn.2026-01.test:t1");
     d->iscsi_lun = 1;
-    expect(d, NULL, "block device", "(hooks are not configurable yet)", NULL);
+    expect(d, NULL, "block device", "(name one in /etc/virtsnap/snapshots.conf", NULL);
     vs_discovered_disk_free(d);
 }
 
@@ -292,14 +320,14 @@ test_block(void)
 
     d->block_device = g_strdup("/dev/mapper/mpatha");
     d->wwid = g_strdup("3600a098038303053453f463045727a4d");
-    expect(d, NULL, "block device", "(hooks are not configurable yet)", NULL);
+    expect(d, NULL, "block device", "(name one in /etc/virtsnap/snapshots.conf", NULL);
     vs_discovered_disk_free(d);
 
     /* a zfs pool's volume is a device under /dev though discovery records no block_device */
     d = disk_new("vdb", "volume", "/dev/zvol/tank/vm1-vdb");
     d->pool = g_strdup("tank");
     d->pool_type = (g_free(d->pool_type), g_strdup("zfs"));
-    expect(d, NULL, "block device", "(hooks are not configurable yet)", NULL);
+    expect(d, NULL, "block device", "(name one in /etc/virtsnap/snapshots.conf", NULL);
     vs_discovered_disk_free(d);
 }
 
@@ -314,7 +342,7 @@ test_rbd(void)
     if (VS_TEST_HAVE_RBD)
         expect(d, "rbd", NULL);
     else
-        expect(d, NULL, "without librbd", "(hooks are not configurable yet)", NULL);
+        expect(d, NULL, "without librbd", "(name one in /etc/virtsnap/snapshots.conf", NULL);
     vs_discovered_disk_free(d);
 
     /* an rbd pool's volume whose image name is unknown (a namespace): said, no hook advice */
@@ -426,13 +454,15 @@ test_discover_network(void)
         if ((d = find_disk(found, "vdc"))) {
             g_assert_null(d->snapshot_provider);
             g_assert_cmpstr(d->snapshot_reason, ==, "no provider: a file on an NFS export is snapshotted by its "
-                            "server: that needs a hook (hooks are not configurable yet)");
+                            "server: that needs a hook (name one in /etc/virtsnap/snapshots.conf: [defaults] "
+                            "hook=/path/to/hook)");
         }
         if ((d = find_disk(found, "vdd"))) {
             g_assert_cmpint(d->iscsi_lun, ==, 2);
             g_assert_null(d->snapshot_provider);
             g_assert_cmpstr(d->snapshot_reason, ==, "no provider: an iSCSI LUN is snapshotted by its array: "
-                            "that needs a hook (hooks are not configurable yet)");
+                            "that needs a hook (name one in /etc/virtsnap/snapshots.conf: [defaults] "
+                            "hook=/path/to/hook)");
         }
     } else {
         g_test_fail();
@@ -444,6 +474,68 @@ test_discover_network(void)
         virDomainFree(dom);
     }
     vs_conn_close(conn);
+}
+
+/* The configuration decides: a snapshot-dir on the disk's file system (looked
+ * at, not made), one on another, and a provider named that cannot work here. */
+static void
+test_config_xfs(void)
+{
+    char *mnt = mount_fs("mkfs.xfs -q -m reflink=1", "300M");
+    g_autofree char *pool = NULL, *base = NULL, *text = NULL, *cmd = NULL;
+    char *conf;
+    VsDiscoveredDisk *d;
+
+    if (!mnt)
+        return;
+    pool = g_build_filename(mnt, "pool", NULL);
+    base = g_build_filename(mnt, "base", NULL);
+    cmd = g_strdup_printf("mkdir -p %s", base);
+    g_assert_true(run(cmd));
+    d = file_disk(pool, "vm1-vda.img");
+    text = g_strdup_printf("[pool:default]\nsnapshot-dir=%s\n", base);
+    conf = use_config(text);
+    expect(d, "reflink", NULL);
+    assert_no_snapshot_dir(base);
+    assert_no_snapshot_dir(pool);
+    drop_config(conf);
+    conf = use_config("[pool:default]\nsnapshot-dir=/tmp\n");
+    expect(d, NULL, "the snapshot directory /tmp is on another file system than the disk", NULL);
+    drop_config(conf);
+    conf = use_config("[defaults]\nprovider=btrfs\n");
+    expect(d, NULL, "the snapshot configuration (", "asks for btrfs for its pool", "(reflink could)", NULL);
+    drop_config(conf);
+    vs_discovered_disk_free(d);
+    umount_fs(mnt);
+}
+
+/* A hook configured for a pool makes its disks "hook"; another pool's disks
+ * are told where to name one; provider=none says so. */
+static void
+test_config_hook(void)
+{
+    VsDiscoveredDisk *d = disk_new("vda", "volume", "/var/lib/libvirt/nfspool/vm1.img");
+    VsDiscoveredDisk *e = disk_new("vdb", "network", "iscsi://127.0.0.1:3260/iqn.2026-01.test:t1/1");
+    char *conf = use_config("[pool:nfspool]\nhook=/bin/true\n\n[pool:other]\nprovider=none\n");
+    g_autofree char *want = g_strdup_printf("needs a hook (name one in %s: [defaults] hook=/path/to/hook)",
+                                            vs_snap_config_file(config));
+
+    d->pool = g_strdup("nfspool");
+    d->pool_type = (g_free(d->pool_type), g_strdup("netfs"));
+    d->nfs_server = g_strdup("nas.example");
+    d->nfs_export = g_strdup("/export");
+    d->nfs_path = g_strdup("/vm1.img");
+    expect(d, "hook", NULL);
+    e->iscsi_portal = g_strdup("127.0.0.1:3260");
+    e->iscsi_iqn = g_strdup("iqn.2026-01.test:t1");
+    e->iscsi_lun = 1;
+    expect(e, NULL, "iSCSI LUN", want, NULL);
+    g_free(d->pool);
+    d->pool = g_strdup("other");
+    expect(d, NULL, "says provider=none for its pool other", NULL);
+    drop_config(conf);
+    vs_discovered_disk_free(d);
+    vs_discovered_disk_free(e);
 }
 
 int
@@ -463,5 +555,7 @@ main(int argc, char **argv)
     g_test_add_func("/discover-snapshot/rbd", test_rbd);
     g_test_add_func("/discover-snapshot/not-mapped", test_not_mapped);
     g_test_add_func("/discover-snapshot/discover-network", test_discover_network);
+    g_test_add_func("/discover-snapshot/config-xfs", test_config_xfs);
+    g_test_add_func("/discover-snapshot/config-hook", test_config_hook);
     return g_test_run();
 }

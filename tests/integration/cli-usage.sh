@@ -104,6 +104,8 @@ usage "gc with an argument" "gc: takes no arguments" gc --repo "$REPO" extra
 usage "verify with two backups" "at most one BACKUP" verify --repo "$REPO" a b
 usage "verify without a repository" "give --repo DIR or set VIRTSNAP_REPO" verify
 usage "prune without a policy" "nothing is removed" prune --repo "$REPO"
+usage "snapshots without a repository" "give --repo DIR or set VIRTSNAP_REPO" snapshots
+usage "snapshots with an empty DOMAIN" "a DOMAIN given is empty" snapshots --repo "$REPO" ""
 usage "init without --repo" "give the repository as --repo DIR" init
 usage "discover --json --mapping" "exclude each other" -c $T discover --json --mapping
 usage "umount with nothing named" "name the mounts" -c $T umount
@@ -111,7 +113,7 @@ usage "recover with an argument" "recover: takes no arguments" -c $T recover ext
 usage "no command" "Usage: virtsnap" -c $T
 usage "unknown command" "unknown command 'frobnicate'" frobnicate
 usage "-c without a URI" "-c needs a URI" -c
-for cmd in discover backup restore recover init list verify export gc prune mount umount; do
+for cmd in discover backup restore recover init list verify export gc prune snapshots mount umount; do
   usage "$cmd --no-such-option" "Unknown option --no-such-option" -c $T "$cmd" --no-such-option
   vs_assert_contains "$out" "virtsnap $cmd --help" "$cmd: where to look"
 done
@@ -181,7 +183,7 @@ vs_assert_contains "$(jq -r .error <<<"$json")" "no-such-repo" "restore --json: 
 
 # --- not a repository: the problem first, then the fix ----------------------------------
 mkdir "$W/empty" "$W/other"; touch "$W/other/file"
-for cmd in list verify gc; do
+for cmd in list verify gc snapshots; do
   run "$cmd" --repo "$W/empty"
   vs_assert_eq "$rc" 1 "$cmd on an empty directory"
   vs_assert_contains "$out" "$cmd: repo: $W/empty is not a virtsnap repository" "$cmd: the problem"

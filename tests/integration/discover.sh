@@ -155,7 +155,7 @@ provider() {
   if [ "$want" != null ]; then vs_assert_eq "$reason" null "$t snapshot_provider_reason"; return; fi
   for n in "no provider: " "$@"; do vs_assert_contains "$reason" "$n" "$t snapshot_provider_reason"; done
 }
-NOHOOK="needs a hook (hooks are not configurable yet)"
+NOHOOK="needs a hook (name one in "
 provider vdg reflink
 [ ! -e "$XFS/virtsnap-snapshots" ] || vs_fail "discover made $XFS/virtsnap-snapshots: it must only ask"
 # vda's file system is the work directory's: told by stat and xfs_info, not by virtsnap
@@ -173,6 +173,19 @@ provider vdd null "a block device" "$NOHOOK"
 provider vde null "a file on an NFS export" "$NOHOOK"
 provider vdf null "an iSCSI LUN" "$NOHOOK"
 provider sda null "not backed up: removable media (cdrom)"
+# --snapshot-config: a hook for every disk makes the NFS and iSCSI disks "hook"; provider=none for
+# vdg's file disk says so; the same configuration file's name in the advice of the others
+printf '[defaults]\nhook=/bin/true\n' > "$W/snap.conf"; chmod 600 "$W/snap.conf"
+vs_virtsnap discover --json --snapshot-config "$W/snap.conf" "$MIX" > "$W/mix-conf.json"
+for t in vdb vdc vdf; do
+  vs_assert_eq "$(jq -r --arg t $t '.[0].disks[] | select(.target == $t) | .snapshot_provider' "$W/mix-conf.json")" \
+    hook "$t snapshot_provider with a hook configured"
+done
+printf '[defaults]\nprovider=none\n' > "$W/none.conf"; chmod 600 "$W/none.conf"
+vs_virtsnap discover --json --snapshot-config "$W/none.conf" "$MIX" > "$W/mix-none.json"
+vs_assert_contains "$(jq -r '.[0].disks[] | select(.target == "vdg") | .snapshot_provider_reason' "$W/mix-none.json")" \
+  "says provider=none" "vdg with provider=none"
+vs_log "ok: discover --snapshot-config: hooks and provider=none"
 
 # --mapping: one entry per disk that is backed up, cdrom left out
 ESC_PORTAL=${ISCSI_PORTAL//:/%3A}

@@ -419,6 +419,20 @@ vs_loopdev() {
   echo "$dev"
 }
 
+# vs_xfs_reflink DIR SIZE: an XFS made with reflink (mkfs.xfs -m reflink=1) on a sparse loop
+# file DIR.img, mounted on DIR (made); unmounted on exit, after what is registered later (a
+# guest on it) is cleaned up. Skips without mkfs.xfs or loop devices.
+vs_xfs_reflink() {
+  local dir=$1 size=$2
+  command -v mkfs.xfs >/dev/null || vs_skip "mkfs.xfs missing (xfsprogs; scripts/deps.sh --test)"
+  [ -e /dev/loop-control ] || vs_skip "no loop devices"
+  truncate -s "$size" "$dir.img"
+  mkfs.xfs -q -m reflink=1 "$dir.img"
+  mkdir -p "$dir"
+  vs_on_exit umount -l "$dir"
+  mount -o loop "$dir.img" "$dir"
+}
+
 # ---------------------------------------------------------------- virtsnap
 
 vs_virtsnap() {

@@ -149,6 +149,30 @@ test_refusals(void)
     }
 }
 
+/* A recorded reflink snapshot's directory is the repository's word: a
+ * provider for it opens what exists and creates nothing. */
+static void
+test_record_creates_nothing(void)
+{
+    g_autoptr(VsManifestSnapshot) rec = vs_manifest_snapshot_new();
+    g_autofree char *base = g_build_filename(tmpdir, "victim", NULL);
+    g_autofree char *made = g_build_filename(base, "virtsnap-snapshots", NULL);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VsSnapProvider) p = NULL;
+    VsSnapLocation loc;
+
+    g_assert_cmpint(g_mkdir_with_parents(base, 0755), ==, 0);
+    rec->provider = g_strdup("reflink");
+    rec->handle = g_strdup("virtsnap-x-vda");
+    rec->kind = g_strdup("file");
+    rec->path = g_build_filename(base, "disk.img", NULL);
+    rec->snapshot_dir = g_strdup(base);
+    p = vs_snap_provider_for_record(NULL, rec, "vm1/vda", &loc, &err);
+    g_assert_null(p);
+    g_assert_error(err, VS_ERROR, VS_ERROR_NOT_FOUND);
+    g_assert_false(g_file_test(made, G_FILE_TEST_EXISTS));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -162,6 +186,7 @@ main(int argc, char **argv)
     chmod(hook_path, 0755);
     g_test_add_func("/snapshot-config/pools", test_pools);
     g_test_add_func("/snapshot-config/refusals", test_refusals);
+    g_test_add_func("/snapshot-config/record-creates-nothing", test_record_creates_nothing);
     rc = g_test_run();
     {
         g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);

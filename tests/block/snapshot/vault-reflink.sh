@@ -143,5 +143,8 @@ rm "$M/base/virtsnap-snapshots/virtsnap-$ID2-vda"
 fails 1 "vault: backup $ID2, domain vm1, disk vda: snapshot: vm1/vda: expose" vs_virtsnap vault --repo "$R" "$ID2"
 fails 1 "the storage snapshot is gone" vs_virtsnap vault --repo "$R" "$ID2"
 vs_assert_eq "$(in_repo "$ID2" vda)" false "in_repo after the failed vault"
-vs_virtsnap verify --repo "$R" >/dev/null || vs_fail "verify after the failed vault"
+# the repository is intact, but that backup cannot be restored any more: verify says so
+fails 1 "BAD snapshot: backup $ID2, domain vm1, disk vda: its reflink snapshot virtsnap-$ID2-vda no longer exists" \
+  vs_virtsnap verify --repo "$R"
+vs_virtsnap verify --repo "$R" "$ID3" >/dev/null || vs_fail "verify of the vaulted backup after the failed vault"
 vs_log "PASS"
