@@ -248,6 +248,9 @@ void backup_copy(Run *run);
 void backup_settle(Run *run);
 /* backup-result.c: the manifest, the checkpoints, the result; ends the journal. */
 VsBackupResult *backup_result(Run *run);
+/* backup-pools.c: the storage pools J's backed-up disks live in, saved in MD
+ * (their persistent XML); one that cannot be read is a note on J. */
+void backup_save_pools(Run *run, DomJob *j, VsManifestDomain *md);
 
 /* ------------------------------------------------------------------------- */
 /* Shared between stages                                                      */

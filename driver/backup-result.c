@@ -182,6 +182,7 @@ assemble_manifest(Run *run)
         md->freeze_ms = j->frozen ? j->freeze_end - j->freeze_start : -1;
         md->xml = g_strdup(j->xml);
         md->overlay_ms = j->overlay_ms;
+        backup_save_pools(run, j, md);
         for (guint k = 0; k < j->disks->len; k++) {
             DiskJob *d = j->disks->pdata[k];
             g_ptr_array_add(md->disks, g_steal_pointer(&d->mdisk));

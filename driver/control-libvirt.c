@@ -22,7 +22,8 @@ lv_error(GError **error)
     int code = virGetLastErrorCode();
 
     g_set_error_literal(error, VS_ERROR,
-                        code == VIR_ERR_NO_DOMAIN || code == VIR_ERR_NO_DOMAIN_CHECKPOINT
+                        code == VIR_ERR_NO_DOMAIN || code == VIR_ERR_NO_DOMAIN_CHECKPOINT ||
+                        code == VIR_ERR_NO_STORAGE_POOL || code == VIR_ERR_NO_STORAGE_VOL
                         ? VS_ERROR_NOT_FOUND : VS_ERROR_LIBVIRT,
                         msg ? msg : "unknown libvirt error");
 }
@@ -514,25 +515,13 @@ lv_domain_xml_secure(virDomainPtr dom, GError **error)
     return out;
 }
 
+static char *lv_pool_volume_path(virConnectPtr conn, const char *pool_name, const char *volume,
+                                 GError **error);
+
 static char *
 lv_volume_path(virDomainPtr dom, const char *pool, const char *volume, GError **error)
 {
-    virConnectPtr conn = virDomainGetConnect(dom);
-    virStoragePoolPtr p = conn ? virStoragePoolLookupByName(conn, pool) : NULL;
-    virStorageVolPtr v = p ? virStorageVolLookupByName(p, volume) : NULL;
-    char *path = v ? virStorageVolGetPath(v) : NULL;
-    char *out = NULL;
-
-    if (!path)
-        lv_error(error);
-    else
-        out = g_strdup(path);
-    free(path);
-    if (v)
-        virStorageVolFree(v);
-    if (p)
-        virStoragePoolFree(p);
-    return out;
+    return lv_pool_volume_path(virDomainGetConnect(dom), pool, volume, error);
 }
 
 static bool
@@ -546,6 +535,106 @@ lv_domain_define(virConnectPtr conn, const char *xml, GError **error)
     }
     virDomainFree(dom);
     return true;
+}
+
+static virStoragePoolPtr
+lv_pool(virConnectPtr conn, const char *name, GError **error)
+{
+    virStoragePoolPtr pool = virStoragePoolLookupByName(conn, name);
+
+    if (!pool)
+        lv_error(error);
+    return pool;
+}
+
+static char *
+lv_pool_xml(virConnectPtr conn, const char *name, GError **error)
+{
+    virStoragePoolPtr pool = lv_pool(conn, name, error);
+    char *xml = pool ? virStoragePoolGetXMLDesc(pool, VIR_STORAGE_XML_INACTIVE) : NULL;
+    char *out;
+
+    if (pool && !xml)
+        lv_error(error);
+    if (pool)
+        virStoragePoolFree(pool);
+    out = g_strdup(xml);
+    free(xml);
+    return out;
+}
+
+static int
+lv_pool_is_active(virConnectPtr conn, const char *name, GError **error)
+{
+    virStoragePoolPtr pool = lv_pool(conn, name, error);
+    int active;
+
+    if (!pool)
+        return -1;
+    if ((active = virStoragePoolIsActive(pool)) < 0)
+        lv_error(error);
+    virStoragePoolFree(pool);
+    return active;
+}
+
+static bool
+lv_pool_define(virConnectPtr conn, const char *xml, GError **error)
+{
+    virStoragePoolPtr pool = virStoragePoolDefineXML(conn, xml, 0);
+
+    if (!pool) {
+        lv_error(error);
+        return false;
+    }
+    virStoragePoolFree(pool);
+    return true;
+}
+
+static bool
+lv_pool_start(virConnectPtr conn, const char *name, bool build, GError **error)
+{
+    virStoragePoolPtr pool = lv_pool(conn, name, error);
+    bool ok;
+
+    if (!pool)
+        return false;
+    /* Build (flags 0: a dir, fs or netfs pool's directory, nothing formatted)
+     * then start, as CREATE_WITH_BUILD does, which not every driver takes. */
+    ok = (!build || lv_ok(virStoragePoolBuild(pool, 0), error)) && lv_ok(virStoragePoolCreate(pool, 0), error);
+    virStoragePoolFree(pool);
+    return ok;
+}
+
+static bool
+lv_pool_refresh(virConnectPtr conn, const char *name, GError **error)
+{
+    virStoragePoolPtr pool = lv_pool(conn, name, error);
+    bool ok;
+
+    if (!pool)
+        return false;
+    ok = lv_ok(virStoragePoolRefresh(pool, 0), error);
+    virStoragePoolFree(pool);
+    return ok;
+}
+
+static char *
+lv_pool_volume_path(virConnectPtr conn, const char *pool_name, const char *volume, GError **error)
+{
+    virStoragePoolPtr pool = lv_pool(conn, pool_name, error);
+    virStorageVolPtr vol = pool ? virStorageVolLookupByName(pool, volume) : NULL;
+    char *path = vol ? virStorageVolGetPath(vol) : NULL;
+    char *out;
+
+    if (pool && !path)
+        lv_error(error);
+    if (vol)
+        virStorageVolFree(vol);
+    if (pool)
+        virStoragePoolFree(pool);
+    out = g_strdup(path);
+    free(path);
+    return out;
 }
 
 const VsControlOps vs_control_libvirt = {
@@ -588,4 +677,11 @@ const VsControlOps vs_control_libvirt = {
     .domain_xml_secure = lv_domain_xml_secure,
     .volume_path = lv_volume_path,
     .domain_define = lv_domain_define,
+    /* Storage pools: backup-pools.c, restore-pools.c */
+    .pool_xml = lv_pool_xml,
+    .pool_is_active = lv_pool_is_active,
+    .pool_define = lv_pool_define,
+    .pool_start = lv_pool_start,
+    .pool_refresh = lv_pool_refresh,
+    .pool_volume_path = lv_pool_volume_path,
 };

@@ -143,6 +143,22 @@ typedef struct {
     /* The path of VOLUME in storage pool POOL on DOM's connection: a running
      * domain's XML names a type='volume' disk by pool and volume only. */
     char *(*volume_path)(virDomainPtr dom, const char *pool, const char *volume, GError **error);
+
+    /* Storage pools, by name (backup-pools.c, restore-pools.c). pool_xml: the
+     * persistent definition (what a pool-define of it makes again);
+     * pool_is_active: 1, 0, -1 with *error; both VS_ERROR_NOT_FOUND when there
+     * is no such pool. pool_define: defines one from XML. pool_start starts a
+     * defined pool, with BUILD its target made first (a dir pool's directory:
+     * the caller says when that is harmless). pool_refresh: its volumes read
+     * again (a file made in its directory becomes one). */
+    char *(*pool_xml)(virConnectPtr conn, const char *name, GError **error);
+    int (*pool_is_active)(virConnectPtr conn, const char *name, GError **error);
+    bool (*pool_define)(virConnectPtr conn, const char *xml, GError **error);
+    bool (*pool_start)(virConnectPtr conn, const char *name, bool build, GError **error);
+    bool (*pool_refresh)(virConnectPtr conn, const char *name, GError **error);
+    /* The path (or, in an rbd pool, "pool/image") of VOLUME of POOL;
+     * VS_ERROR_NOT_FOUND when either does not exist. */
+    char *(*pool_volume_path)(virConnectPtr conn, const char *pool, const char *volume, GError **error);
 } VsControlOps;
 
 /* The table over libvirt. */

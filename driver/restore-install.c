@@ -300,7 +300,9 @@ restore_finish_domain(Run *run, RDom *r)
         bool ok;
 
         g_clear_error(&err);
-        if (d->hot)
+        if (d->rollback || d->clone_ready)
+            ok = restore_snap_install(run, d, &err);
+        else if (d->hot)
             ok = hot_swap(run, r, d, &err);
         else if (d->sink_url)
             ok = install_sink(run, d, &err);
@@ -326,6 +328,7 @@ restore_finish_domain(Run *run, RDom *r)
     }
     if (run->pool)
         (void)virStoragePoolRefresh(run->pool, 0);
+    restore_snap_refresh_pools(run, r);
 
     if (!r->partial && (o->define || o->start)) {
         virDomainPtr dom = virDomainDefineXML(run->conn, xml);

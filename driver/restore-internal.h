@@ -13,10 +13,12 @@
 #include "vs-restore.h"
 #include "vs-repo.h"
 #include "vs-xml.h"
+#include "vs-snapshot.h"
 
 G_BEGIN_DECLS
 
 typedef struct _RDom RDom;
+typedef struct _RPoolNeed RPoolNeed;
 
 typedef struct {
     RDom *dom;
@@ -44,6 +46,17 @@ typedef struct {
     bool instant_copy;       /* --instant of a raw disk: the guest starts on the overlay (tmp)
                               * and a block copy moves it onto dest, raw */
     VsVerifyProblem *bad_chunk; /* the write failed on a chunk of the backup */
+    /* --from-snapshot (restore-snapshot.c) */
+    VsSnapProvider *snap;    /* the provider of md->snapshot */
+    VsSnapLocation loc;      /* the recorded disk (borrows md->snapshot and snap_disk) */
+    char *snap_disk;         /* "DOMAIN/TARGET", in the provider's messages */
+    bool rollback;           /* in place: rolled back at install */
+    char *clone_name;        /* --as: the clone's name, beside the original */
+    char *clone;             /* ... the clone made (path or URL) */
+    bool clone_ready;        /* ... not a file under tmp: dest itself, installed as made */
+    /* restore-pools.c */
+    char *pool_name;         /* the storage pool the disk lives in, when known */
+    bool pool_pending;       /* --define-pools defines or starts it before the write */
 } RDisk;
 
 struct _RDom {
@@ -82,6 +95,9 @@ typedef struct {
     int64_t t0;              /* vs_now_ms() at the start */
     gint cancel;             /* a disk hit a bad chunk: the other writes stop */
     VsJournal *journal;      /* names the temp files, for recover after a kill -9 */
+    VsSnapConfig *snap_config; /* --from-snapshot: the providers' configuration */
+    GPtrArray *pool_needs;   /* RPoolNeed*: pools --define-pools defines or starts (lazily) */
+    GPtrArray *pool_notes;   /* char*: what it did, for the result */
 } Run;
 
 /* restore.c */
@@ -100,6 +116,8 @@ bool restore_domain_active(virDomainPtr dom);
 RDom *restore_plan_domain(Run *run, const char *name, GError **error);
 /* raw or qcow2 */
 bool restore_format_supported(const char *fmt);
+/* Whether files can be created in DIR (WHAT names it in the error). */
+bool restore_check_dir(const char *dir, const char *what, GError **error);
 
 /* restore-write.c: every disk of the run written to its temp file (or, when
  * written over in place at install, its chunks checked); false with *error
@@ -120,5 +138,25 @@ void restore_finish_domain(Run *run, RDom *r);
 bool restore_instant_check_chunks(Run *run, GError **error);
 void restore_instant_write_phase(Run *run);
 void restore_instant_copy_phase(Run *run);
+
+/* restore-snapshot.c: --from-snapshot. The plan of disk D (rollback in place,
+ * or a clone for --as); the write phase instead of restore_write_phase (each
+ * recorded disk to roll back confirmed against the live system, the clones
+ * made); a rollback (or a clone made as its destination) at install; the
+ * pools of R's clones refreshed once they are in place; D's
+ * "PROVIDER:HANDLE" for the result (NULL when not from a snapshot). */
+bool restore_snap_plan_disk(Run *run, RDom *r, RDisk *d, VsDiskDef *dd, GError **error);
+bool restore_snap_write_phase(Run *run, GError **error);
+bool restore_snap_install(Run *run, RDisk *d, GError **error);
+void restore_snap_refresh_pools(Run *run, RDom *r);
+char *restore_snap_describe(const RDisk *d);
+
+/* restore-pools.c: the pool D (of definition DD, before the plan changes it)
+ * lives in, which must exist and be active, or with --define-pools is
+ * defined and started by restore_pools_define, after the plan and before
+ * anything is written. */
+bool restore_pools_plan_disk(Run *run, RDom *r, RDisk *d, const VsDiskDef *dd, GError **error);
+bool restore_pools_define(Run *run, GError **error);
+void restore_pool_need_free(RPoolNeed *n);
 
 G_END_DECLS

@@ -134,8 +134,8 @@ plain_file_name(const RDom *r, const char *name, GError **error)
 
 /* Can we create files in DIR? Checked by doing it: access(2) does not know
  * about read-only mounts for root in every case, nor about full file systems. */
-static bool
-check_dir(const char *dir, const char *what, GError **error)
+bool
+restore_check_dir(const char *dir, const char *what, GError **error)
 {
     g_autofree char *probe = vs_temp_path(dir, "probe");
     struct stat st;
@@ -520,6 +520,21 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
         d->format = g_strdup("qcow2");
     }
 
+    /* Back where it was (in place, or beside the original): its pool. */
+    if (!o->target_dir && !o->pool && !restore_pools_plan_disk(run, r, d, dd, error))
+        return false;
+    if (o->from_snapshot)
+        return restore_snap_plan_disk(run, r, d, dd, error) &&
+               (!d->dest_exists || check_not_others(run, r, d, error));
+    if (!md->in_repo) {
+        /* Its chunks are empty and mean nothing: restored, it would be zeros. */
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                    "restore: domain '%s' disk %s of backup %s is not in the repository, only in its "
+                    "storage snapshot %s (a backup --no-copy): restore it with --from-snapshot; "
+                    "nothing was changed", r->name, d->target, r->m->id,
+                    md->snapshot && md->snapshot->handle ? md->snapshot->handle : "");
+        return false;
+    }
     if (!restore_format_supported(d->format)) {
         g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
                     "restore: domain '%s' disk %s was backed up as %s: give --format raw or "
@@ -748,7 +763,10 @@ plan_disks(Run *run, RDom *r, GError **error)
         bool seen = d->sink_url != NULL && !d->sink_image;   /* no directory: the target itself */
         for (guint k = 0; k < i; k++)
             seen = seen || !g_strcmp0(((RDisk *)r->disks->pdata[k])->dir, d->dir);
-        if (!seen && !check_dir(d->dir, o->target_dir && !r->in_place ? "target directory" :
+        /* A pool --define-pools starts makes it (checked then); a snapshot's
+         * provider writes there itself. */
+        seen = seen || d->pool_pending || d->snap;
+        if (!seen && !restore_check_dir(d->dir, o->target_dir && !r->in_place ? "target directory" :
                                 run->pool && !r->in_place ? "pool directory" : "directory",
                                 error))
             return false;
@@ -804,8 +822,9 @@ plan_xml_path(Run *run, RDom *r, GError **error)
     if (!plain_file_name(r, xml_name, error))
         return false;
 
-    if (!dir && run->pool) {
-        /* Not in the pool: it would show up as a volume. */
+    if (!dir && (run->pool || !((RDisk *)r->disks->pdata[0])->dir)) {
+        /* Not in the pool: it would show up as a volume. Nor beside an image
+         * that is not a file (an RBD image rolled back). */
         xml_dir = g_build_filename(vs_state_dir(o->state_dir), "restore", NULL);
         if (!vs_make_dir(vs_state_dir(o->state_dir), 0755, error) || !vs_make_dir(xml_dir, 0700, error))
             return false;

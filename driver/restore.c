@@ -60,6 +60,7 @@ disk_result_free(VsRestoreDiskResult *d)
 {
     g_free(d->target); g_free(d->path); g_free(d->format); g_free(d->pool);
     g_free(d->volume); g_free(d->action); g_free(d->note); g_free(d->nbd);
+    g_free(d->snapshot);
     g_free(d);
 }
 
@@ -79,6 +80,8 @@ vs_restore_result_free(VsRestoreResult *r)
     if (!r)
         return;
     g_ptr_array_unref(r->domains);
+    if (r->pools)
+        g_ptr_array_unref(r->pools);
     g_free(r);
 }
 
@@ -90,6 +93,8 @@ restore_rdisk_free(RDisk *d)
     g_free(d->vol_name); g_free(d->action); g_free(d->note); g_free(d->error);
     vs_mount_free(d->mount);
     vs_verify_problem_free(d->bad_chunk);
+    vs_snap_provider_free(d->snap);
+    g_free(d->snap_disk); g_free(d->clone_name); g_free(d->clone); g_free(d->pool_name);
     g_free(d);
 }
 
@@ -152,6 +157,9 @@ make_result(Run *run)
     VsRestoreResult *res = g_new0(VsRestoreResult, 1);
 
     res->domains = g_ptr_array_new_with_free_func((GDestroyNotify)domain_result_free);
+    res->pools = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < run->pool_notes->len; i++)
+        g_ptr_array_add(res->pools, g_strdup(run->pool_notes->pdata[i]));
     for (guint i = 0; i < run->doms->len; i++) {
         RDom *r = run->doms->pdata[i];
         VsRestoreDomainResult *dr = g_new0(VsRestoreDomainResult, 1);
@@ -190,6 +198,7 @@ make_result(Run *run)
             k2->action = g_strdup(d->action);
             k2->note = g_strdup(d->note);
             k2->nbd = d->mount ? g_strdup(d->mount->uri) : NULL;
+            k2->snapshot = restore_snap_describe(d);
             g_ptr_array_add(dr->disks, k2);
         }
         g_ptr_array_add(res->domains, dr);
@@ -251,6 +260,19 @@ vs_restore_check_options(const char *const *names, const VsRestoreOptions *o, GE
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                     "restore: --instant restores whole domains into files: it does not take %s",
                     o->pool ? "--pool (use --target-dir)" : "--disks");
+        return false;
+    }
+    if (o->from_snapshot && (o->instant || o->target_dir || o->pool || o->format)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: --from-snapshot rolls disks back in place or clones them beside the "
+                    "original (--as): it does not take %s", o->instant ? "--instant" :
+                    o->target_dir ? "--target-dir" : o->pool ? "--pool" : "--format (a snapshot keeps "
+                    "its disk's format)");
+        return false;
+    }
+    if (o->snapshot_config && !o->from_snapshot) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "restore: --snapshot-config goes with --from-snapshot");
         return false;
     }
     if (o->disks && o->disks[0] && o->start && (o->new_name || o->target_dir || o->pool)) {
@@ -394,6 +416,11 @@ run_clear(Run *run)
         g_hash_table_unref(run->disk_users);
     if (run->repo)
         vs_repo_close(run->repo);
+    vs_snap_config_free(run->snap_config);
+    if (run->pool_needs)
+        g_ptr_array_unref(run->pool_needs);
+    if (run->pool_notes)
+        g_ptr_array_unref(run->pool_notes);
     /* Its temp files are installed, removed, or handed to a guest by now. */
     vs_journal_finish(run->journal);
 }
@@ -410,10 +437,16 @@ vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOpti
 
     if (!vs_restore_check_options(names, opts, error))
         return NULL;
-    if (opts->instant) {
+    /* --instant, and a clone of a whole domain from its snapshots, boot at once. */
+    if (opts->instant || (opts->from_snapshot && opts->new_name && !(opts->disks && opts->disks[0]))) {
         instant_opts = *opts;
         instant_opts.define = instant_opts.start = true;
         run.opts = opts = &instant_opts;
+    }
+    run.pool_notes = g_ptr_array_new_with_free_func(g_free);
+    if (opts->from_snapshot && !(run.snap_config = vs_snap_config_load(opts->snapshot_config, error))) {
+        vs_error_prefix(error, "restore: --from-snapshot");
+        return NULL;
     }
     if (!(run.repo = vs_repo_open(opts->repo_path, false, false, 0, error))) {
         vs_error_prefix(error, "restore");
@@ -453,10 +486,15 @@ vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOpti
         }
         g_ptr_array_add(run.doms, r);
     }
-    /* Nothing is created before this point: an interrupt so far leaves nothing. */
-    if (!vs_interrupt_check("restore", error) || !journal_temps(&run, error))
+    /* Nothing is created before this point: an interrupt so far leaves nothing.
+     * The pools --define-pools brings back come first (they stay). */
+    if (!vs_interrupt_check("restore", error) || !restore_pools_define(&run, error) ||
+        !journal_temps(&run, error))
         goto fail;
-    if (opts->instant) {
+    if (opts->from_snapshot) {
+        if (!restore_snap_write_phase(&run, error))
+            goto fail;
+    } else if (opts->instant) {
         if (!restore_instant_check_chunks(&run, error))
             goto fail;
         restore_instant_write_phase(&run);

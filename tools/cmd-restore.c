@@ -5,6 +5,7 @@
 #include "virtsnap.h"
 #include "vs-restore.h"
 #include "vs-interrupt.h"
+#include "vs-snapshot.h"
 
 #include <json-glib/json-glib.h>
 #include <stdio.h>
@@ -54,6 +55,7 @@ result_json(const VsRestoreResult *r, const char *error)
             vs_json_add_str(b, "action", k2->action);
             vs_json_add_str(b, "note", k2->note);
             vs_json_add_str(b, "nbd", k2->nbd);
+            vs_json_add_str(b, "snapshot", k2->snapshot);
             json_builder_end_object(b);
         }
         json_builder_end_array(b);
@@ -65,6 +67,11 @@ result_json(const VsRestoreResult *r, const char *error)
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
+    json_builder_set_member_name(b, "pools");
+    json_builder_begin_array(b);
+    for (guint i = 0; r && r->pools && i < r->pools->len; i++)
+        json_builder_add_string_value(b, r->pools->pdata[i]);
+    json_builder_end_array(b);
     json_builder_end_object(b);
     return vs_json_builder_text(b, true);
 }
@@ -72,6 +79,8 @@ result_json(const VsRestoreResult *r, const char *error)
 static void
 print_summary(const VsRestoreResult *r)
 {
+    for (guint i = 0; r->pools && i < r->pools->len; i++)
+        printf("%s\n", (char *)r->pools->pdata[i]);
     for (guint i = 0; i < r->domains->len; i++) {
         const VsRestoreDomainResult *d = r->domains->pdata[i];
 
@@ -104,6 +113,8 @@ print_summary(const VsRestoreResult *r)
             if (k2->volume)
                 printf(" volume %s of pool %s", k2->volume, k2->pool);
             printf("\n");
+            if (k2->snapshot)
+                printf("        from storage snapshot %s\n", k2->snapshot);
             if (k2->note)
                 printf("        note: %s\n", k2->note);
             if (k2->nbd)
@@ -141,7 +152,9 @@ int
 vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
 {
     gboolean json = FALSE, define = FALSE, start = FALSE, force = FALSE, instant = FALSE, verify_hash = FALSE;
+    gboolean from_snapshot = FALSE, define_pools = FALSE;
     g_autofree char *repo = NULL, *backup = NULL, *as = NULL, *target_dir = NULL, *pool = NULL;
+    g_autofree char *snapshot_config = NULL;
     g_autofree char *format = NULL, *state_dir = NULL;
     char **lists = NULL, **disk_lists = NULL;
     int parallel = 2, shutdown_timeout = 60, agent_timeout = 5, lock_wait = 0;
@@ -160,6 +173,12 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         { "verify-hash", 0, 0, G_OPTION_ARG_NONE, &verify_hash, "re-hash every chunk with SHA-256 as it is written "
           "(default: its zstd checksum and size are checked)", NULL },
         { "instant", 0, 0, G_OPTION_ARG_NONE, &instant, "start the domain at once on the backup served over NBD, copy its disks into place while it runs (implies --start)", NULL },
+        { "from-snapshot", 0, 0, G_OPTION_ARG_NONE, &from_snapshot, "from the storage snapshots the backup "
+          "recorded: in place by rollback, or with --as as thin clones beside the original (started)", NULL },
+        { "snapshot-config", 0, 0, G_OPTION_ARG_FILENAME, &snapshot_config, "--from-snapshot: the storage "
+          "snapshot configuration (default " VS_SNAP_CONFIG_DEFAULT ")", "FILE" },
+        { "define-pools", 0, 0, G_OPTION_ARG_NONE, &define_pools, "define and start a storage pool a restored "
+          "disk needs that no longer exists, from the XML the backup saved", NULL },
         { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "temporary images and definitions (default /var/lib/virtsnap)", "DIR" },
         { "lock-wait", 0, 0, G_OPTION_ARG_INT, &lock_wait, "wait up to SECS for a domain another run is "
           "working on (default 0: fail at once; at most 86400)", "SECS" },
@@ -215,6 +234,9 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     opts.agent_timeout = agent_timeout;
     opts.instant = instant;
     opts.verify_hash = verify_hash;
+    opts.from_snapshot = from_snapshot;
+    opts.snapshot_config = snapshot_config;
+    opts.define_pools = define_pools;
     {
         const VsIntOption ints[] = {      /* as parsed */
             { "--parallel", parallel, 1, 64 },

@@ -51,6 +51,20 @@ typedef struct {
     /* Progress lines ("DOMAIN: running ...") as they happen, e.g. for stderr; may be NULL. */
     void (*progress)(const char *message, void *opaque);
     void *progress_opaque;
+    /* --from-snapshot (restore-snapshot.c): each disk from the storage snapshot
+     * its backup recorded (VsManifestDisk.snapshot), not from the repository:
+     * in place by rollback (the recorded disk confirmed against the live
+     * domain or pool first), or with new_name as a thin clone per disk beside
+     * the original, NEW-TARGET[.FMT], that the new domain is defined on and
+     * started (implies start). A disk without a recorded snapshot is an error
+     * naming it. Not with --instant, --target-dir, --pool or --format. */
+    bool from_snapshot;
+    const char *snapshot_config;  /* the provider configuration; NULL: VS_SNAP_CONFIG_DEFAULT */
+    /* --define-pools (restore-pools.c): a storage pool a restored disk lives in
+     * that is not defined any more is defined from the XML the backup saved
+     * and started (one defined but inactive is started). Without it, such a
+     * pool is an error naming it and this option. */
+    bool define_pools;
 } VsRestoreOptions;
 
 void vs_restore_options_init(VsRestoreOptions *opts);
@@ -73,6 +87,7 @@ typedef struct {
     char *note;                   /* e.g. a backing chain restored flattened */
     char *nbd;                    /* --instant: the export (URI) the disk still depends on
                                    * because its copy did not finish; NULL once copied */
+    char *snapshot;               /* --from-snapshot: "PROVIDER:HANDLE" it came from */
 } VsRestoreDiskResult;
 
 typedef struct {
@@ -98,6 +113,8 @@ typedef struct {
 
 typedef struct {
     GPtrArray *domains;           /* of VsRestoreDomainResult* */
+    GPtrArray *pools;             /* of char*: what --define-pools did ("pool 'P' defined
+                                   * from backup ID and started"); empty when nothing */
 } VsRestoreResult;
 
 void vs_restore_result_free(VsRestoreResult *r);

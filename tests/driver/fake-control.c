@@ -555,6 +555,51 @@ f_domain_define(virConnectPtr conn, const char *xml, GError **error)
     return take_ok(error, "domain_define");
 }
 
+static char *
+f_pool_xml(virConnectPtr conn, const char *name, GError **error)
+{
+    (void)conn;
+    return take(error, "pool_xml %s", name);
+}
+
+static int
+f_pool_is_active(virConnectPtr conn, const char *name, GError **error)
+{
+    g_autofree char *reply = take(error, "pool_is_active %s", name);
+
+    (void)conn;
+    return reply ? atoi(reply) : -1;
+}
+
+static bool
+f_pool_define(virConnectPtr conn, const char *xml, GError **error)
+{
+    (void)conn;
+    keep_xml(xml);
+    return take_ok(error, "pool_define");
+}
+
+static bool
+f_pool_start(virConnectPtr conn, const char *name, bool build, GError **error)
+{
+    (void)conn;
+    return take_ok(error, "pool_start %s%s", name, build ? " build" : "");
+}
+
+static bool
+f_pool_refresh(virConnectPtr conn, const char *name, GError **error)
+{
+    (void)conn;
+    return take_ok(error, "pool_refresh %s", name);
+}
+
+static char *
+f_pool_volume_path(virConnectPtr conn, const char *pool, const char *volume, GError **error)
+{
+    (void)conn;
+    return take(error, "pool_volume_path %s %s", pool, volume);
+}
+
 static const VsControlOps fake_ops = {
     .conn_open = f_conn_open,
     .conn_close = f_conn_close,
@@ -593,6 +638,12 @@ static const VsControlOps fake_ops = {
     .domain_xml_secure = f_domain_xml_secure,
     .volume_path = f_volume_path,
     .domain_define = f_domain_define,
+    .pool_xml = f_pool_xml,
+    .pool_is_active = f_pool_is_active,
+    .pool_define = f_pool_define,
+    .pool_start = f_pool_start,
+    .pool_refresh = f_pool_refresh,
+    .pool_volume_path = f_pool_volume_path,
 };
 
 VsFake *

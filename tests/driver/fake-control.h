@@ -38,6 +38,12 @@
  *   domain_list                    the names of vs_fake_domain domains, space-separated
  *   domain_xml_secure NAME         the persistent XML with its secrets
  *   domain_define                  "ok" (its XML: vs_fake_last_xml)
+ *   pool_xml POOL                  the pool's XML
+ *   pool_is_active POOL            "1" or "0"
+ *   pool_define                    "ok" (its XML: vs_fake_last_xml)
+ *   pool_start POOL [build]        "ok"
+ *   pool_refresh POOL              "ok"
+ *   pool_volume_path POOL VOLUME   the volume's path
  * Not scripted, as they ask nothing of libvirt: conn_close, domain_free,
  * domain_name, domain_uuid, domain_conn, block_job_watch (the events go to the
  * last function watching), job_watch (no events: callers poll), job_unwatch. */
@@ -94,6 +100,6 @@ typedef struct {
 void vs_fake_fixture_setup(VsFakeFixture *fx, gconstpointer data);
 void vs_fake_fixture_teardown(VsFakeFixture *fx, gconstpointer data);
 
-/* The XML of the last snapshot_create, backup_begin, checkpoint_redefine or
- * domain_define. */
+/* The XML of the last snapshot_create, backup_begin, checkpoint_redefine,
+ * domain_define or pool_define. */
 const char *vs_fake_last_xml(VsFake *f);
