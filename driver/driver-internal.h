@@ -44,6 +44,8 @@ bool vs_discover_snap_location(const VsDiscoveredDisk *d, const char *name, VsSn
  * deleted; false (the journal stays) when that cannot be known or done. */
 bool recover_storage_snapshots(GPtrArray *recs, const VsJournalRecord *begin, GPtrArray *actions,
                                GError **error);
+/* One line of what recover did, into ACTIONS (NULL: dropped) (recover.c). */
+void recover_act(GPtrArray *actions, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
 /* ------------------------------------------------------------------------- */
 /* State directory                                                           */

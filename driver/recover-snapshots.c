@@ -10,24 +10,6 @@
 
 #include <string.h>
 
-static void
-say(GPtrArray *actions, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static void
-say(GPtrArray *actions, const char *fmt, ...)
-{
-    va_list ap;
-    char *msg;
-
-    va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    if (actions)
-        g_ptr_array_add(actions, msg);
-    else
-        g_free(msg);
-}
-
 static bool
 manifest_records(const VsManifest *m, const char *uuid, const char *disk, const VsManifestSnapshot *snap)
 {
@@ -126,12 +108,12 @@ settle_snapshot(const VsJournalRecord *r, const VsJournalRecord *begin, bool mad
     if ((kept = recorded(begin, r->uuid, r->disk, snap, error)) < 0)
         return false;
     if (kept) {
-        say(actions, "kept storage snapshot %s of %s: backup %s records it", snap->handle, name, begin->id);
+        recover_act(actions, "kept storage snapshot %s of %s: backup %s records it", snap->handle, name, begin->id);
         return true;
     }
     /* A hook names its snapshots itself: before it answered, only the label is known. */
     if (!made && !strcmp(snap->provider, "hook")) {
-        say(actions, "storage snapshot of %s: the hook was asked to make one labelled %s and the run died "
+        recover_act(actions, "storage snapshot of %s: the hook was asked to make one labelled %s and the run died "
             "before it answered: if the array has it, delete it there", name, snap->handle);
         return true;
     }
@@ -152,7 +134,7 @@ settle_snapshot(const VsJournalRecord *r, const VsJournalRecord *begin, bool mad
                     "an interrupted backup: %s", snap->handle, name, err->message);
         return false;
     }
-    say(actions, "deleted storage snapshot %s of %s, left by an interrupted backup", snap->handle, name);
+    recover_act(actions, "deleted storage snapshot %s of %s, left by an interrupted backup", snap->handle, name);
     return true;
 }
 
@@ -185,7 +167,7 @@ recover_storage_snapshots(GPtrArray *recs, const VsJournalRecord *begin, GPtrArr
             if (ok)
                 g_propagate_error(error, g_steal_pointer(&err));
             else
-                say(actions, "%s", err->message);
+                recover_act(actions, "%s", err->message);
             ok = false;
         }
     }

@@ -31,11 +31,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void
-act(GPtrArray *actions, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static void
-act(GPtrArray *actions, const char *fmt, ...)
+void
+recover_act(GPtrArray *actions, const char *fmt, ...)
 {
     va_list ap;
     char *msg;
@@ -157,7 +154,7 @@ remove_unused(virConnectPtr conn, const char *uuid, const char *name, const char
         return false;
     }
     if (unlink(overlay) == 0)
-        act(actions, "removed unused overlay %s of domain '%s'", overlay, name);
+        recover_act(actions, "removed unused overlay %s of domain '%s'", overlay, name);
     else if (errno != ENOENT) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "recover: cannot remove %s: %s", overlay,
                     g_strerror(errno));
@@ -185,7 +182,7 @@ orphan_overlay(const char *overlay, const char *original, const char *name, GPtr
     info = vs_image_probe(overlay, NULL);
     if (!info || !original || !g_path_is_absolute(original) ||
         g_strcmp0(info->backing_file, original) != 0) {
-        act(actions, "domain '%s' no longer exists: its overlay %s is kept (it holds writes "
+        recover_act(actions, "domain '%s' no longer exists: its overlay %s is kept (it holds writes "
             "made after the backup's snapshot; commit it into its backing file with qemu-img "
             "commit)", name, overlay);
         return true;
@@ -204,7 +201,7 @@ orphan_overlay(const char *overlay, const char *original, const char *name, GPtr
                     g_strerror(errno));
         return false;
     }
-    act(actions, "domain '%s' no longer exists: committed what it wrote after the backup's "
+    recover_act(actions, "domain '%s' no longer exists: committed what it wrote after the backup's "
         "snapshot (overlay %s) into %s offline", name, overlay, original);
     return true;
 }
@@ -258,7 +255,7 @@ recover_overlay(virConnectPtr conn, const VsJournalRecord *rec, GPtrArray *actio
     if (active == 1) {
         if (!vs_blockcommit_pivot(conn, dom, disk, 600, error))
             goto out;
-        act(actions, "committed overlay %s back into %s and pivoted domain '%s' disk %s",
+        recover_act(actions, "committed overlay %s back into %s and pivoted domain '%s' disk %s",
             overlay, original ? original : "its base", name, disk);
         {
             g_autoptr(GError) rerr = NULL;
@@ -266,14 +263,14 @@ recover_overlay(virConnectPtr conn, const VsJournalRecord *rec, GPtrArray *actio
 
             /* Paused for a full overlay file system: the failed write goes on now. */
             if (!vs_domain_resume_paused(dom, &resumed, &rerr))
-                act(actions, "%s", rerr->message);
+                recover_act(actions, "%s", rerr->message);
             else if (resumed)
-                act(actions, "resumed domain '%s' (paused for an I/O error)", name);
+                recover_act(actions, "resumed domain '%s' (paused for an I/O error)", name);
         }
     } else {
         if (!offline_commit(conn, dom, disk, overlay, original, format, error))
             goto out;
-        act(actions, "committed overlay %s of shut-off domain '%s' disk %s into %s offline and "
+        recover_act(actions, "committed overlay %s of shut-off domain '%s' disk %s into %s offline and "
             "pointed its definition back", overlay, name, disk, original);
     }
     ok = remove_unused(conn, uuid, name, overlay, NULL, error);
@@ -315,7 +312,7 @@ recover_thaw(virConnectPtr conn, const VsJournalRecord *rec, GPtrArray *actions,
             (void)vs_agent_thaw(dom, 5, &err);
             status = vs_agent_freeze_status(dom, 5, err ? NULL : &err);
             if (g_strcmp0(status, "thawed") == 0) {
-                act(actions, "thawed domain '%s'", name);
+                recover_act(actions, "thawed domain '%s'", name);
             } else {
                 g_set_error(error, VS_ERROR, VS_ERROR_AGENT, "recover: domain '%s' may still be "
                             "frozen: %s (run `virtsnap recover` again once its agent answers)",
@@ -367,7 +364,7 @@ recover_backup_job(virConnectPtr conn, const VsJournalRecord *rec, const VsJourn
                         "cannot say whether its backup job still runs: its files are kept", name);
             ok = false;
         } else if (vs_backup_job_end(dom, name, error)) {
-            act(actions, "ended the leftover backup job of domain '%s'", name);
+            recover_act(actions, "ended the leftover backup job of domain '%s'", name);
         } else {
             ok = false;
         }
@@ -385,9 +382,9 @@ recover_backup_job(virConnectPtr conn, const VsJournalRecord *rec, const VsJourn
 
         if (cpxml) {
             if (vs_checkpoint_delete(dom, cp))
-                act(actions, "deleted checkpoint %s of the interrupted run from domain '%s'", cp, name);
+                recover_act(actions, "deleted checkpoint %s of the interrupted run from domain '%s'", cp, name);
             else
-                act(actions, "could not delete checkpoint %s of domain '%s'; the next backup "
+                recover_act(actions, "could not delete checkpoint %s of domain '%s'; the next backup "
                     "deletes it", cp, name);
         }
     }
@@ -436,7 +433,7 @@ remove_repo_temp(const VsJournalRecord *begin, GPtrArray *actions)
     }
     closedir(d);
     if (n)
-        act(actions, "removed %u temporary file(s) of the interrupted run from %s", n, dir);
+        recover_act(actions, "removed %u temporary file(s) of the interrupted run from %s", n, dir);
 }
 
 /* 1 when some domain's live chain or definition names PATH (*WHO: which), 0
@@ -479,7 +476,7 @@ recover_temp(virConnectPtr conn, const char *path, GPtrArray *actions, GError **
 
     /* A journal names it, but a journal is a file too: only a name of ours. */
     if (!path || !g_path_is_absolute(path) || !vs_temp_parse(base, NULL, NULL)) {
-        act(actions, "left alone: %s is not the name of a virtsnap temp file", path ? path : "(none)");
+        recover_act(actions, "left alone: %s is not the name of a virtsnap temp file", path ? path : "(none)");
         return true;
     }
     if (lstat(path, &st) < 0) {
@@ -489,13 +486,13 @@ recover_temp(virConnectPtr conn, const char *path, GPtrArray *actions, GError **
         return false;
     }
     if (!S_ISREG(st.st_mode)) {
-        act(actions, "left alone: %s is not a regular file", path);
+        recover_act(actions, "left alone: %s is not a regular file", path);
         return true;
     }
     if ((used = any_domain_uses(conn, path, &who, error)) < 0)
         return false;
     if (used) {
-        act(actions, "left alone: %s, an image an interrupted run was building, is a disk of domain "
+        recover_act(actions, "left alone: %s, an image an interrupted run was building, is a disk of domain "
             "'%s' now", path, who);
         return true;
     }
@@ -503,7 +500,7 @@ recover_temp(virConnectPtr conn, const char *path, GPtrArray *actions, GError **
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "recover: removing %s: %s", path, g_strerror(errno));
         return false;
     }
-    act(actions, "removed %s, the temp image of an interrupted export or restore", path);
+    recover_act(actions, "removed %s, the temp image of an interrupted export or restore", path);
     return true;
 }
 
@@ -529,7 +526,7 @@ recover_failed(bool first, GPtrArray *actions, GError **error, GError **cause)
     if (first && error && !*error)
         g_propagate_error(error, g_steal_pointer(cause));
     else
-        act(actions, "%s", (*cause)->message);
+        recover_act(actions, "%s", (*cause)->message);
 }
 
 /* Undoes what one journal's RECS say a run left behind: thaws first (a frozen
@@ -637,7 +634,7 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
         if (!(recs = vs_journal_read(journals[i], true, &fd, &err))) {
             /* In progress (its process holds the lock), or unreadable: not ours now. */
             if (!uuids)
-                act(actions, "left alone: %s", err->message);
+                recover_act(actions, "left alone: %s", err->message);
             continue;
         }
         if (!touches(recs, uuids)) {
@@ -660,7 +657,7 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
                 if (((VsJournalRecord *)recs->pdata[k])->kind == VS_JOURNAL_BEGIN)
                     remove_repo_temp(recs->pdata[k], actions);
             unlink(journals[i]);
-            act(actions, "recovered interrupted run %.*s", (int)(strlen(base) - strlen(".jsonl")), base);
+            recover_act(actions, "recovered interrupted run %.*s", (int)(strlen(base) - strlen(".jsonl")), base);
         } else {
             all_ok = false;
         }
