@@ -530,9 +530,10 @@ plan_disk(Run *run, RDom *r, const VsManifestDisk *md, GError **error)
         /* Its chunks are empty and mean nothing: restored, it would be zeros. */
         g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
                     "restore: domain '%s' disk %s of backup %s is not in the repository, only in its "
-                    "storage snapshot %s (a backup --no-copy): restore it with --from-snapshot; "
-                    "nothing was changed", r->name, d->target, r->m->id,
-                    md->snapshot && md->snapshot->handle ? md->snapshot->handle : "");
+                    "storage snapshot %s (a backup --no-copy): restore it with --from-snapshot, or "
+                    "copy it into the repository with `virtsnap vault --repo %s %s`; nothing was changed",
+                    r->name, d->target, r->m->id, md->snapshot && md->snapshot->handle ? md->snapshot->handle : "",
+                    vs_repo_path(run->repo), r->m->id);
         return false;
     }
     if (!restore_format_supported(d->format)) {

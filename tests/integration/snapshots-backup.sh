@@ -54,8 +54,9 @@ fails "export: $WHAT" vs_virtsnap export --repo "$REPO" "$ID1" "$D" vda "$W/e1.q
 fails "mount: $WHAT" vs_virtsnap mount --repo "$REPO" --socket "$W/m.sock" "$ID1" "$D" vda
 [ ! -e "$W/m.sock" ] || vs_fail "the refused mount serves $W/m.sock"
 mkdir -p "$W/rt"
-fails "$WHAT" vs_virtsnap restore --repo "$REPO" --state-dir "$STATE" --backup "$ID1" --as "$D-r" \
-  --target-dir "$W/rt" "$D"
+# restore refuses it in its plan, before anything is made, in its own words
+fails "restore: domain '$D' disk vda of backup $ID1 is not in the repository, only in its storage snapshot virtsnap-$ID1-vda (a backup --no-copy): restore it with --from-snapshot, or copy it into the repository with \`virtsnap vault --repo $REPO $ID1\`; nothing was changed" \
+  vs_virtsnap restore --repo "$REPO" --state-dir "$STATE" --backup "$ID1" --as "$D-r" --target-dir "$W/rt" "$D"
 vs_assert_eq "$(ls -A "$W/rt" | wc -l)" 0 "files the refused restore left in its target directory"
 ! virsh dominfo "$D-r" >/dev/null 2>&1 || vs_fail "the refused restore defined $D-r"
 vs_virtsnap export --repo "$REPO" "$ID2" "$D" vda "$W/e2.qcow2" >/dev/null
