@@ -29,7 +29,6 @@ storage_locate(Run *run, DomJob *j, DiskJob *d, const VsDiscoveredDisk *disc)
     g_autofree char *dir = NULL;
     g_autoptr(GError) err = NULL;
     VsSnapLocation loc;
-    VsManifestSnapshot *rec;
 
     if (!vs_discover_snap_location(disc, name, &loc, &why)) {
         dom_fail(j, "snapshot: %s: %s", name, why);
@@ -40,23 +39,7 @@ storage_locate(Run *run, DomJob *j, DiskJob *d, const VsDiscoveredDisk *disc)
         dom_fail_error(j, err);
         return false;
     }
-    d->snap = rec = vs_manifest_snapshot_new();
-    rec->provider = g_strdup(vs_snap_provider_name(d->snap_provider));
-    rec->kind = g_strdup(vs_snap_loc_kind_name(loc.kind));
-    rec->path = g_strdup(loc.path);
-    rec->snapshot_dir = g_steal_pointer(&dir);
-    rec->pool = g_strdup(loc.pool);
-    rec->volume = g_strdup(loc.volume);
-    rec->nfs_server = g_strdup(loc.nfs_server);
-    rec->nfs_export = g_strdup(loc.nfs_export);
-    rec->nfs_path = g_strdup(loc.nfs_path);
-    rec->iscsi_portal = g_strdup(loc.iscsi_portal);
-    rec->iscsi_iqn = g_strdup(loc.iscsi_iqn);
-    rec->iscsi_lun = loc.iscsi_lun;
-    rec->wwid = g_strdup(loc.wwid);
-    rec->rbd_pool = g_strdup(loc.rbd_pool);
-    rec->rbd_image = g_strdup(loc.rbd_image);
-    rec->rbd_user = g_strdup(loc.rbd_user);
+    d->snap = vs_snap_record_from_location(&loc, vs_snap_provider_name(d->snap_provider), dir);
     return true;
 }
 

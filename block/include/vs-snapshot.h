@@ -270,6 +270,10 @@ VsSnapProvider *vs_snap_config_choose(const VsSnapConfig *c, const VsSnapLocatio
  * vs_snap_loc_kind_name's (a record that passed the manifest's checks has
  * one). */
 bool vs_snap_location_from_record(const VsManifestSnapshot *rec, const char *disk, VsSnapLocation *loc);
+/* Its inverse: a new record of LOC (no handle yet) made by PROVIDER, with the
+ * reflink/btrfs SNAPSHOT_DIR (NULL for others). */
+VsManifestSnapshot *vs_snap_record_from_location(const VsSnapLocation *loc, const char *provider,
+                                                 const char *snapshot_dir);
 
 /* The provider that made REC, to ask, delete, roll back or clone it: reflink
  * and btrfs with REC's snapshot_dir, rbd, or the hook C configures for REC's

@@ -325,6 +325,30 @@ vs_snap_config_choose(const VsSnapConfig *c, const VsSnapLocation *loc, const ch
     return NULL;
 }
 
+VsManifestSnapshot *
+vs_snap_record_from_location(const VsSnapLocation *loc, const char *provider, const char *snapshot_dir)
+{
+    VsManifestSnapshot *rec = vs_manifest_snapshot_new();
+
+    rec->provider = g_strdup(provider);
+    rec->kind = g_strdup(vs_snap_loc_kind_name(loc->kind));
+    rec->path = g_strdup(loc->path);
+    rec->snapshot_dir = g_strdup(snapshot_dir);
+    rec->pool = g_strdup(loc->pool);
+    rec->volume = g_strdup(loc->volume);
+    rec->nfs_server = g_strdup(loc->nfs_server);
+    rec->nfs_export = g_strdup(loc->nfs_export);
+    rec->nfs_path = g_strdup(loc->nfs_path);
+    rec->iscsi_portal = g_strdup(loc->iscsi_portal);
+    rec->iscsi_iqn = g_strdup(loc->iscsi_iqn);
+    rec->iscsi_lun = loc->iscsi_lun;
+    rec->wwid = g_strdup(loc->wwid);
+    rec->rbd_pool = g_strdup(loc->rbd_pool);
+    rec->rbd_image = g_strdup(loc->rbd_image);
+    rec->rbd_user = g_strdup(loc->rbd_user);
+    return rec;
+}
+
 bool
 vs_snap_location_from_record(const VsManifestSnapshot *rec, const char *disk, VsSnapLocation *loc)
 {
