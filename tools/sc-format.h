@@ -42,7 +42,9 @@ char *vs_sc_describe(void);
  * `locate`): an SC_MSG line per disk, SC_DISCOVER#DATA#DISCOVERED#CONTROLLER#VOLUME
  * per disk mapped, SC_DISCOVER#DATA#FAILED#VM/TARGET per disk that could not
  * be, SC_DISCOVER#DATA#RESULT#0|1, and the new mapping as
- * SC_DISCOVER#ENV#KVM_VM_MAPPING#... . Returns whether every disk was mapped. */
+ * SC_DISCOVER#ENV#KVM_VM_MAPPING#... (only when every disk was: a mapping
+ * without a failed disk's VM would leave it out of the next quiesce). Returns
+ * whether every disk was mapped. */
 bool vs_sc_discover(GString *out, GPtrArray *domains, gint64 when);
 
 /* What -scdump reports: versions (NULL: unknown) and the discovered domains. */

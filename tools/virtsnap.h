@@ -93,3 +93,11 @@ char *vs_json_builder_text(JsonBuilder *b, bool pretty);
 char *vs_discover_to_json(GPtrArray *domains, bool pretty);
 char *vs_discover_to_mapping(GPtrArray *domains);
 char *vs_discover_to_text(GPtrArray *domains);
+/* The mapping as Snap Creator's guide writes KVM_VM_MAPPING, unescaped:
+ * VM:CONTROLLER:VOLUME; per disk backed up (vs_disk_sc_location), then a
+ * newline. A name or field it cannot hold: NULL, VS_ERROR_UNSUPPORTED. */
+char *vs_discover_to_sc_mapping(GPtrArray *domains, GError **error);
+/* A disk's controller and volume in that mapping (to free): what a hook's
+ * `locate` named, else the NFS server and export+path, the iSCSI portal and
+ * IQN/LUN, or localhost and the path. */
+void vs_disk_sc_location(const VsDiscoveredDisk *d, char **controller, char **volume);
