@@ -69,14 +69,14 @@ static const struct {
      "ones too", "KVM_RESTORE_VM_LIST=vm1,vm2", false},
     {"KVM_VM_CONFIG_DIR", "where -restore also writes each restored VM's definition as NAME.xml",
      "KVM_VM_CONFIG_DIR=/etc/libvirt/qemu", false},
-    {"KVM_CMD_RETRY_COUNT", "attempts of each guest-agent freeze or thaw that fails (default 3)",
+    {"KVM_CMD_RETRY_COUNT", "retries of each guest-agent freeze or thaw, suspend or resume that fails (default 3)",
      "KVM_CMD_RETRY_COUNT=3", false},
     {"APP_DEFINED_RESTORE", "Y: the framework calls -restore (N: a volume restore, which this plug-in "
      "refuses)", "APP_DEFINED_RESTORE=Y", false},
-    {"VIRTSNAP_REPO", "the virtsnap repository -restore reads (also REPO in the configuration file)",
+    {"VIRTSNAP_REPO", "the virtsnap repository -restore reads",
      "VIRTSNAP_REPO=/backup/virtsnap", false},
-    {"VIRTSNAP_MAX_FREEZE", "seconds after which the guardian thaws a quiesce that was not unquiesced "
-     "(default 60)", "VIRTSNAP_MAX_FREEZE=60", false},
+    {"VIRTSNAP_MAX_FREEZE", "seconds after -quiesce at which the guardian thaws the VMs if -unquiesce has not "
+     "come (default 30)", "VIRTSNAP_MAX_FREEZE=30", false},
 };
 
 char *
@@ -96,43 +96,76 @@ vs_sc_describe(void)
     return g_string_free(g_steal_pointer(&out), FALSE);
 }
 
+/* The problem PROBLEMS (VsProblem*, may be NULL) holds for DOMAIN's DISK
+ * (NULL: the domain itself), or NULL. */
+static const VsProblem *
+problem_of(GPtrArray *problems, const char *domain, const char *disk)
+{
+    for (guint i = 0; problems && i < problems->len; i++) {
+        const VsProblem *p = problems->pdata[i];
+
+        if (!g_strcmp0(p->domain, domain) && !g_strcmp0(p->disk, disk))
+            return p;
+    }
+    return NULL;
+}
+
+/* One disk's lines; false when it could not be mapped. */
+static bool
+discover_disk(GString *out, const VsDiscoveredDomain *dom, const VsDiscoveredDisk *d, GPtrArray *problems,
+              gint64 when)
+{
+    g_autofree char *who = g_strdup_printf("%s/%s", dom->name, d->target);
+    g_autofree char *controller = NULL, *volume = NULL, *msg = NULL;
+    const VsProblem *p = problem_of(problems, dom->name, d->target);
+
+    if (d->skipped) {
+        msg = g_strdup_printf("%s: not backed up: %s", who, d->skipped);
+        vs_sc_msg(out, VS_SC_INFO, when, msg);
+        return true;
+    }
+    if (d->error || p) {
+        msg = p ? g_strdup(p->error->message) : g_strdup_printf("%s: %s", who, d->error);
+        vs_sc_msg(out, VS_SC_ERROR, when, msg);
+        vs_sc_line(out, "DISCOVER", (const char *const[]){"DATA", "FAILED", who, NULL});
+        return false;
+    }
+    vs_disk_sc_location(d, &controller, &volume);
+    msg = g_strdup_printf("%s: controller %s, volume %s%s", who, controller, volume,
+                          d->controller ? " (from the storage hook)" : "");
+    vs_sc_msg(out, VS_SC_INFO, when, msg);
+    vs_sc_line(out, "DISCOVER", (const char *const[]){"DATA", "DISCOVERED", controller, volume, NULL});
+    return true;
+}
+
 bool
-vs_sc_discover(GString *out, GPtrArray *domains, gint64 when)
+vs_sc_discover(GString *out, GPtrArray *domains, GPtrArray *problems, gint64 when)
 {
     bool all = true;
 
     for (guint i = 0; i < domains->len; i++) {
         const VsDiscoveredDomain *dom = domains->pdata[i];
 
-        for (guint j = 0; j < dom->disks->len; j++) {
-            const VsDiscoveredDisk *d = dom->disks->pdata[j];
-            g_autofree char *who = g_strdup_printf("%s/%s", dom->name, d->target);
-            g_autofree char *controller = NULL, *volume = NULL, *msg = NULL;
+        for (guint j = 0; j < dom->disks->len; j++)
+            all = discover_disk(out, dom, dom->disks->pdata[j], problems, when) && all;
+    }
+    /* what could not be found or read at all: a domain named that does not
+     * exist, one whose definition cannot be read */
+    for (guint i = 0; problems && i < problems->len; i++) {
+        const VsProblem *p = problems->pdata[i];
 
-            if (d->skipped) {
-                msg = g_strdup_printf("%s: not backed up: %s", who, d->skipped);
-                vs_sc_msg(out, VS_SC_INFO, when, msg);
-                continue;
-            }
-            if (d->error) {
-                msg = g_strdup_printf("%s: %s", who, d->error);
-                vs_sc_msg(out, VS_SC_ERROR, when, msg);
-                vs_sc_line(out, "DISCOVER", (const char *const[]){"DATA", "FAILED", who, NULL});
-                all = false;
-                continue;
-            }
-            vs_disk_sc_location(d, &controller, &volume);
-            msg = g_strdup_printf("%s: controller %s, volume %s%s", who, controller, volume,
-                                  d->controller ? " (from the storage hook)" : "");
-            vs_sc_msg(out, VS_SC_INFO, when, msg);
-            vs_sc_line(out, "DISCOVER", (const char *const[]){"DATA", "DISCOVERED", controller, volume, NULL});
-        }
+        if (p->disk)
+            continue;
+        vs_sc_msg(out, VS_SC_ERROR, when, p->error->message);
+        vs_sc_line(out, "DISCOVER", (const char *const[]){"DATA", "FAILED", p->domain ? p->domain : "(host)",
+                   NULL});
+        all = false;
     }
     vs_sc_line(out, "DISCOVER", (const char *const[]){"DATA", "RESULT", all ? "0" : "1", NULL});
-    /* A mapping without the disks that failed would drop their VMs from the
-     * next quiesce without a word: none is offered then. */
+    /* A mapping without what failed would drop those VMs from the next
+     * quiesce without a word: none is offered then. */
     if (!all) {
-        vs_sc_msg(out, VS_SC_ERROR, when, "KVM_VM_MAPPING is not offered: a disk could not be mapped (see above)");
+        vs_sc_msg(out, VS_SC_ERROR, when, "KVM_VM_MAPPING is not offered: not every VM and disk could be mapped (see above)");
         return false;
     }
     {
@@ -146,7 +179,7 @@ vs_sc_discover(GString *out, GPtrArray *domains, gint64 when)
         g_strchomp(m);
         vs_sc_line(out, "DISCOVER", (const char *const[]){"ENV", "KVM_VM_MAPPING", m, NULL});
     }
-    return all;
+    return true;
 }
 
 void

@@ -39,13 +39,14 @@ void vs_sc_msg(GString *out, VsScLevel level, gint64 when, const char *text);
 char *vs_sc_describe(void);
 
 /* The answer to -discover for DOMAINS (vs_discover's result, discovered with
- * `locate`): an SC_MSG line per disk, SC_DISCOVER#DATA#DISCOVERED#CONTROLLER#VOLUME
- * per disk mapped, SC_DISCOVER#DATA#FAILED#VM/TARGET per disk that could not
- * be, SC_DISCOVER#DATA#RESULT#0|1, and the new mapping as
- * SC_DISCOVER#ENV#KVM_VM_MAPPING#... (only when every disk was: a mapping
- * without a failed disk's VM would leave it out of the next quiesce). Returns
- * whether every disk was mapped. */
-bool vs_sc_discover(GString *out, GPtrArray *domains, gint64 when);
+ * `locate`) and its PROBLEMS (VsProblem*, may be NULL): an SC_MSG line per
+ * disk, SC_DISCOVER#DATA#DISCOVERED#CONTROLLER#VOLUME per disk mapped,
+ * SC_DISCOVER#DATA#FAILED#VM/TARGET per disk (SC_DISCOVER#DATA#FAILED#VM per
+ * domain) that could not be, SC_DISCOVER#DATA#RESULT#0|1, and the new mapping
+ * as SC_DISCOVER#ENV#KVM_VM_MAPPING#... (only when everything was mapped: a
+ * mapping without a failed VM would leave it out of the next quiesce).
+ * Returns whether everything was mapped. */
+bool vs_sc_discover(GString *out, GPtrArray *domains, GPtrArray *problems, gint64 when);
 
 /* What -scdump reports: versions (NULL: unknown) and the discovered domains. */
 typedef struct {

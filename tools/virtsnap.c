@@ -30,6 +30,7 @@ static const Command commands[] = {
     { "vault", vs_cmd_vault, "copy a --no-copy backup's storage snapshots into the repository" },
     { "mount", vs_cmd_mount, "serve a backed-up disk read-only over NBD" },
     { "umount", vs_cmd_umount, "stop serving a mounted disk" },
+    { "sc-plugin", vs_cmd_scplugin, "Snap Creator's native plug-in: -quiesce, -unquiesce, -discover, ..." },
     { "guardian", vs_cmd_guardian, NULL },   /* internal: started by backup */
 };
 

@@ -29,6 +29,7 @@ int vs_cmd_restore(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_mount(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_umount(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_vault(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_scplugin(const VsGlobal *g, int argc, char **argv);
 
 int vs_cmd_snapshots(const VsGlobal *g, int argc, char **argv);
 
