@@ -143,15 +143,35 @@ test_describe(void)
     golden("describe.txt", d);
 }
 
+static VsProblem *
+problem(const char *domain, const char *disk, const char *msg)
+{
+    VsProblem *p = g_new0(VsProblem, 1);
+
+    p->domain = g_strdup(domain);
+    p->disk = g_strdup(disk);
+    p->error = g_error_new_literal(VS_ERROR, VS_ERROR_NOT_FOUND, msg);
+    return p;
+}
+
+/* Everything mapped: the mapping offered. A disk unresolved, a hook's locate
+ * failing for another, a domain that does not exist: each FAILED, RESULT 1,
+ * no mapping offered. */
 static void
 test_discover(void)
 {
     g_autoptr(GPtrArray) ok = sample(false), bad = sample(true);
+    g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func((GDestroyNotify)vs_problem_free);
     g_autoptr(GString) out = g_string_new(NULL), out_bad = g_string_new(NULL);
 
-    g_assert_true(vs_sc_discover(out, ok, WHEN));
+    g_assert_true(vs_sc_discover(out, ok, NULL, WHEN));
     golden("discover.txt", out->str);
-    g_assert_false(vs_sc_discover(out_bad, bad, WHEN));
+    g_ptr_array_add(problems, problem("gone", "vda", "discover: domain 'gone': disk vda: storage pool "
+                                      "'default' does not exist"));
+    g_ptr_array_add(problems, problem("db1", "sdb", "discover: domain 'db1': disk sdb: snapshot: db1/sdb: hook "
+                                      "/etc/virtsnap/array-hook locate: exit code 1 (attempt 1 of 1)"));
+    g_ptr_array_add(problems, problem("vm9", NULL, "discover: domain 'vm9' not found"));
+    g_assert_false(vs_sc_discover(out_bad, bad, problems, WHEN));
     golden("discover-failed.txt", out_bad->str);
 }
 
