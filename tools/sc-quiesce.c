@@ -174,9 +174,9 @@ sc_quiesce(const ScRun *r)
     }
     res = vs_quiesce(conn, (const char *const *)names->pdata, &o, &err);
     if (res && !save_token(r, res->token, &err)) {
-        /* without the token -unquiesce could not find them: thaw now */
-        g_autoptr(VsUnquiesceResult) u = vs_unquiesce(conn, res->token, &o, NULL);
-
+        /* without the token -unquiesce could not find them: thaw now (what
+         * fails here the guardian still thaws by the deadline) */
+        vs_unquiesce_result_free(vs_unquiesce(conn, res->token, &o, NULL));
         g_clear_pointer(&res, vs_quiesce_result_free);
     }
     vs_conn_close(conn);
