@@ -88,6 +88,14 @@ settle_guests(Guard *gd, const VsQuiesceToken *t)
                         .agent_timeout = gd->agent_timeout, .first_pause_ms = 500,
                         .max_pause_ms = 30000, .persist_s = PERSIST_S, .detach = false };
 
+    /* libvirtd may have restarted while it held. */
+    if (!gd->conn || c->conn_alive(gd->conn) != 1) {
+        g_autoptr(GError) err = NULL;
+
+        vs_conn_close(gd->conn);
+        if (!(gd->conn = vs_conn_open(gd->uri, &err)))
+            vs_guardian_log(gd->state_dir, gd->log_id, "%s", err->message);
+    }
     for (guint i = 0; i < t->domains->len; i++) {
         VsQuiesceDomain *d = t->domains->pdata[i];
         g_autoptr(GError) err = NULL;

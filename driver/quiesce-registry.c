@@ -90,29 +90,41 @@ vs_quiesce_token_free(VsQuiesceToken *t)
     g_free(t);
 }
 
-char *
-vs_quiesce_dir(const char *state_dir, GError **error)
+/* STATE/quiesce, made (0700) first with CREATE; without, a missing one is
+ * VS_ERROR_NOT_FOUND. */
+static char *
+registry_dir(const char *state_dir, bool create, GError **error)
 {
     g_autofree char *dir = g_build_filename(vs_state_dir(state_dir), "quiesce", NULL);
     struct stat st;
 
-    if (!vs_make_dir(vs_state_dir(state_dir), 0755, error))
+    if (create && (!vs_make_dir(vs_state_dir(state_dir), 0755, error)))
         return NULL;
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    if (create && mkdir(dir, 0700) < 0 && errno != EEXIST) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "quiesce: cannot create %s: %s", dir,
                     g_strerror(errno));
         return NULL;
     }
+    if (lstat(dir, &st) < 0 && errno == ENOENT) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "quiesce: no token registry %s", dir);
+        return NULL;
+    }
     /* Tokens decide which guests get thawed: only a directory of ours, shut
      * to everyone else, holds them. */
-    if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) ||
-        (st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 077) != 0) {
+    if (!S_ISDIR(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+        (st.st_mode & 077) != 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO,
                     "quiesce: %s must be a directory owned by root or uid %u, mode 0700 "
                     "(fix it, or give another --state-dir)", dir, (unsigned)geteuid());
         return NULL;
     }
     return g_steal_pointer(&dir);
+}
+
+char *
+vs_quiesce_dir(const char *state_dir, GError **error)
+{
+    return registry_dir(state_dir, true, error);
 }
 
 int
@@ -364,6 +376,7 @@ vs_quiesce_token_read(const char *state_dir, const char *token, GError **error)
     g_autofree char *dir = NULL, *path = NULL, *text = NULL;
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autoptr(VsQuiesceToken) t = NULL;
+    g_autoptr(GError) derr = NULL;
     JsonNode *root;
     struct stat st;
     ssize_t n;
@@ -377,8 +390,14 @@ vs_quiesce_token_read(const char *state_dir, const char *token, GError **error)
                     "`virtsnap quiesce` prints it)", shown);
         return NULL;
     }
-    if (!(dir = vs_quiesce_dir(state_dir, error)))
+    if (!(dir = registry_dir(state_dir, false, &derr))) {
+        if (g_error_matches(derr, VS_ERROR, VS_ERROR_NOT_FOUND))
+            g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND, "quiesce: no token %s in %s/quiesce",
+                        token, vs_state_dir(state_dir));
+        else
+            g_propagate_error(error, g_steal_pointer(&derr));
         return NULL;
+    }
     path = token_path(dir, token);
     if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
         int e = errno;
@@ -410,7 +429,7 @@ vs_quiesce_token_read(const char *state_dir, const char *token, GError **error)
 void
 vs_quiesce_token_remove(const char *state_dir, const char *token)
 {
-    g_autofree char *dir = vs_quiesce_dir(state_dir, NULL);
+    g_autofree char *dir = registry_dir(state_dir, false, NULL);
     g_autofree char *path = NULL;
 
     if (!dir || !vs_quiesce_token_valid(token))
@@ -428,7 +447,7 @@ compare_names(gconstpointer a, gconstpointer b)
 GStrv
 vs_quiesce_token_list(const char *state_dir)
 {
-    g_autofree char *dir = vs_quiesce_dir(state_dir, NULL);
+    g_autofree char *dir = registry_dir(state_dir, false, NULL);
     g_autoptr(GDir) d = dir ? g_dir_open(dir, 0, NULL) : NULL;
     GPtrArray *out = g_ptr_array_new();
     int64_t now = g_get_real_time() / 1000;

@@ -32,6 +32,7 @@ unquiesce_token_free(VsUnquiesceToken *t)
     if (!t)
         return;
     g_free(t->token);
+    g_free(t->error);
     g_ptr_array_unref(t->domains);
     g_free(t);
 }
@@ -241,10 +242,8 @@ vs_unquiesce(virConnectPtr conn, const char *token, const VsQuiesceOptions *opts
                         "`virtsnap quiesce` prints it)", shown);
             return NULL;
         }
-        if (!(u = unquiesce_one(conn, token, &o, error))) {
-            g_prefix_error(error, "unquiesce: ");
+        if (!(u = unquiesce_one(conn, token, &o, error)))
             return NULL;
-        }
         g_ptr_array_add(r->tokens, u);
         return g_steal_pointer(&r);
     }
@@ -257,8 +256,14 @@ vs_unquiesce(virConnectPtr conn, const char *token, const VsQuiesceOptions *opts
         /* --all: what still holds, or what the guardian thawed and nobody reported. */
         if (!t || t->state == VS_QSTATE_UNQUIESCED || t->state == VS_QSTATE_FREEZING)
             continue;
-        if ((u = unquiesce_one(conn, all[i], &o, &err)))
-            g_ptr_array_add(r->tokens, u);
+        if (!(u = unquiesce_one(conn, all[i], &o, &err))) {
+            u = g_new0(VsUnquiesceToken, 1);
+            u->token = g_strdup(all[i]);
+            u->domains = g_ptr_array_new_with_free_func((GDestroyNotify)unquiesce_domain_free);
+            u->deadline_at = u->unquiesced_at = -1;
+            u->error = g_strdup(err->message);
+        }
+        g_ptr_array_add(r->tokens, u);
     }
     return g_steal_pointer(&r);
 }

@@ -166,6 +166,7 @@ unquiesce_json(const VsUnquiesceResult *r, const char *error)
         vs_json_add_str(b, "consistency", t->deadline_kept ? "quiesced" : "crash-consistent");
         vs_json_add_int_or_null(b, "deadline_at", t->deadline_at);
         vs_json_add_int_or_null(b, "unquiesced_at", t->unquiesced_at);
+        vs_json_add_str(b, "error", t->error);
         json_builder_set_member_name(b, "domains");
         json_builder_begin_array(b);
         for (guint k = 0; k < t->domains->len; k++) {
@@ -193,6 +194,10 @@ print_token(const VsUnquiesceToken *t, bool quiet)
 {
     bool ok = true;
 
+    if (t->error) {
+        vs_print_error("%s", t->error);
+        return false;
+    }
     if (t->already) {
         if (!quiet)
             printf("%s: already thawed (unquiesced before)\n", t->token);

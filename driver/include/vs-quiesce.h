@@ -82,6 +82,7 @@ typedef struct {
                                 * was taken meanwhile is crash-consistent only */
     int64_t deadline_at, unquiesced_at;  /* unix ms */
     GPtrArray *domains;        /* VsUnquiesceDomain* */
+    char *error;               /* --all: why this token could not be unquiesced, or NULL */
 } VsUnquiesceToken;
 
 typedef struct {
