@@ -292,6 +292,8 @@ vs_quiesce_guardian_main(int argc, char **argv)
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
+    /* It may outlive the mount the quiesce was started from; its paths are absolute. */
+    (void)!chdir("/");
     gd.uri = argv[1];
     gd.state_dir = argv[2];
     gd.token = argv[3];

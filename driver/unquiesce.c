@@ -229,6 +229,7 @@ vs_unquiesce(virConnectPtr conn, const char *token, const VsQuiesceOptions *opts
     g_autoptr(VsUnquiesceResult) r = g_new0(VsUnquiesceResult, 1);
     VsQuiesceOptions o = *opts;
     g_auto(GStrv) all = NULL;
+    g_autoptr(GError) err = NULL;
 
     o.state_dir = vs_state_dir(opts->state_dir);
     r->tokens = g_ptr_array_new_with_free_func((GDestroyNotify)unquiesce_token_free);
@@ -242,15 +243,21 @@ vs_unquiesce(virConnectPtr conn, const char *token, const VsQuiesceOptions *opts
                         "`virtsnap quiesce` prints it)", shown);
             return NULL;
         }
-        if (!(u = unquiesce_one(conn, token, &o, error)))
+        if (!(u = unquiesce_one(conn, token, &o, &err))) {
+            if (g_error_matches(err, VS_ERROR, VS_ERROR_NOT_FOUND))
+                g_set_error(error, VS_ERROR, VS_ERROR_NOT_FOUND,
+                            "unquiesce: no token %s in %s/quiesce (a token unquiesced is kept "
+                            "there a week; is this the --state-dir quiesce had?)", token, o.state_dir);
+            else
+                g_propagate_error(error, g_steal_pointer(&err));
             return NULL;
+        }
         g_ptr_array_add(r->tokens, u);
         return g_steal_pointer(&r);
     }
     all = vs_quiesce_token_list(o.state_dir);
     for (size_t i = 0; all[i]; i++) {
         g_autoptr(VsQuiesceToken) t = vs_quiesce_token_read(o.state_dir, all[i], NULL);
-        g_autoptr(GError) err = NULL;
         VsUnquiesceToken *u;
 
         /* --all: what still holds, or what the guardian thawed and nobody reported. */
@@ -262,6 +269,7 @@ vs_unquiesce(virConnectPtr conn, const char *token, const VsQuiesceOptions *opts
             u->domains = g_ptr_array_new_with_free_func((GDestroyNotify)unquiesce_domain_free);
             u->deadline_at = u->unquiesced_at = -1;
             u->error = g_strdup(err->message);
+            g_clear_error(&err);
         }
         g_ptr_array_add(r->tokens, u);
     }

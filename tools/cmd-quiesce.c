@@ -117,11 +117,13 @@ vs_cmd_quiesce(const VsGlobal *g, int argc, char **argv)
     g_autofree char *state_dir = NULL;
     VsQuiesceOptions o;
     virConnectPtr conn;
+    bool parsed;
 
     g_option_context_add_main_entries(octx, entries, NULL);
-    if (!g_option_context_parse(octx, &argc, &argv, &err) || argc < 2 ||
+    if (!(parsed = g_option_context_parse(octx, &argc, &argv, &err)) || argc < 2 ||
         !common_check("quiesce", &a, &o, &err)) {
-        g_autofree char *msg = err ? g_strdup_printf("%s (see virtsnap quiesce --help)", err->message)
+        g_autofree char *msg = err ? g_strdup_printf("%s%s (see virtsnap quiesce --help)",
+                                                     parsed ? "" : "quiesce: ", err->message)
                                    : g_strdup("quiesce: name the domains to freeze (see virtsnap quiesce --help)");
         state_dir = a.state_dir;
         return vs_fail_with(2, msg, (a.json || vs_argv_has(argc, argv, "--json")) ? quiesce_json(NULL, msg) : NULL);
@@ -250,12 +252,13 @@ vs_cmd_unquiesce(const VsGlobal *g, int argc, char **argv)
     g_autofree char *state_dir = NULL;
     VsQuiesceOptions o;
     virConnectPtr conn;
-    bool ok = true;
+    bool ok = true, parsed;
 
     g_option_context_add_main_entries(octx, entries, NULL);
-    if (!g_option_context_parse(octx, &argc, &argv, &err) || argc != (all ? 1 : 2) ||
+    if (!(parsed = g_option_context_parse(octx, &argc, &argv, &err)) || argc != (all ? 1 : 2) ||
         !common_check("unquiesce", &a, &o, &err) || (!all && !vs_quiesce_token_valid(argv[1]))) {
-        g_autofree char *msg = err ? g_strdup_printf("%s (see virtsnap unquiesce --help)", err->message)
+        g_autofree char *msg = err ? g_strdup_printf("%s%s (see virtsnap unquiesce --help)",
+                                                     parsed ? "" : "unquiesce: ", err->message)
                                : argc == (all ? 1 : 2)
                                ? g_strdup("unquiesce: that is not a token (lower-case letters, digits "
                                           "and '-', as `virtsnap quiesce` prints it)")

@@ -8,7 +8,7 @@
 # a short --max-freeze and unquiesce says crash-consistent (exit 1); a guardian killed while it
 # holds: recover thaws and removes the token. Last, B's agent stopped: quiesce of A and B fails
 # and leaves nothing frozen and no token; with --suspend-fallback B is paused, and unquiesce
-# resumes it.
+# resumes it, or, forgotten, the guardian by the deadline; every guardian ends.
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
@@ -140,4 +140,17 @@ vs_assert_eq "$(virsh domstate "$B" | head -1) $(fsfreeze_status "$A")" "paused 
 vs_virtsnap unquiesce --state-dir "$STATE" "$T4" > "$W/uq4.out"
 vs_assert_contains "$(cat "$W/uq4.out")" "resumed $B" "unquiesce resumes B"
 vs_assert_eq "$(virsh domstate "$B" | head -1) $(fsfreeze_status "$A")" "running thawed" "B running, A thawed"
+
+# --- a paused guest forgotten: the guardian resumes it by the deadline
+T5=$(vs_virtsnap quiesce --state-dir "$STATE" --agent-timeout 2 --suspend-fallback --max-freeze 2 "$B" | head -1)
+vs_assert_eq "$(virsh domstate "$B" | head -1)" paused "B paused again"
+sleep 3.5
+vs_assert_eq "$(virsh domstate "$B" | head -1)" running "the guardian resumed B by the deadline"
+set +e
+vs_virtsnap unquiesce --state-dir "$STATE" "$T5" > /dev/null 2> "$W/late5.err"; rc=$?
+set -e
+vs_assert_eq "$rc" 1 "unquiesce after the guardian resumed"
+vs_assert_contains "$(cat "$W/late5.err")" "crash-consistent" "and says crash-consistent"
+sleep 0.5
+vs_assert_eq "$(pgrep -fc "quiesce-guardian .*$STATE" || true)" 0 "every guardian ended"
 vs_log "quiesce: all checks passed"
