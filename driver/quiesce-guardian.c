@@ -36,6 +36,8 @@ typedef struct {
     int max_freeze_ms, agent_timeout;
     char buf[64];             /* what the quiesce said, not yet heard */
     size_t got;
+    VsQuiesceToken *last;     /* the token as last read */
+    bool unreadable_logged;
 } Guard;
 
 /* "error MESSAGE" on the pipe the quiesce waits on, and out. */
@@ -64,16 +66,23 @@ take_locks(Guard *gd, const VsQuiesceToken *t, GError **error)
     return true;
 }
 
-/* The state of the token now, re-read; VS_QSTATE_UNQUIESCED when it is gone
- * (settled by someone) and FALLBACK when it cannot be read. */
+/* The token as its file says now, kept as GD->last; NULL when it cannot be
+ * read (GD->last, the last good reading, then stands: a token gone or
+ * damaged does not keep the guardian from thawing). */
 static VsQuiesceToken *
-token_now(Guard *gd)
+refresh(Guard *gd)
 {
     g_autoptr(GError) err = NULL;
     VsQuiesceToken *t = vs_quiesce_token_read(gd->state_dir, gd->token, &err);
 
-    if (!t && !g_error_matches(err, VS_ERROR, VS_ERROR_NOT_FOUND))
-        vs_guardian_log(gd->state_dir, gd->log_id, "%s", err->message);
+    if (!t) {
+        if (!gd->unreadable_logged)
+            vs_guardian_log(gd->state_dir, gd->log_id, "%s (holding to the deadline)", err->message);
+        gd->unreadable_logged = true;
+        return NULL;
+    }
+    vs_quiesce_token_free(gd->last);
+    gd->last = t;
     return t;
 }
 
@@ -102,10 +111,13 @@ settle_guests(Guard *gd, const VsQuiesceToken *t)
         virDomainPtr dom;
         bool resumed = false;
 
-        if (!d->suspended) {
+        /* A guest the quiesce tried and failed to freeze is not held. */
+        if (!d->suspended && (d->frozen || d->freeze_started_at < 0)) {
             g_ptr_array_add(frozen, d->uuid);
             continue;
         }
+        if (!d->suspended)
+            continue;
         if (!gd->conn || !(dom = c->domain_lookup_uuid(gd->conn, d->uuid, &err))) {
             vs_guardian_log(gd->state_dir, gd->log_id, "cannot resume domain '%s': %s", d->name,
                             err ? err->message : "no connection");
@@ -132,41 +144,36 @@ finish(Guard *gd)
     g_array_set_size(gd->locks, 0);
 }
 
-/* The deadline (or the quiesce's end before it held): the guardian thaws.
- * HELD: the token was quiesced, and stays for unquiesce to report;
- * otherwise the quiesce never completed, and the token goes. */
+/* The deadline (or the quiesce's end before it held): the guardian thaws,
+ * whatever the registry says or fails to say. A token that was held stays,
+ * marked guardian-thawed, for unquiesce to report; one that never was (the
+ * quiesce failed or died while freezing) goes. */
 static void
 take_over(Guard *gd, const char *why)
 {
-    g_autoptr(VsQuiesceToken) t = NULL;
     g_autoptr(GError) err = NULL;
     int lock = vs_quiesce_lock(gd->state_dir, &err);
-    bool held = false;
+    VsQuiesceToken *t = refresh(gd);
+    bool held;
 
-    if (lock < 0) {
-        vs_guardian_log(gd->state_dir, gd->log_id, "%s", err->message);
-        return;
-    }
-    if ((t = token_now(gd))) {
-        held = t->state == VS_QSTATE_QUIESCED || t->state == VS_QSTATE_UNQUIESCING;
-        if (t->state == VS_QSTATE_UNQUIESCED) {
+    if (lock < 0)
+        vs_guardian_log(gd->state_dir, gd->log_id, "%s (thawing all the same)", err->message);
+    if (t && t->state == VS_QSTATE_UNQUIESCED) {
+        if (lock >= 0)
             close(lock);
-            return;
-        }
-        if (t->state == VS_QSTATE_QUIESCED || t->state == VS_QSTATE_FREEZING) {
-            t->state = VS_QSTATE_GUARDIAN_THAWING;
-            (void)vs_quiesce_token_write(gd->state_dir, t, NULL);
-        }
+        return;
     }
-    close(lock);
-    if (!t)
-        return;
-    vs_guardian_log(gd->state_dir, gd->log_id, "%s: thawing %u domain(s)", why, t->domains->len);
-    settle_guests(gd, t);
-    if ((lock = vs_quiesce_lock(gd->state_dir, NULL)) < 0)
-        return;
-    g_clear_pointer(&t, vs_quiesce_token_free);
-    if ((t = token_now(gd)) && t->state == VS_QSTATE_GUARDIAN_THAWING) {
+    held = gd->last->state == VS_QSTATE_QUIESCED || gd->last->state == VS_QSTATE_UNQUIESCING;
+    if (t && (t->state == VS_QSTATE_QUIESCED || t->state == VS_QSTATE_FREEZING)) {
+        t->state = VS_QSTATE_GUARDIAN_THAWING;
+        (void)vs_quiesce_token_write(gd->state_dir, t, NULL);
+    }
+    if (lock >= 0)
+        close(lock);
+    vs_guardian_log(gd->state_dir, gd->log_id, "%s: thawing %u domain(s)", why, gd->last->domains->len);
+    settle_guests(gd, gd->last);
+    lock = vs_quiesce_lock(gd->state_dir, NULL);
+    if ((t = refresh(gd)) && t->state == VS_QSTATE_GUARDIAN_THAWING) {
         if (held) {
             t->state = VS_QSTATE_GUARDIAN_THAWED;
             t->guardian_thawed = true;
@@ -176,7 +183,8 @@ take_over(Guard *gd, const char *why)
             vs_quiesce_token_remove(gd->state_dir, gd->token);
         }
     }
-    close(lock);
+    if (lock >= 0)
+        close(lock);
 }
 
 typedef enum { SAID_FREEZE, SAID_HELD, SAID_THAWED, SAID_EOF, SAID_TIMEOUT } Said;
@@ -239,9 +247,9 @@ hold(Guard *gd, gint64 until)
         close(null);
     }
     while (g_get_monotonic_time() < until) {
-        g_autoptr(VsQuiesceToken) t = token_now(gd);
+        const VsQuiesceToken *t = refresh(gd);
 
-        if (!t || t->state == VS_QSTATE_UNQUIESCED || t->state == VS_QSTATE_GUARDIAN_THAWED)
+        if (t && (t->state == VS_QSTATE_UNQUIESCED || t->state == VS_QSTATE_GUARDIAN_THAWED))
             return;
         g_usleep(100 * 1000);
     }
@@ -253,7 +261,7 @@ hold(Guard *gd, gint64 until)
 static void
 guard(Guard *gd)
 {
-    g_autoptr(VsQuiesceToken) t = NULL;
+    const VsQuiesceToken *t;
     gint64 until;
     Said said;
 
@@ -268,7 +276,7 @@ guard(Guard *gd)
     if (said == SAID_THAWED)
         return;
     /* A token the quiesce marked quiesced before it went is held all the same. */
-    t = token_now(gd);
+    t = refresh(gd);
     if (said == SAID_EOF && t && t->state == VS_QSTATE_QUIESCED) {
         hold(gd, until);
         return;
@@ -281,7 +289,6 @@ int
 vs_quiesce_guardian_main(int argc, char **argv)
 {
     g_autoptr(GError) err = NULL;
-    g_autoptr(VsQuiesceToken) t = NULL;
     g_autofree char *journal_path = NULL, *jname = NULL;
     Guard gd = { 0 };
 
@@ -305,11 +312,11 @@ vs_quiesce_guardian_main(int argc, char **argv)
     journal_path = g_build_filename(vs_state_dir(gd.state_dir), "journal", jname, NULL);
     fcntl(3, F_SETFD, FD_CLOEXEC);
     gd.journal = vs_journal_adopt(3, journal_path);
-    if (!(t = vs_quiesce_token_read(gd.state_dir, gd.token, &err)))
+    if (!(gd.last = vs_quiesce_token_read(gd.state_dir, gd.token, &err)))
         return refuse(err->message);
-    gd.max_freeze_ms = t->max_freeze_ms;
-    gd.agent_timeout = t->agent_timeout;
-    if (!(gd.conn = vs_conn_open(gd.uri, &err)) || !take_locks(&gd, t, &err)) {
+    gd.max_freeze_ms = gd.last->max_freeze_ms;
+    gd.agent_timeout = gd.last->agent_timeout;
+    if (!(gd.conn = vs_conn_open(gd.uri, &err)) || !take_locks(&gd, gd.last, &err)) {
         finish(&gd);
         vs_conn_close(gd.conn);
         return refuse(err->message);
@@ -323,6 +330,7 @@ vs_quiesce_guardian_main(int argc, char **argv)
     if (gd.journal)
         finish(&gd);
     g_array_unref(gd.locks);
+    vs_quiesce_token_free(gd.last);
     g_free(gd.log_id);
     vs_conn_close(gd.conn);
     return 0;

@@ -360,7 +360,8 @@ token_from_json(JsonObject *o, const char *token, bool *ok)
     t->deadline_kept = bool_member(o, "deadline_kept", ok);
     t->guardian_thawed = bool_member(o, "guardian_thawed", ok);
     if (!known || g_strcmp0(name, token) != 0 || !doms || !JSON_NODE_HOLDS_ARRAY(doms) ||
-        t->agent_timeout < 1 || t->agent_timeout > 300)
+        t->agent_timeout < 1 || t->agent_timeout > 300 || t->max_freeze_ms < 1 ||
+        t->max_freeze_ms > 3600 * 1000)
         *ok = false;
     for (guint i = 0; *ok && i < json_array_get_length(json_node_get_array(doms)); i++) {
         VsQuiesceDomain *d = domain_from_json(json_array_get_element(json_node_get_array(doms), i), ok);

@@ -241,6 +241,31 @@ step_freeze(gpointer item, gpointer data)
     }
 }
 
+/* T written in state S while the token is still being frozen; refused once
+ * the guardian took over (the deadline passed before the group was held). */
+static bool
+write_if_freezing(const char *state_dir, VsQuiesceToken *t, VsQuiesceState s, GError **error)
+{
+    g_autoptr(VsQuiesceToken) now = NULL;
+    int lock = vs_quiesce_lock(state_dir, error);
+    bool ok = false;
+
+    if (lock < 0)
+        return false;
+    now = vs_quiesce_token_read(state_dir, t->token, NULL);
+    if (!now || now->state != VS_QSTATE_FREEZING) {
+        g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
+                    "quiesce: the deadline (--max-freeze %d ms) passed before every guest was "
+                    "frozen, and the guardian thawed them: give a longer --max-freeze or a shorter "
+                    "--agent-timeout", t->max_freeze_ms);
+    } else {
+        t->state = s;
+        ok = vs_quiesce_token_write(state_dir, t, error);
+    }
+    close(lock);
+    return ok;
+}
+
 /* The guests whose agent did not freeze them, paused instead: the token says
  * so before each pause (the guardian and recover resume what it names). */
 static bool
@@ -252,11 +277,12 @@ suspend_failed(const char *state_dir, VsQuiesceToken *t, GPtrArray *members, GEr
         Member *m = members->pdata[i];
         if (!m->d->frozen) {
             m->d->suspended = true;
+            g_free(m->d->error);
             m->d->error = g_strdup_printf("its agent did not freeze it (%s): paused instead",
                                           m->error->message);
         }
     }
-    if (!vs_quiesce_token_write(state_dir, t, error))
+    if (!write_if_freezing(state_dir, t, VS_QSTATE_FREEZING, error))
         return false;
     for (guint i = 0; i < members->len; i++) {
         Member *m = members->pdata[i];
@@ -291,12 +317,16 @@ step_undo(gpointer item, gpointer data)
     bool resumed;
 
     (void)data;
-    if (m->d->suspended && !vs_quiesce_resume(m->dom, m->o->retry_count, &resumed, &err))
-        m->d->error = g_strdup(err->message);
-    else if (!m->d->suspended && !vs_quiesce_thaw(m->dom, m->o->agent_timeout, m->o->retry_count, &err))
-        m->d->error = g_strdup(err->message);
-    else
-        m->d->frozen = m->d->suspended = false;
+    if (m->d->suspended ? !vs_quiesce_resume(m->dom, m->o->retry_count, &resumed, &err)
+                        : !vs_quiesce_thaw(m->dom, m->o->agent_timeout, m->o->retry_count, &err)) {
+        /* A guest whose freeze failed is not held: its thaw failing too is no news. */
+        if (m->d->frozen || m->d->suspended) {
+            g_free(m->d->error);
+            m->d->error = g_strdup(err->message);
+        }
+        return;
+    }
+    m->d->frozen = m->d->suspended = false;
 }
 
 /* The quiesce failed (FAILED, the first guest that could not be held, or
@@ -315,6 +345,10 @@ undo(const char *state_dir, VsQuiesceToken *t, GPtrArray *members, VsGuardian *g
         else
             (void)vs_journal_thawed(j, m->d->name, m->d->uuid, NULL);
     }
+    /* What is still held, for the guardian (a guest never frozen is not its
+     * business); unless it took over already. */
+    if (!all)
+        (void)write_if_freezing(state_dir, t, VS_QSTATE_FREEZING, NULL);
     if (vs_guardian_stop(g, all) && all) {
         vs_journal_finish(j);
         vs_quiesce_token_remove(state_dir, t->token);
@@ -322,32 +356,6 @@ undo(const char *state_dir, VsQuiesceToken *t, GPtrArray *members, VsGuardian *g
         /* The guardian thaws and resumes, then removes the token and the journal. */
         vs_journal_close(j);
     }
-}
-
-/* The token held: written "quiesced" unless the guardian took over first
- * (the deadline passed while the group was still being frozen). */
-static bool
-mark_quiesced(const char *state_dir, VsQuiesceToken *t, GError **error)
-{
-    g_autoptr(VsQuiesceToken) now = NULL;
-    int lock = vs_quiesce_lock(state_dir, error);
-    bool ok = false;
-
-    if (lock < 0)
-        return false;
-    if (!(now = vs_quiesce_token_read(state_dir, t->token, error))) {
-        /* Gone: the guardian settled it. */
-    } else if (now->state != VS_QSTATE_FREEZING) {
-        g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
-                    "quiesce: the deadline (--max-freeze %d ms) passed before every guest was "
-                    "frozen, and the guardian thawed them: give a longer --max-freeze or a shorter "
-                    "--agent-timeout", t->max_freeze_ms);
-    } else {
-        t->state = VS_QSTATE_QUIESCED;
-        ok = vs_quiesce_token_write(state_dir, t, error);
-    }
-    close(lock);
-    return ok;
 }
 
 /* The freeze of the group, the fallback, and the outcome: true when every
@@ -378,7 +386,7 @@ hold_group(const VsQuiesceOptions *o, VsQuiesceToken *t, GPtrArray *members, GEr
                       "does not answer instead)");
         return false;
     }
-    return mark_quiesced(o->state_dir, t, error);
+    return write_if_freezing(o->state_dir, t, VS_QSTATE_QUIESCED, error);
 }
 
 static VsQuiesceResult *
