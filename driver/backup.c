@@ -40,6 +40,7 @@ vs_backup_options_init(VsBackupOptions *opts)
     opts->commit_bandwidth = 0;
     opts->parallel_disks = 2;
     opts->copy_nice = 10;
+    opts->retry_count = 3;
 }
 
 /* A copied disk that never made it into a manifest (its domain failed). */

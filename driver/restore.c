@@ -53,6 +53,7 @@ vs_restore_options_init(VsRestoreOptions *opts)
     opts->shutdown_timeout = 60;
     opts->agent_timeout = 5;
     opts->copy_stall_timeout = 300;
+    opts->retry_count = 3;
 }
 
 static void

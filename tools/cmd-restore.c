@@ -157,7 +157,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     g_autofree char *snapshot_config = NULL;
     g_autofree char *format = NULL, *state_dir = NULL;
     char **lists = NULL, **disk_lists = NULL;
-    int parallel = 2, shutdown_timeout = 60, agent_timeout = 5, lock_wait = 0;
+    int parallel = G_MININT, shutdown_timeout = 60, agent_timeout = G_MININT, lock_wait = 0;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory (default $VIRTSNAP_REPO)", "DIR" },
         { "backup", 'b', 0, G_OPTION_ARG_FILENAME, &backup, "backup id or unique prefix (default, or 'latest': the newest backup that holds each domain)", "ID" },
@@ -189,7 +189,8 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx =
-        g_option_context_new("(DOMAIN... | --list VM1,VM2) - restore domains from a backup");
+        g_option_context_new("(DOMAIN... | --list VM1,VM2) - restore domains from a backup (none: those of "
+                             "KVM_RESTORE_VM_LIST)");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsRestoreResult) res = NULL;
     g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
@@ -212,11 +213,23 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         split_into(disks, disk_lists[i]);
     g_strfreev(lists);
     g_strfreev(disk_lists);
+    /* None named: the configuration's list; a VM deleted since its backup is
+     * restored too, so they need not exist. */
+    if (names->len == 0) {
+        const char *const *cfg_names = vs_config_vms(NULL, "KVM_RESTORE_VM_LIST", false, NULL);
+        for (guint i = 0; cfg_names && cfg_names[i]; i++)
+            g_ptr_array_add(names, g_strdup(cfg_names[i]));
+    }
+    /* Option > environment > file, then the built-in default. */
+    if (parallel == G_MININT)
+        parallel = vs_config_int(g->config, "VIRTSNAP_PARALLEL_DISKS", 2);
+    if (agent_timeout == G_MININT)
+        agent_timeout = vs_config_int(g->config, "VIRTSNAP_AGENT_TIMEOUT", 5);
     g_ptr_array_add(names, NULL);
     g_ptr_array_add(disks, NULL);
 
     vs_restore_options_init(&opts);
-    opts.repo_path = repo ? repo : g_getenv("VIRTSNAP_REPO");
+    opts.repo_path = vs_repo_arg(repo);
     opts.backup_id = backup;
     opts.new_name = as;
     opts.target_dir = target_dir;
@@ -226,7 +239,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     opts.define = define;
     opts.start = start;
     opts.force = force;
-    opts.state_dir = state_dir;
+    opts.state_dir = vs_cfg("VIRTSNAP_STATE_DIR", state_dir);
     opts.lock_wait = lock_wait;
     opts.uri = g->uri ? g->uri : g_getenv("LIBVIRT_DEFAULT_URI");
     opts.parallel_disks = (unsigned)parallel;
@@ -235,7 +248,8 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     opts.instant = instant;
     opts.verify_hash = verify_hash;
     opts.from_snapshot = from_snapshot;
-    opts.snapshot_config = snapshot_config;
+    opts.snapshot_config = vs_cfg("VIRTSNAP_SNAPSHOT_CONFIG", snapshot_config);
+    opts.retry_count = vs_config_int(g->config, "KVM_CMD_RETRY_COUNT", opts.retry_count);
     opts.define_pools = define_pools;
     {
         const VsIntOption ints[] = {      /* as parsed */
