@@ -158,6 +158,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     g_autofree char *format = NULL, *state_dir = NULL;
     char **lists = NULL, **disk_lists = NULL;
     int parallel = G_MININT, shutdown_timeout = 60, agent_timeout = G_MININT, lock_wait = 0;
+    int deadline = G_MININT;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory (default $VIRTSNAP_REPO)", "DIR" },
         { "backup", 'b', 0, G_OPTION_ARG_FILENAME, &backup, "backup id or unique prefix (default, or 'latest': the newest backup that holds each domain)", "ID" },
@@ -185,6 +186,8 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks written at once (default 2, 1 to 64)", "N" },
         { "shutdown-timeout", 0, 0, G_OPTION_ARG_INT, &shutdown_timeout, "--force: seconds to wait for a graceful shutdown (default 60, at most 86400)", "SECS" },
         { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &agent_timeout, "bound on each guest-agent call, seconds (default 5, 1 to 300)", "SECS" },
+        { "deadline", 0, 0, G_OPTION_ARG_INT, &deadline, "stop the whole run after SECS and unwind it, as on "
+          "an interrupt (default $SC_AGENT_TIMEOUT or the configuration's; 0: none)", "SECS" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the result as JSON (on a failure too: its \"error\")", NULL },
         G_OPTION_ENTRY_NULL
     };
@@ -225,6 +228,8 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         parallel = vs_config_int(g->config, "VIRTSNAP_PARALLEL_DISKS", 2);
     if (agent_timeout == G_MININT)
         agent_timeout = vs_config_int(g->config, "VIRTSNAP_AGENT_TIMEOUT", 5);
+    if (deadline == G_MININT)
+        deadline = vs_config_int(g->config, "SC_AGENT_TIMEOUT", 0);
     g_ptr_array_add(names, NULL);
     g_ptr_array_add(disks, NULL);
 
@@ -250,6 +255,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     opts.from_snapshot = from_snapshot;
     opts.snapshot_config = vs_cfg("VIRTSNAP_SNAPSHOT_CONFIG", snapshot_config);
     opts.retry_count = vs_config_int(g->config, "KVM_CMD_RETRY_COUNT", opts.retry_count);
+    opts.deadline_s = deadline;
     opts.define_pools = define_pools;
     {
         const VsIntOption ints[] = {      /* as parsed */
@@ -257,6 +263,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
             { "--shutdown-timeout", shutdown_timeout, 0, 86400 },
             { "--agent-timeout", agent_timeout, 1, 300 },
             { "--lock-wait", lock_wait, 0, 86400 },
+            { "--deadline", deadline, 0, 604800 },
         };
         if (!vs_check_int_options("restore", ints, G_N_ELEMENTS(ints), &err) ||
             !vs_restore_check_options((const char *const *)names->pdata, &opts, &err))

@@ -117,7 +117,8 @@ typedef struct {
     int retry_count;
     /* SC_AGENT_TIMEOUT, --deadline: seconds the whole run may take, 0: no bound.
      * When reached, the run stops at its next safe point and unwinds as on an
-     * interrupt (vs-interrupt.h), failing with VS_ERROR_TIMEOUT. */
+     * interrupt (vs-interrupt.h: VS_INTERRUPT_DEADLINE), the message naming
+     * "SC_AGENT_TIMEOUT=N s". */
     int deadline_s;
     /* KVM_VM_CONFIG_DIR: each backed-up domain's definition is written here as
      * NAME.xml (mode 0600) once the backup holds it; NULL: nowhere. */
