@@ -1,12 +1,12 @@
 /* The retry loop's decisions (retry.h): which errors are worth another try,
- * the backoff between tries (interrupted by a signal or the run's deadline,
- * which end the retries at once), and the one note per retried step that the
+ * the backoff between tries, and the one note per retried step that the
  * result carries, so that a step that only succeeded on its third try is not
- * silently taken for a healthy one. */
+ * silently taken for a healthy one. An interrupt or the run's deadline does
+ * not end the retries: the steps retried are those the unwinding needs too (a
+ * thaw, the lookup before a commit), and the waits are short. */
 #include "config.h"
 #include "retry.h"
 #include "vs-error.h"
-#include "vs-interrupt.h"
 
 bool
 vs_retry_transient(const GError *err)
@@ -29,15 +29,9 @@ vs_retry_transient(const GError *err)
 bool
 vs_retry_again(VsRetry *r, GError **error)
 {
-    gint64 end;
-
-    if (r->done >= r->max || !error || !vs_retry_transient(*error) || vs_interrupted())
+    if (r->done >= r->max || !error || !vs_retry_transient(*error))
         return false;
-    end = g_get_monotonic_time() + (gint64)r->delay_ms * 1000;
-    while (!vs_interrupted() && g_get_monotonic_time() < end)
-        g_usleep(MIN(20000, MAX(0, end - g_get_monotonic_time())));
-    if (vs_interrupted())
-        return false;
+    g_usleep((gulong)r->delay_ms * 1000);
     if (!r->first)
         r->first = g_strdup((*error)->message);
     g_clear_error(error);

@@ -2,7 +2,8 @@
  * repeat (a lookup, an XML read, a thaw, a query) tried again a few times with
  * backoff, for the errors that may pass (a daemon busy, an agent slow to
  * answer), never for those that will not (a bad argument, a domain that does
- * not exist) and never once the run is asked to stop. A step whose repetition
+ * not exist). An interrupt does not stop them: the unwinding needs these steps
+ * too (a thaw, a lookup before a commit), and the waits are short. A step whose repetition
  * is not harmless (a freeze with its bounded window, a create) is not retried
  * here. The loop stays at the call site:
  *
@@ -37,8 +38,7 @@ bool vs_retry_transient(const GError *err);
 
 /* After a failed try with *ERROR set: true, *ERROR cleared, once the backoff
  * has been waited, when the step should be tried again (transient, retries
- * left, no interrupt or deadline meanwhile); false with *ERROR as it was
- * otherwise. */
+ * left); false with *ERROR as it was otherwise. */
 bool vs_retry_again(VsRetry *r, GError **error);
 
 /* Once the step is over, however it went: when it was retried, one note
