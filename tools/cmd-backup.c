@@ -259,6 +259,53 @@ option_word(const char *option, const char *word, int (*from_string)(const char 
     return v;
 }
 
+/* The options not given, from the configuration (option > environment > file,
+ * vs-config.h), then the built-in defaults. */
+static void
+config_defaults(BackupArgs *a, const VsConfig *cfg)
+{
+    if (a->max_freeze == -G_MAXDOUBLE)
+        a->max_freeze = vs_config_double(cfg, "VIRTSNAP_MAX_FREEZE", 10.0);
+    if (a->agent_timeout == UNSET)
+        a->agent_timeout = vs_config_int(cfg, "VIRTSNAP_AGENT_TIMEOUT", 5);
+    if (a->parallel == UNSET)
+        a->parallel = vs_config_int(cfg, "VIRTSNAP_PARALLEL_DISKS", 2);
+    if (a->deadline == UNSET)
+        a->deadline = vs_config_int(cfg, "SC_AGENT_TIMEOUT", 0);
+    if (!a->quiesce)
+        a->quiesce = g_strdup(vs_config_get(cfg, "VIRTSNAP_QUIESCE"));
+}
+
+/* The checked arguments A (and the configuration's keys no option has) into OPTS. */
+static void
+set_options(const BackupArgs *a, VsBackupOptions *opts, const VsConfig *cfg)
+{
+    opts->iscsi_auth_file = a->iscsi_auth;
+    opts->no_compress = a->compress && strcmp(a->compress, "off") == 0;
+    opts->backup_xml_path = a->backup_xml;
+    opts->checkpoint_xml_path = a->checkpoint_xml;
+    opts->push = a->push || a->push_dir;
+    opts->push_dir = a->push_dir;
+    opts->repo_path = vs_repo_arg(a->repo);
+    opts->init_repo = a->init;
+    opts->state_dir = vs_cfg("VIRTSNAP_STATE_DIR", a->state_dir);
+    opts->lock_wait = a->lock_wait;
+    opts->overlay_dir = a->overlay_dir;
+    opts->storage_snapshot = a->storage_snapshot;
+    opts->no_copy = a->no_copy;
+    opts->keep_snapshot = a->keep_snapshot;
+    opts->snapshot_config = vs_cfg("VIRTSNAP_SNAPSHOT_CONFIG", a->snapshot_config);
+    opts->max_freeze_ms = (int)(a->max_freeze * 1000);
+    opts->agent_timeout = a->agent_timeout;
+    opts->commit_timeout = a->commit_timeout;
+    opts->commit_bandwidth = (unsigned long)a->commit_mib * 1024 * 1024;
+    opts->parallel_disks = a->parallel;
+    opts->copy_nice = a->copy_nice;
+    opts->retry_count = vs_config_int(cfg, "KVM_CMD_RETRY_COUNT", opts->retry_count);
+    opts->deadline_s = a->deadline;
+    opts->config_dir = vs_config_get(cfg, "KVM_VM_CONFIG_DIR");
+}
+
 /* Options in, OPTS out; every failure is bad usage (exit 2). String options
  * are taken as bytes (G_OPTION_ARG_FILENAME), as the domain names after them
  * are: no conversion from the locale's charset that could fail on its own. */
@@ -322,17 +369,7 @@ backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GErr
                     e->message);
         return false;
     }
-    /* Option > environment > file (vs-config.h), then the built-in default. */
-    if (a->max_freeze == -G_MAXDOUBLE)
-        a->max_freeze = vs_config_double(cfg, "VIRTSNAP_MAX_FREEZE", 10.0);
-    if (a->agent_timeout == UNSET)
-        a->agent_timeout = vs_config_int(cfg, "VIRTSNAP_AGENT_TIMEOUT", 5);
-    if (a->parallel == UNSET)
-        a->parallel = vs_config_int(cfg, "VIRTSNAP_PARALLEL_DISKS", 2);
-    if (a->deadline == UNSET)
-        a->deadline = vs_config_int(cfg, "SC_AGENT_TIMEOUT", 0);
-    if (!a->quiesce)
-        a->quiesce = g_strdup(vs_config_get(cfg, "VIRTSNAP_QUIESCE"));
+    config_defaults(a, cfg);
     vs_backup_options_init(opts);
     int data_path, quiesce, mode, level;
     if ((data_path = option_word("data-path", a->data_path, vs_data_path_from_string,
@@ -387,34 +424,11 @@ backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GErr
         if (!vs_check_int_options("backup", ints, G_N_ELEMENTS(ints), error))
             return false;
     }
-    opts->iscsi_auth_file = a->iscsi_auth;
-    opts->no_compress = a->compress && strcmp(a->compress, "off") == 0;
-    opts->backup_xml_path = a->backup_xml;
-    opts->checkpoint_xml_path = a->checkpoint_xml;
-    opts->push = a->push || a->push_dir;
-    opts->push_dir = a->push_dir;
-    opts->repo_path = vs_repo_arg(a->repo);
-    opts->init_repo = a->init;
-    opts->state_dir = vs_cfg("VIRTSNAP_STATE_DIR", a->state_dir);
-    opts->lock_wait = a->lock_wait;
-    opts->overlay_dir = a->overlay_dir;
-    opts->storage_snapshot = a->storage_snapshot;
-    opts->no_copy = a->no_copy;
-    opts->keep_snapshot = a->keep_snapshot;
-    opts->snapshot_config = vs_cfg("VIRTSNAP_SNAPSHOT_CONFIG", a->snapshot_config);
-    opts->retry_count = vs_config_int(cfg, "KVM_CMD_RETRY_COUNT", opts->retry_count);
-    opts->deadline_s = a->deadline;
-    opts->config_dir = vs_config_get(cfg, "KVM_VM_CONFIG_DIR");
-    opts->max_freeze_ms = (int)(a->max_freeze * 1000);
-    opts->agent_timeout = a->agent_timeout;
-    opts->commit_timeout = a->commit_timeout;
-    opts->commit_bandwidth = (unsigned long)a->commit_mib * 1024 * 1024;
-    opts->parallel_disks = a->parallel;
-    opts->copy_nice = a->copy_nice;
+    set_options(a, opts, cfg);
     /* No names and no --all: the VMs of KVM_VM_MAPPING (checked to exist once connected). */
-    if (*argc > 1 || a->all || !vs_config_names(cfg, "KVM_VM_MAPPING"))
-        return vs_backup_check_options((const char *const *)(*argv + 1), a->all, opts, error);
-    return vs_backup_check_options(vs_config_names(cfg, "KVM_VM_MAPPING"), false, opts, error);
+    return vs_backup_check_options(*argc > 1 || a->all || !vs_config_names(cfg, "KVM_VM_MAPPING") ?
+                                   (const char *const *)(*argv + 1) : vs_config_names(cfg, "KVM_VM_MAPPING"),
+                                   a->all, opts, error);
 }
 
 int

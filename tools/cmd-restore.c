@@ -148,6 +148,25 @@ print_progress(const char *message, void *opaque)
     fprintf(stderr, "restore: %s\n", message);
 }
 
+/* What the command line left out, from the configuration (option >
+ * environment > file), then the built-in defaults. No NAMES: those of
+ * KVM_RESTORE_VM_LIST, which need not exist (a VM deleted since its backup is
+ * restored too). */
+static void
+config_defaults(const VsConfig *cfg, GPtrArray *names, int *parallel, int *agent_timeout, int *deadline)
+{
+    const char *const *cfg_names = names->len == 0 ? vs_config_vms(NULL, "KVM_RESTORE_VM_LIST", false, NULL) : NULL;
+
+    for (guint i = 0; cfg_names && cfg_names[i]; i++)
+        g_ptr_array_add(names, g_strdup(cfg_names[i]));
+    if (*parallel == G_MININT)
+        *parallel = vs_config_int(cfg, "VIRTSNAP_PARALLEL_DISKS", 2);
+    if (*agent_timeout == G_MININT)
+        *agent_timeout = vs_config_int(cfg, "VIRTSNAP_AGENT_TIMEOUT", 5);
+    if (*deadline == G_MININT)
+        *deadline = vs_config_int(cfg, "SC_AGENT_TIMEOUT", 0);
+}
+
 int
 vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
 {
@@ -157,8 +176,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     g_autofree char *snapshot_config = NULL;
     g_autofree char *format = NULL, *state_dir = NULL;
     char **lists = NULL, **disk_lists = NULL;
-    int parallel = G_MININT, shutdown_timeout = 60, agent_timeout = G_MININT, lock_wait = 0;
-    int deadline = G_MININT;
+    int parallel = G_MININT, shutdown_timeout = 60, agent_timeout = G_MININT, lock_wait = 0, deadline = G_MININT;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory (default $VIRTSNAP_REPO)", "DIR" },
         { "backup", 'b', 0, G_OPTION_ARG_FILENAME, &backup, "backup id or unique prefix (default, or 'latest': the newest backup that holds each domain)", "ID" },
@@ -216,20 +234,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         split_into(disks, disk_lists[i]);
     g_strfreev(lists);
     g_strfreev(disk_lists);
-    /* None named: the configuration's list; a VM deleted since its backup is
-     * restored too, so they need not exist. */
-    if (names->len == 0) {
-        const char *const *cfg_names = vs_config_vms(NULL, "KVM_RESTORE_VM_LIST", false, NULL);
-        for (guint i = 0; cfg_names && cfg_names[i]; i++)
-            g_ptr_array_add(names, g_strdup(cfg_names[i]));
-    }
-    /* Option > environment > file, then the built-in default. */
-    if (parallel == G_MININT)
-        parallel = vs_config_int(g->config, "VIRTSNAP_PARALLEL_DISKS", 2);
-    if (agent_timeout == G_MININT)
-        agent_timeout = vs_config_int(g->config, "VIRTSNAP_AGENT_TIMEOUT", 5);
-    if (deadline == G_MININT)
-        deadline = vs_config_int(g->config, "SC_AGENT_TIMEOUT", 0);
+    config_defaults(g->config, names, &parallel, &agent_timeout, &deadline);
     g_ptr_array_add(names, NULL);
     g_ptr_array_add(disks, NULL);
 
