@@ -8,7 +8,8 @@
 # KVM_CMD_RETRY_COUNT=3, said in the result, and failing the domain under
 # KVM_CMD_RETRY_COUNT=1; SC_AGENT_TIMEOUT reached while the copy is held mid-copy
 # (sleep:copy-chunk): the run unwinds as on an interrupt (guest running, thawed, on its
-# own disk, no overlay, no backup written) and says the deadline was reached.
+# own disk, no overlay, no backup written) and says the deadline was reached; a restore held
+# mid-write stops at its --deadline (over SC_AGENT_TIMEOUT) leaving nothing.
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
@@ -107,3 +108,15 @@ vs_assert_contains "$(cat "$W/deadline.err")" "deadline (SC_AGENT_TIMEOUT=8 s, r
 [ $((t1 - t0)) -lt 60 ] || vs_fail "SC_AGENT_TIMEOUT=8: the run took $((t1 - t0)) s"
 vs_assert_eq "$(backups)" 2 "SC_AGENT_TIMEOUT: no backup written"
 unwound "SC_AGENT_TIMEOUT"
+
+# --- the same deadline bounds a restore: held mid-write, --deadline over the environment ------
+mkdir -p "$W/t"
+vs_domain_track "$D-dl"
+rm -f "$W/mark"
+run restore-deadline env SC_AGENT_TIMEOUT=600 VIRTSNAP_FAULT=sleep:export-writing:120000 \
+  VIRTSNAP_FAULT_MARK="$W/mark" "$BIN" --config "$CONF" restore --deadline 3 --as "$D-dl" --target-dir "$W/t" "$D"
+[ -e "$W/mark" ] || vs_fail "restore --deadline: the restore never reached its write"
+vs_assert_eq "$rc" 1 "restore --deadline: exit status"
+vs_assert_contains "$(cat "$W/restore-deadline.err")" "deadline (SC_AGENT_TIMEOUT=3 s, reached)" \
+  "restore --deadline: the option's deadline, reached"
+vs_assert_eq "$(ls -A "$W/t" | wc -l)" 0 "restore --deadline: nothing left in the target directory"
