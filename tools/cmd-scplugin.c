@@ -25,10 +25,16 @@ static const char *const not_implemented[] = {
 const char *
 sc_param(const ScRun *r, const char *key)
 {
-    /* The framework's environment; the configuration file joins here when
-     * its module is merged (vs_config_value: option > environment > file). */
+    /* The framework's environment, else the configuration file (checked
+     * when virtsnap started: a bad value never gets here). */
     (void)r;
-    return g_getenv(key);
+    return vs_cfg(key, NULL);
+}
+
+void
+vs_scplugin_config_failed(const char *message)
+{
+    sc_say(VS_SC_ERROR, "%s", message);
 }
 
 const char *
@@ -61,28 +67,18 @@ print_lines(const char *text)
     fflush(stdout);
 }
 
-GPtrArray *
+const char *const *
 sc_mapped_vms(const ScRun *r, const char *what)
 {
-    const char *mapping = sc_param(r, "KVM_VM_MAPPING");
-    g_autoptr(GError) err = NULL;
-    g_autoptr(GPtrArray) vms = NULL;
+    const char *const *vms = vs_config_names(vs_cli_config(), "KVM_VM_MAPPING");
 
-    if (!mapping || !*mapping) {
+    (void)r;
+    if (!vms || !vms[0]) {
         sc_say(VS_SC_ERROR, "%s: KVM_VM_MAPPING names no VM: set it (VM:CONTROLLER:VOLUME;...; -discover "
                "prints it)", what);
         return NULL;
     }
-    if (!(vms = vs_sc_mapping_vms(mapping, &err))) {
-        sc_say(VS_SC_ERROR, "%s", err->message);
-        return NULL;
-    }
-    if (vms->len == 0) {
-        sc_say(VS_SC_ERROR, "%s: KVM_VM_MAPPING names no VM: set it (VM:CONTROLLER:VOLUME;...)", what);
-        return NULL;
-    }
-    g_ptr_array_add(vms, NULL);
-    return g_steal_pointer(&vms);
+    return vms;
 }
 
 static virConnectPtr
@@ -104,7 +100,7 @@ discover_vms(const ScRun *r, const char *what, bool locate, GPtrArray **problems
 {
     const char *mapping = sc_param(r, "KVM_VM_MAPPING");
     const char *conf = r->snapshot_config ? r->snapshot_config : sc_param(r, "VIRTSNAP_SNAPSHOT_CONFIG");
-    g_autoptr(GPtrArray) names = NULL;
+    const char *const *names = NULL;
     g_autoptr(VsSnapConfig) snap = NULL;
     g_autoptr(GError) err = NULL;
     VsDiscoverOptions opts;
@@ -122,7 +118,7 @@ discover_vms(const ScRun *r, const char *what, bool locate, GPtrArray **problems
     opts.locate = locate;
     if (!(conn = connect_or_say(r, what)))
         return NULL;
-    doms = vs_discover(conn, names ? (const char *const *)names->pdata : NULL, &opts, problems, &err);
+    doms = vs_discover(conn, names, &opts, problems, &err);
     vs_conn_close(conn);
     if (!doms)
         sc_say(VS_SC_ERROR, "%s", err->message);
@@ -241,25 +237,6 @@ say_restored(virConnectPtr conn, const VsRestoreResult *res, const char *config_
     return all;
 }
 
-/* KVM_RESTORE_VM_LIST's names (',' or ';' between them), NULL-terminated;
- * NULL when it names none. */
-static GPtrArray *
-restore_list(const char *list)
-{
-    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
-    g_auto(GStrv) parts = g_strsplit_set(list ? list : "", ",;", -1);
-
-    for (size_t i = 0; parts[i]; i++) {
-        g_strstrip(parts[i]);
-        if (*parts[i] && !g_ptr_array_find_with_equal_func(names, parts[i], g_str_equal, NULL))
-            g_ptr_array_add(names, g_strdup(parts[i]));
-    }
-    if (names->len == 0)
-        return NULL;
-    g_ptr_array_add(names, NULL);
-    return g_steal_pointer(&names);
-}
-
 /* -restore: each VM of KVM_RESTORE_VM_LIST from the newest backup that holds
  * it, in place, defined and started; a VM still running is stopped first and
  * its disks replaced (the list asks for exactly that), a deleted one comes
@@ -267,22 +244,21 @@ restore_list(const char *list)
 static int
 op_restore(const ScRun *r)
 {
-    const char *adr = sc_param(r, "APP_DEFINED_RESTORE");
     const char *repo = sc_param(r, "VIRTSNAP_REPO");
     const char *config_dir = sc_param(r, "KVM_VM_CONFIG_DIR");
-    g_autoptr(GPtrArray) names = restore_list(sc_param(r, "KVM_RESTORE_VM_LIST"));
+    const char *const *names = vs_config_names(vs_cli_config(), "KVM_RESTORE_VM_LIST");
     g_autoptr(VsRestoreResult) res = NULL;
     g_autoptr(GError) err = NULL;
     VsRestoreOptions opts;
     virConnectPtr conn;
     bool ok;
 
-    if (adr && *adr && g_ascii_strcasecmp(adr, "Y") != 0) {
-        sc_say(VS_SC_ERROR, "-restore: APP_DEFINED_RESTORE=%s asks for the framework's volume restore, which "
-               "this plug-in does not do: set APP_DEFINED_RESTORE=Y", adr);
+    if (!vs_config_bool(vs_cli_config(), "APP_DEFINED_RESTORE", true)) {
+        sc_say(VS_SC_ERROR, "-restore: APP_DEFINED_RESTORE=N asks for the framework's volume restore, which "
+               "this plug-in does not do: set APP_DEFINED_RESTORE=Y");
         return SC_EXIT_FAILED;
     }
-    if (!names) {
+    if (!names || !names[0]) {
         sc_say(VS_SC_ERROR, "-restore: KVM_RESTORE_VM_LIST names no VM: give the VMs to restore "
                "(KVM_RESTORE_VM_LIST=vm1,vm2)");
         return SC_EXIT_FAILED;
@@ -297,13 +273,13 @@ op_restore(const ScRun *r)
     opts.state_dir = sc_state_dir(r);
     opts.uri = r->g->uri ? r->g->uri : g_getenv("LIBVIRT_DEFAULT_URI");
     opts.progress = restore_progress;
-    if (!vs_restore_check_options((const char *const *)names->pdata, &opts, &err)) {
+    if (!vs_restore_check_options(names, &opts, &err)) {
         sc_say(VS_SC_ERROR, "%s", err->message);
         return SC_EXIT_FAILED;
     }
     if (!(conn = connect_or_say(r, "-restore")))
         return SC_EXIT_FAILED;
-    if (!(res = vs_restore_run(conn, (const char *const *)names->pdata, &opts, &err))) {
+    if (!(res = vs_restore_run(conn, names, &opts, &err))) {
         sc_say(VS_SC_ERROR, "%s", err->message);
         vs_conn_close(conn);
         return SC_EXIT_FAILED;
@@ -323,10 +299,10 @@ usage(FILE *out)
     fprintf(out,
             "Usage: virtsnap sc-plugin [OPTIONS] -OPERATION\n"
             "\n"
-            "Snap Creator's native plug-in protocol (plug-ins/native/): parameters from the environment\n"
-            "(KVM_VM_MAPPING, KVM_RESTORE_VM_LIST, KVM_VM_CONFIG_DIR, KVM_CMD_RETRY_COUNT,\n"
-            "APP_DEFINED_RESTORE, VIRTSNAP_REPO, ...), SC_* lines on standard output; exit 0, 1 (failed),\n"
-            "2 (usage) or 99 (an operation not implemented).\n"
+            "Snap Creator's native plug-in protocol (plug-ins/native/): parameters from the environment,\n"
+            "else the configuration file (KVM_VM_MAPPING, KVM_RESTORE_VM_LIST, KVM_VM_CONFIG_DIR,\n"
+            "KVM_CMD_RETRY_COUNT, APP_DEFINED_RESTORE, VIRTSNAP_REPO, ...), SC_* lines on standard output;\n"
+            "exit 0, 1 (failed), 2 (usage, or a bad parameter) or 99 (an operation not implemented).\n"
             "\n"
             "Operations:\n"
             "  -describe    the operations and parameters (SC_DESCRIBE lines)\n"

@@ -206,33 +206,3 @@ vs_sc_dump(GString *out, const VsScDumpInfo *info, GPtrArray *domains)
         vs_sc_line(out, "DUMP", (const char *const[]){"VM", dom->name, what, NULL});
     }
 }
-
-GPtrArray *
-vs_sc_mapping_vms(const char *mapping, GError **error)
-{
-    g_autoptr(GPtrArray) vms = g_ptr_array_new_with_free_func(g_free);
-    g_auto(GStrv) entries = g_strsplit(mapping ? mapping : "", ";", -1);
-
-    for (size_t i = 0; entries[i]; i++) {
-        char *entry = g_strstrip(entries[i]);
-        const char *colon = strchr(entry, ':');
-        g_autofree char *raw = NULL, *name = NULL;
-
-        if (!*entry)
-            continue;
-        if (!colon || colon == entry) {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                        "sc-plugin: KVM_VM_MAPPING: entry \"%s\" is not VM:CONTROLLER:VOLUME", entry);
-            return NULL;
-        }
-        raw = g_strndup(entry, colon - entry);
-        if (!(name = g_uri_unescape_string(raw, NULL)) || !*name) {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                        "sc-plugin: KVM_VM_MAPPING: entry \"%s\": the VM name has a bad %%XX escape", entry);
-            return NULL;
-        }
-        if (!g_ptr_array_find_with_equal_func(vms, name, g_str_equal, NULL))
-            g_ptr_array_add(vms, g_steal_pointer(&name));
-    }
-    return g_steal_pointer(&vms);
-}

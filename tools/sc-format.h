@@ -61,10 +61,4 @@ typedef struct {
  * nothing secret (no XML, no paths of credentials). */
 void vs_sc_dump(GString *out, const VsScDumpInfo *info, GPtrArray *domains);
 
-/* The VM names of a KVM_VM_MAPPING value ("VM:CONTROLLER:VOLUME;..." as
- * `discover --mapping` prints it in either format: the name is the first
- * field, percent-decoded), each once, in order. An entry without a ':' or a
- * bad %XX: NULL with VS_ERROR_INVALID_ARG naming it. */
-GPtrArray *vs_sc_mapping_vms(const char *mapping, GError **error);
-
 G_END_DECLS

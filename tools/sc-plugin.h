@@ -22,16 +22,17 @@ typedef struct {
     const char *snapshot_config;  /* --snapshot-config; NULL: VIRTSNAP_SNAPSHOT_CONFIG */
 } ScRun;
 
-/* A parameter's value (KVM_VM_MAPPING, ...): the environment Snap Creator
- * sets, else the configuration file; NULL (or empty) when neither gives it. */
+/* A parameter's value (KVM_VM_MAPPING, ...; a key vs-config.h knows): the
+ * environment Snap Creator sets, else the configuration file; NULL when
+ * neither gives it. */
 const char *sc_param(const ScRun *r, const char *key);
 
 /* STATE: --state-dir, else VIRTSNAP_STATE_DIR, else /var/lib/virtsnap. */
 const char *sc_state_dir(const ScRun *r);
 
-/* The VM names of KVM_VM_MAPPING; NULL with an SC_MSG#ERROR printed when it
- * is unset, empty or cannot be read (WHAT: "-quiesce"). */
-GPtrArray *sc_mapped_vms(const ScRun *r, const char *what);
+/* The VM names of KVM_VM_MAPPING (NULL-terminated, the configuration's); NULL
+ * with an SC_MSG#ERROR printed when it names none (WHAT: "-quiesce"). */
+const char *const *sc_mapped_vms(const ScRun *r, const char *what);
 
 /* One SC_MSG line (several for a multi-line text) on stdout, now. */
 void sc_say(VsScLevel level, const char *fmt, ...) G_GNUC_PRINTF(2, 3);

@@ -12,7 +12,6 @@
 #include "vs-quiesce.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -33,43 +32,18 @@ token_path(const ScRun *r)
     return g_build_filename(dir, "token", NULL);
 }
 
-/* An integer parameter KEY in [MIN, MAX], DFLT when unset; false (said) when
- * it is not one. */
-static bool
-int_param(const ScRun *r, const char *key, int min, int max, int dflt, int *out)
-{
-    const char *v = sc_param(r, key);
-    char *end = NULL;
-    long n;
-
-    *out = dflt;
-    if (!v || !*v)
-        return true;
-    errno = 0;
-    n = strtol(v, &end, 10);
-    if (errno || *end || n < min || n > max) {
-        sc_say(VS_SC_ERROR, "%s=%s: give a whole number from %d to %d", key, v, min, max);
-        return false;
-    }
-    *out = (int)n;
-    return true;
-}
-
-static bool
+static void
 options(const ScRun *r, VsQuiesceOptions *o)
 {
-    int max_freeze = 0;
+    double max_freeze = vs_config_double(vs_cli_config(), "VIRTSNAP_MAX_FREEZE", 0);
 
     vs_quiesce_options_init(o);
     o->state_dir = sc_state_dir(r);
     o->uri = r->g->uri;
     o->suspend_fallback = true;
-    if (!int_param(r, "KVM_CMD_RETRY_COUNT", 0, 10, SC_RETRY_DEFAULT, &o->retry_count) ||
-        !int_param(r, "VIRTSNAP_MAX_FREEZE", 0, 600, 0, &max_freeze))
-        return false;
+    o->retry_count = vs_config_int(vs_cli_config(), "KVM_CMD_RETRY_COUNT", SC_RETRY_DEFAULT);
     if (max_freeze > 0)
-        o->max_freeze_ms = max_freeze * 1000;
-    return true;
+        o->max_freeze_ms = (int)(max_freeze * 1000);
 }
 
 /* TOKEN into STATE/sc-plugin/token, atomically (a crash leaves the old file
@@ -147,15 +121,16 @@ say_quiesced(const VsQuiesceResult *res)
 int
 sc_quiesce(const ScRun *r)
 {
-    g_autoptr(GPtrArray) names = sc_mapped_vms(r, "-quiesce");
+    const char *const *names = sc_mapped_vms(r, "-quiesce");
     g_autoptr(VsQuiesceResult) res = NULL;
     g_autoptr(GError) err = NULL;
     g_autofree char *held = NULL;
     VsQuiesceOptions o;
     virConnectPtr conn;
 
-    if (!names || !options(r, &o))
+    if (!names)
         return SC_EXIT_FAILED;
+    options(r, &o);
     if ((held = load_token(r, &err)) || err) {
         if (held)
             sc_say(VS_SC_ERROR, "-quiesce: the VMs of an earlier -quiesce (token %s) were not unquiesced: run "
@@ -172,7 +147,7 @@ sc_quiesce(const ScRun *r)
             return SC_EXIT_FAILED;
         }
     }
-    res = vs_quiesce(conn, (const char *const *)names->pdata, &o, &err);
+    res = vs_quiesce(conn, names, &o, &err);
     if (res && !save_token(r, res->token, &err)) {
         /* without the token -unquiesce could not find them: thaw now (what
          * fails here the guardian still thaws by the deadline) */
@@ -240,8 +215,7 @@ sc_unquiesce(const ScRun *r)
         sc_say(VS_SC_INFO, "-unquiesce: nothing is quiesced by this plug-in (no %s)", path);
         return SC_EXIT_OK;
     }
-    if (!options(r, &o))
-        return SC_EXIT_FAILED;
+    options(r, &o);
     if (!(conn = vs_conn_open(r->g->uri, &err))) {
         sc_say(VS_SC_ERROR, "-unquiesce: %s", err->message);
         return SC_EXIT_FAILED;

@@ -208,6 +208,8 @@ main(int argc, char **argv)
 
         if (!(config = vs_config_load(g.config_path, &err))) {
             vs_print_error("%s", err->message);
+            if (strcmp(argv[i], "sc-plugin") == 0)
+                vs_scplugin_config_failed(err->message);
             return err->code == VS_ERROR_INVALID_ARG || err->code == VS_ERROR_NOT_FOUND ? 2 : 1;
         }
         g.config = config;

@@ -44,6 +44,9 @@ int vs_cmd_mount(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_umount(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_vault(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_scplugin(const VsGlobal *g, int argc, char **argv);
+/* The configuration could not be loaded before sc-plugin ran: MESSAGE as an
+ * SC_MSG#ERROR line too, where the framework reads the plug-in's words. */
+void vs_scplugin_config_failed(const char *message);
 
 int vs_cmd_snapshots(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_quiesce(const VsGlobal *g, int argc, char **argv);

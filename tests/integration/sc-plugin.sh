@@ -6,9 +6,11 @@
 # exits 99; -discover maps A's disk to the portal and IQN/LUN and offers the new
 # KVM_VM_MAPPING, which `discover --mapping=sc` prints too (and, with the tgt hook
 # configured, in the hook's words via `locate`); `discover --mapping=sc --update-config`
-# rewrites only that line of a configuration file. `-quiesce` freezes both guests at once
-# (both report frozen), the target snapshots A's LUN meanwhile, `-unquiesce` thaws both and
-# exits 0, and the snapshot LUN is a consistent file system with valid records. Last, B is
+# rewrites only that line of a configuration file. With that mapping from virtsnap.conf,
+# `-quiesce` freezes both guests at once (both report frozen), the target snapshots A's LUN
+# meanwhile, `-unquiesce` thaws both and exits 0, and the snapshot LUN is a consistent file
+# system with valid records; when the guardian thaws first (VIRTSNAP_MAX_FREEZE=1),
+# `-unquiesce` exits 1 saying the snapshot is crash-consistent only. Last, B is
 # backed up, undefined and its disk deleted; `-restore` with KVM_RESTORE_VM_LIST brings it
 # back (same UUID, running, the file written before the backup there, its definition in
 # KVM_VM_CONFIG_DIR).
@@ -83,7 +85,11 @@ cmp "$W/kvm.conf" "$W/kvm.want" || vs_fail "--update-config: $(cat -A "$W/kvm.co
 vs_assert_eq "$(stat -c %a "$W/kvm.conf")" 640 "--update-config keeps the mode"
 
 # --- -quiesce: both frozen at once; the LUN's snapshot meanwhile; -unquiesce -------------------
-export KVM_VM_MAPPING=$MAP
+# The mapping from a configuration file this time, written there by --update-config.
+printf '# virtsnap for Snap Creator\nKVM_VM_MAPPING=old:c:/v;\nKVM_CMD_RETRY_COUNT=3\n' > "$W/virtsnap.conf"
+chmod 600 "$W/virtsnap.conf"
+vs_virtsnap discover --mapping=sc --update-config "$W/virtsnap.conf" "$A" "$B"
+plugin() { vs_virtsnap --config "$W/virtsnap.conf" sc-plugin --state-dir "$STATE" "$@"; }
 plugin -quiesce > "$W/quiesce.out"
 cat "$W/quiesce.out" >&2
 vs_assert_contains "$(fsfreeze "$A")" frozen "$A frozen"
@@ -99,8 +105,21 @@ vs_assert_contains "$(fsfreeze "$B")" thawed "$B thawed"
 [ ! -e "$STATE/sc-plugin/token" ] || vs_fail "the token is still kept after -unquiesce"
 "$VS_GUEST_SRC/verify-backup.sh" "$VS_ISCSI_DIR/snap-1-$SLUN.img" >&2 ||
   vs_fail "the LUN snapshot taken while quiesced is not consistent"
-plugin -unquiesce | grep -q "nothing is quiesced" || vs_fail "a second -unquiesce is not harmless"
-unset KVM_VM_MAPPING
+vs_assert_contains "$(plugin -unquiesce)" "nothing is quiesced" "a second -unquiesce: harmless"
+# The guardian thaws first (the deadline passed before -unquiesce): -unquiesce fails, saying
+# that the snapshot taken meanwhile is crash-consistent only.
+VIRTSNAP_MAX_FREEZE=1 plugin -quiesce > "$W/quiesce2.out"
+for _ in $(seq 100); do
+  case "$(fsfreeze "$A") $(fsfreeze "$B")" in *frozen*) sleep 0.1 ;; *) break ;; esac
+done
+set +e
+plugin -unquiesce > "$W/late.out"; rc=$?
+set -e
+cat "$W/late.out" >&2
+vs_assert_eq "$rc" 1 "-unquiesce after the guardian thawed"
+vs_assert_contains "$(cat "$W/late.out")" "crash-consistent only" "-unquiesce says why"
+[ ! -e "$STATE/sc-plugin/token" ] || vs_fail "the token is still kept after the guardian thawed"
+plugin() { vs_virtsnap sc-plugin --state-dir "$STATE" "$@"; }
 
 # --- -restore: B, deleted after its backup, comes back ----------------------------------------
 vs_gexec "$B" 'echo sc-plugin-marker > /data/sc-marker && sync'

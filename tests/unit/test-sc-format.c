@@ -2,8 +2,8 @@
  * tests/unit/sc-golden/ (SC_GOLDEN): every kind of SC_* line (SC_MSG at each
  * level and over several lines, SC_DESCRIBE's whole answer, SC_DISCOVER's
  * DISCOVERED/FAILED/RESULT/ENV lines, SC_DUMP), the separator escaped where a
- * field holds one, and the KVM_VM_MAPPING in the guide's shape; also the
- * mapping read back, and KVM_VM_MAPPING rewritten in a configuration file
+ * field holds one, and the KVM_VM_MAPPING in the guide's shape; also
+ * KVM_VM_MAPPING rewritten in a configuration file
  * with every other byte kept. VS_UPDATE_GOLDEN=1 rewrites the golden files
  * (then read the diff). */
 #include "config.h"
@@ -217,33 +217,6 @@ test_sc_mapping(void)
 }
 
 static void
-test_mapping_vms(void)
-{
-    g_autoptr(GError) err = NULL;
-    g_autoptr(GPtrArray) a = vs_sc_mapping_vms("web1:localhost:/i/web1.qcow2;web1:10.1.1.5:/x;"
-                                               "db1:127.0.0.1:3262:iqn.2024-01.test:t1/1;", &err);
-    g_autoptr(GPtrArray) b = vs_sc_mapping_vms(" db%3A2%3Bx%25:127.0.0.1%3A3262:iqn.x%3At1/1 ; ", &err);
-    g_autoptr(GPtrArray) empty = vs_sc_mapping_vms("", &err);
-
-    g_assert_no_error(err);
-    g_assert_cmpuint(a->len, ==, 2);
-    g_assert_cmpstr(a->pdata[0], ==, "web1");
-    g_assert_cmpstr(a->pdata[1], ==, "db1");
-    g_assert_cmpuint(b->len, ==, 1);
-    g_assert_cmpstr(b->pdata[0], ==, "db:2;x%");
-    g_assert_cmpuint(empty->len, ==, 0);
-    for (const char *const *bad = (const char *const[]){"web1", ":c:v", "a%zz:c:v", "a%00b:c:v", NULL}; *bad;
-         bad++) {
-        g_autoptr(GPtrArray) r = vs_sc_mapping_vms(*bad, &err);
-
-        g_assert_null(r);
-        g_assert_error(err, VS_ERROR, VS_ERROR_INVALID_ARG);
-        g_assert_true(g_str_has_prefix(err->message, "sc-plugin: KVM_VM_MAPPING: entry"));
-        g_clear_error(&err);
-    }
-}
-
-static void
 expect_set(const char *text, const char *want)
 {
     g_autoptr(GError) err = NULL;
@@ -333,7 +306,6 @@ main(int argc, char **argv)
     g_test_add_func("/sc/discover", test_discover);
     g_test_add_func("/sc/dump", test_dump);
     g_test_add_func("/sc/mapping-sc", test_sc_mapping);
-    g_test_add_func("/sc/mapping-vms", test_mapping_vms);
     g_test_add_func("/config/text-set", test_text_set);
     g_test_add_func("/config/file-set", test_file_set);
     return g_test_run();
