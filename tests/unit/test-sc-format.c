@@ -10,6 +10,7 @@
 #include "config-rewrite.h"
 #include "sc-format.h"
 #include "virtsnap.h"
+#include "discover-fixture.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -38,29 +39,17 @@ golden(const char *name, const char *actual)
 static VsDiscoveredDisk *
 disk(const char *target, const char *path)
 {
-    VsDiscoveredDisk *d = g_new0(VsDiscoveredDisk, 1);
-
-    d->target = g_strdup(target);
-    d->device = g_strdup("disk");
-    d->type = g_strdup("file");
-    d->format = g_strdup("qcow2");
-    d->path = g_strdup(path);
-    d->pool_type = g_strdup("dir");
-    d->iscsi_lun = -1;
-    d->chain = g_ptr_array_new();
-    return d;
+    return fixture_disk(target, path, "dir");
 }
 
 static VsDiscoveredDomain *
 domain(const char *name, const char *state, VsAgentStatus agent)
 {
-    VsDiscoveredDomain *dom = g_new0(VsDiscoveredDomain, 1);
+    VsDiscoveredDomain *dom = fixture_domain(name);
 
-    dom->name = g_strdup(name);
+    g_free(dom->state);
     dom->state = g_strdup(state);
     dom->agent = agent;
-    dom->disks = g_ptr_array_new_with_free_func((GDestroyNotify)vs_discovered_disk_free);
-    dom->problems = g_ptr_array_new_with_free_func((GDestroyNotify)vs_problem_free);
     return dom;
 }
 
