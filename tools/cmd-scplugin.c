@@ -8,6 +8,7 @@
  * -quiesce and -unquiesce in sc-quiesce.c. */
 #include "config.h"
 #include "sc-plugin.h"
+#include "vs-interrupt.h"
 #include "vs-restore.h"
 #include "vs-snapshot.h"
 
@@ -273,12 +274,21 @@ op_restore(const ScRun *r)
     opts.state_dir = sc_state_dir(r);
     opts.uri = r->g->uri ? r->g->uri : g_getenv("LIBVIRT_DEFAULT_URI");
     opts.progress = restore_progress;
+    /* as `virtsnap restore` takes them from the configuration */
+    opts.retry_count = vs_config_int(vs_cli_config(), "KVM_CMD_RETRY_COUNT", opts.retry_count);
+    opts.deadline_s = vs_config_int(vs_cli_config(), "SC_AGENT_TIMEOUT", 0);
+    opts.parallel_disks = (unsigned)vs_config_int(vs_cli_config(), "VIRTSNAP_PARALLEL_DISKS",
+                                                  (int)opts.parallel_disks);
+    opts.agent_timeout = vs_config_int(vs_cli_config(), "VIRTSNAP_AGENT_TIMEOUT", opts.agent_timeout);
     if (!vs_restore_check_options(names, &opts, &err)) {
         sc_say(VS_SC_ERROR, "%s", err->message);
         return SC_EXIT_FAILED;
     }
     if (!(conn = connect_or_say(r, "-restore")))
         return SC_EXIT_FAILED;
+    /* a signal, or SC_AGENT_TIMEOUT passing, stops the restore at its next
+     * safe point, each VM left as it was (driver/restore.c) */
+    vs_interrupt_install();
     if (!(res = vs_restore_run(conn, names, &opts, &err))) {
         sc_say(VS_SC_ERROR, "%s", err->message);
         vs_conn_close(conn);

@@ -3,17 +3,17 @@
 # drives it (one process per operation, parameters in the environment, SC_* lines out). Two
 # guests: A on a LUN of the loopback iSCSI target (its writer appending records), B on a
 # local qcow2. -describe prints exactly the golden answer; an operation not implemented
-# exits 99; -discover maps A's disk to the portal and IQN/LUN and offers the new
-# KVM_VM_MAPPING, which `discover --mapping=sc` prints too (and, with the tgt hook
-# configured, in the hook's words via `locate`); `discover --mapping=sc --update-config`
-# rewrites only that line of a configuration file. With that mapping from virtsnap.conf,
-# `-quiesce` freezes both guests at once (both report frozen), the target snapshots A's LUN
-# meanwhile, `-unquiesce` thaws both and exits 0, and the snapshot LUN is a consistent file
-# system with valid records; when the guardian thaws first (VIRTSNAP_MAX_FREEZE=1),
-# `-unquiesce` exits 1 saying the snapshot is crash-consistent only. Last, B is
-# backed up, undefined and its disk deleted; `-restore` with KVM_RESTORE_VM_LIST brings it
-# back (same UUID, running, the file written before the backup there, its definition in
-# KVM_VM_CONFIG_DIR).
+# exits 99; -scdump lists the versions and both VMs; -discover maps A's disk to the portal
+# and IQN/LUN and offers the new KVM_VM_MAPPING, which `discover --mapping=sc` prints too
+# (and, with the tgt hook configured, in the hook's words via `locate`); `discover
+# --mapping=sc --update-config` rewrites only that line of a configuration file. With that
+# mapping from virtsnap.conf, `-quiesce` freezes both guests at once (both report frozen),
+# the target snapshots A's LUN meanwhile, `-unquiesce` thaws both and exits 0, and the
+# snapshot LUN is a consistent file system with valid records; when the guardian thaws
+# first (VIRTSNAP_MAX_FREEZE=1), `-unquiesce` exits 1 saying the snapshot is
+# crash-consistent only. Last, B is backed up, undefined and its disk deleted; `-restore`
+# with KVM_RESTORE_VM_LIST brings it back (same UUID, running, the file written before the
+# backup there, its definition in KVM_VM_CONFIG_DIR).
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 
@@ -68,6 +68,10 @@ grep -qxF "SC_DISCOVER#DATA#RESULT#0" "$W/discover.out" || vs_fail "-discover: R
 MAP=$(sed -n 's/^SC_DISCOVER#ENV#KVM_VM_MAPPING#//p' "$W/discover.out")
 vs_assert_eq "$MAP" "$A:$ISCSI_PORTAL:$ISCSI_IQN/1;$B:localhost:$W/b.qcow2;" "the new KVM_VM_MAPPING"
 vs_assert_eq "$(vs_virtsnap discover --mapping=sc "$A" "$B")" "$MAP" "discover --mapping=sc"
+KVM_VM_MAPPING=$MAP plugin -scdump > "$W/scdump.out"
+grep -qxF "SC_DUMP#VM#$A#state=running agent=responding disks=1 backed-up=1" "$W/scdump.out" ||
+  vs_fail "-scdump: $(cat "$W/scdump.out")"
+grep -q "^SC_DUMP#libvirt#[0-9]" "$W/scdump.out" || vs_fail "-scdump: no libvirt version"
 # The tgt hook configured: locate names the target's host and the LUN's backing file for A;
 # B's file disk it cannot say (exit 3), so B keeps localhost and its path.
 printf 'TARGET_DIR=%s\nTARGET_SCRIPT=%s\n' "$VS_ISCSI_DIR" "$VS_TARGETS_SRC/iscsi-target.sh" > "$W/hook.conf"
