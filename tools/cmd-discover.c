@@ -111,7 +111,7 @@ vs_cmd_discover(const VsGlobal *g, int argc, char **argv)
     /* A configuration that cannot be read does not keep discovery from
      * reporting the rest: it is said, the answer decided without it, and the
      * exit status 1 (a backup would refuse it). */
-    if (!(snap = vs_snap_config_load(snap_conf, &err))) {
+    if (!(snap = vs_snap_config_load(vs_cfg("VIRTSNAP_SNAPSHOT_CONFIG", snap_conf), &err))) {
         vs_print_error("discover: %s (snapshot_provider is decided without it)", err->message);
         g_clear_error(&err);
         config_bad = true;
