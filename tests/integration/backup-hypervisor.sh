@@ -78,8 +78,18 @@ churn() {
 }
 # the throttle only served to keep the commit from READY until the fault: lifted, the commit
 # converges at once and a virtsnap that reconnected does not wait out 45 MiB at 1 MiB/s
-unthrottle() { virsh blockjob "$D" vda --bandwidth 0 >/dev/null 2>&1 || true; }
-only lv-commit && { churn; after_fault=unthrottle libvirtd_at lv-commit commit-started 5000 commit_running --commit-bandwidth 1; }
+# (libvirtd, just restarted, may refuse it for a moment; and virtsnap, which lost the old job's
+# events with the connection, cancels it and starts a new commit at its --commit-bandwidth:
+# lifted too, or the new one crawls through the churn at 1 MiB/s, ~45 s)
+unthrottle() {
+  ( for _ in $(seq 60); do
+      virsh blockjob "$D" vda --bandwidth 0 >/dev/null 2>&1
+      sleep 0.25
+    done ) &
+  UNTHROTTLE_PID=$!
+}
+only lv-commit && { churn; after_fault=unthrottle libvirtd_at lv-commit commit-started 5000 commit_running --commit-bandwidth 1;
+  kill "$UNTHROTTLE_PID" 2>/dev/null || true; wait "$UNTHROTTLE_PID" 2>/dev/null || true; }
 
 qemu_killed_at() {   # NAME POINT MS WAITCMD [ARGS...]: QEMU killed inside the window
   local name=$1 point=$2 ms=$3 cond=$4 mark; shift 4
