@@ -233,11 +233,13 @@ domain_result_of(VsBackupResult *result, const char *name)
 
 /* KVM_VM_CONFIG_DIR: each domain the backup holds has its definition written
  * there as NAME.xml (0600: it may name storage secrets' users, paths), as the
- * backup saved it. A file that cannot be written is a note: the backup stands. */
+ * backup saved it. A file that cannot be written is a note: the backup stands.
+ * Libvirt's own /etc/libvirt/qemu, Snap Creator's default, already holds them:
+ * nothing is written there behind libvirt's back. */
 static void
 save_definitions(Run *run, VsBackupResult *result)
 {
-    const char *dir = run->opts->config_dir;
+    const char *dir = vs_dir_is_libvirts_own(run->opts->config_dir) ? NULL : run->opts->config_dir;
 
     for (guint i = 0; dir && i < run->doms->len; i++) {
         DomJob *j = run->doms->pdata[i];

@@ -295,8 +295,7 @@ op_restore(const ScRun *r)
         return SC_EXIT_FAILED;
     }
     /* libvirt keeps its own directory itself */
-    if (config_dir && (!*config_dir || !g_strcmp0(config_dir, "/etc/libvirt/qemu") ||
-                       !g_strcmp0(config_dir, "/etc/libvirt/qemu/")))
+    if (config_dir && (!*config_dir || vs_dir_is_libvirts_own(config_dir)))
         config_dir = NULL;
     ok = say_restored(conn, res, config_dir);
     vs_conn_close(conn);

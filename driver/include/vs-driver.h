@@ -29,6 +29,12 @@ void vs_conn_close(virConnectPtr conn);
  * checked before anything is done. */
 int vs_domain_exists(virConnectPtr conn, const char *name, GError **error);
 
+/* Whether DIR is libvirt's own directory of domain definitions,
+ * /etc/libvirt/qemu, however named (Snap Creator's default KVM_VM_CONFIG_DIR):
+ * libvirt writes the files there itself, and one written behind its back would
+ * be read at its next start, so virtsnap writes none there (dirs.c). */
+bool vs_dir_is_libvirts_own(const char *dir);
+
 /* ------------------------------------------------------------------------- */
 /* Discovery                                                                 */
 
