@@ -106,7 +106,8 @@ done
 
 # ---------------------------------------------------------------- report
 
-GIT_V=$(git -C "$VS_SOURCE_ROOT" describe --always --dirty 2>/dev/null || echo "?")
+# the tree the binary was built in (VIRTSNAP may be another tree's build)
+GIT_V=$(git -C "$(dirname "$VIRTSNAP")" describe --always --dirty 2>/dev/null || echo "?")
 export RES README ROUNDS GUESTS WRITER GIT_V LOAD_START T_START BOOT_DONE
 export LOAD_END="$(cut -d" " -f1-3 /proc/loadavg)" NO_README=${NO_README:-0}
 export MACHINE="$(. /etc/os-release; echo "$PRETTY_NAME"); nproc $(nproc); CPU $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); kernel $(uname -r)"
