@@ -9,16 +9,23 @@
 
 #include <string.h>
 
-bool
-vs_agent_freeze(virDomainPtr dom, int timeout_s, GError **error)
+int
+vs_agent_freeze_count(virDomainPtr dom, int timeout_s, GError **error)
 {
     const VsControlOps *c = vs_control();
     GError *cause = NULL;
+    int n = c->fs_freeze(dom, timeout_s, &cause);
 
-    if (c->fs_freeze(dom, timeout_s, &cause))
-        return true;
+    if (n >= 0)
+        return n;
     vs_control_error(error, cause, VS_ERROR_AGENT, "freeze: domain '%s'", c->domain_name(dom));
-    return false;
+    return -1;
+}
+
+bool
+vs_agent_freeze(virDomainPtr dom, int timeout_s, GError **error)
+{
+    return vs_agent_freeze_count(dom, timeout_s, error) >= 0;
 }
 
 bool
@@ -59,4 +66,22 @@ vs_agent_freeze_status(virDomainPtr dom, int timeout_s, GError **error)
     g_set_error(error, VS_ERROR, VS_ERROR_AGENT, "freeze status: domain '%s': unexpected reply %s",
                 c->domain_name(dom), reply);
     return NULL;
+}
+
+bool
+vs_agent_thaw_confirmed(virDomainPtr dom, int timeout_s, GError **error)
+{
+    g_autoptr(GError) terr = NULL, serr = NULL;
+    g_autofree char *status = NULL;
+
+    /* A thaw that fails may still have worked: the guest's answer decides. */
+    (void)vs_agent_thaw(dom, timeout_s, &terr);
+    status = vs_agent_freeze_status(dom, timeout_s, &serr);
+    if (g_strcmp0(status, "thawed") == 0)
+        return true;
+    if (terr || serr)
+        g_propagate_error(error, terr ? g_steal_pointer(&terr) : g_steal_pointer(&serr));
+    else
+        g_set_error_literal(error, VS_ERROR, VS_ERROR_AGENT, "it still says frozen");
+    return false;
 }

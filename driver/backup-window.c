@@ -12,69 +12,48 @@
 /* Freeze, snapshot, thaw: each domain on its own thread, so that the group's
  * frozen window is the slowest guest's, not the sum of all.                  */
 
-typedef gpointer (*DomStep)(gpointer data);
-
-typedef struct {
-    Run *run;
-    DomJob *j;
-} StepArg;
-
 static void
-for_each_domain(Run *run, GPtrArray *set, DomStep step)
+for_each_domain(Run *run, GPtrArray *set, VsEachFunc step)
 {
-    g_autoptr(GPtrArray) threads = g_ptr_array_new();
-    g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
-
-    for (guint i = 0; i < set->len; i++) {
-        StepArg *a = g_new0(StepArg, 1);
-        a->run = run;
-        a->j = set->pdata[i];
-        g_ptr_array_add(args, a);
-        g_ptr_array_add(threads, g_thread_new("virtsnap-dom", step, a));
-    }
-    for (guint i = 0; i < threads->len; i++)
-        g_thread_join(threads->pdata[i]);
+    vs_each_parallel(set, step, run);
 }
 
-static gpointer
-step_freeze(gpointer data)
+static void
+step_freeze(gpointer item, gpointer data)
 {
-    StepArg *a = data;
-    DomJob *j = a->j;
-
+    DomJob *j = item;
+    Run *run = data;
     j->frozen_at = g_get_real_time() / 1000;
     j->freeze_start = vs_now_ms();
-    j->frozen = vs_agent_freeze(j->dom, a->run->opts->agent_timeout, &j->thread_error);
+    j->frozen = vs_agent_freeze(j->dom, run->opts->agent_timeout, &j->thread_error);
     if (j->frozen)
         vs_fault_point("after-freeze");
-    return NULL;
 }
 
 /* The method's point in time, on the domain's own thread. */
-static gpointer
-step_point_in_time(gpointer data)
+static void
+step_point_in_time(gpointer item, gpointer data)
 {
-    StepArg *a = data;
-
-    a->j->method->point_in_time(a->run, a->j);
-    return NULL;
+    DomJob *j = item;
+    Run *run = data;
+    j->method->point_in_time(run, j);
 }
 
-static gpointer
-step_thaw(gpointer data)
+static void
+step_thaw(gpointer item, gpointer data)
 {
-    StepArg *a = data;
-    DomJob *j = a->j;
+    DomJob *j = item;
+    Run *run = data;
     g_autoptr(GError) err = NULL;
-    bool ok = vs_agent_thaw(j->dom, a->run->opts->agent_timeout, &err);
+    bool ok = vs_agent_thaw(j->dom, run->opts->agent_timeout, &err);
 
     /* libvirtd restarted while the guest was frozen: thaw over a new connection. */
-    if (!ok && !vs_link_alive(a->run->link)) {
+    if (!ok && !vs_link_alive(run->link)) {
         g_autoptr(GError) rerr = NULL;
 
-        if (dom_revive(a->run, j, "thaw", &rerr)) {
+        if (dom_revive(run, j, "thaw", &rerr)) {
             g_clear_error(&err);
-            ok = vs_agent_thaw(j->dom, a->run->opts->agent_timeout, &err);
+            ok = vs_agent_thaw(j->dom, run->opts->agent_timeout, &err);
         } else {
             g_prefix_error(&err, "%s; ", rerr->message);
         }
@@ -94,7 +73,6 @@ step_thaw(gpointer data)
     }
     j->freeze_end = vs_now_ms();
     j->thawed_at = g_get_real_time() / 1000;
-    return NULL;
 }
 
 /* A domain whose point in time did not succeed. A call cut short by a closed

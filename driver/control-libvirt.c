@@ -158,15 +158,17 @@ reset_timeout(virDomainPtr dom)
     (void)virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
 }
 
-static bool
+static int
 lv_fs_freeze(virDomainPtr dom, int timeout_s, GError **error)
 {
-    bool ok;
+    int n;
 
     set_timeout(dom, timeout_s);
-    ok = lv_ok(virDomainFSFreeze(dom, NULL, 0, 0), error);
+    n = virDomainFSFreeze(dom, NULL, 0, 0);
+    if (!lv_ok(n, error))
+        n = -1;
     reset_timeout(dom);
-    return ok;
+    return n;
 }
 
 static bool
@@ -459,6 +461,12 @@ lv_domain_resume(virDomainPtr dom, GError **error)
 }
 
 static bool
+lv_domain_suspend(virDomainPtr dom, GError **error)
+{
+    return lv_ok(virDomainSuspend(dom), error);
+}
+
+static bool
 lv_block_info(virDomainPtr dom, const char *disk, VsBlockInfo *info, GError **error)
 {
     virDomainBlockInfo bi;
@@ -670,6 +678,7 @@ const VsControlOps vs_control_libvirt = {
     /* The backup run's */
     .domain_is_persistent = lv_domain_is_persistent,
     .domain_resume = lv_domain_resume,
+    .domain_suspend = lv_domain_suspend,
     .block_info = lv_block_info,
     /* Recover's */
     .conn_uri = lv_conn_uri,

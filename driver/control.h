@@ -74,9 +74,10 @@ typedef struct {
     char *(*domain_xml)(virDomainPtr dom, bool inactive, GError **error);
 
     /* The guest agent. freeze and thaw wait at most TIMEOUT_S (libvirt's own
-     * agent calls wait forever otherwise); agent_command sends one JSON
-     * command and returns the agent's reply. */
-    bool (*fs_freeze)(virDomainPtr dom, int timeout_s, GError **error);
+     * agent calls wait forever otherwise); freeze returns how many file
+     * systems it froze, -1 on failure; agent_command sends one JSON command
+     * and returns the agent's reply. */
+    int (*fs_freeze)(virDomainPtr dom, int timeout_s, GError **error);
     bool (*fs_thaw)(virDomainPtr dom, int timeout_s, GError **error);
     char *(*agent_command)(virDomainPtr dom, const char *command, int timeout_s, GError **error);
 
@@ -124,9 +125,11 @@ typedef struct {
 
     /* What the backup run asks besides (link.c, backup-plan.c, method-*.c).
      * domain_is_persistent: 1, 0, -1 (cannot say). domain_resume: a paused
-     * domain goes on. block_info: DISK's capacity and allocation. */
+     * domain goes on; domain_suspend pauses a running one (quiesce's
+     * fallback). block_info: DISK's capacity and allocation. */
     int (*domain_is_persistent)(virDomainPtr dom);
     bool (*domain_resume)(virDomainPtr dom, GError **error);
+    bool (*domain_suspend)(virDomainPtr dom, GError **error);
     bool (*block_info)(virDomainPtr dom, const char *disk, VsBlockInfo *info, GError **error);
 
     /* Recover. conn_uri: the connection's URI (NULL when libvirt cannot

@@ -73,6 +73,11 @@ void vs_journal_finish(VsJournal *j);
 /* The run ends with work left for recover: the journal stays, unlocked. */
 void vs_journal_close(VsJournal *j);
 const char *vs_journal_path(const VsJournal *j);
+/* The journal's descriptor (its lock goes with it: a process handed a dup of
+ * it keeps the run alive for recover), and a journal made of one inherited
+ * that way (FD at PATH, already locked). */
+int vs_journal_fd(const VsJournal *j);
+VsJournal *vs_journal_adopt(int fd, const char *path);
 
 /* Journaled temp files of export and restore (tempfile.c): a journal of its
  * own for a run of KIND ("export", "restore"); the name of a temp file in DIR
@@ -131,6 +136,17 @@ bool vs_domain_resume_paused(virDomainPtr dom, bool *resumed, GError **error);
 int vs_domain_lock(const char *state_dir, const char *uuid, const char *name, const char *command,
                    int wait_s, GError **error);
 void vs_domain_unlock(int fd);
+/* Whether UUID is a canonical UUID (it becomes a file name). */
+bool vs_uuid_valid(const char *uuid);
+/* At most MAX bytes of TEXT, anything but printable ASCII as '?': for what a
+ * file anyone could have written says, on its way to a terminal. */
+char *vs_printable(const char *text, size_t max);
+
+/* ------------------------------------------------------------------------- */
+/* Each of ITEMS on a thread of its own at once (parallel.c): a group's freeze,
+ * snapshot or thaw takes as long as its slowest member, not the sum. */
+typedef void (*VsEachFunc)(gpointer item, gpointer data);
+void vs_each_parallel(GPtrArray *items, VsEachFunc func, gpointer data);
 
 /* ------------------------------------------------------------------------- */
 /* Agent: freeze and thaw with a bound on every call.                         */
@@ -138,8 +154,14 @@ void vs_domain_unlock(int fd);
 /* Freezes all guest file systems. On failure the caller must still thaw: a
  * timed-out freeze may have frozen some file systems. */
 bool vs_agent_freeze(virDomainPtr dom, int timeout_s, GError **error);
+/* The same, returning how many file systems the agent froze (-1: failed). */
+int vs_agent_freeze_count(virDomainPtr dom, int timeout_s, GError **error);
 /* Thaws; a guest that is not frozen is not an error. */
 bool vs_agent_thaw(virDomainPtr dom, int timeout_s, GError **error);
+/* Thaws, then asks: true when the guest says it is thawed; otherwise *ERROR
+ * says what stands in the way (the agent call's error, or "it still says
+ * frozen"). */
+bool vs_agent_thaw_confirmed(virDomainPtr dom, int timeout_s, GError **error);
 /* "frozen", "thawed", or NULL with *error. */
 char *vs_agent_freeze_status(virDomainPtr dom, int timeout_s, GError **error);
 
@@ -292,5 +314,20 @@ typedef struct {
  * all did, 1 when P->persist_s passed first. Each try is logged to
  * STATE_DIR/guardian.log; *CONN is reopened whenever it is not alive. */
 int vs_guardian_thaw_all(virConnectPtr *conn, const VsThawPlan *p, char **uuids, int n);
+
+/* The guardian's command line after the executable (ARGS, NULL-terminated,
+ * ARGS[0] the hidden command), spawned in its own session as
+ * vs_guardian_spawn does, with PASS_FD (-1: none) as its descriptor 3 and
+ * its standard error on /dev/null when QUIET; URI, UUIDS and AGENT_TIMEOUT
+ * as there. It arms as that one does; one that writes "error MESSAGE"
+ * instead of "ready" fails vs_guardian_arm with MESSAGE. */
+VsGuardian *vs_guardian_spawn_args(const char *exe, const char *const *args, int pass_fd,
+                                   bool quiet, const char *uri, const char *const *uuids,
+                                   int agent_timeout, GError **error);
+/* Tells the guardian "held" (it goes on alone, past this process) and lets go
+ * of it without waiting. */
+void vs_guardian_release(VsGuardian *g);
+/* A line to STATE_DIR/guardian.log (and standard error), prefixed by ID. */
+void vs_guardian_log(const char *state_dir, const char *id, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 
 int64_t vs_now_ms(void);

@@ -39,39 +39,53 @@ struct _VsGuardian {
  * thawed; after that the journal's freeze is left to `virtsnap recover`. */
 #define PERSIST_S (24 * 3600)
 
+/* Descriptor 3 of the child, and its session; standard error on /dev/null
+ * once QUIET (a caller's pipe must not wait for a guardian that outlives it). */
+typedef struct {
+    bool quiet;
+} ChildSetup;
+
 static void
 child_setup(gpointer data)
 {
-    (void)data;
+    ChildSetup *cs = data;
+
     setsid();
+    if (cs->quiet) {
+        int null = open("/dev/null", O_WRONLY);
+
+        if (null >= 0) {
+            dup2(null, STDERR_FILENO);
+            close(null);
+        }
+    }
 }
 
 VsGuardian *
-vs_guardian_spawn(const char *exe, const char *uri, const char *state_dir, const char *id,
-                  int deadline_ms, const char *const *uuids, int agent_timeout, GError **error)
+vs_guardian_spawn_args(const char *exe, const char *const *args, int pass_fd, bool quiet,
+                       const char *uri, const char *const *uuids, int agent_timeout, GError **error)
 {
     g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GError) local = NULL;
     VsGuardian *g = g_new0(VsGuardian, 1);
+    ChildSetup cs = { quiet };
+    int source_fds[1] = { pass_fd }, target_fds[1] = { 3 };
 
     g_ptr_array_add(argv, g_strdup(exe && *exe ? exe : "/proc/self/exe"));
-    g_ptr_array_add(argv, g_strdup("guardian"));
-    g_ptr_array_add(argv, g_strdup(vs_default_uri(uri)));
-    g_ptr_array_add(argv, g_strdup_printf("%d", deadline_ms));
-    g_ptr_array_add(argv, g_strdup_printf("%d", agent_timeout));
-    g_ptr_array_add(argv, g_strdup(vs_state_dir(state_dir)));
-    g_ptr_array_add(argv, g_strdup(id));
-    for (size_t i = 0; uuids && uuids[i]; i++)
-        g_ptr_array_add(argv, g_strdup(uuids[i]));
+    for (size_t i = 0; args[i]; i++)
+        g_ptr_array_add(argv, g_strdup(args[i]));
     g_ptr_array_add(argv, NULL);
 
     g->out_fd = -1;
     g->agent_timeout = agent_timeout;
     g->uri = g_strdup(vs_default_uri(uri));
     g->uuids = g_strdupv((char **)uuids);
-    if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL,
-                                  G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_CLOEXEC_PIPES,
-                                  child_setup, NULL, &g->pid, &g->ctl_fd, &g->out_fd, NULL, &local)) {
+    if (!g_spawn_async_with_pipes_and_fds(NULL, (const char *const *)argv->pdata, NULL,
+                                          G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_CLOEXEC_PIPES,
+                                          child_setup, &cs, -1, -1, -1,
+                                          pass_fd >= 0 ? source_fds : NULL,
+                                          pass_fd >= 0 ? target_fds : NULL, pass_fd >= 0 ? 1 : 0,
+                                          &g->pid, &g->ctl_fd, &g->out_fd, NULL, &local)) {
         g_set_error(error, VS_ERROR, VS_ERROR_FAILED, "guardian: cannot start %s: %s",
                     (char *)argv->pdata[0], local->message);
         g_strfreev(g->uuids);
@@ -82,22 +96,41 @@ vs_guardian_spawn(const char *exe, const char *uri, const char *state_dir, const
     return g;
 }
 
+VsGuardian *
+vs_guardian_spawn(const char *exe, const char *uri, const char *state_dir, const char *id,
+                  int deadline_ms, const char *const *uuids, int agent_timeout, GError **error)
+{
+    g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
+
+    g_ptr_array_add(args, g_strdup("guardian"));
+    g_ptr_array_add(args, g_strdup(vs_default_uri(uri)));
+    g_ptr_array_add(args, g_strdup_printf("%d", deadline_ms));
+    g_ptr_array_add(args, g_strdup_printf("%d", agent_timeout));
+    g_ptr_array_add(args, g_strdup(vs_state_dir(state_dir)));
+    g_ptr_array_add(args, g_strdup(id));
+    for (size_t i = 0; uuids && uuids[i]; i++)
+        g_ptr_array_add(args, g_strdup(uuids[i]));
+    g_ptr_array_add(args, NULL);
+    return vs_guardian_spawn_args(exe, (const char *const *)args->pdata, -1, false, uri, uuids,
+                                  agent_timeout, error);
+}
+
 bool
 vs_guardian_covers(const VsGuardian *g, const char *uuid)
 {
     return g->uuids && g_strv_contains((const char *const *)g->uuids, uuid);
 }
 
-/* Until it says "ready" (its own connection is open), nothing may be frozen. */
+/* Until it says "ready" (its own connection is open), nothing may be frozen.
+ * A guardian that cannot serve says "error MESSAGE" instead. */
 static bool
 wait_armed(VsGuardian *g, GError **error)
 {
-    char buf[16] = "";
+    char buf[1024] = "";
     size_t got = 0;
     gint64 until = g_get_monotonic_time() + 15 * G_USEC_PER_SEC;
 
-    /* Armed means: its own connection is open. Until then nothing is frozen. */
-    while (got < 6 && g_get_monotonic_time() < until) {
+    while (!memchr(buf, '\n', got) && got < sizeof buf - 1 && g_get_monotonic_time() < until) {
         struct pollfd pfd = { .fd = g->out_fd, .events = POLLIN };
         ssize_t r;
         if (poll(&pfd, 1, 200) <= 0)
@@ -109,12 +142,16 @@ wait_armed(VsGuardian *g, GError **error)
     }
     close(g->out_fd);
     g->out_fd = -1;
-    if (strncmp(buf, "ready\n", 6) != 0) {
-        g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
-                    "guardian: did not arm (it could not open %s?); nothing was frozen", g->uri);
+    if (strncmp(buf, "ready\n", 6) == 0)
+        return true;
+    if (strncmp(buf, "error ", 6) == 0 && memchr(buf, '\n', got)) {
+        *strchr(buf, '\n') = '\0';
+        g_set_error(error, VS_ERROR, VS_ERROR_BUSY, "%s", buf + 6);
         return false;
     }
-    return true;
+    g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
+                "guardian: did not arm (it could not open %s?); nothing was frozen", g->uri);
+    return false;
 }
 
 bool
@@ -142,6 +179,19 @@ vs_guardian_start(const char *exe, const char *uri, const char *state_dir, const
         return NULL;
     }
     return g;
+}
+
+void
+vs_guardian_release(VsGuardian *g)
+{
+    (void)!write(g->ctl_fd, "held\n", 5);
+    close(g->ctl_fd);
+    if (g->out_fd >= 0)
+        close(g->out_fd);
+    g_spawn_close_pid(g->pid);
+    g_strfreev(g->uuids);
+    g_free(g->uri);
+    g_free(g);
 }
 
 bool
@@ -181,11 +231,8 @@ vs_guardian_stop(VsGuardian *g, bool all_thawed)
     return confirmed;
 }
 
-static void
-guardian_log(const char *state_dir, const char *id, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-
-static void
-guardian_log(const char *state_dir, const char *id, const char *fmt, ...)
+void
+vs_guardian_log(const char *state_dir, const char *id, const char *fmt, ...)
 {
     g_autofree char *path = g_build_filename(state_dir, "guardian.log", NULL);
     g_autofree char *msg = NULL;
@@ -209,15 +256,11 @@ guardian_log(const char *state_dir, const char *id, const char *fmt, ...)
 static bool
 thaw_one(virDomainPtr dom, int agent_timeout, char **why)
 {
-    g_autoptr(GError) terr = NULL, serr = NULL;
-    g_autofree char *status = NULL;
+    g_autoptr(GError) err = NULL;
 
-    /* A thaw that fails may still have worked: the guest's answer decides. */
-    (void)vs_agent_thaw(dom, agent_timeout, &terr);
-    status = vs_agent_freeze_status(dom, agent_timeout, &serr);
-    if (g_strcmp0(status, "thawed") == 0)
+    if (vs_agent_thaw_confirmed(dom, agent_timeout, &err))
         return true;
-    *why = g_strdup(terr ? terr->message : serr ? serr->message : "it still says frozen");
+    *why = g_strdup(err->message);
     return false;
 }
 
@@ -234,10 +277,10 @@ lookup_for_thaw(const VsThawPlan *p, virConnectPtr conn, const char *uuid, int a
     if (dom)
         return dom;
     if (g_error_matches(err, VS_ERROR, VS_ERROR_NOT_FOUND) && c->conn_alive(conn) == 1) {
-        guardian_log(p->state_dir, p->id, "domain %s no longer exists", uuid);
+        vs_guardian_log(p->state_dir, p->id, "domain %s no longer exists", uuid);
         *gone = true;
     } else {
-        guardian_log(p->state_dir, p->id, "try %d: domain %s: %s", attempt, uuid, err->message);
+        vs_guardian_log(p->state_dir, p->id, "try %d: domain %s: %s", attempt, uuid, err->message);
     }
     return NULL;
 }
@@ -258,7 +301,7 @@ vs_guardian_thaw_all(virConnectPtr *conn, const VsThawPlan *p, char **uuids, int
 
             vs_conn_close(*conn);
             if (!(*conn = vs_conn_open(p->uri, &err)))
-                guardian_log(p->state_dir, p->id, "try %d: %s", attempt, err->message);
+                vs_guardian_log(p->state_dir, p->id, "try %d: %s", attempt, err->message);
         }
         for (guint i = 0; *conn && i < pending->len;) {
             bool gone;
@@ -273,14 +316,14 @@ vs_guardian_thaw_all(virConnectPtr *conn, const VsThawPlan *p, char **uuids, int
                 continue;
             }
             if (c->domain_is_active(dom) == 0) {
-                guardian_log(p->state_dir, p->id, "domain '%s' no longer runs", c->domain_name(dom));
+                vs_guardian_log(p->state_dir, p->id, "domain '%s' no longer runs", c->domain_name(dom));
                 g_ptr_array_remove_index(pending, i);
             } else if (thaw_one(dom, p->agent_timeout, &why)) {
-                guardian_log(p->state_dir, p->id, "thawed domain '%s' (it says thawed)",
+                vs_guardian_log(p->state_dir, p->id, "thawed domain '%s' (it says thawed)",
                              c->domain_name(dom));
                 g_ptr_array_remove_index(pending, i);
             } else {
-                guardian_log(p->state_dir, p->id, "try %d: domain '%s' is not thawed yet: %s",
+                vs_guardian_log(p->state_dir, p->id, "try %d: domain '%s' is not thawed yet: %s",
                              attempt, c->domain_name(dom), why);
                 i++;
             }
@@ -300,7 +343,7 @@ vs_guardian_thaw_all(virConnectPtr *conn, const VsThawPlan *p, char **uuids, int
             }
         }
         if (g_get_monotonic_time() + (gint64)pause_ms * 1000 > until) {
-            guardian_log(p->state_dir, p->id, "gave up after %d tries: %u domain(s) may still be "
+            vs_guardian_log(p->state_dir, p->id, "gave up after %d tries: %u domain(s) may still be "
                          "frozen; `virtsnap recover` thaws them", attempt, pending->len);
             return 1;
         }
@@ -386,7 +429,7 @@ vs_guardian_main(int argc, char **argv)
         vs_conn_close(conn);
         return 0;
     }
-    guardian_log(state_dir, id, "%s: thawing %d domain(s)",
+    vs_guardian_log(state_dir, id, "%s: thawing %d domain(s)",
                  g_get_monotonic_time() >= until ? "freeze bound reached"
                  : "backup process ended, or could not thaw them all", argc - 6);
     {

@@ -112,6 +112,22 @@ vs_journal_create(const char *state_dir, const char *id, GError **error)
     return j;
 }
 
+VsJournal *
+vs_journal_adopt(int fd, const char *path)
+{
+    VsJournal *j = g_new0(VsJournal, 1);
+
+    j->fd = fd;
+    j->path = g_strdup(path);
+    return j;
+}
+
+int
+vs_journal_fd(const VsJournal *j)
+{
+    return j->fd;
+}
+
 void
 vs_journal_close(VsJournal *j)
 {
@@ -233,8 +249,8 @@ lock_dir(void)
 }
 
 /* The UUID becomes a file name: nothing but the canonical form gets that far. */
-static bool
-uuid_valid(const char *uuid)
+bool
+vs_uuid_valid(const char *uuid)
 {
     if (!uuid || strlen(uuid) != 36)
         return false;
@@ -248,8 +264,8 @@ uuid_valid(const char *uuid)
 
 /* At most MAX bytes of TEXT, anything but printable ASCII as '?': the lock file
  * may have been written by anyone able to, and what it says ends up on a terminal. */
-static char *
-printable(const char *text, size_t max)
+char *
+vs_printable(const char *text, size_t max)
 {
     GString *out = g_string_new(NULL);
 
@@ -380,7 +396,7 @@ describe_holder(int fd)
         else if (strcmp(lines[i], "time") == 0)
             slot = &since;
         if (slot && !*slot)
-            *slot = printable(eq + 1, 256);
+            *slot = vs_printable(eq + 1, 256);
     }
     if (!pid)
         return g_strdup("a run that has not written its name yet");
@@ -400,8 +416,8 @@ vs_domain_lock(const char *state_dir, const char *uuid, const char *name, const 
     struct stat st;
     int dfd, fd;
 
-    if (!uuid_valid(uuid)) {
-        g_autofree char *shown = printable(uuid ? uuid : "", 64);
+    if (!vs_uuid_valid(uuid)) {
+        g_autofree char *shown = vs_printable(uuid ? uuid : "", 64);
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                     "lock: domain '%s': '%s' is not a UUID (36 hex digits and dashes)", name, shown);
         return -1;

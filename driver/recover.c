@@ -18,6 +18,7 @@
 #include "driver-internal.h"
 #include "control.h"
 #include "vs-restore.h"
+#include "vs-quiesce.h"
 #include "instant.h"
 #include "vs-block.h"
 #include "vs-xml.h"
@@ -669,10 +670,21 @@ vs_recover(virConnectPtr conn, const char *state_dir, const char *const *uuids,
     if (!uuids) {
         g_autoptr(GError) err = NULL;
 
-        if (!vs_link_revive(link, "recover", &err) ||
-            !vs_instant_recover(vs_link_conn(link), actions, &err)) {
+        if (!vs_link_revive(link, "recover", &err)) {
             recover_failed(all_ok, actions, error, &err);
             all_ok = false;
+        } else {
+            if (!vs_instant_recover(vs_link_conn(link), actions, &err)) {
+                recover_failed(all_ok, actions, error, &err);
+                all_ok = false;
+            }
+            /* A quiesce token whose guardian died: its journal's freezes were
+             * thawed above; what it paused is resumed, and the token goes. */
+            g_clear_error(&err);
+            if (!vs_quiesce_recover(vs_link_conn(link), state_dir, actions, &err)) {
+                recover_failed(all_ok, actions, error, &err);
+                all_ok = false;
+            }
         }
     }
     return all_ok;

@@ -31,6 +31,9 @@ static const Command commands[] = {
     { "mount", vs_cmd_mount, "serve a backed-up disk read-only over NBD" },
     { "umount", vs_cmd_umount, "stop serving a mounted disk" },
     { "guardian", vs_cmd_guardian, NULL },   /* internal: started by backup */
+    { "quiesce", vs_cmd_quiesce, "freeze guests together for an outside snapshot, until unquiesce" },
+    { "unquiesce", vs_cmd_unquiesce, "thaw the guests a quiesce froze, by its token" },
+    { "quiesce-guardian", vs_cmd_quiesce_guardian, NULL },   /* internal: started by quiesce */
 };
 
 void

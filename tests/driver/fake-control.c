@@ -290,11 +290,16 @@ f_domain_xml(virDomainPtr dom, bool inactive, GError **error)
     return take(error, "domain_xml %s %s", NAME(dom), inactive ? "inactive" : "live");
 }
 
-static bool
+static int
 f_fs_freeze(virDomainPtr dom, int timeout_s, GError **error)
 {
+    g_autofree char *reply = take(error, "fs_freeze %s", NAME(dom));
+
     (void)timeout_s;
-    return take_ok(error, "fs_freeze %s", NAME(dom));
+    if (!reply)
+        return -1;
+    /* "ok": one file system; a number: that many. */
+    return g_ascii_isdigit(reply[0]) ? atoi(reply) : 1;
 }
 
 static bool
@@ -492,6 +497,12 @@ f_domain_resume(virDomainPtr dom, GError **error)
 }
 
 static bool
+f_domain_suspend(virDomainPtr dom, GError **error)
+{
+    return take_ok(error, "domain_suspend %s", NAME(dom));
+}
+
+static bool
 f_block_info(virDomainPtr dom, const char *disk, VsBlockInfo *info, GError **error)
 {
     g_autofree char *reply = take(error, "block_info %s %s", NAME(dom), disk);
@@ -632,6 +643,7 @@ static const VsControlOps fake_ops = {
     .checkpoint_delete = f_checkpoint_delete,
     .domain_is_persistent = f_domain_is_persistent,
     .domain_resume = f_domain_resume,
+    .domain_suspend = f_domain_suspend,
     .block_info = f_block_info,
     .conn_uri = f_conn_uri,
     .domain_list = f_domain_list,

@@ -16,7 +16,7 @@
  *   domain_is_active NAME          "1", "0" or "-1"
  *   domain_state NAME              "running", "paused", "shutdown", "shutoff", "crashed"
  *   domain_xml NAME live|inactive  the XML
- *   fs_freeze NAME, fs_thaw NAME   "ok"
+ *   fs_freeze NAME, fs_thaw NAME   "ok" (fs_freeze: or how many file systems)
  *   agent_command NAME EXECUTE     the agent's reply (EXECUTE: the command's "execute")
  *   snapshot_create NAME           "ok" (its XML: vs_fake_last_xml)
  *   block_commit NAME DISK, block_copy NAME DISK                 "ok"
@@ -32,7 +32,7 @@
  *   checkpoint_redefine NAME       "ok" (its XML: vs_fake_last_xml)
  *   checkpoint_delete NAME CHECKPOINT [metadata-only]           "ok"
  *   domain_is_persistent NAME      "1", "0" or "-1"
- *   domain_resume NAME             "ok"
+ *   domain_resume NAME, domain_suspend NAME                        "ok"
  *   block_info NAME DISK           "CAPACITY ALLOCATION" (bytes)
  *   conn_uri                       the URI (an error item: NULL)
  *   domain_list                    the names of vs_fake_domain domains, space-separated
