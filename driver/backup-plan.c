@@ -9,6 +9,7 @@
  * before a byte is copied. */
 #include "config.h"
 #include "backup-internal.h"
+#include "retry.h"
 
 #include <errno.h>
 #include <string.h>
@@ -516,11 +517,19 @@ domain_state(DomJob *j)
 /* The definition kept in the manifest, which restores the domain: the
  * persistent one, or a transient domain's live XML, which discovery read. */
 static bool
-keep_definition(DomJob *j, const VsDiscoveredDomain *disc)
+keep_definition(Run *run, DomJob *j, const VsDiscoveredDomain *disc)
 {
     g_autoptr(GError) err = NULL;
+    VsRetry r = VS_RETRY_INIT(run->opts->retry_count);
 
-    j->xml = disc->persistent ? vs_control()->domain_xml(j->dom, true, &err) : g_strdup(disc->xml);
+    if (disc->persistent) {
+        while (!(vs_fault_fail("domain-xml", &err) && (j->xml = vs_control()->domain_xml(j->dom, true, &err))) &&
+               vs_retry_again(&r, &err))
+            ;
+        vs_retry_note(&r, "reading the persistent XML", j->notes);
+    } else {
+        j->xml = g_strdup(disc->xml);
+    }
     /* No definition parsed: discovery's problem with the domain says why. */
     for (guint i = 0; !err && !disc->def && i < disc->problems->len; i++) {
         const VsProblem *p = disc->problems->pdata[i];
@@ -587,7 +596,7 @@ prepare_domain(Run *run, virDomainPtr dom, VsDiscoveredDomain *disc)
         disc = again->pdata[0];
         state = domain_state(j);
     }
-    if (!keep_definition(j, disc))
+    if (!keep_definition(run, j, disc))
         return j;
     /* Parsed once, by discovery: the stages take it from the job. */
     def = j->live_def = g_steal_pointer(&disc->def);

@@ -231,6 +231,28 @@ domain_result_of(VsBackupResult *result, const char *name)
     return dr;
 }
 
+/* KVM_VM_CONFIG_DIR: each domain the backup holds has its definition written
+ * there as NAME.xml (0600: it may name storage secrets' users, paths), as the
+ * backup saved it. A file that cannot be written is a note: the backup stands. */
+static void
+save_definitions(Run *run, VsBackupResult *result)
+{
+    const char *dir = run->opts->config_dir;
+
+    for (guint i = 0; dir && i < run->doms->len; i++) {
+        DomJob *j = run->doms->pdata[i];
+        VsBackupDomainResult *dr = domain_result_of(result, j->name);
+        g_autofree char *path = NULL;
+        g_autoptr(GError) err = NULL;
+
+        if (!dr || !dr->ok || !j->xml)
+            continue;
+        path = g_strdup_printf("%s/%s.xml", dir, j->name);
+        if (!g_file_set_contents_full(path, j->xml, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, &err))
+            result_note(dr, "KVM_VM_CONFIG_DIR: its definition not written: %s", err->message);
+    }
+}
+
 VsBackupResult *
 backup_result(Run *run)
 {
@@ -247,9 +269,10 @@ backup_result(Run *run)
         run->all_clean = false;
     result = make_result(run, run->group_ms);
     if (run->manifest->domains->len > 0) {
-        if (committed)
+        if (committed) {
             result->id = g_strdup(run->manifest->id);
-        else
+            save_definitions(run, result);
+        } else
             fail_uncommitted(result, err);
     }
     for (guint i = 0; i < run->not_found->len; i++) {

@@ -7,6 +7,7 @@
  * connection, what its method finds the domain runs on. */
 #include "config.h"
 #include "backup-internal.h"
+#include "retry.h"
 
 /* ------------------------------------------------------------------------- */
 /* Freeze, snapshot, thaw: each domain on its own thread, so that the group's
@@ -45,7 +46,15 @@ step_thaw(gpointer item, gpointer data)
     DomJob *j = item;
     Run *run = data;
     g_autoptr(GError) err = NULL;
-    bool ok = vs_agent_thaw(j->dom, run->opts->agent_timeout, &err);
+    /* Thawing twice is harmless: a frozen guest's thaw is tried again (one
+     * whose freeze failed most likely has no agent answering: once). */
+    VsRetry r = VS_RETRY_INIT(j->frozen ? run->opts->retry_count : 0);
+    bool ok;
+
+    while (!(ok = vs_fault_fail("agent-thaw", &err) && vs_agent_thaw(j->dom, run->opts->agent_timeout, &err)) &&
+           r.done < r.max && vs_link_alive(run->link) && vs_retry_again(&r, &err))
+        ;
+    vs_retry_note(&r, "thaw", j->notes);
 
     /* libvirtd restarted while the guest was frozen: thaw over a new connection. */
     if (!ok && !vs_link_alive(run->link)) {

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "backup-internal.h"
 #include "vs-enum.h"
+#include "retry.h"
 
 #include <string.h>
 
@@ -40,6 +41,7 @@ vs_backup_options_init(VsBackupOptions *opts)
     opts->commit_bandwidth = 0;
     opts->parallel_disks = 2;
     opts->copy_nice = 10;
+    opts->retry_count = 3;
 }
 
 /* A copied disk that never made it into a manifest (its domain failed). */
@@ -127,13 +129,18 @@ dom_fail_from(DomJob *j, const GError *cause, const char *fmt, ...)
 bool
 dom_revive(Run *run, DomJob *j, const char *what, GError **error)
 {
+    VsRetry r = VS_RETRY_INIT(run->opts->retry_count);
+    bool ok;
+
     if (!vs_link_revive(run->link, what, error))
         return false;
-    if (!vs_link_domain(run->link, j->uuid, &j->dom, &j->gen, error)) {
+    /* The lookup is retried; a domain gone or a connection closed is not. */
+    while (!(ok = vs_link_domain(run->link, j->uuid, &j->dom, &j->gen, error)) && vs_retry_again(&r, error))
+        ;
+    vs_retry_note(&r, "domain lookup", j->notes);
+    if (!ok)
         vs_error_prefix(error, "%s: domain '%s'", what, j->name);
-        return false;
-    }
-    return true;
+    return ok;
 }
 
 void
@@ -300,6 +307,10 @@ run_pipeline(virConnectPtr conn, const char *const *names, bool all, GPtrArray *
     VsBackupResult *result = NULL;
 
     run.t_start = g_get_monotonic_time();
+    if (opts->deadline_s > 0) {
+        g_autofree char *label = g_strdup_printf("SC_AGENT_TIMEOUT=%d s", opts->deadline_s);
+        vs_interrupt_set_deadline(opts->deadline_s, label);
+    }
     run.notes = g_ptr_array_new_with_free_func(g_free);
     run.not_found = g_ptr_array_new_with_free_func((GDestroyNotify)vs_problem_free);
     g_mutex_init(&run.progress_lock);

@@ -8,6 +8,7 @@
 #include "control.h"
 
 #include <libvirt/virterror.h>
+#include <string.h>
 
 const char *
 vs_default_uri(const char *uri)
@@ -76,4 +77,23 @@ vs_domain_state_string(int state)
     const char *s = domain_state_to_string(state);
 
     return s ? s : "unknown";
+}
+
+int
+vs_domain_exists(virConnectPtr conn, const char *name, GError **error)
+{
+    virDomainPtr dom = virDomainLookupByName(conn, name);
+    virErrorPtr e;
+
+    if (!dom && strlen(name) == VIR_UUID_STRING_BUFLEN - 1)
+        dom = virDomainLookupByUUIDString(conn, name);
+    if (dom) {
+        virDomainFree(dom);
+        return 1;
+    }
+    e = virGetLastError();
+    if (!e || e->code == VIR_ERR_NO_DOMAIN || e->code == VIR_ERR_INVALID_ARG)
+        return 0;
+    vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "domain '%s'", name);
+    return -1;
 }

@@ -138,6 +138,8 @@ vs_link_domain(VsLink *l, const char *uuid, virDomainPtr *dom, guint *gen, GErro
     g_mutex_unlock(&l->lock);
     if (*dom && *gen == g)
         return true;
+    if (!vs_fault_fail("domain-lookup", error))
+        return false;
     if (!(d = ctl->domain_lookup_uuid(c, uuid, &cause))) {
         if (g_error_matches(cause, VS_ERROR, VS_ERROR_NOT_FOUND))
             g_set_error(error, VS_ERROR, VS_ERROR_STOPPED, "domain %s no longer exists", uuid);

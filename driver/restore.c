@@ -34,6 +34,7 @@
 #include "vs-source.h"
 #include "vs-copy.h"
 #include "vs-temp.h"
+#include "retry.h"
 
 #include <libvirt/virterror.h>
 
@@ -53,6 +54,7 @@ vs_restore_options_init(VsRestoreOptions *opts)
     opts->shutdown_timeout = 60;
     opts->agent_timeout = 5;
     opts->copy_stall_timeout = 300;
+    opts->retry_count = 3;
 }
 
 static void
@@ -346,9 +348,16 @@ revive(Run *run, VsLink *link, GError **error)
         guint gen = 0;
 
         if (r->dom && r->existing_uuid) {
+            VsRetry retry = VS_RETRY_INIT(run->opts->retry_count);
+            bool ok;
+
             virDomainFree(r->dom);
             r->dom = NULL;
-            if (!vs_link_domain(link, r->existing_uuid, &r->dom, &gen, error)) {
+            while (!(ok = vs_link_domain(link, r->existing_uuid, &r->dom, &gen, error)) &&
+                   vs_retry_again(&retry, error))
+                ;
+            vs_retry_note(&retry, "domain lookup", r->notes);
+            if (!ok) {
                 vs_error_prefix(error, "restore: domain '%s'", r->new_name);
                 return false;
             }
@@ -437,6 +446,10 @@ vs_restore_run(virConnectPtr conn, const char *const *names, const VsRestoreOpti
 
     if (!vs_restore_check_options(names, opts, error))
         return NULL;
+    if (opts->deadline_s > 0) {
+        g_autofree char *label = g_strdup_printf("SC_AGENT_TIMEOUT=%d s", opts->deadline_s);
+        vs_interrupt_set_deadline(opts->deadline_s, label);
+    }
     /* --instant, and a clone of a whole domain from its snapshots, boot at once. */
     if (opts->instant || (opts->from_snapshot && opts->new_name && !(opts->disks && opts->disks[0]))) {
         instant_opts = *opts;

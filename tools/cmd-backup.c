@@ -217,8 +217,11 @@ typedef struct {
     char *repo, *quiesce, *overlay_dir, *state_dir, *data_path, *iscsi_auth, *mode, *level;
     char *backup_xml, *checkpoint_xml, *compress, *push_dir;
     double max_freeze;
-    int agent_timeout, commit_timeout, parallel, copy_nice, commit_mib, lock_wait;
+    int agent_timeout, commit_timeout, parallel, copy_nice, commit_mib, lock_wait, deadline;
 } BackupArgs;
+
+/* An int option the user did not give: the configuration (or the default) decides. */
+#define UNSET G_MININT
 
 static void
 backup_args_clear(BackupArgs *a)
@@ -254,6 +257,53 @@ option_word(const char *option, const char *word, int (*from_string)(const char 
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --%s=%s: use %s", option, word,
                     words);
     return v;
+}
+
+/* The options not given, from the configuration (option > environment > file,
+ * vs-config.h), then the built-in defaults. */
+static void
+config_defaults(BackupArgs *a, const VsConfig *cfg)
+{
+    if (a->max_freeze == -G_MAXDOUBLE)
+        a->max_freeze = vs_config_double(cfg, "VIRTSNAP_MAX_FREEZE", 10.0);
+    if (a->agent_timeout == UNSET)
+        a->agent_timeout = vs_config_int(cfg, "VIRTSNAP_AGENT_TIMEOUT", 5);
+    if (a->parallel == UNSET)
+        a->parallel = vs_config_int(cfg, "VIRTSNAP_PARALLEL_DISKS", 2);
+    if (a->deadline == UNSET)
+        a->deadline = vs_config_int(cfg, "SC_AGENT_TIMEOUT", 0);
+    if (!a->quiesce)
+        a->quiesce = g_strdup(vs_config_get(cfg, "VIRTSNAP_QUIESCE"));
+}
+
+/* The checked arguments A (and the configuration's keys no option has) into OPTS. */
+static void
+set_options(const BackupArgs *a, VsBackupOptions *opts, const VsConfig *cfg)
+{
+    opts->iscsi_auth_file = a->iscsi_auth;
+    opts->no_compress = a->compress && strcmp(a->compress, "off") == 0;
+    opts->backup_xml_path = a->backup_xml;
+    opts->checkpoint_xml_path = a->checkpoint_xml;
+    opts->push = a->push || a->push_dir;
+    opts->push_dir = a->push_dir;
+    opts->repo_path = vs_repo_arg(a->repo);
+    opts->init_repo = a->init;
+    opts->state_dir = vs_cfg("VIRTSNAP_STATE_DIR", a->state_dir);
+    opts->lock_wait = a->lock_wait;
+    opts->overlay_dir = a->overlay_dir;
+    opts->storage_snapshot = a->storage_snapshot;
+    opts->no_copy = a->no_copy;
+    opts->keep_snapshot = a->keep_snapshot;
+    opts->snapshot_config = vs_cfg("VIRTSNAP_SNAPSHOT_CONFIG", a->snapshot_config);
+    opts->max_freeze_ms = (int)(a->max_freeze * 1000);
+    opts->agent_timeout = a->agent_timeout;
+    opts->commit_timeout = a->commit_timeout;
+    opts->commit_bandwidth = (unsigned long)a->commit_mib * 1024 * 1024;
+    opts->parallel_disks = a->parallel;
+    opts->copy_nice = a->copy_nice;
+    opts->retry_count = vs_config_int(cfg, "KVM_CMD_RETRY_COUNT", opts->retry_count);
+    opts->deadline_s = a->deadline;
+    opts->config_dir = vs_config_get(cfg, "KVM_VM_CONFIG_DIR");
 }
 
 /* Options in, OPTS out; every failure is bad usage (exit 2). String options
@@ -302,10 +352,14 @@ backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GErr
           "the snapshots for fast restores (pruned with the backup)", NULL },
         { "snapshot-config", 0, 0, G_OPTION_ARG_FILENAME, &a->snapshot_config, "providers and hooks per pool "
           "(default /etc/virtsnap/snapshots.conf)", "FILE" },
+        { "deadline", 0, 0, G_OPTION_ARG_INT, &a->deadline, "stop the whole run after SECS and unwind it, as on "
+          "an interrupt (default $SC_AGENT_TIMEOUT or the configuration's; 0: none)", "SECS" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &a->json, "print the result as JSON (on a failure too: its \"error\")", NULL },
         G_OPTION_ENTRY_NULL
     };
-    g_autoptr(GOptionContext) octx = g_option_context_new("(--all | DOMAIN...) - back up running and shut-off domains");
+    g_autoptr(GOptionContext) octx = g_option_context_new("(--all | DOMAIN...) - back up running and shut-off domains "
+                                                          "(none: those of KVM_VM_MAPPING)");
+    const VsConfig *cfg = vs_cli_config();
 
     storage_snapshot_default(*argc, *argv);
     g_option_context_add_main_entries(octx, entries, NULL);
@@ -315,6 +369,7 @@ backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GErr
                     e->message);
         return false;
     }
+    config_defaults(a, cfg);
     vs_backup_options_init(opts);
     int data_path, quiesce, mode, level;
     if ((data_path = option_word("data-path", a->data_path, vs_data_path_from_string,
@@ -364,39 +419,24 @@ backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GErr
             { "--lock-wait", a->lock_wait, 0, 86400 },
             { "--parallel", a->parallel, 1, 64 },
             { "--copy-nice", a->copy_nice, 0, 19 },
+            { "--deadline", a->deadline, 0, 604800 },
         };
         if (!vs_check_int_options("backup", ints, G_N_ELEMENTS(ints), error))
             return false;
     }
-    opts->iscsi_auth_file = a->iscsi_auth;
-    opts->no_compress = a->compress && strcmp(a->compress, "off") == 0;
-    opts->backup_xml_path = a->backup_xml;
-    opts->checkpoint_xml_path = a->checkpoint_xml;
-    opts->push = a->push || a->push_dir;
-    opts->push_dir = a->push_dir;
-    opts->repo_path = a->repo ? a->repo : g_getenv("VIRTSNAP_REPO");
-    opts->init_repo = a->init;
-    opts->state_dir = a->state_dir;
-    opts->lock_wait = a->lock_wait;
-    opts->overlay_dir = a->overlay_dir;
-    opts->storage_snapshot = a->storage_snapshot;
-    opts->no_copy = a->no_copy;
-    opts->keep_snapshot = a->keep_snapshot;
-    opts->snapshot_config = a->snapshot_config;
-    opts->max_freeze_ms = (int)(a->max_freeze * 1000);
-    opts->agent_timeout = a->agent_timeout;
-    opts->commit_timeout = a->commit_timeout;
-    opts->commit_bandwidth = (unsigned long)a->commit_mib * 1024 * 1024;
-    opts->parallel_disks = a->parallel;
-    opts->copy_nice = a->copy_nice;
-    return vs_backup_check_options((const char *const *)(*argv + 1), a->all, opts, error);
+    set_options(a, opts, cfg);
+    /* No names and no --all: the VMs of KVM_VM_MAPPING (checked to exist once connected). */
+    return vs_backup_check_options(*argc > 1 || a->all || !vs_config_names(cfg, "KVM_VM_MAPPING") ?
+                                   (const char *const *)(*argv + 1) : vs_config_names(cfg, "KVM_VM_MAPPING"),
+                                   a->all, opts, error);
 }
 
 int
 vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
 {
-    BackupArgs a = { .max_freeze = 10.0, .agent_timeout = 5, .commit_timeout = 600, .parallel = 2,
-                     .copy_nice = 10 };
+    BackupArgs a = { .max_freeze = -G_MAXDOUBLE, .agent_timeout = UNSET, .commit_timeout = 600, .parallel = UNSET,
+                     .copy_nice = 10, .deadline = UNSET };
+    const char *const *names;
     g_autoptr(GError) err = NULL;
     g_autoptr(VsBackupResult) res = NULL;
     VsBackupOptions opts;
@@ -425,11 +465,17 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
          * guests are thawed and put back on their disks, jobs aborted, and no
          * backup is written (driver/backup.c). */
         vs_interrupt_install();
-        res = vs_backup_run(conn, (const char *const *)(argv + 1), a.all, &opts, &err);
+        names = (const char *const *)(argv + 1);
+        if (argc == 1 && !a.all && vs_config_names(g->config, "KVM_VM_MAPPING") &&
+            !(names = vs_config_vms(conn, "KVM_VM_MAPPING", true, &err)))
+            rc = vs_fail_with(err->code == VS_ERROR_INVALID_ARG ? 2 : 1, err->message,
+                              a.json ? result_json(NULL, err->message) : NULL);
+        else
+            res = vs_backup_run(conn, names, a.all, &opts, &err);
         vs_conn_close(conn);
         if (bar.tty && g_hash_table_size(bar.pct) > 0)
             fputs("\n", stderr);
-        if (!res)
+        if (!res && !rc)
             rc = vs_fail_with(1, err->message, a.json ? result_json(NULL, err->message) : NULL);
     }
     g_hash_table_unref(bar.pct);
@@ -477,7 +523,7 @@ vs_cmd_recover(const VsGlobal *g, int argc, char **argv)
         vs_print_error("recover: %s", err->message);
         return 1;
     }
-    ok = vs_recover(conn, state_dir, NULL, actions, &err);
+    ok = vs_recover(conn, vs_cfg("VIRTSNAP_STATE_DIR", state_dir), NULL, actions, &err);
     vs_conn_close(conn);
     for (guint i = 0; i < actions->len; i++)
         printf("%s\n", (char *)actions->pdata[i]);

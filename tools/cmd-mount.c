@@ -118,7 +118,7 @@ vs_cmd_mount(const VsGlobal *g, int argc, char **argv)
             return 2;
         }
     }
-    o.repo_path = repo ? repo : g_getenv("VIRTSNAP_REPO");
+    o.repo_path = vs_repo_arg(repo);
     o.backup_id = argv[1];
     o.domain = argv[2];
     o.disk = argv[3];

@@ -18,7 +18,7 @@
 const char *
 vs_repo_arg(const char *opt)
 {
-    return opt ? opt : g_getenv("VIRTSNAP_REPO");
+    return vs_cfg("VIRTSNAP_REPO", opt);
 }
 
 int
@@ -388,7 +388,7 @@ vs_cmd_export(const VsGlobal *g, int argc, char **argv)
     /* Into a file: a signal stops it at the next chunk, its temp image removed
      * (written over in place, above, it is killed as before: nothing to remove). */
     vs_interrupt_install();
-    if (!vs_export_file(r, m, d->name, k->target, argv[4], format, state_dir, &ctl, &err)) {
+    if (!vs_export_file(r, m, d->name, k->target, argv[4], format, vs_cfg("VIRTSNAP_STATE_DIR", state_dir), &ctl, &err)) {
         vs_verify_problem_free(ctl.bad_chunk);
         vs_print_error("%s", err->message);   /* it names the export */
         return (sig = vs_interrupted()) ? vs_interrupt_exit_status(sig) : 1;

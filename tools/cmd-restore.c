@@ -148,6 +148,25 @@ print_progress(const char *message, void *opaque)
     fprintf(stderr, "restore: %s\n", message);
 }
 
+/* What the command line left out, from the configuration (option >
+ * environment > file), then the built-in defaults. No NAMES: those of
+ * KVM_RESTORE_VM_LIST, which need not exist (a VM deleted since its backup is
+ * restored too). */
+static void
+config_defaults(const VsConfig *cfg, GPtrArray *names, int *parallel, int *agent_timeout, int *deadline)
+{
+    const char *const *cfg_names = names->len == 0 ? vs_config_vms(NULL, "KVM_RESTORE_VM_LIST", false, NULL) : NULL;
+
+    for (guint i = 0; cfg_names && cfg_names[i]; i++)
+        g_ptr_array_add(names, g_strdup(cfg_names[i]));
+    if (*parallel == G_MININT)
+        *parallel = vs_config_int(cfg, "VIRTSNAP_PARALLEL_DISKS", 2);
+    if (*agent_timeout == G_MININT)
+        *agent_timeout = vs_config_int(cfg, "VIRTSNAP_AGENT_TIMEOUT", 5);
+    if (*deadline == G_MININT)
+        *deadline = vs_config_int(cfg, "SC_AGENT_TIMEOUT", 0);
+}
+
 int
 vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
 {
@@ -157,7 +176,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     g_autofree char *snapshot_config = NULL;
     g_autofree char *format = NULL, *state_dir = NULL;
     char **lists = NULL, **disk_lists = NULL;
-    int parallel = 2, shutdown_timeout = 60, agent_timeout = 5, lock_wait = 0;
+    int parallel = G_MININT, shutdown_timeout = 60, agent_timeout = G_MININT, lock_wait = 0, deadline = G_MININT;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo, "repository directory (default $VIRTSNAP_REPO)", "DIR" },
         { "backup", 'b', 0, G_OPTION_ARG_FILENAME, &backup, "backup id or unique prefix (default, or 'latest': the newest backup that holds each domain)", "ID" },
@@ -185,11 +204,14 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         { "parallel", 0, 0, G_OPTION_ARG_INT, &parallel, "disks written at once (default 2, 1 to 64)", "N" },
         { "shutdown-timeout", 0, 0, G_OPTION_ARG_INT, &shutdown_timeout, "--force: seconds to wait for a graceful shutdown (default 60, at most 86400)", "SECS" },
         { "agent-timeout", 0, 0, G_OPTION_ARG_INT, &agent_timeout, "bound on each guest-agent call, seconds (default 5, 1 to 300)", "SECS" },
+        { "deadline", 0, 0, G_OPTION_ARG_INT, &deadline, "stop the whole run after SECS and unwind it, as on "
+          "an interrupt (default $SC_AGENT_TIMEOUT or the configuration's; 0: none)", "SECS" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the result as JSON (on a failure too: its \"error\")", NULL },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx =
-        g_option_context_new("(DOMAIN... | --list VM1,VM2) - restore domains from a backup");
+        g_option_context_new("(DOMAIN... | --list VM1,VM2) - restore domains from a backup (none: those of "
+                             "KVM_RESTORE_VM_LIST)");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsRestoreResult) res = NULL;
     g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
@@ -212,11 +234,12 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         split_into(disks, disk_lists[i]);
     g_strfreev(lists);
     g_strfreev(disk_lists);
+    config_defaults(g->config, names, &parallel, &agent_timeout, &deadline);
     g_ptr_array_add(names, NULL);
     g_ptr_array_add(disks, NULL);
 
     vs_restore_options_init(&opts);
-    opts.repo_path = repo ? repo : g_getenv("VIRTSNAP_REPO");
+    opts.repo_path = vs_repo_arg(repo);
     opts.backup_id = backup;
     opts.new_name = as;
     opts.target_dir = target_dir;
@@ -226,7 +249,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     opts.define = define;
     opts.start = start;
     opts.force = force;
-    opts.state_dir = state_dir;
+    opts.state_dir = vs_cfg("VIRTSNAP_STATE_DIR", state_dir);
     opts.lock_wait = lock_wait;
     opts.uri = g->uri ? g->uri : g_getenv("LIBVIRT_DEFAULT_URI");
     opts.parallel_disks = (unsigned)parallel;
@@ -235,7 +258,9 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     opts.instant = instant;
     opts.verify_hash = verify_hash;
     opts.from_snapshot = from_snapshot;
-    opts.snapshot_config = snapshot_config;
+    opts.snapshot_config = vs_cfg("VIRTSNAP_SNAPSHOT_CONFIG", snapshot_config);
+    opts.retry_count = vs_config_int(g->config, "KVM_CMD_RETRY_COUNT", opts.retry_count);
+    opts.deadline_s = deadline;
     opts.define_pools = define_pools;
     {
         const VsIntOption ints[] = {      /* as parsed */
@@ -243,6 +268,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
             { "--shutdown-timeout", shutdown_timeout, 0, 86400 },
             { "--agent-timeout", agent_timeout, 1, 300 },
             { "--lock-wait", lock_wait, 0, 86400 },
+            { "--deadline", deadline, 0, 604800 },
         };
         if (!vs_check_int_options("restore", ints, G_N_ELEMENTS(ints), &err) ||
             !vs_restore_check_options((const char *const *)names->pdata, &opts, &err))

@@ -20,6 +20,7 @@ vs_load_snap_config(const char *cmd, const char *path, VsSnapConfig **out)
 {
     g_autoptr(GError) err = NULL;
 
+    path = vs_cfg("VIRTSNAP_SNAPSHOT_CONFIG", path);
     if (path && !*path) {
         vs_print_error("%s: --snapshot-config needs a file", cmd);
         return 2;

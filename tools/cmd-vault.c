@@ -122,7 +122,7 @@ vs_cmd_vault(const VsGlobal *g, int argc, char **argv)
         msg = g_strdup_printf("vault: %s (see virtsnap vault --help)", err->message);
         return vs_fail_with(2, msg, vs_argv_has(argc, argv, "--json") ? vault_json(NULL, NULL, msg) : NULL);
     }
-    path = repo ? repo : g_getenv("VIRTSNAP_REPO");
+    path = vs_repo_arg(repo);
     if (argc != 2 || !*argv[1] || !path || !*path) {
         msg = g_strdup(argc != 2 || !*argv[1] ? "vault: give one BACKUP (an id, a unique prefix, or latest)"
                                               : "vault: no repository: give --repo DIR or set VIRTSNAP_REPO");

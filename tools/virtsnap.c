@@ -49,6 +49,19 @@ vs_print_error(const char *fmt, ...)
 }
 
 static bool quiet;
+static VsConfig *config;
+
+const VsConfig *
+vs_cli_config(void)
+{
+    return config;
+}
+
+const char *
+vs_cfg(const char *key, const char *option)
+{
+    return vs_config_value(config, key, option);
+}
 
 /* What the repository layer notices by itself, one line on stderr: a
  * repository open to other users (always, with the command that fixes it),
@@ -120,6 +133,7 @@ usage(FILE *out)
             "\n"
             "Global options:\n"
             "  -c, --connect URI   libvirt URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)\n"
+            "      --config FILE   the configuration file (default " VS_CONFIG_DEFAULT " when present)\n"
             "  -q, --quiet         print errors only\n"
             "  -h, --help          this help; `virtsnap COMMAND --help` for a command's options\n"
             "  -V, --version       print the version\n"
@@ -154,6 +168,18 @@ main(int argc, char **argv)
             g.uri = argv[++i];
         } else if (g_str_has_prefix(a, "--connect=")) {
             g.uri = a + strlen("--connect=");
+        } else if (!strcmp(a, "--config")) {
+            if (i + 1 >= argc || !*argv[i + 1]) {
+                vs_print_error("--config needs a file, e.g. --config " VS_CONFIG_DEFAULT);
+                return 2;
+            }
+            g.config_path = argv[++i];
+        } else if (g_str_has_prefix(a, "--config=")) {
+            g.config_path = a + strlen("--config=");
+            if (!*g.config_path) {
+                vs_print_error("--config needs a file, e.g. --config=" VS_CONFIG_DEFAULT);
+                return 2;
+            }
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             g.quiet = true;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -174,6 +200,18 @@ main(int argc, char **argv)
     }
     quiet = g.quiet;
     vs_repo_set_notice_func(repo_notice);
+    /* The guardian a backup starts runs on what that backup was given, not on
+     * a file that may have changed since. */
+    if (strcmp(argv[i], "guardian") != 0) {
+        g_autoptr(GError) err = NULL;
+
+        if (!(config = vs_config_load(g.config_path, &err))) {
+            vs_print_error("%s", err->message);
+            return err->code == VS_ERROR_INVALID_ARG || err->code == VS_ERROR_NOT_FOUND ? 2 : 1;
+        }
+        g.config = config;
+        g.uri = vs_cfg("LIBVIRT_DEFAULT_URI", g.uri);
+    }
     for (size_t c = 0; c < G_N_ELEMENTS(commands); c++) {
         if (strcmp(argv[i], commands[c].name) == 0)
             return commands[c].run(&g, argc - i, argv + i);

@@ -7,11 +7,25 @@
 #include <json-glib/json-glib.h>
 #include <stdbool.h>
 #include "vs-driver.h"
+#include "vs-config.h"
 
 typedef struct {
-    const char *uri;       /* -c/--connect, NULL: as virsh */
+    const char *uri;       /* -c/--connect, else the configuration's LIBVIRT_DEFAULT_URI; NULL: as virsh */
     bool quiet;
+    const char *config_path; /* --config FILE, NULL: the default file */
+    const VsConfig *config;  /* loaded before the command runs (never NULL then) */
 } VsGlobal;
+
+/* The configuration every command reads (virtsnap.c loads it before the
+ * command runs; NULL before that). vs_cfg(KEY, OPTION): OPTION if the command's
+ * option gave it, else KEY from the environment or the file (vs-config.h). */
+const VsConfig *vs_cli_config(void);
+const char *vs_cfg(const char *key, const char *option);
+/* The VMs KEY (KVM_VM_MAPPING, KVM_RESTORE_VM_LIST) names, NULL-terminated and
+ * owned by the configuration, or NULL when it is unset; with MUST_EXIST, NULL
+ * and *ERROR (VS_ERROR_INVALID_ARG, "config: FILE:LINE: KEY: VM 'x' does not
+ * exist ...") when one is not a domain of CONN (config-vms.c). */
+const char *const *vs_config_vms(virConnectPtr conn, const char *key, bool must_exist, GError **error);
 
 /* Each command returns the process exit status: 0 success, 1 failure (some of
  * the work may have been done and reported), 2 bad usage. */

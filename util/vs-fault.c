@@ -7,7 +7,9 @@
  * interrupt (vs-interrupt.h) arrives, and creates the file $VIRTSNAP_FAULT_MARK
  * (when set) first, so that a test knows the run got there. fail:POINT makes
  * the step at POINT fail with an error instead (vs_fault_fail), for the
- * orderings that a write failing at the wrong moment must not break. */
+ * orderings that a write failing at the wrong moment must not break;
+ * fail:POINT:N only its first N times in the process, for the retries of a
+ * step that fails and then succeeds (KVM_CMD_RETRY_COUNT). */
 #include "config.h"
 #include "vs-fault.h"
 #include "vs-interrupt.h"
@@ -49,12 +51,25 @@ vs_fault_point(const char *point)
     }
 }
 
+/* With fail:POINT:N, whether this call is one of the first N. */
+static bool
+fail_counted(const char *spec, const char *point)
+{
+    static gint calls;
+    size_t n = strlen(point);
+    const char *count = spec + n + 1;
+
+    if (strncmp(spec, point, n) != 0 || spec[n] != ':' || !*count || strspn(count, "0123456789") != strlen(count))
+        return false;
+    return g_atomic_int_add(&calls, 1) < (gint)g_ascii_strtoull(count, NULL, 10);
+}
+
 bool
 vs_fault_fail(const char *point, GError **error)
 {
     const char *f = g_getenv("VIRTSNAP_FAULT");
 
-    if (f && g_str_has_prefix(f, "fail:") && strcmp(f + 5, point) == 0) {
+    if (f && g_str_has_prefix(f, "fail:") && (strcmp(f + 5, point) == 0 || fail_counted(f + 5, point))) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "injected fault %s (VIRTSNAP_FAULT)", point);
         return false;
     }

@@ -13,8 +13,11 @@ G_BEGIN_DECLS
 void vs_fault_point(const char *point);
 /* A step that can fail: with $VIRTSNAP_FAULT=fail:POINT, false and *ERROR
  * (VS_ERROR_IO, "injected fault POINT"), as if the step itself had failed;
- * otherwise true. The points: journal-freeze, journal-freeze:DOMAIN (the
- * freeze record, of any domain or of DOMAIN, is not written). */
+ * with fail:POINT:N, only the first N calls in the process fail; otherwise
+ * true. The points: journal-freeze, journal-freeze:DOMAIN (the freeze record,
+ * of any domain or of DOMAIN, is not written); the steps driver/retry.c
+ * retries: domain-lookup, domain-xml, agent-thaw, freeze-status,
+ * block-job-info. */
 bool vs_fault_fail(const char *point, GError **error);
 
 G_END_DECLS

@@ -12,6 +12,10 @@
 
 static volatile sig_atomic_t first_signal;
 static volatile sig_atomic_t signal_count;
+/* The deadline, monotonic us (0: none), and what it is called; set before
+ * the run's threads start. */
+static gint64 deadline_us;
+static char deadline_label[96];
 
 static void
 on_signal(int sig)
@@ -50,16 +54,25 @@ vs_interrupt_install(void)
     }
 }
 
+void
+vs_interrupt_set_deadline(int seconds, const char *label)
+{
+    deadline_us = seconds > 0 ? g_get_monotonic_time() + (gint64)seconds * G_USEC_PER_SEC : 0;
+    g_strlcpy(deadline_label, label ? label : "", sizeof deadline_label);
+}
+
 int
 vs_interrupted(void)
 {
-    return first_signal;
+    if (first_signal)
+        return first_signal;
+    return deadline_us && g_get_monotonic_time() >= deadline_us ? VS_INTERRUPT_DEADLINE : 0;
 }
 
 bool
 vs_interrupt_check(const char *what, GError **error)
 {
-    int sig = first_signal;
+    int sig = vs_interrupted();
 
     if (!sig)
         return true;
@@ -70,13 +83,15 @@ vs_interrupt_check(const char *what, GError **error)
 int
 vs_interrupt_exit_status(int sig)
 {
+    if (sig == VS_INTERRUPT_DEADLINE)
+        return 1;
     return sig ? 128 + sig : 0;
 }
 
 const char *
 vs_signal_name(int sig)
 {
-    static char buf[32];
+    static char buf[160];
 
     switch (sig) {
     case SIGINT:
@@ -85,6 +100,9 @@ vs_signal_name(int sig)
         return "SIGTERM";
     case SIGHUP:
         return "SIGHUP";
+    case VS_INTERRUPT_DEADLINE:
+        g_snprintf(buf, sizeof buf, "the run's deadline (%s, reached)", deadline_label);
+        return buf;
     default:
         g_snprintf(buf, sizeof buf, "signal %d", sig);
         return buf;

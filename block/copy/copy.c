@@ -25,6 +25,7 @@
 #include "source-internal.h"
 #include "vs-copy.h"
 #include "vs-interrupt.h"
+#include "vs-fault.h"
 
 #include <string.h>
 
@@ -402,7 +403,9 @@ run(Engine *eng, const VsCopyOptions *opts, GArray *chunks,
         if (g_atomic_int_get(&eng->failed))
             return false;
         /* An interrupt ends the copy here, between chunks; the caller's
-         * cleanup (commit, abort) is not a copy and runs to its end. */
+         * cleanup (commit, abort) is not a copy and runs to its end. A test
+         * holds the copy here (sleep:copy-chunk:MS) to reach it mid-copy. */
+        vs_fault_point("copy-chunk");
         if (vs_interrupted()) {
             engine_fail(eng, g_error_new(VS_ERROR, VS_ERROR_INTERRUPTED, "copy: %s: interrupted by %s",
                                          eng->src->description, vs_signal_name(vs_interrupted())));

@@ -7,11 +7,9 @@
  * naming the file, the group and the key rather than a hook silently not run
  * in the middle of a backup. */
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include "snapshot-internal.h"
+#include "vs-trusted.h"
 
 typedef struct {
     VsSnapHookConfig hook;   /* hook.path NULL: none */
@@ -134,31 +132,6 @@ read_group(GKeyFile *kf, const char *file, const char *group, const Group *inher
     return true;
 }
 
-/* Root's file (or the caller's), that nobody else may change: it names what runs as root. */
-static bool
-check_owner(int fd, const char *file, GError **error)
-{
-    struct stat st;
-
-    if (fstat(fd, &st) < 0) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "snapshot config: %s: %s", file, g_strerror(errno));
-        return false;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "snapshot config: %s: not a regular file", file);
-        return false;
-    }
-    if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_DENIED,
-                    "snapshot config: %s: owned by uid %u with mode %04o: it names programs virtsnap "
-                    "runs as root, so it must be root's and not writable by group or others "
-                    "(chown root %s; chmod go-w %s)", file, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
-                    file, file);
-        return false;
-    }
-    return true;
-}
-
 VsSnapConfig *
 vs_snap_config_load(const char *path, GError **error)
 {
@@ -168,32 +141,16 @@ vs_snap_config_load(const char *path, GError **error)
     g_auto(GStrv) groups = NULL;
     g_autofree char *text = NULL;
     const char *file = path ? path : VS_SNAP_CONFIG_DEFAULT;
-    int fd;
     gsize len = 0;
 
     c->file = g_strdup(file);
     c->pools = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)group_free);
     c->defaults.provider = g_strdup("auto");
-    fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) {
-        if (errno == ENOENT && !path)
-            return g_steal_pointer(&c);
-        g_set_error(error, VS_ERROR, errno == ENOENT ? VS_ERROR_NOT_FOUND : VS_ERROR_IO,
-                    "snapshot config: %s: %s", file, g_strerror(errno));
+    if (!vs_read_trusted_file(file, "snapshot config", "it names programs virtsnap runs as root", !path, &text,
+                              &len, error))
         return NULL;
-    }
-    if (!check_owner(fd, file, error)) {
-        close(fd);
-        return NULL;
-    }
-    {
-        g_autoptr(GIOChannel) ch = g_io_channel_unix_new(fd);
-        g_io_channel_set_close_on_unref(ch, TRUE);
-        if (g_io_channel_read_to_end(ch, &text, &len, &err) != G_IO_STATUS_NORMAL) {
-            g_set_error(error, VS_ERROR, VS_ERROR_IO, "snapshot config: %s: %s", file, err->message);
-            return NULL;
-        }
-    }
+    if (!text)
+        return g_steal_pointer(&c);
     if (!g_key_file_load_from_data(kf, text, len, G_KEY_FILE_NONE, &err)) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "snapshot config: %s: %s", file, err->message);
         return NULL;

@@ -111,6 +111,18 @@ typedef struct {
     bool no_copy;               /* the backup is the storage snapshots (kept) */
     bool keep_snapshot;         /* copy, and keep the snapshots for fast restores */
     const char *snapshot_config; /* hooks and providers per pool; NULL: the default file */
+    /* KVM_CMD_RETRY_COUNT: a failed idempotent libvirt or agent step (a lookup,
+     * an XML read, a thaw, a block-job query...) is tried again up to this many
+     * times, with backoff, when its error may pass (driver/retry.c); default 3. */
+    int retry_count;
+    /* SC_AGENT_TIMEOUT, --deadline: seconds the whole run may take, 0: no bound.
+     * When reached, the run stops at its next safe point and unwinds as on an
+     * interrupt (vs-interrupt.h: VS_INTERRUPT_DEADLINE), the message naming
+     * "SC_AGENT_TIMEOUT=N s". */
+    int deadline_s;
+    /* KVM_VM_CONFIG_DIR: each backed-up domain's definition is written here as
+     * NAME.xml (mode 0600) once the backup holds it; NULL: nowhere. */
+    const char *config_dir;
     VsBackupProgress progress;
     void *progress_opaque;
 } VsBackupOptions;

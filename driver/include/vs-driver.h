@@ -24,6 +24,10 @@ const char *vs_default_uri(const char *uri);
  * the whole process (virtsnap reports every error once, through GError). */
 virConnectPtr vs_conn_open(const char *uri, GError **error);
 void vs_conn_close(virConnectPtr conn);
+/* Whether CONN has a domain named (or with the UUID) NAME: 1, 0, or -1 with
+ * *ERROR when libvirt cannot say. For a configuration naming VMs (KVM_VM_MAPPING)
+ * checked before anything is done. */
+int vs_domain_exists(virConnectPtr conn, const char *name, GError **error);
 
 /* ------------------------------------------------------------------------- */
 /* Discovery                                                                 */

@@ -65,6 +65,10 @@ typedef struct {
      * and started (one defined but inactive is started). Without it, such a
      * pool is an error naming it and this option. */
     bool define_pools;
+    /* KVM_CMD_RETRY_COUNT: as VsBackupOptions.retry_count; default 3. */
+    int retry_count;
+    /* SC_AGENT_TIMEOUT, --deadline: as VsBackupOptions.deadline_s. */
+    int deadline_s;
 } VsRestoreOptions;
 
 void vs_restore_options_init(VsRestoreOptions *opts);

@@ -144,6 +144,7 @@ test_thaw_fails(Fixture *fx, gconstpointer data)
 
     (void)data;
     options(fx, &o);
+    o.retry_count = 0;      /* a thaw that fails for good (test_retried: one that passes) */
     expect_plan(fx, 0);
     add(fx, "ok", "fs_freeze vm1");
     add(fx, "1", "domain_is_active vm1");
@@ -172,6 +173,53 @@ test_thaw_fails(Fixture *fx, gconstpointer data)
     /* Armed, then end of file without "thawed": the guardian's cue to thaw. */
     glog = guardian_log(fx);
     g_assert_cmpstr(glog, ==, "freeze 1\n");
+}
+
+/* KVM_CMD_RETRY_COUNT: the persistent XML read fails twice and the thaw
+ * once, each with an error that may pass; both are tried again and succeed,
+ * the domain is backed up quiesced, and each retried step is one note. */
+static void
+test_retried(Fixture *fx, gconstpointer data)
+{
+    g_autoptr(VsBackupResult) r = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autofree char *glog = NULL, *note = NULL, *xml = domain_xml(fx, 0, NULL);
+    VsBackupOptions o;
+    VsBackupDomainResult *d;
+
+    (void)data;
+    options(fx, &o);
+    g_assert_cmpint(o.retry_count, ==, 3);
+    add(fx, "vm1", "domain_lookup_uuid 11111111-1111-1111-1111-111111111111");
+    add(fx, "running", "domain_state vm1");
+    for (int i = 0; i < 2; i++)
+        vs_fake_add_error(fx->fake, "domain_xml vm1 inactive", VS_ERROR_LIBVIRT,
+                          "Timed out during operation: cannot acquire state change lock");
+    add(fx, xml, "domain_xml vm1 inactive");
+    add(fx, "ok", "fs_freeze vm1");
+    add(fx, "1", "domain_is_active vm1");
+    add(fx, "ok", "snapshot_create vm1");
+    vs_fake_add_error(fx->fake, "fs_thaw vm1", VS_ERROR_LIBVIRT, "Guest agent is not responding");
+    vs_fake_add_error(fx->fake, "agent_command vm1 guest-fsfreeze-thaw", VS_ERROR_LIBVIRT,
+                      "Guest agent is not responding");
+    add(fx, "1", "conn_alive");
+    add(fx, "ok", "fs_thaw vm1");
+    expect_commit(fx, 0);
+
+    r = backup(fx, (const int[]){ 0, -1 }, &o, &err);
+    g_assert_no_error(err);
+    d = result_of(r, 0);
+    g_assert_true(d->ok);
+    g_assert_cmpstr(d->consistency, ==, "quiesced");
+    note = notes_of(d);
+    g_test_message("notes: %s", note);
+    g_assert_nonnull(strstr(note, "reading the persistent XML: retried 2 time(s) (KVM_CMD_RETRY_COUNT=3) after: "
+                                  "Timed out during operation"));
+    g_assert_nonnull(strstr(note, "thaw: retried 1 time(s)"));
+    assert_backup(fx, r->id, (const int[]){ 0, -1 });
+    assert_no_journal(fx);
+    glog = guardian_log(fx);
+    g_assert_cmpstr(glog, ==, "freeze thawed 1\n");
 }
 
 /* The guardian dies before it is armed: nothing is frozen or snapshotted,
@@ -335,6 +383,7 @@ main(int argc, char **argv)
     ADD("/backup-run/snapshot-fails-mid-group", test_snapshot_fails_mid_group, 0);
     ADD("/backup-run/journal-fails-before-freeze", test_journal_fails_before_freeze, 0);
     ADD("/backup-run/thaw-fails", test_thaw_fails, 0);
+    ADD("/backup-run/retried", test_retried, 0);
     ADD("/backup-run/guardian-dies", test_guardian_dies, 0);
     ADD("/backup-run/incremental-base-vanished", test_incremental_base_vanished, 1);
     return g_test_run();
