@@ -137,3 +137,29 @@ vs_discover_snapshot_provider(VsDiscoveredDisk *d, const char *domain, const VsS
                           file, loc.pool ? "pool:" : "defaults", loc.pool ? loc.pool : "")
         : g_strdup_printf("no provider: %s", why);
 }
+
+bool
+vs_discover_locate(VsDiscoveredDisk *d, const char *domain, const VsSnapConfig *config, GError **error)
+{
+    g_autofree char *name = g_strdup_printf("%s/%s", domain ? domain : "?", d->target ? d->target : "?");
+    g_autofree char *why = NULL;
+    g_autoptr(VsSnapProvider) hook = NULL;
+    g_autoptr(GError) err = NULL;
+    VsSnapSettings s;
+    VsSnapLocation loc;
+
+    if (!config || !vs_discover_snap_location(d, name, &loc, &why))
+        return true;
+    vs_snap_config_for(config, &loc, &s);
+    if (!s.hook || (strcmp(s.provider, "auto") && strcmp(s.provider, "hook")))
+        return true;
+    if (!(hook = vs_snap_hook_new(s.hook, &err)) ||
+        !vs_snap_locate(hook, &loc, &d->controller, &d->controller_volume, &err)) {
+        if (g_error_matches(err, VS_ERROR, VS_ERROR_UNSUPPORTED))
+            return true;
+        g_propagate_prefixed_error(error, g_steal_pointer(&err), "discover: domain '%s': disk %s: ",
+                                   domain, d->target);
+        return false;
+    }
+    return true;
+}

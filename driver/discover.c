@@ -40,6 +40,7 @@ vs_discover_options_init(VsDiscoverOptions *opts)
     opts->nfs_timeout_ms = 3000;
     opts->probe_exports = true;
     opts->snapshot_config = NULL;
+    opts->locate = false;
 }
 
 VS_ENUM_IMPL(vs_agent_status, VsAgentStatus, VS_AGENT_LAST, "none", "configured", "responding")
@@ -78,6 +79,7 @@ vs_discovered_disk_free(VsDiscoveredDisk *d)
     g_free(d->block_device); g_free(d->wwid);
     g_free(d->rbd_pool); g_free(d->rbd_image); g_free(d->rbd_user);
     g_free(d->snapshot_reason);
+    g_free(d->controller); g_free(d->controller_volume);
     g_ptr_array_unref(d->chain);
     g_free(d->skipped); g_free(d->error);
     g_free(d);
@@ -685,6 +687,8 @@ discover_domain(Ctx *ctx, virDomainPtr dom)
     for (guint i = 0; i < def->disks->len; i++) {
         VsDiscoveredDisk *d = discover_disk(ctx, def->disks->pdata[i]);
         vs_discover_snapshot_provider(d, out->name, ctx->opts->snapshot_config);
+        if (ctx->opts->locate && !vs_discover_locate(d, out->name, ctx->opts->snapshot_config, &err))
+            problem(ctx, out, out->name, d->target, g_steal_pointer(&err));
         if (d->error)
             problem(ctx, out, out->name, d->target,
                     g_error_new(VS_ERROR, d->error_code, "discover: domain '%s': disk %s: %s",

@@ -37,6 +37,12 @@ void vs_discover_snapshot_provider(VsDiscoveredDisk *d, const char *domain, cons
  * provider could reach it (skipped, unresolved, a network disk of another
  * protocol). */
 bool vs_discover_snap_location(const VsDiscoveredDisk *d, const char *name, VsSnapLocation *loc, char **why);
+/* D's controller and controller_volume from the `locate` of the hook CONFIG
+ * names for its pool (auto or hook asked for): left NULL without one, for a
+ * disk skipped or unresolved, or where the hook cannot say (exit 3). False
+ * with the hook's error, prefixed with the domain and disk, when it failed. */
+bool vs_discover_locate(VsDiscoveredDisk *d, const char *domain, const struct _VsSnapConfig *config,
+                        GError **error);
 
 /* ------------------------------------------------------------------------- */
 /* Recovery of a dead run's storage snapshots (recover-snapshots.c): each one

@@ -20,12 +20,23 @@ typedef struct {
     gboolean json;
 } CommonArgs;
 
-/* The options both commands take, checked: false on a usage error. */
-static bool
-common_check(const char *cmd, const CommonArgs *a, VsQuiesceOptions *o, GError **error)
-{
-    const VsIntOption ints[] = { { "--agent-timeout", a->agent_timeout, 1, 300 } };
+/* An option the user did not give: the configuration (or the default) decides. */
+#define UNSET_SECS -1.0
+#define UNSET G_MININT
 
+/* The options both commands take, the ones not given from the configuration
+ * (option > environment > file, vs-config.h), checked: false on a usage error.
+ * A failed freeze, thaw, suspend or resume is retried KVM_CMD_RETRY_COUNT times. */
+static bool
+common_check(const char *cmd, CommonArgs *a, VsQuiesceOptions *o, GError **error)
+{
+    const VsConfig *cfg = vs_cli_config();
+
+    if (a->max_freeze == UNSET_SECS)
+        a->max_freeze = vs_config_double(cfg, "VIRTSNAP_MAX_FREEZE", VS_QUIESCE_DEFAULT_MAX_FREEZE_MS / 1000.0);
+    if (a->agent_timeout == UNSET)
+        a->agent_timeout = vs_config_int(cfg, "VIRTSNAP_AGENT_TIMEOUT", 5);
+    const VsIntOption ints[] = { { "--agent-timeout", a->agent_timeout, 1, 300 } };
     if (!(a->max_freeze > 0 && a->max_freeze <= 3600)) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                     "%s: --max-freeze %g: give more than 0, at most 3600 (seconds)", cmd, a->max_freeze);
@@ -36,7 +47,8 @@ common_check(const char *cmd, const CommonArgs *a, VsQuiesceOptions *o, GError *
     vs_quiesce_options_init(o);
     o->max_freeze_ms = (int)(a->max_freeze * 1000);
     o->agent_timeout = a->agent_timeout;
-    o->state_dir = a->state_dir;
+    o->state_dir = vs_cfg("VIRTSNAP_STATE_DIR", a->state_dir);
+    o->retry_count = vs_config_int(cfg, "KVM_CMD_RETRY_COUNT", 3);
     return true;
 }
 
@@ -97,7 +109,7 @@ print_quiesce(const VsQuiesceResult *r, bool quiet)
 int
 vs_cmd_quiesce(const VsGlobal *g, int argc, char **argv)
 {
-    CommonArgs a = { .max_freeze = VS_QUIESCE_DEFAULT_MAX_FREEZE_MS / 1000.0, .agent_timeout = 5 };
+    CommonArgs a = { .max_freeze = UNSET_SECS, .agent_timeout = UNSET };
     gboolean suspend_fallback = FALSE;
     GOptionEntry entries[] = {
         { "max-freeze", 0, 0, G_OPTION_ARG_DOUBLE, &a.max_freeze, "the guardian thaws this long after "
@@ -111,16 +123,18 @@ vs_cmd_quiesce(const VsGlobal *g, int argc, char **argv)
         { "json", 0, 0, G_OPTION_ARG_NONE, &a.json, "print the result as JSON", NULL },
         G_OPTION_ENTRY_NULL
     };
-    g_autoptr(GOptionContext) octx = g_option_context_new("DOMAIN... - freeze guests together until unquiesce");
+    g_autoptr(GOptionContext) octx = g_option_context_new("[DOMAIN...] - freeze guests together until unquiesce (none: KVM_VM_MAPPING's)");
     g_autoptr(GError) err = NULL;
     g_autoptr(VsQuiesceResult) r = NULL;
     g_autofree char *state_dir = NULL;
+    const char *const *names;
     VsQuiesceOptions o;
     virConnectPtr conn;
     bool parsed;
 
     g_option_context_add_main_entries(octx, entries, NULL);
-    if (!(parsed = g_option_context_parse(octx, &argc, &argv, &err)) || argc < 2 ||
+    if (!(parsed = g_option_context_parse(octx, &argc, &argv, &err)) ||
+        (argc < 2 && !vs_config_names(g->config, "KVM_VM_MAPPING")) ||
         !common_check("quiesce", &a, &o, &err)) {
         g_autofree char *msg = err ? g_strdup_printf("%s%s (see virtsnap quiesce --help)",
                                                      parsed ? "" : "quiesce: ", err->message)
@@ -135,7 +149,14 @@ vs_cmd_quiesce(const VsGlobal *g, int argc, char **argv)
         g_autofree char *msg = g_strdup_printf("quiesce: %s", err->message);
         return vs_fail_with(1, msg, a.json ? quiesce_json(NULL, msg) : NULL);
     }
-    r = vs_quiesce(conn, (const char *const *)(argv + 1), &o, &err);
+    /* No names: KVM_VM_MAPPING's VMs, each of which must exist. */
+    names = (const char *const *)(argv + 1);
+    if (argc < 2 && !(names = vs_config_vms(conn, "KVM_VM_MAPPING", true, &err))) {
+        vs_conn_close(conn);
+        return vs_fail_with(err->code == VS_ERROR_INVALID_ARG ? 2 : 1, err->message,
+                            a.json ? quiesce_json(NULL, err->message) : NULL);
+    }
+    r = vs_quiesce(conn, names, &o, &err);
     vs_conn_close(conn);
     if (!r)
         return vs_fail_with(err->code == VS_ERROR_INVALID_ARG ? 2 : 1, err->message,
@@ -235,7 +256,7 @@ print_token(const VsUnquiesceToken *t, bool quiet)
 int
 vs_cmd_unquiesce(const VsGlobal *g, int argc, char **argv)
 {
-    CommonArgs a = { .max_freeze = 1, .agent_timeout = 5 };
+    CommonArgs a = { .max_freeze = 1, .agent_timeout = UNSET };
     gboolean all = FALSE;
     GOptionEntry entries[] = {
         { "all", 0, 0, G_OPTION_ARG_NONE, &all, "every token not yet unquiesced", NULL },

@@ -167,6 +167,44 @@ config_defaults(const VsConfig *cfg, GPtrArray *names, int *parallel, int *agent
         *deadline = vs_config_int(cfg, "SC_AGENT_TIMEOUT", 0);
 }
 
+/* ARGV's words after the command's name (ARGC of them, the first skipped) and
+ * the comma-separated words of LISTS (freed), into ARR. */
+static void
+collect_names(GPtrArray *arr, int argc, char **argv, char **lists)
+{
+    for (int i = 1; i < argc; i++)
+        g_ptr_array_add(arr, g_strdup(argv[i]));
+    for (size_t i = 0; lists && lists[i]; i++)
+        split_into(arr, lists[i]);
+    g_strfreev(lists);
+}
+
+/* RES on standard output (JSON or the summary), each failed domain's error on
+ * standard error; the exit status: 0, 1 when a domain failed, or an
+ * interrupt's. */
+static int
+report(const VsRestoreResult *res, bool json, bool quiet)
+{
+    int rc = 0;
+
+    if (json) {
+        g_autofree char *text = result_json(res, NULL);
+        fputs(text, stdout);
+    } else if (!quiet) {
+        print_summary(res);
+    }
+    for (guint i = 0; i < res->domains->len; i++) {
+        const VsRestoreDomainResult *d = res->domains->pdata[i];
+        if (!d->ok) {
+            vs_print_error("%s", d->error);
+            rc = 1;
+        }
+    }
+    if (rc && vs_interrupted())
+        rc = vs_interrupt_exit_status(vs_interrupted());
+    return rc;
+}
+
 int
 vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
 {
@@ -218,7 +256,6 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func(g_free);
     VsRestoreOptions opts;
     virConnectPtr conn;
-    int rc = 0;
 
     g_option_context_add_main_entries(octx, entries, NULL);
     if (!g_option_context_parse(octx, &argc, &argv, &err)) {
@@ -226,14 +263,8 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
         json = json || vs_argv_has(argc, argv, "--json");
         return vs_fail_with(2, msg, json ? result_json(NULL, msg) : NULL);
     }
-    for (int i = 1; i < argc; i++)
-        g_ptr_array_add(names, g_strdup(argv[i]));
-    for (size_t i = 0; lists && lists[i]; i++)
-        split_into(names, lists[i]);
-    for (size_t i = 0; disk_lists && disk_lists[i]; i++)
-        split_into(disks, disk_lists[i]);
-    g_strfreev(lists);
-    g_strfreev(disk_lists);
+    collect_names(names, argc, argv, lists);
+    collect_names(disks, 0, NULL, disk_lists);
     config_defaults(g->config, names, &parallel, &agent_timeout, &deadline);
     g_ptr_array_add(names, NULL);
     g_ptr_array_add(disks, NULL);
@@ -289,20 +320,5 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     if (!res)
         return vs_fail_with(vs_interrupted() ? vs_interrupt_exit_status(vs_interrupted()) : 1, err->message,
                             json ? result_json(NULL, err->message) : NULL);
-    if (json) {
-        g_autofree char *text = result_json(res, NULL);
-        fputs(text, stdout);
-    } else if (!g->quiet) {
-        print_summary(res);
-    }
-    for (guint i = 0; i < res->domains->len; i++) {
-        const VsRestoreDomainResult *d = res->domains->pdata[i];
-        if (!d->ok) {
-            vs_print_error("%s", d->error);
-            rc = 1;
-        }
-    }
-    if (rc && vs_interrupted())
-        rc = vs_interrupt_exit_status(vs_interrupted());
-    return rc;
+    return report(res, json, g->quiet);
 }

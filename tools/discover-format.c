@@ -1,7 +1,8 @@
-/* The three ways `virtsnap discover` prints what it found. JSON is the stable,
+/* The ways `virtsnap discover` prints what it found. JSON is the stable,
  * documented interface for scripts (every key always present, null where it
- * does not apply); the mapping is the single line array-snapshot plug-ins know;
- * text is for people. */
+ * does not apply); the mapping is the single line array-snapshot plug-ins know,
+ * escaped, or unescaped in the shape of Snap Creator's KVM_VM_MAPPING; text is
+ * for people. */
 #include "config.h"
 #include "virtsnap.h"
 
@@ -168,6 +169,72 @@ vs_discover_to_mapping(GPtrArray *domains)
     }
     g_string_append_c(s, '\n');
     return g_string_free(s, FALSE);
+}
+
+void
+vs_disk_sc_location(const VsDiscoveredDisk *d, char **controller, char **volume)
+{
+    if (d->controller && d->controller_volume) {
+        *controller = g_strdup(d->controller);
+        *volume = g_strdup(d->controller_volume);
+    } else if (d->nfs_server) {
+        *controller = g_strdup(d->nfs_server);
+        *volume = g_strconcat(d->nfs_export ? d->nfs_export : "", d->nfs_path ? d->nfs_path : "", NULL);
+    } else if (d->iscsi_iqn) {
+        *controller = g_strdup(d->iscsi_portal ? d->iscsi_portal : "");
+        *volume = g_strdup_printf("%s/%d", d->iscsi_iqn, d->iscsi_lun >= 0 ? d->iscsi_lun : 0);
+    } else {
+        *controller = g_strdup("localhost");
+        *volume = g_strdup(d->path ? d->path : "");
+    }
+}
+
+/* Whether S can stand in a field of the guide's mapping unescaped: no entry
+ * separator, no line break, and (NAME) no field separator nor '%' either, so
+ * that a reader can take the VM name as what precedes the first ':' and
+ * percent-decode it as it would the escaped format. */
+static bool
+sc_field_ok(const char *s, bool name)
+{
+    for (const char *p = s; *p; p++)
+        if (*p == ';' || g_ascii_iscntrl(*p) || (name && (*p == ':' || *p == '%')))
+            return false;
+    return *s != '\0';
+}
+
+char *
+vs_discover_to_sc_mapping(GPtrArray *domains, GError **error)
+{
+    g_autoptr(GString) s = g_string_new(NULL);
+
+    for (guint i = 0; i < domains->len; i++) {
+        const VsDiscoveredDomain *dom = domains->pdata[i];
+
+        if (!sc_field_ok(dom->name, true)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "discover: domain '%s': a name with ':', ';' or '%%' cannot be written in Snap "
+                        "Creator's mapping: use --mapping (escaped) or rename the domain", dom->name);
+            return NULL;
+        }
+        for (guint j = 0; j < dom->disks->len; j++) {
+            const VsDiscoveredDisk *d = dom->disks->pdata[j];
+            g_autofree char *controller = NULL, *volume = NULL;
+
+            if (d->skipped)
+                continue;
+            vs_disk_sc_location(d, &controller, &volume);
+            if (!sc_field_ok(controller, false) || !sc_field_ok(volume, false)) {
+                g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                            "discover: domain '%s': disk %s: its controller or volume is empty or holds a ';' "
+                            "or a control character, which Snap Creator's mapping cannot hold: use --mapping "
+                            "(escaped)", dom->name, d->target);
+                return NULL;
+            }
+            g_string_append_printf(s, "%s:%s:%s;", dom->name, controller, volume);
+        }
+    }
+    g_string_append_c(s, '\n');
+    return g_string_free(g_steal_pointer(&s), FALSE);
 }
 
 char *

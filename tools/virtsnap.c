@@ -30,6 +30,7 @@ static const Command commands[] = {
     { "vault", vs_cmd_vault, "copy a --no-copy backup's storage snapshots into the repository" },
     { "mount", vs_cmd_mount, "serve a backed-up disk read-only over NBD" },
     { "umount", vs_cmd_umount, "stop serving a mounted disk" },
+    { "sc-plugin", vs_cmd_scplugin, "Snap Creator's native plug-in: -quiesce, -unquiesce, -discover, ..." },
     { "guardian", vs_cmd_guardian, NULL },   /* internal: started by backup */
     { "quiesce", vs_cmd_quiesce, "freeze guests together for an outside snapshot, until unquiesce" },
     { "unquiesce", vs_cmd_unquiesce, "thaw the guests a quiesce froze, by its token" },
@@ -207,6 +208,8 @@ main(int argc, char **argv)
 
         if (!(config = vs_config_load(g.config_path, &err))) {
             vs_print_error("%s", err->message);
+            if (strcmp(argv[i], "sc-plugin") == 0)
+                vs_scplugin_config_failed(err->message);
             return err->code == VS_ERROR_INVALID_ARG || err->code == VS_ERROR_NOT_FOUND ? 2 : 1;
         }
         g.config = config;

@@ -43,6 +43,10 @@ int vs_cmd_restore(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_mount(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_umount(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_vault(const VsGlobal *g, int argc, char **argv);
+int vs_cmd_scplugin(const VsGlobal *g, int argc, char **argv);
+/* The configuration could not be loaded before sc-plugin ran: MESSAGE as an
+ * SC_MSG#ERROR line too, where the framework reads the plug-in's words. */
+void vs_scplugin_config_failed(const char *message);
 
 int vs_cmd_snapshots(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_quiesce(const VsGlobal *g, int argc, char **argv);
@@ -110,3 +114,11 @@ char *vs_json_builder_text(JsonBuilder *b, bool pretty);
 char *vs_discover_to_json(GPtrArray *domains, bool pretty);
 char *vs_discover_to_mapping(GPtrArray *domains);
 char *vs_discover_to_text(GPtrArray *domains);
+/* The mapping as Snap Creator's guide writes KVM_VM_MAPPING, unescaped:
+ * VM:CONTROLLER:VOLUME; per disk backed up (vs_disk_sc_location), then a
+ * newline. A name or field it cannot hold: NULL, VS_ERROR_UNSUPPORTED. */
+char *vs_discover_to_sc_mapping(GPtrArray *domains, GError **error);
+/* A disk's controller and volume in that mapping (to free): what a hook's
+ * `locate` named, else the NFS server and export+path, the iSCSI portal and
+ * IQN/LUN, or localhost and the path. */
+void vs_disk_sc_location(const VsDiscoveredDisk *d, char **controller, char **volume);

@@ -90,6 +90,11 @@ typedef struct {
      * returned; false only when the storage could not be asked. */
     bool (*exists)(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, bool *exists,
                    GError **error);
+    /* Optional (NULL: the provider cannot say): the storage controller and the
+     * volume (or LUN, file path) LOC lives on in the storage's own words, as a
+     * Snap Creator KVM_VM_MAPPING names them ("array1", "/vol/vol1/lun1"). */
+    bool (*locate)(VsSnapProvider *p, const VsSnapLocation *loc, char **controller, char **volume,
+                   GError **error);
     void (*free)(VsSnapProvider *p);
 } VsSnapOps;
 
@@ -122,7 +127,7 @@ VsSnapProvider *vs_snap_reflink_new(const char *base_dir, GError **error);
 VsSnapProvider *vs_snap_btrfs_new(const char *base_dir, GError **error);
 
 /* hook: an executable the administrator names, run once per operation as
- *   HOOK OP     (OP: create, delete, rollback, clone, expose, exists)
+ *   HOOK OP     (OP: create, delete, rollback, clone, expose, exists, locate)
  * with stdin /dev/null, in its own process group, with an environment built
  * from nothing but PATH=/usr/sbin:/usr/bin:/sbin:/bin and (unset when unknown):
  *   VIRTSNAP_SNAP_OP        the operation (as argv[1])
@@ -143,6 +148,9 @@ VsSnapProvider *vs_snap_btrfs_new(const char *base_dir, GError **error);
  *   clone, expose: url=U or path=P (absolute; no control characters)
  *   expose: image_only=1 if only vs_source_open_image can read it
  *   exists: exists=yes|no
+ *   locate (optional, no handle): controller=C and volume=V, the storage's
+ *     names for where the disk lives (1..255 bytes each, no ';', no control
+ *     characters); exit 3 where the hook cannot say
  * Exit 0: done. Exit 3: the operation is not supported (not retried,
  * VS_ERROR_UNSUPPORTED). Other exits, a signal, garbage on stdout: failed,
  * retried up to `retries` more times after `retry_delay_ms` (none once an
@@ -184,6 +192,10 @@ bool vs_snap_has_diff(const VsSnapProvider *p);
 bool vs_snap_diff(VsSnapProvider *p, const VsSnapLocation *loc, const char *from, const char *to,
                   GArray *out /* VsExtent */, GError **error);
 bool vs_snap_exists(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, bool *exists,
+                    GError **error);
+/* The locate entry: *CONTROLLER and *VOLUME (to free) set, true; without the
+ * entry, or when the provider cannot say, VS_ERROR_UNSUPPORTED. */
+bool vs_snap_locate(VsSnapProvider *p, const VsSnapLocation *loc, char **controller, char **volume,
                     GError **error);
 /* The snapshot's bytes as a source: expose, then the right opener for the
  * disk's FORMAT (NULL: raw; a qcow2 is read as the guest sees it, its

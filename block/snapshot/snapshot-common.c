@@ -126,6 +126,19 @@ vs_snap_exists(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle,
     return vs_snap_handle_check(handle, error) && p->ops->exists(p, loc, handle, exists, error);
 }
 
+bool
+vs_snap_locate(VsSnapProvider *p, const VsSnapLocation *loc, char **controller, char **volume, GError **error)
+{
+    *controller = *volume = NULL;
+    if (!p->ops->locate) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "snapshot: %s: the %s provider cannot name the storage controller and volume", loc->disk,
+                    p->ops->name);
+        return false;
+    }
+    return p->ops->locate(p, loc, controller, volume, error);
+}
+
 VsSource *
 vs_snap_open(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, const char *format,
              GError **error)

@@ -293,6 +293,43 @@ hook_exists(VsSnapProvider *p, const VsSnapLocation *loc, const char *handle, bo
     return kv != NULL;
 }
 
+/* controller=C and volume=V: 1..255 bytes each, no ';' (it ends a mapping's
+ * entry) and no control character (they go into one output line). */
+static bool
+check_located(GHashTable *kv, char **why)
+{
+    static const char *const keys[] = {"controller", "volume"};
+
+    for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
+        const char *v = g_hash_table_lookup(kv, keys[i]);
+        bool ok = v && *v && strlen(v) <= 255 && !strchr(v, ';');
+
+        for (const char *s = v; ok && *s; s++)
+            ok = !g_ascii_iscntrl(*s);
+        if (!ok) {
+            g_autofree char *shown = snap_escape(v ? v : "", 80);
+            *why = v ? g_strdup_printf("printed a bad %s (1 to 255 bytes, no ';', no control characters): \"%s\"",
+                                       keys[i], shown)
+                     : g_strdup_printf("no %s=... line", keys[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+hook_locate(VsSnapProvider *p, const VsSnapLocation *loc, char **controller, char **volume, GError **error)
+{
+    HookCall c = {.op = "locate"};
+    g_autoptr(GHashTable) kv = hook_call(p->priv, loc, &c, check_located, error);
+
+    if (!kv)
+        return false;
+    *controller = g_strdup(g_hash_table_lookup(kv, "controller"));
+    *volume = g_strdup(g_hash_table_lookup(kv, "volume"));
+    return true;
+}
+
 static void
 hook_free(VsSnapProvider *p)
 {
@@ -311,6 +348,7 @@ static const VsSnapOps hook_ops = {
     .clone = hook_clone,
     .expose = hook_expose,
     .exists = hook_exists,
+    .locate = hook_locate,
     .free = hook_free,
 };
 

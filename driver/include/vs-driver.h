@@ -78,6 +78,10 @@ typedef struct {
      * none would do (issue 15). */
     const char *snapshot_provider;
     char *snapshot_reason;
+    /* With VsDiscoverOptions.locate: the storage controller and volume the
+     * hook configured for the disk's pool names for it (its `locate`
+     * operation, docs/snapshots.md); NULL without a hook or where it cannot say. */
+    char *controller, *controller_volume;
 } VsDiscoveredDisk;
 
 /* Something discovery could not resolve. DISK NULL: the domain itself, which
@@ -115,6 +119,10 @@ typedef struct {
      * decided with: a hook for a disk's pool, provider=none, snapshot-dir.
      * NULL: none (no hooks, each disk's own directory). Borrowed. */
     const struct _VsSnapConfig *snapshot_config;
+    /* Ask the hook configured for each disk's pool (snapshot_config) where the
+     * disk lives in the storage's own words: VsDiscoveredDisk.controller. A
+     * hook that fails is a problem of the disk (default off: no hook runs). */
+    bool locate;
 } VsDiscoverOptions;
 
 void vs_discover_options_init(VsDiscoverOptions *opts);

@@ -68,5 +68,9 @@ clone)
   lun=$((lun + 1))
   tgt --mode logicalunit --op new --tid 1 --lun "$lun" --backing-store "$f"
   url "$lun" ;;
+locate)
+  # the "array" is the target's host, the "volume" the LUN's backing file
+  echo "controller=${VIRTSNAP_ISCSI_PORTAL%:*}"
+  echo "volume=$STORE/lun$src.img" ;;
 *) die "operation '$op' not supported" 3 ;;
 esac

@@ -108,6 +108,11 @@ usage "snapshots without a repository" "give --repo DIR or set VIRTSNAP_REPO" sn
 usage "snapshots with an empty DOMAIN" "a DOMAIN given is empty" snapshots --repo "$REPO" ""
 usage "init without --repo" "give the repository as --repo DIR" init
 usage "discover --json --mapping" "exclude each other" -c $T discover --json --mapping
+usage "discover --mapping=json" "the formats are --mapping (escaped) and --mapping=sc" -c $T discover --mapping=json
+usage "discover --update-config without --mapping" "--update-config needs --mapping" -c $T discover --update-config "$W/x.conf"
+usage "sc-plugin without an operation" "Usage: virtsnap sc-plugin" -c $T sc-plugin
+usage "sc-plugin with two operations" "one operation at a time" -c $T sc-plugin -quiesce -unquiesce
+usage "sc-plugin --state-dir without a value" "--state-dir needs a value" -c $T sc-plugin --state-dir
 usage "umount with nothing named" "name the mounts" -c $T umount
 usage "recover with an argument" "recover: takes no arguments" -c $T recover extra
 usage "no command" "Usage: virtsnap" -c $T

@@ -4,64 +4,35 @@
  * discovery itself is tested against real libvirt in tests/integration. */
 #include "config.h"
 #include "virtsnap.h"
+#include "discover-fixture.h"
 
 #include <json-glib/json-glib.h>
-
-static VsDiscoveredDisk *
-disk(const char *target, const char *path, const char *pool_type)
-{
-    VsDiscoveredDisk *d = g_new0(VsDiscoveredDisk, 1);
-    d->target = g_strdup(target);
-    d->device = g_strdup("disk");
-    d->type = g_strdup("file");
-    d->format = g_strdup("qcow2");
-    d->path = g_strdup(path);
-    d->pool_type = g_strdup(pool_type);
-    d->iscsi_lun = -1;
-    d->chain = g_ptr_array_new();
-    return d;
-}
-
-static VsDiscoveredDomain *
-domain(const char *name)
-{
-    VsDiscoveredDomain *dom = g_new0(VsDiscoveredDomain, 1);
-    dom->name = g_strdup(name);
-    dom->uuid = g_strdup("7b4a1c1e-0000-4000-8000-000000000001");
-    dom->state = g_strdup("running");
-    dom->id = 3;
-    dom->persistent = true;
-    dom->agent = VS_AGENT_RESPONDING;
-    dom->disks = g_ptr_array_new_with_free_func((GDestroyNotify)vs_discovered_disk_free);
-    dom->problems = g_ptr_array_new_with_free_func((GDestroyNotify)vs_problem_free);
-    return dom;
-}
 
 static GPtrArray *
 sample(void)
 {
     GPtrArray *doms = g_ptr_array_new_with_free_func((GDestroyNotify)vs_discovered_domain_free);
-    VsDiscoveredDomain *a = domain("web1"), *b = domain("db:2;x%");
+    VsDiscoveredDomain *a = fixture_domain("web1"), *b = fixture_domain("db:2;x%");
     VsDiscoveredDisk *d;
 
-    d = disk("vda", "/var/lib/libvirt/images/web1.qcow2", "dir");
+    d = fixture_disk("vda", "/var/lib/libvirt/images/web1.qcow2", "dir");
     d->pool = g_strdup("default");
     g_ptr_array_add(a->disks, d);
 
-    d = disk("vdb", "/mnt/nfs/sub/data.raw", "netfs");
+    d = fixture_disk("vdb", "/mnt/nfs/sub/data.raw", "netfs");
     d->pool = g_strdup("nfspool");
     d->nfs_server = g_strdup("10.1.1.5");
     d->nfs_export = g_strdup("/export/vms");
     d->nfs_path = g_strdup("/sub/data.raw");
     g_ptr_array_add(a->disks, d);
 
-    d = disk("hdc", "/iso/debian.iso", "none");
+    d = fixture_disk("hdc", "/iso/debian.iso", "none");
     g_free(d->device);
     d->device = g_strdup("cdrom");
     d->skipped = g_strdup("removable media (cdrom)");
     g_ptr_array_add(a->disks, d);
 
-    d = disk("sda", "ip-127.0.0.1:3262-iscsi-iqn.2024-01.test:t1-lun-1", "iscsi-direct");
+    d = fixture_disk("sda", "ip-127.0.0.1:3262-iscsi-iqn.2024-01.test:t1-lun-1", "iscsi-direct");
     d->iscsi_portal = g_strdup("127.0.0.1:3262");
     d->iscsi_iqn = g_strdup("iqn.2024-01.test:t1");
     d->iscsi_lun = 1;

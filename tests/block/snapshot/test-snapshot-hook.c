@@ -249,6 +249,64 @@ test_expose(void)
     }
 }
 
+/* locate: the controller and volume as printed, the operation named in the
+ * environment with no handle; each bad answer refused, naming what is wrong;
+ * exit 3 is "cannot say". A provider without the entry cannot say either. */
+static void
+test_locate(void)
+{
+    g_autofree char *good = make_hook("locate", "env > $D/locate.env; echo controller=array1; "
+                                      "echo volume=/vol/vol1/lun1");
+    g_autofree char *unsup = make_hook("locate-unsup", "exit 3");
+    g_autoptr(VsSnapProvider) p = hook_provider(good, 5000, 0);
+    g_autoptr(VsSnapProvider) u = hook_provider(unsup, 5000, 2);
+    g_autoptr(GError) error = NULL;
+    g_autofree char *controller = NULL, *volume = NULL, *env = NULL;
+    const char *const bad[][2] = {
+        {"echo controller=array1", "no volume=... line"},
+        {"echo volume=/vol/v", "no controller=... line"},
+        {"echo controller=; echo volume=/vol/v", "printed a bad controller"},
+        {"echo controller=a; echo 'volume=/vol/v;vm2:x:y'", "printed a bad volume"},
+        {"printf 'controller=a\033[31m\nvolume=/v\n'", "printed a bad controller"},
+        {"echo controller=$(head -c 300 /dev/zero | tr '\\0' a); echo volume=/v", "printed a bad controller"},
+    };
+
+    g_assert_true(vs_snap_locate(p, &loc, &controller, &volume, &error));
+    g_assert_no_error(error);
+    g_assert_cmpstr(controller, ==, "array1");
+    g_assert_cmpstr(volume, ==, "/vol/vol1/lun1");
+    env = slurp("locate.env");
+    g_assert_nonnull(strstr(env, "VIRTSNAP_SNAP_OP=locate\n"));
+    g_assert_nonnull(strstr(env, "VIRTSNAP_ISCSI_IQN=iqn.2024-01.test:t1\n"));
+    g_assert_null(strstr(env, "VIRTSNAP_SNAP_HANDLE="));
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autofree char *h = make_hook("locate-bad", bad[i][0]);
+        g_autoptr(VsSnapProvider) b = hook_provider(h, 5000, 0);
+        g_autoptr(GError) err = NULL;
+        g_autofree char *c = NULL, *v = NULL;
+
+        g_assert_false(vs_snap_locate(b, &loc, &c, &v, &err));
+        g_assert_null(c);
+        if (!strstr(err->message, bad[i][1]))
+            g_error("'%s' not in: %s", bad[i][1], err->message);
+    }
+    g_clear_pointer(&controller, g_free);
+    g_clear_pointer(&volume, g_free);
+    g_assert_false(vs_snap_locate(u, &loc, &controller, &volume, &error));
+    g_assert_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED);
+    g_clear_error(&error);
+    {
+        g_autofree char *dir = g_build_filename(tmpdir, "reflink-base", NULL);
+        g_autoptr(VsSnapProvider) r = NULL;
+
+        g_assert_cmpint(g_mkdir_with_parents(dir, 0700), ==, 0);
+        r = vs_snap_reflink_new(dir, &error);
+        g_assert_no_error(error);
+        g_assert_false(vs_snap_locate(r, &loc, &controller, &volume, &error));
+        g_assert_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED);
+    }
+}
+
 static void
 test_handle_rule(void)
 {
@@ -317,6 +375,7 @@ main(int argc, char **argv)
     g_test_add_func("/snapshot-hook/garbage", test_garbage);
     g_test_add_func("/snapshot-hook/hostile-handle", test_hostile_handle);
     g_test_add_func("/snapshot-hook/expose", test_expose);
+    g_test_add_func("/snapshot-hook/locate", test_locate);
     g_test_add_func("/snapshot-hook/handle-rule", test_handle_rule);
     g_test_add_func("/snapshot-hook/not-executable", test_not_executable);
     g_test_add_func("/snapshot-hook/interrupt-stops-retries", test_interrupt_stops_retries);
