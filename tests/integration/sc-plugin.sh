@@ -55,8 +55,11 @@ plugin -quiesce -unquiesce 2> "$W/two.err"; rc=$?
 set -e
 vs_assert_eq "$rc" 2 "two operations: usage"
 
-vs_wait_agent "$A" 120
-vs_wait_agent "$B" 120
+# READY: /data mounted and the writer's first records written (the agent may answer before)
+for d in "$A" "$B"; do
+  vs_wait_ready "$d" "$(vs_console_log "$d")" 120 || vs_fail "$d did not boot"
+  vs_wait_agent "$d" 120
+done
 
 # --- -discover: the mapping the framework stores, and discover --mapping=sc ------------------
 KVM_VM_MAPPING="$A:x:y;$B:x:y;" plugin -discover > "$W/discover.out"
