@@ -27,8 +27,12 @@ prepare_disks(Run *run, DomJob *j, const VsDiscoveredDomain *disc, const VsDomai
         const VsDiskDef *dd = vs_domain_def_find_disk(def, d->target);
         DiskJob *job;
 
-        if (d->skipped)
+        /* Said, not silent: a user who relies on the backup must know that an
+         * ISO, say, is not in it (its <disk> is, in the saved definition). */
+        if (d->skipped) {
+            add_note(j, "disk %s skipped: %s; the saved definition keeps it", d->target, d->skipped);
             continue;
+        }
         if (d->error) {
             dom_fail(j, "domain '%s': disk %s: %s", j->name, d->target, d->error);
             return false;

@@ -775,6 +775,26 @@ plan_disks(Run *run, RDom *r, GError **error)
     return true;
 }
 
+/* Removable media (an ISO: shared install media) is never in a backup; its drive comes back
+ * as it was, but empty when the image is gone now, which would keep the domain from starting. */
+static void
+plan_media(RDom *r)
+{
+    for (guint i = 0; i < r->def->disks->len; i++) {
+        VsDiskDef *dd = r->def->disks->pdata[i];
+
+        if ((dd->device != VS_DISK_DEVICE_CDROM && dd->device != VS_DISK_DEVICE_FLOPPY) || !dd->src ||
+            (dd->src->type != VS_DISK_TYPE_FILE && dd->src->type != VS_DISK_TYPE_BLOCK) ||
+            !dd->src->path || access(dd->src->path, F_OK) == 0)
+            continue;
+        restore_note(r, "%s %s: %s does not exist: the drive is restored empty; insert it again with "
+                     "`virsh change-media %s %s %s --insert --config`",
+                     vs_disk_device_to_string(dd->device), dd->target_dev, dd->src->path,
+                     r->new_name, dd->target_dev, dd->src->path);
+        g_clear_pointer(&dd->src, vs_storage_source_free);
+    }
+}
+
 /* The definition restored: a new name, UUID and MACs, or the existing UUID. */
 static bool
 plan_definition(Run *run, RDom *r, GError **error)
@@ -873,6 +893,8 @@ restore_plan_domain(Run *run, const char *name, GError **error)
         return NULL;
     if (!plan_disks(run, r, error) || !plan_definition(run, r, error))
         return NULL;
+    if (!r->partial)
+        plan_media(r);
     if (!r->partial && !(o->define || o->start) && !plan_xml_path(run, r, error))
         return NULL;
     return g_steal_pointer(&r);
