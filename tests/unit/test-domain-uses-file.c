@@ -6,11 +6,14 @@
  * definition names are all "in use"; a file nothing names, or anything of a
  * domain that no longer exists, is not; a stopped domain keeps what its
  * definition names. Also the link: a live connection
- * is not reopened, and a domain is looked up again only for a new connection. */
+ * is not reopened, and a domain is looked up again only for a new connection.
+ * And the directory where nothing may be written behind libvirt's back, its
+ * own /etc/libvirt/qemu, however it is named (KVM_VM_CONFIG_DIR). */
 #include "config.h"
 #include "driver-internal.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #define UUID "0e3f7a6c-5b2d-4c1e-9a8f-7d6e5c4b3a21"
 
@@ -123,11 +126,34 @@ test_link(void)
     virConnectClose(conn);
 }
 
+static void
+test_libvirts_own(void)
+{
+    g_autofree char *tmp = g_dir_make_tmp("vs-dirs-XXXXXX", NULL);
+    g_autofree char *link = g_build_filename(tmp, "qemu-link", NULL);
+
+    g_assert_true(vs_dir_is_libvirts_own("/etc/libvirt/qemu"));
+    g_assert_true(vs_dir_is_libvirts_own("/etc/libvirt/qemu/"));
+    g_assert_true(vs_dir_is_libvirts_own("/etc/libvirt/../libvirt/qemu"));
+    g_assert_false(vs_dir_is_libvirts_own(tmp));
+    g_assert_false(vs_dir_is_libvirts_own("/etc/libvirt/qemu-copies"));
+    g_assert_false(vs_dir_is_libvirts_own(""));
+    g_assert_false(vs_dir_is_libvirts_own(NULL));
+    /* another name for it, where it exists */
+    if (g_file_test("/etc/libvirt/qemu", G_FILE_TEST_IS_DIR)) {
+        g_assert_cmpint(symlink("/etc/libvirt/qemu", link), ==, 0);
+        g_assert_true(vs_dir_is_libvirts_own(link));
+        g_assert_cmpint(unlink(link), ==, 0);
+    }
+    g_assert_cmpint(rmdir(tmp), ==, 0);
+}
+
 int
 main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/link/uses-file", test_uses);
     g_test_add_func("/link/domain", test_link);
+    g_test_add_func("/dirs/libvirts-own", test_libvirts_own);
     return g_test_run();
 }
