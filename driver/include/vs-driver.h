@@ -146,6 +146,10 @@ void vs_discovered_disk_free(VsDiscoveredDisk *disk);
 /* Can a disk of FORMAT whose top image is PATH (a local path, or NULL / a URL for a
  * network disk) hold the dirty bitmaps of backup --mode=begin? If not, *WHY (static)
  * says why: it is then read whole at every backup (deduplicated all the same). */
+/* driver/remote.c: the host of URI when it is another machine (not a loopback
+ * name or address, not one of this host's own addresses), else NULL (no host:
+ * a local daemon). Its disk paths are then the hypervisor's, not ours. */
+char *vs_uri_remote_host(const char *uri);
 bool vs_disk_holds_bitmaps(const char *format, const char *path, const char **why);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsDiscoveredDomain, vs_discovered_domain_free)
