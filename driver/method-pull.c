@@ -51,13 +51,37 @@ pull_space_check(Run *run, DomJob *j)
     run->pull_reserved += need;
 }
 
+/* A remote job's scratch files are libvirt's to name (DISK.TIMESTAMP beside
+ * each image, on the hypervisor); for a disk that is not a file (a block
+ * device, a network disk) libvirt names none and refuses the job: said now,
+ * with the way out, rather than inside the frozen window. */
+static void
+remote_scratch_check(DomJob *j)
+{
+    for (guint i = 0; i < j->disks->len; i++) {
+        DiskJob *d = j->disks->pdata[i];
+
+        if (!d->is_file && !d->scratch) {
+            dom_fail(j, "backup: domain '%s': disk %s is not a file, so libvirt names no scratch "
+                     "file for its backup job on the hypervisor, and a remote run has no place "
+                     "of its own there: give one with --backup-xml (<disk name='%s'><scratch "
+                     "file='PATH ON THE HYPERVISOR'/></disk>), or leave the disk out "
+                     "(backup='no')", j->name, d->target, d->target);
+            return;
+        }
+    }
+}
+
 static void
 pull_plan(Run *run, DomJob *j, const VsDomainDef *def)
 {
     job_plan(run, j, def, false);
-    /* A remote hypervisor's room is not ours to look at: libvirt puts the
-     * scratch files beside the domain's state there. */
-    if (!j->error && !run->remote)
+    if (j->error)
+        return;
+    /* A remote hypervisor's room is not ours to look at. */
+    if (run->remote)
+        remote_scratch_check(j);
+    else
         pull_space_check(run, j);
 }
 
