@@ -1,6 +1,6 @@
 #!/bin/bash
 # backup-remote.sh -- a backup host off the hypervisor: the guest runs on a second libvirt
-# host (../shared/targets/second-host.sh: its own namespaces, qemu+tcp://10.213.0.2/system),
+# host (tests/lib/second-host.sh: its own namespaces, qemu+tcp://10.213.0.2/system),
 # virtsnap runs here with -c that URI. `backup --mode=begin` (a full, then an incremental
 # after the guest wrote) reads the pull job's NBD export over TCP (data_path nbd-tcp), the
 # repository verifies, the incremental's export is a consistent copy, the next incremental's
@@ -11,30 +11,26 @@
 # refused (exit 2) naming what to use instead.
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
+. "$VS_SOURCE_ROOT/tests/lib/second-host.sh"
 
-vs_test_open --root remote
-SH2=$VS_SOURCE_ROOT/../shared/targets/second-host.sh
-[ -x "$SH2" ] || vs_skip "no $SH2"
-for c in unshare ip jq qemu-img; do command -v $c >/dev/null || vs_skip "no $c"; done
-
-vs_on_exit "$SH2" stop "$W/h2"
-SECOND=$("$SH2" start "$W/h2")
-vs_log "second host: $SECOND"
-v2() { timeout 30 virsh -q -c "$SECOND" "$@"; }
+vs_test_open --libvirt remote
+for c in jq qemu-img pgrep; do command -v $c >/dev/null || vs_skip "no $c"; done
+vs_second_host_start
+SECOND=$VS_H2_URI
 
 # The guest, transient, on the second host; its disk in the work dir (one file system for
 # both "hosts" here, which is why the checks below look at what QEMU opens, not at paths).
 vs_guest_disk "$W/disk.qcow2" >/dev/null
 vs_guest_xml "$D" "$W/disk.qcow2" > "$W/dom.xml"
-v2 create "$W/dom.xml" >/dev/null
+vs_h2_virsh -q create "$W/dom.xml" >/dev/null
 end=$(( $(date +%s) + 120 ))
-until grep -q GA-GUEST-READY "$(vs_console_log "$D")" 2>/dev/null &&
-      v2 qemu-agent-command "$D" '{"execute":"guest-ping"}' >/dev/null 2>&1; do
-  [ "$(date +%s)" -lt "$end" ] || vs_fail "$D did not come up on the second host"
+until grep -q GA-GUEST-READY "$(vs_console_log "$D")" 2>/dev/null; do
+  [ "$(date +%s)" -lt "$end" ] || vs_fail "$D did not boot on the second host"
   sleep 0.3
 done
+vs_h2_wait_agent "$D" 60
 vs_log "$D runs on the second host"
-gexec2() { LIBVIRT_DEFAULT_URI=$SECOND "$VS_GUEST_SRC/gexec.sh" "$@"; }
+v2() { vs_h2_virsh -q "$@"; }
 QPID=$(pgrep -f -- "-name guest=$D," | head -1)
 [ -n "$QPID" ] || vs_fail "no QEMU process of $D"
 [ "$(readlink /proc/$QPID/ns/net)" != "$(readlink /proc/self/ns/net)" ] ||
@@ -94,7 +90,7 @@ vs_assert_eq "$(ls "$W" | grep -c '^disk\.qcow2\.' || true)" 0 "libvirt's scratc
 vs_assert_eq "$(v2 checkpoint-list "$D" --name | sed '/^$/d' | wc -l)" 1 "checkpoints on the second host"
 
 # --- the guest writes, an incremental -------------------------------------------------------
-gexec2 "$D" 'dd if=/dev/urandom of=/data/remote1 bs=1M count=16 conv=fsync 2>/dev/null' >/dev/null
+vs_h2_gexec "$D" 'dd if=/dev/urandom of=/data/remote1 bs=1M count=16 conv=fsync 2>/dev/null' >/dev/null
 rb --mode=begin --json "$D" > "$W/b2.json"
 vs_assert_eq "$(f "$W/b2.json" '[.ok, .level, .base, .disks[0].data_path, .consistency] | join(",")')" \
   "true,inc,$ID1,nbd-tcp,quiesced" "remote incremental"
