@@ -51,8 +51,8 @@ pull_space_check(Run *run, DomJob *j)
     run->pull_reserved += need;
 }
 
-/* A remote job's scratch files are libvirt's to name (DISK.TIMESTAMP beside
- * each image, on the hypervisor); for a disk that is not a file (a block
+/* A remote job's scratch files are libvirt's to name (IMAGE.CHECKPOINT beside
+ * each image, on the hypervisor, removed by libvirt with the job); for a disk that is not a file (a block
  * device, a network disk) libvirt names none and refuses the job: said now,
  * with the way out, rather than inside the frozen window. */
 static void
