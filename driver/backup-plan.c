@@ -608,6 +608,7 @@ prepare_domain(Run *run, virDomainPtr dom, VsDiscoveredDomain *disc)
 
         vs_discover_options_init(&dopts);
         dopts.agent_timeout = run->opts->agent_timeout;
+        dopts.remote = run->remote != NULL;
         again = vs_discover(vs_link_conn(run->link), uuid, &dopts, NULL, &err);
         if (!again || again->len != 1) {
             dom_fail(j, "domain '%s': cannot discover it again once locked%s%s", j->name,
@@ -733,6 +734,7 @@ discover_domains(Run *run, const char *const *names, bool all, GError **error)
 
     vs_discover_options_init(&dopts);
     dopts.agent_timeout = run->opts->agent_timeout;
+    dopts.remote = run->remote != NULL;
     run->discovered = vs_discover(run->conn, all ? NULL : names, &dopts, &problems, error);
     if (!run->discovered)
         return false;

@@ -129,6 +129,10 @@ typedef struct {
      * disk lives in the storage's own words: VsDiscoveredDisk.controller. A
      * hook that fails is a problem of the disk (default off: no hook runs). */
     bool locate;
+    /* The hypervisor is another host (vs_uri_remote_host): its disk paths are
+     * not looked at here, no image header read (the chain is what libvirt
+     * says) and no file system asked for a snapshot provider. Default off. */
+    bool remote;
 } VsDiscoverOptions;
 
 void vs_discover_options_init(VsDiscoverOptions *opts);
