@@ -4,8 +4,9 @@
  * exit-2 errors naming what to use instead; the job XML of a remote pull job
  * (its NBD server on TCP on the hypervisor, no scratch path of ours, so
  * libvirt makes its own there) against a local one (a unix socket, our
- * scratch file); the libnbd URI of a remote export. No network traffic: the
- * names are addresses, or localhost. */
+ * scratch file); the libnbd URI of a remote export; discovery that reads no
+ * image header of a remote hypervisor's path (libvirt's in-process test
+ * driver). No network traffic: the names are addresses, or localhost. */
 #include "config.h"
 #include "backup-internal.h"
 
@@ -134,6 +135,54 @@ test_nbd_uri(void)
     g_assert_cmpstr(v6, ==, "nbd://[2001:db8::7]:10810/vdb");
 }
 
+/* A shut-off domain's qcow2 on a path of the hypervisor (none here): read
+ * locally, its header is looked for (and not found); remote, it is not. */
+static VsDiscoveredDisk *
+discover_vda(virConnectPtr conn, bool remote, GPtrArray **doms)
+{
+    const char *names[] = { "vs-remote-disc", NULL };
+    g_autoptr(GError) err = NULL;
+    VsDiscoverOptions opts;
+
+    vs_discover_options_init(&opts);
+    opts.probe_exports = false;
+    opts.remote = remote;
+    *doms = vs_discover(conn, names, &opts, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint((*doms)->len, ==, 1);
+    return ((VsDiscoveredDomain *)(*doms)->pdata[0])->disks->pdata[0];
+}
+
+static void
+test_discover_remote(void)
+{
+    static const char xml[] =
+        "<domain type='test'><name>vs-remote-disc</name><memory>131072</memory><os><type>hvm</type></os>"
+        "<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+        "<source file='/nonexistent-vs-remote/vm.qcow2'/><target dev='vda' bus='virtio'/></disk>"
+        "</devices></domain>";
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) local = NULL, remote = NULL;
+    virConnectPtr conn = vs_conn_open("test:///default", &err);
+    virDomainPtr dom;
+    VsDiscoveredDisk *d;
+
+    g_assert_no_error(err);
+    dom = virDomainDefineXML(conn, xml);
+    g_assert_nonnull(dom);
+    d = discover_vda(conn, false, &local);
+    g_assert_nonnull(d->error);
+    g_assert_nonnull(strstr(d->error, "backing chain"));
+    d = discover_vda(conn, true, &remote);
+    g_assert_null(d->error);
+    g_assert_cmpstr(d->path, ==, "/nonexistent-vs-remote/vm.qcow2");
+    g_assert_null(d->snapshot_provider);
+    g_assert_nonnull(strstr(d->snapshot_reason, "the hypervisor is another host"));
+    virDomainUndefine(dom);
+    virDomainFree(dom);
+    vs_conn_close(conn);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -143,5 +192,6 @@ main(int argc, char **argv)
     g_test_add_func("/remote/check-options", test_check_remote);
     g_test_add_func("/remote/job-xml-tcp", test_job_xml_tcp);
     g_test_add_func("/remote/nbd-uri", test_nbd_uri);
+    g_test_add_func("/remote/discover", test_discover_remote);
     return g_test_run();
 }
