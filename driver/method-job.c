@@ -57,6 +57,11 @@ job_plan(Run *run, DomJob *j, const VsDomainDef *def, bool push)
         DiskJob *d = j->disks->pdata[i];
         if (!d->scratch && p->scratch_dir)
             d->scratch = g_strdup_printf("%s/%s.qcow2", p->scratch_dir, d->target);
+        /* Remote: a path on the hypervisor, beside the image, as newer libvirt
+         * names one left out (9.0 takes a scratch-less file disk for an empty
+         * path); libvirt removes it with the job. Not a path of this host. */
+        else if (!d->scratch && run->remote && d->is_file && d->path)
+            d->scratch = g_strdup_printf("%s.%s", d->path, p->checkpoint);
     }
     for (guint i = 0; def && i < def->disks->len; i++) {
         const VsDiskDef *dd = def->disks->pdata[i];

@@ -51,10 +51,10 @@ pull_space_check(Run *run, DomJob *j)
     run->pull_reserved += need;
 }
 
-/* A remote job's scratch files are libvirt's to name (IMAGE.CHECKPOINT beside
- * each image, on the hypervisor, removed by libvirt with the job); for a disk that is not a file (a block
- * device, a network disk) libvirt names none and refuses the job: said now,
- * with the way out, rather than inside the frozen window. */
+/* A remote job's scratch file goes beside each image on the hypervisor
+ * (job_plan); a disk that is not a file (a block device, a network disk) has
+ * no such place, and libvirt would refuse the job: said now, with the way
+ * out, rather than inside the frozen window. */
 static void
 remote_scratch_check(DomJob *j)
 {
@@ -62,9 +62,9 @@ remote_scratch_check(DomJob *j)
         DiskJob *d = j->disks->pdata[i];
 
         if (!d->is_file && !d->scratch) {
-            dom_fail(j, "backup: domain '%s': disk %s is not a file, so libvirt names no scratch "
-                     "file for its backup job on the hypervisor, and a remote run has no place "
-                     "of its own there: give one with --backup-xml (<disk name='%s'><scratch "
+            dom_fail(j, "backup: domain '%s': disk %s is not a file, so its backup job's scratch "
+                     "file has no place beside it on the hypervisor, and a remote run has no "
+                     "place of its own there: give one with --backup-xml (<disk name='%s'><scratch "
                      "file='PATH ON THE HYPERVISOR'/></disk>), or leave the disk out "
                      "(backup='no')", j->name, d->target, d->target);
             return;

@@ -5,7 +5,7 @@
  * interfaces). The disk paths such a libvirtd names are the hypervisor's,
  * never ours, so a remote run reads only what comes over the network: the
  * NBD export of a pull-mode backup job, listening on TCP on the hypervisor,
- * with libvirt's own scratch files there. What needs the hypervisor's files
+ * with its scratch files there (beside each image, libvirt's to make and remove). What needs the hypervisor's files
  * here (overlays committed back after reading the base images, a push job
  * writing into our files, storage snapshots by local providers) is refused
  * before anything is touched, naming what to use instead. */

@@ -2,9 +2,8 @@
  * URIs are remote (a host that is not a loopback name or address, nor one of
  * this machine's interface addresses); what a remote backup refuses, with
  * exit-2 errors naming what to use instead; the job XML of a remote pull job
- * (its NBD server on TCP on the hypervisor, no scratch path of ours, so
- * libvirt makes its own there) against a local one (a unix socket, our
- * scratch file); the libnbd URI of a remote export; discovery that reads no
+ * (its NBD server on TCP on the hypervisor, a scratch path there) against a
+ * local one (a unix socket, our scratch file); the libnbd URI of a remote export; discovery that reads no
  * image header of a remote hypervisor's path (libvirt's in-process test
  * driver). No network traffic: the names are addresses, or localhost. */
 #include "config.h"
@@ -104,7 +103,8 @@ test_check_remote(void)
 static void
 test_job_xml_tcp(void)
 {
-    VsJobDisk disks[] = { { .target = "vda", .bitmap = true, .incremental = true } };
+    VsJobDisk disks[] = { { .target = "vda", .bitmap = true, .incremental = true,
+                            .scratch = "/srv/vm/vda.qcow2.virtsnap-0a1b2c3d-2" } };
     VsJobServer tcp = { .host = "192.0.2.7", .port = 10810 };
     VsJobServer unix_srv = { .socket = "/run/virtsnap/nbd-x/nbd.sock" };
     g_autofree char *bx = NULL, *cx = NULL, *lbx = NULL, *lcx = NULL;
@@ -114,8 +114,8 @@ test_job_xml_tcp(void)
     g_assert_nonnull(strstr(bx, "<domainbackup mode='pull'>"));
     g_assert_nonnull(strstr(bx, "<server transport='tcp' name='192.0.2.7' port='10810'/>"));
     g_assert_nonnull(strstr(bx, "<incremental>virtsnap-0a1b2c3d-1</incremental>"));
-    g_assert_nonnull(strstr(bx, "<disk name='vda' backup='yes' type='file' backupmode='incremental'/>"));
-    g_assert_null(strstr(bx, "scratch"));
+    g_assert_nonnull(strstr(bx, "<disk name='vda' backup='yes' type='file' backupmode='incremental'>"));
+    g_assert_nonnull(strstr(bx, "<scratch file='/srv/vm/vda.qcow2.virtsnap-0a1b2c3d-2'/>"));
     g_assert_null(strstr(bx, "socket"));
     g_assert_nonnull(strstr(cx, "<name>virtsnap-0a1b2c3d-2</name>"));
 

@@ -6,8 +6,8 @@
 # repository verifies, the incremental's export is a consistent copy, the next incremental's
 # base is the first. While the job runs, the hypervisor's QEMU holds no file of this host's
 # state directory or repository (its open files, its command line and the job XML name
-# none), and its scratch file is libvirt's own on the hypervisor (beside the disk image,
-# gone afterwards). An overlay-mode backup (the default), a push job and a restore are
+# none), and its scratch file is on the hypervisor (beside the disk image, removed by
+# libvirt afterwards). An overlay-mode backup (the default), a push job and a restore are
 # refused (exit 2) naming what to use instead.
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
@@ -74,11 +74,11 @@ done
 vs_log "ok: QEMU's open files, command line and job XML name neither $STATE nor $REPO"
 vs_assert_contains "$JOBXML" "transport='tcp'" "the running job's <server>"
 vs_assert_contains "$JOBXML" "name='10.213.0.2'" "the running job's <server>"
-# libvirt names the scratch file itself, beside the disk image (the hypervisor's storage).
+# The scratch file is beside the disk image (the hypervisor's storage), named by the checkpoint.
 scratch=$(printf '%s\n' "$FILES" | grep -F "$(realpath "$W/disk.qcow2")." || true)
-[ -n "$scratch" ] || vs_fail "no scratch file of libvirt's own (beside the disk) open in QEMU:
+[ -n "$scratch" ] || vs_fail "no scratch file beside the disk open in QEMU:
 $FILES"
-vs_log "ok: the scratch file is libvirt's on the hypervisor: $scratch"
+vs_log "ok: the scratch file is on the hypervisor, beside the disk: $scratch"
 
 f() { jq -r ".domains[0] | $2" "$1"; }
 vs_assert_eq "$(f "$W/b1.json" '[.ok, .mode, .level, .disks[0].data_path] | join(",")')" \
