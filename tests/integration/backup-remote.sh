@@ -8,7 +8,7 @@
 # state directory or repository (its open files, its command line and the job XML name
 # none), and its scratch file is on the hypervisor (beside the disk image, removed by
 # libvirt afterwards). An overlay-mode backup (the default), a push job and a restore are
-# refused (exit 2) naming what to use instead.
+# refused (exit 2) naming what to use instead, and so is a shut-off domain (exit 1).
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
 . "$VS_SOURCE_ROOT/tests/lib/second-host.sh"
@@ -18,11 +18,12 @@ for c in jq qemu-img pgrep; do command -v $c >/dev/null || vs_skip "no $c"; done
 vs_second_host_start
 SECOND=$VS_H2_URI
 
-# The guest, transient, on the second host; its disk in the work dir (one file system for
+# The guest, persistent, on the second host (its private /etc/libvirt is in the work dir); its disk in the work dir (one file system for
 # both "hosts" here, which is why the checks below look at what QEMU opens, not at paths).
 vs_guest_disk "$W/disk.qcow2" >/dev/null
 vs_guest_xml "$D" "$W/disk.qcow2" > "$W/dom.xml"
-vs_h2_virsh -q create "$W/dom.xml" >/dev/null
+vs_h2_virsh -q define "$W/dom.xml" >/dev/null
+vs_h2_virsh -q start "$D" >/dev/null
 end=$(( $(date +%s) + 120 ))
 until grep -q GA-GUEST-READY "$(vs_console_log "$D")" 2>/dev/null; do
   [ "$(date +%s)" -lt "$end" ] || vs_fail "$D did not boot on the second host"
@@ -104,4 +105,11 @@ vs_log "ok: the repository verifies"
 vs_virtsnap export --repo "$REPO" "$ID2" "$D" vda "$W/inc.qcow2"
 "$VS_GUEST_SRC/verify-backup.sh" "$W/inc.qcow2" >/dev/null || vs_fail "the incremental's export is not a consistent copy"
 vs_log "ok: the incremental's export ($ID2) is a consistent copy"
+
+# --- shut off, its disk files are the hypervisor's: refused, naming what to do ---------------
+v2 destroy "$D" >/dev/null
+rc=0; out=$(rb --mode=auto "$D" 2>&1) || rc=$?
+vs_assert_eq "$rc" 1 "backup of the shut-off domain: exit code"
+vs_assert_contains "$out" "is not running on 10.213.0.2" "backup of the shut-off domain"
+vs_assert_contains "$out" "start it, or run virtsnap on the hypervisor" "backup of the shut-off domain"
 vs_log "PASS"
