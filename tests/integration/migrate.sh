@@ -8,7 +8,8 @@
 # second host only, defined there, its records intact and still growing, the checkpoint
 # redefined there, no journal left; then an incremental backup run against the second host
 # (-c DEST_URI) continues the chain (level inc, base the first backup) and its export is a
-# consistent copy holding records written after the migration.
+# consistent copy holding records written after the migration. VS_SLOW=1 adds a --timeout 1
+# migration first: aborted, the guest still running on the main host only, no journal.
 # Running virtsnap against the second host from the main namespace needs one thing: the
 # pull job's NBD socket must be where both see it (VIRTSNAP_RUN_DIR on the shared /tmp;
 # the second host's /run is its own).
@@ -51,6 +52,18 @@ vs_assert_eq "$(virsh domstate "$OFF")" "shut off" "the refused domain stays def
 rc=0; out=$(vs_virtsnap migrate --state-dir "$STATE" --live "$OFF" "$H2" 2>&1) || rc=$?
 vs_assert_eq "$rc" 2 "--live on a shut-off domain: exit"
 vs_assert_contains "$out" "is shut off: --live moves a running domain" "--live on a shut-off domain"
+
+# --- VS_SLOW=1 (not in CI): --timeout aborts the job, the guest runs on at the source -----------
+if [ "${VS_SLOW:-0}" = 1 ]; then
+  rc=0; out=$(vs_virtsnap migrate --state-dir "$STATE" --unsafe --timeout 1 "$D" "$H2" 2>&1) || rc=$?
+  vs_assert_eq "$rc" 1 "migrate --timeout 1: exit"
+  vs_assert_contains "$out" "was not migrated to $H2 within --timeout 1 s: the job was aborted and the guest runs on at the source" \
+    "the timeout's message"
+  vs_assert_eq "$(virsh domstate "$D")" running "the guest after the aborted migration, on the main host"
+  [ -z "$(vs_h2_domstate "$D")" ] || vs_fail "the aborted migration left the guest on the second host"
+  vs_assert_eq "$(ls "$STATE/journal" 2>/dev/null | wc -l)" 0 "journals left after the aborted migration"
+  vs_wait_agent "$D" 30
+fi
 
 # --- live migration of the running, persistent guest ------------------------------------------
 before=$(records_main)
