@@ -506,6 +506,12 @@ f_domain_resume(virDomainPtr dom, GError **error)
 }
 
 static bool
+f_domain_destroy(virDomainPtr dom, GError **error)
+{
+    return take_ok(error, "domain_destroy %s", NAME(dom));
+}
+
+static bool
 f_domain_suspend(virDomainPtr dom, GError **error)
 {
     return take_ok(error, "domain_suspend %s", NAME(dom));
@@ -665,6 +671,7 @@ static const VsControlOps fake_ops = {
     .pool_start = f_pool_start,
     .pool_refresh = f_pool_refresh,
     .pool_volume_path = f_pool_volume_path,
+    .domain_destroy = f_domain_destroy,
 };
 
 VsFake *

@@ -45,6 +45,7 @@
  *   pool_start POOL [build]        "ok"
  *   pool_refresh POOL              "ok"
  *   pool_volume_path POOL VOLUME   the volume's path
+ *   domain_destroy NAME            "ok"
  * Not scripted, as they ask nothing of libvirt: conn_close, domain_free,
  * domain_name, domain_uuid, domain_conn, block_job_watch (the events go to the
  * last function watching), job_watch (no events: callers poll), job_unwatch. */
