@@ -467,8 +467,8 @@ is_our_overlay(const char *path)
  * overlay of ours still in a live chain belongs to a run this state directory
  * does not know (another --state-dir), or one recover could not commit.
  * Another overlay on top of it would bury it. */
-static const char *
-overlay_in_chain(const VsDiscoveredDomain *disc, const char **target)
+const char *
+vs_overlay_in_chain(const VsDiscoveredDomain *disc, const char **target)
 {
     for (guint i = 0; i < disc->disks->len; i++) {
         const VsDiscoveredDisk *d = disc->disks->pdata[i];
@@ -490,7 +490,7 @@ overlay_in_chain(const VsDiscoveredDomain *disc, const char **target)
 static bool
 foreign_overlays(DomJob *j, const VsDiscoveredDomain *disc)
 {
-    const char *target = NULL, *found = overlay_in_chain(disc, &target);
+    const char *target = NULL, *found = vs_overlay_in_chain(disc, &target);
 
     if (found)
         dom_fail(j, "backup: domain '%s' disk %s runs on %s, an overlay of a virtsnap run that "
@@ -589,7 +589,7 @@ prepare_domain(Run *run, virDomainPtr dom, VsDiscoveredDomain *disc)
     /* Discovered before the lock: while this run waited for it (--lock-wait), or
      * just before it took it, the run that held it may have moved the disks (its
      * overlays committed away). */
-    if (run->opts->lock_wait > 0 || overlay_in_chain(disc, &(const char *){ NULL })) {
+    if (run->opts->lock_wait > 0 || vs_overlay_in_chain(disc, &(const char *){ NULL })) {
         const char *const uuid[] = { j->uuid, NULL };
         VsDiscoverOptions dopts;
 

@@ -131,6 +131,11 @@ int vs_domain_uses_file(virConnectPtr conn, const char *uuid, const char *path, 
  * of anyone else's is left alone. */
 bool vs_domain_resume_paused(virDomainPtr dom, bool *resumed, GError **error);
 
+/* The first image of DISC's chains (top or below) that is an overlay of a
+ * virtsnap backup ("*.virtsnap-*.qcow2"), with its disk's target in *TARGET;
+ * NULL when there is none (backup-plan.c; migrate refuses such a domain too). */
+const char *vs_overlay_in_chain(const VsDiscoveredDomain *disc, const char **target);
+
 /* ------------------------------------------------------------------------- */
 /* Per-domain locks: /run/lock/virtsnap/<uuid>.lock ($VIRTSNAP_LOCK_DIR),    */
 /* one per host whatever the state directory, flock LOCK_EX|LOCK_NB.         */

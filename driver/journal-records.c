@@ -34,6 +34,8 @@ static const Member members[] = {
     { "path", offsetof(VsJournalRecord, path) },
     { "snapshot", offsetof(VsJournalRecord, snapshot) },
     { "config", offsetof(VsJournalRecord, config) },
+    { "source", offsetof(VsJournalRecord, source) },
+    { "dest", offsetof(VsJournalRecord, dest) },
 };
 
 #define DOMAIN_KEYS "domain", "uuid"
@@ -60,6 +62,7 @@ static const Kind kinds[] = {
     [VS_JOURNAL_STORAGE_SNAPSHOT] = { "storage-snapshot", { DOMAIN_KEYS, "disk", "snapshot", "config", NULL } },
     [VS_JOURNAL_SNAPSHOT_MADE] = { "snapshot-made", { DOMAIN_KEYS, "disk", "snapshot", "config", NULL } },
     [VS_JOURNAL_SNAPSHOT_DELETED] = { "snapshot-deleted", { DOMAIN_KEYS, "disk", NULL } },
+    [VS_JOURNAL_MIGRATE] = { "migrate", { DOMAIN_KEYS, "source", "dest", NULL } },
 };
 
 static const char *const begin_backup_keys[] = { "id", "repo", "pid", NULL };
@@ -291,6 +294,16 @@ vs_journal_snapshot_deleted(VsJournal *j, const char *domain, const char *uuid, 
                             GError **error)
 {
     return write_snapshot(j, VS_JOURNAL_SNAPSHOT_DELETED, domain, uuid, disk, NULL, NULL, error);
+}
+
+bool
+vs_journal_migrate(VsJournal *j, const char *domain, const char *uuid, const char *source,
+                   const char *dest, GError **error)
+{
+    VsJournalRecord r = { .kind = VS_JOURNAL_MIGRATE, .domain = (char *)domain, .uuid = (char *)uuid,
+                          .source = (char *)source, .dest = (char *)dest };
+
+    return write_kind(j, &r, error);
 }
 
 static VsJournalKind

@@ -31,6 +31,12 @@ typedef enum {
     VS_JOURNAL_STORAGE_SNAPSHOT, /* about to take disk's storage snapshot (snapshot: the record, handle = label) */
     VS_JOURNAL_SNAPSHOT_MADE,    /* disk's storage snapshot exists (snapshot: the record with its handle) */
     VS_JOURNAL_SNAPSHOT_DELETED, /* disk's storage snapshot of this run is gone again */
+    /* `virtsnap migrate` (after a BEGIN of run_kind "migrate", pid, host): about to
+     * migrate domain (uuid) from source to dest, two libvirt URIs. Nothing follows
+     * it: a migration that ended either way removes its journal, so one left by a
+     * dead run (kill -9 mid-migration) means the guest runs on exactly one of the
+     * two hosts (or is paused on one) and both have to be asked. */
+    VS_JOURNAL_MIGRATE,
 } VsJournalKind;
 
 /* One record; members a kind does not have (or an older journal did not
@@ -56,6 +62,7 @@ typedef struct {
     char *snapshot;          /* STORAGE_SNAPSHOT, SNAPSHOT_MADE: VsManifestSnapshot as JSON */
     char *config;            /* STORAGE_SNAPSHOT, SNAPSHOT_MADE: the snapshot configuration the run
                               * used (--snapshot-config), NULL: the default */
+    char *source, *dest;     /* MIGRATE: the libvirt URIs of the host it leaves and the one it goes to */
 } VsJournalRecord;
 
 void vs_journal_record_free(VsJournalRecord *r);
@@ -92,6 +99,8 @@ bool vs_journal_snapshot_made(VsJournal *j, const char *domain, const char *uuid
                               const char *snapshot, const char *config, GError **error);
 bool vs_journal_snapshot_deleted(VsJournal *j, const char *domain, const char *uuid, const char *disk,
                                  GError **error);
+bool vs_journal_migrate(VsJournal *j, const char *domain, const char *uuid, const char *source,
+                        const char *dest, GError **error);
 
 /* The records of journal TEXT (VsJournalRecord*, owned by the array), in
  * order. A line that is not a JSON object with a string "op" is skipped: the
