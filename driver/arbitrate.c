@@ -109,11 +109,18 @@ vs_migrate_lock(const char *state_dir, const char *uuid, const char *name, const
         g_autoptr(VsLockHolder) still = vs_domain_lock_holder(uuid, NULL);
         g_autofree char *who = vs_lock_holder_describe(still);
 
-        g_set_error(error, VS_ERROR, VS_ERROR_BUSY,
-                    "migrate: domain '%s' is still in use after %d s by %s: migrate it once that "
-                    "has ended, or give a longer --wait%s", name, wait_s, who,
-                    still && !g_strcmp0(still->command, "backup") && !abort_backup
-                        ? " (or --abort-backup to stop the backup)" : "");
+        const char *hint = still && !g_strcmp0(still->command, "backup") && !abort_backup
+                               ? " (or --abort-backup to stop the backup)" : "";
+
+        if (wait_s > 0)
+            g_set_error(error, VS_ERROR, VS_ERROR_BUSY,
+                        "migrate: lock: domain '%s' is still in use by another run after %d s: %s; "
+                        "migrate it once that has ended, or give a longer --wait%s", name, wait_s,
+                        who, hint);
+        else
+            g_set_error(error, VS_ERROR, VS_ERROR_BUSY,
+                        "migrate: lock: domain '%s' is in use by another run: %s; migrate it once "
+                        "that has ended, or give --wait SECONDS%s", name, who, hint);
     } else {
         g_set_error(error, err->domain, err->code, "migrate: %s", err->message);
     }

@@ -81,7 +81,7 @@ test_wait_bounded(void)
     g_assert_cmpint(vs_migrate_lock("/srv/m", UUID, "web1", DEST, 1, false, collect, said, &err), ==, -1);
     g_assert_cmpint(g_get_monotonic_time() - t0, >=, G_USEC_PER_SEC);
     g_assert_error(err, VS_ERROR, VS_ERROR_BUSY);
-    g_assert_nonnull(strstr(err->message, "migrate: domain 'web1' is still in use after 1 s by virtsnap backup, pid"));
+    g_assert_nonnull(strstr(err->message, "migrate: lock: domain 'web1' is still in use by another run after 1 s: virtsnap backup, pid"));
     g_assert_nonnull(strstr(err->message, "--abort-backup"));
     g_assert_cmpuint(said->len, ==, 1);
     g_assert_nonnull(strstr(said->pdata[0], "is in use by virtsnap backup, pid"));
