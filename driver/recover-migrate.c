@@ -97,12 +97,33 @@ host_conn(virConnectPtr conn, const char *own, const char *uri, bool *opened, GE
     return vs_control()->conn_open(uri, error);
 }
 
-/* What CONN says of UUID; *DOM the domain when there is one. */
-static VsMigSide
-side_of(virConnectPtr conn, const char *uuid, virDomainPtr *dom)
+/* A "no such domain" is believed only from a host that answers: one more
+ * call, the list of its domains, must succeed without UUID in it (a remote
+ * connection's liveness flag says too little). */
+static bool
+absent_from_list(virConnectPtr conn, const char *uuid)
 {
     const VsControlOps *c = vs_control();
-    g_autoptr(GError) err = NULL;
+    virDomainPtr *all = c->domain_list(conn, NULL);
+    bool absent = all != NULL;
+
+    for (size_t i = 0; all && all[i]; i++) {
+        char buf[VIR_UUID_STRING_BUFLEN];
+
+        c->domain_uuid(all[i], buf);
+        absent = absent && strcmp(buf, uuid) != 0;
+        c->domain_free(all[i]);
+    }
+    g_free(all);
+    return absent;
+}
+
+/* What CONN says of UUID; *DOM the domain when there is one. */
+static VsMigSide
+side_of(virConnectPtr conn, const char *uuid, virDomainPtr *dom, GError **why)
+{
+    const VsControlOps *c = vs_control();
+    GError *err = NULL;
     int state = VIR_DOMAIN_NOSTATE, reason = 0;
     VsJobStats st;
     bool migrating;
@@ -110,14 +131,19 @@ side_of(virConnectPtr conn, const char *uuid, virDomainPtr *dom)
     *dom = NULL;
     if (!conn)
         return VS_MIG_UNKNOWN;
-    if (!(*dom = c->domain_lookup_uuid(conn, uuid, &err)))
-        return g_error_matches(err, VS_ERROR, VS_ERROR_NOT_FOUND) && c->conn_alive(conn) == 1
-            ? VS_MIG_ABSENT : VS_MIG_UNKNOWN;
-    if (!c->domain_state(*dom, &state, &reason, NULL))
+    if (!(*dom = c->domain_lookup_uuid(conn, uuid, &err))) {
+        if (g_error_matches(err, VS_ERROR, VS_ERROR_NOT_FOUND) && absent_from_list(conn, uuid)) {
+            g_error_free(err);
+            return VS_MIG_ABSENT;
+        }
+        g_propagate_error(why, err);
+        return VS_MIG_UNKNOWN;
+    }
+    if (!c->domain_state(*dom, &state, &reason, why))
         return VS_MIG_UNKNOWN;
     if (state != VIR_DOMAIN_RUNNING && state != VIR_DOMAIN_PAUSED && state != VIR_DOMAIN_BLOCKED)
         return VS_MIG_SHUTOFF;
-    if (!c->job_stats(*dom, false, &st, NULL))
+    if (!c->job_stats(*dom, false, &st, why))
         return VS_MIG_UNKNOWN;
     migrating = st.type != VIR_DOMAIN_JOB_NONE &&
                 (st.operation == VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT ||
@@ -207,11 +233,12 @@ vs_recover_migration(virConnectPtr conn, const char *name, const char *uuid, con
         GError *e = NULL;
 
         conns[h] = host_conn(conn, own, h == VS_HOST_SOURCE ? source : dest, &opened[h], &e);
+        if (conns[h])
+            sides[h] = side_of(conns[h], uuid, &doms[h], &e);
         if (e && !cerr)
-            cerr = e;
+            g_propagate_prefixed_error(&cerr, e, "%s: ", uris[h]);
         else if (e)
             g_error_free(e);
-        sides[h] = side_of(conns[h], uuid, &doms[h]);
     }
     plan = vs_migration_settle_plan(sides[VS_HOST_SOURCE], sides[VS_HOST_DEST]);
     recover_act(actions, "migration of domain '%s' from %s to %s, whose run was killed: %s on the "

@@ -151,7 +151,7 @@ test_running_on_dest(VsFakeFixture *fx, gconstpointer data)
     vs_fake_domain(fx->fake, "vm2", VS_FAKE_U1);
     vs_fake_add_item(fx->fake, "conn_uri", SRC);
     vs_fake_add_error(fx->fake, "domain_lookup_uuid " VS_FAKE_U1, VS_ERROR_NOT_FOUND, "no domain");
-    vs_fake_add_item(fx->fake, "conn_alive", "1");
+    vs_fake_add_item(fx->fake, "domain_list", "");
     vs_fake_add_item(fx->fake, "conn_open " DST, "");
     expect_side(fx, "vm2", "running", "none");
     g_assert_true(vs_recover_migration(vs_fake_conn(fx->fake), "vm1", VS_FAKE_U1, NULL, DST, actions, &err));
