@@ -75,6 +75,7 @@ vs_assert_eq "$(ls "$STATE/journal" | grep -c '^migrate-' || true)" 1 "kill -9: 
 job_over() { ! job_active; }
 wait_for 60 "the killed migration's job to end" job_over
 vs_virtsnap recover --state-dir "$STATE" > "$W/recover.out"
+sed "s/^/  recover: /" "$W/recover.out" >&2
 vs_assert_contains "$(cat "$W/recover.out")" "migration of domain '$D'" "recover: reports the migration it found"
 vs_assert_eq "$(ls "$STATE/journal" | grep -c '^migrate-' || true)" 0 "recover: the migration settled, its journal gone"
 vs_assert_eq "$(running_on)" 1 "kill -9 mid-migration, recover: runs on exactly one host"
