@@ -117,6 +117,14 @@ say_line(const char *line, void *opaque)
         fprintf(stderr, "%s\n", line);
 }
 
+static bool
+check_ints(int timeout, int wait_s, GError **error)
+{
+    const VsIntOption ints[] = { { "--timeout", timeout, 0, 86400 }, { "--wait", wait_s, 0, 86400 } };
+
+    return vs_check_int_options("migrate", ints, G_N_ELEMENTS(ints), error);
+}
+
 int
 vs_cmd_migrate(const VsGlobal *g, int argc, char **argv)
 {
@@ -148,18 +156,18 @@ vs_cmd_migrate(const VsGlobal *g, int argc, char **argv)
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("DOMAIN DEST_URI - move a domain to another "
                                                           "libvirt host, after pre-checks");
-    const VsIntOption ints[] = { { "--timeout", timeout, 0, 86400 }, { "--wait", wait_s, 0, 86400 } };
     g_autoptr(GError) err = NULL;
     g_autoptr(VsMigrateResult) r = NULL;
     Progress pr = { .tty = isatty(STDERR_FILENO) };
     VsMigrateOptions o;
     virConnectPtr conn;
-    bool ok;
+    bool ok, parsed;
 
     g_option_context_add_main_entries(octx, entries, NULL);
-    if (!g_option_context_parse(octx, &argc, &argv, &err) ||
-        !vs_check_int_options("migrate", ints, G_N_ELEMENTS(ints), &err) || argc != 3 || (live && offline)) {
-        g_autofree char *msg = g_strdup_printf("migrate: %s (see virtsnap migrate --help)",
+    if (!(parsed = g_option_context_parse(octx, &argc, &argv, &err)) ||
+        !check_ints(timeout, wait_s, &err) || argc != 3 || (live && offline)) {
+        g_autofree char *msg = g_strdup_printf("%s%s (see virtsnap migrate --help)",
+                                               err && parsed ? "" : "migrate: ",
                                                err ? err->message : (live && offline) ?
                                                "give --live or --offline, not both" : "give DOMAIN and DEST_URI");
         return vs_fail_with(2, msg, (json || vs_argv_has(argc, argv, "--json")) ? migrate_json(NULL, NULL, msg) : NULL);
