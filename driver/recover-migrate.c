@@ -143,8 +143,16 @@ side_of(virConnectPtr conn, const char *uuid, virDomainPtr *dom, GError **why)
         return VS_MIG_UNKNOWN;
     if (state != VIR_DOMAIN_RUNNING && state != VIR_DOMAIN_PAUSED && state != VIR_DOMAIN_BLOCKED)
         return VS_MIG_SHUTOFF;
-    if (!c->job_stats(*dom, false, &st, why))
+    if (!c->job_stats(*dom, false, &st, why)) {
+        /* The destination of a migration answers no job statistics (libvirt
+         * gives them on the source only): a copy paused by the migration there
+         * is what it is; whether the migration still runs, the source says. */
+        if (state == VIR_DOMAIN_PAUSED && reason == VIR_DOMAIN_PAUSED_MIGRATION) {
+            g_clear_error(why);
+            return VS_MIG_PAUSED_MIGRATION;
+        }
         return VS_MIG_UNKNOWN;
+    }
     migrating = st.type != VIR_DOMAIN_JOB_NONE &&
                 (st.operation == VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT ||
                  st.operation == VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN);
@@ -233,14 +241,35 @@ vs_recover_migration(virConnectPtr conn, const char *name, const char *uuid, con
         GError *e = NULL;
 
         conns[h] = host_conn(conn, own, h == VS_HOST_SOURCE ? source : dest, &opened[h], &e);
-        if (conns[h])
-            sides[h] = side_of(conns[h], uuid, &doms[h], &e);
         if (e && !cerr)
             g_propagate_prefixed_error(&cerr, e, "%s: ", uris[h]);
         else if (e)
             g_error_free(e);
     }
-    plan = vs_migration_settle_plan(sides[VS_HOST_SOURCE], sides[VS_HOST_DEST]);
+    /* Just after the kill, libvirt may still be tearing a copy down (listed
+     * but not found, a job ending): both hosts answering, asked again, a
+     * second apart, for a few seconds. */
+    for (int attempt = 0;; attempt++) {
+        for (int h = VS_HOST_SOURCE; h <= VS_HOST_DEST; h++) {
+            GError *e = NULL;
+
+            if (doms[h])
+                c->domain_free(doms[h]);
+            doms[h] = NULL;
+            if (conns[h])
+                sides[h] = side_of(conns[h], uuid, &doms[h], &e);
+            if (e && !cerr)
+                g_propagate_prefixed_error(&cerr, e, "%s: ", uris[h]);
+            else if (e)
+                g_error_free(e);
+        }
+        plan = vs_migration_settle_plan(sides[VS_HOST_SOURCE], sides[VS_HOST_DEST]);
+        if (plan.settled || !conns[VS_HOST_SOURCE] || !conns[VS_HOST_DEST] || attempt >= 9 ||
+            sides[VS_HOST_SOURCE] == VS_MIG_POSTCOPY || sides[VS_HOST_DEST] == VS_MIG_POSTCOPY)
+            break;
+        g_clear_error(&cerr);
+        g_usleep(G_USEC_PER_SEC);
+    }
     recover_act(actions, "migration of domain '%s' from %s to %s, whose run was killed: %s on the "
                 "source, %s on the destination: %s", name, uris[VS_HOST_SOURCE], uris[VS_HOST_DEST],
                 vs_mig_side_name(sides[VS_HOST_SOURCE]), vs_mig_side_name(sides[VS_HOST_DEST]),

@@ -107,9 +107,12 @@ test_paused_both(VsFakeFixture *fx, gconstpointer data)
     (void)data;
     vs_fake_domain(fx->fake, "vm2", VS_FAKE_U1);
     vs_fake_add_item(fx->fake, "conn_uri", SRC);
-    expect_side(fx, "vm1", "paused migration", "none");
     vs_fake_add_item(fx->fake, "conn_open " DST, "");
-    expect_side(fx, "vm2", "paused migration", "none");
+    expect_side(fx, "vm1", "paused migration", "none");
+    /* libvirt gives job statistics on the source only */
+    expect_side(fx, "vm2", "paused migration", NULL);
+    vs_fake_add_error(fx->fake, "job_stats vm2", VS_ERROR_LIBVIRT,
+                      "Operation not supported: migration statistics are available only on the source host");
     vs_fake_add_item(fx->fake, "domain_resume vm1", "ok");
     vs_fake_add_item(fx->fake, "domain_state vm1", "running");
     vs_fake_add_item(fx->fake, "domain_state vm2", "paused migration");
@@ -131,8 +134,8 @@ test_resume_unconfirmed(VsFakeFixture *fx, gconstpointer data)
     (void)data;
     vs_fake_domain(fx->fake, "vm2", VS_FAKE_U1);
     vs_fake_add_item(fx->fake, "conn_uri", SRC);
-    expect_side(fx, "vm1", "paused migration", "none");
     vs_fake_add_item(fx->fake, "conn_open " DST, "");
+    expect_side(fx, "vm1", "paused migration", "none");
     expect_side(fx, "vm2", "paused migration", "none");
     vs_fake_add_item(fx->fake, "domain_resume vm1", "ok");
     vs_fake_add_item(fx->fake, "domain_state vm1", "paused");
@@ -150,9 +153,9 @@ test_running_on_dest(VsFakeFixture *fx, gconstpointer data)
     (void)data;
     vs_fake_domain(fx->fake, "vm2", VS_FAKE_U1);
     vs_fake_add_item(fx->fake, "conn_uri", SRC);
+    vs_fake_add_item(fx->fake, "conn_open " DST, "");
     vs_fake_add_error(fx->fake, "domain_lookup_uuid " VS_FAKE_U1, VS_ERROR_NOT_FOUND, "no domain");
     vs_fake_add_item(fx->fake, "domain_list", "");
-    vs_fake_add_item(fx->fake, "conn_open " DST, "");
     expect_side(fx, "vm2", "running", "none");
     g_assert_true(vs_recover_migration(vs_fake_conn(fx->fake), "vm1", VS_FAKE_U1, NULL, DST, actions, &err));
     g_assert_no_error(err);
@@ -168,8 +171,8 @@ test_dest_unreachable(VsFakeFixture *fx, gconstpointer data)
 
     (void)data;
     vs_fake_add_item(fx->fake, "conn_uri", SRC);
-    expect_side(fx, "vm1", "paused migration", "none");
     vs_fake_add_error(fx->fake, "conn_open " DST, VS_ERROR_CONNECTION, "unable to connect to server");
+    expect_side(fx, "vm1", "paused migration", "none");
     g_assert_false(vs_recover_migration(vs_fake_conn(fx->fake), "vm1", VS_FAKE_U1, NULL, DST, actions, &err));
     g_assert_error(err, VS_ERROR, VS_ERROR_BUSY);
     g_assert_nonnull(strstr(err->message, "not settled: one host cannot be asked"));
