@@ -71,8 +71,12 @@ vs_migrate_checkpoints(VsMigrateRun *m, virDomainPtr ddom)
     if (!(name = kept_checkpoint(m, repo_path, tag)))
         return;
     /* The destination may have it already (a migration back to a host that kept it). */
-    if (vs_checkpoint_usable(ddom, name, &gone) ||
-        vs_checkpoint_redefine(ddom, name, repo_path, tag, m->r->uuid, &why)) {
+    if (vs_checkpoint_usable(ddom, name, &gone)) {
+        g_ptr_array_add(m->r->checkpoints, g_steal_pointer(&name));
+        return;
+    }
+    if (vs_checkpoint_redefine(ddom, name, repo_path, tag, m->r->uuid, &why)) {
+        m->r->checkpoint_redefined = true;
         g_ptr_array_add(m->r->checkpoints, g_steal_pointer(&name));
         return;
     }

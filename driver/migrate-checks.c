@@ -204,7 +204,8 @@ vs_migrate_check_cpu(VsMigrateRun *m, GError **error)
     if (!read_platform(m->disc->xml, &p, error))
         return false;
     if (!p.cpu) {
-        /* No <cpu>: QEMU's default model of the domain type (qemu64 for TCG).
+        /* No <cpu> (an inactive definition: a running domain's live XML names the model
+         * QEMU runs, qemu64 for TCG): QEMU's default model of the domain type.
          * What the destination must offer is that emulator, type, arch and machine. */
         caps = virConnectGetDomainCapabilities(m->dconn, p.emulator, p.arch, p.machine, p.type, 0);
         if (!caps) {

@@ -67,6 +67,7 @@ migrate_json(const VsMigrateResult *r, const Progress *pr, const char *error)
     for (guint i = 0; r && i < r->checkpoints->len; i++)
         json_builder_add_string_value(b, r->checkpoints->pdata[i]);
     json_builder_end_array(b);
+    vs_json_add_bool(b, "checkpoint_redefined", r && r->checkpoint_redefined);
     vs_json_add_str(b, "checkpoint_note", r && !error ? r->checkpoint_note : NULL);
     json_builder_set_member_name(b, "progress");
     json_builder_begin_array(b);
@@ -101,8 +102,8 @@ print_result(const VsMigrateResult *r, bool quiet)
         printf("  checked %s: %s\n", c->name, c->detail);
     }
     for (guint i = 0; i < r->checkpoints->len; i++)
-        printf("  checkpoint %s is on the destination: the next --mode=begin incremental continues the chain\n",
-               (const char *)r->checkpoints->pdata[i]);
+        printf("  checkpoint %s %s on the destination: the next --mode=begin incremental continues the chain\n",
+               (const char *)r->checkpoints->pdata[i], r->checkpoint_redefined ? "redefined" : "found");
     if (r->checkpoint_note)
         printf("  note: %s\n", r->checkpoint_note);
 }

@@ -71,6 +71,7 @@ typedef struct {
     uint64_t data_bytes;        /* processed, 0 when unknown */
     GPtrArray *checks;          /* VsMigrateCheck*, in the order run */
     GPtrArray *checkpoints;     /* char*: redefined on the destination (or found there) */
+    bool checkpoint_redefined;  /* ... by this run, from the repository's record */
     char *checkpoint_note;      /* why the next incremental there will be a full backup, or NULL */
 } VsMigrateResult;
 
