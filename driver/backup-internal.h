@@ -67,6 +67,7 @@ typedef struct {
     char *name;
     char *uuid;
     bool active;             /* running or paused: needs a point in time */
+    int state_reason;        /* virDomainGetState's reason, at the plan */
     bool freeze;             /* we will try to freeze it */
     bool frozen;             /* the freeze call succeeded */
     bool window;             /* its method takes a point in time (set by its plan) */

@@ -9,6 +9,7 @@
  * before a byte is copied. */
 #include "config.h"
 #include "backup-internal.h"
+#include "arbitrate.h"
 #include "retry.h"
 
 #include <errno.h>
@@ -530,6 +531,7 @@ domain_state(DomJob *j)
 
     if (!vs_control()->domain_state(j->dom, &state, &reason, NULL))
         state = VIR_DOMAIN_NOSTATE;
+    j->state_reason = state == VIR_DOMAIN_NOSTATE ? 0 : reason;
     j->active = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED ||
                 state == VIR_DOMAIN_BLOCKED || state == VIR_DOMAIN_PMSUSPENDED;
     return state;
@@ -594,6 +596,12 @@ prepare_domain(Run *run, virDomainPtr dom, VsDiscoveredDomain *disc)
                  shown, vs_manifest_domain_name_problem(j->name));
         return j;
     }
+    /* A migration is not waited for (--lock-wait): once it ends, the domain
+     * runs on another host. */
+    if (!vs_backup_check_migrate_holder(j->uuid, j->name, &err)) {
+        dom_fail_error(j, err);
+        return j;
+    }
     if ((j->lock_fd = vs_domain_lock(run->opts->state_dir, j->uuid, j->name, "backup",
                                      run->opts->lock_wait, &err)) < 0) {
         dom_fail_error(j, err);
@@ -617,6 +625,10 @@ prepare_domain(Run *run, virDomainPtr dom, VsDiscoveredDomain *disc)
         }
         disc = again->pdata[0];
         state = domain_state(j);
+    }
+    if (j->active && !vs_backup_check_migration_job(j->dom, j->name, state, j->state_reason, &err)) {
+        dom_fail_error(j, err);
+        return j;
     }
     if (!keep_definition(run, j, disc))
         return j;

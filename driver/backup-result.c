@@ -4,6 +4,7 @@
  * end: removed, or kept for recover when something was left. */
 #include "config.h"
 #include "backup-internal.h"
+#include "arbitrate.h"
 
 #include <string.h>
 
@@ -23,7 +24,7 @@ domain_result_free(VsBackupDomainResult *d)
 {
     g_free(d->name); g_free(d->consistency); g_ptr_array_unref(d->notes); g_clear_error(&d->error);
     g_free(d->mode); g_free(d->level); g_free(d->base); g_free(d->checkpoint);
-    g_free(d->backup_xml); g_free(d->checkpoint_xml);
+    g_free(d->backup_xml); g_free(d->checkpoint_xml); g_free(d->aborted);
     g_ptr_array_unref(d->disks);
     g_free(d);
 }
@@ -231,6 +232,29 @@ domain_result_of(VsBackupResult *result, const char *name)
     return dr;
 }
 
+/* An interrupted run whose domains a migrate --abort-backup asked for: each
+ * such domain says so, its error the migration's (arbitrate.c), no backup
+ * of it written. */
+static void
+mark_aborted_for_migration(Run *run, VsBackupResult *result)
+{
+    if (!vs_interrupted())
+        return;
+    for (guint i = 0; i < run->doms->len; i++) {
+        DomJob *j = run->doms->pdata[i];
+        VsBackupDomainResult *dr = domain_result_of(result, j->name);
+        g_autofree char *why = dr && !dr->ok ? vs_backup_abort_request(j->uuid) : NULL;
+
+        if (!why)
+            continue;
+        g_clear_error(&dr->error);
+        g_set_error(&dr->error, VS_ERROR, VS_ERROR_INTERRUPTED,
+                    "backup: domain '%s': aborted for %s: no backup was written; the guest is "
+                    "back on its disks", j->name, why);
+        dr->aborted = g_strdup("migration");
+    }
+}
+
 /* KVM_VM_CONFIG_DIR: each domain the backup holds has its definition written
  * there as NAME.xml (0600: it may name storage secrets' users, paths), as the
  * backup saved it. A file that cannot be written is a note: the backup stands.
@@ -277,6 +301,7 @@ backup_result(Run *run)
         } else
             fail_uncommitted(result, err);
     }
+    mark_aborted_for_migration(run, result);
     for (guint i = 0; i < run->not_found->len; i++) {
         const VsProblem *p = run->not_found->pdata[i];
 

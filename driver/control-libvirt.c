@@ -467,6 +467,12 @@ lv_domain_suspend(virDomainPtr dom, GError **error)
 }
 
 static bool
+lv_domain_destroy(virDomainPtr dom, GError **error)
+{
+    return lv_ok(virDomainDestroy(dom), error);
+}
+
+static bool
 lv_block_info(virDomainPtr dom, const char *disk, VsBlockInfo *info, GError **error)
 {
     virDomainBlockInfo bi;
@@ -693,4 +699,5 @@ const VsControlOps vs_control_libvirt = {
     .pool_start = lv_pool_start,
     .pool_refresh = lv_pool_refresh,
     .pool_volume_path = lv_pool_volume_path,
+    .domain_destroy = lv_domain_destroy,
 };

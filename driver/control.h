@@ -162,6 +162,10 @@ typedef struct {
     /* The path (or, in an rbd pool, "pool/image") of VOLUME of POOL;
      * VS_ERROR_NOT_FOUND when either does not exist. */
     char *(*pool_volume_path)(virConnectPtr conn, const char *pool, const char *volume, GError **error);
+
+    /* Recover of a migration (recover-migrate.c): DOM's QEMU killed, the
+     * domain's definition (if any) kept. */
+    bool (*domain_destroy)(virDomainPtr dom, GError **error);
 } VsControlOps;
 
 /* The table over libvirt. */

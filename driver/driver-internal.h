@@ -147,6 +147,28 @@ const char *vs_overlay_in_chain(const VsDiscoveredDomain *disc, const char **tar
 int vs_domain_lock(const char *state_dir, const char *uuid, const char *name, const char *command,
                    int wait_s, GError **error);
 void vs_domain_unlock(int fd);
+/* What a lock file says of its holder (arbitrate.c reads it to wait for, or
+ * stop, a backup): every member printable, pid 0 when not written yet. */
+typedef struct {
+    int pid;                 /* 0 unless written whole, digits only */
+    char *pid_text, *start, *state_dir, *command, *since;
+} VsLockHolder;
+void vs_lock_holder_free(VsLockHolder *h);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsLockHolder, vs_lock_holder_free)
+/* "virtsnap backup, pid 123 (start 456), state dir /x, since T". */
+char *vs_lock_holder_describe(const VsLockHolder *h);
+/* The live holder of domain UUID's lock: NULL (no *error) when none, or the
+ * one named is no longer running (the pid gone, or another process's now). */
+VsLockHolder *vs_domain_lock_holder(const char *uuid, GError **error);
+/* The same from any file of that format (PATH): a live writer's, or NULL. */
+VsLockHolder *vs_holder_file_read(const char *path, GError **error);
+/* Writes this process as the holder into FD (PATH in messages). */
+bool vs_holder_file_write(int fd, const char *path, const char *state_dir, const char *command,
+                          GError **error);
+/* The host's lock directory ($VIRTSNAP_LOCK_DIR, else /run/lock/virtsnap). */
+const char *vs_lock_dir(void);
+/* The start of process PID (field 22 of /proc/PID/stat), NULL when none. */
+char *vs_process_start(int pid);
 /* Whether UUID is a canonical UUID (it becomes a file name). */
 bool vs_uuid_valid(const char *uuid);
 /* At most MAX bytes of TEXT, anything but printable ASCII as '?': for what a

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -240,8 +241,8 @@ vs_journal_read(const char *path, bool try_lock, int *lock_fd, GError **error)
 /* The directory of the per-domain locks: one for the whole host, whatever the
  * state directory, so that two runs with different --state-dir (two schedulers,
  * say) still keep off each other's domains. */
-static const char *
-lock_dir(void)
+const char *
+vs_lock_dir(void)
 {
     const char *env = g_getenv("VIRTSNAP_LOCK_DIR");
 
@@ -314,27 +315,37 @@ open_lock_dir(const char *dir, GError **error)
     return fd;
 }
 
-/* Field 22 of /proc/self/stat, the process's start in clock ticks since boot:
- * with the pid, it tells this process from a later one given the same pid. */
-static char *
-process_start(void)
+/* Field 22 of /proc/PID/stat, the process's start in clock ticks since boot:
+ * with the pid, it tells a process from a later one given the same pid. NULL
+ * when there is no such process. */
+char *
+vs_process_start(int pid)
 {
     g_autofree char *text = NULL;
+    g_autofree char *file = g_strdup_printf("/proc/%d/stat", pid);
     g_auto(GStrv) fields = NULL;
     const char *rest;
 
     /* The command name (field 2) may hold spaces and parentheses: count from
      * the last ')'. */
-    if (g_file_get_contents("/proc/self/stat", &text, NULL, NULL) &&
+    if (pid > 0 && g_file_get_contents(file, &text, NULL, NULL) &&
         (rest = strrchr(text, ')')) && (fields = g_strsplit(rest + 2, " ", 21)) &&
         g_strv_length(fields) > 19)
         return g_strdup(fields[19]);
-    return g_strdup_printf("unix %" G_GINT64_FORMAT, g_get_real_time() / G_USEC_PER_SEC);
+    return NULL;
+}
+
+static char *
+process_start(void)
+{
+    char *start = vs_process_start((int)getpid());
+
+    return start ? start : g_strdup_printf("unix %" G_GINT64_FORMAT, g_get_real_time() / G_USEC_PER_SEC);
 }
 
 /* Who holds the lock, for the one who waits for it: key=value lines. */
-static bool
-write_holder(int fd, const char *path, const char *state_dir, const char *command, GError **error)
+bool
+vs_holder_file_write(int fd, const char *path, const char *state_dir, const char *command, GError **error)
 {
     g_autoptr(GDateTime) now = g_date_time_new_now_utc();
     g_autofree char *since = g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
@@ -361,18 +372,29 @@ write_holder(int fd, const char *path, const char *state_dir, const char *comman
     return true;
 }
 
-/* "virtsnap backup, pid 123 (start 456), state dir /x, since T", from the
- * holder's file. */
-static char *
-describe_holder(int fd)
+void
+vs_lock_holder_free(VsLockHolder *h)
 {
+    if (!h)
+        return;
+    g_free(h->pid_text);
+    g_free(h->start);
+    g_free(h->state_dir);
+    g_free(h->command);
+    g_free(h->since);
+    g_free(h);
+}
+
+/* The holder's key=value lines from FD, bounded (the file is untrusted) and
+ * printable; pid 0 if the holder is between its truncate and its write. */
+static VsLockHolder *
+read_holder(int fd)
+{
+    VsLockHolder *h = g_new0(VsLockHolder, 1);
     char buf[513];
     ssize_t n;
     g_auto(GStrv) lines = NULL;
-    g_autofree char *pid = NULL, *start = NULL, *state_dir = NULL, *command = NULL, *since = NULL;
 
-    /* Bounded: the file is untrusted. Empty if the holder is between its
-     * truncate and its write. */
     do
         n = pread(fd, buf, sizeof buf - 1, 0);
     while (n < 0 && errno == EINTR);
@@ -386,30 +408,97 @@ describe_holder(int fd)
             continue;
         *eq = '\0';
         if (strcmp(lines[i], "pid") == 0)
-            slot = &pid;
+            slot = &h->pid_text;
         else if (strcmp(lines[i], "start") == 0)
-            slot = &start;
+            slot = &h->start;
         else if (strcmp(lines[i], "state_dir") == 0)
-            slot = &state_dir;
+            slot = &h->state_dir;
         else if (strcmp(lines[i], "command") == 0)
-            slot = &command;
+            slot = &h->command;
         else if (strcmp(lines[i], "time") == 0)
-            slot = &since;
+            slot = &h->since;
         if (slot && !*slot)
             *slot = vs_printable(eq + 1, 256);
     }
-    if (!pid)
+    /* Only a pid written whole, digits alone, is one to look at. */
+    if (h->pid_text && *h->pid_text && strspn(h->pid_text, "0123456789") == strlen(h->pid_text) &&
+        strlen(h->pid_text) < 10)
+        h->pid = atoi(h->pid_text);
+    return h;
+}
+
+char *
+vs_lock_holder_describe(const VsLockHolder *h)
+{
+    if (!h || !h->pid_text)
         return g_strdup("a run that has not written its name yet");
     return g_strdup_printf("virtsnap %s, pid %s (start %s), state dir %s, since %s",
-                           command ? command : "?", pid, start ? start : "?",
-                           state_dir ? state_dir : "?", since ? since : "?");
+                           h->command ? h->command : "?", h->pid_text, h->start ? h->start : "?",
+                           h->state_dir ? h->state_dir : "?", h->since ? h->since : "?");
+}
+
+/* "virtsnap backup, pid 123 (start 456), state dir /x, since T", from the
+ * holder's file. */
+static char *
+describe_holder(int fd)
+{
+    g_autoptr(VsLockHolder) h = read_holder(fd);
+
+    return vs_lock_holder_describe(h);
+}
+
+VsLockHolder *
+vs_holder_file_read(const char *path, GError **error)
+{
+    int fd;
+    struct stat st;
+    VsLockHolder *h;
+
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return NULL;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !owner_ok(&st)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "lock: cannot read %s: %s", path,
+                    fd < 0 ? g_strerror(errno) : "not a file owned by root or by us");
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    /* Not probed with flock: a shared lock taken here, however briefly, would
+     * turn away a run that takes the lock with no wait at that moment. An
+     * unlock empties the file; a holder killed with -9 left its name, but its
+     * process is gone (or the pid is another process's, started later). */
+    h = read_holder(fd);
+    close(fd);
+    if (h->pid > 0) {
+        g_autofree char *now = vs_process_start(h->pid);
+
+        if (now && !g_strcmp0(now, h->start))
+            return h;
+    }
+    vs_lock_holder_free(h);
+    return NULL;
+}
+
+VsLockHolder *
+vs_domain_lock_holder(const char *uuid, GError **error)
+{
+    g_autofree char *file = NULL, *path = NULL;
+
+    if (!vs_uuid_valid(uuid)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "lock: '%s' is not a UUID", uuid ? uuid : "");
+        return NULL;
+    }
+    file = g_strconcat(uuid, ".lock", NULL);
+    path = g_build_filename(vs_lock_dir(), file, NULL);
+    return vs_holder_file_read(path, error);
 }
 
 int
 vs_domain_lock(const char *state_dir, const char *uuid, const char *name, const char *command,
                int wait_s, GError **error)
 {
-    const char *dir = lock_dir();
+    const char *dir = vs_lock_dir();
     g_autofree char *file = NULL;
     g_autofree char *path = NULL;
     gint64 deadline = g_get_monotonic_time() + (gint64)MAX(wait_s, 0) * G_USEC_PER_SEC;
@@ -468,7 +557,7 @@ vs_domain_lock(const char *state_dir, const char *uuid, const char *name, const 
         }
         g_usleep(150 * 1000);
     }
-    if (!write_holder(fd, path, state_dir, command, error)) {
+    if (!vs_holder_file_write(fd, path, state_dir, command, error)) {
         close(fd);
         return -1;
     }

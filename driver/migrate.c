@@ -12,6 +12,7 @@
 #include "config.h"
 #include "migrate-internal.h"
 #include "journal-records.h"
+#include "arbitrate.h"
 #include "vs-interrupt.h"
 #include "vs-temp.h"
 
@@ -330,14 +331,16 @@ vs_migrate(virConnectPtr conn, const char *name, const char *dest_uri, const VsM
     r->uuid = g_strdup(uuid);
     m.active = virDomainIsActive(m.dom) == 1;
     /* A run of ours on the domain (a backup, a restore, a quiesce) holds it:
-     * the migration waits at most lock_wait_s, then is refused naming it. */
-    if ((lock = vs_domain_lock(opts->state_dir, uuid, name, "migrate", opts->lock_wait_s, error)) < 0) {
+     * the migration waits at most lock_wait_s, then is refused naming it; with
+     * abort_backup a backup is asked to stop first (arbitrate.c). */
+    if ((lock = vs_migrate_lock(opts->state_dir, uuid, name, dest_uri, opts->lock_wait_s,
+                                opts->abort_backup, opts->say, opts->say_opaque, error)) < 0) {
+        /* The error says "migrate: ..." already, naming the holder. */
         vs_migrate_check_add(r, "lock", false, "domain '%s' is held by another virtsnap run", name);
-        vs_error_prefix(error, "migrate");
     } else {
         vs_migrate_check_add(r, "lock", true, "no other virtsnap run on domain '%s'", name);
         ok = migrate_locked(&m, name, error);
-        vs_domain_unlock(lock);
+        vs_migrate_unlock(lock, uuid);
     }
     if (m.disc) {
         g_free(r->name);

@@ -13,13 +13,15 @@
  * connection (reopened when libvirtd restarted), says no domain uses. The
  * journals of export and restore (tempfile.c) name their temp images: those a
  * killed run left are removed, if their name is one of ours and no domain
- * uses them. */
+ * uses them. A migration's journal (a killed `virtsnap migrate`) is settled
+ * on both hosts it names (recover-migrate.c). */
 #include "config.h"
 #include "driver-internal.h"
 #include "control.h"
 #include "vs-restore.h"
 #include "vs-quiesce.h"
 #include "instant.h"
+#include "recover-migrate.h"
 #include "vs-block.h"
 #include "vs-xml.h"
 #include "vs-temp.h"
@@ -593,6 +595,14 @@ recover_records(virConnectPtr conn, GPtrArray *recs, GPtrArray *actions, bool fi
                                 actions, &oerr)) {
             recover_failed(first && ok, actions, error, &oerr);
             ok = false;
+            continue;
+        }
+        /* A migration a killed run left: both hosts asked (recover-migrate.c). */
+        if (r->kind == VS_JOURNAL_MIGRATE) {
+            if (!vs_recover_migration(conn, r->domain, r->uuid, r->source, r->dest, actions, &oerr)) {
+                recover_failed(first && ok, actions, error, &oerr);
+                ok = false;
+            }
             continue;
         }
         if (r->kind != VS_JOURNAL_OVERLAY)

@@ -116,6 +116,7 @@ result_json(const VsBackupResult *r, const char *error)
             json_builder_add_string_value(b, d->notes->pdata[k]);
         json_builder_end_array(b);
         vs_json_add_str(b, "error", d->error ? d->error->message : NULL);
+        vs_json_add_str(b, "aborted", d->aborted);
         vs_json_add_str(b, "mode", d->mode);
         vs_json_add_str(b, "level", d->level);
         vs_json_add_str(b, "base", d->base);

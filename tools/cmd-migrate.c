@@ -108,10 +108,20 @@ print_result(const VsMigrateResult *r, bool quiet)
         printf("  note: %s\n", r->checkpoint_note);
 }
 
-static bool
-check_timeout(int timeout, GError **error)
+/* Whom the migration waits for, on stderr (a terminal's line or a log's). */
+static void
+say_line(const char *line, void *opaque)
 {
-    const VsIntOption ints[] = { { "--timeout", timeout, 0, 86400 } };
+    const VsGlobal *g = opaque;
+
+    if (!g->quiet)
+        fprintf(stderr, "%s\n", line);
+}
+
+static bool
+check_ints(int timeout, int wait_s, GError **error)
+{
+    const VsIntOption ints[] = { { "--timeout", timeout, 0, 86400 }, { "--wait", wait_s, 0, 86400 } };
 
     return vs_check_int_options("migrate", ints, G_N_ELEMENTS(ints), error);
 }
@@ -120,7 +130,8 @@ int
 vs_cmd_migrate(const VsGlobal *g, int argc, char **argv)
 {
     gboolean live = FALSE, offline = FALSE, copy_storage = FALSE, unsafe = FALSE, json = FALSE;
-    int timeout = 0;
+    int timeout = 0, wait_s = 300;
+    gboolean abort_backup = FALSE;
     g_autofree char *repo = NULL, *state_dir = NULL;
     GOptionEntry entries[] = {
         { "live", 0, 0, G_OPTION_ARG_NONE, &live, "the domain must be running; it keeps running while "
@@ -138,6 +149,10 @@ vs_cmd_migrate(const VsGlobal *g, int argc, char **argv)
         { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "journal of the migration (default "
           "/var/lib/virtsnap)", "DIR" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the result as JSON", NULL },
+        { "wait", 0, 0, G_OPTION_ARG_INT, &wait_s, "wait up to SECS for a virtsnap run that holds the "
+          "domain (a backup's frozen window and overlays) to end (default 300)", "SECS" },
+        { "abort-backup", 0, 0, G_OPTION_ARG_NONE, &abort_backup, "stop a backup that holds the "
+          "domain at once (it writes no backup, and says why), then migrate", NULL },
         G_OPTION_ENTRY_NULL
     };
     g_autoptr(GOptionContext) octx = g_option_context_new("DOMAIN DEST_URI - move a domain to another "
@@ -151,7 +166,7 @@ vs_cmd_migrate(const VsGlobal *g, int argc, char **argv)
 
     g_option_context_add_main_entries(octx, entries, NULL);
     if (!(parsed = g_option_context_parse(octx, &argc, &argv, &err)) ||
-        !check_timeout(timeout, &err) || argc != 3 || (live && offline)) {
+        !check_ints(timeout, wait_s, &err) || argc != 3 || (live && offline)) {
         g_autofree char *msg = g_strdup_printf("%s%s (see virtsnap migrate --help)",
                                                err && parsed ? "" : "migrate: ",
                                                err ? err->message : (live && offline) ?
@@ -166,6 +181,10 @@ vs_cmd_migrate(const VsGlobal *g, int argc, char **argv)
     o.repo_path = vs_repo_arg(repo);
     o.state_dir = vs_cfg("VIRTSNAP_STATE_DIR", state_dir);
     o.source_uri = vs_default_uri(g->uri);
+    o.lock_wait_s = wait_s;
+    o.abort_backup = abort_backup;
+    o.say = say_line;
+    o.say_opaque = (void *)g;
     o.progress = on_progress;
     o.progress_opaque = &pr;
     if (!(conn = vs_conn_open(g->uri, &err))) {

@@ -164,6 +164,7 @@ typedef struct {
     char *backup_xml;           /* begin: the domainbackup XML the job was begun with */
     char *checkpoint_xml;       /* begin: ... and its domaincheckpoint XML */
     GError *error;              /* why this domain failed (the cause's code), NULL when ok */
+    char *aborted;              /* "migration": stopped by migrate --abort-backup; else NULL */
     GPtrArray *disks;           /* of VsBackupDiskResult* */
     int64_t overlay_ms;         /* the guest's time on overlays, point in time to the end of
                                  * the commit; -1: none */

@@ -40,7 +40,12 @@ typedef struct {
     const char *repo_path;      /* NULL: no checkpoint redefined afterwards */
     const char *state_dir;      /* journal (NULL: $VIRTSNAP_STATE_DIR or the default) */
     const char *source_uri;     /* CONN's URI, for the journal (NULL: asked of CONN) */
-    int lock_wait_s;            /* how long to wait for the domain's lock (default 0) */
+    int lock_wait_s;            /* how long to wait for the domain's lock (default 0; the CLI's
+                                 * --wait: 300): a backup's frozen window and overlays end first */
+    bool abort_backup;          /* --abort-backup: a backup holding the domain is stopped (SIGTERM;
+                                 * it records itself aborted for a migration), then waited for */
+    void (*say)(const char *line, void *opaque);  /* may be NULL: whom the run waits for */
+    void *say_opaque;
     VsMigrateProgressFunc progress;  /* may be NULL; called about twice a second */
     void *progress_opaque;
 } VsMigrateOptions;

@@ -311,6 +311,7 @@ expect_plan(Fixture *fx, int i)
 
     add(fx, name, "domain_lookup_uuid %s", uuids[i]);
     add(fx, "running", "domain_state vm%d", i + 1);
+    add(fx, "none", "job_stats vm%d", i + 1);
     add(fx, xml, "domain_xml vm%d inactive", i + 1);
 }
 

@@ -272,10 +272,17 @@ f_domain_state(virDomainPtr dom, int *state, int *reason, GError **error)
         [VIR_DOMAIN_CRASHED] = "crashed",
     };
     g_autofree char *reply = take(error, "domain_state %s", NAME(dom));
+    char *space;
 
     if (!reply)
         return false;
     *reason = 0;
+    /* "paused migration": the reason a migration paused it. */
+    if ((space = strchr(reply, ' '))) {
+        *space = '\0';
+        g_assert_cmpstr(space + 1, ==, "migration");
+        *reason = VIR_DOMAIN_PAUSED_MIGRATION;
+    }
     for (int i = 0; i < (int)G_N_ELEMENTS(names); i++)
         if (names[i] && !strcmp(names[i], reply)) {
             *state = i;
@@ -432,7 +439,9 @@ f_job_stats(virDomainPtr dom, bool completed, VsJobStats *st, GError **error)
     g_assert_cmpint(st->type, >=, 0);
     if (words[1])
         st->operation = !strcmp(words[1], "backup") ? VIR_DOMAIN_JOB_OPERATION_BACKUP
-                                                    : VIR_DOMAIN_JOB_OPERATION_START;
+                        : !strcmp(words[1], "migration-out") ? VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT
+                        : !strcmp(words[1], "migration-in") ? VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN
+                                                            : VIR_DOMAIN_JOB_OPERATION_START;
     if (words[1] && words[2])
         st->errmsg = g_strdup(words[2]);
     return true;
@@ -494,6 +503,12 @@ static bool
 f_domain_resume(virDomainPtr dom, GError **error)
 {
     return take_ok(error, "domain_resume %s", NAME(dom));
+}
+
+static bool
+f_domain_destroy(virDomainPtr dom, GError **error)
+{
+    return take_ok(error, "domain_destroy %s", NAME(dom));
 }
 
 static bool
@@ -656,6 +671,7 @@ static const VsControlOps fake_ops = {
     .pool_start = f_pool_start,
     .pool_refresh = f_pool_refresh,
     .pool_volume_path = f_pool_volume_path,
+    .domain_destroy = f_domain_destroy,
 };
 
 VsFake *

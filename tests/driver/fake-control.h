@@ -14,7 +14,8 @@
  *   conn_alive                     "1", "0" or "-1"
  *   domain_lookup_uuid UUID        the name of a domain made with vs_fake_domain
  *   domain_is_active NAME          "1", "0" or "-1"
- *   domain_state NAME              "running", "paused", "shutdown", "shutoff", "crashed"
+ *   domain_state NAME              "running", "paused", "shutdown", "shutoff", "crashed";
+ *                                  "paused migration": paused by a migration
  *   domain_xml NAME live|inactive  the XML
  *   fs_freeze NAME, fs_thaw NAME   "ok" (fs_freeze: or how many file systems)
  *   agent_command NAME EXECUTE     the agent's reply (EXECUTE: the command's "execute")
@@ -26,7 +27,7 @@
  *   backup_begin NAME, job_abort NAME                            "ok"
  *   job_stats NAME [completed]     "TYPE [OPERATION [ERRMSG...]]": TYPE none, bounded,
  *                                  unbounded, completed, failed, cancelled; OPERATION
- *                                  backup or other
+ *                                  backup, migration-out, migration-in or other
  *   checkpoint_list NAME           the names, space-separated
  *   checkpoint_xml NAME CHECKPOINT the XML
  *   checkpoint_redefine NAME       "ok" (its XML: vs_fake_last_xml)
@@ -44,6 +45,7 @@
  *   pool_start POOL [build]        "ok"
  *   pool_refresh POOL              "ok"
  *   pool_volume_path POOL VOLUME   the volume's path
+ *   domain_destroy NAME            "ok"
  * Not scripted, as they ask nothing of libvirt: conn_close, domain_free,
  * domain_name, domain_uuid, domain_conn, block_job_watch (the events go to the
  * last function watching), job_watch (no events: callers poll), job_unwatch. */

@@ -192,6 +192,7 @@ test_retried(Fixture *fx, gconstpointer data)
     g_assert_cmpint(o.retry_count, ==, 3);
     add(fx, "vm1", "domain_lookup_uuid 11111111-1111-1111-1111-111111111111");
     add(fx, "running", "domain_state vm1");
+    add(fx, "none", "job_stats vm1");
     for (int i = 0; i < 2; i++)
         vs_fake_add_error(fx->fake, "domain_xml vm1 inactive", VS_ERROR_LIBVIRT,
                           "Timed out during operation: cannot acquire state change lock");
