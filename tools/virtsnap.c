@@ -35,6 +35,7 @@ static const Command commands[] = {
     { "quiesce", vs_cmd_quiesce, "freeze guests together for an outside snapshot, until unquiesce" },
     { "unquiesce", vs_cmd_unquiesce, "thaw the guests a quiesce froze, by its token" },
     { "quiesce-guardian", vs_cmd_quiesce_guardian, NULL },   /* internal: started by quiesce */
+    { "agent", vs_cmd_agent, "a cluster agent's entry points: online, offline, monitor, clean, migrate" },
 };
 
 void
