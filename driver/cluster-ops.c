@@ -103,7 +103,8 @@ lookup(virConnectPtr conn, const char *name, virDomainPtr *dom, GError **error)
     return true;
 }
 
-/* 1 running (or paused, or shutting down), 0 shut off or gone, -1 unknown. */
+/* 1 running (or paused, shutting down, or crashed and kept for a dump: QEMU is
+ * still there to destroy), 0 shut off or gone, -1 unknown. */
 static int
 is_up(virDomainPtr dom)
 {
@@ -113,7 +114,7 @@ is_up(virDomainPtr dom)
         virErrorPtr e = virGetLastError();
         return e && e->code == VIR_ERR_NO_DOMAIN ? 0 : -1;
     }
-    return state != VIR_DOMAIN_SHUTOFF && state != VIR_DOMAIN_CRASHED;
+    return state != VIR_DOMAIN_SHUTOFF;
 }
 
 /* Polls until DOM is (UP) or is not running, by UNTIL. */

@@ -217,6 +217,12 @@ vs_cluster_classify(bool exists, int state, int reason, const char *memory, int 
     }
     if (state != VIR_DOMAIN_SHUTOFF)
         return classify_active(state, reason, confidence, why);
+    /* After the agent's own offline or clean, however the domain went down
+     * before (a crash the cluster then cleaned up), it is simply offline. */
+    if (memory && strcmp(memory, "offline") == 0 && reason != VIR_DOMAIN_SHUTOFF_MIGRATED) {
+        *why = "stopped by the agent";
+        return VS_CLUSTER_OFFLINE;
+    }
     switch (reason) {
     case VIR_DOMAIN_SHUTOFF_MIGRATED:
         *why = "shut off here by a migration to another host";
