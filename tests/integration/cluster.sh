@@ -8,7 +8,8 @@
 # mount namespace, nothing is installed), the stop graceful (shut off for "shutdown") and
 # the definition copied to sync_config_dir; then the VCS verbs: monitor 110 while running,
 # FAULTED (exit 100) and OCF "not running" once QEMU is killed, clean, OFFLINE, and
-# migrate "not supported" (3). Needs ocf-tester and crm_resource (scripts/deps.sh --test
+# migrate "not supported" (3); the stop interrupts a backup that holds the guest on its
+# overlay, which unwinds (SIGTERM, 143) leaving the guest on its disk. Needs ocf-tester and crm_resource (scripts/deps.sh --test
 # installs resource-agents and pacemaker-cli-utils).
 set -euo pipefail
 . "$VS_SOURCE_ROOT/tests/lib/harness.sh"
@@ -77,13 +78,28 @@ crm() {
         'mount --bind "$1" /usr/lib/ocf/resource.d && shift && exec crm_resource "$@"' \
         _ "$W/ra" "--$1" -r vst --timeout 40s 2>&1) || rc=$?
   vs_log "crm_resource --$1 -> $rc: $out"
+  printf '%s\n' "$out" > "$W/crm.out"
   echo "$rc"
 }
 vs_assert_eq "$(crm force-start)" 0 "crm_resource --force-start"
 vs_wait_agent "$D" 120
 vs_assert_eq "$(crm force-check)" 0 "crm_resource --force-check of the running guest"
 vs_assert_eq "$(agent monitor "$D")" "110 ONLINE (confidence 100): running" "agent monitor, running"
-vs_assert_eq "$(crm force-stop)" 0 "crm_resource --force-stop"
+# The stop while a backup holds the guest on its overlay (held there by a fault point):
+# the stop interrupts it (SIGTERM: 143), the guest is back on its disk, and the stop succeeds.
+VIRTSNAP_FAULT=hang:after-snapshot VIRTSNAP_FAULT_MARK=$W/mark \
+  "$BIN" backup --repo "$REPO" --init --state-dir "$STATE" "$D" > "$W/backup.out" 2> "$W/backup.err" &
+bpid=$!
+for _ in $(seq 1 600); do [ -e "$W/mark" ] || ! vs_alive "$bpid" && break; sleep 0.05; done
+[ -e "$W/mark" ] || { cat "$W/backup.err" >&2; vs_fail "the backup never reached its overlay"; }
+vs_assert_eq "$(crm force-stop)" 0 "crm_resource --force-stop during a backup"
+vs_assert_contains "$(cat "$W/crm.out")" "interrupted virtsnap backup pid $bpid" "the stop's log"
+rc=0; wait "$bpid" || rc=$?
+vs_assert_eq "$rc" 143 "the backup's exit status (SIGTERM)"
+vs_assert_contains "$(cat "$W/backup.err")" "interrupted by SIGTERM" "the backup says so"
+vs_assert_eq "$(virsh -c "$VS_URI" domblklist "$D" --details | awk '$3 == "vda" {print $4}')" \
+  "$W/disk.qcow2" "the guest's disk after the interrupted backup"
+vs_assert_eq "$(ls -A "$W" | grep -c virtsnap || true)" 0 "overlays of ours left beside the disk"
 vs_assert_eq "$(virsh -c "$VS_URI" domstate "$D" --reason | head -n 1)" "shut off (shutdown)" \
   "the stop was graceful"
 grep -q "<name>$D</name>" "$W/sync/$D.xml" || vs_fail "stop did not copy the definition to sync_config_dir"
