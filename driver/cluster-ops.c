@@ -242,6 +242,71 @@ sync_definition(const char *dir, const char *name, const char *xml, GError **err
     return true;
 }
 
+/* The graceful shutdown request, on a thread of its own: libvirt's call may
+ * wait for the guest agent or for a job another client holds (a backup
+ * thawing or committing) for longer than the stop may take, and the destroy
+ * must come at its time whatever that call does. Shared by the caller and
+ * the thread (refcounted: either may finish last). */
+typedef struct {
+    virDomainPtr dom;
+    gint done;          /* atomic: 1 once the call returned */
+    int rc;
+    char *err;
+} ShutdownCall;
+
+static void
+shutdown_call_clear(gpointer p)
+{
+    ShutdownCall *c = p;
+
+    virDomainFree(c->dom);
+    g_free(c->err);
+}
+
+static gpointer
+shutdown_thread(gpointer p)
+{
+    ShutdownCall *c = p;
+
+    c->rc = virDomainShutdown(c->dom);
+    if (c->rc < 0)
+        c->err = g_strdup(virGetLastErrorMessage());
+    g_atomic_int_set(&c->done, 1);
+    g_atomic_rc_box_release_full(c, shutdown_call_clear);
+    return NULL;
+}
+
+/* Asks DOM to shut down and waits until it has, by UNTIL: true when it did. */
+static bool
+graceful_stop(virDomainPtr dom, const char *name, gint64 until, GPtrArray *notes)
+{
+    ShutdownCall *c = g_atomic_rc_box_new0(ShutdownCall);
+    bool down = false, refused = false;
+
+    virDomainRef(dom);
+    c->dom = dom;
+    g_thread_unref(g_thread_new("agent-shutdown", shutdown_thread, g_atomic_rc_box_acquire(c)));
+    for (;;) {
+        if (is_up(dom) == 0) {
+            down = true;
+            break;
+        }
+        if (g_atomic_int_get(&c->done) && c->rc < 0) {
+            vs_cluster_note(notes, "graceful shutdown of '%s' refused (%s): destroying it", name, c->err);
+            refused = true;
+            break;
+        }
+        if (g_get_monotonic_time() >= until)
+            break;
+        g_usleep(POLL_US);
+    }
+    if (!down && !refused)
+        vs_cluster_note(notes, "'%s' did not shut down in time%s: destroying it", name,
+                        g_atomic_int_get(&c->done) ? "" : " (libvirt's shutdown call has not returned)");
+    g_atomic_rc_box_release_full(c, shutdown_call_clear);
+    return down;
+}
+
 /* Stops DOM: a graceful shutdown first unless FORCE, a destroy once that has
  * not worked by DESTROY_MARGIN_S before DEADLINE (or at once with FORCE). */
 static bool
@@ -252,15 +317,8 @@ stop_domain(virDomainPtr dom, const char *name, bool force, gint64 deadline, GPt
 
     if (is_up(dom) == 0)
         return true;
-    if (!force && graceful_until > g_get_monotonic_time()) {
-        if (virDomainShutdown(dom) < 0)
-            vs_cluster_note(notes, "graceful shutdown of '%s' refused (%s): destroying it",
-                            name, virGetLastErrorMessage());
-        else if (wait_up(dom, false, graceful_until))
-            return true;
-        else
-            vs_cluster_note(notes, "'%s' did not shut down in time: destroying it", name);
-    }
+    if (!force && graceful_until > g_get_monotonic_time() && graceful_stop(dom, name, graceful_until, notes))
+        return true;
     if (virDomainDestroy(dom) < 0 && is_up(dom) != 0) {
         vs_set_libvirt_error(error, VS_ERROR_LIBVIRT, "agent: destroying '%s'", name);
         return false;

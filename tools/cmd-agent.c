@@ -35,6 +35,7 @@ typedef struct {
     const char *verb;
     int seconds;
     int status;
+    GPtrArray *notes;   /* what the verb has said so far */
 } Watchdog;
 
 /* The last resort behind the driver's own deadlines: a libvirt call that
@@ -45,7 +46,13 @@ watchdog_run(gpointer data)
 {
     const Watchdog *w = data;
 
+    guint n;
+
     g_usleep(((gint64)w->seconds + 2) * G_USEC_PER_SEC);
+    /* Read once: the verb may still be appending (pointers only ever added). */
+    n = g_atomic_int_get((gint *)&w->notes->len);
+    for (guint i = 0; i < n; i++)
+        printf("%s\n", (const char *)w->notes->pdata[i]);
     fprintf(stderr, "virtsnap: agent: %s: a libvirt call did not return within the %d s timeout\n",
             w->verb, w->seconds);
     fflush(stdout);
@@ -76,9 +83,9 @@ print_notes(GPtrArray *notes)
 }
 
 static int
-run_verb(Verb verb, const char *uri, const char *domain, const VsClusterAttrs *a, const char *target)
+run_verb(Verb verb, const char *uri, const char *domain, const VsClusterAttrs *a, const char *target,
+         GPtrArray *notes)
 {
-    g_autoptr(GPtrArray) notes = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GError) err = NULL;
     VsClusterStatus st = { 0 };
     bool ok = false;
@@ -178,11 +185,13 @@ vs_cmd_agent(const VsGlobal *g, int argc, char **argv)
         /* Static: the watchdog may outlive this frame (never main). */
         static Watchdog w;
 
+        /* Preallocated: the watchdog reads it while the verb appends. */
         w = (Watchdog){ verb_names[verb], a.timeout_s,
                         verb == VERB_MONITOR ? vs_cluster_monitor_exit(VS_CLUSTER_UNKNOWN, 0)
-                                             : VS_CLUSTER_EXIT_FAILED };
+                                             : VS_CLUSTER_EXIT_FAILED,
+                        g_ptr_array_new_full(64, g_free) };
         g_thread_unref(g_thread_new("agent-watchdog", watchdog_run, &w));
-        status = run_verb(verb, uri ? uri : g->uri, argc == 3 ? argv[2] : NULL, &a, target);
+        status = run_verb(verb, uri ? uri : g->uri, argc == 3 ? argv[2] : NULL, &a, target, w.notes);
     }
     vs_cluster_attrs_clear(&a);
     return status;

@@ -6,7 +6,8 @@
 # `crm_resource --force-start/--force-check/--force-stop` with a CIB file (no cluster
 # running: the agent is made visible as ocf:virtsnap:domain by a bind mount in a private
 # mount namespace, nothing is installed), the stop graceful (shut off for "shutdown") and
-# the definition copied to sync_config_dir; then the VCS verbs: monitor 110 while running,
+# the definition copied to sync_config_dir; then the VCS verbs: a graceful offline
+# (shut off for "shutdown", SyncDir), monitor 110 while running,
 # FAULTED (exit 100) and OCF "not running" once QEMU is killed, clean, OFFLINE, and
 # migrate "not supported" (3); the stop interrupts a backup that holds the guest on its
 # overlay, which unwinds (SIGTERM, 143) leaving the guest on its disk. Needs ocf-tester and crm_resource (scripts/deps.sh --test
@@ -92,7 +93,9 @@ VIRTSNAP_FAULT=hang:after-snapshot VIRTSNAP_FAULT_MARK=$W/mark \
 bpid=$!
 for _ in $(seq 1 600); do [ -e "$W/mark" ] || ! vs_alive "$bpid" && break; sleep 0.05; done
 [ -e "$W/mark" ] || { cat "$W/backup.err" >&2; vs_fail "the backup never reached its overlay"; }
-vs_assert_eq "$(crm force-stop)" 0 "crm_resource --force-stop during a backup"
+rc=$(crm force-stop)
+[ "$rc" = 0 ] || { sed 's/^/  backup: /' "$W/backup.err" >&2; }
+vs_assert_eq "$rc" 0 "crm_resource --force-stop during a backup"
 vs_assert_contains "$(cat "$W/crm.out")" "interrupted virtsnap backup pid $bpid" "the stop's log"
 rc=0; wait "$bpid" || rc=$?
 vs_assert_eq "$rc" 143 "the backup's exit status (SIGTERM)"
@@ -100,14 +103,23 @@ vs_assert_contains "$(cat "$W/backup.err")" "interrupted by SIGTERM" "the backup
 vs_assert_eq "$(virsh -c "$VS_URI" domblklist "$D" --details | awk '$3 == "vda" {print $4}')" \
   "$W/disk.qcow2" "the guest's disk after the interrupted backup"
 vs_assert_eq "$(ls -A "$W" | grep -c virtsnap || true)" 0 "overlays of ours left beside the disk"
-vs_assert_eq "$(virsh -c "$VS_URI" domstate "$D" --reason | head -n 1)" "shut off (shutdown)" \
-  "the stop was graceful"
+# Graceful or destroyed at the bound: the stop's log says which (not asserted here: a
+# graceful shutdown is checked below, with no backup in its way).
+vs_log "state after the stop: $(virsh -c "$VS_URI" domstate "$D" --reason | head -n 1)"
 grep -q "<name>$D</name>" "$W/sync/$D.xml" || vs_fail "stop did not copy the definition to sync_config_dir"
 vs_assert_eq "$(crm force-check)" 7 "crm_resource --force-check of the stopped guest"
 vs_assert_eq "$(agent monitor "$D")" "100 OFFLINE: stopped by the agent" "agent monitor, stopped"
 
 # --- VCS verbs, and a crash --------------------------------------------------------------
 vs_assert_eq "$(agent online "$D" --attr DelayAfterGuestOnline=0)" "0 " "agent online"
+vs_wait_agent "$D" 120
+rm -rf "$W/sync"
+vs_assert_eq "$(agent offline "$D" --timeout 40 --attr DelayAfterGuestOffline=1 --attr "SyncDir=$W/sync")" \
+  "0 " "agent offline"
+vs_assert_eq "$(virsh -c "$VS_URI" domstate "$D" --reason | head -n 1)" "shut off (shutdown)" \
+  "agent offline was graceful"
+grep -q "<name>$D</name>" "$W/sync/$D.xml" || vs_fail "offline did not copy the definition to SyncDir"
+vs_assert_eq "$(agent online "$D" --attr DelayAfterGuestOnline=0)" "0 " "agent online again"
 vs_assert_eq "$(agent monitor "$D")" "110 ONLINE (confidence 100): running" "agent monitor after online"
 vs_qemu_kill "$D"
 vs_assert_eq "$(agent monitor "$D")" "100 FAULTED: crashed (its QEMU died)" "agent monitor, QEMU killed"
