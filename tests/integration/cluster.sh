@@ -123,8 +123,9 @@ vs_assert_eq "$(agent online "$D" --attr DelayAfterGuestOnline=0)" "0 " "agent o
 vs_assert_eq "$(agent monitor "$D")" "110 ONLINE (confidence 100): running" "agent monitor after online"
 vs_qemu_kill "$D"
 vs_assert_eq "$(agent monitor "$D")" "100 FAULTED: crashed (its QEMU died)" "agent monitor, QEMU killed"
-# --force-check is a monitor with no interval given (not a probe): a failure, with its reason.
-vs_assert_eq "$(crm force-check)" 1 "crm_resource --force-check of the crashed guest (OCF_ERR_GENERIC)"
+# --force-check is a probe (interval 0): "not running", which crm_resource reports as an
+# error, with the agent's FAULTED line; a recurring monitor (below) fails with its reason.
+vs_assert_eq "$(crm force-check)" 7 "crm_resource --force-check of the crashed guest (OCF_NOT_RUNNING)"
 vs_assert_contains "$(cat "$W/crm.out")" "FAULTED: crashed" "crm_resource's output"
 out=$(OCF_ROOT=/usr/lib/ocf OCF_RESOURCE_INSTANCE=vst OCF_RESKEY_config="$W/$D.xml" \
       OCF_RESKEY_hypervisor="$VS_URI" OCF_RESKEY_CRM_meta_interval=10000 "$AGENT" monitor 2>&1) && rc=0 || rc=$?
