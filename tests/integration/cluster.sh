@@ -72,12 +72,13 @@ cat > "$W/cib.xml" <<EOF
   <status/>
 </cib>
 EOF
-# crm ACTION: crm_resource --ACTION -r vst, the agent bind-mounted where Pacemaker looks.
+# crm ACTION [SECS]: crm_resource --ACTION -r vst (timeout SECS, default 40), the agent
+# bind-mounted where Pacemaker looks.
 crm() {
   local out rc=0
   out=$(CIB_file=$W/cib.xml unshare -m --propagation private sh -c \
         'mount --bind "$1" /usr/lib/ocf/resource.d && shift && exec crm_resource "$@"' \
-        _ "$W/ra" "--$1" -r vst --timeout 40s 2>&1) || rc=$?
+        _ "$W/ra" "--$1" -r vst --timeout "${2:-40}s" 2>&1) || rc=$?
   vs_log "crm_resource --$1 -> $rc: $out"
   printf '%s\n' "$out" > "$W/crm.out"
   echo "$rc"
@@ -93,8 +94,11 @@ VIRTSNAP_FAULT=hang:after-snapshot VIRTSNAP_FAULT_MARK=$W/mark \
 bpid=$!
 for _ in $(seq 1 600); do [ -e "$W/mark" ] || ! vs_alive "$bpid" && break; sleep 0.05; done
 [ -e "$W/mark" ] || { cat "$W/backup.err" >&2; vs_fail "the backup never reached its overlay"; }
-rc=$(crm force-stop)
-[ "$rc" = 0 ] || { sed 's/^/  backup: /' "$W/backup.err" >&2; }
+# 20 s: the graceful shutdown right after the interrupted backup has been seen not to
+# complete (libvirt's agent shutdown call not returning) in some runs: the stop then
+# destroys the guest 5 s before its bound; the test does not wait 40 s for that.
+rc=$(crm force-stop 20)
+sed 's/^/  backup: /' "$W/backup.err" >&2
 vs_assert_eq "$rc" 0 "crm_resource --force-stop during a backup"
 vs_assert_contains "$(cat "$W/crm.out")" "interrupted virtsnap backup pid $bpid" "the stop's log"
 rc=0; wait "$bpid" || rc=$?
