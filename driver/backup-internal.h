@@ -130,6 +130,9 @@ typedef struct {
     GThread *warm;           /* looks up the base backups' chunks (backup_warm_start) */
     GThread *job_waiter;     /* tears the ended backup jobs down (backup_settle) */
     bool all_clean;          /* nothing left for `virtsnap recover` so far */
+    /* The hypervisor's host when it is not this one (remote.c), else NULL:
+     * its disk paths are not ours; the data comes over a TCP NBD export. */
+    char *remote;
     /* Phase boundaries (monotonic us), reported so that a run's time can be
      * accounted for without a profiler. */
     int64_t t_start, t_frozen, t_copied, t_ended, t_manifest;
@@ -231,6 +234,11 @@ void dom_job_free(DomJob *j);
  * are the scripted control plane's (tests/driver/test-backup-run.c). */
 VsBackupResult *backup_run_discovered(virConnectPtr conn, GPtrArray *discovered,
                                       const VsBackupOptions *opts, GError **error);
+
+/* remote.c: the TCP port of J's NBD export on a remote hypervisor (planned in
+ * the order of run->doms), and the libnbd URI of EXPORT there. */
+guint remote_nbd_port(const Run *run, const DomJob *j);
+char *remote_nbd_uri(const char *host, guint port, const char *export);
 
 /* ------------------------------------------------------------------------- */
 /* The stages, in the order vs_backup_run calls them                          */

@@ -75,7 +75,7 @@ prepare_disks(Run *run, DomJob *j, const VsDiscoveredDomain *disc, const VsDomai
         /* QEMU can go on writing a deleted image through its open descriptor, but
          * a commit reopens the base by name: an overlay on it could never be
          * committed back. Refuse before touching anything. */
-        if (job->path && access(job->path, F_OK) < 0) {
+        if (job->path && !run->remote && access(job->path, F_OK) < 0) {
             dom_fail(j, "domain '%s': disk %s: %s does not exist (%s); nothing was done%s",
                      j->name, d->target, job->path, g_strerror(errno),
                      j->active ? " (the running guest may still hold it open: copy it from "
@@ -234,6 +234,15 @@ load_job_xml(Run *run, GError **error)
             return false;
         }
         run->push = run->push || run->job_xml->mode == VS_BACKUP_MODE_PUSH;
+        if (run->push && run->remote) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "backup: --backup-xml %s asks for a push-mode job, which has the "
+                        "hypervisor %s write the disks into files of virtsnap's, on this host: "
+                        "a remote run (-c %s) uses a pull-mode job (mode='pull', or leave the "
+                        "mode out), or run virtsnap on the hypervisor", o->backup_xml_path,
+                        run->remote, o->uri);
+            return false;
+        }
         for (guint i = 0; i < run->job_xml->disks->len; i++) {
             const VsBackupDiskDef *d = run->job_xml->disks->pdata[i];
             if (d->export_name || d->export_bitmap || d->incremental || d->target) {
@@ -305,8 +314,10 @@ apply_job_xml(Run *run, DomJob *j, const VsDomainDef *def)
         }
     }
     if (b && (b->server_name || b->server_port || b->server_socket))
-        add_note(j, "the job's export is served on virtsnap's own unix socket, not on the "
-                 "<server> of %s: virtsnap reads it itself", run->opts->backup_xml_path);
+        add_note(j, "the job's export is served %s, not on the <server> of %s: virtsnap reads "
+                 "it itself", run->remote ? "on TCP on the hypervisor (--nbd-port)"
+                                          : "on virtsnap's own unix socket",
+                 run->opts->backup_xml_path);
     if (j->disks->len == 0) {
         dom_fail(j, "backup: --backup-xml %s leaves no disk of domain '%s' to back up",
                  run->opts->backup_xml_path, j->name);
@@ -437,6 +448,15 @@ choose_method(Run *run, DomJob *j, const VsDomainDef *def)
                  "--checkpoint-xml) needs a running domain; back it up without them", j->name);
         return &backup_method_overlay;
     }
+    if (run->remote && !j->active) {
+        /* Refused: its disks are files of the hypervisor, and only a backup
+         * job of a running domain serves them over the network. */
+        dom_fail(j, "backup: domain '%s' is not running on %s, and a remote run (-c %s) reads "
+                 "disks only through a running domain's backup job (its disk files are the "
+                 "hypervisor's, not this host's): start it, or run virtsnap on the hypervisor",
+                 j->name, run->remote, run->opts->uri);
+        return &backup_method_overlay;
+    }
     if (run->opts->storage_snapshot)
         return &backup_method_storage;
     if (run->opts->mode == VS_BACKUP_METHOD_OVERLAY || !j->active)
@@ -449,7 +469,8 @@ choose_method(Run *run, DomJob *j, const VsDomainDef *def)
         return &backup_method_overlay;
     for (guint i = 0; i < j->disks->len; i++)
         bitmaps += ((DiskJob *)j->disks->pdata[i])->bitmap;
-    if (run->opts->mode == VS_BACKUP_METHOD_AUTO && bitmaps == 0)
+    /* Remote: an overlay would be read by its base's path, the hypervisor's. */
+    if (run->opts->mode == VS_BACKUP_METHOD_AUTO && bitmaps == 0 && !run->remote)
         return &backup_method_overlay;
     return run->push ? &backup_method_push : &backup_method_pull;
 }
@@ -587,6 +608,7 @@ prepare_domain(Run *run, virDomainPtr dom, VsDiscoveredDomain *disc)
 
         vs_discover_options_init(&dopts);
         dopts.agent_timeout = run->opts->agent_timeout;
+        dopts.remote = run->remote != NULL;
         again = vs_discover(vs_link_conn(run->link), uuid, &dopts, NULL, &err);
         if (!again || again->len != 1) {
             dom_fail(j, "domain '%s': cannot discover it again once locked%s%s", j->name,
@@ -650,8 +672,9 @@ open_run(Run *run, const char *const *names, bool all, GError **error)
 {
     const VsBackupOptions *opts = run->opts;
 
-    if (!vs_backup_check_options(names, all, opts, error))
+    if (!vs_backup_check_options(names, all, opts, error) || !vs_backup_check_remote(opts, error))
         return false;
+    run->remote = vs_uri_remote_host(opts->uri);
     if (opts->overlay_dir && !g_file_test(opts->overlay_dir, G_FILE_TEST_IS_DIR)) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                     "backup: --overlay-dir %s: no such directory (create it, or leave the option "
@@ -711,6 +734,7 @@ discover_domains(Run *run, const char *const *names, bool all, GError **error)
 
     vs_discover_options_init(&dopts);
     dopts.agent_timeout = run->opts->agent_timeout;
+    dopts.remote = run->remote != NULL;
     run->discovered = vs_discover(run->conn, all ? NULL : names, &dopts, &problems, error);
     if (!run->discovered)
         return false;

@@ -283,6 +283,7 @@ run_clear(Run *run)
     g_clear_pointer(&run->checkpoint_xml, vs_checkpoint_def_free);
     g_clear_pointer(&run->job_xml, vs_backup_def_free);
     g_free(run->repo_tag);
+    g_free(run->remote);
     g_clear_pointer(&run->iscsi_auth, vs_iscsi_auth_free);
     g_clear_pointer(&run->manifest, vs_manifest_free);
     g_clear_pointer(&run->repo, vs_repo_close);

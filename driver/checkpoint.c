@@ -1,6 +1,6 @@
 /* Checkpoints and backup jobs: the libvirt side of `backup --mode=begin`.
  * A pull-mode job (virDomainBackupBegin) makes libvirt's QEMU serve a frozen view of
- * each disk over NBD on a unix socket while the guest runs on, and creates a
+ * each disk over NBD on a unix socket (on TCP for a remote hypervisor) while the guest runs on, and creates a
  * checkpoint (a persistent dirty bitmap in each qcow2) at the same instant; the next
  * incremental job exposes the bitmap of the changes since that checkpoint as the NBD
  * meta context "qemu:dirty-bitmap:backup-TARGET". A pull job ends only when it is
@@ -95,11 +95,12 @@ vs_checkpoint_usable(virDomainPtr dom, const char *name, char **why)
 }
 
 void
-vs_backup_job_xml(const char *socket, const char *incremental, bool diff, const char *checkpoint,
-                  const char *description, const VsJobDisk *disks, guint n_disks,
-                  const char *const *other_targets, char **backup_xml, char **checkpoint_xml)
+vs_backup_job_xml(const VsJobServer *server, const char *incremental, bool diff,
+                  const char *checkpoint, const char *description, const VsJobDisk *disks,
+                  guint n_disks, const char *const *other_targets, char **backup_xml,
+                  char **checkpoint_xml)
 {
-    g_autoptr(VsBackupDef) bdef = vs_backup_def_new(socket ? VS_BACKUP_MODE_PULL : VS_BACKUP_MODE_PUSH);
+    g_autoptr(VsBackupDef) bdef = vs_backup_def_new(server ? VS_BACKUP_MODE_PULL : VS_BACKUP_MODE_PUSH);
     g_autoptr(VsCheckpointDef) cdef = vs_checkpoint_def_new(checkpoint);
 
     /* The description starts with what kind of backup made the checkpoint: a
@@ -113,9 +114,14 @@ vs_backup_job_xml(const char *socket, const char *incremental, bool diff, const 
     cdef->description = description ? g_strdup_printf("%s: %s", kind, description)
                                     : g_steal_pointer(&kind);
     bdef->incremental = g_strdup(incremental);
-    if (socket) {
+    if (server && server->socket) {
         bdef->server_transport = g_strdup("unix");
-        bdef->server_socket = g_strdup(socket);
+        bdef->server_socket = g_strdup(server->socket);
+    } else if (server) {
+        /* libvirt 9.0 allocates no port for TCP: the caller names one. */
+        bdef->server_transport = g_strdup("tcp");
+        bdef->server_name = g_strdup(server->host);
+        bdef->server_port = g_strdup_printf("%u", server->port);
     }
     for (guint i = 0; i < n_disks; i++) {
         VsBackupDiskDef *bd = vs_backup_def_add_disk(bdef, disks[i].target, true);
@@ -124,7 +130,7 @@ vs_backup_job_xml(const char *socket, const char *incremental, bool diff, const 
         if (incremental)
             bd->backupmode = g_strdup(disks[i].incremental ? "incremental" : "full");
         bd->type = VS_DISK_TYPE_FILE;
-        if (socket) {
+        if (server) {
             bd->scratch = g_strdup(disks[i].scratch);
         } else {
             bd->target = g_strdup(disks[i].push_target);

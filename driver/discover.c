@@ -41,6 +41,7 @@ vs_discover_options_init(VsDiscoverOptions *opts)
     opts->probe_exports = true;
     opts->snapshot_config = NULL;
     opts->locate = false;
+    opts->remote = false;
 }
 
 VS_ENUM_IMPL(vs_agent_status, VsAgentStatus, VS_AGENT_LAST, "none", "configured", "responding")
@@ -503,7 +504,6 @@ resolve_chain(Ctx *ctx, VsDiscoveredDisk *d, const VsStorageSource *src)
     g_autofree char *cur = NULL;
     g_autofree char *cur_format = NULL;
 
-    (void)ctx;
     /* What libvirt already knows (live XML, or a chain the user wrote down). */
     if (src->backing || src->backing_terminated) {
         const VsStorageSource *s;
@@ -532,7 +532,12 @@ resolve_chain(Ctx *ctx, VsDiscoveredDisk *d, const VsStorageSource *src)
         cur_format = g_strdup(d->format);
     }
 
-    /* Inactive XML carries no chain: read it from the image headers. */
+    /* Inactive XML carries no chain: read it from the image headers, which
+     * a remote hypervisor's are not. */
+    if (ctx->opts->remote) {
+        d->chain_complete = false;
+        return;
+    }
     for (int depth = 0; depth < MAX_CHAIN_DEPTH; depth++) {
         g_autoptr(GError) err = NULL;
         g_autoptr(VsImageInfo) info = NULL;
@@ -686,7 +691,11 @@ discover_domain(Ctx *ctx, virDomainPtr dom)
     out->agent = agent_status(ctx, dom, def, running);
     for (guint i = 0; i < def->disks->len; i++) {
         VsDiscoveredDisk *d = discover_disk(ctx, def->disks->pdata[i]);
-        vs_discover_snapshot_provider(d, out->name, ctx->opts->snapshot_config);
+        if (ctx->opts->remote)
+            d->snapshot_reason = g_strdup("no provider: the hypervisor is another host, whose "
+                                          "storage is not looked at from here");
+        else
+            vs_discover_snapshot_provider(d, out->name, ctx->opts->snapshot_config);
         if (ctx->opts->locate && !vs_discover_locate(d, out->name, ctx->opts->snapshot_config, &err))
             problem(ctx, out, out->name, d->target, g_steal_pointer(&err));
         if (d->error)

@@ -219,17 +219,27 @@ typedef struct {
     const char *push_target;  /* push: the qcow2 the job writes this disk into */
 } VsJobDisk;
 
+/* Where a pull-mode job's NBD server listens: on unix SOCKET (this host), or
+ * on TCP HOST:PORT of the hypervisor (a remote one, read over the network). */
+typedef struct {
+    const char *socket;
+    const char *host;
+    guint port;
+} VsJobServer;
+
 /* The domainbackup and domaincheckpoint XML (what `virsh backup-begin DOM
  * BACKUP_XML CHECKPOINT_XML` takes) of one backup job over DISKS: pull mode
- * (NBD exports named after each target on unix SOCKET), or push mode when
- * SOCKET is NULL (each disk into its push_target, a qcow2); since checkpoint
+ * (NBD exports named after each target on SERVER), or push mode when SERVER
+ * is NULL (each disk into its push_target, a qcow2); since checkpoint
  * INCREMENTAL (NULL: full; DIFF: INCREMENTAL is the chain's full backup),
  * creating CHECKPOINT, whose description says whether it is a full backup's,
  * followed by DESCRIPTION (may be NULL); OTHER_TARGETS (NULL-terminated, may
- * be NULL) are left out of both. */
-void vs_backup_job_xml(const char *socket, const char *incremental, bool diff, const char *checkpoint,
-                       const char *description, const VsJobDisk *disks, guint n_disks,
-                       const char *const *other_targets, char **backup_xml, char **checkpoint_xml);
+ * be NULL) are left out of both. A pull disk without a scratch file gets
+ * libvirt's own (made on the hypervisor, beside the domain's state). */
+void vs_backup_job_xml(const VsJobServer *server, const char *incremental, bool diff,
+                       const char *checkpoint, const char *description, const VsJobDisk *disks,
+                       guint n_disks, const char *const *other_targets, char **backup_xml,
+                       char **checkpoint_xml);
 /* The job begun from them; REUSE_EXTERNAL: on scratch or push target images
  * the caller made (empty qcow2 of each disk's size). */
 bool vs_backup_job_begin(virDomainPtr dom, const char *name, const char *incremental,

@@ -37,7 +37,12 @@ job_plan(Run *run, DomJob *j, const VsDomainDef *def, bool push)
         bitmaps += ((DiskJob *)j->disks->pdata[i])->bitmap;
     p->push = push;
     p->checkpoint = vs_checkpoint_name(run->repo_tag, run->manifest->id);
-    if (p->push && run->opts->push_dir) {
+    if (run->remote) {
+        /* Nothing of this host's: libvirt makes the scratch files on the
+         * hypervisor, and the export listens there. */
+        p->nbd_host = g_strdup(run->remote);
+        p->nbd_port = remote_nbd_port(run, j);
+    } else if (p->push && run->opts->push_dir) {
         g_autofree char *dir = g_canonicalize_filename(run->opts->push_dir, NULL);
         p->scratch_dir = g_strdup_printf("%s/%s-%s", dir, run->manifest->id, short_uuid);
     } else {
@@ -45,13 +50,18 @@ job_plan(Run *run, DomJob *j, const VsDomainDef *def, bool push)
                                          run->manifest->id, short_uuid);
     }
     /* Short: a unix socket path has 108 bytes. */
-    if (!p->push)
+    if (!p->push && !run->remote)
         p->sock_dir = g_strdup_printf("%s/nbd-%s-%s", vs_run_dir(), run->manifest->id + 17,
                                       short_uuid);
     for (guint i = 0; i < j->disks->len; i++) {
         DiskJob *d = j->disks->pdata[i];
-        if (!d->scratch)
+        if (!d->scratch && p->scratch_dir)
             d->scratch = g_strdup_printf("%s/%s.qcow2", p->scratch_dir, d->target);
+        /* Remote: a path on the hypervisor, beside the image, as newer libvirt
+         * names one left out (9.0 takes a scratch-less file disk for an empty
+         * path); libvirt removes it with the job. Not a path of this host. */
+        else if (!d->scratch && run->remote && d->is_file && d->path)
+            d->scratch = g_strdup_printf("%s.%s", d->path, p->checkpoint);
     }
     for (guint i = 0; def && i < def->disks->len; i++) {
         const VsDiskDef *dd = def->disks->pdata[i];
@@ -87,8 +97,9 @@ prepare_job_dirs(Run *run, DomJob *j)
         dom_fail_error(j, err);
         return;
     }
-    /* QEMU (libvirt-qemu) creates the socket; libvirt creates and labels the scratch files. */
-    if (!vs_make_dir(p->scratch_dir, 0755, &err) ||
+    /* QEMU (libvirt-qemu) creates the socket; libvirt creates and labels the scratch files.
+     * A remote job has neither here. */
+    if ((p->scratch_dir && !vs_make_dir(p->scratch_dir, 0755, &err)) ||
         (p->sock_dir && (!vs_make_dir(vs_run_dir(), 0755, &err) ||
                          !vs_make_dir(p->sock_dir, 0700, &err)))) {
         dom_fail_from(j, err, "backup-begin: domain '%s': %s", j->name, err->message);
@@ -242,6 +253,20 @@ push_dir_hint(DomJob *j)
     return true;
 }
 
+/* A remote job's export listens on a port of the hypervisor that virtsnap
+ * chose (libvirt 9.0 picks none for TCP): taken by another run there, or shut
+ * by a firewall, the begin fails with QEMU's words, which do not say which. */
+static void
+remote_port_hint(DomJob *j)
+{
+    JobPriv *p = j->priv;
+
+    if (p->nbd_host && j->thread_error)
+        g_prefix_error(&j->thread_error, "the job's NBD export was to listen on %s port %u of "
+                       "the hypervisor (if that port is taken there, give --nbd-port another; "
+                       "this host must reach it): ", p->nbd_host, p->nbd_port);
+}
+
 /* The begin mode's snapshot: one pull- or push-mode job over every disk,
  * creating this backup's checkpoint. An incremental that libvirt refuses (a
  * bitmap broken since the check) becomes a full job at once, inside the same
@@ -251,7 +276,8 @@ job_point_in_time(Run *run, DomJob *j)
 {
     JobPriv *p = j->priv;
     g_autofree VsJobDisk *disks = g_new0(VsJobDisk, j->disks->len);
-    g_autofree char *socket = p->push ? NULL : g_build_filename(p->sock_dir, "nbd.sock", NULL);
+    g_autofree char *socket = p->sock_dir ? g_build_filename(p->sock_dir, "nbd.sock", NULL) : NULL;
+    VsJobServer server = { .socket = socket, .host = p->nbd_host, .port = p->nbd_port };
 
     const char *description = run->checkpoint_xml ? run->checkpoint_xml->description : NULL;
 
@@ -262,14 +288,18 @@ job_point_in_time(Run *run, DomJob *j)
                                  .scratch = p->push ? NULL : d->scratch,
                                  .push_target = p->push ? d->scratch : NULL };
     }
-    vs_backup_job_xml(socket, j->incremental, j->diff, p->checkpoint, description, disks,
+    vs_backup_job_xml(p->push ? NULL : &server, j->incremental, j->diff, p->checkpoint, description, disks,
                       j->disks->len, (const char *const *)p->other_targets, &p->backup_xml,
                       &p->checkpoint_xml);
     if (!vs_backup_job_begin(j->dom, j->name, j->incremental, p->backup_xml,
                              p->checkpoint_xml, p->reuse_scratch, &j->thread_error)) {
         /* A full job would not see the directory either. */
-        if (push_dir_hint(j) || !j->incremental)
+        if (push_dir_hint(j))
             return;
+        if (!j->incremental) {
+            remote_port_hint(j);
+            return;
+        }
         if (p->push) {
             uint64_t avail = dir_free_bytes(p->scratch_dir);
 
@@ -292,13 +322,14 @@ job_point_in_time(Run *run, DomJob *j)
         g_clear_pointer(&p->checkpoint_xml, g_free);
         for (guint i = 0; i < j->disks->len; i++)
             disks[i].incremental = false;
-        vs_backup_job_xml(socket, NULL, false, p->checkpoint, description, disks, j->disks->len,
+        vs_backup_job_xml(p->push ? NULL : &server, NULL, false, p->checkpoint, description, disks, j->disks->len,
                           (const char *const *)p->other_targets, &p->backup_xml, &p->checkpoint_xml);
         if (p->reuse_scratch)
             precreate_scratch(j);
         if (!vs_backup_job_begin(j->dom, j->name, NULL, p->backup_xml, p->checkpoint_xml,
                                  p->reuse_scratch, &j->thread_error)) {
             (void)push_dir_hint(j);
+            remote_port_hint(j);
             return;
         }
     }
@@ -343,7 +374,9 @@ remove_job_dirs(DomJob *j)
 {
     JobPriv *p = j->priv;
 
-    for (guint k = 0; k < j->disks->len; k++) {
+    /* A remote job's scratch files are the hypervisor's (libvirt's, or
+     * --backup-xml's paths there): a file of that name here is another. */
+    for (guint k = 0; !p->nbd_host && k < j->disks->len; k++) {
         DiskJob *d = j->disks->pdata[k];
         if (d->scratch)
             unlink(d->scratch);
@@ -489,5 +522,6 @@ job_priv_free(void *priv)
     g_strfreev(p->other_targets);
     g_free(p->sock_dir); g_free(p->scratch_dir);
     g_free(p->backup_xml); g_free(p->checkpoint_xml);
+    g_free(p->nbd_host);
     g_free(p);
 }

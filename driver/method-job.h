@@ -18,6 +18,10 @@ typedef struct {
     char *sock_dir;          /* pull: holds the NBD socket (QEMU's DAC owner) */
     char *scratch_dir;       /* the job's files: pull, scratch images; push, its targets */
     char *backup_xml, *checkpoint_xml;   /* what the job was begun with */
+    /* A remote hypervisor's pull job (run->remote): its NBD server listens on
+     * TCP there, and its scratch files are libvirt's own, there too. */
+    char *nbd_host;
+    guint nbd_port;
 } JobPriv;
 
 #define JOB(j) ((JobPriv *)(j)->priv)

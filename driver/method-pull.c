@@ -1,6 +1,6 @@
 /* The pull method: a libvirt pull-mode backup job (--mode=begin, or auto for
  * a domain with a qcow2 disk). QEMU serves each disk's point in time as an NBD
- * export on a unix socket of ours, keeping what the guest overwrites meanwhile
+ * export on a unix socket of ours (on TCP on a remote hypervisor, remote.c), keeping what the guest overwrites meanwhile
  * in scratch images; the copy reads the exports (an incremental disk only
  * where the job's dirty bitmap says it changed, the rest from the base
  * backup's manifest). The job itself is method-job.c's. */
@@ -51,11 +51,37 @@ pull_space_check(Run *run, DomJob *j)
     run->pull_reserved += need;
 }
 
+/* A remote job's scratch file goes beside each image on the hypervisor
+ * (job_plan); a disk that is not a file (a block device, a network disk) has
+ * no such place, and libvirt would refuse the job: said now, with the way
+ * out, rather than inside the frozen window. */
+static void
+remote_scratch_check(DomJob *j)
+{
+    for (guint i = 0; i < j->disks->len; i++) {
+        DiskJob *d = j->disks->pdata[i];
+
+        if (!d->is_file && !d->scratch) {
+            dom_fail(j, "backup: domain '%s': disk %s is not a file, so its backup job's scratch "
+                     "file has no place beside it on the hypervisor, and a remote run has no "
+                     "place of its own there: give one with --backup-xml (<disk name='%s'><scratch "
+                     "file='PATH ON THE HYPERVISOR'/></disk>), or leave the disk out "
+                     "(backup='no')", j->name, d->target, d->target);
+            return;
+        }
+    }
+}
+
 static void
 pull_plan(Run *run, DomJob *j, const VsDomainDef *def)
 {
     job_plan(run, j, def, false);
-    if (!j->error)
+    if (j->error)
+        return;
+    /* A remote hypervisor's room is not ours to look at. */
+    if (run->remote)
+        remote_scratch_check(j);
+    else
         pull_space_check(run, j);
 }
 
@@ -67,8 +93,10 @@ open_job_export(DomJob *j, DiskJob *d, VsCopyOptions *copts, GError **error)
     JobPriv *p = j->priv;
     const char *sock_override = g_getenv("VIRTSNAP_FAULT_NBD_SOCKET");  /* tests: unreachable */
     g_autofree char *sock = sock_override ? g_strdup(sock_override)
-                                          : g_build_filename(p->sock_dir, "nbd.sock", NULL);
-    g_autofree char *uri = g_strdup_printf("nbd+unix:///%s?socket=%s", d->target, sock);
+                          : p->sock_dir ? g_build_filename(p->sock_dir, "nbd.sock", NULL) : NULL;
+    /* A remote hypervisor's export is read over TCP from here. */
+    g_autofree char *uri = sock ? g_strdup_printf("nbd+unix:///%s?socket=%s", d->target, sock)
+                                : remote_nbd_uri(p->nbd_host, p->nbd_port, d->target);
     g_autofree char *bitmap = g_strdup_printf("qemu:dirty-bitmap:backup-%s", d->target);
     const VsManifestDisk *prev = NULL;
     VsSource *src;
@@ -102,7 +130,8 @@ pull_open_disk(Run *run, DomJob *j, DiskJob *d, VsCopyOptions *copts, GError **e
 {
     VsSource *src = open_job_export(j, d, copts, error);
 
-    d->data_path = "nbd";
+    /* Said in the result: a remote run's data came over the network. */
+    d->data_path = JOB(j)->nbd_host ? "nbd-tcp" : "nbd";
     return src;
 }
 

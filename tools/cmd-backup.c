@@ -216,6 +216,7 @@ typedef struct {
     char *storage_snapshot, *snapshot_config;
     char *repo, *quiesce, *overlay_dir, *state_dir, *data_path, *iscsi_auth, *mode, *level;
     char *backup_xml, *checkpoint_xml, *compress, *push_dir;
+    int nbd_port;
     double max_freeze;
     int agent_timeout, commit_timeout, parallel, copy_nice, commit_mib, lock_wait, deadline;
 } BackupArgs;
@@ -304,6 +305,7 @@ set_options(const BackupArgs *a, VsBackupOptions *opts, const VsConfig *cfg)
     opts->retry_count = vs_config_int(cfg, "KVM_CMD_RETRY_COUNT", opts->retry_count);
     opts->deadline_s = a->deadline;
     opts->config_dir = vs_config_get(cfg, "KVM_VM_CONFIG_DIR");
+    opts->nbd_port = a->nbd_port;
 }
 
 /* Options in, OPTS out; every failure is bad usage (exit 2). String options
@@ -329,6 +331,9 @@ backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GErr
           "an incremental's changes, into a qcow2 that virtsnap reads, then removes)", NULL },
         { "push-dir", 0, 0, G_OPTION_ARG_FILENAME, &a->push_dir, "with --push (implied): put its files here "
           "(default: the state directory)", "DIR" },
+        { "nbd-port", 0, 0, G_OPTION_ARG_INT, &a->nbd_port, "begin mode on a remote hypervisor (-c with "
+          "another host): the TCP port there its NBD export listens on, one more per further domain "
+          "(default 10809)", "PORT" },
         { "checkpoint-xml", 0, 0, G_OPTION_ARG_FILENAME, &a->checkpoint_xml, "begin mode: the description and "
           "bitmap-less disks of the checkpoint from this domaincheckpoint XML", "FILE" },
         { "max-freeze", 0, 0, G_OPTION_ARG_DOUBLE, &a->max_freeze, "longest a guest may stay frozen, seconds (default 10, at most 600)", "SECS" },
@@ -420,6 +425,7 @@ backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GErr
             { "--parallel", a->parallel, 1, 64 },
             { "--copy-nice", a->copy_nice, 0, 19 },
             { "--deadline", a->deadline, 0, 604800 },
+            { "--nbd-port", a->nbd_port, 0, 65535 },
         };
         if (!vs_check_int_options("backup", ints, G_N_ELEMENTS(ints), error))
             return false;
@@ -444,14 +450,17 @@ vs_cmd_backup(const VsGlobal *g, int argc, char **argv)
     virConnectPtr conn;
     int rc = 0;
 
-    if (!backup_parse(&a, &opts, &argc, &argv, &err)) {
+    bool parsed = backup_parse(&a, &opts, &argc, &argv, &err);
+
+    opts.uri = vs_default_uri(g->uri);
+    /* What a run from another host than the hypervisor cannot do is bad usage too. */
+    if (!parsed || !vs_backup_check_remote(&opts, &err)) {
         bool json = a.json || vs_argv_has(argc, argv, "--json");
 
         rc = vs_fail_with(2, err->message, json ? result_json(NULL, err->message) : NULL);
         backup_args_clear(&a);
         return rc;
     }
-    opts.uri = vs_default_uri(g->uri);
     bar.tty = !a.json && !g->quiet && isatty(STDERR_FILENO);
     bar.pct = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     opts.progress = on_progress;

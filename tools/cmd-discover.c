@@ -123,6 +123,10 @@ vs_cmd_discover(const VsGlobal *g, int argc, char **argv)
     /* the guide's shape names the array's controller and volume where a
      * hook can say them */
     opts.locate = g_strcmp0(format, "sc") == 0;
+    {
+        g_autofree char *remote = vs_uri_remote_host(vs_default_uri(g->uri));
+        opts.remote = remote != NULL;
+    }
 
     if (!(conn = vs_conn_open(g->uri, &err))) {
         vs_print_error("discover: %s", err->message);

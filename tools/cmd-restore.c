@@ -305,6 +305,21 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
             !vs_restore_check_options((const char *const *)names->pdata, &opts, &err))
             return vs_fail_with(2, err->message, json ? result_json(NULL, err->message) : NULL);
     }
+    {
+        /* A restore writes the disks as files here and gives libvirt their
+         * paths: on another host those paths would be the hypervisor's. */
+        const char *uri = vs_default_uri(g->uri);
+        g_autofree char *remote = vs_uri_remote_host(uri);
+
+        if (remote) {
+            g_autofree char *msg = g_strdup_printf(
+                "restore: %s is another host (-c %s), and a remote run cannot restore: it writes "
+                "the disk images as files of this host, which the hypervisor's domain could not "
+                "use; run `virtsnap restore` on the hypervisor, with the repository reachable "
+                "there (a shared mount, or a copy)", remote, uri);
+            return vs_fail_with(2, msg, json ? result_json(NULL, msg) : NULL);
+        }
+    }
     if (!g->quiet)
         opts.progress = print_progress;
 

@@ -123,11 +123,20 @@ typedef struct {
     /* KVM_VM_CONFIG_DIR: each backed-up domain's definition is written here as
      * NAME.xml (mode 0600) once the backup holds it; NULL: nowhere. */
     const char *config_dir;
+    /* A remote hypervisor (-c with another host's URI): the TCP port its pull
+     * jobs' NBD exports listen on, one more for each further domain; 0: 10809. */
+    int nbd_port;
     VsBackupProgress progress;
     void *progress_opaque;
 } VsBackupOptions;
 
 void vs_backup_options_init(VsBackupOptions *opts);
+
+/* driver/remote.c (vs_uri_remote_host, vs-driver.h, tells a remote URI).
+ * OPTS against a remote OPTS->uri: what a run from another host cannot do
+ * (overlays, push jobs, storage snapshots) fails with VS_ERROR_INVALID_ARG,
+ * naming what to use instead. True for a local connection. */
+bool vs_backup_check_remote(const VsBackupOptions *opts, GError **error);
 
 typedef struct {
     char *target;

@@ -129,6 +129,10 @@ typedef struct {
      * disk lives in the storage's own words: VsDiscoveredDisk.controller. A
      * hook that fails is a problem of the disk (default off: no hook runs). */
     bool locate;
+    /* The hypervisor is another host (vs_uri_remote_host): its disk paths are
+     * not looked at here, no image header read (the chain is what libvirt
+     * says) and no file system asked for a snapshot provider. Default off. */
+    bool remote;
 } VsDiscoverOptions;
 
 void vs_discover_options_init(VsDiscoverOptions *opts);
@@ -146,6 +150,10 @@ void vs_discovered_disk_free(VsDiscoveredDisk *disk);
 /* Can a disk of FORMAT whose top image is PATH (a local path, or NULL / a URL for a
  * network disk) hold the dirty bitmaps of backup --mode=begin? If not, *WHY (static)
  * says why: it is then read whole at every backup (deduplicated all the same). */
+/* driver/remote.c: the host of URI when it is another machine (not a loopback
+ * name or address, not one of this host's own addresses), else NULL (no host:
+ * a local daemon). Its disk paths are then the hypervisor's, not ours. */
+char *vs_uri_remote_host(const char *uri);
 bool vs_disk_holds_bitmaps(const char *format, const char *path, const char **why);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsDiscoveredDomain, vs_discovered_domain_free)

@@ -26,6 +26,8 @@
 #              vs_console_log NAME | vs_gexec NAME CMD | vs_wait_shutoff NAME [SECS]
 #   storage    vs_iscsi_start | vs_nfs_start [netfs] | vs_loopdev FILE SIZE
 #   misc       vs_virtsnap ARGS... | vs_alive PID | vs_sweep | vs_iscsi_direct_ok
+#   two hosts  tests/lib/second-host.sh, sourced after this file: vs_second_host_start (VS_H2_URI),
+#              vs_h2_guest_start, vs_h2_gexec ... (list in its header)
 #   hypervisor tests/lib/hypervisor.sh, sourced after this file by tests that restart libvirtd or
 #              kill QEMU under a backup: vs_libvirtd_bounce, vs_qemu_kill, vs_deleted_open,
 #              vs_hv_clean (the invariants after a fault) ... (list in its header)
@@ -494,6 +496,10 @@ vs_sweep() {
   fi
   for d in "${dead[@]}"; do
     echo "sweep: cleaning up after dead test $d" >&2
+    # a second libvirt host (tests/lib/second-host.sh): its dir holds inner.sh + libvirtd.pid
+    for f in $(find "$d" -xdev -maxdepth 2 -name inner.sh 2>/dev/null); do
+      [ -f "$(dirname "$f")/libvirtd.pid" ] && "$VS_TARGETS_SRC/second-host.sh" stop "$(dirname "$f")" >/dev/null 2>&1 || true
+    done
     for f in $(find "$d" -xdev -maxdepth 3 -name tgtd.pid 2>/dev/null); do
       "$VS_TARGETS_SRC/iscsi-target.sh" stop "$(dirname "$f")" >/dev/null 2>&1 || true
     done
