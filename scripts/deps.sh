@@ -24,10 +24,13 @@ RUN_PKGS="qemu-system-x86 qemu-utils qemu-block-extra libvirt-daemon-system libv
   python3-libvirt jq nbdkit libxml2-utils"
 # systemd: only for /usr/bin/systemd-socket-activate (nfs-target.sh's loopback-only rpcbind)
 TEST_PKGS="tgt libiscsi-bin nfs-ganesha nfs-ganesha-vfs rpcbind systemd libnfs-utils xfsprogs
-  util-linux iproute2 valgrind zstd btrfs-progs ceph-mon ceph-osd ceph-common genisoimage"
+  util-linux iproute2 valgrind zstd btrfs-progs ceph-mon ceph-osd ceph-common genisoimage
+  resource-agents pacemaker-cli-utils"
 # Installed without their recommends (ceph-mgr, radosgw...): tests/targets/ceph-target.sh needs
 # only these (the rbd snapshot provider's test, CEPH_RGW=0).
-NORECOMMENDS="ceph-mon ceph-osd ceph-common"
+# resource-agents (ocf-tester) and pacemaker-cli-utils (crm_resource) for tests/integration/cluster.sh:
+# without recommends, no cluster daemon is wanted.
+NORECOMMENDS="ceph-mon ceph-osd ceph-common resource-agents pacemaker-cli-utils"
 
 log() { echo "deps: $*" >&2; }
 

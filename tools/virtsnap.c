@@ -36,6 +36,7 @@ static const Command commands[] = {
     { "unquiesce", vs_cmd_unquiesce, "thaw the guests a quiesce froze, by its token" },
     { "quiesce-guardian", vs_cmd_quiesce_guardian, NULL },   /* internal: started by quiesce */
     { "migrate", vs_cmd_migrate, "move a domain to another libvirt host, after pre-checks" },
+    { "agent", vs_cmd_agent, "a cluster agent's entry points: online, offline, monitor, clean, migrate" },
 };
 
 void

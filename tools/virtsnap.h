@@ -53,6 +53,8 @@ int vs_cmd_quiesce(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_unquiesce(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_quiesce_guardian(const VsGlobal *g, int argc, char **argv);
 int vs_cmd_migrate(const VsGlobal *g, int argc, char **argv);
+/* `virtsnap agent VERB DOMAIN`: VCS's KVMGuest entry points (cmd-agent.c). */
+int vs_cmd_agent(const VsGlobal *g, int argc, char **argv);
 
 /* The repository commands' shared steps (cmd-repo.c, cmd-snapshots.c): the
  * repository named by --repo (OPT), else $VIRTSNAP_REPO; opened for CMD,
