@@ -8,6 +8,7 @@
  * remembered in the state directory (cluster.c says why). */
 #include "config.h"
 #include "cluster-internal.h"
+#include "vs-migrate.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -415,5 +416,45 @@ out:
     if (dom)
         virDomainFree(dom);
     vs_conn_close(conn);
+    return ok;
+}
+
+bool
+vs_cluster_migrate(const char *uri, const char *domain, const VsClusterAttrs *a, const char *target,
+                   GPtrArray *notes, GError **error)
+{
+    g_autofree char *name = resolve_name(domain, a, error);
+    g_autoptr(VsMigrateResult) res = NULL;
+    VsMigrateOptions o;
+    virConnectPtr conn;
+    bool ok;
+
+    if (!name)
+        return false;
+    if (!target || !*target) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                    "agent: migrate: give the destination's libvirt URI (--target URI)");
+        return false;
+    }
+    if (!(conn = vs_conn_open(uri, error)))
+        return false;
+    vs_migrate_options_init(&o);
+    o.state_dir = a->state_dir;
+    o.source_uri = uri;
+    /* A cluster's migrate, like its stop, never fails because of a backup:
+     * one that holds the domain is stopped (it records itself aborted). The
+     * migration itself ends (aborted, the guest still here) before the
+     * verb's watchdog would, so that the cluster hears libvirt's answer. */
+    o.abort_backup = true;
+    o.lock_wait_s = MAX(a->timeout_s / 4, 1);
+    o.timeout_s = MAX(a->timeout_s - o.lock_wait_s - 5, 1);
+    ok = vs_migrate(conn, name, target, &o, &res, error);
+    vs_conn_close(conn);
+    if (ok) {
+        memory_write(a, name, "migrated", notes);
+        vs_cluster_note(notes, "migrated '%s' to %s", name, target);
+    }
+    if (res && res->checkpoint_note)
+        vs_cluster_note(notes, "%s", res->checkpoint_note);
     return ok;
 }

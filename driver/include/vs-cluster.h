@@ -94,6 +94,11 @@ bool vs_cluster_offline(const char *uri, const char *domain, const VsClusterAttr
                         GPtrArray *notes, GError **error);
 bool vs_cluster_clean(const char *uri, const char *domain, const VsClusterAttrs *a,
                       GPtrArray *notes, GError **error);
+/* Migrate moves the running domain to TARGET (a libvirt URI) through
+ * vs_migrate (its pre-checks; a backup holding the domain is stopped, as for
+ * offline); afterwards monitor here says INTENTIONAL OFFLINE. */
+bool vs_cluster_migrate(const char *uri, const char *domain, const VsClusterAttrs *a,
+                        const char *target, GPtrArray *notes, GError **error);
 /* False only when the connection cannot be had; a domain libvirt cannot
  * describe is UNKNOWN. */
 bool vs_cluster_monitor(const char *uri, const char *domain, const VsClusterAttrs *a,

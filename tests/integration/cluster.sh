@@ -9,7 +9,7 @@
 # the definition copied to sync_config_dir; then the VCS verbs: a graceful offline
 # (shut off for "shutdown", SyncDir), monitor 110 while running,
 # FAULTED (exit 100) and OCF "not running" once QEMU is killed, clean, OFFLINE, and
-# migrate "not supported" (3); the stop interrupts a backup that holds the guest on its
+# migrate to an unreachable destination refused (1); the stop interrupts a backup that holds the guest on its
 # overlay, which unwinds (SIGTERM, 143) leaving the guest on its disk. Needs ocf-tester and crm_resource (scripts/deps.sh --test
 # installs resource-agents and pacemaker-cli-utils).
 set -euo pipefail
@@ -137,5 +137,10 @@ vs_assert_eq "$rc" 1 "OCF recurring monitor of the crashed guest (OCF_ERR_GENERI
 vs_assert_contains "$out" "ocf-exit-reason:$D: FAULTED: crashed" "its exit reason"
 vs_assert_eq "$(agent clean "$D")" "0 " "agent clean"
 vs_assert_eq "$(agent monitor "$D")" "100 OFFLINE: stopped by the agent" "agent monitor after clean"
-vs_assert_eq "$(agent migrate "$D" --target qemu+tcp://elsewhere/system)" "3 " "agent migrate (no driver)"
+# migrate goes through virtsnap migrate's pre-checks (tests/integration/migrate.sh moves a
+# guest between two hosts): a destination that cannot be reached fails, nothing moved
+vs_assert_eq "$(agent migrate "$D" --target qemu+tcp://elsewhere/system)" "1 " "agent migrate to nowhere"
+vs_assert_contains "$(cat "$W/agent.err")" "destination qemu+tcp://elsewhere/system cannot be reached" \
+  "agent migrate names the destination"
+vs_assert_eq "$(virsh domstate "$D" | head -1)" "shut off" "the domain stays here"
 vs_log "ok: OCF agent and VCS verbs on $D"
