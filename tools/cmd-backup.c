@@ -312,6 +312,30 @@ set_options(const BackupArgs *a, VsBackupOptions *opts, const VsConfig *cfg)
 /* Options in, OPTS out; every failure is bad usage (exit 2). String options
  * are taken as bytes (G_OPTION_ARG_FILENAME), as the domain names after them
  * are: no conversion from the locale's charset that could fail on its own. */
+/* The method the options imply: a job's XML or push mode without --mode mean
+ * begin; --level needs a method that has levels. */
+static bool
+settle_mode(const BackupArgs *a, VsBackupOptions *opts, GError **error)
+{
+    if (a->backup_xml || a->checkpoint_xml) {
+        if (a->mode && opts->mode != VS_BACKUP_METHOD_BEGIN) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
+                        "backup: --backup-xml and --checkpoint-xml describe a backup job: they go "
+                        "with --mode=begin (the default with them), not --mode=%s", a->mode);
+            return false;
+        }
+        opts->mode = VS_BACKUP_METHOD_BEGIN;
+    }
+    if ((a->push || a->push_dir) && !a->mode)
+        opts->mode = VS_BACKUP_METHOD_BEGIN;
+    if (a->level && opts->mode == VS_BACKUP_METHOD_OVERLAY) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --level goes with --mode=begin or "
+                    "--mode=auto (an overlay backup reads every disk whole)");
+        return false;
+    }
+    return true;
+}
+
 static bool
 backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GError **error)
 {
@@ -396,22 +420,8 @@ backup_parse(BackupArgs *a, VsBackupOptions *opts, int *argc, char ***argv, GErr
     opts->quiesce = quiesce;
     opts->mode = mode;
     opts->level = level;
-    if (a->backup_xml || a->checkpoint_xml) {
-        if (a->mode && opts->mode != VS_BACKUP_METHOD_BEGIN) {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
-                        "backup: --backup-xml and --checkpoint-xml describe a backup job: they go "
-                        "with --mode=begin (the default with them), not --mode=%s", a->mode);
-            return false;
-        }
-        opts->mode = VS_BACKUP_METHOD_BEGIN;
-    }
-    if ((a->push || a->push_dir) && !a->mode)
-        opts->mode = VS_BACKUP_METHOD_BEGIN;
-    if (a->level && opts->mode == VS_BACKUP_METHOD_OVERLAY) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "backup: --level goes with --mode=begin or "
-                    "--mode=auto (an overlay backup reads every disk whole)");
+    if (!settle_mode(a, opts, error))
         return false;
-    }
     if (!(a->max_freeze > 0 && a->max_freeze <= 600)) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG,
                     "backup: --max-freeze %g: give more than 0, at most 600 (seconds)", a->max_freeze);

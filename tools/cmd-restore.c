@@ -205,6 +205,23 @@ report(const VsRestoreResult *res, bool json, bool quiet)
     return rc;
 }
 
+/* Why a restore cannot run against URI, or NULL: a restore writes the disks as
+ * files here and gives libvirt their paths, which on another host would be the
+ * hypervisor's. */
+static char *
+remote_refusal(const char *g_uri)
+{
+    const char *uri = vs_default_uri(g_uri);
+    g_autofree char *remote = vs_uri_remote_host(uri);
+
+    if (!remote)
+        return NULL;
+    return g_strdup_printf("restore: %s is another host (-c %s), and a remote run cannot restore: it "
+                           "writes the disk images as files of this host, which the hypervisor's "
+                           "domain could not use; run `virtsnap restore` on the hypervisor, with the "
+                           "repository reachable there (a shared mount, or a copy)", remote, uri);
+}
+
 int
 vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
 {
@@ -254,6 +271,7 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
     g_autoptr(VsRestoreResult) res = NULL;
     g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func(g_free);
+    g_autofree char *refusal = NULL;
     VsRestoreOptions opts;
     virConnectPtr conn;
 
@@ -305,21 +323,8 @@ vs_cmd_restore(const VsGlobal *g, int argc, char **argv)
             !vs_restore_check_options((const char *const *)names->pdata, &opts, &err))
             return vs_fail_with(2, err->message, json ? result_json(NULL, err->message) : NULL);
     }
-    {
-        /* A restore writes the disks as files here and gives libvirt their
-         * paths: on another host those paths would be the hypervisor's. */
-        const char *uri = vs_default_uri(g->uri);
-        g_autofree char *remote = vs_uri_remote_host(uri);
-
-        if (remote) {
-            g_autofree char *msg = g_strdup_printf(
-                "restore: %s is another host (-c %s), and a remote run cannot restore: it writes "
-                "the disk images as files of this host, which the hypervisor's domain could not "
-                "use; run `virtsnap restore` on the hypervisor, with the repository reachable "
-                "there (a shared mount, or a copy)", remote, uri);
-            return vs_fail_with(2, msg, json ? result_json(NULL, msg) : NULL);
-        }
-    }
+    if ((refusal = remote_refusal(g->uri)))
+        return vs_fail_with(2, refusal, json ? result_json(NULL, refusal) : NULL);
     if (!g->quiet)
         opts.progress = print_progress;
 
