@@ -268,13 +268,11 @@ save_definitions(Run *run, VsBackupResult *result)
     for (guint i = 0; dir && i < run->doms->len; i++) {
         DomJob *j = run->doms->pdata[i];
         VsBackupDomainResult *dr = domain_result_of(result, j->name);
-        g_autofree char *path = NULL;
         g_autoptr(GError) err = NULL;
 
         if (!dr || !dr->ok || !j->xml)
             continue;
-        path = g_strdup_printf("%s/%s.xml", dir, j->name);
-        if (!g_file_set_contents_full(path, j->xml, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, &err))
+        if (!vs_definition_write(dir, j->name, j->xml, &err))
             result_note(dr, "KVM_VM_CONFIG_DIR: its definition not written: %s", err->message);
     }
 }

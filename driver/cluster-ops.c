@@ -226,18 +226,13 @@ definition_of(virDomainPtr dom, const char *name, GPtrArray *notes)
 static bool
 sync_definition(const char *dir, const char *name, const char *xml, GError **error)
 {
-    g_autofree char *file = g_strconcat(name, ".xml", NULL);
-    g_autofree char *path = g_build_filename(dir, file, NULL);
     g_autoptr(GError) cause = NULL;
 
-    if (strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARG, "agent: SyncDir: '%s' cannot be a file name", name);
-        return false;
-    }
     if (!vs_make_dir(dir, 0700, error))
         return false;
-    if (!g_file_set_contents_full(path, xml, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, &cause)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "agent: SyncDir: %s", cause->message);
+    if (!vs_definition_write(dir, name, xml, &cause)) {
+        g_set_error(error, VS_ERROR, cause->code == VS_ERROR_INVALID_ARG ? VS_ERROR_INVALID_ARG : VS_ERROR_IO,
+                    "agent: SyncDir: %s", cause->message);
         return false;
     }
     return true;

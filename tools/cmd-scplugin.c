@@ -193,17 +193,16 @@ restore_progress(const char *message, void *opaque)
 static void
 write_definition(virConnectPtr conn, const char *dir, const char *name)
 {
-    g_autofree char *path = g_strdup_printf("%s/%s.xml", dir, name);
     g_autoptr(GError) err = NULL;
     virDomainPtr dom = virDomainLookupByName(conn, name);
     char *xml = dom ? virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE) : NULL;
 
     if (!xml)
         sc_say(VS_SC_WARN, "%s: its definition could not be read back for KVM_VM_CONFIG_DIR", name);
-    else if (!g_file_set_contents_full(path, xml, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, &err))
+    else if (!vs_definition_write(dir, name, xml, &err))
         sc_say(VS_SC_WARN, "%s: KVM_VM_CONFIG_DIR: %s", name, err->message);
     else
-        sc_say(VS_SC_INFO, "%s: definition written to %s", name, path);
+        sc_say(VS_SC_INFO, "%s: definition written to %s/%s.xml", name, dir, name);
     free(xml);
     if (dom)
         virDomainFree(dom);

@@ -34,6 +34,11 @@ int vs_domain_exists(virConnectPtr conn, const char *name, GError **error);
  * libvirt writes the files there itself, and one written behind its back would
  * be read at its next start, so virtsnap writes none there (dirs.c). */
 bool vs_dir_is_libvirts_own(const char *dir);
+/* Writes domain NAME's definition XML as DIR/NAME.xml, mode 0600 (it may name
+ * secrets' users and paths), atomically; a symlink at that name is replaced,
+ * not followed. A NAME that cannot be a file name is VS_ERROR_INVALID_ARG
+ * ("'NAME' cannot be a file name"); the caller says which directory (dirs.c). */
+bool vs_definition_write(const char *dir, const char *name, const char *xml, GError **error);
 
 /* ------------------------------------------------------------------------- */
 /* Discovery                                                                 */
